@@ -1,0 +1,19 @@
+"""gpt-classifier: a from-scratch GPT-2 (chapter 6 of *Build a Large Language Model (From Scratch)*)
+fine-tuned into a text classifier."""
+
+from .config import GPTConfig
+from .errors import GPTClassifierError
+from .model import GPTModel
+
+__version__ = "0.1.0"
+
+__all__ = ["GPTConfig", "GPTModel", "GPTClassifierError", "load_pretrained", "__version__"]
+
+
+def __getattr__(name: str):
+    # Lazy so that `import gpt_classifier` stays cheap for tools that only need the config.
+    if name == "load_pretrained":
+        from .weights import load_pretrained
+
+        return load_pretrained
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,1 @@
+"""The ``gpt-classifier`` command line: one group, subcommands per task."""

@@ -1,0 +1,46 @@
+"""Entry point: ``gpt-classifier <command>``. Maps commands to library functions, nothing more."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from .. import __version__
+from ..errors import GPTClassifierError
+
+
+class _Group(click.Group):
+    """Turns a user-facing error into ``error: <one line>`` on stderr and exit status 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except GPTClassifierError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="gpt-classifier")
+def cli() -> None:
+    """Fine-tune GPT-2 (written from scratch in PyTorch) into a text classifier."""
+
+
+def _register() -> None:
+    from . import model_commands
+
+    for command in model_commands.COMMANDS:
+        cli.add_command(command)
+
+
+_register()
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,9 @@
+"""The one exception type that the CLI turns into a one-line message and a non-zero exit."""
+
+
+class GPTClassifierError(Exception):
+    """A problem with the user's input (file, flag, weights, data) that they can fix.
+
+    The message is a single line that names the problem; the CLI prints it as
+    ``error: <message>`` and exits with status 2. Anything else is a bug and keeps its traceback.
+    """

@@ -1,0 +1,167 @@
+"""GPT-2 written from scratch, with the module names of *Build a Large Language Model (From Scratch)*.
+
+Reads top to bottom: LayerNorm -> GELU -> FeedForward -> MultiHeadAttention -> TransformerBlock
+-> GPTModel. No I/O here: weights are loaded by ``weights.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import GPTConfig, resolve_config
+
+
+class LayerNorm(nn.Module):
+    """Layer normalization with the book's parameter names (``scale``, ``shift``); eps as GPT-2."""
+
+    def __init__(self, emb_dim: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.scale = nn.Parameter(torch.ones(emb_dim))
+        self.shift = nn.Parameter(torch.zeros(emb_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Same maths as the book's mean/var version (biased variance), in one fused kernel.
+        return F.layer_norm(x, self.scale.shape, self.scale, self.shift, self.eps)
+
+
+class GELU(nn.Module):
+    """GELU with the tanh approximation, as GPT-2 was trained with."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.gelu(x, approximate="tanh")
+
+
+class FeedForward(nn.Module):
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Linear(cfg.emb_dim, 4 * cfg.emb_dim),
+            GELU(),
+            nn.Linear(4 * cfg.emb_dim, cfg.emb_dim),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+class MultiHeadAttention(nn.Module):
+    """Causal multi-head self-attention computed by ``F.scaled_dot_product_attention``.
+
+    ``causal=False`` drops the mask (an experiment of the book's bonus table): every token then
+    sees the whole text, padding included.
+    """
+
+    def __init__(
+        self,
+        d_in: int,
+        d_out: int,
+        num_heads: int,
+        dropout: float = 0.0,
+        qkv_bias: bool = False,
+        causal: bool = True,
+    ) -> None:
+        super().__init__()
+        if d_out % num_heads:
+            raise ValueError(f"d_out ({d_out}) must be divisible by num_heads ({num_heads})")
+        self.d_out = d_out
+        self.num_heads = num_heads
+        self.head_dim = d_out // num_heads
+        self.causal = causal
+        self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.W_key = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.out_proj = nn.Linear(d_out, d_out)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, num_tokens, _ = x.shape
+
+        def split_heads(t: torch.Tensor) -> torch.Tensor:
+            # (b, T, d_out) -> (b, num_heads, T, head_dim)
+            return t.view(b, num_tokens, self.num_heads, self.head_dim).transpose(1, 2)
+
+        queries = split_heads(self.W_query(x))
+        keys = split_heads(self.W_key(x))
+        values = split_heads(self.W_value(x))
+
+        context = F.scaled_dot_product_attention(
+            queries,
+            keys,
+            values,
+            dropout_p=self.dropout.p if self.training else 0.0,
+            is_causal=self.causal,
+        )  # (b, num_heads, T, head_dim)
+        context = context.transpose(1, 2).reshape(b, num_tokens, self.d_out)
+        return self.out_proj(context)
+
+
+class TransformerBlock(nn.Module):
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.att = MultiHeadAttention(
+            d_in=cfg.emb_dim,
+            d_out=cfg.emb_dim,
+            num_heads=cfg.n_heads,
+            dropout=cfg.drop_rate,
+            qkv_bias=cfg.qkv_bias,
+            causal=cfg.causal,
+        )
+        self.ff = FeedForward(cfg)
+        self.norm1 = LayerNorm(cfg.emb_dim)
+        self.norm2 = LayerNorm(cfg.emb_dim)
+        self.drop_resid = nn.Dropout(cfg.drop_rate)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_resid(self.att(self.norm1(x)))
+        x = x + self.drop_resid(self.ff(self.norm2(x)))
+        return x
+
+
+class GPTModel(nn.Module):
+    """GPT-2. ``forward(idx)`` maps token ids ``(batch, seq)`` to logits ``(batch, seq, vocab)``.
+
+    A classifier swaps ``out_head`` for ``Linear(emb_dim, num_classes)``; then the same forward
+    gives one score per class at every position.
+    """
+
+    def __init__(self, cfg: GPTConfig | dict[str, Any] | str) -> None:
+        super().__init__()
+        cfg = resolve_config(cfg)
+        self.cfg = cfg
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.emb_dim)
+        self.pos_emb = nn.Embedding(cfg.context_length, cfg.emb_dim)
+        self.drop_emb = nn.Dropout(cfg.drop_rate)
+        self.trf_blocks = nn.Sequential(*[TransformerBlock(cfg) for _ in range(cfg.n_layers)])
+        self.final_norm = LayerNorm(cfg.emb_dim)
+        self.out_head = nn.Linear(cfg.emb_dim, cfg.vocab_size, bias=False)
+
+    def embed(self, idx: torch.Tensor) -> torch.Tensor:
+        """Token plus position embeddings: the input of the first transformer block."""
+        seq_len = idx.shape[-1]
+        if seq_len > self.cfg.context_length:
+            raise ValueError(
+                f"sequence of {seq_len} tokens exceeds the context length "
+                f"{self.cfg.context_length}"
+            )
+        positions = torch.arange(seq_len, device=idx.device)
+        return self.drop_emb(self.tok_emb(idx) + self.pos_emb(positions))
+
+    def hidden_states(
+        self, idx: torch.Tensor, start_block: int = 0, end_block: int | None = None
+    ) -> torch.Tensor:
+        """Output of ``trf_blocks[start_block:end_block]``; ``idx`` holds token ids when
+        ``start_block == 0`` and hidden states ``(batch, seq, emb_dim)`` otherwise."""
+        x = self.embed(idx) if start_block == 0 else idx
+        for block in self.trf_blocks[start_block:end_block]:
+            x = block(x)
+        return x
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        x = self.hidden_states(idx)
+        x = self.final_norm(x)
+        return self.out_head(x)

@@ -1,0 +1,87 @@
+"""GPT-2's byte-level BPE through tiktoken, online or from a local folder of OpenAI's two files."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import tiktoken
+
+from .config import EOT_TOKEN_ID
+from .errors import GPTClassifierError
+
+TOKENIZER_DIR_ENV = "GPT_CLASSIFIER_TOKENIZER_DIR"
+EOT_TEXT = "<|endoftext|>"
+
+# sha256 of OpenAI's files, the same values tiktoken checks after a download.
+TOKENIZER_FILES: dict[str, str] = {
+    "vocab.bpe": "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
+    "encoder.json": "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
+}
+
+
+def get_tokenizer(tokenizer_dir: str | os.PathLike[str] | None = None) -> tiktoken.Encoding:
+    """The ``gpt2`` encoding: from ``tokenizer_dir`` (or ``$GPT_CLASSIFIER_TOKENIZER_DIR``) when
+    given, otherwise tiktoken's own download and cache."""
+    directory = tokenizer_dir or os.environ.get(TOKENIZER_DIR_ENV) or None
+    if directory:
+        return _local_encoding(str(Path(directory).expanduser().resolve()))
+    return _downloaded_encoding()
+
+
+def encode(tokenizer: tiktoken.Encoding, text: str) -> list[int]:
+    """Token ids of ``text``; a literal ``<|endoftext|>`` in it becomes token 50256, as in the book."""
+    return tokenizer.encode(text, allowed_special={EOT_TEXT})
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@lru_cache(maxsize=4)
+def _local_encoding(directory: str) -> tiktoken.Encoding:
+    from tiktoken.load import data_gym_to_mergeable_bpe_ranks
+    from tiktoken_ext.openai_public import r50k_pat_str
+
+    folder = Path(directory)
+    if not folder.is_dir():
+        raise GPTClassifierError(f"tokenizer directory not found: {folder}")
+    for name, expected in TOKENIZER_FILES.items():
+        path = folder / name
+        if not path.is_file():
+            raise GPTClassifierError(
+                f"tokenizer directory {folder} has no {name} (it needs vocab.bpe and encoder.json)"
+            )
+        actual = sha256_of(path)
+        if actual != expected:
+            raise GPTClassifierError(
+                f"{path}: sha256 {actual} does not match GPT-2's {expected} (corrupt or other file)"
+            )
+    ranks = data_gym_to_mergeable_bpe_ranks(
+        vocab_bpe_file=str(folder / "vocab.bpe"), encoder_json_file=str(folder / "encoder.json")
+    )
+    return tiktoken.Encoding(
+        name="gpt2",
+        pat_str=r50k_pat_str,
+        mergeable_ranks=ranks,
+        special_tokens={EOT_TEXT: EOT_TOKEN_ID},
+        explicit_n_vocab=EOT_TOKEN_ID + 1,
+    )
+
+
+@lru_cache(maxsize=1)
+def _downloaded_encoding() -> tiktoken.Encoding:
+    try:
+        return tiktoken.get_encoding("gpt2")
+    except Exception as exc:  # tiktoken raises requests' errors, or ValueError on a bad hash
+        raise GPTClassifierError(
+            "cannot load the GPT-2 tokenizer: the download failed "
+            f"({type(exc).__name__}) and no local files were given; pass --tokenizer-dir DIR or "
+            f"set {TOKENIZER_DIR_ENV} to a folder holding vocab.bpe and encoder.json"
+        ) from None

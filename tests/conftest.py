@@ -1,0 +1,53 @@
+"""Shared fixtures: the real data in ../shared/data when present, tiny model configs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from gpt_classifier.config import GPTConfig
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("GPT_CLASSIFIER_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+TOKENIZER_DIR = SHARED_DATA / "gpt2-tokenizer"
+SMS_SPAM_FILE = SHARED_DATA / "sms_spam_collection" / "SMSSpamCollection"
+
+# Small enough for CI on 2 cores, real vocabulary so the real tokenizer's ids fit.
+TINY_CONFIG = GPTConfig(
+    vocab_size=50257, context_length=128, emb_dim=32, n_heads=4, n_layers=3, drop_rate=0.0
+)
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_torch():
+    torch.manual_seed(0)
+    yield
+
+
+@pytest.fixture
+def tiny_config() -> GPTConfig:
+    return TINY_CONFIG
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir() -> Path:
+    if not (TOKENIZER_DIR / "vocab.bpe").is_file():
+        pytest.skip(f"GPT-2 tokenizer files not found in {TOKENIZER_DIR} (../shared/data)")
+    return TOKENIZER_DIR
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tokenizer_dir: Path):
+    from gpt_classifier.tokenizer import get_tokenizer
+
+    return get_tokenizer(tokenizer_dir)
+
+
+@pytest.fixture(scope="session")
+def sms_spam_file() -> Path:
+    if not SMS_SPAM_FILE.is_file():
+        pytest.skip(f"SMS Spam Collection not found at {SMS_SPAM_FILE} (../shared/data)")
+    return SMS_SPAM_FILE
