@@ -1,4 +1,4 @@
-"""GPT-2 written from scratch, with the module names of *Build a Large Language Model (From Scratch)*.
+"""GPT-2 from scratch, named as in *Build a Large Language Model (From Scratch)*.
 
 Reads top to bottom: LayerNorm -> GELU -> FeedForward -> MultiHeadAttention -> TransformerBlock
 -> GPTModel. No I/O here: weights are loaded by ``weights.py``.
@@ -99,6 +99,32 @@ class MultiHeadAttention(nn.Module):
         context = context.transpose(1, 2).reshape(b, num_tokens, self.d_out)
         return self.out_proj(context)
 
+    def forward_at(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Attention output at one position per row, ``x[b, positions[b]]``: ``(b, d_out)``.
+
+        Equal to ``forward(x)[arange(b), positions]`` but computes queries, scores and the
+        output projection for those positions only; keys and values still cover every token.
+        """
+        b, num_tokens, _ = x.shape
+        rows = torch.arange(b, device=x.device)
+        query = self.W_query(x[rows, positions]).view(b, self.num_heads, 1, self.head_dim)
+        keys = self.W_key(x).view(b, num_tokens, self.num_heads, self.head_dim).transpose(1, 2)
+        values = (
+            self.W_value(x).view(b, num_tokens, self.num_heads, self.head_dim).transpose(1, 2)
+        )
+        attn_mask = None
+        if self.causal:
+            key_positions = torch.arange(num_tokens, device=x.device)
+            attn_mask = (key_positions[None, :] <= positions[:, None]).view(b, 1, 1, num_tokens)
+        context = F.scaled_dot_product_attention(
+            query,
+            keys,
+            values,
+            attn_mask=attn_mask,
+            dropout_p=self.dropout.p if self.training else 0.0,
+        )  # (b, num_heads, 1, head_dim)
+        return self.out_proj(context.reshape(b, self.d_out))
+
 
 class TransformerBlock(nn.Module):
     def __init__(self, cfg: GPTConfig) -> None:
@@ -120,6 +146,17 @@ class TransformerBlock(nn.Module):
         x = x + self.drop_resid(self.att(self.norm1(x)))
         x = x + self.drop_resid(self.ff(self.norm2(x)))
         return x
+
+    def forward_at(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Block output at one position per row: ``(b, emb_dim)``.
+
+        A classifier that reads a single position needs nothing else from the last block, and
+        everything but keys and values shrinks from ``T`` tokens to one: the same numbers
+        (and gradients) for several times less work.
+        """
+        rows = torch.arange(x.shape[0], device=x.device)
+        y = x[rows, positions] + self.drop_resid(self.att.forward_at(self.norm1(x), positions))
+        return y + self.drop_resid(self.ff(self.norm2(y)))
 
 
 class GPTModel(nn.Module):

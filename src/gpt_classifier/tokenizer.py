@@ -32,7 +32,7 @@ def get_tokenizer(tokenizer_dir: str | os.PathLike[str] | None = None) -> tiktok
 
 
 def encode(tokenizer: tiktoken.Encoding, text: str) -> list[int]:
-    """Token ids of ``text``; a literal ``<|endoftext|>`` in it becomes token 50256, as in the book."""
+    """Token ids of ``text``; a literal ``<|endoftext|>`` becomes token 50256, as in the book."""
     return tokenizer.encode(text, allowed_special={EOT_TEXT})
 
 

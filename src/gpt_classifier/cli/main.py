@@ -29,10 +29,11 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from . import model_commands
+    from . import classify_commands, data_commands, model_commands, train_commands
 
-    for command in model_commands.COMMANDS:
-        cli.add_command(command)
+    for module in (model_commands, data_commands, train_commands, classify_commands):
+        for command in module.COMMANDS:
+            cli.add_command(command)
 
 
 _register()

@@ -1,0 +1,139 @@
+"""GPTClassifier: GPT-2 with its 50,257-way ``out_head`` replaced by ``Linear(emb_dim, classes)``.
+
+The book (ch. 6) replaces ``model.out_head`` and reads the logits of the last token,
+``model(x)[:, -1, :]``. Here the hidden states are pooled *before* the head, which gives the same
+logits (the head acts on each position on its own, and it is affine, so even the mean of the
+per-token logits equals the head of the mean) while computing the head once per text.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..errors import GPTClassifierError
+from ..model import GPTModel
+from .pooling import pool_hidden, pooled_positions, validate_pooling
+
+
+def _seeded_linear(
+    in_features: int,
+    out_features: int,
+    seed: int,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> nn.Linear:
+    """``nn.Linear`` with PyTorch's default init drawn from its own generator.
+
+    ``nn.Linear(...)`` would draw from (and advance) the global RNG; here the layer is built
+    uninitialised and its tensors are drawn on the CPU from ``torch.Generator().manual_seed(seed)``,
+    so the head is the same for a seed on every device and the global RNG state is untouched.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    weight = torch.empty(out_features, in_features)
+    nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)  # as nn.Linear
+    bound = 1 / math.sqrt(in_features)
+    bias = torch.empty(out_features).uniform_(-bound, bound, generator=generator)
+    linear = nn.utils.skip_init(nn.Linear, in_features, out_features, device="meta")
+    linear.weight = nn.Parameter(weight.to(device=device, dtype=dtype))
+    linear.bias = nn.Parameter(bias.to(device=device, dtype=dtype))
+    return linear
+
+
+class GPTClassifier(nn.Module):
+    """A ``GPTModel`` (kept as ``self.gpt``, the book's module tree) with a classification head.
+
+    ``forward(input_ids (B, T), lengths (B,) | None) -> logits (B, num_classes)``.
+    """
+
+    def __init__(
+        self,
+        gpt: GPTModel,
+        num_classes: int,
+        pooling: str = "last-real",
+        head_seed: int = 123,
+    ) -> None:
+        super().__init__()
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise GPTClassifierError(
+                f"a classifier needs at least 2 classes (got num_classes={num_classes!r})"
+            )
+        self.num_classes = num_classes
+        self.pooling = validate_pooling(pooling)
+        self.gpt = gpt
+        reference = gpt.final_norm.scale  # the head follows the model's device and dtype
+        # The book: model.out_head = torch.nn.Linear(in_features=768, out_features=num_classes),
+        # a new, randomly initialised layer with a bias (GPT-2's own out_head has none).
+        gpt.out_head = _seeded_linear(
+            gpt.cfg.emb_dim, num_classes, head_seed, reference.device, reference.dtype
+        )
+
+    @property
+    def cfg(self):
+        return self.gpt.cfg
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.gpt.trf_blocks)
+
+    def _classify(self, hidden: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """final_norm -> pool -> out_head on the output of the last transformer block."""
+        pooled = pool_hidden(self.gpt.final_norm(hidden), lengths, self.pooling)  # (B, D)
+        return self.gpt.out_head(pooled)  # (B, num_classes)
+
+    def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Class logits ``(B, num_classes)`` of token ids ``(B, T)``; ``lengths`` ``(B,)`` counts
+        each row's real tokens (right padding), ``None`` if no row is padded."""
+        return self._run_blocks(self.gpt.embed(input_ids), 0, lengths)
+
+    def _run_blocks(
+        self, x: torch.Tensor, start_block: int, lengths: torch.Tensor | None
+    ) -> torch.Tensor:
+        """``trf_blocks[start_block:]`` then final_norm, pooling and the head.
+
+        When the pooling reads one position per row, the last block runs at that position
+        only (``TransformerBlock.forward_at``): same logits and gradients, several times less
+        work, as nothing else of the last block reaches the head.
+        """
+        blocks = self.gpt.trf_blocks[start_block:]
+        positions = None if len(blocks) == 0 else pooled_positions(x, lengths, self.pooling)
+        if positions is None:
+            for block in blocks:
+                x = block(x)
+            return self._classify(x, lengths)
+        for block in blocks[:-1]:
+            x = block(x)
+        pooled = blocks[-1].forward_at(x, positions)  # (B, D)
+        return self.gpt.out_head(self.gpt.final_norm(pooled))
+
+    def forward_from_hidden(
+        self,
+        hidden: torch.Tensor,
+        start_block: int,
+        lengths: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Class logits from hidden states ``(B, T, D)`` entering ``trf_blocks[start_block]``.
+
+        ``hidden`` is ``gpt.hidden_states(input_ids, 0, start_block)`` (the embeddings when
+        ``start_block == 0``); with the blocks before ``start_block`` frozen it can be cached.
+        ``start_block == n_layers`` runs only final_norm, pooling and the head.
+        """
+        if isinstance(start_block, bool) or not 0 <= start_block <= self.n_layers:
+            raise GPTClassifierError(
+                f"start_block must be between 0 and {self.n_layers} (got {start_block!r})"
+            )
+        if hidden.dim() != 3 or hidden.shape[-1] != self.cfg.emb_dim:
+            raise GPTClassifierError(
+                f"hidden states must have shape (batch, seq, {self.cfg.emb_dim}) "
+                f"(got {tuple(hidden.shape)})"
+            )
+        return self._run_blocks(hidden, start_block, lengths)
+
+    def forward_tokens(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Class logits at every position ``(B, T, num_classes)``: the book's raw ``model(x)``."""
+        return self.gpt(input_ids)
+
+    def extra_repr(self) -> str:
+        return f"num_classes={self.num_classes}, pooling={self.pooling!r}"

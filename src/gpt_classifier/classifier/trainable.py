@@ -1,0 +1,142 @@
+"""Which parameters are fine-tuned: the book's choices and its bonus-table variants.
+
+``head`` trains only the new ``out_head`` ("last_layer" in the book's bonus table);
+``last-blocks:N`` the last N transformer blocks + ``final_norm`` + ``out_head`` (the book's default
+is N=1, ``last-block``); ``all`` everything; ``lora`` LoRA adapters on every Linear of the
+transformer blocks plus the head.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..errors import GPTClassifierError
+from .lora import LinearWithLoRA, has_lora, replace_linear_with_lora
+from .model import GPTClassifier
+
+TRAINABLE_KINDS = ("head", "last-blocks", "all", "lora")
+TRAINABLE_FORMS = ("head", "last-block", "last-blocks:N", "all", "lora")
+
+_LAST_BLOCKS = re.compile(r"last-blocks:(\d+)")
+
+
+@dataclass(frozen=True)
+class TrainableSpec:
+    """A parsed ``--trainable`` value; ``num_blocks`` is set for ``last-blocks`` only."""
+
+    kind: str
+    num_blocks: int | None = None
+
+    def __str__(self) -> str:
+        return f"last-blocks:{self.num_blocks}" if self.kind == "last-blocks" else self.kind
+
+
+def parse_trainable(spec: str | TrainableSpec) -> TrainableSpec:
+    """Parse ``head``, ``last-block``, ``last-blocks:N``, ``all`` or ``lora``."""
+    if isinstance(spec, TrainableSpec):
+        return spec
+    text = spec.strip().lower() if isinstance(spec, str) else ""
+    if text in ("head", "all", "lora"):
+        return TrainableSpec(text)
+    if text == "last-block":
+        return TrainableSpec("last-blocks", 1)
+    match = _LAST_BLOCKS.fullmatch(text)
+    if match and int(match.group(1)) >= 1:
+        return TrainableSpec("last-blocks", int(match.group(1)))
+    raise GPTClassifierError(
+        f"invalid trainable spec {spec!r}; valid forms: {', '.join(TRAINABLE_FORMS)} "
+        "(N a positive number of blocks)"
+    )
+
+
+def _set_trainable(module: nn.Module, flag: bool = True) -> None:
+    for param in module.parameters():
+        param.requires_grad_(flag)
+
+
+def apply_trainable(
+    model: GPTClassifier,
+    spec: str | TrainableSpec,
+    *,
+    lora_rank: int = 16,
+    lora_alpha: float = 16.0,
+    lora_seed: int = 123,
+) -> None:
+    """Freeze every parameter of ``model``, then unfreeze those that ``spec`` names (in place).
+
+    ``lora`` first wraps each Linear of the transformer blocks in a ``LinearWithLoRA`` (adapters
+    initialised from ``torch.Generator().manual_seed(lora_seed)``); a model that already has
+    adapters keeps them.
+    """
+    if not isinstance(model, GPTClassifier):
+        raise TypeError(f"apply_trainable needs a GPTClassifier, got {type(model).__name__}")
+    spec = parse_trainable(spec)
+    gpt = model.gpt
+    n_layers = len(gpt.trf_blocks)
+    if spec.kind == "last-blocks" and not 1 <= spec.num_blocks <= n_layers:
+        raise GPTClassifierError(
+            f"cannot train the last {spec.num_blocks} blocks: the model has {n_layers} "
+            f"(use last-blocks:1 to last-blocks:{n_layers}, or all)"
+        )
+    if spec.kind == "lora" and (
+        isinstance(lora_rank, bool) or not isinstance(lora_rank, int) or lora_rank < 1
+    ):
+        raise GPTClassifierError(f"LoRA rank must be a positive integer (got {lora_rank!r})")
+
+    _set_trainable(model, False)
+    if spec.kind == "all":
+        _set_trainable(model, True)
+        return
+    _set_trainable(gpt.out_head)
+    if spec.kind == "last-blocks":
+        for block in gpt.trf_blocks[n_layers - spec.num_blocks :]:
+            _set_trainable(block)
+        _set_trainable(gpt.final_norm)
+    elif spec.kind == "lora":
+        # Appendix E also wraps out_head in LoRA; our head is new and small (emb_dim x classes),
+        # so it stays a plain Linear, fully trainable, and only the pretrained Linears get adapters.
+        replace_linear_with_lora(
+            gpt.trf_blocks, lora_rank, lora_alpha, torch.Generator().manual_seed(lora_seed)
+        )
+        for module in gpt.trf_blocks.modules():
+            if isinstance(module, LinearWithLoRA):
+                _set_trainable(module.lora)
+
+
+def first_trainable_block(model: GPTClassifier) -> int:
+    """Index of the first transformer block whose output can change during training.
+
+    That is the first block with a trainable parameter or a LoRA adapter; 0 if the embeddings are
+    trainable; ``n_layers`` if everything up to ``final_norm`` is frozen. The hidden states
+    entering this block can be cached (with dropout off in the frozen prefix).
+    """
+    gpt = model.gpt
+    if any(p.requires_grad for m in (gpt.tok_emb, gpt.pos_emb) for p in m.parameters()):
+        return 0
+    for index, block in enumerate(gpt.trf_blocks):
+        if has_lora(block) or any(p.requires_grad for p in block.parameters()):
+            return index
+    return len(gpt.trf_blocks)
+
+
+def is_final_norm_trainable(model: GPTClassifier) -> bool:
+    return any(p.requires_grad for p in model.gpt.final_norm.parameters())
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """``(trainable, total)`` parameter counts; a shared (tied) tensor is counted once."""
+    params = list(model.parameters())  # nn.Module.parameters() yields each tensor once
+    total = sum(p.numel() for p in params)
+    trainable = sum(p.numel() for p in params if p.requires_grad)
+    return trainable, total
+
+
+def describe_trainable(model: nn.Module) -> str:
+    """E.g. ``trainable parameters: 7,090,946 of 124,441,346 (5.70 %)``."""
+    trainable, total = count_parameters(model)
+    share = 100.0 * trainable / total if total else 0.0
+    return f"trainable parameters: {trainable:,} of {total:,} ({share:.2f} %)"

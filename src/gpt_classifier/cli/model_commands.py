@@ -1,0 +1,102 @@
+"""``gpt-classifier download`` and ``gpt-classifier generate``: GPT-2 itself, before fine-tuning."""
+
+from __future__ import annotations
+
+import click
+
+from ..config import EOT_TOKEN_ID
+from ..errors import GPTClassifierError
+from .options import model_options
+
+
+@click.command()
+@click.argument("model_name", metavar="MODEL")
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Hugging Face cache folder (default: $HF_HUB_CACHE, ~/.cache/huggingface/hub).",
+)
+def download(model_name: str, cache_dir: str | None) -> None:
+    """Download OpenAI's weights of MODEL (gpt2, gpt2-medium, gpt2-large, gpt2-xl or the book's
+    names) into the Hugging Face cache and print the file's path."""
+    from ..hub import download_weights
+
+    click.echo(str(download_weights(model_name, cache_dir=cache_dir)))
+
+
+@click.command()
+@click.option("--prompt", required=True, help="Text to continue.")
+@click.option(
+    "--max-new-tokens",
+    type=click.IntRange(min=0),
+    default=23,
+    show_default=True,
+    help="Tokens to generate (the book's 'Every effort moves you' example uses 23).",
+)
+@click.option(
+    "--temperature",
+    type=click.FloatRange(min=0.0),
+    default=0.0,
+    show_default=True,
+    help="0: greedy decoding; > 0: sample from softmax(logits / temperature).",
+)
+@click.option(
+    "--top-k", type=click.IntRange(min=1), default=None, help="Sample only the k likeliest tokens."
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=123,
+    show_default=True,
+    help="Seed for sampling and for --init random.",
+)
+@model_options
+def generate(
+    prompt: str,
+    max_new_tokens: int,
+    temperature: float,
+    top_k: int | None,
+    seed: int,
+    model: str,
+    weights: str | None,
+    init: str,
+    tokenizer_dir: str | None,
+) -> None:
+    """Continue --prompt with GPT-2 and print the text (prompt included) on stdout."""
+    import torch
+
+    from ..generation import generate as generate_ids
+    from ..generation import text_to_token_ids, token_ids_to_text
+    from ..tokenizer import get_tokenizer
+    from ..weights import build_model
+
+    tokenizer = get_tokenizer(tokenizer_dir)
+    idx = text_to_token_ids(prompt, tokenizer)
+    if idx.shape[1] == 0:
+        raise GPTClassifierError("--prompt is empty")
+    gpt = build_model(model, weights=weights, init=init, seed=seed)
+    context = gpt.cfg.context_length
+    if idx.shape[1] > context:
+        raise GPTClassifierError(
+            f"--prompt has {idx.shape[1]} tokens but the model's context length is {context}"
+        )
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    gpt.to(device)
+    torch.manual_seed(seed)
+    try:
+        out = generate_ids(
+            gpt,
+            idx.to(device),
+            max_new_tokens=max_new_tokens,
+            context_size=context,
+            temperature=temperature,
+            top_k=top_k,
+            eos_id=EOT_TOKEN_ID,
+        )
+    except ValueError as exc:
+        raise GPTClassifierError(f"cannot generate: {exc}") from None
+    click.echo(token_ids_to_text(out[0].cpu(), tokenizer))
+
+
+COMMANDS = [download, generate]

@@ -1,0 +1,450 @@
+"""Tokenized datasets, padding strategies and batching (``torch.utils.data``).
+
+Every text is encoded once. A dataset keeps the unpadded token ids (already cut to its
+``max_length``), the class ids, and each example's length before truncation. Padding happens
+per batch in the loader's collate function, on the right, with ``<|endoftext|>`` (50256).
+
+A batch is ``Batch(input_ids, labels, lengths, indices)``, so loops unpack four values::
+
+    for input_batch, target_batch, lengths, indices in loader:
+        ...
+
+``lengths`` is the number of real tokens per row (pool the logits at ``lengths - 1``, not at
+position -1 of a right-padded row); ``indices`` are the rows' positions in the dataset (keys for a
+cache of hidden states, and the way back to the original order after ``bucket_by_length``).
+
+Padding strategies (``parse_padding``):
+
+* ``longest-train`` (the book): pad every example to the longest *training* example (cut to the
+  context length); validation and test are truncated to that length.
+* ``batch``: pad each batch to its own longest example (truncate to the context length only).
+* ``fixed:N``: truncate and pad everything to ``N`` tokens (``N`` <= context length).
+* ``context``: truncate and pad everything to the model's context length.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ..config import EOT_TOKEN_ID, GPT2_CONTEXT_LENGTH
+from ..errors import GPTClassifierError
+from ..tokenizer import encode
+from .labels import LabelMap
+from .readers import Record
+from .splits import DEFAULT_SEED, SPLIT_NAMES
+
+if TYPE_CHECKING:
+    import tiktoken
+
+    from .prepare import PreparedData
+
+PAD_TOKEN_ID = EOT_TOKEN_ID
+PADDING_STRATEGIES = ("longest-train", "batch", "fixed:N", "context")
+
+
+# --- padding strategies -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Padding:
+    """A padding strategy: ``kind`` is longest-train, batch, fixed or context; ``length`` is N
+    for ``fixed``."""
+
+    kind: str
+    length: int | None = None
+
+    def __str__(self) -> str:
+        return f"fixed:{self.length}" if self.kind == "fixed" else self.kind
+
+
+def parse_padding(value: str | Padding) -> Padding:
+    """``"longest-train"``, ``"batch"``, ``"fixed:N"`` or ``"context"`` -> ``Padding``."""
+    if isinstance(value, Padding):
+        return value
+    text = value.strip().lower()
+    if text in ("longest-train", "batch", "context"):
+        return Padding(text)
+    if text.startswith("fixed:"):
+        number = text.removeprefix("fixed:").strip()
+        if number.isdigit() and int(number) > 0:
+            return Padding("fixed", int(number))
+    raise GPTClassifierError(
+        f"invalid padding {value!r}; expected one of {', '.join(PADDING_STRATEGIES)} "
+        "(N a positive number of tokens)"
+    )
+
+
+# --- datasets ---------------------------------------------------------------------------------
+
+
+class EncodedDataset(Dataset):
+    """Token ids (cut to ``max_length``) and class ids; item ``i`` is ``(ids, label, i)``.
+
+    ``original_lengths`` are the token counts before truncation; ``truncated`` counts the
+    examples that were cut.
+    """
+
+    def __init__(
+        self,
+        input_ids: Sequence[Sequence[int]],
+        labels: Sequence[int],
+        *,
+        max_length: int | None = None,
+        original_lengths: Sequence[int] | None = None,
+    ) -> None:
+        if len(input_ids) != len(labels):
+            raise ValueError(f"{len(input_ids)} id lists but {len(labels)} labels")
+        if max_length is not None and max_length <= 0:
+            raise ValueError(f"max_length must be positive, got {max_length}")
+        self.original_lengths = (
+            list(original_lengths)
+            if original_lengths is not None
+            else [len(ids) for ids in input_ids]
+        )
+        self.input_ids = [list(ids[:max_length]) if max_length else list(ids) for ids in input_ids]
+        self.labels = [int(label) for label in labels]
+        self.lengths = [len(ids) for ids in self.input_ids]
+        self.max_length = max_length
+        self.truncated = sum(
+            1 for cut, full in zip(self.lengths, self.original_lengths, strict=True) if cut < full
+        )
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    def __getitem__(self, index: int) -> tuple[list[int], int, int]:
+        return self.input_ids[index], self.labels[index], index
+
+    @property
+    def longest(self) -> int:
+        """Length of the longest example after truncation (0 when empty)."""
+        return max(self.lengths, default=0)
+
+    def truncate(self, max_length: int) -> EncodedDataset:
+        """A copy cut to ``max_length`` tokens (truncation counted against the original lengths)."""
+        return EncodedDataset(
+            self.input_ids,
+            self.labels,
+            max_length=max_length,
+            original_lengths=self.original_lengths,
+        )
+
+
+def encode_records(
+    records: Sequence[Record],
+    tokenizer: tiktoken.Encoding,
+    label_map: LabelMap,
+    max_length: int | None = None,
+) -> EncodedDataset:
+    """Encode every text once (``gpt_classifier.tokenizer.encode``) and map labels to class ids;
+    an unknown label raises naming its file and line."""
+    ids = [encode(tokenizer, record.text) for record in records]
+    labels = []
+    for record in records:
+        if record.label not in label_map:
+            raise GPTClassifierError(
+                f"{record.where}: label {record.label!r} is not one of the classes "
+                f"{', '.join(label_map.classes)}"
+            )
+        labels.append(label_map.id_of(record.label))
+    return EncodedDataset(ids, labels, max_length=max_length)
+
+
+# --- batches ----------------------------------------------------------------------------------
+
+
+class Batch(NamedTuple):
+    """One batch: ``input_ids`` (B, T) right-padded, ``labels`` (B,), ``lengths`` (B,) real
+    tokens per row, ``indices`` (B,) dataset positions of the rows. All int64."""
+
+    input_ids: torch.Tensor
+    labels: torch.Tensor
+    lengths: torch.Tensor
+    indices: torch.Tensor
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
+        """Move ids, labels and lengths to ``device``; ``indices`` stay on the CPU (cache keys)."""
+        return Batch(
+            self.input_ids.to(device, non_blocking=non_blocking),
+            self.labels.to(device, non_blocking=non_blocking),
+            self.lengths.to(device, non_blocking=non_blocking),
+            self.indices,
+        )
+
+
+def collate(
+    items: Sequence[tuple[Sequence[int], int, int]],
+    pad_length: int | None = None,
+    pad_token_id: int = PAD_TOKEN_ID,
+) -> Batch:
+    """Right-pad to ``pad_length`` (longer rows are cut to it) or, when None, to the batch's
+    longest row."""
+    lengths = [len(ids) if pad_length is None else min(len(ids), pad_length) for ids, _, _ in items]
+    width = pad_length if pad_length is not None else max(lengths, default=0)
+    input_ids = torch.full((len(items), width), pad_token_id, dtype=torch.long)
+    for row, ((ids, _, _), length) in enumerate(zip(items, lengths, strict=True)):
+        input_ids[row, :length] = torch.as_tensor(ids[:length], dtype=torch.long)
+    return Batch(
+        input_ids=input_ids,
+        labels=torch.tensor([label for _, label, _ in items], dtype=torch.long),
+        lengths=torch.tensor(lengths, dtype=torch.long),
+        indices=torch.tensor([index for _, _, index in items], dtype=torch.long),
+    )
+
+
+class _Collate:
+    """Picklable collate function (for ``num_workers > 0``)."""
+
+    def __init__(self, pad_length: int | None, pad_token_id: int) -> None:
+        self.pad_length = pad_length
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, items: Sequence[tuple[Sequence[int], int, int]]) -> Batch:
+        return collate(items, self.pad_length, self.pad_token_id)
+
+
+class BucketBatchSampler(Sampler[list[int]]):
+    """Batches of similar length: indices sorted longest first (ties by index), cut into batches;
+    with ``shuffle`` the order of the batches is shuffled every epoch."""
+
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+        self.batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        if drop_last and self.batches and len(self.batches[-1]) < batch_size:
+            self.batches.pop()
+        self.shuffle = shuffle
+        self.generator = generator
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        if not self.shuffle:
+            yield from self.batches
+            return
+        for i in torch.randperm(len(self.batches), generator=self.generator).tolist():
+            yield self.batches[i]
+
+
+def make_loader(
+    dataset: EncodedDataset,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    drop_last: bool,
+    seed: int = DEFAULT_SEED,
+    pad_length: int | None,
+    pad_token_id: int = PAD_TOKEN_ID,
+    bucket_by_length: bool = False,
+    num_workers: int = 0,
+) -> DataLoader:
+    """A ``DataLoader`` of ``Batch`` with a seeded generator. ``pad_length=None`` pads each batch
+    to its longest row. ``bucket_by_length`` (for evaluation and inference) groups rows of similar
+    length; put results back in dataset order with ``restore_order`` and ``Batch.indices``."""
+    if batch_size <= 0:
+        raise GPTClassifierError(f"batch size must be positive, got {batch_size}")
+    if pad_length is not None and pad_length <= 0:
+        raise GPTClassifierError(f"pad length must be positive, got {pad_length}")
+    generator = torch.Generator().manual_seed(seed)
+    collate_fn = _Collate(pad_length, pad_token_id)
+    if bucket_by_length:
+        sampler = BucketBatchSampler(
+            dataset.lengths if isinstance(dataset, EncodedDataset) else _lengths(dataset),
+            batch_size,
+            shuffle=shuffle,
+            drop_last=drop_last,
+            generator=generator,
+        )
+        return DataLoader(
+            dataset, batch_sampler=sampler, collate_fn=collate_fn, num_workers=num_workers
+        )
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        drop_last=drop_last,
+        generator=generator,
+        collate_fn=collate_fn,
+        num_workers=num_workers,
+    )
+
+
+def _lengths(dataset: Dataset) -> list[int]:
+    return [len(dataset[i][0]) for i in range(len(dataset))]  # type: ignore[arg-type]
+
+
+def restore_order(values: Sequence[torch.Tensor], indices: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Concatenate per-batch ``values`` (first dimension = rows) and put row ``k`` at position
+    ``indices[k]``: results of a bucketed or shuffled loader back in dataset order."""
+    if not values:
+        return torch.empty(0)
+    stacked = torch.cat(list(values))
+    order = torch.cat([torch.as_tensor(i) for i in indices]).to(stacked.device)
+    result = torch.empty_like(stacked)
+    result[order] = stacked
+    return result
+
+
+# --- the three splits -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LengthStats:
+    """Token lengths of one split before truncation, and how many exceed its ``max_length``."""
+
+    count: int
+    min: int | None
+    median: float | None
+    max: int | None
+    max_length: int | None
+    truncated: int
+
+    @property
+    def share_truncated(self) -> float:
+        return self.truncated / self.count if self.count else 0.0
+
+    @classmethod
+    def of(cls, dataset: EncodedDataset) -> LengthStats:
+        lengths = dataset.original_lengths
+        return cls(
+            count=len(lengths),
+            min=min(lengths) if lengths else None,
+            median=float(statistics.median(lengths)) if lengths else None,
+            max=max(lengths) if lengths else None,
+            max_length=dataset.max_length,
+            truncated=dataset.truncated,
+        )
+
+
+@dataclass
+class EncodedSplits:
+    """Encoded train/validation/test with the resolved padding for each.
+
+    ``pad_lengths[split]`` is the length every batch of that split is padded to (None: per
+    batch); ``max_lengths[split]`` the truncation limit; ``stats[split]`` token-length statistics.
+    """
+
+    train: EncodedDataset
+    validation: EncodedDataset
+    test: EncodedDataset
+    label_map: LabelMap
+    padding: Padding
+    context_length: int
+    pad_lengths: dict[str, int | None]
+    max_lengths: dict[str, int]
+    stats: dict[str, LengthStats]
+
+    def split(self, name: str) -> EncodedDataset:
+        if name not in SPLIT_NAMES:
+            raise KeyError(name)
+        return getattr(self, name)
+
+    @property
+    def truncated(self) -> dict[str, int]:
+        return {name: self.split(name).truncated for name in SPLIT_NAMES}
+
+    @property
+    def longest_train(self) -> int:
+        """Tokens in the longest training example, before truncation."""
+        return max(self.train.original_lengths, default=0)
+
+    def loader(
+        self,
+        name: str,
+        batch_size: int = 8,
+        *,
+        shuffle: bool | None = None,
+        drop_last: bool | None = None,
+        seed: int = DEFAULT_SEED,
+        bucket_by_length: bool = False,
+        num_workers: int = 0,
+    ) -> DataLoader:
+        """The book's loaders by default: train shuffled with ``drop_last``, the others in order
+        and complete."""
+        is_train = name == "train"
+        return make_loader(
+            self.split(name),
+            batch_size,
+            shuffle=is_train if shuffle is None else shuffle,
+            drop_last=is_train if drop_last is None else drop_last,
+            seed=seed,
+            pad_length=self.pad_lengths[name],
+            bucket_by_length=bucket_by_length,
+            num_workers=num_workers,
+        )
+
+    def loaders(
+        self, batch_size: int = 8, *, seed: int = DEFAULT_SEED, num_workers: int = 0
+    ) -> tuple[DataLoader, DataLoader, DataLoader]:
+        """(train, validation, test) loaders with the book's settings."""
+        return tuple(  # type: ignore[return-value]
+            self.loader(name, batch_size, seed=seed, num_workers=num_workers)
+            for name in SPLIT_NAMES
+        )
+
+
+def resolve_padding(
+    padding: Padding, context_length: int, longest_train: int
+) -> tuple[dict[str, int], dict[str, int | None]]:
+    """(truncation limit, pad length) per split for a strategy."""
+    if padding.kind == "longest-train":
+        train_length = max(1, min(longest_train, context_length))
+        limits = {"train": context_length, "validation": train_length, "test": train_length}
+        return limits, dict.fromkeys(SPLIT_NAMES, train_length)
+    if padding.kind == "batch":
+        return dict.fromkeys(SPLIT_NAMES, context_length), dict.fromkeys(SPLIT_NAMES, None)
+    if padding.kind == "context":
+        return dict.fromkeys(SPLIT_NAMES, context_length), dict.fromkeys(
+            SPLIT_NAMES, context_length
+        )
+    assert padding.kind == "fixed" and padding.length is not None
+    if padding.length > context_length:
+        raise GPTClassifierError(
+            f"padding fixed:{padding.length} is longer than the model's context length "
+            f"({context_length} tokens)"
+        )
+    return dict.fromkeys(SPLIT_NAMES, padding.length), dict.fromkeys(SPLIT_NAMES, padding.length)
+
+
+def encode_splits(
+    prepared: PreparedData,
+    tokenizer: tiktoken.Encoding,
+    padding: str | Padding = "longest-train",
+    context_length: int = GPT2_CONTEXT_LENGTH,
+) -> EncodedSplits:
+    """Encode the three splits once, resolve the padding strategy, truncate, and measure."""
+    strategy = parse_padding(padding)
+    if context_length <= 0:
+        raise GPTClassifierError(f"context length must be positive, got {context_length}")
+    full = {
+        name: encode_records(prepared.split(name), tokenizer, prepared.label_map)
+        for name in SPLIT_NAMES
+    }
+    longest_train = max(full["train"].original_lengths, default=0)
+    limits, pad_lengths = resolve_padding(strategy, context_length, longest_train)
+    datasets = {name: full[name].truncate(limits[name]) for name in SPLIT_NAMES}
+    return EncodedSplits(
+        train=datasets["train"],
+        validation=datasets["validation"],
+        test=datasets["test"],
+        label_map=prepared.label_map,
+        padding=strategy,
+        context_length=context_length,
+        pad_lengths=pad_lengths,
+        max_lengths=limits,
+        stats={name: LengthStats.of(datasets[name]) for name in SPLIT_NAMES},
+    )

@@ -1,0 +1,124 @@
+"""``LabelMap``: the classes of a classifier in a fixed order, saved next to the model as JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import GPTClassifierError
+
+_INTEGER = re.compile(r"[+-]?\d+")
+
+
+def sort_labels(labels: Iterable[str]) -> list[str]:
+    """Distinct labels in a stable order: numeric when every label is an integer (``"2" < "10"``),
+    otherwise by string (so ``ham`` = 0, ``spam`` = 1, as in the book)."""
+    distinct = set(labels)
+    if distinct and all(_INTEGER.fullmatch(label) for label in distinct):
+        return sorted(distinct, key=lambda label: (int(label), label))
+    return sorted(distinct)
+
+
+@dataclass(frozen=True)
+class LabelMap:
+    """Class names in id order: ``classes[i]`` is the name of output ``i`` of the classifier."""
+
+    classes: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        classes = tuple(str(c) for c in self.classes)
+        object.__setattr__(self, "classes", classes)
+        if not classes:
+            raise GPTClassifierError("a label map needs at least one class")
+        seen: set[str] = set()
+        for name in classes:
+            if name in seen:
+                raise GPTClassifierError(f"label map lists class {name!r} twice")
+            seen.add(name)
+        object.__setattr__(self, "_ids", {name: i for i, name in enumerate(classes)})
+
+    @classmethod
+    def from_labels(cls, labels: Iterable[str]) -> LabelMap:
+        """The classes seen in ``labels``, ordered by :func:`sort_labels`."""
+        return cls(tuple(sort_labels(labels)))
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def __len__(self) -> int:
+        return len(self.classes)
+
+    def __contains__(self, label: object) -> bool:
+        return label in self._ids  # type: ignore[attr-defined]
+
+    def __iter__(self):
+        return iter(self.classes)
+
+    def id_of(self, label: str) -> int:
+        """The class id of ``label``; raises ``GPTClassifierError`` for an unknown label."""
+        try:
+            return self._ids[label]  # type: ignore[attr-defined]
+        except KeyError:
+            raise GPTClassifierError(
+                f"unknown label {label!r}; known classes: {', '.join(self.classes)}"
+            ) from None
+
+    def name_of(self, class_id: int) -> str:
+        if not 0 <= int(class_id) < len(self.classes):
+            raise GPTClassifierError(
+                f"class id {class_id} out of range for {len(self.classes)} classes"
+            )
+        return self.classes[int(class_id)]
+
+    def encode(self, labels: Iterable[str]) -> list[int]:
+        return [self.id_of(label) for label in labels]
+
+    def decode(self, class_ids: Iterable[int]) -> list[str]:
+        return [self.name_of(i) for i in class_ids]
+
+    # --- serialisation --------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"classes": list(self.classes)}
+
+    @classmethod
+    def from_dict(cls, values: Any, source: str = "label map") -> LabelMap:
+        if not isinstance(values, dict) or not isinstance(values.get("classes"), list):
+            raise GPTClassifierError(f'{source}: expected an object {{"classes": [...]}}')
+        classes = values["classes"]
+        if not all(isinstance(c, (str, int)) and not isinstance(c, bool) for c in classes):
+            raise GPTClassifierError(f"{source}: classes must be strings")
+        return cls(tuple(str(c) for c in classes))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "label map") -> LabelMap:
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise GPTClassifierError(f"{source}: invalid JSON ({exc.msg})") from None
+        return cls.from_dict(values, source)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        Path(path).write_text(
+            json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> LabelMap:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise GPTClassifierError(f"label map file not found: {path}") from None
+        except UnicodeDecodeError:
+            raise GPTClassifierError(f"{path}: not valid UTF-8") from None
+        return cls.from_json(text, str(path))

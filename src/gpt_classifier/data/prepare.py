@@ -1,0 +1,259 @@
+"""From files (or the built-in ``sms-spam``) to train/validation/test records and a label map.
+
+One data file: read -> drop duplicate texts -> balance -> seeded stratified split.
+Three split files (the book's ``train.csv``/``validation.csv``/``test.csv`` or any others): read
+as they are, no deduplication, balancing or splitting.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import GPTClassifierError
+from .labels import LabelMap
+from .readers import Record, read_records
+from .sms_spam import SMS_SPAM_NAME, sms_spam_path
+from .splits import (
+    BALANCE_METHODS,
+    DEFAULT_FRACTIONS,
+    DEFAULT_SEED,
+    SPLIT_FILES,
+    SPLIT_NAMES,
+    balance_classes,
+    class_counts,
+    deduplicate,
+    parse_fractions,
+    stratified_split,
+    write_split_file,
+)
+
+PathLike = str | os.PathLike[str]
+
+
+@dataclass
+class DataSummary:
+    """What happened to the data, for the CLI to print and a run to record.
+
+    ``raw``/``deduplicated``/``balanced`` are class counts of the single data file at each step
+    (for split files ``raw`` counts all three together and the other two equal it). ``splits``
+    holds class counts per split. ``overlap`` is the number of validation/test examples whose text
+    also occurs in the training split (non-zero only with duplicates kept or given split files).
+    """
+
+    source: str
+    raw: dict[str, int]
+    deduplicated: dict[str, int]
+    balanced: dict[str, int]
+    splits: dict[str, dict[str, int]]
+    duplicates_dropped: int = 0
+    label_conflicts: int = 0
+    balance: str = "none"
+    keep_duplicates: bool = False
+    seed: int | None = None
+    fractions: tuple[float, float, float] | None = None
+    overlap: int = 0
+
+    def to_dict(self) -> dict:
+        return {
+            "source": self.source,
+            "raw": self.raw,
+            "deduplicated": self.deduplicated,
+            "balanced": self.balanced,
+            "splits": self.splits,
+            "duplicates_dropped": self.duplicates_dropped,
+            "label_conflicts": self.label_conflicts,
+            "balance": self.balance,
+            "keep_duplicates": self.keep_duplicates,
+            "seed": self.seed,
+            "fractions": list(self.fractions) if self.fractions else None,
+            "overlap": self.overlap,
+        }
+
+
+@dataclass
+class PreparedData:
+    train: list[Record]
+    validation: list[Record]
+    test: list[Record]
+    label_map: LabelMap
+    summary: DataSummary = field(repr=False)
+
+    def split(self, name: str) -> list[Record]:
+        if name not in SPLIT_NAMES:
+            raise KeyError(name)
+        return getattr(self, name)
+
+
+def prepare_dataset(
+    *,
+    data_file: PathLike | None = None,
+    train_file: PathLike | None = None,
+    validation_file: PathLike | None = None,
+    test_file: PathLike | None = None,
+    fmt: str | None = None,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    balance: str = "undersample",
+    keep_duplicates: bool = False,
+    seed: int = DEFAULT_SEED,
+    fractions: str | Sequence[float] = DEFAULT_FRACTIONS,
+    cache_dir: PathLike | None = None,
+    progress: bool = True,
+) -> PreparedData:
+    """Records for the three splits, the label map (fixed from the training split) and a summary.
+
+    ``data_file`` (or, with no file at all, the built-in ``sms-spam``, downloaded and cached):
+    duplicates dropped unless ``keep_duplicates``, balanced by ``balance`` ("undersample" or
+    "none"), split by ``fractions`` with ``seed``. ``train_file`` (with optional
+    ``validation_file``/``test_file``): read as they are. ``data_file="sms-spam"`` names the
+    built-in dataset explicitly.
+    """
+    method = _check_balance(balance)
+    split_files = {"train": train_file, "validation": validation_file, "test": test_file}
+    if any(path is not None for path in split_files.values()):
+        if data_file is not None:
+            raise GPTClassifierError(
+                "pass either a data file (split automatically) or train/validation/test files, "
+                "not both"
+            )
+        if train_file is None:
+            raise GPTClassifierError(
+                "validation/test files were given without a training file; pass --train-file"
+            )
+        return _from_split_files(split_files, fmt, text_column, label_column)
+
+    fractions = parse_fractions(fractions)
+    if data_file is None or str(data_file) == SMS_SPAM_NAME:
+        path = sms_spam_path(cache_dir=cache_dir, progress=progress)
+        source = f"{SMS_SPAM_NAME} ({path})"
+        records = read_records(path, "sms")
+    else:
+        source = str(data_file)
+        records = read_records(data_file, fmt, text_column, label_column)
+    raw = class_counts(records)
+    _require_two_classes(raw, source)
+
+    if keep_duplicates:
+        unique, dropped, conflicts = records, 0, 0
+    else:
+        unique, report = deduplicate(records)
+        dropped, conflicts = report.dropped, report.conflicts
+    deduplicated = class_counts(unique)
+    _require_two_classes(deduplicated, f"{source} after dropping duplicate texts")
+
+    balanced = balance_classes(unique, method, seed)
+    train, validation, test = stratified_split(balanced, fractions, seed)
+    label_map = LabelMap.from_labels(r.label for r in train)
+    summary = DataSummary(
+        source=source,
+        raw=raw,
+        deduplicated=deduplicated,
+        balanced=class_counts(balanced),
+        splits={
+            name: class_counts(part)
+            for name, part in zip(SPLIT_NAMES, (train, validation, test), strict=True)
+        },
+        duplicates_dropped=dropped,
+        label_conflicts=conflicts,
+        balance=method,
+        keep_duplicates=keep_duplicates,
+        seed=seed,
+        fractions=fractions,
+        overlap=_overlap(train, validation, test),
+    )
+    return PreparedData(train, validation, test, label_map, summary)
+
+
+def write_splits(prepared: PreparedData, output_dir: PathLike) -> dict[str, Path]:
+    """``train.csv``, ``validation.csv``, ``test.csv`` (columns ``Label,Text``) and
+    ``labels.json`` in ``output_dir``; returns their paths by name (``"labels"`` for the map)."""
+    folder = Path(output_dir)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        written = {
+            name: write_split_file(prepared.split(name), folder / SPLIT_FILES[name])
+            for name in SPLIT_NAMES
+        }
+        labels = folder / "labels.json"
+        prepared.label_map.save(labels)
+    except OSError as exc:
+        raise GPTClassifierError(
+            f"cannot write the splits to {folder} ({exc.strerror or exc})"
+        ) from None
+    written["labels"] = labels
+    return written
+
+
+def read_splits(
+    directory: PathLike,
+    fmt: str | None = None,
+    text_column: str | None = None,
+    label_column: str | None = None,
+) -> PreparedData:
+    """The splits written by :func:`write_splits` (or the book's three CSVs) from one folder."""
+    folder = Path(directory)
+    files: dict[str, PathLike | None] = {name: folder / SPLIT_FILES[name] for name in SPLIT_NAMES}
+    for name in ("validation", "test"):  # write_splits writes them even when empty
+        if not Path(files[name]).exists():  # type: ignore[arg-type]
+            files[name] = None
+    return _from_split_files(files, fmt, text_column, label_column, allow_empty=True)
+
+
+def _from_split_files(
+    files: dict[str, PathLike | None],
+    fmt: str | None,
+    text_column: str | None,
+    label_column: str | None,
+    allow_empty: bool = False,
+) -> PreparedData:
+    splits = {
+        name: read_records(
+            path, fmt, text_column, label_column, allow_empty=allow_empty and name != "train"
+        )
+        if path is not None
+        else []
+        for name, path in files.items()
+    }
+    train_counts = class_counts(splits["train"])
+    _require_two_classes(train_counts, str(files["train"]))
+    label_map = LabelMap.from_labels(train_counts)
+    for name in ("validation", "test"):
+        for record in splits[name]:
+            if record.label not in label_map:
+                raise GPTClassifierError(
+                    f"{record.where}: label {record.label!r} does not occur in the training file "
+                    f"{files['train']} (its classes: {', '.join(label_map.classes)})"
+                )
+    everything = splits["train"] + splits["validation"] + splits["test"]
+    raw = class_counts(everything)
+    summary = DataSummary(
+        source=", ".join(str(p) for p in files.values() if p is not None),
+        raw=raw,
+        deduplicated=raw,
+        balanced=raw,
+        splits={name: class_counts(part) for name, part in splits.items()},
+        overlap=_overlap(splits["train"], splits["validation"], splits["test"]),
+    )
+    return PreparedData(splits["train"], splits["validation"], splits["test"], label_map, summary)
+
+
+def _check_balance(method: str) -> str:
+    if method not in BALANCE_METHODS:
+        raise GPTClassifierError(
+            f"unknown balance method {method!r}; expected {' or '.join(BALANCE_METHODS)}"
+        )
+    return method
+
+
+def _require_two_classes(counts: dict[str, int], source: str) -> None:
+    if len(counts) < 2:
+        found = f"only the class {next(iter(counts))!r}" if counts else "no classes"
+        raise GPTClassifierError(f"{source}: {found}; a classifier needs at least two classes")
+
+
+def _overlap(train: list[Record], validation: list[Record], test: list[Record]) -> int:
+    seen = {record.text for record in train}
+    return sum(record.text in seen for record in validation + test)

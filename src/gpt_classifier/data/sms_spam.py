@@ -1,0 +1,145 @@
+"""The built-in dataset ``sms-spam``: the UCI SMS Spam Collection, downloaded once and cached.
+
+The zip is fetched with the standard library (progress bar on stderr), the file
+``SMSSpamCollection`` is taken out of it, its sha256 checked, and it is written atomically (temp
+file, then rename) to ``<cache>/sms_spam_collection/SMSSpamCollection``, where ``<cache>`` is
+``$GPT_CLASSIFIER_CACHE``, else ``$XDG_CACHE_HOME/gpt-classifier``, else
+``~/.cache/gpt-classifier``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ..errors import GPTClassifierError
+from ..tokenizer import sha256_of
+
+SMS_SPAM_NAME = "sms-spam"
+SMS_SPAM_URL = "https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip"
+SMS_SPAM_MEMBER = "SMSSpamCollection"
+SMS_SPAM_SHA256 = "7d039a24a6083ed9ef0f806ebad56bbb976e3aeb8de05669173bfdc4996c239d"
+CACHE_ENV = "GPT_CLASSIFIER_CACHE"
+
+_HINT = "pass --data-file PATH to a local copy of SMSSpamCollection"
+
+
+def default_cache_dir() -> Path:
+    """``$GPT_CLASSIFIER_CACHE``, else ``$XDG_CACHE_HOME/gpt-classifier``, else
+    ``~/.cache/gpt-classifier``."""
+    explicit = os.environ.get(CACHE_ENV)
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "gpt-classifier"
+
+
+def sms_spam_path(
+    *,
+    url: str = SMS_SPAM_URL,
+    cache_dir: str | os.PathLike[str] | None = None,
+    sha256: str = SMS_SPAM_SHA256,
+    progress: bool = True,
+    timeout: float = 60.0,
+) -> Path:
+    """Path of the cached ``SMSSpamCollection``, downloading and verifying it first if needed.
+
+    A cached file with the wrong checksum is downloaded again. Network failures, a bad zip and a
+    checksum mismatch raise ``GPTClassifierError`` telling the user to pass ``--data-file``.
+    """
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    target = folder / "sms_spam_collection" / SMS_SPAM_MEMBER
+    if target.is_file() and sha256_of(target) == sha256:
+        return target
+    payload = _download(url, progress=progress, timeout=timeout)
+    content = _extract(payload, url)
+    actual = hashlib.sha256(content).hexdigest()
+    if actual != sha256:
+        raise GPTClassifierError(
+            f"{SMS_SPAM_MEMBER} from {url} has sha256 {actual}, expected {sha256} "
+            f"(corrupt or changed download); {_HINT}"
+        )
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(target, content)
+    except OSError as exc:
+        raise GPTClassifierError(
+            f"cannot write the dataset cache {target} ({exc.strerror or exc}); set {CACHE_ENV} "
+            f"to a writable folder or {_HINT}"
+        ) from None
+    return target
+
+
+def _download(url: str, *, progress: bool, timeout: float) -> bytes:
+    request = urllib.request.Request(url, headers={"User-Agent": "gpt-classifier"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            total = response.headers.get("Content-Length")
+            buffer = io.BytesIO()
+            with tqdm(
+                total=int(total) if total and total.isdigit() else None,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc="sms-spam",
+                file=sys.stderr,
+                disable=not progress,
+                leave=False,
+            ) as bar:
+                for chunk in iter(lambda: response.read(1 << 16), b""):
+                    buffer.write(chunk)
+                    bar.update(len(chunk))
+    except urllib.error.HTTPError as exc:
+        raise GPTClassifierError(
+            f"cannot download the SMS Spam Collection from {url} (HTTP {exc.code} {exc.reason}); "
+            f"{_HINT}"
+        ) from None
+    except urllib.error.URLError as exc:
+        raise GPTClassifierError(
+            f"cannot download the SMS Spam Collection from {url} ({exc.reason}); {_HINT}"
+        ) from None
+    except (OSError, ValueError) as exc:  # timeouts, resets, malformed URLs
+        raise GPTClassifierError(
+            f"cannot download the SMS Spam Collection from {url} ({type(exc).__name__}: {exc}); "
+            f"{_HINT}"
+        ) from None
+    return buffer.getvalue()
+
+
+def _extract(payload: bytes, url: str) -> bytes:
+    try:
+        with zipfile.ZipFile(io.BytesIO(payload)) as archive:
+            names = [n for n in archive.namelist() if n.rsplit("/", 1)[-1] == SMS_SPAM_MEMBER]
+            if not names:
+                raise GPTClassifierError(
+                    f"the zip from {url} holds no {SMS_SPAM_MEMBER} "
+                    f"(it has {', '.join(archive.namelist()) or 'nothing'}); {_HINT}"
+                )
+            return archive.read(names[0])
+    except zipfile.BadZipFile:
+        raise GPTClassifierError(f"the download from {url} is not a zip file; {_HINT}") from None
+
+
+def _atomic_write(target: Path, content: bytes) -> None:
+    partial: Path | None = None
+    try:
+        with tempfile.NamedTemporaryFile(
+            dir=target.parent, prefix=f".{target.name}.", suffix=".tmp", delete=False
+        ) as handle:
+            partial = Path(handle.name)
+            handle.write(content)
+        os.replace(partial, target)
+    except BaseException:
+        if partial is not None:
+            partial.unlink(missing_ok=True)
+        raise

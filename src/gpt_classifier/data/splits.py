@@ -1,0 +1,163 @@
+"""Deduplication, class balancing, seeded stratified splits, and the split files on disk.
+
+All randomness comes from ``random.Random(seed)`` created inside each function, so a result
+depends only on its inputs and the seed.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import random
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import GPTClassifierError
+from .labels import sort_labels
+from .readers import Record
+
+BALANCE_METHODS = ("undersample", "none")
+DEFAULT_FRACTIONS = (0.7, 0.1, 0.2)
+DEFAULT_SEED = 123
+SPLIT_NAMES = ("train", "validation", "test")
+SPLIT_FILES = {name: f"{name}.csv" for name in SPLIT_NAMES}
+
+
+@dataclass(frozen=True)
+class DedupReport:
+    dropped: int  # rows whose text repeats an earlier row's text (conflicts included)
+    conflicts: int  # of those, rows whose label differs from the first occurrence's
+
+
+def deduplicate(records: Sequence[Record]) -> tuple[list[Record], DedupReport]:
+    """Keep the first occurrence of every exact text; count the rest and the label conflicts."""
+    first_label: dict[str, str] = {}
+    kept: list[Record] = []
+    conflicts = 0
+    for record in records:
+        label = first_label.get(record.text)
+        if label is None:
+            first_label[record.text] = record.label
+            kept.append(record)
+        elif label != record.label:
+            conflicts += 1
+    return kept, DedupReport(dropped=len(records) - len(kept), conflicts=conflicts)
+
+
+def balance_classes(
+    records: Sequence[Record], method: str = "undersample", seed: int = DEFAULT_SEED
+) -> list[Record]:
+    """``undersample``: a seeded random subset of every class, as large as the smallest class
+    (the book's ``create_balanced_dataset``), in the original order; ``none``: unchanged."""
+    if method not in BALANCE_METHODS:
+        raise GPTClassifierError(
+            f"unknown balance method {method!r}; expected {' or '.join(BALANCE_METHODS)}"
+        )
+    records = list(records)
+    if method == "none" or not records:
+        return records
+    by_class: dict[str, list[int]] = defaultdict(list)
+    for index, record in enumerate(records):
+        by_class[record.label].append(index)
+    minority = min(len(indices) for indices in by_class.values())
+    rng = random.Random(seed)
+    keep: list[int] = []
+    for label in sort_labels(by_class):
+        indices = by_class[label]
+        keep.extend(indices if len(indices) == minority else rng.sample(indices, minority))
+    return [records[i] for i in sorted(keep)]
+
+
+def parse_fractions(value: str | Sequence[float]) -> tuple[float, float, float]:
+    """``"0.7,0.1,0.2"`` or a sequence of 2 or 3 fractions -> (train, validation, test).
+
+    With two values the test fraction is the rest. Fractions are >= 0, train > 0, sum 1.
+    """
+    if isinstance(value, str):
+        try:
+            parts = [float(p) for p in value.replace(" ", "").split(",") if p]
+        except ValueError:
+            raise GPTClassifierError(
+                f"invalid fractions {value!r}; expected e.g. 0.7,0.1,0.2 (train,validation,test)"
+            ) from None
+    else:
+        parts = [float(p) for p in value]
+    if len(parts) == 2:
+        parts.append(round(1.0 - sum(parts), 12))
+    if len(parts) != 3:
+        raise GPTClassifierError(
+            f"invalid fractions {value!r}; expected 3 numbers train,validation,test "
+            "(e.g. 0.7,0.1,0.2)"
+        )
+    if any(p < -1e-9 or not math.isfinite(p) for p in parts) or parts[0] <= 0:
+        raise GPTClassifierError(
+            f"invalid fractions {value!r}: each must be >= 0 and the train fraction > 0"
+        )
+    if abs(sum(parts) - 1.0) > 1e-6:
+        raise GPTClassifierError(f"invalid fractions {value!r}: they must add up to 1")
+    train, validation, test = (max(p, 0.0) for p in parts)
+    return train, validation, test
+
+
+def split_sizes(count: int, fractions: Sequence[float]) -> tuple[int, int, int]:
+    """Per-class sizes: floor(n * train), floor(n * validation), the rest to test (as the book
+    splits the whole set); at least one training example when the class has any."""
+    train = math.floor(count * fractions[0] + 1e-9)
+    validation = math.floor(count * fractions[1] + 1e-9)
+    if count and train == 0:
+        train = 1
+        validation = min(validation, count - 1)
+    return train, validation, count - train - validation
+
+
+def stratified_split(
+    records: Sequence[Record],
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    seed: int = DEFAULT_SEED,
+) -> tuple[list[Record], list[Record], list[Record]]:
+    """Seeded split keeping every class's share in each split (sizes from :func:`split_sizes`);
+    each split is shuffled."""
+    fractions = parse_fractions(fractions)
+    rng = random.Random(seed)
+    by_class: dict[str, list[Record]] = defaultdict(list)
+    for record in records:
+        by_class[record.label].append(record)
+    splits: tuple[list[Record], list[Record], list[Record]] = ([], [], [])
+    for label in sort_labels(by_class):
+        members = list(by_class[label])
+        rng.shuffle(members)
+        n_train, n_validation, _ = split_sizes(len(members), fractions)
+        splits[0].extend(members[:n_train])
+        splits[1].extend(members[n_train : n_train + n_validation])
+        splits[2].extend(members[n_train + n_validation :])
+    for split in splits:
+        rng.shuffle(split)
+    return splits
+
+
+def class_counts(records: Sequence[Record]) -> dict[str, int]:
+    """Examples per class, classes in :func:`sort_labels` order."""
+    counts = Counter(record.label for record in records)
+    return {label: counts[label] for label in sort_labels(counts)}
+
+
+def write_split_file(records: Sequence[Record], path: str | os.PathLike[str]) -> Path:
+    """One split as CSV with the book's columns ``Label,Text`` (quoted where needed), written to a
+    temporary file first and renamed into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.tmp")
+    with partial.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        # With "\n" as terminator the csv module leaves a bare "\r" unquoted, and readers would
+        # end the row there: quote every field of such rows.
+        quoting = csv.writer(handle, lineterminator="\n", quoting=csv.QUOTE_ALL)
+        writer.writerow(["Label", "Text"])
+        for record in records:
+            row = [record.label, record.text]
+            (quoting if "\r" in record.text else writer).writerow(row)
+    os.replace(partial, path)
+    return path

@@ -1,0 +1,197 @@
+"""The evaluation report: ``{split_name: metrics_dict}``, as text for people and JSON for tools.
+
+A report is a plain dict such as ``{"train": {...}, "validation": {...}, "test": {...}}`` whose
+values come from :func:`~gpt_classifier.evaluation.metrics.classification_metrics` (accuracy as a
+fraction of 1). Splits keep the dict's order. Other keys beside the splits' metrics are allowed;
+the text formatter shows what it knows and skips what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import GPTClassifierError
+
+EvaluationReport = dict[str, dict[str, Any]]
+
+_MISSING = "-"
+_MAX_COLUMN_LABEL = 12  # confusion matrix column headers longer than this are shortened
+
+
+def format_report(
+    report: Mapping[str, Mapping[str, Any]], class_names: Sequence[str] | None = None
+) -> str:
+    """A plain-text rendering of ``report``: a summary table (split, n, loss, accuracy in percent,
+    macro F1, ROC-AUC), then for each split its per-class precision/recall/F1/support and its
+    confusion matrix labelled with the class names.
+
+    ``class_names`` orders the per-class rows and labels the confusion matrix; by default the
+    order of each split's ``per_class`` dict is used.
+    """
+    summary_rows = [
+        [
+            str(split),
+            _fmt_int(metrics.get("num_examples")),
+            _fmt_float(metrics.get("loss")),
+            _fmt_percent(metrics.get("accuracy")),
+            _fmt_float(metrics.get("macro_avg", {}).get("f1")),
+            _fmt_float(metrics.get("roc_auc")),
+        ]
+        for split, metrics in report.items()
+    ]
+    sections = [
+        "Summary",
+        _table(["split", "n", "loss", "accuracy", "macro F1", "ROC-AUC"], summary_rows, left=1),
+    ]
+    for split, metrics in report.items():
+        details = _format_split(metrics, class_names)
+        if details:
+            heading = f"== {split} (n={_fmt_int(metrics.get('num_examples'))}) =="
+            sections.append(heading + "\n" + details)
+    return "\n\n".join(sections) + "\n"
+
+
+def write_report_json(report: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
+    """Write ``report`` as indented JSON, atomically: a temporary file in the same folder is
+    renamed over ``path`` only once completely written. Parent folders are created.
+
+    Non-finite floats (a NaN loss from a diverged run) are written as Python's ``json`` writes them
+    (``NaN``), which :func:`read_report_json` reads back.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(report, indent=2) + "\n"
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def read_report_json(path: str | os.PathLike[str]) -> EvaluationReport:
+    """Read a report written by :func:`write_report_json`.
+
+    Raises :class:`GPTClassifierError` when the file is missing, is not JSON, or is not an object
+    of objects (``{split: {metric: value}}``).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise GPTClassifierError(f"evaluation report not found: {path}") from None
+    except OSError as exc:
+        raise GPTClassifierError(f"cannot read evaluation report {path}: {exc}") from exc
+    try:
+        report = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise GPTClassifierError(f"evaluation report {path} is not valid JSON: {exc}") from exc
+    if not isinstance(report, dict) or not all(isinstance(v, dict) for v in report.values()):
+        raise GPTClassifierError(
+            f"evaluation report {path} must be a JSON object of splits, each an object of metrics"
+        )
+    return report
+
+
+def _format_split(metrics: Mapping[str, Any], class_names: Sequence[str] | None) -> str:
+    per_class = metrics.get("per_class")
+    if not isinstance(per_class, Mapping) or not per_class:
+        return ""
+    names = [str(name) for name in class_names] if class_names is not None else list(per_class)
+    missing = [name for name in names if name not in per_class]
+    if missing:
+        raise ValueError(f"report has no per-class metrics for {missing}")
+
+    rows = []
+    for name in names:
+        scores = per_class[name]
+        rows.append(
+            [
+                name,
+                _fmt_float(scores.get("precision")),
+                _fmt_float(scores.get("recall")),
+                _fmt_float(scores.get("f1")),
+                _fmt_int(scores.get("support")),
+            ]
+        )
+    total = metrics.get("num_examples")
+    for label, key in (("macro avg", "macro_avg"), ("weighted avg", "weighted_avg")):
+        averages = metrics.get(key)
+        if isinstance(averages, Mapping):
+            rows.append(
+                [
+                    label,
+                    _fmt_float(averages.get("precision")),
+                    _fmt_float(averages.get("recall")),
+                    _fmt_float(averages.get("f1")),
+                    _fmt_int(total),
+                ]
+            )
+    parts = [_table(["class", "precision", "recall", "f1", "support"], rows, left=1)]
+
+    matrix = metrics.get("confusion_matrix")
+    if _is_square(matrix, len(names)):
+        header = ["true \\ predicted"] + [_shorten(name) for name in names]
+        body = [
+            [name] + [_fmt_int(count) for count in row]
+            for name, row in zip(names, matrix, strict=True)
+        ]
+        parts.append(
+            "Confusion matrix (rows: true class, columns: predicted class)\n"
+            + _table(header, body, left=1)
+        )
+    return "\n\n".join(parts)
+
+
+def _table(header: list[str], rows: list[list[str]], left: int) -> str:
+    """Columns separated by two spaces; the first ``left`` columns left-aligned, the rest right."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            cell.ljust(width) if i < left else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    rule = "  ".join("-" * width for width in widths)
+    return "\n".join([line(header), rule, *(line(row) for row in rows)])
+
+
+def _is_square(matrix: Any, size: int) -> bool:
+    return (
+        isinstance(matrix, list)
+        and len(matrix) == size
+        and all(isinstance(row, list) and len(row) == size for row in matrix)
+    )
+
+
+def _shorten(name: str) -> str:
+    return name if len(name) <= _MAX_COLUMN_LABEL else name[: _MAX_COLUMN_LABEL - 3] + "..."
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _fmt_float(value: Any) -> str:
+    return f"{value:.4f}" if _is_number(value) else _MISSING
+
+
+def _fmt_percent(value: Any) -> str:
+    if not _is_number(value):
+        return _MISSING
+    return f"{100.0 * value:.2f}%" if math.isfinite(value) else str(value)
+
+
+def _fmt_int(value: Any) -> str:
+    return str(int(value)) if _is_number(value) and math.isfinite(value) else _MISSING

@@ -1,0 +1,92 @@
+"""Text generation as in the book (chapters 4 and 5): greedy decoding, top-k and temperature."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import tiktoken
+import torch
+from torch import nn
+
+from .tokenizer import encode
+
+
+def text_to_token_ids(text: str, tokenizer: tiktoken.Encoding) -> torch.Tensor:
+    """``text`` as a batch of one: a long tensor of shape ``(1, n_tokens)``."""
+    return torch.tensor(encode(tokenizer, text), dtype=torch.long).unsqueeze(0)
+
+
+def token_ids_to_text(ids: torch.Tensor | Sequence[int], tokenizer: tiktoken.Encoding) -> str:
+    """Decode ``(n,)`` or ``(1, n)`` token ids back to text."""
+    if isinstance(ids, torch.Tensor):
+        if ids.dim() == 2 and ids.shape[0] != 1:
+            raise ValueError(f"expected a batch of one sequence, got shape {tuple(ids.shape)}")
+        ids = ids.reshape(-1).tolist()
+    return tokenizer.decode(list(ids))
+
+
+def generate_text_simple(
+    model: nn.Module, idx: torch.Tensor, max_new_tokens: int, context_size: int
+) -> torch.Tensor:
+    """Append ``max_new_tokens`` greedy (argmax) tokens to ``idx`` ``(batch, n)``.
+
+    The model sees at most the last ``context_size`` tokens, as in the book's chapter 4.
+    """
+    return generate(model, idx, max_new_tokens, context_size)
+
+
+def generate(
+    model: nn.Module,
+    idx: torch.Tensor,
+    max_new_tokens: int,
+    context_size: int,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    eos_id: int | None = None,
+) -> torch.Tensor:
+    """The book's chapter 5 ``generate``: ``idx`` ``(batch, n)`` -> ``(batch, n + new)``.
+
+    ``top_k`` keeps the k most likely tokens; ``temperature > 0`` samples from the softmax of
+    ``logits / temperature`` (seed with ``torch.manual_seed`` to reproduce), ``0`` is greedy.
+    Generation stops when ``eos_id`` is produced, which is not appended (the book's behaviour);
+    in a batch, finished rows are padded with ``eos_id`` until every row has finished.
+    The model runs in eval mode (no dropout) and its previous mode is restored afterwards.
+    """
+    if idx.dim() != 2 or idx.shape[1] == 0:
+        raise ValueError(
+            f"idx must have shape (batch, n_tokens) with n_tokens >= 1, got {tuple(idx.shape)}"
+        )
+    if max_new_tokens < 0 or context_size < 1:
+        raise ValueError("max_new_tokens must be >= 0 and context_size >= 1")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+
+    was_training = model.training
+    model.eval()
+    finished = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
+    try:
+        # no_grad rather than inference_mode: the ids may later feed a training step.
+        with torch.no_grad():
+            for _ in range(max_new_tokens):
+                idx_cond = idx[:, -context_size:]  # crop to the supported context
+                logits = model(idx_cond)[:, -1, :]  # (batch, vocab): the last position only
+                if top_k is not None:
+                    top_logits, _ = torch.topk(logits, min(top_k, logits.shape[-1]))
+                    min_val = top_logits[:, -1:]  # (batch, 1), so it broadcasts per row
+                    logits = logits.masked_fill(logits < min_val, float("-inf"))
+                if temperature > 0.0:
+                    probs = torch.softmax(logits / temperature, dim=-1)
+                    idx_next = torch.multinomial(probs, num_samples=1)  # (batch, 1)
+                else:
+                    idx_next = torch.argmax(logits, dim=-1, keepdim=True)  # (batch, 1)
+                if eos_id is not None:
+                    idx_next = idx_next.masked_fill(finished.unsqueeze(1), eos_id)
+                    finished |= idx_next.squeeze(1) == eos_id
+                    if bool(finished.all()):
+                        break
+                idx = torch.cat((idx, idx_next), dim=1)
+    finally:
+        model.train(was_training)
+    return idx

@@ -1,0 +1,166 @@
+"""Classifying new texts: one batched predictor shared by the Python API, the CLI and a server."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import tiktoken
+import torch
+
+from ..classifier import GPTClassifier
+from ..config import EOT_TOKEN_ID
+from ..errors import GPTClassifierError
+from ..tokenizer import encode, get_tokenizer
+from ..training.precision import autocast, resolve_device, resolve_precision
+from .run_dir import RunInfo, load_run
+
+_TOKENS_PER_BATCH = 4096
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    probability: float  # of ``label``
+    probabilities: dict[str, float]
+
+
+class TextClassifier:
+    """A fine-tuned classifier with its tokenizer and input rules, ready for raw texts.
+
+    Texts are tokenized, cut to the length the model was trained with, sorted by length and
+    run in batches of similar length (little padding); results come back in input order.
+    """
+
+    def __init__(
+        self,
+        model: GPTClassifier,
+        tokenizer: tiktoken.Encoding,
+        info: RunInfo,
+        device: str | torch.device | None = None,
+        precision: str = "auto",
+    ) -> None:
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.tokenizer = tokenizer
+        self.info = info
+        self.classes = info.classes
+        self.precision = resolve_precision(precision, self.device)
+        self.truncated = 0  # texts cut to max_length by the last call
+
+    @classmethod
+    def from_run(
+        cls,
+        run_dir: str | os.PathLike[str],
+        *,
+        device: str | torch.device | None = None,
+        tokenizer_dir: str | os.PathLike[str] | None = None,
+        precision: str = "auto",
+    ) -> TextClassifier:
+        resolved = resolve_device(device)
+        run = load_run(run_dir, resolved)
+        return cls(run.model, get_tokenizer(tokenizer_dir), run.info, resolved, precision)
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of each text, cut to the trained ``max_length``; empty texts are an error."""
+        limit = min(self.info.max_length, self.model.cfg.context_length)
+        encoded, self.truncated = [], 0
+        for number, text in enumerate(texts, start=1):
+            if not isinstance(text, str) or not text.strip():
+                raise GPTClassifierError(f"text {number} is empty; there is nothing to classify")
+            ids = encode(self.tokenizer, text)
+            if len(ids) > limit:
+                self.truncated += 1
+                ids = ids[:limit]
+            encoded.append(ids)
+        return encoded
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
+        """Class probabilities ``(len(texts), num_classes)`` in input order."""
+        encoded = self.encode(texts)
+        probabilities = torch.empty(len(encoded), len(self.classes))
+        for rows in self._batches([len(ids) for ids in encoded], batch_size):
+            width = self.info.pad_length or max(len(encoded[i]) for i in rows)
+            ids = torch.full((len(rows), width), self.info.pad_token_id, dtype=torch.long)
+            for row, index in enumerate(rows):
+                ids[row, : len(encoded[index])] = torch.as_tensor(encoded[index])
+            lengths = torch.tensor([len(encoded[i]) for i in rows])
+            with torch.inference_mode(), autocast(self.device, self.precision):
+                logits = self.model(ids.to(self.device), lengths)
+            probabilities[rows] = torch.softmax(logits.float(), dim=-1).cpu()
+        return probabilities
+
+    def classify(self, texts: Sequence[str], batch_size: int = 64) -> list[Prediction]:
+        probabilities = self.predict_proba(texts, batch_size)
+        predictions = []
+        for row in probabilities.tolist():
+            best = max(range(len(row)), key=row.__getitem__)
+            predictions.append(
+                Prediction(
+                    label=self.classes[best],
+                    probability=row[best],
+                    probabilities=dict(zip(self.classes, row, strict=True)),
+                )
+            )
+        return predictions
+
+    def _batches(self, lengths: list[int], batch_size: int) -> list[list[int]]:
+        """Indices grouped longest first, at most ``batch_size`` rows and ~4k tokens a batch.
+
+        The book's ``last`` pooling reads position -1, so without a fixed pad length only texts
+        of exactly the same length may share a batch (then nothing is padded)."""
+        order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+        exact = self.model.pooling == "last" and self.info.pad_length is None
+        batches: list[list[int]] = []
+        for index in order:
+            current = batches[-1] if batches else None
+            width = self.info.pad_length or (lengths[current[0]] if current else lengths[index])
+            fits = (
+                current is not None
+                and len(current) < batch_size
+                and (len(current) + 1) * width <= _TOKENS_PER_BATCH
+                and (not exact or lengths[current[0]] == lengths[index])
+            )
+            if fits:
+                current.append(index)
+            else:
+                batches.append([index])
+        return batches
+
+
+def classify_review(
+    text: str,
+    model: GPTClassifier,
+    tokenizer: tiktoken.Encoding,
+    device: str | torch.device,
+    max_length: int | None = None,
+    pad_token_id: int = EOT_TOKEN_ID,
+) -> str:
+    """The book's function: the predicted class name of one text.
+
+    ``max_length`` pads and cuts as the book does; ``None`` uses the length the model was trained
+    with (``model.run_info`` after ``load_run``/training) or, lacking that, no padding at all.
+    """
+    info: RunInfo | None = getattr(model, "run_info", None)
+    if max_length is None and info is not None:
+        max_length = info.pad_length or info.max_length
+        pad = info.pad_length is not None
+    else:
+        pad = max_length is not None
+    model.eval()
+    ids = encode(tokenizer, text)
+    if not ids:
+        raise GPTClassifierError("the text is empty; there is nothing to classify")
+    supported = model.cfg.context_length
+    limit = min(max_length, supported) if max_length is not None else supported
+    ids = ids[:limit]
+    length = len(ids)
+    if pad:
+        ids = ids + [pad_token_id] * (limit - length)
+    input_tensor = torch.tensor(ids, device=device).unsqueeze(0)
+    with torch.no_grad():
+        logits = model(input_tensor, torch.tensor([length]))
+    predicted = int(torch.argmax(logits, dim=-1).item())
+    classes = info.classes if info is not None else None
+    return classes[predicted] if classes else str(predicted)

@@ -1,0 +1,143 @@
+"""The book's loss and accuracy functions (ch. 6), for our classifier and for the book's model.
+
+``model`` is a ``GPTClassifier`` (pooled logits from ``model(inputs, lengths)``), a suffix of
+one fed cached hidden states (same call), or the book's plain ``GPTModel`` with a class-sized
+``out_head`` (logits of position -1). Batches are ``(inputs, targets)`` as in the book or
+``(inputs, targets, lengths, ...)`` as our loaders give them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..model import GPTModel
+
+
+def unpack_batch(batch: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """``(inputs, targets, lengths or None)`` from a book batch or one of ours."""
+    inputs, targets = batch[0], batch[1]
+    lengths = batch[2] if len(batch) > 2 else None
+    return inputs, targets, lengths
+
+
+def classifier_logits(
+    model: nn.Module, input_batch: torch.Tensor, lengths: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Class logits ``(batch, num_classes)``."""
+    if isinstance(model, GPTModel):  # the book: logits of the last output token
+        return model(input_batch)[:, -1, :]
+    return model(input_batch, lengths)
+
+
+def calc_loss_batch(
+    input_batch: torch.Tensor,
+    target_batch: torch.Tensor,
+    model: nn.Module,
+    device: torch.device | str,
+    lengths: torch.Tensor | None = None,
+    class_weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Cross-entropy of one batch (the book's function; ``lengths`` for last-real pooling)."""
+    input_batch, target_batch = input_batch.to(device), target_batch.to(device)
+    logits = classifier_logits(model, input_batch, lengths)
+    weight = None if class_weights is None else class_weights.to(device)
+    return F.cross_entropy(logits.float(), target_batch, weight=weight)
+
+
+def _batches(data_loader: Iterable, num_batches: int | None) -> Iterable:
+    if num_batches is None:
+        yield from data_loader
+        return
+    for i, batch in enumerate(data_loader):
+        if i >= num_batches:
+            break
+        yield batch
+
+
+def _num_batches(data_loader: Iterable, num_batches: int | None) -> int:
+    total = len(data_loader)  # type: ignore[arg-type]
+    return total if num_batches is None else min(num_batches, total)
+
+
+def calc_loss_loader(
+    data_loader: Iterable,
+    model: nn.Module,
+    device: torch.device | str,
+    num_batches: int | None = None,
+) -> float:
+    """Mean batch loss over the first ``num_batches`` batches (all when ``None``), as the book."""
+    if _num_batches(data_loader, num_batches) == 0:
+        return float("nan")
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for batch in _batches(data_loader, num_batches):
+            inputs, targets, lengths = unpack_batch(batch)
+            total += calc_loss_batch(inputs, targets, model, device, lengths).item()
+            count += 1
+    return total / count
+
+
+def calc_accuracy_loader(
+    data_loader: Iterable,
+    model: nn.Module,
+    device: torch.device | str,
+    num_batches: int | None = None,
+) -> float:
+    """Share of correct argmax predictions (fraction of 1) over ``num_batches`` batches."""
+    correct, seen = 0, 0
+    with torch.no_grad():
+        for batch in _batches(data_loader, num_batches):
+            inputs, targets, lengths = unpack_batch(batch)
+            logits = classifier_logits(model, inputs.to(device), lengths)
+            predicted = torch.argmax(logits, dim=-1)
+            seen += predicted.shape[0]
+            correct += (predicted == targets.to(device)).sum().item()
+    return correct / seen if seen else float("nan")
+
+
+def evaluate_model(
+    model: nn.Module,
+    train_loader: Iterable,
+    val_loader: Iterable,
+    device: torch.device | str,
+    eval_iter: int,
+) -> tuple[float, float]:
+    """Train and validation loss on ``eval_iter`` batches each, in eval mode (the book's)."""
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        train_loss = calc_loss_loader(train_loader, model, device, num_batches=eval_iter)
+        val_loss = calc_loss_loader(val_loader, model, device, num_batches=eval_iter)
+    model.train(was_training)
+    return train_loss, val_loss
+
+
+def predict_loader(
+    data_loader: Iterable, model: nn.Module, device: torch.device | str
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Targets ``(N,)``, class probabilities ``(N, C)`` and mean per-example loss over a loader.
+
+    The loss is averaged over examples (not batches) so it is exact for a last, smaller batch.
+    """
+    targets_all, probs_all = [], []
+    loss_sum, seen = 0.0, 0
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for batch in data_loader:
+            inputs, targets, lengths = unpack_batch(batch)
+            logits = classifier_logits(model, inputs.to(device), lengths).float()
+            targets = targets.to(device)
+            loss_sum += F.cross_entropy(logits, targets, reduction="sum").item()
+            seen += targets.shape[0]
+            targets_all.append(targets.cpu())
+            probs_all.append(torch.softmax(logits, dim=-1).cpu())
+    model.train(was_training)
+    if not seen:
+        return torch.empty(0, dtype=torch.long), torch.empty(0, 0), float("nan")
+    return torch.cat(targets_all), torch.cat(probs_all), loss_sum / seen

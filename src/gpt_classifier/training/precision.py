@@ -1,0 +1,74 @@
+"""Which float type the heavy matmuls run in: bfloat16 only where the hardware makes it pay."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+
+from ..errors import GPTClassifierError
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True on CPUs with native bfloat16 matmuls (AMX or AVX512-BF16). Elsewhere (AVX2 machines
+    such as AMD Zen 3) oneDNN emulates bfloat16 and autocast runs several times slower than
+    float32."""
+    try:
+        if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            return False
+    except (AttributeError, RuntimeError):
+        return False
+    flags = _cpu_flags()
+    if flags is None:  # not Linux: trust oneDNN's answer
+        return True
+    return bool(flags & {"amx_bf16", "avx512_bf16"})
+
+
+def _cpu_flags() -> set[str] | None:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        return None
+    return set()
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` becomes ``bf16`` on a GPU with bf16 or a CPU with fast bf16, else ``fp32``."""
+    if precision not in PRECISIONS:
+        raise GPTClassifierError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device.type == "cpu":
+        return "bf16" if cpu_has_fast_bf16() else "fp32"
+    return "fp32"
+
+
+@contextlib.contextmanager
+def autocast(device: torch.device, precision: str) -> Iterator[None]:
+    """bfloat16 autocast for ``bf16``; a no-op for ``fp32``. Weights stay float32 either way."""
+    if precision == "bf16":
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+            yield
+    else:
+        yield
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    if device is None or device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError as exc:
+        raise GPTClassifierError(f"unknown device {device!r}: {exc}") from None

@@ -1,0 +1,145 @@
+"""Frozen-prefix cache: run the frozen blocks once per example, train only the rest.
+
+With dropout off and only the last blocks (or just the head) trainable, ``trf_blocks[:start]``
+give the same hidden states in every epoch. They are computed once per example, in large
+length-sorted batches, and training, evaluation and the final report then run
+``trf_blocks[start:]`` on them. Under the causal mask a real token's state does not depend on
+the padding after it, so states are kept unpadded when batches are padded per batch; with a
+fixed pad length the padded rows are cached whole (the book's ``last`` pooling reads a pad).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sized
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..classifier import GPTClassifier, first_trainable_block
+from ..data.encoding import PAD_TOKEN_ID, Batch, EncodedDataset
+from .precision import autocast
+
+DEFAULT_CACHE_BUDGET_BYTES = 4 << 30
+_TOKENS_PER_FORWARD = 4096  # large matmuls run near peak; the whole batch must fit in memory
+
+
+@dataclass(frozen=True)
+class CachePlan:
+    """Whether the cache applies, and from which block training runs when it does."""
+
+    start_block: int
+    reason: str = ""  # why the plain path is used, when start_block == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.start_block > 0
+
+
+def plan_prefix_cache(model: GPTClassifier, pad_length: int | None) -> CachePlan:
+    """The first block that must run during training, or ``0`` with the reason the cache
+    cannot be used. Call after ``apply_trainable``."""
+    start = first_trainable_block(model)
+    if start == 0:
+        return CachePlan(0, "every block (or the embeddings) is trained")
+    if model.cfg.drop_rate > 0:
+        return CachePlan(0, f"dropout ({model.cfg.drop_rate}) changes the frozen states each step")
+    if pad_length is None and model.pooling == "last":
+        return CachePlan(0, "'last' pooling reads a padding position whose state varies by batch")
+    if pad_length is None and not model.cfg.causal:
+        return CachePlan(0, "without the causal mask real tokens see the per-batch padding")
+    return CachePlan(start)
+
+
+class SuffixClassifier(nn.Module):
+    """``model`` from ``start_block`` on: its inputs are cached hidden states, not token ids."""
+
+    def __init__(self, model: GPTClassifier, start_block: int) -> None:
+        super().__init__()
+        self.model = model
+        self.start_block = start_block
+
+    def forward(self, hidden: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        return self.model.forward_from_hidden(hidden, self.start_block, lengths)
+
+
+class HiddenStateCache:
+    """Hidden states entering ``trf_blocks[start_block]`` for every example of one dataset."""
+
+    def __init__(self, states: list[torch.Tensor], emb_dim: int) -> None:
+        self.states = states
+        self.emb_dim = emb_dim
+
+    @property
+    def nbytes(self) -> int:
+        return sum(s.numel() * s.element_size() for s in self.states)
+
+    def batch(self, indices: torch.Tensor, width: int) -> torch.Tensor:
+        """``(len(indices), width, emb_dim)``; rows shorter than ``width`` end in zeros (never
+        read: pooling uses real positions and causal attention never looks ahead)."""
+        out = torch.zeros(len(indices), width, self.emb_dim)
+        for row, index in enumerate(indices.tolist()):
+            state = self.states[index]
+            out[row, : state.shape[0]] = state[:width]
+        return out
+
+
+@torch.inference_mode()
+def build_cache(
+    model: GPTClassifier,
+    dataset: EncodedDataset,
+    start_block: int,
+    pad_length: int | None,
+    device: torch.device,
+    precision: str = "fp32",
+    progress: object | None = None,
+) -> HiddenStateCache:
+    """Run ``trf_blocks[:start_block]`` once over ``dataset`` (longest first, ~4k tokens per
+    forward) and keep each example's states (float32, on the CPU)."""
+    was_training = model.training
+    model.eval()
+    lengths = dataset.lengths
+    order = sorted(range(len(dataset)), key=lambda i: -lengths[i])
+    states: list[torch.Tensor | None] = [None] * len(dataset)
+    position = 0
+    while position < len(order):
+        width = pad_length or max(lengths[order[position]], 1)
+        rows = max(1, _TOKENS_PER_FORWARD // width)
+        chunk = order[position : position + rows]
+        position += len(chunk)
+        ids = torch.full((len(chunk), width), PAD_TOKEN_ID, dtype=torch.long)
+        for row, index in enumerate(chunk):
+            tokens = dataset.input_ids[index][:width]
+            ids[row, : len(tokens)] = torch.as_tensor(tokens, dtype=torch.long)
+        with autocast(device, precision):
+            hidden = model.gpt.hidden_states(ids.to(device), 0, start_block)
+        hidden = hidden.float().cpu()
+        for row, index in enumerate(chunk):
+            keep = width if pad_length else lengths[index]
+            states[index] = hidden[row, :keep].clone()  # a copy, so the batch can be freed
+        if progress is not None:
+            progress.update(sum(lengths[i] for i in chunk))  # type: ignore[attr-defined]
+    model.train(was_training)
+    return HiddenStateCache([s for s in states if s is not None], model.cfg.emb_dim)
+
+
+class CachedLoader:
+    """Iterates ``token_loader`` (same sampler, so the same examples in the same order and the
+    same steps) and swaps each batch's token ids for the cached hidden states of its rows."""
+
+    def __init__(self, token_loader: Sized, cache: HiddenStateCache) -> None:
+        self.token_loader = token_loader
+        self.cache = cache
+
+    def __len__(self) -> int:
+        return len(self.token_loader)
+
+    def __iter__(self) -> Iterator[Batch]:
+        for batch in self.token_loader:  # type: ignore[attr-defined]
+            hidden = self.cache.batch(batch.indices, batch.input_ids.shape[1])
+            yield Batch(hidden, batch.labels, batch.lengths, batch.indices)
+
+
+def estimate_cache_bytes(dataset: EncodedDataset, pad_length: int | None, emb_dim: int) -> int:
+    tokens = pad_length * len(dataset) if pad_length else sum(dataset.lengths)
+    return tokens * emb_dim * 4

@@ -1,0 +1,116 @@
+"""``gpt-classifier data prepare`` through click's CliRunner (stdout and stderr kept apart)."""
+
+from __future__ import annotations
+
+import csv
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from gpt_classifier.cli import data_commands
+from gpt_classifier.data import read_splits
+from gpt_classifier.errors import GPTClassifierError
+
+
+def _cli() -> click.Group:
+    """The real entry point once it registers ``data``; until then an equivalent group that
+    turns ``GPTClassifierError`` into ``error: ...`` and exit status 2, like cli.main."""
+    try:
+        from gpt_classifier.cli.main import cli
+
+        if "data" in cli.commands:
+            return cli
+    except ImportError:
+        pass
+
+    class Group(click.Group):
+        def invoke(self, ctx):
+            try:
+                return super().invoke(ctx)
+            except GPTClassifierError as exc:
+                click.echo(f"error: {exc}", err=True)
+                ctx.exit(2)
+
+    group = Group("gpt-classifier")
+    for command in data_commands.COMMANDS:
+        group.add_command(command)
+    return group
+
+
+def _run(*args: str):
+    return CliRunner().invoke(_cli(), ["data", "prepare", *args])
+
+
+def test_prepare_real_file(tmp_path, sms_spam_file, tokenizer_dir):
+    out = tmp_path / "splits"
+    result = _run(
+        "--data-file",
+        str(sms_spam_file),
+        "--tokenizer-dir",
+        str(tokenizer_dir),
+        "--output-dir",
+        str(out),
+    )
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    assert "ham    4827          4518       653    457          65   131" in text
+    assert "spam    747           653       653    457          65   131" in text
+    assert "403 repeated texts dropped" in text
+    assert "longest training example:" in text and "median" in text
+    assert sorted(p.name for p in out.iterdir()) == [
+        "labels.json",
+        "test.csv",
+        "train.csv",
+        "validation.csv",
+    ]
+    assert len(read_splits(out).train) == 914
+
+
+def test_prepare_multiclass_file_with_options(tmp_path, tokenizer_dir):
+    path = tmp_path / "reviews.jsonl"
+    rows = [f'{{"body": "review {i} " , "stars": {i % 3 + 1}}}' for i in range(30)]
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    result = _run(
+        "--data-file",
+        str(path),
+        "--text-column",
+        "body",
+        "--label-column",
+        "stars",
+        "--balance",
+        "none",
+        "--fractions",
+        "0.6,0.2,0.2",
+        "--padding",
+        "fixed:2",
+        "--tokenizer-dir",
+        str(tokenizer_dir),
+        "--output-dir",
+        str(out),
+    )
+    assert result.exit_code == 0, result.output
+    assert "classes (3): 1, 2, 3" in result.stdout
+    assert "truncated: 18 train text(s) cut to 2 tokens" in result.stdout
+    with (out / "train.csv").open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["Label", "Text"] and len(rows) == 19
+
+
+def test_errors_are_one_line_and_exit_2(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("label,text\nham,hello\nspam,\n", encoding="utf-8")
+    result = _run("--data-file", str(bad), "--output-dir", str(tmp_path / "o"))
+    assert result.exit_code == 2
+    assert result.stderr.strip().startswith("error: ")
+    assert "bad.csv:3: empty text" in result.stderr and result.stderr.count("\n") == 1
+    assert result.stdout == ""
+    result = _run("--padding", "wide", "--output-dir", str(tmp_path / "o"))
+    assert result.exit_code == 2 and "invalid padding 'wide'" in result.stderr
+
+
+@pytest.mark.parametrize("flag", ["--balance", "--format"])
+def test_choices_are_checked_by_click(tmp_path, flag):
+    result = _run(flag, "bogus", "--output-dir", str(tmp_path))
+    assert result.exit_code == 2 and "Invalid value" in result.stderr
