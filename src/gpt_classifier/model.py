@@ -102,24 +102,32 @@ class MultiHeadAttention(nn.Module):
     def forward_at(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Attention output at one position per row, ``x[b, positions[b]]``: ``(b, d_out)``.
 
-        Equal to ``forward(x)[arange(b), positions]`` but computes queries, scores and the
-        output projection for those positions only; keys and values still cover every token.
+        Equal to ``forward(x)[arange(b), positions]``, but queries, scores and the output
+        projection run for those positions only, and (under the causal mask) keys and values
+        only for the tokens those queries can see: never for the padding after them.
         """
         b, num_tokens, _ = x.shape
         rows = torch.arange(b, device=x.device)
         query = self.W_query(x[rows, positions]).view(b, self.num_heads, 1, self.head_dim)
-        keys = self.W_key(x).view(b, num_tokens, self.num_heads, self.head_dim).transpose(1, 2)
-        values = (
-            self.W_value(x).view(b, num_tokens, self.num_heads, self.head_dim).transpose(1, 2)
-        )
-        attn_mask = None
         if self.causal:
-            key_positions = torch.arange(num_tokens, device=x.device)
-            attn_mask = (key_positions[None, :] <= positions[:, None]).view(b, 1, 1, num_tokens)
+            token_positions = torch.arange(num_tokens, device=x.device)
+            visible = token_positions[None, :] <= positions[:, None]  # (b, T)
+            seen = x[visible]  # (tokens visible to the queries, d_in)
+            keys = x.new_zeros(b, num_tokens, self.d_out).index_put((visible,), self.W_key(seen))
+            values = x.new_zeros(b, num_tokens, self.d_out).index_put(
+                (visible,), self.W_value(seen)
+            )
+            attn_mask = visible.view(b, 1, 1, num_tokens)
+        else:
+            keys, values, attn_mask = self.W_key(x), self.W_value(x), None
+
+        def split_heads(t: torch.Tensor) -> torch.Tensor:
+            return t.view(b, num_tokens, self.num_heads, self.head_dim).transpose(1, 2)
+
         context = F.scaled_dot_product_attention(
             query,
-            keys,
-            values,
+            split_heads(keys),
+            split_heads(values),
             attn_mask=attn_mask,
             dropout_p=self.dropout.p if self.training else 0.0,
         )  # (b, num_heads, 1, head_dim)
@@ -182,8 +190,7 @@ class GPTModel(nn.Module):
         seq_len = idx.shape[-1]
         if seq_len > self.cfg.context_length:
             raise ValueError(
-                f"sequence of {seq_len} tokens exceeds the context length "
-                f"{self.cfg.context_length}"
+                f"sequence of {seq_len} tokens exceeds the context length {self.cfg.context_length}"
             )
         positions = torch.arange(seq_len, device=idx.device)
         return self.drop_emb(self.tok_emb(idx) + self.pos_emb(positions))

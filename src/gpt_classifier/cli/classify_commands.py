@@ -14,18 +14,28 @@ from ..errors import GPTClassifierError
 @click.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.argument("texts", nargs=-1)
-@click.option("--file", "input_file", type=click.Path(dir_okay=False), default=None,
-              help="Classify every row of this CSV/TSV/JSONL file (or a plain text file, one "
-              "text a line).")
+@click.option(
+    "--file",
+    "input_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Classify every row of this CSV/TSV/JSONL file (or a plain text file, one text a line).",
+)
 @click.option("--text-column", default=None, help="Column holding the text in --file.")
 @click.option("--output", default=None, help="Write a CSV of the results here (with --file).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of TSV.")
 @click.option("--batch-size", type=int, default=64, show_default=True)
-@click.option("--tokenizer-dir", envvar="GPT_CLASSIFIER_TOKENIZER_DIR", default=None,
-              type=click.Path(file_okay=False), help="Offline GPT-2 tokenizer files.")
+@click.option(
+    "--tokenizer-dir",
+    envvar="GPT_CLASSIFIER_TOKENIZER_DIR",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Offline GPT-2 tokenizer files.",
+)
 @click.option("--device", default="auto", show_default=True)
-def classify(run_dir, texts, input_file, text_column, output, as_json, batch_size,
-             tokenizer_dir, device) -> None:
+def classify(
+    run_dir, texts, input_file, text_column, output, as_json, batch_size, tokenizer_dir, device
+) -> None:
     """Classify TEXTs (or --file rows): prints label<TAB>probability<TAB>text."""
     from ..inference.predict import TextClassifier
     from ..inference.texts import read_texts
@@ -57,16 +67,24 @@ def classify(run_dir, texts, input_file, text_column, output, as_json, batch_siz
     else:
         for text, prediction in zip(texts, predictions, strict=True):
             if as_json:
-                click.echo(json.dumps({"label": prediction.label,
-                                       "probability": prediction.probability,
-                                       "probabilities": prediction.probabilities,
-                                       "text": text}, ensure_ascii=False))
+                click.echo(
+                    json.dumps(
+                        {
+                            "label": prediction.label,
+                            "probability": prediction.probability,
+                            "probabilities": prediction.probabilities,
+                            "text": text,
+                        },
+                        ensure_ascii=False,
+                    )
+                )
             else:
                 flat = " ".join(text.split())
                 click.echo(f"{prediction.label}\t{prediction.probability:.4f}\t{flat}")
     if len(texts) > 1:
-        click.echo(f"{len(texts)} texts in {elapsed:.2f} s ({len(texts) / elapsed:.0f} texts/s)",
-                   err=True)
+        click.echo(
+            f"{len(texts)} texts in {elapsed:.2f} s ({len(texts) / elapsed:.0f} texts/s)", err=True
+        )
 
 
 def _write_csv(path, rows, predictions) -> None:
@@ -77,8 +95,10 @@ def _write_csv(path, rows, predictions) -> None:
             writer = csv.writer(handle)
             writer.writerow(columns + extra)
             for row, prediction in zip(rows, predictions, strict=True):
-                writer.writerow([row.get(c, "") for c in columns]
-                                + [prediction.label, f"{prediction.probability:.6f}"])
+                writer.writerow(
+                    [row.get(c, "") for c in columns]
+                    + [prediction.label, f"{prediction.probability:.6f}"]
+                )
     except OSError as exc:
         raise GPTClassifierError(f"cannot write {path} ({exc.strerror or exc})") from None
 

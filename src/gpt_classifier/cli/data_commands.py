@@ -10,7 +10,6 @@ import click
 from ..config import GPT2_CONTEXT_LENGTH
 from ..data import (
     BALANCE_METHODS,
-    FORMATS,
     SPLIT_NAMES,
     DataSummary,
     EncodedSplits,
@@ -22,7 +21,7 @@ from ..data import (
 )
 from ..data.splits import DEFAULT_SEED
 from ..tokenizer import get_tokenizer
-from .options import tokenizer_option
+from .options import data_source_options, tokenizer_option
 
 # Keyword names of ``data_options`` that ``prepare_dataset`` takes as they are.
 PREPARE_KEYS = (
@@ -43,34 +42,7 @@ def data_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Where the examples come from and how they are split and padded. Adds the keyword
     arguments ``PREPARE_KEYS`` (for ``prepare_dataset``) and ``padding`` (for ``encode_splits``);
     the seed is left to the command."""
-    path = click.Path(dir_okay=False)
     decorators = [
-        click.option(
-            "--data-file",
-            type=path,
-            default=None,
-            help="One labelled file to deduplicate, balance and split (default: the built-in "
-            "sms-spam dataset, downloaded and cached).",
-        ),
-        click.option("--train-file", type=path, default=None, help="Ready-made training split."),
-        click.option(
-            "--validation-file", type=path, default=None, help="Ready-made validation split."
-        ),
-        click.option("--test-file", type=path, default=None, help="Ready-made test split."),
-        click.option(
-            "--format",
-            "fmt",
-            type=click.Choice(FORMATS),
-            default=None,
-            help="File format (default: from the suffix: .csv, .tsv/.txt (header row, or "
-            "headerless label<TAB>text = sms), .jsonl, .parquet).",
-        ),
-        click.option(
-            "--text-column", default=None, help="Text column (default: text, sentence, ...)."
-        ),
-        click.option(
-            "--label-column", default=None, help="Label column (default: label, class, ...)."
-        ),
         click.option(
             "--balance",
             type=click.Choice(BALANCE_METHODS),
@@ -98,7 +70,7 @@ def data_options(func: Callable[..., Any]) -> Callable[..., Any]:
     ]
     for decorator in reversed(decorators):
         func = decorator(func)
-    return func
+    return data_source_options(func)
 
 
 @click.group()

@@ -29,9 +29,16 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from . import classify_commands, data_commands, model_commands, train_commands
+    from . import (
+        classify_commands,
+        data_commands,
+        model_commands,
+        train_commands,
+        zero_shot_commands,
+    )
 
-    for module in (model_commands, data_commands, train_commands, classify_commands):
+    modules = (model_commands, data_commands, train_commands, classify_commands, zero_shot_commands)
+    for module in modules:
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -50,3 +50,42 @@ def tokenizer_option(func: Callable[..., Any]) -> Callable[..., Any]:
         help=f"Folder with GPT-2's vocab.bpe and encoder.json for offline use "
         f"(env {TOKENIZER_DIR_ENV}).",
     )(func)
+
+
+def data_source_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Where labelled texts come from and how they are read: ``data_file``, ``train_file``,
+    ``validation_file``, ``test_file``, ``fmt``, ``text_column``, ``label_column``."""
+    from ..data import FORMATS
+
+    path = click.Path(dir_okay=False)
+    decorators = [
+        click.option(
+            "--data-file",
+            type=path,
+            default=None,
+            help="One labelled file to deduplicate, balance and split (default: the built-in "
+            "sms-spam dataset, downloaded and cached).",
+        ),
+        click.option("--train-file", type=path, default=None, help="Ready-made training split."),
+        click.option(
+            "--validation-file", type=path, default=None, help="Ready-made validation split."
+        ),
+        click.option("--test-file", type=path, default=None, help="Ready-made test split."),
+        click.option(
+            "--format",
+            "fmt",
+            type=click.Choice(FORMATS),
+            default=None,
+            help="File format (default: from the suffix: .csv, .tsv/.txt (header row, or "
+            "headerless label<TAB>text = sms), .jsonl, .parquet).",
+        ),
+        click.option(
+            "--text-column", default=None, help="Text column (default: text, sentence, ...)."
+        ),
+        click.option(
+            "--label-column", default=None, help="Label column (default: label, class, ...)."
+        ),
+    ]
+    for decorator in reversed(decorators):
+        func = decorator(func)
+    return func

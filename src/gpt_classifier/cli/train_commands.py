@@ -8,67 +8,85 @@ from ..classifier import POOLINGS
 from ..data.readers import FORMATS
 from ..training.precision import PRECISIONS
 from ..training.settings import PRESETS
-from .options import model_options
-
-
-def data_options(func):
-    """Where the labelled texts come from and how they are read and split."""
-    decorators = [
-        click.option(
-            "--data-file",
-            default=None,
-            help="Labelled texts to split into train/validation/test (default: the built-in "
-            "sms-spam, downloaded and cached; 'sms-spam' names it explicitly).",
-        ),
-        click.option("--train-file", default=None, help="A ready training split (instead)."),
-        click.option("--validation-file", default=None, help="A ready validation split."),
-        click.option("--test-file", default=None, help="A ready test split."),
-        click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
-                     help="File format (default: from the extension)."),
-        click.option("--text-column", default=None, help="Column/key holding the text."),
-        click.option("--label-column", default=None, help="Column/key holding the label."),
-    ]
-    for decorator in reversed(decorators):
-        func = decorator(func)
-    return func
+from .options import data_source_options, model_options
 
 
 @click.command()
-@data_options
-@click.option("--balance", type=click.Choice(["undersample", "none"]), default=None,
-              help="Undersample every class to the smallest (default) or keep all rows.")
-@click.option("--keep-duplicates/--drop-duplicates", default=None,
-              help="Keep texts that repeat an earlier one (default: drop; the book keeps them).")
-@click.option("--fractions", default="0.7,0.1,0.2", show_default=True,
-              help="Train,validation,test shares.")
+@data_source_options
+@click.option(
+    "--balance",
+    type=click.Choice(["undersample", "none"]),
+    default=None,
+    help="Undersample every class to the smallest (default) or keep all rows.",
+)
+@click.option(
+    "--keep-duplicates/--drop-duplicates",
+    default=None,
+    help="Keep texts that repeat an earlier one (default: drop; the book keeps them).",
+)
+@click.option(
+    "--fractions", default="0.7,0.1,0.2", show_default=True, help="Train,validation,test shares."
+)
 @model_options
-@click.option("--preset", type=click.Choice(list(PRESETS)), default="default", show_default=True,
-              help="'book' reproduces chapter 6 exactly; explicit flags still override it.")
-@click.option("--trainable", default=None,
-              help="head | last-block | last-blocks:N | all | lora (default: last-block).")
+@click.option(
+    "--preset",
+    type=click.Choice(list(PRESETS)),
+    default="default",
+    show_default=True,
+    help="'book' reproduces chapter 6 exactly; explicit flags still override it.",
+)
+@click.option(
+    "--trainable",
+    default=None,
+    help="head | last-block | last-blocks:N | all | lora (default: last-block).",
+)
 @click.option("--lora-rank", type=int, default=16, show_default=True)
 @click.option("--lora-alpha", type=float, default=16.0, show_default=True)
-@click.option("--pooling", type=click.Choice(POOLINGS), default=None,
-              help="Which position feeds the head (default: last-real; the book: last).")
-@click.option("--padding", default=None,
-              help="longest-train | batch | fixed:N | context (default: batch; the book: "
-              "longest-train).")
+@click.option(
+    "--pooling",
+    type=click.Choice(POOLINGS),
+    default=None,
+    help="Which position feeds the head (default: last-real; the book: last).",
+)
+@click.option(
+    "--padding",
+    default=None,
+    help="longest-train | batch | fixed:N | context (default: batch; the book: longest-train).",
+)
 @click.option("--epochs", type=int, default=None, help="Default 5.")
 @click.option("--batch-size", type=int, default=None, help="Default 8.")
 @click.option("--lr", type=float, default=None, help="AdamW learning rate (default 5e-5).")
 @click.option("--weight-decay", type=float, default=None, help="Default 0.1.")
 @click.option("--eval-freq", type=int, default=None, help="Steps between loss evaluations (50).")
 @click.option("--eval-iter", type=int, default=None, help="Batches per evaluation (5).")
-@click.option("--grad-accum", "grad_accum_steps", type=int, default=None,
-              help="Batches per optimizer step (default 1).")
+@click.option(
+    "--grad-accum",
+    "grad_accum_steps",
+    type=int,
+    default=None,
+    help="Batches per optimizer step (default 1).",
+)
 @click.option("--seed", type=int, default=None, help="Default 123.")
-@click.option("--select-best/--last-epoch", "select_best", default=None,
-              help="Keep the epoch with the best validation accuracy (default: the last).")
+@click.option(
+    "--select-best/--last-epoch",
+    "select_best",
+    default=None,
+    help="Keep the epoch with the best validation accuracy (default: the last).",
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
-@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
-              help="bf16 autocast where the hardware runs it fast (auto), or force one.")
-@click.option("--prefix-cache/--no-prefix-cache", default=True, show_default=True,
-              help="Run the frozen blocks once per example and train only the rest.")
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default="auto",
+    show_default=True,
+    help="bf16 autocast where the hardware runs it fast (auto), or force one.",
+)
+@click.option(
+    "--prefix-cache/--no-prefix-cache",
+    default=True,
+    show_default=True,
+    help="Run the frozen blocks once per example and train only the rest.",
+)
 @click.option("--plots/--no-plots", default=True, show_default=True)
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @click.option("--output-dir", required=True, help="Run directory to create.")
@@ -90,13 +108,22 @@ def train(**kwargs) -> None:
 
 @click.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
-@click.option("--data", "data_file", default=None,
-              help="Labelled file to evaluate on (default: the run's own splits).")
+@click.option(
+    "--data",
+    "data_file",
+    default=None,
+    help="Labelled file to evaluate on (default: the run's own splits).",
+)
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None)
 @click.option("--text-column", default=None)
 @click.option("--label-column", default=None)
-@click.option("--tokenizer-dir", envvar="GPT_CLASSIFIER_TOKENIZER_DIR", default=None,
-              type=click.Path(file_okay=False), help="Offline GPT-2 tokenizer files.")
+@click.option(
+    "--tokenizer-dir",
+    envvar="GPT_CLASSIFIER_TOKENIZER_DIR",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Offline GPT-2 tokenizer files.",
+)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--output", default=None, help="Write the metrics JSON here too.")
 def evaluate(run_dir, data_file, fmt, text_column, label_column, tokenizer_dir, device, output):

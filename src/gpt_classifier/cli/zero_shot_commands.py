@@ -1,0 +1,108 @@
+"""``gpt-classifier zero-shot``: the base model answering the book's yes/no question."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from ..errors import GPTClassifierError
+from .options import data_source_options, model_options
+
+
+@click.command("zero-shot")
+@data_source_options
+@model_options
+@click.option(
+    "--split", type=click.Choice(["train", "validation", "test"]), default="test", show_default=True
+)
+@click.option("--limit", type=int, default=None, help="Score only the first N examples.")
+@click.option(
+    "--positive-label", default="spam", show_default=True, help="The class a 'yes' answer means."
+)
+@click.option(
+    "--prompt",
+    default=None,
+    help="Template with {text} (and {positive}); default: the book's question.",
+)
+@click.option("--max-new-tokens", type=int, default=5, show_default=True)
+@click.option("--seed", type=int, default=123, show_default=True)
+@click.option("--output", default=None, help="Write every answer as JSON here.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def zero_shot(
+    data_file,
+    train_file,
+    validation_file,
+    test_file,
+    fmt,
+    text_column,
+    label_column,
+    model,
+    weights,
+    init,
+    tokenizer_dir,
+    split,
+    limit,
+    positive_label,
+    prompt,
+    max_new_tokens,
+    seed,
+    output,
+    progress,
+) -> None:
+    """Ask the base model the book's 'spam? yes or no' question over a split and score it."""
+    from tqdm.auto import tqdm
+
+    from ..data import prepare_dataset
+    from ..evaluation.zero_shot import BOOK_PROMPT, zero_shot
+    from ..tokenizer import get_tokenizer
+    from ..training.precision import resolve_device
+    from ..weights import build_model
+
+    prepared = prepare_dataset(
+        data_file=data_file,
+        train_file=train_file,
+        validation_file=validation_file,
+        test_file=test_file,
+        fmt=fmt,
+        text_column=text_column,
+        label_column=label_column,
+        seed=seed,
+        progress=progress,
+    )
+    classes = list(prepared.label_map.classes)
+    if positive_label not in classes or len(classes) != 2:
+        raise GPTClassifierError(
+            f"zero-shot needs two classes including --positive-label {positive_label!r} "
+            f"(the data has {', '.join(classes)})"
+        )
+    negative = next(c for c in classes if c != positive_label)
+    records = prepared.split(split)[:limit]
+    tokenizer = get_tokenizer(tokenizer_dir)
+    device = resolve_device("auto")
+    gpt = build_model(model, weights, init, seed=seed).to(device)
+    bar = tqdm(total=len(records), desc="zero-shot", disable=not progress, file=sys.stderr)
+    result = zero_shot(
+        gpt,
+        tokenizer,
+        records,
+        positive_label,
+        negative,
+        prompt=prompt or BOOK_PROMPT,
+        max_new_tokens=max_new_tokens,
+        device=device,
+        on_example=lambda: bar.update(1),
+    )
+    bar.close()
+    answers = ", ".join(f"{k} {v}" for k, v in sorted(result.answers.items()))
+    click.echo(
+        f"zero-shot accuracy on {len(records)} {split} texts: "
+        f"{result.accuracy * 100:.2f} % (answers: {answers})"
+    )
+    if output:
+        with open(output, "w", encoding="utf-8") as handle:
+            json.dump(result.to_dict(), handle, indent=2, ensure_ascii=False)
+
+
+COMMANDS = [zero_shot]

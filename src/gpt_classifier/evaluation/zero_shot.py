@@ -1,0 +1,98 @@
+"""The book's zero-shot baseline: ask the base model "is this spam?" and read its answer.
+
+Chapter 6 shows that a pretrained GPT-2 cannot follow the instruction
+``Is the following text 'spam'? Answer with 'yes' or 'no': '...'``; scoring its greedy
+answers over a split shows what fine-tuning buys.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import tiktoken
+import torch
+
+from ..data.readers import Record
+from ..errors import GPTClassifierError
+from ..generation import generate
+from ..model import GPTModel
+from ..tokenizer import EOT_TEXT, encode
+
+BOOK_PROMPT = "Is the following text '{positive}'? Answer with 'yes' or 'no': '{text}'"
+_ANSWER = re.compile(r"\b(yes|no)\b", re.IGNORECASE)
+
+
+@dataclass
+class ZeroShotResult:
+    positive: str
+    negative: str
+    accuracy: float
+    answers: Counter = field(default_factory=Counter)  # yes / no / unparsed
+    examples: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "positive_label": self.positive,
+            "negative_label": self.negative,
+            "accuracy": self.accuracy,
+            "answers": dict(self.answers),
+            "num_examples": len(self.examples),
+            "examples": self.examples,
+        }
+
+
+def parse_answer(generated: str) -> str | None:
+    """``"yes"``, ``"no"`` or ``None``: the first yes/no word of the answer."""
+    match = _ANSWER.search(generated)
+    return match.group(1).lower() if match else None
+
+
+def zero_shot(
+    model: GPTModel,
+    tokenizer: tiktoken.Encoding,
+    records: Sequence[Record],
+    positive: str,
+    negative: str,
+    *,
+    prompt: str = BOOK_PROMPT,
+    max_new_tokens: int = 5,
+    device: torch.device | str = "cpu",
+    on_example: Callable[[], None] | None = None,
+) -> ZeroShotResult:
+    """Greedy answers of ``model`` to ``prompt`` for each record, scored against its label:
+    "yes" predicts ``positive``, "no" predicts ``negative``, anything else counts as wrong."""
+    if "{text}" not in prompt:
+        raise GPTClassifierError("the prompt template must contain {text}")
+    context = model.cfg.context_length
+    answers: Counter = Counter()
+    examples, correct = [], 0
+    for record in records:
+        if record.label not in (positive, negative):
+            raise GPTClassifierError(
+                f"{record.where}: label {record.label!r} is neither {positive!r} nor {negative!r}"
+            )
+        ids = encode(tokenizer, prompt.format(positive=positive, text=record.text))
+        ids = ids[-(context - max_new_tokens) :]  # keep the question's end: it holds the ask
+        idx = torch.tensor([ids], device=device)
+        out = generate(model, idx, max_new_tokens, context, eos_id=encode(tokenizer, EOT_TEXT)[0])
+        generated = tokenizer.decode(out[0, len(ids) :].tolist())
+        answer = parse_answer(generated)
+        answers[answer or "unparsed"] += 1
+        predicted = {"yes": positive, "no": negative}.get(answer or "")
+        correct += predicted == record.label
+        examples.append(
+            {
+                "text": record.text,
+                "label": record.label,
+                "generated": generated,
+                "predicted": predicted,
+            }
+        )
+        if on_example is not None:
+            on_example()
+    accuracy = correct / len(records) if records else float("nan")
+    return ZeroShotResult(positive, negative, accuracy, answers, examples)
