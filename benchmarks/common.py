@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA_FILE = REPO_ROOT / ".." / "shared" / "data" / "sms_spam_collection" / "SMSSpamCollection"
+DEFAULT_DATA_FILE = (
+    REPO_ROOT / ".." / "shared" / "data" / "sms_spam_collection" / "SMSSpamCollection"
+)
 DEFAULT_TOKENIZER_DIR = REPO_ROOT / ".." / "shared" / "data" / "gpt2-tokenizer"
 DEFAULT_OUT_DIR = REPO_ROOT / "benchmarks" / ".out"  # ignored by benchmarks/.gitignore
 TOKENIZER_ENV = "GPT_CLASSIFIER_TOKENIZER_DIR"
@@ -60,7 +62,7 @@ def add_data_arguments(parser: Any) -> None:
         "--tokenizer-dir",
         type=Path,
         default=DEFAULT_TOKENIZER_DIR,
-        help="folder with GPT-2's encoder.json and vocab.bpe (default: ../shared/data/gpt2-tokenizer)",
+        help="GPT-2's encoder.json and vocab.bpe (default: ../shared/data/gpt2-tokenizer)",
     )
 
 
@@ -154,7 +156,9 @@ def machine_info() -> dict[str, Any]:
         "torch_interop_threads": torch.get_num_interop_threads(),
         "mkldnn": torch.backends.mkldnn.is_available(),
         "cpu_has_fast_bf16": fast_bf16,
-        "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+        "load_average": [round(x, 2) for x in os.getloadavg()]
+        if hasattr(os, "getloadavg")
+        else None,
     }
 
 

@@ -113,10 +113,13 @@ class MultiHeadAttention(nn.Module):
             token_positions = torch.arange(num_tokens, device=x.device)
             visible = token_positions[None, :] <= positions[:, None]  # (b, T)
             seen = x[visible]  # (tokens visible to the queries, d_in)
-            keys = x.new_zeros(b, num_tokens, self.d_out).index_put((visible,), self.W_key(seen))
-            values = x.new_zeros(b, num_tokens, self.d_out).index_put(
-                (visible,), self.W_value(seen)
-            )
+
+            def scatter(projected: torch.Tensor) -> torch.Tensor:
+                # zeros where a query cannot look; the mask below hides them anyway
+                empty = projected.new_zeros(b, num_tokens, self.d_out)
+                return empty.index_put((visible,), projected)
+
+            keys, values = scatter(self.W_key(seen)), scatter(self.W_value(seen))
             attn_mask = visible.view(b, 1, 1, num_tokens)
         else:
             keys, values, attn_mask = self.W_key(x), self.W_value(x), None

@@ -36,7 +36,10 @@ from ..errors import GPTClassifierError
 def classify(
     run_dir, texts, input_file, text_column, output, as_json, batch_size, tokenizer_dir, device
 ) -> None:
-    """Classify TEXTs (or --file rows): prints label<TAB>probability<TAB>text."""
+    """Classify texts with a saved run.
+
+    Prints label<TAB>probability<TAB>text for each TEXT (or each row of --file).
+    """
     from ..inference.predict import TextClassifier
     from ..inference.texts import read_texts
 

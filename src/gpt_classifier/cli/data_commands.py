@@ -75,7 +75,7 @@ def data_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 @click.group()
 def data() -> None:
-    """Prepare datasets: the built-in sms-spam or any labelled CSV/TSV/JSONL file."""
+    """Prepare datasets: sms-spam or any labelled file."""
 
 
 @data.command("prepare")

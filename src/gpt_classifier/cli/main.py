@@ -22,7 +22,12 @@ class _Group(click.Group):
             sys.exit(2)
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=_Group,
+    context_settings={
+        "help_option_names": ["-h", "--help"],
+    },
+)
 @click.version_option(__version__, prog_name="gpt-classifier")
 def cli() -> None:
     """Fine-tune GPT-2 (written from scratch in PyTorch) into a text classifier."""

@@ -18,8 +18,11 @@ from .options import model_options
     help="Hugging Face cache folder (default: $HF_HUB_CACHE, ~/.cache/huggingface/hub).",
 )
 def download(model_name: str, cache_dir: str | None) -> None:
-    """Download OpenAI's weights of MODEL (gpt2, gpt2-medium, gpt2-large, gpt2-xl or the book's
-    names) into the Hugging Face cache and print the file's path."""
+    """Download OpenAI's GPT-2 weights into the cache.
+
+    MODEL is gpt2, gpt2-medium, gpt2-large, gpt2-xl or one of the book's names; prints the path
+    of the cached file.
+    """
     from ..hub import download_weights
 
     click.echo(str(download_weights(model_name, cache_dir=cache_dir)))
@@ -63,7 +66,10 @@ def generate(
     init: str,
     tokenizer_dir: str | None,
 ) -> None:
-    """Continue --prompt with GPT-2 and print the text (prompt included) on stdout."""
+    """Continue a prompt with GPT-2.
+
+    Prints the text (prompt included) on stdout; logs go to stderr.
+    """
     import torch
 
     from ..generation import generate as generate_ids

@@ -51,7 +51,10 @@ def zero_shot(
     output,
     progress,
 ) -> None:
-    """Ask the base model the book's 'spam? yes or no' question over a split and score it."""
+    """Score the base model's yes/no answers (no fine-tuning).
+
+    Asks the book's question (is this text spam? yes or no) for each text of a split.
+    """
     from tqdm.auto import tqdm
 
     from ..data import prepare_dataset
