@@ -136,6 +136,7 @@ def _stderr(message: str) -> None:
 def run_finetune(options: FinetuneOptions, log: Callable[[str], None] = _stderr) -> FinetuneResult:
     choices, settings = options.resolved()
     timings: dict[str, float] = {}
+    peak_by_stage: dict[str, float] = {}
     started = time.perf_counter()
     clock = started
 
@@ -143,6 +144,7 @@ def run_finetune(options: FinetuneOptions, log: Callable[[str], None] = _stderr)
         nonlocal clock
         now = time.perf_counter()
         timings[name] = round(now - clock, 3)
+        peak_by_stage[name] = round(peak_rss_mb(), 1)
         clock = now
 
     trainable = parse_trainable(choices["trainable"])
@@ -285,7 +287,13 @@ def run_finetune(options: FinetuneOptions, log: Callable[[str], None] = _stderr)
     peak = peak_rss_mb()
     write_json(
         run_dir / "timings.json",
-        {"seconds": timings, "peak_rss_mb": round(peak, 1), "device": str(device)},
+        {
+            "seconds": timings,
+            "peak_rss_mb": round(peak, 1),
+            "peak_rss_mb_after": peak_by_stage,
+            "device": str(device),
+            "threads": torch.get_num_threads(),
+        },
     )
     return FinetuneResult(
         run_dir=run_dir,
