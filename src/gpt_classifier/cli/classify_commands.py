@@ -9,6 +9,7 @@ import time
 import click
 
 from ..errors import GPTClassifierError
+from .options import device_option, tokenizer_option
 
 
 @click.command()
@@ -25,14 +26,8 @@ from ..errors import GPTClassifierError
 @click.option("--output", default=None, help="Write a CSV of the results here (with --file).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of TSV.")
 @click.option("--batch-size", type=int, default=64, show_default=True)
-@click.option(
-    "--tokenizer-dir",
-    envvar="GPT_CLASSIFIER_TOKENIZER_DIR",
-    default=None,
-    type=click.Path(file_okay=False),
-    help="Offline GPT-2 tokenizer files.",
-)
-@click.option("--device", default="auto", show_default=True)
+@tokenizer_option
+@device_option
 def classify(
     run_dir, texts, input_file, text_column, output, as_json, batch_size, tokenizer_dir, device
 ) -> None:

@@ -41,6 +41,15 @@ def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return tokenizer_option(func)
 
 
+def device_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--device",
+        default="auto",
+        show_default=True,
+        help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps.",
+    )(func)
+
+
 def tokenizer_option(func: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--tokenizer-dir",

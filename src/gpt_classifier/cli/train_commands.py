@@ -8,7 +8,7 @@ from ..classifier import POOLINGS
 from ..data.readers import FORMATS
 from ..training.precision import PRECISIONS
 from ..training.settings import PRESETS
-from .options import data_source_options, model_options
+from .options import data_source_options, device_option, model_options, tokenizer_option
 
 
 @click.command()
@@ -73,7 +73,7 @@ from .options import data_source_options, model_options
     default=None,
     help="Keep the epoch with the best validation accuracy (default: the last).",
 )
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
+@device_option
 @click.option(
     "--precision",
     type=click.Choice(PRECISIONS),
@@ -117,14 +117,8 @@ def train(**kwargs) -> None:
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None)
 @click.option("--text-column", default=None)
 @click.option("--label-column", default=None)
-@click.option(
-    "--tokenizer-dir",
-    envvar="GPT_CLASSIFIER_TOKENIZER_DIR",
-    default=None,
-    type=click.Path(file_okay=False),
-    help="Offline GPT-2 tokenizer files.",
-)
-@click.option("--device", default="auto", show_default=True)
+@tokenizer_option
+@device_option
 @click.option("--output", default=None, help="Write the metrics JSON here too.")
 def evaluate(run_dir, data_file, fmt, text_column, label_column, tokenizer_dir, device, output):
     """Evaluate a saved run on its splits or on another labelled file."""
