@@ -232,6 +232,9 @@ def run_finetune(options: FinetuneOptions, log: Callable[[str], None] = _stderr)
         log=log,
     )
     lap("train")
+    del optimizer  # its moments (and the gradients) are not needed for the report
+    for param in classifier.parameters():
+        param.grad = None
 
     classes = prepared.label_map.classes
     report = {

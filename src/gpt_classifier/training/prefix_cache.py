@@ -64,22 +64,29 @@ class SuffixClassifier(nn.Module):
 
 
 class HiddenStateCache:
-    """Hidden states entering ``trf_blocks[start_block]`` for every example of one dataset."""
+    """Hidden states entering ``trf_blocks[start_block]`` for every example of one dataset,
+    kept in one ``(total tokens, emb_dim)`` tensor (one allocation, no fragmentation)."""
 
-    def __init__(self, states: list[torch.Tensor], emb_dim: int) -> None:
-        self.states = states
-        self.emb_dim = emb_dim
+    def __init__(self, storage: torch.Tensor, offsets: list[int], lengths: list[int]) -> None:
+        self.storage = storage
+        self.offsets = offsets
+        self.lengths = lengths
+        self.emb_dim = storage.shape[-1]
 
     @property
     def nbytes(self) -> int:
-        return sum(s.numel() * s.element_size() for s in self.states)
+        return self.storage.numel() * self.storage.element_size()
+
+    def state(self, index: int) -> torch.Tensor:
+        start = self.offsets[index]
+        return self.storage[start : start + self.lengths[index]]
 
     def batch(self, indices: torch.Tensor, width: int) -> torch.Tensor:
         """``(len(indices), width, emb_dim)``; rows shorter than ``width`` end in zeros (never
         read: pooling uses real positions and causal attention never looks ahead)."""
-        out = torch.zeros(len(indices), width, self.emb_dim)
+        out = torch.zeros(len(indices), width, self.emb_dim, dtype=self.storage.dtype)
         for row, index in enumerate(indices.tolist()):
-            state = self.states[index]
+            state = self.state(index)
             out[row, : state.shape[0]] = state[:width]
         return out
 
@@ -99,8 +106,12 @@ def build_cache(
     was_training = model.training
     model.eval()
     lengths = dataset.lengths
+    kept = [pad_length if pad_length else length for length in lengths]
+    offsets = [0] * len(kept)
+    for i in range(1, len(kept)):
+        offsets[i] = offsets[i - 1] + kept[i - 1]
+    storage = torch.empty(sum(kept), model.cfg.emb_dim)
     order = sorted(range(len(dataset)), key=lambda i: -lengths[i])
-    states: list[torch.Tensor | None] = [None] * len(dataset)
     position = 0
     while position < len(order):
         width = pad_length or max(lengths[order[position]], 1)
@@ -115,12 +126,11 @@ def build_cache(
             hidden = model.gpt.hidden_states(ids.to(device), 0, start_block)
         hidden = hidden.float().cpu()
         for row, index in enumerate(chunk):
-            keep = width if pad_length else lengths[index]
-            states[index] = hidden[row, :keep].clone()  # a copy, so the batch can be freed
+            storage[offsets[index] : offsets[index] + kept[index]] = hidden[row, : kept[index]]
         if progress is not None:
             progress.update(sum(lengths[i] for i in chunk))  # type: ignore[attr-defined]
     model.train(was_training)
-    return HiddenStateCache([s for s in states if s is not None], model.cfg.emb_dim)
+    return HiddenStateCache(storage, offsets, kept)
 
 
 class CachedLoader:
