@@ -11,7 +11,9 @@ import torch
 from gpt_classifier.config import GPTConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("GPT_CLASSIFIER_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+SHARED_DATA = Path(
+    os.environ.get("GPT_CLASSIFIER_SHARED_DATA", REPO_ROOT.parent / "shared" / "data")
+)
 TOKENIZER_DIR = SHARED_DATA / "gpt2-tokenizer"
 SMS_SPAM_FILE = SHARED_DATA / "sms_spam_collection" / "SMSSpamCollection"
 
