@@ -18,8 +18,15 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ..classifier import GPTClassifier, apply_trainable, describe_trainable, parse_trainable
-from ..data import encode_splits, prepare_dataset, write_splits
+from ..classifier import (
+    GPTClassifier,
+    apply_trainable,
+    describe_trainable,
+    parse_trainable,
+    validate_pooling,
+)
+from ..config import is_model_name, resolve_config
+from ..data import BALANCE_METHODS, encode_splits, parse_padding, prepare_dataset, write_splits
 from ..data.encoding import EncodedSplits
 from ..errors import GPTClassifierError
 from ..evaluation import (
@@ -109,6 +116,27 @@ class FinetuneOptions:
             for f in dataclasses.fields(TrainSettings)
             if getattr(self, f.name, None) is not None
         }
+        problems = []
+        checks: list[Callable[[], object]] = [
+            lambda: parse_trainable(choices["trainable"]),
+            lambda: parse_padding(choices["padding"]),
+            lambda: validate_pooling(choices["pooling"]),
+            lambda: resolve_precision(self.precision, torch.device("cpu")),
+            lambda: dataclasses.replace(recipe.train, **overrides),
+        ]
+        if choices["balance"] not in BALANCE_METHODS:
+            problems.append(
+                f"unknown balance {choices['balance']!r}; valid: {', '.join(BALANCE_METHODS)}"
+            )
+        if self.weights is None or not is_model_name(self.model):
+            checks.append(lambda: resolve_config(self.model))
+        for check in checks:
+            try:
+                check()
+            except GPTClassifierError as exc:
+                problems.append(str(exc))
+        if problems:  # every problem at once, before any download or computation
+            raise GPTClassifierError("; ".join(problems))
         return choices, dataclasses.replace(recipe.train, **overrides)
 
 

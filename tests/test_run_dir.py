@@ -1,0 +1,111 @@
+"""Saving and reloading a run: identical outputs, clear errors for anything else."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from gpt_classifier.classifier import GPTClassifier, apply_trainable, parse_trainable
+from gpt_classifier.errors import GPTClassifierError
+from gpt_classifier.inference import RunInfo, TextClassifier, load_run, save_run
+from gpt_classifier.model import GPTModel
+
+
+def _trained(tiny_config, trainable: str = "last-block") -> GPTClassifier:
+    model = GPTClassifier(GPTModel(tiny_config), 2, pooling="last-real")
+    apply_trainable(model, parse_trainable(trainable), lora_rank=4, lora_alpha=8)
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
+    ids = torch.randint(0, tiny_config.vocab_size, (4, 12))
+    loss = torch.nn.functional.cross_entropy(model(ids), torch.tensor([0, 1, 0, 1]))
+    loss.backward()
+    optimizer.step()
+    return model.eval()
+
+
+def _info(tiny_config, classes=("ham", "spam")) -> RunInfo:
+    return RunInfo(
+        gpt_config=tiny_config,
+        classes=tuple(classes),
+        pooling="last-real",
+        padding="batch",
+        max_length=tiny_config.context_length,
+        pad_length=None,
+    )
+
+
+@pytest.mark.parametrize("trainable", ["last-block", "lora"])
+def test_save_load_gives_identical_logits(tmp_path, tiny_config, trainable):
+    model = _trained(tiny_config, trainable)
+    ids = torch.randint(0, tiny_config.vocab_size, (3, 10))
+    lengths = torch.tensor([10, 4, 7])
+    with torch.no_grad():
+        before = model(ids, lengths)
+    save_run(model, _info(tiny_config), tmp_path / "run")  # LoRA is merged on save
+    loaded = load_run(tmp_path / "run").model
+    with torch.no_grad():
+        after = loaded(ids, lengths)
+    torch.testing.assert_close(after, before, rtol=0, atol=1e-5 if trainable == "lora" else 0)
+    assert all(not p.requires_grad for p in loaded.parameters())
+
+
+def test_save_load_classify_gives_identical_probabilities(tmp_path, tiny_config, tokenizer):
+    model = _trained(tiny_config)
+    info = _info(tiny_config)
+    save_run(model, info, tmp_path / "run")
+    texts = ["Free entry! txt WIN to 80082", "see you at 5", "ok <|endoftext|> bye"]
+    in_memory = TextClassifier(model, tokenizer, info, "cpu", precision="fp32")
+    reloaded = TextClassifier(
+        load_run(tmp_path / "run").model, tokenizer, info, "cpu", precision="fp32"
+    )
+    assert torch.equal(in_memory.predict_proba(texts), reloaded.predict_proba(texts))
+
+
+def _saved(tmp_path, tiny_config):
+    save_run(_trained(tiny_config), _info(tiny_config), tmp_path / "run")
+    return tmp_path / "run"
+
+
+def test_missing_run_directory(tmp_path):
+    with pytest.raises(GPTClassifierError, match="run directory not found"):
+        load_run(tmp_path / "nope")
+
+
+def test_directory_without_run_file(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(GPTClassifierError, match="not a gpt-classifier run directory"):
+        load_run(tmp_path / "empty")
+
+
+def test_run_from_another_version(tmp_path, tiny_config):
+    run = _saved(tmp_path, tiny_config)
+    values = json.loads((run / "run.json").read_text())
+    values["format_version"] = 999
+    (run / "run.json").write_text(json.dumps(values))
+    with pytest.raises(GPTClassifierError, match="another version of gpt-classifier"):
+        load_run(run)
+
+
+def test_truncated_weights(tmp_path, tiny_config):
+    run = _saved(tmp_path, tiny_config)
+    weights = run / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(GPTClassifierError, match="corrupt or truncated"):
+        load_run(run)
+
+
+def test_class_count_that_does_not_match_the_weights(tmp_path, tiny_config):
+    run = _saved(tmp_path, tiny_config)
+    values = json.loads((run / "run.json").read_text())
+    values["classifier"]["classes"] = ["a", "b", "c"]
+    (run / "run.json").write_text(json.dumps(values))
+    with pytest.raises(GPTClassifierError, match="head for 2 classes but run.json lists 3"):
+        load_run(run)
+
+
+def test_malformed_run_file(tmp_path, tiny_config):
+    run = _saved(tmp_path, tiny_config)
+    (run / "run.json").write_text("{not json")
+    with pytest.raises(GPTClassifierError, match="not valid JSON"):
+        load_run(run)
