@@ -383,7 +383,7 @@ def run_bf16(args: argparse.Namespace) -> dict[str, Any]:
         start = time.perf_counter()
         cache = build_cache(classifier, sample, start_block, pad_length, device, precision)
         seconds = time.perf_counter() - start
-        states[precision] = cache.states
+        states[precision] = _cached_states(cache, count)
         results[precision] = {"seconds": seconds, "tokens_per_s": tokens / seconds}
         log(f"[bf16] prefix cache, {precision}: {count} texts ({tokens} tokens) in {seconds:.2f} s")
     diff = max(
@@ -403,6 +403,13 @@ def run_bf16(args: argparse.Namespace) -> dict[str, Any]:
         "mkldnn_bf16_supported": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()),
         "machine": machine_info(),
     }
+
+
+def _cached_states(cache: Any, count: int) -> list[Any]:
+    """Each example's cached states (the cache's layout has changed between versions)."""
+    if hasattr(cache, "state"):
+        return [cache.state(index).float() for index in range(count)]
+    return [state.float() for state in cache.states]
 
 
 RUNNERS = {"a": run_book, "b": run_hf, "c": run_ours, "bf16": run_bf16}

@@ -214,3 +214,136 @@ def test_zero_shot_scores_the_answers(workdir, data_file, tokenizer_dir):
     assert result.stdout.startswith("zero-shot accuracy on 3 test texts:")
     answers = json.loads((workdir / "zs.json").read_text())
     assert answers["num_examples"] == 3 and answers["positive_label"] == "spam"
+
+
+# --- the run itself, output details, and the errors a user meets with a bad run --------------
+
+
+def test_train_writes_a_complete_run(run_dir):
+    names = {p.name for p in run_dir.iterdir()}
+    assert {"run.json", "model.safetensors", "metrics.json", "report.txt", "history.json"} <= names
+    assert not {"loss.png", "accuracy.png", "confusion_matrix.png"} & names  # --no-plots
+    assert {p.name for p in (run_dir / "data").iterdir()} >= {"train.csv", "test.csv"}
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["classifier"]["classes"] == ["ham", "spam"]
+    assert run["training"]["epochs"] == 1
+
+
+def test_classify_flattens_whitespace_and_notes_truncation(run_dir, tokenizer_dir):
+    long_text = " ".join(["word"] * 100)  # 100 tokens, the run reads at most 64
+    result = _invoke(
+        "classify", run_dir, "two\tlines\nhere", long_text, tokenizer_dir=tokenizer_dir
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2
+    assert lines[0].split("\t")[2] == "two lines here"
+    assert lines[1].split("\t")[2] == long_text
+    assert "note: 1 text(s) longer than 64 tokens were truncated" in result.stderr
+    short = _invoke("classify", run_dir, "hello", tokenizer_dir=tokenizer_dir)
+    assert "note:" not in short.stderr and len(short.stdout.splitlines()) == 1
+
+
+def test_classify_json_lines_one_per_text_in_order(run_dir, tokenizer_dir):
+    texts = ["first text", "second", "a third, longer text than the others"]
+    result = _invoke("classify", run_dir, "--json", *texts, tokenizer_dir=tokenizer_dir)
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [row["text"] for row in rows] == texts
+    for row in rows:
+        assert row["label"] in ("ham", "spam")
+        assert row["probability"] == row["probabilities"][row["label"]]
+        assert sum(row["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_classify_file_output_matches_argument_output(run_dir, tokenizer_dir, workdir):
+    source, target = workdir / "in2.csv", workdir / "out2.csv"
+    texts = ["free prize, call now", "see you at lunch", "ok"]
+    _write_csv(source, [(str(i), t, "x") for i, t in enumerate(texts)], ("id", "text", "note"))
+    result = _invoke(
+        "classify", run_dir, "--file", source, "--output", target, tokenizer_dir=tokenizer_dir
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""  # the predictions went to the file
+    rows = list(csv.DictReader(target.open(encoding="utf-8")))
+    assert list(rows[0]) == ["id", "text", "note", "predicted_label", "probability"]
+    assert [r["text"] for r in rows] == texts and {r["note"] for r in rows} == {"x"}
+    direct = _invoke("classify", run_dir, *texts, tokenizer_dir=tokenizer_dir)
+    labels = [line.split("\t")[0] for line in direct.stdout.splitlines()]
+    assert [r["predicted_label"] for r in rows] == labels
+
+
+def test_evaluate_on_a_file_counts_its_rows(run_dir, tokenizer_dir, data_file):
+    result = _invoke("evaluate", run_dir, "--data", data_file, tokenizer_dir=tokenizer_dir)
+    assert result.exit_code == 0, result.output
+    summary = result.stdout.split("\n\n")[1].splitlines()
+    assert summary[0].split()[:4] == ["split", "n", "loss", "accuracy"]
+    data_row = [line.split() for line in summary if line.split()[:1] == ["data"]]
+    assert data_row and data_row[0][1] == "40"
+
+
+def _broken_copy(run_dir, tmp_path, change):
+    import shutil
+
+    copy = tmp_path / "broken"
+    shutil.copytree(run_dir, copy)
+    values = json.loads((copy / "run.json").read_text())
+    change(values)
+    (copy / "run.json").write_text(json.dumps(values))
+    return copy
+
+
+def test_bad_run_directories_exit_2(run_dir, tokenizer_dir, tmp_path):
+    old = _broken_copy(run_dir, tmp_path / "a", lambda v: v.update(format_version=999))
+    _error(_invoke("classify", old, "hi", tokenizer_dir=tokenizer_dir), "another version")
+    _error(_invoke("evaluate", old, tokenizer_dir=tokenizer_dir), "another version")
+
+    def three_classes(values):
+        values["classifier"]["classes"] = ["ham", "spam", "eggs"]
+
+    mismatch = _broken_copy(run_dir, tmp_path / "b", three_classes)
+    _error(
+        _invoke("classify", mismatch, "hi", tokenizer_dir=tokenizer_dir),
+        "head for 2 classes",
+        "lists 3",
+    )
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _error(_invoke("classify", empty, "hi", tokenizer_dir=tokenizer_dir), "no run.json")
+    _error(_invoke("evaluate", tmp_path / "missing", tokenizer_dir=tokenizer_dir), "not found")
+
+
+def test_classify_usage_errors_exit_2(run_dir, tokenizer_dir, workdir):
+    _error(_invoke("classify", run_dir, tokenizer_dir=tokenizer_dir), "nothing to classify")
+    _error(_invoke("classify", run_dir, "ok", "", tokenizer_dir=tokenizer_dir), "text 2 is empty")
+    _error(
+        _invoke("classify", run_dir, "x", "--output", workdir / "o.csv"),
+        "--output needs --file",
+    )
+    ambiguous = workdir / "ambiguous.csv"
+    _write_csv(ambiguous, [("1", "x")], header=("id", "words"))
+    _error(
+        _invoke("classify", run_dir, "--file", ambiguous, tokenizer_dir=tokenizer_dir),
+        "--text-column",
+    )
+    _error(
+        _invoke("classify", run_dir, "--file", workdir / "nope.csv", tokenizer_dir=tokenizer_dir),
+        "input file not found",
+    )
+
+
+def test_unknown_model_name_lists_the_valid_ones(data_file, workdir, tokenizer_dir):
+    result = _invoke(
+        "train",
+        "--data-file",
+        data_file,
+        "--model",
+        "gpt5",
+        "--init",
+        "random",
+        "--output-dir",
+        workdir / "bad-model",
+        tokenizer_dir=tokenizer_dir,
+    )
+    _error(result, "'gpt5'", "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
+    assert not (workdir / "bad-model").exists()  # nothing was written

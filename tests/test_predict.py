@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from gpt_classifier.classifier import GPTClassifier
+from gpt_classifier.config import GPTConfig
 from gpt_classifier.errors import GPTClassifierError
-from gpt_classifier.inference import RunInfo, TextClassifier, classify_review
+from gpt_classifier.inference import RunInfo, TextClassifier, classify_review, save_run
 from gpt_classifier.model import GPTModel
 
 TEXTS = [
@@ -74,3 +75,118 @@ def test_classify_review_matches_the_predictor(tiny_config, tokenizer):
         expected = [p.label for p in predictor.classify(TEXTS)]
         got = [classify_review(t, predictor.model, tokenizer, "cpu") for t in TEXTS]
         assert got == expected
+
+
+# --- a saved run, explicit padding checks, the book's function with its own arguments ----------
+
+SAVED_CONFIG = GPTConfig(
+    vocab_size=50257, context_length=32, emb_dim=16, n_heads=2, n_layers=2, drop_rate=0.0
+)
+
+
+@pytest.fixture(scope="module")
+def saved_run(tmp_path_factory):
+    """A tiny saved run: last-real pooling, per-batch padding, texts cut to 12 tokens."""
+    torch.manual_seed(11)
+    model = GPTClassifier(GPTModel(SAVED_CONFIG), 2, pooling="last-real", head_seed=11)
+    info = RunInfo(
+        gpt_config=SAVED_CONFIG,
+        classes=("ham", "spam"),
+        pooling="last-real",
+        padding="batch",
+        max_length=12,
+        pad_length=None,
+    )
+    return save_run(model, info, tmp_path_factory.mktemp("predict") / "run")
+
+
+@pytest.fixture(scope="module")
+def from_run(saved_run, tokenizer_dir):
+    return TextClassifier.from_run(
+        saved_run, device="cpu", tokenizer_dir=tokenizer_dir, precision="fp32"
+    )
+
+
+def test_from_run_classifies_with_labels_and_probabilities(from_run):
+    predictions = from_run.classify(TEXTS)
+    assert len(predictions) == len(TEXTS)
+    for prediction in predictions:
+        assert prediction.label in ("ham", "spam")
+        assert set(prediction.probabilities) == {"ham", "spam"}
+        assert sum(prediction.probabilities.values()) == pytest.approx(1.0, abs=1e-6)
+        assert prediction.probability == max(prediction.probabilities.values())
+    assert from_run.classes == ("ham", "spam")
+    assert not from_run.model.training
+
+
+def test_from_run_batches_agree_with_one_at_a_time(from_run):
+    texts = TEXTS + ["a", "b c", TEXTS[0]]  # ties in length, a duplicate
+    for batch_size in (1, 2, 64):
+        together = from_run.predict_proba(texts, batch_size=batch_size)
+        alone = torch.cat([from_run.predict_proba([text]) for text in texts])
+        torch.testing.assert_close(together, alone, atol=1e-5, rtol=0)
+    assert torch.equal(together[0], together[-1])
+
+
+def test_from_run_truncates_to_the_saved_max_length(from_run, tokenizer):
+    long_text = TEXTS[2]  # 16 tokens, more than the 12 the run was trained with
+    ids = tokenizer.encode(long_text)
+    assert len(ids) > 12
+    probabilities = from_run.predict_proba([long_text, "ok"])
+    assert from_run.truncated == 1
+    with torch.no_grad():
+        expected = torch.softmax(from_run.model(torch.tensor([ids[:12]])), -1)
+    torch.testing.assert_close(probabilities[:1], expected, atol=1e-6, rtol=0)
+    from_run.predict_proba(["ok"])
+    assert from_run.truncated == 0  # counts the last call only
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\n\t"])
+def test_empty_strings_raise(from_run, text):
+    with pytest.raises(GPTClassifierError, match="text 1 is empty"):
+        from_run.classify([text])
+
+
+def test_classify_review_rejects_the_empty_string(from_run):
+    # whitespace-only texts are classified by classify_review (they are tokens), while
+    # TextClassifier rejects them: see the report
+    with pytest.raises(GPTClassifierError, match="empty"):
+        classify_review("", from_run.model, from_run.tokenizer, "cpu")
+
+
+def test_last_pooling_with_a_fixed_length_pads_to_it(tiny_config, tokenizer):
+    predictor = _predictor(tiny_config, tokenizer, "last", pad_length=24)
+    probabilities = predictor.predict_proba(TEXTS[:2])
+    for row, text in enumerate(TEXTS[:2]):
+        ids = tokenizer.encode(text)
+        padded = torch.tensor([ids + [50256] * (24 - len(ids))])
+        with torch.no_grad():
+            expected = torch.softmax(predictor.model(padded), -1)[0]
+            unpadded = torch.softmax(predictor.model(torch.tensor([ids])), -1)[0]
+        torch.testing.assert_close(probabilities[row], expected, atol=1e-6, rtol=0)
+        assert not torch.allclose(probabilities[row], unpadded, atol=1e-4)  # the pads matter
+
+
+def test_last_pooling_without_a_fixed_length_never_pads(tiny_config, tokenizer):
+    predictor = _predictor(tiny_config, tokenizer, "last", pad_length=None)
+    texts = ["one two", "three four", "five six seven", "eight"]
+    lengths = [len(tokenizer.encode(t)) for t in texts]
+    for batch in predictor._batches(lengths, 64):
+        assert len({lengths[i] for i in batch}) == 1
+    together = predictor.predict_proba(texts)
+    alone = torch.cat([predictor.predict_proba([text]) for text in texts])
+    torch.testing.assert_close(together, alone, atol=1e-5, rtol=0)
+
+
+def test_classify_review_with_the_books_arguments(from_run, tokenizer):
+    model = from_run.model
+    for text in TEXTS:
+        assert classify_review(text, model, tokenizer, "cpu") == from_run.classify([text])[0].label
+    # the book passes max_length (and pads to it); a model without run_info gives class ids
+    bare = GPTClassifier(GPTModel(SAVED_CONFIG), 2, pooling="last", head_seed=3).eval()
+    for text in TEXTS:
+        ids = tokenizer.encode(text)[:20]
+        padded = torch.tensor([ids + [50256] * (20 - len(ids))])
+        with torch.no_grad():
+            expected = str(int(bare(padded).argmax(-1)))
+        assert classify_review(text, bare, tokenizer, "cpu", max_length=20) == expected

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 import torch
 
+from gpt_classifier import __version__
 from gpt_classifier.classifier import GPTClassifier, apply_trainable, parse_trainable
 from gpt_classifier.errors import GPTClassifierError
 from gpt_classifier.inference import RunInfo, TextClassifier, load_run, save_run
@@ -108,4 +110,110 @@ def test_malformed_run_file(tmp_path, tiny_config):
     run = _saved(tmp_path, tiny_config)
     (run / "run.json").write_text("{not json")
     with pytest.raises(GPTClassifierError, match="not valid JSON"):
+        load_run(run)
+
+
+# --- more round trips and bad run directories ---------------------------------------------------
+
+
+def test_lora_run_reloads_bit_identical_to_the_merged_model(
+    tmp_path, tiny_config, tokenizer, tokenizer_dir
+):
+    model = _trained(tiny_config, "lora")
+    with torch.no_grad():  # make the adapters matter: B starts at zero
+        for name, param in model.named_parameters():
+            if name.endswith("lora.B"):
+                param.normal_(0.0, 0.1)
+    ids = torch.randint(0, tiny_config.vocab_size, (3, 10))
+    lengths = torch.tensor([10, 4, 7])
+    with torch.no_grad():
+        unmerged = model(ids, lengths)
+    info = _info(tiny_config)
+    save_run(model, info, tmp_path / "run")
+    assert not any("lora" in name for name in model.state_dict())  # merged in place
+    loaded = load_run(tmp_path / "run").model
+    with torch.no_grad():
+        merged, reloaded = model(ids, lengths), loaded(ids, lengths)
+    assert torch.equal(reloaded, merged)
+    torch.testing.assert_close(reloaded, unmerged, rtol=0, atol=1e-5)
+    texts = ["Free entry! txt WIN to 80082", "see you at 5"]
+    in_memory = TextClassifier(model, tokenizer, info, "cpu", precision="fp32")
+    from_run = TextClassifier.from_run(
+        tmp_path / "run", device="cpu", tokenizer_dir=tokenizer_dir, precision="fp32"
+    )
+    assert torch.equal(in_memory.predict_proba(texts), from_run.predict_proba(texts))
+
+
+def test_run_info_round_trips(tmp_path, tiny_config):
+    info = RunInfo(
+        gpt_config=tiny_config,
+        classes=("negative", "neutral", "positive"),
+        pooling="last",
+        padding="longest-train",
+        max_length=37,
+        pad_length=37,
+        base_model="tiny.json",
+        init="random",
+        extra={"training": {"lr": 0.001}, "preset": "book"},
+    )
+    model = GPTClassifier(GPTModel(tiny_config), 3, pooling="last")
+    save_run(model, info, tmp_path / "run")
+    loaded = load_run(tmp_path / "run")
+    extra = dict(loaded.info.extra)
+    # run.json's package_version comes back in ``extra`` (see the report: a re-saved run keeps
+    # the old version number); everything else round-trips exactly
+    assert extra.pop("package_version", None) in (None, __version__)
+    assert dataclasses.replace(loaded.info, extra=extra) == info
+    assert loaded.model.run_info is loaded.info
+    assert loaded.model.pooling == "last" and loaded.model.num_classes == 3
+    assert not loaded.model.training
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
+        "model.safetensors",
+        "run.json",
+    ]  # no temporary files left behind
+
+
+def test_weights_with_a_three_class_head_and_two_listed_classes(tmp_path, tiny_config):
+    three = GPTClassifier(GPTModel(tiny_config), 3)
+    save_run(three, _info(tiny_config, ("ham", "spam")), tmp_path / "run")
+    with pytest.raises(GPTClassifierError) as error:
+        load_run(tmp_path / "run")
+    message = str(error.value)
+    assert "head for 3 classes" in message and "lists 2 (ham, spam)" in message
+    assert "\n" not in message
+
+
+def test_missing_weights_file(tmp_path, tiny_config):
+    run = _saved(tmp_path, tiny_config)
+    (run / "model.safetensors").unlink()
+    with pytest.raises(GPTClassifierError, match="has no model.safetensors"):
+        load_run(run)
+
+
+def test_not_a_run_file_or_an_incomplete_one(tmp_path, tiny_config):
+    run = _saved(tmp_path, tiny_config)
+    values = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**values, "format": "something-else"}))
+    with pytest.raises(GPTClassifierError, match="not a gpt-classifier run file"):
+        load_run(run)
+    del values["inputs"]
+    (run / "run.json").write_text(json.dumps(values))
+    with pytest.raises(GPTClassifierError, match="incomplete or malformed"):
+        load_run(run)
+    (run / "run.json").write_text("[1, 2]")
+    with pytest.raises(GPTClassifierError, match="must hold a JSON object"):
+        load_run(run)
+
+
+def test_weights_of_another_model_size(tmp_path, tiny_config):
+    run = _saved(tmp_path, tiny_config)
+    values = json.loads((run / "run.json").read_text())
+    values["model"]["gpt_config"]["n_layers"] = tiny_config.n_layers + 1
+    (run / "run.json").write_text(json.dumps(values))
+    with pytest.raises(GPTClassifierError, match="does not match run.json: missing"):
+        load_run(run)
+    values["model"]["gpt_config"]["n_layers"] = tiny_config.n_layers
+    values["model"]["gpt_config"]["emb_dim"] = tiny_config.emb_dim * 2
+    (run / "run.json").write_text(json.dumps(values))
+    with pytest.raises(GPTClassifierError, match="has shape"):
         load_run(run)

@@ -249,3 +249,60 @@ def test_every_bad_option_is_reported_at_once_before_any_work():
     for word in ("'wide'", "'some'", "'gpt5'", "lr must be positive"):
         assert word in message
     assert "\n" not in message
+
+
+def test_book_preset_reaches_the_run_directory(tmp_path, tiny_config_file, tokenizer_dir):
+    """A run with ``preset="book"`` records exactly the chapter-6 recipe in run.json."""
+    data = tmp_path / "topics.csv"
+    _three_class_csv(data, rows_per_class=12)
+    options = FinetuneOptions(
+        output_dir=tmp_path / "book",
+        preset="book",
+        data_file=str(data),
+        model=str(tiny_config_file),
+        init="random",
+        tokenizer_dir=str(tokenizer_dir),
+        epochs=1,  # an explicit option still wins
+        precision="fp32",
+        progress=False,
+        plots=False,
+    )
+    result = run_finetune(options, log=_quiet)
+    run = json.loads((result.run_dir / "run.json").read_text())
+    assert run["classifier"]["pooling"] == "last"
+    assert run["inputs"]["padding"] == "longest-train"
+    assert run["inputs"]["pad_length"] == run["inputs"]["max_length"]
+    assert run["trainable"] == "last-blocks:1"
+    assert run["preset"] == "book"
+    assert run["data"]["keep_duplicates"] is True and run["data"]["balance"] == "undersample"
+    assert run["training"] == {
+        "epochs": 1,
+        "batch_size": 8,
+        "lr": 5e-5,
+        "weight_decay": 0.1,
+        "eval_freq": 50,
+        "eval_iter": 5,
+        "grad_accum_steps": 1,
+        "seed": 123,
+        "select_best": False,
+    }
+    assert result.cached_prefix  # the book's combination can use the frozen-prefix cache
+
+
+def test_unknown_preset_lists_the_valid_ones():
+    from gpt_classifier.errors import GPTClassifierError
+
+    with pytest.raises(GPTClassifierError, match="unknown preset 'chapter7'.*default, book"):
+        FinetuneOptions(preset="chapter7").resolved()
+
+
+def test_default_preset_values():
+    choices, settings = FinetuneOptions().resolved()
+    assert choices == {
+        "padding": "batch",
+        "pooling": "last-real",
+        "trainable": "last-block",
+        "keep_duplicates": False,
+        "balance": "undersample",
+    }
+    assert settings.lr == 5e-5 and settings.epochs == 5 and settings.batch_size == 8
