@@ -101,7 +101,7 @@ def build_cache(
     precision: str = "fp32",
     progress: object | None = None,
 ) -> HiddenStateCache:
-    """Run ``trf_blocks[:start_block]`` once over ``dataset`` (longest first, ~4k tokens per
+    """Run ``trf_blocks[:start_block]`` once over ``dataset`` (longest first, ~1k tokens per
     forward) and keep each example's states (float32, on the CPU)."""
     was_training = model.training
     model.eval()
