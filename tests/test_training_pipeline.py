@@ -267,7 +267,8 @@ def test_book_preset_reaches_the_run_directory(tmp_path, tiny_config_file, token
         progress=False,
         plots=False,
     )
-    result = run_finetune(options, log=_quiet)
+    messages: list[str] = []
+    result = run_finetune(options, log=messages.append)
     run = json.loads((result.run_dir / "run.json").read_text())
     assert run["classifier"]["pooling"] == "last"
     assert run["inputs"]["padding"] == "longest-train"
@@ -287,6 +288,10 @@ def test_book_preset_reaches_the_run_directory(tmp_path, tiny_config_file, token
         "select_best": False,
     }
     assert result.cached_prefix  # the book's combination can use the frozen-prefix cache
+    # Every text is padded to pad_length and the padded positions are computed too: say so.
+    examples = sum(int(split["num_examples"]) for split in result.report.values())
+    positions = f"{run['inputs']['pad_length'] * examples:,} positions ("
+    assert any(positions in m and "tokens and padding" in m for m in messages), messages
 
 
 def test_unknown_preset_lists_the_valid_ones():

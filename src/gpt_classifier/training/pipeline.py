@@ -47,6 +47,7 @@ from .prefix_cache import (
     CachedLoader,
     SuffixClassifier,
     build_cache,
+    cached_positions,
     estimate_cache_bytes,
     plan_prefix_cache,
 )
@@ -385,13 +386,17 @@ def _cached_loaders(
     options: FinetuneOptions,
     log: Callable[[str], None],
 ) -> dict[str, Any]:
-    total_tokens = sum(sum(encoded.split(name).lengths) for name in SPLITS)
+    real_tokens = sum(sum(encoded.split(name).lengths) for name in SPLITS)
+    positions = sum(
+        cached_positions(encoded.split(name), encoded.pad_lengths[name]) for name in SPLITS
+    )
+    padded = "" if positions == real_tokens else f" ({real_tokens:,} tokens and padding)"
     log(
         f"frozen-prefix cache: running blocks 0-{start_block - 1} once over "
-        f"{total_tokens:,} tokens ({precision}); training runs block {start_block} onwards"
+        f"{positions:,} positions{padded} ({precision}); training runs block {start_block} onwards"
     )
     bar = tqdm(
-        total=total_tokens,
+        total=positions,
         unit="tok",
         desc="frozen prefix",
         disable=not options.progress,

@@ -128,7 +128,7 @@ def build_cache(
         for row, index in enumerate(chunk):
             storage[offsets[index] : offsets[index] + kept[index]] = hidden[row, : kept[index]]
         if progress is not None:
-            progress.update(sum(lengths[i] for i in chunk))  # type: ignore[attr-defined]
+            progress.update(sum(kept[i] for i in chunk))  # type: ignore[attr-defined]
     model.train(was_training)
     return HiddenStateCache(storage, offsets, kept)
 
@@ -150,6 +150,11 @@ class CachedLoader:
             yield Batch(hidden, batch.labels, batch.lengths, batch.indices)
 
 
+def cached_positions(dataset: EncodedDataset, pad_length: int | None) -> int:
+    """Positions the cache computes and keeps: every padded position under a fixed pad length
+    (the book's ``last`` pooling reads one of them), else each text's real tokens."""
+    return pad_length * len(dataset) if pad_length else sum(dataset.lengths)
+
+
 def estimate_cache_bytes(dataset: EncodedDataset, pad_length: int | None, emb_dim: int) -> int:
-    tokens = pad_length * len(dataset) if pad_length else sum(dataset.lengths)
-    return tokens * emb_dim * 4
+    return cached_positions(dataset, pad_length) * emb_dim * 4
