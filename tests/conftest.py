@@ -53,3 +53,34 @@ def sms_spam_file() -> Path:
     if not SMS_SPAM_FILE.is_file():
         pytest.skip(f"SMS Spam Collection not found at {SMS_SPAM_FILE} (../shared/data)")
     return SMS_SPAM_FILE
+
+
+# A tiny saved run for the predictor, the CLI and the server.
+SAVED_CONFIG = GPTConfig(
+    vocab_size=50257, context_length=32, emb_dim=16, n_heads=2, n_layers=2, drop_rate=0.0
+)
+
+
+@pytest.fixture
+def saved_config() -> GPTConfig:
+    return SAVED_CONFIG
+
+
+@pytest.fixture(scope="session")
+def saved_run(tmp_path_factory) -> Path:
+    """A tiny saved run: last-real pooling, per-batch padding, texts cut to 12 tokens."""
+    from gpt_classifier.classifier import GPTClassifier
+    from gpt_classifier.inference import RunInfo, save_run
+    from gpt_classifier.model import GPTModel
+
+    torch.manual_seed(11)
+    model = GPTClassifier(GPTModel(SAVED_CONFIG), 2, pooling="last-real", head_seed=11)
+    info = RunInfo(
+        gpt_config=SAVED_CONFIG,
+        classes=("ham", "spam"),
+        pooling="last-real",
+        padding="batch",
+        max_length=12,
+        pad_length=None,
+    )
+    return save_run(model, info, tmp_path_factory.mktemp("saved") / "run")

@@ -6,9 +6,8 @@ import pytest
 import torch
 
 from gpt_classifier.classifier import GPTClassifier
-from gpt_classifier.config import GPTConfig
 from gpt_classifier.errors import GPTClassifierError
-from gpt_classifier.inference import RunInfo, TextClassifier, classify_review, save_run
+from gpt_classifier.inference import RunInfo, TextClassifier, classify_review
 from gpt_classifier.model import GPTModel
 
 TEXTS = [
@@ -45,6 +44,22 @@ def test_batches_agree_with_one_at_a_time_and_keep_order(
     torch.testing.assert_close(together.sum(-1), torch.ones(len(TEXTS)))
 
 
+def test_repeated_texts_run_once_and_come_back_in_place(tiny_config, tokenizer, monkeypatch):
+    predictor = _predictor(tiny_config, tokenizer)
+    texts = [TEXTS[0], TEXTS[1], TEXTS[0], TEXTS[2], TEXTS[1], TEXTS[0]]
+    rows_run = []
+    forward = predictor.model.forward
+    monkeypatch.setattr(
+        predictor.model,
+        "forward",
+        lambda ids, lengths: rows_run.append(len(ids)) or forward(ids, lengths),
+    )
+    repeated = predictor.predict_proba(texts)
+    assert sum(rows_run) == 3  # three distinct texts
+    distinct = predictor.predict_proba(TEXTS[:3])
+    torch.testing.assert_close(repeated, distinct[[0, 1, 0, 2, 1, 0]])
+
+
 def test_classify_returns_labels_and_probabilities(tiny_config, tokenizer):
     predictions = _predictor(tiny_config, tokenizer).classify(TEXTS)
     assert [p.label for p in predictions] == [
@@ -79,25 +94,7 @@ def test_classify_review_matches_the_predictor(tiny_config, tokenizer):
 
 # --- a saved run, explicit padding checks, the book's function with its own arguments ----------
 
-SAVED_CONFIG = GPTConfig(
-    vocab_size=50257, context_length=32, emb_dim=16, n_heads=2, n_layers=2, drop_rate=0.0
-)
-
-
-@pytest.fixture(scope="module")
-def saved_run(tmp_path_factory):
-    """A tiny saved run: last-real pooling, per-batch padding, texts cut to 12 tokens."""
-    torch.manual_seed(11)
-    model = GPTClassifier(GPTModel(SAVED_CONFIG), 2, pooling="last-real", head_seed=11)
-    info = RunInfo(
-        gpt_config=SAVED_CONFIG,
-        classes=("ham", "spam"),
-        pooling="last-real",
-        padding="batch",
-        max_length=12,
-        pad_length=None,
-    )
-    return save_run(model, info, tmp_path_factory.mktemp("predict") / "run")
+# ``saved_run`` (conftest): a tiny run, last-real pooling, per-batch padding, cut to 12 tokens.
 
 
 @pytest.fixture(scope="module")
@@ -178,12 +175,12 @@ def test_last_pooling_without_a_fixed_length_never_pads(tiny_config, tokenizer):
     torch.testing.assert_close(together, alone, atol=1e-5, rtol=0)
 
 
-def test_classify_review_with_the_books_arguments(from_run, tokenizer):
+def test_classify_review_with_the_books_arguments(from_run, tokenizer, saved_config):
     model = from_run.model
     for text in TEXTS:
         assert classify_review(text, model, tokenizer, "cpu") == from_run.classify([text])[0].label
     # the book passes max_length (and pads to it); a model without run_info gives class ids
-    bare = GPTClassifier(GPTModel(SAVED_CONFIG), 2, pooling="last", head_seed=3).eval()
+    bare = GPTClassifier(GPTModel(saved_config), 2, pooling="last", head_seed=3).eval()
     for text in TEXTS:
         ids = tokenizer.encode(text)[:20]
         padded = torch.tensor([ids + [50256] * (20 - len(ids))])

@@ -38,11 +38,19 @@ def _register() -> None:
         classify_commands,
         data_commands,
         model_commands,
+        serve_commands,
         train_commands,
         zero_shot_commands,
     )
 
-    modules = (model_commands, data_commands, train_commands, classify_commands, zero_shot_commands)
+    modules = (
+        model_commands,
+        data_commands,
+        train_commands,
+        classify_commands,
+        serve_commands,
+        zero_shot_commands,
+    )
     for module in modules:
         for command in module.COMMANDS:
             cli.add_command(command)

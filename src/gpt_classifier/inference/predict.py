@@ -77,8 +77,12 @@ class TextClassifier:
         return encoded
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
-        """Class probabilities ``(len(texts), num_classes)`` in input order."""
-        encoded = self.encode(texts)
+        """Class probabilities ``(len(texts), num_classes)`` in input order.
+
+        Texts with the same token ids (repeats, or texts equal up to the cut) run once."""
+        slot_of: dict[tuple[int, ...], int] = {}
+        slots = [slot_of.setdefault(tuple(ids), len(slot_of)) for ids in self.encode(texts)]
+        encoded = [list(ids) for ids in slot_of]
         probabilities = torch.empty(len(encoded), len(self.classes))
         for rows in self._batches([len(ids) for ids in encoded], batch_size):
             width = self.info.pad_length or max(len(encoded[i]) for i in rows)
@@ -89,7 +93,7 @@ class TextClassifier:
             with torch.inference_mode(), autocast(self.device, self.precision):
                 logits = self.model(ids.to(self.device), lengths)
             probabilities[rows] = torch.softmax(logits.float(), dim=-1).cpu()
-        return probabilities
+        return probabilities[slots]
 
     def classify(self, texts: Sequence[str], batch_size: int = 64) -> list[Prediction]:
         probabilities = self.predict_proba(texts, batch_size)

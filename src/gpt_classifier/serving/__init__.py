@@ -1,0 +1,5 @@
+"""Classification over HTTP: a FastAPI app around one ``TextClassifier``."""
+
+from .app import create_app
+
+__all__ = ["create_app"]
