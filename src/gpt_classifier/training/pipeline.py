@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import resource
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -32,8 +31,6 @@ from ..errors import GPTClassifierError
 from ..evaluation import (
     classification_metrics,
     format_report,
-    plot_confusion_matrix,
-    plot_training_history,
     write_report_json,
 )
 from ..inference.run_dir import RunInfo, save_run, write_json
@@ -41,6 +38,7 @@ from ..tokenizer import get_tokenizer
 from ..weights import build_model
 from .loop import TrainResult, train_classifier
 from .losses import predict_loader
+from .memory import peak_rss_mb, release_free_memory
 from .precision import autocast, resolve_device, resolve_precision
 from .prefix_cache import (
     DEFAULT_CACHE_BUDGET_BYTES,
@@ -152,12 +150,6 @@ class FinetuneResult:
     precision: str = "fp32"
 
 
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MB (ru_maxrss is KiB on Linux)."""
-    usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return usage / (1024 * 1024) if sys.platform == "darwin" else usage / 1024
-
-
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -241,6 +233,7 @@ def run_finetune(options: FinetuneOptions, log: Callable[[str], None] = _stderr)
             )
             trained_model = SuffixClassifier(classifier, plan.start_block)
             cached = True
+            release_free_memory()
     lap("prefix_cache")
 
     optimizer = make_optimizer(classifier, settings, device)
@@ -271,6 +264,8 @@ def run_finetune(options: FinetuneOptions, log: Callable[[str], None] = _stderr)
         for name in SPLITS
         if len(encoded.split(name))
     }
+    del loaders, trained_model  # the hidden-state cache: the rest needs only the report
+    release_free_memory()
     lap("evaluate")
 
     run_dir = Path(options.output_dir)
@@ -306,6 +301,8 @@ def run_finetune(options: FinetuneOptions, log: Callable[[str], None] = _stderr)
     write_json(run_dir / "history.json", result.history.to_dict())
     write_splits(prepared, run_dir / "data")
     if options.plots:
+        from ..evaluation.plots import plot_confusion_matrix, plot_training_history
+
         plot_training_history(result.history, run_dir)
         if "test" in report:
             plot_confusion_matrix(
