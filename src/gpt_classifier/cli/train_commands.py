@@ -101,7 +101,7 @@ def train(**kwargs) -> None:
     click.echo(
         f"run saved to {result.run_dir} in {result.timings['total']:.1f} s "
         f"(training {result.timings['train']:.1f} s, peak memory "
-        f"{result.peak_rss_mb:.0f} MB)",
+        f"{result.peak_rss_mb:.0f} MiB)",
         err=True,
     )
 
