@@ -43,6 +43,7 @@ from common import (
     fmt_ratio,
     fmt_s,
     format_machine,
+    hf_gpt2_config,
     log,
     machine_info,
     peak_rss_mb,
@@ -63,7 +64,8 @@ EPOCHS = 5
 EVAL_FREQ = 50
 EVAL_ITER = 5
 SEED = 123
-NUM_CLASSES = 2
+CLASSES = ("ham", "spam")
+NUM_CLASSES = len(CLASSES)
 
 
 # --- shared by a and b ---------------------------------------------------------------------
@@ -209,36 +211,18 @@ def run_book(args: argparse.Namespace) -> dict[str, Any]:
 # --- b: Hugging Face -----------------------------------------------------------------------
 
 
-def hf_config(num_labels: int = NUM_CLASSES) -> Any:
-    from transformers import GPT2Config
-
-    return GPT2Config(
-        vocab_size=50257,
-        n_positions=1024,
-        n_embd=768,
-        n_layer=12,
-        n_head=12,
-        activation_function="gelu_new",
-        layer_norm_epsilon=1e-5,
-        resid_pdrop=0.0,
-        embd_pdrop=0.0,
-        attn_pdrop=0.0,
-        summary_first_dropout=0.0,
-        pad_token_id=50256,
-        num_labels=num_labels,
-    )
-
-
 def run_hf(args: argparse.Namespace) -> dict[str, Any]:
     import torch
     from transformers import GPT2ForSequenceClassification
+
+    from gpt_classifier.config import resolve_config
 
     torch.manual_seed(SEED)
     setup: dict[str, float] = {}
     with timed(setup, "data"):
         encoded, loaders = book_loaders(args.data_file)
     with timed(setup, "model"):
-        model = GPT2ForSequenceClassification(hf_config())
+        model = GPT2ForSequenceClassification(hf_gpt2_config(resolve_config("gpt2"), CLASSES))
         for param in model.parameters():
             param.requires_grad = False
         for module in (model.transformer.h[-1], model.transformer.ln_f, model.score):

@@ -28,6 +28,7 @@ from common import (
     emit_result,
     fmt_s,
     format_machine,
+    hf_gpt2_config,
     log,
     machine_info,
     read_sms_texts,
@@ -58,6 +59,7 @@ def run_ours(args: argparse.Namespace) -> dict[str, Any]:
     predictions = classifier.classify(texts)
     seconds = time.perf_counter() - start
     log(f"[ours] {len(texts)} texts in {seconds:.2f} s ({len(texts) / seconds:.1f} texts/s)")
+    token_ids = classifier.encode(texts)
     classes = list(classifier.classes)
     head = classifier.model.gpt.out_head
     bias = head.bias.detach().tolist() if head.bias is not None else [0.0] * len(classes)
@@ -76,8 +78,8 @@ def run_ours(args: argparse.Namespace) -> dict[str, Any]:
         "head_bias": bias,
         "predictions": [classes.index(p.label) for p in predictions],
         "probabilities": [[p.probabilities[c] for c in classes] for p in predictions],
-        "tokens": sum(len(ids) for ids in classifier.encode(texts)),
-        "distinct": len({tuple(ids) for ids in classifier.encode(texts)}),
+        "tokens": sum(len(ids) for ids in token_ids),
+        "distinct": len({tuple(ids) for ids in token_ids}),
         "torch_threads": torch.get_num_threads(),
     }
 
@@ -133,7 +135,7 @@ def to_hf_state_dict(state: dict[str, Any], n_layers: int) -> dict[str, Any]:
 
 
 def hf_model_from_run(run_dir: Path) -> tuple[Any, list[str]]:
-    from transformers import GPT2Config, GPT2ForSequenceClassification
+    from transformers import GPT2ForSequenceClassification
 
     from gpt_classifier.inference.run_dir import load_run
 
@@ -142,23 +144,7 @@ def hf_model_from_run(run_dir: Path) -> tuple[Any, list[str]]:
     if not cfg.qkv_bias or not cfg.causal:
         raise SystemExit("the benchmark converts GPT-2-shaped runs only (qkv_bias, causal)")
     classes = list(run.info.classes)
-    config = GPT2Config(
-        vocab_size=cfg.vocab_size,
-        n_positions=cfg.context_length,
-        n_embd=cfg.emb_dim,
-        n_layer=cfg.n_layers,
-        n_head=cfg.n_heads,
-        activation_function="gelu_new",
-        layer_norm_epsilon=1e-5,
-        resid_pdrop=0.0,
-        embd_pdrop=0.0,
-        attn_pdrop=0.0,
-        summary_first_dropout=0.0,
-        pad_token_id=50256,
-        num_labels=len(classes),
-        id2label=dict(enumerate(classes)),
-        label2id={name: i for i, name in enumerate(classes)},
-    )
+    config = hf_gpt2_config(cfg, classes)
     model = GPT2ForSequenceClassification(config).eval()
     state = to_hf_state_dict(run.model.state_dict(), cfg.n_layers)
     missing, unexpected = model.load_state_dict(state, strict=False)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -18,6 +17,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from gpt_classifier.training.memory import peak_rss_mb
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_FILE = (
@@ -183,12 +184,6 @@ def format_machine(info: dict[str, Any]) -> str:
 # --- measuring -----------------------------------------------------------------------------
 
 
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MiB (ru_maxrss is KiB on Linux)."""
-    usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return usage / (1024 * 1024) if sys.platform == "darwin" else usage / 1024
-
-
 def current_rss_mb() -> float:
     try:
         with open("/proc/self/statm", encoding="ascii") as handle:
@@ -279,3 +274,30 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
     rule = "  ".join("-" * w for w in widths)
     return "\n".join([line(cells[0]), rule, *(line(row) for row in cells[1:])])
+
+
+# --- Hugging Face --------------------------------------------------------------------------
+
+
+def hf_gpt2_config(cfg: Any, classes: Sequence[str]) -> Any:
+    """``transformers.GPT2Config`` for ``GPT2ForSequenceClassification`` computing what our
+    ``GPTClassifier`` with GPTConfig ``cfg`` computes: tanh GELU, eps 1e-5, no dropout."""
+    from transformers import GPT2Config
+
+    return GPT2Config(
+        vocab_size=cfg.vocab_size,
+        n_positions=cfg.context_length,
+        n_embd=cfg.emb_dim,
+        n_layer=cfg.n_layers,
+        n_head=cfg.n_heads,
+        activation_function="gelu_new",
+        layer_norm_epsilon=1e-5,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        summary_first_dropout=0.0,
+        pad_token_id=50256,
+        num_labels=len(classes),
+        id2label=dict(enumerate(classes)),
+        label2id={name: i for i, name in enumerate(classes)},
+    )

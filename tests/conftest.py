@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -23,6 +24,18 @@ TINY_CONFIG = GPTConfig(
 )
 
 
+# Big enough to learn sms-spam from random weights in a few seconds (the pipeline tests).
+LEARNER_CONFIG = {
+    "vocab_size": 50257,
+    "context_length": 256,
+    "emb_dim": 64,
+    "n_heads": 4,
+    "n_layers": 4,
+    "drop_rate": 0.0,
+    "qkv_bias": True,
+}
+
+
 @pytest.fixture(autouse=True)
 def _deterministic_torch():
     torch.manual_seed(0)
@@ -32,6 +45,14 @@ def _deterministic_torch():
 @pytest.fixture
 def tiny_config() -> GPTConfig:
     return TINY_CONFIG
+
+
+@pytest.fixture(scope="session")
+def tiny_config_file(tmp_path_factory) -> Path:
+    """LEARNER_CONFIG as a JSON file with the book's keys, for ``--model``."""
+    path = tmp_path_factory.mktemp("config") / "tiny.json"
+    path.write_text(json.dumps(LEARNER_CONFIG))
+    return path
 
 
 @pytest.fixture(scope="session")

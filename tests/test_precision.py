@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 
@@ -12,16 +10,6 @@ from gpt_classifier.inference import TextClassifier
 from gpt_classifier.training import precision as precision_module
 from gpt_classifier.training.pipeline import FinetuneOptions, run_finetune
 from gpt_classifier.training.precision import resolve_precision
-
-TINY = {
-    "vocab_size": 50257,
-    "context_length": 256,
-    "emb_dim": 64,
-    "n_heads": 4,
-    "n_layers": 4,
-    "drop_rate": 0.0,
-    "qkv_bias": True,
-}
 
 
 def test_auto_precision_follows_the_hardware(monkeypatch):
@@ -39,9 +27,7 @@ def test_unknown_precision_is_a_clear_error():
         resolve_precision("fp8", torch.device("cpu"))
 
 
-def _finetune(tmp_path, sms_spam_file, tokenizer_dir, precision: str, name: str):
-    config = tmp_path / "tiny.json"
-    config.write_text(json.dumps(TINY))
+def _finetune(tmp_path, config, sms_spam_file, tokenizer_dir, precision: str, name: str):
     return run_finetune(
         FinetuneOptions(
             output_dir=tmp_path / name,
@@ -62,11 +48,12 @@ def _finetune(tmp_path, sms_spam_file, tokenizer_dir, precision: str, name: str)
 
 
 @pytest.mark.slow
-def test_bf16_agrees_with_fp32(tmp_path, sms_spam_file, tokenizer_dir):
+def test_bf16_agrees_with_fp32(tmp_path, tiny_config_file, sms_spam_file, tokenizer_dir):
     """Tolerances we state: the bf16 loss curve stays within 0.05 of fp32's at every step
     (mean difference under 0.02), and test predictions agree on at least 99.5 %."""
-    fp32 = _finetune(tmp_path, sms_spam_file, tokenizer_dir, "fp32", "fp32")
-    bf16 = _finetune(tmp_path, sms_spam_file, tokenizer_dir, "bf16", "bf16")
+    files = (tiny_config_file, sms_spam_file, tokenizer_dir)
+    fp32 = _finetune(tmp_path, *files, "fp32", "fp32")
+    bf16 = _finetune(tmp_path, *files, "bf16", "bf16")
     assert fp32.precision == "fp32" and bf16.precision == "bf16"
 
     a = torch.tensor(fp32.train.step_losses)

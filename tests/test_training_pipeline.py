@@ -15,26 +15,9 @@ from gpt_classifier.model import GPTModel
 from gpt_classifier.training.pipeline import FinetuneOptions, run_finetune
 from gpt_classifier.training.prefix_cache import plan_prefix_cache
 
-TINY = {
-    "vocab_size": 50257,
-    "context_length": 256,
-    "emb_dim": 64,
-    "n_heads": 4,
-    "n_layers": 4,
-    "drop_rate": 0.0,
-    "qkv_bias": True,
-}
-
 
 def _quiet(message: str) -> None:
     pass
-
-
-@pytest.fixture(scope="module")
-def tiny_config_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("config") / "tiny.json"
-    path.write_text(json.dumps(TINY))
-    return path
 
 
 @pytest.fixture(scope="module")

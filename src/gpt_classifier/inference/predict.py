@@ -82,7 +82,7 @@ class TextClassifier:
         Texts with the same token ids (repeats, or texts equal up to the cut) run once."""
         slot_of: dict[tuple[int, ...], int] = {}
         slots = [slot_of.setdefault(tuple(ids), len(slot_of)) for ids in self.encode(texts)]
-        encoded = [list(ids) for ids in slot_of]
+        encoded = list(slot_of)
         probabilities = torch.empty(len(encoded), len(self.classes))
         for rows in self._batches([len(ids) for ids in encoded], batch_size):
             width = self.info.pad_length or max(len(encoded[i]) for i in rows)
