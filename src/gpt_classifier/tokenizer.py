@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -11,6 +10,7 @@ import tiktoken
 
 from .config import EOT_TOKEN_ID
 from .errors import GPTClassifierError
+from .fileio import sha256_of
 
 TOKENIZER_DIR_ENV = "GPT_CLASSIFIER_TOKENIZER_DIR"
 EOT_TEXT = "<|endoftext|>"
@@ -34,14 +34,6 @@ def get_tokenizer(tokenizer_dir: str | os.PathLike[str] | None = None) -> tiktok
 def encode(tokenizer: tiktoken.Encoding, text: str) -> list[int]:
     """Token ids of ``text``; a literal ``<|endoftext|>`` becomes token 50256, as in the book."""
     return tokenizer.encode(text, allowed_special={EOT_TEXT})
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @lru_cache(maxsize=4)

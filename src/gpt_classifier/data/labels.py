@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import GPTClassifierError
+from ..fileio import write_text
 
 _INTEGER = re.compile(r"[+-]?\d+")
 
@@ -108,9 +109,7 @@ class LabelMap:
         return cls.from_dict(values, source)
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        Path(path).write_text(
-            json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-        )
+        write_text(path, json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> LabelMap:

@@ -13,7 +13,6 @@ import hashlib
 import io
 import os
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
@@ -22,7 +21,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..errors import GPTClassifierError
-from ..tokenizer import sha256_of
+from ..fileio import sha256_of, write_bytes
 
 SMS_SPAM_NAME = "sms-spam"
 SMS_SPAM_URL = "https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip"
@@ -71,7 +70,7 @@ def sms_spam_path(
         )
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(target, content)
+        write_bytes(target, content)
     except OSError as exc:
         raise GPTClassifierError(
             f"cannot write the dataset cache {target} ({exc.strerror or exc}); set {CACHE_ENV} "
@@ -128,18 +127,3 @@ def _extract(payload: bytes, url: str) -> bytes:
             return archive.read(names[0])
     except zipfile.BadZipFile:
         raise GPTClassifierError(f"the download from {url} is not a zip file; {_HINT}") from None
-
-
-def _atomic_write(target: Path, content: bytes) -> None:
-    partial: Path | None = None
-    try:
-        with tempfile.NamedTemporaryFile(
-            dir=target.parent, prefix=f".{target.name}.", suffix=".tmp", delete=False
-        ) as handle:
-            partial = Path(handle.name)
-            handle.write(content)
-        os.replace(partial, target)
-    except BaseException:
-        if partial is not None:
-            partial.unlink(missing_ok=True)
-        raise

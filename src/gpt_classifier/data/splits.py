@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import GPTClassifierError
+from ..fileio import atomic_path
 from .labels import sort_labels
 from .readers import Record
 
@@ -148,9 +149,7 @@ def write_split_file(records: Sequence[Record], path: str | os.PathLike[str]) ->
     """One split as CSV with the book's columns ``Label,Text`` (quoted where needed), written to a
     temporary file first and renamed into place."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.tmp")
-    with partial.open("w", encoding="utf-8", newline="") as handle:
+    with atomic_path(path) as partial, partial.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         # With "\n" as terminator the csv module leaves a bare "\r" unquoted, and readers would
         # end the row there: quote every field of such rows.
@@ -159,5 +158,4 @@ def write_split_file(records: Sequence[Record], path: str | os.PathLike[str]) ->
         for record in records:
             row = [record.label, record.text]
             (quoting if "\r" in record.text else writer).writerow(row)
-    os.replace(partial, path)
     return path

@@ -17,6 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter, StrMethodFormatter
 
+from ..fileio import atomic_path
 from .history import TrainingHistory
 
 DPI = 120
@@ -197,6 +198,6 @@ def _align_examples_axis(ax1: Any, ax2: Any, epochs: np.ndarray, examples: np.nd
 
 def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, format="png")
+    with atomic_path(path) as partial:
+        fig.savefig(partial, dpi=DPI, format="png")
     return path

@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..errors import GPTClassifierError
+from ..fileio import write_json
 
 EvaluationReport = dict[str, dict[str, Any]]
 
@@ -64,19 +64,7 @@ def write_report_json(report: Mapping[str, Any], path: str | os.PathLike[str]) -
     Non-finite floats (a NaN loss from a diverged run) are written as Python's ``json`` writes them
     (``NaN``), which :func:`read_report_json` reads back.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(report, indent=2) + "\n"
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    write_json(path, report)
 
 
 def read_report_json(path: str | os.PathLike[str]) -> EvaluationReport:

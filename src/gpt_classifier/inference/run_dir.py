@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from ..classifier import GPTClassifier
 from ..classifier.lora import has_lora, merge_lora
 from ..config import GPTConfig
 from ..errors import GPTClassifierError
+from ..fileio import atomic_path, write_json
 from ..model import GPTModel
 
 RUN_FORMAT = "gpt-classifier-run"
@@ -109,20 +109,6 @@ class LoadedRun:
     directory: Path
 
 
-def write_json(path: Path, values: Any) -> None:
-    """Write JSON atomically: a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(values, handle, indent=2)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_run(model: GPTClassifier, info: RunInfo, directory: str | os.PathLike[str]) -> Path:
     """Write ``model.safetensors`` (LoRA adapters merged first) and ``run.json``."""
     folder = Path(directory)
@@ -130,9 +116,8 @@ def save_run(model: GPTClassifier, info: RunInfo, directory: str | os.PathLike[s
     if has_lora(model):
         merge_lora(model)
     state = {name: t.detach().contiguous().cpu() for name, t in model.state_dict().items()}
-    tmp = folder / f".{WEIGHTS_FILE}.tmp"
-    save_file(state, str(tmp), metadata={"format": RUN_FORMAT, "version": __version__})
-    os.replace(tmp, folder / WEIGHTS_FILE)
+    with atomic_path(folder / WEIGHTS_FILE) as partial:
+        save_file(state, str(partial), metadata={"format": RUN_FORMAT, "version": __version__})
     write_json(folder / RUN_FILE, info.to_dict())
     return folder
 

@@ -33,7 +33,8 @@ from ..evaluation import (
     format_report,
     write_report_json,
 )
-from ..inference.run_dir import RunInfo, save_run, write_json
+from ..fileio import write_json, write_text
+from ..inference.run_dir import RunInfo, save_run
 from ..tokenizer import get_tokenizer
 from ..weights import build_model
 from .loop import TrainResult, train_classifier
@@ -297,7 +298,7 @@ def run_finetune(options: FinetuneOptions, log: Callable[[str], None] = _stderr)
     save_run(classifier, info, run_dir)
     classifier.run_info = info
     write_report_json(report, run_dir / "metrics.json")
-    (run_dir / "report.txt").write_text(format_report(report, classes), encoding="utf-8")
+    write_text(run_dir / "report.txt", format_report(report, classes))
     write_json(run_dir / "history.json", result.history.to_dict())
     write_splits(prepared, run_dir / "data")
     if options.plots:
