@@ -326,13 +326,13 @@ def run_bf16(args: argparse.Namespace) -> dict[str, Any]:
 
     from gpt_classifier.classifier import GPTClassifier, apply_trainable, parse_trainable
     from gpt_classifier.data import EncodedDataset, encode_splits, prepare_dataset
-    from gpt_classifier.tokenizer import get_tokenizer
-    from gpt_classifier.training.pipeline import FinetuneOptions
-    from gpt_classifier.training.precision import (
+    from gpt_classifier.precision import (
         cpu_has_fast_bf16,
         resolve_device,
         resolve_precision,
     )
+    from gpt_classifier.tokenizer import get_tokenizer
+    from gpt_classifier.training.pipeline import FinetuneOptions
     from gpt_classifier.training.prefix_cache import build_cache, plan_prefix_cache
     from gpt_classifier.weights import build_model
 

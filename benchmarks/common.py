@@ -138,7 +138,7 @@ def machine_info() -> dict[str, Any]:
     except ImportError:
         transformers_version = "not installed"
     try:
-        from gpt_classifier.training.precision import cpu_has_fast_bf16
+        from gpt_classifier.precision import cpu_has_fast_bf16
 
         fast_bf16 = cpu_has_fast_bf16()
     except ImportError:

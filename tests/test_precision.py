@@ -7,9 +7,9 @@ import torch
 
 from gpt_classifier.errors import GPTClassifierError
 from gpt_classifier.inference import TextClassifier
+from gpt_classifier.precision import resolve_precision
 from gpt_classifier.training import precision as precision_module
 from gpt_classifier.training.pipeline import FinetuneOptions, run_finetune
-from gpt_classifier.training.precision import resolve_precision
 
 
 def test_auto_precision_follows_the_hardware(monkeypatch):

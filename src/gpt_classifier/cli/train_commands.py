@@ -6,7 +6,7 @@ import click
 
 from ..classifier import POOLINGS
 from ..data.readers import FORMATS
-from ..training.precision import PRECISIONS
+from ..precision import PRECISIONS
 from ..training.settings import PRESETS
 from .options import data_source_options, device_option, model_options, tokenizer_option
 
@@ -123,7 +123,7 @@ def train(**kwargs) -> None:
 def evaluate(run_dir, data_file, fmt, text_column, label_column, tokenizer_dir, device, output):
     """Evaluate a saved run on its splits or on another labelled file."""
     from ..evaluation import format_report, write_report_json
-    from ..training.evaluate_run import evaluate_run
+    from ..inference.evaluate_run import evaluate_run
 
     report, classes = evaluate_run(
         run_dir,

@@ -59,8 +59,8 @@ def zero_shot(
 
     from ..data import prepare_dataset
     from ..evaluation.zero_shot import BOOK_PROMPT, zero_shot
+    from ..precision import resolve_device
     from ..tokenizer import get_tokenizer
-    from ..training.precision import resolve_device
     from ..weights import build_model
 
     prepared = prepare_dataset(

@@ -12,8 +12,8 @@ import torch
 from ..classifier import GPTClassifier
 from ..config import EOT_TOKEN_ID
 from ..errors import GPTClassifierError
+from ..precision import autocast, resolve_device, resolve_precision
 from ..tokenizer import encode, get_tokenizer
-from ..training.precision import autocast, resolve_device, resolve_precision
 from .run_dir import RunInfo, load_run
 
 _TOKENS_PER_BATCH = 1024  # matmuls of ~1k rows run fastest on the CPU (cache-sized)

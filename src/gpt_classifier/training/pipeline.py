@@ -35,12 +35,12 @@ from ..evaluation import (
 )
 from ..fileio import write_json, write_text
 from ..inference.run_dir import RunInfo, save_run
+from ..precision import autocast, resolve_device, resolve_precision
 from ..tokenizer import get_tokenizer
 from ..weights import build_model
 from .loop import TrainResult, train_classifier
 from .losses import predict_loader
 from .memory import peak_rss_mb, release_free_memory
-from .precision import autocast, resolve_device, resolve_precision
 from .prefix_cache import (
     DEFAULT_CACHE_BUDGET_BYTES,
     CachedLoader,

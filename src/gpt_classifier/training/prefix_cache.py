@@ -18,7 +18,7 @@ from torch import nn
 
 from ..classifier import GPTClassifier, first_trainable_block
 from ..data.encoding import PAD_TOKEN_ID, Batch, EncodedDataset
-from .precision import autocast
+from ..precision import autocast
 
 DEFAULT_CACHE_BUDGET_BYTES = 4 << 30
 _TOKENS_PER_FORWARD = 1024  # ~90 % of fp32 peak on 2 cores already; larger only costs memory

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import torch
 
-from ..errors import GPTClassifierError
+from .errors import GPTClassifierError
 
 PRECISIONS = ("auto", "fp32", "bf16")
 

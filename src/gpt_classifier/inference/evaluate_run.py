@@ -11,8 +11,8 @@ import torch
 from ..data import read_records, read_splits
 from ..errors import GPTClassifierError
 from ..evaluation import classification_metrics
-from ..inference.predict import TextClassifier
-from ..inference.run_dir import read_run_info
+from .predict import TextClassifier
+from .run_dir import read_run_info
 
 SPLITS = ("train", "validation", "test")
 
