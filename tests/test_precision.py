@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from gpt_classifier import precision as precision_module
 from gpt_classifier.errors import GPTClassifierError
 from gpt_classifier.inference import TextClassifier
 from gpt_classifier.precision import resolve_precision
-from gpt_classifier.training import precision as precision_module
 from gpt_classifier.training.pipeline import FinetuneOptions, run_finetune
 
 
