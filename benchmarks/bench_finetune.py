@@ -289,7 +289,7 @@ def run_ours(args: argparse.Namespace) -> dict[str, Any]:
         progress=False,
         plots=True,
     )
-    _, settings = options.resolved()
+    settings = options.resolved().train
     start = time.perf_counter()
     finished = run_finetune(options, log=lambda message: log(f"[c] {message}"))
     wall = time.perf_counter() - start
@@ -324,7 +324,7 @@ def run_ours(args: argparse.Namespace) -> dict[str, Any]:
 def run_bf16(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from gpt_classifier.classifier import GPTClassifier, apply_trainable, parse_trainable
+    from gpt_classifier.classifier import GPTClassifier, apply_trainable
     from gpt_classifier.data import EncodedDataset, encode_splits, prepare_dataset
     from gpt_classifier.precision import (
         cpu_has_fast_bf16,
@@ -339,19 +339,20 @@ def run_bf16(args: argparse.Namespace) -> dict[str, Any]:
     options = FinetuneOptions(
         data_file=str(args.data_file), model="gpt2", init="random", precision="bf16"
     )
-    choices, settings = options.resolved()
+    recipe = options.resolved()
+    settings = recipe.train
     device = resolve_device(options.device)
     prepared = prepare_dataset(
         data_file=options.data_file,
-        balance=choices["balance"],
-        keep_duplicates=choices["keep_duplicates"],
+        balance=recipe.balance,
+        keep_duplicates=recipe.keep_duplicates,
         seed=settings.seed,
         progress=False,
     )
     gpt = build_model(options.model, None, options.init, seed=settings.seed)
-    encoded = encode_splits(prepared, get_tokenizer(), choices["padding"], gpt.cfg.context_length)
-    classifier = GPTClassifier(gpt, NUM_CLASSES, pooling=choices["pooling"], head_seed=SEED)
-    apply_trainable(classifier, parse_trainable(choices["trainable"]))
+    encoded = encode_splits(prepared, get_tokenizer(), recipe.padding, gpt.cfg.context_length)
+    classifier = GPTClassifier(gpt, NUM_CLASSES, pooling=recipe.pooling, head_seed=SEED)
+    apply_trainable(classifier, recipe.trainable)
     pad_length = encoded.pad_lengths["train"]
     plan = plan_prefix_cache(classifier, pad_length)
     start_block = plan.start_block if plan.enabled else len(gpt.trf_blocks) - 1

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from gpt_classifier.cli.main import cli
+from gpt_classifier.inference.transaction import write_marker
 
 TINY = {
     "vocab_size": 50257,
@@ -290,6 +291,7 @@ def _broken_copy(run_dir, tmp_path, change):
     values = json.loads((copy / "run.json").read_text())
     change(values)
     (copy / "run.json").write_text(json.dumps(values))
+    write_marker(copy)  # consistent digests: the check under test is run.json's content
     return copy
 
 

@@ -12,6 +12,7 @@ from gpt_classifier import __version__
 from gpt_classifier.classifier import GPTClassifier, apply_trainable, parse_trainable
 from gpt_classifier.errors import GPTClassifierError
 from gpt_classifier.inference import RunInfo, TextClassifier, load_run, save_run
+from gpt_classifier.inference.transaction import write_marker
 from gpt_classifier.model import GPTModel
 
 
@@ -85,6 +86,7 @@ def test_run_from_another_version(tmp_path, tiny_config):
     values = json.loads((run / "run.json").read_text())
     values["format_version"] = 999
     (run / "run.json").write_text(json.dumps(values))
+    write_marker(run)  # a consistent marker, to reach the check under test
     with pytest.raises(GPTClassifierError, match="another version of gpt-classifier"):
         load_run(run)
 
@@ -93,6 +95,7 @@ def test_truncated_weights(tmp_path, tiny_config):
     run = _saved(tmp_path, tiny_config)
     weights = run / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    write_marker(run)  # a consistent marker, to reach the check under test
     with pytest.raises(GPTClassifierError, match="corrupt or truncated"):
         load_run(run)
 
@@ -102,6 +105,7 @@ def test_class_count_that_does_not_match_the_weights(tmp_path, tiny_config):
     values = json.loads((run / "run.json").read_text())
     values["classifier"]["classes"] = ["a", "b", "c"]
     (run / "run.json").write_text(json.dumps(values))
+    write_marker(run)  # a consistent marker, to reach the check under test
     with pytest.raises(GPTClassifierError, match="head for 2 classes but run.json lists 3"):
         load_run(run)
 
@@ -109,6 +113,7 @@ def test_class_count_that_does_not_match_the_weights(tmp_path, tiny_config):
 def test_malformed_run_file(tmp_path, tiny_config):
     run = _saved(tmp_path, tiny_config)
     (run / "run.json").write_text("{not json")
+    write_marker(run)  # a consistent marker, to reach the check under test
     with pytest.raises(GPTClassifierError, match="not valid JSON"):
         load_run(run)
 
@@ -167,8 +172,10 @@ def test_run_info_round_trips(tmp_path, tiny_config):
     assert loaded.model.run_info is loaded.info
     assert loaded.model.pooling == "last" and loaded.model.num_classes == 3
     assert not loaded.model.training
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no staging folder left
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
         "model.safetensors",
+        "run-complete.json",
         "run.json",
     ]  # no temporary files left behind
 
@@ -194,13 +201,16 @@ def test_not_a_run_file_or_an_incomplete_one(tmp_path, tiny_config):
     run = _saved(tmp_path, tiny_config)
     values = json.loads((run / "run.json").read_text())
     (run / "run.json").write_text(json.dumps({**values, "format": "something-else"}))
+    write_marker(run)  # a consistent marker, to reach the check under test
     with pytest.raises(GPTClassifierError, match="not a gpt-classifier run file"):
         load_run(run)
     del values["inputs"]
     (run / "run.json").write_text(json.dumps(values))
+    write_marker(run)  # a consistent marker, to reach the check under test
     with pytest.raises(GPTClassifierError, match="incomplete or malformed"):
         load_run(run)
     (run / "run.json").write_text("[1, 2]")
+    write_marker(run)  # a consistent marker, to reach the check under test
     with pytest.raises(GPTClassifierError, match="must hold a JSON object"):
         load_run(run)
 
@@ -210,10 +220,12 @@ def test_weights_of_another_model_size(tmp_path, tiny_config):
     values = json.loads((run / "run.json").read_text())
     values["model"]["gpt_config"]["n_layers"] = tiny_config.n_layers + 1
     (run / "run.json").write_text(json.dumps(values))
+    write_marker(run)  # a consistent marker, to reach the check under test
     with pytest.raises(GPTClassifierError, match="does not match run.json: missing"):
         load_run(run)
     values["model"]["gpt_config"]["n_layers"] = tiny_config.n_layers
     values["model"]["gpt_config"]["emb_dim"] = tiny_config.emb_dim * 2
     (run / "run.json").write_text(json.dumps(values))
+    write_marker(run)  # a consistent marker, to reach the check under test
     with pytest.raises(GPTClassifierError, match="has shape"):
         load_run(run)

@@ -79,11 +79,12 @@ def test_run_directory_holds_everything(sms_run):
 
 
 def test_book_preset_is_chapter_six():
-    choices, settings = FinetuneOptions(preset="book").resolved()
-    assert choices == {
+    recipe = FinetuneOptions(preset="book").resolved()
+    settings = recipe.train
+    assert _choices(recipe) == {
         "padding": "longest-train",
         "pooling": "last",
-        "trainable": "last-block",
+        "trainable": "last-blocks:1",
         "keep_duplicates": True,
         "balance": "undersample",
     }
@@ -97,9 +98,20 @@ def test_book_preset_is_chapter_six():
 
 
 def test_explicit_flags_override_the_preset():
-    choices, settings = FinetuneOptions(preset="book", pooling="last-real", epochs=2).resolved()
-    assert choices["pooling"] == "last-real" and choices["padding"] == "longest-train"
-    assert settings.epochs == 2 and settings.lr == 5e-5
+    recipe = FinetuneOptions(preset="book", pooling="last-real", epochs=2).resolved()
+    assert recipe.pooling == "last-real" and str(recipe.padding) == "longest-train"
+    assert recipe.train.epochs == 2 and recipe.train.lr == 5e-5
+
+
+def _choices(recipe) -> dict:
+    """The resolved choices, as the strings run.json records."""
+    return {
+        "padding": str(recipe.padding),
+        "pooling": str(recipe.pooling),
+        "trainable": str(recipe.trainable),
+        "keep_duplicates": recipe.keep_duplicates,
+        "balance": recipe.balance,
+    }
 
 
 def _three_class_csv(path, rows_per_class: int = 24) -> None:
@@ -229,7 +241,7 @@ def test_every_bad_option_is_reported_at_once_before_any_work():
     with pytest.raises(GPTClassifierError) as error:
         FinetuneOptions(padding="wide", trainable="some", model="gpt5", lr=-1.0).resolved()
     message = str(error.value)
-    for word in ("'wide'", "'some'", "'gpt5'", "lr must be positive"):
+    for word in ("'wide'", "'some'", "'gpt5'", "lr must be a positive finite number"):
         assert word in message
     assert "\n" not in message
 
@@ -285,11 +297,12 @@ def test_unknown_preset_lists_the_valid_ones():
 
 
 def test_default_preset_values():
-    choices, settings = FinetuneOptions().resolved()
-    assert choices == {
+    recipe = FinetuneOptions().resolved()
+    settings = recipe.train
+    assert _choices(recipe) == {
         "padding": "batch",
         "pooling": "last-real",
-        "trainable": "last-block",
+        "trainable": "last-blocks:1",
         "keep_duplicates": False,
         "balance": "undersample",
     }

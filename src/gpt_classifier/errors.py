@@ -7,3 +7,6 @@ class GPTClassifierError(Exception):
     The message is a single line that names the problem; the CLI prints it as
     ``error: <message>`` and exits with status 2. Anything else is a bug and keeps its traceback.
     """
+
+
+INTERRUPTED_EXIT = 130  # the shell's status for a process ended by SIGINT (Ctrl-C)

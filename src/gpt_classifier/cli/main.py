@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from .. import __version__
-from ..errors import GPTClassifierError
+from ..errors import INTERRUPTED_EXIT, GPTClassifierError
 
 
 class _Group(click.Group):
@@ -20,6 +20,9 @@ class _Group(click.Group):
         except GPTClassifierError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(INTERRUPTED_EXIT)
 
 
 @click.group(

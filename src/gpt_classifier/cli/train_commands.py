@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import sys
+from typing import Any
+
 import click
+from click.core import ParameterSource
 
 from ..classifier import POOLINGS
 from ..data.readers import FORMATS
+from ..errors import INTERRUPTED_EXIT, GPTClassifierError
+from ..inference.transaction import StagedRun
 from ..precision import PRECISIONS
+from ..training.checkpoint import read_options
+from ..training.recipe import MAX_SEED, FinetuneOptions
 from ..training.settings import PRESETS
 from .options import data_source_options, device_option, model_options, tokenizer_option
 
@@ -40,7 +48,7 @@ from .options import data_source_options, device_option, model_options, tokenize
     default=None,
     help="head | last-block | last-blocks:N | all | lora (default: last-block).",
 )
-@click.option("--lora-rank", type=int, default=16, show_default=True)
+@click.option("--lora-rank", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--lora-alpha", type=float, default=16.0, show_default=True)
 @click.option(
     "--pooling",
@@ -53,20 +61,27 @@ from .options import data_source_options, device_option, model_options, tokenize
     default=None,
     help="longest-train | batch | fixed:N | context (default: batch; the book: longest-train).",
 )
-@click.option("--epochs", type=int, default=None, help="Default 5.")
-@click.option("--batch-size", type=int, default=None, help="Default 8.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Default 5.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Default 8.")
 @click.option("--lr", type=float, default=None, help="AdamW learning rate (default 5e-5).")
 @click.option("--weight-decay", type=float, default=None, help="Default 0.1.")
-@click.option("--eval-freq", type=int, default=None, help="Steps between loss evaluations (50).")
-@click.option("--eval-iter", type=int, default=None, help="Batches per evaluation (5).")
+@click.option(
+    "--eval-freq",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Steps between loss evaluations (50).",
+)
+@click.option(
+    "--eval-iter", type=click.IntRange(min=1), default=None, help="Batches per evaluation (5)."
+)
 @click.option(
     "--grad-accum",
     "grad_accum_steps",
-    type=int,
+    type=click.IntRange(min=1),
     default=None,
     help="Batches per optimizer step (default 1).",
 )
-@click.option("--seed", type=int, default=None, help="Default 123.")
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=None, help="Default 123.")
 @click.option(
     "--select-best/--last-epoch",
     "select_best",
@@ -89,13 +104,36 @@ from .options import data_source_options, device_option, model_options, tokenize
 )
 @click.option("--plots/--no-plots", default=True, show_default=True)
 @click.option("--progress/--no-progress", default=True, show_default=True)
-@click.option("--output-dir", required=True, help="Run directory to create.")
-def train(**kwargs) -> None:
-    """Fine-tune GPT-2 as a classifier, evaluate it and save the run."""
-    from ..evaluation import format_report
-    from ..training.pipeline import FinetuneOptions, run_finetune
+@click.option(
+    "--checkpoint-every",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Also checkpoint every N optimizer steps (always: after every epoch).",
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace an existing run (or non-empty folder) at --output-dir.",
+)
+@click.option("--output-dir", type=click.Path(), default=None, help="Run directory to create.")
+@click.option(
+    "--resume",
+    "resume_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Continue the killed or diverged run RUN_DIR from its last checkpoint, with its options.",
+)
+def train(resume_dir: str | None, **kwargs: Any) -> None:
+    """Fine-tune GPT-2 as a classifier, evaluate it and save the run.
 
-    result = run_finetune(FinetuneOptions(**kwargs))
+    Exit status: 0 done, 2 bad input or diverged training, 130 interrupted (Ctrl-C; what was
+    learnt so far is evaluated and saved, marked "interrupted" in run.json).
+    """
+    from ..evaluation import format_report
+    from ..training.pipeline import run_finetune
+
+    options = _resume_options(resume_dir, kwargs) if resume_dir else _new_options(kwargs)
+    result = run_finetune(options)
     classes = result.report[next(iter(result.report))]["per_class"].keys()
     click.echo(format_report(result.report, list(classes)), nl=False)
     click.echo(
@@ -104,6 +142,37 @@ def train(**kwargs) -> None:
         f"{result.peak_rss_mb:.0f} MiB)",
         err=True,
     )
+    if result.interrupted:
+        click.echo("interrupted: the run was saved as it stood (exit status 130)", err=True)
+        sys.exit(INTERRUPTED_EXIT)
+
+
+# Options that only change how a resumed run is shown, not what it computes.
+RESUME_MAY_CHANGE = ("progress", "plots")
+
+
+def _new_options(kwargs: dict[str, Any]) -> FinetuneOptions:
+    if kwargs["output_dir"] is None:
+        raise GPTClassifierError("missing --output-dir (the run directory to create)")
+    return FinetuneOptions(**kwargs)
+
+
+def _resume_options(resume_dir: str, kwargs: dict[str, Any]) -> FinetuneOptions:
+    ctx = click.get_current_context()
+    given = [
+        name
+        for name in kwargs
+        if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
+        and name not in RESUME_MAY_CHANGE
+    ]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise GPTClassifierError(
+            f"--resume continues with the interrupted run's own options; drop {flags}"
+        )
+    saved = read_options(StagedRun(resume_dir).checkpoint_dir)
+    keep = {name: kwargs[name] for name in RESUME_MAY_CHANGE}
+    return FinetuneOptions.from_dict({**saved, **keep, "output_dir": resume_dir, "resume": True})
 
 
 @click.command()

@@ -24,9 +24,10 @@ from ..config import GPTConfig
 from ..errors import GPTClassifierError
 from ..fileio import atomic_path, write_json
 from ..model import GPTModel
+from .transaction import StagedRun, check_output_dir, verify_files
 
 RUN_FORMAT = "gpt-classifier-run"
-RUN_FORMAT_VERSION = 1
+RUN_FORMAT_VERSION = 2  # 2: complete runs carry run-complete.json
 RUN_FILE = "run.json"
 WEIGHTS_FILE = "model.safetensors"
 
@@ -109,9 +110,8 @@ class LoadedRun:
     directory: Path
 
 
-def save_run(model: GPTClassifier, info: RunInfo, directory: str | os.PathLike[str]) -> Path:
-    """Write ``model.safetensors`` (LoRA adapters merged first) and ``run.json``."""
-    folder = Path(directory)
+def write_model_files(model: GPTClassifier, info: RunInfo, folder: Path) -> None:
+    """``model.safetensors`` (LoRA adapters merged first) and ``run.json`` into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     if has_lora(model):
         merge_lora(model)
@@ -119,7 +119,27 @@ def save_run(model: GPTClassifier, info: RunInfo, directory: str | os.PathLike[s
     with atomic_path(folder / WEIGHTS_FILE) as partial:
         save_file(state, str(partial), metadata={"format": RUN_FORMAT, "version": __version__})
     write_json(folder / RUN_FILE, info.to_dict())
-    return folder
+
+
+def save_run(
+    model: GPTClassifier,
+    info: RunInfo,
+    directory: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """Save ``model`` as a complete run directory, in one transaction (see ``transaction``).
+
+    An existing non-empty ``directory`` is replaced only with ``overwrite``.
+    """
+    target = check_output_dir(directory, overwrite=overwrite)
+    staged = StagedRun(target).start()
+    try:
+        write_model_files(model, info, staged.folder)
+        return staged.commit()
+    except BaseException:
+        staged.discard()
+        raise
 
 
 def read_run_info(directory: str | os.PathLike[str]) -> RunInfo:
@@ -132,6 +152,7 @@ def read_run_info(directory: str | os.PathLike[str]) -> RunInfo:
             f"{folder} is not a gpt-classifier run directory (no {RUN_FILE}); "
             "pass the --output-dir of a `gpt-classifier train` run"
         )
+    verify_files(folder, [RUN_FILE])
     try:
         values = json.loads(run_file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -148,6 +169,7 @@ def load_run(directory: str | os.PathLike[str], device: str | torch.device = "cp
     weights = folder / WEIGHTS_FILE
     if not weights.is_file():
         raise GPTClassifierError(f"{folder} has no {WEIGHTS_FILE}")
+    verify_files(folder, [WEIGHTS_FILE])
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as exc:

@@ -1,19 +1,52 @@
-"""The training loop: the book's ``train_classifier_simple`` and the one the CLI runs around it."""
+"""The training loop: the book's ``train_classifier_simple`` and the one the CLI runs around it.
+
+The loop's progress is one :class:`LoopState`, so a run can be checkpointed after any optimizer
+step and resumed to the same weights (see ``training/checkpoint.py``).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 from collections.abc import Callable, Iterable, Sized
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..errors import GPTClassifierError
 from ..evaluation.history import TrainingHistory
 from .losses import calc_accuracy_loader, calc_loss_batch, evaluate_model, unpack_batch
 from .settings import TrainSettings
+
+
+class TrainingDiverged(GPTClassifierError):
+    """A loss or a weight became NaN or infinite."""
+
+
+@dataclass
+class LoopState:
+    """Where the loop stands: enough to continue exactly where it stopped."""
+
+    epoch: int = 0  # the epoch under way (0-based)
+    batch_index: int = 0  # batches of that epoch already trained on
+    global_step: int = -1  # the book's counter: the first evaluation happens after the first step
+    examples_seen: int = 0
+    running_loss: float = 0.0  # this epoch's summed loss, for the progress bar and the log
+    running_seen: int = 0
+    history: TrainingHistory = field(default_factory=TrainingHistory)
+    step_losses: list[float] = field(default_factory=list)
+    best_val_acc: float = -1.0
+    best_epoch: int | None = None
+    best_state: list[torch.Tensor] | None = None
+    # the training loader's shuffling generator at the start of this epoch and now: a resumed
+    # epoch redraws the same order, then continues from the current state
+    epoch_start_rng: torch.Tensor | None = None
+    loader_rngs: dict[str, torch.Tensor] = field(default_factory=dict)
+    torch_rng: torch.Tensor | None = None  # dropout's generator
 
 
 @dataclass
@@ -27,6 +60,37 @@ class TrainResult:
     step_losses: list[float] = field(default_factory=list)
 
 
+def loader_generator(loader: Any) -> torch.Generator | None:
+    """The generator that shuffles ``loader`` (ours, or one wrapped by the prefix cache)."""
+    inner = getattr(loader, "token_loader", loader)
+    return getattr(inner, "generator", None)
+
+
+def _save_rngs(state: LoopState, loaders: dict[str, Any]) -> None:
+    state.torch_rng = torch.get_rng_state()
+    for name, loader in loaders.items():
+        generator = loader_generator(loader)
+        if generator is not None:
+            state.loader_rngs[name] = generator.get_state()
+
+
+def _restore_rngs(state: LoopState, loaders: dict[str, Any]) -> None:
+    if state.torch_rng is not None:
+        torch.set_rng_state(state.torch_rng)
+    for name, loader in loaders.items():
+        generator = loader_generator(loader)
+        if generator is not None and name in state.loader_rngs:
+            generator.set_state(state.loader_rngs[name])
+
+
+def _check_finite(loss: float, state: LoopState, lr: float) -> None:
+    if not math.isfinite(loss):
+        raise TrainingDiverged(
+            f"training diverged: the loss became {loss} at step {state.global_step + 1} "
+            f"(epoch {state.epoch + 1}); the learning rate ({lr:g}) is probably too high"
+        )
+
+
 def train_classifier(
     model: nn.Module,
     train_loader: Iterable,
@@ -38,109 +102,207 @@ def train_classifier(
     autocast: Callable[[], object] | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    state: LoopState | None = None,
+    on_checkpoint: Callable[[LoopState], None] | None = None,
+    checkpoint_every: int | None = None,
 ) -> TrainResult:
     """The book's loop (evaluate on ``eval_iter`` batches every ``eval_freq`` steps, accuracy
     on ``eval_iter`` batches after each epoch) plus gradient accumulation, a progress bar,
-    best-epoch selection and a clean stop on Ctrl-C.
+    best-epoch selection, checkpoints, resuming from ``state`` and a clean stop on Ctrl-C.
 
     ``autocast`` returns a context manager wrapped around every forward pass (bf16 autocast).
+    ``on_checkpoint(state)`` is called after every epoch and every ``checkpoint_every`` optimizer
+    steps. A NaN or infinite loss raises :class:`TrainingDiverged` at once.
     """
-    amp = autocast or contextlib.nullcontext
-    history = TrainingHistory()
-    result = TrainResult(history=history)
-    steps_per_epoch = len(train_loader) if isinstance(train_loader, Sized) else None
-    accum = settings.grad_accum_steps
-    best_val_acc, best_state = -1.0, None
-    global_step = -1  # the book's counter: the first evaluation happens after the first step
-    examples_seen = 0
-    trainable = [p for p in model.parameters() if p.requires_grad]
+    run = _Loop(
+        model,
+        {"train": train_loader, "validation": val_loader},
+        optimizer,
+        device,
+        settings,
+        amp=autocast or contextlib.nullcontext,
+        progress=progress,
+        say=log or (lambda m: print(m, file=sys.stderr)),
+        on_checkpoint=on_checkpoint,
+        checkpoint_every=checkpoint_every,
+    )
+    return run.fit(state or LoopState())
 
-    def say(message: str) -> None:
-        (log or (lambda m: print(m, file=sys.stderr)))(message)
 
-    try:
-        for epoch in range(settings.epochs):
-            model.train()
-            bar = tqdm(
-                total=steps_per_epoch,
-                desc=f"epoch {epoch + 1}/{settings.epochs}",
-                disable=not progress,
-                file=sys.stderr,
-                leave=False,
-                dynamic_ncols=True,
+class _Loop:
+    def __init__(self, model, loaders, optimizer, device, settings, **options: Any) -> None:
+        self.model, self.loaders, self.optimizer = model, loaders, optimizer
+        self.device, self.settings = device, settings
+        self.amp, self.progress, self.say = options["amp"], options["progress"], options["say"]
+        self.on_checkpoint = options["on_checkpoint"]
+        self.checkpoint_every = options["checkpoint_every"]
+        self.trainable = [p for p in model.parameters() if p.requires_grad]
+        train = loaders["train"]
+        self.steps_per_epoch = len(train) if isinstance(train, Sized) else None
+
+    def fit(self, state: LoopState) -> TrainResult:
+        result = TrainResult(history=state.history)
+        _restore_rngs(state, self.loaders)  # a resumed run: the generators as they were saved
+        try:
+            while state.epoch < self.settings.epochs:
+                self._run_epoch(state)
+                self._end_epoch(state)
+                state.epoch, state.batch_index = state.epoch + 1, 0
+                state.running_loss, state.running_seen = 0.0, 0
+                self._checkpoint(state)
+        except KeyboardInterrupt:
+            result.interrupted = True
+            self.say("interrupted: keeping the weights of the last finished step")
+        finally:
+            self.model.eval()
+        if not all(torch.isfinite(p).all() for p in self.trainable):
+            raise TrainingDiverged(
+                "training diverged: a trainable weight became NaN or infinite; the learning "
+                f"rate ({self.settings.lr:g}) or weight decay is probably too high"
             )
-            running_loss, running_seen = 0.0, 0
-            optimizer.zero_grad(set_to_none=True)
-            for batch_index, batch in enumerate(train_loader):
+        if self.settings.select_best and state.best_state is not None and not result.interrupted:
+            with torch.no_grad():
+                for param, saved in zip(self.trainable, state.best_state, strict=True):
+                    param.copy_(saved)
+            self.say(
+                f"kept epoch {state.best_epoch} "
+                f"(best validation accuracy {state.best_val_acc * 100:.2f} %)"
+            )
+        result.epochs_completed = state.epoch
+        result.best_epoch = state.best_epoch if not result.interrupted else None
+        result.examples_seen = state.examples_seen
+        result.global_steps = state.global_step + 1
+        result.step_losses = state.step_losses
+        return result
+
+    def _batches(self, state: LoopState) -> Iterable:
+        """This epoch's batches from ``state.batch_index`` on, in the same order as if the
+        epoch had never been interrupted."""
+        loader = self.loaders["train"]
+        generator = loader_generator(loader)
+        if generator is not None:
+            if state.batch_index and state.epoch_start_rng is not None:
+                generator.set_state(state.epoch_start_rng)
+            state.epoch_start_rng = generator.get_state()
+        batches = iter(loader)
+        if state.batch_index:
+            for _ in range(state.batch_index):
+                next(batches)
+            _restore_rngs(state, self.loaders)
+        return batches
+
+    def _run_epoch(self, state: LoopState) -> None:
+        settings = self.settings
+        bar = tqdm(
+            total=self.steps_per_epoch,
+            initial=state.batch_index,
+            desc=f"epoch {state.epoch + 1}/{settings.epochs}",
+            disable=not self.progress,
+            file=sys.stderr,
+            leave=False,
+            dynamic_ncols=True,
+        )
+        try:
+            self.model.train()
+            self.optimizer.zero_grad(set_to_none=True)
+            for batch in self._batches(state):
+                batch_index = state.batch_index
                 inputs, targets, lengths = unpack_batch(batch)
-                with amp():
-                    loss = calc_loss_batch(inputs, targets, model, device, lengths)
-                (loss / accum if accum > 1 else loss).backward()
-                last_in_epoch = steps_per_epoch is not None and batch_index + 1 == steps_per_epoch
-                if (batch_index + 1) % accum == 0 or last_in_epoch:
-                    optimizer.step()
-                    optimizer.zero_grad(set_to_none=True)
-                examples_seen += inputs.shape[0]
-                global_step += 1
-                result.step_losses.append(loss.item())
-                running_loss += loss.item() * inputs.shape[0]
-                running_seen += inputs.shape[0]
+                with self.amp():
+                    loss = calc_loss_batch(inputs, targets, self.model, self.device, lengths)
+                loss_value = loss.item()
+                _check_finite(loss_value, state, settings.lr)
+                (loss / self._group_size(batch_index)).backward()
+                steps_done = self._after_backward(batch_index)
+                state.batch_index = batch_index + 1
+                state.examples_seen += inputs.shape[0]
+                state.global_step += 1
+                state.step_losses.append(loss_value)
+                state.running_loss += loss_value * inputs.shape[0]
+                state.running_seen += inputs.shape[0]
                 bar.update(1)
-                bar.set_postfix(loss=f"{running_loss / running_seen:.3f}")
-
-                if global_step % settings.eval_freq == 0:
-                    with amp():
-                        train_loss, val_loss = evaluate_model(
-                            model, train_loader, val_loader, device, settings.eval_iter
-                        )
-                    epoch_position = epoch + (
-                        (batch_index + 1) / steps_per_epoch if steps_per_epoch else 0.0
-                    )
-                    history.record_losses(epoch_position, examples_seen, train_loss, val_loss)
-                    bar.set_postfix(
-                        loss=f"{running_loss / running_seen:.3f}", val=f"{val_loss:.3f}"
-                    )
-                    if not progress:
-                        say(
-                            f"ep {epoch + 1} (step {global_step:06d}): "
-                            f"train loss {train_loss:.3f}, val loss {val_loss:.3f}"
-                        )
+                bar.set_postfix(loss=f"{state.running_loss / state.running_seen:.3f}")
+                if state.global_step % settings.eval_freq == 0:
+                    self._evaluate_losses(state, bar)
+                if steps_done and self.checkpoint_every and self._due(state):
+                    self._checkpoint(state)
+        finally:
             bar.close()
-            model.eval()
-            with amp():
-                train_acc = calc_accuracy_loader(
-                    train_loader, model, device, num_batches=settings.eval_iter
-                )
-                val_acc = calc_accuracy_loader(
-                    val_loader, model, device, num_batches=settings.eval_iter
-                )
-            history.record_accuracies(epoch + 1, examples_seen, train_acc, val_acc)
-            result.epochs_completed = epoch + 1
-            mean_loss = running_loss / max(running_seen, 1)
-            say(
-                f"epoch {epoch + 1}/{settings.epochs}: train loss {mean_loss:.4f}, "
-                f"accuracy on {settings.eval_iter} batches: train {train_acc * 100:.2f} %, "
-                f"validation {val_acc * 100:.2f} %"
+
+    def _group_size(self, batch_index: int) -> int:
+        """Batches in the accumulation group of ``batch_index``: the last group of an epoch may
+        be shorter, and its mean loss is divided by its own size."""
+        accum = self.settings.grad_accum_steps
+        if self.steps_per_epoch is None:
+            return accum
+        group_start = batch_index - batch_index % accum
+        return min(accum, self.steps_per_epoch - group_start)
+
+    def _after_backward(self, batch_index: int) -> bool:
+        accum = self.settings.grad_accum_steps
+        last_in_epoch = self.steps_per_epoch is not None and batch_index + 1 == self.steps_per_epoch
+        if (batch_index + 1) % accum == 0 or last_in_epoch:
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            return True
+        return False
+
+    def _due(self, state: LoopState) -> bool:
+        last_in_epoch = state.batch_index == self.steps_per_epoch
+        return not last_in_epoch and (state.global_step + 1) % self.checkpoint_every == 0
+
+    def _checkpoint(self, state: LoopState) -> None:
+        if self.on_checkpoint is not None:
+            _save_rngs(state, self.loaders)
+            self.on_checkpoint(state)
+
+    def _evaluate_losses(self, state: LoopState, bar: Any) -> None:
+        with self.amp():
+            train_loss, val_loss = evaluate_model(
+                self.model,
+                self.loaders["train"],
+                self.loaders["validation"],
+                self.device,
+                self.settings.eval_iter,
             )
-            if settings.select_best:
-                with amp():
-                    full_val_acc = calc_accuracy_loader(val_loader, model, device)
-                if full_val_acc > best_val_acc:
-                    best_val_acc, result.best_epoch = full_val_acc, epoch + 1
-                    best_state = [p.detach().clone() for p in trainable]
-    except KeyboardInterrupt:
-        result.interrupted = True
-        say("interrupted: keeping the weights of the last finished step")
-    finally:
-        model.eval()
-    if settings.select_best and best_state is not None and not result.interrupted:
-        with torch.no_grad():
-            for param, saved in zip(trainable, best_state, strict=True):
-                param.copy_(saved)
-        say(f"kept epoch {result.best_epoch} (best validation accuracy {best_val_acc * 100:.2f} %)")
-    result.examples_seen = examples_seen
-    result.global_steps = global_step + 1
-    return result
+        fraction = state.batch_index / self.steps_per_epoch if self.steps_per_epoch else 0.0
+        state.history.record_losses(
+            state.epoch + fraction, state.examples_seen, train_loss, val_loss
+        )
+        bar.set_postfix(
+            loss=f"{state.running_loss / state.running_seen:.3f}", val=f"{val_loss:.3f}"
+        )
+        if not self.progress:
+            self.say(
+                f"ep {state.epoch + 1} (step {state.global_step:06d}): "
+                f"train loss {train_loss:.3f}, val loss {val_loss:.3f}"
+            )
+
+    def _end_epoch(self, state: LoopState) -> None:
+        settings, epoch = self.settings, state.epoch
+        self.model.eval()
+        with self.amp():
+            train_acc = calc_accuracy_loader(
+                self.loaders["train"], self.model, self.device, num_batches=settings.eval_iter
+            )
+            val_acc = calc_accuracy_loader(
+                self.loaders["validation"], self.model, self.device, num_batches=settings.eval_iter
+            )
+        state.history.record_accuracies(epoch + 1, state.examples_seen, train_acc, val_acc)
+        mean_loss = state.running_loss / max(state.running_seen, 1)
+        self.say(
+            f"epoch {epoch + 1}/{settings.epochs}: train loss {mean_loss:.4f}, "
+            f"accuracy on {settings.eval_iter} batches: train {train_acc * 100:.2f} %, "
+            f"validation {val_acc * 100:.2f} %"
+        )
+        if settings.select_best:
+            with self.amp():
+                full_val_acc = calc_accuracy_loader(
+                    self.loaders["validation"], self.model, self.device
+                )
+            if full_val_acc > state.best_val_acc:
+                state.best_val_acc, state.best_epoch = full_val_acc, epoch + 1
+                state.best_state = [p.detach().clone() for p in self.trainable]
 
 
 def train_classifier_simple(

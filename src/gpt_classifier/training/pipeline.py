@@ -1,15 +1,19 @@
-"""One fine-tuning run end to end: data -> model -> classifier -> training -> report -> run dir.
+"""One fine-tuning run in named stages: resolve the recipe -> open the run directory -> prepare
+data -> build the classifier -> make the loaders (frozen-prefix cache included) -> fit ->
+evaluate -> write the run.
 
-Printing goes through ``log`` (stderr in the CLI); the function returns data.
+Each stage takes what it needs and returns data; printing goes through ``log`` (stderr in the
+CLI). The run directory is written as one transaction (``inference/transaction.py``): nothing
+appears under ``output_dir`` until the run is complete, and a killed run can be resumed from the
+checkpoint kept in its staging folder.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import os
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,28 +21,21 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ..classifier import (
-    GPTClassifier,
-    apply_trainable,
-    describe_trainable,
-    parse_trainable,
-    validate_pooling,
-)
-from ..config import is_model_name, resolve_config
-from ..data import BALANCE_METHODS, encode_splits, parse_padding, prepare_dataset, write_splits
+from ..classifier import GPTClassifier, apply_trainable, describe_trainable
+from ..data import encode_splits, prepare_dataset, write_splits
 from ..data.encoding import EncodedSplits
+from ..data.prepare import PreparedData
 from ..errors import GPTClassifierError
-from ..evaluation import (
-    classification_metrics,
-    format_report,
-    write_report_json,
-)
+from ..evaluation import classification_metrics, format_report, write_report_json
 from ..fileio import write_json, write_text
-from ..inference.run_dir import RunInfo, save_run
+from ..inference.run_dir import RunInfo, write_model_files
+from ..inference.transaction import StagedRun, check_output_dir
 from ..precision import autocast, resolve_device, resolve_precision
 from ..tokenizer import get_tokenizer
 from ..weights import build_model
-from .loop import TrainResult, train_classifier
+from . import checkpoint
+from .interrupts import deferred_interrupts
+from .loop import LoopState, TrainingDiverged, TrainResult, train_classifier
 from .losses import predict_loader
 from .memory import peak_rss_mb, release_free_memory
 from .prefix_cache import (
@@ -50,94 +47,14 @@ from .prefix_cache import (
     estimate_cache_bytes,
     plan_prefix_cache,
 )
-from .settings import PRESETS, TrainSettings
+from .recipe import FinetuneOptions, ResolvedRecipe
+from .settings import TrainSettings
+
+__all__ = ["FinetuneOptions", "FinetuneResult", "make_optimizer", "run_finetune"]
 
 SPLITS = ("train", "validation", "test")
 EVAL_BATCH_SIZE = 32
-
-
-@dataclass
-class FinetuneOptions:
-    """Everything ``gpt-classifier train`` takes. ``None`` means: the preset's value."""
-
-    output_dir: str | os.PathLike[str] = "runs/sms-spam"
-    preset: str = "default"
-    # data
-    data_file: str | None = None
-    train_file: str | None = None
-    validation_file: str | None = None
-    test_file: str | None = None
-    fmt: str | None = None
-    text_column: str | None = None
-    label_column: str | None = None
-    balance: str | None = None
-    keep_duplicates: bool | None = None
-    fractions: str | tuple[float, float, float] = (0.7, 0.1, 0.2)
-    padding: str | None = None
-    # model
-    model: str = "gpt2"
-    weights: str | None = None
-    init: str = "pretrained"
-    tokenizer_dir: str | None = None
-    pooling: str | None = None
-    trainable: str | None = None
-    lora_rank: int = 16
-    lora_alpha: float = 16.0
-    # optimisation
-    epochs: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None
-    weight_decay: float | None = None
-    eval_freq: int | None = None
-    eval_iter: int | None = None
-    grad_accum_steps: int | None = None
-    seed: int | None = None
-    select_best: bool | None = None
-    # execution
-    device: str = "auto"
-    precision: str = "auto"
-    prefix_cache: bool = True
-    progress: bool = True
-    plots: bool = True
-
-    def resolved(self) -> tuple[dict[str, Any], TrainSettings]:
-        """The preset's recipe overridden by every option that was given."""
-        if self.preset not in PRESETS:
-            raise GPTClassifierError(
-                f"unknown preset {self.preset!r}; valid presets: {', '.join(PRESETS)}"
-            )
-        recipe = PRESETS[self.preset]
-        choices = {}
-        for key in ("padding", "pooling", "trainable", "keep_duplicates", "balance"):
-            value = getattr(self, key)
-            choices[key] = getattr(recipe, key) if value is None else value
-        overrides = {
-            f.name: getattr(self, f.name)
-            for f in dataclasses.fields(TrainSettings)
-            if getattr(self, f.name, None) is not None
-        }
-        problems = []
-        checks: list[Callable[[], object]] = [
-            lambda: parse_trainable(choices["trainable"]),
-            lambda: parse_padding(choices["padding"]),
-            lambda: validate_pooling(choices["pooling"]),
-            lambda: resolve_precision(self.precision, torch.device("cpu")),
-            lambda: dataclasses.replace(recipe.train, **overrides),
-        ]
-        if choices["balance"] not in BALANCE_METHODS:
-            problems.append(
-                f"unknown balance {choices['balance']!r}; valid: {', '.join(BALANCE_METHODS)}"
-            )
-        if self.weights is None or not is_model_name(self.model):
-            checks.append(lambda: resolve_config(self.model))
-        for check in checks:
-            try:
-                check()
-            except GPTClassifierError as exc:
-                problems.append(str(exc))
-        if problems:  # every problem at once, before any download or computation
-            raise GPTClassifierError("; ".join(problems))
-        return choices, dataclasses.replace(recipe.train, **overrides)
+Log = Callable[[str], None]
 
 
 @dataclass
@@ -150,27 +67,115 @@ class FinetuneResult:
     cached_prefix: bool = False
     precision: str = "fp32"
 
+    @property
+    def interrupted(self) -> bool:
+        return self.train.interrupted
+
+
+@dataclass
+class TrainingSetup:
+    """What the fit and evaluate stages work on."""
+
+    classifier: GPTClassifier
+    trained_model: torch.nn.Module  # the classifier, or its trainable suffix over cached states
+    loaders: dict[str, Any]
+    device: torch.device
+    precision: str
+    cached: bool
+
+
+class StageClock:
+    """Wall time and peak memory after each stage (``timings.json``)."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+        self.peak_after: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        begun = time.perf_counter()
+        yield
+        self.seconds[name] = round(time.perf_counter() - begun, 3)
+        self.peak_after[name] = round(peak_rss_mb(), 1)
+
+    def total(self) -> float:
+        return round(time.perf_counter() - self.started, 3)
+
 
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def run_finetune(options: FinetuneOptions, log: Callable[[str], None] = _stderr) -> FinetuneResult:
-    choices, settings = options.resolved()
-    timings: dict[str, float] = {}
-    peak_by_stage: dict[str, float] = {}
-    started = time.perf_counter()
-    clock = started
+def run_finetune(options: FinetuneOptions, log: Log = _stderr) -> FinetuneResult:
+    recipe = options.resolved()
+    staged = open_run_directory(options)
+    clock = StageClock()
+    try:
+        with clock.stage("data"):
+            prepared = prepare_data(options, recipe, log)
+        with clock.stage("model"):
+            classifier = build_classifier(options, recipe, prepared, log)
+        with clock.stage("tokenize"):
+            encoded = encode(prepared, recipe, classifier, options.tokenizer_dir, log)
+        with clock.stage("prefix_cache"):
+            setup = make_loaders(classifier, encoded, recipe.train, options, log)
+        with clock.stage("train"):
+            result = fit(setup, recipe.train, options, staged, encoded, log)
+        with deferred_interrupts() as interrupt:  # a Ctrl-C now would lose the trained model
+            with clock.stage("evaluate"):
+                report = evaluate_splits(setup, encoded, prepared.label_map.classes)
+            release_free_memory()
+            with clock.stage("save"):
+                info = run_info(options, recipe, setup, encoded, prepared, result)
+                write_run(staged, setup.classifier, info, report, result, prepared, options)
+            write_json(staged.folder / "timings.json", _timings(clock, setup.device))
+            run_dir = staged.commit()
+        if interrupt.requested:
+            result.interrupted = True
+    except TrainingDiverged as exc:
+        kept = checkpoint.has_checkpoint(staged.checkpoint_dir)
+        where = f"the last good checkpoint is kept in {staged.checkpoint_dir}" if kept else ""
+        raise GPTClassifierError(
+            f"{exc}; nothing was saved{'; ' + where if where else ''}"
+        ) from None
+    except BaseException:
+        if not checkpoint.has_checkpoint(staged.checkpoint_dir):
+            staged.discard()  # nothing worth resuming: leave no trace
+        raise
+    clock.seconds["total"] = clock.total()
+    return FinetuneResult(
+        run_dir=run_dir,
+        report=report,
+        train=result,
+        timings=clock.seconds,
+        peak_rss_mb=peak_rss_mb(),
+        cached_prefix=setup.cached,
+        precision=setup.precision,
+    )
 
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        timings[name] = round(now - clock, 3)
-        peak_by_stage[name] = round(peak_rss_mb(), 1)
-        clock = now
 
-    trainable = parse_trainable(choices["trainable"])
-    tokenizer = get_tokenizer(options.tokenizer_dir)
+def open_run_directory(options: FinetuneOptions) -> StagedRun:
+    """Check the output directory before any work; set up its staging folder."""
+    target = options.output_path
+    staged = StagedRun(target)
+    if options.resume:
+        if not (staged.checkpoint_dir / checkpoint.OPTIONS_FILE).is_file():
+            raise GPTClassifierError(f"no interrupted run to resume at {target}")
+        return staged.start(keep_checkpoint=True)
+    check_output_dir(target, overwrite=options.overwrite)
+    if staged.checkpoint_dir.is_dir() and not options.overwrite:
+        raise GPTClassifierError(
+            f"an interrupted run of {target} can be resumed: gpt-classifier train --resume "
+            f"{target} (or pass --overwrite to start again)"
+        )
+    staged.start()
+    staged.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint.save_options(staged.checkpoint_dir, options.to_dict())
+    return staged
+
+
+def prepare_data(options: FinetuneOptions, recipe: ResolvedRecipe, log: Log) -> PreparedData:
     prepared = prepare_dataset(
         data_file=options.data_file,
         train_file=options.train_file,
@@ -179,9 +184,9 @@ def run_finetune(options: FinetuneOptions, log: Callable[[str], None] = _stderr)
         fmt=options.fmt,
         text_column=options.text_column,
         label_column=options.label_column,
-        balance=choices["balance"],
-        keep_duplicates=choices["keep_duplicates"],
-        seed=settings.seed,
+        balance=recipe.balance,
+        keep_duplicates=recipe.keep_duplicates,
+        seed=recipe.train.seed,
         fractions=options.fractions,
         progress=options.progress,
     )
@@ -190,150 +195,189 @@ def run_finetune(options: FinetuneOptions, log: Callable[[str], None] = _stderr)
         log(f"dropped {summary.duplicates_dropped} duplicate texts (--keep-duplicates keeps them)")
     sizes = ", ".join(f"{name} {len(prepared.split(name))}" for name in SPLITS)
     log(f"data: {summary.source}: {sizes}; classes: {', '.join(prepared.label_map.classes)}")
-    lap("data")
+    n_train, batch = len(prepared.train), recipe.train.batch_size
+    if n_train < batch:  # the training loader drops its last incomplete batch, as the book's
+        raise GPTClassifierError(
+            f"no training step possible: the training split has {n_train} example(s), fewer "
+            f"than the batch size {batch}; lower --batch-size or give more data"
+        )
+    return prepared
 
-    gpt = build_model(options.model, options.weights, options.init, seed=settings.seed)
-    lap("model")
-    encoded = encode_splits(prepared, tokenizer, choices["padding"], gpt.cfg.context_length)
-    _log_truncation(encoded, log)
-    lap("tokenize")
 
+def build_classifier(
+    options: FinetuneOptions, recipe: ResolvedRecipe, prepared: PreparedData, log: Log
+) -> GPTClassifier:
+    seed = recipe.train.seed
+    gpt = build_model(options.model, options.weights, options.init, seed=seed)
     classifier = GPTClassifier(
-        gpt, prepared.label_map.num_classes, pooling=choices["pooling"], head_seed=settings.seed
+        gpt, prepared.label_map.num_classes, pooling=recipe.pooling, head_seed=seed
     )
     apply_trainable(
         classifier,
-        trainable,
+        recipe.trainable,
         lora_rank=options.lora_rank,
         lora_alpha=options.lora_alpha,
-        lora_seed=settings.seed,
+        lora_seed=seed,
     )
     log(describe_trainable(classifier))
+    return classifier
+
+
+def encode(
+    prepared: PreparedData,
+    recipe: ResolvedRecipe,
+    classifier: GPTClassifier,
+    tokenizer_dir: str | None,
+    log: Log,
+) -> EncodedSplits:
+    tokenizer = get_tokenizer(tokenizer_dir)
+    encoded = encode_splits(prepared, tokenizer, recipe.padding, classifier.gpt.cfg.context_length)
+    for name in SPLITS:
+        cut = encoded.split(name).truncated
+        if cut:
+            limit = encoded.max_lengths[name]
+            log(f"{name}: {cut} text(s) longer than {limit} tokens were truncated")
+    return encoded
+
+
+def make_loaders(
+    classifier: GPTClassifier,
+    encoded: EncodedSplits,
+    settings: TrainSettings,
+    options: FinetuneOptions,
+    log: Log,
+) -> TrainingSetup:
+    """The book's loaders for training, complete length-bucketed ones for the report, and, where
+    it is exact and fits in memory, the frozen blocks run once per example (prefix cache)."""
     device = resolve_device(options.device)
     precision = resolve_precision(options.precision, device)
     classifier.to(device)
-
-    loaders = _token_loaders(encoded, settings)
-    trained_model: torch.nn.Module = classifier
+    loaders: dict[str, Any] = {
+        "train": encoded.loader("train", settings.batch_size, seed=settings.seed),
+        "validation": encoded.loader("validation", settings.batch_size, seed=settings.seed),
+    }
+    for name in SPLITS:
+        loaders[f"eval_{name}"] = encoded.loader(
+            name,
+            EVAL_BATCH_SIZE,
+            shuffle=False,
+            drop_last=False,
+            seed=settings.seed,
+            bucket_by_length=True,
+        )
+    setup = TrainingSetup(classifier, classifier, loaders, device, precision, cached=False)
     plan = plan_prefix_cache(classifier, encoded.pad_lengths["train"])
-    cached = False
     if not options.prefix_cache:
         log("frozen-prefix cache: off (--no-prefix-cache)")
-    elif not plan.enabled:
+        return setup
+    if not plan.enabled:
         log(f"frozen-prefix cache: not used, {plan.reason}")
-    else:
-        needed = sum(
-            estimate_cache_bytes(encoded.split(n), encoded.pad_lengths[n], gpt.cfg.emb_dim)
-            for n in SPLITS
-        )
-        if needed > DEFAULT_CACHE_BUDGET_BYTES:
-            log(f"frozen-prefix cache: not used, it would take {needed / 2**30:.1f} GiB")
-        else:
-            loaders = _cached_loaders(
-                classifier, encoded, loaders, plan.start_block, device, precision, options, log
-            )
-            trained_model = SuffixClassifier(classifier, plan.start_block)
-            cached = True
-            release_free_memory()
-    lap("prefix_cache")
+        return setup
+    emb_dim = classifier.gpt.cfg.emb_dim
+    needed = sum(
+        estimate_cache_bytes(encoded.split(n), encoded.pad_lengths[n], emb_dim) for n in SPLITS
+    )
+    if needed > DEFAULT_CACHE_BUDGET_BYTES:
+        log(f"frozen-prefix cache: not used, it would take {needed / 2**30:.1f} GiB")
+        return setup
+    caches = _build_caches(setup, encoded, plan.start_block, options.progress, log)
+    setup.loaders = {key: CachedLoader(ld, caches[_split_of(key)]) for key, ld in loaders.items()}
+    setup.trained_model = SuffixClassifier(classifier, plan.start_block)
+    setup.cached = True
+    release_free_memory()
+    return setup
 
-    optimizer = make_optimizer(classifier, settings, device)
-    torch.manual_seed(settings.seed)
+
+def _build_caches(
+    setup: TrainingSetup, encoded: EncodedSplits, start_block: int, progress: bool, log: Log
+) -> dict[str, Any]:
+    real_tokens = sum(sum(encoded.split(name).lengths) for name in SPLITS)
+    positions = sum(
+        cached_positions(encoded.split(name), encoded.pad_lengths[name]) for name in SPLITS
+    )
+    padded = "" if positions == real_tokens else f" ({real_tokens:,} tokens and padding)"
     log(
-        f"training: {settings.epochs} epochs of {len(loaders['train'])} steps "
-        f"(batch {settings.batch_size}), {precision} on {device}"
+        f"frozen-prefix cache: running blocks 0-{start_block - 1} once over "
+        f"{positions:,} positions{padded} ({setup.precision}); training runs block "
+        f"{start_block} onwards"
+    )
+    with tqdm(
+        total=positions,
+        unit="tok",
+        desc="frozen prefix",
+        disable=not progress,
+        file=sys.stderr,
+        leave=False,
+    ) as bar:
+        return {
+            name: build_cache(
+                setup.classifier,
+                encoded.split(name),
+                start_block,
+                encoded.pad_lengths[name],
+                setup.device,
+                setup.precision,
+                progress=bar,
+            )
+            for name in SPLITS
+        }
+
+
+def _split_of(loader_key: str) -> str:
+    return loader_key.removeprefix("eval_")
+
+
+def fit(
+    setup: TrainingSetup,
+    settings: TrainSettings,
+    options: FinetuneOptions,
+    staged: StagedRun,
+    encoded: EncodedSplits,
+    log: Log,
+) -> TrainResult:
+    """Train, checkpointing into the staging folder; resume from its checkpoint if asked."""
+    optimizer = make_optimizer(setup.classifier, settings, setup.device)
+    torch.manual_seed(settings.seed)
+    fingerprint = _fingerprint(options, encoded, setup.classifier)
+    folder = staged.checkpoint_dir
+    state = LoopState()
+    if options.resume and checkpoint.has_checkpoint(folder):
+        state = checkpoint.load_checkpoint(folder, setup.classifier, optimizer, fingerprint)
+        log(f"resuming from the checkpoint after step {state.global_step + 1}")
+
+    def save(loop_state: LoopState) -> None:
+        checkpoint.save_checkpoint(folder, setup.classifier, optimizer, loop_state, fingerprint)
+
+    log(
+        f"training: {settings.epochs} epochs of {len(setup.loaders['train'])} steps "
+        f"(batch {settings.batch_size}), {setup.precision} on {setup.device}"
     )
     result = train_classifier(
-        trained_model,
-        loaders["train"],
-        loaders["validation"],
+        setup.trained_model,
+        setup.loaders["train"],
+        setup.loaders["validation"],
         optimizer,
-        device,
+        setup.device,
         settings,
-        autocast=lambda: autocast(device, precision),
+        autocast=lambda: autocast(setup.device, setup.precision),
         progress=options.progress,
         log=log,
+        state=state,
+        on_checkpoint=save,
+        checkpoint_every=options.checkpoint_every,
     )
-    lap("train")
-    del optimizer  # its moments (and the gradients) are not needed for the report
-    for param in classifier.parameters():
+    # the optimizer's moments go with this frame; the gradients are not needed for the report
+    for param in setup.classifier.parameters():
         param.grad = None
+    return result
 
-    classes = prepared.label_map.classes
-    report = {
-        name: _evaluate(trained_model, loaders[f"eval_{name}"], device, precision, classes)
-        for name in SPLITS
-        if len(encoded.split(name))
-    }
-    del loaders, trained_model  # the hidden-state cache: the rest needs only the report
-    release_free_memory()
-    lap("evaluate")
 
-    run_dir = Path(options.output_dir)
-    info = RunInfo(
-        gpt_config=gpt.cfg,
-        classes=tuple(classes),
-        pooling=choices["pooling"],
-        padding=str(encoded.padding),
-        max_length=encoded.max_lengths["train"]
-        if encoded.pad_lengths["train"] is None
-        else encoded.pad_lengths["train"],
-        pad_length=encoded.pad_lengths["train"],
-        base_model=str(options.weights or options.model),
-        init=options.init,
-        extra={
-            "trainable": str(trainable),
-            "lora": {"rank": options.lora_rank, "alpha": options.lora_alpha}
-            if trainable.kind == "lora"
-            else None,
-            "training": settings.to_dict(),
-            "preset": options.preset,
-            "precision": precision,
-            "frozen_prefix_cache": cached,
-            "interrupted": result.interrupted,
-            "best_epoch": result.best_epoch,
-            "data": summary.to_dict(),
-        },
-    )
-    save_run(classifier, info, run_dir)
-    classifier.run_info = info
-    write_report_json(report, run_dir / "metrics.json")
-    write_text(run_dir / "report.txt", format_report(report, classes))
-    write_json(run_dir / "history.json", result.history.to_dict())
-    write_splits(prepared, run_dir / "data")
-    if options.plots:
-        from ..evaluation.plots import plot_confusion_matrix, plot_training_history
-
-        plot_training_history(result.history, run_dir)
-        if "test" in report:
-            plot_confusion_matrix(
-                report["test"]["confusion_matrix"],
-                classes,
-                run_dir / "confusion_matrix.png",
-                title="Confusion matrix (test)",
-            )
-    lap("save")
-    timings["total"] = round(time.perf_counter() - started, 3)
-    peak = peak_rss_mb()
-    write_json(
-        run_dir / "timings.json",
-        {
-            "seconds": timings,
-            "peak_rss_mb": round(peak, 1),
-            "peak_rss_mb_after": peak_by_stage,
-            "device": str(device),
-            "threads": torch.get_num_threads(),
-        },
-    )
-    return FinetuneResult(
-        run_dir=run_dir,
-        report=report,
-        train=result,
-        timings=timings,
-        peak_rss_mb=peak,
-        cached_prefix=cached,
-        precision=precision,
-    )
+def _fingerprint(options: FinetuneOptions, encoded: EncodedSplits, model: GPTClassifier) -> str:
+    """What a checkpoint's weights depend on besides the saved options: the encoded training
+    data and the frozen base weights (a sample of them)."""
+    base = [p.detach().flatten()[:64].tolist() for p in model.parameters() if not p.requires_grad]
+    train = encoded.split("train")
+    return checkpoint.data_fingerprint(train.input_ids, train.labels, base[:4], options.model)
 
 
 def make_optimizer(
@@ -348,82 +392,28 @@ def make_optimizer(
     )
 
 
-def _log_truncation(encoded: EncodedSplits, log: Callable[[str], None]) -> None:
-    for name in SPLITS:
-        cut = encoded.split(name).truncated
-        if cut:
-            limit = encoded.max_lengths[name]
-            log(f"{name}: {cut} text(s) longer than {limit} tokens were truncated")
-
-
-def _token_loaders(encoded: EncodedSplits, settings: TrainSettings) -> dict[str, Any]:
-    """The book's loaders for training, plus complete, length-bucketed ones for the report."""
-    loaders: dict[str, Any] = {
-        "train": encoded.loader("train", settings.batch_size, seed=settings.seed),
-        "validation": encoded.loader("validation", settings.batch_size, seed=settings.seed),
-    }
-    for name in SPLITS:
-        loaders[f"eval_{name}"] = encoded.loader(
-            name,
-            EVAL_BATCH_SIZE,
-            shuffle=False,
-            drop_last=False,
-            seed=settings.seed,
-            bucket_by_length=True,
-        )
-    return loaders
-
-
-def _cached_loaders(
-    classifier: GPTClassifier,
-    encoded: EncodedSplits,
-    loaders: dict[str, Any],
-    start_block: int,
-    device: torch.device,
-    precision: str,
-    options: FinetuneOptions,
-    log: Callable[[str], None],
-) -> dict[str, Any]:
-    real_tokens = sum(sum(encoded.split(name).lengths) for name in SPLITS)
-    positions = sum(
-        cached_positions(encoded.split(name), encoded.pad_lengths[name]) for name in SPLITS
-    )
-    padded = "" if positions == real_tokens else f" ({real_tokens:,} tokens and padding)"
-    log(
-        f"frozen-prefix cache: running blocks 0-{start_block - 1} once over "
-        f"{positions:,} positions{padded} ({precision}); training runs block {start_block} onwards"
-    )
-    bar = tqdm(
-        total=positions,
-        unit="tok",
-        desc="frozen prefix",
-        disable=not options.progress,
-        file=sys.stderr,
-        leave=False,
-    )
-    caches = {
-        name: build_cache(
-            classifier,
-            encoded.split(name),
-            start_block,
-            encoded.pad_lengths[name],
-            device,
-            precision,
-            progress=bar,
+def evaluate_splits(
+    setup: TrainingSetup, encoded: EncodedSplits, classes: tuple[str, ...] | list[str]
+) -> dict[str, dict[str, Any]]:
+    report = {
+        name: _evaluate(
+            setup.trained_model,
+            setup.loaders[f"eval_{name}"],
+            setup.device,
+            setup.precision,
+            classes,
         )
         for name in SPLITS
+        if len(encoded.split(name))
     }
-    bar.close()
-    return {key: CachedLoader(loader, caches[_split_of(key)]) for key, loader in loaders.items()}
-
-
-def _split_of(loader_key: str) -> str:
-    return loader_key.removeprefix("eval_")
+    setup.loaders.clear()  # the hidden-state cache: the rest needs only the report
+    setup.trained_model = setup.classifier
+    return report
 
 
 def _evaluate(
     model: torch.nn.Module,
-    loader: Iterable,
+    loader: Any,
     device: torch.device,
     precision: str,
     classes: tuple[str, ...] | list[str],
@@ -434,3 +424,79 @@ def _evaluate(
     return classification_metrics(
         targets.numpy(), predictions.numpy(), list(classes), probabilities.numpy(), loss
     )
+
+
+def run_info(
+    options: FinetuneOptions,
+    recipe: ResolvedRecipe,
+    setup: TrainingSetup,
+    encoded: EncodedSplits,
+    prepared: PreparedData,
+    result: TrainResult,
+) -> RunInfo:
+    pad_length = encoded.pad_lengths["train"]
+    lora = recipe.trainable.kind == "lora"
+    return RunInfo(
+        gpt_config=setup.classifier.gpt.cfg,
+        classes=tuple(prepared.label_map.classes),
+        pooling=recipe.pooling,
+        padding=str(encoded.padding),
+        max_length=encoded.max_lengths["train"] if pad_length is None else pad_length,
+        pad_length=pad_length,
+        base_model=str(options.weights or options.model),
+        init=options.init,
+        extra={
+            "trainable": str(recipe.trainable),
+            "lora": {"rank": options.lora_rank, "alpha": options.lora_alpha} if lora else None,
+            "training": recipe.train.to_dict(),
+            "preset": options.preset,
+            "precision": setup.precision,
+            "frozen_prefix_cache": setup.cached,
+            "interrupted": result.interrupted,
+            "best_epoch": result.best_epoch,
+            "global_steps": result.global_steps,
+            "data": prepared.summary.to_dict(),
+        },
+    )
+
+
+def write_run(
+    staged: StagedRun,
+    classifier: GPTClassifier,
+    info: RunInfo,
+    report: dict[str, dict[str, Any]],
+    result: TrainResult,
+    prepared: PreparedData,
+    options: FinetuneOptions,
+) -> None:
+    """Every file of the run into the staging folder (committed by the caller)."""
+    folder = staged.folder
+    write_model_files(classifier, info, folder)
+    classifier.run_info = info
+    classes = list(info.classes)
+    write_report_json(report, folder / "metrics.json")
+    write_text(folder / "report.txt", format_report(report, classes))
+    write_json(folder / "history.json", result.history.to_dict())
+    write_splits(prepared, folder / "data")
+    if options.plots:
+        from ..evaluation.plots import plot_confusion_matrix, plot_training_history
+
+        plot_training_history(result.history, folder)
+        if "test" in report:
+            plot_confusion_matrix(
+                report["test"]["confusion_matrix"],
+                classes,
+                folder / "confusion_matrix.png",
+                title="Confusion matrix (test)",
+            )
+
+
+def _timings(clock: StageClock, device: torch.device) -> dict[str, Any]:
+    seconds = {**clock.seconds, "total": clock.total()}
+    return {
+        "seconds": seconds,
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "peak_rss_mb_after": clock.peak_after,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+    }

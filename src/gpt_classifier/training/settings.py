@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,12 +29,13 @@ class TrainSettings:
         problems = []
         for key in ("epochs", "batch_size", "eval_freq", "eval_iter", "grad_accum_steps"):
             value = getattr(self, key)
-            if not isinstance(value, int) or value < 1:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 problems.append(f"{key} must be a positive integer (got {value!r})")
-        if not self.lr > 0:
-            problems.append(f"lr must be positive (got {self.lr!r})")
-        if self.weight_decay < 0:
-            problems.append(f"weight_decay must be >= 0 (got {self.weight_decay!r})")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            problems.append(f"lr must be a positive finite number (got {self.lr!r})")
+        wd = self.weight_decay
+        if not (isinstance(wd, (int, float)) and math.isfinite(wd) and wd >= 0):
+            problems.append(f"weight_decay must be a finite number >= 0 (got {wd!r})")
         if problems:
             raise GPTClassifierError("invalid training settings: " + "; ".join(problems))
 

@@ -1,0 +1,164 @@
+"""A run directory is written as one transaction.
+
+Everything is written into a staging folder beside the target, ``.<name>.partial/run``; the last
+file written there is the completeness marker ``run-complete.json`` (the sha256 of every other
+file). Committing renames the old run (if any) to ``.<name>.backup``, renames the staged run into
+place and deletes the backup, so at every instant the target is either the complete old run or
+the complete new one. A folder without a valid marker is never loaded.
+
+The staging folder also holds the training checkpoint (``.<name>.partial/checkpoint``), so an
+interrupted ``train`` can be resumed from it; if a crash came after the staged run was complete,
+resuming only finishes the commit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from ..errors import GPTClassifierError
+from ..fileio import fsync_directory, sha256_of, write_json
+
+MARKER_FILE = "run-complete.json"
+MARKER_FORMAT = "gpt-classifier-run-complete"
+
+
+def partial_dir(target: Path) -> Path:
+    return target.parent / f".{target.name}.partial"
+
+
+def backup_dir(target: Path) -> Path:
+    return target.parent / f".{target.name}.backup"
+
+
+def _is_empty_dir(folder: Path) -> bool:
+    return folder.is_dir() and not any(folder.iterdir())
+
+
+def check_output_dir(target: str | os.PathLike[str], *, overwrite: bool) -> Path:
+    """Fail now, before any work, if ``target`` cannot become a run directory.
+
+    Refuses an existing non-empty folder unless ``overwrite``; a file in the way, a parent that is
+    a file, or a place that cannot be written is an error naming the path.
+    """
+    target = Path(target).expanduser()
+    if target.exists() and not target.is_dir():
+        raise GPTClassifierError(f"output directory {target} is a file")
+    if target.is_dir() and not _is_empty_dir(target) and not overwrite:
+        what = "a gpt-classifier run" if (target / "run.json").exists() else "not empty"
+        raise GPTClassifierError(
+            f"output directory {target} is {what}; pass --overwrite to replace it, "
+            "or choose another --output-dir"
+        )
+    for parent in [target.parent, *target.parent.parents]:
+        if parent.exists():
+            if not parent.is_dir():
+                raise GPTClassifierError(f"cannot create {target}: {parent} is a file")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise GPTClassifierError(f"cannot create {target}: {parent} is not writable")
+            break
+    return target
+
+
+class StagedRun:
+    """The staging folder of one run directory, committed with :meth:`commit`."""
+
+    def __init__(self, target: str | os.PathLike[str]) -> None:
+        self.target = Path(target).expanduser()
+        self.root = partial_dir(self.target)
+        self.folder = self.root / "run"
+        self.checkpoint_dir = self.root / "checkpoint"
+
+    def start(self, *, keep_checkpoint: bool = False) -> StagedRun:
+        """An empty staging folder (a checkpoint there is kept only when resuming)."""
+        try:
+            if self.folder.exists():
+                shutil.rmtree(self.folder)
+            if self.root.exists() and not keep_checkpoint:
+                shutil.rmtree(self.root)
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise GPTClassifierError(f"cannot create {self.root}: {exc.strerror}") from None
+        return self
+
+    def discard(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def commit(self) -> Path:
+        """Write the marker, then swap the staged run into place."""
+        write_marker(self.folder)
+        return commit_staged(self.folder, self.target, cleanup=self.root)
+
+
+def write_marker(folder: Path) -> None:
+    files = sorted(
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if p.is_file() and p.name != MARKER_FILE and not p.name.startswith(".")
+    )
+    write_json(
+        folder / MARKER_FILE,
+        {"format": MARKER_FORMAT, "sha256": {name: sha256_of(folder / name) for name in files}},
+    )
+
+
+def commit_staged(staged: Path, target: Path, *, cleanup: Path | None = None) -> Path:
+    backup = backup_dir(target)
+    if backup.exists():
+        if target.exists():
+            shutil.rmtree(backup)
+        else:  # an earlier commit died between its two renames: the backup is the old run
+            os.rename(backup, target)
+    if target.exists():
+        os.rename(target, backup)
+    os.rename(staged, target)
+    fsync_directory(target.parent)
+    shutil.rmtree(backup, ignore_errors=True)
+    if cleanup is not None:
+        shutil.rmtree(cleanup, ignore_errors=True)
+    return target
+
+
+def read_marker(folder: Path) -> dict[str, str]:
+    """The digests the marker lists, or a one-line error saying why the folder is incomplete."""
+    marker = folder / MARKER_FILE
+    if not marker.is_file():
+        hint = ""
+        if (partial_dir(folder) / "checkpoint").is_dir():
+            hint = (
+                f"; an interrupted training can be resumed: gpt-classifier train --resume {folder}"
+            )
+        raise GPTClassifierError(
+            f"{folder} is not a complete gpt-classifier run (no {MARKER_FILE}: interrupted, "
+            f"written by an older version, or not a run){hint}"
+        )
+    try:
+        values = json.loads(marker.read_text(encoding="utf-8"))
+        digests = values["sha256"]
+        if values.get("format") != MARKER_FORMAT or not isinstance(digests, dict):
+            raise ValueError("unknown format")
+        return {str(k): str(v) for k, v in digests.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise GPTClassifierError(f"{marker} is unreadable or malformed ({exc})") from None
+
+
+def verify_files(folder: Path, names: list[str]) -> None:
+    """Check that each of ``names`` is listed in the marker and has the listed digest."""
+    digests = read_marker(folder)
+    for name in names:
+        expected = digests.get(name)
+        if expected is None:
+            raise GPTClassifierError(f"{folder / MARKER_FILE} does not list {name}")
+        try:
+            actual = sha256_of(folder / name)
+        except FileNotFoundError:
+            raise GPTClassifierError(f"{folder} has no {name}") from None
+        except OSError as exc:
+            raise GPTClassifierError(f"cannot read {folder / name}: {exc.strerror}") from None
+        if actual != expected:
+            raise GPTClassifierError(
+                f"{folder / name} does not match its digest in {MARKER_FILE} "
+                "(changed or mixed with another run's files)"
+            )

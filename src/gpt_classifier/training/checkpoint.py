@@ -1,0 +1,125 @@
+"""Training checkpoints: the trainable weights, the optimizer, the loop's state and the options,
+written atomically into the run's staging folder so ``train --resume RUN`` continues a killed run
+to the same final weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import GPTClassifierError
+from ..evaluation.history import TrainingHistory
+from ..fileio import atomic_path, write_json
+from .loop import LoopState
+
+STATE_FILE = "state.pt"
+OPTIONS_FILE = "options.json"
+CHECKPOINT_FORMAT = 1
+
+
+def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {
+        name: param.detach().cpu().clone()
+        for name, param in model.named_parameters()
+        if param.requires_grad
+    }
+
+
+def save_checkpoint(
+    folder: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: LoopState,
+    fingerprint: str,
+) -> None:
+    """One file, replaced atomically: a kill at any moment leaves the previous checkpoint."""
+    loop = dataclasses.asdict(state)
+    loop["history"] = state.history.to_dict()
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "fingerprint": fingerprint,
+        "weights": trainable_state(model),
+        "optimizer": optimizer.state_dict(),
+        "loop": loop,
+    }
+    with atomic_path(folder / STATE_FILE) as partial:
+        torch.save(payload, partial)
+
+
+def save_options(folder: Path, options: dict[str, Any]) -> None:
+    write_json(folder / OPTIONS_FILE, options)
+
+
+def read_options(folder: Path) -> dict[str, Any]:
+    path = folder / OPTIONS_FILE
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise GPTClassifierError(f"no checkpoint to resume: {path} does not exist") from None
+    except (OSError, ValueError) as exc:
+        raise GPTClassifierError(f"{path} is unreadable ({exc})") from None
+    if not isinstance(values, dict):
+        raise GPTClassifierError(f"{path} must hold a JSON object")
+    return values
+
+
+def has_checkpoint(folder: Path) -> bool:
+    return (folder / STATE_FILE).is_file()
+
+
+def load_checkpoint(
+    folder: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    fingerprint: str,
+) -> LoopState:
+    """Put the checkpoint's weights and optimizer state back; return the loop's state."""
+    path = folder / STATE_FILE
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise GPTClassifierError(f"no checkpoint to resume: {path} does not exist") from None
+    except Exception as exc:  # torch raises many types for a damaged pickle/zip
+        raise GPTClassifierError(f"{path} is corrupt ({type(exc).__name__}: {exc})") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise GPTClassifierError(f"{path} is not a checkpoint of this version")
+    if payload.get("fingerprint") != fingerprint:
+        raise GPTClassifierError(
+            f"{path} was made from other data or another base model than this run's; "
+            "start again with --overwrite"
+        )
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in payload["weights"].items():
+            if name not in params or params[name].shape != value.shape:
+                raise GPTClassifierError(f"{path} does not match the model ({name})")
+            params[name].copy_(value)
+    optimizer.load_state_dict(payload["optimizer"])
+    loop = dict(payload["loop"])
+    loop["history"] = TrainingHistory.from_dict(loop["history"], source=str(path))
+    return LoopState(**loop)
+
+
+def data_fingerprint(*parts: Any) -> str:
+    """A digest of what the checkpoint's weights depend on besides the options."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(repr(part).encode("utf-8"))
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def remove_checkpoint(folder: Path) -> None:
+    for name in (STATE_FILE, OPTIONS_FILE):
+        (folder / name).unlink(missing_ok=True)
+    if folder.is_dir() and not any(folder.iterdir()):
+        os.rmdir(folder)
