@@ -24,7 +24,7 @@ from ..config import GPTConfig
 from ..errors import GPTClassifierError
 from ..fileio import atomic_path, write_json
 from ..model import GPTModel
-from .transaction import StagedRun, check_output_dir, verify_files
+from .transaction import StagedRun, check_output_dir, missing_run_hint, verify_files
 
 RUN_FORMAT = "gpt-classifier-run"
 RUN_FORMAT_VERSION = 2  # 2: complete runs carry run-complete.json
@@ -145,7 +145,7 @@ def save_run(
 def read_run_info(directory: str | os.PathLike[str]) -> RunInfo:
     folder = Path(directory)
     if not folder.is_dir():
-        raise GPTClassifierError(f"run directory not found: {folder}")
+        raise GPTClassifierError(f"run directory not found: {folder}{missing_run_hint(folder)}")
     run_file = folder / RUN_FILE
     if not run_file.is_file():
         raise GPTClassifierError(

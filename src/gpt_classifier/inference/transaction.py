@@ -3,8 +3,10 @@
 Everything is written into a staging folder beside the target, ``.<name>.partial/run``; the last
 file written there is the completeness marker ``run-complete.json`` (the sha256 of every other
 file). Committing renames the old run (if any) to ``.<name>.backup``, renames the staged run into
-place and deletes the backup, so at every instant the target is either the complete old run or
-the complete new one. A folder without a valid marker is never loaded.
+place and deletes the backup: the target is the complete old run or the complete new one, or,
+for the instant between the two renames, absent with both complete beside it (a crash there is
+finished by ``train --resume`` or the next commit). A folder without a valid marker is never
+loaded.
 
 The staging folder also holds the training checkpoint (``.<name>.partial/checkpoint``), so an
 interrupted ``train`` can be resumed from it; if a crash came after the staged run was complete,
@@ -19,6 +21,7 @@ import shutil
 from pathlib import Path
 
 from ..errors import GPTClassifierError
+from ..faults import crash_point
 from ..fileio import fsync_directory, sha256_of, write_json
 
 MARKER_FILE = "run-complete.json"
@@ -88,8 +91,32 @@ class StagedRun:
 
     def commit(self) -> Path:
         """Write the marker, then swap the staged run into place."""
+        crash_point("staged")
         write_marker(self.folder)
+        crash_point("marked")
         return commit_staged(self.folder, self.target, cleanup=self.root)
+
+
+def finish_interrupted_commit(target: Path) -> bool:
+    """Complete what a crash during a commit left; True if ``target`` is now the complete run
+    that the staging folder was for."""
+    staged = StagedRun(target)
+    if (staged.folder / MARKER_FILE).is_file():  # staged and marked, not yet (all) renamed
+        commit_staged(staged.folder, target, cleanup=staged.root)
+        return True
+    if staged.root.is_dir() and not staged.folder.exists() and (target / MARKER_FILE).is_file():
+        # renamed into place; only the clean-up was left
+        shutil.rmtree(backup_dir(target), ignore_errors=True)
+        shutil.rmtree(staged.root, ignore_errors=True)
+        return True
+    return False
+
+
+def missing_run_hint(target: Path) -> str:
+    """What to tell a user whose run directory is missing because a commit was cut short."""
+    if (StagedRun(target).folder / MARKER_FILE).is_file():
+        return f" (a crash interrupted its commit: gpt-classifier train --resume {target} ends it)"
+    return ""
 
 
 def write_marker(folder: Path) -> None:
@@ -113,8 +140,10 @@ def commit_staged(staged: Path, target: Path, *, cleanup: Path | None = None) ->
             os.rename(backup, target)
     if target.exists():
         os.rename(target, backup)
+        crash_point("backed-up")
     os.rename(staged, target)
     fsync_directory(target.parent)
+    crash_point("renamed")
     shutil.rmtree(backup, ignore_errors=True)
     if cleanup is not None:
         shutil.rmtree(cleanup, ignore_errors=True)

@@ -16,6 +16,7 @@ from torch import nn
 
 from ..errors import GPTClassifierError
 from ..evaluation.history import TrainingHistory
+from ..faults import crash_point
 from ..fileio import atomic_path, write_json
 from .loop import LoopState
 
@@ -51,6 +52,8 @@ def save_checkpoint(
     }
     with atomic_path(folder / STATE_FILE) as partial:
         torch.save(payload, partial)
+        crash_point("checkpoint-written")
+    crash_point("checkpoint")
 
 
 def save_options(folder: Path, options: dict[str, Any]) -> None:
@@ -62,7 +65,7 @@ def read_options(folder: Path) -> dict[str, Any]:
     try:
         values = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise GPTClassifierError(f"no checkpoint to resume: {path} does not exist") from None
+        raise GPTClassifierError(f"no interrupted run to resume: {path} does not exist") from None
     except (OSError, ValueError) as exc:
         raise GPTClassifierError(f"{path} is unreadable ({exc})") from None
     if not isinstance(values, dict):
@@ -85,7 +88,7 @@ def load_checkpoint(
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise GPTClassifierError(f"no checkpoint to resume: {path} does not exist") from None
+        raise GPTClassifierError(f"no interrupted run to resume: {path} does not exist") from None
     except Exception as exc:  # torch raises many types for a damaged pickle/zip
         raise GPTClassifierError(f"{path} is corrupt ({type(exc).__name__}: {exc})") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:

@@ -86,7 +86,7 @@ def _restore_rngs(state: LoopState, loaders: dict[str, Any]) -> None:
 def _check_finite(loss: float, state: LoopState, lr: float) -> None:
     if not math.isfinite(loss):
         raise TrainingDiverged(
-            f"training diverged: the loss became {loss} at step {state.global_step + 1} "
+            f"training diverged: the loss became {loss} at step {state.global_step + 2} "
             f"(epoch {state.epoch + 1}); the learning rate ({lr:g}) is probably too high"
         )
 
@@ -155,11 +155,7 @@ class _Loop:
             self.say("interrupted: keeping the weights of the last finished step")
         finally:
             self.model.eval()
-        if not all(torch.isfinite(p).all() for p in self.trainable):
-            raise TrainingDiverged(
-                "training diverged: a trainable weight became NaN or infinite; the learning "
-                f"rate ({self.settings.lr:g}) or weight decay is probably too high"
-            )
+        self._check_weights()
         if self.settings.select_best and state.best_state is not None and not result.interrupted:
             with torch.no_grad():
                 for param, saved in zip(self.trainable, state.best_state, strict=True):
@@ -251,8 +247,16 @@ class _Loop:
         last_in_epoch = state.batch_index == self.steps_per_epoch
         return not last_in_epoch and (state.global_step + 1) % self.checkpoint_every == 0
 
+    def _check_weights(self) -> None:
+        if not all(torch.isfinite(p).all() for p in self.trainable):
+            raise TrainingDiverged(
+                "training diverged: a trainable weight became NaN or infinite; the learning "
+                f"rate ({self.settings.lr:g}) or weight decay is probably too high"
+            )
+
     def _checkpoint(self, state: LoopState) -> None:
         if self.on_checkpoint is not None:
+            self._check_weights()  # a checkpoint is always one worth resuming from
             _save_rngs(state, self.loaders)
             self.on_checkpoint(state)
 

@@ -10,6 +10,7 @@ checkpoint kept in its staging folder.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -29,7 +30,7 @@ from ..errors import GPTClassifierError
 from ..evaluation import classification_metrics, format_report, write_report_json
 from ..fileio import write_json, write_text
 from ..inference.run_dir import RunInfo, write_model_files
-from ..inference.transaction import StagedRun, check_output_dir
+from ..inference.transaction import StagedRun, check_output_dir, finish_interrupted_commit
 from ..precision import autocast, resolve_device, resolve_precision
 from ..tokenizer import get_tokenizer
 from ..weights import build_model
@@ -109,6 +110,9 @@ def _stderr(message: str) -> None:
 
 def run_finetune(options: FinetuneOptions, log: Log = _stderr) -> FinetuneResult:
     recipe = options.resolved()
+    if options.resume and finish_interrupted_commit(options.output_path):
+        log(f"{options.output_path}: the run was complete; finished its interrupted commit")
+        return _finished_run(options.output_path)
     staged = open_run_directory(options)
     clock = StageClock()
     try:
@@ -152,6 +156,19 @@ def run_finetune(options: FinetuneOptions, log: Log = _stderr) -> FinetuneResult
         peak_rss_mb=peak_rss_mb(),
         cached_prefix=setup.cached,
         precision=setup.precision,
+    )
+
+
+def _finished_run(run_dir: Path) -> FinetuneResult:
+    from ..evaluation.history import TrainingHistory
+    from ..evaluation.report import read_report_json
+
+    history = TrainingHistory.from_dict(json.loads((run_dir / "history.json").read_text()))
+    return FinetuneResult(
+        run_dir=run_dir,
+        report=read_report_json(run_dir / "metrics.json"),
+        train=TrainResult(history=history),
+        timings={"total": 0.0, "train": 0.0},
     )
 
 

@@ -1,0 +1,28 @@
+"""Named crash points for the fault tests (``tests/test_faults.py``).
+
+``GPT_CLASSIFIER_KILL_AT=NAME`` (or ``NAME:K``, the K-th time) makes the process SIGKILL itself
+when it reaches ``crash_point(NAME)``: a crash at exactly the moments that matter (between two
+renames of a commit, right after a checkpoint) rather than wherever a timer happens to fire.
+Unset, a crash point costs one dictionary lookup.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections import Counter
+
+KILL_AT_ENV = "GPT_CLASSIFIER_KILL_AT"
+_reached: Counter[str] = Counter()
+
+
+def crash_point(name: str) -> None:
+    wanted = os.environ.get(KILL_AT_ENV)
+    if not wanted:
+        return
+    point, _, count = wanted.partition(":")
+    if point != name:
+        return
+    _reached[name] += 1
+    if _reached[name] >= int(count or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
