@@ -18,6 +18,9 @@ from ..training.recipe import MAX_SEED, FinetuneOptions
 from ..training.settings import PRESETS
 from .options import data_source_options, device_option, model_options, tokenizer_option
 
+# The option defaults are FinetuneOptions' (tests/test_training_options.py keeps them in step).
+DEFAULTS = FinetuneOptions()
+
 
 @click.command()
 @data_source_options
@@ -39,7 +42,7 @@ from .options import data_source_options, device_option, model_options, tokenize
 @click.option(
     "--preset",
     type=click.Choice(list(PRESETS)),
-    default="default",
+    default=DEFAULTS.preset,
     show_default=True,
     help="'book' reproduces chapter 6 exactly; explicit flags still override it.",
 )
@@ -48,8 +51,10 @@ from .options import data_source_options, device_option, model_options, tokenize
     default=None,
     help="head | last-block | last-blocks:N | all | lora (default: last-block).",
 )
-@click.option("--lora-rank", type=click.IntRange(min=1), default=16, show_default=True)
-@click.option("--lora-alpha", type=float, default=16.0, show_default=True)
+@click.option(
+    "--lora-rank", type=click.IntRange(min=1), default=DEFAULTS.lora_rank, show_default=True
+)
+@click.option("--lora-alpha", type=float, default=DEFAULTS.lora_alpha, show_default=True)
 @click.option(
     "--pooling",
     type=click.Choice(POOLINGS),
@@ -92,18 +97,18 @@ from .options import data_source_options, device_option, model_options, tokenize
 @click.option(
     "--precision",
     type=click.Choice(PRECISIONS),
-    default="auto",
+    default=DEFAULTS.precision,
     show_default=True,
     help="bf16 autocast where the hardware runs it fast (auto), or force one.",
 )
 @click.option(
     "--prefix-cache/--no-prefix-cache",
-    default=True,
+    default=DEFAULTS.prefix_cache,
     show_default=True,
     help="Run the frozen blocks once per example and train only the rest.",
 )
-@click.option("--plots/--no-plots", default=True, show_default=True)
-@click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option("--plots/--no-plots", default=DEFAULTS.plots, show_default=True)
+@click.option("--progress/--no-progress", default=DEFAULTS.progress, show_default=True)
 @click.option(
     "--checkpoint-every",
     type=click.IntRange(min=1),
