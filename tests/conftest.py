@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,10 @@ SHARED_DATA = Path(
     os.environ.get("GPT_CLASSIFIER_SHARED_DATA", REPO_ROOT.parent / "shared" / "data")
 )
 TOKENIZER_DIR = SHARED_DATA / "gpt2-tokenizer"
+
+# Runs share a frozen-prefix cache on disk: keep the tests' own out of the user's cache folder
+# (subprocesses inherit it).
+os.environ.setdefault("GPT_CLASSIFIER_CACHE", tempfile.mkdtemp(prefix="gpt-classifier-cache-"))
 SMS_SPAM_FILE = SHARED_DATA / "sms_spam_collection" / "SMSSpamCollection"
 
 # Small enough for CI on 2 cores, real vocabulary so the real tokenizer's ids fit.

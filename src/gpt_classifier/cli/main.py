@@ -38,6 +38,7 @@ def cli() -> None:
 
 def _register() -> None:
     from . import (
+        cache_commands,
         classify_commands,
         data_commands,
         model_commands,
@@ -53,6 +54,7 @@ def _register() -> None:
         classify_commands,
         serve_commands,
         zero_shot_commands,
+        cache_commands,
     )
     for module in modules:
         for command in module.COMMANDS:

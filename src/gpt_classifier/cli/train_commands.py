@@ -13,6 +13,7 @@ from ..data.readers import FORMATS
 from ..errors import INTERRUPTED_EXIT, GPTClassifierError
 from ..inference.transaction import StagedRun
 from ..precision import PRECISIONS
+from ..training.cache_store import CACHE_DIR_ENV
 from ..training.checkpoint import read_options
 from ..training.recipe import MAX_SEED, FinetuneOptions
 from ..training.settings import PRESETS
@@ -106,6 +107,21 @@ DEFAULTS = FinetuneOptions()
     default=DEFAULTS.prefix_cache,
     show_default=True,
     help="Run the frozen blocks once per example and train only the rest.",
+)
+@click.option(
+    "--disk-cache/--no-disk-cache",
+    default=DEFAULTS.disk_cache,
+    show_default=True,
+    help="Keep the frozen blocks' states on disk and reuse them in the next run on the same "
+    "data and base model.",
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False),
+    envvar=CACHE_DIR_ENV,
+    default=DEFAULTS.cache_dir,
+    help=f"Folder of the disk cache (env {CACHE_DIR_ENV}; default ~/.cache/gpt-classifier/"
+    "prefix-cache). `gpt-classifier cache list|clear` shows and frees it.",
 )
 @click.option("--plots/--no-plots", default=DEFAULTS.plots, show_default=True)
 @click.option("--progress/--no-progress", default=DEFAULTS.progress, show_default=True)

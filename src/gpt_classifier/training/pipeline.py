@@ -35,6 +35,7 @@ from ..precision import autocast, resolve_device, resolve_precision
 from ..tokenizer import get_tokenizer
 from ..weights import build_model
 from . import checkpoint
+from .cache_store import CacheStore, dataset_key, default_cache_dir, model_digest
 from .interrupts import deferred_interrupts
 from .loop import LoopState, TrainingDiverged, TrainResult, train_classifier
 from .losses import predict_loader
@@ -297,7 +298,7 @@ def make_loaders(
     if needed > DEFAULT_CACHE_BUDGET_BYTES:
         log(f"frozen-prefix cache: not used, it would take {needed / 2**30:.1f} GiB")
         return setup
-    caches = _build_caches(setup, encoded, plan.start_block, options.progress, log)
+    caches = _build_caches(setup, encoded, plan.start_block, options, log)
     setup.loaders = {key: CachedLoader(ld, caches[_split_of(key)]) for key, ld in loaders.items()}
     setup.trained_model = SuffixClassifier(classifier, plan.start_block)
     setup.cached = True
@@ -306,12 +307,31 @@ def make_loaders(
 
 
 def _build_caches(
-    setup: TrainingSetup, encoded: EncodedSplits, start_block: int, progress: bool, log: Log
+    setup: TrainingSetup,
+    encoded: EncodedSplits,
+    start_block: int,
+    options: FinetuneOptions,
+    log: Log,
 ) -> dict[str, Any]:
-    real_tokens = sum(sum(encoded.split(name).lengths) for name in SPLITS)
-    positions = sum(
-        cached_positions(encoded.split(name), encoded.pad_lengths[name]) for name in SPLITS
-    )
+    """Each split's states from the on-disk cache when it holds them, else computed (and kept
+    there for the next run)."""
+    store = CacheStore(options.cache_dir or default_cache_dir()) if options.disk_cache else None
+    keys: dict[str, str] = {}
+    caches: dict[str, Any] = {}
+    if store is not None:
+        model_key = model_digest(setup.classifier, start_block, setup.precision)
+        for name in SPLITS:
+            keys[name] = dataset_key(model_key, encoded.split(name), encoded.pad_lengths[name])
+            found = store.load(keys[name], log)
+            if found is not None:
+                caches[name] = found
+        if caches:
+            log(f"frozen-prefix cache: {', '.join(caches)} reused from {store.folder}")
+    todo = [name for name in SPLITS if name not in caches]
+    if not todo:
+        return caches
+    positions = sum(cached_positions(encoded.split(n), encoded.pad_lengths[n]) for n in todo)
+    real_tokens = sum(sum(encoded.split(name).lengths) for name in todo)
     padded = "" if positions == real_tokens else f" ({real_tokens:,} tokens and padding)"
     log(
         f"frozen-prefix cache: running blocks 0-{start_block - 1} once over "
@@ -322,12 +342,12 @@ def _build_caches(
         total=positions,
         unit="tok",
         desc="frozen prefix",
-        disable=not progress,
+        disable=not options.progress,
         file=sys.stderr,
         leave=False,
     ) as bar:
-        return {
-            name: build_cache(
+        for name in todo:
+            caches[name] = build_cache(
                 setup.classifier,
                 encoded.split(name),
                 start_block,
@@ -336,8 +356,16 @@ def _build_caches(
                 setup.precision,
                 progress=bar,
             )
-            for name in SPLITS
-        }
+            if store is not None:
+                _keep(store, keys[name], caches[name], log)
+    return caches
+
+
+def _keep(store: CacheStore, key: str, cache: Any, log: Log) -> None:
+    try:
+        store.save(key, cache)
+    except GPTClassifierError as exc:  # a full or read-only disk costs the reuse, not the run
+        log(f"frozen-prefix cache: not kept on disk ({exc})")
 
 
 def _split_of(loader_key: str) -> str:

@@ -70,6 +70,8 @@ class FinetuneOptions:
     device: str = "auto"
     precision: str = "auto"
     prefix_cache: bool = True
+    disk_cache: bool = True  # keep/reuse the frozen-prefix states on disk between runs
+    cache_dir: str | None = None  # default: $GPT_CLASSIFIER_CACHE or the user's cache folder
     progress: bool = True
     plots: bool = True
     # the run directory

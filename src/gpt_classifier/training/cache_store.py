@@ -1,0 +1,167 @@
+"""The frozen-prefix cache on disk, shared between runs.
+
+The hidden states the frozen blocks produce depend only on the frozen weights, the model config,
+the number of frozen blocks, the precision, the attention mask and the token ids (with their pad
+length). Their digest names a safetensors file in the cache folder, so a second ``train`` on the
+same data and base model (another learning rate, seed, pooling, number of epochs...) loads the
+states instead of recomputing them. Files are written atomically; the least recently used are
+deleted once the folder outgrows its size cap; an unreadable or foreign entry is reported once
+and recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ..data.encoding import EncodedDataset
+from ..errors import GPTClassifierError
+from ..fileio import atomic_path
+from .prefix_cache import HiddenStateCache
+
+CACHE_DIR_ENV = "GPT_CLASSIFIER_CACHE"
+DEFAULT_SIZE_CAP_BYTES = 8 << 30
+SUFFIX = ".safetensors"
+FORMAT = "gpt-classifier-prefix-cache-1"
+
+
+def default_cache_dir() -> Path:
+    """``$GPT_CLASSIFIER_CACHE``, else ``$XDG_CACHE_HOME/gpt-classifier/prefix-cache``."""
+    if os.environ.get(CACHE_DIR_ENV):
+        return Path(os.environ[CACHE_DIR_ENV]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "gpt-classifier" / "prefix-cache"
+
+
+def model_digest(model: torch.nn.Module, start_block: int, precision: str) -> str:
+    """Digest of everything in ``model`` that the states entering ``trf_blocks[start_block]``
+    depend on: the embeddings, the frozen blocks' weights, the config, the precision."""
+    gpt = model.gpt
+    digest = hashlib.sha256()
+    digest.update(json.dumps(gpt.cfg.to_dict(), sort_keys=True).encode())
+    digest.update(f"{start_block}|{precision}|{FORMAT}".encode())
+    modules = [gpt.tok_emb, gpt.pos_emb, *list(gpt.trf_blocks)[:start_block]]
+    for module in modules:
+        for name, tensor in module.state_dict().items():
+            digest.update(name.encode())
+            digest.update(
+                tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+            )
+    return digest.hexdigest()
+
+
+def dataset_key(model_key: str, dataset: EncodedDataset, pad_length: int | None) -> str:
+    digest = hashlib.sha256(model_key.encode())
+    digest.update(f"|{pad_length}|".encode())
+    for ids in dataset.input_ids:
+        digest.update(len(ids).to_bytes(4, "little"))
+        digest.update(torch.as_tensor(ids, dtype=torch.int32).numpy().tobytes())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    path: Path
+    size: int
+    last_used: float
+
+    @property
+    def key(self) -> str:
+        return self.path.name.removesuffix(SUFFIX)
+
+
+class CacheStore:
+    """One cache folder with a size cap."""
+
+    def __init__(self, folder: str | os.PathLike[str], size_cap: int = DEFAULT_SIZE_CAP_BYTES):
+        self.folder = Path(folder).expanduser()
+        self.size_cap = size_cap
+
+    def path(self, key: str) -> Path:
+        return self.folder / f"{key}{SUFFIX}"
+
+    def entries(self) -> list[CacheEntry]:
+        """Entries, least recently used first."""
+        if not self.folder.is_dir():
+            return []
+        found = []
+        for path in self.folder.glob(f"*{SUFFIX}"):
+            try:
+                stat = path.stat()
+            except FileNotFoundError:  # removed by another process meanwhile
+                continue
+            found.append(CacheEntry(path, stat.st_size, stat.st_mtime))
+        return sorted(found, key=lambda entry: entry.last_used)
+
+    def load(self, key: str, log: Callable[[str], None]) -> HiddenStateCache | None:
+        path = self.path(key)
+        if not path.is_file():
+            return None
+        try:
+            tensors = load_file(str(path))
+            storage, kept = tensors["storage"], tensors["lengths"].tolist()
+            if (
+                storage.dim() != 2
+                or storage.shape[0] != sum(kept)
+                or storage.dtype != torch.float32
+            ):
+                raise ValueError(f"storage of shape {tuple(storage.shape)} for {sum(kept)} rows")
+            if not torch.isfinite(storage).all():
+                raise ValueError("non-finite states")
+        except (SafetensorError, OSError, KeyError, ValueError, RuntimeError) as exc:
+            log(f"frozen-prefix cache: {path.name} is unreadable or corrupt ({exc}); recomputing")
+            path.unlink(missing_ok=True)
+            return None
+        os.utime(path)  # least-recently-used order is by modification time
+        offsets = [0] * len(kept)
+        for i in range(1, len(kept)):
+            offsets[i] = offsets[i - 1] + kept[i - 1]
+        return HiddenStateCache(storage, offsets, kept)
+
+    def save(self, key: str, cache: HiddenStateCache) -> None:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            tensors = {
+                "storage": cache.storage.contiguous(),
+                "lengths": torch.as_tensor(cache.lengths, dtype=torch.int64),
+            }
+            with atomic_path(self.path(key)) as partial:
+                save_file(tensors, str(partial), metadata={"format": FORMAT})
+        except OSError as exc:
+            raise GPTClassifierError(f"cannot write to {self.folder}: {exc.strerror}") from None
+        self.evict(keep=key)
+
+    def evict(self, keep: str | None = None) -> list[CacheEntry]:
+        """Delete least recently used entries until the folder fits its cap."""
+        entries = self.entries()
+        total = sum(entry.size for entry in entries)
+        removed = []
+        for entry in entries:
+            if total <= self.size_cap:
+                break
+            if entry.key == keep:
+                continue
+            entry.path.unlink(missing_ok=True)
+            total -= entry.size
+            removed.append(entry)
+        return removed
+
+    def clear(self) -> int:
+        entries = self.entries()
+        for entry in entries:
+            entry.path.unlink(missing_ok=True)
+        return len(entries)
+
+
+def describe(entry: CacheEntry) -> str:
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.last_used))
+    return f"{entry.key[:16]}  {entry.size / 2**20:9.1f} MiB  last used {when}"

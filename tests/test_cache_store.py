@@ -1,0 +1,153 @@
+"""The frozen-prefix cache on disk: reuse is exact, corruption is recomputed, LRU eviction,
+`gpt-classifier cache list|clear`."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import load_file
+
+from gpt_classifier.classifier import GPTClassifier, apply_trainable
+from gpt_classifier.cli.main import cli
+from gpt_classifier.config import GPTConfig
+from gpt_classifier.data.encoding import EncodedDataset
+from gpt_classifier.model import GPTModel
+from gpt_classifier.training.cache_store import CacheStore, dataset_key, model_digest
+from gpt_classifier.training.pipeline import FinetuneOptions, run_finetune
+from gpt_classifier.training.prefix_cache import HiddenStateCache
+
+SMALL = GPTConfig(vocab_size=100, context_length=16, emb_dim=16, n_heads=2, n_layers=3)
+
+
+@pytest.fixture
+def data_file(tmp_path):
+    path = tmp_path / "data.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label"])
+        writer.writerows([(f"claim your free prize {i} now", "spam") for i in range(20)])
+        writer.writerows([(f"lunch at {i} tomorrow?", "ham") for i in range(20)])
+    return path
+
+
+def _train(tmp_path, data_file, tokenizer_dir, tiny_config_file, name, **extra):
+    messages: list[str] = []
+    options = FinetuneOptions(
+        output_dir=tmp_path / name,
+        data_file=str(data_file),
+        model=str(tiny_config_file),
+        init="random",
+        tokenizer_dir=str(tokenizer_dir),
+        epochs=1,
+        batch_size=4,
+        progress=False,
+        plots=False,
+        cache_dir=str(tmp_path / "cache"),
+        **extra,
+    )
+    result = run_finetune(options, log=messages.append)
+    return result, messages
+
+
+def test_a_second_run_reuses_the_states_and_gets_the_same_numbers(
+    tmp_path, data_file, tokenizer_dir, tiny_config_file
+):
+    first, log1 = _train(tmp_path, data_file, tokenizer_dir, tiny_config_file, "a")
+    second, log2 = _train(tmp_path, data_file, tokenizer_dir, tiny_config_file, "b")
+    assert first.cached_prefix and second.cached_prefix
+    assert any("running blocks" in m for m in log1) and not any("reused" in m for m in log1)
+    assert any("train, validation, test reused from" in m for m in log2)
+    assert not any("running blocks" in m for m in log2)
+    metrics = [json.loads((r.run_dir / "metrics.json").read_text()) for r in (first, second)]
+    assert metrics[0] == metrics[1]
+    a, b = (load_file(str(r.run_dir / "model.safetensors")) for r in (first, second))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert len(CacheStore(tmp_path / "cache").entries()) == 3  # one per split
+
+
+def test_another_lr_reuses_the_cache_but_another_depth_does_not(
+    tmp_path, data_file, tokenizer_dir, tiny_config_file
+):
+    _train(tmp_path, data_file, tokenizer_dir, tiny_config_file, "a")
+    _, other_lr = _train(tmp_path, data_file, tokenizer_dir, tiny_config_file, "b", lr=1e-3)
+    assert any("reused" in m for m in other_lr)
+    _, deeper = _train(
+        tmp_path, data_file, tokenizer_dir, tiny_config_file, "c", trainable="last-blocks:2"
+    )
+    assert not any("reused" in m for m in deeper)
+
+
+def test_a_corrupt_entry_is_reported_and_recomputed(
+    tmp_path, data_file, tokenizer_dir, tiny_config_file
+):
+    first, _ = _train(tmp_path, data_file, tokenizer_dir, tiny_config_file, "a")
+    store = CacheStore(tmp_path / "cache")
+    victim = store.entries()[0].path
+    victim.write_bytes(victim.read_bytes()[:100])
+    second, log = _train(tmp_path, data_file, tokenizer_dir, tiny_config_file, "b")
+    assert sum("is unreadable or corrupt" in m for m in log) == 1
+    assert any("running blocks" in m for m in log)
+    metrics = [json.loads((r.run_dir / "metrics.json").read_text()) for r in (first, second)]
+    assert metrics[0] == metrics[1]
+    assert len(store.entries()) == 3
+
+
+def test_disk_cache_off_writes_nothing(tmp_path, data_file, tokenizer_dir, tiny_config_file):
+    _train(tmp_path, data_file, tokenizer_dir, tiny_config_file, "a", disk_cache=False)
+    assert not (tmp_path / "cache").exists()
+
+
+def _entry(rows: int) -> HiddenStateCache:
+    return HiddenStateCache(torch.randn(rows, 16), list(range(rows)), [1] * rows)
+
+
+def test_least_recently_used_entries_go_first(tmp_path):
+    import os
+
+    store = CacheStore(tmp_path, size_cap=10**9)
+    for i, key in enumerate(["old", "mid", "new"]):
+        store.save(key, _entry(100))
+        os.utime(store.path(key), (1000 + i, 1000 + i))
+    store.load("old", log=print)  # used now: the most recent
+    size = store.path("old").stat().st_size
+    store.size_cap = 2 * size
+    removed = store.evict()
+    assert [entry.key for entry in removed] == ["mid"]
+    assert sorted(entry.key for entry in store.entries()) == ["new", "old"]
+
+
+def test_keys_depend_on_the_frozen_part_and_the_ids_only():
+    torch.manual_seed(0)
+    model = GPTClassifier(GPTModel(SMALL), 2, head_seed=0)
+    apply_trainable(model, "last-block")
+    key = model_digest(model, 2, "fp32")
+    with torch.no_grad():
+        model.gpt.trf_blocks[2].att.W_query.weight.add_(1.0)  # a trainable block: same key
+        model.gpt.out_head.weight.add_(1.0)
+    assert model_digest(model, 2, "fp32") == key
+    assert model_digest(model, 2, "bf16") != key
+    assert model_digest(model, 1, "fp32") != key
+    with torch.no_grad():
+        model.gpt.trf_blocks[0].att.W_query.weight.add_(1.0)  # a frozen one: another key
+    assert model_digest(model, 2, "fp32") != key
+    data = EncodedDataset([[1, 2, 3], [4, 5]], [0, 1])
+    assert dataset_key(key, data, None) != dataset_key(key, data, 3)
+    assert dataset_key(key, data, None) != dataset_key(
+        key, EncodedDataset([[1, 2], [3, 4, 5]], [0, 1]), None
+    )
+
+
+def test_cache_list_and_clear(tmp_path):
+    store = CacheStore(tmp_path)
+    store.save("a" * 64, _entry(10))
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["cache", "list", "--cache-dir", str(tmp_path)])
+    assert listed.exit_code == 0 and listed.output.startswith("a" * 16)
+    assert "1 entries" in listed.output
+    cleared = runner.invoke(cli, ["cache", "clear"], env={"GPT_CLASSIFIER_CACHE": str(tmp_path)})
+    assert cleared.exit_code == 0 and "removed 1 entries" in cleared.output
+    assert store.entries() == []
