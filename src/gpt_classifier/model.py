@@ -6,6 +6,7 @@ Reads top to bottom: LayerNorm -> GELU -> FeedForward -> MultiHeadAttention -> T
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -207,6 +208,13 @@ class GPTModel(nn.Module):
         for block in self.trf_blocks[start_block:end_block]:
             x = block(x)
         return x
+
+    def disable_causal_mask(self) -> None:
+        """Let every token attend to every other (an experiment: the book's bonus table, row 17);
+        the config records it, so a saved run is rebuilt the same way."""
+        self.cfg = dataclasses.replace(self.cfg, causal=False)
+        for block in self.trf_blocks:
+            block.att.causal = False
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         x = self.hidden_states(idx)

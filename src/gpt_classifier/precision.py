@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import platform
 from collections.abc import Iterator
 
 import torch
@@ -36,6 +37,26 @@ def _cpu_flags() -> set[str] | None:
     except OSError:
         return None
     return set()
+
+
+def describe_cpu() -> str:
+    """The CPU's model name and the matmul features that decide its speed, for reports."""
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    flags = _cpu_flags() or set()
+    features = [
+        label
+        for label, flag in (("AMX", "amx_bf16"), ("AVX-512", "avx512f"), ("AVX2", "avx2"))
+        if flag in flags
+    ]
+    return f"{name} ({', '.join(features)})" if features else name
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

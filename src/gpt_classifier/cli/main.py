@@ -41,6 +41,7 @@ def _register() -> None:
         cache_commands,
         classify_commands,
         data_commands,
+        experiments_commands,
         model_commands,
         serve_commands,
         train_commands,
@@ -54,6 +55,7 @@ def _register() -> None:
         classify_commands,
         serve_commands,
         zero_shot_commands,
+        experiments_commands,
         cache_commands,
     )
     for module in modules:

@@ -57,6 +57,12 @@ DEFAULTS = FinetuneOptions()
 )
 @click.option("--lora-alpha", type=float, default=DEFAULTS.lora_alpha, show_default=True)
 @click.option(
+    "--causal-mask/--no-causal-mask",
+    default=DEFAULTS.causal_mask,
+    show_default=True,
+    help="--no-causal-mask lets every token see every other (the book's bonus row 17).",
+)
+@click.option(
     "--pooling",
     type=click.Choice(POOLINGS),
     default=None,

@@ -227,6 +227,8 @@ def build_classifier(
 ) -> GPTClassifier:
     seed = recipe.train.seed
     gpt = build_model(options.model, options.weights, options.init, seed=seed)
+    if not options.causal_mask:
+        gpt.disable_causal_mask()
     classifier = GPTClassifier(
         gpt, prepared.label_map.num_classes, pooling=recipe.pooling, head_seed=seed
     )

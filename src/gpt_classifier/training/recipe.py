@@ -56,6 +56,7 @@ class FinetuneOptions:
     trainable: str | None = None
     lora_rank: int = 16
     lora_alpha: float = 16.0
+    causal_mask: bool = True  # False: every token attends to every other (the book's row 17)
     # optimisation
     epochs: int | None = None
     batch_size: int | None = None

@@ -1,0 +1,165 @@
+"""Grids of fine-tuning runs: the book's 19-row design-choice table, or one of your own.
+
+A row is a name and the ``train`` options it changes (``FinetuneOptions`` field names); every
+row starts from the same base options (the data, the tokenizer, ``--init``...). The book's rows
+start from its chapter-6 recipe (``preset="book"``) and are numbered as in the book's table
+(rasbt/LLMs-from-scratch, ch06/02_bonus_additional-experiments).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import GPTClassifierError
+from ..training.recipe import FinetuneOptions
+
+
+@dataclass(frozen=True)
+class Row:
+    number: int
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+    note: str = ""  # why a row cannot differ from another in this implementation, etc.
+
+    def describe(self) -> dict[str, str]:
+        """The book's columns for this row."""
+        o = self.options
+        padding = o.get("padding", "longest-train")
+        context = {
+            "longest-train": "longest train ex.",
+            "context": "context length",
+            "batch": "no padding" if o.get("batch_size") == 1 else "per batch",
+        }.get(padding, padding)
+        if o.get("grad_accum_steps", 1) > 1:
+            context += f", {o['grad_accum_steps']} accumulation steps"
+        if o.get("causal_mask") is False:
+            context += "; no causal mask"
+        return {
+            "model": str(o.get("model", "base")),
+            "weights": str(o.get("init", "base")),
+            "token position": str(o.get("pooling", "last")),
+            "trainable": str(o.get("trainable", "last-block")),
+            "context": context,
+        }
+
+
+BOOK_ROWS = [
+    Row(1, "book's recipe (chapter 6)", {}),
+    Row(2, "first token", {"pooling": "first"}),
+    Row(3, "last layer only", {"trainable": "head"}),
+    Row(4, "last two blocks", {"trainable": "last-blocks:2"}),
+    Row(5, "all layers", {"trainable": "all"}),
+    Row(6, "gpt2-medium", {"model": "gpt2-medium"}),
+    Row(7, "gpt2-large", {"model": "gpt2-large"}),
+    Row(8, "gpt2-xl", {"model": "gpt2-xl"}),
+    Row(9, "gpt2-xl, all layers", {"model": "gpt2-xl", "trainable": "all"}),
+    Row(10, "random weights, all layers", {"init": "random", "trainable": "all"}),
+    Row(11, "LoRA r16 a16", {"trainable": "lora", "lora_rank": 16, "lora_alpha": 16.0}),
+    Row(
+        12,
+        "gpt2-xl, LoRA r16 a8",
+        {"model": "gpt2-xl", "trainable": "lora", "lora_rank": 16, "lora_alpha": 8.0},
+    ),
+    Row(13, "pad to the full context", {"padding": "context"}),
+    Row(14, "no padding, batch 1", {"padding": "batch", "batch_size": 1}),
+    Row(
+        15,
+        "no padding, batch 1 x 8 accumulation",
+        {"padding": "batch", "batch_size": 1, "grad_accum_steps": 8},
+    ),
+    Row(16, "last non-padding token", {"pooling": "last-real"}),
+    Row(17, "no causal mask", {"causal_mask": False}),
+    Row(
+        18,
+        "ignore index for padding",
+        {},
+        note="same as row 1 here: the loss reads one pooled position per text, never a padding "
+        "token's prediction, so an ignore index has nothing to ignore (the book finds the same)",
+    ),
+    Row(19, "average of the token states", {"pooling": "mean"}),
+]
+
+
+def book_grid() -> tuple[dict[str, Any], list[Row]]:
+    return {"preset": "book"}, BOOK_ROWS
+
+
+def parse_rows(spec: str | None, rows: list[Row]) -> list[Row]:
+    """``"1-4,14-19"`` -> those rows, in grid order; ``None`` -> all."""
+    if not spec:
+        return rows
+    wanted: set[int] = set()
+    for part in spec.split(","):
+        part = part.strip()
+        try:
+            if "-" in part:
+                low, high = (int(x) for x in part.split("-", 1))
+                wanted.update(range(low, high + 1))
+            else:
+                wanted.add(int(part))
+        except ValueError:
+            raise GPTClassifierError(f"--rows: {part!r} is not a row number or range") from None
+    known = {row.number for row in rows}
+    unknown = sorted(wanted - known)
+    if unknown:
+        raise GPTClassifierError(
+            f"--rows: no row {', '.join(map(str, unknown))} in this grid (rows "
+            f"{min(known)}-{max(known)})"
+        )
+    return [row for row in rows if row.number in wanted]
+
+
+_OPTION_NAMES = {f.name for f in dataclasses.fields(FinetuneOptions)}
+# What a row may not set: where its run goes and how the grid runs it are the grid's business.
+_GRID_OWNED = {"output_dir", "overwrite", "resume", "progress"}
+
+
+def load_grid(path: str | Path) -> tuple[dict[str, Any], list[Row]]:
+    """A grid file (TOML or JSON): optional ``base`` options and ``rows``, each with a ``name``,
+    optional ``note`` and any ``train`` options (FinetuneOptions names, e.g. ``lr``,
+    ``trainable``, ``pooling``)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        values = _parse_toml(text) if path.suffix == ".toml" else json.loads(text)
+    except FileNotFoundError:
+        raise GPTClassifierError(f"grid file not found: {path}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise GPTClassifierError(f"{path}: not a valid grid file ({exc})") from None
+    if not isinstance(values, dict) or not isinstance(values.get("rows"), list):
+        raise GPTClassifierError(f"{path}: a grid needs a list of 'rows'")
+    base = values.get("base", {})
+    if not isinstance(base, dict):
+        raise GPTClassifierError(f"{path}: 'base' must be a table of options")
+    _check_options(base, f"{path}: base")
+    rows = []
+    for number, item in enumerate(values["rows"], start=1):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise GPTClassifierError(f"{path}: row {number} needs a 'name'")
+        options = {k: v for k, v in item.items() if k not in ("name", "note")}
+        _check_options(options, f"{path}: row {number} ({item['name']})")
+        rows.append(Row(number, item["name"], options, str(item.get("note", ""))))
+    if not rows:
+        raise GPTClassifierError(f"{path}: the grid has no rows")
+    return base, rows
+
+
+def _check_options(options: dict[str, Any], where: str) -> None:
+    unknown = sorted(set(options) - _OPTION_NAMES)
+    if unknown:
+        raise GPTClassifierError(f"{where}: unknown train options {unknown}")
+    owned = sorted(set(options) & _GRID_OWNED)
+    if owned:
+        raise GPTClassifierError(f"{where}: {owned} are set by the grid, not by a row")
+
+
+def _parse_toml(text: str) -> Any:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        raise GPTClassifierError("TOML grids need Python 3.11 or later; use JSON") from None
+    return tomllib.loads(text)

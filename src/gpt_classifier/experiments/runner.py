@@ -1,0 +1,132 @@
+"""Run a grid: one ``train`` per row and seed, each in its own run directory, resumable.
+
+Results are read back from the run directories (``metrics.json``, ``timings.json``), so an
+interrupted grid continued with ``--resume`` reports finished rows without running them again;
+rows share the frozen-prefix states through the disk cache.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import GPTClassifierError
+from ..inference.transaction import MARKER_FILE, StagedRun, check_output_dir
+from ..training.checkpoint import OPTIONS_FILE
+from ..training.pipeline import run_finetune
+from ..training.recipe import FinetuneOptions
+from .grid import Row
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class RunOutcome:
+    """One row and seed: its figures, or why it has none."""
+
+    row: Row
+    seed: int
+    run_dir: Path
+    metrics: dict[str, Any] = field(default_factory=dict)
+    seconds: float | None = None
+    peak_rss_mb: float | None = None
+    device: str = ""
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+
+def run_directory(output_dir: Path, row: Row, seed: int, several_seeds: bool) -> Path:
+    name = f"row-{row.number:02d}"
+    return output_dir / (f"{name}-seed-{seed}" if several_seeds else name)
+
+
+def run_grid(
+    base: dict[str, Any],
+    rows: list[Row],
+    seeds: list[int],
+    output_dir: Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    log: Log,
+) -> list[RunOutcome]:
+    if not resume:
+        check_output_dir(output_dir, overwrite=overwrite)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    outcomes = []
+    for row in rows:
+        for seed in seeds:
+            run_dir = run_directory(output_dir, row, seed, len(seeds) > 1)
+            outcomes.append(_run_one(base, row, seed, run_dir, resume, progress, log))
+    return outcomes
+
+
+def _run_one(
+    base: dict[str, Any],
+    row: Row,
+    seed: int,
+    run_dir: Path,
+    resume: bool,
+    progress: bool,
+    log: Log,
+) -> RunOutcome:
+    outcome = RunOutcome(row, seed, run_dir)
+    title = f"row {row.number} ({row.name}), seed {seed}"
+    if resume and (run_dir / MARKER_FILE).is_file() and not _was_interrupted(run_dir):
+        log(f"{title}: finished earlier, read from {run_dir}")
+        return _read_outcome(outcome)
+    values = {**base, **row.options, "seed": seed, "output_dir": str(run_dir)}
+    values.update(progress=progress, overwrite=True)
+    if resume and (StagedRun(run_dir).checkpoint_dir / OPTIONS_FILE).is_file():
+        values.update(resume=True, overwrite=False)
+    log(f"{title}: training into {run_dir}")
+    try:
+        result = run_finetune(FinetuneOptions.from_dict(values), log=lambda m: log(f"  {m}"))
+    except GPTClassifierError as exc:
+        log(f"{title}: failed: {exc}")
+        outcome.error = str(exc)
+        return outcome
+    if result.interrupted:  # Ctrl-C: the row was saved as it stood; stop the grid here
+        raise KeyboardInterrupt
+    return _read_outcome(outcome)
+
+
+def _was_interrupted(run_dir: Path) -> bool:
+    try:
+        return bool(json.loads((run_dir / "run.json").read_text(encoding="utf-8"))["interrupted"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return True  # unreadable: run it again
+
+
+def _read_outcome(outcome: RunOutcome) -> RunOutcome:
+    folder = outcome.run_dir
+    try:
+        outcome.metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+        timings = json.loads((folder / "timings.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        outcome.error = f"unreadable results in {folder} ({exc})"
+        return outcome
+    outcome.seconds = timings.get("seconds", {}).get("total")
+    outcome.peak_rss_mb = timings.get("peak_rss_mb")
+    outcome.device = str(timings.get("device", ""))
+    return outcome
+
+
+def wilson_interval(correct: int, total: int, z: float = 1.959964) -> tuple[float, float]:
+    """95 % Wilson score interval of a proportion (sound near 0 % and 100 %, unlike the normal
+    approximation)."""
+    if total <= 0:
+        return (math.nan, math.nan)
+    p = correct / total
+    denominator = 1 + z * z / total
+    centre = (p + z * z / (2 * total)) / denominator
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denominator
+    return (max(0.0, centre - half), min(1.0, centre + half))
