@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gpt_classifier.classifier import POOLINGS, GPTClassifier, pool_hidden
+from gpt_classifier.classifier import (
+    POOLINGS,
+    GPTClassifier,
+    Pooling,
+    pool_hidden,
+    validate_pooling,
+)
 from gpt_classifier.config import EOT_TOKEN_ID
 from gpt_classifier.errors import GPTClassifierError
 from gpt_classifier.model import GPTModel
@@ -55,7 +61,7 @@ def test_mean_ignores_padding_values():
 def test_invalid_pooling_and_lengths_raise():
     hidden = torch.randn(2, 4, 3)
     with pytest.raises(GPTClassifierError, match="last, first, last-real, mean"):
-        pool_hidden(hidden, None, "max")
+        validate_pooling("max")
     for bad in (torch.tensor([0, 2]), torch.tensor([5, 2]), torch.tensor([-1, 2])):
         with pytest.raises(GPTClassifierError, match="between 1 and the sequence length 4"):
             pool_hidden(hidden, bad, "last-real")
@@ -76,7 +82,7 @@ def test_last_real_uses_lengths_not_the_pad_id(classifier):
     padded = torch.cat([text, torch.full((1, 3), EOT_TOKEN_ID)], dim=1)
     lengths = torch.tensor([5])
     with torch.no_grad():
-        expected = classifier.forward_tokens(text)[:, 4]  # the book: model(x)[:, -1, :]
+        expected = classifier.gpt(text)[:, 4]  # the book: model(x)[:, -1, :]
         got = classifier(padded, lengths)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
@@ -95,10 +101,20 @@ def test_padded_and_unpadded_agree_under_last_real(classifier):
 
 def test_last_on_right_padded_input_reads_padding(classifier):
     """The book's ``[:, -1, :]`` reads a pad token when a text is shorter than the batch."""
-    classifier.pooling = "last"
+    classifier.pooling = Pooling.LAST
     text = torch.tensor([[40, 716, 257]])
     padded = torch.cat([text, torch.full((1, 4), EOT_TOKEN_ID)], dim=1)
     with torch.no_grad():
         unpadded = classifier(text)
         padded_logits = classifier(padded, torch.tensor([3]))
     assert not torch.allclose(unpadded, padded_logits, atol=1e-4)
+
+
+def test_pooling_is_parsed_once_and_keeps_its_name():
+    import json
+
+    assert validate_pooling("last-real") is Pooling.LAST_REAL
+    assert validate_pooling(Pooling.MEAN) is Pooling.MEAN
+    assert str(Pooling.LAST_REAL) == f"{Pooling.LAST_REAL}" == "last-real"
+    assert json.dumps({"pooling": Pooling.LAST_REAL}) == '{"pooling": "last-real"}'
+    assert POOLINGS == ("last", "first", "last-real", "mean")

@@ -7,12 +7,12 @@ import torch
 
 from gpt_classifier.classifier import (
     GPTClassifier,
+    TrainableKind,
     TrainableSpec,
     apply_trainable,
     count_parameters,
     describe_trainable,
     first_trainable_block,
-    is_final_norm_trainable,
     parse_trainable,
 )
 from gpt_classifier.config import GPTConfig
@@ -65,11 +65,11 @@ def _block(model, index: int) -> set[str]:
 @pytest.mark.parametrize(
     ("spec", "expected"),
     [
-        ("head", TrainableSpec("head")),
-        ("last-block", TrainableSpec("last-blocks", 1)),
-        ("last-blocks:3", TrainableSpec("last-blocks", 3)),
-        (" ALL ", TrainableSpec("all")),
-        ("lora", TrainableSpec("lora")),
+        ("head", TrainableSpec(TrainableKind.HEAD)),
+        ("last-block", TrainableSpec(TrainableKind.LAST_BLOCKS, 1)),
+        ("last-blocks:3", TrainableSpec(TrainableKind.LAST_BLOCKS, 3)),
+        (" ALL ", TrainableSpec(TrainableKind.ALL)),
+        ("lora", TrainableSpec(TrainableKind.LORA)),
     ],
 )
 def test_parse_trainable(spec, expected):
@@ -96,7 +96,6 @@ def test_head_policy(tiny_config):
     apply_trainable(model, "head")
     assert _trainable_names(model) == HEAD
     assert first_trainable_block(model) == tiny_config.n_layers
-    assert not is_final_norm_trainable(model)
     _assert_step_only_changes(model, HEAD)
 
 
@@ -110,7 +109,6 @@ def test_last_blocks_policy(tiny_config, num_blocks):
         expected |= _block(model, index)
     assert _trainable_names(model) == expected
     assert first_trainable_block(model) == n - num_blocks
-    assert is_final_norm_trainable(model)
     _assert_step_only_changes(model, expected)
 
 
@@ -145,7 +143,6 @@ def test_lora_policy(tiny_config):
     assert not any(".lora." in n for n in names if not n.startswith("gpt.trf_blocks."))
     assert _trainable_names(model) == adapters | HEAD
     assert first_trainable_block(model) == 0
-    assert not is_final_norm_trainable(model)
 
     b_names = {n for n in adapters if n.endswith(".B")}
     assert all(not p.any() for n, p in model.named_parameters() if n in b_names)

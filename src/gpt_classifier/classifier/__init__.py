@@ -2,33 +2,32 @@
 
 from .lora import LinearWithLoRA, LoRALayer, has_lora, merge_lora, replace_linear_with_lora
 from .model import GPTClassifier
-from .pooling import POOLINGS, pool_hidden, validate_pooling
+from .pooling import POOLINGS, Pooling, pool_hidden, validate_pooling
 from .trainable import (
     TRAINABLE_FORMS,
-    TRAINABLE_KINDS,
+    TrainableKind,
     TrainableSpec,
     apply_trainable,
     count_parameters,
     describe_trainable,
     first_trainable_block,
-    is_final_norm_trainable,
     parse_trainable,
 )
 
 __all__ = [
     "POOLINGS",
     "TRAINABLE_FORMS",
-    "TRAINABLE_KINDS",
     "GPTClassifier",
     "LinearWithLoRA",
     "LoRALayer",
+    "Pooling",
+    "TrainableKind",
     "TrainableSpec",
     "apply_trainable",
     "count_parameters",
     "describe_trainable",
     "first_trainable_block",
     "has_lora",
-    "is_final_norm_trainable",
     "merge_lora",
     "parse_trainable",
     "pool_hidden",

@@ -15,7 +15,7 @@ from torch import nn
 
 from ..errors import GPTClassifierError
 from ..model import GPTModel
-from .pooling import pool_hidden, pooled_positions, validate_pooling
+from .pooling import Pooling, pool_hidden, pooled_positions, validate_pooling
 
 
 def _seeded_linear(
@@ -52,7 +52,7 @@ class GPTClassifier(nn.Module):
         self,
         gpt: GPTModel,
         num_classes: int,
-        pooling: str = "last-real",
+        pooling: str | Pooling = Pooling.LAST_REAL,
         head_seed: int = 123,
     ) -> None:
         super().__init__()
@@ -131,9 +131,5 @@ class GPTClassifier(nn.Module):
             )
         return self._run_blocks(hidden, start_block, lengths)
 
-    def forward_tokens(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """Class logits at every position ``(B, T, num_classes)``: the book's raw ``model(x)``."""
-        return self.gpt(input_ids)
-
     def extra_repr(self) -> str:
-        return f"num_classes={self.num_classes}, pooling={self.pooling!r}"
+        return f"num_classes={self.num_classes}, pooling={str(self.pooling)!r}"

@@ -8,20 +8,39 @@ for the pad id: GPT-2 pads with ``<|endoftext|>`` (50256), and a text may contai
 
 from __future__ import annotations
 
+from enum import Enum
+
 import torch
 
 from ..errors import GPTClassifierError
 
-POOLINGS = ("last", "first", "last-real", "mean")
+
+class Pooling(str, Enum):
+    """A pooling strategy. A ``str`` so that run.json and the CLI keep the plain names."""
+
+    LAST = "last"
+    FIRST = "first"
+    LAST_REAL = "last-real"
+    MEAN = "mean"
+
+    def __str__(self) -> str:
+        return self.value
 
 
-def validate_pooling(pooling: str) -> str:
-    """Return ``pooling`` if it is one of ``POOLINGS``; raise listing the valid ones otherwise."""
-    if pooling not in POOLINGS:
+POOLINGS = tuple(p.value for p in Pooling)
+
+
+def validate_pooling(pooling: str | Pooling) -> Pooling:
+    """``pooling`` as a ``Pooling``; raise listing the valid names for anything else.
+
+    Called once where a name comes in (options, ``GPTClassifier.__init__``); the functions below
+    take the parsed value and trust it."""
+    try:
+        return Pooling(pooling)
+    except ValueError:
         raise GPTClassifierError(
             f"unknown pooling {pooling!r}; valid poolings: {', '.join(POOLINGS)}"
-        )
-    return pooling
+        ) from None
 
 
 def _check_lengths(lengths: torch.Tensor, batch: int, seq_len: int) -> None:
@@ -41,7 +60,9 @@ def _check_lengths(lengths: torch.Tensor, batch: int, seq_len: int) -> None:
         )
 
 
-def pool_hidden(hidden: torch.Tensor, lengths: torch.Tensor | None, pooling: str) -> torch.Tensor:
+def pool_hidden(
+    hidden: torch.Tensor, lengths: torch.Tensor | None, pooling: Pooling
+) -> torch.Tensor:
     """Reduce hidden states ``(B, T, D)`` to one vector per row ``(B, D)``.
 
     ``last``: position -1 (the book). ``first``: position 0. ``last-real``: position
@@ -49,7 +70,6 @@ def pool_hidden(hidden: torch.Tensor, lengths: torch.Tensor | None, pooling: str
     ``lengths`` ``(B,)`` counts the real (unpadded) tokens; ``None`` means every position is real.
     Pass lengths on the CPU to validate them without a device sync; they are moved as needed.
     """
-    validate_pooling(pooling)
     if hidden.dim() != 3:
         raise GPTClassifierError(
             f"hidden states must have shape (batch, seq, emb_dim) (got {tuple(hidden.shape)})"
@@ -60,12 +80,12 @@ def pool_hidden(hidden: torch.Tensor, lengths: torch.Tensor | None, pooling: str
     if lengths is not None:
         _check_lengths(lengths, batch, seq_len)
 
-    if pooling == "last" or (pooling == "last-real" and lengths is None):
+    if pooling == Pooling.LAST or (pooling == Pooling.LAST_REAL and lengths is None):
         return hidden[:, -1, :]
-    if pooling == "first":
+    if pooling == Pooling.FIRST:
         return hidden[:, 0, :]
 
-    if pooling == "last-real":
+    if pooling == Pooling.LAST_REAL:
         rows = torch.arange(batch, device=hidden.device)
         last = lengths.to(device=hidden.device, dtype=torch.long) - 1
         return hidden[rows, last, :]  # (B, D)
@@ -81,18 +101,17 @@ def pool_hidden(hidden: torch.Tensor, lengths: torch.Tensor | None, pooling: str
 
 
 def pooled_positions(
-    hidden: torch.Tensor, lengths: torch.Tensor | None, pooling: str
+    hidden: torch.Tensor, lengths: torch.Tensor | None, pooling: Pooling
 ) -> torch.Tensor | None:
     """The one position per row that ``pooling`` reads, ``(B,)`` on ``hidden``'s device, or
     ``None`` for ``mean``, which reads them all."""
-    validate_pooling(pooling)
     batch, seq_len, _ = hidden.shape
     if lengths is not None:
         _check_lengths(lengths, batch, seq_len)
-    if pooling == "mean":
+    if pooling == Pooling.MEAN:
         return None
-    if pooling == "first":
+    if pooling == Pooling.FIRST:
         return torch.zeros(batch, dtype=torch.long, device=hidden.device)
-    if pooling == "last" or lengths is None:
+    if pooling == Pooling.LAST or lengths is None:
         return torch.full((batch,), seq_len - 1, dtype=torch.long, device=hidden.device)
     return lengths.to(device=hidden.device, dtype=torch.long) - 1

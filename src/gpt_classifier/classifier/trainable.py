@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from enum import Enum
 
 import torch
 from torch import nn
@@ -18,21 +19,35 @@ from ..errors import GPTClassifierError
 from .lora import LinearWithLoRA, has_lora, replace_linear_with_lora
 from .model import GPTClassifier
 
-TRAINABLE_KINDS = ("head", "last-blocks", "all", "lora")
 TRAINABLE_FORMS = ("head", "last-block", "last-blocks:N", "all", "lora")
 
 _LAST_BLOCKS = re.compile(r"last-blocks:(\d+)")
 
 
+class TrainableKind(str, Enum):
+    HEAD = "head"
+    LAST_BLOCKS = "last-blocks"
+    ALL = "all"
+    LORA = "lora"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True)
 class TrainableSpec:
-    """A parsed ``--trainable`` value; ``num_blocks`` is set for ``last-blocks`` only."""
+    """A parsed ``--trainable`` value; ``num_blocks`` is set for ``last-blocks`` only.
 
-    kind: str
+    ``str(spec)`` is the canonical spelling (``last-blocks:1`` for ``last-block``), as run.json
+    records it and ``parse_trainable`` reads it back."""
+
+    kind: TrainableKind
     num_blocks: int | None = None
 
     def __str__(self) -> str:
-        return f"last-blocks:{self.num_blocks}" if self.kind == "last-blocks" else self.kind
+        if self.kind == TrainableKind.LAST_BLOCKS:
+            return f"last-blocks:{self.num_blocks}"
+        return self.kind.value
 
 
 def parse_trainable(spec: str | TrainableSpec) -> TrainableSpec:
@@ -41,12 +56,12 @@ def parse_trainable(spec: str | TrainableSpec) -> TrainableSpec:
         return spec
     text = spec.strip().lower() if isinstance(spec, str) else ""
     if text in ("head", "all", "lora"):
-        return TrainableSpec(text)
+        return TrainableSpec(TrainableKind(text))
     if text == "last-block":
-        return TrainableSpec("last-blocks", 1)
+        return TrainableSpec(TrainableKind.LAST_BLOCKS, 1)
     match = _LAST_BLOCKS.fullmatch(text)
     if match and int(match.group(1)) >= 1:
-        return TrainableSpec("last-blocks", int(match.group(1)))
+        return TrainableSpec(TrainableKind.LAST_BLOCKS, int(match.group(1)))
     raise GPTClassifierError(
         f"invalid trainable spec {spec!r}; valid forms: {', '.join(TRAINABLE_FORMS)} "
         "(N a positive number of blocks)"
@@ -68,6 +83,8 @@ def apply_trainable(
 ) -> None:
     """Freeze every parameter of ``model``, then unfreeze those that ``spec`` names (in place).
 
+    ``spec`` is a ``TrainableSpec`` or its text form, parsed here once.
+
     ``lora`` first wraps each Linear of the transformer blocks in a ``LinearWithLoRA`` (adapters
     initialised from ``torch.Generator().manual_seed(lora_seed)``); a model that already has
     adapters keeps them.
@@ -77,26 +94,26 @@ def apply_trainable(
     spec = parse_trainable(spec)
     gpt = model.gpt
     n_layers = len(gpt.trf_blocks)
-    if spec.kind == "last-blocks" and not 1 <= spec.num_blocks <= n_layers:
+    if spec.kind == TrainableKind.LAST_BLOCKS and not 1 <= spec.num_blocks <= n_layers:
         raise GPTClassifierError(
             f"cannot train the last {spec.num_blocks} blocks: the model has {n_layers} "
             f"(use last-blocks:1 to last-blocks:{n_layers}, or all)"
         )
-    if spec.kind == "lora" and (
+    if spec.kind == TrainableKind.LORA and (
         isinstance(lora_rank, bool) or not isinstance(lora_rank, int) or lora_rank < 1
     ):
         raise GPTClassifierError(f"LoRA rank must be a positive integer (got {lora_rank!r})")
 
     _set_trainable(model, False)
-    if spec.kind == "all":
+    if spec.kind == TrainableKind.ALL:
         _set_trainable(model, True)
         return
     _set_trainable(gpt.out_head)
-    if spec.kind == "last-blocks":
+    if spec.kind == TrainableKind.LAST_BLOCKS:
         for block in gpt.trf_blocks[n_layers - spec.num_blocks :]:
             _set_trainable(block)
         _set_trainable(gpt.final_norm)
-    elif spec.kind == "lora":
+    elif spec.kind == TrainableKind.LORA:
         # Appendix E also wraps out_head in LoRA; our head is new and small (emb_dim x classes),
         # so it stays a plain Linear, fully trainable, and only the pretrained Linears get adapters.
         replace_linear_with_lora(
@@ -121,10 +138,6 @@ def first_trainable_block(model: GPTClassifier) -> int:
         if has_lora(block) or any(p.requires_grad for p in block.parameters()):
             return index
     return len(gpt.trf_blocks)
-
-
-def is_final_norm_trainable(model: GPTClassifier) -> bool:
-    return any(p.requires_grad for p in model.gpt.final_norm.parameters())
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import tiktoken
 import torch
 
-from ..classifier import GPTClassifier
+from ..classifier import GPTClassifier, Pooling
 from ..config import EOT_TOKEN_ID
 from ..errors import GPTClassifierError
 from ..precision import autocast, resolve_device, resolve_precision
@@ -115,7 +115,7 @@ class TextClassifier:
         The book's ``last`` pooling reads position -1, so without a fixed pad length only texts
         of exactly the same length may share a batch (then nothing is padded)."""
         order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-        exact = self.model.pooling == "last" and self.info.pad_length is None
+        exact = self.model.pooling == Pooling.LAST and self.info.pad_length is None
         batches: list[list[int]] = []
         for index in order:
             current = batches[-1] if batches else None

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..classifier import GPTClassifier, first_trainable_block
+from ..classifier import GPTClassifier, Pooling, first_trainable_block
 from ..data.encoding import PAD_TOKEN_ID, Batch, EncodedDataset
 from ..precision import autocast
 
@@ -44,7 +44,7 @@ def plan_prefix_cache(model: GPTClassifier, pad_length: int | None) -> CachePlan
         return CachePlan(0, "every block (or the embeddings) is trained")
     if model.cfg.drop_rate > 0:
         return CachePlan(0, f"dropout ({model.cfg.drop_rate}) changes the frozen states each step")
-    if pad_length is None and model.pooling == "last":
+    if pad_length is None and model.pooling == Pooling.LAST:
         return CachePlan(0, "'last' pooling reads a padding position whose state varies by batch")
     if pad_length is None and not model.cfg.causal:
         return CachePlan(0, "without the causal mask real tokens see the per-batch padding")
