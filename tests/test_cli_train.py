@@ -349,3 +349,14 @@ def test_unknown_model_name_lists_the_valid_ones(data_file, workdir, tokenizer_d
     )
     _error(result, "'gpt5'", "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
     assert not (workdir / "bad-model").exists()  # nothing was written
+
+
+def test_evaluate_reproduces_the_metrics_written_at_training_time(run_dir, tokenizer_dir, workdir):
+    """One code path (``evaluate_split``) behind metrics.json and ``gpt-classifier evaluate``."""
+    target = workdir / "again.json"
+    result = _invoke("evaluate", run_dir, "--output", target, tokenizer_dir=tokenizer_dir)
+    assert result.exit_code == 0, result.output
+    written = json.loads((run_dir / "metrics.json").read_text())
+    again = json.loads(target.read_text())
+    assert list(written) == ["train", "validation", "test"]
+    assert again == written  # loss, accuracy, F1, ROC-AUC of every split, to the last bit

@@ -18,8 +18,8 @@ from gpt_classifier.data import (
     make_loader,
     parse_padding,
     prepare_dataset,
-    restore_order,
 )
+from gpt_classifier.data.encoding import pad_token_ids
 from gpt_classifier.data.prepare import DataSummary
 from gpt_classifier.errors import GPTClassifierError
 
@@ -112,11 +112,11 @@ def test_fixed_and_context_padding():
 
 def test_book_loaders_shuffle_and_drop_last():
     encoded = encode_splits(PREPARED, WordTokenizer(), "longest-train", context_length=100)
-    train, validation, test = encoded.loaders(batch_size=4, seed=123)
+    train, validation = (encoded.loader(name, 4, seed=123) for name in ("train", "validation"))
     assert len(train) == 1  # 6 examples, batch 4, drop_last
     assert [b.indices.tolist() for b in validation] == [[0, 1, 2]]
-    first = [b.indices.tolist() for b in encoded.loaders(batch_size=4, seed=123)[0]]
-    again = [b.indices.tolist() for b in encoded.loaders(batch_size=4, seed=123)[0]]
+    first = [b.indices.tolist() for b in encoded.loader("train", 4, seed=123)]
+    again = [b.indices.tolist() for b in encoded.loader("train", 4, seed=123)]
     assert first == again  # seeded
     orders = {
         tuple(b.indices.tolist()) for s in range(8) for b in encoded.loader("train", 6, seed=s)
@@ -133,6 +133,12 @@ def test_unpacking_and_to_device():
     assert indices.tolist() == [0, 1]
     moved = next(iter(loader)).to("cpu")
     assert isinstance(moved, Batch) and moved.lengths.tolist() == [3, 1]
+
+
+def test_pad_token_ids_cuts_and_fills():
+    ids = pad_token_ids([[1, 2, 3, 4], [5], []], 3, pad_token_id=0)
+    assert ids.dtype == torch.long and ids.tolist() == [[1, 2, 3], [5, 0, 0], [0, 0, 0]]
+    assert pad_token_ids([[7]], 2).tolist() == [[7, PAD_TOKEN_ID]]
 
 
 def test_make_loader_pad_length_and_custom_pad_id():
@@ -154,8 +160,11 @@ def test_bucketing_groups_by_length_and_order_can_be_restored():
     batches = list(loader)
     assert [b.lengths.tolist() for b in batches] == [[9, 8, 7, 6], [5, 4, 3, 2], [1]]
     assert [b.input_ids.shape[1] for b in batches] == [9, 5, 1]
-    restored = restore_order([b.lengths for b in batches], [b.indices for b in batches])
-    assert restored.tolist() == lengths
+    restored = [0] * len(lengths)  # the indices lead back to dataset order
+    for batch in batches:
+        for index, length in zip(batch.indices.tolist(), batch.lengths.tolist(), strict=True):
+            restored[index] = length
+    assert restored == lengths
     shuffled = make_loader(
         dataset, 4, shuffle=True, drop_last=True, seed=0, pad_length=None, bucket_by_length=True
     )

@@ -207,14 +207,6 @@ def test_last_real_pooling_with_padded_batches_equals_unpadded_rows():
     assert padded.item() != pytest.approx(expected.item(), abs=1e-5)
 
 
-def test_class_weights():
-    inputs, targets = BATCHES[0]
-    weights = torch.tensor([1.0, 3.0])
-    loss = calc_loss_batch(inputs, targets, KnownLogits(), "cpu", class_weights=weights)
-    expected = -(3 * math.log(0.75) + 1 * math.log(0.25)) / 4
-    assert loss.item() == pytest.approx(expected, rel=1e-6)
-
-
 # --- evaluate_model -------------------------------------------------------------------------
 
 

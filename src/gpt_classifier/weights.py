@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .classifier.trainable import count_parameters
 from .config import GPT2_SIZES, GPTConfig, canonical_model_name, is_model_name, resolve_config
 from .errors import GPTClassifierError
 from .model import GPTModel
@@ -479,13 +480,8 @@ def load_pretrained(
         with torch.device("meta"):
             model = GPTModel(config).to(dtype)
         load_gpt2_state_dict(model, checkpoint, source=source)
-    logger.info("loaded %s (%s parameters)", source, f"{count_parameters(model):,}")
+    logger.info("loaded %s (%s parameters)", source, f"{count_parameters(model)[1]:,}")
     return model.eval()
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of distinct parameters (a tied head counts once, as in the book's 124M)."""
-    return sum(p.numel() for p in model.parameters())
 
 
 def init_gpt2_weights(model: GPTModel) -> None:

@@ -141,7 +141,8 @@ def first_trainable_block(model: GPTClassifier) -> int:
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:
-    """``(trainable, total)`` parameter counts; a shared (tied) tensor is counted once."""
+    """``(trainable, total)`` parameter counts; a shared (tied) tensor is counted once (the
+    book's 124M for GPT-2 small)."""
     params = list(model.parameters())  # nn.Module.parameters() yields each tensor once
     total = sum(p.numel() for p in params)
     trainable = sum(p.numel() for p in params if p.requires_grad)

@@ -4,7 +4,7 @@ Typical use (what ``gpt-classifier train`` does)::
 
     prepared = prepare_dataset(data_file="reviews.csv")         # or no file: sms-spam
     encoded = encode_splits(prepared, tokenizer, "longest-train", config.context_length)
-    train_loader, val_loader, test_loader = encoded.loaders(batch_size=8, seed=123)
+    train_loader = encoded.loader("train", batch_size=8, seed=123)
     for input_batch, target_batch, lengths, indices in train_loader:
         ...
     prepared.label_map.save(run_dir / "labels.json")
@@ -25,7 +25,6 @@ from .encoding import (
     make_loader,
     parse_padding,
     resolve_padding,
-    restore_order,
 )
 from .labels import LabelMap, sort_labels
 from .prepare import DataSummary, PreparedData, prepare_dataset, read_splits, write_splits
@@ -91,7 +90,6 @@ __all__ = [
     "read_records",
     "read_splits",
     "resolve_padding",
-    "restore_order",
     "sms_spam_path",
     "sort_labels",
     "split_sizes",

@@ -24,6 +24,7 @@ Padding strategies (``parse_padding``):
 
 from __future__ import annotations
 
+import functools
 import statistics
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -178,6 +179,18 @@ class Batch(NamedTuple):
         )
 
 
+def pad_token_ids(
+    rows: Sequence[Sequence[int]], width: int, pad_token_id: int = PAD_TOKEN_ID
+) -> torch.Tensor:
+    """``(len(rows), width)`` int64: each row's first ``width`` ids, right-padded with
+    ``pad_token_id``."""
+    input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
+    for row, ids in enumerate(rows):
+        kept = ids[:width]
+        input_ids[row, : len(kept)] = torch.as_tensor(kept, dtype=torch.long)
+    return input_ids
+
+
 def collate(
     items: Sequence[tuple[Sequence[int], int, int]],
     pad_length: int | None = None,
@@ -187,26 +200,12 @@ def collate(
     longest row."""
     lengths = [len(ids) if pad_length is None else min(len(ids), pad_length) for ids, _, _ in items]
     width = pad_length if pad_length is not None else max(lengths, default=0)
-    input_ids = torch.full((len(items), width), pad_token_id, dtype=torch.long)
-    for row, ((ids, _, _), length) in enumerate(zip(items, lengths, strict=True)):
-        input_ids[row, :length] = torch.as_tensor(ids[:length], dtype=torch.long)
     return Batch(
-        input_ids=input_ids,
+        input_ids=pad_token_ids([ids for ids, _, _ in items], width, pad_token_id),
         labels=torch.tensor([label for _, label, _ in items], dtype=torch.long),
         lengths=torch.tensor(lengths, dtype=torch.long),
         indices=torch.tensor([index for _, _, index in items], dtype=torch.long),
     )
-
-
-class _Collate:
-    """Picklable collate function (for ``num_workers > 0``)."""
-
-    def __init__(self, pad_length: int | None, pad_token_id: int) -> None:
-        self.pad_length = pad_length
-        self.pad_token_id = pad_token_id
-
-    def __call__(self, items: Sequence[tuple[Sequence[int], int, int]]) -> Batch:
-        return collate(items, self.pad_length, self.pad_token_id)
 
 
 class BucketBatchSampler(Sampler[list[int]]):
@@ -250,17 +249,16 @@ def make_loader(
     pad_length: int | None,
     pad_token_id: int = PAD_TOKEN_ID,
     bucket_by_length: bool = False,
-    num_workers: int = 0,
 ) -> DataLoader:
     """A ``DataLoader`` of ``Batch`` with a seeded generator. ``pad_length=None`` pads each batch
     to its longest row. ``bucket_by_length`` (for evaluation and inference) groups rows of similar
-    length; put results back in dataset order with ``restore_order`` and ``Batch.indices``."""
+    length; ``Batch.indices`` lead back to dataset order."""
     if batch_size <= 0:
         raise GPTClassifierError(f"batch size must be positive, got {batch_size}")
     if pad_length is not None and pad_length <= 0:
         raise GPTClassifierError(f"pad length must be positive, got {pad_length}")
     generator = torch.Generator().manual_seed(seed)
-    collate_fn = _Collate(pad_length, pad_token_id)
+    collate_fn = functools.partial(collate, pad_length=pad_length, pad_token_id=pad_token_id)
     if bucket_by_length:
         sampler = BucketBatchSampler(
             dataset.lengths if isinstance(dataset, EncodedDataset) else _lengths(dataset),
@@ -269,9 +267,7 @@ def make_loader(
             drop_last=drop_last,
             generator=generator,
         )
-        return DataLoader(
-            dataset, batch_sampler=sampler, collate_fn=collate_fn, num_workers=num_workers
-        )
+        return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_fn)
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -279,24 +275,11 @@ def make_loader(
         drop_last=drop_last,
         generator=generator,
         collate_fn=collate_fn,
-        num_workers=num_workers,
     )
 
 
 def _lengths(dataset: Dataset) -> list[int]:
     return [len(dataset[i][0]) for i in range(len(dataset))]  # type: ignore[arg-type]
-
-
-def restore_order(values: Sequence[torch.Tensor], indices: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Concatenate per-batch ``values`` (first dimension = rows) and put row ``k`` at position
-    ``indices[k]``: results of a bucketed or shuffled loader back in dataset order."""
-    if not values:
-        return torch.empty(0)
-    stacked = torch.cat(list(values))
-    order = torch.cat([torch.as_tensor(i) for i in indices]).to(stacked.device)
-    result = torch.empty_like(stacked)
-    result[order] = stacked
-    return result
 
 
 # --- the three splits -------------------------------------------------------------------------
@@ -371,7 +354,6 @@ class EncodedSplits:
         drop_last: bool | None = None,
         seed: int = DEFAULT_SEED,
         bucket_by_length: bool = False,
-        num_workers: int = 0,
     ) -> DataLoader:
         """The book's loaders by default: train shuffled with ``drop_last``, the others in order
         and complete."""
@@ -384,16 +366,6 @@ class EncodedSplits:
             seed=seed,
             pad_length=self.pad_lengths[name],
             bucket_by_length=bucket_by_length,
-            num_workers=num_workers,
-        )
-
-    def loaders(
-        self, batch_size: int = 8, *, seed: int = DEFAULT_SEED, num_workers: int = 0
-    ) -> tuple[DataLoader, DataLoader, DataLoader]:
-        """(train, validation, test) loaders with the book's settings."""
-        return tuple(  # type: ignore[return-value]
-            self.loader(name, batch_size, seed=seed, num_workers=num_workers)
-            for name in SPLIT_NAMES
         )
 
 

@@ -8,7 +8,6 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ..errors import GPTClassifierError
 from ..fileio import write_text
@@ -58,9 +57,6 @@ class LabelMap:
     def __contains__(self, label: object) -> bool:
         return label in self._ids  # type: ignore[attr-defined]
 
-    def __iter__(self):
-        return iter(self.classes)
-
     def id_of(self, label: str) -> int:
         """The class id of ``label``; raises ``GPTClassifierError`` for an unknown label."""
         try:
@@ -70,46 +66,11 @@ class LabelMap:
                 f"unknown label {label!r}; known classes: {', '.join(self.classes)}"
             ) from None
 
-    def name_of(self, class_id: int) -> str:
-        if not 0 <= int(class_id) < len(self.classes):
-            raise GPTClassifierError(
-                f"class id {class_id} out of range for {len(self.classes)} classes"
-            )
-        return self.classes[int(class_id)]
-
-    def encode(self, labels: Iterable[str]) -> list[int]:
-        return [self.id_of(label) for label in labels]
-
-    def decode(self, class_ids: Iterable[int]) -> list[str]:
-        return [self.name_of(i) for i in class_ids]
-
-    # --- serialisation --------------------------------------------------------------------
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"classes": list(self.classes)}
-
-    @classmethod
-    def from_dict(cls, values: Any, source: str = "label map") -> LabelMap:
-        if not isinstance(values, dict) or not isinstance(values.get("classes"), list):
-            raise GPTClassifierError(f'{source}: expected an object {{"classes": [...]}}')
-        classes = values["classes"]
-        if not all(isinstance(c, (str, int)) and not isinstance(c, bool) for c in classes):
-            raise GPTClassifierError(f"{source}: classes must be strings")
-        return cls(tuple(str(c) for c in classes))
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False)
-
-    @classmethod
-    def from_json(cls, text: str, source: str = "label map") -> LabelMap:
-        try:
-            values = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise GPTClassifierError(f"{source}: invalid JSON ({exc.msg})") from None
-        return cls.from_dict(values, source)
+    # --- labels.json ----------------------------------------------------------------------
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        write_text(path, json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n")
+        text = json.dumps({"classes": list(self.classes)}, indent=2, ensure_ascii=False)
+        write_text(path, text + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> LabelMap:
@@ -120,4 +81,13 @@ class LabelMap:
             raise GPTClassifierError(f"label map file not found: {path}") from None
         except UnicodeDecodeError:
             raise GPTClassifierError(f"{path}: not valid UTF-8") from None
-        return cls.from_json(text, str(path))
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise GPTClassifierError(f"{path}: invalid JSON ({exc.msg})") from None
+        if not isinstance(values, dict) or not isinstance(values.get("classes"), list):
+            raise GPTClassifierError(f'{path}: expected an object {{"classes": [...]}}')
+        classes = values["classes"]
+        if not all(isinstance(c, (str, int)) and not isinstance(c, bool) for c in classes):
+            raise GPTClassifierError(f"{path}: classes must be strings")
+        return cls(tuple(str(c) for c in classes))

@@ -1,18 +1,21 @@
-"""Evaluating a saved run on its own splits or on another labelled file."""
+"""Evaluating a saved run on its own splits or on another labelled file.
+
+The texts go through the same loader and the same ``evaluate_split`` as the report written at the
+end of training (length-bucketed batches of ``EVAL_BATCH_SIZE``, the run's pad length and
+precision), so ``gpt-classifier evaluate RUN`` reproduces the run's ``metrics.json``.
+"""
 
 from __future__ import annotations
 
-import math
 import os
+from pathlib import Path
 from typing import Any
 
-import torch
-
-from ..data import read_records, read_splits
-from ..errors import GPTClassifierError
-from ..evaluation import classification_metrics
-from .predict import TextClassifier
-from .run_dir import read_run_info
+from ..data import LabelMap, encode_records, make_loader, read_records, read_splits
+from ..precision import resolve_device, resolve_precision
+from ..tokenizer import get_tokenizer
+from ..training.losses import EVAL_BATCH_SIZE, evaluate_split
+from .run_dir import load_run, read_run_info
 
 SPLITS = ("train", "validation", "test")
 
@@ -24,32 +27,40 @@ def evaluate_run(
     fmt: str | None = None,
     text_column: str | None = None,
     label_column: str | None = None,
-    tokenizer_dir: str | None = None,
+    tokenizer_dir: str | os.PathLike[str] | None = None,
     device: str = "auto",
+    precision: str | None = None,
 ) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """``({split: metrics}, class names)``: the run's saved splits, or ``data_file`` as one
-    split named ``data``."""
-    read_run_info(run_dir)  # a clear error for a bad run directory before any other work
-    classifier = TextClassifier.from_run(run_dir, device=device, tokenizer_dir=tokenizer_dir)
-    classes = list(classifier.classes)
+    split named ``data``. ``precision=None`` uses the one the run was trained with."""
+    info = read_run_info(run_dir)  # a clear error for a bad run directory before any other work
+    resolved_device = resolve_device(device)
+    if precision is None:
+        precision = str((info.extra or {}).get("precision", "auto"))
+    resolved_precision = resolve_precision(precision, resolved_device)
+    model = load_run(run_dir, resolved_device).model
+    tokenizer = get_tokenizer(tokenizer_dir)
+    label_map = LabelMap(info.classes)
     if data_file is not None:
         splits = {"data": read_records(data_file, fmt, text_column, label_column)}
     else:
-        prepared = read_splits(os.path.join(run_dir, "data"))
+        prepared = read_splits(Path(run_dir) / "data")
         splits = {name: prepared.split(name) for name in SPLITS if prepared.split(name)}
+    # As at training time: cut to the trained length, padded to the run's pad length (if any).
+    max_length = min(info.max_length, info.gpt_config.context_length)
     report = {}
     for name, records in splits.items():
-        unknown = [r for r in records if r.label not in classes]
-        if unknown:
-            raise GPTClassifierError(
-                f"{unknown[0].where}: label {unknown[0].label!r} is not one of the model's "
-                f"classes ({', '.join(classes)})"
-            )
-        targets = torch.tensor([classes.index(r.label) for r in records])
-        probabilities = classifier.predict_proba([r.text for r in records])
-        picked = probabilities[torch.arange(len(records)), targets].clamp_min(1e-12)
-        loss = float(-picked.log().mean()) if len(records) else math.nan
-        report[name] = classification_metrics(
-            targets.numpy(), probabilities.argmax(-1).numpy(), classes, probabilities.numpy(), loss
+        dataset = encode_records(records, tokenizer, label_map, max_length)
+        loader = make_loader(
+            dataset,
+            EVAL_BATCH_SIZE,
+            shuffle=False,
+            drop_last=False,
+            pad_length=info.pad_length,
+            pad_token_id=info.pad_token_id,
+            bucket_by_length=True,
         )
-    return report, classes
+        report[name] = evaluate_split(
+            model, loader, resolved_device, resolved_precision, label_map.classes
+        )
+    return report, list(label_map.classes)

@@ -11,6 +11,7 @@ import torch
 
 from ..classifier import GPTClassifier, Pooling
 from ..config import EOT_TOKEN_ID
+from ..data.encoding import pad_token_ids
 from ..errors import GPTClassifierError
 from ..precision import autocast, resolve_device, resolve_precision
 from ..tokenizer import encode, get_tokenizer
@@ -86,9 +87,7 @@ class TextClassifier:
         probabilities = torch.empty(len(encoded), len(self.classes))
         for rows in self._batches([len(ids) for ids in encoded], batch_size):
             width = self.info.pad_length or max(len(encoded[i]) for i in rows)
-            ids = torch.full((len(rows), width), self.info.pad_token_id, dtype=torch.long)
-            for row, index in enumerate(rows):
-                ids[row, : len(encoded[index])] = torch.as_tensor(encoded[index])
+            ids = pad_token_ids([encoded[i] for i in rows], width, self.info.pad_token_id)
             lengths = torch.tensor([len(encoded[i]) for i in rows])
             with torch.inference_mode(), autocast(self.device, self.precision):
                 logits = self.model(ids.to(self.device), lengths)
@@ -110,7 +109,7 @@ class TextClassifier:
         return predictions
 
     def _batches(self, lengths: list[int], batch_size: int) -> list[list[int]]:
-        """Indices grouped longest first, at most ``batch_size`` rows and ~4k tokens a batch.
+        """Indices grouped longest first, at most ``batch_size`` rows and ~1k tokens a batch.
 
         The book's ``last`` pooling reads position -1, so without a fixed pad length only texts
         of exactly the same length may share a batch (then nothing is padded)."""
@@ -158,11 +157,8 @@ def classify_review(
         raise GPTClassifierError("the text is empty; there is nothing to classify")
     supported = model.cfg.context_length
     limit = min(max_length, supported) if max_length is not None else supported
-    ids = ids[:limit]
-    length = len(ids)
-    if pad:
-        ids = ids + [pad_token_id] * (limit - length)
-    input_tensor = torch.tensor(ids, device=device).unsqueeze(0)
+    length = min(len(ids), limit)
+    input_tensor = pad_token_ids([ids], limit if pad else length, pad_token_id).to(device)
     with torch.no_grad():
         logits = model(input_tensor, torch.tensor([length]))
     predicted = int(torch.argmax(logits, dim=-1).item())

@@ -15,7 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..evaluation import classification_metrics
 from ..model import GPTModel
+from ..precision import autocast
+
+# Rows per batch of the final report, at training time and in ``gpt-classifier evaluate`` alike:
+# with the same batches (length-bucketed, in order) both compute the very same numbers.
+EVAL_BATCH_SIZE = 32
 
 
 def unpack_batch(batch: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -40,13 +46,11 @@ def calc_loss_batch(
     model: nn.Module,
     device: torch.device | str,
     lengths: torch.Tensor | None = None,
-    class_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Cross-entropy of one batch (the book's function; ``lengths`` for last-real pooling)."""
     input_batch, target_batch = input_batch.to(device), target_batch.to(device)
     logits = classifier_logits(model, input_batch, lengths)
-    weight = None if class_weights is None else class_weights.to(device)
-    return F.cross_entropy(logits.float(), target_batch, weight=weight)
+    return F.cross_entropy(logits.float(), target_batch)
 
 
 def _batches(data_loader: Iterable, num_batches: int | None) -> Iterable:
@@ -141,3 +145,25 @@ def predict_loader(
     if not seen:
         return torch.empty(0, dtype=torch.long), torch.empty(0, 0), float("nan")
     return torch.cat(targets_all), torch.cat(probs_all), loss_sum / seen
+
+
+def evaluate_split(
+    model: nn.Module,
+    loader: Iterable,
+    device: torch.device,
+    precision: str,
+    classes: Sequence[str],
+) -> dict[str, Any]:
+    """The report's metrics of one split (``classification_metrics``: loss, accuracy, F1, ...).
+
+    The one code path behind ``metrics.json`` at the end of training and ``gpt-classifier
+    evaluate``, so that the two agree; ``precision`` is a resolved one (``fp32`` or ``bf16``)."""
+    with autocast(device, precision):
+        targets, probabilities, loss = predict_loader(loader, model, device)
+    return classification_metrics(
+        targets.numpy(),
+        probabilities.argmax(dim=-1).numpy(),
+        list(classes),
+        probabilities.numpy(),
+        loss,
+    )

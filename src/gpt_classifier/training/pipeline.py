@@ -27,7 +27,7 @@ from ..data import encode_splits, prepare_dataset, write_splits
 from ..data.encoding import EncodedSplits
 from ..data.prepare import PreparedData
 from ..errors import GPTClassifierError
-from ..evaluation import classification_metrics, format_report, write_report_json
+from ..evaluation import format_report, write_report_json
 from ..fileio import write_json, write_text
 from ..inference.run_dir import RunInfo, write_model_files
 from ..inference.transaction import StagedRun, check_output_dir, finish_interrupted_commit
@@ -38,7 +38,7 @@ from . import checkpoint
 from .cache_store import CacheStore, dataset_key, default_cache_dir, model_digest
 from .interrupts import deferred_interrupts
 from .loop import LoopState, TrainingDiverged, TrainResult, train_classifier
-from .losses import predict_loader
+from .losses import evaluate_split
 from .memory import peak_rss_mb, release_free_memory
 from .prefix_cache import (
     DEFAULT_CACHE_BUDGET_BYTES,
@@ -465,12 +465,7 @@ def _evaluate(
     precision: str,
     classes: tuple[str, ...] | list[str],
 ) -> dict[str, Any]:
-    with autocast(device, precision):
-        targets, probabilities, loss = predict_loader(loader, model, device)
-    predictions = probabilities.argmax(dim=-1)
-    return classification_metrics(
-        targets.numpy(), predictions.numpy(), list(classes), probabilities.numpy(), loss
-    )
+    return evaluate_split(model, loader, device, precision, classes)
 
 
 def run_info(

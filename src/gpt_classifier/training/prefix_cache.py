@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..classifier import GPTClassifier, Pooling, first_trainable_block
-from ..data.encoding import PAD_TOKEN_ID, Batch, EncodedDataset
+from ..data.encoding import Batch, EncodedDataset, pad_token_ids
 from ..precision import autocast
 
 DEFAULT_CACHE_BUDGET_BYTES = 4 << 30
@@ -118,10 +118,7 @@ def build_cache(
         rows = max(1, _TOKENS_PER_FORWARD // width)
         chunk = order[position : position + rows]
         position += len(chunk)
-        ids = torch.full((len(chunk), width), PAD_TOKEN_ID, dtype=torch.long)
-        for row, index in enumerate(chunk):
-            tokens = dataset.input_ids[index][:width]
-            ids[row, : len(tokens)] = torch.as_tensor(tokens, dtype=torch.long)
+        ids = pad_token_ids([dataset.input_ids[index] for index in chunk], width)
         with autocast(device, precision):
             hidden = model.gpt.hidden_states(ids.to(device), 0, start_block)
         hidden = hidden.float().cpu()
