@@ -46,10 +46,20 @@ def expected_text(tiny_json: str, tokenizer, prompt: str, new_tokens: int, seed:
 def test_generate_prints_only_the_text(tiny_json, tokenizer_dir, tokenizer):
     args = ["generate", "--init", "random", "--model", tiny_json, "--prompt", "Hello"]
     args += ["--max-new-tokens", "5", "--tokenizer-dir", str(tokenizer_dir)]
-    result = runner().invoke(cli, args)
+    result = runner().invoke(cli, [*args, "--device", "cpu", "--precision", "fp32"])
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("Hello")
     assert result.stdout == expected_text(tiny_json, tokenizer, "Hello", 5) + "\n"
+
+
+def test_generate_takes_device_and_precision(tiny_json, tokenizer_dir):
+    args = ["generate", "--init", "random", "--model", tiny_json, "--prompt", "Hello"]
+    args += ["--max-new-tokens", "3", "--tokenizer-dir", str(tokenizer_dir), "--device", "cpu"]
+    result = runner().invoke(cli, [*args, "--precision", "bf16"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("Hello")
+    bad = runner().invoke(cli, [*args, "--device", "toaster"])
+    assert bad.exit_code == 2 and "unknown device 'toaster'" in bad.stderr
 
 
 def test_generate_sampling_is_reproducible(tiny_json, tokenizer_dir):

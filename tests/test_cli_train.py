@@ -44,9 +44,14 @@ def data_file(workdir):
 
 
 @pytest.fixture(scope="module")
-def run_dir(workdir, data_file, tokenizer_dir):
-    config = workdir / "tiny.json"
-    config.write_text(json.dumps(TINY))
+def config_file(workdir):
+    path = workdir / "tiny.json"
+    path.write_text(json.dumps(TINY))
+    return path
+
+
+@pytest.fixture(scope="module")
+def run_dir(workdir, data_file, config_file, tokenizer_dir):
     out = workdir / "run"
     result = CliRunner().invoke(
         cli,
@@ -55,7 +60,7 @@ def run_dir(workdir, data_file, tokenizer_dir):
             "--data-file",
             str(data_file),
             "--model",
-            str(config),
+            str(config_file),
             "--init",
             "random",
             "--tokenizer-dir",
@@ -194,27 +199,67 @@ def test_errors_are_one_line_and_exit_2(run_dir, tokenizer_dir, workdir, data_fi
     )
 
 
-def test_zero_shot_scores_the_answers(workdir, data_file, tokenizer_dir):
-    config = workdir / "tiny.json"
-    result = _invoke(
+def _zero_shot(data_file, config_file, tokenizer_dir, output, *flags):
+    return _invoke(
         "zero-shot",
         "--data-file",
         data_file,
         "--model",
-        config,
+        config_file,
         "--init",
         "random",
-        "--limit",
-        "3",
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
         "--no-progress",
         "--output",
-        workdir / "zs.json",
+        output,
+        *flags,
         tokenizer_dir=tokenizer_dir,
     )
+
+
+def test_zero_shot_scores_the_answers(tmp_path, data_file, config_file, tokenizer_dir):
+    output = tmp_path / "zs.json"
+    result = _zero_shot(data_file, config_file, tokenizer_dir, output, "--limit", "3")
     assert result.exit_code == 0, result.output
-    assert result.stdout.startswith("zero-shot accuracy on 3 test texts:")
-    answers = json.loads((workdir / "zs.json").read_text())
+    answers = json.loads(output.read_text())
     assert answers["num_examples"] == 3 and answers["positive_label"] == "spam"
+    correct = sum(e["predicted"] == e["label"] for e in answers["examples"])
+    assert answers["accuracy"] == correct / 3
+    assert result.stdout == (
+        f"zero-shot accuracy on 3 test texts: {100 * correct / 3:.2f} % "
+        f"(answers: {', '.join(f'{k} {v}' for k, v in sorted(answers['answers'].items()))})\n"
+    )
+
+
+def test_zero_shot_scores_the_test_split_of_a_run_with_the_same_flags(
+    run_dir, tmp_path, data_file, config_file, tokenizer_dir
+):
+    output = tmp_path / "zs.json"
+    result = _zero_shot(data_file, config_file, tokenizer_dir, output, "--max-new-tokens", "1")
+    assert result.exit_code == 0, result.output
+    with (run_dir / "data" / "test.csv").open(encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))[1:]
+    scored = json.loads(output.read_text())["examples"]
+    assert [(e["label"], e["text"]) for e in scored] == [tuple(row) for row in rows]
+    kept = _zero_shot(
+        data_file, config_file, tokenizer_dir, output, "--balance", "none", "--seed", "7"
+    )
+    assert kept.exit_code == 0, kept.output
+    assert [e["text"] for e in json.loads(output.read_text())["examples"]] != [
+        e["text"] for e in scored
+    ]
+
+
+def test_zero_shot_rejects_an_answer_longer_than_the_context(
+    tmp_path, data_file, config_file, tokenizer_dir
+):
+    result = _zero_shot(
+        data_file, config_file, tokenizer_dir, tmp_path / "zs.json", "--max-new-tokens", "64"
+    )
+    _error(result, "max_new_tokens must be between 1 and 63")
 
 
 # --- the run itself, output details, and the errors a user meets with a bad run --------------

@@ -6,7 +6,7 @@ import click
 
 from ..config import EOT_TOKEN_ID
 from ..errors import GPTClassifierError
-from .options import model_options
+from .options import device_option, model_options, precision_option
 
 
 @click.command()
@@ -55,6 +55,8 @@ def download(model_name: str, cache_dir: str | None) -> None:
     help="Seed for sampling and for --init random.",
 )
 @model_options
+@device_option
+@precision_option
 def generate(
     prompt: str,
     max_new_tokens: int,
@@ -65,6 +67,8 @@ def generate(
     weights: str | None,
     init: str,
     tokenizer_dir: str | None,
+    device: str,
+    precision: str,
 ) -> None:
     """Continue a prompt with GPT-2.
 
@@ -74,6 +78,7 @@ def generate(
 
     from ..generation import generate as generate_ids
     from ..generation import text_to_token_ids, token_ids_to_text
+    from ..precision import autocast, resolve_device, resolve_precision
     from ..tokenizer import get_tokenizer
     from ..weights import build_model
 
@@ -87,19 +92,20 @@ def generate(
         raise GPTClassifierError(
             f"--prompt has {idx.shape[1]} tokens but the model's context length is {context}"
         )
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    gpt.to(device)
+    resolved = resolve_device(device)
+    gpt.to(resolved)
     torch.manual_seed(seed)
     try:
-        out = generate_ids(
-            gpt,
-            idx.to(device),
-            max_new_tokens=max_new_tokens,
-            context_size=context,
-            temperature=temperature,
-            top_k=top_k,
-            eos_id=EOT_TOKEN_ID,
-        )
+        with autocast(resolved, resolve_precision(precision, resolved)):
+            out = generate_ids(
+                gpt,
+                idx.to(resolved),
+                max_new_tokens=max_new_tokens,
+                context_size=context,
+                temperature=temperature,
+                top_k=top_k,
+                eos_id=EOT_TOKEN_ID,
+            )
     except ValueError as exc:
         raise GPTClassifierError(f"cannot generate: {exc}") from None
     click.echo(token_ids_to_text(out[0].cpu(), tokenizer))

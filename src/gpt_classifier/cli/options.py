@@ -98,3 +98,54 @@ def data_source_options(func: Callable[..., Any]) -> Callable[..., Any]:
     for decorator in reversed(decorators):
         func = decorator(func)
     return func
+
+
+def precision_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    from ..precision import PRECISIONS
+
+    return click.option(
+        "--precision",
+        type=click.Choice(PRECISIONS),
+        default="auto",
+        show_default=True,
+        help="bf16 autocast where the hardware runs it fast (auto), or force one.",
+    )(func)
+
+
+def split_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--preset``, ``--balance``, ``--keep-duplicates/--drop-duplicates``, ``--fractions``,
+    ``--seed``: how one labelled file becomes train/validation/test. With the same flags every
+    command that splits (train, zero-shot) gets the same splits. ``None``: the preset's value."""
+    from ..data import BALANCE_METHODS
+    from ..training.settings import PRESETS
+
+    decorators = [
+        click.option(
+            "--preset",
+            type=click.Choice(list(PRESETS)),
+            default="default",
+            show_default=True,
+            help="'book' reproduces chapter 6 exactly; explicit flags still override it.",
+        ),
+        click.option(
+            "--balance",
+            type=click.Choice(BALANCE_METHODS),
+            default=None,
+            help="Undersample every class to the smallest (default) or keep all rows.",
+        ),
+        click.option(
+            "--keep-duplicates/--drop-duplicates",
+            default=None,
+            help="Keep texts that repeat an earlier one (default: drop; the book keeps them).",
+        ),
+        click.option(
+            "--fractions",
+            default="0.7,0.1,0.2",
+            show_default=True,
+            help="Train,validation,test shares.",
+        ),
+        click.option("--seed", type=int, default=None, help="Default 123."),
+    ]
+    for decorator in reversed(decorators):
+        func = decorator(func)
+    return func

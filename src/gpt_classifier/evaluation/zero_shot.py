@@ -20,6 +20,7 @@ from ..data.readers import Record
 from ..errors import GPTClassifierError
 from ..generation import generate
 from ..model import GPTModel
+from ..precision import autocast
 from ..tokenizer import EOT_TEXT, encode
 
 BOOK_PROMPT = "Is the following text '{positive}'? Answer with 'yes' or 'no': '{text}'"
@@ -61,13 +62,24 @@ def zero_shot(
     prompt: str = BOOK_PROMPT,
     max_new_tokens: int = 5,
     device: torch.device | str = "cpu",
+    precision: str = "fp32",
     on_example: Callable[[], None] | None = None,
 ) -> ZeroShotResult:
     """Greedy answers of ``model`` to ``prompt`` for each record, scored against its label:
-    "yes" predicts ``positive``, "no" predicts ``negative``, anything else counts as wrong."""
+    "yes" predicts ``positive``, "no" predicts ``negative``, anything else counts as wrong.
+
+    A prompt longer than ``context_length - max_new_tokens`` keeps its end (the question), so
+    that prompt and answer fit the context together. ``precision`` is a resolved one."""
     if "{text}" not in prompt:
         raise GPTClassifierError("the prompt template must contain {text}")
     context = model.cfg.context_length
+    if not 1 <= max_new_tokens < context:
+        raise GPTClassifierError(
+            f"max_new_tokens must be between 1 and {context - 1}, leaving room for the prompt "
+            f"in the model's context of {context} tokens (got {max_new_tokens})"
+        )
+    device = torch.device(device)
+    eos_id = encode(tokenizer, EOT_TEXT)[0]
     answers: Counter = Counter()
     examples, correct = [], 0
     for record in records:
@@ -78,7 +90,8 @@ def zero_shot(
         ids = encode(tokenizer, prompt.format(positive=positive, text=record.text))
         ids = ids[-(context - max_new_tokens) :]  # keep the question's end: it holds the ask
         idx = torch.tensor([ids], device=device)
-        out = generate(model, idx, max_new_tokens, context, eos_id=encode(tokenizer, EOT_TEXT)[0])
+        with autocast(device, precision):
+            out = generate(model, idx, max_new_tokens, context, eos_id=eos_id)
         generated = tokenizer.decode(out[0, len(ids) :].tolist())
         answer = parse_answer(generated)
         answers[answer or "unparsed"] += 1
