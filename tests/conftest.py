@@ -81,7 +81,7 @@ def sms_spam_file() -> Path:
     return SMS_SPAM_FILE
 
 
-# A tiny saved run for the predictor, the CLI and the server.
+# The smallest model: a tiny saved run for the predictor and the server, and the commands' tests.
 SAVED_CONFIG = GPTConfig(
     vocab_size=50257, context_length=32, emb_dim=16, n_heads=2, n_layers=2, drop_rate=0.0
 )
@@ -90,6 +90,14 @@ SAVED_CONFIG = GPTConfig(
 @pytest.fixture
 def saved_config() -> GPTConfig:
     return SAVED_CONFIG
+
+
+@pytest.fixture(scope="session")
+def saved_config_file(tmp_path_factory) -> Path:
+    """SAVED_CONFIG as a JSON file, for ``--model`` of the commands' tests."""
+    path = tmp_path_factory.mktemp("config") / "saved.json"
+    path.write_text(json.dumps(SAVED_CONFIG.to_dict()))
+    return path
 
 
 @pytest.fixture(scope="session")

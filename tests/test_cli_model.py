@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -16,8 +15,6 @@ from safetensors.torch import save_file
 
 from gpt_classifier.cli.main import cli
 
-TINY = {"vocab_size": 50257, "context_length": 32, "emb_dim": 16, "n_heads": 2, "n_layers": 2}
-
 
 def runner() -> CliRunner:
     # click < 8.2 mixes stderr into stdout unless told not to; 8.2+ keeps them apart always.
@@ -28,10 +25,8 @@ def runner() -> CliRunner:
 
 
 @pytest.fixture
-def tiny_json(tmp_path) -> str:
-    path = tmp_path / "tiny.json"
-    path.write_text(json.dumps(TINY))
-    return str(path)
+def tiny_json(saved_config_file) -> str:
+    return str(saved_config_file)
 
 
 def expected_text(tiny_json: str, tokenizer, prompt: str, new_tokens: int, seed: int = 123) -> str:

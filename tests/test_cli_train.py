@@ -11,16 +11,6 @@ from click.testing import CliRunner
 from gpt_classifier.cli.main import cli
 from gpt_classifier.inference.transaction import write_marker
 
-TINY = {
-    "vocab_size": 50257,
-    "context_length": 64,
-    "emb_dim": 32,
-    "n_heads": 4,
-    "n_layers": 2,
-    "drop_rate": 0.0,
-    "qkv_bias": True,
-}
-
 
 def _write_csv(path, rows, header=("text", "label")) -> None:
     with path.open("w", newline="", encoding="utf-8") as handle:
@@ -44,10 +34,8 @@ def data_file(workdir):
 
 
 @pytest.fixture(scope="module")
-def config_file(workdir):
-    path = workdir / "tiny.json"
-    path.write_text(json.dumps(TINY))
-    return path
+def config_file(saved_config_file):
+    return saved_config_file  # context length 32
 
 
 @pytest.fixture(scope="module")
@@ -86,12 +74,14 @@ def _invoke(*args, tokenizer_dir=None):
 def test_classify_prints_one_tab_separated_line_per_text(run_dir, tokenizer_dir):
     result = _invoke("classify", run_dir, "win a prize", "lunch?", tokenizer_dir=tokenizer_dir)
     assert result.exit_code == 0, result.output
-    lines = result.stdout.splitlines()
-    assert len(lines) == 2
-    for line, text in zip(lines, ["win a prize", "lunch?"], strict=True):
-        label, probability, echoed = line.split("\t")
-        assert label in ("ham", "spam") and 0.5 <= float(probability) <= 1.0
-        assert echoed == text
+    from gpt_classifier.inference import TextClassifier
+
+    texts = ["win a prize", "lunch?"]
+    predictions = TextClassifier.from_run(run_dir, tokenizer_dir=tokenizer_dir).classify(texts)
+    assert result.stdout.splitlines() == [
+        f"{p.label}\t{p.probability:.4f}\t{text}"
+        for p, text in zip(predictions, texts, strict=True)
+    ]
 
 
 def test_classify_json_lines(run_dir, tokenizer_dir):
@@ -257,9 +247,9 @@ def test_zero_shot_rejects_an_answer_longer_than_the_context(
     tmp_path, data_file, config_file, tokenizer_dir
 ):
     result = _zero_shot(
-        data_file, config_file, tokenizer_dir, tmp_path / "zs.json", "--max-new-tokens", "64"
+        data_file, config_file, tokenizer_dir, tmp_path / "zs.json", "--max-new-tokens", "32"
     )
-    _error(result, "max_new_tokens must be between 1 and 63")
+    _error(result, "max_new_tokens must be between 1 and 31")
 
 
 # --- the run itself, output details, and the errors a user meets with a bad run --------------
@@ -276,7 +266,7 @@ def test_train_writes_a_complete_run(run_dir):
 
 
 def test_classify_flattens_whitespace_and_notes_truncation(run_dir, tokenizer_dir):
-    long_text = " ".join(["word"] * 100)  # 100 tokens, the run reads at most 64
+    long_text = " ".join(["word"] * 100)  # 100 tokens, the run reads at most 32
     result = _invoke(
         "classify", run_dir, "two\tlines\nhere", long_text, tokenizer_dir=tokenizer_dir
     )
@@ -285,7 +275,7 @@ def test_classify_flattens_whitespace_and_notes_truncation(run_dir, tokenizer_di
     assert len(lines) == 2
     assert lines[0].split("\t")[2] == "two lines here"
     assert lines[1].split("\t")[2] == long_text
-    assert "note: 1 text(s) longer than 64 tokens were truncated" in result.stderr
+    assert "note: 1 text(s) longer than 32 tokens were truncated" in result.stderr
     short = _invoke("classify", run_dir, "hello", tokenizer_dir=tokenizer_dir)
     assert "note:" not in short.stderr and len(short.stdout.splitlines()) == 1
 

@@ -4,42 +4,15 @@ from __future__ import annotations
 
 import csv
 
-import click
 import pytest
 from click.testing import CliRunner
 
-from gpt_classifier.cli import data_commands
+from gpt_classifier.cli.main import cli
 from gpt_classifier.data import read_splits
-from gpt_classifier.errors import GPTClassifierError
-
-
-def _cli() -> click.Group:
-    """The real entry point once it registers ``data``; until then an equivalent group that
-    turns ``GPTClassifierError`` into ``error: ...`` and exit status 2, like cli.main."""
-    try:
-        from gpt_classifier.cli.main import cli
-
-        if "data" in cli.commands:
-            return cli
-    except ImportError:
-        pass
-
-    class Group(click.Group):
-        def invoke(self, ctx):
-            try:
-                return super().invoke(ctx)
-            except GPTClassifierError as exc:
-                click.echo(f"error: {exc}", err=True)
-                ctx.exit(2)
-
-    group = Group("gpt-classifier")
-    for command in data_commands.COMMANDS:
-        group.add_command(command)
-    return group
 
 
 def _run(*args: str):
-    return CliRunner().invoke(_cli(), ["data", "prepare", *args])
+    return CliRunner().invoke(cli, ["data", "prepare", *args])
 
 
 def test_prepare_real_file(tmp_path, sms_spam_file, tokenizer_dir):

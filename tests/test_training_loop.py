@@ -9,8 +9,7 @@ import torch
 from torch import nn
 
 from gpt_classifier.classifier import GPTClassifier, apply_trainable
-from gpt_classifier.config import GPTConfig
-from gpt_classifier.data.encoding import Batch, EncodedDataset, collate, make_loader
+from gpt_classifier.data.encoding import Batch, collate
 from gpt_classifier.model import GPTModel
 from gpt_classifier.training import (
     TrainSettings,
@@ -23,163 +22,13 @@ from gpt_classifier.training import (
 )
 from gpt_classifier.training.losses import predict_loader
 
-
-def _dataset(n: int = 40, seed: int = 0) -> EncodedDataset:
-    generator = torch.Generator().manual_seed(seed)
-    ids, labels = [], []
-    for i in range(n):
-        length = int(torch.randint(3, 16, (1,), generator=generator))
-        label = i % 2
-        # the label is visible in the tokens: class 1 texts use high ids
-        low, high = (1000, 2000) if label else (10, 1000)
-        ids.append(torch.randint(low, high, (length,), generator=generator).tolist())
-        labels.append(label)
-    return EncodedDataset(ids, labels)
+# Small models (conftest's tiny_config) on hand-made batches: steps can be replayed by hand and
+# the weights scripted, so the checks are exact.
 
 
-def _classifier(tiny_config) -> GPTClassifier:
-    torch.manual_seed(0)
-    return GPTClassifier(GPTModel(tiny_config), 2)
-
-
-def test_book_model_reads_the_last_position(tiny_config):
-    """The book's plain GPTModel with a 2-way out_head: logits of position -1."""
-    gpt = GPTModel(tiny_config)
-    gpt.out_head = nn.Linear(tiny_config.emb_dim, 2)
-    inputs = torch.randint(0, 100, (4, 6))
-    targets = torch.tensor([0, 1, 1, 0])
-    expected = nn.functional.cross_entropy(gpt(inputs)[:, -1, :], targets)
-    torch.testing.assert_close(calc_loss_batch(inputs, targets, gpt, "cpu"), expected)
-    book_loader = [(inputs, targets), (inputs, targets)]  # the book's 2-tuples
-    assert calc_loss_loader(book_loader, gpt, "cpu") == pytest.approx(expected.item(), rel=1e-6)
-    predicted = gpt(inputs)[:, -1, :].argmax(-1)
-    accuracy = (predicted == targets).float().mean().item()
-    assert calc_accuracy_loader(book_loader, gpt, "cpu", num_batches=1) == pytest.approx(accuracy)
-
-
-def test_loader_functions_respect_num_batches_and_restore_mode(tiny_config):
-    model = _classifier(tiny_config)
-    loader = make_loader(_dataset(), 8, shuffle=False, drop_last=False, pad_length=None)
-    losses = [calc_loss_batch(b[0], b[1], model, "cpu", b[2]).item() for b in loader]
-    assert calc_loss_loader(loader, model, "cpu", num_batches=2) == pytest.approx(
-        sum(losses[:2]) / 2, rel=1e-5
-    )
-    assert calc_loss_loader(loader, model, "cpu") == pytest.approx(
-        sum(losses) / len(losses), rel=1e-5
-    )
-    model.train()
-    train_loss, val_loss = evaluate_model(model, loader, loader, "cpu", eval_iter=1)
-    assert model.training and train_loss == pytest.approx(losses[0], rel=1e-5)
-    targets, probabilities, mean_loss = predict_loader(loader, model, "cpu")
-    picked = probabilities[torch.arange(len(targets)), targets]
-    assert mean_loss == pytest.approx(-picked.log().mean().item(), rel=1e-4)
-    assert 0.0 <= calc_accuracy_loader(loader, model, "cpu") <= 1.0
-
-
-def test_loop_evaluates_where_the_book_does(tiny_config):
-    model = _classifier(tiny_config)
-    loader = make_loader(_dataset(), 4, shuffle=True, drop_last=True, pad_length=None)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    settings = TrainSettings(epochs=2, batch_size=4, eval_freq=4, eval_iter=2)
-    result = train_classifier(
-        model, loader, loader, optimizer, "cpu", settings, progress=False, log=lambda m: None
-    )
-    # 10 steps per epoch; evaluations after steps 1, 5, 9, 13, 17 (the book's counter starts at 0)
-    assert result.global_steps == 20
-    assert result.history.examples_seen == [4, 20, 36, 52, 68]
-    assert result.history.acc_epochs_seen == [1.0, 2.0]
-    assert len(result.step_losses) == 20
-
-
-def test_gradient_accumulation_matches_one_large_batch(tiny_config):
-    dataset = _dataset(16)
-
-    def run(batch_size: int, accum: int) -> list[torch.Tensor]:
-        model = _classifier(tiny_config)
-        loader = make_loader(dataset, batch_size, shuffle=False, drop_last=False, pad_length=16)
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-        settings = TrainSettings(
-            epochs=1, batch_size=batch_size, eval_freq=1000, eval_iter=1, grad_accum_steps=accum
-        )
-        train_classifier(
-            model, loader, loader, optimizer, "cpu", settings, progress=False, log=lambda m: None
-        )
-        return [p.detach().clone() for p in model.parameters()]
-
-    for a, b in zip(run(8, 1), run(4, 2), strict=True):
-        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
-
-
-def test_select_best_keeps_the_best_epoch(tiny_config):
-    model = _classifier(tiny_config)
-    train = make_loader(_dataset(), 8, shuffle=True, drop_last=True, pad_length=None)
-    val = make_loader(_dataset(24, seed=1), 8, shuffle=False, drop_last=False, pad_length=None)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-2)  # large: epochs differ
-    settings = TrainSettings(
-        epochs=4, batch_size=8, eval_freq=1000, eval_iter=100, select_best=True
-    )
-    result = train_classifier(
-        model, train, val, optimizer, "cpu", settings, progress=False, log=lambda m: None
-    )
-    per_epoch = result.history.val_accs  # eval_iter covers the whole validation set
-    best = max(range(len(per_epoch)), key=lambda i: (per_epoch[i], -i))
-    assert result.best_epoch == best + 1
-    assert calc_accuracy_loader(val, model, "cpu") == pytest.approx(per_epoch[best])
-
-
-class _InterruptingLoader:
-    def __init__(self, loader, after: int) -> None:
-        self.loader, self.after = loader, after
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def __iter__(self):
-        for i, batch in enumerate(self.loader):
-            if i == self.after:
-                raise KeyboardInterrupt
-            yield batch
-
-
-def test_ctrl_c_leaves_a_usable_model(tiny_config):
-    model = _classifier(tiny_config)
-    loader = make_loader(_dataset(), 4, shuffle=False, drop_last=True, pad_length=None)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    settings = TrainSettings(epochs=3, eval_freq=1000, eval_iter=1)
-    result = train_classifier(
-        model,
-        _InterruptingLoader(loader, 3),
-        loader,
-        optimizer,
-        "cpu",
-        settings,
-        progress=False,
-        log=lambda m: None,
-    )
-    assert result.interrupted and result.global_steps == 3 and not model.training
-    assert 0.0 <= calc_accuracy_loader(loader, model, "cpu") <= 1.0
-
-
-def test_train_classifier_simple_returns_the_books_values(tiny_config):
-    model = _classifier(tiny_config)
-    loader = make_loader(_dataset(), 8, shuffle=True, drop_last=True, pad_length=None)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5, weight_decay=0.1)
-    train_losses, val_losses, train_accs, val_accs, examples_seen = train_classifier_simple(
-        model, loader, loader, optimizer, "cpu", num_epochs=2, eval_freq=2, eval_iter=1
-    )
-    assert len(train_losses) == len(val_losses) == 5  # steps 1, 3, 5, 7, 9 of 10
-    assert len(train_accs) == len(val_accs) == 2
-    assert examples_seen == 80
-
-
-# --- exact checks on a very small model (vocab 100): hand-replayed steps, scripted weights ---
-
-SMALL = GPTConfig(vocab_size=100, context_length=16, emb_dim=16, n_heads=2, n_layers=2)
-
-
-def _small_model(trainable: str = "last-block", seed: int = 0) -> GPTClassifier:
+def _small_model(config, trainable: str = "last-block", seed: int = 0) -> GPTClassifier:
     torch.manual_seed(seed)
-    model = GPTClassifier(GPTModel(SMALL), 2, head_seed=seed)
+    model = GPTClassifier(GPTModel(config), 2, head_seed=seed)
     apply_trainable(model, trainable)
     return model
 
@@ -190,7 +39,7 @@ def _examples(n: int, seed: int = 0, width: int = 8) -> list[tuple[list[int], in
     items = []
     for index in range(n):
         length = int(torch.randint(3, width + 1, (1,), generator=gen))
-        ids = torch.randint(8, SMALL.vocab_size, (length,), generator=gen).tolist()
+        ids = torch.randint(8, 100, (length,), generator=gen).tolist()
         label = index % 2
         if label:
             ids[int(torch.randint(0, length, (1,), generator=gen))] = 7
@@ -226,13 +75,91 @@ def _params(model) -> dict[str, torch.Tensor]:
     return {name: p.detach().clone() for name, p in model.named_parameters()}
 
 
+class _InterruptingLoader:
+    def __init__(self, loader, after: int) -> None:
+        self.loader, self.after = loader, after
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        for i, batch in enumerate(self.loader):
+            if i == self.after:
+                raise KeyboardInterrupt
+            yield batch
+
+
+# --- the book's loss and accuracy functions --------------------------------------------------
+
+
+def test_book_model_reads_the_last_position(tiny_config):
+    """The book's plain GPTModel with a 2-way out_head: logits of position -1."""
+    gpt = GPTModel(tiny_config)
+    gpt.out_head = nn.Linear(tiny_config.emb_dim, 2)
+    inputs = torch.randint(0, 100, (4, 6))
+    targets = torch.tensor([0, 1, 1, 0])
+    expected = nn.functional.cross_entropy(gpt(inputs)[:, -1, :], targets)
+    torch.testing.assert_close(calc_loss_batch(inputs, targets, gpt, "cpu"), expected)
+    book_loader = [(inputs, targets), (inputs, targets)]  # the book's 2-tuples
+    assert calc_loss_loader(book_loader, gpt, "cpu") == pytest.approx(expected.item(), rel=1e-6)
+    predicted = gpt(inputs)[:, -1, :].argmax(-1)
+    accuracy = (predicted == targets).float().mean().item()
+    assert calc_accuracy_loader(book_loader, gpt, "cpu", num_batches=1) == pytest.approx(accuracy)
+
+
+def test_loader_functions_respect_num_batches_and_restore_mode(tiny_config):
+    model = _small_model(tiny_config)
+    loader = _batches(_examples(40), 8)
+    losses = [calc_loss_batch(b[0], b[1], model, "cpu", b[2]).item() for b in loader]
+    assert calc_loss_loader(loader, model, "cpu", num_batches=2) == pytest.approx(
+        sum(losses[:2]) / 2, rel=1e-5
+    )
+    assert calc_loss_loader(loader, model, "cpu") == pytest.approx(
+        sum(losses) / len(losses), rel=1e-5
+    )
+    model.train()
+    train_loss, val_loss = evaluate_model(model, loader, loader, "cpu", eval_iter=1)
+    assert model.training and train_loss == pytest.approx(losses[0], rel=1e-5)
+    targets, probabilities, mean_loss = predict_loader(loader, model, "cpu")
+    picked = probabilities[torch.arange(len(targets)), targets]
+    assert mean_loss == pytest.approx(-picked.log().mean().item(), rel=1e-4)
+    correct = (probabilities.argmax(-1) == targets).sum().item()
+    assert calc_accuracy_loader(loader, model, "cpu") == correct / 40
+    first = (probabilities[:8].argmax(-1) == targets[:8]).sum().item()
+    assert calc_accuracy_loader(loader, model, "cpu", num_batches=1) == first / 8
+
+
+def test_gradient_accumulation_matches_one_large_batch(tiny_config):
+    items = _examples(16)
+
+    def run(batch_size: int, accum: int) -> list[torch.Tensor]:
+        model = _small_model(tiny_config, "all")
+        loader = _batches(items, batch_size, pad_length=8)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        _run(
+            model,
+            loader,
+            loader,
+            optimizer,
+            epochs=1,
+            batch_size=batch_size,
+            eval_freq=1000,
+            eval_iter=1,
+            grad_accum_steps=accum,
+        )
+        return [p.detach().clone() for p in model.parameters()]
+
+    for a, b in zip(run(8, 1), run(4, 2), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
 # --- the book's evaluation schedule ----------------------------------------------------------
 
 
-def test_evaluation_points_follow_the_book():
+def test_evaluation_points_follow_the_book(tiny_config):
     items = _examples(14)
     train, val = _batches(items[:10], 2), _batches(items[10:], 2)  # 5 steps an epoch
-    model = _small_model()
+    model = _small_model(tiny_config)
     initial = copy.deepcopy(model)
     result = _run(model, train, val, _sgd(model), epochs=2, eval_freq=2, eval_iter=1)
     h = result.history
@@ -245,7 +172,9 @@ def test_evaluation_points_follow_the_book():
     assert h.acc_epochs_seen == [1.0, 2.0]
     assert h.acc_examples_seen == [10, 20]
     assert len(h.train_accs) == len(h.val_accs) == 2
-    assert all(0.0 <= acc <= 1.0 for acc in h.train_accs + h.val_accs)
+    # the last epoch's accuracies are those of the final model on eval_iter batches
+    assert h.train_accs[-1] == calc_accuracy_loader(train, model, "cpu", 1)
+    assert h.val_accs[-1] == calc_accuracy_loader(val, model, "cpu", 1)
     assert result.global_steps == 10
     assert result.epochs_completed == 2
     assert result.examples_seen == 20
@@ -267,10 +196,10 @@ def test_evaluation_points_follow_the_book():
     assert h.val_losses[0] == pytest.approx(calc_loss_loader(val, replay, "cpu", 1), abs=1e-6)
 
 
-def test_accuracies_use_eval_iter_batches_of_the_final_small_model():
+def test_accuracies_use_eval_iter_batches_of_the_final_model(tiny_config):
     items = _examples(16, seed=1)
     train, val = _batches(items[:12], 3), _batches(items[12:], 2)
-    model = _small_model()
+    model = _small_model(tiny_config)
     result = _run(model, train, val, _sgd(model), epochs=1, eval_freq=100, eval_iter=2)
     assert result.history.train_losses == [pytest.approx(result.history.train_losses[0])]
     assert result.history.train_accs[0] == calc_accuracy_loader(train, model, "cpu", 2)
@@ -296,7 +225,7 @@ class ScriptedOptimizer(torch.optim.SGD):
         head.bias.copy_(torch.tensor(self.script.pop(0)))
 
 
-def test_select_best_restores_the_best_epoch():
+def test_select_best_restores_the_best_epoch(tiny_config):
     items = _examples(8, seed=3)
     train = _batches(items[:4], 2)  # two steps an epoch
     val = [collate([(ids, 1, i) for ids, _, i in items[4:]], pad_token_id=0)]  # all class 1
@@ -304,7 +233,7 @@ def test_select_best_restores_the_best_epoch():
     # after epoch 1: class 0 (val acc 0); epoch 2: class 1 (acc 1); epoch 3: class 0 (acc 0)
     script = [ones, zeros, zeros, [0.0, 4.0], ones, zeros]
 
-    model = _small_model("head")
+    model = _small_model(tiny_config, "head")
     frozen_before = {n: p for n, p in _params(model).items() if "out_head" not in n}
     result = _run(
         model,
@@ -324,7 +253,7 @@ def test_select_best_restores_the_best_epoch():
         if name in frozen_before:
             assert torch.equal(value, frozen_before[name]), name
 
-    last = _small_model("head")
+    last = _small_model(tiny_config, "head")
     plain = _run(
         last, train, val, ScriptedOptimizer(last, script), epochs=3, eval_freq=100, eval_iter=1
     )
@@ -332,11 +261,11 @@ def test_select_best_restores_the_best_epoch():
     assert last.gpt.out_head.bias.tolist() == zeros
 
 
-def test_select_best_keeps_the_first_of_equal_epochs():
+def test_select_best_keeps_the_first_of_equal_epochs(tiny_config):
     items = _examples(6, seed=4)
     train = _batches(items[:2], 2)  # one step an epoch
     val = [collate([(ids, 1, i) for ids, _, i in items[2:]], pad_token_id=0)]
-    model = _small_model("head")
+    model = _small_model(tiny_config, "head")
     result = _run(
         model,
         train,
@@ -354,10 +283,10 @@ def test_select_best_keeps_the_first_of_equal_epochs():
 # --- Ctrl-C --------------------------------------------------------------------------------------
 
 
-def test_keyboard_interrupt_mid_epoch_keeps_a_usable_small_model():
+def test_keyboard_interrupt_mid_epoch_keeps_a_usable_model(tiny_config):
     items = _examples(14, seed=5)
     batches, val = _batches(items[:10], 2), _batches(items[10:], 2)
-    model = _small_model("all")
+    model = _small_model(tiny_config, "all")
     reference = copy.deepcopy(model)
     messages: list[str] = []
 
@@ -390,9 +319,9 @@ def test_keyboard_interrupt_mid_epoch_keeps_a_usable_small_model():
         assert torch.equal(value, _params(reference)[name]), name
 
 
-def test_keyboard_interrupt_before_the_first_step():
+def test_keyboard_interrupt_before_the_first_step(tiny_config):
     items = _examples(4, seed=6)
-    model = _small_model()
+    model = _small_model(tiny_config)
     before = _params(model)
     result = _run(
         model,
@@ -411,10 +340,10 @@ def test_keyboard_interrupt_before_the_first_step():
 # --- the book's function -------------------------------------------------------------------------
 
 
-def test_train_classifier_simple_returns_the_books_five_tuple(capsys):
+def test_train_classifier_simple_returns_the_books_five_tuple(tiny_config, capsys):
     items = _examples(12, seed=7)
     train, val = _batches(items[:8], 2), _batches(items[8:], 2)
-    model = _small_model()
+    model = _small_model(tiny_config)
     out = train_classifier_simple(
         model, train, val, _sgd(model), "cpu", num_epochs=2, eval_freq=3, eval_iter=1
     )
@@ -426,7 +355,7 @@ def test_train_classifier_simple_returns_the_books_five_tuple(capsys):
     assert all(isinstance(v, float) for v in train_losses + val_losses + train_accs + val_accs)
 
     # the same numbers as train_classifier with the book's settings
-    again = _small_model()
+    again = _small_model(tiny_config)
     result = _run(again, train, val, _sgd(again), epochs=2, eval_freq=3, eval_iter=1)
     assert result.history.train_losses == train_losses
     assert result.history.val_accs == val_accs
