@@ -28,6 +28,7 @@ import functools
 import statistics
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import TYPE_CHECKING, NamedTuple
 
 import torch
@@ -52,16 +53,25 @@ PADDING_STRATEGIES = ("longest-train", "batch", "fixed:N", "context")
 # --- padding strategies -----------------------------------------------------------------------
 
 
+class PaddingKind(str, Enum):
+    LONGEST_TRAIN = "longest-train"
+    BATCH = "batch"
+    FIXED = "fixed"
+    CONTEXT = "context"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True)
 class Padding:
-    """A padding strategy: ``kind`` is longest-train, batch, fixed or context; ``length`` is N
-    for ``fixed``."""
+    """A parsed padding strategy; ``length`` is N for ``fixed`` only."""
 
-    kind: str
+    kind: PaddingKind
     length: int | None = None
 
     def __str__(self) -> str:
-        return f"fixed:{self.length}" if self.kind == "fixed" else self.kind
+        return f"fixed:{self.length}" if self.kind == PaddingKind.FIXED else self.kind.value
 
 
 def parse_padding(value: str | Padding) -> Padding:
@@ -70,11 +80,11 @@ def parse_padding(value: str | Padding) -> Padding:
         return value
     text = value.strip().lower()
     if text in ("longest-train", "batch", "context"):
-        return Padding(text)
+        return Padding(PaddingKind(text))
     if text.startswith("fixed:"):
         number = text.removeprefix("fixed:").strip()
         if number.isdigit() and int(number) > 0:
-            return Padding("fixed", int(number))
+            return Padding(PaddingKind.FIXED, int(number))
     raise GPTClassifierError(
         f"invalid padding {value!r}; expected one of {', '.join(PADDING_STRATEGIES)} "
         "(N a positive number of tokens)"
@@ -373,17 +383,17 @@ def resolve_padding(
     padding: Padding, context_length: int, longest_train: int
 ) -> tuple[dict[str, int], dict[str, int | None]]:
     """(truncation limit, pad length) per split for a strategy."""
-    if padding.kind == "longest-train":
+    if padding.kind == PaddingKind.LONGEST_TRAIN:
         train_length = max(1, min(longest_train, context_length))
         limits = {"train": context_length, "validation": train_length, "test": train_length}
         return limits, dict.fromkeys(SPLIT_NAMES, train_length)
-    if padding.kind == "batch":
+    if padding.kind == PaddingKind.BATCH:
         return dict.fromkeys(SPLIT_NAMES, context_length), dict.fromkeys(SPLIT_NAMES, None)
-    if padding.kind == "context":
+    if padding.kind == PaddingKind.CONTEXT:
         return dict.fromkeys(SPLIT_NAMES, context_length), dict.fromkeys(
             SPLIT_NAMES, context_length
         )
-    assert padding.kind == "fixed" and padding.length is not None
+    assert padding.kind == PaddingKind.FIXED and padding.length is not None
     if padding.length > context_length:
         raise GPTClassifierError(
             f"padding fixed:{padding.length} is longer than the model's context length "
