@@ -38,6 +38,7 @@ def zero_shot(
     fmt,
     text_column,
     label_column,
+    lenient,
     model,
     weights,
     init,
@@ -71,6 +72,7 @@ def zero_shot(
         fmt=fmt,
         text_column=text_column,
         label_column=label_column,
+        lenient=lenient,
         seed=seed,
         progress=progress,
     )

@@ -24,6 +24,7 @@ def evaluate_run(
     fmt: str | None = None,
     text_column: str | None = None,
     label_column: str | None = None,
+    lenient: bool = False,
     tokenizer_dir: str | None = None,
     device: str = "auto",
 ) -> tuple[dict[str, dict[str, Any]], list[str]]:
@@ -33,7 +34,7 @@ def evaluate_run(
     classifier = TextClassifier.from_run(run_dir, device=device, tokenizer_dir=tokenizer_dir)
     classes = list(classifier.classes)
     if data_file is not None:
-        splits = {"data": read_records(data_file, fmt, text_column, label_column)}
+        splits = {"data": read_records(data_file, fmt, text_column, label_column, lenient=lenient)}
     else:
         prepared = read_splits(os.path.join(run_dir, "data"))
         splits = {name: prepared.split(name) for name in SPLITS if prepared.split(name)}
