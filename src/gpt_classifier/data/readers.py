@@ -30,15 +30,21 @@ U+0085, form feeds and vertical tabs are ordinary characters of a text (``str.sp
 break lines there). Files are UTF-8 (a leading byte-order mark is ignored).
 
 Runaway quotes. A CSV field may hold line breaks inside double quotes, so one unbalanced quote can
-swallow the rest of the file into a single text. A quoted field with line breaks is taken for a
-runaway when it spans more than ``MAX_FIELD_LINES`` lines, or when one of its continuation lines
-(the lines after its first) looks like a record of its own: parsed alone it has as many fields as
-the header (two or more) and, in a labelled file, its label field holds a label that rows of the
-file have. Texts to classify have no labels to compare, so there it takes
-``UNLABELLED_RECORD_LINES`` such lines. A runaway field is an error naming the line where it
-starts; with ``lenient=True`` (``--lenient``) it is a warning (on the ``gpt_classifier.data``
-logger) giving the rows read and the file's non-blank lines, and the rows are kept as parsed.
-TSV and ``sms`` fields are never quoted, so there every line is one row.
+swallow the rest of the file into a single text. The rule, for a quoted field with line breaks:
+
+* its quotes do not close cleanly (the file ends inside them, or the closing quote is followed
+  by more text, not by a comma or a line break): an error naming the line where the field
+  starts, with the rows read and the file's non-blank lines; with ``lenient=True``
+  (``--lenient``) a warning with those counts instead, and the rows are kept as parsed. A file
+  written by any CSV writer never trips this, so files this program writes always read back.
+* it closes cleanly but spans more than ``MAX_FIELD_LINES`` lines or holds a line that looks
+  like a record of its own (parsed alone: as many fields as the header, two or more, and in a
+  labelled file a label that rows of the file have; texts to classify have no labels to
+  compare, so there it takes ``UNLABELLED_RECORD_LINES`` such lines): a warning only, since a
+  real text can hold such lines (``"Totals:\n1,200"`` with labels 0/1).
+
+Warnings go to the ``gpt_classifier.data`` logger (stderr in the CLI). TSV and ``sms`` fields are
+never quoted, so there every line is one row and nothing can run away.
 
 Text columns tried by default (case-insensitive): ``TEXT_COLUMNS``; label columns:
 ``LABEL_COLUMNS``. Texts are kept verbatim (no stripping, so exact-duplicate detection sees the
@@ -237,14 +243,13 @@ def read_unlabelled(
             columns = list(dict.fromkeys(key for _, obj in objects for key in obj))
             rows = objects
         else:
-            header, data = _delimited_table(text, source, fmt)
-            columns = header
-            if data:
-                _check_runaways(text, source, header, data, None, lenient)
+            table = _delimited_table(text, source, fmt)
+            columns = table.header
+            _check_runaways(text, source, table, None, lenient)
             rows = []
-            for number, cells in data:
-                _check_width(cells, header, source, number, fmt)
-                rows.append((number, dict(zip(header, cells, strict=True))))
+            for number, cells in table.data:
+                _check_width(cells, columns, source, number, fmt)
+                rows.append((number, dict(zip(columns, cells, strict=True))))
     if not rows:
         raise GPTClassifierError(f"{path}: no texts in the file")
     first_columns = list(rows[0][1]) if fmt == "jsonl" else columns
@@ -475,25 +480,32 @@ def _text_column(columns: Sequence[str], wanted: str | None, file: Path) -> str:
     )
 
 
-def _delimited_table(
-    text: str, source: str, fmt: str
-) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """``(header, [(line, fields), ...])`` of a CSV or TSV file, blank rows skipped."""
+@dataclass
+class _Table:
+    """A CSV or TSV file: the header, its line, and the data rows with the line each starts on
+    (blank rows skipped)."""
+
+    header: list[str]
+    header_line: int
+    data: list[tuple[int, list[str]]]
+    # Start lines of CSV rows with a line break in a field whose quotes do not close cleanly.
+    broken: set[int] = field(default_factory=set)
+
+
+def _delimited_table(text: str, source: str, fmt: str) -> _Table:
     if fmt == "csv":
-        rows: Iterator[tuple[int, list[str]]] | list[tuple[int, list[str]]]
-        rows = _csv_rows(text, source)
+        rows, broken = _csv_rows(text, source)
     else:
-        rows = ((n, line.split("\t")) for n, line in _lines(text))
-    header: list[str] | None = None
-    data = []
+        rows, broken = [(n, line.split("\t")) for n, line in _lines(text)], set()
+    table = _Table([], 0, [], broken)
     for number, row in rows:
         if not row or not any(cell.strip() for cell in row):
             continue
-        if header is None:
-            header = [cell.strip() for cell in row]
+        if not table.header_line:
+            table.header, table.header_line = [cell.strip() for cell in row], number
         else:
-            data.append((number, row))
-    return header or [], data
+            table.data.append((number, row))
+    return table
 
 
 def _check_width(cells: list[str], header: list[str], source: str, number: int, fmt: str) -> None:
@@ -516,36 +528,34 @@ def _read_delimited(
     label_column: str | None,
     lenient: bool = False,
 ) -> list[Record]:
-    header, data = _delimited_table(text, source, fmt)
-    if not header:
+    table = _delimited_table(text, source, fmt)
+    if not table.header_line:
         return []
-    header_line = data[0][0] - 1 if data else 1
+    header = table.header
     text_col, label_col = _choose_columns(
-        header, text_column, label_column, f"{source}:{_header_line(text, header_line)}"
+        header, text_column, label_column, f"{source}:{table.header_line}"
     )
     text_index, label_index = header.index(text_col), header.index(label_col)
-    if fmt == "csv" and data:
-        _check_runaways(text, source, header, data, label_index, lenient)
+    _check_runaways(text, source, table, label_index, lenient)
     records = []
-    for number, row in data:
+    for number, row in table.data:
         _check_width(row, header, source, number, fmt)
         records.append(_record(row[text_index], row[label_index], source, number))
     return records
 
 
-def _header_line(text: str, fallback: int) -> int:
-    # The header is the first non-blank line (a header with quoted line breaks is not).
-    for number, line in _lines(text):
-        if line.strip():
-            return number
-    return fallback
+def _csv_rows(text: str, source: str) -> tuple[list[tuple[int, list[str]]], set[int]]:
+    """Every row with the line it starts on, and the start lines of rows that span lines and do
+    not parse strictly (a quote left open at the end of the file, or closed with more text after
+    it: what one unbalanced quote does).
 
-
-def _csv_rows(text: str, source: str) -> list[tuple[int, list[str]]]:
-    """Every row with the line it starts on. The field size limit is lifted to the length of the
-    whole text (no field can be longer), so any text our own writer wrote reads back; the limit
-    is process-wide, hence restored afterwards and the lock around it."""
+    The field size limit is lifted to the length of the whole text (no field can be longer), so
+    any text our own writer wrote reads back; the limit is process-wide, hence restored
+    afterwards, and the lock."""
     rows = []
+    broken = set()
+    # Offset of every line's start, to cut a row's own text out of the file.
+    starts = [0, *(match.end() for match in _LINE_BREAK.finditer(text))]
     with _field_limit_lock:
         previous = csv.field_size_limit()
         csv.field_size_limit(max(previous, min(len(text) + 1, _MAX_FIELD_SIZE)))
@@ -555,14 +565,26 @@ def _csv_rows(text: str, source: str) -> list[tuple[int, list[str]]]:
             try:
                 for row in reader:
                     rows.append((start, row))
-                    start = reader.line_num + 1
+                    end = reader.line_num
+                    stop = starts[end] if end < len(starts) else len(text)
+                    if end > start and not _strict_row(text[starts[start - 1] : stop]):
+                        broken.add(start)
+                    start = end + 1
             except csv.Error as exc:
                 raise GPTClassifierError(
                     f"{source}:{reader.line_num}: malformed CSV ({exc})"
                 ) from None
         finally:
             csv.field_size_limit(previous)
-    return rows
+    return rows, broken
+
+
+def _strict_row(raw: str) -> bool:
+    try:
+        list(csv.reader(io.StringIO(raw, newline=""), strict=True))
+    except csv.Error:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -570,72 +592,83 @@ class _Runaway:
     line: int  # where the field starts
     lines: int  # how many lines it spans
     record_line: int | None  # the first continuation line that looks like a record
+    broken: bool  # its quotes do not close cleanly
 
 
 def _check_runaways(
-    text: str,
-    source: str,
-    header: list[str],
-    data: list[tuple[int, list[str]]],
-    label_index: int | None,
-    lenient: bool,
+    text: str, source: str, table: _Table, label_index: int | None, lenient: bool
 ) -> None:
-    """Raise (or, ``lenient``, warn) on quoted fields that swallowed further records; the rule is
-    in the module docstring."""
+    """Raise (or, ``lenient``, warn) on quoted fields whose quotes do not close cleanly, and warn
+    about fields that look as if they swallowed further records; the rules are in the module
+    docstring."""
+    if not table.data:
+        return
+    width = len(table.header)
     labels = (
-        {cells[label_index].strip() for _, cells in data if len(cells) == len(header)}
+        {cells[label_index].strip() for _, cells in table.data if len(cells) == width}
         if label_index is not None
         else None
     )
-    runaways = list(_runaways(header, data, label_index, labels))
+    runaways = list(_runaways(table, label_index, labels))
     if not runaways:
         return
-    first = runaways[0]
-    records = max(_physical_records(text) - 1, 0)  # less the header
-    counts = f"{len(data)} row(s) read from {records} non-blank line(s) after the header"
-    swallowed = (
-        f", swallowing line {first.record_line}, which looks like a record of its own"
-        if first.record_line is not None
-        else ""
-    )
-    if not lenient:
+    records = _physical_records(text) - 1  # less the header line
+    counts = f"{len(table.data)} row(s) read from {records} non-blank line(s) after the header"
+    broken = [r for r in runaways if r.broken]
+    if broken and not lenient:
+        first = broken[0]
         raise GPTClassifierError(
-            f"{source}:{first.line}: a quoted field starts here and runs over {first.lines} "
-            f"lines{swallowed} ({counts}); an unbalanced double quote? fix it, or pass "
-            "--lenient to read the file as parsed"
+            f"{source}:{first.line}: a quoted field starts here, runs over {first.lines} lines "
+            f"and its quotes do not close cleanly{_swallowed(first)} ({counts}); an unbalanced "
+            "double quote? fix it, or pass --lenient to read the file as parsed"
         )
+    first = runaways[0]
+    cause = (
+        "with quotes that do not close cleanly"
+        if first.broken
+        else "holding lines that look like records"
+    )
     logger.warning(
-        "%s:%d: warning: %d quoted field(s) run over many lines (an unbalanced double quote?), "
-        "the first from here over %d lines; %s; kept as parsed (--lenient)",
+        "%s:%d: warning: %d quoted field(s) run over several lines %s, the first from here over "
+        "%d lines%s; %s; rows kept as parsed%s",
         source,
         first.line,
         len(runaways),
+        cause,
         first.lines,
+        _swallowed(first),
         counts,
+        " (--lenient)" if broken else "; if that is an unbalanced double quote, fix it",
     )
 
 
+def _swallowed(runaway: _Runaway) -> str:
+    if runaway.record_line is None:
+        return ""
+    return f", swallowing line {runaway.record_line}, which looks like a record of its own"
+
+
 def _runaways(
-    header: list[str],
-    data: list[tuple[int, list[str]]],
-    label_index: int | None,
-    labels: set[str] | None,
+    table: _Table, label_index: int | None, labels: set[str] | None
 ) -> Iterator[_Runaway]:
     needed = 1 if labels is not None else UNLABELLED_RECORD_LINES
-    for start, cells in data:
+    width = len(table.header)
+    for start, cells in table.data:
         line = start
         for cell in cells:
             parts = _LINE_BREAK.split(cell)
             if len(parts) > 1:
                 record_lines = []
                 for offset, part in enumerate(parts[1:], start=1):
-                    if _looks_like_record(part, len(header), label_index, labels):
+                    if _looks_like_record(part, width, label_index, labels):
                         record_lines.append(line + offset)
                         if len(record_lines) >= needed:
                             break
-                if len(parts) > MAX_FIELD_LINES or len(record_lines) >= needed:
+                broken = start in table.broken
+                if broken or len(parts) > MAX_FIELD_LINES or len(record_lines) >= needed:
                     spans = len(parts) - (parts[-1] == "")  # a final line break ends a line
-                    yield _Runaway(line, spans, record_lines[0] if record_lines else None)
+                    first = record_lines[0] if record_lines else None
+                    yield _Runaway(line, spans, first, broken)
             line += len(parts) - 1
 
 
