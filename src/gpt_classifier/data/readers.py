@@ -461,12 +461,12 @@ def _choose_columns(
 
 def _text_column(columns: Sequence[str], wanted: str | None, file: Path) -> str:
     """The column of a file to classify that holds the text."""
+    # Column names come from the file: repr() keeps a line break in one out of the message.
+    listed = ", ".join(repr(c) for c in columns) or "(none)"
     if wanted is not None:
         if wanted in columns:
             return wanted
-        raise GPTClassifierError(
-            f"{file}: no column {wanted!r}; columns: {', '.join(columns) or '(none)'}"
-        )
+        raise GPTClassifierError(f"{file}: no column {wanted!r}; columns: {listed}")
     lowered = {}
     for column in columns:
         lowered.setdefault(column.lower(), column)
@@ -476,7 +476,7 @@ def _text_column(columns: Sequence[str], wanted: str | None, file: Path) -> str:
     if len(columns) == 1:
         return columns[0]
     raise GPTClassifierError(
-        f"{file}: which column holds the text? pass --text-column (columns: {', '.join(columns)})"
+        f"{file}: which column holds the text? pass --text-column (columns: {listed})"
     )
 
 
