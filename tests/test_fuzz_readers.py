@@ -251,6 +251,7 @@ def test_any_json_lines_give_records_or_a_one_line_error(folder, data, objects):
     # Plain objects with any strings (lone surrogates too): those records, or an error.
     path.write_text("".join(json.dumps(o) + "\n" for o in objects), encoding="utf-8")
     got = _check_both_readers(path, "jsonl", False)
+    objects = [json.loads(json.dumps(o)) for o in objects]  # "\ud800\udc00" reads as one char
     if got is not None:
         assert [(r.text, r.label) for r in got] == [
             (o["text"], str(o["label"]).strip()) for o in objects
