@@ -38,6 +38,7 @@ from .options import device_option, tokenizer_option
 @click.option(
     "--lenient",
     is_flag=True,
+    default=False,
     help="Warn about a CSV quote that runs over many lines instead of stopping.",
 )
 @click.option(
@@ -46,7 +47,7 @@ from .options import device_option, tokenizer_option
     default=None,
     help="Write a CSV of the results here (with --file); never the input file.",
 )
-@click.option("--overwrite", is_flag=True, help="Replace an existing --output file.")
+@click.option("--overwrite", is_flag=True, default=False, help="Replace an existing --output file.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of TSV.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @tokenizer_option

@@ -97,7 +97,12 @@ def data() -> None:
     help="Folder for train.csv, validation.csv, test.csv (columns Label,Text) and labels.json; "
     "it must be empty or new unless --overwrite.",
 )
-@click.option("--overwrite", is_flag=True, help="Replace the splits in a non-empty --output-dir.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    default=False,
+    help="Replace the splits in a non-empty --output-dir.",
+)
 @tokenizer_option
 def prepare(
     seed: int,

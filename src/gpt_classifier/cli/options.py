@@ -98,6 +98,7 @@ def data_source_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--lenient",
             is_flag=True,
+            default=False,
             help="A quoted CSV field that runs over many lines (an unbalanced double quote "
             "swallowing the rows after it) is a warning with row counts, not an error.",
         ),

@@ -213,7 +213,9 @@ def _resume_options(resume_dir: str, kwargs: dict[str, Any]) -> FinetuneOptions:
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None)
 @click.option("--text-column", default=None)
 @click.option("--label-column", default=None)
-@click.option("--lenient", is_flag=True, help="A runaway CSV quote is a warning, not an error.")
+@click.option(
+    "--lenient", is_flag=True, default=False, help="A runaway CSV quote is a warning, not an error."
+)
 @tokenizer_option
 @device_option
 @click.option("--output", default=None, help="Write the metrics JSON here too.")
