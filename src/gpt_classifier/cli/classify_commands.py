@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import time
+from pathlib import Path
 
 import click
 
+from ..data.readers import TEXT_FORMATS
 from ..errors import GPTClassifierError
+from ..fileio import atomic_path
 from .options import device_option, tokenizer_option
 
 
@@ -20,16 +24,47 @@ from .options import device_option, tokenizer_option
     "input_file",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Classify every row of this CSV/TSV/JSONL file (or a plain text file, one text a line).",
+    help="Classify every row of this CSV/TSV/JSONL file (or a .txt file: one text a line, "
+    "unless its first line is a header row).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(TEXT_FORMATS),
+    default=None,
+    help="Format of --file (default: from the suffix; lines = one text per line).",
 )
 @click.option("--text-column", default=None, help="Column holding the text in --file.")
-@click.option("--output", default=None, help="Write a CSV of the results here (with --file).")
+@click.option(
+    "--lenient",
+    is_flag=True,
+    default=False,
+    help="Warn about a CSV quote that runs over many lines instead of stopping.",
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write a CSV of the results here (with --file); never the input file.",
+)
+@click.option("--overwrite", is_flag=True, default=False, help="Replace an existing --output file.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of TSV.")
-@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @tokenizer_option
 @device_option
 def classify(
-    run_dir, texts, input_file, text_column, output, as_json, batch_size, tokenizer_dir, device
+    run_dir,
+    texts,
+    input_file,
+    fmt,
+    text_column,
+    lenient,
+    output,
+    overwrite,
+    as_json,
+    batch_size,
+    tokenizer_dir,
+    device,
 ) -> None:
     """Classify texts with a saved run.
 
@@ -42,8 +77,10 @@ def classify(
         raise GPTClassifierError("pass texts as arguments or --file, not both")
     if output and not input_file:
         raise GPTClassifierError("--output needs --file")
+    if output:
+        _check_output(Path(output), Path(input_file), overwrite)
     if input_file:
-        rows, texts = read_texts(input_file, text_column)
+        rows, texts = read_texts(input_file, text_column, fmt, lenient=lenient)
     elif not texts:
         raise GPTClassifierError("nothing to classify: pass one or more texts or --file FILE")
     else:
@@ -85,11 +122,29 @@ def classify(
         )
 
 
+def _check_output(output: Path, input_file: Path, overwrite: bool) -> None:
+    """Before any work: never write over the input (a run would destroy the texts it reads),
+    and replace another existing file only when asked."""
+    if output.is_dir():
+        raise GPTClassifierError(f"--output {output} is a directory")
+    same = output.resolve() == input_file.resolve()
+    if not same and output.exists() and input_file.exists():
+        same = os.path.samefile(output, input_file)  # hard links, case-insensitive file systems
+    if same:
+        raise GPTClassifierError(f"--output {output} is the input file; write elsewhere")
+    if output.exists() and not overwrite:
+        raise GPTClassifierError(f"--output {output} exists; pass --overwrite to replace it")
+
+
 def _write_csv(path, rows, predictions) -> None:
-    columns = list(rows[0].keys()) if rows else ["text"]
+    # Every column of any row (JSON lines may differ in their keys), in order of appearance.
+    columns = list(dict.fromkeys(c for row in rows for c in row)) or ["text"]
     extra = ["predicted_label", "probability"]
     try:
-        with open(path, "w", newline="", encoding="utf-8") as handle:
+        with (
+            atomic_path(path) as partial,
+            partial.open("w", newline="", encoding="utf-8") as handle,
+        ):
             writer = csv.writer(handle)
             writer.writerow(columns + extra)
             for row, prediction in zip(rows, predictions, strict=True):

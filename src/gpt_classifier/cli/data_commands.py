@@ -14,6 +14,7 @@ from ..data import (
     DataSummary,
     EncodedSplits,
     LabelMap,
+    check_output_dir,
     encode_splits,
     parse_padding,
     prepare_dataset,
@@ -35,6 +36,7 @@ PREPARE_KEYS = (
     "balance",
     "keep_duplicates",
     "fractions",
+    "lenient",
 )
 
 
@@ -92,18 +94,27 @@ def data() -> None:
     "--output-dir",
     required=True,
     type=click.Path(file_okay=False),
-    help="Folder for train.csv, validation.csv, test.csv (columns Label,Text) and labels.json.",
+    help="Folder for train.csv, validation.csv, test.csv (columns Label,Text) and labels.json; "
+    "it must be empty or new unless --overwrite.",
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    default=False,
+    help="Replace the splits in a non-empty --output-dir.",
 )
 @tokenizer_option
 def prepare(
     seed: int,
     context_length: int,
     output_dir: str,
+    overwrite: bool,
     tokenizer_dir: str | None,
     padding: str,
     **options: Any,
 ) -> None:
     """Deduplicate, balance and split a dataset; print counts and token lengths; write splits."""
+    check_output_dir(output_dir, overwrite)  # before minutes of work, not after
     strategy = parse_padding(padding)  # fail before any download
     prepared = prepare_dataset(**{key: options[key] for key in PREPARE_KEYS}, seed=seed)
     encoded = encode_splits(prepared, get_tokenizer(tokenizer_dir), strategy, context_length)

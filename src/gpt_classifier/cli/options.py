@@ -63,7 +63,8 @@ def tokenizer_option(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def data_source_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Where labelled texts come from and how they are read: ``data_file``, ``train_file``,
-    ``validation_file``, ``test_file``, ``fmt``, ``text_column``, ``label_column``."""
+    ``validation_file``, ``test_file``, ``fmt``, ``text_column``, ``label_column``,
+    ``lenient``."""
     from ..data import FORMATS
 
     path = click.Path(dir_okay=False)
@@ -93,6 +94,13 @@ def data_source_options(func: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--label-column", default=None, help="Label column (default: label, class, ...)."
+        ),
+        click.option(
+            "--lenient",
+            is_flag=True,
+            default=False,
+            help="A quoted CSV field that runs over many lines (an unbalanced double quote "
+            "swallowing the rows after it) is a warning with row counts, not an error.",
         ),
     ]
     for decorator in reversed(decorators):

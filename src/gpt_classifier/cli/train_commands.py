@@ -213,10 +213,15 @@ def _resume_options(resume_dir: str, kwargs: dict[str, Any]) -> FinetuneOptions:
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None)
 @click.option("--text-column", default=None)
 @click.option("--label-column", default=None)
+@click.option(
+    "--lenient", is_flag=True, default=False, help="A runaway CSV quote is a warning, not an error."
+)
 @tokenizer_option
 @device_option
 @click.option("--output", default=None, help="Write the metrics JSON here too.")
-def evaluate(run_dir, data_file, fmt, text_column, label_column, tokenizer_dir, device, output):
+def evaluate(
+    run_dir, data_file, fmt, text_column, label_column, lenient, tokenizer_dir, device, output
+):
     """Evaluate a saved run on its splits or on another labelled file."""
     from ..evaluation import format_report, write_report_json
     from ..inference.evaluate_run import evaluate_run
@@ -227,6 +232,7 @@ def evaluate(run_dir, data_file, fmt, text_column, label_column, tokenizer_dir, 
         fmt=fmt,
         text_column=text_column,
         label_column=label_column,
+        lenient=lenient,
         tokenizer_dir=tokenizer_dir,
         device=device,
     )

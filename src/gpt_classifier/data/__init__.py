@@ -27,8 +27,26 @@ from .encoding import (
     resolve_padding,
 )
 from .labels import LabelMap, sort_labels
-from .prepare import DataSummary, PreparedData, prepare_dataset, read_splits, write_splits
-from .readers import FORMATS, LABEL_COLUMNS, TEXT_COLUMNS, Record, detect_format, read_records
+from .prepare import (
+    DataSummary,
+    PreparedData,
+    check_output_dir,
+    prepare_dataset,
+    read_splits,
+    write_splits,
+)
+from .readers import (
+    FORMATS,
+    LABEL_COLUMNS,
+    TEXT_COLUMNS,
+    TEXT_FORMATS,
+    Record,
+    TextRow,
+    detect_format,
+    detect_text_format,
+    read_records,
+    read_unlabelled,
+)
 from .sms_spam import (
     SMS_SPAM_NAME,
     SMS_SPAM_SHA256,
@@ -64,6 +82,7 @@ __all__ = [
     "SMS_SPAM_URL",
     "SPLIT_NAMES",
     "TEXT_COLUMNS",
+    "TEXT_FORMATS",
     "Batch",
     "BucketBatchSampler",
     "DataSummary",
@@ -75,12 +94,15 @@ __all__ = [
     "Padding",
     "PreparedData",
     "Record",
+    "TextRow",
     "balance_classes",
+    "check_output_dir",
     "class_counts",
     "collate",
     "deduplicate",
     "default_cache_dir",
     "detect_format",
+    "detect_text_format",
     "encode_records",
     "encode_splits",
     "make_loader",
@@ -89,6 +111,7 @@ __all__ = [
     "prepare_dataset",
     "read_records",
     "read_splits",
+    "read_unlabelled",
     "resolve_padding",
     "sms_spam_path",
     "sort_labels",

@@ -102,6 +102,7 @@ def prepare_dataset(
     fractions: str | Sequence[float] = DEFAULT_FRACTIONS,
     cache_dir: PathLike | None = None,
     progress: bool = True,
+    lenient: bool = False,
 ) -> PreparedData:
     """Records for the three splits, the label map (fixed from the training split) and a summary.
 
@@ -109,7 +110,8 @@ def prepare_dataset(
     duplicates dropped unless ``keep_duplicates``, balanced by ``balance`` ("undersample" or
     "none"), split by ``fractions`` with ``seed``. ``train_file`` (with optional
     ``validation_file``/``test_file``): read as they are. ``data_file="sms-spam"`` names the
-    built-in dataset explicitly.
+    built-in dataset explicitly. ``lenient``: a runaway quoted CSV field (see
+    :mod:`gpt_classifier.data.readers`) is a warning, not an error.
     """
     method = _check_balance(balance)
     split_files = {"train": train_file, "validation": validation_file, "test": test_file}
@@ -123,7 +125,7 @@ def prepare_dataset(
             raise GPTClassifierError(
                 "validation/test files were given without a training file; pass --train-file"
             )
-        return _from_split_files(split_files, fmt, text_column, label_column)
+        return _from_split_files(split_files, fmt, text_column, label_column, lenient=lenient)
 
     fractions = parse_fractions(fractions)
     if data_file is None or str(data_file) == SMS_SPAM_NAME:
@@ -132,7 +134,7 @@ def prepare_dataset(
         records = read_records(path, "sms")
     else:
         source = str(data_file)
-        records = read_records(data_file, fmt, text_column, label_column)
+        records = read_records(data_file, fmt, text_column, label_column, lenient=lenient)
     raw = class_counts(records)
     _require_two_classes(raw, source)
 
@@ -165,6 +167,20 @@ def prepare_dataset(
         overlap=_overlap(train, validation, test),
     )
     return PreparedData(train, validation, test, label_map, summary)
+
+
+def check_output_dir(output_dir: PathLike, overwrite: bool = False) -> Path:
+    """``output_dir`` as a path, once it is known that writing the splits there loses nothing:
+    it does not exist, or is an empty folder, or ``overwrite`` is set. Cheap, so that a command
+    can call it before any work."""
+    folder = Path(output_dir)
+    if folder.exists() and not folder.is_dir():
+        raise GPTClassifierError(f"--output-dir {folder} is a file, not a folder")
+    if not overwrite and folder.is_dir() and any(folder.iterdir()):
+        raise GPTClassifierError(
+            f"--output-dir {folder} is not empty; pass --overwrite to replace the splits in it"
+        )
+    return folder
 
 
 def write_splits(prepared: PreparedData, output_dir: PathLike) -> dict[str, Path]:
@@ -208,10 +224,16 @@ def _from_split_files(
     text_column: str | None,
     label_column: str | None,
     allow_empty: bool = False,
+    lenient: bool = False,
 ) -> PreparedData:
     splits = {
         name: read_records(
-            path, fmt, text_column, label_column, allow_empty=allow_empty and name != "train"
+            path,
+            fmt,
+            text_column,
+            label_column,
+            allow_empty=allow_empty and name != "train",
+            lenient=lenient,
         )
         if path is not None
         else []

@@ -152,10 +152,10 @@ def write_split_file(records: Sequence[Record], path: str | os.PathLike[str]) ->
     with atomic_path(path) as partial, partial.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         # With "\n" as terminator the csv module leaves a bare "\r" unquoted, and readers would
-        # end the row there: quote every field of such rows.
+        # end the row there: quote every field of such rows (labels included).
         quoting = csv.writer(handle, lineterminator="\n", quoting=csv.QUOTE_ALL)
         writer.writerow(["Label", "Text"])
         for record in records:
             row = [record.label, record.text]
-            (quoting if "\r" in record.text else writer).writerow(row)
+            (quoting if "\r" in record.text or "\r" in record.label else writer).writerow(row)
     return path

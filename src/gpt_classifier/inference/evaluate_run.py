@@ -27,6 +27,7 @@ def evaluate_run(
     fmt: str | None = None,
     text_column: str | None = None,
     label_column: str | None = None,
+    lenient: bool = False,
     tokenizer_dir: str | os.PathLike[str] | None = None,
     device: str = "auto",
     precision: str | None = None,
@@ -42,7 +43,7 @@ def evaluate_run(
     tokenizer = get_tokenizer(tokenizer_dir)
     label_map = LabelMap(info.classes)
     if data_file is not None:
-        splits = {"data": read_records(data_file, fmt, text_column, label_column)}
+        splits = {"data": read_records(data_file, fmt, text_column, label_column, lenient=lenient)}
     else:
         prepared = read_splits(Path(run_dir) / "data")
         splits = {name: prepared.split(name) for name in SPLITS if prepared.split(name)}

@@ -207,6 +207,7 @@ def prepare_data(options: FinetuneOptions, recipe: ResolvedRecipe, log: Log) -> 
         seed=recipe.train.seed,
         fractions=options.fractions,
         progress=options.progress,
+        lenient=options.lenient,
     )
     summary = prepared.summary
     if summary.duplicates_dropped:
