@@ -366,6 +366,7 @@ def load_run(directory: str | os.PathLike[str], device: str | torch.device = "cp
         if not weights.is_file():
             raise GPTClassifierError(f"{folder} has no {WEIGHTS_FILE}")
         verify_files(folder, [WEIGHTS_FILE])
+        weights.open("rb").close()  # safetensors says "No such file" for an unreadable one
         state = load_file(str(weights))
     except OSError as exc:
         raise _unreadable(weights, exc) from None
