@@ -457,22 +457,23 @@ def test_unreadable_run_is_a_one_line_error(run_copy, target):
         path.chmod(0o755)
 
 
-@pytest.mark.parametrize("target", ["run.json", "model.safetensors", "folder"])
+@pytest.mark.parametrize("target", ["run.json", "model.safetensors", "folder", "parent"])
 def test_permission_errors_are_one_line_errors_even_as_root(run_copy, monkeypatch, target):
     """What the OS raises for a file (or a folder) this user may not read, simulated."""
-    denied = run_copy if target == "folder" else run_copy / target
+    denied = run_copy if target in ("folder", "parent") else run_copy / target
 
     def refusing(method):
         original = getattr(Path, method)
 
         def check(self, *args, **kwargs):
-            if self == denied or (target == "folder" and self.parent == denied):
+            # a folder without x permission: its entries cannot be looked up, itself can
+            if self.parent == denied if target == "folder" else self == denied:
                 raise PermissionError(errno.EACCES, "Permission denied", str(self))
             return original(self, *args, **kwargs)
 
         monkeypatch.setattr(Path, method, check)
 
-    if target == "folder":
+    if target in ("folder", "parent"):
         refusing("stat")  # is_dir/is_file of the folder's entries
     refusing("read_text")
     refusing("open")

@@ -485,14 +485,18 @@ def load_pretrained(
     ``config`` the architecture is read from the tensor shapes (and config.json's ``n_head``).
     """
     path = Path(name_or_path).expanduser()
-    if not path.exists() and is_model_name(name_or_path):
+    try:
+        exists = path.exists()
+    except PermissionError:  # a parent folder that may not be searched
+        raise GPTClassifierError(f"cannot read {path}: permission denied") from None
+    if not exists and is_model_name(name_or_path):
         from .hub import download_weights
 
         files, hf_config = [download_weights(name_or_path)], None
         if config is None:
             config = GPTConfig.from_name(name_or_path)
         source = f"{canonical_model_name(name_or_path)} weights ({files[0]})"
-    elif path.exists():
+    elif exists:
         try:
             files, hf_config = _weight_files(path)
         except PermissionError as exc:  # stat() inside a folder that may not be searched
