@@ -67,7 +67,7 @@ def _restore(base_run: Path, work_run: Path) -> None:
 
 
 def _classifies(run: Path, tokenizer) -> None:
-    """Load ``run`` and classify; a GPTClassifierError anywhere is an accepted outcome."""
+    """Load ``run`` (a GPTClassifierError is an accepted outcome), then it must classify."""
     try:
         read_run_info(run)
         loaded = load_run(run)

@@ -120,7 +120,9 @@ def _section(values: dict[str, Any], key: str, source: str) -> dict[str, Any]:
     return section
 
 
-def _field(section: dict[str, Any], key: str, path: str, source: str, default: Any = _MISSING):
+def _field(
+    section: dict[str, Any], key: str, path: str, source: str, default: Any = _MISSING
+) -> Any:
     if key in section:
         return section[key]
     if default is _MISSING:
@@ -185,7 +187,9 @@ def _padding(value: Any, source: str) -> Padding:
         ) from None
 
 
-def _pad_length(value: Any, padding: Padding, max_length: int, context: int, source: str):
+def _pad_length(
+    value: Any, padding: Padding, max_length: int, context: int, source: str
+) -> int | None:
     """The pad length, which must be what the padding strategy gives: ``predict`` pads every
     batch to it, so it may not be shorter than the texts (``max_length``) nor the context."""
     path = "inputs.pad_length"
