@@ -25,6 +25,7 @@ from gpt_classifier.config import GPTConfig
 from gpt_classifier.errors import GPTClassifierError
 from gpt_classifier.inference import RunInfo, TextClassifier, load_run, save_run
 from gpt_classifier.inference.run_dir import RUN_FILE, WEIGHTS_FILE, read_run_info
+from gpt_classifier.inference.transaction import MARKER_FILE, write_marker
 from gpt_classifier.model import GPTModel
 
 # The real vocabulary (the tokenizer's ids must fit), everything else as small as it gets.
@@ -62,12 +63,16 @@ def work_run(base_run, tmp_path_factory) -> Path:
 
 
 def _restore(base_run: Path, work_run: Path) -> None:
-    for name in (RUN_FILE, WEIGHTS_FILE):
+    for name in (RUN_FILE, WEIGHTS_FILE, MARKER_FILE):
         shutil.copyfile(base_run / name, work_run / name)
 
 
 def _classifies(run: Path, tokenizer) -> None:
-    """Load ``run`` (a GPTClassifierError is an accepted outcome), then it must classify."""
+    """Load ``run`` (a GPTClassifierError is an accepted outcome), then it must classify.
+
+    The completeness marker is rewritten first: these examples are about the content of
+    run.json and the weights, which a stale digest would hide."""
+    write_marker(run)
     try:
         read_run_info(run)
         loaded = load_run(run)
