@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -333,3 +335,109 @@ def test_offline_build_model_without_cache_fails_cleanly(offline):
 def test_unknown_model_name_lists_valid_ones():
     with pytest.raises(GPTClassifierError, match="valid names: gpt2, gpt2-medium"):
         hub.download_weights("not-a-model")
+
+
+# --- shard names of an index stay in the model folder; unreadable files (issue 12) ------------
+
+
+def _sharded(folder: Path, names: list[str]) -> dict[str, torch.Tensor]:
+    """An index mapping the tensors of ``hf_tensors()`` to ``names`` in turn (shards unwritten)."""
+    t = hf_tensors()
+    weight_map = {key: names[i % len(names)] for i, key in enumerate(sorted(t))}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    return t
+
+
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        ("../outside.safetensors", "lies outside the model folder"),
+        ("sub/../../outside.safetensors", "lies outside the model folder"),
+        ("..", "lies outside the model folder"),
+        ("/etc/passwd", "is an absolute path"),
+        ("//etc/passwd", "is an absolute path"),
+        (5, "shard names must be file names (got 5)"),
+        ("", 'shard names must be file names (got "")'),
+        (None, "shard names must be file names (got null)"),
+    ],
+)
+def test_index_shards_outside_the_folder_are_refused(tmp_path, name, words):
+    t = _sharded(tmp_path / "model", ["ok.safetensors", name])
+    write(tmp_path / "outside.safetensors", t)  # a real file there: opened before
+    with pytest.raises(GPTClassifierError) as error:
+        load_pretrained(str(tmp_path / "model"), config=SMALL)
+    message = str(error.value)
+    assert words in message and "model.safetensors.index.json" in message, message
+    assert "\n" not in message
+
+
+def test_index_shards_in_subfolders_and_linked_blobs_load(tmp_path):
+    """A Hugging Face cache snapshot: the names stay inside, the files link to ../../blobs."""
+    snapshot, blobs = tmp_path / "snapshots" / "abc", tmp_path / "blobs"
+    t = _sharded(snapshot, ["part/one.safetensors", "part/../two.safetensors"])
+    keys = sorted(t)
+    blobs.mkdir()
+    write(blobs / "1", {k: t[k] for i, k in enumerate(keys) if i % 2 == 0})
+    write(blobs / "2", {k: t[k] for i, k in enumerate(keys) if i % 2 == 1})
+    (snapshot / "part").mkdir()
+    (snapshot / "part" / "one.safetensors").symlink_to(Path("../../../blobs/1"))
+    (snapshot / "two.safetensors").symlink_to(Path("../../blobs/2"))
+    model = load_pretrained(str(snapshot), config=SMALL)
+    assert torch.equal(model.final_norm.shift, t["ln_f.bias"])
+
+
+def test_index_that_is_not_an_index(tmp_path):
+    (tmp_path / "model.safetensors.index.json").write_text("[" * 100_000)
+    with pytest.raises(GPTClassifierError, match="not a valid safetensors index"):
+        load_pretrained(str(tmp_path), config=SMALL)
+    (tmp_path / "model.safetensors.index.json").write_text('{"weight_map": ["a"]}')
+    with pytest.raises(GPTClassifierError, match="not a valid safetensors index"):
+        load_pretrained(str(tmp_path), config=SMALL)
+
+
+@pytest.mark.skipif(
+    hasattr(os, "geteuid") and os.geteuid() == 0,
+    reason="root reads files whatever their permissions (the monkeypatched test covers root)",
+)
+@pytest.mark.parametrize("target", ["model.safetensors.index.json", "one.safetensors", "."])
+def test_unreadable_weights_are_one_line_errors(tmp_path, target):
+    t = _sharded(tmp_path / "model", ["one.safetensors"])
+    write(tmp_path / "model" / "one.safetensors", t)
+    path = tmp_path / "model" / target
+    path.chmod(0)
+    try:
+        with pytest.raises(GPTClassifierError, match="cannot read .*permission denied"):
+            load_pretrained(str(tmp_path / "model"), config=SMALL)
+    finally:
+        path.chmod(0o755)
+
+
+@pytest.mark.parametrize(
+    "target", ["model.safetensors.index.json", "one.safetensors", "folder", "parent"]
+)
+def test_permission_errors_on_weights_even_as_root(tmp_path, monkeypatch, target):
+    folder = tmp_path / "model"
+    t = _sharded(folder, ["one.safetensors"])
+    write(folder / "one.safetensors", t)
+    denied = folder if target in ("folder", "parent") else folder / target
+
+    def refusing(method):
+        original = getattr(Path, method)
+
+        def check(self, *args, **kwargs):
+            # a folder without x permission: its entries cannot be looked up, itself can
+            if self.parent == denied if target == "folder" else self == denied:
+                raise PermissionError(errno.EACCES, "Permission denied", str(self))
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(Path, method, check)
+
+    if target in ("folder", "parent"):
+        refusing("stat")
+    refusing("read_text")
+    refusing("open")
+    with pytest.raises(GPTClassifierError) as error:
+        load_pretrained(str(folder), config=SMALL)
+    message = str(error.value)
+    assert "cannot read" in message and "permission denied" in message and "\n" not in message

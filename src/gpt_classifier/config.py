@@ -39,8 +39,14 @@ class GPTConfig:
             problems.append(
                 f"emb_dim ({self.emb_dim}) must be divisible by n_heads ({self.n_heads})"
             )
-        if not 0.0 <= float(self.drop_rate) < 1.0:
-            problems.append(f"drop_rate must be in [0, 1) (got {self.drop_rate!r})")
+        # bool is an int in Python, and float("0.1") would take a string: both are checked
+        rate = self.drop_rate
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0.0 <= rate < 1.0:
+            problems.append(f"drop_rate must be a number in [0, 1) (got {rate!r})")
+        for key in ("qkv_bias", "causal"):
+            value = getattr(self, key)
+            if not isinstance(value, bool):
+                problems.append(f"{key} must be true or false (got {value!r})")
         if problems:
             raise GPTClassifierError("invalid model config: " + "; ".join(problems))
 
@@ -56,6 +62,10 @@ class GPTConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> GPTConfig:
+        if not isinstance(values, dict):
+            raise GPTClassifierError(
+                f"{source}: the model config must be a JSON object (got {type(values).__name__})"
+            )
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -63,7 +73,10 @@ class GPTConfig:
                 f"{source}: unknown config key(s) {', '.join(unknown)}; "
                 f"expected some of {', '.join(sorted(known))}"
             )
-        return cls(**values)
+        try:
+            return cls(**values)
+        except GPTClassifierError as exc:
+            raise GPTClassifierError(f"{source}: {exc}") from None
 
     @classmethod
     def from_file(cls, path: str | Path) -> GPTConfig:

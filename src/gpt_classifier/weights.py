@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
@@ -279,6 +280,8 @@ class SafetensorsCheckpoint(Mapping[str, torch.Tensor]):
         try:
             for file in files:
                 with _reading(file):
+                    # safetensors reports a file it may not read as "No such file": ask the OS
+                    file.open("rb").close()
                     handle = self._stack.enter_context(safe_open(str(file), framework="pt"))
                 for key in handle.keys():  # noqa: SIM118 (safe_open is not iterable)
                     self._handles[key] = handle
@@ -320,6 +323,8 @@ def _reading(file: Path) -> Iterator[None]:
         yield
     except FileNotFoundError:
         raise GPTClassifierError(f"weights file not found: {file}") from None
+    except PermissionError:
+        raise GPTClassifierError(f"cannot read weights file {file}: permission denied") from None
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise GPTClassifierError(
@@ -348,14 +353,41 @@ def _weight_files(path: Path) -> tuple[list[Path], dict[str, Any] | None]:
     if index.is_file():
         try:
             weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-            shards = sorted(set(weight_map.values()))
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError):
+            names = list(weight_map.values())
+        except OSError as exc:
+            detail = "permission denied" if isinstance(exc, PermissionError) else exc.strerror
+            raise GPTClassifierError(f"cannot read {index}: {detail or exc}") from None
+        except (ValueError, RecursionError, KeyError, TypeError, AttributeError):
             raise GPTClassifierError(f"{index}: not a valid safetensors index") from None
-        return [path / shard for shard in shards], hf_config
+        return [path / name for name in _shard_names(names, index)], hf_config
     raise GPTClassifierError(
         f"{path} holds no model.safetensors (or model.safetensors.index.json); "
         "only safetensors weights are supported"
     )
+
+
+def _shard_names(names: Sequence[Any], index: Path) -> list[str]:
+    """The distinct shard names of an index, each a relative path inside the model folder.
+
+    The index is data that came with the download: a name such as ``/etc/passwd`` or
+    ``../x.safetensors`` would have the loader open a file outside the folder. Names are checked
+    as written, not after resolving symlinks: a Hugging Face cache snapshot links every file to
+    ``../../blobs/``, and links inside the folder were put there by its owner, not by the index.
+    """
+    for name in names:
+        if not isinstance(name, str) or not name.strip():
+            raise GPTClassifierError(
+                f"{index}: shard names must be file names (got {json.dumps(name)[:60]})"
+            )
+        if os.path.isabs(name):
+            raise GPTClassifierError(
+                f"{index}: shard {name!r} is an absolute path; shards must lie in {index.parent}"
+            )
+        if os.path.normpath(name).split(os.sep)[0] == os.pardir:
+            raise GPTClassifierError(
+                f"{index}: shard {name!r} lies outside the model folder {index.parent}"
+            )
+    return sorted(set(names))
 
 
 def _read_hf_config(file: Path, quiet: bool = False) -> dict[str, Any] | None:
@@ -454,15 +486,23 @@ def load_pretrained(
     ``config`` the architecture is read from the tensor shapes (and config.json's ``n_head``).
     """
     path = Path(name_or_path).expanduser()
-    if not path.exists() and is_model_name(name_or_path):
+    try:
+        exists = path.exists()
+    except PermissionError:  # a parent folder that may not be searched
+        raise GPTClassifierError(f"cannot read {path}: permission denied") from None
+    if not exists and is_model_name(name_or_path):
         from .hub import download_weights
 
         files, hf_config = [download_weights(name_or_path)], None
         if config is None:
             config = GPTConfig.from_name(name_or_path)
         source = f"{canonical_model_name(name_or_path)} weights ({files[0]})"
-    elif path.exists():
-        files, hf_config = _weight_files(path)
+    elif exists:
+        try:
+            files, hf_config = _weight_files(path)
+        except PermissionError as exc:  # stat() inside a folder that may not be searched
+            where = exc.filename or path
+            raise GPTClassifierError(f"cannot read {where}: permission denied") from None
         source = str(path)
     else:
         names = ", ".join(GPT2_SIZES)

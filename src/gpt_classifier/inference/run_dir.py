@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,9 @@ from safetensors.torch import load_file, save_file
 from .. import __version__
 from ..classifier import GPTClassifier
 from ..classifier.lora import has_lora, merge_lora
-from ..config import GPTConfig
+from ..classifier.pooling import POOLINGS
+from ..config import EOT_TOKEN_ID, GPTConfig
+from ..data.encoding import PADDING_STRATEGIES, Padding, parse_padding
 from ..errors import GPTClassifierError
 from ..fileio import atomic_path, write_json
 from ..model import GPTModel
@@ -75,32 +78,213 @@ class RunInfo:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str) -> RunInfo:
+        """Check every field of ``run.json`` (exact types, ranges, consistency) and build the info;
+        anything wrong is a one-line ``GPTClassifierError`` naming the field and its value."""
         if values.get("format") != RUN_FORMAT:
             raise GPTClassifierError(f"{source} is not a gpt-classifier run file")
         version = values.get("format_version")
-        if version != RUN_FORMAT_VERSION:
+        # ``true == 1`` and ``1.0 == 1`` in Python, so the type is compared too
+        if type(version) is not int or version != RUN_FORMAT_VERSION:
             raise GPTClassifierError(
                 f"{source} was written by another version of gpt-classifier (run format "
-                f"{version!r}, this version reads {RUN_FORMAT_VERSION}); train the model again"
+                f"{_show(version)}, this version reads {RUN_FORMAT_VERSION}); train the model again"
             )
-        try:
-            model, classifier, inputs = values["model"], values["classifier"], values["inputs"]
-            known = {"model", "classifier", "inputs", "format", "format_version"}
-            return cls(
-                gpt_config=GPTConfig.from_dict(model["gpt_config"], source=source),
-                classes=tuple(str(c) for c in classifier["classes"]),
-                pooling=str(classifier["pooling"]),
-                padding=str(inputs["padding"]),
-                max_length=int(inputs["max_length"]),
-                pad_length=None if inputs["pad_length"] is None else int(inputs["pad_length"]),
-                base_model=str(model.get("base_model", "")),
-                init=str(model.get("init", "")),
-                tokenizer=str(inputs.get("tokenizer", "gpt2")),
-                pad_token_id=int(inputs.get("pad_token_id", 50256)),
-                extra={k: v for k, v in values.items() if k not in known},
+        return _validated_run_info(values, source)
+
+
+# --- validation of run.json ---------------------------------------------------------------------
+
+_MISSING: Any = object()
+_INIT_KINDS = ("pretrained", "random")
+_TOKENIZERS = ("gpt2",)  # the only tokenizer this package encodes with
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    """A value as it is written in the JSON file, cut short so the message stays one line."""
+    try:
+        text = json.dumps(value)  # escapes newlines and non-ASCII: one line
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _section(values: dict[str, Any], key: str, source: str) -> dict[str, Any]:
+    section = values.get(key, _MISSING)
+    if section is _MISSING:
+        raise GPTClassifierError(f"{source} is incomplete or malformed: no {key!r} section")
+    if not isinstance(section, dict):
+        raise GPTClassifierError(
+            f"{source} is incomplete or malformed: {key} must be a JSON object "
+            f"(got {_show(section)})"
+        )
+    return section
+
+
+def _field(
+    section: dict[str, Any], key: str, path: str, source: str, default: Any = _MISSING
+) -> Any:
+    if key in section:
+        return section[key]
+    if default is _MISSING:
+        raise GPTClassifierError(f"{source} is incomplete or malformed: {path} is missing")
+    return default
+
+
+def _integer(value: Any, path: str, source: str, low: int, high: int, why: str = "") -> int:
+    """``value`` if it is a JSON integer (not true/false, not 3.0) with ``low <= value <= high``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise GPTClassifierError(f"{source}: {path} must be an integer (got {_show(value)})")
+    if not low <= value <= high:
+        raise GPTClassifierError(
+            f"{source}: {path} must be between {low} and {high}{why} (got {_show(value)})"
+        )
+    return value
+
+
+def _string(value: Any, path: str, source: str, choices: tuple[str, ...] = ()) -> str:
+    if not isinstance(value, str):
+        raise GPTClassifierError(f"{source}: {path} must be a string (got {_show(value)})")
+    if choices and value not in choices:
+        raise GPTClassifierError(
+            f"{source}: {path} must be one of {', '.join(choices)} (got {_show(value)})"
+        )
+    return value
+
+
+def _classes(value: Any, source: str) -> tuple[str, ...]:
+    path = "classifier.classes"
+    # a string would iterate into one class per character
+    if not isinstance(value, list):
+        raise GPTClassifierError(
+            f"{source}: {path} must be a list of class names (got {_show(value)})"
+        )
+    if len(value) < 2:
+        raise GPTClassifierError(
+            f"{source}: {path} must list at least 2 classes (got {_show(value)})"
+        )
+    seen: set[str] = set()
+    for number, name in enumerate(value):
+        if not isinstance(name, str):
+            raise GPTClassifierError(
+                f"{source}: {path}[{number}] must be a string (got {_show(name)})"
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise GPTClassifierError(f"{source} is incomplete or malformed ({exc!r})") from None
+        if not name.strip():
+            raise GPTClassifierError(f"{source}: {path}[{number}] is empty (got {_show(name)})")
+        if name in seen:
+            raise GPTClassifierError(f"{source}: {path} lists {_show(name)} twice")
+        seen.add(name)
+    return tuple(value)
+
+
+def _padding(value: Any, source: str) -> Padding:
+    text = _string(value, "inputs.padding", source)
+    try:
+        return parse_padding(text)
+    except (GPTClassifierError, ValueError):  # ValueError: int() of digits such as "²"
+        raise GPTClassifierError(
+            f"{source}: inputs.padding must be one of {', '.join(PADDING_STRATEGIES)} "
+            f"(got {_show(value)})"
+        ) from None
+
+
+def _pad_length(
+    value: Any, padding: Padding, max_length: int, context: int, source: str
+) -> int | None:
+    """The pad length, which must be what the padding strategy gives: ``predict`` pads every
+    batch to it, so it may not be shorter than the texts (``max_length``) nor the context."""
+    path = "inputs.pad_length"
+    if padding.kind == "batch":
+        if value is not None:
+            raise GPTClassifierError(
+                f'{source}: {path} must be null with padding "batch" (got {_show(value)})'
+            )
+        return None
+    if value is None:
+        raise GPTClassifierError(
+            f'{source}: {path} must be a number of tokens with padding "{padding}" (got null)'
+        )
+    length = _integer(
+        value, path, source, max_length, context, " (inputs.max_length to the context length)"
+    )
+    required = {"fixed": padding.length, "context": context}.get(padding.kind)
+    if required is not None and length != required:
+        raise GPTClassifierError(
+            f'{source}: {path} must be {required} with padding "{padding}" (got {length})'
+        )
+    return length
+
+
+def _validated_run_info(values: dict[str, Any], source: str) -> RunInfo:
+    model = _section(values, "model", source)
+    classifier = _section(values, "classifier", source)
+    inputs = _section(values, "inputs", source)
+
+    config = GPTConfig.from_dict(
+        _field(model, "gpt_config", "model.gpt_config", source),
+        source=f"{source}: model.gpt_config",
+    )
+    base_model = _string(_field(model, "base_model", "", source, ""), "model.base_model", source)
+    init = _field(model, "init", "", source, "")
+    if init != "":  # runs written before the field existed have none
+        _string(init, "model.init", source, _INIT_KINDS)
+
+    classes = _classes(_field(classifier, "classes", "classifier.classes", source), source)
+    # classifier.num_classes is written for readers and not read back: the head's shape in the
+    # weights is checked against the classes instead (load_run), which names both counts.
+    pooling = _string(
+        _field(classifier, "pooling", "classifier.pooling", source),
+        "classifier.pooling",
+        source,
+        POOLINGS,
+    )
+
+    tokenizer = _string(
+        _field(inputs, "tokenizer", "", source, "gpt2"), "inputs.tokenizer", source, _TOKENIZERS
+    )
+    if config.vocab_size <= EOT_TOKEN_ID:  # the tokenizer's ids would index past the embedding
+        raise GPTClassifierError(
+            f"{source}: model.gpt_config.vocab_size must be at least {EOT_TOKEN_ID + 1} for the "
+            f"gpt2 tokenizer (got {config.vocab_size})"
+        )
+    padding = _padding(_field(inputs, "padding", "inputs.padding", source), source)
+    context = config.context_length
+    max_length = _integer(
+        _field(inputs, "max_length", "inputs.max_length", source),
+        "inputs.max_length",
+        source,
+        1,
+        context,
+        " (the context length)",
+    )
+    pad_length = _pad_length(
+        _field(inputs, "pad_length", "inputs.pad_length", source),
+        padding,
+        max_length,
+        context,
+        source,
+    )
+    pad_token_id = _integer(
+        _field(inputs, "pad_token_id", "", source, EOT_TOKEN_ID),
+        "inputs.pad_token_id",
+        source,
+        0,
+        config.vocab_size - 1,
+        " (a token id of the vocabulary)",
+    )
+    known = {"model", "classifier", "inputs", "format", "format_version"}
+    return RunInfo(
+        gpt_config=config,
+        classes=classes,
+        pooling=pooling,
+        padding=str(padding),
+        max_length=max_length,
+        pad_length=pad_length,
+        base_model=base_model,
+        init=init,
+        tokenizer=tokenizer,
+        pad_token_id=pad_token_id,
+        extra={k: v for k, v in values.items() if k not in known},
+    )
 
 
 @dataclass
@@ -144,22 +328,37 @@ def save_run(
 
 def read_run_info(directory: str | os.PathLike[str]) -> RunInfo:
     folder = Path(directory)
-    if not folder.is_dir():
-        raise GPTClassifierError(f"run directory not found: {folder}{missing_run_hint(folder)}")
     run_file = folder / RUN_FILE
-    if not run_file.is_file():
-        raise GPTClassifierError(
-            f"{folder} is not a gpt-classifier run directory (no {RUN_FILE}); "
-            "pass the --output-dir of a `gpt-classifier train` run"
-        )
-    verify_files(folder, [RUN_FILE])
     try:
-        values = json.loads(run_file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        if not folder.is_dir():
+            raise GPTClassifierError(f"run directory not found: {folder}{missing_run_hint(folder)}")
+        if not run_file.is_file():
+            raise GPTClassifierError(
+                f"{folder} is not a gpt-classifier run directory (no {RUN_FILE}); "
+                "pass the --output-dir of a `gpt-classifier train` run"
+            )
+        verify_files(folder, [RUN_FILE])
+        text = run_file.read_text(encoding="utf-8")
+    except OSError as exc:  # a folder or file without read permission, an I/O error
+        raise _unreadable(run_file, exc) from None
+    except UnicodeDecodeError as exc:
         raise GPTClassifierError(f"{run_file} is not valid JSON ({exc})") from None
+    try:
+        values = json.loads(text)
+    except (ValueError, RecursionError) as exc:  # ValueError: also ints over 4300 digits
+        detail = str(exc).splitlines()[0] if str(exc) else "nested too deeply"
+        raise GPTClassifierError(f"{run_file} is not valid JSON ({detail})") from None
     if not isinstance(values, dict):
         raise GPTClassifierError(f"{run_file} must hold a JSON object")
     return RunInfo.from_dict(values, str(run_file))
+
+
+def _unreadable(path: Path, exc: OSError) -> GPTClassifierError:
+    """One line for an OS error on ``path`` (or on the folder that holds it)."""
+    if isinstance(exc, PermissionError):
+        where = exc.filename or path
+        return GPTClassifierError(f"cannot read {where}: permission denied")
+    return GPTClassifierError(f"cannot read {path}: {exc.strerror or type(exc).__name__}")
 
 
 def load_run(directory: str | os.PathLike[str], device: str | torch.device = "cpu") -> LoadedRun:
@@ -167,13 +366,17 @@ def load_run(directory: str | os.PathLike[str], device: str | torch.device = "cp
     folder = Path(directory)
     info = read_run_info(folder)
     weights = folder / WEIGHTS_FILE
-    if not weights.is_file():
-        raise GPTClassifierError(f"{folder} has no {WEIGHTS_FILE}")
-    verify_files(folder, [WEIGHTS_FILE])
     try:
+        if not weights.is_file():
+            raise GPTClassifierError(f"{folder} has no {WEIGHTS_FILE}")
+        verify_files(folder, [WEIGHTS_FILE])
+        weights.open("rb").close()  # safetensors says "No such file" for an unreadable one
         state = load_file(str(weights))
-    except (SafetensorError, OSError, ValueError) as exc:
+    except OSError as exc:
+        raise _unreadable(weights, exc) from None
+    except (SafetensorError, ValueError) as exc:
         raise GPTClassifierError(f"{weights} is corrupt or truncated ({exc})") from None
+    _check_architecture(state, info, weights)
     with torch.device("meta"):
         gpt = GPTModel(info.gpt_config)
         model = GPTClassifier(gpt, len(info.classes), pooling=info.pooling)
@@ -195,9 +398,56 @@ def load_run(directory: str | os.PathLike[str], device: str | torch.device = "cp
                 f"{weights}: tensor {name} has shape {tuple(state[name].shape)}, "
                 f"expected {tuple(tensor.shape)}"
             )
+        state[name] = _checked_values(state[name], name, weights)
     model.load_state_dict(state, assign=True)
     model.to(device).eval()
     for param in model.parameters():
         param.requires_grad_(False)
     model.run_info = info  # classify_review reads the trained lengths and class names from it
     return LoadedRun(model=model, info=info, directory=folder)
+
+
+_BLOCK = re.compile(r"^gpt\.trf_blocks\.(\d+)\.")
+
+
+def _check_architecture(state: dict[str, torch.Tensor], info: RunInfo, weights: Path) -> None:
+    """Compare the sizes in ``run.json`` with the weights before building the model: a config
+    edited to a huge width or depth would otherwise take minutes, or overflow, on the meta
+    device before any shape could be compared."""
+    cfg = info.gpt_config
+    where = f"{RUN_FILE}'s model.gpt_config"
+    blocks = {int(match.group(1)) for name in state if (match := _BLOCK.match(name))}
+    if blocks and max(blocks) + 1 != cfg.n_layers:
+        raise GPTClassifierError(
+            f"{weights} holds {max(blocks) + 1} transformer blocks but {where} has "
+            f"n_layers {cfg.n_layers}"
+        )
+    for name, shape, keys in (
+        ("gpt.tok_emb.weight", (cfg.vocab_size, cfg.emb_dim), "vocab_size, emb_dim"),
+        ("gpt.pos_emb.weight", (cfg.context_length, cfg.emb_dim), "context_length, emb_dim"),
+    ):
+        if name in state and tuple(state[name].shape) != shape:
+            raise GPTClassifierError(
+                f"{weights}: tensor {name} has shape {tuple(state[name].shape)}, but {where} "
+                f"gives ({keys}) = {shape}"
+            )
+
+
+def _checked_values(tensor: torch.Tensor, name: str, weights: Path) -> torch.Tensor:
+    """``tensor`` as float32, if it holds floating-point numbers that are all finite.
+
+    Runs are written in float32; float16/bfloat16/float64 copies are converted (the model runs
+    in float32 and autocast lowers the precision where asked). Integer weights would fail in
+    the first matmul, and a NaN would come out as a probability ``nan``."""
+    if not tensor.dtype.is_floating_point:
+        raise GPTClassifierError(
+            f"{weights}: tensor {name} has dtype {str(tensor.dtype).removeprefix('torch.')}; "
+            "weights must be float32"
+        )
+    tensor = tensor.to(torch.float32)  # a float64 beyond float32's range becomes inf: checked
+    if not bool(torch.isfinite(tensor).all()):
+        raise GPTClassifierError(
+            f"{weights}: tensor {name} holds NaN or infinite values (a diverged training run or "
+            "a corrupt file); train the model again"
+        )
+    return tensor
