@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import errno
-import signal
 import socket
 
 import click
 
 from ..errors import GPTClassifierError
 from .options import device_option, tokenizer_option
-
-# Seconds uvicorn waits for open requests after SIGTERM/SIGINT before closing them anyway.
-GRACEFUL_SHUTDOWN_SECONDS = 30
 
 
 def listen_socket(host: str, port: int) -> socket.socket:
@@ -109,9 +105,9 @@ def serve(
     Ctrl-C) answers the requests already received, then exits 0.
     """
     try:
-        import uvicorn
-
         from ..serving import create_app
+        from ..serving.app import check_limits
+        from ..serving.server import run as run_server
     except ImportError as exc:
         raise GPTClassifierError(
             f"serving needs FastAPI, uvicorn, prometheus-client and swagger-ui-bundle-v2 "
@@ -119,11 +115,7 @@ def serve(
         ) from None
     from ..inference.predict import TextClassifier
 
-    if max_queue < max_texts:
-        raise GPTClassifierError(
-            f"--max-queue {max_queue} is below --max-texts {max_texts}: "
-            "a full-size request could never be admitted"
-        )
+    check_limits(max_texts=max_texts, max_queue=max_queue)
     sock = listen_socket(host, port)
     try:
         classifier = TextClassifier.from_run(run_dir, device=device, tokenizer_dir=tokenizer_dir)
@@ -144,31 +136,12 @@ def serve(
             "(POST /classify, GET /info, GET /health, GET /metrics, docs at /docs)",
             err=True,
         )
-        config = uvicorn.Config(
-            app,
-            log_level="warning",
-            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-        )
-        server = uvicorn.Server(config)
-        # uvicorn re-raises the stop signal once it has shut down gracefully; with the default
-        # actions that would kill the process (status 143) or raise KeyboardInterrupt after a
-        # clean drain. No-op handlers for that last delivery let serve return and exit 0.
-        stop_signals = (signal.SIGTERM, signal.SIGINT)
-        previous = {sig: signal.signal(sig, _ignore_signal) for sig in stop_signals}
-        try:
-            server.run(sockets=[sock])
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        started = run_server(app, sock)
     finally:
         sock.close()
-    if not server.started:
+    if not started:
         raise GPTClassifierError("the server did not start (see the messages above)")
     click.echo("stopped: every request received was answered", err=True)
-
-
-def _ignore_signal(signum: int, frame: object) -> None:
-    """Installed while uvicorn runs; uvicorn handles the signal itself and re-raises it after."""
 
 
 COMMANDS = [serve]

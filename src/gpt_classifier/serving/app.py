@@ -112,6 +112,14 @@ def _one_line(errors: Sequence[Any]) -> str:
     return "; ".join(parts) + more
 
 
+def check_limits(*, max_texts: int, max_queue: int) -> None:
+    if max_queue < max_texts:
+        raise GPTClassifierError(
+            f"--max-queue {max_queue} is below --max-texts {max_texts}: "
+            "a full-size request could never be admitted"
+        )
+
+
 def create_app(
     classifier: TextClassifier,
     *,
@@ -130,11 +138,7 @@ def create_app(
     text waits for others; ``max_queue`` bounds the texts admitted and not yet classified (then
     429); ``max_request_bytes`` bounds a request body (then 413).
     """
-    if max_queue < max_texts:
-        raise GPTClassifierError(
-            f"--max-queue {max_queue} is below --max-texts {max_texts}: "
-            "a full-size request could never be admitted"
-        )
+    check_limits(max_texts=max_texts, max_queue=max_queue)
     batcher = Batcher(
         classifier,
         max_batch_tokens=max_batch_tokens,

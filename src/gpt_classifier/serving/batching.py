@@ -24,6 +24,7 @@ from ..inference.predict import TextClassifier
 DEFAULT_MAX_BATCH_TOKENS = 1024  # TextClassifier's own budget: ~1k-row matmuls suit the CPU
 DEFAULT_BATCH_WAIT_MS = 5.0
 DEFAULT_MAX_QUEUE = 1024
+_HURRY_POLL_SECONDS = 0.05  # how soon a waiting batch notices hurry()
 
 
 class QueueFull(Exception):
@@ -85,6 +86,7 @@ class Batcher:
         self._pending_tokens = 0
         self._admitted = 0  # texts reserved and not yet classified: what the queue bound counts
         self._closing = False
+        self._hurry = False  # set from a signal handler: read without the lock, polled
         self._worker: threading.Thread | None = None
 
     @property
@@ -125,6 +127,12 @@ class Batcher:
             self._cond.notify()
         return future
 
+    def hurry(self) -> None:
+        """Stop waiting for company: run what is queued at once (shutdown has begun).
+
+        Safe to call from a signal handler: it takes no lock; the worker polls the flag."""
+        self._hurry = True
+
     def close(self, timeout: float | None = None) -> None:
         """Take no new work, finish every text already submitted, stop the worker."""
         with self._cond:
@@ -161,11 +169,12 @@ class Batcher:
             deadline = time.monotonic() + self.batch_wait
             while (
                 not self._closing
+                and not self._hurry
                 and self._pending_tokens < self.max_batch_tokens
                 and len(self._pending) < self.max_batch_texts
                 and (left := deadline - time.monotonic()) > 0
             ):
-                self._cond.wait(left)
+                self._cond.wait(min(left, _HURRY_POLL_SECONDS))
             taken: list[tuple[_Job, int]] = []
             tokens = 0
             while self._pending:
