@@ -1,9 +1,10 @@
-"""The HTTP API: the Python API's answers, a clear 422 for bad requests, a real server runs."""
+"""The HTTP API: the Python API's answers, one-line errors (413/422/429), metrics, offline docs."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -13,8 +14,10 @@ import urllib.request
 
 import pytest
 
-pytest.importorskip("fastapi", reason="serving needs the 'serve' extra (FastAPI, uvicorn)")
+for _module in ("fastapi", "prometheus_client", "swagger_ui_bundle"):
+    pytest.importorskip(_module, reason="serving needs the 'serve' extra")
 from fastapi.testclient import TestClient  # noqa: E402
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from gpt_classifier.inference import TextClassifier  # noqa: E402
 from gpt_classifier.serving import create_app  # noqa: E402
@@ -29,7 +32,11 @@ def classifier(saved_run, tokenizer_dir):
 
 @pytest.fixture(scope="module")
 def client(classifier, saved_run):
-    return TestClient(create_app(classifier, max_texts=4, run_dir=str(saved_run)))
+    app = create_app(
+        classifier, max_texts=4, max_queue=8, max_request_bytes=2000, run_dir=str(saved_run)
+    )
+    with TestClient(app) as client:  # runs the lifespan: the batcher is drained at the end
+        yield client
 
 
 def test_classify_returns_what_the_python_api_returns(client, classifier):
@@ -56,6 +63,8 @@ def test_info_and_health(client, saved_run):
     assert info["classes"] == ["ham", "spam"]
     assert info["max_length"] == 12 and info["pooling"] == "last-real"
     assert info["run_dir"] == str(saved_run) and info["max_texts"] == 4
+    assert info["max_queue"] == 8 and info["max_request_bytes"] == 2000
+    assert info["max_batch_tokens"] == 1024 and info["batch_wait_ms"] == 5.0
 
 
 @pytest.mark.parametrize(
@@ -63,17 +72,157 @@ def test_info_and_health(client, saved_run):
     [
         ({"texts": ["fine", "   "]}, "text 2 is empty"),
         ({"texts": ["a"] * 5}, "5 texts in one request; the limit is 4"),
+        ({"texts": ["ok", " ".join(["word"] * 40)], "truncate": False}, "text 2 has 40 tokens"),
+        ({"texts": ["ok"], "truncte": False}, "truncte: Extra inputs are not permitted"),
+        ({"texts": ["ok", 3]}, "texts.1: Input should be a valid string"),
     ],
 )
 def test_bad_requests_get_a_clear_422(client, payload, message):
     response = client.post("/classify", json=payload)
     assert response.status_code == 422
     assert message in response.json()["detail"]
+    assert "\n" not in response.json()["detail"]
 
 
 @pytest.mark.parametrize("payload", [{}, {"texts": []}, {"texts": "one string"}, {"text": "x"}])
 def test_malformed_bodies_are_rejected_by_the_schema(client, payload):
-    assert client.post("/classify", json=payload).status_code == 422
+    response = client.post("/classify", json=payload)
+    assert response.status_code == 422
+    assert isinstance(response.json()["detail"], str)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'{"texts": ["a"', "body is not valid JSON"),
+        (b"[" * 1500, "body is not valid JSON"),  # past the JSON parser's nesting limit
+    ],
+)
+def test_unparseable_bodies_get_a_422(client, body, message):
+    response = client.post("/classify", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422
+    assert message in response.json()["detail"]
+
+
+def test_long_texts_are_cut_unless_truncate_is_false(client):
+    long = " ".join(["word"] * 40)
+    assert (
+        client.post("/classify", json={"texts": [long], "truncate": True}).json()["truncated"] == 1
+    )
+    assert client.post("/classify", json={"texts": [long], "truncate": False}).status_code == 422
+    body = client.post("/classify", json={"texts": ["short"], "truncate": False}).json()
+    assert body["truncated"] == 0 and len(body["predictions"]) == 1
+
+
+def test_a_body_over_the_limit_gets_413_by_its_length_or_as_it_streams(client):
+    big = json.dumps({"texts": ["x" * 3000]}).encode()
+    response = client.post("/classify", content=big, headers={"Content-Type": "application/json"})
+    assert response.status_code == 413
+    assert "request body over 2000 bytes" in response.json()["detail"]
+
+    def chunks():  # no Content-Length: only counting the streamed bytes can catch it
+        for start in range(0, len(big), 500):
+            yield big[start : start + 500]
+
+    response = client.post(
+        "/classify", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert "request body over 2000 bytes" in response.json()["detail"]
+
+
+def test_a_full_queue_gets_429_with_retry_after_and_leaves_the_model_alone(
+    client, classifier, monkeypatch
+):
+    batcher = client.app.state.batcher
+    forward_calls = []
+    monkeypatch.setattr(classifier, "forward", lambda *a, **k: forward_calls.append(a))
+    batcher.reserve(6)  # as if 6 texts were waiting: room for 2 more in a queue of 8
+    try:
+        response = client.post("/classify", json={"texts": ["a", "b", "c"]})
+        assert response.status_code == 429
+        assert response.headers["Retry-After"] == "1"
+        assert "the queue holds 8" in response.json()["detail"]
+        assert forward_calls == [] and batcher.depth == 6
+    finally:
+        batcher.release(6)
+    monkeypatch.undo()
+    assert client.post("/classify", json={"texts": ["a", "b", "c"]}).status_code == 200
+    assert batcher.depth == 0
+
+
+def _samples(client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def test_metrics_count_requests_batches_and_texts(classifier):
+    app = create_app(classifier, max_texts=4, max_request_bytes=2000)
+    with TestClient(app) as client:
+        for _ in range(2):
+            assert client.post("/classify", json={"texts": TEXTS}).status_code == 200
+        assert client.post("/classify", json={"texts": [" "]}).status_code == 422
+        big = b"x" * 3000
+        assert client.post("/classify", content=big).status_code == 413
+        assert client.get("/nowhere").status_code == 404
+        samples = _samples(client)
+
+    def requests(endpoint: str, status: str) -> float:
+        labels = (("endpoint", endpoint), ("method", "POST"), ("status", status))
+        return samples.get(("gpt_classifier_http_requests_total", labels), 0)
+
+    assert requests("/classify", "200") == 2
+    assert requests("/classify", "422") == 1
+    assert requests("/classify", "413") == 1
+    not_found = (("endpoint", "other"), ("method", "GET"), ("status", "404"))
+    assert samples[("gpt_classifier_http_requests_total", not_found)] == 1
+    latency = ("gpt_classifier_http_request_duration_seconds_count", (("endpoint", "/classify"),))
+    assert samples[latency] == 4
+    assert samples[("gpt_classifier_texts_classified_total", ())] == 2 * len(TEXTS)
+    assert samples[("gpt_classifier_batch_texts_sum", ())] == 2 * len(TEXTS)
+    assert samples[("gpt_classifier_batch_texts_count", ())] >= 2
+    assert samples[("gpt_classifier_batch_tokens_sum", ())] >= 2 * len(TEXTS)
+    assert samples[("gpt_classifier_queue_depth", ())] == 0
+
+
+def test_docs_render_from_local_assets_only(client):
+    page = client.get("/docs")
+    assert page.status_code == 200
+    urls = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)["']|url:\s*'([^']+)'""", page.text)
+    urls = [a or b for a, b in urls]
+    assert any(url.endswith("swagger-ui-bundle.js") for url in urls)
+    assert any(url.endswith("swagger-ui.css") for url in urls)
+    assert "openapi.json" in " ".join(urls)
+    for url in urls:
+        assert url.startswith("/") and not url.startswith("//"), url
+        assert client.get(url).status_code == 200, url
+    assert "://" not in page.text  # no CDN, no absolute link of any kind
+
+
+def test_openapi_documents_every_endpoint_and_error_code(client):
+    spec = client.get("/openapi.json").json()
+    paths = spec["paths"]
+    assert set(paths) == {"/classify", "/info", "/health", "/metrics"}
+    classify = paths["/classify"]["post"]
+    assert set(classify["responses"]) == {"200", "413", "422", "429", "503"}
+    assert "Retry-After" in classify["responses"]["429"]["headers"]
+    for code in ("413", "422", "429", "503"):
+        schema = classify["responses"][code]["content"]["application/json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/ErrorOut"}
+    body = spec["components"]["schemas"]["ClassifyRequest"]
+    assert set(body["properties"]) == {"texts", "truncate"}
+    assert "text/plain" in paths["/metrics"]["get"]["responses"]["200"]["content"]
+    for path in ("/info", "/health"):
+        assert (
+            "$ref"
+            in paths[path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+        )
 
 
 def _free_port() -> int:

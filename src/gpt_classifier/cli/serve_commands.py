@@ -2,51 +2,146 @@
 
 from __future__ import annotations
 
+import errno
+import socket
+
 import click
 
 from ..errors import GPTClassifierError
 from .options import device_option, tokenizer_option
 
 
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A socket bound and listening on ``host:port``, or a one-line error saying why not.
+
+    Bound before the model loads, so a busy port fails in a second with a clear message, and
+    handed to uvicorn, so nothing can take the port in between."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    # As uvicorn does: restarting right after a stop must not wait for TIME_WAIT to pass.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+        raise GPTClassifierError(f"cannot listen on {host}:{port}: {reason}") from None
+    return sock
+
+
 @click.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8000,
+    show_default=True,
+    help="Port to listen on (0: any free port, printed at start).",
+)
 @click.option(
     "--max-texts",
     type=click.IntRange(min=1),
     default=256,
     show_default=True,
-    help="Most texts accepted in one request.",
+    help="Most texts accepted in one request (more: 422).",
 )
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="Most texts in one forward pass.",
+)
+@click.option(
+    "--max-batch-tokens",
+    type=click.IntRange(min=1),
+    default=1024,
+    show_default=True,
+    help="Most tokens (padding included) in one forward pass; concurrent requests share it.",
+)
+@click.option(
+    "--batch-wait-ms",
+    type=click.FloatRange(min=0),
+    default=5.0,
+    show_default=True,
+    help="How long a waiting text waits for others to join its batch (0: never waits).",
+)
+@click.option(
+    "--max-queue",
+    type=click.IntRange(min=1),
+    default=1024,
+    show_default=True,
+    help="Most texts admitted and not yet classified; beyond it requests get 429.",
+)
+@click.option(
+    "--max-request-bytes",
+    type=click.IntRange(min=1),
+    default=1024 * 1024,
+    show_default=True,
+    help="Largest request body; beyond it 413.",
+)
 @tokenizer_option
 @device_option
-def serve(run_dir, host, port, max_texts, batch_size, tokenizer_dir, device) -> None:
+def serve(
+    run_dir,
+    host,
+    port,
+    max_texts,
+    batch_size,
+    max_batch_tokens,
+    batch_wait_ms,
+    max_queue,
+    max_request_bytes,
+    tokenizer_dir,
+    device,
+) -> None:
     """Serve a saved run over HTTP.
 
     POST /classify with {"texts": ["...", ...]} returns a label and class probabilities per text;
-    GET /info describes the model, GET /health answers when it is ready, /docs documents it all.
+    GET /info describes the model, GET /health answers when it is ready, GET /metrics is for
+    Prometheus, /docs documents it all. Concurrent requests are batched together. SIGTERM (or
+    Ctrl-C) answers the requests already received, then exits 0.
     """
     try:
-        import uvicorn
-
         from ..serving import create_app
+        from ..serving.app import check_limits
+        from ..serving.server import run as run_server
     except ImportError as exc:
         raise GPTClassifierError(
-            f"serving needs FastAPI and uvicorn ({exc.name} is missing): "
-            "pip install 'gpt-classifier[serve]'"
+            f"serving needs FastAPI, uvicorn, prometheus-client and swagger-ui-bundle-v2 "
+            f"({exc.name} is missing): pip install 'gpt-classifier[serve]'"
         ) from None
     from ..inference.predict import TextClassifier
 
-    classifier = TextClassifier.from_run(run_dir, device=device, tokenizer_dir=tokenizer_dir)
-    app = create_app(classifier, max_texts=max_texts, batch_size=batch_size, run_dir=str(run_dir))
-    click.echo(
-        f"serving {run_dir} ({', '.join(classifier.classes)}) on http://{host}:{port} "
-        "(POST /classify, GET /info, GET /health, docs at /docs)",
-        err=True,
-    )
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    check_limits(max_texts=max_texts, max_queue=max_queue)
+    sock = listen_socket(host, port)
+    try:
+        classifier = TextClassifier.from_run(run_dir, device=device, tokenizer_dir=tokenizer_dir)
+        app = create_app(
+            classifier,
+            max_texts=max_texts,
+            batch_size=batch_size,
+            max_batch_tokens=max_batch_tokens,
+            batch_wait_ms=batch_wait_ms,
+            max_queue=max_queue,
+            max_request_bytes=max_request_bytes,
+            run_dir=str(run_dir),
+        )
+        bound_port = sock.getsockname()[1]
+        shown = f"[{host}]" if ":" in host else host
+        click.echo(
+            f"serving {run_dir} ({', '.join(classifier.classes)}) on http://{shown}:{bound_port} "
+            "(POST /classify, GET /info, GET /health, GET /metrics, docs at /docs)",
+            err=True,
+        )
+        started = run_server(app, sock)
+    finally:
+        sock.close()
+    if not started:
+        raise GPTClassifierError("the server did not start (see the messages above)")
+    click.echo("stopped: every request received was answered", err=True)
 
 
 COMMANDS = [serve]

@@ -65,17 +65,35 @@ class TextClassifier:
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids of each text, cut to the trained ``max_length``; empty texts are an error."""
-        limit = min(self.info.max_length, self.model.cfg.context_length)
-        encoded, self.truncated = [], 0
+        encoded, self.truncated = self.encode_texts(texts)
+        return encoded
+
+    @property
+    def max_tokens(self) -> int:
+        """The most tokens of a text the model reads (the trained length, within its context)."""
+        return min(self.info.max_length, self.model.cfg.context_length)
+
+    def encode_texts(
+        self, texts: Sequence[str], *, truncate: bool = True
+    ) -> tuple[list[list[int]], int]:
+        """``(token ids per text, how many were cut)``; keeps no state, so threads may share it.
+
+        ``truncate=False`` makes a text longer than ``max_tokens`` an error instead of a cut."""
+        limit = self.max_tokens
+        encoded, truncated = [], 0
         for number, text in enumerate(texts, start=1):
             if not isinstance(text, str) or not text.strip():
                 raise GPTClassifierError(f"text {number} is empty; there is nothing to classify")
             ids = encode(self.tokenizer, text)
             if len(ids) > limit:
-                self.truncated += 1
+                if not truncate:
+                    raise GPTClassifierError(
+                        f"text {number} has {len(ids)} tokens; the model reads at most {limit}"
+                    )
+                truncated += 1
                 ids = ids[:limit]
             encoded.append(ids)
-        return encoded
+        return encoded, truncated
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
         """Class probabilities ``(len(texts), num_classes)`` in input order.
@@ -86,16 +104,24 @@ class TextClassifier:
         encoded = list(slot_of)
         probabilities = torch.empty(len(encoded), len(self.classes))
         for rows in self._batches([len(ids) for ids in encoded], batch_size):
-            width = self.info.pad_length or max(len(encoded[i]) for i in rows)
-            ids = pad_token_ids([encoded[i] for i in rows], width, self.info.pad_token_id)
-            lengths = torch.tensor([len(encoded[i]) for i in rows])
-            with torch.inference_mode(), autocast(self.device, self.precision):
-                logits = self.model(ids.to(self.device), lengths)
-            probabilities[rows] = torch.softmax(logits.float(), dim=-1).cpu()
+            probabilities[rows] = self.forward([encoded[i] for i in rows])
         return probabilities[slots]
 
+    def forward(self, encoded: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Class probabilities ``(len(encoded), num_classes)`` of token ids, as ONE batch padded
+        to the longest (or to the trained ``pad_length``); on the CPU."""
+        width = self.info.pad_length or max(len(ids) for ids in encoded)
+        ids = pad_token_ids(encoded, width, self.info.pad_token_id)
+        lengths = torch.tensor([len(text_ids) for text_ids in encoded])
+        with torch.inference_mode(), autocast(self.device, self.precision):
+            logits = self.model(ids.to(self.device), lengths)
+        return torch.softmax(logits.float(), dim=-1).cpu()
+
     def classify(self, texts: Sequence[str], batch_size: int = 64) -> list[Prediction]:
-        probabilities = self.predict_proba(texts, batch_size)
+        return self.predictions(self.predict_proba(texts, batch_size))
+
+    def predictions(self, probabilities: torch.Tensor) -> list[Prediction]:
+        """One ``Prediction`` per row of class probabilities."""
         predictions = []
         for row in probabilities.tolist():
             best = max(range(len(row)), key=row.__getitem__)
@@ -108,8 +134,11 @@ class TextClassifier:
             )
         return predictions
 
-    def _batches(self, lengths: list[int], batch_size: int) -> list[list[int]]:
-        """Indices grouped longest first, at most ``batch_size`` rows and ~1k tokens a batch.
+    def _batches(
+        self, lengths: Sequence[int], batch_size: int, max_tokens: int = _TOKENS_PER_BATCH
+    ) -> list[list[int]]:
+        """Indices grouped longest first, at most ``batch_size`` rows and ``max_tokens`` padded
+        tokens a batch (a text longer than that runs alone).
 
         The book's ``last`` pooling reads position -1, so without a fixed pad length only texts
         of exactly the same length may share a batch (then nothing is padded)."""
@@ -122,7 +151,7 @@ class TextClassifier:
             fits = (
                 current is not None
                 and len(current) < batch_size
-                and (len(current) + 1) * width <= _TOKENS_PER_BATCH
+                and (len(current) + 1) * width <= max_tokens
                 and (not exact or lengths[current[0]] == lengths[index])
             )
             if fits:
@@ -130,6 +159,8 @@ class TextClassifier:
             else:
                 batches.append([index])
         return batches
+
+    plan_batches = _batches  # public: the server plans its own batches
 
 
 def classify_review(

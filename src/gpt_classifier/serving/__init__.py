@@ -1,4 +1,4 @@
-"""Classification over HTTP: a FastAPI app around one ``TextClassifier``."""
+"""Classification over HTTP: a FastAPI app around one ``TextClassifier`` and a batching worker."""
 
 from .app import create_app
 

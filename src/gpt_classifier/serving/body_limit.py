@@ -1,0 +1,53 @@
+"""A request body limit: 413 from the declared Content-Length, or once the streamed bytes pass it.
+
+Pure ASGI, so an oversized body is refused before FastAPI reads (and buffers) all of it. A body
+sent without a length (chunked) is counted as it arrives; the 413 is raised from ``receive`` as
+an ``HTTPException``, which FastAPI lets through its body parsing to the usual JSON answer.
+"""
+
+from __future__ import annotations
+
+from fastapi import HTTPException
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+DEFAULT_MAX_REQUEST_BYTES = 1024 * 1024
+
+
+def too_large(limit: int) -> str:
+    return f"request body over {limit} bytes (start the server with a larger --max-request-bytes)"
+
+
+class BodyLimitMiddleware:
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        # The HTTP server has already refused a malformed Content-Length.
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            # Connection: close, since the unread body would otherwise be taken for the next
+            # request on this connection.
+            response = JSONResponse(
+                {"detail": too_large(self.max_bytes)},
+                status_code=413,
+                headers={"Connection": "close"},
+            )
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise HTTPException(413, too_large(self.max_bytes))
+            return message
+
+        await self.app(scope, counting_receive, send)

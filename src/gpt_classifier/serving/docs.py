@@ -1,0 +1,38 @@
+"""Interactive docs at ``/docs`` that work offline: Swagger UI served from this server.
+
+FastAPI's default page loads Swagger UI's JavaScript and CSS from a CDN, which a machine without
+internet (or a browser behind a strict proxy) cannot reach. The ``swagger-ui-bundle-v2`` package
+ships Swagger UI's dist files (version 5, which renders the OpenAPI 3.1 that FastAPI writes);
+they are mounted under ``/docs/assets`` and the page points there.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+DOCS_URL = "/docs"
+ASSETS_URL = "/docs/assets"
+
+
+def add_offline_docs(app: FastAPI) -> None:
+    """Serve Swagger UI for ``app``; the app must be built with ``docs_url=None``."""
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount(ASSETS_URL, StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+    openapi_url = app.openapi_url or "/openapi.json"
+
+    @app.get(DOCS_URL, include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        # root_path: the prefix a reverse proxy mounts the app under.
+        root = request.scope.get("root_path", "").rstrip("/")
+        return get_swagger_ui_html(
+            openapi_url=root + openapi_url,
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{root}{ASSETS_URL}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{ASSETS_URL}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{ASSETS_URL}/favicon-32x32.png",
+            oauth2_redirect_url=None,  # no OAuth here
+        )

@@ -1,0 +1,129 @@
+"""Prometheus metrics of one app: requests, latency, batches, queue depth, texts classified.
+
+Each app has its own registry (not the process-global one), so several apps in one process (the
+tests) keep separate counts and ``/metrics`` shows exactly this server's.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .batching import BatchStats
+
+# Requests: from a cached /health (~1 ms) to a queue of large texts on a slow CPU (~10 s).
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+BATCH_TEXT_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+BATCH_TOKEN_BUCKETS = (16, 64, 256, 512, 1024, 2048, 4096, 8192, 16384)
+UNMATCHED = "other"  # one label for every unknown path, so scanners cannot blow up the series
+
+
+class ServerMetrics:
+    def __init__(self, queue_depth: Callable[[], float]) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "gpt_classifier_http_requests",
+            "HTTP requests answered, by endpoint, method and status code.",
+            ["endpoint", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "gpt_classifier_http_request_duration_seconds",
+            "Seconds from a request's arrival to the end of its answer, by endpoint.",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_texts = Histogram(
+            "gpt_classifier_batch_texts",
+            "Texts in one forward pass of the model.",
+            buckets=BATCH_TEXT_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_tokens = Histogram(
+            "gpt_classifier_batch_tokens",
+            "Tokens in one forward pass of the model, padding included.",
+            buckets=BATCH_TOKEN_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_seconds = Histogram(
+            "gpt_classifier_batch_duration_seconds",
+            "Seconds of one forward pass of the model.",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "gpt_classifier_queue_depth",
+            "Texts admitted and not yet classified (tokenising, waiting or in a batch).",
+            registry=self.registry,
+        )
+        self.queue_depth.set_function(queue_depth)
+        self.texts = Counter(
+            "gpt_classifier_texts_classified",
+            "Texts classified.",
+            registry=self.registry,
+        )
+        self.truncated = Counter(
+            "gpt_classifier_texts_truncated",
+            "Texts cut to the length the model was trained with.",
+            registry=self.registry,
+        )
+
+    def observe_batch(self, stats: BatchStats) -> None:
+        self.batch_texts.observe(stats.texts)
+        self.batch_tokens.observe(stats.tokens)
+        self.batch_seconds.observe(stats.seconds)
+        self.texts.inc(stats.texts)
+
+    def render(self) -> tuple[bytes, str]:
+        """The exposition text and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class MetricsMiddleware:
+    """Counts every HTTP answer by endpoint and status and times it (pure ASGI, so it also sees
+    the 413s that the body limit sends before any route runs)."""
+
+    def __init__(self, app: ASGIApp, metrics: ServerMetrics, routes: Callable[[], list]) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        endpoint = self._endpoint(scope)
+        started = time.perf_counter()
+        status = 500  # what the client gets if the app raises before answering
+
+        async def send_and_record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_record)
+        finally:
+            self.metrics.requests.labels(endpoint, scope["method"], str(status)).inc()
+            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+
+    def _endpoint(self, scope: Scope) -> str:
+        # The route's path template (or a mount's prefix), never the raw path.
+        for route in self.routes():
+            match, _ = route.matches(scope)
+            if match is not Match.NONE:
+                return getattr(route, "path", UNMATCHED) or UNMATCHED
+        return UNMATCHED

@@ -1,0 +1,197 @@
+"""Dynamic batching: merged requests get exactly their own answers, budgets hold, the queue is
+bounded, shutdown drains, failures and cancelled clients free their slots."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import torch
+
+for _module in ("fastapi", "prometheus_client", "swagger_ui_bundle"):
+    pytest.importorskip(_module, reason="serving needs the 'serve' extra")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from gpt_classifier.inference import TextClassifier  # noqa: E402
+from gpt_classifier.serving import create_app  # noqa: E402
+from gpt_classifier.serving.batching import (  # noqa: E402
+    Batcher,
+    BatchStats,
+    QueueFull,
+    ShuttingDown,
+)
+
+TEXTS = [
+    "WINNER!! Claim your prize now",
+    "see you at 5?",
+    "ok",
+    "Free entry in 2 a wkly comp to win FA Cup final tkts",
+    "I'll call you later, in a meeting",
+    "URGENT! Your mobile number has been awarded a prize",
+    "lol",
+    "can you pick up milk on the way home",
+]
+LONG_WAIT_MS = 60_000  # "wait for company" until a batch is full: makes merging deterministic
+
+
+@pytest.fixture(scope="module")
+def classifier(saved_run, tokenizer_dir):
+    return TextClassifier.from_run(saved_run, device="cpu", tokenizer_dir=tokenizer_dir)
+
+
+class Recorder:
+    """Counts forward passes and the thread they ran on, around the real ``forward``."""
+
+    def __init__(self, classifier: TextClassifier) -> None:
+        self.classifier = classifier
+        self.calls: list[tuple[int, str]] = []
+        self.encode_threads: set[str] = set()
+        self.real_forward = classifier.forward
+        self.real_encode = classifier.encode_texts
+
+    def forward(self, encoded):
+        self.calls.append((len(encoded), threading.current_thread().name))
+        return self.real_forward(encoded)
+
+    def batcher_calls(self) -> list[int]:
+        """Texts per forward pass of the batcher (the tests' own reference calls left out)."""
+        return [n for n, thread in self.calls if thread == "gpt-classifier-batcher"]
+
+    def encode_texts(self, texts, **kwargs):
+        self.encode_threads.add(threading.current_thread().name)
+        return self.real_encode(texts, **kwargs)
+
+
+@pytest.fixture
+def recorder(classifier, monkeypatch):
+    recorder = Recorder(classifier)
+    monkeypatch.setattr(classifier, "forward", recorder.forward)
+    monkeypatch.setattr(classifier, "encode_texts", recorder.encode_texts)
+    return recorder
+
+
+def _submit(batcher: Batcher, classifier: TextClassifier, texts: list[str]):
+    encoded, _ = classifier.encode_texts(texts)
+    batcher.reserve(len(texts))
+    return batcher.submit(encoded)
+
+
+def test_requests_waiting_together_share_one_forward_pass(classifier, recorder):
+    requests = [TEXTS[:3], TEXTS[3:4], TEXTS[4:]]
+    batcher = Batcher(
+        classifier, batch_wait_ms=LONG_WAIT_MS, max_batch_texts=len(TEXTS), max_batch_tokens=4096
+    )
+    futures = [_submit(batcher, classifier, texts) for texts in requests]
+    results = [future.result(timeout=30) for future in futures]
+    batcher.close()
+    assert recorder.calls == [(len(TEXTS), "gpt-classifier-batcher")]
+    for texts, got in zip(requests, results, strict=True):
+        torch.testing.assert_close(got, classifier.predict_proba(texts), atol=1e-6, rtol=0)
+    assert batcher.depth == 0
+
+
+def test_forward_passes_keep_to_the_token_budget_and_sort_by_length(classifier, recorder):
+    stats: list[BatchStats] = []
+    budget = 24
+    batcher = Batcher(classifier, batch_wait_ms=0, max_batch_tokens=budget, on_batch=stats.append)
+    encoded, _ = classifier.encode_texts(TEXTS)
+    assert max(len(ids) for ids in encoded) <= budget
+    batcher.reserve(len(TEXTS))
+    got = batcher.submit(encoded).result(timeout=30)
+    batcher.close()
+    torch.testing.assert_close(got, classifier.predict_proba(TEXTS), atol=1e-6, rtol=0)
+    assert len(stats) > 1
+    assert all(batch.tokens <= budget for batch in stats)
+    assert sum(batch.texts for batch in stats) == len(TEXTS)
+    assert sum(recorder.batcher_calls()) == len(TEXTS)
+
+
+def test_a_text_longer_than_the_budget_runs_alone(classifier, recorder):
+    stats: list[BatchStats] = []
+    batcher = Batcher(classifier, batch_wait_ms=0, max_batch_tokens=2, on_batch=stats.append)
+    texts = ["WINNER!! Claim your prize now", "see you at 5?"]
+    got = _submit(batcher, classifier, texts).result(timeout=30)
+    batcher.close()
+    torch.testing.assert_close(got, classifier.predict_proba(texts), atol=1e-6, rtol=0)
+    assert [batch.texts for batch in stats] == [1, 1]
+
+
+def test_the_queue_is_bounded_in_texts(classifier):
+    batcher = Batcher(classifier, max_queue=5)
+    batcher.reserve(4)
+    with pytest.raises(QueueFull, match="4 texts are queued and the queue holds 5"):
+        batcher.reserve(2)
+    batcher.reserve(1)
+    assert batcher.depth == 5
+    batcher.release(5)
+    batcher.reserve(5)
+    assert batcher.depth == 5
+
+
+def test_close_finishes_queued_work_then_refuses_more(classifier):
+    batcher = Batcher(classifier, batch_wait_ms=LONG_WAIT_MS, max_batch_texts=64)
+    futures = [_submit(batcher, classifier, [text]) for text in TEXTS]
+    assert not any(future.done() for future in futures)  # still waiting for company
+    batcher.close(timeout=30)
+    for text, future in zip(TEXTS, futures, strict=True):
+        assert future.done()
+        torch.testing.assert_close(
+            future.result(), classifier.predict_proba([text]), atol=1e-6, rtol=0
+        )
+    with pytest.raises(ShuttingDown):
+        batcher.reserve(1)
+    assert batcher.depth == 0
+
+
+def test_a_failing_forward_fails_its_requests_and_the_worker_goes_on(classifier, monkeypatch):
+    batcher = Batcher(classifier, batch_wait_ms=0)
+    real_forward = classifier.forward
+    monkeypatch.setattr(
+        classifier, "forward", lambda encoded: (_ for _ in ()).throw(RuntimeError("boom"))
+    )
+    with pytest.raises(RuntimeError, match="boom"):
+        _submit(batcher, classifier, TEXTS[:2]).result(timeout=30)
+    assert batcher.depth == 0
+    monkeypatch.setattr(classifier, "forward", real_forward)
+    got = _submit(batcher, classifier, TEXTS[:2]).result(timeout=30)
+    torch.testing.assert_close(got, classifier.predict_proba(TEXTS[:2]), atol=1e-6, rtol=0)
+    batcher.close()
+
+
+def test_a_cancelled_request_is_skipped_and_frees_its_slots(classifier, recorder):
+    batcher = Batcher(classifier, batch_wait_ms=LONG_WAIT_MS, max_batch_texts=4)
+    gone = _submit(batcher, classifier, TEXTS[:2])
+    assert gone.cancel()  # the client went away while its texts were waiting
+    kept = _submit(batcher, classifier, TEXTS[2:4])  # fills the batch: the worker goes
+    torch.testing.assert_close(
+        kept.result(timeout=30), classifier.predict_proba(TEXTS[2:4]), atol=1e-6, rtol=0
+    )
+    batcher.close()
+    assert recorder.batcher_calls() == [2]
+    assert batcher.depth == 0
+
+
+def test_concurrent_http_requests_are_merged_and_get_their_own_answers(classifier, recorder):
+    """Eight clients at once: one forward pass, each answer equal to a direct classify call,
+    tokenising done by the request threads, the model run only by the batcher."""
+    requests = [[text, TEXTS[(i + 3) % len(TEXTS)]] for i, text in enumerate(TEXTS)]
+    app = create_app(
+        classifier,
+        batch_size=2 * len(TEXTS),  # the batch goes as soon as every request is in
+        batch_wait_ms=LONG_WAIT_MS,
+        max_batch_tokens=4096,
+    )
+    with TestClient(app) as client, ThreadPoolExecutor(len(requests)) as pool:
+        responses = list(
+            pool.map(lambda texts: client.post("/classify", json={"texts": texts}), requests)
+        )
+    assert recorder.calls == [(2 * len(TEXTS), "gpt-classifier-batcher")]
+    assert "gpt-classifier-batcher" not in recorder.encode_threads
+    for texts, response in zip(requests, responses, strict=True):
+        assert response.status_code == 200
+        predictions = response.json()["predictions"]
+        expected = classifier.classify(texts)
+        assert [p["label"] for p in predictions] == [p.label for p in expected]
+        for got, want in zip(predictions, expected, strict=True):
+            assert got["probabilities"] == pytest.approx(want.probabilities, abs=1e-6)
