@@ -140,6 +140,7 @@ DEFAULTS = FinetuneOptions()
 @click.option(
     "--overwrite",
     is_flag=True,
+    default=DEFAULTS.overwrite,
     help="Replace an existing run (or non-empty folder) at --output-dir.",
 )
 @click.option("--output-dir", type=click.Path(), default=None, help="Run directory to create.")
