@@ -32,7 +32,7 @@ def tfidf_baseline(splits_dir: Path, seed: int = 123) -> RunOutcome:
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)
     train_x = vectorizer.fit_transform([r.text for r in prepared.train])
     model = LogisticRegression(max_iter=2000, random_state=seed, C=10.0)
-    model.fit(train_x, labels.encode(r.label for r in prepared.train))
+    model.fit(train_x, [labels.id_of(r.label) for r in prepared.train])
     metrics = {}
     for name in ("train", "validation", "test"):
         records = prepared.split(name)
@@ -41,7 +41,7 @@ def tfidf_baseline(splits_dir: Path, seed: int = 123) -> RunOutcome:
         probabilities = model.predict_proba(vectorizer.transform([r.text for r in records]))
         full = np.zeros((len(records), labels.num_classes))
         full[:, model.classes_] = probabilities  # a class missing from training stays at 0
-        truth = labels.encode(r.label for r in records)
+        truth = [labels.id_of(r.label) for r in records]
         metrics[name] = classification_metrics(
             truth, full.argmax(axis=1), list(labels.classes), full
         )
