@@ -346,3 +346,29 @@ def test_a_commit_cut_between_its_renames_is_finished_later(saved_run, tmp_path)
     assert (target / "note.txt").read_text() == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
     load_run(target)
+
+
+def test_non_finite_outputs_are_an_error_not_nan_probabilities(saved_run, tmp_path, tokenizer_dir):
+    """Finite but huge weights (a byte flip can make them) overflow to NaN logits."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    from gpt_classifier.inference import TextClassifier
+
+    copy = tmp_path / "copy"
+    shutil.copytree(saved_run, copy)
+    weights = load_file(str(copy / "model.safetensors"))
+    weights["gpt.trf_blocks.0.ff.layers.0.weight"].fill_(1e38)
+    save_file(weights, str(copy / "model.safetensors"))
+    write_marker(copy)
+    classifier = TextClassifier.from_run(copy, tokenizer_dir=tokenizer_dir)
+    with pytest.raises(GPTClassifierError, match="outputs are not finite"):
+        classifier.classify(["hello there"])
+
+
+def test_padding_with_a_non_ascii_digit_is_a_one_line_error():
+    from gpt_classifier.data import parse_padding
+
+    with pytest.raises(GPTClassifierError):
+        parse_padding("fixed:²")

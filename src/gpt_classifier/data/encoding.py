@@ -83,7 +83,7 @@ def parse_padding(value: str | Padding) -> Padding:
         return Padding(PaddingKind(text))
     if text.startswith("fixed:"):
         number = text.removeprefix("fixed:").strip()
-        if number.isdigit() and int(number) > 0:
+        if number.isascii() and number.isdigit() and int(number) > 0:
             return Padding(PaddingKind.FIXED, int(number))
     raise GPTClassifierError(
         f"invalid padding {value!r}; expected one of {', '.join(PADDING_STRATEGIES)} "

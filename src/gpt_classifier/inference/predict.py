@@ -115,6 +115,11 @@ class TextClassifier:
         lengths = torch.tensor([len(text_ids) for text_ids in encoded])
         with torch.inference_mode(), autocast(self.device, self.precision):
             logits = self.model(ids.to(self.device), lengths)
+        if not torch.isfinite(logits).all():  # finite but huge weights can still overflow
+            raise GPTClassifierError(
+                "the model's outputs are not finite (NaN or infinite): its weights are corrupt "
+                "or come from a diverged training"
+            )
         return torch.softmax(logits.float(), dim=-1).cpu()
 
     def classify(self, texts: Sequence[str], batch_size: int = 64) -> list[Prediction]:

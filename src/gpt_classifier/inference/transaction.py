@@ -83,7 +83,7 @@ class StagedRun:
                 shutil.rmtree(self.root)
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise GPTClassifierError(f"cannot create {self.root}: {exc.strerror}") from None
+            raise GPTClassifierError(f"cannot create {self.root}: {exc.strerror.lower()}") from None
         return self
 
     def discard(self) -> None:
@@ -185,7 +185,9 @@ def verify_files(folder: Path, names: list[str]) -> None:
         except FileNotFoundError:
             raise GPTClassifierError(f"{folder} has no {name}") from None
         except OSError as exc:
-            raise GPTClassifierError(f"cannot read {folder / name}: {exc.strerror}") from None
+            raise GPTClassifierError(
+                f"cannot read {folder / name}: {exc.strerror.lower()}"
+            ) from None
         if actual != expected:
             raise GPTClassifierError(
                 f"{folder / name} does not match its digest in {MARKER_FILE} "
