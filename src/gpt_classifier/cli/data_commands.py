@@ -22,6 +22,7 @@ from ..data import (
 )
 from ..data.splits import DEFAULT_SEED
 from ..tokenizer import get_tokenizer
+from ..training.settings import DEFAULT_RECIPE
 from .options import data_source_options, tokenizer_option
 
 # Keyword names of ``data_options`` that ``prepare_dataset`` takes as they are.
@@ -48,14 +49,16 @@ def data_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--balance",
             type=click.Choice(BALANCE_METHODS),
-            default="undersample",
+            default=DEFAULT_RECIPE.balance,
             show_default=True,
             help="undersample: every class cut to the smallest one (the book); none: keep all.",
         ),
         click.option(
-            "--keep-duplicates",
-            is_flag=True,
-            help="Keep repeated texts (by default only the first occurrence is kept).",
+            "--keep-duplicates/--drop-duplicates",
+            default=DEFAULT_RECIPE.keep_duplicates,
+            show_default=True,
+            help="Keep repeated texts (by default only the first occurrence is kept; the book "
+            "keeps them).",
         ),
         click.option(
             "--fractions",
@@ -65,9 +68,9 @@ def data_options(func: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--padding",
-            default="longest-train",
+            default=DEFAULT_RECIPE.padding,
             show_default=True,
-            help="longest-train (the book), batch, fixed:N, or context.",
+            help="batch (train's default), longest-train (the book), fixed:N, or context.",
         ),
     ]
     for decorator in reversed(decorators):

@@ -206,10 +206,12 @@ def _resume_options(resume_dir: str, kwargs: dict[str, Any]) -> FinetuneOptions:
 @click.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option(
+    "--data-file",
     "--data",
     "data_file",
+    type=click.Path(dir_okay=False),
     default=None,
-    help="Labelled file to evaluate on (default: the run's own splits).",
+    help="Labelled file to evaluate on (default: the run's own splits); --data is its old name.",
 )
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None)
 @click.option("--text-column", default=None)
