@@ -118,3 +118,33 @@ def saved_run(tmp_path_factory) -> Path:
         pad_length=None,
     )
     return save_run(model, info, tmp_path_factory.mktemp("saved") / "run")
+
+
+# A micro model and a 48-text spam/ham file: whole `train` runs in a second or two (the CLI,
+# reliability, fault and experiments tests).
+MICRO_CONFIG = {
+    "vocab_size": 50257,
+    "context_length": 32,
+    "emb_dim": 16,
+    "n_heads": 2,
+    "n_layers": 2,
+    "drop_rate": 0.0,
+    "qkv_bias": True,
+}
+
+
+@pytest.fixture(scope="session")
+def micro_files(tmp_path_factory) -> dict[str, Path]:
+    """``{"config": MICRO_CONFIG as JSON, "data": 24 spam + 24 ham texts as CSV}``."""
+    import csv
+
+    folder = tmp_path_factory.mktemp("micro")
+    config = folder / "micro.json"
+    config.write_text(json.dumps(MICRO_CONFIG))
+    data = folder / "data.csv"
+    with data.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label"])
+        writer.writerows([(f"win a free prize now {i}", "spam") for i in range(24)])
+        writer.writerows([(f"see you at lunch {i}", "ham") for i in range(24)])
+    return {"config": config, "data": data}

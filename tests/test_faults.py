@@ -4,8 +4,6 @@ disk afterwards is the old run, a resumable checkpoint, or the new run — never
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 import random
 import signal
@@ -22,16 +20,6 @@ from gpt_classifier.faults import KILL_AT_ENV
 from gpt_classifier.inference import load_run
 from gpt_classifier.inference.transaction import MARKER_FILE, StagedRun, backup_dir
 
-TINY = {
-    "vocab_size": 50257,
-    "context_length": 32,
-    "emb_dim": 16,
-    "n_heads": 2,
-    "n_layers": 2,
-    "drop_rate": 0.0,
-    "qkv_bias": True,
-}
-
 # Every named crash point, in the order a run reaches them: after checkpoints (the file written
 # but not yet renamed, and renamed), with the run staged but unmarked, marked but not moved, the
 # old run moved aside, and the new one in place before the clean-up.
@@ -47,16 +35,9 @@ RANDOM_KILLS = 3
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory, tokenizer_dir):
+def setup(tmp_path_factory, tokenizer_dir, micro_files):
     folder = tmp_path_factory.mktemp("faults")
-    config = folder / "tiny.json"
-    config.write_text(json.dumps(TINY))
-    data = folder / "data.csv"
-    with data.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["text", "label"])
-        writer.writerows([(f"win a free prize now {i}", "spam") for i in range(24)])
-        writer.writerows([(f"see you at lunch {i}", "ham") for i in range(24)])
+    config, data = micro_files["config"], micro_files["data"]
     args = [
         "--data-file", data, "--model", config, "--init", "random",
         "--tokenizer-dir", tokenizer_dir, "--epochs", "2", "--batch-size", "4",

@@ -3,7 +3,6 @@ Ctrl-C, checkpoints and exact resume, runs as transactions."""
 
 from __future__ import annotations
 
-import csv
 import json
 import signal
 
@@ -26,29 +25,10 @@ from gpt_classifier.training import checkpoint as checkpoint_module
 from gpt_classifier.training import pipeline
 from gpt_classifier.training.pipeline import FinetuneOptions, run_finetune
 
-TINY = {
-    "vocab_size": 50257,
-    "context_length": 32,
-    "emb_dim": 16,
-    "n_heads": 2,
-    "n_layers": 2,
-    "drop_rate": 0.0,
-    "qkv_bias": True,
-}
 
-
-@pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("reliability")
-    config = folder / "tiny.json"
-    config.write_text(json.dumps(TINY))
-    data = folder / "data.csv"
-    with data.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["text", "label"])
-        writer.writerows([(f"win a free prize now {i}", "spam") for i in range(24)])
-        writer.writerows([(f"see you at lunch {i}", "ham") for i in range(24)])
-    return {"config": config, "data": data}
+@pytest.fixture
+def files(micro_files):
+    return micro_files
 
 
 def _options(files, tokenizer_dir, output_dir, **overrides) -> FinetuneOptions:

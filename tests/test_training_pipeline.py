@@ -46,7 +46,10 @@ def test_tiny_model_learns_sms_spam(sms_run):
     metrics = json.loads((sms_run.run_dir / "metrics.json").read_text())
     assert set(metrics) == {"train", "validation", "test"}
     for split in metrics.values():
-        assert 0.0 <= split["accuracy"] <= 1.0 and split["loss"] >= 0.0
+        matrix = split["confusion_matrix"]
+        correct = sum(matrix[i][i] for i in range(len(matrix)))
+        assert split["accuracy"] == correct / split["num_examples"]  # exact, from the counts
+        assert sum(map(sum, matrix)) == split["num_examples"] and split["loss"] > 0.0
     assert metrics["test"]["num_examples"] == 262  # dedup + undersample + 20 %
     assert metrics["test"]["accuracy"] >= 0.90, metrics["test"]["accuracy"]
 

@@ -152,7 +152,9 @@ def split_options(func: Callable[..., Any]) -> Callable[..., Any]:
             show_default=True,
             help="Train,validation,test shares.",
         ),
-        click.option("--seed", type=int, default=None, help="Default 123."),
+        click.option(
+            "--seed", type=click.IntRange(0, 2**63 - 1), default=None, help="Default 123."
+        ),
     ]
     for decorator in reversed(decorators):
         func = decorator(func)

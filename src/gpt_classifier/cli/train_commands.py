@@ -15,9 +15,15 @@ from ..inference.transaction import StagedRun
 from ..precision import PRECISIONS
 from ..training.cache_store import CACHE_DIR_ENV
 from ..training.checkpoint import read_options
-from ..training.recipe import MAX_SEED, FinetuneOptions
-from ..training.settings import PRESETS
-from .options import data_source_options, device_option, model_options, tokenizer_option
+from ..training.recipe import FinetuneOptions
+from .options import (
+    data_source_options,
+    device_option,
+    model_options,
+    precision_option,
+    split_options,
+    tokenizer_option,
+)
 
 # The option defaults are FinetuneOptions' (tests/test_training_options.py keeps them in step).
 DEFAULTS = FinetuneOptions()
@@ -25,28 +31,8 @@ DEFAULTS = FinetuneOptions()
 
 @click.command()
 @data_source_options
-@click.option(
-    "--balance",
-    type=click.Choice(["undersample", "none"]),
-    default=None,
-    help="Undersample every class to the smallest (default) or keep all rows.",
-)
-@click.option(
-    "--keep-duplicates/--drop-duplicates",
-    default=None,
-    help="Keep texts that repeat an earlier one (default: drop; the book keeps them).",
-)
-@click.option(
-    "--fractions", default="0.7,0.1,0.2", show_default=True, help="Train,validation,test shares."
-)
+@split_options
 @model_options
-@click.option(
-    "--preset",
-    type=click.Choice(list(PRESETS)),
-    default=DEFAULTS.preset,
-    show_default=True,
-    help="'book' reproduces chapter 6 exactly; explicit flags still override it.",
-)
 @click.option(
     "--trainable",
     default=None,
@@ -93,7 +79,6 @@ DEFAULTS = FinetuneOptions()
     default=None,
     help="Batches per optimizer step (default 1).",
 )
-@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=None, help="Default 123.")
 @click.option(
     "--select-best/--last-epoch",
     "select_best",
@@ -101,13 +86,7 @@ DEFAULTS = FinetuneOptions()
     help="Keep the epoch with the best validation accuracy (default: the last).",
 )
 @device_option
-@click.option(
-    "--precision",
-    type=click.Choice(PRECISIONS),
-    default=DEFAULTS.precision,
-    show_default=True,
-    help="bf16 autocast where the hardware runs it fast (auto), or force one.",
-)
+@precision_option
 @click.option(
     "--prefix-cache/--no-prefix-cache",
     default=DEFAULTS.prefix_cache,
@@ -221,9 +200,24 @@ def _resume_options(resume_dir: str, kwargs: dict[str, Any]) -> FinetuneOptions:
 )
 @tokenizer_option
 @device_option
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default=None,
+    help="auto, fp32 or bf16 (default: the precision the run was trained with).",
+)
 @click.option("--output", default=None, help="Write the metrics JSON here too.")
 def evaluate(
-    run_dir, data_file, fmt, text_column, label_column, lenient, tokenizer_dir, device, output
+    run_dir,
+    data_file,
+    fmt,
+    text_column,
+    label_column,
+    lenient,
+    tokenizer_dir,
+    device,
+    precision,
+    output,
 ):
     """Evaluate a saved run on its splits or on another labelled file."""
     from ..evaluation import format_report, write_report_json
@@ -238,6 +232,7 @@ def evaluate(
         lenient=lenient,
         tokenizer_dir=tokenizer_dir,
         device=device,
+        precision=precision,
     )
     click.echo(format_report(report, classes), nl=False)
     if output:

@@ -38,7 +38,7 @@ from . import checkpoint
 from .cache_store import CacheStore, dataset_key, default_cache_dir, model_digest
 from .interrupts import deferred_interrupts
 from .loop import LoopState, TrainingDiverged, TrainResult, train_classifier
-from .losses import evaluate_split
+from .losses import EVAL_BATCH_SIZE, evaluate_split
 from .memory import peak_rss_mb, release_free_memory
 from .prefix_cache import (
     DEFAULT_CACHE_BUDGET_BYTES,
@@ -55,7 +55,6 @@ from .settings import TrainSettings
 __all__ = ["FinetuneOptions", "FinetuneResult", "make_optimizer", "run_finetune"]
 
 SPLITS = ("train", "validation", "test")
-EVAL_BATCH_SIZE = 32
 Log = Callable[[str], None]
 
 

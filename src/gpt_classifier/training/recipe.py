@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ..classifier import TrainableSpec, parse_trainable, validate_pooling
+from ..classifier import Pooling, TrainableSpec, parse_trainable, validate_pooling
 from ..config import is_model_name, resolve_config
 from ..data import BALANCE_METHODS, parse_padding
 from ..data.encoding import Padding
@@ -166,7 +166,7 @@ class ResolvedRecipe:
     """The parsed choices of one run: what every later stage reads."""
 
     padding: Padding
-    pooling: str
+    pooling: Pooling
     trainable: TrainableSpec
     keep_duplicates: bool
     balance: str
