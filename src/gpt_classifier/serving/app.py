@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
@@ -120,6 +121,18 @@ def check_limits(*, max_texts: int, max_queue: int) -> None:
         )
 
 
+@dataclass(frozen=True)
+class ServerLimits:
+    """What one server accepts (see ``create_app``)."""
+
+    max_texts: int
+    batch_size: int
+    max_batch_tokens: int
+    batch_wait_ms: float
+    max_queue: int
+    max_request_bytes: int
+
+
 def create_app(
     classifier: TextClassifier,
     *,
@@ -138,6 +151,9 @@ def create_app(
     text waits for others; ``max_queue`` bounds the texts admitted and not yet classified (then
     429); ``max_request_bytes`` bounds a request body (then 413).
     """
+    limits = ServerLimits(
+        max_texts, batch_size, max_batch_tokens, batch_wait_ms, max_queue, max_request_bytes
+    )
     check_limits(max_texts=max_texts, max_queue=max_queue)
     batcher = Batcher(
         classifier,
@@ -171,8 +187,13 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_request_bytes)
     # Added last, so outermost: it sees every answer, the body limit's 413 included.
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=lambda: app.routes)
-    info = classifier.info
+    _add_error_handlers(app)
+    _add_status_routes(app, classifier, limits, metrics, run_dir)
+    _add_classify_route(app, classifier, batcher, metrics, limits.max_texts)
+    return app
 
+
+def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(GPTClassifierError)
     async def _bad_input(request: Request, exc: GPTClassifierError) -> JSONResponse:
         return JSONResponse(status_code=422, content={"detail": str(exc)})
@@ -189,6 +210,16 @@ def create_app(
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(status_code=422, content={"detail": _one_line(exc.errors())})
 
+
+def _add_status_routes(
+    app: FastAPI,
+    classifier: TextClassifier,
+    limits: ServerLimits,
+    metrics: ServerMetrics,
+    run_dir: str | None,
+) -> None:
+    info = classifier.info
+
     @app.get("/health", response_model=HealthOut, summary="Answers once the model is loaded")
     async def health() -> HealthOut:
         return HealthOut(status="ok")
@@ -204,11 +235,11 @@ def create_app(
             pad_length=info.pad_length,
             device=str(classifier.device),
             precision=classifier.precision,
-            max_texts=max_texts,
-            max_batch_tokens=max_batch_tokens,
-            batch_wait_ms=batch_wait_ms,
-            max_queue=max_queue,
-            max_request_bytes=max_request_bytes,
+            max_texts=limits.max_texts,
+            max_batch_tokens=limits.max_batch_tokens,
+            batch_wait_ms=limits.batch_wait_ms,
+            max_queue=limits.max_queue,
+            max_request_bytes=limits.max_request_bytes,
             package_version=__version__,
         )
 
@@ -228,27 +259,38 @@ def create_app(
         body, content_type = metrics.render()
         return Response(content=body, media_type=content_type)
 
+
+_CLASSIFY_ERRORS = {
+    413: _error("The body is over --max-request-bytes."),
+    422: _error(
+        "Malformed body, an empty text, more texts than --max-texts, or a text "
+        'longer than the model reads with "truncate": false.'
+    ),
+    429: _error(
+        "The queue holds --max-queue texts already; retry after `Retry-After` seconds.",
+        headers={
+            "Retry-After": {
+                "description": "Seconds to wait before retrying.",
+                "schema": {"type": "integer"},
+            }
+        },
+    ),
+    503: _error("The server is shutting down."),
+}
+
+
+def _add_classify_route(
+    app: FastAPI,
+    classifier: TextClassifier,
+    batcher: Batcher,
+    metrics: ServerMetrics,
+    max_texts: int,
+) -> None:
     @app.post(
         "/classify",
         response_model=ClassifyResponse,
         summary="Classify texts",
-        responses={
-            413: _error("The body is over --max-request-bytes."),
-            422: _error(
-                "Malformed body, an empty text, more texts than --max-texts, or a text "
-                'longer than the model reads with "truncate": false.'
-            ),
-            429: _error(
-                "The queue holds --max-queue texts already; retry after `Retry-After` seconds.",
-                headers={
-                    "Retry-After": {
-                        "description": "Seconds to wait before retrying.",
-                        "schema": {"type": "integer"},
-                    }
-                },
-            ),
-            503: _error("The server is shutting down."),
-        },
+        responses=_CLASSIFY_ERRORS,
     )
     async def classify(request: ClassifyRequest) -> ClassifyResponse:
         started = time.perf_counter()
@@ -291,5 +333,3 @@ def create_app(
             truncated=truncated,
             seconds=round(time.perf_counter() - started, 4),
         )
-
-    return app
