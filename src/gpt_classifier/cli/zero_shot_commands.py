@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
@@ -44,34 +45,7 @@ from .options import (
     help="Write every answer as JSON here.",
 )
 @click.option("--progress/--no-progress", default=True, show_default=True)
-def zero_shot(
-    data_file,
-    train_file,
-    validation_file,
-    test_file,
-    fmt,
-    text_column,
-    label_column,
-    lenient,
-    preset,
-    balance,
-    keep_duplicates,
-    fractions,
-    seed,
-    model,
-    weights,
-    init,
-    tokenizer_dir,
-    split,
-    limit,
-    positive_label,
-    prompt,
-    max_new_tokens,
-    device,
-    precision,
-    output,
-    progress,
-) -> None:
+def zero_shot(**options: Any) -> None:
     """Score the base model's yes/no answers (no fine-tuning).
 
     Asks the book's question (is this text spam? yes or no) for each text of a split. The split
@@ -79,63 +53,73 @@ def zero_shot(
     """
     from tqdm.auto import tqdm
 
-    from ..data import prepare_dataset
     from ..evaluation.zero_shot import BOOK_PROMPT, zero_shot
     from ..fileio import write_json
     from ..precision import resolve_device, resolve_precision
     from ..tokenizer import get_tokenizer
-    from ..training.settings import PRESETS
     from ..weights import build_model
 
-    recipe = PRESETS[preset]
-    seed = recipe.train.seed if seed is None else seed
-    prepared = prepare_dataset(
-        data_file=data_file,
-        train_file=train_file,
-        validation_file=validation_file,
-        test_file=test_file,
-        fmt=fmt,
-        text_column=text_column,
-        label_column=label_column,
-        balance=recipe.balance if balance is None else balance,
-        keep_duplicates=recipe.keep_duplicates if keep_duplicates is None else keep_duplicates,
-        lenient=lenient,
-        seed=seed,
-        fractions=fractions,
-        progress=progress,
-    )
-    classes = list(prepared.label_map.classes)
-    if positive_label not in classes or len(classes) != 2:
-        raise GPTClassifierError(
-            f"zero-shot needs two classes including --positive-label {positive_label!r} "
-            f"(the data has {', '.join(classes)})"
+    records, positive, negative, seed = _split_records(options)
+    tokenizer = get_tokenizer(options["tokenizer_dir"])
+    device = resolve_device(options["device"])
+    gpt = build_model(options["model"], options["weights"], options["init"], seed=seed)
+    with tqdm(
+        total=len(records), desc="zero-shot", disable=not options["progress"], file=sys.stderr
+    ) as bar:
+        result = zero_shot(
+            gpt.to(device),
+            tokenizer,
+            records,
+            positive,
+            negative,
+            prompt=options["prompt"] or BOOK_PROMPT,
+            max_new_tokens=options["max_new_tokens"],
+            device=device,
+            precision=resolve_precision(options["precision"], device),
+            on_example=lambda: bar.update(1),
         )
-    negative = next(c for c in classes if c != positive_label)
-    records = prepared.split(split)[:limit]
-    tokenizer = get_tokenizer(tokenizer_dir)
-    resolved_device = resolve_device(device)
-    gpt = build_model(model, weights, init, seed=seed).to(resolved_device)
-    bar = tqdm(total=len(records), desc="zero-shot", disable=not progress, file=sys.stderr)
-    result = zero_shot(
-        gpt,
-        tokenizer,
-        records,
-        positive_label,
-        negative,
-        prompt=prompt or BOOK_PROMPT,
-        max_new_tokens=max_new_tokens,
-        device=resolved_device,
-        precision=resolve_precision(precision, resolved_device),
-        on_example=lambda: bar.update(1),
-    )
-    bar.close()
     answers = ", ".join(f"{k} {v}" for k, v in sorted(result.answers.items()))
     click.echo(
-        f"zero-shot accuracy on {len(records)} {split} texts: "
+        f"zero-shot accuracy on {len(records)} {options['split']} texts: "
         f"{result.accuracy * 100:.2f} % (answers: {answers})"
     )
-    if output:
-        write_json(output, result.to_dict())
+    if options["output"]:
+        write_json(options["output"], result.to_dict())
+
+
+def _split_records(options: dict[str, Any]) -> tuple[list, str, str, int]:
+    """The texts to score (the split train would make with these flags), the positive and
+    negative class names, and the seed."""
+    from ..data import prepare_dataset
+    from ..training.settings import PRESETS
+
+    recipe = PRESETS[options["preset"]]
+    seed = recipe.train.seed if options["seed"] is None else options["seed"]
+    balance, keep = options["balance"], options["keep_duplicates"]
+    prepared = prepare_dataset(
+        data_file=options["data_file"],
+        train_file=options["train_file"],
+        validation_file=options["validation_file"],
+        test_file=options["test_file"],
+        fmt=options["fmt"],
+        text_column=options["text_column"],
+        label_column=options["label_column"],
+        balance=recipe.balance if balance is None else balance,
+        keep_duplicates=recipe.keep_duplicates if keep is None else keep,
+        lenient=options["lenient"],
+        seed=seed,
+        fractions=options["fractions"],
+        progress=options["progress"],
+    )
+    classes = list(prepared.label_map.classes)
+    positive = options["positive_label"]
+    if positive not in classes or len(classes) != 2:
+        raise GPTClassifierError(
+            f"zero-shot needs two classes including --positive-label {positive!r} "
+            f"(the data has {', '.join(classes)})"
+        )
+    negative = next(c for c in classes if c != positive)
+    return prepared.split(options["split"])[: options["limit"]], positive, negative, seed
 
 
 COMMANDS = [zero_shot]

@@ -17,6 +17,33 @@ import numpy as np
 _PROBABILITY_SUM_TOLERANCE = 1e-3
 
 
+def _class_names(class_names: Sequence[str]) -> list[str]:
+    names = [str(name) for name in class_names]
+    if len(names) < 2:
+        raise ValueError(f"need at least two class names, got {len(names)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"class names must be unique, got {names}")
+    return names
+
+
+def _roc_auc(
+    true: np.ndarray, probabilities: np.ndarray | None, n: int, num_classes: int
+) -> tuple[float | None, str | None]:
+    """Binary ROC-AUC of class 1, or the macro mean of one-vs-rest AUCs over the classes that
+    have both positives and negatives; ``(None, None)`` where undefined."""
+    if probabilities is None:
+        return None, None
+    probs = _probabilities(probabilities, n, num_classes)
+    if num_classes == 2:
+        auc = binary_roc_auc(true == 1, probs[:, 1])
+        return auc, ("binary" if auc is not None else None)
+    aucs = [binary_roc_auc(true == k, probs[:, k]) for k in range(num_classes)]
+    defined = [auc for auc in aucs if auc is not None]
+    if not defined:
+        return None, None
+    return float(np.mean(defined)), "one-vs-rest macro"
+
+
 def classification_metrics(
     y_true: Sequence[int] | np.ndarray,
     y_pred: Sequence[int] | np.ndarray,
@@ -49,13 +76,8 @@ def classification_metrics(
     Raises ``ValueError`` on inputs that do not fit together (lengths, ids out of range,
     probability shape, duplicate class names).
     """
-    names = [str(name) for name in class_names]
+    names = _class_names(class_names)
     num_classes = len(names)
-    if num_classes < 2:
-        raise ValueError(f"need at least two class names, got {num_classes}")
-    if len(set(names)) != num_classes:
-        raise ValueError(f"class names must be unique, got {names}")
-
     true = _class_ids(y_true, "y_true", num_classes)
     pred = _class_ids(y_pred, "y_pred", num_classes)
     if true.shape != pred.shape:
@@ -83,20 +105,7 @@ def classification_metrics(
     }
     weights = support / support.sum()
 
-    roc_auc: float | None = None
-    roc_auc_method: str | None = None
-    if probabilities is not None:
-        probs = _probabilities(probabilities, n, num_classes)
-        if num_classes == 2:
-            roc_auc = binary_roc_auc(true == 1, probs[:, 1])
-            roc_auc_method = "binary" if roc_auc is not None else None
-        else:
-            aucs = [binary_roc_auc(true == k, probs[:, k]) for k in range(num_classes)]
-            defined = [auc for auc in aucs if auc is not None]
-            if defined:
-                roc_auc = float(np.mean(defined))
-                roc_auc_method = "one-vs-rest macro"
-
+    roc_auc, roc_auc_method = _roc_auc(true, probabilities, n, num_classes)
     return {
         "accuracy": float(np.mean(true == pred)),
         "loss": None if loss is None else float(loss),
