@@ -196,3 +196,12 @@ def test_real_tokenizer_multiclass_file(tmp_path, tokenizer):
     assert batch.input_ids.shape == (2, expected)
     row = batch.input_ids[0, : batch.lengths[0]].tolist()
     assert tokenizer.decode(row) == prepared.train[batch.indices[0]].text
+
+
+def test_equal_length_buckets_never_pad():
+    from gpt_classifier.data.encoding import BucketBatchSampler
+
+    lengths = [3, 5, 3, 3, 5, 2, 3]
+    batches = list(BucketBatchSampler(lengths, 2, equal_lengths=True))
+    assert batches == [[1, 4], [0, 2], [3, 6], [5]]  # longest first, never two lengths
+    assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))

@@ -164,17 +164,18 @@ def test_any_number_of_string_classes(tmp_path, tiny_config_file, tokenizer_dir)
 
 
 @pytest.mark.parametrize(
-    ("trainable", "pooling", "padding"),
+    ("trainable", "pooling", "padding", "batch_size"),
     [
-        ("last-block", "last-real", "batch"),  # our default
-        ("last-block", "last", "longest-train"),  # the book
-        ("head", "last-real", "batch"),
-        ("last-blocks:2", "mean", "batch"),
-        ("last-block", "first", "fixed:24"),
+        ("last-block", "last-real", "batch", 8),  # our default
+        ("last-block", "last", "longest-train", 8),  # the book
+        ("last-block", "last", "batch", 1),  # the book's "no padding" rows: nothing is padded
+        ("head", "last-real", "batch", 8),
+        ("last-blocks:2", "mean", "batch", 8),
+        ("last-block", "first", "fixed:24", 8),
     ],
 )
 def test_prefix_cache_gives_the_same_losses(
-    tmp_path, tiny_config_file, tokenizer_dir, trainable, pooling, padding
+    tmp_path, tiny_config_file, tokenizer_dir, trainable, pooling, padding, batch_size
 ):
     data = tmp_path / "topics.csv"
     _three_class_csv(data)
@@ -188,6 +189,8 @@ def test_prefix_cache_gives_the_same_losses(
             trainable=trainable,
             pooling=pooling,
             padding=padding,
+            batch_size=batch_size,
+            epochs=1 if batch_size == 1 else 2,
             prefix_cache=cached,
         )
         for cached in (True, False)

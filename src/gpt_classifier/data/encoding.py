@@ -220,7 +220,9 @@ def collate(
 
 class BucketBatchSampler(Sampler[list[int]]):
     """Batches of similar length: indices sorted longest first (ties by index), cut into batches;
-    with ``shuffle`` the order of the batches is shuffled every epoch."""
+    with ``equal_lengths`` a batch never mixes lengths (nothing is padded: the book's ``last``
+    pooling then reads each text's own last token); with ``shuffle`` the order of the batches is
+    shuffled every epoch."""
 
     def __init__(
         self,
@@ -230,9 +232,17 @@ class BucketBatchSampler(Sampler[list[int]]):
         shuffle: bool = False,
         drop_last: bool = False,
         generator: torch.Generator | None = None,
+        equal_lengths: bool = False,
     ) -> None:
         order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
-        self.batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        groups = [order]
+        if equal_lengths:
+            groups = [
+                [i for i in order if lengths[i] == n] for n in sorted(set(lengths), reverse=True)
+            ]
+        self.batches = [
+            group[i : i + batch_size] for group in groups for i in range(0, len(group), batch_size)
+        ]
         if drop_last and self.batches and len(self.batches[-1]) < batch_size:
             self.batches.pop()
         self.shuffle = shuffle
@@ -259,10 +269,12 @@ def make_loader(
     pad_length: int | None,
     pad_token_id: int = PAD_TOKEN_ID,
     bucket_by_length: bool = False,
+    equal_lengths: bool = False,
 ) -> DataLoader:
     """A ``DataLoader`` of ``Batch`` with a seeded generator. ``pad_length=None`` pads each batch
     to its longest row. ``bucket_by_length`` (for evaluation and inference) groups rows of similar
-    length; ``Batch.indices`` lead back to dataset order."""
+    length, ``equal_lengths`` of the same length only; ``Batch.indices`` lead back to dataset
+    order."""
     if batch_size <= 0:
         raise GPTClassifierError(f"batch size must be positive, got {batch_size}")
     if pad_length is not None and pad_length <= 0:
@@ -276,6 +288,7 @@ def make_loader(
             shuffle=shuffle,
             drop_last=drop_last,
             generator=generator,
+            equal_lengths=equal_lengths,
         )
         return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_fn)
     return DataLoader(
@@ -364,6 +377,7 @@ class EncodedSplits:
         drop_last: bool | None = None,
         seed: int = DEFAULT_SEED,
         bucket_by_length: bool = False,
+        equal_lengths: bool = False,
     ) -> DataLoader:
         """The book's loaders by default: train shuffled with ``drop_last``, the others in order
         and complete."""
@@ -376,6 +390,7 @@ class EncodedSplits:
             seed=seed,
             pad_length=self.pad_lengths[name],
             bucket_by_length=bucket_by_length,
+            equal_lengths=equal_lengths,
         )
 
 

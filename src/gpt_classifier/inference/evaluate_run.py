@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..classifier import Pooling
 from ..data import LabelMap, encode_records, make_loader, read_records, read_splits
 from ..precision import resolve_device, resolve_precision
 from ..tokenizer import get_tokenizer
@@ -60,6 +61,7 @@ def evaluate_run(
             pad_length=info.pad_length,
             pad_token_id=info.pad_token_id,
             bucket_by_length=True,
+            equal_lengths=info.pad_length is None and info.pooling == Pooling.LAST,
         )
         report[name] = evaluate_split(
             model, loader, resolved_device, resolved_precision, label_map.classes

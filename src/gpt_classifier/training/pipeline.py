@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ..classifier import GPTClassifier, apply_trainable, describe_trainable
+from ..classifier import GPTClassifier, Pooling, apply_trainable, describe_trainable
 from ..data import encode_splits, prepare_dataset, write_splits
 from ..data.encoding import EncodedSplits
 from ..data.prepare import PreparedData
@@ -276,6 +276,9 @@ def make_loaders(
         "train": encoded.loader("train", settings.batch_size, seed=settings.seed),
         "validation": encoded.loader("validation", settings.batch_size, seed=settings.seed),
     }
+    # 'last' pooling over per-batch padding reads position -1: evaluate texts of equal length
+    # together, so it is each text's own last token, as `classify` does
+    unpadded_eval = encoded.pad_lengths["train"] is None and classifier.pooling == Pooling.LAST
     for name in SPLITS:
         loaders[f"eval_{name}"] = encoded.loader(
             name,
@@ -284,9 +287,11 @@ def make_loaders(
             drop_last=False,
             seed=settings.seed,
             bucket_by_length=True,
+            equal_lengths=unpadded_eval,
         )
     setup = TrainingSetup(classifier, classifier, loaders, device, precision, cached=False)
-    plan = plan_prefix_cache(classifier, encoded.pad_lengths["train"])
+    never_padded = unpadded_eval and settings.batch_size == 1
+    plan = plan_prefix_cache(classifier, encoded.pad_lengths["train"], never_padded=never_padded)
     if not options.prefix_cache:
         log("frozen-prefix cache: off (--no-prefix-cache)")
         return setup

@@ -36,14 +36,20 @@ class CachePlan:
         return self.start_block > 0
 
 
-def plan_prefix_cache(model: GPTClassifier, pad_length: int | None) -> CachePlan:
+def plan_prefix_cache(
+    model: GPTClassifier, pad_length: int | None, *, never_padded: bool = False
+) -> CachePlan:
     """The first block that must run during training, or ``0`` with the reason the cache
-    cannot be used. Call after ``apply_trainable``."""
+    cannot be used. Call after ``apply_trainable``. ``never_padded``: no batch is ever padded
+    (training batches of one text, evaluation batches of equal lengths), so every position the
+    model reads is a real token's."""
     start = first_trainable_block(model)
     if start == 0:
         return CachePlan(0, "every block (or the embeddings) is trained")
     if model.cfg.drop_rate > 0:
         return CachePlan(0, f"dropout ({model.cfg.drop_rate}) changes the frozen states each step")
+    if never_padded:
+        return CachePlan(start)
     if pad_length is None and model.pooling == Pooling.LAST:
         return CachePlan(0, "'last' pooling reads a padding position whose state varies by batch")
     if pad_length is None and not model.cfg.causal:
