@@ -124,3 +124,27 @@ def test_a_failing_row_is_reported_and_the_others_still_run(files, tokenizer_dir
     assert result.exit_code == 2
     assert "1 of 2 runs failed" in result.output
     assert "Row 2 failed: seed 123: padding fixed:999" in (out / "experiments.md").read_text()
+
+
+def test_each_row_reports_its_own_peak_memory():
+    import torch
+
+    from gpt_classifier.training.memory import peak_rss_mb, reset_peak_rss
+
+    block = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
+    before = peak_rss_mb()
+    del block
+    if not reset_peak_rss():
+        pytest.skip("no /proc/self/clear_refs on this system")
+    assert peak_rss_mb() < before - 32  # the 64 MiB are no longer in the new peak
+
+
+def test_the_table_describes_each_row_with_its_real_options():
+    from gpt_classifier.experiments.grid import Row
+
+    described = Row(14, "x", {"preset": "book", "padding": "batch", "batch_size": 1}).describe()
+    assert described["context"] == "no padding" and described["token position"] == "last"
+    assert Row(1, "y", {"model": "/tmp/tiny.json", "init": "random"}).describe()["model"] == (
+        "tiny.json"
+    )
+    assert Row(2, "z", {}).describe()["token position"] == "last-real"  # the default preset's

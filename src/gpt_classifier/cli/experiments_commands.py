@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -89,6 +90,8 @@ def experiments(**kwargs: Any) -> None:
         if name in kwargs and ctx.get_parameter_source(name) != ParameterSource.DEFAULT
     }
     base = {**base, **given, "plots": kwargs["plots"]}
+    # each row carries the options it really runs with, so the table describes them
+    rows = [dataclasses.replace(row, options={**base, **row.options}) for row in rows]
     seeds = [kwargs["seed"] + i for i in range(kwargs["seeds"])]
     output_dir = Path(kwargs["output_dir"])
 

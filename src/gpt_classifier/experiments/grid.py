@@ -16,6 +16,7 @@ from typing import Any
 
 from ..errors import GPTClassifierError
 from ..training.recipe import FinetuneOptions
+from ..training.settings import PRESETS
 
 
 @dataclass(frozen=True)
@@ -26,23 +27,25 @@ class Row:
     note: str = ""  # why a row cannot differ from another in this implementation, etc.
 
     def describe(self) -> dict[str, str]:
-        """The book's columns for this row."""
+        """The book's columns for this row (its options over its preset's recipe)."""
         o = self.options
-        padding = o.get("padding", "longest-train")
+        recipe = PRESETS.get(str(o.get("preset", "default")), PRESETS["default"])
+        padding = str(o.get("padding") or recipe.padding)
+        batch_size = o.get("batch_size") or recipe.train.batch_size
         context = {
             "longest-train": "longest train ex.",
             "context": "context length",
-            "batch": "no padding" if o.get("batch_size") == 1 else "per batch",
+            "batch": "no padding" if batch_size == 1 else "per batch",
         }.get(padding, padding)
-        if o.get("grad_accum_steps", 1) > 1:
+        if (o.get("grad_accum_steps") or 1) > 1:
             context += f", {o['grad_accum_steps']} accumulation steps"
         if o.get("causal_mask") is False:
             context += "; no causal mask"
         return {
-            "model": str(o.get("model", "base")),
-            "weights": str(o.get("init", "base")),
-            "token position": str(o.get("pooling", "last")),
-            "trainable": str(o.get("trainable", "last-block")),
+            "model": Path(str(o.get("model", "gpt2"))).name,
+            "weights": str(o.get("init", "pretrained")),
+            "token position": str(o.get("pooling") or recipe.pooling),
+            "trainable": str(o.get("trainable") or recipe.trainable),
             "context": context,
         }
 

@@ -17,6 +17,7 @@ from typing import Any
 from ..errors import GPTClassifierError
 from ..inference.transaction import MARKER_FILE, StagedRun, check_output_dir
 from ..training.checkpoint import OPTIONS_FILE
+from ..training.memory import reset_peak_rss
 from ..training.pipeline import run_finetune
 from ..training.recipe import FinetuneOptions
 from .grid import Row
@@ -88,6 +89,7 @@ def _run_one(
     if resume and (StagedRun(run_dir).checkpoint_dir / OPTIONS_FILE).is_file():
         values.update(resume=True, overwrite=False)
     log(f"{title}: training into {run_dir}")
+    reset_peak_rss()  # each row's peak, not the grid's so far
     try:
         result = run_finetune(FinetuneOptions.from_dict(values), log=lambda m: log(f"  {m}"))
     except GPTClassifierError as exc:

@@ -11,9 +11,28 @@ import sys
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MiB (ru_maxrss is KiB on Linux)."""
-    usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    """Peak resident memory of this process since it started (or since ``reset_peak_rss``),
+    in MiB."""
+    try:  # Linux: VmHWM, the high-water mark that reset_peak_rss can lower
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return usage / (1024 * 1024) if sys.platform == "darwin" else usage / 1024
+
+
+def reset_peak_rss() -> bool:
+    """Start a new peak at the current resident size (Linux), so several runs in one process
+    (an experiments grid) each report their own; False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as refs:
+            refs.write("5")
+        return True
+    except OSError:
+        return False
 
 
 @functools.cache
