@@ -138,11 +138,10 @@ def run_finetune(options: FinetuneOptions, log: Log = _stderr) -> FinetuneResult
         if interrupt.requested:
             result.interrupted = True
     except TrainingDiverged as exc:
-        kept = checkpoint.has_checkpoint(staged.checkpoint_dir)
-        where = f"the last good checkpoint is kept in {staged.checkpoint_dir}" if kept else ""
-        raise GPTClassifierError(
-            f"{exc}; nothing was saved{'; ' + where if where else ''}"
-        ) from None
+        message = f"{exc}; nothing was saved"
+        if checkpoint.has_checkpoint(staged.checkpoint_dir):
+            message += f"; the last good checkpoint is kept in {staged.checkpoint_dir}"
+        raise GPTClassifierError(message) from None
     except BaseException:
         if not checkpoint.has_checkpoint(staged.checkpoint_dir):
             staged.discard()  # nothing worth resuming: leave no trace
