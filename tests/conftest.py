@@ -148,3 +148,30 @@ def micro_files(tmp_path_factory) -> dict[str, Path]:
         writer.writerows([(f"win a free prize now {i}", "spam") for i in range(24)])
         writer.writerows([(f"see you at lunch {i}", "ham") for i in range(24)])
     return {"config": config, "data": data}
+
+
+@pytest.fixture
+def deny_access(monkeypatch):
+    """``deny(path, target)``: Path's ``stat`` (for folders), ``read_text`` and ``open`` raise
+    EACCES for ``path`` — or, with ``target == "folder"``, for the entries of folder ``path``
+    (a folder without x permission: its entries cannot be looked up, itself can). Tests of
+    permission errors that also run as root, which reads anything."""
+    import errno
+
+    def deny(denied: Path, target: str) -> None:
+        def refusing(method: str) -> None:
+            original = getattr(Path, method)
+
+            def check(self, *args, **kwargs):
+                if self.parent == denied if target == "folder" else self == denied:
+                    raise PermissionError(errno.EACCES, "Permission denied", str(self))
+                return original(self, *args, **kwargs)
+
+            monkeypatch.setattr(Path, method, check)
+
+        if target in ("folder", "parent"):
+            refusing("stat")
+        refusing("read_text")
+        refusing("open")
+
+    return deny

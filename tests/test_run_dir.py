@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import errno
 import json
 import os
 import shutil
@@ -463,25 +462,11 @@ def test_unreadable_run_is_a_one_line_error(run_copy, target):
 
 
 @pytest.mark.parametrize("target", ["run.json", "model.safetensors", "folder", "parent"])
-def test_permission_errors_are_one_line_errors_even_as_root(run_copy, monkeypatch, target):
+def test_permission_errors_are_one_line_errors_even_as_root(run_copy, deny_access, target):
     """What the OS raises for a file (or a folder) this user may not read, simulated."""
     denied = run_copy if target in ("folder", "parent") else run_copy / target
 
-    def refusing(method):
-        original = getattr(Path, method)
-
-        def check(self, *args, **kwargs):
-            # a folder without x permission: its entries cannot be looked up, itself can
-            if self.parent == denied if target == "folder" else self == denied:
-                raise PermissionError(errno.EACCES, "Permission denied", str(self))
-            return original(self, *args, **kwargs)
-
-        monkeypatch.setattr(Path, method, check)
-
-    if target in ("folder", "parent"):
-        refusing("stat")  # is_dir/is_file of the folder's entries
-    refusing("read_text")
-    refusing("open")
+    deny_access(denied, target)
     message = _one_line_error(run_copy, "cannot read", str(run_copy))
     assert "permission denied" in message.lower()
 

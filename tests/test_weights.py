@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 from pathlib import Path
@@ -416,27 +415,13 @@ def test_unreadable_weights_are_one_line_errors(tmp_path, target):
 @pytest.mark.parametrize(
     "target", ["model.safetensors.index.json", "one.safetensors", "folder", "parent"]
 )
-def test_permission_errors_on_weights_even_as_root(tmp_path, monkeypatch, target):
+def test_permission_errors_on_weights_even_as_root(tmp_path, deny_access, target):
     folder = tmp_path / "model"
     t = _sharded(folder, ["one.safetensors"])
     write(folder / "one.safetensors", t)
     denied = folder if target in ("folder", "parent") else folder / target
 
-    def refusing(method):
-        original = getattr(Path, method)
-
-        def check(self, *args, **kwargs):
-            # a folder without x permission: its entries cannot be looked up, itself can
-            if self.parent == denied if target == "folder" else self == denied:
-                raise PermissionError(errno.EACCES, "Permission denied", str(self))
-            return original(self, *args, **kwargs)
-
-        monkeypatch.setattr(Path, method, check)
-
-    if target in ("folder", "parent"):
-        refusing("stat")
-    refusing("read_text")
-    refusing("open")
+    deny_access(denied, target)
     with pytest.raises(GPTClassifierError) as error:
         load_pretrained(str(folder), config=SMALL)
     message = str(error.value)
