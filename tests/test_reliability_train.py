@@ -352,3 +352,19 @@ def test_padding_with_a_non_ascii_digit_is_a_one_line_error():
 
     with pytest.raises(GPTClassifierError):
         parse_padding("fixed:²")
+
+
+def test_ctrl_c_before_training_leaves_nothing_and_exits_130(
+    files, tokenizer_dir, tmp_path, monkeypatch
+):
+    original = pipeline.prepare_data
+
+    def interrupted_data(*args, **kwargs):
+        signal.raise_signal(signal.SIGINT)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "prepare_data", interrupted_data)
+    result = _cli_train(files, tokenizer_dir, tmp_path / "run")
+    assert result.exit_code == 130, result.output
+    assert result.output.strip().endswith("interrupted")
+    assert list(tmp_path.iterdir()) == []  # no run, no staging folder
