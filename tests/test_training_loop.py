@@ -10,6 +10,7 @@ from torch import nn
 
 from gpt_classifier.classifier import GPTClassifier, apply_trainable
 from gpt_classifier.data.encoding import Batch, collate
+from gpt_classifier.evaluation.predictions import predict_loader
 from gpt_classifier.model import GPTModel
 from gpt_classifier.training import (
     TrainSettings,
@@ -20,7 +21,6 @@ from gpt_classifier.training import (
     train_classifier,
     train_classifier_simple,
 )
-from gpt_classifier.training.losses import predict_loader
 
 # Small models (conftest's tiny_config) on hand-made batches: steps can be replayed by hand and
 # the weights scripted, so the checks are exact.

@@ -11,6 +11,7 @@ from torch import nn
 
 from gpt_classifier.classifier import GPTClassifier
 from gpt_classifier.data.encoding import Batch, collate
+from gpt_classifier.evaluation.predictions import predict_loader, unpack_batch
 from gpt_classifier.model import GPTModel
 from gpt_classifier.training import (
     calc_accuracy_loader,
@@ -19,7 +20,6 @@ from gpt_classifier.training import (
     classifier_logits,
     evaluate_model,
 )
-from gpt_classifier.training.losses import predict_loader, unpack_batch
 
 LN3 = math.log(3.0)
 

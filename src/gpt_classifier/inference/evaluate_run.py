@@ -13,9 +13,9 @@ from typing import Any
 
 from ..classifier import Pooling
 from ..data import LabelMap, encode_records, make_loader, read_records, read_splits
+from ..evaluation.predictions import EVAL_BATCH_SIZE, evaluate_split
 from ..precision import resolve_device, resolve_precision
 from ..tokenizer import get_tokenizer
-from ..training.losses import EVAL_BATCH_SIZE, evaluate_split
 from .run_dir import load_run, read_run_info
 
 SPLITS = ("train", "validation", "test")

@@ -8,36 +8,13 @@ one fed cached hidden states (same call), or the book's plain ``GPTModel`` with 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..evaluation import classification_metrics
-from ..model import GPTModel
-from ..precision import autocast
-
-# Rows per batch of the final report, at training time and in ``gpt-classifier evaluate`` alike:
-# with the same batches (length-bucketed, in order) both compute the very same numbers.
-EVAL_BATCH_SIZE = 32
-
-
-def unpack_batch(batch: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """``(inputs, targets, lengths or None)`` from a book batch or one of ours."""
-    inputs, targets = batch[0], batch[1]
-    lengths = batch[2] if len(batch) > 2 else None
-    return inputs, targets, lengths
-
-
-def classifier_logits(
-    model: nn.Module, input_batch: torch.Tensor, lengths: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Class logits ``(batch, num_classes)``."""
-    if isinstance(model, GPTModel):  # the book: logits of the last output token
-        return model(input_batch)[:, -1, :]
-    return model(input_batch, lengths)
+from ..evaluation.predictions import classifier_logits, unpack_batch
 
 
 def calc_loss_batch(
@@ -119,51 +96,3 @@ def evaluate_model(
         val_loss = calc_loss_loader(val_loader, model, device, num_batches=eval_iter)
     model.train(was_training)
     return train_loss, val_loss
-
-
-def predict_loader(
-    data_loader: Iterable, model: nn.Module, device: torch.device | str
-) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """Targets ``(N,)``, class probabilities ``(N, C)`` and mean per-example loss over a loader.
-
-    The loss is averaged over examples (not batches) so it is exact for a last, smaller batch.
-    """
-    targets_all, probs_all = [], []
-    loss_sum, seen = 0.0, 0
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        for batch in data_loader:
-            inputs, targets, lengths = unpack_batch(batch)
-            logits = classifier_logits(model, inputs.to(device), lengths).float()
-            targets = targets.to(device)
-            loss_sum += F.cross_entropy(logits, targets, reduction="sum").item()
-            seen += targets.shape[0]
-            targets_all.append(targets.cpu())
-            probs_all.append(torch.softmax(logits, dim=-1).cpu())
-    model.train(was_training)
-    if not seen:
-        return torch.empty(0, dtype=torch.long), torch.empty(0, 0), float("nan")
-    return torch.cat(targets_all), torch.cat(probs_all), loss_sum / seen
-
-
-def evaluate_split(
-    model: nn.Module,
-    loader: Iterable,
-    device: torch.device,
-    precision: str,
-    classes: Sequence[str],
-) -> dict[str, Any]:
-    """The report's metrics of one split (``classification_metrics``: loss, accuracy, F1, ...).
-
-    The one code path behind ``metrics.json`` at the end of training and ``gpt-classifier
-    evaluate``, so that the two agree; ``precision`` is a resolved one (``fp32`` or ``bf16``)."""
-    with autocast(device, precision):
-        targets, probabilities, loss = predict_loader(loader, model, device)
-    return classification_metrics(
-        targets.numpy(),
-        probabilities.argmax(dim=-1).numpy(),
-        list(classes),
-        probabilities.numpy(),
-        loss,
-    )

@@ -28,6 +28,7 @@ from ..data.encoding import EncodedSplits
 from ..data.prepare import PreparedData
 from ..errors import GPTClassifierError
 from ..evaluation import format_report, write_report_json
+from ..evaluation.predictions import EVAL_BATCH_SIZE, evaluate_split
 from ..fileio import write_json, write_text
 from ..inference.run_dir import RunInfo, write_model_files
 from ..inference.transaction import StagedRun, check_output_dir, finish_interrupted_commit
@@ -38,7 +39,6 @@ from . import checkpoint
 from .cache_store import CacheStore, dataset_key, default_cache_dir, model_digest
 from .interrupts import deferred_interrupts
 from .loop import LoopState, TrainingDiverged, TrainResult, train_classifier
-from .losses import EVAL_BATCH_SIZE, evaluate_split
 from .memory import peak_rss_mb, release_free_memory
 from .prefix_cache import (
     DEFAULT_CACHE_BUDGET_BYTES,
