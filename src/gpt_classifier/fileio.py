@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .errors import GPTClassifierError
+
 _umask_lock = threading.Lock()
 
 
@@ -91,3 +93,32 @@ def fsync_directory(folder: str | os.PathLike[str]) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def _is_empty_dir(folder: Path) -> bool:
+    return folder.is_dir() and not any(folder.iterdir())
+
+
+def check_output_dir(target: str | os.PathLike[str], *, overwrite: bool) -> Path:
+    """Fail now, before any work, if ``target`` cannot become an output folder (a run, splits).
+
+    Refuses an existing non-empty folder unless ``overwrite``; a file in the way, a parent that is
+    a file, or a place that cannot be written is an error naming the path.
+    """
+    target = Path(target).expanduser()
+    if target.exists() and not target.is_dir():
+        raise GPTClassifierError(f"output directory {target} is a file")
+    if target.is_dir() and not _is_empty_dir(target) and not overwrite:
+        what = "a gpt-classifier run" if (target / "run.json").exists() else "not empty"
+        raise GPTClassifierError(
+            f"output directory {target} is {what}; pass --overwrite to replace it, "
+            "or choose another --output-dir"
+        )
+    for parent in [target.parent, *target.parent.parents]:
+        if parent.exists():
+            if not parent.is_dir():
+                raise GPTClassifierError(f"cannot create {target}: {parent} is a file")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise GPTClassifierError(f"cannot create {target}: {parent} is not writable")
+            break
+    return target

@@ -14,13 +14,13 @@ from ..data import (
     DataSummary,
     EncodedSplits,
     LabelMap,
-    check_output_dir,
     encode_splits,
     parse_padding,
     prepare_dataset,
     write_splits,
 )
 from ..data.splits import DEFAULT_SEED
+from ..fileio import check_output_dir
 from ..tokenizer import get_tokenizer
 from ..training.settings import DEFAULT_RECIPE
 from .options import data_source_options, tokenizer_option
@@ -117,7 +117,7 @@ def prepare(
     **options: Any,
 ) -> None:
     """Deduplicate, balance and split a dataset; print counts and token lengths; write splits."""
-    check_output_dir(output_dir, overwrite)  # before minutes of work, not after
+    check_output_dir(output_dir, overwrite=overwrite)  # before minutes of work, not after
     strategy = parse_padding(padding)  # fail before any download
     prepared = prepare_dataset(**{key: options[key] for key in PREPARE_KEYS}, seed=seed)
     encoded = encode_splits(prepared, get_tokenizer(tokenizer_dir), strategy, context_length)

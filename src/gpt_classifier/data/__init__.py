@@ -30,7 +30,6 @@ from .labels import LabelMap, sort_labels
 from .prepare import (
     DataSummary,
     PreparedData,
-    check_output_dir,
     prepare_dataset,
     read_splits,
     write_splits,
@@ -96,7 +95,6 @@ __all__ = [
     "Record",
     "TextRow",
     "balance_classes",
-    "check_output_dir",
     "class_counts",
     "collate",
     "deduplicate",

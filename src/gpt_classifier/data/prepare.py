@@ -169,20 +169,6 @@ def prepare_dataset(
     return PreparedData(train, validation, test, label_map, summary)
 
 
-def check_output_dir(output_dir: PathLike, overwrite: bool = False) -> Path:
-    """``output_dir`` as a path, once it is known that writing the splits there loses nothing:
-    it does not exist, or is an empty folder, or ``overwrite`` is set. Cheap, so that a command
-    can call it before any work."""
-    folder = Path(output_dir)
-    if folder.exists() and not folder.is_dir():
-        raise GPTClassifierError(f"--output-dir {folder} is a file, not a folder")
-    if not overwrite and folder.is_dir() and any(folder.iterdir()):
-        raise GPTClassifierError(
-            f"--output-dir {folder} is not empty; pass --overwrite to replace the splits in it"
-        )
-    return folder
-
-
 def write_splits(prepared: PreparedData, output_dir: PathLike) -> dict[str, Path]:
     """``train.csv``, ``validation.csv``, ``test.csv`` (columns ``Label,Text``) and
     ``labels.json`` in ``output_dir``; returns their paths by name (``"labels"`` for the map)."""

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import GPTClassifierError
-from ..inference.transaction import MARKER_FILE, StagedRun, check_output_dir
+from ..fileio import check_output_dir
+from ..inference.transaction import MARKER_FILE, StagedRun
 from ..training.checkpoint import OPTIONS_FILE
 from ..training.memory import reset_peak_rss
 from ..training.pipeline import run_finetune

@@ -25,9 +25,9 @@ from ..classifier.pooling import POOLINGS
 from ..config import EOT_TOKEN_ID, GPTConfig
 from ..data.encoding import PADDING_STRATEGIES, Padding, parse_padding
 from ..errors import GPTClassifierError
-from ..fileio import atomic_path, write_json
+from ..fileio import atomic_path, check_output_dir, write_json
 from ..model import GPTModel
-from .transaction import StagedRun, check_output_dir, missing_run_hint, verify_files
+from .transaction import StagedRun, missing_run_hint, verify_files
 
 RUN_FORMAT = "gpt-classifier-run"
 RUN_FORMAT_VERSION = 2  # 2: complete runs carry run-complete.json

@@ -29,9 +29,9 @@ from ..data.prepare import PreparedData
 from ..errors import GPTClassifierError
 from ..evaluation import format_report, write_report_json
 from ..evaluation.predictions import EVAL_BATCH_SIZE, evaluate_split
-from ..fileio import write_json, write_text
+from ..fileio import check_output_dir, write_json, write_text
 from ..inference.run_dir import RunInfo, write_model_files
-from ..inference.transaction import StagedRun, check_output_dir, finish_interrupted_commit
+from ..inference.transaction import StagedRun, finish_interrupted_commit
 from ..precision import autocast, resolve_device, resolve_precision
 from ..tokenizer import get_tokenizer
 from ..weights import build_model
