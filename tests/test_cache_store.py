@@ -16,9 +16,14 @@ from gpt_classifier.cli.main import cli
 from gpt_classifier.config import GPTConfig
 from gpt_classifier.data.encoding import EncodedDataset
 from gpt_classifier.model import GPTModel
-from gpt_classifier.training.cache_store import CacheStore, dataset_key, model_digest
+from gpt_classifier.training.cache_store import (
+    CacheStore,
+    dataset_key,
+    model_digest,
+    prefix_digests,
+)
 from gpt_classifier.training.pipeline import FinetuneOptions, run_finetune
-from gpt_classifier.training.prefix_cache import HiddenStateCache
+from gpt_classifier.training.prefix_cache import HiddenStateCache, build_cache
 
 SMALL = GPTConfig(vocab_size=100, context_length=16, emb_dim=16, n_heads=2, n_layers=3)
 
@@ -46,8 +51,7 @@ def _train(tmp_path, data_file, tokenizer_dir, tiny_config_file, name, **extra):
         batch_size=4,
         progress=False,
         plots=False,
-        cache_dir=str(tmp_path / "cache"),
-        **extra,
+        **{"cache_dir": str(tmp_path / "cache"), **extra},
     )
     result = run_finetune(options, log=messages.append)
     return result, messages
@@ -151,3 +155,59 @@ def test_cache_list_and_clear(tmp_path):
     cleared = runner.invoke(cli, ["cache", "clear"], env={"GPT_CLASSIFIER_CACHE": str(tmp_path)})
     assert cleared.exit_code == 0 and "removed 1 entries" in cleared.output
     assert store.entries() == []
+
+
+def _encoded(lengths: list[int]) -> EncodedDataset:
+    generator = torch.Generator().manual_seed(0)
+    ids = [torch.randint(0, 1000, (n,), generator=generator).tolist() for n in lengths]
+    return EncodedDataset(ids, [0] * len(ids))
+
+
+@pytest.mark.parametrize("pad_length", [None, 12])
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_deeper_prefix_extends_a_shallower_one_bit_for_bit(tiny_config, pad_length, precision):
+    model = GPTClassifier(GPTModel(tiny_config), num_classes=2, pooling="last")
+    data = _encoded([3, 12, 7, 7, 1, 9, 12, 5])
+    args = (data, 3, pad_length, torch.device("cpu"), precision)
+    fresh = build_cache(model, *args)
+    shallow = build_cache(model, data, 1, pad_length, torch.device("cpu"), precision)
+    chained = build_cache(model, *args, source=shallow, source_block=1)
+    assert torch.equal(fresh.storage, chained.storage)
+    assert not torch.equal(shallow.storage, fresh.storage)
+
+
+def test_without_the_causal_mask_texts_are_batched_with_equal_lengths_only(tiny_config):
+    # A real token would otherwise attend to the padding of the longer texts in its batch.
+    model = GPTClassifier(GPTModel(tiny_config), num_classes=2, pooling="last")
+    model.gpt.disable_causal_mask()
+    data = _encoded([3, 12, 7, 7, 1])
+    cache = build_cache(model, data, 2, None, torch.device("cpu"))
+    for index, ids in enumerate(data.input_ids):
+        with torch.inference_mode():
+            alone = model.gpt.hidden_states(torch.tensor([ids]), 0, 2)[0]
+        torch.testing.assert_close(cache.state(index), alone, rtol=1e-5, atol=1e-6)
+
+
+def test_digests_of_every_depth_in_one_pass():
+    model = GPTClassifier(GPTModel(SMALL), num_classes=2)
+    digests = prefix_digests(model, 3, "fp32")
+    assert digests == [model_digest(model, depth, "fp32") for depth in range(4)]
+    assert len(set(digests)) == 4
+
+
+def test_a_run_of_a_deeper_prefix_starts_from_a_cached_shallower_one(
+    tmp_path, data_file, tokenizer_dir, tiny_config_file
+):
+    _, first = _train(
+        tmp_path, data_file, tokenizer_dir, tiny_config_file, "a", trainable="last-blocks:2"
+    )
+    chained, log = _train(tmp_path, data_file, tokenizer_dir, tiny_config_file, "b")
+    assert any("start from the states after 2 block(s)" in m for m in log)
+    assert any("running blocks 2-2" in m for m in log)
+    fresh, _ = _train(
+        tmp_path, data_file, tokenizer_dir, tiny_config_file, "c", cache_dir=str(tmp_path / "other")
+    )
+    metrics = [json.loads((r.run_dir / "metrics.json").read_text()) for r in (chained, fresh)]
+    assert metrics[0] == metrics[1]
+    a, b = (load_file(str(r.run_dir / "model.safetensors")) for r in (chained, fresh))
+    assert all(torch.equal(a[k], b[k]) for k in a)

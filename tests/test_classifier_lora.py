@@ -35,6 +35,28 @@ def test_linear_with_lora_starts_as_the_linear():
     torch.testing.assert_close(wrapped(x), linear(x), rtol=0, atol=0)
 
 
+def test_linear_with_lora_computes_the_books_sum_and_its_gradients():
+    # The forward is fused (one addmm, the scaling folded into B): same values and gradients as
+    # the book's linear(x) + lora(x).
+    torch.manual_seed(0)
+    wrapped = LinearWithLoRA(nn.Linear(6, 5), rank=3, alpha=6.0)
+    with torch.no_grad():
+        wrapped.lora.B.normal_()
+    x = torch.randn(2, 4, 6, requires_grad=True)
+    fused = wrapped(x)
+    fused.square().sum().backward()
+    fused_grads = [t.grad.clone() for t in (x, wrapped.lora.A, wrapped.lora.B)]
+    for t in (x, wrapped.lora.A, wrapped.lora.B):
+        t.grad = None
+    books = wrapped.linear(x) + wrapped.lora(x)
+    books.square().sum().backward()
+    torch.testing.assert_close(fused, books)
+    for got, want in zip(
+        fused_grads, (x.grad, wrapped.lora.A.grad, wrapped.lora.B.grad), strict=True
+    ):
+        torch.testing.assert_close(got, want)
+
+
 def test_replace_linear_with_lora_in_place_and_idempotent(tiny_config):
     gpt = GPTModel(tiny_config)
     assert replace_linear_with_lora(gpt.trf_blocks, rank=2, alpha=2.0) == 6 * tiny_config.n_layers

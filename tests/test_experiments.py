@@ -11,6 +11,8 @@ from click.testing import CliRunner
 from gpt_classifier.cli.main import cli
 from gpt_classifier.errors import GPTClassifierError
 from gpt_classifier.experiments import BOOK_ROWS, load_grid, parse_rows, wilson_interval
+from gpt_classifier.experiments.grid import Row
+from gpt_classifier.experiments.runner import execution_order
 
 
 @pytest.fixture
@@ -148,3 +150,11 @@ def test_the_table_describes_each_row_with_its_real_options():
         "tiny.json"
     )
     assert Row(2, "z", {}).describe()["token position"] == "last-real"  # the default preset's
+
+
+def test_rows_run_shallow_prefixes_first_and_report_in_grid_order():
+    rows = parse_rows("1-4,11,14-19", BOOK_ROWS)
+    order = execution_order({"preset": "book"}, rows)
+    assert [row.number for row in order] == [4, 1, 2, 14, 15, 16, 17, 18, 19, 3, 11]
+    mine = [Row(1, "all", {"trainable": "all"}), Row(2, "head", {"trainable": "head"})]
+    assert [row.number for row in execution_order({}, mine)] == [2, 1]

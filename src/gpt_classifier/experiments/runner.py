@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..classifier import TrainableKind, parse_trainable
 from ..errors import GPTClassifierError
 from ..fileio import check_output_dir
 from ..inference.transaction import MARKER_FILE, StagedRun
@@ -21,6 +22,7 @@ from ..training.checkpoint import OPTIONS_FILE
 from ..training.memory import reset_peak_rss
 from ..training.pipeline import run_finetune
 from ..training.recipe import FinetuneOptions
+from ..training.settings import PRESETS
 from .grid import Row
 
 Log = Callable[[str], None]
@@ -63,12 +65,40 @@ def run_grid(
     if not resume:
         check_output_dir(output_dir, overwrite=overwrite)
     output_dir.mkdir(parents=True, exist_ok=True)
-    outcomes = []
-    for row in rows:
+    order = execution_order(base, rows)
+    if [row.number for row in order] != [row.number for row in rows]:
+        log(
+            f"running rows in the order {', '.join(str(row.number) for row in order)}: shallower "
+            "frozen prefixes first, so deeper ones only run the blocks they add"
+        )
+    outcomes: dict[tuple[int, int], RunOutcome] = {}
+    for row in order:
         for seed in seeds:
             run_dir = run_directory(output_dir, row, seed, len(seeds) > 1)
-            outcomes.append(_run_one(base, row, seed, run_dir, resume, progress, log))
-    return outcomes
+            outcomes[row.number, seed] = _run_one(base, row, seed, run_dir, resume, progress, log)
+    return [outcomes[row.number, seed] for row in rows for seed in seeds]
+
+
+def execution_order(base: dict[str, Any], rows: list[Row]) -> list[Row]:
+    """``rows`` by the depth of their frozen prefix, shallowest first (rows that train every
+    block, which cache nothing, last); ties keep the grid's order.
+
+    The disk cache lets a run start from the states a shallower prefix left (the book's rows
+    4, 1 and 3 freeze 10, 11 and 12 blocks: run in that order, the last two add one block
+    each instead of recomputing 11 and 12)."""
+
+    def depth(row: Row) -> float:
+        values = {**base, **row.options}
+        recipe = PRESETS.get(str(values.get("preset") or "default"), PRESETS["default"])
+        try:
+            spec = parse_trainable(str(values.get("trainable") or recipe.trainable))
+        except GPTClassifierError:
+            return math.inf  # the row reports its own error when it runs
+        if spec.kind == TrainableKind.LAST_BLOCKS:
+            return -float(spec.num_blocks or 1)
+        return 0.0 if spec.kind == TrainableKind.HEAD else math.inf
+
+    return sorted(rows, key=depth)
 
 
 def _run_one(

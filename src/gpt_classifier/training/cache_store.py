@@ -31,7 +31,7 @@ from .prefix_cache import HiddenStateCache
 CACHE_DIR_ENV = "GPT_CLASSIFIER_CACHE"
 DEFAULT_SIZE_CAP_BYTES = 8 << 30
 SUFFIX = ".safetensors"
-FORMAT = "gpt-classifier-prefix-cache-1"
+FORMAT = "gpt-classifier-prefix-cache-2"
 
 
 def default_cache_dir() -> Path:
@@ -45,18 +45,36 @@ def default_cache_dir() -> Path:
 def model_digest(model: torch.nn.Module, start_block: int, precision: str) -> str:
     """Digest of everything in ``model`` that the states entering ``trf_blocks[start_block]``
     depend on: the embeddings, the frozen blocks' weights, the config, the precision."""
+    return prefix_digests(model, start_block, precision)[start_block]
+
+
+def prefix_digests(model: torch.nn.Module, last_block: int, precision: str) -> list[str]:
+    """``model_digest`` for every ``start_block`` from 0 to ``last_block``, hashing each weight
+    once: a deeper prefix extends a shallower one, so the states one run cached after ``j``
+    blocks can start another run's ``k > j`` (rows of a grid that train different depths)."""
     gpt = model.gpt
-    digest = hashlib.sha256()
-    digest.update(json.dumps(gpt.cfg.to_dict(), sort_keys=True).encode())
-    digest.update(f"{start_block}|{precision}|{FORMAT}".encode())
-    modules = [gpt.tok_emb, gpt.pos_emb, *list(gpt.trf_blocks)[:start_block]]
-    for module in modules:
-        for name, tensor in module.state_dict().items():
-            digest.update(name.encode())
-            digest.update(
-                tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
-            )
-    return digest.hexdigest()
+    running = hashlib.sha256()
+    running.update(json.dumps(gpt.cfg.to_dict(), sort_keys=True).encode())
+    running.update(f"{precision}|{FORMAT}".encode())
+    digests = []
+    stages = [[gpt.tok_emb, gpt.pos_emb], *([block] for block in gpt.trf_blocks[:last_block])]
+    for modules in stages:
+        for module in modules:
+            for name, tensor in module.state_dict().items():
+                running.update(name.encode())
+                running.update(
+                    tensor.detach()
+                    .cpu()
+                    .contiguous()
+                    .reshape(-1)
+                    .view(torch.uint8)
+                    .numpy()
+                    .tobytes()
+                )
+        finished = running.copy()
+        finished.update(f"|blocks {len(digests)}".encode())
+        digests.append(finished.hexdigest())
+    return digests
 
 
 def dataset_key(model_key: str, dataset: EncodedDataset, pad_length: int | None) -> str:
@@ -101,6 +119,9 @@ class CacheStore:
                 continue
             found.append(CacheEntry(path, stat.st_size, stat.st_mtime))
         return sorted(found, key=lambda entry: entry.last_used)
+
+    def contains(self, key: str) -> bool:
+        return self.path(key).is_file()
 
     def load(self, key: str, log: Callable[[str], None]) -> HiddenStateCache | None:
         path = self.path(key)

@@ -36,7 +36,7 @@ from ..precision import autocast, resolve_device, resolve_precision
 from ..tokenizer import get_tokenizer
 from ..weights import build_model
 from . import checkpoint
-from .cache_store import CacheStore, dataset_key, default_cache_dir, model_digest
+from .cache_store import CacheStore, dataset_key, default_cache_dir, prefix_digests
 from .interrupts import deferred_interrupts
 from .loop import LoopState, TrainingDiverged, TrainResult, train_classifier
 from .memory import peak_rss_mb, release_free_memory
@@ -320,15 +320,14 @@ def _build_caches(
     log: Log,
 ) -> dict[str, Any]:
     """Each split's states from the on-disk cache when it holds them, else computed (and kept
-    there for the next run)."""
+    there for the next run), starting from the deepest shallower prefix the cache holds."""
     store = CacheStore(options.cache_dir or default_cache_dir()) if options.disk_cache else None
-    keys: dict[str, str] = {}
+    digests: list[str] = []
     caches: dict[str, Any] = {}
     if store is not None:
-        model_key = model_digest(setup.classifier, start_block, setup.precision)
+        digests = prefix_digests(setup.classifier, start_block, setup.precision)
         for name in SPLITS:
-            keys[name] = dataset_key(model_key, encoded.split(name), encoded.pad_lengths[name])
-            found = store.load(keys[name], log)
+            found = store.load(_split_key(digests[start_block], encoded, name), log)
             if found is not None:
                 caches[name] = found
         if caches:
@@ -336,11 +335,13 @@ def _build_caches(
     todo = [name for name in SPLITS if name not in caches]
     if not todo:
         return caches
+    sources = _shallower_states(store, digests, encoded, todo, log) if store else {}
     positions = sum(cached_positions(encoded.split(n), encoded.pad_lengths[n]) for n in todo)
     real_tokens = sum(sum(encoded.split(name).lengths) for name in todo)
     padded = "" if positions == real_tokens else f" ({real_tokens:,} tokens and padding)"
+    first = min(sources.get(name, (0, ""))[0] for name in todo)
     log(
-        f"frozen-prefix cache: running blocks 0-{start_block - 1} once over "
+        f"frozen-prefix cache: running blocks {first}-{start_block - 1} once over "
         f"{positions:,} positions{padded} ({setup.precision}); training runs block "
         f"{start_block} onwards"
     )
@@ -353,6 +354,10 @@ def _build_caches(
         leave=False,
     ) as bar:
         for name in todo:
+            source_block, source_key = sources.get(name, (0, ""))
+            source = store.load(source_key, log) if store and source_key else None
+            if source is None:
+                source_block = 0
             caches[name] = build_cache(
                 setup.classifier,
                 encoded.split(name),
@@ -361,10 +366,38 @@ def _build_caches(
                 setup.device,
                 setup.precision,
                 progress=bar,
+                source=source,
+                source_block=source_block,
             )
+            del source  # before the next split's states load
             if store is not None:
-                _keep(store, keys[name], caches[name], log)
+                _keep(store, _split_key(digests[start_block], encoded, name), caches[name], log)
     return caches
+
+
+def _split_key(model_key: str, encoded: EncodedSplits, name: str) -> str:
+    return dataset_key(model_key, encoded.split(name), encoded.pad_lengths[name])
+
+
+def _shallower_states(
+    store: CacheStore, digests: list[str], encoded: EncodedSplits, splits: list[str], log: Log
+) -> dict[str, tuple[int, str]]:
+    """For each split, the deepest prefix shorter than the one needed that the disk cache holds
+    (``{split: (its number of blocks, its key)}``): only the blocks after it need to run."""
+    found: dict[str, tuple[int, str]] = {}
+    for name in splits:
+        for blocks in range(len(digests) - 2, 0, -1):
+            key = _split_key(digests[blocks], encoded, name)
+            if store.contains(key):
+                found[name] = (blocks, key)
+                break
+    if found:
+        depths = sorted({blocks for blocks, _ in found.values()})
+        log(
+            f"frozen-prefix cache: {', '.join(found)} start from the states after "
+            f"{'/'.join(map(str, depths))} block(s), cached by an earlier run"
+        )
+    return found
 
 
 def _keep(store: CacheStore, key: str, cache: Any, log: Log) -> None:

@@ -106,9 +106,16 @@ def build_cache(
     device: torch.device,
     precision: str = "fp32",
     progress: object | None = None,
+    *,
+    source: HiddenStateCache | None = None,
+    source_block: int = 0,
 ) -> HiddenStateCache:
     """Run ``trf_blocks[:start_block]`` once over ``dataset`` (longest first, ~1k tokens per
-    forward) and keep each example's states (float32, on the CPU)."""
+    forward) and keep each example's states (float32, on the CPU).
+
+    With ``source`` (the states after ``source_block`` blocks, cached by an earlier run of a
+    shallower prefix) only ``trf_blocks[source_block:start_block]`` run, in the same batches:
+    the states are the ones a run from the token ids gives, bit for bit."""
     was_training = model.training
     model.eval()
     lengths = dataset.lengths
@@ -118,15 +125,22 @@ def build_cache(
         offsets[i] = offsets[i - 1] + kept[i - 1]
     storage = torch.empty(sum(kept), model.cfg.emb_dim)
     order = sorted(range(len(dataset)), key=lambda i: -lengths[i])
+    # Without the causal mask a real token sees the padding of its batch: batch equal lengths.
+    equal_lengths_only = pad_length is None and not model.cfg.causal
     position = 0
     while position < len(order):
         width = pad_length or max(lengths[order[position]], 1)
         rows = max(1, _TOKENS_PER_FORWARD // width)
         chunk = order[position : position + rows]
+        if equal_lengths_only:
+            chunk = [index for index in chunk if lengths[index] == lengths[chunk[0]]]
         position += len(chunk)
-        ids = pad_token_ids([dataset.input_ids[index] for index in chunk], width)
+        if source is None:
+            inputs = pad_token_ids([dataset.input_ids[index] for index in chunk], width)
+        else:
+            inputs = source.batch(torch.tensor(chunk), width)
         with autocast(device, precision):
-            hidden = model.gpt.hidden_states(ids.to(device), 0, start_block)
+            hidden = model.gpt.hidden_states(inputs.to(device), source_block, start_block)
         hidden = hidden.float().cpu()
         for row, index in enumerate(chunk):
             storage[offsets[index] : offsets[index] + kept[index]] = hidden[row, : kept[index]]
