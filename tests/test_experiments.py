@@ -57,6 +57,22 @@ def test_book_rows_run_and_the_table_is_written(files, tokenizer_dir, tmp_path):
         low, high = row["test_accuracy_ci95"]
         assert low <= row["test_accuracy_mean"] <= high
     by_row = {row["row"]: row for row in summary}
+    for number in (1, 2, 17, 18):  # the table's figures are the rows' own, read back
+        metrics = json.loads((out / f"row-{number:02d}" / "metrics.json").read_text())
+        row = by_row[number]
+        for split in ("train", "validation", "test"):
+            assert row[f"{split}_accuracy_mean"] == metrics[split]["accuracy"]
+        assert row["test_macro_f1_mean"] == metrics["test"]["macro_avg"]["f1"]
+        assert row["test_roc_auc_mean"] == metrics["test"]["roc_auc"]
+        assert row["test_examples"] == metrics["test"]["num_examples"]
+        correct = round(metrics["test"]["accuracy"] * metrics["test"]["num_examples"])
+        assert row["test_accuracy_ci95"] == list(
+            wilson_interval(correct, metrics["test"]["num_examples"])
+        )
+        timings = json.loads((out / f"row-{number:02d}" / "timings.json").read_text())
+        assert row["seconds_mean"] == timings["seconds"]["total"]
+        markdown_accuracy = f"{100 * metrics['test']['accuracy']:.2f} %"
+        assert markdown_accuracy in (out / "experiments.md").read_text()
     # row 18 is row 1 with an ignore index that has nothing to ignore: the very same numbers
     for key in ("train_accuracy_mean", "validation_accuracy_mean", "test_accuracy_mean"):
         assert by_row[18][key] == by_row[1][key]
