@@ -175,3 +175,28 @@ def deny_access(monkeypatch):
         refusing("open")
 
     return deny
+
+
+@pytest.fixture(scope="session")
+def micro_run(tmp_path_factory, micro_files, tokenizer_dir) -> Path:
+    """A run trained on ``micro_files`` (all layers, 4 epochs: a few seconds), with its
+    metrics.json and splits: a model that has learnt something, for explanations and the page."""
+    from gpt_classifier.training.pipeline import FinetuneOptions, run_finetune
+
+    output = tmp_path_factory.mktemp("micro-run") / "run"
+    options = FinetuneOptions(
+        output_dir=str(output),
+        data_file=str(micro_files["data"]),
+        model=str(micro_files["config"]),
+        init="random",
+        tokenizer_dir=str(tokenizer_dir),
+        trainable="all",
+        epochs=4,
+        batch_size=4,
+        eval_freq=3,
+        eval_iter=2,
+        progress=False,
+        plots=False,
+    )
+    run_finetune(options, log=lambda message: None)
+    return output

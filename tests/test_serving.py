@@ -208,13 +208,24 @@ def test_docs_render_from_local_assets_only(client):
 def test_openapi_documents_every_endpoint_and_error_code(client):
     spec = client.get("/openapi.json").json()
     paths = spec["paths"]
-    assert set(paths) == {"/classify", "/info", "/health", "/metrics"}
+    assert set(paths) == {
+        "/classify",
+        "/classify/file",
+        "/explain",
+        "/info",
+        "/health",
+        "/metrics",
+    }
     classify = paths["/classify"]["post"]
     assert set(classify["responses"]) == {"200", "413", "422", "429", "503"}
     assert "Retry-After" in classify["responses"]["429"]["headers"]
     for code in ("413", "422", "429", "503"):
         schema = classify["responses"][code]["content"]["application/json"]["schema"]
         assert schema == {"$ref": "#/components/schemas/ErrorOut"}
+    for path in ("/classify/file", "/explain"):
+        responses = paths[path]["post"]["responses"]
+        assert set(responses) == {"200", "413", "422", "429", "503"}, path
+        assert "Retry-After" in responses["429"]["headers"]
     body = spec["components"]["schemas"]["ClassifyRequest"]
     assert set(body["properties"]) == {"texts", "truncate"}
     assert "text/plain" in paths["/metrics"]["get"]["responses"]["200"]["content"]

@@ -49,6 +49,13 @@ from .options import device_option, tokenizer_option
 )
 @click.option("--overwrite", is_flag=True, default=False, help="Replace an existing --output file.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of TSV.")
+@click.option(
+    "--explain",
+    is_flag=True,
+    default=False,
+    help="Also print why: each token's push towards the predicted label (occlusion: the "
+    "log-odds lost when it is deleted).",
+)
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @tokenizer_option
 @device_option
@@ -62,6 +69,7 @@ def classify(
     output,
     overwrite,
     as_json,
+    explain,
     batch_size,
     tokenizer_dir,
     device,
@@ -70,13 +78,15 @@ def classify(
 
     Prints label<TAB>probability<TAB>text for each TEXT (or each row of --file).
     """
-    from ..inference.predict import TextClassifier
+    from ..inference.predict import Prediction, TextClassifier
     from ..inference.texts import read_texts
 
     if input_file and texts:
         raise GPTClassifierError("pass texts as arguments or --file, not both")
     if output and not input_file:
         raise GPTClassifierError("--output needs --file")
+    if output and explain:
+        raise GPTClassifierError("--explain prints to the terminal; drop --output")
     if output:
         _check_output(Path(output), Path(input_file), overwrite)
     if input_file:
@@ -88,7 +98,15 @@ def classify(
 
     classifier = TextClassifier.from_run(run_dir, device=device, tokenizer_dir=tokenizer_dir)
     started = time.perf_counter()
-    predictions = classifier.classify(list(texts), batch_size=batch_size)
+    if explain:
+        from ..inference.explain import explain_texts
+
+        explanations = explain_texts(classifier, list(texts), batch_size=batch_size)
+        # The label shown is the one explained (the same forward pass as its scores).
+        predictions = [Prediction(e.label, e.probability, e.probabilities) for e in explanations]
+    else:
+        explanations = [None] * len(texts)
+        predictions = classifier.classify(list(texts), batch_size=batch_size)
     elapsed = time.perf_counter() - started
     if classifier.truncated:
         click.echo(
@@ -100,26 +118,45 @@ def classify(
         _write_csv(output, rows, predictions)
         click.echo(f"wrote {len(predictions)} predictions to {output}", err=True)
     else:
-        for text, prediction in zip(texts, predictions, strict=True):
+        for text, prediction, why in zip(texts, predictions, explanations, strict=True):
             if as_json:
-                click.echo(
-                    json.dumps(
-                        {
-                            "label": prediction.label,
-                            "probability": prediction.probability,
-                            "probabilities": prediction.probabilities,
-                            "text": text,
-                        },
-                        ensure_ascii=False,
-                    )
-                )
+                line = {
+                    "label": prediction.label,
+                    "probability": prediction.probability,
+                    "probabilities": prediction.probabilities,
+                    "text": text,
+                }
+                if why is not None:
+                    line["explanation"] = explanation_json(why)
+                click.echo(json.dumps(line, ensure_ascii=False))
             else:
                 flat = " ".join(text.split())
                 click.echo(f"{prediction.label}\t{prediction.probability:.4f}\t{flat}")
+                if why is not None:
+                    click.echo(f"  why: {explanation_line(why)}")
     if len(texts) > 1:
         click.echo(
             f"{len(texts)} texts in {elapsed:.2f} s ({len(texts) / elapsed:.0f} texts/s)", err=True
         )
+
+
+def explanation_line(why) -> str:
+    """Tokens in text order, each quoted (spaces and line breaks visible) with its score."""
+    line = "  ".join(
+        f"{json.dumps(t.token, ensure_ascii=False)} {t.score:+.2f}" for t in why.tokens
+    )
+    return line + ("  (text cut: the rest is not read)" if why.truncated else "")
+
+
+def explanation_json(why) -> dict:
+    return {
+        "method": why.method,
+        "truncated": why.truncated,
+        "tokens": [
+            {"token": t.token, "score": t.score, "probability_without": t.probability_without}
+            for t in why.tokens
+        ],
+    }
 
 
 def _check_output(output: Path, input_file: Path, overwrite: bool) -> None:

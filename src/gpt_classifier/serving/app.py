@@ -1,4 +1,5 @@
-"""The HTTP API: ``POST /classify``, ``GET /info``, ``GET /health``, ``GET /metrics``, ``/docs``.
+"""The HTTP API and its page: ``POST /classify``, ``POST /classify/file``, ``POST /explain``,
+``GET /info``, ``GET /health``, ``GET /metrics``, ``/docs``, and the web page at ``/``.
 
 One worker thread owns the model (``batching.Batcher``) and merges concurrent requests into
 forward batches. The event loop only parses requests and admits them; tokenising runs in the
@@ -14,18 +15,18 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..errors import GPTClassifierError
+from ..inference.explain import explanation_from_probabilities, occlusion_inputs
 from ..inference.predict import TextClassifier
 from .batching import (
     DEFAULT_BATCH_WAIT_MS,
@@ -38,59 +39,26 @@ from .batching import (
 from .body_limit import DEFAULT_MAX_REQUEST_BYTES, BodyLimitMiddleware
 from .docs import add_offline_docs
 from .metrics import MetricsMiddleware, ServerMetrics
+from .page import add_page
+from .run_card import read_run_card
+from .schemas import (
+    ClassifyRequest,
+    ClassifyResponse,
+    ErrorOut,
+    ExplainRequest,
+    ExplainResponse,
+    FileClassifyResponse,
+    HealthOut,
+    InfoOut,
+    PredictionOut,
+    TestMetricsOut,
+    TokenScoreOut,
+)
+from .uploads import read_upload
 
 DEFAULT_MAX_TEXTS = 256
 RETRY_AFTER_SECONDS = 1  # a full queue drains in about a second of forward passes on a CPU
 DRAIN_TIMEOUT_SECONDS = 60.0
-
-
-class ClassifyRequest(BaseModel):
-    # A misspelt key ("truncte") is refused, not silently ignored.
-    model_config = ConfigDict(extra="forbid")
-
-    texts: list[str] = Field(min_length=1, description="The texts to classify.")
-    truncate: bool = Field(
-        default=True,
-        description="Cut texts longer than the model's max_length (counted in `truncated`); "
-        "false refuses them with a 422 instead.",
-    )
-
-
-class PredictionOut(BaseModel):
-    label: str
-    probability: float = Field(description="Probability of `label`.")
-    probabilities: dict[str, float]
-
-
-class ClassifyResponse(BaseModel):
-    predictions: list[PredictionOut] = Field(description="One per text, in request order.")
-    truncated: int = Field(description="Texts cut to the length the model was trained with.")
-    seconds: float = Field(description="Time in the server: queue, tokenising and model.")
-
-
-class ErrorOut(BaseModel):
-    detail: str = Field(description="What is wrong, in one line.")
-
-
-class HealthOut(BaseModel):
-    status: str
-
-
-class InfoOut(BaseModel):
-    run_dir: str | None
-    classes: list[str]
-    base_model: str | None
-    pooling: str
-    max_length: int
-    pad_length: int | None
-    device: str
-    precision: str
-    max_texts: int
-    max_batch_tokens: int
-    batch_wait_ms: float
-    max_queue: int
-    max_request_bytes: int
-    package_version: str
 
 
 def _error(description: str, **extra: Any) -> dict[str, Any]:
@@ -184,12 +152,15 @@ def create_app(
     app.state.batcher = batcher
     app.state.metrics = metrics
     add_offline_docs(app)
+    add_page(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_request_bytes)
     # Added last, so outermost: it sees every answer, the body limit's 413 included.
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=lambda: app.routes)
     _add_error_handlers(app)
     _add_status_routes(app, classifier, limits, metrics, run_dir)
-    _add_classify_route(app, classifier, batcher, metrics, limits.max_texts)
+    admission = _Admission(classifier, batcher, metrics)
+    _add_classify_routes(app, classifier, admission, limits.max_texts)
+    _add_explain_route(app, classifier, admission, limits.max_queue)
     return app
 
 
@@ -200,10 +171,14 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        # FastAPI answers 400 to a body its JSON parser gives up on (nested thousands deep);
-        # for the client that is one more malformed body, documented as 422.
+        # FastAPI answers 400 to a body its parsers give up on (JSON nested thousands deep, a
+        # broken multipart form); for the client that is one more malformed body, a 422.
         if exc.status_code == 400:
-            return JSONResponse(status_code=422, content={"detail": "body is not valid JSON"})
+            if request.headers.get("content-type", "").startswith("multipart/"):
+                detail = f"malformed multipart form: {exc.detail}"
+            else:
+                detail = "body is not valid JSON"
+            return JSONResponse(status_code=422, content={"detail": detail})
         return await http_exception_handler(request, exc)
 
     @app.exception_handler(RequestValidationError)
@@ -219,20 +194,28 @@ def _add_status_routes(
     run_dir: str | None,
 ) -> None:
     info = classifier.info
+    card = read_run_card(run_dir)
+    extra = info.extra or {}
+    trainable = extra.get("trainable")
 
     @app.get("/health", response_model=HealthOut, summary="Answers once the model is loaded")
     async def health() -> HealthOut:
         return HealthOut(status="ok")
 
-    @app.get("/info", response_model=InfoOut, summary="The model and the server's limits")
+    @app.get("/info", response_model=InfoOut, summary="The model, its run and the server's limits")
     async def model_info() -> InfoOut:
         return InfoOut(
             run_dir=run_dir,
             classes=list(classifier.classes),
             base_model=info.base_model,
+            init=info.init,
+            trainable=trainable if isinstance(trainable, str) else None,
             pooling=info.pooling,
+            padding=info.padding,
             max_length=info.max_length,
             pad_length=info.pad_length,
+            test=TestMetricsOut(**vars(card.test)) if card.test else None,
+            trained_at=card.trained_at,
             device=str(classifier.device),
             precision=classifier.precision,
             max_texts=limits.max_texts,
@@ -260,31 +243,101 @@ def _add_status_routes(
         return Response(content=body, media_type=content_type)
 
 
+_BUSY = _error(
+    "The queue holds --max-queue texts already; retry after `Retry-After` seconds.",
+    headers={
+        "Retry-After": {
+            "description": "Seconds to wait before retrying.",
+            "schema": {"type": "integer"},
+        }
+    },
+)
 _CLASSIFY_ERRORS = {
     413: _error("The body is over --max-request-bytes."),
     422: _error(
         "Malformed body, an empty text, more texts than --max-texts, or a text "
         'longer than the model reads with "truncate": false.'
     ),
-    429: _error(
-        "The queue holds --max-queue texts already; retry after `Retry-After` seconds.",
-        headers={
-            "Retry-After": {
-                "description": "Seconds to wait before retrying.",
-                "schema": {"type": "integer"},
-            }
-        },
-    ),
+    429: _BUSY,
     503: _error("The server is shutting down."),
+}
+_FILE_ERRORS = {
+    **_CLASSIFY_ERRORS,
+    422: _error(
+        "A file the readers of `classify --file` cannot read (format, missing column, empty "
+        "text, broken quoting, undecodable bytes...), more rows than --max-texts, or a text "
+        "longer than the model reads with truncate false."
+    ),
+}
+_EXPLAIN_ERRORS = {
+    **_CLASSIFY_ERRORS,
+    422: _error(
+        "Malformed body, an empty text, a text longer than the model reads with "
+        '"truncate": false, or one with more tokens than --max-queue can hold (each token is '
+        "one more input)."
+    ),
+    429: _BUSY,
 }
 
 
-def _add_classify_route(
-    app: FastAPI,
-    classifier: TextClassifier,
-    batcher: Batcher,
-    metrics: ServerMetrics,
-    max_texts: int,
+class _Admission:
+    """Texts into the batcher: admitted against the queue bound first (a refusal costs nothing),
+    tokenised in the thread pool (a huge request does not stall the event loop or the model),
+    then handed to the worker; the answer is awaited without holding a thread."""
+
+    def __init__(self, classifier: TextClassifier, batcher: Batcher, metrics: ServerMetrics):
+        self.classifier = classifier
+        self.batcher = batcher
+        self.metrics = metrics
+
+    def reserve(self, count: int) -> None:
+        try:
+            self.batcher.reserve(count)
+        except QueueFull as exc:
+            raise HTTPException(
+                429,
+                f"server busy: {exc}; retry later",
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            ) from None
+        except ShuttingDown as exc:
+            raise HTTPException(503, str(exc)) from None
+
+    async def run(self, encoded: list[list[int]]) -> Any:
+        """Probabilities of reserved inputs, once the worker has run them."""
+        try:
+            future = self.batcher.submit(encoded)
+        except ShuttingDown as exc:
+            raise HTTPException(503, str(exc)) from None
+        return await asyncio.wrap_future(future)
+
+    async def classify(self, texts: list[str], truncate: bool) -> tuple[list[PredictionOut], int]:
+        count = len(texts)
+        self.reserve(count)
+        try:
+            encoded, truncated = await run_in_threadpool(
+                self.classifier.encode_texts, texts, truncate=truncate
+            )
+        except BaseException:
+            self.batcher.release(count)
+            raise
+        probabilities = await self.run(encoded)
+        self.metrics.truncated.inc(truncated)
+        predictions = [
+            PredictionOut(label=p.label, probability=p.probability, probabilities=p.probabilities)
+            for p in self.classifier.predictions(probabilities)
+        ]
+        return predictions, truncated
+
+
+def _too_many(count: int, what: str, max_texts: int) -> GPTClassifierError:
+    return GPTClassifierError(
+        f"{count} texts in {what}; the limit is {max_texts} "
+        "(split it or start the server with a larger --max-texts)"
+    )
+
+
+def _add_classify_routes(
+    app: FastAPI, classifier: TextClassifier, admission: _Admission, max_texts: int
 ) -> None:
     @app.post(
         "/classify",
@@ -296,40 +349,90 @@ def _add_classify_route(
         started = time.perf_counter()
         count = len(request.texts)
         if count > max_texts:
-            raise GPTClassifierError(
-                f"{count} texts in one request; the limit is {max_texts} "
-                "(split the request or start the server with a larger --max-texts)"
-            )
-        try:
-            batcher.reserve(count)  # before tokenising: a refusal must cost nothing
-        except QueueFull as exc:
-            raise HTTPException(
-                429,
-                f"server busy: {exc}; retry later",
-                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-            ) from None
-        except ShuttingDown as exc:
-            raise HTTPException(503, str(exc)) from None
-        try:
-            encoded, truncated = await run_in_threadpool(
-                classifier.encode_texts, request.texts, truncate=request.truncate
-            )
-        except BaseException:
-            batcher.release(count)
-            raise
-        try:
-            future = batcher.submit(encoded)
-        except ShuttingDown as exc:
-            raise HTTPException(503, str(exc)) from None
-        probabilities = await asyncio.wrap_future(future)
-        metrics.truncated.inc(truncated)
+            raise _too_many(count, "one request", max_texts)
+        predictions, truncated = await admission.classify(request.texts, request.truncate)
         return ClassifyResponse(
-            predictions=[
-                PredictionOut(
-                    label=p.label, probability=p.probability, probabilities=p.probabilities
-                )
-                for p in classifier.predictions(probabilities)
-            ],
+            predictions=predictions,
             truncated=truncated,
+            seconds=round(time.perf_counter() - started, 4),
+        )
+
+    @app.post(
+        "/classify/file",
+        response_model=FileClassifyResponse,
+        summary="Classify every row of an uploaded file",
+        description="A CSV / TSV / JSONL / Parquet file with a text column, or a .txt with one "
+        "text per line, read exactly as `gpt-classifier classify --file` reads it (format from "
+        "the file name's suffix unless `format` says).",
+        responses=_FILE_ERRORS,
+    )
+    async def classify_file(
+        file: Annotated[UploadFile, File(description="The file of texts.")],
+        text_column: Annotated[str | None, Form(description="Column holding the text.")] = None,
+        format: Annotated[
+            str | None, Form(description="csv, tsv, jsonl, parquet, lines or sms.")
+        ] = None,
+        truncate: Annotated[bool, Form(description="Cut texts longer than it reads.")] = True,
+    ) -> FileClassifyResponse:
+        started = time.perf_counter()
+        data = await file.read()
+        name, rows, texts = await run_in_threadpool(
+            read_upload, file.filename, data, text_column, format
+        )
+        if len(texts) > max_texts:
+            raise _too_many(len(texts), name, max_texts)
+        predictions, truncated = await admission.classify(texts, truncate)
+        return FileClassifyResponse(
+            predictions=predictions,
+            truncated=truncated,
+            seconds=round(time.perf_counter() - started, 4),
+            filename=name,
+            texts=texts,
+            rows=rows,
+        )
+
+
+def _add_explain_route(
+    app: FastAPI, classifier: TextClassifier, admission: _Admission, max_queue: int
+) -> None:
+    @app.post(
+        "/explain",
+        response_model=ExplainResponse,
+        summary="Why this label: each token's push towards the predicted class",
+        description="Occlusion: the text is also run with each token deleted in turn (in the "
+        "same batches as other requests); a token's score is the log-odds of the predicted "
+        "class lost without it. See `gpt_classifier.inference.explain`.",
+        responses=_EXPLAIN_ERRORS,
+    )
+    async def explain(request: ExplainRequest) -> ExplainResponse:
+        started = time.perf_counter()
+        encoded, truncated = await run_in_threadpool(
+            classifier.encode_texts, [request.text], truncate=request.truncate
+        )
+        inputs = occlusion_inputs(encoded[0], classifier.info.pad_token_id)
+        if len(inputs) > max_queue:
+            raise GPTClassifierError(
+                f"the text has {len(encoded[0])} tokens: explaining it takes {len(inputs)} "
+                f"inputs and the queue holds {max_queue} (start the server with a larger "
+                "--max-queue)"
+            )
+        admission.reserve(len(inputs))
+        probabilities = await admission.run(inputs)
+        admission.metrics.truncated.inc(truncated)
+        result = explanation_from_probabilities(
+            classifier, encoded[0], probabilities, bool(truncated)
+        )
+        return ExplainResponse(
+            label=result.label,
+            probability=result.probability,
+            probabilities=result.probabilities,
+            tokens=[
+                TokenScoreOut(
+                    token=t.token, score=t.score, probability_without=t.probability_without
+                )
+                for t in result.tokens
+            ],
+            truncated=result.truncated,
+            method=result.method,
             seconds=round(time.perf_counter() - started, 4),
         )
