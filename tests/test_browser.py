@@ -13,6 +13,7 @@ import os
 import shutil
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -69,9 +70,7 @@ def base_url(classifier, micro_run):
 def browser():
     executable = _chromium()
     if executable is None:
-        pytest.skip(
-            "no Chromium found (apt-get install chromium, or set GPT_CLASSIFIER_CHROMIUM)"
-        )
+        pytest.skip("no Chromium found (apt-get install chromium, or set GPT_CLASSIFIER_CHROMIUM)")
     with sync_api.sync_playwright() as playwright:
         # --no-sandbox: CI containers run as root, where Chromium's sandbox refuses to start.
         browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
@@ -156,9 +155,7 @@ def test_one_message_shows_each_token_highlighted(page, classifier):
     assert f"towards {expected.label}" in legend and f"away from {expected.label}" in legend
 
 
-def test_an_uploaded_file_fills_a_sortable_table_and_downloads_as_csv(
-    page, classifier, tmp_path
-):
+def test_an_uploaded_file_fills_a_sortable_table_and_downloads_as_csv(page, classifier, tmp_path):
     texts = ["see you at lunch 1", "win a free prize now 2", "hello, see you", "win win win"]
     upload = tmp_path / "messages.csv"
     with upload.open("w", newline="", encoding="utf-8") as handle:
@@ -186,7 +183,7 @@ def test_an_uploaded_file_fills_a_sortable_table_and_downloads_as_csv(
         page.click("#download-button")
     download = download_info.value
     assert download.suggested_filename == "messages-predictions.csv"
-    content = open(download.path(), encoding="utf-8").read()
+    content = Path(download.path()).read_text(encoding="utf-8")
     table = list(csv.reader(io.StringIO(content)))
     probabilities = [f"probability_{name}" for name in classifier.classes]
     assert table[0] == ["id", "text", "predicted_label", "probability", *probabilities]

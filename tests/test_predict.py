@@ -187,3 +187,23 @@ def test_classify_review_with_the_books_arguments(from_run, tokenizer, saved_con
         with torch.no_grad():
             expected = str(int(bare(padded).argmax(-1)))
         assert classify_review(text, bare, tokenizer, "cpu", max_length=20) == expected
+
+
+def test_bf16_runs_keep_bf16_linear_weights_and_give_identical_probabilities(
+    saved_run, tokenizer_dir, tokenizer
+):
+    from gpt_classifier.inference import load_run
+
+    texts = ["WINNER!! Claim your prize now", "see you at 5?", "ok"]
+    cached = TextClassifier.from_run(
+        saved_run, device="cpu", tokenizer_dir=tokenizer_dir, precision="bf16"
+    )
+    linear = [m for m in cached.model.modules() if isinstance(m, torch.nn.Linear)]
+    assert linear and all(m.weight.dtype == torch.bfloat16 for m in linear)
+    run = load_run(saved_run)  # a model of its own, float32 weights cast at every pass
+    plain = TextClassifier(run.model, tokenizer, run.info, "cpu", precision="bf16")
+    assert torch.equal(cached.predict_proba(texts), plain.predict_proba(texts))
+    fp32 = TextClassifier.from_run(
+        saved_run, device="cpu", tokenizer_dir=tokenizer_dir, precision="fp32"
+    )
+    assert all(p.dtype == torch.float32 for p in fp32.model.parameters())

@@ -195,3 +195,42 @@ def test_concurrent_http_requests_are_merged_and_get_their_own_answers(classifie
         assert [p["label"] for p in predictions] == [p.label for p in expected]
         for got, want in zip(predictions, expected, strict=True):
             assert got["probabilities"] == pytest.approx(want.probabilities, abs=1e-6)
+
+
+def test_a_pass_takes_the_oldest_text_with_the_lengths_nearest_it():
+    from gpt_classifier.serving.batching import choose_pass
+
+    # Row 0 (10 tokens) goes with the other short texts, not padded to the long ones.
+    assert sorted(choose_pass([10, 100, 11, 12, 9], 64, 1024)) == [0, 2, 3, 4]
+    # The oldest text always goes, even when texts of other lengths would fill a pass better.
+    assert 0 in choose_pass([50, 10, 10, 10, 10], 64, 1024)
+    for lengths, max_texts, max_tokens in [
+        ([30] * 40, 64, 1024),
+        ([5, 80, 80, 80, 3, 7, 60, 9] * 5, 8, 256),
+        ([200, 1, 2], 64, 100),  # longer than the budget: runs alone
+    ]:
+        rows = choose_pass(lengths, max_texts, max_tokens)
+        assert 0 in rows and len(set(rows)) == len(rows) <= max_texts
+        width = max(lengths[row] for row in rows)
+        assert len(rows) == 1 or len(rows) * width <= max_tokens
+
+
+def test_a_request_is_answered_as_soon_as_its_pass_is_done(classifier, monkeypatch):
+    seen: list[bool] = []
+    real_forward = classifier.forward
+    short: list = []
+
+    def forward(encoded):
+        seen.append(bool(short) and short[0].done())
+        return real_forward(encoded)
+
+    monkeypatch.setattr(classifier, "forward", forward)
+    batcher = Batcher(classifier, batch_wait_ms=LONG_WAIT_MS, max_batch_tokens=12)
+    short.append(_submit(batcher, classifier, ["ok"]))  # the oldest: first pass
+    long = _submit(batcher, classifier, [TEXTS[3], TEXTS[5]])  # 12 tokens each: a pass each
+    long.result(timeout=30)
+    batcher.close()
+    assert seen == [False, True, True]  # answered before the next passes ran
+    torch.testing.assert_close(
+        short[0].result(), classifier.predict_proba(["ok"]), atol=1e-6, rtol=0
+    )
