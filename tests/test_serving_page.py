@@ -184,3 +184,18 @@ def test_the_page_and_its_files_come_from_this_server_only(client):
         assert client.get("/" + url).status_code == 200, url
     for asset in ("page/app.js", "page/style.css"):
         assert "://" not in client.get("/" + asset).text
+
+
+@pytest.mark.parametrize("path", ["/classify", "/classify/file", "/explain"])
+def test_a_full_queue_refuses_at_the_door_without_reading_the_body(client, path):
+    batcher = client.app.state.batcher
+    batcher.reserve(batcher.max_queue)
+    try:
+        # Not even valid JSON: the body is never parsed, the answer is the 429.
+        response = client.post(path, content=b"{", headers={"Content-Type": "application/json"})
+    finally:
+        batcher.release(batcher.max_queue)
+    assert response.status_code == 429
+    assert response.headers["Retry-After"] == "1"
+    assert "the queue holds 12" in response.json()["detail"]
+    assert client.post(path, content=b"{").status_code == 422  # room again: parsed

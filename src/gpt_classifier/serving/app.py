@@ -39,6 +39,7 @@ from .batching import (
 from .body_limit import DEFAULT_MAX_REQUEST_BYTES, BodyLimitMiddleware
 from .docs import add_offline_docs
 from .metrics import MetricsMiddleware, ServerMetrics
+from .overload import OverloadMiddleware
 from .page import add_page
 from .run_card import read_run_card
 from .schemas import (
@@ -154,6 +155,12 @@ def create_app(
     add_offline_docs(app)
     add_page(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_request_bytes)
+    app.add_middleware(
+        OverloadMiddleware,
+        batcher=batcher,
+        paths=frozenset({"/classify", "/classify/file", "/explain"}),
+        retry_after=RETRY_AFTER_SECONDS,
+    )
     # Added last, so outermost: it sees every answer, the body limit's 413 included.
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=lambda: app.routes)
     _add_error_handlers(app)
