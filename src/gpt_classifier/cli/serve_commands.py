@@ -99,7 +99,9 @@ def serve(
 ) -> None:
     """Serve a saved run over HTTP.
 
-    POST /classify with {"texts": ["...", ...]} returns a label and class probabilities per text;
+    A web page at / classifies typed or uploaded texts and shows why. POST /classify with
+    {"texts": ["...", ...]} returns a label and class probabilities per text, POST
+    /classify/file does it for an uploaded file, POST /explain scores each token of one text;
     GET /info describes the model, GET /health answers when it is ready, GET /metrics is for
     Prometheus, /docs documents it all. Concurrent requests are batched together. SIGTERM (or
     Ctrl-C) answers the requests already received, then exits 0.
@@ -133,7 +135,8 @@ def serve(
         shown = f"[{host}]" if ":" in host else host
         click.echo(
             f"serving {run_dir} ({', '.join(classifier.classes)}) on http://{shown}:{bound_port} "
-            "(POST /classify, GET /info, GET /health, GET /metrics, docs at /docs)",
+            "(the page at /; POST /classify, /classify/file, /explain; GET /info, /health, "
+            "/metrics; docs at /docs)",
             err=True,
         )
         started = run_server(app, sock)
