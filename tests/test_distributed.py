@@ -1,0 +1,137 @@
+"""Training under torchrun: 2 CPU processes (gloo) reproduce one process with the same effective
+batch, and a peer that never joins is an error within the timeout, not a hang."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from gpt_classifier.inference import load_run
+from gpt_classifier.training.distributed import RankBatches
+from gpt_classifier.training.pipeline import run_finetune
+from gpt_classifier.training.recipe import FinetuneOptions
+
+WORKER = Path(__file__).with_name("distributed_worker.py")
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def _options(micro_files, tokenizer_dir, output: Path, **overrides) -> dict:
+    values = {
+        "output_dir": str(output),
+        "data_file": str(micro_files["data"]),
+        "model": str(micro_files["config"]),
+        "init": "random",
+        "tokenizer_dir": str(tokenizer_dir),
+        "epochs": 2,
+        "batch_size": 2,
+        "eval_freq": 3,
+        "eval_iter": 2,
+        "lr": 1e-3,
+        "seed": 7,
+        "progress": False,
+        "plots": False,
+        "disk_cache": False,
+        "precision": "fp32",
+        "device": "cpu",
+        **overrides,
+    }
+    return values
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("trainable", ["last-block", "all"])
+def test_two_processes_train_as_one_with_the_same_effective_batch(
+    micro_files, tokenizer_dir, tmp_path, trainable
+):
+    """2 ranks x batch 2 == 1 process x batch 2 x --grad-accum 2: the same losses at every step
+    (each rank's batch is the one-process run's next batch) and the same metrics. 'last-block'
+    trains on the frozen-prefix cache, computed in two shards; 'all' runs DDP over the model."""
+    single = run_finetune(
+        FinetuneOptions(
+            **_options(micro_files, tokenizer_dir, tmp_path / "one", trainable=trainable),
+            grad_accum_steps=2,
+        )
+    )
+    options = _options(micro_files, tokenizer_dir, tmp_path / "two", trainable=trainable)
+    out = tmp_path / "two.json"
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        str(_free_port()),
+        str(WORKER),
+        str(out),
+        json.dumps(options),
+    ]
+    done = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    two = json.loads(out.read_text())
+
+    assert len(single.train.step_losses) == len(two["step_losses"]) > 8
+    assert torch.allclose(
+        torch.tensor(two["step_losses"]), torch.tensor(single.train.step_losses), atol=1e-4
+    )
+    for split, metrics in single.report.items():
+        assert two["report"][split]["accuracy"] == metrics["accuracy"], split
+        assert two["report"][split]["confusion_matrix"] == metrics["confusion_matrix"], split
+        assert two["report"][split]["loss"] == pytest.approx(metrics["loss"], abs=1e-4), split
+    info = load_run(tmp_path / "two", "cpu").info.extra
+    assert (info["processes"], info["effective_batch_size"]) == (2, 4)
+    assert load_run(tmp_path / "one", "cpu").info.extra["effective_batch_size"] == 4
+
+
+def test_a_peer_that_never_joins_is_an_error_within_the_timeout(
+    micro_files, tokenizer_dir, tmp_path
+):
+    """Rank 0 of 2 started alone (its peer never comes): a one-line error after the timeout."""
+    env = _env() | {
+        "RANK": "0",
+        "WORLD_SIZE": "2",
+        "LOCAL_RANK": "0",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(_free_port()),
+        "GPT_CLASSIFIER_DIST_TIMEOUT": "3",
+    }
+    options = _options(micro_files, tokenizer_dir, tmp_path / "run")
+    command = [sys.executable, "-m", "gpt_classifier.cli.main", "train", "--output-dir"]
+    command += [options["output_dir"], "--data-file", options["data_file"], "--model"]
+    command += [options["model"], "--init", "random", "--tokenizer-dir", options["tokenizer_dir"]]
+    started = time.monotonic()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert time.monotonic() - started < 100
+    assert done.returncode != 0
+    assert "error: rank 0 of 2: the other processes did not join within 3 s" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_rank_batches_deal_the_one_process_order_round_robin():
+    batches = [[i] for i in range(7)]
+    shares = [list(RankBatches(batches, rank, 2, even=True)) for rank in (0, 1)]
+    assert shares == [[[0], [2], [4]], [[1], [3], [5]]]  # the odd batch out is dropped
+    uneven = [list(RankBatches(batches, rank, 2, even=False)) for rank in (0, 1)]
+    assert uneven == [[[0], [2], [4], [6]], [[1], [3], [5]]]
+    assert [len(RankBatches(batches, r, 2, even=False)) for r in (0, 1)] == [4, 3]
