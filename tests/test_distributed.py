@@ -173,3 +173,17 @@ def test_rank_batches_deal_the_one_process_order_round_robin():
     uneven = [list(RankBatches(batches, rank, 2, even=False)) for rank in (0, 1)]
     assert uneven == [[[0], [2], [4], [6]], [[1], [3], [5]]]
     assert [len(RankBatches(batches, r, 2, even=False)) for r in (0, 1)] == [4, 3]
+
+
+def test_a_second_two_process_run_reuses_rank_0s_disk_cache(micro_files, tokenizer_dir, tmp_path):
+    """Rank 0 reads the frozen-prefix states another run kept on disk and shares them."""
+    runs = []
+    for number in (1, 2):
+        options = _options(micro_files, tokenizer_dir, tmp_path / f"run{number}")
+        options |= {"disk_cache": True, "cache_dir": str(tmp_path / "cache")}
+        out = tmp_path / f"run{number}.json"
+        done = _torchrun(str(WORKER), str(out), json.dumps(options))
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs.append((done.stderr, json.loads(out.read_text())))
+    assert "reused from" not in runs[0][0] and "reused from" in runs[1][0]
+    assert runs[1][1]["step_losses"] == runs[0][1]["step_losses"]
