@@ -5,9 +5,10 @@ Parts (``--part``, default all):
 train     the default fine-tune (``gpt-classifier train``: 124M "gpt2" config, random init,
           SMS Spam Collection, 5 epochs, frozen-prefix cache), 1 process x 2 threads with
           ``--batch-size 8`` and ``torchrun --nproc-per-node 2`` x 1 thread with
-          ``--batch-size 4`` (the same effective batch, 8: the same training); wall time of
-          each stage (rank 0's ``timings.json``) and of the whole command. ``--no-disk-cache``: each run computes
-          its frozen-prefix states.
+          ``--batch-size 4`` (the same effective batch, 8; not the very same run: the loss
+          estimates every ``--eval-freq`` batches draw from the shuffle's generator); wall time
+          of each stage (rank 0's ``timings.json``) and of the whole command.
+          ``--no-disk-cache``: each run computes its frozen-prefix states.
 classify  ``gpt-classifier classify --file`` of a ``--classify-rows`` file (SMS texts repeated)
           with the run trained by 1 process, 1 x 2 threads and 2 x 1 thread: texts/s and peak
           RSS (of the largest process).
