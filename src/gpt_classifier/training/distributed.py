@@ -44,6 +44,7 @@ class DistContext:
     world_size: int = 1
     local_rank: int = 0
     backend: str | None = None  # None: no process group
+    owns_group: bool = False  # this module set the group up (and tears it down)
 
     @property
     def enabled(self) -> bool:
@@ -203,11 +204,12 @@ def init_distributed(device: torch.device, timeout_s: float | None = None) -> Di
             f"{seconds:g} s at {where} ({type(exc).__name__}: {_first_line(exc)}); start every "
             f"rank (torchrun --nproc-per-node/--nnodes) or raise {DIST_TIMEOUT_ENV}"
         ) from None
-    return DistContext(ctx.rank, ctx.world_size, ctx.local_rank, backend)
+    return DistContext(ctx.rank, ctx.world_size, ctx.local_rank, backend, owns_group=True)
 
 
 def shutdown(ctx: DistContext) -> None:
-    if ctx.enabled and dist.is_initialized():
+    """Leave the process group, unless the caller had set it up."""
+    if ctx.owns_group and dist.is_initialized():
         dist.destroy_process_group()
 
 
