@@ -102,6 +102,8 @@ def classify_file(
         raise GPTClassifierError(f"chunk size must be positive, got {chunk_rows}")
     started = time.perf_counter()
     plan = scan_text_file(input_file, fmt, text_column, lenient=lenient)
+    if dist.enabled:  # a file of fewer than N chunks still keeps every rank busy
+        chunk_rows = min(chunk_rows, -(-plan.rows // dist.world_size))
     writer: _PartialCsv | None = None
     done = 0
     if output is not None:
