@@ -9,4 +9,5 @@ out="benchmarks/results-$(date +%Y-%m-%d).txt"
     "$python" benchmarks/bench_finetune.py --config all "$@"
     "$python" benchmarks/bench_inference.py
     "$python" benchmarks/bench_serve.py
+    "$python" benchmarks/bench_distributed.py
 } 2>&1 | tee "$out"

@@ -330,3 +330,31 @@ def test_plain_text_is_one_text_per_line(folder, lines, newline):
     rows = read_unlabelled(path)
     assert [r.text for r in rows] == lines
     assert [r.line for r in rows] == list(range(1, len(lines) + 1))
+
+
+def _rows_or_error(read):
+    try:
+        return [(row.text, row.fields, row.line) for row in read()]
+    except GPTClassifierError as exc:
+        return str(exc)
+
+
+@fuzz
+@given(
+    data=st.one_of(file_bytes, json_lines, broken_csv),
+    name=st.sampled_from([n for n in NAMES if n != "d.parquet"]),
+    fmt=st.sampled_from([f for f in TEXT_FORMATS if f != "parquet"]),
+    lenient=st.booleans(),
+)
+def test_the_streaming_reader_reads_as_the_whole_file_reader(folder, data, name, fmt, lenient):
+    """``classify --file`` streams its input (data/streaming.py): the same rows, or the same
+    error message, as ``read_unlabelled`` reading the file at once."""
+    from gpt_classifier.data.streaming import iter_text_rows, scan_text_file
+
+    path = folder / name
+    path.write_bytes(data)
+    whole = _rows_or_error(lambda: read_unlabelled(path, fmt, lenient=lenient))
+    streamed = _rows_or_error(
+        lambda: list(iter_text_rows(scan_text_file(path, fmt, lenient=lenient)))
+    )
+    assert streamed == whole

@@ -1,8 +1,8 @@
-"""``gpt-classifier classify``: labels for new texts from a saved run."""
+"""``gpt-classifier classify``: labels for new texts from a saved run (a file of any size is
+streamed in chunks: ``inference/file_stream.py``)."""
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import time
@@ -12,7 +12,6 @@ import click
 
 from ..data.readers import TEXT_FORMATS
 from ..errors import GPTClassifierError
-from ..fileio import atomic_path
 from .options import device_option, tokenizer_option
 
 
@@ -48,6 +47,26 @@ from .options import device_option, tokenizer_option
     help="Write a CSV of the results here (with --file); never the input file.",
 )
 @click.option("--overwrite", is_flag=True, default=False, help="Replace an existing --output file.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    default=False,
+    help="Continue an interrupted --file ... --output run without classifying its finished "
+    "rows again (the same input file and run only).",
+)
+@click.option(
+    "--chunk-rows",
+    type=click.IntRange(min=1),
+    default=4096,
+    show_default=True,
+    help="Rows of --file read, classified and written at a time (memory stays flat).",
+)
+@click.option(
+    "--progress/--no-progress",
+    default=True,
+    show_default=True,
+    help="A progress bar (rows/s) for --file, on a terminal.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of TSV.")
 @click.option(
     "--explain",
@@ -68,6 +87,9 @@ def classify(
     lenient,
     output,
     overwrite,
+    resume,
+    chunk_rows,
+    progress,
     as_json,
     explain,
     batch_size,
@@ -76,25 +98,44 @@ def classify(
 ) -> None:
     """Classify texts with a saved run.
 
-    Prints label<TAB>probability<TAB>text for each TEXT (or each row of --file).
+    Prints label<TAB>probability<TAB>text for each TEXT (or each row of --file). A --file is
+    read, classified and written in chunks (memory stays flat whatever its size); with --output
+    the CSV appears only once complete, and --resume continues an interrupted run. Under
+    torchrun every process classifies a share of the chunks and rank 0 writes them in order.
     """
-    from ..inference.predict import Prediction, TextClassifier
-    from ..inference.texts import read_texts
-
     if input_file and texts:
         raise GPTClassifierError("pass texts as arguments or --file, not both")
     if output and not input_file:
         raise GPTClassifierError("--output needs --file")
     if output and explain:
         raise GPTClassifierError("--explain prints to the terminal; drop --output")
-    if output:
-        _check_output(Path(output), Path(input_file), overwrite)
+    if input_file and explain:
+        raise GPTClassifierError(
+            "--explain explains texts given as arguments, not the rows of --file"
+        )
+    if resume and not output:
+        raise GPTClassifierError("--resume needs --file and --output")
     if input_file:
-        rows, texts = read_texts(input_file, text_column, fmt, lenient=lenient)
-    elif not texts:
+        _classify_file(
+            run_dir,
+            input_file,
+            output=output,
+            overwrite=overwrite,
+            resume=resume,
+            printer=_printer(as_json),
+            fmt=fmt,
+            text_column=text_column,
+            lenient=lenient,
+            batch_size=batch_size,
+            chunk_rows=chunk_rows,
+            progress=progress,
+            tokenizer_dir=tokenizer_dir,
+            device=device,
+        )
+        return
+    if not texts:
         raise GPTClassifierError("nothing to classify: pass one or more texts or --file FILE")
-    else:
-        rows = [{"text": text} for text in texts]
+    from ..inference.predict import Prediction, TextClassifier
 
     classifier = TextClassifier.from_run(run_dir, device=device, tokenizer_dir=tokenizer_dir)
     started = time.perf_counter()
@@ -108,36 +149,77 @@ def classify(
         explanations = [None] * len(texts)
         predictions = classifier.classify(list(texts), batch_size=batch_size)
     elapsed = time.perf_counter() - started
-    if classifier.truncated:
+    _note_truncated(classifier.truncated, classifier.info.max_length)
+    print_prediction = _printer(as_json)
+    for text, prediction, why in zip(texts, predictions, explanations, strict=True):
+        print_prediction(text, prediction, why)
+    if len(texts) > 1:
+        _echo_speed(len(texts), elapsed)
+
+
+def _classify_file(run_dir, input_file, *, output, overwrite, resume, printer, **options) -> None:
+    from ..inference.file_stream import check_resumable, run_classify_file
+
+    if output:
+        output_path = Path(output)
+        check_resumable(output_path, resume=resume, overwrite=overwrite)
+        _check_output(output_path, Path(input_file), overwrite or resume)
+
+    def sink(rows, predictions) -> None:
+        for row, prediction in zip(rows, predictions, strict=True):
+            printer(row.text, prediction)
+
+    result = run_classify_file(
+        run_dir,
+        input_file,
+        output=Path(output) if output else None,
+        sink=None if output else sink,
+        resume=resume,
+        **options,
+    )
+    if not result.main_process:  # under torchrun rank 0 reports
+        return
+    _note_truncated(result.truncated, result.max_length)
+    if output:
+        resumed = result.rows - result.classified
+        more = f" ({resumed} done before the interruption)" if resumed else ""
+        click.echo(f"wrote {result.rows} predictions to {output}{more}", err=True)
+    if result.classified > 1:
+        _echo_speed(result.classified, result.seconds)
+
+
+def _printer(as_json: bool, explain: bool = False):
+    def print_prediction(text: str, prediction, why=None) -> None:
+        if as_json:
+            values = {
+                "label": prediction.label,
+                "probability": prediction.probability,
+                "probabilities": prediction.probabilities,
+                "text": text,
+            }
+            if why is not None:
+                values["explanation"] = explanation_json(why)
+            click.echo(json.dumps(values, ensure_ascii=False))
+        else:
+            flat = " ".join(text.split())
+            click.echo(f"{prediction.label}\t{prediction.probability:.4f}\t{flat}")
+            if why is not None:
+                click.echo(f"  why: {explanation_line(why)}")
+
+    return print_prediction
+
+
+def _note_truncated(truncated: int, max_length: int) -> None:
+    if truncated:
         click.echo(
-            f"note: {classifier.truncated} text(s) longer than {classifier.info.max_length} "
-            "tokens were truncated, as in training",
+            f"note: {truncated} text(s) longer than {max_length} tokens were truncated, "
+            "as in training",
             err=True,
         )
-    if output:
-        _write_csv(output, rows, predictions)
-        click.echo(f"wrote {len(predictions)} predictions to {output}", err=True)
-    else:
-        for text, prediction, why in zip(texts, predictions, explanations, strict=True):
-            if as_json:
-                line = {
-                    "label": prediction.label,
-                    "probability": prediction.probability,
-                    "probabilities": prediction.probabilities,
-                    "text": text,
-                }
-                if why is not None:
-                    line["explanation"] = explanation_json(why)
-                click.echo(json.dumps(line, ensure_ascii=False))
-            else:
-                flat = " ".join(text.split())
-                click.echo(f"{prediction.label}\t{prediction.probability:.4f}\t{flat}")
-                if why is not None:
-                    click.echo(f"  why: {explanation_line(why)}")
-    if len(texts) > 1:
-        click.echo(
-            f"{len(texts)} texts in {elapsed:.2f} s ({len(texts) / elapsed:.0f} texts/s)", err=True
-        )
+
+
+def _echo_speed(count: int, seconds: float) -> None:
+    click.echo(f"{count} texts in {seconds:.2f} s ({count / seconds:.0f} texts/s)", err=True)
 
 
 def explanation_line(why) -> str:
@@ -171,26 +253,6 @@ def _check_output(output: Path, input_file: Path, overwrite: bool) -> None:
         raise GPTClassifierError(f"--output {output} is the input file; write elsewhere")
     if output.exists() and not overwrite:
         raise GPTClassifierError(f"--output {output} exists; pass --overwrite to replace it")
-
-
-def _write_csv(path, rows, predictions) -> None:
-    # Every column of any row (JSON lines may differ in their keys), in order of appearance.
-    columns = list(dict.fromkeys(c for row in rows for c in row)) or ["text"]
-    extra = ["predicted_label", "probability"]
-    try:
-        with (
-            atomic_path(path) as partial,
-            partial.open("w", newline="", encoding="utf-8") as handle,
-        ):
-            writer = csv.writer(handle)
-            writer.writerow(columns + extra)
-            for row, prediction in zip(rows, predictions, strict=True):
-                writer.writerow(
-                    [row.get(c, "") for c in columns]
-                    + [prediction.label, f"{prediction.probability:.6f}"]
-                )
-    except OSError as exc:
-        raise GPTClassifierError(f"cannot write {path} ({exc.strerror or exc})") from None
 
 
 COMMANDS = [classify]

@@ -15,6 +15,7 @@ from ..inference.transaction import StagedRun
 from ..precision import PRECISIONS
 from ..training.cache_store import CACHE_DIR_ENV
 from ..training.checkpoint import read_options
+from ..training.distributed import DIST_TIMEOUT_ENV
 from ..training.recipe import FinetuneOptions
 from .options import (
     data_source_options,
@@ -124,6 +125,13 @@ DEFAULTS = FinetuneOptions()
 )
 @click.option("--output-dir", type=click.Path(), default=None, help="Run directory to create.")
 @click.option(
+    "--dist-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULTS.dist_timeout,
+    help="Under torchrun: seconds to wait for a peer process (to join, or in a collective) "
+    f"before stopping with an error (default: ${DIST_TIMEOUT_ENV} or 600).",
+)
+@click.option(
     "--resume",
     "resume_dir",
     type=click.Path(file_okay=False),
@@ -133,6 +141,9 @@ DEFAULTS = FinetuneOptions()
 def train(resume_dir: str | None, **kwargs: Any) -> None:
     """Fine-tune GPT-2 as a classifier, evaluate it and save the run.
 
+    Runs on several processes, GPUs or machines under torchrun (``torchrun --nproc-per-node N
+    $(which gpt-classifier) train ...``): --batch-size is per process, only rank 0 writes.
+
     Exit status: 0 done, 2 bad input or diverged training, 130 interrupted (Ctrl-C; what was
     learnt so far is evaluated and saved, marked "interrupted" in run.json).
     """
@@ -141,6 +152,8 @@ def train(resume_dir: str | None, **kwargs: Any) -> None:
 
     options = _resume_options(resume_dir, kwargs) if resume_dir else _new_options(kwargs)
     result = run_finetune(options)
+    if not result.main_process:  # under torchrun rank 0 reports
+        return
     classes = result.report[next(iter(result.report))]["per_class"].keys()
     click.echo(format_report(result.report, list(classes)), nl=False)
     click.echo(
@@ -155,7 +168,7 @@ def train(resume_dir: str | None, **kwargs: Any) -> None:
 
 
 # Options that only change how a resumed run is shown, not what it computes.
-RESUME_MAY_CHANGE = ("progress", "plots")
+RESUME_MAY_CHANGE = ("progress", "plots", "dist_timeout")
 
 
 def _new_options(kwargs: dict[str, Any]) -> FinetuneOptions:

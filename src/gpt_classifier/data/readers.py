@@ -254,21 +254,25 @@ def read_unlabelled(
         raise GPTClassifierError(f"{path}: no texts in the file")
     first_columns = list(rows[0][1]) if fmt == "jsonl" else columns
     column = _text_column(first_columns, text_column, path)
-    texts = []
-    for number, values in rows:
-        if column not in values:
-            raise GPTClassifierError(f"{source}:{number}: no {column!r} key")
-        value = values[column]
-        if _is_missing(value):
-            raise GPTClassifierError(f"{source}:{number}: empty text in column {column!r}")
-        if not isinstance(value, str):
-            raise GPTClassifierError(
-                f"{source}:{number}: text must be a string, got {json.dumps(value, default=str)}"
-            )
-        _check_encodable(value, source, number)
-        fields = {c: _cell(values.get(c)) for c in columns}
-        texts.append(TextRow(text=value, fields=fields, source=source, line=number))
-    return texts
+    return [text_row(values, column, columns, source, number) for number, values in rows]
+
+
+def text_row(
+    values: dict[str, Any], column: str, columns: Sequence[str], source: str, number: int
+) -> TextRow:
+    """One row to classify, checked: its text in ``column``, its fields in ``columns``."""
+    if column not in values:
+        raise GPTClassifierError(f"{source}:{number}: no {column!r} key")
+    value = values[column]
+    if _is_missing(value):
+        raise GPTClassifierError(f"{source}:{number}: empty text in column {column!r}")
+    if not isinstance(value, str):
+        raise GPTClassifierError(
+            f"{source}:{number}: text must be a string, got {json.dumps(value, default=str)}"
+        )
+    _check_encodable(value, source, number)
+    fields = {c: _cell(values.get(c)) for c in columns}
+    return TextRow(text=value, fields=fields, source=source, line=number)
 
 
 # --- decoding ---------------------------------------------------------------------------------
@@ -407,14 +411,18 @@ def _record(text: Any, label: Any, source: str, line: int) -> Record:
 
 def _sms_lines(text: str, source: str) -> Iterator[tuple[int, str, str]]:
     for number, line in _lines(text):
-        if not line.strip():
-            continue
-        label, tab, message = line.partition("\t")
-        if not tab:
-            raise GPTClassifierError(
-                f"{source}:{number}: expected 'label<TAB>text' but the line has no tab"
-            )
-        yield number, label, message
+        if line.strip():
+            yield number, *sms_fields(line, source, number)
+
+
+def sms_fields(line: str, source: str, number: int) -> tuple[str, str]:
+    """``(label, text)`` of one non-blank ``label<TAB>text`` line."""
+    label, tab, message = line.partition("\t")
+    if not tab:
+        raise GPTClassifierError(
+            f"{source}:{number}: expected 'label<TAB>text' but the line has no tab"
+        )
+    return label, message
 
 
 def _read_sms(text: str, source: str) -> Iterator[Record]:
@@ -612,17 +620,39 @@ def _check_runaways(
     runaways = list(_runaways(table, label_index, labels))
     if not runaways:
         return
-    records = _physical_records(text) - 1  # less the header line
-    counts = f"{len(table.data)} row(s) read from {records} non-blank line(s) after the header"
     broken = [r for r in runaways if r.broken]
-    if broken and not lenient:
-        first = broken[0]
+    report_runaways(
+        runaways[0],
+        broken[0] if broken else None,
+        len(runaways),
+        rows=len(table.data),
+        lines=_physical_records(text) - 1,  # less the header line
+        source=source,
+        lenient=lenient,
+    )
+
+
+def report_runaways(
+    first: _Runaway,
+    first_broken: _Runaway | None,
+    count: int,
+    *,
+    rows: int,
+    lines: int,
+    source: str,
+    lenient: bool,
+) -> None:
+    """The error (or, ``lenient``, the warning) for ``count`` runaway fields of a file of
+    ``rows`` rows on ``lines`` non-blank lines after the header."""
+    counts = f"{rows} row(s) read from {lines} non-blank line(s) after the header"
+    broken = first_broken is not None
+    if first_broken is not None and not lenient:
+        first = first_broken
         raise GPTClassifierError(
             f"{source}:{first.line}: a quoted field starts here, runs over {first.lines} lines "
             f"and its quotes do not close cleanly{_swallowed(first)} ({counts}); an unbalanced "
             "double quote? fix it, or pass --lenient to read the file as parsed"
         )
-    first = runaways[0]
     cause = (
         "with quotes that do not close cleanly"
         if first.broken
@@ -633,7 +663,7 @@ def _check_runaways(
         "%d lines%s; %s; rows kept as parsed%s",
         source,
         first.line,
-        len(runaways),
+        count,
         cause,
         first.lines,
         _swallowed(first),
@@ -688,22 +718,24 @@ def _looks_like_record(
 
 def _jsonl_objects(text: str, source: str) -> Iterator[tuple[int, dict[str, Any]]]:
     for number, line in _lines(text):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except ValueError as exc:  # JSONDecodeError, and ints too long to convert
-            message = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
-            raise GPTClassifierError(f"{source}:{number}: invalid JSON ({message})") from None
-        except RecursionError:
-            raise GPTClassifierError(
-                f"{source}:{number}: invalid JSON (nested too deeply)"
-            ) from None
-        if not isinstance(obj, dict):
-            raise GPTClassifierError(
-                f"{source}:{number}: expected a JSON object per line, got {type(obj).__name__}"
-            )
-        yield number, obj
+        if line.strip():
+            yield number, json_object(line, source, number)
+
+
+def json_object(line: str, source: str, number: int) -> dict[str, Any]:
+    """The JSON object of one non-blank line of a JSON-lines file."""
+    try:
+        obj = json.loads(line)
+    except ValueError as exc:  # JSONDecodeError, and ints too long to convert
+        message = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+        raise GPTClassifierError(f"{source}:{number}: invalid JSON ({message})") from None
+    except RecursionError:
+        raise GPTClassifierError(f"{source}:{number}: invalid JSON (nested too deeply)") from None
+    if not isinstance(obj, dict):
+        raise GPTClassifierError(
+            f"{source}:{number}: expected a JSON object per line, got {type(obj).__name__}"
+        )
+    return obj
 
 
 def _read_jsonl(

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from ..errors import GPTClassifierError
 from ..evaluation.history import TrainingHistory
+from .distributed import DistContext, unwrap
 from .losses import calc_accuracy_loader, calc_loss_batch, evaluate_model, unpack_batch
 from .settings import TrainSettings
 
@@ -105,6 +106,8 @@ def train_classifier(
     state: LoopState | None = None,
     on_checkpoint: Callable[[LoopState], None] | None = None,
     checkpoint_every: int | None = None,
+    dist: DistContext | None = None,
+    train_eval_loader: Iterable | None = None,
 ) -> TrainResult:
     """The book's loop (evaluate on ``eval_iter`` batches every ``eval_freq`` steps, accuracy
     on ``eval_iter`` batches after each epoch) plus gradient accumulation, a progress bar,
@@ -113,6 +116,11 @@ def train_classifier(
     ``autocast`` returns a context manager wrapped around every forward pass (bf16 autocast).
     ``on_checkpoint(state)`` is called after every epoch and every ``checkpoint_every`` optimizer
     steps. A NaN or infinite loss raises :class:`TrainingDiverged` at once.
+
+    Under ``torchrun`` (``dist``): ``model`` is wrapped in DDP, ``train_loader`` holds this rank's
+    share of each epoch's batches and ``train_eval_loader`` the whole training loader (the loss
+    and accuracy estimates read the same batches as one process). Each step's losses are
+    gathered, so every rank keeps the history of the equivalent one-process run.
     """
     run = _Loop(
         model,
@@ -125,6 +133,8 @@ def train_classifier(
         say=log or (lambda m: print(m, file=sys.stderr)),
         on_checkpoint=on_checkpoint,
         checkpoint_every=checkpoint_every,
+        dist=dist or DistContext(),
+        train_eval=train_eval_loader if train_eval_loader is not None else train_loader,
     )
     return run.fit(state or LoopState())
 
@@ -136,6 +146,9 @@ class _Loop:
         self.amp, self.progress, self.say = options["amp"], options["progress"], options["say"]
         self.on_checkpoint = options["on_checkpoint"]
         self.checkpoint_every = options["checkpoint_every"]
+        self.dist: DistContext = options["dist"]
+        self.eval_model = unwrap(model)  # estimates need no gradient synchronisation
+        self.train_eval = options["train_eval"]
         self.trainable = [p for p in model.parameters() if p.requires_grad]
         train = loaders["train"]
         self.steps_per_epoch = len(train) if isinstance(train, Sized) else None
@@ -151,6 +164,8 @@ class _Loop:
                 state.running_loss, state.running_seen = 0.0, 0
                 self._checkpoint(state)
         except KeyboardInterrupt:
+            if self.dist.enabled:  # the other ranks cannot stop at the same step: resume instead
+                raise
             result.interrupted = True
             self.say("interrupted: keeping the weights of the last finished step")
         finally:
@@ -204,22 +219,26 @@ class _Loop:
             for batch in self._batches(state):
                 batch_index = state.batch_index
                 inputs, targets, lengths = unpack_batch(batch)
-                with self.amp():
-                    loss = calc_loss_batch(inputs, targets, self.model, self.device, lengths)
-                loss_value = loss.item()
-                _check_finite(loss_value, state, settings.lr)
-                (loss / self._group_size(batch_index)).backward()
+                with self._synchronising(self._is_step(batch_index)):
+                    with self.amp():
+                        loss = calc_loss_batch(inputs, targets, self.model, self.device, lengths)
+                    # one value per rank, in the order of the one-process run's batches
+                    gathered = self.dist.gather_floats([loss.item(), inputs.shape[0]])
+                    for loss_value, _ in gathered:
+                        _check_finite(loss_value, state, settings.lr)
+                    (loss / self._group_size(batch_index)).backward()
                 steps_done = self._after_backward(batch_index)
                 state.batch_index = batch_index + 1
-                state.examples_seen += inputs.shape[0]
-                state.global_step += 1
-                state.step_losses.append(loss_value)
-                state.running_loss += loss_value * inputs.shape[0]
-                state.running_seen += inputs.shape[0]
                 bar.update(1)
-                bar.set_postfix(loss=f"{state.running_loss / state.running_seen:.3f}")
-                if state.global_step % settings.eval_freq == 0:
-                    self._evaluate_losses(state, bar)
+                for loss_value, rows in gathered:
+                    state.examples_seen += int(rows)
+                    state.global_step += 1
+                    state.step_losses.append(loss_value)
+                    state.running_loss += loss_value * rows
+                    state.running_seen += int(rows)
+                    bar.set_postfix(loss=f"{state.running_loss / state.running_seen:.3f}")
+                    if state.global_step % settings.eval_freq == 0:
+                        self._evaluate_losses(state, bar)
                 if steps_done and self.checkpoint_every and self._due(state):
                     self._checkpoint(state)
         finally:
@@ -234,10 +253,19 @@ class _Loop:
         group_start = batch_index - batch_index % accum
         return min(accum, self.steps_per_epoch - group_start)
 
-    def _after_backward(self, batch_index: int) -> bool:
+    def _is_step(self, batch_index: int) -> bool:
+        """Whether the optimizer steps after ``batch_index`` (the end of a group)."""
         accum = self.settings.grad_accum_steps
         last_in_epoch = self.steps_per_epoch is not None and batch_index + 1 == self.steps_per_epoch
-        if (batch_index + 1) % accum == 0 or last_in_epoch:
+        return (batch_index + 1) % accum == 0 or last_in_epoch
+
+    def _synchronising(self, step: bool) -> Any:
+        """DDP averages the gradients once per optimizer step, not after every batch."""
+        no_sync = getattr(self.model, "no_sync", None)
+        return no_sync() if no_sync is not None and not step else contextlib.nullcontext()
+
+    def _after_backward(self, batch_index: int) -> bool:
+        if self._is_step(batch_index):
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
             return True
@@ -263,8 +291,8 @@ class _Loop:
     def _evaluate_losses(self, state: LoopState, bar: Any) -> None:
         with self.amp():
             train_loss, val_loss = evaluate_model(
-                self.model,
-                self.loaders["train"],
+                self.eval_model,
+                self.train_eval,
                 self.loaders["validation"],
                 self.device,
                 self.settings.eval_iter,
@@ -287,10 +315,13 @@ class _Loop:
         self.model.eval()
         with self.amp():
             train_acc = calc_accuracy_loader(
-                self.loaders["train"], self.model, self.device, num_batches=settings.eval_iter
+                self.train_eval, self.eval_model, self.device, num_batches=settings.eval_iter
             )
             val_acc = calc_accuracy_loader(
-                self.loaders["validation"], self.model, self.device, num_batches=settings.eval_iter
+                self.loaders["validation"],
+                self.eval_model,
+                self.device,
+                num_batches=settings.eval_iter,
             )
         state.history.record_accuracies(epoch + 1, state.examples_seen, train_acc, val_acc)
         mean_loss = state.running_loss / max(state.running_seen, 1)
@@ -302,7 +333,7 @@ class _Loop:
         if settings.select_best:
             with self.amp():
                 full_val_acc = calc_accuracy_loader(
-                    self.loaders["validation"], self.model, self.device
+                    self.loaders["validation"], self.eval_model, self.device
                 )
             if full_val_acc > state.best_val_acc:
                 state.best_val_acc, state.best_epoch = full_val_acc, epoch + 1

@@ -10,6 +10,8 @@ checkpoint kept in its staging folder.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import sys
 import time
@@ -35,8 +37,9 @@ from ..inference.transaction import StagedRun, finish_interrupted_commit
 from ..precision import autocast, resolve_device, resolve_precision
 from ..tokenizer import get_tokenizer
 from ..weights import build_model
-from . import checkpoint
+from . import checkpoint, distributed
 from .cache_store import CacheStore, dataset_key, default_cache_dir, prefix_digests
+from .distributed import DistContext
 from .interrupts import deferred_interrupts
 from .loop import LoopState, TrainingDiverged, TrainResult, train_classifier
 from .memory import peak_rss_mb, release_free_memory
@@ -46,6 +49,7 @@ from .prefix_cache import (
     SuffixClassifier,
     build_cache,
     cached_positions,
+    empty_cache,
     estimate_cache_bytes,
     plan_prefix_cache,
 )
@@ -67,6 +71,7 @@ class FinetuneResult:
     peak_rss_mb: float = 0.0
     cached_prefix: bool = False
     precision: str = "fp32"
+    main_process: bool = True  # False on the other ranks under torchrun (they write nothing)
 
     @property
     def interrupted(self) -> bool:
@@ -83,6 +88,7 @@ class TrainingSetup:
     device: torch.device
     precision: str
     cached: bool
+    dist: DistContext = field(default_factory=DistContext)
 
 
 class StageClock:
@@ -108,12 +114,41 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _quiet(message: str) -> None:
+    pass
+
+
 def run_finetune(options: FinetuneOptions, log: Log = _stderr) -> FinetuneResult:
+    """One run; under ``torchrun`` every rank calls it, and only rank 0 logs and writes."""
     recipe = options.resolved()
-    if options.resume and finish_interrupted_commit(options.output_path):
+    dist = distributed.init_distributed(resolve_device(options.device), options.dist_timeout)
+    if not dist.is_main:
+        log, options = _quiet, dataclasses.replace(options, progress=False)
+    try:
+        return _run_finetune(options, recipe, dist, log)
+    except torch.distributed.DistError as exc:
+        raise distributed.peer_failure(dist, exc) from None
+    finally:
+        distributed.shutdown(dist)
+
+
+def _on_main(dist: DistContext, work: Callable[[], Any]) -> Any:
+    """``work()`` on rank 0, its errors on every rank; None on the other ranks."""
+    kept: list[Any] = []
+    dist.run_on_main(lambda: kept.append(work()))
+    return kept[0] if kept else None
+
+
+def _run_finetune(
+    options: FinetuneOptions, recipe: ResolvedRecipe, dist: DistContext, log: Log
+) -> FinetuneResult:
+    finished = options.resume and dist.run_on_main(
+        lambda: finish_interrupted_commit(options.output_path)
+    )
+    if finished:
         log(f"{options.output_path}: the run was complete; finished its interrupted commit")
         return _finished_run(options.output_path)
-    staged = open_run_directory(options)
+    staged: StagedRun | None = _on_main(dist, lambda: open_run_directory(options))
     clock = StageClock()
     try:
         with clock.stage("data"):
@@ -123,27 +158,30 @@ def run_finetune(options: FinetuneOptions, log: Log = _stderr) -> FinetuneResult
         with clock.stage("tokenize"):
             encoded = encode(prepared, recipe, classifier, options.tokenizer_dir, log)
         with clock.stage("prefix_cache"):
-            setup = make_loaders(classifier, encoded, recipe.train, options, log)
+            setup = make_loaders(classifier, encoded, recipe.train, options, log, dist)
         with clock.stage("train"):
             result = fit(setup, recipe.train, options, staged, encoded, log)
         with deferred_interrupts() as interrupt:  # a Ctrl-C now would lose the trained model
             with clock.stage("evaluate"):
                 report = evaluate_splits(setup, encoded, prepared.label_map.classes)
             release_free_memory()
-            with clock.stage("save"):
-                info = run_info(options, recipe, setup, encoded, prepared, result)
-                write_run(staged, setup.classifier, info, report, result, prepared, options)
-            write_json(staged.folder / "timings.json", _timings(clock, setup.device))
-            run_dir = staged.commit()
+            run_dir = options.output_path
+            if staged is not None:  # rank 0 writes the run
+                with clock.stage("save"):
+                    info = run_info(options, recipe, setup, encoded, prepared, result)
+                    write_run(staged, setup.classifier, info, report, result, prepared, options)
+                timings = _timings(clock, setup.device, dist)
+                write_json(staged.folder / "timings.json", timings)
+                run_dir = staged.commit()
         if interrupt.requested:
             result.interrupted = True
     except TrainingDiverged as exc:
         message = f"{exc}; nothing was saved"
-        if checkpoint.has_checkpoint(staged.checkpoint_dir):
+        if staged is not None and checkpoint.has_checkpoint(staged.checkpoint_dir):
             message += f"; the last good checkpoint is kept in {staged.checkpoint_dir}"
         raise GPTClassifierError(message) from None
     except BaseException:
-        if not checkpoint.has_checkpoint(staged.checkpoint_dir):
+        if staged is not None and not checkpoint.has_checkpoint(staged.checkpoint_dir):
             staged.discard()  # nothing worth resuming: leave no trace
         raise
     clock.seconds["total"] = clock.total()
@@ -155,6 +193,7 @@ def run_finetune(options: FinetuneOptions, log: Log = _stderr) -> FinetuneResult
         peak_rss_mb=peak_rss_mb(),
         cached_prefix=setup.cached,
         precision=setup.precision,
+        main_process=dist.is_main,
     )
 
 
@@ -265,21 +304,29 @@ def make_loaders(
     settings: TrainSettings,
     options: FinetuneOptions,
     log: Log,
+    dist: DistContext | None = None,
 ) -> TrainingSetup:
     """The book's loaders for training, complete length-bucketed ones for the report, and, where
-    it is exact and fits in memory, the frozen blocks run once per example (prefix cache)."""
-    device = resolve_device(options.device)
+    it is exact and fits in memory, the frozen blocks run once per example (prefix cache).
+
+    Under ``torchrun`` the training and report loaders hold this rank's share of the batches
+    and the frozen prefix is run in shards, one per rank, then shared."""
+    dist = dist or DistContext()
+    device = distributed.rank_device(dist, resolve_device(options.device))
     precision = resolve_precision(options.precision, device)
     classifier.to(device)
+    whole_train = encoded.loader("train", settings.batch_size, seed=settings.seed)
     loaders: dict[str, Any] = {
-        "train": encoded.loader("train", settings.batch_size, seed=settings.seed),
+        "train": distributed.shard_loader(whole_train, dist, even=True),
         "validation": encoded.loader("validation", settings.batch_size, seed=settings.seed),
     }
+    if dist.enabled:
+        loaders["train_eval"] = whole_train  # the same generator: one shuffle, drawn as by one
     # 'last' pooling over per-batch padding reads position -1: evaluate texts of equal length
     # together, so it is each text's own last token, as `classify` does
     unpadded_eval = encoded.pad_lengths["train"] is None and classifier.pooling == Pooling.LAST
     for name in SPLITS:
-        loaders[f"eval_{name}"] = encoded.loader(
+        report_loader = encoded.loader(
             name,
             EVAL_BATCH_SIZE,
             shuffle=False,
@@ -288,7 +335,8 @@ def make_loaders(
             bucket_by_length=True,
             equal_lengths=unpadded_eval,
         )
-    setup = TrainingSetup(classifier, classifier, loaders, device, precision, cached=False)
+        loaders[f"eval_{name}"] = distributed.shard_loader(report_loader, dist, even=False)
+    setup = TrainingSetup(classifier, classifier, loaders, device, precision, False, dist)
     never_padded = unpadded_eval and settings.batch_size == 1
     plan = plan_prefix_cache(classifier, encoded.pad_lengths["train"], never_padded=never_padded)
     if not options.prefix_cache:
@@ -320,33 +368,52 @@ def _build_caches(
     log: Log,
 ) -> dict[str, Any]:
     """Each split's states from the on-disk cache when it holds them, else computed (and kept
-    there for the next run), starting from the deepest shallower prefix the cache holds."""
+    there for the next run), starting from the deepest shallower prefix the cache holds.
+
+    Under ``torchrun`` rank 0 reads and writes the disk cache and shares what it read; each rank
+    runs its share of the forward batches of the rest (from the token ids), then the shares are
+    summed."""
+    dist = setup.dist
     store = CacheStore(options.cache_dir or default_cache_dir()) if options.disk_cache else None
     digests: list[str] = []
     caches: dict[str, Any] = {}
     if store is not None:
         digests = prefix_digests(setup.classifier, start_block, setup.precision)
-        for name in SPLITS:
-            found = store.load(_split_key(digests[start_block], encoded, name), log)
-            if found is not None:
-                caches[name] = found
+
+        def load_found() -> list[str]:
+            for name in SPLITS:
+                found = store.load(_split_key(digests[start_block], encoded, name), log)
+                if found is not None:
+                    caches[name] = found
+            return list(caches)
+
+        for name in dist.run_on_main(load_found):
+            if name not in caches:  # the other ranks: the layout, filled from rank 0
+                split = encoded.split(name)
+                emb_dim = setup.classifier.gpt.cfg.emb_dim
+                caches[name] = empty_cache(split, encoded.pad_lengths[name], emb_dim)
+            dist.broadcast_in_place(caches[name].storage)
         if caches:
             log(f"frozen-prefix cache: {', '.join(caches)} reused from {store.folder}")
     todo = [name for name in SPLITS if name not in caches]
     if not todo:
         return caches
-    sources = _shallower_states(store, digests, encoded, todo, log) if store else {}
+    # a shallower prefix's states are on rank 0's disk only: under torchrun all start from ids
+    sources = (
+        _shallower_states(store, digests, encoded, todo, log) if store and not dist.enabled else {}
+    )
     positions = sum(cached_positions(encoded.split(n), encoded.pad_lengths[n]) for n in todo)
     real_tokens = sum(sum(encoded.split(name).lengths) for name in todo)
     padded = "" if positions == real_tokens else f" ({real_tokens:,} tokens and padding)"
     first = min(sources.get(name, (0, ""))[0] for name in todo)
+    shards = f", in {dist.world_size} shards" if dist.enabled else ""
     log(
         f"frozen-prefix cache: running blocks {first}-{start_block - 1} once over "
-        f"{positions:,} positions{padded} ({setup.precision}); training runs block "
+        f"{positions:,} positions{padded} ({setup.precision}{shards}); training runs block "
         f"{start_block} onwards"
     )
     with tqdm(
-        total=positions,
+        total=positions // dist.world_size,
         unit="tok",
         desc="frozen prefix",
         disable=not options.progress,
@@ -368,9 +435,11 @@ def _build_caches(
                 progress=bar,
                 source=source,
                 source_block=source_block,
+                share=(dist.rank, dist.world_size) if dist.enabled else None,
             )
             del source  # before the next split's states load
-            if store is not None:
+            dist.sum_in_place(caches[name].storage)
+            if store is not None and dist.is_main:
                 _keep(store, _split_key(digests[start_block], encoded, name), caches[name], log)
     return caches
 
@@ -408,36 +477,56 @@ def _keep(store: CacheStore, key: str, cache: Any, log: Log) -> None:
 
 
 def _split_of(loader_key: str) -> str:
-    return loader_key.removeprefix("eval_")
+    return "train" if loader_key == "train_eval" else loader_key.removeprefix("eval_")
 
 
 def fit(
     setup: TrainingSetup,
     settings: TrainSettings,
     options: FinetuneOptions,
-    staged: StagedRun,
+    staged: StagedRun | None,
     encoded: EncodedSplits,
     log: Log,
 ) -> TrainResult:
-    """Train, checkpointing into the staging folder; resume from its checkpoint if asked."""
+    """Train, checkpointing into the staging folder; resume from its checkpoint if asked.
+    Under ``torchrun`` rank 0 reads and writes the checkpoints and shares what it read."""
+    dist = setup.dist
     optimizer = make_optimizer(setup.classifier, settings, setup.device)
     torch.manual_seed(settings.seed)
     fingerprint = _fingerprint(options, encoded, setup.classifier)
-    folder = staged.checkpoint_dir
+    folder = staged.checkpoint_dir if staged is not None else None
+
+    def load() -> LoopState | None:
+        if folder is None or not (options.resume and checkpoint.has_checkpoint(folder)):
+            return None
+        return checkpoint.load_checkpoint(folder, setup.classifier, optimizer, fingerprint)
+
+    resumed = dist.run_on_main(load)
     state = LoopState()
-    if options.resume and checkpoint.has_checkpoint(folder):
-        state = checkpoint.load_checkpoint(folder, setup.classifier, optimizer, fingerprint)
+    if resumed is not None:
+        state = resumed
+        if dist.enabled:  # rank 0 holds the checkpoint's weights and moments
+            trainable = [p for p in setup.classifier.parameters() if p.requires_grad]
+            dist.broadcast_parameters(trainable)
+            optimizer.load_state_dict(dist.broadcast_object(optimizer.state_dict()))
         log(f"resuming from the checkpoint after step {state.global_step + 1}")
 
     def save(loop_state: LoopState) -> None:
-        checkpoint.save_checkpoint(folder, setup.classifier, optimizer, loop_state, fingerprint)
+        if folder is not None:
+            checkpoint.save_checkpoint(folder, setup.classifier, optimizer, loop_state, fingerprint)
 
+    per_step = f"batch {settings.batch_size}"
+    if dist.enabled or settings.grad_accum_steps > 1:
+        per_step += (
+            f" x {dist.world_size} processes x {settings.grad_accum_steps} accumulated = "
+            f"effective batch {effective_batch_size(settings, dist)}"
+        )
     log(
         f"training: {settings.epochs} epochs of {len(setup.loaders['train'])} steps "
-        f"(batch {settings.batch_size}), {setup.precision} on {setup.device}"
+        f"({per_step}), {setup.precision} on {setup.device}"
     )
     result = train_classifier(
-        setup.trained_model,
+        distributed.wrap_trainable(setup.trained_model, dist, setup.device),
         setup.loaders["train"],
         setup.loaders["validation"],
         optimizer,
@@ -449,11 +538,18 @@ def fit(
         state=state,
         on_checkpoint=save,
         checkpoint_every=options.checkpoint_every,
+        dist=dist,
+        train_eval_loader=setup.loaders.get("train_eval"),
     )
     # the optimizer's moments go with this frame; the gradients are not needed for the report
     for param in setup.classifier.parameters():
         param.grad = None
     return result
+
+
+def effective_batch_size(settings: TrainSettings, dist: DistContext) -> int:
+    """Examples per optimizer step: batch x processes x accumulated batches."""
+    return settings.batch_size * dist.world_size * settings.grad_accum_steps
 
 
 def _fingerprint(options: FinetuneOptions, encoded: EncodedSplits, model: GPTClassifier) -> str:
@@ -479,8 +575,11 @@ def make_optimizer(
 def evaluate_splits(
     setup: TrainingSetup, encoded: EncodedSplits, classes: tuple[str, ...] | list[str]
 ) -> dict[str, dict[str, Any]]:
+    evaluate = _evaluate
+    if setup.dist.enabled:
+        evaluate = functools.partial(distributed.evaluate_sharded, setup.dist)
     report = {
-        name: _evaluate(
+        name: evaluate(
             setup.trained_model,
             setup.loaders[f"eval_{name}"],
             setup.device,
@@ -528,6 +627,9 @@ def run_info(
             "trainable": str(recipe.trainable),
             "lora": {"rank": options.lora_rank, "alpha": options.lora_alpha} if lora else None,
             "training": recipe.train.to_dict(),
+            # per optimizer step: --batch-size x processes (torchrun) x --grad-accum
+            "processes": setup.dist.world_size,
+            "effective_batch_size": effective_batch_size(recipe.train, setup.dist),
             "preset": options.preset,
             "precision": setup.precision,
             "frozen_prefix_cache": setup.cached,
@@ -570,7 +672,7 @@ def write_run(
             )
 
 
-def _timings(clock: StageClock, device: torch.device) -> dict[str, Any]:
+def _timings(clock: StageClock, device: torch.device, dist: DistContext) -> dict[str, Any]:
     seconds = {**clock.seconds, "total": clock.total()}
     return {
         "seconds": seconds,
@@ -578,4 +680,5 @@ def _timings(clock: StageClock, device: torch.device) -> dict[str, Any]:
         "peak_rss_mb_after": clock.peak_after,
         "device": str(device),
         "threads": torch.get_num_threads(),
+        "processes": dist.world_size,  # rank 0's clock; the others run the same stages
     }

@@ -109,21 +109,23 @@ def build_cache(
     *,
     source: HiddenStateCache | None = None,
     source_block: int = 0,
+    share: tuple[int, int] | None = None,
 ) -> HiddenStateCache:
     """Run ``trf_blocks[:start_block]`` once over ``dataset`` (longest first, ~1k tokens per
     forward) and keep each example's states (float32, on the CPU).
 
     With ``source`` (the states after ``source_block`` blocks, cached by an earlier run of a
     shallower prefix) only ``trf_blocks[source_block:start_block]`` run, in the same batches:
-    the states are the ones a run from the token ids gives, bit for bit."""
+    the states are the ones a run from the token ids gives, bit for bit.
+
+    ``share=(rank, world)`` (under ``torchrun``): run only every ``world``-th of these batches,
+    from the ``rank``-th on; the other rows stay zero, for the ranks' caches to be summed."""
     was_training = model.training
     model.eval()
     lengths = dataset.lengths
-    kept = [pad_length if pad_length else length for length in lengths]
-    offsets = [0] * len(kept)
-    for i in range(1, len(kept)):
-        offsets[i] = offsets[i - 1] + kept[i - 1]
-    storage = torch.empty(sum(kept), model.cfg.emb_dim)
+    cache = empty_cache(dataset, pad_length, model.cfg.emb_dim)
+    storage, offsets, kept = cache.storage, cache.offsets, cache.lengths
+    batch_number = -1
     order = sorted(range(len(dataset)), key=lambda i: -lengths[i])
     # Without the causal mask a real token sees the padding of its batch: batch equal lengths.
     equal_lengths_only = pad_length is None and not model.cfg.causal
@@ -135,6 +137,9 @@ def build_cache(
         if equal_lengths_only:
             chunk = [index for index in chunk if lengths[index] == lengths[chunk[0]]]
         position += len(chunk)
+        batch_number += 1
+        if share is not None and batch_number % share[1] != share[0]:
+            continue  # another rank's batch
         if source is None:
             inputs = pad_token_ids([dataset.input_ids[index] for index in chunk], width)
         else:
@@ -147,7 +152,16 @@ def build_cache(
         if progress is not None:
             progress.update(sum(kept[i] for i in chunk))  # type: ignore[attr-defined]
     model.train(was_training)
-    return HiddenStateCache(storage, offsets, kept)
+    return cache
+
+
+def empty_cache(dataset: EncodedDataset, pad_length: int | None, emb_dim: int) -> HiddenStateCache:
+    """A cache of ``dataset``'s layout holding zeros (each example's rows, back to back)."""
+    kept = [pad_length if pad_length else length for length in dataset.lengths]
+    offsets = [0] * len(kept)
+    for i in range(1, len(kept)):
+        offsets[i] = offsets[i - 1] + kept[i - 1]
+    return HiddenStateCache(torch.zeros(sum(kept), emb_dim), offsets, kept)
 
 
 class CachedLoader:

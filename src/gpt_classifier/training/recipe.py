@@ -79,6 +79,9 @@ class FinetuneOptions:
     overwrite: bool = False  # replace an existing run (or non-empty folder)
     resume: bool = False  # continue the interrupted run in output_dir from its checkpoint
     checkpoint_every: int | None = None  # optimizer steps between checkpoints (and every epoch)
+    # under torchrun: seconds to wait for a peer (to join, or in a collective) before an error;
+    # None: $GPT_CLASSIFIER_DIST_TIMEOUT or 10 minutes
+    dist_timeout: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
@@ -154,6 +157,8 @@ class FinetuneOptions:
             problems.append(f"lora_alpha must be a positive finite number (got {self.lora_alpha})")
         if self.checkpoint_every is not None and self.checkpoint_every < 1:
             problems.append(f"checkpoint_every must be >= 1 (got {self.checkpoint_every})")
+        if self.dist_timeout is not None and not self.dist_timeout > 0:
+            problems.append(f"dist_timeout must be positive (got {self.dist_timeout})")
         return problems
 
     @property

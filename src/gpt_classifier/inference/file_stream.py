@@ -1,0 +1,338 @@
+"""``classify --file``: a file of any size classified in chunks, in flat memory.
+
+Each chunk of rows (4,096 by default) is read, tokenised, classified and written before the next
+is read, so memory does not grow with the file (``data/streaming.py`` reads it, after a first
+pass that checks every row). With ``--output`` the rows go, in input order, to a hidden partial
+file beside the output, renamed to its name only once complete: an output file is never
+half-written. After every chunk a small progress file (``.NAME.progress.json``) records how many
+rows are done, how many bytes of the partial file hold them, and which input file and run made
+them, so ``--resume`` continues an interrupted run where it stopped and refuses another input or
+run.
+
+Under ``torchrun`` chunk ``k`` is classified by rank ``k mod N`` and rank 0 writes every chunk,
+in order.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import itertools
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ..data.readers import TextRow
+from ..data.streaming import TextFilePlan, iter_text_rows, scan_text_file
+from ..errors import GPTClassifierError
+from ..faults import crash_point
+from ..fileio import fsync_directory, write_json
+from .predict import Prediction, TextClassifier
+
+CHUNK_ROWS = 4096
+PROGRESS_FORMAT = 1
+_HEAD_BYTES = 1 << 20  # of the input, in its identity (with its size and modification time)
+
+ChunkSink = Callable[[Sequence[TextRow], Sequence[Prediction]], None]
+
+
+@dataclass
+class FileResult:
+    rows: int  # in the file
+    classified: int  # by this run (a resumed run skips the rows done before)
+    truncated: int  # texts cut to the trained length
+    seconds: float
+    output: Path | None = None
+    max_length: int = 0  # the trained length texts are cut to
+    main_process: bool = True  # False on the other ranks under torchrun (rank 0 reports)
+
+
+def partial_path(output: Path) -> Path:
+    return output.with_name(f".{output.name}.partial")
+
+
+def progress_path(output: Path) -> Path:
+    return output.with_name(f".{output.name}.progress.json")
+
+
+def check_resumable(output: Path, *, resume: bool, overwrite: bool) -> None:
+    """Before any work: an interrupted run's leftovers are resumed or replaced, never mixed."""
+    leftovers = partial_path(output).exists() or progress_path(output).exists()
+    if resume and not progress_path(output).is_file():
+        raise GPTClassifierError(f"--resume: no interrupted classify of {output} to continue")
+    if leftovers and not resume and not overwrite:
+        raise GPTClassifierError(
+            f"an interrupted classify of {output} can be continued: add --resume (or pass "
+            "--overwrite to start again)"
+        )
+
+
+def classify_file(
+    classifier: TextClassifier,
+    input_file: str | os.PathLike[str],
+    *,
+    output: str | os.PathLike[str] | None = None,
+    sink: ChunkSink | None = None,
+    fmt: str | None = None,
+    text_column: str | None = None,
+    lenient: bool = False,
+    batch_size: int = 64,
+    chunk_rows: int = CHUNK_ROWS,
+    resume: bool = False,
+    progress: bool = True,
+    run_dir: str | os.PathLike[str] | None = None,
+    dist: Any = None,
+) -> FileResult:
+    """Classify every row of ``input_file`` chunk by chunk: into the CSV ``output`` (the input's
+    columns, then ``predicted_label`` and ``probability``) or, without one, to ``sink(rows,
+    predictions)`` per chunk. ``run_dir`` identifies the model in the progress file."""
+    from ..training.distributed import DistContext
+
+    dist = dist or DistContext()
+    if chunk_rows < 1:
+        raise GPTClassifierError(f"chunk size must be positive, got {chunk_rows}")
+    started = time.perf_counter()
+    plan = scan_text_file(input_file, fmt, text_column, lenient=lenient)
+    if dist.enabled:  # a file of fewer than N chunks still keeps every rank busy
+        chunk_rows = min(chunk_rows, -(-plan.rows // dist.world_size))
+    writer: _PartialCsv | None = None
+    done = 0
+    if output is not None:
+        identity = _identity(plan, run_dir)
+        opened: list[_PartialCsv] = []  # rank 0 writes; its errors reach every rank
+        dist.run_on_main(
+            lambda: opened.append(_PartialCsv.open(Path(output), plan, identity, resume))
+        )
+        writer = opened[0] if opened else None
+        done = dist.broadcast_object(writer.done if writer is not None else 0)
+    truncated = 0
+    bar = tqdm(
+        total=plan.rows,
+        initial=done,
+        unit="rows",
+        desc="classify",
+        disable=True if not (progress and dist.is_main) else None,  # None: only on a terminal
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
+    try:
+        chunks = _chunks(iter_text_rows(plan, skip=done), chunk_rows)
+        for round_of_chunks in _rounds(chunks, dist.world_size):
+            mine = round_of_chunks[dist.rank] if dist.rank < len(round_of_chunks) else None
+            probabilities = None
+            if mine is not None:
+                probabilities = classifier.predict_proba([row.text for row in mine], batch_size)
+                truncated += classifier.truncated
+            gathered = dist.gather_objects(probabilities)
+            if not dist.is_main:
+                continue
+            for chunk, probs in zip(round_of_chunks, gathered, strict=False):
+                predictions = classifier.predictions(probs)
+                if writer is not None:
+                    writer.append(chunk, predictions)
+                elif sink is not None:
+                    sink(chunk, predictions)
+                bar.update(len(chunk))
+        if writer is not None:
+            writer.commit()
+    finally:
+        bar.close()
+        if writer is not None:
+            writer.close()
+    truncated = sum(dist.gather_objects(truncated))
+    return FileResult(
+        rows=plan.rows,
+        classified=plan.rows - done,
+        truncated=truncated,
+        seconds=time.perf_counter() - started,
+        output=Path(output) if output is not None else None,
+        max_length=classifier.info.max_length,
+        main_process=dist.is_main,
+    )
+
+
+def _chunks(rows: Iterator[TextRow], size: int) -> Iterator[list[TextRow]]:
+    while chunk := list(itertools.islice(rows, size)):
+        yield chunk
+
+
+def _rounds(chunks: Iterator[list[TextRow]], world: int) -> Iterator[list[list[TextRow]]]:
+    """``world`` chunks at a time: one per rank (the last round may have fewer)."""
+    while batch := list(itertools.islice(chunks, world)):
+        yield batch
+
+
+def _identity(plan: TextFilePlan, run_dir: str | os.PathLike[str] | None) -> dict[str, Any]:
+    """What the rows of a partial output depend on: the input file (size, modification time,
+    its first MiB) and its reading, and the run (run.json and the weights' size and time)."""
+    stat = plan.path.stat()
+    with plan.path.open("rb") as handle:
+        head = hashlib.sha256(handle.read(_HEAD_BYTES)).hexdigest()
+    run: dict[str, Any] = {}
+    if run_dir is not None:
+        folder = Path(run_dir)
+        run_json = folder / "run.json"
+        if run_json.is_file():
+            run["run_json_sha256"] = hashlib.sha256(run_json.read_bytes()).hexdigest()
+        for weights in sorted(folder.glob("*.safetensors")):
+            found = weights.stat()
+            run[weights.name] = [found.st_size, found.st_mtime_ns]
+    return {
+        "input": {
+            "path": str(plan.path.resolve()),
+            "size": stat.st_size,
+            "mtime_ns": stat.st_mtime_ns,
+            "head_sha256": head,
+            "format": plan.fmt,
+            "text_column": plan.text_column,
+            "rows": plan.rows,
+        },
+        "run": run,
+    }
+
+
+class _PartialCsv:
+    """The hidden partial output and its progress file."""
+
+    def __init__(self, output: Path, handle: IO[str], identity: dict, columns, done: int):
+        self.output, self.handle, self.identity = output, handle, identity
+        self.columns, self.done = list(columns), done
+        self.writer = csv.writer(handle)
+
+    @classmethod
+    def open(
+        cls, output: Path, plan: TextFilePlan, identity: dict[str, Any], resume: bool
+    ) -> _PartialCsv:
+        partial, progress = partial_path(output), progress_path(output)
+        columns = list(plan.columns) or ["text"]
+        try:
+            if resume:
+                done, size = _read_progress(output, identity)
+                if not partial.is_file() or partial.stat().st_size < size:
+                    raise GPTClassifierError(
+                        f"--resume: {partial} is missing or shorter than its progress file "
+                        "says; start again with --overwrite"
+                    )
+                handle = partial.open("r+", newline="", encoding="utf-8")
+                handle.truncate(size)  # rows written after the last recorded chunk go again
+                handle.seek(size)
+                return cls(output, handle, identity, columns, done)
+            progress.unlink(missing_ok=True)
+            handle = partial.open("w", newline="", encoding="utf-8")
+        except OSError as exc:
+            raise GPTClassifierError(f"cannot write {partial} ({exc.strerror or exc})") from None
+        made = cls(output, handle, identity, columns, 0)
+        made.writer.writerow(columns + ["predicted_label", "probability"])
+        made._record()
+        return made
+
+    def append(self, rows: Sequence[TextRow], predictions: Sequence[Prediction]) -> None:
+        buffer = io.StringIO(newline="")
+        writer = csv.writer(buffer)
+        for row, prediction in zip(rows, predictions, strict=True):
+            writer.writerow(
+                [row.fields.get(c, "") for c in self.columns]
+                + [prediction.label, f"{prediction.probability:.6f}"]
+            )
+        try:
+            self.handle.write(buffer.getvalue())
+        except OSError as exc:
+            raise _cannot_write(self.output, exc) from None
+        crash_point("classify-chunk-written")  # the rows are there, the progress not yet
+        self.done += len(rows)
+        self._record()
+        crash_point("classify-chunk")
+
+    def _record(self) -> None:
+        """Flush the rows to disk, then say so in the progress file (atomically)."""
+        try:
+            self.handle.flush()
+            os.fsync(self.handle.fileno())
+            values = {
+                "format": PROGRESS_FORMAT,
+                **self.identity,
+                "rows_done": self.done,
+                "bytes": self.handle.tell(),
+            }
+            write_json(progress_path(self.output), values)
+        except OSError as exc:
+            raise _cannot_write(self.output, exc) from None
+
+    def commit(self) -> None:
+        """Rename the complete partial file to the output's name, then forget the progress."""
+        try:
+            self.handle.close()
+            os.replace(partial_path(self.output), self.output)
+            progress_path(self.output).unlink(missing_ok=True)
+            fsync_directory(self.output.parent)
+        except OSError as exc:
+            raise _cannot_write(self.output, exc) from None
+
+    def close(self) -> None:
+        if not self.handle.closed:
+            self.handle.close()
+
+
+def _cannot_write(path: Path, exc: OSError) -> GPTClassifierError:
+    return GPTClassifierError(f"cannot write {path} ({exc.strerror or exc})")
+
+
+def _read_progress(output: Path, identity: dict[str, Any]) -> tuple[int, int]:
+    path = progress_path(output)
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+        done, size = int(values["rows_done"]), int(values["bytes"])
+        saved = {key: values[key] for key in ("input", "run")}
+    except (OSError, ValueError, KeyError, TypeError):
+        raise GPTClassifierError(
+            f"--resume: {path} is unreadable; start again with --overwrite"
+        ) from None
+    if values.get("format") != PROGRESS_FORMAT:
+        raise GPTClassifierError(f"--resume: {path} is not a progress file of this version")
+    for part, what in (("input", "input file"), ("run", "run (model)")):
+        if saved[part] != identity[part]:
+            differs = sorted(
+                key
+                for key in set(saved[part]) | set(identity[part])
+                if saved[part].get(key) != identity[part].get(key)
+            )
+            raise GPTClassifierError(
+                f"--resume: the partial {output} was made from another {what} "
+                f"({', '.join(differs)} differ); start again with --overwrite"
+            )
+    return done, size
+
+
+def run_classify_file(
+    run_dir: str | os.PathLike[str],
+    input_file: str | os.PathLike[str],
+    *,
+    device: str | None = None,
+    tokenizer_dir: str | None = None,
+    **options: Any,
+) -> FileResult:
+    """``classify --file``: the run loaded on this process's device, then :func:`classify_file`
+    (under ``torchrun``: every rank a share of the chunks)."""
+    from ..precision import resolve_device
+    from ..training import distributed
+
+    dist = distributed.init_distributed(resolve_device(device))
+    try:
+        rank_device = distributed.rank_device(dist, resolve_device(device))
+        classifier = TextClassifier.from_run(
+            run_dir, device=rank_device, tokenizer_dir=tokenizer_dir
+        )
+        return classify_file(classifier, input_file, run_dir=run_dir, dist=dist, **options)
+    except torch.distributed.DistError as exc:
+        raise distributed.peer_failure(dist, exc) from None
+    finally:
+        distributed.shutdown(dist)

@@ -1,0 +1,330 @@
+"""Training and classifying under ``torchrun``: the process group, each rank's device, sharded
+batches, DDP around the trainable part and the few collectives the pipeline needs.
+
+``torchrun`` (torch.distributed elastic) starts the processes and sets ``RANK``, ``WORLD_SIZE``,
+``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``; nothing here launches or transports anything
+itself. Without those variables (or with ``WORLD_SIZE=1``) every function is a no-op and the
+single-process path runs unchanged.
+
+How N processes reproduce one: the training loader's shuffling generator is the same on every
+rank, each epoch's batches are drawn in the one-process order and dealt out round-robin (batch
+``i`` to rank ``i % N``), and DDP averages the gradients. So N processes x ``--batch-size B`` x
+``--grad-accum G`` take the same optimizer steps as one process with ``--batch-size B`` and
+``--grad-accum N*G`` (the tail of ``M mod N`` batches of an epoch is dropped so every rank takes
+as many steps; choose data where ``N`` divides the batches for an exact comparison).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Sampler
+
+from ..errors import GPTClassifierError
+
+DIST_TIMEOUT_ENV = "GPT_CLASSIFIER_DIST_TIMEOUT"
+DEFAULT_DIST_TIMEOUT_S = 600.0  # a peer that never joins or stops answering: an error after this
+_CHUNK_ELEMENTS = 16 << 20  # 64 MiB of float32 per collective: bounds gloo's own buffers
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """This process's place in the job (rank 0 of 1 outside ``torchrun``)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    backend: str | None = None  # None: no process group
+    owns_group: bool = False  # this module set the group up (and tears it down)
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    # --- collectives (each a no-op in one process) --------------------------------------------
+
+    def _device(self) -> torch.device:
+        """Where collective tensors live: NCCL reduces CUDA tensors only."""
+        if self.backend == "nccl":
+            return torch.device("cuda", torch.cuda.current_device())
+        return torch.device("cpu")
+
+    def run_on_main(self, work: Callable[[], T]) -> T:
+        """``work()`` on rank 0 only, its result (or its error) on every rank: a check that only
+        rank 0 can make (the run directory, a checkpoint) fails on all of them at once, with
+        the same message, instead of leaving the others waiting for a collective."""
+        if not self.enabled:
+            return work()
+        outcome: list[Any] = [None, None]
+        if self.is_main:
+            try:
+                outcome = [work(), None]
+            except GPTClassifierError as exc:
+                outcome = [None, str(exc)]
+        outcome = self.broadcast_object(outcome)
+        if outcome[1] is not None:
+            raise GPTClassifierError(outcome[1])
+        return outcome[0]
+
+    def broadcast_object(self, value: T) -> T:
+        if not self.enabled:
+            return value
+        box = [value]
+        dist.broadcast_object_list(box, src=0, device=self._device())
+        return box[0]
+
+    def gather_objects(self, value: T) -> list[T]:
+        """Every rank's ``value``, in rank order (on every rank)."""
+        if not self.enabled:
+            return [value]
+        out: list[Any] = [None] * self.world_size
+        dist.all_gather_object(out, value)
+        return out
+
+    def gather_floats(self, values: Sequence[float]) -> list[list[float]]:
+        """Each rank's ``values`` (the same count on every rank), in rank order; float64."""
+        if not self.enabled:
+            return [list(values)]
+        local = torch.tensor(values, dtype=torch.float64, device=self._device())
+        out = [torch.empty_like(local) for _ in range(self.world_size)]
+        dist.all_gather(out, local)
+        return [t.tolist() for t in out]
+
+    def sum_in_place(self, tensor: torch.Tensor) -> None:
+        """All-reduce (sum) a CPU tensor in chunks: with each rank's rows filled in and the
+        others zero, every rank ends with all of them (``x + 0`` is exact)."""
+        self._chunked(tensor, lambda chunk: dist.all_reduce(chunk, op=dist.ReduceOp.SUM))
+
+    def broadcast_in_place(self, tensor: torch.Tensor) -> None:
+        """Rank 0's CPU ``tensor`` on every rank, in chunks."""
+        self._chunked(tensor, lambda chunk: dist.broadcast(chunk, src=0))
+
+    def _chunked(self, tensor: torch.Tensor, collective: Callable[[torch.Tensor], Any]) -> None:
+        if not self.enabled:
+            return
+        flat = tensor.view(-1)
+        device = self._device()
+        for start in range(0, flat.numel(), _CHUNK_ELEMENTS):
+            piece = flat[start : start + _CHUNK_ELEMENTS]
+            moved = piece.to(device)
+            collective(moved)
+            if moved.data_ptr() != piece.data_ptr():
+                piece.copy_(moved)
+
+    def broadcast_parameters(self, params: Sequence[torch.Tensor]) -> None:
+        if not self.enabled:
+            return
+        with torch.no_grad():
+            for param in params:
+                dist.broadcast(param.data, src=0)
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+
+# --- setting up and tearing down -----------------------------------------------------------------
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise GPTClassifierError(f"{name}={value!r} is not an integer") from None
+
+
+def dist_timeout_seconds(value: float | None = None) -> float:
+    """``value``, else ``$GPT_CLASSIFIER_DIST_TIMEOUT``, else 10 minutes."""
+    if value is None:
+        raw = os.environ.get(DIST_TIMEOUT_ENV)
+        if not raw:
+            return DEFAULT_DIST_TIMEOUT_S
+        try:
+            value = float(raw)
+        except ValueError:
+            raise GPTClassifierError(f"{DIST_TIMEOUT_ENV}={raw!r} is not a number") from None
+    if not value > 0:
+        raise GPTClassifierError(f"the distributed timeout must be positive (got {value})")
+    return float(value)
+
+
+def context_from_env() -> DistContext:
+    """Rank, world size and local rank as ``torchrun`` sets them (1 process without it)."""
+    world = _env_int("WORLD_SIZE", 1)
+    rank, local = _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
+    if world < 1 or not 0 <= rank < world:
+        raise GPTClassifierError(f"RANK={rank} and WORLD_SIZE={world} do not make sense")
+    return DistContext(rank=rank, world_size=world, local_rank=local)
+
+
+def init_distributed(device: torch.device, timeout_s: float | None = None) -> DistContext:
+    """Join the job ``torchrun`` started: the process group (NCCL on CUDA, gloo on the CPU)
+    with a timeout, so a peer that never joins or stops answering ends the job with an error
+    instead of a hang. Outside ``torchrun``: the one-process context, nothing initialised."""
+    ctx = context_from_env()
+    if not ctx.enabled:
+        return ctx
+    seconds = dist_timeout_seconds(timeout_s)
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if dist.is_initialized():  # a caller (tests, a notebook) set it up already
+        return DistContext(ctx.rank, ctx.world_size, ctx.local_rank, dist.get_backend())
+    if device.type == "cuda":
+        torch.cuda.set_device(ctx.local_rank)
+    where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
+    try:
+        dist.init_process_group(
+            backend,
+            timeout=datetime.timedelta(seconds=seconds),
+            rank=ctx.rank,
+            world_size=ctx.world_size,
+        )
+        # A first collective: the group is complete only once every rank answers.
+        dist.barrier()
+    except (dist.DistError, RuntimeError, ValueError) as exc:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+        raise GPTClassifierError(
+            f"rank {ctx.rank} of {ctx.world_size}: the other processes did not join within "
+            f"{seconds:g} s at {where} ({type(exc).__name__}: {_first_line(exc)}); start every "
+            f"rank (torchrun --nproc-per-node/--nnodes) or raise {DIST_TIMEOUT_ENV}"
+        ) from None
+    return DistContext(ctx.rank, ctx.world_size, ctx.local_rank, backend, owns_group=True)
+
+
+def shutdown(ctx: DistContext) -> None:
+    """Leave the process group, unless the caller had set it up."""
+    if ctx.owns_group and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def rank_device(ctx: DistContext, device: torch.device) -> torch.device:
+    """Each rank on its own GPU (``cuda:LOCAL_RANK``); CPU ranks share the CPU."""
+    if ctx.enabled and device.type == "cuda":
+        return torch.device("cuda", ctx.local_rank)
+    return device
+
+
+def peer_failure(ctx: DistContext, exc: BaseException) -> GPTClassifierError:
+    """A collective that failed or timed out (a rank died or hangs) as a one-line error."""
+    return GPTClassifierError(
+        f"rank {ctx.rank} of {ctx.world_size}: a peer process failed or stopped answering "
+        f"({type(exc).__name__}: {_first_line(exc)}); the job stops (resume it with --resume "
+        "from the last checkpoint)"
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "no message"
+
+
+# --- data ----------------------------------------------------------------------------------------
+
+
+class RankBatches(Sampler[list[int]]):
+    """Rank ``rank``'s share of ``batches``: global batch ``i`` goes to rank ``i % world``.
+
+    ``even``: every rank gets ``len(batches) // world`` batches (training: DDP needs the same
+    number of steps on every rank); else the first ranks take one more (evaluation)."""
+
+    def __init__(self, batches: Any, rank: int, world: int, *, even: bool) -> None:
+        self.batches, self.rank, self.world, self.even = batches, rank, world, even
+
+    def __len__(self) -> int:
+        total = len(self.batches)
+        if self.even:
+            return total // self.world
+        return len(range(self.rank, total, self.world))
+
+    def __iter__(self) -> Iterator[list[int]]:
+        limit = len(self) * self.world if self.even else None
+        for index, batch in enumerate(self.batches):  # draws the shuffle as one process does
+            if limit is not None and index >= limit:
+                continue  # the generator must still run to the end, as in one process
+            if index % self.world == self.rank:
+                yield batch
+
+
+def shard_loader(loader: DataLoader, ctx: DistContext, *, even: bool) -> DataLoader:
+    """``loader`` with only this rank's batches; the same dataset, collate function and
+    generator, so the shuffle is drawn exactly as the one-process loader draws it."""
+    if not ctx.enabled:
+        return loader
+    return DataLoader(
+        loader.dataset,
+        batch_sampler=RankBatches(loader.batch_sampler, ctx.rank, ctx.world_size, even=even),
+        collate_fn=loader.collate_fn,
+        generator=loader.generator,
+    )
+
+
+# --- the model -----------------------------------------------------------------------------------
+
+
+def wrap_trainable(model: nn.Module, ctx: DistContext, device: torch.device) -> nn.Module:
+    """``model`` under DDP, which averages the gradients of its trainable parameters only: the
+    frozen ones (the prefix, a frozen base) are neither broadcast nor reduced."""
+    if not ctx.enabled:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    frozen = [name for name, param in model.named_parameters() if not param.requires_grad]
+    frozen += [name for name, _ in model.named_buffers()]
+    DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, frozen)
+    device_ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    return getattr(model, "module", model)
+
+
+# --- evaluation ----------------------------------------------------------------------------------
+
+
+def evaluate_sharded(
+    ctx: DistContext,
+    model: nn.Module,
+    loader: Any,
+    device: torch.device,
+    precision: str,
+    classes: Sequence[str],
+) -> dict[str, Any]:
+    """``evaluate_split`` over this rank's share of ``loader``'s batches, the predictions of
+    every rank gathered: each batch is the one a single process runs, so every example's logits
+    are the same and so are the metrics (the mean loss up to the order of its sum)."""
+    from ..evaluation.metrics import classification_metrics
+    from ..evaluation.predictions import predict_loader
+    from ..precision import autocast
+
+    with autocast(device, precision):
+        targets, probabilities, loss = predict_loader(loader, model, device)
+    seen = len(targets)
+    parts = ctx.gather_objects((targets, probabilities, loss * seen if seen else 0.0))
+    kept = [part for part in parts if len(part[0])]
+    total = sum(len(part[0]) for part in kept)
+    all_targets = torch.cat([part[0] for part in kept])
+    all_probabilities = torch.cat([part[1] for part in kept])
+    return classification_metrics(
+        all_targets.numpy(),
+        all_probabilities.argmax(dim=-1).numpy(),
+        list(classes),
+        all_probabilities.numpy(),
+        sum(part[2] for part in kept) / total,
+    )

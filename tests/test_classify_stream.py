@@ -1,0 +1,135 @@
+"""``classify --file`` streams: chunked output == one-chunk output, an interrupted run (SIGKILL
+at the crash points) leaves no file under the output's name and ``--resume`` finishes it as if
+never killed, and a partial output is never continued from another input."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from gpt_classifier.cli.main import cli
+from gpt_classifier.data.readers import read_unlabelled
+from gpt_classifier.data.streaming import iter_text_rows, scan_text_file
+from gpt_classifier.errors import GPTClassifierError
+from gpt_classifier.faults import KILL_AT_ENV
+from gpt_classifier.inference.file_stream import partial_path, progress_path
+
+ROWS = 23
+
+
+@pytest.fixture
+def texts_file(tmp_path):
+    path = tmp_path / "in.csv"
+    lines = ["id,text"] + [f'{i},"text {i} {"spam " * (i % 5)}\nline two"' for i in range(ROWS)]
+    path.write_text("\r\n".join(lines) + "\r\n", encoding="utf-8")
+    return path
+
+
+def _args(saved_run, tokenizer_dir, source, *extra):
+    return ["classify", str(saved_run), "--tokenizer-dir", str(tokenizer_dir)] + [
+        "--file",
+        str(source),
+        *map(str, extra),
+    ]
+
+
+def _classify(*args):
+    return CliRunner().invoke(cli, list(args))
+
+
+def _subprocess(args, env=None):
+    command = [sys.executable, "-m", "gpt_classifier.cli.main", *args]
+    env = {**os.environ, **(env or {})}
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_chunked_output_is_the_one_chunk_output(saved_run, tokenizer_dir, texts_file, tmp_path):
+    outputs = {}
+    for rows in (1, 4, 10_000):
+        target = tmp_path / f"out-{rows}.csv"
+        done = _classify(
+            *_args(saved_run, tokenizer_dir, texts_file, "--output", target, "--chunk-rows", rows)
+        )
+        assert done.exit_code == 0, done.output
+        assert f"wrote {ROWS} predictions to {target}" in done.stderr
+        outputs[rows] = target.read_text(encoding="utf-8")
+        assert not partial_path(target).exists() and not progress_path(target).exists()
+    assert outputs[1] == outputs[4] == outputs[10_000]
+    assert outputs[1].count("\n") == 1 + 2 * ROWS  # each text keeps its line break
+    printed = {
+        rows: _classify(*_args(saved_run, tokenizer_dir, texts_file, "--chunk-rows", rows)).stdout
+        for rows in (3, 10_000)
+    }
+    assert printed[3] == printed[10_000] and len(printed[3].splitlines()) == ROWS
+
+
+@pytest.mark.parametrize("point", ["classify-chunk:2", "classify-chunk-written:3"])
+def test_a_killed_run_resumes_to_the_same_output(
+    saved_run, tokenizer_dir, texts_file, tmp_path, point
+):
+    reference = tmp_path / "reference.csv"
+    args = _args(saved_run, tokenizer_dir, texts_file, "--chunk-rows", 5, "--output")
+    assert _classify(*args, reference).exit_code == 0
+    target = tmp_path / "out.csv"
+    killed = _subprocess([*args, target], env={KILL_AT_ENV: point})
+    assert killed.returncode == -9, killed.stderr
+    assert not target.exists()  # never half-written under its name
+    assert partial_path(target).exists() and progress_path(target).exists()
+
+    again = _classify(*args, target)
+    assert again.exit_code != 0 and "add --resume" in again.stderr
+
+    resumed = _classify(*args, target, "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    assert "done before the interruption" in resumed.stderr
+    assert target.read_bytes() == reference.read_bytes()
+    assert not partial_path(target).exists() and not progress_path(target).exists()
+
+
+def test_resume_refuses_another_input_file(saved_run, tokenizer_dir, texts_file, tmp_path):
+    target = tmp_path / "out.csv"
+    args = _args(saved_run, tokenizer_dir, texts_file, "--chunk-rows", 5, "--output", target)
+    assert _subprocess(args, env={KILL_AT_ENV: "classify-chunk:1"}).returncode == -9
+    texts_file.write_text("id,text\n1,another file\n", encoding="utf-8")
+    resumed = _classify(*args, "--resume")
+    assert resumed.exit_code != 0
+    assert "was made from another input file" in resumed.stderr
+    assert partial_path(target).exists()  # kept: --overwrite starts again
+    fresh = _classify(*args, "--overwrite")
+    assert fresh.exit_code == 0, fresh.output
+    assert "another file" in target.read_text(encoding="utf-8")
+    assert not progress_path(target).exists()
+
+
+def test_resume_needs_an_interrupted_run(saved_run, tokenizer_dir, texts_file, tmp_path):
+    target = tmp_path / "out.csv"
+    done = _classify(*_args(saved_run, tokenizer_dir, texts_file, "--output", target, "--resume"))
+    assert done.exit_code != 0 and "no interrupted classify" in done.stderr
+    done = _classify(*_args(saved_run, tokenizer_dir, texts_file, "--resume"))
+    assert done.exit_code != 0 and "--resume needs --file and --output" in done.stderr
+
+
+def test_errors_beyond_the_first_read_are_the_whole_file_readers(tmp_path):
+    """Past the 1 MiB the checking pass reads at a time: a bad byte's line and column, and a
+    \\r\\n split between two reads counted as one line break."""
+    path = tmp_path / "big.txt"
+    line = b"x" * 99 + b"\r\n"
+    lines = (1 << 20) // len(line)
+    pad = b"y" * ((1 << 20) - 1 - lines * len(line))  # the next \r ends the first read
+    body = line * lines + pad + b"\r\n" + b"tail \xff here\r\n"
+    assert body[(1 << 20) - 1 : (1 << 20) + 1] == b"\r\n"
+    path.write_bytes(body)
+    messages = []
+    for read in (
+        lambda: read_unlabelled(path, "lines"),
+        lambda: list(iter_text_rows(scan_text_file(path, "lines"))),
+    ):
+        with pytest.raises(GPTClassifierError) as caught:
+            read()
+        messages.append(str(caught.value))
+    assert messages[0] == messages[1]
+    assert "not valid UTF-8 (byte 0xff" in messages[0]
