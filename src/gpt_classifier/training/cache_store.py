@@ -26,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from ..data.encoding import EncodedDataset
 from ..errors import GPTClassifierError
 from ..fileio import atomic_path
+from ..lazy_weights import lazy_weights_of
 from .prefix_cache import HiddenStateCache
 
 CACHE_DIR_ENV = "GPT_CLASSIFIER_CACHE"
@@ -46,16 +47,21 @@ def model_digest(model: torch.nn.Module, start_block: int, precision: str) -> st
     """Digest of everything in ``model`` that the states entering ``trf_blocks[start_block]``
     depend on: the embeddings, the frozen blocks' weights, the config, the precision."""
     gpt = model.gpt
+    lazy = lazy_weights_of(model)
     digest = hashlib.sha256()
     digest.update(json.dumps(gpt.cfg.to_dict(), sort_keys=True).encode())
     digest.update(f"{start_block}|{precision}|{FORMAT}".encode())
-    modules = [gpt.tok_emb, gpt.pos_emb, *list(gpt.trf_blocks)[:start_block]]
+    modules = ["tok_emb", "pos_emb", *(f"trf_blocks.{i}" for i in range(start_block))]
     for module in modules:
-        for name, tensor in module.state_dict().items():
-            digest.update(name.encode())
-            digest.update(
-                tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
-            )
+        # a lazy model's frozen weights are drawn piece by piece, never all at once
+        state = lazy.stream(module) if lazy else gpt.get_submodule(module).state_dict().items()
+        previous = None
+        for name, tensor in state:
+            if name != previous:  # pieces of one tensor follow each other under its name
+                digest.update(name.encode())
+                previous = name
+            raw = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
+            digest.update(raw.numpy().data)  # the bytes themselves, not a copy of them
     return digest.hexdigest()
 
 

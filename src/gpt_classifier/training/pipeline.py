@@ -32,10 +32,11 @@ from ..evaluation.predictions import EVAL_BATCH_SIZE, evaluate_split
 from ..fileio import check_output_dir, write_json, write_text
 from ..inference.run_dir import RunInfo, write_model_files
 from ..inference.transaction import StagedRun, finish_interrupted_commit
+from ..lazy_weights import frozen_parameter_sample, lazy_weights_of
 from ..precision import autocast, resolve_device, resolve_precision
 from ..tokenizer import get_tokenizer
 from ..weights import build_model
-from . import checkpoint
+from . import checkpoint, lean
 from .cache_store import CacheStore, dataset_key, default_cache_dir, model_digest
 from .interrupts import deferred_interrupts
 from .loop import LoopState, TrainingDiverged, TrainResult, train_classifier
@@ -51,6 +52,7 @@ from .prefix_cache import (
 )
 from .recipe import FinetuneOptions, ResolvedRecipe
 from .settings import TrainSettings
+from .streamed_prefix import build_caches_streamed, streaming_applies
 
 __all__ = ["FinetuneOptions", "FinetuneResult", "make_optimizer", "run_finetune"]
 
@@ -83,6 +85,7 @@ class TrainingSetup:
     device: torch.device
     precision: str
     cached: bool
+    suffix_precision: str = "fp32"  # what the trained part runs in (autocast), see make_loaders
 
 
 class StageClock:
@@ -225,12 +228,16 @@ def build_classifier(
     options: FinetuneOptions, recipe: ResolvedRecipe, prepared: PreparedData, log: Log
 ) -> GPTClassifier:
     seed = recipe.train.seed
-    gpt = build_model(options.model, options.weights, options.init, seed=seed)
+    # lean: a skeleton whose frozen weights are drawn block by block, never all at once
+    gpt = lean.lazy_gpt(options, recipe) or build_model(
+        options.model, options.weights, options.init, seed=seed
+    )
     if not options.causal_mask:
         gpt.disable_causal_mask()
     classifier = GPTClassifier(
         gpt, prepared.label_map.num_classes, pooling=recipe.pooling, head_seed=seed
     )
+    lean.attach(classifier, gpt)
     apply_trainable(
         classifier,
         recipe.trainable,
@@ -270,7 +277,8 @@ def make_loaders(
     it is exact and fits in memory, the frozen blocks run once per example (prefix cache)."""
     device = resolve_device(options.device)
     precision = resolve_precision(options.precision, device)
-    classifier.to(device)
+    if lazy_weights_of(classifier) is None:  # a lazy model is only ever built for the CPU
+        classifier.to(device)
     loaders: dict[str, Any] = {
         "train": encoded.loader("train", settings.batch_size, seed=settings.seed),
         "validation": encoded.loader("validation", settings.batch_size, seed=settings.seed),
@@ -288,27 +296,43 @@ def make_loaders(
             bucket_by_length=True,
             equal_lengths=unpadded_eval,
         )
-    setup = TrainingSetup(classifier, classifier, loaders, device, precision, cached=False)
+    setup = TrainingSetup(
+        classifier, classifier, loaders, device, precision, cached=False, suffix_precision=precision
+    )
     never_padded = unpadded_eval and settings.batch_size == 1
     plan = plan_prefix_cache(classifier, encoded.pad_lengths["train"], never_padded=never_padded)
     if not options.prefix_cache:
         log("frozen-prefix cache: off (--no-prefix-cache)")
-        return setup
+        return _whole(setup)
     if not plan.enabled:
         log(f"frozen-prefix cache: not used, {plan.reason}")
-        return setup
+        return _whole(setup)
     emb_dim = classifier.gpt.cfg.emb_dim
     needed = sum(
         estimate_cache_bytes(encoded.split(n), encoded.pad_lengths[n], emb_dim) for n in SPLITS
     )
     if needed > DEFAULT_CACHE_BUDGET_BYTES:
         log(f"frozen-prefix cache: not used, it would take {needed / 2**30:.1f} GiB")
-        return setup
+        return _whole(setup)
+    if not streaming_applies(classifier, encoded.pad_lengths):
+        lean.materialize_all(classifier)
     caches = _build_caches(setup, encoded, plan.start_block, options, log)
+    lean.materialize_suffix(classifier, plan.start_block)
     setup.loaders = {key: CachedLoader(ld, caches[_split_of(key)]) for key, ld in loaders.items()}
     setup.trained_model = SuffixClassifier(classifier, plan.start_block)
     setup.cached = True
+    # the suffix sees 8 texts a step: its matmuls are too small for bf16 to pay, and float32
+    # trains it exactly (the prefix, where the work is, keeps the precision asked for)
+    setup.suffix_precision = "fp32" if precision == "bf16" and device.type == "cpu" else precision
     release_free_memory()
+    return setup
+
+
+def _whole(setup: TrainingSetup) -> TrainingSetup:
+    """The plain path: a lazy model gets all its weights (then moves to its device)."""
+    if lazy_weights_of(setup.classifier) is not None:
+        lean.materialize_all(setup.classifier)
+        setup.classifier.to(setup.device)
     return setup
 
 
@@ -344,14 +368,30 @@ def _build_caches(
         f"{positions:,} positions{padded} ({setup.precision}); training runs block "
         f"{start_block} onwards"
     )
+    lazy = lazy_weights_of(setup.classifier)
     with tqdm(
-        total=positions,
+        total=positions * (start_block if lazy else 1),
         unit="tok",
         desc="frozen prefix",
         disable=not options.progress,
         file=sys.stderr,
         leave=False,
     ) as bar:
+        if lazy is not None:  # block by block: one frozen block in memory at a time
+            computed = build_caches_streamed(
+                setup.classifier,
+                lazy,
+                {name: encoded.split(name) for name in todo},
+                {name: encoded.pad_lengths[name] for name in todo},
+                start_block,
+                setup.precision,
+                progress=bar,
+            )
+            for name in todo:
+                caches[name] = computed[name]
+                if store is not None:
+                    _keep(store, keys[name], caches[name], log)
+            return caches
         for name in todo:
             caches[name] = build_cache(
                 setup.classifier,
@@ -401,7 +441,7 @@ def fit(
 
     log(
         f"training: {settings.epochs} epochs of {len(setup.loaders['train'])} steps "
-        f"(batch {settings.batch_size}), {setup.precision} on {setup.device}"
+        f"(batch {settings.batch_size}), {setup.suffix_precision} on {setup.device}"
     )
     result = train_classifier(
         setup.trained_model,
@@ -410,7 +450,7 @@ def fit(
         optimizer,
         setup.device,
         settings,
-        autocast=lambda: autocast(setup.device, setup.precision),
+        autocast=lambda: autocast(setup.device, setup.suffix_precision),
         progress=options.progress,
         log=log,
         state=state,
@@ -426,9 +466,9 @@ def fit(
 def _fingerprint(options: FinetuneOptions, encoded: EncodedSplits, model: GPTClassifier) -> str:
     """What a checkpoint's weights depend on besides the saved options: the encoded training
     data and the frozen base weights (a sample of them)."""
-    base = [p.detach().flatten()[:64].tolist() for p in model.parameters() if not p.requires_grad]
+    base = frozen_parameter_sample(model)  # drawn, not read, for a lazy model
     train = encoded.split("train")
-    return checkpoint.data_fingerprint(train.input_ids, train.labels, base[:4], options.model)
+    return checkpoint.data_fingerprint(train.input_ids, train.labels, base, options.model)
 
 
 def make_optimizer(
@@ -451,7 +491,7 @@ def evaluate_splits(
             setup.trained_model,
             setup.loaders[f"eval_{name}"],
             setup.device,
-            setup.precision,
+            setup.suffix_precision,
             classes,
         )
         for name in SPLITS
