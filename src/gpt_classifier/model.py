@@ -112,6 +112,8 @@ class MultiHeadAttention(nn.Module):
         instead of two ``d_in x d_out`` products per token. Same logits and gradients up to
         float rounding (tested to 1e-5 in float32).
         """
+        if not (type(self.W_key) is nn.Linear and type(self.W_value) is nn.Linear):
+            return self._forward_at_projecting(x, positions)  # e.g. LoRA-wrapped projections
         b, num_tokens, d_in = x.shape
         heads, head_dim = self.num_heads, self.head_dim
         rows = torch.arange(b, device=x.device)
@@ -133,6 +135,39 @@ class MultiHeadAttention(nn.Module):
         context = torch.einsum("bhi,hdi->bhd", mixed, value_weight)
         if self.W_value.bias is not None:  # sum_j a_j is 1 unless dropout removed some
             context = context + weights.sum(-1, True) * self.W_value.bias.view(heads, head_dim)
+        return self.out_proj(context.reshape(b, self.d_out))
+
+
+    def _forward_at_projecting(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """``forward_at`` for projections that are not plain ``nn.Linear``: keys and values are
+        computed (only for the tokens the queries can see), then attended to as usual."""
+        b, num_tokens, _ = x.shape
+        rows = torch.arange(b, device=x.device)
+        query = self.W_query(x[rows, positions]).view(b, self.num_heads, 1, self.head_dim)
+        if self.causal:
+            token_positions = torch.arange(num_tokens, device=x.device)
+            visible = token_positions[None, :] <= positions[:, None]  # (b, T)
+            seen = x[visible]
+
+            def scatter(projected: torch.Tensor) -> torch.Tensor:
+                empty = projected.new_zeros(b, num_tokens, self.d_out)
+                return empty.index_put((visible,), projected)
+
+            keys, values = scatter(self.W_key(seen)), scatter(self.W_value(seen))
+            attn_mask = visible.view(b, 1, 1, num_tokens)
+        else:
+            keys, values, attn_mask = self.W_key(x), self.W_value(x), None
+
+        def split_heads(t: torch.Tensor) -> torch.Tensor:
+            return t.view(b, num_tokens, self.num_heads, self.head_dim).transpose(1, 2)
+
+        context = F.scaled_dot_product_attention(
+            query,
+            split_heads(keys),
+            split_heads(values),
+            attn_mask=attn_mask,
+            dropout_p=self.dropout.p if self.training else 0.0,
+        )
         return self.out_proj(context.reshape(b, self.d_out))
 
 

@@ -65,7 +65,9 @@ class GPTClassifier(nn.Module):
         self.pooling = validate_pooling(pooling)
         self.gpt = gpt
         reference = gpt.final_norm.scale  # the head follows the model's device and dtype
-        device = torch.device("cpu") if reference.is_meta else reference.device  # lazy: CPU
+        device = reference.device
+        if reference.is_meta and getattr(gpt, "lazy_weights", None) is not None:
+            device = torch.device("cpu")  # a lazy model (lazy_weights.py): the head is real
         # The book: model.out_head = torch.nn.Linear(in_features=768, out_features=num_classes),
         # a new, randomly initialised layer with a bias (GPT-2's own out_head has none).
         gpt.out_head = _seeded_linear(

@@ -350,6 +350,7 @@ def _build_caches(
     caches: dict[str, Any] = {}
     if store is not None:
         model_key = model_digest(setup.classifier, start_block, setup.precision)
+        release_free_memory()  # a lazy model's weights were drawn for the digest, then freed
         for name in SPLITS:
             keys[name] = dataset_key(model_key, encoded.split(name), encoded.pad_lengths[name])
             found = store.load(keys[name], log)
