@@ -78,3 +78,20 @@ def test_training_losses_match_the_full_last_block(tiny_config):
             losses[name].append(loss.item())
     assert losses["pooled"] == pytest.approx(losses["full"], abs=1e-5)
     assert losses["full"][0] != pytest.approx(losses["full"][-1], abs=1e-3)  # it did train
+
+
+def test_forward_at_with_lora_projections_matches_the_full_block(tiny_config):
+    """LoRA-wrapped projections have no single weight to move to the query side: the block
+    then computes keys and values, and still equals the full block."""
+    from gpt_classifier.classifier.lora import replace_linear_with_lora
+
+    block = _block(tiny_config, causal=True, qkv_bias=True)
+    replace_linear_with_lora(block, rank=2, alpha=2.0, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for name, param in block.named_parameters():
+            if "lora" in name:
+                param.add_(torch.randn_like(param) * 0.1)
+    x = torch.randn(3, 7, tiny_config.emb_dim)
+    positions = torch.tensor([6, 2, 0])
+    full = block(x)[torch.arange(3), positions]
+    torch.testing.assert_close(block.forward_at(x, positions), full, atol=1e-5, rtol=1e-5)

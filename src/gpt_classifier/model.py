@@ -137,7 +137,6 @@ class MultiHeadAttention(nn.Module):
             context = context + weights.sum(-1, True) * self.W_value.bias.view(heads, head_dim)
         return self.out_proj(context.reshape(b, self.d_out))
 
-
     def _forward_at_projecting(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """``forward_at`` for projections that are not plain ``nn.Linear``: keys and values are
         computed (only for the tokens the queries can see), then attended to as usual."""
