@@ -492,7 +492,7 @@ def evaluate_splits(
             setup.trained_model,
             setup.loaders[f"eval_{name}"],
             setup.device,
-            setup.suffix_precision,
+            setup.precision,  # as `evaluate` runs the saved model: the same metrics, bit for bit
             classes,
         )
         for name in SPLITS

@@ -126,8 +126,8 @@ def build_caches_streamed(
     progress: object | None = None,
 ) -> dict[str, HiddenStateCache]:
     """The states entering ``trf_blocks[start_block]`` for every text of every dataset (on the
-    CPU; float32, or bfloat16 when the blocks ran in it), each frozen block in memory only
-    while it runs. ``progress`` (a tqdm bar)
+    CPU, float32: ``evaluate`` recomputes them from the saved run and must find the same
+    metrics to the last bit), each frozen block in memory only while it runs. ``progress`` (a tqdm bar)
     advances by the tokens of each slab of each block."""
     gpt, device = model.gpt, torch.device("cpu")
     caches = {
@@ -174,8 +174,4 @@ def build_caches_streamed(
         del block
         lazy.release(module_name)
         release_free_memory()  # the block's weights and activations: back to the OS now
-    if precision == "bf16":  # computed in bf16 already: keeping them so halves their memory
-        for cache in caches.values():
-            cache.storage = cache.storage.to(torch.bfloat16)
-            release_free_memory()
     return caches
