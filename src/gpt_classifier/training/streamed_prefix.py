@@ -127,8 +127,8 @@ def build_caches_streamed(
 ) -> dict[str, HiddenStateCache]:
     """The states entering ``trf_blocks[start_block]`` for every text of every dataset (on the
     CPU, float32: ``evaluate`` recomputes them from the saved run and must find the same
-    metrics to the last bit), each frozen block in memory only while it runs. ``progress`` (a tqdm bar)
-    advances by the tokens of each slab of each block."""
+    metrics to the last bit), each frozen block in memory only while it runs. ``progress``
+    (a tqdm bar) advances by the tokens of each slab of each block."""
     gpt, device = model.gpt, torch.device("cpu")
     caches = {
         name: _empty_cache(dataset, pad_lengths[name], gpt.cfg.emb_dim)
