@@ -118,7 +118,7 @@ class CacheStore:
             if (
                 storage.dim() != 2
                 or storage.shape[0] != sum(kept)
-                or storage.dtype not in (torch.float32, torch.bfloat16)
+                or storage.dtype != torch.float32
             ):
                 raise ValueError(f"storage of shape {tuple(storage.shape)} for {sum(kept)} rows")
             if not torch.isfinite(storage).all():

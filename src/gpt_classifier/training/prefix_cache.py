@@ -89,9 +89,8 @@ class HiddenStateCache:
 
     def batch(self, indices: torch.Tensor, width: int) -> torch.Tensor:
         """``(len(indices), width, emb_dim)``; rows shorter than ``width`` end in zeros (never
-        read: pooling uses real positions and causal attention never looks ahead), in float32
-        whatever the storage's type."""
-        out = torch.zeros(len(indices), width, self.emb_dim)
+        read: pooling uses real positions and causal attention never looks ahead)."""
+        out = torch.zeros(len(indices), width, self.emb_dim, dtype=self.storage.dtype)
         for row, index in enumerate(indices.tolist()):
             state = self.state(index)
             out[row, : state.shape[0]] = state[:width]
