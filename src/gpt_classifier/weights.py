@@ -528,21 +528,38 @@ def init_gpt2_weights(model: GPTModel) -> None:
     """GPT-2's initialisation: N(0, 0.02) weights, zero biases, unit LayerNorms, and the
     residual projections scaled by 1/sqrt(2 * n_layers) so the residual stream's variance does
     not grow with depth. (PyTorch's defaults give a random GPT far too large logits.)"""
-    residual_std = INIT_STD / math.sqrt(2 * model.cfg.n_layers)
+    tied = model.out_head.weight is model.tok_emb.weight
+    for name, module in model.named_children():
+        if module is model.out_head and tied:
+            continue  # tied: initialised as tok_emb
+        init_gpt2_module(module, name, model.cfg.n_layers)
+
+
+def init_gpt2_module(
+    module: nn.Module, name: str, n_layers: int, generator: torch.Generator | None = None
+) -> None:
+    """``init_gpt2_weights`` for one child of a ``GPTModel`` (``name``: its attribute, e.g.
+    ``trf_blocks``, or ``trf_blocks.3`` for one block), drawing from ``generator`` (the global
+    RNG when None). The children initialised in order draw the same numbers as the whole."""
+    residual_std = INIT_STD / math.sqrt(2 * n_layers)
     with torch.no_grad():
-        for name, module in model.named_modules():
-            if module is model.out_head and model.out_head.weight is model.tok_emb.weight:
-                continue  # tied: initialised as tok_emb
-            if isinstance(module, nn.Linear):
-                is_residual = name.endswith(("att.out_proj", "ff.layers.2"))
-                nn.init.normal_(module.weight, 0.0, residual_std if is_residual else INIT_STD)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Embedding):
-                nn.init.normal_(module.weight, 0.0, INIT_STD)
-            elif hasattr(module, "scale") and hasattr(module, "shift"):  # our LayerNorm
-                nn.init.ones_(module.scale)
-                nn.init.zeros_(module.shift)
+        for inner, child in module.named_modules(prefix=name):
+            if isinstance(child, nn.Linear):
+                is_residual = inner.endswith(("att.out_proj", "ff.layers.2"))
+                std = residual_std if is_residual else INIT_STD
+                nn.init.normal_(child.weight, 0.0, std, generator=generator)
+                if child.bias is not None:
+                    nn.init.zeros_(child.bias)
+            elif isinstance(child, nn.Embedding):
+                nn.init.normal_(child.weight, 0.0, INIT_STD, generator=generator)
+            elif hasattr(child, "scale") and hasattr(child, "shift"):  # our LayerNorm
+                nn.init.ones_(child.scale)
+                nn.init.zeros_(child.shift)
+
+
+def random_model_generator(seed: int) -> torch.Generator:
+    """A generator in the state ``random_model(cfg, seed)`` starts drawing from."""
+    return torch.Generator().manual_seed(seed)
 
 
 def random_model(config: GPTConfig, seed: int = 123) -> GPTModel:

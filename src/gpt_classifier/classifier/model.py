@@ -36,7 +36,8 @@ def _seeded_linear(
     nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)  # as nn.Linear
     bound = 1 / math.sqrt(in_features)
     bias = torch.empty(out_features).uniform_(-bound, bound, generator=generator)
-    linear = nn.utils.skip_init(nn.Linear, in_features, out_features, device="meta")
+    with torch.random.fork_rng(devices=[]):  # nn.Linear's own init draws from the global RNG
+        linear = nn.Linear(in_features, out_features)
     linear.weight = nn.Parameter(weight.to(device=device, dtype=dtype))
     linear.bias = nn.Parameter(bias.to(device=device, dtype=dtype))
     return linear
@@ -64,10 +65,13 @@ class GPTClassifier(nn.Module):
         self.pooling = validate_pooling(pooling)
         self.gpt = gpt
         reference = gpt.final_norm.scale  # the head follows the model's device and dtype
+        device = reference.device
+        if reference.is_meta and getattr(gpt, "lazy_weights", None) is not None:
+            device = torch.device("cpu")  # a lazy model (lazy_weights.py): the head is real
         # The book: model.out_head = torch.nn.Linear(in_features=768, out_features=num_classes),
         # a new, randomly initialised layer with a bias (GPT-2's own out_head has none).
         gpt.out_head = _seeded_linear(
-            gpt.cfg.emb_dim, num_classes, head_seed, reference.device, reference.dtype
+            gpt.cfg.emb_dim, num_classes, head_seed, device, reference.dtype
         )
 
     @property

@@ -26,6 +26,7 @@ from ..config import EOT_TOKEN_ID, GPTConfig
 from ..data.encoding import PADDING_STRATEGIES, Padding, parse_padding
 from ..errors import GPTClassifierError
 from ..fileio import atomic_path, check_output_dir, write_json
+from ..lazy_weights import lazy_weights_of, save_streamed
 from ..model import GPTModel
 from .transaction import StagedRun, missing_run_hint, verify_files
 
@@ -299,9 +300,14 @@ def write_model_files(model: GPTClassifier, info: RunInfo, folder: Path) -> None
     folder.mkdir(parents=True, exist_ok=True)
     if has_lora(model):
         merge_lora(model)
-    state = {name: t.detach().contiguous().cpu() for name, t in model.state_dict().items()}
-    with atomic_path(folder / WEIGHTS_FILE) as partial:
-        save_file(state, str(partial), metadata={"format": RUN_FORMAT, "version": __version__})
+    metadata = {"format": RUN_FORMAT, "version": __version__}
+    if lazy_weights_of(model) is not None:  # frozen weights not in memory: drawn as written
+        with atomic_path(folder / WEIGHTS_FILE) as partial:
+            save_streamed(model, partial, metadata)
+    else:
+        state = {name: t.detach().contiguous().cpu() for name, t in model.state_dict().items()}
+        with atomic_path(folder / WEIGHTS_FILE) as partial:
+            save_file(state, str(partial), metadata=metadata)
     write_json(folder / RUN_FILE, info.to_dict())
 
 

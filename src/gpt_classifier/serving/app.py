@@ -11,6 +11,7 @@ Every refusal (too large 413, bad request 422, queue full 429, shutting down 503
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -75,7 +76,12 @@ def _one_line(errors: Sequence[Any]) -> str:
             reason = (error.get("ctx") or {}).get("error", "JSON decode error")
             parts.append(f"body is not valid JSON: {reason} (character {location[-1]})")
             continue
-        where = ".".join(str(part) for part in location if part != "body")
+        # a key may hold a line break (an unknown field "\n"): quote what is not printable
+        where = ".".join(
+            str(part) if str(part).isprintable() else json.dumps(str(part))
+            for part in location
+            if part != "body"
+        )
         message = " ".join(str(error.get("msg", "invalid")).split())
         parts.append(f"{where or 'body'}: {message}")
     more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""

@@ -26,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from ..data.encoding import EncodedDataset
 from ..errors import GPTClassifierError
 from ..fileio import atomic_path
+from ..lazy_weights import lazy_weights_of
 from .prefix_cache import HiddenStateCache
 
 CACHE_DIR_ENV = "GPT_CLASSIFIER_CACHE"
@@ -42,35 +43,41 @@ def default_cache_dir() -> Path:
     return Path(base) / "gpt-classifier" / "prefix-cache"
 
 
-def model_digest(model: torch.nn.Module, start_block: int, precision: str) -> str:
+def model_digest(
+    model: torch.nn.Module, start_block: int, precision: str, method: str = "batched"
+) -> str:
     """Digest of everything in ``model`` that the states entering ``trf_blocks[start_block]``
-    depend on: the embeddings, the frozen blocks' weights, the config, the precision."""
-    return prefix_digests(model, start_block, precision)[start_block]
+    depend on: the embeddings, the frozen blocks' weights, the config, the precision, and how
+    they are computed (``batched``: ``build_cache``; ``streamed``: block by block, see
+    ``streamed_prefix``; the two round differently, and a reused state must be bit-identical
+    to the one a fresh run would compute)."""
+    return prefix_digests(model, start_block, precision, method)[start_block]
 
 
-def prefix_digests(model: torch.nn.Module, last_block: int, precision: str) -> list[str]:
+def prefix_digests(
+    model: torch.nn.Module, last_block: int, precision: str, method: str = "batched"
+) -> list[str]:
     """``model_digest`` for every ``start_block`` from 0 to ``last_block``, hashing each weight
     once: a deeper prefix extends a shallower one, so the states one run cached after ``j``
     blocks can start another run's ``k > j`` (rows of a grid that train different depths)."""
     gpt = model.gpt
+    lazy = lazy_weights_of(model)
     running = hashlib.sha256()
     running.update(json.dumps(gpt.cfg.to_dict(), sort_keys=True).encode())
-    running.update(f"{precision}|{FORMAT}".encode())
+    running.update(f"{precision}|{method}|{FORMAT}".encode())
     digests = []
-    stages = [[gpt.tok_emb, gpt.pos_emb], *([block] for block in gpt.trf_blocks[:last_block])]
+    stages = [["tok_emb", "pos_emb"], *([f"trf_blocks.{i}"] for i in range(last_block))]
     for modules in stages:
         for module in modules:
-            for name, tensor in module.state_dict().items():
-                running.update(name.encode())
-                running.update(
-                    tensor.detach()
-                    .cpu()
-                    .contiguous()
-                    .reshape(-1)
-                    .view(torch.uint8)
-                    .numpy()
-                    .tobytes()
-                )
+            # a lazy model's frozen weights are drawn piece by piece, never all at once
+            state = lazy.stream(module) if lazy else gpt.get_submodule(module).state_dict().items()
+            previous = None
+            for name, tensor in state:
+                if name != previous:  # pieces of one tensor follow each other under its name
+                    running.update(name.encode())
+                    previous = name
+                raw = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
+                running.update(raw.numpy().data)  # the bytes themselves, not a copy of them
         finished = running.copy()
         finished.update(f"|blocks {len(digests)}".encode())
         digests.append(finished.hexdigest())

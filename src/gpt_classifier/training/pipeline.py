@@ -34,10 +34,11 @@ from ..evaluation.predictions import EVAL_BATCH_SIZE, evaluate_split
 from ..fileio import check_output_dir, write_json, write_text
 from ..inference.run_dir import RunInfo, write_model_files
 from ..inference.transaction import StagedRun, finish_interrupted_commit
+from ..lazy_weights import frozen_parameter_sample, lazy_weights_of
 from ..precision import autocast, resolve_device, resolve_precision
 from ..tokenizer import get_tokenizer
 from ..weights import build_model
-from . import checkpoint, distributed
+from . import checkpoint, distributed, lean
 from .cache_store import CacheStore, dataset_key, default_cache_dir, prefix_digests
 from .distributed import DistContext
 from .interrupts import deferred_interrupts
@@ -55,6 +56,7 @@ from .prefix_cache import (
 )
 from .recipe import FinetuneOptions, ResolvedRecipe
 from .settings import TrainSettings
+from .streamed_prefix import build_caches_streamed, streaming_applies
 
 __all__ = ["FinetuneOptions", "FinetuneResult", "make_optimizer", "run_finetune"]
 
@@ -89,6 +91,7 @@ class TrainingSetup:
     precision: str
     cached: bool
     dist: DistContext = field(default_factory=DistContext)
+    suffix_precision: str = "fp32"  # what the trained part runs in (autocast), see make_loaders
 
 
 class StageClock:
@@ -264,12 +267,16 @@ def build_classifier(
     options: FinetuneOptions, recipe: ResolvedRecipe, prepared: PreparedData, log: Log
 ) -> GPTClassifier:
     seed = recipe.train.seed
-    gpt = build_model(options.model, options.weights, options.init, seed=seed)
+    # lean: a skeleton whose frozen weights are drawn block by block, never all at once
+    gpt = lean.lazy_gpt(options, recipe) or build_model(
+        options.model, options.weights, options.init, seed=seed
+    )
     if not options.causal_mask:
         gpt.disable_causal_mask()
     classifier = GPTClassifier(
         gpt, prepared.label_map.num_classes, pooling=recipe.pooling, head_seed=seed
     )
+    lean.attach(classifier, gpt)
     apply_trainable(
         classifier,
         recipe.trainable,
@@ -314,7 +321,8 @@ def make_loaders(
     dist = dist or DistContext()
     device = distributed.rank_device(dist, resolve_device(options.device))
     precision = resolve_precision(options.precision, device)
-    classifier.to(device)
+    if lazy_weights_of(classifier) is None:  # a lazy model is only ever built for the CPU
+        classifier.to(device)
     whole_train = encoded.loader("train", settings.batch_size, seed=settings.seed)
     loaders: dict[str, Any] = {
         "train": distributed.shard_loader(whole_train, dist, even=True),
@@ -336,27 +344,43 @@ def make_loaders(
             equal_lengths=unpadded_eval,
         )
         loaders[f"eval_{name}"] = distributed.shard_loader(report_loader, dist, even=False)
-    setup = TrainingSetup(classifier, classifier, loaders, device, precision, False, dist)
+    setup = TrainingSetup(
+        classifier, classifier, loaders, device, precision, False, dist, suffix_precision=precision
+    )
     never_padded = unpadded_eval and settings.batch_size == 1
     plan = plan_prefix_cache(classifier, encoded.pad_lengths["train"], never_padded=never_padded)
     if not options.prefix_cache:
         log("frozen-prefix cache: off (--no-prefix-cache)")
-        return setup
+        return _whole(setup)
     if not plan.enabled:
         log(f"frozen-prefix cache: not used, {plan.reason}")
-        return setup
+        return _whole(setup)
     emb_dim = classifier.gpt.cfg.emb_dim
     needed = sum(
         estimate_cache_bytes(encoded.split(n), encoded.pad_lengths[n], emb_dim) for n in SPLITS
     )
     if needed > DEFAULT_CACHE_BUDGET_BYTES:
         log(f"frozen-prefix cache: not used, it would take {needed / 2**30:.1f} GiB")
-        return setup
+        return _whole(setup)
+    if not streaming_applies(classifier, encoded.pad_lengths):
+        lean.materialize_all(classifier)
     caches = _build_caches(setup, encoded, plan.start_block, options, log)
+    lean.materialize_suffix(classifier, plan.start_block)
     setup.loaders = {key: CachedLoader(ld, caches[_split_of(key)]) for key, ld in loaders.items()}
     setup.trained_model = SuffixClassifier(classifier, plan.start_block)
     setup.cached = True
+    # the suffix sees 8 texts a step: its matmuls are too small for bf16 to pay, and float32
+    # trains it exactly (the prefix, where the work is, keeps the precision asked for)
+    setup.suffix_precision = "fp32" if precision == "bf16" and device.type == "cpu" else precision
     release_free_memory()
+    return setup
+
+
+def _whole(setup: TrainingSetup) -> TrainingSetup:
+    """The plain path: a lazy model gets all its weights (then moves to its device)."""
+    if lazy_weights_of(setup.classifier) is not None:
+        lean.materialize_all(setup.classifier)
+        setup.classifier.to(setup.device)
     return setup
 
 
@@ -375,10 +399,13 @@ def _build_caches(
     summed."""
     dist = setup.dist
     store = CacheStore(options.cache_dir or default_cache_dir()) if options.disk_cache else None
+    lazy = lazy_weights_of(setup.classifier)
     digests: list[str] = []
     caches: dict[str, Any] = {}
     if store is not None:
-        digests = prefix_digests(setup.classifier, start_block, setup.precision)
+        method = "batched" if lazy is None else "streamed"
+        digests = prefix_digests(setup.classifier, start_block, setup.precision, method)
+        release_free_memory()  # a lazy model's weights were drawn for the digests, then freed
 
         def load_found() -> list[str]:
             for name in SPLITS:
@@ -413,18 +440,31 @@ def _build_caches(
         f"{start_block} onwards"
     )
     with tqdm(
-        total=positions // dist.world_size,
+        total=(positions * (start_block - first) if lazy else positions) // dist.world_size,
         unit="tok",
         desc="frozen prefix",
         disable=not options.progress,
         file=sys.stderr,
         leave=False,
     ) as bar:
+        if lazy is not None:  # block by block: one frozen block in memory at a time
+            computed = build_caches_streamed(
+                setup.classifier,
+                lazy,
+                {name: encoded.split(name) for name in todo},
+                {name: encoded.pad_lengths[name] for name in todo},
+                start_block,
+                setup.precision,
+                progress=bar,
+                starting_states=lambda name: _load_source(store, sources, name, log),
+            )
+            for name in todo:
+                caches[name] = computed[name]
+                if store is not None:
+                    _keep(store, _split_key(digests[start_block], encoded, name), caches[name], log)
+            return caches
         for name in todo:
-            source_block, source_key = sources.get(name, (0, ""))
-            source = store.load(source_key, log) if store and source_key else None
-            if source is None:
-                source_block = 0
+            source_block, source = _load_source(store, sources, name, log) or (0, None)
             caches[name] = build_cache(
                 setup.classifier,
                 encoded.split(name),
@@ -442,6 +482,17 @@ def _build_caches(
             if store is not None and dist.is_main:
                 _keep(store, _split_key(digests[start_block], encoded, name), caches[name], log)
     return caches
+
+
+def _load_source(
+    store: CacheStore | None, sources: dict[str, tuple[int, str]], name: str, log: Log
+) -> tuple[int, Any] | None:
+    """``(blocks, states)`` a split's computation can start from, or None: from the ids."""
+    if store is None or name not in sources:
+        return None
+    blocks, key = sources[name]
+    states = store.load(key, log)
+    return None if states is None else (blocks, states)
 
 
 def _split_key(model_key: str, encoded: EncodedSplits, name: str) -> str:
@@ -523,7 +574,7 @@ def fit(
         )
     log(
         f"training: {settings.epochs} epochs of {len(setup.loaders['train'])} steps "
-        f"({per_step}), {setup.precision} on {setup.device}"
+        f"({per_step}), {setup.suffix_precision} on {setup.device}"
     )
     result = train_classifier(
         distributed.wrap_trainable(setup.trained_model, dist, setup.device),
@@ -532,7 +583,7 @@ def fit(
         optimizer,
         setup.device,
         settings,
-        autocast=lambda: autocast(setup.device, setup.precision),
+        autocast=lambda: autocast(setup.device, setup.suffix_precision),
         progress=options.progress,
         log=log,
         state=state,
@@ -555,9 +606,9 @@ def effective_batch_size(settings: TrainSettings, dist: DistContext) -> int:
 def _fingerprint(options: FinetuneOptions, encoded: EncodedSplits, model: GPTClassifier) -> str:
     """What a checkpoint's weights depend on besides the saved options: the encoded training
     data and the frozen base weights (a sample of them)."""
-    base = [p.detach().flatten()[:64].tolist() for p in model.parameters() if not p.requires_grad]
+    base = frozen_parameter_sample(model)  # drawn, not read, for a lazy model
     train = encoded.split("train")
-    return checkpoint.data_fingerprint(train.input_ids, train.labels, base[:4], options.model)
+    return checkpoint.data_fingerprint(train.input_ids, train.labels, base, options.model)
 
 
 def make_optimizer(
@@ -583,7 +634,7 @@ def evaluate_splits(
             setup.trained_model,
             setup.loaders[f"eval_{name}"],
             setup.device,
-            setup.precision,
+            setup.precision,  # as `evaluate` runs the saved model: the same metrics, bit for bit
             classes,
         )
         for name in SPLITS
