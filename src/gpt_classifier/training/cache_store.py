@@ -150,10 +150,7 @@ class CacheStore:
             path.unlink(missing_ok=True)
             return None
         os.utime(path)  # least-recently-used order is by modification time
-        offsets = [0] * len(kept)
-        for i in range(1, len(kept)):
-            offsets[i] = offsets[i - 1] + kept[i - 1]
-        return HiddenStateCache(storage, offsets, kept)
+        return HiddenStateCache.packed(storage, kept)
 
     def save(self, key: str, cache: HiddenStateCache) -> None:
         try:

@@ -10,6 +10,7 @@ fixed pad length the padded rows are cached whole (the book's ``last`` pooling r
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sized
 from dataclasses import dataclass
 
@@ -78,6 +79,12 @@ class HiddenStateCache:
         self.offsets = offsets
         self.lengths = lengths
         self.emb_dim = storage.shape[-1]
+
+    @classmethod
+    def packed(cls, storage: torch.Tensor, lengths: list[int]) -> HiddenStateCache:
+        """Examples' rows back to back in ``storage``, in order: the offsets follow from the
+        lengths."""
+        return cls(storage, [0, *itertools.accumulate(lengths)][: len(lengths)], lengths)
 
     @property
     def nbytes(self) -> int:
@@ -158,10 +165,7 @@ def build_cache(
 def empty_cache(dataset: EncodedDataset, pad_length: int | None, emb_dim: int) -> HiddenStateCache:
     """A cache of ``dataset``'s layout holding zeros (each example's rows, back to back)."""
     kept = [pad_length if pad_length else length for length in dataset.lengths]
-    offsets = [0] * len(kept)
-    for i in range(1, len(kept)):
-        offsets[i] = offsets[i - 1] + kept[i - 1]
-    return HiddenStateCache(torch.zeros(sum(kept), emb_dim), offsets, kept)
+    return HiddenStateCache.packed(torch.zeros(sum(kept), emb_dim), kept)
 
 
 class CachedLoader:

@@ -28,7 +28,7 @@ from ..lazy_weights import LazyWeights
 from ..model import TransformerBlock
 from ..precision import autocast
 from .memory import release_free_memory
-from .prefix_cache import HiddenStateCache
+from .prefix_cache import HiddenStateCache, empty_cache
 
 _TOKENS_PER_FORWARD = 1024
 
@@ -76,14 +76,6 @@ def _slabs(cache: HiddenStateCache) -> list[_Slab]:
             )
         )
     return slabs
-
-
-def _empty_cache(dataset: EncodedDataset, pad_length: int | None, emb_dim: int):
-    kept = [pad_length if pad_length else length for length in dataset.lengths]
-    offsets = [0] * len(kept)
-    for i in range(1, len(kept)):
-        offsets[i] = offsets[i - 1] + kept[i - 1]
-    return HiddenStateCache(torch.empty(sum(kept), emb_dim), offsets, kept)
 
 
 def _block_on_slab(block: TransformerBlock, x: torch.Tensor, slab: _Slab) -> torch.Tensor:
@@ -137,7 +129,7 @@ def build_caches_streamed(
     very states a run from its ids would reach there."""
     gpt, device = model.gpt, torch.device("cpu")
     caches = {
-        name: _empty_cache(dataset, pad_lengths[name], gpt.cfg.emb_dim)
+        name: empty_cache(dataset, pad_lengths[name], gpt.cfg.emb_dim)
         for name, dataset in datasets.items()
     }
     slabs = {name: _slabs(cache) for name, cache in caches.items()}
