@@ -57,6 +57,39 @@ def test_linear_with_lora_computes_the_books_sum_and_its_gradients():
         torch.testing.assert_close(got, want)
 
 
+def test_frozen_weights_kept_in_bf16_give_autocasts_exact_results():
+    """Under bf16 autocast the frozen Linear runs from a bf16 copy kept between passes: the
+    outputs and every gradient are bit-identical to autocast casting the weights itself."""
+    torch.manual_seed(0)
+    wrapped = LinearWithLoRA(nn.Linear(16, 12), rank=4, alpha=8.0)
+    wrapped.linear.requires_grad_(False)
+    with torch.no_grad():
+        wrapped.lora.B.normal_()
+
+    def run(frozen_linear):
+        wrapped._frozen_linear = frozen_linear
+        x = torch.randn(3, 5, 16, generator=torch.Generator().manual_seed(1), requires_grad=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = wrapped(x)
+        out.float().square().sum().backward()
+        grads = [t.grad.clone() for t in (x, wrapped.lora.A, wrapped.lora.B)]
+        wrapped.lora.A.grad = wrapped.lora.B.grad = None
+        del wrapped._frozen_linear
+        return out, grads
+
+    kept, kept_grads = run(LinearWithLoRA._frozen_linear.__get__(wrapped))
+    assert wrapped._bf16_copy is not None and wrapped._bf16_copy[1].dtype == torch.bfloat16
+    cast, cast_grads = run(wrapped.linear)  # autocast's own cast, every pass
+    assert kept.dtype == torch.bfloat16 and torch.equal(kept, cast)
+    for got, want in zip(kept_grads, cast_grads, strict=True):
+        assert torch.equal(got, want)
+    with torch.no_grad():
+        wrapped.linear.weight.add_(1.0)  # a changed weight is copied again
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        wrapped(torch.randn(2, 16))
+    assert torch.equal(wrapped._bf16_copy[1], wrapped.linear.weight.to(torch.bfloat16))
+
+
 def test_replace_linear_with_lora_in_place_and_idempotent(tiny_config):
     gpt = GPTModel(tiny_config)
     assert replace_linear_with_lora(gpt.trf_blocks, rank=2, alpha=2.0) == 6 * tiny_config.n_layers

@@ -21,6 +21,7 @@ from gpt_classifier.serving.batching import (  # noqa: E402
     QueueFull,
     ShuttingDown,
 )
+from gpt_classifier.serving.model_thread import ModelThread  # noqa: E402
 
 TEXTS = [
     "WINNER!! Claim your prize now",
@@ -35,9 +36,26 @@ TEXTS = [
 LONG_WAIT_MS = 60_000  # "wait for company" until a batch is full: makes merging deterministic
 
 
-@pytest.fixture(scope="module")
-def classifier(saved_run, tokenizer_dir):
-    return TextClassifier.from_run(saved_run, device="cpu", tokenizer_dir=tokenizer_dir)
+class PaddingClassifier(TextClassifier):
+    """The run's classifier with packing turned off: the batcher's padded passes."""
+
+    can_pack = False
+
+
+@pytest.fixture(scope="module", params=["packed", "padded"])
+def classifier(request, saved_run, tokenizer_dir):
+    # float32: a packed pass equals the padded one up to float rounding, far below 1e-6
+    kind = TextClassifier if request.param == "packed" else PaddingClassifier
+    classifier = kind.from_run(
+        saved_run, device="cpu", tokenizer_dir=tokenizer_dir, precision="fp32"
+    )
+    assert classifier.can_pack == (request.param == "packed")
+    return classifier
+
+
+def pass_method(classifier: TextClassifier) -> str:
+    """The method the batcher runs a pass with."""
+    return "forward_packed" if classifier.can_pack else "forward"
 
 
 class Recorder:
@@ -47,12 +65,12 @@ class Recorder:
         self.classifier = classifier
         self.calls: list[tuple[int, str]] = []
         self.encode_threads: set[str] = set()
-        self.real_forward = classifier.forward
+        self.real_forward = getattr(classifier, pass_method(classifier))
         self.real_encode = classifier.encode_texts
 
-    def forward(self, encoded):
+    def forward(self, encoded, *args):
         self.calls.append((len(encoded), threading.current_thread().name))
-        return self.real_forward(encoded)
+        return self.real_forward(encoded, *args)
 
     def batcher_calls(self) -> list[int]:
         """Texts per forward pass of the batcher (the tests' own reference calls left out)."""
@@ -66,7 +84,7 @@ class Recorder:
 @pytest.fixture
 def recorder(classifier, monkeypatch):
     recorder = Recorder(classifier)
-    monkeypatch.setattr(classifier, "forward", recorder.forward)
+    monkeypatch.setattr(classifier, pass_method(classifier), recorder.forward)
     monkeypatch.setattr(classifier, "encode_texts", recorder.encode_texts)
     return recorder
 
@@ -146,14 +164,15 @@ def test_close_finishes_queued_work_then_refuses_more(classifier):
 
 def test_a_failing_forward_fails_its_requests_and_the_worker_goes_on(classifier, monkeypatch):
     batcher = Batcher(classifier, batch_wait_ms=0)
-    real_forward = classifier.forward
+    method = pass_method(classifier)
+    real_forward = getattr(classifier, method)
     monkeypatch.setattr(
-        classifier, "forward", lambda encoded: (_ for _ in ()).throw(RuntimeError("boom"))
+        classifier, method, lambda encoded, *_: (_ for _ in ()).throw(RuntimeError("boom"))
     )
     with pytest.raises(RuntimeError, match="boom"):
         _submit(batcher, classifier, TEXTS[:2]).result(timeout=30)
     assert batcher.depth == 0
-    monkeypatch.setattr(classifier, "forward", real_forward)
+    monkeypatch.setattr(classifier, method, real_forward)
     got = _submit(batcher, classifier, TEXTS[:2]).result(timeout=30)
     torch.testing.assert_close(got, classifier.predict_proba(TEXTS[:2]), atol=1e-6, rtol=0)
     batcher.close()
@@ -217,14 +236,15 @@ def test_a_pass_takes_the_oldest_text_with_the_lengths_nearest_it():
 
 def test_a_request_is_answered_as_soon_as_its_pass_is_done(classifier, monkeypatch):
     seen: list[bool] = []
-    real_forward = classifier.forward
+    method = pass_method(classifier)
+    real_forward = getattr(classifier, method)
     short: list = []
 
-    def forward(encoded):
+    def forward(encoded, *args):
         seen.append(bool(short) and short[0].done())
-        return real_forward(encoded)
+        return real_forward(encoded, *args)
 
-    monkeypatch.setattr(classifier, "forward", forward)
+    monkeypatch.setattr(classifier, method, forward)
     batcher = Batcher(classifier, batch_wait_ms=LONG_WAIT_MS, max_batch_tokens=12)
     short.append(_submit(batcher, classifier, ["ok"]))  # the oldest: first pass
     long = _submit(batcher, classifier, [TEXTS[3], TEXTS[5]])  # 12 tokens each: a pass each
@@ -234,3 +254,36 @@ def test_a_request_is_answered_as_soon_as_its_pass_is_done(classifier, monkeypat
     torch.testing.assert_close(
         short[0].result(), classifier.predict_proba(["ok"]), atol=1e-6, rtol=0
     )
+
+
+def test_passes_run_in_the_thread_that_loaded_the_model(saved_run, tokenizer_dir):
+    """``serve`` loads the run in its model thread and the batcher runs every pass there (one
+    OpenMP team: see ``serving/model_thread.py``)."""
+    thread = ModelThread()
+    classifier = thread.call(
+        TextClassifier.from_run, saved_run, tokenizer_dir=tokenizer_dir, precision="fp32"
+    )
+    ran_in: list[int] = []
+    real_forward = classifier.forward_packed
+
+    def forward_packed(encoded, *args):
+        ran_in.append(threading.get_ident())
+        return real_forward(encoded, *args)
+
+    classifier.forward_packed = forward_packed
+    batcher = Batcher(classifier, batch_wait_ms=0, model_thread=thread)
+    got = _submit(batcher, classifier, TEXTS[:3]).result(timeout=30)
+    batcher.close(timeout=30)
+    torch.testing.assert_close(got, classifier.predict_proba(TEXTS[:3]), atol=1e-6, rtol=0)
+    assert ran_in == [thread.ident] and thread.ident != threading.get_ident()
+
+
+def test_the_model_thread_runs_calls_in_order_and_hands_back_errors():
+    thread = ModelThread()
+    order: list[int] = []
+    futures = [thread.submit(order.append, n) for n in range(5)]
+    assert [f.result(timeout=30) for f in futures] == [None] * 5 and order == list(range(5))
+    with pytest.raises(ValueError, match="invalid literal"):
+        thread.call(int, "not a number")
+    assert thread.call(sum, [1, 2]) == 3  # still serving after an error
+    thread.close(timeout=30)

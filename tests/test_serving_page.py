@@ -20,7 +20,10 @@ from gpt_classifier.serving.uploads import upload_name  # noqa: E402
 
 @pytest.fixture(scope="module")
 def classifier(saved_run, tokenizer_dir):
-    return TextClassifier.from_run(saved_run, device="cpu", tokenizer_dir=tokenizer_dir)
+    # float32: the server packs its passes, equal to the padded ones up to float rounding
+    return TextClassifier.from_run(
+        saved_run, device="cpu", tokenizer_dir=tokenizer_dir, precision="fp32"
+    )
 
 
 @pytest.fixture(scope="module")

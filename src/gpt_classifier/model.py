@@ -51,6 +51,18 @@ class FeedForward(nn.Module):
         return self.layers(x)
 
 
+def _slow_bf16_attention_backward(queries: torch.Tensor) -> bool:
+    """True where attention should run in float32: bf16 SDPA on the CPU is faster forward but
+    its backward is ~2.4x slower than float32's (torch 2.13, 8x12x92x64 on a Sapphire Rapids
+    core: 12.5 vs 5.2 ms), which matters when gradients flow through every block (LoRA, all)."""
+    return (
+        queries.dtype == torch.bfloat16
+        and queries.device.type == "cpu"
+        and queries.requires_grad
+        and torch.is_grad_enabled()
+    )
+
+
 class MultiHeadAttention(nn.Module):
     """Causal multi-head self-attention computed by ``F.scaled_dot_product_attention``.
 
@@ -80,7 +92,9 @@ class MultiHeadAttention(nn.Module):
         self.out_proj = nn.Linear(d_out, d_out)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``attn_mask`` (boolean, True = may attend, broadcast to ``(b, heads, T, T)``) replaces
+        the causal mask: packed texts (``classifier/packing.py``) each see only themselves."""
         b, num_tokens, _ = x.shape
 
         def split_heads(t: torch.Tensor) -> torch.Tensor:
@@ -90,14 +104,19 @@ class MultiHeadAttention(nn.Module):
         queries = split_heads(self.W_query(x))
         keys = split_heads(self.W_key(x))
         values = split_heads(self.W_value(x))
-
-        context = F.scaled_dot_product_attention(
-            queries,
-            keys,
-            values,
-            dropout_p=self.dropout.p if self.training else 0.0,
-            is_causal=self.causal,
-        )  # (b, num_heads, T, head_dim)
+        masking = {
+            "dropout_p": self.dropout.p if self.training else 0.0,
+            "attn_mask": attn_mask,
+            "is_causal": self.causal and attn_mask is None,
+        }
+        if _slow_bf16_attention_backward(queries):
+            with torch.autocast("cpu", enabled=False):  # autocast would cast back to bf16
+                context = F.scaled_dot_product_attention(
+                    queries.float(), keys.float(), values.float(), **masking
+                ).to(queries.dtype)
+        else:
+            context = F.scaled_dot_product_attention(queries, keys, values, **masking)
+        # context: (b, num_heads, T, head_dim)
         context = context.transpose(1, 2).reshape(b, num_tokens, self.d_out)
         return self.out_proj(context)
 
@@ -186,8 +205,8 @@ class TransformerBlock(nn.Module):
         self.norm2 = LayerNorm(cfg.emb_dim)
         self.drop_resid = nn.Dropout(cfg.drop_rate)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_resid(self.att(self.norm1(x)))
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.drop_resid(self.att(self.norm1(x), attn_mask))
         x = x + self.drop_resid(self.ff(self.norm2(x)))
         return x
 
@@ -221,14 +240,18 @@ class GPTModel(nn.Module):
         self.final_norm = LayerNorm(cfg.emb_dim)
         self.out_head = nn.Linear(cfg.emb_dim, cfg.vocab_size, bias=False)
 
-    def embed(self, idx: torch.Tensor) -> torch.Tensor:
-        """Token plus position embeddings: the input of the first transformer block."""
-        seq_len = idx.shape[-1]
-        if seq_len > self.cfg.context_length:
-            raise ValueError(
-                f"sequence of {seq_len} tokens exceeds the context length {self.cfg.context_length}"
-            )
-        positions = torch.arange(seq_len, device=idx.device)
+    def embed(self, idx: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """Token plus position embeddings: the input of the first transformer block.
+
+        ``positions`` (shaped as ``idx``) gives each token's position; default ``0..T-1``."""
+        if positions is None:
+            seq_len = idx.shape[-1]
+            if seq_len > self.cfg.context_length:
+                raise ValueError(
+                    f"sequence of {seq_len} tokens exceeds the context length "
+                    f"{self.cfg.context_length}"
+                )
+            positions = torch.arange(seq_len, device=idx.device)
         return self.drop_emb(self.tok_emb(idx) + self.pos_emb(positions))
 
     def hidden_states(

@@ -17,7 +17,10 @@ def listen_socket(host: str, port: int) -> socket.socket:
     Bound before the model loads, so a busy port fails in a second with a clear message, and
     handed to uvicorn, so nothing can take the port in between."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto must say TCP: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on sockets
+    # whose proto is IPPROTO_TCP, and with proto 0 every response waited ~40 ms for the
+    # client's delayed ACK between its header and body writes.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     # As uvicorn does: restarting right after a stop must not wait for TIME_WAIT to pass.
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -109,6 +112,7 @@ def serve(
     try:
         from ..serving import create_app
         from ..serving.app import check_limits
+        from ..serving.model_thread import ModelThread
         from ..serving.server import run as run_server
     except ImportError as exc:
         raise GPTClassifierError(
@@ -120,7 +124,10 @@ def serve(
     check_limits(max_texts=max_texts, max_queue=max_queue)
     sock = listen_socket(host, port)
     try:
-        classifier = TextClassifier.from_run(run_dir, device=device, tokenizer_dir=tokenizer_dir)
+        model_thread = ModelThread()  # loads the model, then runs every forward pass
+        classifier = model_thread.call(
+            TextClassifier.from_run, run_dir, device=device, tokenizer_dir=tokenizer_dir
+        )
         app = create_app(
             classifier,
             max_texts=max_texts,
@@ -130,6 +137,7 @@ def serve(
             max_queue=max_queue,
             max_request_bytes=max_request_bytes,
             run_dir=str(run_dir),
+            model_thread=model_thread,
         )
         bound_port = sock.getsockname()[1]
         shown = f"[{host}]" if ":" in host else host

@@ -10,6 +10,7 @@ import tiktoken
 import torch
 
 from ..classifier import GPTClassifier, Pooling
+from ..classifier.packing import pack
 from ..config import EOT_TOKEN_ID
 from ..data.encoding import pad_token_ids
 from ..errors import GPTClassifierError
@@ -118,6 +119,27 @@ class TextClassifier:
         lengths = torch.tensor([len(text_ids) for text_ids in encoded])
         with torch.inference_mode(), autocast(self.device, self.precision):
             logits = self.model(ids.to(self.device), lengths)
+        return self._probabilities(logits)
+
+    @property
+    def can_pack(self) -> bool:
+        """Whether ``forward_packed`` applies: a run trained with per-batch padding whose
+        model packs (``GPTClassifier.can_pack``). A fixed ``pad_length`` is part of what such a
+        model reads, so it is kept."""
+        return self.info.pad_length is None and self.model.can_pack
+
+    def forward_packed(
+        self, encoded: Sequence[Sequence[int]], row_tokens: int = _TOKENS_PER_BATCH
+    ) -> torch.Tensor:
+        """``forward`` with the texts packed end to end in rows of ``row_tokens`` tokens
+        instead of padded (``classifier/packing.py``): for texts of mixed lengths, such as a
+        server's batch, no work goes to padding. Same probabilities up to float rounding."""
+        packed = pack(encoded, row_tokens, self.info.pad_token_id)
+        with torch.inference_mode(), autocast(self.device, self.precision):
+            logits = self.model.forward_packed(packed)
+        return self._probabilities(logits)
+
+    def _probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         if not torch.isfinite(logits).all():  # finite but huge weights can still overflow
             raise GPTClassifierError(
                 "the model's outputs are not finite (NaN or infinite): its weights are corrupt "

@@ -40,6 +40,7 @@ from .batching import (
 from .body_limit import DEFAULT_MAX_REQUEST_BYTES, BodyLimitMiddleware
 from .docs import add_offline_docs
 from .metrics import MetricsMiddleware, ServerMetrics
+from .model_thread import ModelThread
 from .overload import OverloadMiddleware
 from .page import add_page
 from .run_card import read_run_card
@@ -118,13 +119,15 @@ def create_app(
     max_queue: int = DEFAULT_MAX_QUEUE,
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     run_dir: str | None = None,
+    model_thread: ModelThread | None = None,
 ) -> FastAPI:
     """A FastAPI app serving ``classifier``.
 
     ``max_texts`` caps the texts of one request, ``batch_size`` the texts of one forward pass
     and ``max_batch_tokens`` its padded tokens; ``batch_wait_ms`` is how long the first waiting
     text waits for others; ``max_queue`` bounds the texts admitted and not yet classified (then
-    429); ``max_request_bytes`` bounds a request body (then 413).
+    429); ``max_request_bytes`` bounds a request body (then 413). Forward passes run in
+    ``model_thread``: pass the one that loaded ``classifier`` (see ``model_thread``).
     """
     limits = ServerLimits(
         max_texts, batch_size, max_batch_tokens, batch_wait_ms, max_queue, max_request_bytes
@@ -136,6 +139,7 @@ def create_app(
         batch_wait_ms=batch_wait_ms,
         max_queue=max_queue,
         max_batch_texts=batch_size,
+        model_thread=model_thread,
     )
     metrics = ServerMetrics(queue_depth=lambda: batcher.depth)
     batcher.on_batch = metrics.observe_batch

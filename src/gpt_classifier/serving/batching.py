@@ -2,9 +2,11 @@
 
 Requests are tokenised by their callers (outside the worker), admitted against a bounded queue
 counted in texts, then handed over as token ids. The worker waits a few milliseconds after the
-first text arrives for others to join, then runs one forward pass at a time: the oldest waiting
-text with the waiting texts nearest to it in length, within a token budget (so a huge request is
-split across passes and later small ones are not stuck behind all of it, and little is padded).
+first text arrives for others to join, then runs one forward pass at a time within a token
+budget (so a huge request is split across passes and later small ones are not stuck behind all
+of it). Where the model allows it (``TextClassifier.can_pack``: the default runs) a pass packs
+the oldest waiting texts end to end, with no padding at all; otherwise it pads, and takes the
+oldest waiting text with the waiting texts nearest to it in length, so that little is padded.
 A request is resolved as soon as all of its texts are done.
 """
 
@@ -15,12 +17,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 
 import torch
 
 from ..classifier import Pooling
 from ..inference.predict import TextClassifier
+from .model_thread import ModelThread
 
 DEFAULT_MAX_BATCH_TOKENS = 1024  # TextClassifier's own budget: ~1k-row matmuls suit the CPU
 DEFAULT_BATCH_WAIT_MS = 5.0
@@ -68,7 +72,9 @@ class Batcher:
 
     ``reserve`` admits texts (or raises ``QueueFull``) before any tokenising is done, ``submit``
     hands over their token ids and returns a future of their probabilities, ``release`` returns
-    slots of a request that failed before ``submit``. The worker thread starts on first use.
+    slots of a request that failed before ``submit``. The worker starts on first use, in
+    ``model_thread`` (the thread that loaded the classifier, see ``model_thread``), or in a
+    thread of its own.
     """
 
     def __init__(
@@ -80,6 +86,7 @@ class Batcher:
         max_queue: int = DEFAULT_MAX_QUEUE,
         max_batch_texts: int = 64,
         on_batch: Callable[[BatchStats], None] | None = None,
+        model_thread: ModelThread | None = None,
     ) -> None:
         if max_batch_tokens < 1 or max_queue < 1 or max_batch_texts < 1 or batch_wait_ms < 0:
             raise ValueError("batch limits must be positive and the wait window non-negative")
@@ -95,7 +102,8 @@ class Batcher:
         self._admitted = 0  # texts reserved and not yet classified: what the queue bound counts
         self._closing = False
         self._hurry = False  # set from a signal handler: read without the lock, polled
-        self._worker: threading.Thread | None = None
+        self._model_thread = model_thread
+        self._worker: Future[None] | None = None
 
     @property
     def depth(self) -> int:
@@ -148,15 +156,18 @@ class Batcher:
             self._cond.notify()
             worker = self._worker
         if worker is not None:
-            worker.join(timeout)
+            try:
+                worker.result(timeout)
+            except FutureTimeout:
+                pass
 
     def _start_worker(self) -> None:
         if self._worker is None:
-            # A daemon, so a process whose app never ran its shutdown (tests) can still exit;
-            # the server's lifespan calls close() to drain it properly.
-            self._worker = threading.Thread(target=self._run, name="gpt-classifier-batcher")
-            self._worker.daemon = True
-            self._worker.start()
+            # The model thread is a daemon, so a process whose app never ran its shutdown
+            # (tests) can still exit; the server's lifespan calls close() to drain it properly.
+            if self._model_thread is None:
+                self._model_thread = ModelThread("gpt-classifier-batcher")
+            self._worker = self._model_thread.submit(self._run)
 
     def _run(self) -> None:
         while True:
@@ -201,6 +212,8 @@ class Batcher:
 
     def _choose_pass(self, lengths: Sequence[int]) -> list[int]:
         """Rows of ``lengths`` for the next pass; row 0 (the oldest text) is always in it."""
+        if self.classifier.can_pack:  # no padding: the oldest texts, in order, that fit
+            return take_in_order(lengths, self.max_batch_texts, self.max_batch_tokens)
         info, pooling = self.classifier.info, self.classifier.model.pooling
         if info.pad_length is not None or pooling == Pooling.LAST:
             # Every pass is padded to the same length, or (the book's position -1 without a
@@ -239,7 +252,10 @@ class Batcher:
         encoded = [job.encoded[index] for job, index in taken]
         try:
             started = time.perf_counter()
-            probabilities = self.classifier.forward(encoded)
+            if self.classifier.can_pack:
+                probabilities = self.classifier.forward_packed(encoded, self.max_batch_tokens)
+            else:
+                probabilities = self.classifier.forward(encoded)
             elapsed = time.perf_counter() - started
         except Exception as exc:  # a bug or out of memory: fail these requests, keep serving
             for job in {id(job): job for job, _ in taken}.values():
@@ -250,8 +266,13 @@ class Batcher:
         for (job, index), values in zip(taken, probabilities, strict=True):
             job.probabilities[index] = values
         if self.on_batch is not None:
-            width = self.classifier.info.pad_length or max(len(ids) for ids in encoded)
-            self.on_batch(BatchStats(len(taken), width * len(taken), elapsed))
+            if self.classifier.can_pack:
+                tokens = sum(len(ids) for ids in encoded)
+            else:
+                tokens = len(taken) * (
+                    self.classifier.info.pad_length or max(len(ids) for ids in encoded)
+                )
+            self.on_batch(BatchStats(len(taken), tokens, elapsed))
         for job, _ in taken:
             self._finish(job, 1)
 
@@ -264,6 +285,18 @@ class Batcher:
         job.remaining -= texts
         if job.remaining == 0:
             _settle(job.future, result=job.probabilities)
+
+
+def take_in_order(lengths: Sequence[int], max_texts: int, max_tokens: int) -> list[int]:
+    """The rows of one packed pass: the first texts while their tokens fit in ``max_tokens``
+    (row 0 always goes)."""
+    taken, tokens = [0], lengths[0]
+    for row in range(1, min(len(lengths), max_texts)):
+        if tokens + lengths[row] > max_tokens:
+            break
+        taken.append(row)
+        tokens += lengths[row]
+    return taken
 
 
 def choose_pass(lengths: Sequence[int], max_texts: int, max_tokens: int) -> list[int]:

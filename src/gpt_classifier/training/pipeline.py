@@ -369,9 +369,15 @@ def make_loaders(
     setup.loaders = {key: CachedLoader(ld, caches[_split_of(key)]) for key, ld in loaders.items()}
     setup.trained_model = SuffixClassifier(classifier, plan.start_block)
     setup.cached = True
-    # the suffix sees 8 texts a step: its matmuls are too small for bf16 to pay, and float32
-    # trains it exactly (the prefix, where the work is, keeps the precision asked for)
-    setup.suffix_precision = "fp32" if precision == "bf16" and device.type == "cpu" else precision
+    # A suffix of one block read at the pooled position sees 8 rows a step: its matmuls are too
+    # small for bf16 to pay, and float32 trains it exactly (the prefix, where the work is, keeps
+    # the precision asked for). A suffix that runs every position (two blocks or more, mean
+    # pooling) has matmuls of every token of the batch, where bf16 pays as in the prefix.
+    one_position = (
+        plan.start_block >= classifier.n_layers - 1 and classifier.pooling != Pooling.MEAN
+    )
+    small = one_position and precision == "bf16" and device.type == "cpu"
+    setup.suffix_precision = "fp32" if small else precision
     release_free_memory()
     return setup
 
