@@ -61,6 +61,7 @@ from .uploads import read_upload
 
 DEFAULT_MAX_TEXTS = 256
 RETRY_AFTER_SECONDS = 1  # a full queue drains in about a second of forward passes on a CPU
+INLINE_TOKENIZE_CHARS = 4096  # requests up to this many characters are tokenised on the loop
 DRAIN_TIMEOUT_SECONDS = 60.0
 
 
@@ -319,6 +320,15 @@ class _Admission:
         except ShuttingDown as exc:
             raise HTTPException(503, str(exc)) from None
 
+    async def encode(self, texts: list[str], truncate: bool) -> tuple[list[list[int]], int]:
+        """Token ids: short requests on the event loop (tokenising a few hundred characters
+        takes microseconds, less than handing them to a thread and back, and every extra
+        thread wake-up on a busy CPU preempts the model's threads), longer ones in the
+        thread pool, so that a huge request never stalls the loop."""
+        if sum(len(text) for text in texts) <= INLINE_TOKENIZE_CHARS:
+            return self.classifier.encode_texts(texts, truncate=truncate)
+        return await run_in_threadpool(self.classifier.encode_texts, texts, truncate=truncate)
+
     async def run(self, encoded: list[list[int]]) -> Any:
         """Probabilities of reserved inputs, once the worker has run them."""
         try:
@@ -331,9 +341,7 @@ class _Admission:
         count = len(texts)
         self.reserve(count)
         try:
-            encoded, truncated = await run_in_threadpool(
-                self.classifier.encode_texts, texts, truncate=truncate
-            )
+            encoded, truncated = await self.encode(texts, truncate)
         except BaseException:
             self.batcher.release(count)
             raise
@@ -423,9 +431,7 @@ def _add_explain_route(
     )
     async def explain(request: ExplainRequest) -> ExplainResponse:
         started = time.perf_counter()
-        encoded, truncated = await run_in_threadpool(
-            classifier.encode_texts, [request.text], truncate=request.truncate
-        )
+        encoded, truncated = await admission.encode([request.text], request.truncate)
         inputs = occlusion_inputs(encoded[0], classifier.info.pad_token_id)
         if len(inputs) > max_queue:
             raise GPTClassifierError(

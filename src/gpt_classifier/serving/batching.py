@@ -12,6 +12,7 @@ A request is resolved as soon as all of its texts are done.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import deque
@@ -156,10 +157,8 @@ class Batcher:
             self._cond.notify()
             worker = self._worker
         if worker is not None:
-            try:
+            with contextlib.suppress(FutureTimeout):  # still draining after the timeout
                 worker.result(timeout)
-            except FutureTimeout:
-                pass
 
     def _start_worker(self) -> None:
         if self._worker is None:
@@ -189,7 +188,12 @@ class Batcher:
                     return None
                 self._cond.wait()
             # Wait for company only while a batch could still grow: a full budget, or a
-            # shutdown, goes at once.
+            # shutdown, goes at once. The window starts now, also for texts that queued up
+            # during the previous pass: the clients answered by that pass send their next
+            # requests within a few milliseconds, and waiting for them makes fewer, fuller
+            # passes, each paying once the fixed cost of reading every weight (tried: starting
+            # the window at the oldest text's arrival split 32 clients into passes of ~17
+            # texts instead of ~23, and lowered throughput).
             deadline = time.monotonic() + self.batch_wait
             while (
                 not self._closing
