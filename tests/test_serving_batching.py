@@ -287,3 +287,20 @@ def test_the_model_thread_runs_calls_in_order_and_hands_back_errors():
         thread.call(int, "not a number")
     assert thread.call(sum, [1, 2]) == 3  # still serving after an error
     thread.close(timeout=30)
+
+
+def test_packed_rows_are_no_longer_than_the_context(saved_run, tokenizer_dir):
+    classifier = TextClassifier.from_run(saved_run, tokenizer_dir=tokenizer_dir, precision="fp32")
+    rows: list[int] = []
+    real_forward = classifier.forward_packed
+
+    def forward_packed(encoded, row_tokens):
+        rows.append(row_tokens)
+        return real_forward(encoded, row_tokens)
+
+    classifier.forward_packed = forward_packed
+    batcher = Batcher(classifier, batch_wait_ms=0, max_batch_tokens=4096)
+    got = _submit(batcher, classifier, TEXTS).result(timeout=30)
+    batcher.close(timeout=30)
+    torch.testing.assert_close(got, classifier.predict_proba(TEXTS), atol=1e-6, rtol=0)
+    assert rows and set(rows) == {classifier.model.cfg.context_length}

@@ -257,7 +257,9 @@ class Batcher:
         try:
             started = time.perf_counter()
             if self.classifier.can_pack:
-                probabilities = self.classifier.forward_packed(encoded, self.max_batch_tokens)
+                # rows no longer than the context: attention over a row grows with its square
+                rows = min(self.max_batch_tokens, self.classifier.model.cfg.context_length)
+                probabilities = self.classifier.forward_packed(encoded, rows)
             else:
                 probabilities = self.classifier.forward(encoded)
             elapsed = time.perf_counter() - started
