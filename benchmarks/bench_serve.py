@@ -37,6 +37,7 @@ import gc
 import itertools
 import json
 import resource
+import shlex
 import statistics
 import subprocess
 import sys
@@ -268,6 +269,11 @@ def main() -> None:
     parser.add_argument("--level-seconds", type=float, default=60.0, help="per level, at most")
     parser.add_argument("--burst", type=int, default=2000, help="requests sent at once")
     parser.add_argument("--burst-queue", type=int, default=64, help="--max-queue for the burst")
+    parser.add_argument(
+        "--serve-args",
+        default="",
+        help="extra `serve` flags for the load levels, e.g. '--batch-wait-ms 10'",
+    )
     add_data_arguments(parser)
     args = parser.parse_args()
     levels = [int(n) for n in args.clients.split(",") if n.strip()]  # "" skips the load levels
@@ -286,7 +292,7 @@ def main() -> None:
         log(f"offline: {offline_before['texts_per_s']:.1f} texts/s")
 
         rows, rates = [], []
-        server, host, port = start_server(run, tokenizer_dir, [])
+        server, host, port = start_server(run, tokenizer_dir, shlex.split(args.serve_args))
         try:
             requests = [classify_request(host, text) for text in texts]
             asyncio.run(load_level(host, port, requests, 1, WARMUP_REQUESTS, 600))
@@ -344,9 +350,11 @@ def main() -> None:
         if args.run_dir
         else f"GPT-2 124M (random weights), last-real pooling, texts cut to {args.max_length}"
     )
+    extra = f", then {args.serve_args}" if args.serve_args else ""
     print(
         f"{described}; {len(texts)} SMS texts; server defaults (--batch-wait-ms 5, "
-        f"--max-batch-tokens 1024, --batch-size 64); precision {offline_before['precision']}; "
+        f"--max-batch-tokens 1024, --batch-size 64{extra}); "
+        f"precision {offline_before['precision']}; "
         f"each level: {args.requests} requests or {args.level_seconds:.0f} s"
     )
     print(
