@@ -120,6 +120,17 @@ def saved_run(tmp_path_factory) -> Path:
     return save_run(model, info, tmp_path_factory.mktemp("saved") / "run")
 
 
+@pytest.fixture(scope="module")
+def served_classifier(saved_run, tokenizer_dir):
+    """The tiny run as the server's tests load it: in float32, because the server packs its
+    passes, which equal padded ones up to float rounding only."""
+    from gpt_classifier.inference import TextClassifier
+
+    return TextClassifier.from_run(
+        saved_run, device="cpu", tokenizer_dir=tokenizer_dir, precision="fp32"
+    )
+
+
 # A micro model and a 48-text spam/ham file: whole `train` runs in a second or two (the CLI,
 # reliability, fault and experiments tests).
 MICRO_CONFIG = {

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-MARKERS = ("<<<<<<< ", "=======\n", ">>>>>>> ")
+SIDES = ("<<<<<<< ", ">>>>>>> ")  # a conflict's two ends; "=======" alone splits them
 
 
 def test_no_tracked_file_holds_merge_conflict_markers():
@@ -26,6 +26,6 @@ def test_no_tracked_file_holds_merge_conflict_markers():
         for number, line in enumerate(
             path.read_text(encoding="utf-8", errors="replace").splitlines(True), start=1
         ):
-            if line.startswith(MARKERS[0]) or line.startswith(MARKERS[2]) or line == MARKERS[1]:
+            if line.startswith(SIDES) or line.rstrip("\r\n") == "=======":
                 conflicted.append(f"{name.decode()}:{number}")
     assert not conflicted, f"merge conflict markers in {', '.join(conflicted)}"

@@ -19,34 +19,25 @@ for _module in ("fastapi", "prometheus_client", "swagger_ui_bundle"):
 from fastapi.testclient import TestClient  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from gpt_classifier.inference import TextClassifier  # noqa: E402
 from gpt_classifier.serving import create_app  # noqa: E402
 
 TEXTS = ["WINNER!! Claim your prize now", "see you at 5?", "ok"]
 
 
 @pytest.fixture(scope="module")
-def classifier(saved_run, tokenizer_dir):
-    # float32: the server packs its passes, equal to the padded ones up to float rounding
-    return TextClassifier.from_run(
-        saved_run, device="cpu", tokenizer_dir=tokenizer_dir, precision="fp32"
-    )
-
-
-@pytest.fixture(scope="module")
-def client(classifier, saved_run):
+def client(served_classifier, saved_run):
     app = create_app(
-        classifier, max_texts=4, max_queue=8, max_request_bytes=2000, run_dir=str(saved_run)
+        served_classifier, max_texts=4, max_queue=8, max_request_bytes=2000, run_dir=str(saved_run)
     )
     with TestClient(app) as client:  # runs the lifespan: the batcher is drained at the end
         yield client
 
 
-def test_classify_returns_what_the_python_api_returns(client, classifier):
+def test_classify_returns_what_the_python_api_returns(client, served_classifier):
     response = client.post("/classify", json={"texts": TEXTS})
     assert response.status_code == 200
     body = response.json()
-    expected = classifier.classify(TEXTS)
+    expected = served_classifier.classify(TEXTS)
     assert [p["label"] for p in body["predictions"]] == [p.label for p in expected]
     for got, want in zip(body["predictions"], expected, strict=True):
         assert got["probability"] == pytest.approx(want.probability, abs=1e-6)
@@ -135,12 +126,12 @@ def test_a_body_over_the_limit_gets_413_by_its_length_or_as_it_streams(client):
 
 
 def test_a_full_queue_gets_429_with_retry_after_and_leaves_the_model_alone(
-    client, classifier, monkeypatch
+    client, served_classifier, monkeypatch
 ):
     batcher = client.app.state.batcher
     forward_calls = []
     for method in ("forward", "forward_packed"):
-        monkeypatch.setattr(classifier, method, lambda *a, **k: forward_calls.append(a))
+        monkeypatch.setattr(served_classifier, method, lambda *a, **k: forward_calls.append(a))
     batcher.reserve(6)  # as if 6 texts were waiting: room for 2 more in a queue of 8
     try:
         response = client.post("/classify", json={"texts": ["a", "b", "c"]})
@@ -166,8 +157,8 @@ def _samples(client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     }
 
 
-def test_metrics_count_requests_batches_and_texts(classifier):
-    app = create_app(classifier, max_texts=4, max_request_bytes=2000)
+def test_metrics_count_requests_batches_and_texts(served_classifier):
+    app = create_app(served_classifier, max_texts=4, max_request_bytes=2000)
     with TestClient(app) as client:
         for _ in range(2):
             assert client.post("/classify", json={"texts": TEXTS}).status_code == 200
@@ -251,7 +242,7 @@ def _get(url: str) -> bytes:
         return response.read()
 
 
-def test_serve_command_answers_over_http(saved_run, tokenizer_dir, classifier):
+def test_serve_command_answers_over_http(saved_run, tokenizer_dir, served_classifier):
     port = _free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "gpt_classifier.cli.main", "serve", str(saved_run)]
@@ -279,7 +270,7 @@ def test_serve_command_answers_over_http(saved_run, tokenizer_dir, classifier):
         with urllib.request.urlopen(request, timeout=30) as response:
             body = json.loads(response.read())
         assert [p["label"] for p in body["predictions"]] == [
-            p.label for p in classifier.classify(TEXTS)
+            p.label for p in served_classifier.classify(TEXTS)
         ]
     finally:
         server.terminate()

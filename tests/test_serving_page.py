@@ -19,24 +19,16 @@ from gpt_classifier.serving.uploads import upload_name  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def classifier(saved_run, tokenizer_dir):
-    # float32: the server packs its passes, equal to the padded ones up to float rounding
-    return TextClassifier.from_run(
-        saved_run, device="cpu", tokenizer_dir=tokenizer_dir, precision="fp32"
-    )
-
-
-@pytest.fixture(scope="module")
-def client(classifier, saved_run):
-    app = create_app(classifier, max_texts=4, max_queue=12, run_dir=str(saved_run))
+def client(served_classifier, saved_run):
+    app = create_app(served_classifier, max_texts=4, max_queue=12, run_dir=str(saved_run))
     with TestClient(app) as client:
         yield client
 
 
-def test_explain_answers_what_the_python_api_computes(client, classifier):
+def test_explain_answers_what_the_python_api_computes(client, served_classifier):
     text = "WINNER!! Claim your prize now"
     body = client.post("/explain", json={"text": text}).json()
-    expected = explain_text(classifier, text)
+    expected = explain_text(served_classifier, text)
     assert body["label"] == expected.label and body["method"] == "occlusion"
     assert body["probability"] == pytest.approx(expected.probability, abs=1e-5)
     assert [t["token"] for t in body["tokens"]] == [t.token for t in expected.tokens]
@@ -61,8 +53,8 @@ def test_explain_errors_are_one_line_422s(client, payload, message):
     assert message in response.json()["detail"]
 
 
-def test_explaining_more_tokens_than_the_queue_holds_is_refused(classifier):
-    app = create_app(classifier, max_texts=4, max_queue=8)
+def test_explaining_more_tokens_than_the_queue_holds_is_refused(served_classifier):
+    app = create_app(served_classifier, max_texts=4, max_queue=8)
     with TestClient(app) as client:
         response = client.post("/explain", json={"text": " ".join(["word"] * 40)})
     assert response.status_code == 422
@@ -89,7 +81,7 @@ def test_explain_gets_429_when_the_queue_is_full(client):
     ],
 )
 def test_uploaded_files_are_read_as_classify_file_reads_them(
-    client, classifier, tmp_path, name, content
+    client, served_classifier, tmp_path, name, content
 ):
     path = tmp_path / name
     path.write_bytes(content)
@@ -98,7 +90,7 @@ def test_uploaded_files_are_read_as_classify_file_reads_them(
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["filename"] == name and body["texts"] == texts and body["rows"] == rows
-    expected = classifier.classify(texts)
+    expected = served_classifier.classify(texts)
     assert [p["label"] for p in body["predictions"]] == [p.label for p in expected]
     for got, want in zip(body["predictions"], expected, strict=True):
         assert got["probability"] == pytest.approx(want.probability, abs=1e-6)

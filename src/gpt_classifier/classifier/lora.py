@@ -100,7 +100,7 @@ class LinearWithLoRA(nn.Module):
     def _frozen_linear(self, x: torch.Tensor) -> torch.Tensor:
         """``self.linear(x)``; under bf16 autocast on the CPU, from a bf16 copy of the frozen
         weights kept from pass to pass. Autocast would cast them again at every pass (for
-        GPT-2 124M on a CPU, 130 ms of a 500 ms LoRA step) and rounds them the same way, so
+        GPT-2 124M on a CPU, 130 of a ~570 ms LoRA step) and rounds them the same way, so
         the outputs and gradients are bit-identical; the copy costs half the weights' memory."""
         linear = self.linear
         weight, bias = linear.weight, linear.bias

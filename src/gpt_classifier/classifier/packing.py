@@ -19,21 +19,14 @@ import torch
 
 @dataclass(frozen=True)
 class PackedBatch:
-    """Where each token of each text sits in the packed rows.
-
-    ``input_ids``, ``positions`` and ``segments`` are ``(rows, width)``; a row's unused tail
-    holds ``pad_token_id`` at position 0 in segment -1. ``text_rows`` / ``text_columns`` are,
-    for every real token in text order, its row and column, and ``text_index`` /
-    ``token_index`` its text and position in that text (for unpacking)."""
+    """Texts packed into rows: ``input_ids``, ``positions`` (each token's position in its own
+    text) and ``segments`` (the index of its text) are ``(rows, width)``; a row's unused tail
+    holds ``pad_token_id`` at position 0 in segment -1. ``lengths`` ``(texts,)``."""
 
     input_ids: torch.Tensor
     positions: torch.Tensor
     segments: torch.Tensor
     lengths: torch.Tensor
-    text_rows: torch.Tensor
-    text_columns: torch.Tensor
-    text_index: torch.Tensor
-    token_index: torch.Tensor
 
     def attention_mask(self) -> torch.Tensor:
         """``(rows, 1, width, width)``, True where a token may attend: earlier tokens of its
@@ -48,7 +41,8 @@ class PackedBatch:
         after each text's end)."""
         texts, longest = len(self.lengths), int(self.lengths.max())
         padded = hidden.new_zeros(texts, longest, hidden.shape[-1])
-        padded[self.text_index, self.token_index] = hidden[self.text_rows, self.text_columns]
+        real = self.segments >= 0  # each real token lands at (its text, its position)
+        padded[self.segments[real], self.positions[real]] = hidden[real.to(hidden.device)]
         return padded
 
 
@@ -76,7 +70,6 @@ def pack(encoded: Sequence[Sequence[int]], row_tokens: int, pad_token_id: int) -
     input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
     positions = torch.zeros(len(rows), width, dtype=torch.long)
     segments = torch.full((len(rows), width), -1, dtype=torch.long)
-    text_rows, text_columns, text_index, token_index = [], [], [], []
     for row, members in enumerate(rows):
         column = 0
         for text in members:
@@ -85,18 +78,5 @@ def pack(encoded: Sequence[Sequence[int]], row_tokens: int, pad_token_id: int) -
             input_ids[row, span] = torch.as_tensor(encoded[text], dtype=torch.long)
             positions[row, span] = torch.arange(length)
             segments[row, span] = text
-            text_rows.append(torch.full((length,), row))
-            text_columns.append(torch.arange(column, column + length))
-            text_index.append(torch.full((length,), text))
-            token_index.append(torch.arange(length))
             column += length
-    return PackedBatch(
-        input_ids=input_ids,
-        positions=positions,
-        segments=segments,
-        lengths=torch.tensor(lengths),
-        text_rows=torch.cat(text_rows),
-        text_columns=torch.cat(text_columns),
-        text_index=torch.cat(text_index),
-        token_index=torch.cat(token_index),
-    )
+    return PackedBatch(input_ids, positions, segments, torch.tensor(lengths))
