@@ -137,7 +137,7 @@ def to_hf_state_dict(state: dict[str, Any], n_layers: int) -> dict[str, Any]:
 def hf_model_from_run(run_dir: Path) -> tuple[Any, list[str]]:
     from transformers import GPT2ForSequenceClassification
 
-    from gpt_classifier.inference.run_dir import load_run
+    from gpt_classifier.runs.run_dir import load_run
 
     run = load_run(run_dir, "cpu")
     cfg = run.model.cfg

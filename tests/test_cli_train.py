@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from gpt_classifier.cli.main import cli
-from gpt_classifier.inference.transaction import write_marker
+from gpt_classifier.runs.transaction import write_marker
 
 
 def _write_csv(path, rows, header=("text", "label")) -> None:

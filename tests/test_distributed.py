@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from gpt_classifier.distributed import RankBatches
 from gpt_classifier.faults import KILL_AT_ENV
 from gpt_classifier.inference import load_run
-from gpt_classifier.training.distributed import RankBatches
 from gpt_classifier.training.pipeline import run_finetune
 from gpt_classifier.training.recipe import FinetuneOptions
 

@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from gpt_classifier.errors import GPTClassifierError
 from gpt_classifier.faults import KILL_AT_ENV
 from gpt_classifier.inference import load_run
-from gpt_classifier.inference.transaction import MARKER_FILE, StagedRun, backup_dir
+from gpt_classifier.runs.transaction import MARKER_FILE, StagedRun, backup_dir
 
 # Every named crash point, in the order a run reaches them: after checkpoints (the file written
 # but not yet renamed, and renamed), with the run staged but unmarked, marked but not moved, the

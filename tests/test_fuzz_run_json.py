@@ -24,9 +24,9 @@ from gpt_classifier.classifier import GPTClassifier
 from gpt_classifier.config import GPTConfig
 from gpt_classifier.errors import GPTClassifierError
 from gpt_classifier.inference import RunInfo, TextClassifier, load_run, save_run
-from gpt_classifier.inference.run_dir import RUN_FILE, WEIGHTS_FILE, read_run_info
-from gpt_classifier.inference.transaction import MARKER_FILE, write_marker
 from gpt_classifier.model import GPTModel
+from gpt_classifier.runs.run_dir import RUN_FILE, WEIGHTS_FILE, read_run_info
+from gpt_classifier.runs.transaction import MARKER_FILE, write_marker
 
 # The real vocabulary (the tokenizer's ids must fit), everything else as small as it gets.
 CONFIG = GPTConfig(vocab_size=50257, context_length=16, emb_dim=8, n_heads=2, n_layers=2)

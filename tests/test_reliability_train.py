@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from gpt_classifier.cli.main import cli
 from gpt_classifier.errors import GPTClassifierError
 from gpt_classifier.inference import load_run
-from gpt_classifier.inference.transaction import (
+from gpt_classifier.runs.transaction import (
     MARKER_FILE,
     StagedRun,
     backup_dir,

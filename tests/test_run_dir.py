@@ -17,9 +17,9 @@ from gpt_classifier import __version__
 from gpt_classifier.classifier import GPTClassifier, apply_trainable, parse_trainable
 from gpt_classifier.errors import GPTClassifierError
 from gpt_classifier.inference import RunInfo, TextClassifier, load_run, save_run
-from gpt_classifier.inference.run_dir import read_run_info
-from gpt_classifier.inference.transaction import write_marker
 from gpt_classifier.model import GPTModel
+from gpt_classifier.runs.run_dir import read_run_info
+from gpt_classifier.runs.transaction import write_marker
 
 _DELETE = object()
 

@@ -222,6 +222,15 @@ class TransformerBlock(nn.Module):
         return y + self.drop_resid(self.ff(self.norm2(y)))
 
 
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """``(trainable, total)`` parameter counts; a shared (tied) tensor is counted once (the
+    book's 124M for GPT-2 small)."""
+    params = list(model.parameters())  # nn.Module.parameters() yields each tensor once
+    total = sum(p.numel() for p in params)
+    trainable = sum(p.numel() for p in params if p.requires_grad)
+    return trainable, total
+
+
 class GPTModel(nn.Module):
     """GPT-2. ``forward(idx)`` maps token ids ``(batch, seq)`` to logits ``(batch, seq, vocab)``.
 

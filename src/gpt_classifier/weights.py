@@ -36,10 +36,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .classifier.trainable import count_parameters
 from .config import GPT2_SIZES, GPTConfig, canonical_model_name, is_model_name, resolve_config
 from .errors import GPTClassifierError
-from .model import GPTModel
+from .model import GPTModel, count_parameters
 
 logger = logging.getLogger(__name__)
 

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import GPTClassifierError
+from ..model import count_parameters
 from .lora import LinearWithLoRA, has_lora, replace_linear_with_lora
 from .model import GPTClassifier
 
@@ -138,15 +139,6 @@ def first_trainable_block(model: GPTClassifier) -> int:
         if has_lora(block) or any(p.requires_grad for p in block.parameters()):
             return index
     return len(gpt.trf_blocks)
-
-
-def count_parameters(model: nn.Module) -> tuple[int, int]:
-    """``(trainable, total)`` parameter counts; a shared (tied) tensor is counted once (the
-    book's 124M for GPT-2 small)."""
-    params = list(model.parameters())  # nn.Module.parameters() yields each tensor once
-    total = sum(p.numel() for p in params)
-    trainable = sum(p.numel() for p in params if p.requires_grad)
-    return trainable, total
 
 
 def describe_trainable(model: nn.Module) -> str:

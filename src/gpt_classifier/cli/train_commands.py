@@ -10,12 +10,12 @@ from click.core import ParameterSource
 
 from ..classifier import POOLINGS
 from ..data.readers import FORMATS
+from ..distributed import DIST_TIMEOUT_ENV
 from ..errors import INTERRUPTED_EXIT, GPTClassifierError
-from ..inference.transaction import StagedRun
 from ..precision import PRECISIONS
+from ..runs.checkpoint import read_options
+from ..runs.transaction import StagedRun
 from ..training.cache_store import CACHE_DIR_ENV
-from ..training.checkpoint import read_options
-from ..training.distributed import DIST_TIMEOUT_ENV
 from ..training.recipe import FinetuneOptions
 from .options import (
     data_source_options,

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..distributed import DistContext
 from ..model import GPTModel
 from ..precision import autocast
 from .metrics import classification_metrics
@@ -86,4 +87,32 @@ def evaluate_split(
         list(classes),
         probabilities.numpy(),
         loss,
+    )
+
+
+def evaluate_sharded(
+    ctx: DistContext,
+    model: nn.Module,
+    loader: Any,
+    device: torch.device,
+    precision: str,
+    classes: Sequence[str],
+) -> dict[str, Any]:
+    """``evaluate_split`` over this rank's share of ``loader``'s batches, the predictions of
+    every rank gathered: each batch is the one a single process runs, so every example's logits
+    are the same and so are the metrics (the mean loss up to the order of its sum)."""
+    with autocast(device, precision):
+        targets, probabilities, loss = predict_loader(loader, model, device)
+    seen = len(targets)
+    parts = ctx.gather_objects((targets, probabilities, loss * seen if seen else 0.0))
+    kept = [part for part in parts if len(part[0])]
+    total = sum(len(part[0]) for part in kept)
+    all_targets = torch.cat([part[0] for part in kept])
+    all_probabilities = torch.cat([part[1] for part in kept])
+    return classification_metrics(
+        all_targets.numpy(),
+        all_probabilities.argmax(dim=-1).numpy(),
+        list(classes),
+        all_probabilities.numpy(),
+        sum(part[2] for part in kept) / total,
     )

@@ -17,8 +17,8 @@ from typing import Any
 from ..classifier import TrainableKind, parse_trainable
 from ..errors import GPTClassifierError
 from ..fileio import check_output_dir
-from ..inference.transaction import MARKER_FILE, StagedRun
-from ..training.checkpoint import OPTIONS_FILE
+from ..runs.checkpoint import OPTIONS_FILE
+from ..runs.transaction import MARKER_FILE, StagedRun
 from ..training.memory import reset_peak_rss
 from ..training.pipeline import run_finetune
 from ..training.recipe import FinetuneOptions

@@ -15,8 +15,8 @@ from ..classifier import Pooling
 from ..data import LabelMap, encode_records, make_loader, read_records, read_splits
 from ..evaluation.predictions import EVAL_BATCH_SIZE, evaluate_split
 from ..precision import resolve_device, resolve_precision
+from ..runs.run_dir import load_run, read_run_info
 from ..tokenizer import get_tokenizer
-from .run_dir import load_run, read_run_info
 
 SPLITS = ("train", "validation", "test")
 

@@ -95,7 +95,7 @@ def classify_file(
     """Classify every row of ``input_file`` chunk by chunk: into the CSV ``output`` (the input's
     columns, then ``predicted_label`` and ``probability``) or, without one, to ``sink(rows,
     predictions)`` per chunk. ``run_dir`` identifies the model in the progress file."""
-    from ..training.distributed import DistContext
+    from ..distributed import DistContext
 
     dist = dist or DistContext()
     if chunk_rows < 1:
@@ -322,8 +322,8 @@ def run_classify_file(
 ) -> FileResult:
     """``classify --file``: the run loaded on this process's device, then :func:`classify_file`
     (under ``torchrun``: every rank a share of the chunks)."""
+    from .. import distributed
     from ..precision import resolve_device
-    from ..training import distributed
 
     dist = distributed.init_distributed(resolve_device(device))
     try:

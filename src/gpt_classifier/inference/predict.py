@@ -15,8 +15,8 @@ from ..config import EOT_TOKEN_ID
 from ..data.encoding import pad_token_ids
 from ..errors import GPTClassifierError
 from ..precision import autocast, resolve_device, resolve_precision
+from ..runs.run_dir import RunInfo, load_run
 from ..tokenizer import encode, get_tokenizer
-from .run_dir import RunInfo, load_run
 
 _TOKENS_PER_BATCH = 1024  # matmuls of ~1k rows run fastest on the CPU (cache-sized)
 

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..inference.transaction import MARKER_FILE
+from ..runs.transaction import MARKER_FILE
 
 METRICS_FILE = "metrics.json"
 

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from ..classifier import GPTClassifier
 from ..config import resolve_config
+from ..distributed import context_from_env
 from ..lazy_weights import LazyWeights, lazy_weights_of, skeleton_gpt
 from ..model import GPTModel
 from ..precision import resolve_device
-from .distributed import context_from_env
 from .recipe import FinetuneOptions, ResolvedRecipe
 
 _STREAMABLE_TRAINABLE = ("head", "last-blocks")

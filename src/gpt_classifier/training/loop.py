@@ -17,37 +17,16 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..distributed import DistContext, unwrap
 from ..errors import GPTClassifierError
 from ..evaluation.history import TrainingHistory
-from .distributed import DistContext, unwrap
+from ..runs.checkpoint import LoopState
 from .losses import calc_accuracy_loader, calc_loss_batch, evaluate_model, unpack_batch
 from .settings import TrainSettings
 
 
 class TrainingDiverged(GPTClassifierError):
     """A loss or a weight became NaN or infinite."""
-
-
-@dataclass
-class LoopState:
-    """Where the loop stands: enough to continue exactly where it stopped."""
-
-    epoch: int = 0  # the epoch under way (0-based)
-    batch_index: int = 0  # batches of that epoch already trained on
-    global_step: int = -1  # the book's counter: the first evaluation happens after the first step
-    examples_seen: int = 0
-    running_loss: float = 0.0  # this epoch's summed loss, for the progress bar and the log
-    running_seen: int = 0
-    history: TrainingHistory = field(default_factory=TrainingHistory)
-    step_losses: list[float] = field(default_factory=list)
-    best_val_acc: float = -1.0
-    best_epoch: int | None = None
-    best_state: list[torch.Tensor] | None = None
-    # the training loader's shuffling generator at the start of this epoch and now: a resumed
-    # epoch redraws the same order, then continues from the current state
-    epoch_start_rng: torch.Tensor | None = None
-    loader_rngs: dict[str, torch.Tensor] = field(default_factory=dict)
-    torch_rng: torch.Tensor | None = None  # dropout's generator
 
 
 @dataclass

@@ -24,23 +24,25 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from .. import distributed
 from ..classifier import GPTClassifier, Pooling, apply_trainable, describe_trainable
 from ..data import encode_splits, prepare_dataset, write_splits
 from ..data.encoding import EncodedSplits
 from ..data.prepare import PreparedData
+from ..distributed import DistContext
 from ..errors import GPTClassifierError
 from ..evaluation import format_report, write_report_json
-from ..evaluation.predictions import EVAL_BATCH_SIZE, evaluate_split
+from ..evaluation.predictions import EVAL_BATCH_SIZE, evaluate_sharded, evaluate_split
 from ..fileio import check_output_dir, write_json, write_text
-from ..inference.run_dir import RunInfo, write_model_files
-from ..inference.transaction import StagedRun, finish_interrupted_commit
 from ..lazy_weights import frozen_parameter_sample, lazy_weights_of
 from ..precision import autocast, resolve_device, resolve_precision
+from ..runs import checkpoint
+from ..runs.run_dir import RunInfo, write_model_files
+from ..runs.transaction import StagedRun, finish_interrupted_commit
 from ..tokenizer import get_tokenizer
 from ..weights import build_model
-from . import checkpoint, distributed, lean
+from . import lean
 from .cache_store import CacheStore, dataset_key, default_cache_dir, prefix_digests
-from .distributed import DistContext
 from .interrupts import deferred_interrupts
 from .loop import LoopState, TrainingDiverged, TrainResult, train_classifier
 from .memory import peak_rss_mb, release_free_memory
@@ -634,7 +636,7 @@ def evaluate_splits(
 ) -> dict[str, dict[str, Any]]:
     evaluate = _evaluate
     if setup.dist.enabled:
-        evaluate = functools.partial(distributed.evaluate_sharded, setup.dist)
+        evaluate = functools.partial(evaluate_sharded, setup.dist)
     report = {
         name: evaluate(
             setup.trained_model,

@@ -27,7 +27,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
-from ..errors import GPTClassifierError
+from .errors import GPTClassifierError
 
 DIST_TIMEOUT_ENV = "GPT_CLASSIFIER_DIST_TIMEOUT"
 DEFAULT_DIST_TIMEOUT_S = 600.0  # a peer that never joins or stops answering: an error after this
@@ -293,38 +293,3 @@ def wrap_trainable(model: nn.Module, ctx: DistContext, device: torch.device) -> 
 
 def unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "module", model)
-
-
-# --- evaluation ----------------------------------------------------------------------------------
-
-
-def evaluate_sharded(
-    ctx: DistContext,
-    model: nn.Module,
-    loader: Any,
-    device: torch.device,
-    precision: str,
-    classes: Sequence[str],
-) -> dict[str, Any]:
-    """``evaluate_split`` over this rank's share of ``loader``'s batches, the predictions of
-    every rank gathered: each batch is the one a single process runs, so every example's logits
-    are the same and so are the metrics (the mean loss up to the order of its sum)."""
-    from ..evaluation.metrics import classification_metrics
-    from ..evaluation.predictions import predict_loader
-    from ..precision import autocast
-
-    with autocast(device, precision):
-        targets, probabilities, loss = predict_loader(loader, model, device)
-    seen = len(targets)
-    parts = ctx.gather_objects((targets, probabilities, loss * seen if seen else 0.0))
-    kept = [part for part in parts if len(part[0])]
-    total = sum(len(part[0]) for part in kept)
-    all_targets = torch.cat([part[0] for part in kept])
-    all_probabilities = torch.cat([part[1] for part in kept])
-    return classification_metrics(
-        all_targets.numpy(),
-        all_probabilities.argmax(dim=-1).numpy(),
-        list(classes),
-        all_probabilities.numpy(),
-        sum(part[2] for part in kept) / total,
-    )

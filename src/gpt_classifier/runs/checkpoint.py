@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,29 @@ from ..errors import GPTClassifierError
 from ..evaluation.history import TrainingHistory
 from ..faults import crash_point
 from ..fileio import atomic_path, write_json
-from .loop import LoopState
+
+
+@dataclass
+class LoopState:
+    """Where the loop stands: enough to continue exactly where it stopped."""
+
+    epoch: int = 0  # the epoch under way (0-based)
+    batch_index: int = 0  # batches of that epoch already trained on
+    global_step: int = -1  # the book's counter: the first evaluation happens after the first step
+    examples_seen: int = 0
+    running_loss: float = 0.0  # this epoch's summed loss, for the progress bar and the log
+    running_seen: int = 0
+    history: TrainingHistory = field(default_factory=TrainingHistory)
+    step_losses: list[float] = field(default_factory=list)
+    best_val_acc: float = -1.0
+    best_epoch: int | None = None
+    best_state: list[torch.Tensor] | None = None
+    # the training loader's shuffling generator at the start of this epoch and now: a resumed
+    # epoch redraws the same order, then continues from the current state
+    epoch_start_rng: torch.Tensor | None = None
+    loader_rngs: dict[str, torch.Tensor] = field(default_factory=dict)
+    torch_rng: torch.Tensor | None = None  # dropout's generator
+
 
 STATE_FILE = "state.pt"
 OPTIONS_FILE = "options.json"
