@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 from gpt_classifier.cli.main import cli
 from gpt_classifier.errors import GPTClassifierError
 from gpt_classifier.inference import load_run
+from gpt_classifier.runs import checkpoint as checkpoint_module
 from gpt_classifier.runs.transaction import (
     MARKER_FILE,
     StagedRun,
@@ -21,7 +22,6 @@ from gpt_classifier.runs.transaction import (
     commit_staged,
     write_marker,
 )
-from gpt_classifier.training import checkpoint as checkpoint_module
 from gpt_classifier.training import pipeline
 from gpt_classifier.training.pipeline import FinetuneOptions, run_finetune
 
