@@ -51,7 +51,8 @@ for module in (model.trf_blocks[-1], model.final_norm, model.out_head):
         param.requires_grad = True
 
 # 6.6-6.7: accuracy before training, the book's loop, accuracy after.
-print(f"test accuracy before: {calc_accuracy_loader(test_loader, classifier, device):.2%}")
+before = calc_accuracy_loader(test_loader, classifier, device, num_batches=10)  # as the book
+print(f"test accuracy before fine-tuning (10 batches): {before:.2%}")
 optimizer = torch.optim.AdamW(
     (p for p in classifier.parameters() if p.requires_grad), lr=5e-5, weight_decay=0.1
 )
