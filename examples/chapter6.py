@@ -1,7 +1,7 @@
 """Chapter 6 of *Build a Large Language Model (From Scratch)*, step by step, with this package.
 
     python examples/chapter6.py --weights path/to/gpt2/model.safetensors   # OpenAI's GPT-2
-    python examples/chapter6.py --model tiny.json --epochs 1 --train-texts 80  # seconds, random
+    python examples/chapter6.py --model tiny.json --epochs 1 --train-texts 80  # tiny, random
 
 Without ``--weights`` (or ``--init pretrained``, which downloads them) the model is randomly
 initialised: the steps are the same, the accuracy is not. Nothing is written to disk.
