@@ -44,7 +44,6 @@ from .readers import (
     detect_format,
     detect_text_format,
     read_records,
-    read_unlabelled,
 )
 from .sms_spam import (
     SMS_SPAM_NAME,
@@ -67,6 +66,7 @@ from .splits import (
     stratified_split,
     write_split_file,
 )
+from .streaming import read_unlabelled
 
 __all__ = [
     "BALANCE_METHODS",
