@@ -25,6 +25,7 @@ Padding strategies (``parse_padding``):
 from __future__ import annotations
 
 import functools
+import math
 import statistics
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from ..config import EOT_TOKEN_ID, GPT2_CONTEXT_LENGTH
 from ..errors import GPTClassifierError
 from ..tokenizer import encode
+from .batching import plan_batches
 from .labels import LabelMap
 from .readers import Record
 from .splits import DEFAULT_SEED, SPLIT_NAMES
@@ -234,15 +236,9 @@ class BucketBatchSampler(Sampler[list[int]]):
         generator: torch.Generator | None = None,
         equal_lengths: bool = False,
     ) -> None:
-        order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
-        groups = [order]
-        if equal_lengths:
-            groups = [
-                [i for i in order if lengths[i] == n] for n in sorted(set(lengths), reverse=True)
-            ]
-        self.batches = [
-            group[i : i + batch_size] for group in groups for i in range(0, len(group), batch_size)
-        ]
+        self.batches = plan_batches(
+            lengths, math.inf, max_texts=batch_size, equal_lengths=equal_lengths
+        )
         if drop_last and self.batches and len(self.batches[-1]) < batch_size:
             self.batches.pop()
         self.shuffle = shuffle

@@ -12,13 +12,12 @@ import torch
 from ..classifier import GPTClassifier, Pooling
 from ..classifier.packing import pack
 from ..config import EOT_TOKEN_ID
+from ..data.batching import TOKENS_PER_PASS, plan_batches
 from ..data.encoding import pad_token_ids
 from ..errors import GPTClassifierError
 from ..precision import autocast, resolve_device, resolve_precision
 from ..runs.run_dir import RunInfo, load_run
 from ..tokenizer import encode, get_tokenizer
-
-_TOKENS_PER_BATCH = 1024  # matmuls of ~1k rows run fastest on the CPU (cache-sized)
 
 
 @dataclass(frozen=True)
@@ -107,7 +106,7 @@ class TextClassifier:
         slots = [slot_of.setdefault(tuple(ids), len(slot_of)) for ids in self.encode(texts)]
         encoded = list(slot_of)
         probabilities = torch.empty(len(encoded), len(self.classes))
-        for rows in self._batches([len(ids) for ids in encoded], batch_size):
+        for rows in self.plan_batches([len(ids) for ids in encoded], batch_size):
             probabilities[rows] = self.forward([encoded[i] for i in rows])
         return probabilities[slots]
 
@@ -129,7 +128,7 @@ class TextClassifier:
         return self.info.pad_length is None and self.model.can_pack
 
     def forward_packed(
-        self, encoded: Sequence[Sequence[int]], row_tokens: int = _TOKENS_PER_BATCH
+        self, encoded: Sequence[Sequence[int]], row_tokens: int = TOKENS_PER_PASS
     ) -> torch.Tensor:
         """``forward`` with the texts packed end to end in rows of ``row_tokens`` tokens
         instead of padded (``classifier/packing.py``): for texts of mixed lengths, such as a
@@ -164,33 +163,20 @@ class TextClassifier:
             )
         return predictions
 
-    def _batches(
-        self, lengths: Sequence[int], batch_size: int, max_tokens: int = _TOKENS_PER_BATCH
+    def plan_batches(
+        self, lengths: Sequence[int], batch_size: int, max_tokens: int = TOKENS_PER_PASS
     ) -> list[list[int]]:
-        """Indices grouped longest first, at most ``batch_size`` rows and ``max_tokens`` padded
-        tokens a batch (a text longer than that runs alone).
-
-        The book's ``last`` pooling reads position -1, so without a fixed pad length only texts
-        of exactly the same length may share a batch (then nothing is padded)."""
-        order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-        exact = self.model.pooling == Pooling.LAST and self.info.pad_length is None
-        batches: list[list[int]] = []
-        for index in order:
-            current = batches[-1] if batches else None
-            width = self.info.pad_length or (lengths[current[0]] if current else lengths[index])
-            fits = (
-                current is not None
-                and len(current) < batch_size
-                and (len(current) + 1) * width <= max_tokens
-                and (not exact or lengths[current[0]] == lengths[index])
-            )
-            if fits:
-                current.append(index)
-            else:
-                batches.append([index])
-        return batches
-
-    plan_batches = _batches  # public: the server plans its own batches
+        """Padded batches of indices, longest first (``data.batching.plan_batches``). The
+        book's ``last`` pooling reads position -1, so without a fixed pad length only texts of
+        one length share a batch (nothing is padded)."""
+        pad = self.info.pad_length
+        return plan_batches(
+            lengths,
+            max_tokens,
+            max_texts=batch_size,
+            pad_to=pad,
+            equal_lengths=self.model.pooling == Pooling.LAST and pad is None,
+        )
 
 
 def cast_linear_weights(model: torch.nn.Module, dtype: torch.dtype) -> None:

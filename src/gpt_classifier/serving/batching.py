@@ -24,20 +24,17 @@ from dataclasses import dataclass, field
 import torch
 
 from ..classifier import Pooling
+from ..data.batching import TOKENS_PER_PASS, best_padded_batch, plan_batches
 from ..inference.predict import TextClassifier
 from .model_thread import ModelThread
 
-DEFAULT_MAX_BATCH_TOKENS = 1024  # TextClassifier's own budget: ~1k-row matmuls suit the CPU
+DEFAULT_MAX_BATCH_TOKENS = TOKENS_PER_PASS
 DEFAULT_BATCH_WAIT_MS = 5.0
 DEFAULT_MAX_QUEUE = 1024
 _HURRY_POLL_SECONDS = 0.05  # how soon a waiting batch notices hurry()
 # A pass is chosen among the oldest waiting texts worth this many budgets: enough to group
 # similar lengths, few enough to plan in microseconds.
 _CANDIDATE_BUDGETS = 4
-# What one forward pass costs beyond its tokens, in tokens: measured for GPT-2 124M on a CPU
-# core, a one-token pass takes as long as ~75 tokens of a large one (every weight is read once
-# a pass). It only weighs fewer, fuller passes against less padding.
-PASS_COST_TOKENS = 75
 
 
 class QueueFull(Exception):
@@ -216,17 +213,16 @@ class Batcher:
 
     def _choose_pass(self, lengths: Sequence[int]) -> list[int]:
         """Rows of ``lengths`` for the next pass; row 0 (the oldest text) is always in it."""
+        texts, tokens = self.max_batch_texts, self.max_batch_tokens
         if self.classifier.can_pack:  # no padding: the oldest texts, in order, that fit
-            return take_in_order(lengths, self.max_batch_texts, self.max_batch_tokens)
+            return plan_batches(lengths, tokens, max_texts=texts, packed=True, sort=False)[0]
         info, pooling = self.classifier.info, self.classifier.model.pooling
         if info.pad_length is not None or pooling == Pooling.LAST:
             # Every pass is padded to the same length, or (the book's position -1 without a
             # pad length) only texts of one length may share it: the classifier's own plan.
-            plans = self.classifier.plan_batches(
-                lengths, self.max_batch_texts, self.max_batch_tokens
-            )
+            plans = self.classifier.plan_batches(lengths, texts, tokens)
             return next(rows for rows in plans if 0 in rows)
-        return choose_pass(lengths, self.max_batch_texts, self.max_batch_tokens)
+        return best_padded_batch(lengths, texts, tokens)
 
     def _candidates(self) -> list[tuple[_Job, int]]:
         """The oldest waiting texts (a few budgets' worth) to choose a pass from; texts of
@@ -291,38 +287,6 @@ class Batcher:
         job.remaining -= texts
         if job.remaining == 0:
             _settle(job.future, result=job.probabilities)
-
-
-def take_in_order(lengths: Sequence[int], max_texts: int, max_tokens: int) -> list[int]:
-    """The rows of one packed pass: the first texts while their tokens fit in ``max_tokens``
-    (row 0 always goes)."""
-    taken, tokens = [0], lengths[0]
-    for row in range(1, min(len(lengths), max_texts)):
-        if tokens + lengths[row] > max_tokens:
-            break
-        taken.append(row)
-        tokens += lengths[row]
-    return taken
-
-
-def choose_pass(lengths: Sequence[int], max_texts: int, max_tokens: int) -> list[int]:
-    """The rows of one padded pass that includes row 0, chosen for the most real tokens per
-    unit of work: for each width from row 0's length up, the longest texts that fit under it
-    (as many as the budget allows); a pass costs its padded tokens plus
-    ``PASS_COST_TOKENS`` (reading every weight once, Python overhead)."""
-    order = sorted(range(len(lengths)), key=lambda row: lengths[row])
-    best: list[int] = [0]
-    best_score = -1.0
-    for width in sorted({n for n in lengths if n >= lengths[0]}):
-        room = max(1, min(max_texts, max_tokens // width))
-        fitting = [row for row in order if lengths[row] <= width][-room:]
-        if 0 not in fitting:
-            fitting = fitting[1:] + [0]  # the oldest text goes instead of the shortest
-        padded = len(fitting) * max(lengths[row] for row in fitting)
-        score = sum(lengths[row] for row in fitting) / (PASS_COST_TOKENS + padded)
-        if score > best_score:
-            best, best_score = fitting, score
-    return best
 
 
 def _settle(
