@@ -20,7 +20,21 @@ from typing import Any
 
 from .errors import GPTClassifierError
 
+CACHE_ENV = "GPT_CLASSIFIER_CACHE"
 _umask_lock = threading.Lock()
+
+
+def cache_dir(*subfolders: str) -> Path:
+    """The program's cache folder, or a subfolder of it: ``$GPT_CLASSIFIER_CACHE``, else
+    ``$XDG_CACHE_HOME/gpt-classifier``, else ``~/.cache/gpt-classifier``. It holds
+    ``prefix-cache/`` (the frozen-prefix states ``train`` keeps) and ``sms_spam_collection/``
+    (the downloaded dataset)."""
+    root = os.environ.get(CACHE_ENV)
+    if root:
+        return Path(root).expanduser().joinpath(*subfolders)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base.joinpath("gpt-classifier", *subfolders)
 
 
 def current_umask() -> int:

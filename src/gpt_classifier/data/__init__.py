@@ -49,7 +49,6 @@ from .sms_spam import (
     SMS_SPAM_NAME,
     SMS_SPAM_SHA256,
     SMS_SPAM_URL,
-    default_cache_dir,
     sms_spam_path,
 )
 from .splits import (
@@ -98,7 +97,6 @@ __all__ = [
     "class_counts",
     "collate",
     "deduplicate",
-    "default_cache_dir",
     "detect_format",
     "detect_text_format",
     "encode_records",

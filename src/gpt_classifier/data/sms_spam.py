@@ -2,9 +2,7 @@
 
 The zip is fetched with the standard library (progress bar on stderr), the file
 ``SMSSpamCollection`` is taken out of it, its sha256 checked, and it is written atomically (temp
-file, then rename) to ``<cache>/sms_spam_collection/SMSSpamCollection``, where ``<cache>`` is
-``$GPT_CLASSIFIER_CACHE``, else ``$XDG_CACHE_HOME/gpt-classifier``, else
-``~/.cache/gpt-classifier``.
+file, then rename) to ``fileio.cache_dir("sms_spam_collection")``.
 """
 
 from __future__ import annotations
@@ -20,27 +18,16 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from .. import fileio
 from ..errors import GPTClassifierError
-from ..fileio import sha256_of, write_bytes
+from ..fileio import CACHE_ENV, sha256_of, write_bytes
 
 SMS_SPAM_NAME = "sms-spam"
 SMS_SPAM_URL = "https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip"
 SMS_SPAM_MEMBER = "SMSSpamCollection"
 SMS_SPAM_SHA256 = "7d039a24a6083ed9ef0f806ebad56bbb976e3aeb8de05669173bfdc4996c239d"
-CACHE_ENV = "GPT_CLASSIFIER_CACHE"
 
 _HINT = "pass --data-file PATH to a local copy of SMSSpamCollection"
-
-
-def default_cache_dir() -> Path:
-    """``$GPT_CLASSIFIER_CACHE``, else ``$XDG_CACHE_HOME/gpt-classifier``, else
-    ``~/.cache/gpt-classifier``."""
-    explicit = os.environ.get(CACHE_ENV)
-    if explicit:
-        return Path(explicit).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "gpt-classifier"
 
 
 def sms_spam_path(
@@ -56,7 +43,7 @@ def sms_spam_path(
     A cached file with the wrong checksum is downloaded again. Network failures, a bad zip and a
     checksum mismatch raise ``GPTClassifierError`` telling the user to pass ``--data-file``.
     """
-    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    folder = Path(cache_dir) if cache_dir is not None else fileio.cache_dir()
     target = folder / "sms_spam_collection" / SMS_SPAM_MEMBER
     if target.is_file() and sha256_of(target) == sha256:
         return target
