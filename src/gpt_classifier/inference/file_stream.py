@@ -114,7 +114,6 @@ def classify_file(
         )
         writer = opened[0] if opened else None
         done = dist.broadcast_object(writer.done if writer is not None else 0)
-    truncated = 0
     bar = tqdm(
         total=plan.rows,
         initial=done,
@@ -126,38 +125,49 @@ def classify_file(
     )
     try:
         chunks = _chunks(iter_text_rows(plan, skip=done), chunk_rows)
-        for round_of_chunks in _rounds(chunks, dist.world_size):
-            mine = round_of_chunks[dist.rank] if dist.rank < len(round_of_chunks) else None
-            probabilities = None
-            if mine is not None:
-                probabilities = classifier.predict_proba([row.text for row in mine], batch_size)
-                truncated += classifier.truncated
-            gathered = dist.gather_objects(probabilities)
-            if not dist.is_main:
-                continue
-            for chunk, probs in zip(round_of_chunks, gathered, strict=False):
-                predictions = classifier.predictions(probs)
-                if writer is not None:
-                    writer.append(chunk, predictions)
-                elif sink is not None:
-                    sink(chunk, predictions)
-                bar.update(len(chunk))
+        truncated = _classify_chunks(classifier, chunks, batch_size, dist, writer or sink, bar)
         if writer is not None:
             writer.commit()
     finally:
         bar.close()
         if writer is not None:
             writer.close()
-    truncated = sum(dist.gather_objects(truncated))
     return FileResult(
         rows=plan.rows,
         classified=plan.rows - done,
-        truncated=truncated,
+        truncated=sum(dist.gather_objects(truncated)),
         seconds=time.perf_counter() - started,
         output=Path(output) if output is not None else None,
         max_length=classifier.info.max_length,
         main_process=dist.is_main,
     )
+
+
+def _classify_chunks(
+    classifier: TextClassifier,
+    chunks: Iterator[list[TextRow]],
+    batch_size: int,
+    dist: Any,
+    sink: ChunkSink | _PartialCsv | None,
+    bar: Any,
+) -> int:
+    """Each rank classifies one chunk of every round; rank 0 hands them all, in order, to
+    ``sink``. Returns the texts this rank cut to the trained length."""
+    truncated = 0
+    for round_of_chunks in _rounds(chunks, dist.world_size):
+        mine = round_of_chunks[dist.rank] if dist.rank < len(round_of_chunks) else None
+        probabilities = None
+        if mine is not None:
+            probabilities = classifier.predict_proba([row.text for row in mine], batch_size)
+            truncated += classifier.truncated
+        gathered = dist.gather_objects(probabilities)
+        if not dist.is_main:
+            continue
+        for chunk, probs in zip(round_of_chunks, gathered, strict=False):
+            if sink is not None:
+                sink(chunk, classifier.predictions(probs))
+            bar.update(len(chunk))
+    return truncated
 
 
 def _chunks(rows: Iterator[TextRow], size: int) -> Iterator[list[TextRow]]:
@@ -235,7 +245,8 @@ class _PartialCsv:
         made._record()
         return made
 
-    def append(self, rows: Sequence[TextRow], predictions: Sequence[Prediction]) -> None:
+    def __call__(self, rows: Sequence[TextRow], predictions: Sequence[Prediction]) -> None:
+        """Append a chunk's rows and record the progress."""
         buffer = io.StringIO(newline="")
         writer = csv.writer(buffer)
         for row, prediction in zip(rows, predictions, strict=True):
