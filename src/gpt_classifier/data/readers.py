@@ -46,15 +46,7 @@ logger = logging.getLogger("gpt_classifier.data")
 FORMATS = ("sms", "tsv", "csv", "jsonl", "parquet")
 TEXT_FORMATS = (*FORMATS, "lines")
 TEXT_COLUMNS = (
-    "text",
-    "sentence",
-    "message",
-    "sms",
-    "content",
-    "review",
-    "document",
-    "body",
-    "comment",
+    *("text", "sentence", "message", "sms", "content", "review", "document", "body", "comment"),
     "tweet",
 )
 LABEL_COLUMNS = ("label", "labels", "class", "category", "target", "sentiment", "y")
@@ -63,17 +55,8 @@ MAX_FIELD_LINES = 100
 # Without labels one comma already makes a line of a text look like a two-column record.
 UNLABELLED_RECORD_LINES = 3
 
-_SUFFIX_FORMATS = {
-    ".csv": "csv",
-    ".tsv": "tsv",
-    ".tab": "tsv",
-    ".txt": "tsv",
-    "": "tsv",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-}
+_SUFFIX_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+_SUFFIX_FORMATS |= {".pq": "parquet", ".tsv": "tsv", ".tab": "tsv", ".txt": "tsv", "": "tsv"}
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _MAX_FIELD_SIZE = 2**31 - 1  # csv.field_size_limit takes a C long, 32 bits on Windows
 _field_limit_lock = threading.Lock()
@@ -444,24 +427,14 @@ class Runaways:
                 "unbalanced double quote? fix it, or pass --lenient to read the file as parsed"
             )
         first = self.first
-        cause = (
-            "with quotes that do not close cleanly"
-            if first.broken
-            else "holding lines that look like records"
-        )
+        broken = "with quotes that do not close cleanly"
+        cause = broken if first.broken else "holding lines that look like records"
+        hint = "; if that is an unbalanced double quote, fix it"
         logger.warning(
-            "%s:%d: warning: %d quoted field(s) run over several lines %s, the first from here "
-            "over %d lines%s; %s; rows kept as parsed%s",
-            source,
-            first.line,
-            self.count,
-            cause,
-            first.lines,
-            _swallowed(first),
-            counts,
-            " (--lenient)"
-            if self.first_broken is not None
-            else "; if that is an unbalanced double quote, fix it",
+            f"{source}:{first.line}: warning: {self.count} quoted field(s) run over several "
+            f"lines {cause}, the first from here over {first.lines} lines{_swallowed(first)}; "
+            f"{counts}; rows kept as parsed"
+            + (" (--lenient)" if self.first_broken is not None else hint)
         )
 
 

@@ -28,11 +28,8 @@ class Prediction:
 
 
 class TextClassifier:
-    """A fine-tuned classifier with its tokenizer and input rules, ready for raw texts.
-
-    Texts are tokenized, cut to the length the model was trained with, sorted by length and
-    run in batches of similar length (little padding); results come back in input order.
-    """
+    """A fine-tuned classifier with its tokenizer and input rules: texts are tokenized, cut to
+    the trained length and run in batches of similar length; results come in input order."""
 
     def __init__(
         self,
@@ -79,9 +76,8 @@ class TextClassifier:
     def encode_texts(
         self, texts: Sequence[str], *, truncate: bool = True
     ) -> tuple[list[list[int]], int]:
-        """``(token ids per text, how many were cut)``; keeps no state, so threads may share it.
-
-        ``truncate=False`` makes a text longer than ``max_tokens`` an error instead of a cut."""
+        """``(token ids per text, how many were cut)``, keeping no state (threads share it);
+        ``truncate=False``: a text over ``max_tokens`` is an error instead."""
         limit = self.max_tokens
         encoded, truncated = [], 0
         for number, text in enumerate(texts, start=1):
@@ -99,9 +95,8 @@ class TextClassifier:
         return encoded, truncated
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
-        """Class probabilities ``(len(texts), num_classes)`` in input order.
-
-        Texts with the same token ids (repeats, or texts equal up to the cut) run once."""
+        """Class probabilities ``(len(texts), num_classes)`` in input order; texts with the same
+        token ids run once."""
         slot_of: dict[tuple[int, ...], int] = {}
         slots = [slot_of.setdefault(tuple(ids), len(slot_of)) for ids in self.encode(texts)]
         encoded = list(slot_of)
@@ -122,17 +117,15 @@ class TextClassifier:
 
     @property
     def can_pack(self) -> bool:
-        """Whether ``forward_packed`` applies: a run trained with per-batch padding whose
-        model packs (``GPTClassifier.can_pack``). A fixed ``pad_length`` is part of what such a
-        model reads, so it is kept."""
+        """Whether ``forward_packed`` applies: per-batch padding (a fixed pad length is part of
+        what the model reads) and a model that packs."""
         return self.info.pad_length is None and self.model.can_pack
 
     def forward_packed(
         self, encoded: Sequence[Sequence[int]], row_tokens: int = TOKENS_PER_PASS
     ) -> torch.Tensor:
-        """``forward`` with the texts packed end to end in rows of ``row_tokens`` tokens
-        instead of padded (``classifier/packing.py``): for texts of mixed lengths, such as a
-        server's batch, no work goes to padding. Same probabilities up to float rounding."""
+        """``forward`` with the texts packed end to end in rows of ``row_tokens`` tokens, not
+        padded (``classifier/packing.py``): the same probabilities up to float rounding."""
         packed = pack(encoded, row_tokens, self.info.pad_token_id)
         with torch.inference_mode(), autocast(self.device, self.precision):
             logits = self.model.forward_packed(packed)
@@ -180,12 +173,9 @@ class TextClassifier:
 
 
 def cast_linear_weights(model: torch.nn.Module, dtype: torch.dtype) -> None:
-    """Store every ``Linear`` layer's weight and bias in ``dtype``, in place.
-
-    Under autocast to ``dtype`` the outputs are bit-identical (autocast rounds float32 weights
-    to ``dtype`` for every matmul anyway), but the weights are no longer cast again at every
-    forward pass: for GPT-2 124M on a CPU core that cast is ~40 ms a pass, more than the
-    compute of a one-text batch, which is what a server runs under light load."""
+    """Store every ``Linear`` layer's weight and bias in ``dtype``, in place: under autocast the
+    outputs are bit-identical, without recasting the weights each pass (~40 ms for GPT-2 124M
+    on a CPU core, more than a one-text pass)."""
     for module in model.modules():
         if isinstance(module, torch.nn.Linear):
             module.to(dtype)
@@ -199,11 +189,8 @@ def classify_review(
     max_length: int | None = None,
     pad_token_id: int = EOT_TOKEN_ID,
 ) -> str:
-    """The book's function: the predicted class name of one text.
-
-    ``max_length`` pads and cuts as the book does; ``None`` uses the length the model was trained
-    with (``model.run_info`` after ``load_run``/training) or, lacking that, no padding at all.
-    """
+    """The book's function: the predicted class name of one text. ``max_length`` pads and cuts
+    as the book does; ``None``: the trained length (``model.run_info``), else no padding."""
     info: RunInfo | None = getattr(model, "run_info", None)
     if max_length is None and info is not None:
         max_length = info.pad_length or info.max_length

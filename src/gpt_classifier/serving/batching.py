@@ -1,13 +1,10 @@
 """Dynamic batching: one worker thread owns the model and merges concurrent requests.
 
-Requests are tokenised by their callers (outside the worker), admitted against a bounded queue
-counted in texts, then handed over as token ids. The worker waits a few milliseconds after the
-first text arrives for others to join, then runs one forward pass at a time within a token
-budget (so a huge request is split across passes and later small ones are not stuck behind all
-of it). Where the model allows it (``TextClassifier.can_pack``: the default runs) a pass packs
-the oldest waiting texts end to end, with no padding at all; otherwise it pads, and takes the
-oldest waiting text with the waiting texts nearest to it in length, so that little is padded.
-A request is resolved as soon as all of its texts are done.
+Callers tokenise and are admitted against a queue bounded in texts. The worker waits a few
+milliseconds after a text arrives for others, then runs one pass at a time within the token
+budget (a huge request spans passes; small ones are not stuck behind it): packed, the oldest
+texts in order (``TextClassifier.can_pack``); padded, the oldest text with those nearest it in
+length. A request is answered once all its texts are done.
 """
 
 from __future__ import annotations
@@ -32,9 +29,7 @@ DEFAULT_MAX_BATCH_TOKENS = TOKENS_PER_PASS
 DEFAULT_BATCH_WAIT_MS = 5.0
 DEFAULT_MAX_QUEUE = 1024
 _HURRY_POLL_SECONDS = 0.05  # how soon a waiting batch notices hurry()
-# A pass is chosen among the oldest waiting texts worth this many budgets: enough to group
-# similar lengths, few enough to plan in microseconds.
-_CANDIDATE_BUDGETS = 4
+_CANDIDATE_BUDGETS = 4  # a pass is chosen among this many budgets of the oldest texts
 
 
 class QueueFull(Exception):
@@ -58,7 +53,7 @@ class _Job:
 
 @dataclass(frozen=True)
 class BatchStats:
-    """One forward pass, for the metrics: texts, padded tokens and seconds."""
+    """One forward pass for the metrics: texts, padded tokens, seconds."""
 
     texts: int
     tokens: int
@@ -66,14 +61,10 @@ class BatchStats:
 
 
 class Batcher:
-    """Merges concurrent classification requests into token-budgeted forward batches.
-
-    ``reserve`` admits texts (or raises ``QueueFull``) before any tokenising is done, ``submit``
-    hands over their token ids and returns a future of their probabilities, ``release`` returns
-    slots of a request that failed before ``submit``. The worker starts on first use, in
-    ``model_thread`` (the thread that loaded the classifier, see ``model_thread``), or in a
-    thread of its own.
-    """
+    """Merges concurrent requests into token-budgeted passes: ``reserve`` admits texts before
+    tokenising (or raises ``QueueFull``), ``submit`` hands over their ids for a future of their
+    probabilities, ``release`` frees a failed request's slots. The worker runs in
+    ``model_thread`` (the one that loaded the model) or a thread of its own."""
 
     def __init__(
         self,
@@ -123,9 +114,7 @@ class Batcher:
             self._admitted -= texts
 
     def submit(self, encoded: list[list[int]]) -> Future[torch.Tensor]:
-        """Probabilities ``(len(encoded), num_classes)`` in order, once the worker ran them.
-
-        The texts must have been ``reserve``d; an empty list resolves at once."""
+        """Probabilities ``(len(encoded), num_classes)`` of ``reserve``d texts, in order."""
         future: Future[torch.Tensor] = Future()
         job = _Job(encoded, future, torch.empty(len(encoded), len(self.classifier.classes)))
         if not encoded:
@@ -142,9 +131,7 @@ class Batcher:
         return future
 
     def hurry(self) -> None:
-        """Stop waiting for company: run what is queued at once (shutdown has begun).
-
-        Safe to call from a signal handler: it takes no lock; the worker polls the flag."""
+        """Run what is queued at once (shutdown); takes no lock, so a signal handler may call it."""
         self._hurry = True
 
     def close(self, timeout: float | None = None) -> None:
@@ -159,8 +146,7 @@ class Batcher:
 
     def _start_worker(self) -> None:
         if self._worker is None:
-            # The model thread is a daemon, so a process whose app never ran its shutdown
-            # (tests) can still exit; the server's lifespan calls close() to drain it properly.
+            # A daemon, so a process whose app never shut down (tests) still exits.
             if self._model_thread is None:
                 self._model_thread = ModelThread("gpt-classifier-batcher")
             self._worker = self._model_thread.submit(self._run)
@@ -173,24 +159,16 @@ class Batcher:
             self._process(taken)
 
     def _take(self) -> list[tuple[_Job, int]] | None:
-        """The texts of the next forward pass, after the wait window: the oldest waiting text
-        and the waiting texts closest to it in length, within the token budget.
-
-        One pass at a time, not every waiting text at once: the texts left over wait with the
-        ones arriving meanwhile, so the next pass can again group similar lengths (less
-        padding). The oldest text always goes, so no text waits behind later ones for ever."""
+        """The texts of the next pass, after the wait window; the oldest always goes. One pass
+        at a time: the texts left over wait with new ones, to be grouped by length again."""
         with self._cond:
             while not self._pending:
                 if self._closing:
                     return None
                 self._cond.wait()
-            # Wait for company only while a batch could still grow: a full budget, or a
-            # shutdown, goes at once. The window starts now, also for texts that queued up
-            # during the previous pass: the clients answered by that pass send their next
-            # requests within a few milliseconds, and waiting for them makes fewer, fuller
-            # passes, each paying once the fixed cost of reading every weight (tried: starting
-            # the window at the oldest text's arrival split 32 clients into passes of ~17
-            # texts instead of ~23, and lowered throughput).
+            # The window starts now, also for texts queued during the last pass: its clients
+            # send again within milliseconds, and fuller passes pay the weights' read once
+            # (a window from the oldest text's arrival made passes of ~17 texts, not ~23).
             deadline = time.monotonic() + self.batch_wait
             while (
                 not self._closing
@@ -225,8 +203,8 @@ class Batcher:
         return best_padded_batch(lengths, texts, tokens)
 
     def _candidates(self) -> list[tuple[_Job, int]]:
-        """The oldest waiting texts (a few budgets' worth) to choose a pass from; texts of
-        requests whose client went away are dropped here. Called with the lock held."""
+        """The oldest waiting texts to choose a pass from, less those of clients gone (lock
+        held)."""
         candidates: list[tuple[_Job, int]] = []
         tokens = 0
         limit = _CANDIDATE_BUDGETS * self.max_batch_tokens
@@ -245,8 +223,7 @@ class Batcher:
         return candidates
 
     def _process(self, taken: Sequence[tuple[_Job, int]]) -> None:
-        """One forward pass; its requests' texts are done at once (a request whose texts all
-        ran is answered while the next pass runs)."""
+        """One forward pass; a request whose texts all ran is answered at once."""
         if not taken:
             return
         encoded = [job.encoded[index] for job, index in taken]
@@ -294,11 +271,8 @@ def _settle(
     result: torch.Tensor | None = None,
     exception: BaseException | None = None,
 ) -> None:
-    # The awaiting side may have cancelled (client gone) at any moment; that is not an error.
-    try:
+    with contextlib.suppress(InvalidStateError):  # cancelled meanwhile: the client went away
         if exception is not None:
             future.set_exception(exception)
         else:
             future.set_result(result)
-    except InvalidStateError:
-        pass
