@@ -1,25 +1,13 @@
-"""Tokenized datasets, padding strategies and batching (``torch.utils.data``).
+"""Tokenized datasets, padding strategies and loaders (``torch.utils.data``).
 
-Every text is encoded once. A dataset keeps the unpadded token ids (already cut to its
-``max_length``), the class ids, and each example's length before truncation. Padding happens
-per batch in the loader's collate function, on the right, with ``<|endoftext|>`` (50256).
+Texts are encoded once and kept unpadded (cut to ``max_length``); the collate function pads on
+the right with ``<|endoftext|>``. A batch is ``Batch(input_ids, labels, lengths, indices)``:
+``lengths`` are the real tokens per row (pool at ``lengths - 1``, not at -1 of a padded row),
+``indices`` the rows' dataset positions (cache keys, the way back from length buckets).
 
-A batch is ``Batch(input_ids, labels, lengths, indices)``, so loops unpack four values::
-
-    for input_batch, target_batch, lengths, indices in loader:
-        ...
-
-``lengths`` is the number of real tokens per row (pool the logits at ``lengths - 1``, not at
-position -1 of a right-padded row); ``indices`` are the rows' positions in the dataset (keys for a
-cache of hidden states, and the way back to the original order after ``bucket_by_length``).
-
-Padding strategies (``parse_padding``):
-
-* ``longest-train`` (the book): pad every example to the longest *training* example (cut to the
-  context length); validation and test are truncated to that length.
-* ``batch``: pad each batch to its own longest example (truncate to the context length only).
-* ``fixed:N``: truncate and pad everything to ``N`` tokens (``N`` <= context length).
-* ``context``: truncate and pad everything to the model's context length.
+Padding (``parse_padding``): ``longest-train`` (the book: every split padded to the longest
+training text, validation and test cut to it), ``batch`` (each batch to its longest),
+``fixed:N`` and ``context`` (everything cut and padded to N tokens, or to the context).
 """
 
 from __future__ import annotations
@@ -97,11 +85,8 @@ def parse_padding(value: str | Padding) -> Padding:
 
 
 class EncodedDataset(Dataset):
-    """Token ids (cut to ``max_length``) and class ids; item ``i`` is ``(ids, label, i)``.
-
-    ``original_lengths`` are the token counts before truncation; ``truncated`` counts the
-    examples that were cut.
-    """
+    """Token ids (cut to ``max_length``) and class ids; item ``i`` is ``(ids, label, i)``;
+    ``original_lengths`` are before the cut, ``truncated`` counts the texts cut."""
 
     def __init__(
         self,
@@ -155,8 +140,7 @@ def encode_records(
     label_map: LabelMap,
     max_length: int | None = None,
 ) -> EncodedDataset:
-    """Encode every text once (``gpt_classifier.tokenizer.encode``) and map labels to class ids;
-    an unknown label raises naming its file and line."""
+    """Encode every text once and map labels to class ids (an unknown one names its line)."""
     ids = [encode(tokenizer, record.text) for record in records]
     labels = []
     for record in records:
@@ -194,8 +178,7 @@ class Batch(NamedTuple):
 def pad_token_ids(
     rows: Sequence[Sequence[int]], width: int, pad_token_id: int = PAD_TOKEN_ID
 ) -> torch.Tensor:
-    """``(len(rows), width)`` int64: each row's first ``width`` ids, right-padded with
-    ``pad_token_id``."""
+    """``(len(rows), width)`` int64: each row's first ``width`` ids, right-padded."""
     input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
     for row, ids in enumerate(rows):
         kept = ids[:width]
@@ -221,10 +204,9 @@ def collate(
 
 
 class BucketBatchSampler(Sampler[list[int]]):
-    """Batches of similar length: indices sorted longest first (ties by index), cut into batches;
-    with ``equal_lengths`` a batch never mixes lengths (nothing is padded: the book's ``last``
-    pooling then reads each text's own last token); with ``shuffle`` the order of the batches is
-    shuffled every epoch."""
+    """Batches of similar length (``data.batching.plan_batches``, no token budget);
+    ``equal_lengths``: one length a batch (the book's ``last`` pooling then reads a real token);
+    ``shuffle``: the batches' order changes every epoch."""
 
     def __init__(
         self,
@@ -267,10 +249,8 @@ def make_loader(
     bucket_by_length: bool = False,
     equal_lengths: bool = False,
 ) -> DataLoader:
-    """A ``DataLoader`` of ``Batch`` with a seeded generator. ``pad_length=None`` pads each batch
-    to its longest row. ``bucket_by_length`` (for evaluation and inference) groups rows of similar
-    length, ``equal_lengths`` of the same length only; ``Batch.indices`` lead back to dataset
-    order."""
+    """A ``DataLoader`` of ``Batch`` with a seeded generator; ``pad_length=None`` pads each batch
+    to its longest row; ``bucket_by_length`` (evaluation) groups similar lengths."""
     if batch_size <= 0:
         raise GPTClassifierError(f"batch size must be positive, got {batch_size}")
     if pad_length is not None and pad_length <= 0:
@@ -334,11 +314,8 @@ class LengthStats:
 
 @dataclass
 class EncodedSplits:
-    """Encoded train/validation/test with the resolved padding for each.
-
-    ``pad_lengths[split]`` is the length every batch of that split is padded to (None: per
-    batch); ``max_lengths[split]`` the truncation limit; ``stats[split]`` token-length statistics.
-    """
+    """Encoded train/validation/test; per split the pad length (None: per batch), the
+    truncation limit and length statistics."""
 
     train: EncodedDataset
     validation: EncodedDataset
@@ -375,8 +352,7 @@ class EncodedSplits:
         bucket_by_length: bool = False,
         equal_lengths: bool = False,
     ) -> DataLoader:
-        """The book's loaders by default: train shuffled with ``drop_last``, the others in order
-        and complete."""
+        """The book's loaders: train shuffled with ``drop_last``, the others in order."""
         is_train = name == "train"
         return make_loader(
             self.split(name),
