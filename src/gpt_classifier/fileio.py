@@ -1,10 +1,5 @@
-"""Files written whole or not at all, with the permissions the user's umask gives.
-
-Every file the program writes goes through :func:`atomic_path`: the content goes to a temporary
-file in the same folder, which is flushed to disk and renamed over the target only once complete,
-so a crash leaves the old file or the new one, never half of one. ``tempfile`` creates files
-0600; they are set to what ``open()`` would have made (0666 minus the umask) before the rename.
-"""
+"""Files written whole or not at all (:func:`atomic_path`: a temporary file beside the target,
+flushed, given the mode ``open()`` would give, renamed over it), and the cache folder."""
 
 from __future__ import annotations
 
@@ -51,10 +46,8 @@ def default_file_mode() -> int:
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; on success it replaces ``target`` atomically.
-
-    On any exception (Ctrl-C included) the temporary file is removed and ``target`` is untouched.
-    """
+    """Yield a temporary path beside ``target`` that replaces it on success; on any exception
+    (Ctrl-C included) it is removed and ``target`` untouched."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
@@ -82,8 +75,7 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
 
 
 def write_json(path: str | os.PathLike[str], values: Any) -> None:
-    """Indented JSON, atomically. Non-finite floats are written as ``NaN``/``Infinity``, which
-    Python's ``json`` reads back."""
+    """Indented JSON, atomically (non-finite floats as ``NaN``/``Infinity``)."""
     write_text(path, json.dumps(values, indent=2) + "\n")
 
 
@@ -102,9 +94,8 @@ def fsync_directory(folder: str | os.PathLike[str]) -> None:
     except OSError:
         return
     try:
-        os.fsync(fd)
-    except OSError:
-        pass
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
     finally:
         os.close(fd)
 
@@ -114,11 +105,8 @@ def _is_empty_dir(folder: Path) -> bool:
 
 
 def check_output_dir(target: str | os.PathLike[str], *, overwrite: bool) -> Path:
-    """Fail now, before any work, if ``target`` cannot become an output folder (a run, splits).
-
-    Refuses an existing non-empty folder unless ``overwrite``; a file in the way, a parent that is
-    a file, or a place that cannot be written is an error naming the path.
-    """
+    """Fail before any work if ``target`` cannot become an output folder: a non-empty folder
+    (unless ``overwrite``), a file in the way or above it, or an unwritable place."""
     target = Path(target).expanduser()
     if target.exists() and not target.is_dir():
         raise GPTClassifierError(f"output directory {target} is a file")

@@ -1,14 +1,5 @@
-"""Datasets for classification: the built-in SMS Spam Collection or any labelled text file.
-
-Typical use (what ``gpt-classifier train`` does)::
-
-    prepared = prepare_dataset(data_file="reviews.csv")         # or no file: sms-spam
-    encoded = encode_splits(prepared, tokenizer, "longest-train", config.context_length)
-    train_loader = encoded.loader("train", batch_size=8, seed=123)
-    for input_batch, target_batch, lengths, indices in train_loader:
-        ...
-    prepared.label_map.save(run_dir / "labels.json")
-"""
+"""Datasets: the SMS Spam Collection or any labelled file, read, split, encoded and batched
+(``prepare_dataset`` -> ``encode_splits`` -> ``EncodedSplits.loader``)."""
 
 from .encoding import (
     PAD_TOKEN_ID,
@@ -42,7 +33,6 @@ from .readers import (
     Record,
     TextRow,
     detect_format,
-    detect_text_format,
     read_records,
 )
 from .sms_spam import (
@@ -98,7 +88,6 @@ __all__ = [
     "collate",
     "deduplicate",
     "detect_format",
-    "detect_text_format",
     "encode_records",
     "encode_splits",
     "make_loader",

@@ -92,33 +92,24 @@ class TextRow:
 
 
 def detect_format(
-    path: str | os.PathLike[str], text_column: str | None = None, label_column: str | None = None
+    path: str | os.PathLike[str],
+    text_column: str | None = None,
+    label_column: str | None = None,
+    *,
+    labelled: bool = True,
 ) -> str:
-    """The format of labelled ``path`` from its name (and a tab-separated file's first line)."""
+    """The format of ``path`` from its name and a tab-separated file's first line: without a
+    header row, ``sms`` if labelled (two fields), ``lines`` if not (``.txt`` or no suffix)."""
     path = Path(path)
     if path.name == "SMSSpamCollection":
         return "sms"
     fmt = _suffix_format(path)
-    if fmt == "tsv":
-        fields = _first_fields(path)
-        if len(fields) == 2 and not _looks_like_header(fields, text_column, label_column):
-            return "sms"
-    return fmt
-
-
-def detect_text_format(path: str | os.PathLike[str], text_column: str | None = None) -> str:
-    """As :func:`detect_format`, but a headerless ``.txt``/suffix-less file is ``lines``."""
-    path = Path(path)
-    if path.name == "SMSSpamCollection":
-        return "sms"
-    fmt = _suffix_format(path)
-    if (
-        fmt == "tsv"
-        and path.suffix.lower() in (".txt", "")
-        and not _looks_like_header(_first_fields(path), text_column, None)
-    ):
-        return "lines"
-    return fmt
+    fields = _first_fields(path) if fmt == "tsv" else []
+    if fmt != "tsv" or _looks_like_header(fields, text_column, label_column):
+        return fmt
+    if labelled:
+        return "sms" if len(fields) == 2 else fmt
+    return "lines" if path.suffix.lower() in (".txt", "") else fmt
 
 
 def checked_format(fmt: str | None, allowed: Sequence[str], detect: Any) -> str:

@@ -1,8 +1,5 @@
-"""The built-in dataset ``sms-spam``: the UCI SMS Spam Collection, downloaded once and cached.
-
-The zip is fetched with the standard library (progress bar on stderr), the file
-``SMSSpamCollection`` is taken out of it, its sha256 checked, and it is written atomically (temp
-file, then rename) to ``fileio.cache_dir("sms_spam_collection")``.
+"""The built-in dataset ``sms-spam``: the UCI SMS Spam Collection, downloaded once (progress
+on stderr), checked against its sha256 and cached in ``fileio.cache_dir("sms_spam_collection")``.
 """
 
 from __future__ import annotations
@@ -38,11 +35,8 @@ def sms_spam_path(
     progress: bool = True,
     timeout: float = 60.0,
 ) -> Path:
-    """Path of the cached ``SMSSpamCollection``, downloading and verifying it first if needed.
-
-    A cached file with the wrong checksum is downloaded again. Network failures, a bad zip and a
-    checksum mismatch raise ``GPTClassifierError`` telling the user to pass ``--data-file``.
-    """
+    """Path of the cached ``SMSSpamCollection``, downloaded (again, if its checksum is wrong)
+    and verified first if needed; failures say to pass ``--data-file``."""
     folder = Path(cache_dir) if cache_dir is not None else fileio.cache_dir()
     target = folder / "sms_spam_collection" / SMS_SPAM_MEMBER
     if target.is_file() and sha256_of(target) == sha256:
@@ -85,19 +79,15 @@ def _download(url: str, *, progress: bool, timeout: float) -> bytes:
                 for chunk in iter(lambda: response.read(1 << 16), b""):
                     buffer.write(chunk)
                     bar.update(len(chunk))
-    except urllib.error.HTTPError as exc:
+    except (OSError, ValueError) as exc:  # URLError (HTTPError), timeouts, resets, bad URLs
+        if isinstance(exc, urllib.error.HTTPError):
+            why = f"HTTP {exc.code} {exc.reason}"
+        elif isinstance(exc, urllib.error.URLError):
+            why = str(exc.reason)
+        else:
+            why = f"{type(exc).__name__}: {exc}"
         raise GPTClassifierError(
-            f"cannot download the SMS Spam Collection from {url} (HTTP {exc.code} {exc.reason}); "
-            f"{_HINT}"
-        ) from None
-    except urllib.error.URLError as exc:
-        raise GPTClassifierError(
-            f"cannot download the SMS Spam Collection from {url} ({exc.reason}); {_HINT}"
-        ) from None
-    except (OSError, ValueError) as exc:  # timeouts, resets, malformed URLs
-        raise GPTClassifierError(
-            f"cannot download the SMS Spam Collection from {url} ({type(exc).__name__}: {exc}); "
-            f"{_HINT}"
+            f"cannot download the SMS Spam Collection from {url} ({why}); {_HINT}"
         ) from None
     return buffer.getvalue()
 

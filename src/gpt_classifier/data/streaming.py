@@ -24,7 +24,7 @@ from .readers import (
     check_width,
     checked_format,
     delimited_rows,
-    detect_text_format,
+    detect_format,
     existing_file,
     line_records,
     open_text,
@@ -71,7 +71,9 @@ def scan_text_file(
     """Check every row of ``path`` (``GPTClassifierError`` names the file and line of the first
     problem) keeping only counts and column names."""
     path = existing_file(path, "input file")
-    fmt = checked_format(fmt, TEXT_FORMATS, lambda: detect_text_format(path, text_column))
+    fmt = checked_format(
+        fmt, TEXT_FORMATS, lambda: detect_format(path, text_column, labelled=False)
+    )
     scan = _Scan(path, text_column)
     if fmt == "parquet":
         scan.parquet()
