@@ -57,51 +57,13 @@ from .splits import (
 )
 from .streaming import read_unlabelled
 
-__all__ = [
-    "BALANCE_METHODS",
-    "DEFAULT_FRACTIONS",
-    "DEFAULT_SEED",
-    "FORMATS",
-    "LABEL_COLUMNS",
-    "PADDING_STRATEGIES",
-    "PAD_TOKEN_ID",
-    "SMS_SPAM_NAME",
-    "SMS_SPAM_SHA256",
-    "SMS_SPAM_URL",
-    "SPLIT_NAMES",
-    "TEXT_COLUMNS",
-    "TEXT_FORMATS",
-    "Batch",
-    "BucketBatchSampler",
-    "DataSummary",
-    "DedupReport",
-    "EncodedDataset",
-    "EncodedSplits",
-    "LabelMap",
-    "LengthStats",
-    "Padding",
-    "PreparedData",
-    "Record",
-    "TextRow",
-    "balance_classes",
-    "class_counts",
-    "collate",
-    "deduplicate",
-    "detect_format",
-    "encode_records",
-    "encode_splits",
-    "make_loader",
-    "parse_fractions",
-    "parse_padding",
-    "prepare_dataset",
-    "read_records",
-    "read_splits",
-    "read_unlabelled",
-    "resolve_padding",
-    "sms_spam_path",
-    "sort_labels",
-    "split_sizes",
-    "stratified_split",
-    "write_split_file",
-    "write_splits",
-]
+__all__ = ["BALANCE_METHODS", "DEFAULT_FRACTIONS", "DEFAULT_SEED", "FORMATS", "LABEL_COLUMNS"]
+__all__ += ["PADDING_STRATEGIES", "PAD_TOKEN_ID", "SMS_SPAM_NAME", "SMS_SPAM_SHA256"]
+__all__ += ["SMS_SPAM_URL", "SPLIT_NAMES", "TEXT_COLUMNS", "TEXT_FORMATS", "Batch"]
+__all__ += ["BucketBatchSampler", "DataSummary", "DedupReport", "EncodedDataset", "EncodedSplits"]
+__all__ += ["LabelMap", "LengthStats", "Padding", "PreparedData", "Record", "TextRow"]
+__all__ += ["balance_classes", "class_counts", "collate", "deduplicate", "detect_format"]
+__all__ += ["encode_records", "encode_splits", "make_loader", "parse_fractions", "parse_padding"]
+__all__ += ["prepare_dataset", "read_records", "read_splits", "read_unlabelled", "resolve_padding"]
+__all__ += ["sms_spam_path", "sort_labels", "split_sizes", "stratified_split", "write_split_file"]
+__all__ += ["write_splits"]

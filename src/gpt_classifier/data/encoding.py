@@ -40,9 +40,6 @@ PAD_TOKEN_ID = EOT_TOKEN_ID
 PADDING_STRATEGIES = ("longest-train", "batch", "fixed:N", "context")
 
 
-# --- padding strategies -----------------------------------------------------------------------
-
-
 class PaddingKind(str, Enum):
     LONGEST_TRAIN = "longest-train"
     BATCH = "batch"
@@ -79,9 +76,6 @@ def parse_padding(value: str | Padding) -> Padding:
         f"invalid padding {value!r}; expected one of {', '.join(PADDING_STRATEGIES)} "
         "(N a positive number of tokens)"
     )
-
-
-# --- datasets ---------------------------------------------------------------------------------
 
 
 class EncodedDataset(Dataset):
@@ -151,9 +145,6 @@ def encode_records(
             )
         labels.append(label_map.id_of(record.label))
     return EncodedDataset(ids, labels, max_length=max_length)
-
-
-# --- batches ----------------------------------------------------------------------------------
 
 
 class Batch(NamedTuple):
@@ -281,9 +272,6 @@ def _lengths(dataset: Dataset) -> list[int]:
     return [len(dataset[i][0]) for i in range(len(dataset))]  # type: ignore[arg-type]
 
 
-# --- the three splits -------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class LengthStats:
     """Token lengths of one split before truncation, and how many exceed its ``max_length``."""
@@ -374,19 +362,14 @@ def resolve_padding(
         train_length = max(1, min(longest_train, context_length))
         limits = {"train": context_length, "validation": train_length, "test": train_length}
         return limits, dict.fromkeys(SPLIT_NAMES, train_length)
-    if padding.kind == PaddingKind.BATCH:
-        return dict.fromkeys(SPLIT_NAMES, context_length), dict.fromkeys(SPLIT_NAMES, None)
-    if padding.kind == PaddingKind.CONTEXT:
-        return dict.fromkeys(SPLIT_NAMES, context_length), dict.fromkeys(
-            SPLIT_NAMES, context_length
-        )
-    assert padding.kind == PaddingKind.FIXED and padding.length is not None
-    if padding.length > context_length:
+    if padding.length is not None and padding.length > context_length:
         raise GPTClassifierError(
             f"padding fixed:{padding.length} is longer than the model's context length "
             f"({context_length} tokens)"
         )
-    return dict.fromkeys(SPLIT_NAMES, padding.length), dict.fromkeys(SPLIT_NAMES, padding.length)
+    length = padding.length or context_length  # fixed:N, else batch or context
+    pad = None if padding.kind == PaddingKind.BATCH else length
+    return dict.fromkeys(SPLIT_NAMES, length), dict.fromkeys(SPLIT_NAMES, pad)
 
 
 def encode_splits(
@@ -406,14 +389,13 @@ def encode_splits(
     longest_train = max(full["train"].original_lengths, default=0)
     limits, pad_lengths = resolve_padding(strategy, context_length, longest_train)
     datasets = {name: full[name].truncate(limits[name]) for name in SPLIT_NAMES}
+    stats = {name: LengthStats.of(datasets[name]) for name in SPLIT_NAMES}
     return EncodedSplits(
-        train=datasets["train"],
-        validation=datasets["validation"],
-        test=datasets["test"],
+        **datasets,
         label_map=prepared.label_map,
         padding=strategy,
         context_length=context_length,
         pad_lengths=pad_lengths,
         max_lengths=limits,
-        stats={name: LengthStats.of(datasets[name]) for name in SPLIT_NAMES},
+        stats=stats,
     )

@@ -88,9 +88,6 @@ class TextRow:
     line: int = field(default=0, compare=False)
 
 
-# --- formats and opening ----------------------------------------------------------------------
-
-
 def detect_format(
     path: str | os.PathLike[str],
     text_column: str | None = None,
@@ -211,9 +208,6 @@ def _not_utf8(path: Path, offset: int, byte: int) -> GPTClassifierError:
         f"{path}:{breaks + 1}: not valid UTF-8 (byte 0x{byte:02x} at byte offset {offset}, "
         f"column {offset - last_break}); re-save the file as UTF-8"
     )
-
-
-# --- the parsers ------------------------------------------------------------------------------
 
 
 def _numbered_lines(handle: IO[str]) -> Iterator[tuple[int, str]]:
@@ -351,9 +345,6 @@ def parquet_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, Any]]
     return columns, [(i, dict(zip(columns, row, strict=True))) for i, row in enumerate(rows, 1)]
 
 
-# --- runaway quotes ---------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class _Runaway:
     line: int  # where the field starts
@@ -435,9 +426,6 @@ def _swallowed(runaway: _Runaway) -> str:
     return f", swallowing line {runaway.record_line}, which looks like a record of its own"
 
 
-# --- values -----------------------------------------------------------------------------------
-
-
 def _is_missing(value: Any) -> bool:
     if value is None or (isinstance(value, float) and value != value):  # NaN: pandas' missing
         return True
@@ -507,9 +495,6 @@ def text_row(
     return TextRow(text=values[column], fields=fields, source=source, line=number)
 
 
-# --- columns ----------------------------------------------------------------------------------
-
-
 def _pick_column(
     columns: Sequence[str], requested: str | None, known: Sequence[str], kind: str, where: str
 ) -> str:
@@ -565,9 +550,6 @@ def text_column(columns: Sequence[str], wanted: str | None, source: str) -> str:
             f"{source}: which column holds the text? pass --text-column (columns: {listed})"
         )
     return found
-
-
-# --- labelled files ---------------------------------------------------------------------------
 
 
 def read_records(
