@@ -94,18 +94,14 @@ class EncodedDataset(Dataset):
             raise ValueError(f"{len(input_ids)} id lists but {len(labels)} labels")
         if max_length is not None and max_length <= 0:
             raise ValueError(f"max_length must be positive, got {max_length}")
-        self.original_lengths = (
-            list(original_lengths)
-            if original_lengths is not None
-            else [len(ids) for ids in input_ids]
-        )
+        full = original_lengths if original_lengths is not None else map(len, input_ids)
+        self.original_lengths = list(full)
         self.input_ids = [list(ids[:max_length]) if max_length else list(ids) for ids in input_ids]
         self.labels = [int(label) for label in labels]
         self.lengths = [len(ids) for ids in self.input_ids]
         self.max_length = max_length
-        self.truncated = sum(
-            1 for cut, full in zip(self.lengths, self.original_lengths, strict=True) if cut < full
-        )
+        pairs = zip(self.lengths, self.original_lengths, strict=True)
+        self.truncated = sum(cut < full for cut, full in pairs)
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -158,12 +154,8 @@ class Batch(NamedTuple):
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
         """Move ids, labels and lengths to ``device``; ``indices`` stay on the CPU (cache keys)."""
-        return Batch(
-            self.input_ids.to(device, non_blocking=non_blocking),
-            self.labels.to(device, non_blocking=non_blocking),
-            self.lengths.to(device, non_blocking=non_blocking),
-            self.indices,
-        )
+        moved = (t.to(device, non_blocking=non_blocking) for t in self[:3])
+        return Batch(*moved, self.indices)
 
 
 def pad_token_ids(

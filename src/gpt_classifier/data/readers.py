@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import io
 import json
 import logging
@@ -109,22 +110,19 @@ def detect_format(
     return "lines" if path.suffix.lower() in (".txt", "") else fmt
 
 
-def checked_format(fmt: str | None, allowed: Sequence[str], detect: Any) -> str:
-    """``fmt`` if it is one of ``allowed``, ``detect()`` when it is None."""
-    if fmt is None:
-        return detect()
-    if fmt not in allowed:
-        raise GPTClassifierError(f"unknown format {fmt!r}; expected one of {', '.join(allowed)}")
-    return fmt
-
-
-def existing_file(path: str | os.PathLike[str], kind: str) -> Path:
+def resolve_file(
+    path: str | os.PathLike[str], kind: str, fmt: str | None, allowed: Sequence[str], detect: Any
+) -> tuple[Path, str]:
+    """The existing file ``path`` and its format: ``fmt`` (one of ``allowed``) or
+    ``detect(path)``."""
     path = Path(path)
     if not path.exists():
         raise GPTClassifierError(f"{kind} not found: {path}")
     if path.is_dir():
         raise GPTClassifierError(f"{path} is a directory, not a data file")
-    return path
+    if fmt is not None and fmt not in allowed:
+        raise GPTClassifierError(f"unknown format {fmt!r}; expected one of {', '.join(allowed)}")
+    return path, fmt or detect(path)
 
 
 def _suffix_format(path: Path) -> str:
@@ -564,8 +562,8 @@ def read_records(
     """All examples of a labelled file; ``GPTClassifierError`` names the file and line of the
     first problem. ``allow_empty``: a header without rows gives ``[]``; ``lenient``: a runaway
     quoted CSV field is a warning, not an error."""
-    path = existing_file(path, "data file")
-    fmt = checked_format(fmt, FORMATS, lambda: detect_format(path, text_column, label_column))
+    detect = functools.partial(detect_format, text_column=text_column, label_column=label_column)
+    path, fmt = resolve_file(path, "data file", fmt, FORMATS, detect)
     if fmt == "sms" and (text_column or label_column):
         raise GPTClassifierError(
             f"{path}: format sms (headerless label<TAB>text) has no named columns; "

@@ -9,6 +9,7 @@ so it is read whole.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,13 +23,12 @@ from .readers import (
     TextRow,
     check_utf8,
     check_width,
-    checked_format,
     delimited_rows,
     detect_format,
-    existing_file,
     line_records,
     open_text,
     parquet_rows,
+    resolve_file,
     text_column,
     text_row,
 )
@@ -43,10 +43,6 @@ class TextFilePlan:
     columns: tuple[str, ...]
     text_column: str
     rows: int
-
-    @property
-    def source(self) -> str:
-        return str(self.path)
 
 
 def read_unlabelled(
@@ -70,10 +66,8 @@ def scan_text_file(
 ) -> TextFilePlan:
     """Check every row of ``path`` (``GPTClassifierError`` names the file and line of the first
     problem) keeping only counts and column names."""
-    path = existing_file(path, "input file")
-    fmt = checked_format(
-        fmt, TEXT_FORMATS, lambda: detect_format(path, text_column, labelled=False)
-    )
+    detect = functools.partial(detect_format, text_column=text_column, labelled=False)
+    path, fmt = resolve_file(path, "input file", fmt, TEXT_FORMATS, detect)
     scan = _Scan(path, text_column)
     if fmt == "parquet":
         scan.parquet()
@@ -89,7 +83,7 @@ def scan_text_file(
 
 def iter_text_rows(plan: TextFilePlan, skip: int = 0) -> Iterator[TextRow]:
     """The rows of a scanned file in file order, from row ``skip`` (0-based) on."""
-    columns, source = list(plan.columns), plan.source
+    columns, source = list(plan.columns), str(plan.path)
     if plan.fmt == "parquet":
         for number, values in parquet_rows(plan.path)[1][skip:]:
             yield text_row(values, plan.text_column, columns, source, number)
