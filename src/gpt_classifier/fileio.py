@@ -32,16 +32,12 @@ def cache_dir(*subfolders: str) -> Path:
     return base.joinpath("gpt-classifier", *subfolders)
 
 
-def current_umask() -> int:
-    """The process umask (reading it means setting it, hence the lock)."""
+def default_file_mode() -> int:
+    """What ``open()`` gives a new file: 0666 less the umask (read by setting it: the lock)."""
     with _umask_lock:
         mask = os.umask(0o022)
         os.umask(mask)
-    return mask
-
-
-def default_file_mode() -> int:
-    return 0o666 & ~current_umask()
+    return 0o666 & ~mask
 
 
 @contextlib.contextmanager
@@ -100,17 +96,13 @@ def fsync_directory(folder: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-def _is_empty_dir(folder: Path) -> bool:
-    return folder.is_dir() and not any(folder.iterdir())
-
-
 def check_output_dir(target: str | os.PathLike[str], *, overwrite: bool) -> Path:
     """Fail before any work if ``target`` cannot become an output folder: a non-empty folder
     (unless ``overwrite``), a file in the way or above it, or an unwritable place."""
     target = Path(target).expanduser()
     if target.exists() and not target.is_dir():
         raise GPTClassifierError(f"output directory {target} is a file")
-    if target.is_dir() and not _is_empty_dir(target) and not overwrite:
+    if target.is_dir() and any(target.iterdir()) and not overwrite:
         what = "a gpt-classifier run" if (target / "run.json").exists() else "not empty"
         raise GPTClassifierError(
             f"output directory {target} is {what}; pass --overwrite to replace it, "

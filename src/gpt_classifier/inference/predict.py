@@ -147,13 +147,8 @@ class TextClassifier:
         predictions = []
         for row in probabilities.tolist():
             best = max(range(len(row)), key=row.__getitem__)
-            predictions.append(
-                Prediction(
-                    label=self.classes[best],
-                    probability=row[best],
-                    probabilities=dict(zip(self.classes, row, strict=True)),
-                )
-            )
+            scores = dict(zip(self.classes, row, strict=True))
+            predictions.append(Prediction(self.classes[best], row[best], scores))
         return predictions
 
     def plan_batches(
