@@ -506,16 +506,21 @@ def _pick_column(
         raise GPTClassifierError(
             f"{where}: no {kind} column {requested!r}; available columns: {available}"
         )
-    by_lower: dict[str, str] = {}
-    for column in columns:
-        by_lower.setdefault(column.lower(), column)
-    for name in known:
-        if name in by_lower:
-            return by_lower[name]
+    found = _known_column(columns, known)
+    if found is not None:
+        return found
     raise GPTClassifierError(
         f"{where}: no {kind} column found (tried {', '.join(known)}); available columns: "
         f"{available}; pass --{kind}-column"
     )
+
+
+def _known_column(columns: Sequence[str], known: Sequence[str]) -> str | None:
+    """The first of ``known`` among ``columns``, in any case (the file's first spelling)."""
+    by_lower: dict[str, str] = {}
+    for column in columns:
+        by_lower.setdefault(column.lower(), column)
+    return next((by_lower[name] for name in known if name in by_lower), None)
 
 
 def _choose_columns(
@@ -537,10 +542,7 @@ def text_column(columns: Sequence[str], wanted: str | None, source: str) -> str:
         if wanted in columns:
             return wanted
         raise GPTClassifierError(f"{source}: no column {wanted!r}; columns: {listed}")
-    lowered: dict[str, str] = {}
-    for column in columns:
-        lowered.setdefault(column.lower(), column)
-    found = next((lowered[name] for name in TEXT_COLUMNS if name in lowered), None)
+    found = _known_column(columns, TEXT_COLUMNS)
     if found is None and len(columns) == 1:
         found = columns[0]
     if found is None:
