@@ -136,7 +136,8 @@ class _Scan:
             self._check_row(number, values)
 
     def line_records(self, handle: IO[str], fmt: str) -> None:
-        self.columns = {"lines": {"text": None}, "sms": {"label": None, "text": None}}.get(fmt, {})
+        if fmt != "jsonl":  # a JSON-lines file's columns are the keys of its objects
+            self.columns = dict.fromkeys(["text"] if fmt == "lines" else ["label", "text"])
         for number, values in line_records(handle, fmt, self.source):
             if fmt == "jsonl":
                 self.columns.update(dict.fromkeys(values))
