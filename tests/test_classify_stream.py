@@ -12,8 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from gpt_classifier.cli.main import cli
-from gpt_classifier.data.readers import read_unlabelled
-from gpt_classifier.data.streaming import iter_text_rows, scan_text_file
+from gpt_classifier.data.streaming import iter_text_rows, read_unlabelled, scan_text_file
 from gpt_classifier.errors import GPTClassifierError
 from gpt_classifier.faults import KILL_AT_ENV
 from gpt_classifier.inference.file_stream import partial_path, progress_path

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from gpt_classifier.data import SMS_SPAM_SHA256, read_records, sms_spam_path
-from gpt_classifier.data.sms_spam import default_cache_dir
 from gpt_classifier.errors import GPTClassifierError
+from gpt_classifier.fileio import cache_dir
 
 SMALL = b"ham\tHello there\nspam\tWIN a prize now\nham\tSee you at 5\n"
 SMALL_SHA = hashlib.sha256(SMALL).hexdigest()
@@ -143,13 +143,14 @@ def test_prepare_dataset_uses_the_cache(monkeypatch, tmp_path, sms_spam_file):
 
 def test_cache_dir_resolution(monkeypatch, tmp_path):
     monkeypatch.setenv("GPT_CLASSIFIER_CACHE", str(tmp_path / "explicit"))
-    assert default_cache_dir() == tmp_path / "explicit"
+    assert cache_dir() == tmp_path / "explicit"
     monkeypatch.delenv("GPT_CLASSIFIER_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert default_cache_dir() == tmp_path / "xdg" / "gpt-classifier"
+    assert cache_dir() == tmp_path / "xdg" / "gpt-classifier"
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert default_cache_dir() == tmp_path / "home" / ".cache" / "gpt-classifier"
+    assert cache_dir() == tmp_path / "home" / ".cache" / "gpt-classifier"
+    assert cache_dir("prefix-cache") == cache_dir() / "prefix-cache"
 
 
 def test_real_file_all_rows(sms_spam_file: Path):

@@ -168,7 +168,7 @@ def test_last_pooling_without_a_fixed_length_never_pads(tiny_config, tokenizer):
     predictor = _predictor(tiny_config, tokenizer, "last", pad_length=None)
     texts = ["one two", "three four", "five six seven", "eight"]
     lengths = [len(tokenizer.encode(t)) for t in texts]
-    for batch in predictor._batches(lengths, 64):
+    for batch in predictor.plan_batches(lengths, 64):
         assert len({lengths[i] for i in batch}) == 1
     together = predictor.predict_proba(texts)
     alone = torch.cat([predictor.predict_proba([text]) for text in texts])

@@ -217,18 +217,18 @@ def test_concurrent_http_requests_are_merged_and_get_their_own_answers(classifie
 
 
 def test_a_pass_takes_the_oldest_text_with_the_lengths_nearest_it():
-    from gpt_classifier.serving.batching import choose_pass
+    from gpt_classifier.data.batching import best_padded_batch
 
     # Row 0 (10 tokens) goes with the other short texts, not padded to the long ones.
-    assert sorted(choose_pass([10, 100, 11, 12, 9], 64, 1024)) == [0, 2, 3, 4]
+    assert sorted(best_padded_batch([10, 100, 11, 12, 9], 64, 1024)) == [0, 2, 3, 4]
     # The oldest text always goes, even when texts of other lengths would fill a pass better.
-    assert 0 in choose_pass([50, 10, 10, 10, 10], 64, 1024)
+    assert 0 in best_padded_batch([50, 10, 10, 10, 10], 64, 1024)
     for lengths, max_texts, max_tokens in [
         ([30] * 40, 64, 1024),
         ([5, 80, 80, 80, 3, 7, 60, 9] * 5, 8, 256),
         ([200, 1, 2], 64, 100),  # longer than the budget: runs alone
     ]:
-        rows = choose_pass(lengths, max_texts, max_tokens)
+        rows = best_padded_batch(lengths, max_texts, max_tokens)
         assert 0 in rows and len(set(rows)) == len(rows) <= max_texts
         width = max(lengths[row] for row in rows)
         assert len(rows) == 1 or len(rows) * width <= max_tokens

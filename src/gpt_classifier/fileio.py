@@ -1,10 +1,5 @@
-"""Files written whole or not at all, with the permissions the user's umask gives.
-
-Every file the program writes goes through :func:`atomic_path`: the content goes to a temporary
-file in the same folder, which is flushed to disk and renamed over the target only once complete,
-so a crash leaves the old file or the new one, never half of one. ``tempfile`` creates files
-0600; they are set to what ``open()`` would have made (0666 minus the umask) before the rename.
-"""
+"""Files written whole or not at all (:func:`atomic_path`: a temporary file beside the target,
+flushed, given the mode ``open()`` would give, renamed over it), and the cache folder."""
 
 from __future__ import annotations
 
@@ -20,27 +15,35 @@ from typing import Any
 
 from .errors import GPTClassifierError
 
+CACHE_ENV = "GPT_CLASSIFIER_CACHE"
 _umask_lock = threading.Lock()
 
 
-def current_umask() -> int:
-    """The process umask (reading it means setting it, hence the lock)."""
-    with _umask_lock:
-        mask = os.umask(0o022)
-        os.umask(mask)
-    return mask
+def cache_dir(*subfolders: str) -> Path:
+    """The program's cache folder, or a subfolder of it: ``$GPT_CLASSIFIER_CACHE``, else
+    ``$XDG_CACHE_HOME/gpt-classifier``, else ``~/.cache/gpt-classifier``. It holds
+    ``prefix-cache/`` (the frozen-prefix states ``train`` keeps) and ``sms_spam_collection/``
+    (the downloaded dataset)."""
+    root = os.environ.get(CACHE_ENV)
+    if root:
+        return Path(root).expanduser().joinpath(*subfolders)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base.joinpath("gpt-classifier", *subfolders)
 
 
 def default_file_mode() -> int:
-    return 0o666 & ~current_umask()
+    """What ``open()`` gives a new file: 0666 less the umask (read by setting it: the lock)."""
+    with _umask_lock:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return 0o666 & ~mask
 
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; on success it replaces ``target`` atomically.
-
-    On any exception (Ctrl-C included) the temporary file is removed and ``target`` is untouched.
-    """
+    """Yield a temporary path beside ``target`` that replaces it on success; on any exception
+    (Ctrl-C included) it is removed and ``target`` untouched."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
@@ -68,8 +71,7 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
 
 
 def write_json(path: str | os.PathLike[str], values: Any) -> None:
-    """Indented JSON, atomically. Non-finite floats are written as ``NaN``/``Infinity``, which
-    Python's ``json`` reads back."""
+    """Indented JSON, atomically (non-finite floats as ``NaN``/``Infinity``)."""
     write_text(path, json.dumps(values, indent=2) + "\n")
 
 
@@ -88,27 +90,19 @@ def fsync_directory(folder: str | os.PathLike[str]) -> None:
     except OSError:
         return
     try:
-        os.fsync(fd)
-    except OSError:
-        pass
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
     finally:
         os.close(fd)
 
 
-def _is_empty_dir(folder: Path) -> bool:
-    return folder.is_dir() and not any(folder.iterdir())
-
-
 def check_output_dir(target: str | os.PathLike[str], *, overwrite: bool) -> Path:
-    """Fail now, before any work, if ``target`` cannot become an output folder (a run, splits).
-
-    Refuses an existing non-empty folder unless ``overwrite``; a file in the way, a parent that is
-    a file, or a place that cannot be written is an error naming the path.
-    """
+    """Fail before any work if ``target`` cannot become an output folder: a non-empty folder
+    (unless ``overwrite``), a file in the way or above it, or an unwritable place."""
     target = Path(target).expanduser()
     if target.exists() and not target.is_dir():
         raise GPTClassifierError(f"output directory {target} is a file")
-    if target.is_dir() and not _is_empty_dir(target) and not overwrite:
+    if target.is_dir() and any(target.iterdir()) and not overwrite:
         what = "a gpt-classifier run" if (target / "run.json").exists() else "not empty"
         raise GPTClassifierError(
             f"output directory {target} is {what}; pass --overwrite to replace it, "

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..data.batching import plan_batches
+
 
 @dataclass(frozen=True)
 class PackedBatch:
@@ -47,17 +49,9 @@ class PackedBatch:
 
 
 def pack_rows(lengths: Sequence[int], row_tokens: int) -> list[list[int]]:
-    """Texts (by index, in order) per row: each row takes the next texts while they fit in
-    ``row_tokens``; a longer text gets a row of its own."""
-    rows: list[list[int]] = []
-    filled = row_tokens
-    for index, length in enumerate(lengths):
-        if filled + length > row_tokens:
-            rows.append([])
-            filled = 0
-        rows[-1].append(index)
-        filled += length
-    return rows
+    """Texts (by index, in order) per row of at most ``row_tokens`` tokens; a longer text gets a
+    row of its own."""
+    return plan_batches(lengths, row_tokens, packed=True, sort=False)
 
 
 def pack(encoded: Sequence[Sequence[int]], row_tokens: int, pad_token_id: int) -> PackedBatch:

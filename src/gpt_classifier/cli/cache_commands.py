@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import click
 
-from ..training.cache_store import CACHE_DIR_ENV, CacheStore, default_cache_dir, describe
+from ..fileio import CACHE_ENV
+from ..training.cache_store import CacheStore, describe
 
 cache_dir_option = click.option(
     "--cache-dir",
     type=click.Path(file_okay=False),
-    envvar=CACHE_DIR_ENV,
     default=None,
-    help=f"Cache folder (env {CACHE_DIR_ENV}; default ~/.cache/gpt-classifier/prefix-cache).",
+    help=f"Cache folder (default: prefix-cache in ${CACHE_ENV} or ~/.cache/gpt-classifier).",
 )
 
 
@@ -24,7 +24,7 @@ def cache() -> None:
 @cache_dir_option
 def list_entries(cache_dir: str | None) -> None:
     """One line per entry, least recently used first, then the total."""
-    store = CacheStore(cache_dir or default_cache_dir())
+    store = CacheStore(cache_dir)
     entries = store.entries()
     for entry in entries:
         click.echo(describe(entry))
@@ -36,7 +36,7 @@ def list_entries(cache_dir: str | None) -> None:
 @cache_dir_option
 def clear(cache_dir: str | None) -> None:
     """Delete every entry."""
-    store = CacheStore(cache_dir or default_cache_dir())
+    store = CacheStore(cache_dir)
     removed = store.clear()
     click.echo(f"removed {removed} entries from {store.folder}")
 

@@ -7,6 +7,7 @@ import socket
 
 import click
 
+from ..data.batching import TOKENS_PER_PASS
 from ..errors import GPTClassifierError
 from .options import device_option, tokenizer_option
 
@@ -60,7 +61,7 @@ def listen_socket(host: str, port: int) -> socket.socket:
 @click.option(
     "--max-batch-tokens",
     type=click.IntRange(min=1),
-    default=1024,
+    default=TOKENS_PER_PASS,
     show_default=True,
     help="Most tokens (padding included) in one forward pass; concurrent requests share it.",
 )

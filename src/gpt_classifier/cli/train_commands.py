@@ -12,10 +12,10 @@ from ..classifier import POOLINGS
 from ..data.readers import FORMATS
 from ..distributed import DIST_TIMEOUT_ENV
 from ..errors import INTERRUPTED_EXIT, GPTClassifierError
+from ..fileio import CACHE_ENV
 from ..precision import PRECISIONS
 from ..runs.checkpoint import read_options
 from ..runs.transaction import StagedRun
-from ..training.cache_store import CACHE_DIR_ENV
 from ..training.recipe import FinetuneOptions
 from .options import (
     data_source_options,
@@ -104,10 +104,9 @@ DEFAULTS = FinetuneOptions()
 @click.option(
     "--cache-dir",
     type=click.Path(file_okay=False),
-    envvar=CACHE_DIR_ENV,
     default=DEFAULTS.cache_dir,
-    help=f"Folder of the disk cache (env {CACHE_DIR_ENV}; default ~/.cache/gpt-classifier/"
-    "prefix-cache). `gpt-classifier cache list|clear` shows and frees it.",
+    help=f"Folder of the disk cache (default: prefix-cache in ${CACHE_ENV} or ~/.cache/"
+    "gpt-classifier). `gpt-classifier cache list|clear` shows and frees it.",
 )
 @click.option("--plots/--no-plots", default=DEFAULTS.plots, show_default=True)
 @click.option("--progress/--no-progress", default=DEFAULTS.progress, show_default=True)

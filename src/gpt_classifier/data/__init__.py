@@ -1,14 +1,5 @@
-"""Datasets for classification: the built-in SMS Spam Collection or any labelled text file.
-
-Typical use (what ``gpt-classifier train`` does)::
-
-    prepared = prepare_dataset(data_file="reviews.csv")         # or no file: sms-spam
-    encoded = encode_splits(prepared, tokenizer, "longest-train", config.context_length)
-    train_loader = encoded.loader("train", batch_size=8, seed=123)
-    for input_batch, target_batch, lengths, indices in train_loader:
-        ...
-    prepared.label_map.save(run_dir / "labels.json")
-"""
+"""Datasets: the SMS Spam Collection or any labelled file, read, split, encoded and batched
+(``prepare_dataset`` -> ``encode_splits`` -> ``EncodedSplits.loader``)."""
 
 from .encoding import (
     PAD_TOKEN_ID,
@@ -42,15 +33,12 @@ from .readers import (
     Record,
     TextRow,
     detect_format,
-    detect_text_format,
     read_records,
-    read_unlabelled,
 )
 from .sms_spam import (
     SMS_SPAM_NAME,
     SMS_SPAM_SHA256,
     SMS_SPAM_URL,
-    default_cache_dir,
     sms_spam_path,
 )
 from .splits import (
@@ -67,54 +55,15 @@ from .splits import (
     stratified_split,
     write_split_file,
 )
+from .streaming import read_unlabelled
 
-__all__ = [
-    "BALANCE_METHODS",
-    "DEFAULT_FRACTIONS",
-    "DEFAULT_SEED",
-    "FORMATS",
-    "LABEL_COLUMNS",
-    "PADDING_STRATEGIES",
-    "PAD_TOKEN_ID",
-    "SMS_SPAM_NAME",
-    "SMS_SPAM_SHA256",
-    "SMS_SPAM_URL",
-    "SPLIT_NAMES",
-    "TEXT_COLUMNS",
-    "TEXT_FORMATS",
-    "Batch",
-    "BucketBatchSampler",
-    "DataSummary",
-    "DedupReport",
-    "EncodedDataset",
-    "EncodedSplits",
-    "LabelMap",
-    "LengthStats",
-    "Padding",
-    "PreparedData",
-    "Record",
-    "TextRow",
-    "balance_classes",
-    "class_counts",
-    "collate",
-    "deduplicate",
-    "default_cache_dir",
-    "detect_format",
-    "detect_text_format",
-    "encode_records",
-    "encode_splits",
-    "make_loader",
-    "parse_fractions",
-    "parse_padding",
-    "prepare_dataset",
-    "read_records",
-    "read_splits",
-    "read_unlabelled",
-    "resolve_padding",
-    "sms_spam_path",
-    "sort_labels",
-    "split_sizes",
-    "stratified_split",
-    "write_split_file",
-    "write_splits",
-]
+__all__ = ["BALANCE_METHODS", "DEFAULT_FRACTIONS", "DEFAULT_SEED", "FORMATS", "LABEL_COLUMNS"]
+__all__ += ["PADDING_STRATEGIES", "PAD_TOKEN_ID", "SMS_SPAM_NAME", "SMS_SPAM_SHA256"]
+__all__ += ["SMS_SPAM_URL", "SPLIT_NAMES", "TEXT_COLUMNS", "TEXT_FORMATS", "Batch"]
+__all__ += ["BucketBatchSampler", "DataSummary", "DedupReport", "EncodedDataset", "EncodedSplits"]
+__all__ += ["LabelMap", "LengthStats", "Padding", "PreparedData", "Record", "TextRow"]
+__all__ += ["balance_classes", "class_counts", "collate", "deduplicate", "detect_format"]
+__all__ += ["encode_records", "encode_splits", "make_loader", "parse_fractions", "parse_padding"]
+__all__ += ["prepare_dataset", "read_records", "read_splits", "read_unlabelled", "resolve_padding"]
+__all__ += ["sms_spam_path", "sort_labels", "split_sizes", "stratified_split", "write_split_file"]
+__all__ += ["write_splits"]

@@ -1,30 +1,19 @@
-"""Tokenized datasets, padding strategies and batching (``torch.utils.data``).
+"""Tokenized datasets, padding strategies and loaders (``torch.utils.data``).
 
-Every text is encoded once. A dataset keeps the unpadded token ids (already cut to its
-``max_length``), the class ids, and each example's length before truncation. Padding happens
-per batch in the loader's collate function, on the right, with ``<|endoftext|>`` (50256).
+Texts are encoded once and kept unpadded (cut to ``max_length``); the collate function pads on
+the right with ``<|endoftext|>``. A batch is ``Batch(input_ids, labels, lengths, indices)``:
+``lengths`` are the real tokens per row (pool at ``lengths - 1``, not at -1 of a padded row),
+``indices`` the rows' dataset positions (cache keys, the way back from length buckets).
 
-A batch is ``Batch(input_ids, labels, lengths, indices)``, so loops unpack four values::
-
-    for input_batch, target_batch, lengths, indices in loader:
-        ...
-
-``lengths`` is the number of real tokens per row (pool the logits at ``lengths - 1``, not at
-position -1 of a right-padded row); ``indices`` are the rows' positions in the dataset (keys for a
-cache of hidden states, and the way back to the original order after ``bucket_by_length``).
-
-Padding strategies (``parse_padding``):
-
-* ``longest-train`` (the book): pad every example to the longest *training* example (cut to the
-  context length); validation and test are truncated to that length.
-* ``batch``: pad each batch to its own longest example (truncate to the context length only).
-* ``fixed:N``: truncate and pad everything to ``N`` tokens (``N`` <= context length).
-* ``context``: truncate and pad everything to the model's context length.
+Padding (``parse_padding``): ``longest-train`` (the book: every split padded to the longest
+training text, validation and test cut to it), ``batch`` (each batch to its longest),
+``fixed:N`` and ``context`` (everything cut and padded to N tokens, or to the context).
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import statistics
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -37,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from ..config import EOT_TOKEN_ID, GPT2_CONTEXT_LENGTH
 from ..errors import GPTClassifierError
 from ..tokenizer import encode
+from .batching import plan_batches
 from .labels import LabelMap
 from .readers import Record
 from .splits import DEFAULT_SEED, SPLIT_NAMES
@@ -48,9 +38,6 @@ if TYPE_CHECKING:
 
 PAD_TOKEN_ID = EOT_TOKEN_ID
 PADDING_STRATEGIES = ("longest-train", "batch", "fixed:N", "context")
-
-
-# --- padding strategies -----------------------------------------------------------------------
 
 
 class PaddingKind(str, Enum):
@@ -91,15 +78,9 @@ def parse_padding(value: str | Padding) -> Padding:
     )
 
 
-# --- datasets ---------------------------------------------------------------------------------
-
-
 class EncodedDataset(Dataset):
-    """Token ids (cut to ``max_length``) and class ids; item ``i`` is ``(ids, label, i)``.
-
-    ``original_lengths`` are the token counts before truncation; ``truncated`` counts the
-    examples that were cut.
-    """
+    """Token ids (cut to ``max_length``) and class ids; item ``i`` is ``(ids, label, i)``;
+    ``original_lengths`` are before the cut, ``truncated`` counts the texts cut."""
 
     def __init__(
         self,
@@ -113,18 +94,14 @@ class EncodedDataset(Dataset):
             raise ValueError(f"{len(input_ids)} id lists but {len(labels)} labels")
         if max_length is not None and max_length <= 0:
             raise ValueError(f"max_length must be positive, got {max_length}")
-        self.original_lengths = (
-            list(original_lengths)
-            if original_lengths is not None
-            else [len(ids) for ids in input_ids]
-        )
+        full = original_lengths if original_lengths is not None else map(len, input_ids)
+        self.original_lengths = list(full)
         self.input_ids = [list(ids[:max_length]) if max_length else list(ids) for ids in input_ids]
         self.labels = [int(label) for label in labels]
         self.lengths = [len(ids) for ids in self.input_ids]
         self.max_length = max_length
-        self.truncated = sum(
-            1 for cut, full in zip(self.lengths, self.original_lengths, strict=True) if cut < full
-        )
+        pairs = zip(self.lengths, self.original_lengths, strict=True)
+        self.truncated = sum(cut < full for cut, full in pairs)
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -153,8 +130,7 @@ def encode_records(
     label_map: LabelMap,
     max_length: int | None = None,
 ) -> EncodedDataset:
-    """Encode every text once (``gpt_classifier.tokenizer.encode``) and map labels to class ids;
-    an unknown label raises naming its file and line."""
+    """Encode every text once and map labels to class ids (an unknown one names its line)."""
     ids = [encode(tokenizer, record.text) for record in records]
     labels = []
     for record in records:
@@ -165,9 +141,6 @@ def encode_records(
             )
         labels.append(label_map.id_of(record.label))
     return EncodedDataset(ids, labels, max_length=max_length)
-
-
-# --- batches ----------------------------------------------------------------------------------
 
 
 class Batch(NamedTuple):
@@ -181,19 +154,14 @@ class Batch(NamedTuple):
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
         """Move ids, labels and lengths to ``device``; ``indices`` stay on the CPU (cache keys)."""
-        return Batch(
-            self.input_ids.to(device, non_blocking=non_blocking),
-            self.labels.to(device, non_blocking=non_blocking),
-            self.lengths.to(device, non_blocking=non_blocking),
-            self.indices,
-        )
+        moved = (t.to(device, non_blocking=non_blocking) for t in self[:3])
+        return Batch(*moved, self.indices)
 
 
 def pad_token_ids(
     rows: Sequence[Sequence[int]], width: int, pad_token_id: int = PAD_TOKEN_ID
 ) -> torch.Tensor:
-    """``(len(rows), width)`` int64: each row's first ``width`` ids, right-padded with
-    ``pad_token_id``."""
+    """``(len(rows), width)`` int64: each row's first ``width`` ids, right-padded."""
     input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
     for row, ids in enumerate(rows):
         kept = ids[:width]
@@ -219,10 +187,9 @@ def collate(
 
 
 class BucketBatchSampler(Sampler[list[int]]):
-    """Batches of similar length: indices sorted longest first (ties by index), cut into batches;
-    with ``equal_lengths`` a batch never mixes lengths (nothing is padded: the book's ``last``
-    pooling then reads each text's own last token); with ``shuffle`` the order of the batches is
-    shuffled every epoch."""
+    """Batches of similar length (``data.batching.plan_batches``, no token budget);
+    ``equal_lengths``: one length a batch (the book's ``last`` pooling then reads a real token);
+    ``shuffle``: the batches' order changes every epoch."""
 
     def __init__(
         self,
@@ -234,15 +201,9 @@ class BucketBatchSampler(Sampler[list[int]]):
         generator: torch.Generator | None = None,
         equal_lengths: bool = False,
     ) -> None:
-        order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
-        groups = [order]
-        if equal_lengths:
-            groups = [
-                [i for i in order if lengths[i] == n] for n in sorted(set(lengths), reverse=True)
-            ]
-        self.batches = [
-            group[i : i + batch_size] for group in groups for i in range(0, len(group), batch_size)
-        ]
+        self.batches = plan_batches(
+            lengths, math.inf, max_texts=batch_size, equal_lengths=equal_lengths
+        )
         if drop_last and self.batches and len(self.batches[-1]) < batch_size:
             self.batches.pop()
         self.shuffle = shuffle
@@ -271,10 +232,8 @@ def make_loader(
     bucket_by_length: bool = False,
     equal_lengths: bool = False,
 ) -> DataLoader:
-    """A ``DataLoader`` of ``Batch`` with a seeded generator. ``pad_length=None`` pads each batch
-    to its longest row. ``bucket_by_length`` (for evaluation and inference) groups rows of similar
-    length, ``equal_lengths`` of the same length only; ``Batch.indices`` lead back to dataset
-    order."""
+    """A ``DataLoader`` of ``Batch`` with a seeded generator; ``pad_length=None`` pads each batch
+    to its longest row; ``bucket_by_length`` (evaluation) groups similar lengths."""
     if batch_size <= 0:
         raise GPTClassifierError(f"batch size must be positive, got {batch_size}")
     if pad_length is not None and pad_length <= 0:
@@ -303,9 +262,6 @@ def make_loader(
 
 def _lengths(dataset: Dataset) -> list[int]:
     return [len(dataset[i][0]) for i in range(len(dataset))]  # type: ignore[arg-type]
-
-
-# --- the three splits -------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -338,11 +294,8 @@ class LengthStats:
 
 @dataclass
 class EncodedSplits:
-    """Encoded train/validation/test with the resolved padding for each.
-
-    ``pad_lengths[split]`` is the length every batch of that split is padded to (None: per
-    batch); ``max_lengths[split]`` the truncation limit; ``stats[split]`` token-length statistics.
-    """
+    """Encoded train/validation/test; per split the pad length (None: per batch), the
+    truncation limit and length statistics."""
 
     train: EncodedDataset
     validation: EncodedDataset
@@ -379,8 +332,7 @@ class EncodedSplits:
         bucket_by_length: bool = False,
         equal_lengths: bool = False,
     ) -> DataLoader:
-        """The book's loaders by default: train shuffled with ``drop_last``, the others in order
-        and complete."""
+        """The book's loaders: train shuffled with ``drop_last``, the others in order."""
         is_train = name == "train"
         return make_loader(
             self.split(name),
@@ -402,19 +354,14 @@ def resolve_padding(
         train_length = max(1, min(longest_train, context_length))
         limits = {"train": context_length, "validation": train_length, "test": train_length}
         return limits, dict.fromkeys(SPLIT_NAMES, train_length)
-    if padding.kind == PaddingKind.BATCH:
-        return dict.fromkeys(SPLIT_NAMES, context_length), dict.fromkeys(SPLIT_NAMES, None)
-    if padding.kind == PaddingKind.CONTEXT:
-        return dict.fromkeys(SPLIT_NAMES, context_length), dict.fromkeys(
-            SPLIT_NAMES, context_length
-        )
-    assert padding.kind == PaddingKind.FIXED and padding.length is not None
-    if padding.length > context_length:
+    if padding.length is not None and padding.length > context_length:
         raise GPTClassifierError(
             f"padding fixed:{padding.length} is longer than the model's context length "
             f"({context_length} tokens)"
         )
-    return dict.fromkeys(SPLIT_NAMES, padding.length), dict.fromkeys(SPLIT_NAMES, padding.length)
+    length = padding.length or context_length  # fixed:N, else batch or context
+    pad = None if padding.kind == PaddingKind.BATCH else length
+    return dict.fromkeys(SPLIT_NAMES, length), dict.fromkeys(SPLIT_NAMES, pad)
 
 
 def encode_splits(
@@ -434,14 +381,13 @@ def encode_splits(
     longest_train = max(full["train"].original_lengths, default=0)
     limits, pad_lengths = resolve_padding(strategy, context_length, longest_train)
     datasets = {name: full[name].truncate(limits[name]) for name in SPLIT_NAMES}
+    stats = {name: LengthStats.of(datasets[name]) for name in SPLIT_NAMES}
     return EncodedSplits(
-        train=datasets["train"],
-        validation=datasets["validation"],
-        test=datasets["test"],
+        **datasets,
         label_map=prepared.label_map,
         padding=strategy,
         context_length=context_length,
         pad_lengths=pad_lengths,
         max_lengths=limits,
-        stats={name: LengthStats.of(datasets[name]) for name in SPLIT_NAMES},
+        stats=stats,
     )

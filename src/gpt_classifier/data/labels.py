@@ -35,11 +35,9 @@ class LabelMap:
         object.__setattr__(self, "classes", classes)
         if not classes:
             raise GPTClassifierError("a label map needs at least one class")
-        seen: set[str] = set()
-        for name in classes:
-            if name in seen:
-                raise GPTClassifierError(f"label map lists class {name!r} twice")
-            seen.add(name)
+        twice = [name for i, name in enumerate(classes) if name in classes[:i]]
+        if twice:
+            raise GPTClassifierError(f"label map lists class {twice[0]!r} twice")
         object.__setattr__(self, "_ids", {name: i for i, name in enumerate(classes)})
 
     @classmethod

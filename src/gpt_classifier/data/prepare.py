@@ -1,15 +1,12 @@
-"""From files (or the built-in ``sms-spam``) to train/validation/test records and a label map.
-
-One data file: read -> drop duplicate texts -> balance -> seeded stratified split.
-Three split files (the book's ``train.csv``/``validation.csv``/``test.csv`` or any others): read
-as they are, no deduplication, balancing or splitting.
-"""
+"""From files (or the built-in ``sms-spam``) to train/validation/test records and a label map:
+one data file is read, deduplicated, balanced and split (seeded, stratified); split files (the
+book's ``train.csv``, ``validation.csv``, ``test.csv``) are read as they are."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import GPTClassifierError
@@ -17,12 +14,12 @@ from .labels import LabelMap
 from .readers import Record, read_records
 from .sms_spam import SMS_SPAM_NAME, sms_spam_path
 from .splits import (
-    BALANCE_METHODS,
     DEFAULT_FRACTIONS,
     DEFAULT_SEED,
     SPLIT_FILES,
     SPLIT_NAMES,
     balance_classes,
+    check_balance,
     class_counts,
     deduplicate,
     parse_fractions,
@@ -35,13 +32,8 @@ PathLike = str | os.PathLike[str]
 
 @dataclass
 class DataSummary:
-    """What happened to the data, for the CLI to print and a run to record.
-
-    ``raw``/``deduplicated``/``balanced`` are class counts of the single data file at each step
-    (for split files ``raw`` counts all three together and the other two equal it). ``splits``
-    holds class counts per split. ``overlap`` is the number of validation/test examples whose text
-    also occurs in the training split (non-zero only with duplicates kept or given split files).
-    """
+    """What happened to the data: class counts at each step (split files: all three together)
+    and per split; ``overlap``: validation/test texts that also occur in training."""
 
     source: str
     raw: dict[str, int]
@@ -57,20 +49,7 @@ class DataSummary:
     overlap: int = 0
 
     def to_dict(self) -> dict:
-        return {
-            "source": self.source,
-            "raw": self.raw,
-            "deduplicated": self.deduplicated,
-            "balanced": self.balanced,
-            "splits": self.splits,
-            "duplicates_dropped": self.duplicates_dropped,
-            "label_conflicts": self.label_conflicts,
-            "balance": self.balance,
-            "keep_duplicates": self.keep_duplicates,
-            "seed": self.seed,
-            "fractions": list(self.fractions) if self.fractions else None,
-            "overlap": self.overlap,
-        }
+        return asdict(self) | {"fractions": list(self.fractions) if self.fractions else None}
 
 
 @dataclass
@@ -104,16 +83,11 @@ def prepare_dataset(
     progress: bool = True,
     lenient: bool = False,
 ) -> PreparedData:
-    """Records for the three splits, the label map (fixed from the training split) and a summary.
-
-    ``data_file`` (or, with no file at all, the built-in ``sms-spam``, downloaded and cached):
-    duplicates dropped unless ``keep_duplicates``, balanced by ``balance`` ("undersample" or
-    "none"), split by ``fractions`` with ``seed``. ``train_file`` (with optional
-    ``validation_file``/``test_file``): read as they are. ``data_file="sms-spam"`` names the
-    built-in dataset explicitly. ``lenient``: a runaway quoted CSV field (see
-    :mod:`gpt_classifier.data.readers`) is a warning, not an error.
-    """
-    method = _check_balance(balance)
+    """The three splits, the label map (from the training split) and a summary. ``data_file``
+    (none or ``"sms-spam"``: the built-in dataset) is deduplicated unless ``keep_duplicates``,
+    balanced and split by ``fractions`` with ``seed``; split files are read as they are.
+    ``lenient``: a runaway quoted CSV field is a warning, not an error."""
+    method = check_balance(balance)
     split_files = {"train": train_file, "validation": validation_file, "test": test_file}
     if any(path is not None for path in split_files.values()):
         if data_file is not None:
@@ -246,14 +220,6 @@ def _from_split_files(
         overlap=_overlap(splits["train"], splits["validation"], splits["test"]),
     )
     return PreparedData(splits["train"], splits["validation"], splits["test"], label_map, summary)
-
-
-def _check_balance(method: str) -> str:
-    if method not in BALANCE_METHODS:
-        raise GPTClassifierError(
-            f"unknown balance method {method!r}; expected {' or '.join(BALANCE_METHODS)}"
-        )
-    return method
 
 
 def _require_two_classes(counts: dict[str, int], source: str) -> None:

@@ -1,10 +1,5 @@
-"""The built-in dataset ``sms-spam``: the UCI SMS Spam Collection, downloaded once and cached.
-
-The zip is fetched with the standard library (progress bar on stderr), the file
-``SMSSpamCollection`` is taken out of it, its sha256 checked, and it is written atomically (temp
-file, then rename) to ``<cache>/sms_spam_collection/SMSSpamCollection``, where ``<cache>`` is
-``$GPT_CLASSIFIER_CACHE``, else ``$XDG_CACHE_HOME/gpt-classifier``, else
-``~/.cache/gpt-classifier``.
+"""The built-in dataset ``sms-spam``: the UCI SMS Spam Collection, downloaded once (progress
+on stderr), checked against its sha256 and cached in ``fileio.cache_dir("sms_spam_collection")``.
 """
 
 from __future__ import annotations
@@ -20,27 +15,16 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from .. import fileio
 from ..errors import GPTClassifierError
-from ..fileio import sha256_of, write_bytes
+from ..fileio import CACHE_ENV, sha256_of, write_bytes
 
 SMS_SPAM_NAME = "sms-spam"
 SMS_SPAM_URL = "https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip"
 SMS_SPAM_MEMBER = "SMSSpamCollection"
 SMS_SPAM_SHA256 = "7d039a24a6083ed9ef0f806ebad56bbb976e3aeb8de05669173bfdc4996c239d"
-CACHE_ENV = "GPT_CLASSIFIER_CACHE"
 
 _HINT = "pass --data-file PATH to a local copy of SMSSpamCollection"
-
-
-def default_cache_dir() -> Path:
-    """``$GPT_CLASSIFIER_CACHE``, else ``$XDG_CACHE_HOME/gpt-classifier``, else
-    ``~/.cache/gpt-classifier``."""
-    explicit = os.environ.get(CACHE_ENV)
-    if explicit:
-        return Path(explicit).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "gpt-classifier"
 
 
 def sms_spam_path(
@@ -51,12 +35,9 @@ def sms_spam_path(
     progress: bool = True,
     timeout: float = 60.0,
 ) -> Path:
-    """Path of the cached ``SMSSpamCollection``, downloading and verifying it first if needed.
-
-    A cached file with the wrong checksum is downloaded again. Network failures, a bad zip and a
-    checksum mismatch raise ``GPTClassifierError`` telling the user to pass ``--data-file``.
-    """
-    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    """Path of the cached ``SMSSpamCollection``, downloaded (again, if its checksum is wrong)
+    and verified first if needed; failures say to pass ``--data-file``."""
+    folder = Path(cache_dir) if cache_dir is not None else fileio.cache_dir()
     target = folder / "sms_spam_collection" / SMS_SPAM_MEMBER
     if target.is_file() and sha256_of(target) == sha256:
         return target
@@ -98,19 +79,15 @@ def _download(url: str, *, progress: bool, timeout: float) -> bytes:
                 for chunk in iter(lambda: response.read(1 << 16), b""):
                     buffer.write(chunk)
                     bar.update(len(chunk))
-    except urllib.error.HTTPError as exc:
+    except (OSError, ValueError) as exc:  # URLError (HTTPError), timeouts, resets, bad URLs
+        if isinstance(exc, urllib.error.HTTPError):
+            why = f"HTTP {exc.code} {exc.reason}"
+        elif isinstance(exc, urllib.error.URLError):
+            why = str(exc.reason)
+        else:
+            why = f"{type(exc).__name__}: {exc}"
         raise GPTClassifierError(
-            f"cannot download the SMS Spam Collection from {url} (HTTP {exc.code} {exc.reason}); "
-            f"{_HINT}"
-        ) from None
-    except urllib.error.URLError as exc:
-        raise GPTClassifierError(
-            f"cannot download the SMS Spam Collection from {url} ({exc.reason}); {_HINT}"
-        ) from None
-    except (OSError, ValueError) as exc:  # timeouts, resets, malformed URLs
-        raise GPTClassifierError(
-            f"cannot download the SMS Spam Collection from {url} ({type(exc).__name__}: {exc}); "
-            f"{_HINT}"
+            f"cannot download the SMS Spam Collection from {url} ({why}); {_HINT}"
         ) from None
     return buffer.getvalue()
 

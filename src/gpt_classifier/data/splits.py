@@ -53,12 +53,8 @@ def balance_classes(
 ) -> list[Record]:
     """``undersample``: a seeded random subset of every class, as large as the smallest class
     (the book's ``create_balanced_dataset``), in the original order; ``none``: unchanged."""
-    if method not in BALANCE_METHODS:
-        raise GPTClassifierError(
-            f"unknown balance method {method!r}; expected {' or '.join(BALANCE_METHODS)}"
-        )
     records = list(records)
-    if method == "none" or not records:
+    if check_balance(method) == "none" or not records:
         return records
     by_class: dict[str, list[int]] = defaultdict(list)
     for index, record in enumerate(records):
@@ -72,11 +68,17 @@ def balance_classes(
     return [records[i] for i in sorted(keep)]
 
 
-def parse_fractions(value: str | Sequence[float]) -> tuple[float, float, float]:
-    """``"0.7,0.1,0.2"`` or a sequence of 2 or 3 fractions -> (train, validation, test).
+def check_balance(method: str) -> str:
+    if method not in BALANCE_METHODS:
+        raise GPTClassifierError(
+            f"unknown balance method {method!r}; expected {' or '.join(BALANCE_METHODS)}"
+        )
+    return method
 
-    With two values the test fraction is the rest. Fractions are >= 0, train > 0, sum 1.
-    """
+
+def parse_fractions(value: str | Sequence[float]) -> tuple[float, float, float]:
+    """``"0.7,0.1,0.2"`` or 2 or 3 fractions (>= 0, train > 0, sum 1; test the rest of 2) ->
+    (train, validation, test)."""
     if isinstance(value, str):
         try:
             parts = [float(p) for p in value.replace(" ", "").split(",") if p]

@@ -1,18 +1,15 @@
-"""A file of texts to classify read row by row, in memory that does not grow with the file
-(``classify --file``).
+"""Files of texts to classify, read row by row in memory that does not grow with the file.
 
-Two passes over the file, each holding one row at a time: :func:`scan_text_file` checks the
-whole file as :func:`~gpt_classifier.data.readers.read_unlabelled` does (same formats, same
-errors in the same order: undecodable bytes, malformed CSV, runaway quotes, ragged rows, a
-missing column, an empty text) and learns the output columns and the row count, before anything
-is classified; :func:`iter_text_rows` then gives the rows, optionally from row ``skip`` on (a
-resumed run). Parquet files are read whole (columnar: there is no row to stream).
+:func:`scan_text_file` checks every row first (the errors, in their order: undecodable bytes,
+malformed CSV, runaway quotes, ragged rows, a missing column, an empty text) and learns the
+output columns and the row count; :func:`iter_text_rows` then gives the rows, from row ``skip``
+on for a resumed run. :func:`read_unlabelled` is both at once, as a list. Parquet is columnar,
+so it is read whole.
 """
 
 from __future__ import annotations
 
-import codecs
-import csv
+import functools
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,16 +17,26 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..errors import GPTClassifierError
-from . import readers
-from .readers import TEXT_FORMATS, TextRow
-
-_READ_BYTES = 1 << 20
+from .readers import (
+    TEXT_FORMATS,
+    Runaways,
+    TextRow,
+    check_utf8,
+    check_width,
+    delimited_rows,
+    detect_format,
+    line_records,
+    open_text,
+    parquet_rows,
+    resolve_file,
+    text_column,
+    text_row,
+)
 
 
 @dataclass(frozen=True)
 class TextFilePlan:
-    """What the checking pass learnt: the format, the output columns, the text column and the
-    number of rows."""
+    """What the checking pass learnt: the format, output columns, text column and row count."""
 
     path: Path
     fmt: str
@@ -37,9 +44,17 @@ class TextFilePlan:
     text_column: str
     rows: int
 
-    @property
-    def source(self) -> str:
-        return str(self.path)
+
+def read_unlabelled(
+    path: str | os.PathLike[str],
+    fmt: str | None = None,
+    text_column: str | None = None,
+    *,
+    lenient: bool = False,
+) -> list[TextRow]:
+    """Every text of a file to classify with its row's fields; the text column is
+    ``text_column``, else the first of ``TEXT_COLUMNS``, else the only column."""
+    return list(iter_text_rows(scan_text_file(path, fmt, text_column, lenient=lenient)))
 
 
 def scan_text_file(
@@ -49,23 +64,16 @@ def scan_text_file(
     *,
     lenient: bool = False,
 ) -> TextFilePlan:
-    """Check every row of ``path`` (raises ``GPTClassifierError`` as ``read_unlabelled``
-    would) keeping only counts and column names."""
-    path = readers._existing(path, "input file")
-    if fmt is None:
-        fmt = readers.detect_text_format(path, text_column)
-    elif fmt not in TEXT_FORMATS:
-        raise GPTClassifierError(
-            f"unknown format {fmt!r}; expected one of {', '.join(TEXT_FORMATS)}"
-        )
-    if fmt == "parquet":
-        rows = readers.read_unlabelled(path, fmt, text_column, lenient=lenient)
-        columns = tuple(rows[0].fields)
-        column = readers._text_column(list(columns), text_column, path)
-        return TextFilePlan(path, fmt, columns, column, len(rows))
-    _check_utf8(path)
+    """Check every row of ``path`` (``GPTClassifierError`` names the file and line of the first
+    problem) keeping only counts and column names."""
+    detect = functools.partial(detect_format, text_column=text_column, labelled=False)
+    path, fmt = resolve_file(path, "input file", fmt, TEXT_FORMATS, detect)
     scan = _Scan(path, text_column)
-    with _open_text(path) as handle:
+    if fmt == "parquet":
+        scan.parquet()
+        return scan.plan(fmt)
+    check_utf8(path)
+    with open_text(path) as handle:
         if fmt in ("csv", "tsv"):
             scan.delimited(handle, fmt, lenient)
         else:
@@ -75,166 +83,29 @@ def scan_text_file(
 
 def iter_text_rows(plan: TextFilePlan, skip: int = 0) -> Iterator[TextRow]:
     """The rows of a scanned file in file order, from row ``skip`` (0-based) on."""
+    columns, source = list(plan.columns), str(plan.path)
     if plan.fmt == "parquet":
-        rows = readers.read_unlabelled(plan.path, plan.fmt, plan.text_column)
-        yield from rows[skip:]
+        for number, values in parquet_rows(plan.path)[1][skip:]:
+            yield text_row(values, plan.text_column, columns, source, number)
         return
-    columns, source = list(plan.columns), plan.source
-    with _open_text(plan.path) as handle:
-        for index, (number, values) in enumerate(_records(handle, plan.fmt, source)):
+    with open_text(plan.path) as handle:
+        if plan.fmt in ("csv", "tsv"):
+            rows = delimited_rows(handle, plan.fmt, source)
+            header = [cell.strip() for cell in next(rows)[1]]
+            records = ((n, dict(zip(header, cells, strict=True))) for n, cells, _ in rows)
+        else:
+            records = line_records(handle, plan.fmt, source)
+        for index, (number, values) in enumerate(records):
             if index >= skip:
-                yield readers.text_row(values, plan.text_column, columns, source, number)
-
-
-# --- decoding ----------------------------------------------------------------------------------
-
-
-def _open_text(path: Path) -> IO[str]:
-    # newline="": lines end at \n, \r\n or \r, endings kept (what the csv module needs)
-    try:
-        return path.open(encoding="utf-8-sig", newline="")
-    except OSError as exc:
-        raise GPTClassifierError(f"cannot read {path} ({exc.strerror or exc})") from None
-
-
-def _check_utf8(path: Path) -> None:
-    """The file is not blank and is UTF-8 throughout; the errors ``readers._decode`` gives."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    offset, blank = 0, True
-    try:
-        with path.open("rb") as handle:
-            while True:
-                chunk = handle.read(_READ_BYTES)
-                pending = len(decoder.getstate()[0])
-                try:
-                    decoder.decode(chunk, final=not chunk)
-                except UnicodeDecodeError as exc:
-                    bad = offset - pending + exc.start
-                    raise _not_utf8(path, bad, exc.object[exc.start]) from None
-                if not chunk:
-                    break
-                blank = blank and not chunk.strip()
-                offset += len(chunk)
-    except OSError as exc:
-        raise GPTClassifierError(f"cannot read {path} ({exc.strerror or exc})") from None
-    if blank:
-        raise GPTClassifierError(f"{path}: the file is empty")
-
-
-def _not_utf8(path: Path, offset: int, byte: int) -> GPTClassifierError:
-    """Line and column of byte ``offset`` counted as ``readers._decode`` counts them."""
-    breaks, last_break, position, after_cr = 0, -1, 0, False
-    with path.open("rb") as handle:
-        while position < offset:
-            chunk = handle.read(min(_READ_BYTES, offset - position))
-            breaks += chunk.count(b"\n") + chunk.count(b"\r") - chunk.count(b"\r\n")
-            if after_cr and chunk.startswith(b"\n"):
-                breaks -= 1  # a \r\n split across two reads is one break
-            found = max(chunk.rfind(b"\n"), chunk.rfind(b"\r"))
-            if found >= 0:
-                last_break = position + found
-            after_cr = chunk.endswith(b"\r")
-            position += len(chunk)
-    return GPTClassifierError(
-        f"{path}:{breaks + 1}: not valid UTF-8 (byte 0x{byte:02x} at byte offset {offset}, "
-        f"column {offset - last_break}); re-save the file as UTF-8"
-    )
-
-
-def _numbered_lines(handle: IO[str]) -> Iterator[tuple[int, str]]:
-    for number, line in enumerate(handle, start=1):
-        yield number, _without_ending(line)
-
-
-def _without_ending(line: str) -> str:
-    if line.endswith("\r\n"):
-        return line[:-2]
-    if line.endswith(("\n", "\r")):
-        return line[:-1]
-    return line
-
-
-# --- the formats -------------------------------------------------------------------------------
-
-
-def _records(handle: IO[str], fmt: str, source: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """``(line, values)`` of every row, as ``read_unlabelled`` builds them."""
-    if fmt in ("csv", "tsv"):
-        header: list[str] | None = None
-        for number, cells, _ in _delimited_rows(handle, fmt, source):
-            if header is None:
-                header = [cell.strip() for cell in cells]
-            else:
-                yield number, dict(zip(header, cells, strict=True))
-        return
-    for number, line in _numbered_lines(handle):
-        if line.strip():
-            yield number, _line_values(line, fmt, source, number)
-
-
-def _line_values(line: str, fmt: str, source: str, number: int) -> dict[str, Any]:
-    if fmt == "lines":
-        return {"text": line}
-    if fmt == "sms":
-        label, text = readers.sms_fields(line, source, number)
-        return {"label": label, "text": text}
-    return readers.json_object(line, source, number)
-
-
-def _delimited_rows(
-    handle: IO[str], fmt: str, source: str, counter: list[int] | None = None
-) -> Iterator[tuple[int, list[str], bool]]:
-    """``(start line, cells, broken)`` of every non-blank CSV/TSV row; ``broken``: a CSV row
-    over several lines whose quotes do not close cleanly. ``counter[0]`` counts the non-blank
-    physical lines read."""
-    if fmt == "tsv":
-        for number, line in _numbered_lines(handle):
-            if counter is not None and line.strip():
-                counter[0] += 1
-            cells = line.split("\t")
-            if any(cell.strip() for cell in cells):
-                yield number, cells, False
-        return
-    raw: list[str] = []
-
-    def lines() -> Iterator[str]:
-        for line in handle:
-            raw.append(line)
-            if counter is not None and _without_ending(line).strip():
-                counter[0] += 1
-            yield line
-
-    limit = min(os.fstat(handle.fileno()).st_size + 1, readers._MAX_FIELD_SIZE)
-    reader = csv.reader(lines())
-    start = 1
-    while True:
-        with readers._field_limit_lock:  # a process-wide setting: lifted for one row at a time
-            previous = csv.field_size_limit()
-            csv.field_size_limit(max(previous, limit))
-            try:
-                cells = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                raise GPTClassifierError(
-                    f"{source}:{reader.line_num}: malformed CSV ({exc})"
-                ) from None
-            finally:
-                csv.field_size_limit(previous)
-        end = reader.line_num
-        broken = end > start and not readers._strict_row("".join(raw))
-        raw.clear()
-        if cells and any(cell.strip() for cell in cells):
-            yield start, cells, broken
-        start = end + 1
+                yield text_row(values, plan.text_column, columns, source, number)
 
 
 class _Scan:
-    """The checking pass: the first problem of each kind, raised in ``read_unlabelled``'s
-    order once the whole file is read."""
+    """The checking pass: the first problem of each kind, raised in a fixed order once the
+    whole file is read (so the error does not depend on how the file is read)."""
 
-    def __init__(self, path: Path, text_column: str | None) -> None:
-        self.path, self.source, self.wanted = path, str(path), text_column
+    def __init__(self, path: Path, wanted: str | None) -> None:
+        self.path, self.source, self.wanted = path, str(path), wanted
         self.rows = 0
         self.columns: dict[str, None] = {}  # in order of appearance
         self.column: str | None = None
@@ -243,71 +114,60 @@ class _Scan:
 
     def _choose_column(self, columns: list[str]) -> None:
         try:
-            self.column = readers._text_column(columns, self.wanted, self.path)
+            self.column = text_column(columns, self.wanted, self.source)
         except GPTClassifierError as exc:
             self.column_error = exc
 
     def _check_row(self, number: int, values: dict[str, Any]) -> None:
+        self.rows += 1
         if self.column is None or self.text_error is not None:
             return
         try:
-            readers.text_row(values, self.column, list(self.columns), self.source, number)
+            text_row(values, self.column, list(self.columns), self.source, number)
         except GPTClassifierError as exc:
             self.text_error = exc
 
+    def parquet(self) -> None:
+        columns, rows = parquet_rows(self.path)
+        self.columns = dict.fromkeys(columns)
+        if rows:
+            self._choose_column(columns)
+        for number, values in rows:
+            self._check_row(number, values)
+
     def line_records(self, handle: IO[str], fmt: str) -> None:
-        if fmt == "lines":
-            self.columns = {"text": None}
-        elif fmt == "sms":
-            self.columns = {"label": None, "text": None}
-        for number, line in _numbered_lines(handle):
-            if not line.strip():
-                continue
-            values = _line_values(line, fmt, self.source, number)
+        if fmt != "jsonl":  # a JSON-lines file's columns are the keys of its objects
+            self.columns = dict.fromkeys(["text"] if fmt == "lines" else ["label", "text"])
+        for number, values in line_records(handle, fmt, self.source):
             if fmt == "jsonl":
                 self.columns.update(dict.fromkeys(values))
             if self.rows == 0:
                 self._choose_column(list(values) if fmt == "jsonl" else list(self.columns))
-            self.rows += 1
             self._check_row(number, values)
 
     def delimited(self, handle: IO[str], fmt: str, lenient: bool) -> None:
-        header: list[str] | None = None
         lines = [0]
-        runaways: list[Any] = []  # the first one, the first broken one
-        count = 0
+        rows = delimited_rows(handle, fmt, self.source, lines)
+        first = next(rows, None)
+        if first is None:
+            return
+        header = [cell.strip() for cell in first[1]]
+        self.columns = dict.fromkeys(header)
+        self._choose_column(header)
+        runaways = Runaways(len(header))
         width_error: GPTClassifierError | None = None
-        for number, cells, broken in _delimited_rows(handle, fmt, self.source, lines):
-            if header is None:
-                header = [cell.strip() for cell in cells]
-                self.columns = dict.fromkeys(header)
-                self._choose_column(header)
-                continue
-            self.rows += 1
-            table = readers._Table(header, 1, [(number, cells)], {number} if broken else set())
-            for runaway in readers._runaways(table, None, None):
-                count += 1
-                if not runaways or (runaway.broken and not any(r.broken for r in runaways)):
-                    runaways.append(runaway)
+        for number, cells, broken in rows:
+            runaways.add(number, cells, broken)
             if len(cells) != len(header):
+                self.rows += 1
                 if width_error is None:
                     try:
-                        readers._check_width(cells, header, self.source, number, fmt)
+                        check_width(cells, header, self.source, number, fmt)
                     except GPTClassifierError as exc:
                         width_error = exc
                 continue
             self._check_row(number, dict(zip(header, cells, strict=True)))
-        if runaways:
-            broken_ones = [r for r in runaways if r.broken]
-            readers.report_runaways(
-                runaways[0],
-                broken_ones[0] if broken_ones else None,
-                count,
-                rows=self.rows,
-                lines=lines[0] - 1,
-                source=self.source,
-                lenient=lenient,
-            )
+        runaways.report(rows=self.rows, lines=lines[0] - 1, source=self.source, lenient=lenient)
         if width_error is not None:
             raise width_error
 

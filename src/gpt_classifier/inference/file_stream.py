@@ -1,16 +1,11 @@
-"""``classify --file``: a file of any size classified in chunks, in flat memory.
+"""``classify --file``: a file of any size classified chunk by chunk, in flat memory.
 
-Each chunk of rows (4,096 by default) is read, tokenised, classified and written before the next
-is read, so memory does not grow with the file (``data/streaming.py`` reads it, after a first
-pass that checks every row). With ``--output`` the rows go, in input order, to a hidden partial
-file beside the output, renamed to its name only once complete: an output file is never
-half-written. After every chunk a small progress file (``.NAME.progress.json``) records how many
-rows are done, how many bytes of the partial file hold them, and which input file and run made
-them, so ``--resume`` continues an interrupted run where it stopped and refuses another input or
-run.
-
-Under ``torchrun`` chunk ``k`` is classified by rank ``k mod N`` and rank 0 writes every chunk,
-in order.
+Each chunk (4,096 rows) is read (``data/streaming.py``, after a pass that checks every row),
+classified and written before the next. ``--output`` goes to a hidden partial file renamed to
+its name once complete; after every chunk ``.NAME.progress.json`` records the rows done, the
+bytes holding them and which input and run made them, so ``--resume`` continues where a run
+stopped and refuses another input or run. Under ``torchrun`` rank ``k mod N`` classifies chunk
+``k`` and rank 0 writes them all, in order.
 """
 
 from __future__ import annotations
@@ -114,7 +109,6 @@ def classify_file(
         )
         writer = opened[0] if opened else None
         done = dist.broadcast_object(writer.done if writer is not None else 0)
-    truncated = 0
     bar = tqdm(
         total=plan.rows,
         initial=done,
@@ -125,34 +119,18 @@ def classify_file(
         dynamic_ncols=True,
     )
     try:
-        chunks = _chunks(iter_text_rows(plan, skip=done), chunk_rows)
-        for round_of_chunks in _rounds(chunks, dist.world_size):
-            mine = round_of_chunks[dist.rank] if dist.rank < len(round_of_chunks) else None
-            probabilities = None
-            if mine is not None:
-                probabilities = classifier.predict_proba([row.text for row in mine], batch_size)
-                truncated += classifier.truncated
-            gathered = dist.gather_objects(probabilities)
-            if not dist.is_main:
-                continue
-            for chunk, probs in zip(round_of_chunks, gathered, strict=False):
-                predictions = classifier.predictions(probs)
-                if writer is not None:
-                    writer.append(chunk, predictions)
-                elif sink is not None:
-                    sink(chunk, predictions)
-                bar.update(len(chunk))
+        chunks = _batched(iter_text_rows(plan, skip=done), chunk_rows)
+        truncated = _classify_chunks(classifier, chunks, batch_size, dist, writer or sink, bar)
         if writer is not None:
             writer.commit()
     finally:
         bar.close()
         if writer is not None:
             writer.close()
-    truncated = sum(dist.gather_objects(truncated))
     return FileResult(
         rows=plan.rows,
         classified=plan.rows - done,
-        truncated=truncated,
+        truncated=sum(dist.gather_objects(truncated)),
         seconds=time.perf_counter() - started,
         output=Path(output) if output is not None else None,
         max_length=classifier.info.max_length,
@@ -160,20 +138,41 @@ def classify_file(
     )
 
 
-def _chunks(rows: Iterator[TextRow], size: int) -> Iterator[list[TextRow]]:
-    while chunk := list(itertools.islice(rows, size)):
-        yield chunk
+def _classify_chunks(
+    classifier: TextClassifier,
+    chunks: Iterator[list[TextRow]],
+    batch_size: int,
+    dist: Any,
+    sink: ChunkSink | _PartialCsv | None,
+    bar: Any,
+) -> int:
+    """Each rank classifies one chunk of every round; rank 0 hands them all, in order, to
+    ``sink``. Returns the texts this rank cut to the trained length."""
+    truncated = 0
+    for round_of_chunks in _batched(chunks, dist.world_size):  # one chunk per rank
+        mine = round_of_chunks[dist.rank] if dist.rank < len(round_of_chunks) else None
+        probabilities = None
+        if mine is not None:
+            probabilities = classifier.predict_proba([row.text for row in mine], batch_size)
+            truncated += classifier.truncated
+        gathered = dist.gather_objects(probabilities)
+        if not dist.is_main:
+            continue
+        for chunk, probs in zip(round_of_chunks, gathered, strict=False):
+            if sink is not None:
+                sink(chunk, classifier.predictions(probs))
+            bar.update(len(chunk))
+    return truncated
 
 
-def _rounds(chunks: Iterator[list[TextRow]], world: int) -> Iterator[list[list[TextRow]]]:
-    """``world`` chunks at a time: one per rank (the last round may have fewer)."""
-    while batch := list(itertools.islice(chunks, world)):
+def _batched(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    while batch := list(itertools.islice(items, size)):
         yield batch
 
 
 def _identity(plan: TextFilePlan, run_dir: str | os.PathLike[str] | None) -> dict[str, Any]:
-    """What the rows of a partial output depend on: the input file (size, modification time,
-    its first MiB) and its reading, and the run (run.json and the weights' size and time)."""
+    """What a partial output's rows depend on: the input (size, time, first MiB, how it is read)
+    and the run (run.json, the weights' size and time)."""
     stat = plan.path.stat()
     with plan.path.open("rb") as handle:
         head = hashlib.sha256(handle.read(_HEAD_BYTES)).hexdigest()
@@ -235,7 +234,8 @@ class _PartialCsv:
         made._record()
         return made
 
-    def append(self, rows: Sequence[TextRow], predictions: Sequence[Prediction]) -> None:
+    def __call__(self, rows: Sequence[TextRow], predictions: Sequence[Prediction]) -> None:
+        """Append a chunk's rows and record the progress."""
         buffer = io.StringIO(newline="")
         writer = csv.writer(buffer)
         for row, prediction in zip(rows, predictions, strict=True):
@@ -320,8 +320,8 @@ def run_classify_file(
     tokenizer_dir: str | None = None,
     **options: Any,
 ) -> FileResult:
-    """``classify --file``: the run loaded on this process's device, then :func:`classify_file`
-    (under ``torchrun``: every rank a share of the chunks)."""
+    """``classify --file``: the run loaded on this process's device (every rank under
+    ``torchrun``), then :func:`classify_file`."""
     from .. import distributed
     from ..precision import resolve_device
 

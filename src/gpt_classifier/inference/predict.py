@@ -12,13 +12,12 @@ import torch
 from ..classifier import GPTClassifier, Pooling
 from ..classifier.packing import pack
 from ..config import EOT_TOKEN_ID
+from ..data.batching import TOKENS_PER_PASS, plan_batches
 from ..data.encoding import pad_token_ids
 from ..errors import GPTClassifierError
 from ..precision import autocast, resolve_device, resolve_precision
 from ..runs.run_dir import RunInfo, load_run
 from ..tokenizer import encode, get_tokenizer
-
-_TOKENS_PER_BATCH = 1024  # matmuls of ~1k rows run fastest on the CPU (cache-sized)
 
 
 @dataclass(frozen=True)
@@ -29,11 +28,8 @@ class Prediction:
 
 
 class TextClassifier:
-    """A fine-tuned classifier with its tokenizer and input rules, ready for raw texts.
-
-    Texts are tokenized, cut to the length the model was trained with, sorted by length and
-    run in batches of similar length (little padding); results come back in input order.
-    """
+    """A fine-tuned classifier with its tokenizer and input rules: texts are tokenized, cut to
+    the trained length and run in batches of similar length; results come in input order."""
 
     def __init__(
         self,
@@ -80,9 +76,8 @@ class TextClassifier:
     def encode_texts(
         self, texts: Sequence[str], *, truncate: bool = True
     ) -> tuple[list[list[int]], int]:
-        """``(token ids per text, how many were cut)``; keeps no state, so threads may share it.
-
-        ``truncate=False`` makes a text longer than ``max_tokens`` an error instead of a cut."""
+        """``(token ids per text, how many were cut)``, keeping no state (threads share it);
+        ``truncate=False``: a text over ``max_tokens`` is an error instead."""
         limit = self.max_tokens
         encoded, truncated = [], 0
         for number, text in enumerate(texts, start=1):
@@ -100,14 +95,13 @@ class TextClassifier:
         return encoded, truncated
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
-        """Class probabilities ``(len(texts), num_classes)`` in input order.
-
-        Texts with the same token ids (repeats, or texts equal up to the cut) run once."""
+        """Class probabilities ``(len(texts), num_classes)`` in input order; texts with the same
+        token ids run once."""
         slot_of: dict[tuple[int, ...], int] = {}
         slots = [slot_of.setdefault(tuple(ids), len(slot_of)) for ids in self.encode(texts)]
         encoded = list(slot_of)
         probabilities = torch.empty(len(encoded), len(self.classes))
-        for rows in self._batches([len(ids) for ids in encoded], batch_size):
+        for rows in self.plan_batches([len(ids) for ids in encoded], batch_size):
             probabilities[rows] = self.forward([encoded[i] for i in rows])
         return probabilities[slots]
 
@@ -123,17 +117,15 @@ class TextClassifier:
 
     @property
     def can_pack(self) -> bool:
-        """Whether ``forward_packed`` applies: a run trained with per-batch padding whose
-        model packs (``GPTClassifier.can_pack``). A fixed ``pad_length`` is part of what such a
-        model reads, so it is kept."""
+        """Whether ``forward_packed`` applies: per-batch padding (a fixed pad length is part of
+        what the model reads) and a model that packs."""
         return self.info.pad_length is None and self.model.can_pack
 
     def forward_packed(
-        self, encoded: Sequence[Sequence[int]], row_tokens: int = _TOKENS_PER_BATCH
+        self, encoded: Sequence[Sequence[int]], row_tokens: int = TOKENS_PER_PASS
     ) -> torch.Tensor:
-        """``forward`` with the texts packed end to end in rows of ``row_tokens`` tokens
-        instead of padded (``classifier/packing.py``): for texts of mixed lengths, such as a
-        server's batch, no work goes to padding. Same probabilities up to float rounding."""
+        """``forward`` with the texts packed end to end in rows of ``row_tokens`` tokens, not
+        padded (``classifier/packing.py``): the same probabilities up to float rounding."""
         packed = pack(encoded, row_tokens, self.info.pad_token_id)
         with torch.inference_mode(), autocast(self.device, self.precision):
             logits = self.model.forward_packed(packed)
@@ -155,51 +147,30 @@ class TextClassifier:
         predictions = []
         for row in probabilities.tolist():
             best = max(range(len(row)), key=row.__getitem__)
-            predictions.append(
-                Prediction(
-                    label=self.classes[best],
-                    probability=row[best],
-                    probabilities=dict(zip(self.classes, row, strict=True)),
-                )
-            )
+            scores = dict(zip(self.classes, row, strict=True))
+            predictions.append(Prediction(self.classes[best], row[best], scores))
         return predictions
 
-    def _batches(
-        self, lengths: Sequence[int], batch_size: int, max_tokens: int = _TOKENS_PER_BATCH
+    def plan_batches(
+        self, lengths: Sequence[int], batch_size: int, max_tokens: int = TOKENS_PER_PASS
     ) -> list[list[int]]:
-        """Indices grouped longest first, at most ``batch_size`` rows and ``max_tokens`` padded
-        tokens a batch (a text longer than that runs alone).
-
-        The book's ``last`` pooling reads position -1, so without a fixed pad length only texts
-        of exactly the same length may share a batch (then nothing is padded)."""
-        order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-        exact = self.model.pooling == Pooling.LAST and self.info.pad_length is None
-        batches: list[list[int]] = []
-        for index in order:
-            current = batches[-1] if batches else None
-            width = self.info.pad_length or (lengths[current[0]] if current else lengths[index])
-            fits = (
-                current is not None
-                and len(current) < batch_size
-                and (len(current) + 1) * width <= max_tokens
-                and (not exact or lengths[current[0]] == lengths[index])
-            )
-            if fits:
-                current.append(index)
-            else:
-                batches.append([index])
-        return batches
-
-    plan_batches = _batches  # public: the server plans its own batches
+        """Padded batches of indices, longest first (``data.batching.plan_batches``). The
+        book's ``last`` pooling reads position -1, so without a fixed pad length only texts of
+        one length share a batch (nothing is padded)."""
+        pad = self.info.pad_length
+        return plan_batches(
+            lengths,
+            max_tokens,
+            max_texts=batch_size,
+            pad_to=pad,
+            equal_lengths=self.model.pooling == Pooling.LAST and pad is None,
+        )
 
 
 def cast_linear_weights(model: torch.nn.Module, dtype: torch.dtype) -> None:
-    """Store every ``Linear`` layer's weight and bias in ``dtype``, in place.
-
-    Under autocast to ``dtype`` the outputs are bit-identical (autocast rounds float32 weights
-    to ``dtype`` for every matmul anyway), but the weights are no longer cast again at every
-    forward pass: for GPT-2 124M on a CPU core that cast is ~40 ms a pass, more than the
-    compute of a one-text batch, which is what a server runs under light load."""
+    """Store every ``Linear`` layer's weight and bias in ``dtype``, in place: under autocast the
+    outputs are bit-identical, without recasting the weights each pass (~40 ms for GPT-2 124M
+    on a CPU core, more than a one-text pass)."""
     for module in model.modules():
         if isinstance(module, torch.nn.Linear):
             module.to(dtype)
@@ -213,11 +184,8 @@ def classify_review(
     max_length: int | None = None,
     pad_token_id: int = EOT_TOKEN_ID,
 ) -> str:
-    """The book's function: the predicted class name of one text.
-
-    ``max_length`` pads and cuts as the book does; ``None`` uses the length the model was trained
-    with (``model.run_info`` after ``load_run``/training) or, lacking that, no padding at all.
-    """
+    """The book's function: the predicted class name of one text. ``max_length`` pads and cuts
+    as the book does; ``None``: the trained length (``model.run_info``), else no padding."""
     info: RunInfo | None = getattr(model, "run_info", None)
     if max_length is None and info is not None:
         max_length = info.pad_length or info.max_length

@@ -1,12 +1,10 @@
-"""Reading texts to classify: the labelled-data readers' parsers, so ``classify --file`` and
-``train`` read a file the same way (formats, line breaks, quoting: see
-:mod:`gpt_classifier.data.readers`)."""
+"""Reading texts to classify, as ``classify --file`` and ``train`` read files (same parsers)."""
 
 from __future__ import annotations
 
 import os
 
-from ..data.readers import read_unlabelled
+from ..data.streaming import read_unlabelled
 
 
 def read_texts(
@@ -16,11 +14,6 @@ def read_texts(
     *,
     lenient: bool = False,
 ) -> tuple[list[dict[str, str]], list[str]]:
-    """``(rows, texts)``: every row's fields (kept for the output CSV) and its text, in file order.
-
-    ``.csv``/``.tsv`` need a header and ``.jsonl`` objects; the text column is ``text_column`` or
-    the first of the usual names (text, sms, message, ...). A ``.txt`` (or suffix-less) file
-    without a header row is one text per line, lines broken at ``\\n``, ``\\r\\n``, ``\\r`` only.
-    """
+    """``(rows, texts)``: every row's fields (for an output CSV) and its text, in file order."""
     rows = read_unlabelled(path, fmt, text_column, lenient=lenient)
     return [row.fields for row in rows], [row.text for row in rows]

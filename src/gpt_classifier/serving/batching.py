@@ -1,13 +1,10 @@
 """Dynamic batching: one worker thread owns the model and merges concurrent requests.
 
-Requests are tokenised by their callers (outside the worker), admitted against a bounded queue
-counted in texts, then handed over as token ids. The worker waits a few milliseconds after the
-first text arrives for others to join, then runs one forward pass at a time within a token
-budget (so a huge request is split across passes and later small ones are not stuck behind all
-of it). Where the model allows it (``TextClassifier.can_pack``: the default runs) a pass packs
-the oldest waiting texts end to end, with no padding at all; otherwise it pads, and takes the
-oldest waiting text with the waiting texts nearest to it in length, so that little is padded.
-A request is resolved as soon as all of its texts are done.
+Callers tokenise and are admitted against a queue bounded in texts. The worker waits a few
+milliseconds after a text arrives for others, then runs one pass at a time within the token
+budget (a huge request spans passes; small ones are not stuck behind it): packed, the oldest
+texts in order (``TextClassifier.can_pack``); padded, the oldest text with those nearest it in
+length. A request is answered once all its texts are done.
 """
 
 from __future__ import annotations
@@ -24,20 +21,15 @@ from dataclasses import dataclass, field
 import torch
 
 from ..classifier import Pooling
+from ..data.batching import TOKENS_PER_PASS, best_padded_batch, plan_batches
 from ..inference.predict import TextClassifier
 from .model_thread import ModelThread
 
-DEFAULT_MAX_BATCH_TOKENS = 1024  # TextClassifier's own budget: ~1k-row matmuls suit the CPU
+DEFAULT_MAX_BATCH_TOKENS = TOKENS_PER_PASS
 DEFAULT_BATCH_WAIT_MS = 5.0
 DEFAULT_MAX_QUEUE = 1024
 _HURRY_POLL_SECONDS = 0.05  # how soon a waiting batch notices hurry()
-# A pass is chosen among the oldest waiting texts worth this many budgets: enough to group
-# similar lengths, few enough to plan in microseconds.
-_CANDIDATE_BUDGETS = 4
-# What one forward pass costs beyond its tokens, in tokens: measured for GPT-2 124M on a CPU
-# core, a one-token pass takes as long as ~75 tokens of a large one (every weight is read once
-# a pass). It only weighs fewer, fuller passes against less padding.
-PASS_COST_TOKENS = 75
+_CANDIDATE_BUDGETS = 4  # a pass is chosen among this many budgets of the oldest texts
 
 
 class QueueFull(Exception):
@@ -61,7 +53,7 @@ class _Job:
 
 @dataclass(frozen=True)
 class BatchStats:
-    """One forward pass, for the metrics: texts, padded tokens and seconds."""
+    """One forward pass for the metrics: texts, padded tokens, seconds."""
 
     texts: int
     tokens: int
@@ -69,14 +61,10 @@ class BatchStats:
 
 
 class Batcher:
-    """Merges concurrent classification requests into token-budgeted forward batches.
-
-    ``reserve`` admits texts (or raises ``QueueFull``) before any tokenising is done, ``submit``
-    hands over their token ids and returns a future of their probabilities, ``release`` returns
-    slots of a request that failed before ``submit``. The worker starts on first use, in
-    ``model_thread`` (the thread that loaded the classifier, see ``model_thread``), or in a
-    thread of its own.
-    """
+    """Merges concurrent requests into token-budgeted passes: ``reserve`` admits texts before
+    tokenising (or raises ``QueueFull``), ``submit`` hands over their ids for a future of their
+    probabilities, ``release`` frees a failed request's slots. The worker runs in
+    ``model_thread`` (the one that loaded the model) or a thread of its own."""
 
     def __init__(
         self,
@@ -126,9 +114,7 @@ class Batcher:
             self._admitted -= texts
 
     def submit(self, encoded: list[list[int]]) -> Future[torch.Tensor]:
-        """Probabilities ``(len(encoded), num_classes)`` in order, once the worker ran them.
-
-        The texts must have been ``reserve``d; an empty list resolves at once."""
+        """Probabilities ``(len(encoded), num_classes)`` of ``reserve``d texts, in order."""
         future: Future[torch.Tensor] = Future()
         job = _Job(encoded, future, torch.empty(len(encoded), len(self.classifier.classes)))
         if not encoded:
@@ -145,9 +131,7 @@ class Batcher:
         return future
 
     def hurry(self) -> None:
-        """Stop waiting for company: run what is queued at once (shutdown has begun).
-
-        Safe to call from a signal handler: it takes no lock; the worker polls the flag."""
+        """Run what is queued at once (shutdown); takes no lock, so a signal handler may call it."""
         self._hurry = True
 
     def close(self, timeout: float | None = None) -> None:
@@ -162,8 +146,7 @@ class Batcher:
 
     def _start_worker(self) -> None:
         if self._worker is None:
-            # The model thread is a daemon, so a process whose app never ran its shutdown
-            # (tests) can still exit; the server's lifespan calls close() to drain it properly.
+            # A daemon, so a process whose app never shut down (tests) still exits.
             if self._model_thread is None:
                 self._model_thread = ModelThread("gpt-classifier-batcher")
             self._worker = self._model_thread.submit(self._run)
@@ -176,24 +159,16 @@ class Batcher:
             self._process(taken)
 
     def _take(self) -> list[tuple[_Job, int]] | None:
-        """The texts of the next forward pass, after the wait window: the oldest waiting text
-        and the waiting texts closest to it in length, within the token budget.
-
-        One pass at a time, not every waiting text at once: the texts left over wait with the
-        ones arriving meanwhile, so the next pass can again group similar lengths (less
-        padding). The oldest text always goes, so no text waits behind later ones for ever."""
+        """The texts of the next pass, after the wait window; the oldest always goes. One pass
+        at a time: the texts left over wait with new ones, to be grouped by length again."""
         with self._cond:
             while not self._pending:
                 if self._closing:
                     return None
                 self._cond.wait()
-            # Wait for company only while a batch could still grow: a full budget, or a
-            # shutdown, goes at once. The window starts now, also for texts that queued up
-            # during the previous pass: the clients answered by that pass send their next
-            # requests within a few milliseconds, and waiting for them makes fewer, fuller
-            # passes, each paying once the fixed cost of reading every weight (tried: starting
-            # the window at the oldest text's arrival split 32 clients into passes of ~17
-            # texts instead of ~23, and lowered throughput).
+            # The window starts now, also for texts queued during the last pass: its clients
+            # send again within milliseconds, and fuller passes pay the weights' read once
+            # (a window from the oldest text's arrival made passes of ~17 texts, not ~23).
             deadline = time.monotonic() + self.batch_wait
             while (
                 not self._closing
@@ -216,21 +191,20 @@ class Batcher:
 
     def _choose_pass(self, lengths: Sequence[int]) -> list[int]:
         """Rows of ``lengths`` for the next pass; row 0 (the oldest text) is always in it."""
+        texts, tokens = self.max_batch_texts, self.max_batch_tokens
         if self.classifier.can_pack:  # no padding: the oldest texts, in order, that fit
-            return take_in_order(lengths, self.max_batch_texts, self.max_batch_tokens)
+            return plan_batches(lengths, tokens, max_texts=texts, packed=True, sort=False)[0]
         info, pooling = self.classifier.info, self.classifier.model.pooling
         if info.pad_length is not None or pooling == Pooling.LAST:
             # Every pass is padded to the same length, or (the book's position -1 without a
             # pad length) only texts of one length may share it: the classifier's own plan.
-            plans = self.classifier.plan_batches(
-                lengths, self.max_batch_texts, self.max_batch_tokens
-            )
+            plans = self.classifier.plan_batches(lengths, texts, tokens)
             return next(rows for rows in plans if 0 in rows)
-        return choose_pass(lengths, self.max_batch_texts, self.max_batch_tokens)
+        return best_padded_batch(lengths, texts, tokens)
 
     def _candidates(self) -> list[tuple[_Job, int]]:
-        """The oldest waiting texts (a few budgets' worth) to choose a pass from; texts of
-        requests whose client went away are dropped here. Called with the lock held."""
+        """The oldest waiting texts to choose a pass from, less those of clients gone (lock
+        held)."""
         candidates: list[tuple[_Job, int]] = []
         tokens = 0
         limit = _CANDIDATE_BUDGETS * self.max_batch_tokens
@@ -249,8 +223,7 @@ class Batcher:
         return candidates
 
     def _process(self, taken: Sequence[tuple[_Job, int]]) -> None:
-        """One forward pass; its requests' texts are done at once (a request whose texts all
-        ran is answered while the next pass runs)."""
+        """One forward pass; a request whose texts all ran is answered at once."""
         if not taken:
             return
         encoded = [job.encoded[index] for job, index in taken]
@@ -293,48 +266,13 @@ class Batcher:
             _settle(job.future, result=job.probabilities)
 
 
-def take_in_order(lengths: Sequence[int], max_texts: int, max_tokens: int) -> list[int]:
-    """The rows of one packed pass: the first texts while their tokens fit in ``max_tokens``
-    (row 0 always goes)."""
-    taken, tokens = [0], lengths[0]
-    for row in range(1, min(len(lengths), max_texts)):
-        if tokens + lengths[row] > max_tokens:
-            break
-        taken.append(row)
-        tokens += lengths[row]
-    return taken
-
-
-def choose_pass(lengths: Sequence[int], max_texts: int, max_tokens: int) -> list[int]:
-    """The rows of one padded pass that includes row 0, chosen for the most real tokens per
-    unit of work: for each width from row 0's length up, the longest texts that fit under it
-    (as many as the budget allows); a pass costs its padded tokens plus
-    ``PASS_COST_TOKENS`` (reading every weight once, Python overhead)."""
-    order = sorted(range(len(lengths)), key=lambda row: lengths[row])
-    best: list[int] = [0]
-    best_score = -1.0
-    for width in sorted({n for n in lengths if n >= lengths[0]}):
-        room = max(1, min(max_texts, max_tokens // width))
-        fitting = [row for row in order if lengths[row] <= width][-room:]
-        if 0 not in fitting:
-            fitting = fitting[1:] + [0]  # the oldest text goes instead of the shortest
-        padded = len(fitting) * max(lengths[row] for row in fitting)
-        score = sum(lengths[row] for row in fitting) / (PASS_COST_TOKENS + padded)
-        if score > best_score:
-            best, best_score = fitting, score
-    return best
-
-
 def _settle(
     future: Future[torch.Tensor],
     result: torch.Tensor | None = None,
     exception: BaseException | None = None,
 ) -> None:
-    # The awaiting side may have cancelled (client gone) at any moment; that is not an error.
-    try:
+    with contextlib.suppress(InvalidStateError):  # cancelled meanwhile: the client went away
         if exception is not None:
             future.set_exception(exception)
         else:
             future.set_result(result)
-    except InvalidStateError:
-        pass

@@ -1,9 +1,6 @@
-"""Reading an uploaded file of texts with the CLI's readers (``classify --file``).
-
-The readers work on paths (the format comes from the suffix, or from the name for
-``SMSSpamCollection``), so the upload is written under its own base name into a private
-temporary folder and read from there; error messages name the uploaded file, not the folder.
-"""
+"""An uploaded file of texts read as ``classify --file`` reads it: the readers take the format
+from the file name, so the upload is written under its base name into a private temporary
+folder, and errors name the upload, not the folder."""
 
 from __future__ import annotations
 
@@ -18,8 +15,8 @@ _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._ -]{0,99}")
 
 
 def upload_name(filename: str | None) -> str:
-    """The upload's base name if it is a plain file name, else ``upload`` plus its suffix (which
-    still tells the format). Browsers send a bare name; anything else is ignored."""
+    """The upload's base name if it is a plain file name, else ``upload`` plus its suffix (the
+    format)."""
     base = PurePath((filename or "").replace("\\", "/")).name
     if _SAFE_NAME.fullmatch(base):
         return base

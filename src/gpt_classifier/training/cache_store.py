@@ -25,22 +25,13 @@ from safetensors.torch import load_file, save_file
 
 from ..data.encoding import EncodedDataset
 from ..errors import GPTClassifierError
-from ..fileio import atomic_path
+from ..fileio import atomic_path, cache_dir
 from ..lazy_weights import lazy_weights_of
 from .prefix_cache import HiddenStateCache
 
-CACHE_DIR_ENV = "GPT_CLASSIFIER_CACHE"
 DEFAULT_SIZE_CAP_BYTES = 8 << 30
 SUFFIX = ".safetensors"
 FORMAT = "gpt-classifier-prefix-cache-2"
-
-
-def default_cache_dir() -> Path:
-    """``$GPT_CLASSIFIER_CACHE``, else ``$XDG_CACHE_HOME/gpt-classifier/prefix-cache``."""
-    if os.environ.get(CACHE_DIR_ENV):
-        return Path(os.environ[CACHE_DIR_ENV]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "gpt-classifier" / "prefix-cache"
 
 
 def model_digest(
@@ -105,10 +96,12 @@ class CacheEntry:
 
 
 class CacheStore:
-    """One cache folder with a size cap."""
+    """One cache folder (default: ``fileio.cache_dir("prefix-cache")``) with a size cap."""
 
-    def __init__(self, folder: str | os.PathLike[str], size_cap: int = DEFAULT_SIZE_CAP_BYTES):
-        self.folder = Path(folder).expanduser()
+    def __init__(
+        self, folder: str | os.PathLike[str] | None = None, size_cap: int = DEFAULT_SIZE_CAP_BYTES
+    ):
+        self.folder = Path(folder).expanduser() if folder else cache_dir("prefix-cache")
         self.size_cap = size_cap
 
     def path(self, key: str) -> Path:

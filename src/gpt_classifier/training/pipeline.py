@@ -42,7 +42,7 @@ from ..runs.transaction import StagedRun, finish_interrupted_commit
 from ..tokenizer import get_tokenizer
 from ..weights import build_model
 from . import lean
-from .cache_store import CacheStore, dataset_key, default_cache_dir, prefix_digests
+from .cache_store import CacheStore, dataset_key, prefix_digests
 from .interrupts import deferred_interrupts
 from .loop import LoopState, TrainingDiverged, TrainResult, train_classifier
 from .memory import peak_rss_mb, release_free_memory
@@ -406,7 +406,7 @@ def _build_caches(
     runs its share of the forward batches of the rest (from the token ids), then the shares are
     summed."""
     dist = setup.dist
-    store = CacheStore(options.cache_dir or default_cache_dir()) if options.disk_cache else None
+    store = CacheStore(options.cache_dir) if options.disk_cache else None
     lazy = lazy_weights_of(setup.classifier)
     digests: list[str] = []
     caches: dict[str, Any] = {}

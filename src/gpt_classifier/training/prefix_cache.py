@@ -18,11 +18,11 @@ import torch
 from torch import nn
 
 from ..classifier import GPTClassifier, Pooling, first_trainable_block
+from ..data.batching import plan_batches
 from ..data.encoding import Batch, EncodedDataset, pad_token_ids
 from ..precision import autocast
 
 DEFAULT_CACHE_BUDGET_BYTES = 4 << 30
-_TOKENS_PER_FORWARD = 1024  # ~90 % of fp32 peak on 2 cores already; larger only costs memory
 
 
 @dataclass(frozen=True)
@@ -132,21 +132,13 @@ def build_cache(
     lengths = dataset.lengths
     cache = empty_cache(dataset, pad_length, model.cfg.emb_dim)
     storage, offsets, kept = cache.storage, cache.offsets, cache.lengths
-    batch_number = -1
-    order = sorted(range(len(dataset)), key=lambda i: -lengths[i])
     # Without the causal mask a real token sees the padding of its batch: batch equal lengths.
-    equal_lengths_only = pad_length is None and not model.cfg.causal
-    position = 0
-    while position < len(order):
-        width = pad_length or max(lengths[order[position]], 1)
-        rows = max(1, _TOKENS_PER_FORWARD // width)
-        chunk = order[position : position + rows]
-        if equal_lengths_only:
-            chunk = [index for index in chunk if lengths[index] == lengths[chunk[0]]]
-        position += len(chunk)
-        batch_number += 1
+    equal_lengths = pad_length is None and not model.cfg.causal
+    batches = plan_batches(lengths, pad_to=pad_length, equal_lengths=equal_lengths)
+    for batch_number, chunk in enumerate(batches):
         if share is not None and batch_number % share[1] != share[0]:
             continue  # another rank's batch
+        width = pad_length or max(lengths[chunk[0]], 1)
         if source is None:
             inputs = pad_token_ids([dataset.input_ids[index] for index in chunk], width)
         else:

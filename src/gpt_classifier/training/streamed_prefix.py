@@ -23,14 +23,13 @@ import torch
 import torch.nn.functional as F
 
 from ..classifier import GPTClassifier
+from ..data.batching import TOKENS_PER_PASS, plan_batches
 from ..data.encoding import EncodedDataset, pad_token_ids
 from ..lazy_weights import LazyWeights
 from ..model import TransformerBlock
 from ..precision import autocast
 from .memory import release_free_memory
 from .prefix_cache import HiddenStateCache, empty_cache
-
-_TOKENS_PER_FORWARD = 1024
 
 
 def streaming_applies(model: GPTClassifier, pad_lengths: dict[str, int | None]) -> bool:
@@ -52,16 +51,8 @@ class _Slab:
 
 def _slabs(cache: HiddenStateCache) -> list[_Slab]:
     """Longest texts first, as many whole texts per slab as fit in ~1k tokens."""
-    order = sorted(range(len(cache.lengths)), key=lambda i: -cache.lengths[i])
-    slabs, position = [], 0
-    while position < len(order):
-        texts, tokens = [], 0
-        while position < len(order) and (
-            not texts or tokens + cache.lengths[order[position]] <= _TOKENS_PER_FORWARD
-        ):
-            texts.append(order[position])
-            tokens += cache.lengths[order[position]]
-            position += 1
+    slabs = []
+    for texts in plan_batches(cache.lengths, packed=True):
         width = cache.lengths[texts[0]]
         spans = [torch.arange(cache.lengths[i]) for i in texts]
         slabs.append(
@@ -86,8 +77,8 @@ def _block_on_slab(block: TransformerBlock, x: torch.Tensor, slab: _Slab) -> tor
     att = block.att
     texts, heads, head_dim = len(slab.texts), att.num_heads, att.head_dim
     tokens = x.shape[0]
-    if tokens < _TOKENS_PER_FORWARD:  # zero rows up to the slab size: one shape for every slab
-        x = torch.cat([x, x.new_zeros(_TOKENS_PER_FORWARD - tokens, x.shape[1])])
+    if tokens < TOKENS_PER_PASS:  # zero rows up to the slab size: one shape for every slab
+        x = torch.cat([x, x.new_zeros(TOKENS_PER_PASS - tokens, x.shape[1])])
     normed = block.norm1(x)
 
     def grid(projected: torch.Tensor) -> torch.Tensor:  # (rows, d) -> (texts, heads, w, hd)
