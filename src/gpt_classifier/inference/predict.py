@@ -9,8 +9,9 @@ from dataclasses import dataclass
 import tiktoken
 import torch
 
-from ..classifier import GPTClassifier, Pooling
+from ..classifier import GPTClassifier
 from ..classifier.packing import pack
+from ..classifier.pooling import padding_reads
 from ..config import EOT_TOKEN_ID
 from ..data.encoding import pad_token_ids
 from ..errors import GPTClassifierError
@@ -173,7 +174,8 @@ class TextClassifier:
         The book's ``last`` pooling reads position -1, so without a fixed pad length only texts
         of exactly the same length may share a batch (then nothing is padded)."""
         order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-        exact = self.model.pooling == Pooling.LAST and self.info.pad_length is None
+        model = self.model
+        exact = padding_reads(model.pooling, model.cfg.causal, self.info.pad_length).pooled
         batches: list[list[int]] = []
         for index in order:
             current = batches[-1] if batches else None

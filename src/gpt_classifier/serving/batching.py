@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..classifier import Pooling
+from ..classifier.pooling import padding_reads
 from ..inference.predict import TextClassifier
 from .model_thread import ModelThread
 
@@ -218,8 +218,11 @@ class Batcher:
         """Rows of ``lengths`` for the next pass; row 0 (the oldest text) is always in it."""
         if self.classifier.can_pack:  # no padding: the oldest texts, in order, that fit
             return take_in_order(lengths, self.max_batch_texts, self.max_batch_tokens)
-        info, pooling = self.classifier.info, self.classifier.model.pooling
-        if info.pad_length is not None or pooling == Pooling.LAST:
+        info, model = self.classifier.info, self.classifier.model
+        if (
+            info.pad_length is not None
+            or padding_reads(model.pooling, model.cfg.causal, info.pad_length).pooled
+        ):
             # Every pass is padded to the same length, or (the book's position -1 without a
             # pad length) only texts of one length may share it: the classifier's own plan.
             plans = self.classifier.plan_batches(

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from ..classifier import GPTClassifier
 from ..classifier.packing import layout, pack_rows, packing_of
+from ..classifier.pooling import padding_reads
 from ..data.encoding import EncodedDataset, pad_token_ids
 from ..lazy_weights import LazyWeights
 from ..model import TransformerBlock
@@ -33,7 +34,8 @@ _TOKENS_PER_FORWARD = 1024
 
 def streaming_applies(model: GPTClassifier, pad_lengths: dict[str, int | None]) -> bool:
     """Zeros may stand in for padding states only where no real token attends to them."""
-    return model.cfg.causal or all(pad is not None for pad in pad_lengths.values())
+    reads = [padding_reads(model.pooling, model.cfg.causal, pad) for pad in pad_lengths.values()]
+    return not any(r.attended for r in reads)
 
 
 @dataclass
