@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from .config import GPTConfig, resolve_config
 
@@ -27,7 +26,7 @@ class LayerNorm(nn.Module):
         self.scale = nn.Parameter(torch.ones(emb_dim))
         self.shift = nn.Parameter(torch.zeros(emb_dim))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Tensor) -> Tensor:
         # Same maths as the book's mean/var version (biased variance), in one fused kernel.
         return F.layer_norm(x, self.scale.shape, self.scale, self.shift, self.eps)
 
@@ -35,7 +34,7 @@ class LayerNorm(nn.Module):
 class GELU(nn.Module):
     """GELU with the tanh approximation, as GPT-2 was trained with."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Tensor) -> Tensor:
         return F.gelu(x, approximate="tanh")
 
 
@@ -48,42 +47,25 @@ class FeedForward(nn.Module):
             nn.Linear(4 * cfg.emb_dim, cfg.emb_dim),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Tensor) -> Tensor:
         return self.layers(x)
 
 
-def _slow_bf16_attention_backward(queries: torch.Tensor) -> bool:
-    """True where attention should run in float32: on the CPU bf16 SDPA's backward is ~2.4x
-    slower than float32's (torch 2.13), which matters when gradients flow through every block."""
-    return (
-        queries.dtype == torch.bfloat16
-        and queries.device.type == "cpu"
-        and queries.requires_grad
-        and torch.is_grad_enabled()
-    )
-
-
-@dataclass(frozen=True)
-class Packing:
+class Packing(NamedTuple):
     """Texts packed end to end: token ``i`` of a ``(tokens, d)`` tensor sits in cell ``cells[i]``
     of ``(rows, width)`` rows, where ``mask`` ``(rows, 1, width, width)`` (True: may attend) keeps
     it to its own text. Tokens past ``len(cells)`` only pad the tensor to a fixed shape."""
 
-    cells: torch.Tensor
-    mask: torch.Tensor
+    cells: Tensor
+    mask: Tensor
 
-    def to(self, device: torch.device) -> Packing:
-        return Packing(self.cells.to(device), self.mask.to(device))
-
-    def to_rows(self, t: torch.Tensor) -> torch.Tensor:
-        """``(tokens, d)`` -> ``(rows, width, d)``, zeros in the cells no token fills."""
+    def to_rows(self, t: Tensor) -> Tensor:  # (tokens, d) -> (rows, width, d)
         rows, _, width, _ = self.mask.shape
         out = t.new_zeros(rows * width, t.shape[-1])
         out[self.cells] = t[: len(self.cells)]
         return out.view(rows, width, -1)
 
-    def from_rows(self, t: torch.Tensor, tokens: int) -> torch.Tensor:
-        """``(rows, width, d)`` -> ``(tokens, d)``, zeros for the shape padding."""
+    def from_rows(self, t: Tensor, tokens: int) -> Tensor:  # (rows, width, d) -> (tokens, d)
         picked = t.reshape(-1, t.shape[-1])[self.cells]
         return F.pad(picked, (0, 0, 0, tokens - len(self.cells)))
 
@@ -114,73 +96,64 @@ class MultiHeadAttention(nn.Module):
         self.out_proj = nn.Linear(d_out, d_out)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, packing: Packing | None = None) -> torch.Tensor:
+    def forward(self, x: Tensor, packing: Packing | None = None) -> Tensor:
         """``x`` ``(b, T, d_in)``, or packed tokens ``(tokens, d_in)`` with their ``packing``."""
         queries, keys, values = self.W_query(x), self.W_key(x), self.W_value(x)
         if packing is None:
-            context = self._attend(queries, keys, values, is_causal=self.causal)
-        else:  # projections per token, attention within the rows of packed texts
-            rows = [packing.to_rows(t) for t in (queries, keys, values)]
-            context = self._attend(*rows, attn_mask=packing.mask)
-            context = packing.from_rows(context, x.shape[0])
-        return self.out_proj(context)
+            return self.out_proj(self._attend(queries, keys, values))
+        # projections per token, attention within the rows of packed texts
+        rows = [packing.to_rows(t) for t in (queries, keys, values)]
+        context = self._attend(*rows, mask=packing.mask)
+        return self.out_proj(packing.from_rows(context, x.shape[0]))
 
-    def _attend(
-        self,
-        queries: torch.Tensor,
-        keys: torch.Tensor,
-        values: torch.Tensor,
-        attn_mask: torch.Tensor | None = None,
-        is_causal: bool = False,
-    ) -> torch.Tensor:
-        """Attention per head: queries ``(b, T_q, d_out)`` over keys, values ``(b, T, d_out)``."""
-        b = queries.shape[0]
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Queries ``(b, T_q, d_out)`` over keys and values ``(b, T, d_out)``; ``mask`` (True:
+        may attend) replaces the causal one."""
+        b = q.shape[0]
 
-        def split_heads(t: torch.Tensor) -> torch.Tensor:  # (b, T, d_out) -> (b, heads, T, hd)
+        def split_heads(t: Tensor) -> Tensor:  # (b, T, d_out) -> (b, num_heads, T, head_dim)
             return t.view(b, -1, self.num_heads, self.head_dim).transpose(1, 2)
 
-        q, k, v = split_heads(queries), split_heads(keys), split_heads(values)
-        dropout_p = self.dropout.p if self.training else 0.0
-        if _slow_bf16_attention_backward(q):
+        q, k, v = split_heads(q), split_heads(k), split_heads(v)
+        options = {
+            "attn_mask": mask,
+            "dropout_p": self.dropout.p if self.training else 0.0,
+            "is_causal": self.causal and mask is None,
+        }
+        if q.dtype == torch.bfloat16 and q.device.type == "cpu" and q.requires_grad:
+            # bf16 SDPA's backward on the CPU is ~2.4x slower than float32's (torch 2.13)
             with torch.autocast("cpu", enabled=False):  # autocast would cast back to bf16
-                context = F.scaled_dot_product_attention(
-                    q.float(), k.float(), v.float(), attn_mask, dropout_p, is_causal
-                ).to(q.dtype)
+                context = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), **options)
+            context = context.to(q.dtype)
         else:
-            context = F.scaled_dot_product_attention(q, k, v, attn_mask, dropout_p, is_causal)
+            context = F.scaled_dot_product_attention(q, k, v, **options)
         return context.transpose(1, 2).reshape(b, -1, self.d_out)  # (b, T_q, d_out)
 
-    def forward_at(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """``forward(x)[arange(b), positions]`` ``(b, d_out)``, without keys or values.
-
-        With one query per row the projections move to the query side:
+    def forward_at(self, x: Tensor, positions: Tensor) -> Tensor:
+        """``forward(x)[arange(b), positions]`` ``(b, d_out)``, without keys or values: with one
+        query per row the projections move to the query side,
         ``q . (W_k x_j + b_k) = (W_k^T q) . x_j + q . b_k`` and
         ``sum_j a_j (W_v x_j + b_v) = W_v (sum_j a_j x_j) + b_v sum_j a_j``: three ``d x d``
-        products per row instead of two per token. Tested equal (and its gradients) to 1e-5.
-        """
+        products per row instead of two per token."""
         b, num_tokens, d_in = x.shape
-        rows = torch.arange(b, device=x.device)
-        hidden = None
-        if self.causal:  # (b, T): the tokens after each row's query
-            hidden = torch.arange(num_tokens, device=x.device)[None, :] > positions[:, None]
+        query = self.W_query(x[torch.arange(b, device=x.device), positions])  # (b, d_out)
+        later = torch.arange(num_tokens, device=x.device)[None, :] > positions[:, None]  # (b, T)
         if not (type(self.W_key) is nn.Linear and type(self.W_value) is nn.Linear):
             # e.g. LoRA-wrapped projections: no single weight to move, so attend as usual
-            query = self.W_query(x[rows, positions])[:, None]  # (b, 1, d_out)
-            mask = None if hidden is None else ~hidden[:, None, None, :]
-            context = self._attend(query, self.W_key(x), self.W_value(x), attn_mask=mask)
+            mask = ~later[:, None, None, :] if self.causal else None
+            context = self._attend(query[:, None], self.W_key(x), self.W_value(x), mask)
             return self.out_proj(context[:, 0])
         heads, head_dim = self.num_heads, self.head_dim
-        query = self.W_query(x[rows, positions]).view(b, heads, head_dim)
+        query = query.view(b, heads, head_dim)
         key_weight = self.W_key.weight.view(heads, head_dim, d_in)
         absorbed = torch.einsum("bhd,hdi->bhi", query, key_weight)  # W_k^T q, per head
         scores = torch.einsum("bhi,bti->bht", absorbed, x)
         if self.W_key.bias is not None:  # a constant per row and head: softmax ignores it
             scores = scores + (query * self.W_key.bias.view(heads, head_dim)).sum(-1, True)
         scores = scores / math.sqrt(head_dim)
-        if hidden is not None:
-            scores = scores.masked_fill(hidden[:, None, :], float("-inf"))
-        weights = torch.softmax(scores, dim=-1)
-        weights = F.dropout(weights, self.dropout.p, self.training)
+        if self.causal:
+            scores = scores.masked_fill(later[:, None, :], float("-inf"))
+        weights = F.dropout(torch.softmax(scores, dim=-1), self.dropout.p, self.training)
         mixed = torch.einsum("bht,bti->bhi", weights.to(x.dtype), x)  # sum_j a_j x_j, per head
         value_weight = self.W_value.weight.view(heads, head_dim, d_in)
         context = torch.einsum("bhi,hdi->bhd", mixed, value_weight)
@@ -205,15 +178,15 @@ class TransformerBlock(nn.Module):
         self.norm2 = LayerNorm(cfg.emb_dim)
         self.drop_resid = nn.Dropout(cfg.drop_rate)
 
-    def forward(self, x: torch.Tensor, packing: Packing | None = None) -> torch.Tensor:
+    def forward(self, x: Tensor, packing: Packing | None = None) -> Tensor:
         """``x`` ``(b, T, emb_dim)``, or packed tokens ``(tokens, emb_dim)`` with ``packing``."""
         x = x + self.drop_resid(self.att(self.norm1(x), packing))
         x = x + self.drop_resid(self.ff(self.norm2(x)))
         return x
 
-    def forward_at(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """The output at one position per row ``(b, emb_dim)``: all a classifier's last block
-        must give, for several times less work."""
+    def forward_at(self, x: Tensor, positions: Tensor) -> Tensor:
+        """``forward(x)`` at one position per row ``(b, emb_dim)``: all a classifier's last
+        block must give, for several times less work (tested equal, gradients too)."""
         rows = torch.arange(x.shape[0], device=x.device)
         y = x[rows, positions] + self.drop_resid(self.att.forward_at(self.norm1(x), positions))
         return y + self.drop_resid(self.ff(self.norm2(y)))
@@ -242,7 +215,7 @@ class GPTModel(nn.Module):
         self.final_norm = LayerNorm(cfg.emb_dim)
         self.out_head = nn.Linear(cfg.emb_dim, cfg.vocab_size, bias=False)
 
-    def embed(self, idx: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+    def embed(self, idx: Tensor, positions: Tensor | None = None) -> Tensor:
         """Token plus position embeddings; ``positions`` (shaped as ``idx``) default to 0..T-1."""
         if positions is None:
             seq_len = idx.shape[-1]
@@ -255,10 +228,10 @@ class GPTModel(nn.Module):
         return self.drop_emb(self.tok_emb(idx) + self.pos_emb(positions))
 
     def hidden_states(
-        self, idx: torch.Tensor, start_block: int = 0, end_block: int | None = None
-    ) -> torch.Tensor:
+        self, idx: Tensor, start_block: int = 0, end_block: int | None = None
+    ) -> Tensor:
         """Output of ``trf_blocks[start_block:end_block]``; ``idx`` holds token ids when
-        ``start_block == 0`` and hidden states ``(batch, seq, emb_dim)`` otherwise."""
+        ``start_block == 0``, hidden states ``(batch, seq, emb_dim)`` otherwise."""
         x = self.embed(idx) if start_block == 0 else idx
         for block in self.trf_blocks[start_block:end_block]:
             x = block(x)
@@ -271,7 +244,7 @@ class GPTModel(nn.Module):
         for block in self.trf_blocks:
             block.att.causal = False
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+    def forward(self, idx: Tensor) -> Tensor:
         x = self.hidden_states(idx)
         x = self.final_norm(x)
         return self.out_head(x)

@@ -10,20 +10,16 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from ..errors import GPTClassifierError
 from ..model import GPTModel
-from .packing import PackedBatch
+from .packing import PackedBatch, packing_of
 from .pooling import Pooling, padding_reads, pool_hidden, pooled_positions, validate_pooling
 
 
 def _seeded_linear(
-    in_features: int,
-    out_features: int,
-    seed: int,
-    device: torch.device,
-    dtype: torch.dtype,
+    in_features: int, out_features: int, seed: int, device: torch.device, dtype: torch.dtype
 ) -> nn.Linear:
     """``nn.Linear`` with PyTorch's default init drawn on the CPU from its own seeded generator:
     the same head for a seed on every device, and the global RNG untouched."""
@@ -76,22 +72,20 @@ class GPTClassifier(nn.Module):
         return len(self.gpt.trf_blocks)
 
     def forward(
-        self, input_ids: torch.Tensor, lengths: torch.Tensor | None = None, *, fast: bool = True
-    ) -> torch.Tensor:
+        self, input_ids: Tensor, lengths: Tensor | None = None, *, fast: bool = True
+    ) -> Tensor:
         """Class logits ``(B, num_classes)`` of token ids ``(B, T)``; ``lengths`` ``(B,)`` count
-        each row's real tokens (right padding; ``None``: no padding). ``fast`` runs the last
-        block at the pooled positions only (``forward_at``): the same logits and gradients."""
+        each row's real tokens (``None``: no padding). ``fast`` runs the last block at the
+        pooled positions only (``forward_at``): the same logits and gradients."""
         if fast:
             return self._run_blocks(self.gpt.embed(input_ids), 0, lengths)
         hidden = self.gpt.hidden_states(input_ids)  # (B, T, D): every block at every position
         pooled = pool_hidden(self.gpt.final_norm(hidden), lengths, self.pooling)  # (B, D)
         return self.gpt.out_head(pooled)  # the book: model(x)[:, -1, :]
 
-    def _run_blocks(
-        self, x: torch.Tensor, start_block: int, lengths: torch.Tensor | None
-    ) -> torch.Tensor:
-        """``trf_blocks[start_block:]``, final_norm, pooling and the head, the last block at the
-        pooled positions only where the pooling reads one per row."""
+    def _run_blocks(self, x: Tensor, start_block: int, lengths: Tensor | None) -> Tensor:
+        """``trf_blocks[start_block:]`` (the last at the pooled positions where there is one per
+        row), final_norm, pooling and the head."""
         blocks = self.gpt.trf_blocks[start_block:]
         positions = pooled_positions(x, lengths, self.pooling) if len(blocks) else None
         for block in blocks if positions is None else blocks[:-1]:
@@ -107,10 +101,9 @@ class GPTClassifier(nn.Module):
         """Whether ``forward_packed`` gives this model's answers (``padding_reads``)."""
         return not any(padding_reads(self.pooling, self.cfg.causal, None))
 
-    def forward_packed(self, packed: PackedBatch) -> torch.Tensor:
-        """Class logits ``(texts, num_classes)`` of texts packed end to end (``packing.pack``):
-        every block but the last runs on the packed texts, the last on them unpacked into
-        right-padded rows, as in ``forward``. Equal to ``forward`` to float rounding (tested)."""
+    def forward_packed(self, packed: PackedBatch) -> Tensor:
+        """``forward`` of texts packed end to end (``packing.pack``), to float rounding: every
+        block but the last runs on the packed tokens, the last on them unpacked into rows."""
         if not self.can_pack:
             raise GPTClassifierError(
                 "packed batches need the causal mask and a pooling other than 'last'"
@@ -119,18 +112,16 @@ class GPTClassifier(nn.Module):
         input_ids, positions = packed.tokens()
         x = self.gpt.embed(input_ids.to(device), positions.to(device))  # (tokens, D)
         last = max(self.n_layers - 1, 0)
-        if last > 0:
-            packing = packed.packing().to(x.device)
-            for block in self.gpt.trf_blocks[:last]:
-                x = block(x, packing)
+        packing = packing_of(packed.segments.to(device))
+        for block in self.gpt.trf_blocks[:last]:
+            x = block(x, packing)
         return self._run_blocks(packed.unpack(x), last, packed.lengths)
 
     def forward_from_hidden(
-        self, hidden: torch.Tensor, start_block: int, lengths: torch.Tensor | None = None
-    ) -> torch.Tensor:
+        self, hidden: Tensor, start_block: int, lengths: Tensor | None = None
+    ) -> Tensor:
         """Class logits from the states ``(B, T, D)`` entering ``trf_blocks[start_block]``
-        (``gpt.hidden_states(input_ids, 0, start_block)``, cacheable when those blocks are
-        frozen); ``start_block == n_layers`` runs only final_norm, pooling and the head."""
+        (cacheable when the blocks before are frozen); ``n_layers`` runs only the head."""
         if isinstance(start_block, bool) or not 0 <= start_block <= self.n_layers:
             raise GPTClassifierError(
                 f"start_block must be between 0 and {self.n_layers} (got {start_block!r})"

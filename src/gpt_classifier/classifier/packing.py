@@ -32,9 +32,6 @@ class PackedBatch:
         real = self.segments >= 0
         return self.input_ids[real], self.positions[real]
 
-    def packing(self, causal: bool = True) -> Packing:
-        return packing_of(self.segments, causal)
-
     def unpack(self, hidden: torch.Tensor) -> torch.Tensor:
         """Packed states ``(tokens, D)`` -> right-padded ``(texts, longest, D)`` (zeros after
         each text's end)."""
