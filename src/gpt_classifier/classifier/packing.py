@@ -1,9 +1,6 @@
-"""Texts of different lengths in one pass without padding: packed end to end in rows.
-
-Each token gets its position within its own text and a block-diagonal causal mask keeps each
-text to itself, so the states are those of the texts run alone (to float rounding); the
-projections and the MLP see only real tokens (``model.Packing``).
-"""
+"""Texts of different lengths in one pass without padding, packed end to end in rows: each
+token at its position in its own text, a block-diagonal mask keeping each text to itself
+(``model.Packing``), so the states are those of the texts run alone, to float rounding."""
 
 from __future__ import annotations
 
@@ -33,8 +30,7 @@ class PackedBatch:
         return self.input_ids[real], self.positions[real]
 
     def unpack(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Packed states ``(tokens, D)`` -> right-padded ``(texts, longest, D)`` (zeros after
-        each text's end)."""
+        """Packed states ``(tokens, D)`` -> right-padded ``(texts, longest, D)``, zeros after."""
         texts, longest = len(self.lengths), int(self.lengths.max())
         padded = hidden.new_zeros(texts, longest, hidden.shape[-1])
         real = self.segments >= 0
@@ -43,9 +39,8 @@ class PackedBatch:
 
 
 def packing_of(segments: torch.Tensor, causal: bool = True) -> Packing:
-    """The ``Packing`` of rows whose cells hold ``segments`` (-1: no text): a token may attend
-    to its own text (earlier tokens only when ``causal``). The empty tail forms a "text" of its
-    own, so no query row is empty."""
+    """The ``Packing`` of rows whose cells hold ``segments``: a token sees its own text (its past
+    only when ``causal``); a row's empty tail (-1) is a "text" too, so no query row is empty."""
     same = segments[:, :, None] == segments[:, None, :]
     if causal:
         width = segments.shape[1]
