@@ -1,10 +1,7 @@
-"""Which position's hidden state the classification head reads.
-
-The book reads position -1 (``model(x)[:, -1, :]``), which is the last *real* token only when
-every text in the batch fills the whole row. With right padding, ``last-real`` reads each row's
-position ``lengths - 1`` instead. The lengths come from the collate function, never from searching
-for the pad id: GPT-2 pads with ``<|endoftext|>`` (50256), and a text may contain that token too.
-"""
+"""Which position's hidden state the head reads. The book's position -1 (``model(x)[:, -1, :]``)
+is the last real token only in a row without padding; ``last-real`` reads ``lengths - 1``, the
+lengths coming from the collate function, never from searching for the pad id (GPT-2 pads with
+``<|endoftext|>``, which a text may contain too)."""
 
 from __future__ import annotations
 
@@ -12,6 +9,7 @@ from enum import Enum
 from typing import NamedTuple
 
 import torch
+from torch import Tensor
 
 from ..errors import GPTClassifierError
 
@@ -59,9 +57,7 @@ def _check_lengths(lengths: torch.Tensor, batch: int, seq_len: int) -> None:
         )
 
 
-def pool_hidden(
-    hidden: torch.Tensor, lengths: torch.Tensor | None, pooling: Pooling
-) -> torch.Tensor:
+def pool_hidden(hidden: Tensor, lengths: Tensor | None, pooling: Pooling) -> Tensor:
     """Hidden states ``(B, T, D)`` -> one vector per row ``(B, D)``: the position
     ``pooled_positions`` gives, or for ``mean`` the mean over each row's first ``lengths``."""
     if hidden.dim() != 3:
@@ -81,9 +77,7 @@ def pool_hidden(
     return summed / lengths[:, None].to(hidden.dtype)
 
 
-def pooled_positions(
-    hidden: torch.Tensor, lengths: torch.Tensor | None, pooling: Pooling
-) -> torch.Tensor | None:
+def pooled_positions(hidden: Tensor, lengths: Tensor | None, pooling: Pooling) -> Tensor | None:
     """The one position per row that ``pooling`` reads ``(B,)``, or ``None`` for ``mean``.
     ``lengths`` ``(B,)`` count each row's real tokens (``None``: all are real); pass them on
     the CPU to check them without a device sync."""
