@@ -115,18 +115,14 @@ class MultiHeadAttention(nn.Module):
             return t.view(b, -1, self.num_heads, self.head_dim).transpose(1, 2)
 
         q, k, v = split_heads(q), split_heads(k), split_heads(v)
-        options = {
-            "attn_mask": mask,
-            "dropout_p": self.dropout.p if self.training else 0.0,
-            "is_causal": self.causal and mask is None,
-        }
+        masking = (mask, self.dropout.p if self.training else 0.0, self.causal and mask is None)
         if q.dtype == torch.bfloat16 and q.device.type == "cpu" and q.requires_grad:
             # bf16 SDPA's backward on the CPU is ~2.4x slower than float32's (torch 2.13)
             with torch.autocast("cpu", enabled=False):  # autocast would cast back to bf16
-                context = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), **options)
+                context = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), *masking)
             context = context.to(q.dtype)
         else:
-            context = F.scaled_dot_product_attention(q, k, v, **options)
+            context = F.scaled_dot_product_attention(q, k, v, *masking)
         return context.transpose(1, 2).reshape(b, -1, self.d_out)  # (b, T_q, d_out)
 
     def forward_at(self, x: Tensor, positions: Tensor) -> Tensor:
