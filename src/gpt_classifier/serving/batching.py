@@ -219,10 +219,8 @@ class Batcher:
         if self.classifier.can_pack:  # no padding: the oldest texts, in order, that fit
             return take_in_order(lengths, self.max_batch_texts, self.max_batch_tokens)
         info, model = self.classifier.info, self.classifier.model
-        if (
-            info.pad_length is not None
-            or padding_reads(model.pooling, model.cfg.causal, info.pad_length).pooled
-        ):
+        reads = padding_reads(model.pooling, model.cfg.causal, info.pad_length)
+        if info.pad_length is not None or reads.pooled:
             # Every pass is padded to the same length, or (the book's position -1 without a
             # pad length) only texts of one length may share it: the classifier's own plan.
             plans = self.classifier.plan_batches(
