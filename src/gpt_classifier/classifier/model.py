@@ -78,23 +78,10 @@ class GPTClassifier(nn.Module):
         each row's real tokens (``None``: no padding). ``fast`` runs the last block at the
         pooled positions only (``forward_at``): the same logits and gradients."""
         if fast:
-            return self._run_blocks(self.gpt.embed(input_ids), 0, lengths)
+            return self.forward_from_hidden(self.gpt.embed(input_ids), 0, lengths)
         hidden = self.gpt.hidden_states(input_ids)  # (B, T, D): every block at every position
         pooled = pool_hidden(self.gpt.final_norm(hidden), lengths, self.pooling)  # (B, D)
         return self.gpt.out_head(pooled)  # the book: model(x)[:, -1, :]
-
-    def _run_blocks(self, x: Tensor, start_block: int, lengths: Tensor | None) -> Tensor:
-        """``trf_blocks[start_block:]`` (the last at the pooled positions where there is one per
-        row), final_norm, pooling and the head."""
-        blocks = self.gpt.trf_blocks[start_block:]
-        positions = pooled_positions(x, lengths, self.pooling) if len(blocks) else None
-        for block in blocks if positions is None else blocks[:-1]:
-            x = block(x)
-        if positions is None:
-            pooled = pool_hidden(self.gpt.final_norm(x), lengths, self.pooling)
-        else:
-            pooled = self.gpt.final_norm(blocks[-1].forward_at(x, positions))
-        return self.gpt.out_head(pooled)
 
     @property
     def can_pack(self) -> bool:
@@ -115,13 +102,14 @@ class GPTClassifier(nn.Module):
         packing = packing_of(packed.segments.to(device))
         for block in self.gpt.trf_blocks[:last]:
             x = block(x, packing)
-        return self._run_blocks(packed.unpack(x), last, packed.lengths)
+        return self.forward_from_hidden(packed.unpack(x), last, packed.lengths)
 
     def forward_from_hidden(
         self, hidden: Tensor, start_block: int, lengths: Tensor | None = None
     ) -> Tensor:
         """Class logits from the states ``(B, T, D)`` entering ``trf_blocks[start_block]``
-        (cacheable when the blocks before are frozen); ``n_layers`` runs only the head."""
+        (cacheable when the blocks before are frozen): the blocks from there, the last at the
+        pooled positions where there is one per row, then final_norm, pooling and the head."""
         if isinstance(start_block, bool) or not 0 <= start_block <= self.n_layers:
             raise GPTClassifierError(
                 f"start_block must be between 0 and {self.n_layers} (got {start_block!r})"
@@ -131,7 +119,15 @@ class GPTClassifier(nn.Module):
                 f"hidden states must have shape (batch, seq, {self.cfg.emb_dim}) "
                 f"(got {tuple(hidden.shape)})"
             )
-        return self._run_blocks(hidden, start_block, lengths)
+        blocks = self.gpt.trf_blocks[start_block:]
+        positions = pooled_positions(hidden, lengths, self.pooling) if len(blocks) else None
+        for block in blocks if positions is None else blocks[:-1]:
+            hidden = block(hidden)
+        if positions is None:
+            pooled = pool_hidden(self.gpt.final_norm(hidden), lengths, self.pooling)
+        else:
+            pooled = self.gpt.final_norm(blocks[-1].forward_at(hidden, positions))
+        return self.gpt.out_head(pooled)
 
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, pooling={str(self.pooling)!r}"
