@@ -106,3 +106,29 @@ def test_forward_from_hidden_validates_start_block(tiny_config):
             model.forward_from_hidden(hidden, bad)
     with pytest.raises(GPTClassifierError, match="hidden states"):
         model.forward_from_hidden(torch.zeros(1, 3, tiny_config.emb_dim + 1), 1)
+
+
+@pytest.mark.parametrize("pooling", POOLINGS)
+def test_the_fast_path_equals_the_books_path_in_logits_and_gradients(tiny_config, pooling):
+    """``forward`` (last block at the pooled positions) against ``forward(fast=False)`` (every
+    block at every position, as the book reads ``model(x)[:, -1, :]``)."""
+    torch.manual_seed(0)
+    model = GPTClassifier(GPTModel(tiny_config), num_classes=3, pooling=pooling)
+    with torch.no_grad():  # non-zero biases, so every term of the fast path is exercised
+        for param in model.parameters():
+            param.add_(torch.randn_like(param) * 0.05)
+    x = _tokens(4, 9)
+    lengths = torch.tensor([9, 3, 1, 5])
+    params = [p for p in model.parameters() if p.requires_grad]
+    results = {}
+    for fast in (True, False):
+        logits = model(x, lengths, fast=fast)
+        grads = torch.autograd.grad(logits.square().sum(), params, allow_unused=True)
+        results[fast] = logits, grads
+    torch.testing.assert_close(results[True][0], results[False][0], atol=1e-5, rtol=1e-5)
+    names = [name for name, p in model.named_parameters() if p.requires_grad]
+    for name, got, expected in zip(names, results[True][1], results[False][1], strict=True):
+        if expected is None:
+            assert got is None or not got.any(), name
+            continue
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4, msg=name)

@@ -12,6 +12,7 @@ from gpt_classifier.classifier import (
     pool_hidden,
     validate_pooling,
 )
+from gpt_classifier.classifier.pooling import padding_reads
 from gpt_classifier.config import EOT_TOKEN_ID
 from gpt_classifier.errors import GPTClassifierError
 from gpt_classifier.model import GPTModel
@@ -118,3 +119,18 @@ def test_pooling_is_parsed_once_and_keeps_its_name():
     assert str(Pooling.LAST_REAL) == f"{Pooling.LAST_REAL}" == "last-real"
     assert json.dumps({"pooling": Pooling.LAST_REAL}) == '{"pooling": "last-real"}'
     assert POOLINGS == ("last", "first", "last-real", "mean")
+
+
+@pytest.mark.parametrize("pooling", POOLINGS)
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("pad_length", [None, 32])
+def test_padding_reads_is_the_one_rule_for_padding(tiny_config, pooling, causal, pad_length):
+    reads = padding_reads(Pooling(pooling), causal, pad_length)
+    per_batch = pad_length is None
+    assert reads.pooled == (per_batch and pooling == "last")
+    assert reads.attended == (per_batch and not causal)
+    assert (reads.why is None) == (not reads.pooled and not reads.attended)
+    model = GPTClassifier(GPTModel(tiny_config), 2, pooling=pooling)
+    if not causal:
+        model.gpt.disable_causal_mask()
+    assert model.can_pack == (not any(padding_reads(Pooling(pooling), causal, None)))

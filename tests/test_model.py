@@ -143,3 +143,23 @@ def test_causal_switch(tiny_config, causal):
     # Causal: positions before the change cannot see it; without the mask they all can.
     assert earlier_same is causal
     assert not torch.allclose(before[:, -1], after[:, -1])
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_a_block_on_packed_texts_equals_the_block_on_each_text_alone(tiny_config, causal):
+    """The block's packed option (texts end to end, each attending only to itself), with
+    trailing rows of shape padding that must not change anything."""
+    from gpt_classifier.classifier.packing import layout, packing_of
+    from gpt_classifier.model import TransformerBlock
+
+    torch.manual_seed(0)
+    block = TransformerBlock(tiny_config.replace(causal=causal)).eval()
+    lengths = [5, 1, 9, 3, 7]
+    texts = [torch.randn(n, tiny_config.emb_dim) for n in lengths]
+    _, segments = layout(lengths, 10)
+    packed = torch.cat([*texts, torch.zeros(4, tiny_config.emb_dim)])  # 4 rows of shape padding
+    with torch.no_grad():
+        out = block(packed, packing_of(segments, causal))
+        alone = torch.cat([block(text[None])[0] for text in texts])
+    torch.testing.assert_close(out[: sum(lengths)], alone, atol=1e-5, rtol=1e-5)
+    assert out.shape == packed.shape

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from gpt_classifier.classifier import GPTClassifier
-from gpt_classifier.classifier.packing import pack, pack_rows
+from gpt_classifier.classifier.packing import pack, pack_rows, packing_of
 from gpt_classifier.config import EOT_TOKEN_ID
 from gpt_classifier.data.encoding import pad_token_ids
 from gpt_classifier.errors import GPTClassifierError
@@ -42,7 +42,10 @@ def test_pack_places_every_token_at_its_own_position_and_unpacks_back():
     assert packed.positions[0, :6].tolist() == [0, 1, 2, 3, 4, 0]
     assert packed.segments[0].tolist() == [0] * 5 + [1] + [-1] * 6
     assert packed.input_ids[0, 6:].eq(EOT_TOKEN_ID).all()
-    hidden = packed.input_ids[..., None].float()  # a "state" that is the token id itself
+    ids, positions = packed.tokens()
+    assert ids.tolist() == [t for text in encoded for t in text]
+    assert positions.tolist() == [p for text in encoded for p in range(len(text))]
+    hidden = ids[:, None].float()  # a "state" that is the token id itself
     unpacked = packed.unpack(hidden)[..., 0]
     for row, ids in enumerate(encoded):
         assert unpacked[row, : len(ids)].tolist() == ids
@@ -51,10 +54,24 @@ def test_pack_places_every_token_at_its_own_position_and_unpacks_back():
 
 def test_the_mask_keeps_each_text_to_itself_and_its_past():
     packed = pack([[1, 2], [3, 4, 5]], 8, pad_token_id=0)
-    mask = packed.attention_mask()[0, 0]
+    packing = packing_of(packed.segments)
+    mask = packing.mask[0, 0]
     assert mask[1].tolist() == [True, True, False, False, False]
     assert mask[2].tolist() == [False, False, True, False, False]
     assert mask[4].tolist() == [False, False, True, True, True]
+    unmasked = packing_of(packed.segments, causal=False).mask[0, 0]
+    assert unmasked[0].tolist() == [True, True, False, False, False]
+    assert unmasked[2].tolist() == [False, False, True, True, True]
+    assert packing.cells.tolist() == [0, 1, 2, 3, 4]
+
+
+def test_rows_round_trip_packed_tokens_and_keep_shape_padding_out():
+    packed = pack([[1, 2], [3, 4, 5], [6]], 4, pad_token_id=0)  # rows [0], [1, 2]
+    packing = packing_of(packed.segments)
+    tokens = torch.arange(8, dtype=torch.float32)[:, None]  # 6 real tokens, 2 of shape padding
+    rows = packing.to_rows(tokens)
+    assert rows[..., 0].tolist() == [[0, 1, 0, 0], [2, 3, 4, 5]]
+    assert packing.from_rows(rows, 8)[:, 0].tolist() == [0, 1, 2, 3, 4, 5, 0, 0]
 
 
 @pytest.mark.parametrize("pooling", ["last-real", "first", "mean"])

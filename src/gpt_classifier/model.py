@@ -1,18 +1,18 @@
 """GPT-2 from scratch, named as in *Build a Large Language Model (From Scratch)*.
 
 Reads top to bottom: LayerNorm -> GELU -> FeedForward -> MultiHeadAttention -> TransformerBlock
--> GPTModel. No I/O here: weights are loaded by ``weights.py``.
+-> GPTModel. The block's fast options: packed texts (``Packing``) and ``forward_at``. No I/O.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from .config import GPTConfig, resolve_config
 
@@ -26,7 +26,7 @@ class LayerNorm(nn.Module):
         self.scale = nn.Parameter(torch.ones(emb_dim))
         self.shift = nn.Parameter(torch.zeros(emb_dim))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Tensor) -> Tensor:
         # Same maths as the book's mean/var version (biased variance), in one fused kernel.
         return F.layer_norm(x, self.scale.shape, self.scale, self.shift, self.eps)
 
@@ -34,7 +34,7 @@ class LayerNorm(nn.Module):
 class GELU(nn.Module):
     """GELU with the tanh approximation, as GPT-2 was trained with."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Tensor) -> Tensor:
         return F.gelu(x, approximate="tanh")
 
 
@@ -47,28 +47,32 @@ class FeedForward(nn.Module):
             nn.Linear(4 * cfg.emb_dim, cfg.emb_dim),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Tensor) -> Tensor:
         return self.layers(x)
 
 
-def _slow_bf16_attention_backward(queries: torch.Tensor) -> bool:
-    """True where attention should run in float32: bf16 SDPA on the CPU is faster forward but
-    its backward is ~2.4x slower than float32's (torch 2.13, 8x12x92x64 on a Sapphire Rapids
-    core: 12.5 vs 5.2 ms), which matters when gradients flow through every block (LoRA, all)."""
-    return (
-        queries.dtype == torch.bfloat16
-        and queries.device.type == "cpu"
-        and queries.requires_grad
-        and torch.is_grad_enabled()
-    )
+class Packing(NamedTuple):
+    """Texts packed end to end: token ``i`` of a ``(tokens, d)`` tensor sits in cell ``cells[i]``
+    of ``(rows, width)`` rows, where ``mask`` ``(rows, 1, width, width)`` (True: may attend) keeps
+    it to its own text. Tokens past ``len(cells)`` only pad the tensor to a fixed shape."""
+
+    cells: Tensor
+    mask: Tensor
+
+    def to_rows(self, t: Tensor) -> Tensor:  # (tokens, d) -> (rows, width, d)
+        rows, _, width, _ = self.mask.shape
+        out = t.new_zeros(rows * width, t.shape[-1])
+        out[self.cells] = t[: len(self.cells)]
+        return out.view(rows, width, -1)
+
+    def from_rows(self, t: Tensor, tokens: int) -> Tensor:  # (rows, width, d) -> (tokens, d)
+        picked = t.reshape(-1, t.shape[-1])[self.cells]
+        return F.pad(picked, (0, 0, 0, tokens - len(self.cells)))
 
 
 class MultiHeadAttention(nn.Module):
-    """Causal multi-head self-attention computed by ``F.scaled_dot_product_attention``.
-
-    ``causal=False`` drops the mask (an experiment of the book's bonus table): every token then
-    sees the whole text, padding included.
-    """
+    """Causal multi-head self-attention (``F.scaled_dot_product_attention``); ``causal=False``
+    lets every token see the whole text (the book's bonus table, row 17)."""
 
     def __init__(
         self,
@@ -92,51 +96,51 @@ class MultiHeadAttention(nn.Module):
         self.out_proj = nn.Linear(d_out, d_out)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """``attn_mask`` (boolean, True = may attend, broadcast to ``(b, heads, T, T)``) replaces
-        the causal mask: packed texts (``classifier/packing.py``) each see only themselves."""
-        b, num_tokens, _ = x.shape
+    def forward(self, x: Tensor, packing: Packing | None = None) -> Tensor:
+        """``x`` ``(b, T, d_in)``, or packed tokens ``(tokens, d_in)`` with their ``packing``."""
+        queries, keys, values = self.W_query(x), self.W_key(x), self.W_value(x)
+        if packing is None:
+            return self.out_proj(self._attend(queries, keys, values))
+        # projections per token, attention within the rows of packed texts
+        rows = [packing.to_rows(t) for t in (queries, keys, values)]
+        context = self._attend(*rows, mask=packing.mask)
+        return self.out_proj(packing.from_rows(context, x.shape[0]))
 
-        def split_heads(t: torch.Tensor) -> torch.Tensor:
-            # (b, T, d_out) -> (b, num_heads, T, head_dim)
-            return t.view(b, num_tokens, self.num_heads, self.head_dim).transpose(1, 2)
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Queries ``(b, T_q, d_out)`` over keys and values ``(b, T, d_out)``; ``mask`` (True:
+        may attend) replaces the causal one."""
+        b = q.shape[0]
 
-        queries = split_heads(self.W_query(x))
-        keys = split_heads(self.W_key(x))
-        values = split_heads(self.W_value(x))
-        masking = {
-            "dropout_p": self.dropout.p if self.training else 0.0,
-            "attn_mask": attn_mask,
-            "is_causal": self.causal and attn_mask is None,
-        }
-        if _slow_bf16_attention_backward(queries):
+        def split_heads(t: Tensor) -> Tensor:  # (b, T, d_out) -> (b, num_heads, T, head_dim)
+            return t.view(b, -1, self.num_heads, self.head_dim).transpose(1, 2)
+
+        q, k, v = split_heads(q), split_heads(k), split_heads(v)
+        masking = (mask, self.dropout.p if self.training else 0.0, self.causal and mask is None)
+        if q.dtype == torch.bfloat16 and q.device.type == "cpu" and q.requires_grad:
+            # bf16 SDPA's backward on the CPU is ~2.4x slower than float32's (torch 2.13)
             with torch.autocast("cpu", enabled=False):  # autocast would cast back to bf16
-                context = F.scaled_dot_product_attention(
-                    queries.float(), keys.float(), values.float(), **masking
-                ).to(queries.dtype)
+                context = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), *masking)
+            context = context.to(q.dtype)
         else:
-            context = F.scaled_dot_product_attention(queries, keys, values, **masking)
-        # context: (b, num_heads, T, head_dim)
-        context = context.transpose(1, 2).reshape(b, num_tokens, self.d_out)
-        return self.out_proj(context)
+            context = F.scaled_dot_product_attention(q, k, v, *masking)
+        return context.transpose(1, 2).reshape(b, -1, self.d_out)  # (b, T_q, d_out)
 
-    def forward_at(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """Attention output at one position per row, ``x[b, positions[b]]``: ``(b, d_out)``.
-
-        Equal to ``forward(x)[arange(b), positions]`` without computing any key or value.
-        With one query per row the projections can be moved onto the query side (associativity:
-        ``q . (W_k x_j + b_k) = (W_k^T q) . x_j + q . b_k``, and
-        ``sum_j a_j (W_v x_j + b_v) = W_v (sum_j a_j x_j) + b_v sum_j a_j``): the work is then
-        three ``d_in x d_out`` products per row plus two ``T x d_in`` dot products per head,
-        instead of two ``d_in x d_out`` products per token. Same logits and gradients up to
-        float rounding (tested to 1e-5 in float32).
-        """
-        if not (type(self.W_key) is nn.Linear and type(self.W_value) is nn.Linear):
-            return self._forward_at_projecting(x, positions)  # e.g. LoRA-wrapped projections
+    def forward_at(self, x: Tensor, positions: Tensor) -> Tensor:
+        """``forward(x)[arange(b), positions]`` ``(b, d_out)``, without keys or values: with one
+        query per row the projections move to the query side,
+        ``q . (W_k x_j + b_k) = (W_k^T q) . x_j + q . b_k`` and
+        ``sum_j a_j (W_v x_j + b_v) = W_v (sum_j a_j x_j) + b_v sum_j a_j``: three ``d x d``
+        products per row instead of two per token."""
         b, num_tokens, d_in = x.shape
+        query = self.W_query(x[torch.arange(b, device=x.device), positions])  # (b, d_out)
+        later = torch.arange(num_tokens, device=x.device)[None, :] > positions[:, None]  # (b, T)
+        if not (type(self.W_key) is nn.Linear and type(self.W_value) is nn.Linear):
+            # e.g. LoRA-wrapped projections: no single weight to move, so attend as usual
+            mask = ~later[:, None, None, :] if self.causal else None
+            context = self._attend(query[:, None], self.W_key(x), self.W_value(x), mask)
+            return self.out_proj(context[:, 0])
         heads, head_dim = self.num_heads, self.head_dim
-        rows = torch.arange(b, device=x.device)
-        query = self.W_query(x[rows, positions]).view(b, heads, head_dim)
+        query = query.view(b, heads, head_dim)
         key_weight = self.W_key.weight.view(heads, head_dim, d_in)
         absorbed = torch.einsum("bhd,hdi->bhi", query, key_weight)  # W_k^T q, per head
         scores = torch.einsum("bhi,bti->bht", absorbed, x)
@@ -144,48 +148,13 @@ class MultiHeadAttention(nn.Module):
             scores = scores + (query * self.W_key.bias.view(heads, head_dim)).sum(-1, True)
         scores = scores / math.sqrt(head_dim)
         if self.causal:
-            token_positions = torch.arange(num_tokens, device=x.device)
-            hidden = token_positions[None, :] > positions[:, None]  # (b, T): after the query
-            scores = scores.masked_fill(hidden[:, None, :], float("-inf"))
-        weights = torch.softmax(scores, dim=-1)
-        weights = F.dropout(weights, self.dropout.p, self.training)
+            scores = scores.masked_fill(later[:, None, :], float("-inf"))
+        weights = F.dropout(torch.softmax(scores, dim=-1), self.dropout.p, self.training)
         mixed = torch.einsum("bht,bti->bhi", weights.to(x.dtype), x)  # sum_j a_j x_j, per head
         value_weight = self.W_value.weight.view(heads, head_dim, d_in)
         context = torch.einsum("bhi,hdi->bhd", mixed, value_weight)
         if self.W_value.bias is not None:  # sum_j a_j is 1 unless dropout removed some
             context = context + weights.sum(-1, True) * self.W_value.bias.view(heads, head_dim)
-        return self.out_proj(context.reshape(b, self.d_out))
-
-    def _forward_at_projecting(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """``forward_at`` for projections that are not plain ``nn.Linear``: keys and values are
-        computed (only for the tokens the queries can see), then attended to as usual."""
-        b, num_tokens, _ = x.shape
-        rows = torch.arange(b, device=x.device)
-        query = self.W_query(x[rows, positions]).view(b, self.num_heads, 1, self.head_dim)
-        if self.causal:
-            token_positions = torch.arange(num_tokens, device=x.device)
-            visible = token_positions[None, :] <= positions[:, None]  # (b, T)
-            seen = x[visible]
-
-            def scatter(projected: torch.Tensor) -> torch.Tensor:
-                empty = projected.new_zeros(b, num_tokens, self.d_out)
-                return empty.index_put((visible,), projected)
-
-            keys, values = scatter(self.W_key(seen)), scatter(self.W_value(seen))
-            attn_mask = visible.view(b, 1, 1, num_tokens)
-        else:
-            keys, values, attn_mask = self.W_key(x), self.W_value(x), None
-
-        def split_heads(t: torch.Tensor) -> torch.Tensor:
-            return t.view(b, num_tokens, self.num_heads, self.head_dim).transpose(1, 2)
-
-        context = F.scaled_dot_product_attention(
-            query,
-            split_heads(keys),
-            split_heads(values),
-            attn_mask=attn_mask,
-            dropout_p=self.dropout.p if self.training else 0.0,
-        )
         return self.out_proj(context.reshape(b, self.d_out))
 
 
@@ -205,18 +174,15 @@ class TransformerBlock(nn.Module):
         self.norm2 = LayerNorm(cfg.emb_dim)
         self.drop_resid = nn.Dropout(cfg.drop_rate)
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.drop_resid(self.att(self.norm1(x), attn_mask))
+    def forward(self, x: Tensor, packing: Packing | None = None) -> Tensor:
+        """``x`` ``(b, T, emb_dim)``, or packed tokens ``(tokens, emb_dim)`` with ``packing``."""
+        x = x + self.drop_resid(self.att(self.norm1(x), packing))
         x = x + self.drop_resid(self.ff(self.norm2(x)))
         return x
 
-    def forward_at(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """Block output at one position per row: ``(b, emb_dim)``.
-
-        A classifier that reads a single position needs nothing else from the last block, and
-        everything but keys and values shrinks from ``T`` tokens to one: the same numbers
-        (and gradients) for several times less work.
-        """
+    def forward_at(self, x: Tensor, positions: Tensor) -> Tensor:
+        """``forward(x)`` at one position per row ``(b, emb_dim)``: all a classifier's last
+        block must give, for several times less work (tested equal, gradients too)."""
         rows = torch.arange(x.shape[0], device=x.device)
         y = x[rows, positions] + self.drop_resid(self.att.forward_at(self.norm1(x), positions))
         return y + self.drop_resid(self.ff(self.norm2(y)))
@@ -232,11 +198,7 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
 
 
 class GPTModel(nn.Module):
-    """GPT-2. ``forward(idx)`` maps token ids ``(batch, seq)`` to logits ``(batch, seq, vocab)``.
-
-    A classifier swaps ``out_head`` for ``Linear(emb_dim, num_classes)``; then the same forward
-    gives one score per class at every position.
-    """
+    """GPT-2: token ids ``(batch, seq)`` -> logits ``(batch, seq, vocab)``."""
 
     def __init__(self, cfg: GPTConfig | dict[str, Any] | str) -> None:
         super().__init__()
@@ -249,10 +211,8 @@ class GPTModel(nn.Module):
         self.final_norm = LayerNorm(cfg.emb_dim)
         self.out_head = nn.Linear(cfg.emb_dim, cfg.vocab_size, bias=False)
 
-    def embed(self, idx: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
-        """Token plus position embeddings: the input of the first transformer block.
-
-        ``positions`` (shaped as ``idx``) gives each token's position; default ``0..T-1``."""
+    def embed(self, idx: Tensor, positions: Tensor | None = None) -> Tensor:
+        """Token plus position embeddings; ``positions`` (shaped as ``idx``) default to 0..T-1."""
         if positions is None:
             seq_len = idx.shape[-1]
             if seq_len > self.cfg.context_length:
@@ -264,23 +224,23 @@ class GPTModel(nn.Module):
         return self.drop_emb(self.tok_emb(idx) + self.pos_emb(positions))
 
     def hidden_states(
-        self, idx: torch.Tensor, start_block: int = 0, end_block: int | None = None
-    ) -> torch.Tensor:
+        self, idx: Tensor, start_block: int = 0, end_block: int | None = None
+    ) -> Tensor:
         """Output of ``trf_blocks[start_block:end_block]``; ``idx`` holds token ids when
-        ``start_block == 0`` and hidden states ``(batch, seq, emb_dim)`` otherwise."""
+        ``start_block == 0``, hidden states ``(batch, seq, emb_dim)`` otherwise."""
         x = self.embed(idx) if start_block == 0 else idx
         for block in self.trf_blocks[start_block:end_block]:
             x = block(x)
         return x
 
     def disable_causal_mask(self) -> None:
-        """Let every token attend to every other (an experiment: the book's bonus table, row 17);
-        the config records it, so a saved run is rebuilt the same way."""
+        """Let every token attend to every other (the book's bonus table, row 17); the config
+        records it, so a saved run is rebuilt the same way."""
         self.cfg = dataclasses.replace(self.cfg, causal=False)
         for block in self.trf_blocks:
             block.att.causal = False
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+    def forward(self, idx: Tensor) -> Tensor:
         x = self.hidden_states(idx)
         x = self.final_norm(x)
         return self.out_head(x)

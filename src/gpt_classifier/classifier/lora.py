@@ -1,9 +1,5 @@
-"""Low-rank adaptation, as in the book's appendix E.
-
-``LinearWithLoRA(linear)`` computes ``linear(x) + alpha / rank * (x @ A @ B)``. ``B`` starts at
-zero, so a freshly wrapped model computes exactly what it did before. ``merge_lora`` folds the
-adapters back into the weights and restores plain ``nn.Linear`` layers.
-"""
+"""Low-rank adaptation (the book's appendix E): ``linear(x) + alpha / rank * (x @ A @ B)``, with
+``B`` zero at first (a wrapped model computes what it did); ``merge_lora`` folds it back."""
 
 from __future__ import annotations
 
@@ -17,12 +13,9 @@ from ..errors import GPTClassifierError
 
 
 class LoRALayer(nn.Module):
-    """``alpha / rank * (x @ A @ B)`` with ``A`` ``(in_dim, rank)`` and ``B`` ``(rank, out_dim)``.
-
-    The scaling is ``alpha / rank`` (the LoRA paper; the book's first printing used ``alpha``).
-    ``A`` gets the book's Kaiming-uniform init (``a=sqrt(5)``), drawn from ``generator`` when one
-    is given (on the CPU, then moved), from the global RNG otherwise; ``B`` is zeros.
-    """
+    """``alpha / rank * (x @ A @ B)``, ``A`` ``(in_dim, rank)`` Kaiming-uniform as in the book
+    (from ``generator`` on the CPU if given), ``B`` ``(rank, out_dim)`` zeros. The scaling is the
+    LoRA paper's ``alpha / rank`` (the book's first printing used ``alpha``)."""
 
     def __init__(
         self,
@@ -53,7 +46,7 @@ class LoRALayer(nn.Module):
         return self.scaling * (x @ self.A @ self.B)
 
     def delta_weight(self) -> torch.Tensor:
-        """The update in ``nn.Linear.weight`` layout (out_dim, in_dim): ``scaling * (A @ B).T``."""
+        """``scaling * (A @ B).T``: the update in ``nn.Linear.weight``'s layout."""
         return self.scaling * (self.A @ self.B).T
 
     def extra_repr(self) -> str:
@@ -77,20 +70,13 @@ class LinearWithLoRA(nn.Module):
         super().__init__()
         self.linear = linear
         self._bf16_copy: tuple[tuple[int, int], torch.Tensor, torch.Tensor | None] | None = None
-        self.lora = LoRALayer(
-            linear.in_features,
-            linear.out_features,
-            rank,
-            alpha,
-            generator=generator,
-            device=linear.weight.device,
-            dtype=linear.weight.dtype,
-        )
+        on = {"device": linear.weight.device, "dtype": linear.weight.dtype}
+        features = (linear.in_features, linear.out_features)
+        self.lora = LoRALayer(*features, rank, alpha, generator=generator, **on)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # linear(x) + scaling * (x @ A @ B) as one addmm, with the scaling folded into the small
-        # B: the sum and the scaling never make a pass over the (tokens, out_dim) activations,
-        # which in a full forward and backward cost about as much as the adapters' matmuls.
+        # One addmm with the scaling folded into the small B: no extra passes over the
+        # (tokens, out_dim) activations, which cost about as much as the adapters' matmuls.
         out = self._frozen_linear(x)
         flat = x.reshape(-1, x.shape[-1])
         lora = self.lora
@@ -98,10 +84,9 @@ class LinearWithLoRA(nn.Module):
         return fused.view(out.shape)
 
     def _frozen_linear(self, x: torch.Tensor) -> torch.Tensor:
-        """``self.linear(x)``; under bf16 autocast on the CPU, from a bf16 copy of the frozen
-        weights kept from pass to pass. Autocast would cast them again at every pass (for
-        GPT-2 124M on a CPU, 130 of a ~570 ms LoRA step) and rounds them the same way, so
-        the outputs and gradients are bit-identical; the copy costs half the weights' memory."""
+        """``self.linear(x)``; under CPU bf16 autocast from a bf16 copy of the frozen weights
+        kept between passes (autocast would recast them every pass: 130 of a ~570 ms LoRA step
+        on GPT-2 124M), bit-identical; the copy costs half the weights' memory."""
         linear = self.linear
         weight, bias = linear.weight, linear.bias
         if (
@@ -122,17 +107,10 @@ class LinearWithLoRA(nn.Module):
 
 
 def replace_linear_with_lora(
-    module: nn.Module,
-    rank: int,
-    alpha: float,
-    generator: torch.Generator | None = None,
+    module: nn.Module, rank: int, alpha: float, generator: torch.Generator | None = None
 ) -> int:
-    """Wrap every ``nn.Linear`` inside ``module`` in a ``LinearWithLoRA``, in place.
-
-    Layers already wrapped are left alone (so a second call adds nothing). Returns the number of
-    layers wrapped. With a ``generator`` the adapters' init is reproducible and independent of
-    the global RNG.
-    """
+    """Wrap every ``nn.Linear`` inside ``module`` (not yet wrapped) in a ``LinearWithLoRA``, in
+    place; the number wrapped. A ``generator`` makes the init independent of the global RNG."""
     replaced = 0
     for name, child in module.named_children():
         if isinstance(child, nn.Linear):
@@ -145,10 +123,7 @@ def replace_linear_with_lora(
 
 def merge_lora(module: nn.Module) -> int:
     """Fold each adapter into its Linear (``W += alpha / rank * (A @ B).T``) and put the plain
-    ``nn.Linear`` back, in place, so the module tree (and state dict) is the original one again.
-
-    Returns the number of adapters merged. The merged weights keep their ``requires_grad``.
-    """
+    ``nn.Linear`` back, in place (the original module tree and state dict); the number merged."""
     merged = 0
     for name, child in module.named_children():
         if isinstance(child, LinearWithLoRA):
@@ -164,5 +139,4 @@ def merge_lora(module: nn.Module) -> int:
 
 
 def has_lora(module: nn.Module) -> bool:
-    """Whether ``module`` contains a ``LinearWithLoRA``."""
     return any(isinstance(m, LinearWithLoRA) for m in module.modules())

@@ -1,16 +1,15 @@
-"""Which position's hidden state the classification head reads.
-
-The book reads position -1 (``model(x)[:, -1, :]``), which is the last *real* token only when
-every text in the batch fills the whole row. With right padding, ``last-real`` reads each row's
-position ``lengths - 1`` instead. The lengths come from the collate function, never from searching
-for the pad id: GPT-2 pads with ``<|endoftext|>`` (50256), and a text may contain that token too.
-"""
+"""Which position's hidden state the head reads. The book's position -1 (``model(x)[:, -1, :]``)
+is the last real token only in a row without padding; ``last-real`` reads ``lengths - 1``, the
+lengths coming from the collate function, never from searching for the pad id (GPT-2 pads with
+``<|endoftext|>``, which a text may contain too)."""
 
 from __future__ import annotations
 
 from enum import Enum
+from typing import NamedTuple
 
 import torch
+from torch import Tensor
 
 from ..errors import GPTClassifierError
 
@@ -31,10 +30,8 @@ POOLINGS = tuple(p.value for p in Pooling)
 
 
 def validate_pooling(pooling: str | Pooling) -> Pooling:
-    """``pooling`` as a ``Pooling``; raise listing the valid names for anything else.
-
-    Called once where a name comes in (options, ``GPTClassifier.__init__``); the functions below
-    take the parsed value and trust it."""
+    """``pooling`` as a ``Pooling`` (parsed once where a name comes in); raise listing the
+    valid names for anything else."""
     try:
         return Pooling(pooling)
     except ValueError:
@@ -60,51 +57,30 @@ def _check_lengths(lengths: torch.Tensor, batch: int, seq_len: int) -> None:
         )
 
 
-def pool_hidden(
-    hidden: torch.Tensor, lengths: torch.Tensor | None, pooling: Pooling
-) -> torch.Tensor:
-    """Reduce hidden states ``(B, T, D)`` to one vector per row ``(B, D)``.
-
-    ``last``: position -1 (the book). ``first``: position 0. ``last-real``: position
-    ``lengths - 1`` of each row. ``mean``: mean over each row's first ``lengths`` positions.
-    ``lengths`` ``(B,)`` counts the real (unpadded) tokens; ``None`` means every position is real.
-    Pass lengths on the CPU to validate them without a device sync; they are moved as needed.
-    """
+def pool_hidden(hidden: Tensor, lengths: Tensor | None, pooling: Pooling) -> Tensor:
+    """Hidden states ``(B, T, D)`` -> one vector per row ``(B, D)``: the position
+    ``pooled_positions`` gives, or for ``mean`` the mean over each row's first ``lengths``."""
     if hidden.dim() != 3:
         raise GPTClassifierError(
             f"hidden states must have shape (batch, seq, emb_dim) (got {tuple(hidden.shape)})"
         )
-    batch, seq_len, _ = hidden.shape
-    if seq_len < 1:
+    if hidden.shape[1] < 1:
         raise GPTClassifierError("cannot pool an empty sequence (0 tokens)")
-    if lengths is not None:
-        _check_lengths(lengths, batch, seq_len)
-
-    if pooling == Pooling.LAST or (pooling == Pooling.LAST_REAL and lengths is None):
-        return hidden[:, -1, :]
-    if pooling == Pooling.FIRST:
-        return hidden[:, 0, :]
-
-    if pooling == Pooling.LAST_REAL:
-        rows = torch.arange(batch, device=hidden.device)
-        last = lengths.to(device=hidden.device, dtype=torch.long) - 1
-        return hidden[rows, last, :]  # (B, D)
-
-    # mean
+    positions = pooled_positions(hidden, lengths, pooling)
+    if positions is not None:
+        return hidden[torch.arange(len(hidden), device=hidden.device), positions]
     if lengths is None:
         return hidden.mean(dim=1)
     lengths = lengths.to(device=hidden.device, dtype=torch.long)
-    positions = torch.arange(seq_len, device=hidden.device)
-    mask = (positions[None, :] < lengths[:, None]).to(hidden.dtype)  # (B, T)
-    summed = (hidden * mask[:, :, None]).sum(dim=1)  # (B, D)
+    real = torch.arange(hidden.shape[1], device=hidden.device)[None, :] < lengths[:, None]
+    summed = (hidden * real[:, :, None].to(hidden.dtype)).sum(dim=1)  # (B, D)
     return summed / lengths[:, None].to(hidden.dtype)
 
 
-def pooled_positions(
-    hidden: torch.Tensor, lengths: torch.Tensor | None, pooling: Pooling
-) -> torch.Tensor | None:
-    """The one position per row that ``pooling`` reads, ``(B,)`` on ``hidden``'s device, or
-    ``None`` for ``mean``, which reads them all."""
+def pooled_positions(hidden: Tensor, lengths: Tensor | None, pooling: Pooling) -> Tensor | None:
+    """The one position per row that ``pooling`` reads ``(B,)``, or ``None`` for ``mean``.
+    ``lengths`` ``(B,)`` count each row's real tokens (``None``: all are real); pass them on
+    the CPU to check them without a device sync."""
     batch, seq_len, _ = hidden.shape
     if lengths is not None:
         _check_lengths(lengths, batch, seq_len)
@@ -115,3 +91,27 @@ def pooled_positions(
     if pooling == Pooling.LAST or lengths is None:
         return torch.full((batch,), seq_len - 1, dtype=torch.long, device=hidden.device)
     return lengths.to(device=hidden.device, dtype=torch.long) - 1
+
+
+class PaddingReads(NamedTuple):
+    """How a text's logits depend on the padding its batch gives it (never with a fixed pad
+    length, which is part of every input): ``pooled``, ``last`` reads position -1, padding in a
+    shorter row; ``attended``, without the causal mask every token sees the padding after it."""
+
+    pooled: bool
+    attended: bool
+
+    @property
+    def why(self) -> str | None:
+        if self.pooled:
+            return "'last' pooling reads a padding position whose state varies by batch"
+        if self.attended:
+            return "without the causal mask real tokens see the per-batch padding"
+        return None
+
+
+def padding_reads(pooling: Pooling, causal: bool, pad_length: int | None) -> PaddingReads:
+    """The one rule behind packing, the prefix cache and equal-length batches: see
+    ``PaddingReads``. ``pad_length`` ``None`` pads each batch to its longest text."""
+    per_batch = pad_length is None
+    return PaddingReads(per_batch and pooling == Pooling.LAST, per_batch and not causal)

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..classifier import Pooling
+from ..classifier.pooling import padding_reads
 from ..data import LabelMap, encode_records, make_loader, read_records, read_splits
 from ..evaluation.predictions import EVAL_BATCH_SIZE, evaluate_split
 from ..precision import resolve_device, resolve_precision
@@ -61,7 +61,7 @@ def evaluate_run(
             pad_length=info.pad_length,
             pad_token_id=info.pad_token_id,
             bucket_by_length=True,
-            equal_lengths=info.pad_length is None and info.pooling == Pooling.LAST,
+            equal_lengths=padding_reads(model.pooling, model.cfg.causal, info.pad_length).pooled,
         )
         report[name] = evaluate_split(
             model, loader, resolved_device, resolved_precision, label_map.classes

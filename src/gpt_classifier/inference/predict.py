@@ -9,8 +9,9 @@ from dataclasses import dataclass
 import tiktoken
 import torch
 
-from ..classifier import GPTClassifier, Pooling
+from ..classifier import GPTClassifier
 from ..classifier.packing import pack
+from ..classifier.pooling import padding_reads
 from ..config import EOT_TOKEN_ID
 from ..data.batching import TOKENS_PER_PASS, plan_batches
 from ..data.encoding import pad_token_ids
@@ -163,7 +164,7 @@ class TextClassifier:
             max_tokens,
             max_texts=batch_size,
             pad_to=pad,
-            equal_lengths=self.model.pooling == Pooling.LAST and pad is None,
+            equal_lengths=padding_reads(self.model.pooling, self.model.cfg.causal, pad).pooled,
         )
 
 

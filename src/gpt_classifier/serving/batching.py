@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..classifier import Pooling
+from ..classifier.pooling import padding_reads
 from ..data.batching import TOKENS_PER_PASS, best_padded_batch, plan_batches
 from ..inference.predict import TextClassifier
 from .model_thread import ModelThread
@@ -194,8 +194,9 @@ class Batcher:
         texts, tokens = self.max_batch_texts, self.max_batch_tokens
         if self.classifier.can_pack:  # no padding: the oldest texts, in order, that fit
             return plan_batches(lengths, tokens, max_texts=texts, packed=True, sort=False)[0]
-        info, pooling = self.classifier.info, self.classifier.model.pooling
-        if info.pad_length is not None or pooling == Pooling.LAST:
+        info, model = self.classifier.info, self.classifier.model
+        reads = padding_reads(model.pooling, model.cfg.causal, info.pad_length)
+        if info.pad_length is not None or reads.pooled:
             # Every pass is padded to the same length, or (the book's position -1 without a
             # pad length) only texts of one length may share it: the classifier's own plan.
             plans = self.classifier.plan_batches(lengths, texts, tokens)

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from .. import distributed
 from ..classifier import GPTClassifier, Pooling, apply_trainable, describe_trainable
+from ..classifier.pooling import padding_reads
 from ..data import encode_splits, prepare_dataset, write_splits
 from ..data.encoding import EncodedSplits
 from ..data.prepare import PreparedData
@@ -334,7 +335,8 @@ def make_loaders(
         loaders["train_eval"] = whole_train  # the same generator: one shuffle, drawn as by one
     # 'last' pooling over per-batch padding reads position -1: evaluate texts of equal length
     # together, so it is each text's own last token, as `classify` does
-    unpadded_eval = encoded.pad_lengths["train"] is None and classifier.pooling == Pooling.LAST
+    pad = encoded.pad_lengths["train"]
+    unpadded_eval = padding_reads(classifier.pooling, classifier.cfg.causal, pad).pooled
     for name in SPLITS:
         report_loader = encoded.loader(
             name,

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..classifier import GPTClassifier, Pooling, first_trainable_block
+from ..classifier import GPTClassifier, first_trainable_block
+from ..classifier.pooling import padding_reads
 from ..data.batching import plan_batches
 from ..data.encoding import Batch, EncodedDataset, pad_token_ids
 from ..precision import autocast
@@ -51,11 +52,8 @@ def plan_prefix_cache(
         return CachePlan(0, f"dropout ({model.cfg.drop_rate}) changes the frozen states each step")
     if never_padded:
         return CachePlan(start)
-    if pad_length is None and model.pooling == Pooling.LAST:
-        return CachePlan(0, "'last' pooling reads a padding position whose state varies by batch")
-    if pad_length is None and not model.cfg.causal:
-        return CachePlan(0, "without the causal mask real tokens see the per-batch padding")
-    return CachePlan(start)
+    why = padding_reads(model.pooling, model.cfg.causal, pad_length).why
+    return CachePlan(0, why) if why else CachePlan(start)
 
 
 class SuffixClassifier(nn.Module):
@@ -132,8 +130,8 @@ def build_cache(
     lengths = dataset.lengths
     cache = empty_cache(dataset, pad_length, model.cfg.emb_dim)
     storage, offsets, kept = cache.storage, cache.offsets, cache.lengths
-    # Without the causal mask a real token sees the padding of its batch: batch equal lengths.
-    equal_lengths = pad_length is None and not model.cfg.causal
+    # A real token that sees the padding of its batch: batch equal lengths.
+    equal_lengths = padding_reads(model.pooling, model.cfg.causal, pad_length).attended
     batches = plan_batches(lengths, pad_to=pad_length, equal_lengths=equal_lengths)
     for batch_number, chunk in enumerate(batches):
         if share is not None and batch_number % share[1] != share[0]:

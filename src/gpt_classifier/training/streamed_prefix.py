@@ -6,12 +6,9 @@ embeddings of every text are computed, then each frozen block is materialised, r
 text and released. Peak memory is the cached states plus one block, instead of the states plus
 the whole model.
 
-Texts are packed whole, longest first, into slabs of ~1k tokens: the projections and the MLP
-run on the slab's real tokens only (padded with zero rows to exactly 1k, so every matmul has
-the same shape), attention on a ``(texts, width)`` grid whose empty cells are zeros. Under the
-causal mask a real token never attends to a later position, so the states are those of
-``build_cache`` (to float rounding: the matmuls have other shapes); with a fixed pad length the
-padding positions are kept and computed like real tokens, as there.
+Texts are packed whole, longest first, into slabs of ~1k tokens that run through the blocks'
+packed path (``model.Packing``): the states are those of ``build_cache`` to float rounding;
+with a fixed pad length the padding positions are kept and computed like real tokens, as there.
 """
 
 from __future__ import annotations
@@ -23,6 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from ..classifier import GPTClassifier
+from ..classifier.packing import layout, packing_of
+from ..classifier.pooling import padding_reads
 from ..data.batching import TOKENS_PER_PASS, plan_batches
 from ..data.encoding import EncodedDataset, pad_token_ids
 from ..lazy_weights import LazyWeights
@@ -34,69 +33,40 @@ from .prefix_cache import HiddenStateCache, empty_cache
 
 def streaming_applies(model: GPTClassifier, pad_lengths: dict[str, int | None]) -> bool:
     """Zeros may stand in for padding states only where no real token attends to them."""
-    return model.cfg.causal or all(pad is not None for pad in pad_lengths.values())
+    reads = [padding_reads(model.pooling, model.cfg.causal, pad) for pad in pad_lengths.values()]
+    return not any(r.attended for r in reads)
 
 
 @dataclass
 class _Slab:
-    """Whole texts packed into ~1k consecutive rows: ``token_rows`` are their rows in the
-    cache's storage; ``padded_rows`` place them in a ``(texts, width)`` grid for attention."""
+    """Whole texts packed into ~1k consecutive rows of the cache's storage (``token_rows``), with
+    each token's position in its text and its texts' ``segments`` in rows (``packing.layout``)."""
 
-    texts: list[int]
     token_rows: torch.Tensor  # (tokens,)
-    padded_rows: torch.Tensor  # (tokens,) index into the flattened (texts, width) grid
-    width: int
-    positions: torch.Tensor  # (tokens,) each token's position in its text
+    positions: torch.Tensor  # (tokens,)
+    segments: torch.Tensor  # (rows, width); the mask is made per pass, as it is width x width
 
 
 def _slabs(cache: HiddenStateCache) -> list[_Slab]:
-    """Longest texts first, as many whole texts per slab as fit in ~1k tokens."""
+    """Longest texts first, as many whole texts per slab as fit in ~1k tokens; within a slab,
+    rows as wide as its longest text."""
     slabs = []
     for texts in plan_batches(cache.lengths, packed=True):
-        width = cache.lengths[texts[0]]
-        spans = [torch.arange(cache.lengths[i]) for i in texts]
-        slabs.append(
-            _Slab(
-                texts=texts,
-                token_rows=torch.cat(
-                    [cache.offsets[i] + span for i, span in zip(texts, spans, strict=True)]
-                ),
-                padded_rows=torch.cat([row * width + span for row, span in enumerate(spans)]),
-                width=width,
-                positions=torch.cat(spans),
-            )
+        lengths = [cache.lengths[i] for i in texts]
+        positions, segments = layout(lengths, lengths[0])
+        token_rows = torch.cat(
+            [cache.offsets[i] + torch.arange(n) for i, n in zip(texts, lengths, strict=True)]
         )
+        slabs.append(_Slab(token_rows, positions[segments >= 0], segments))
     return slabs
 
 
 def _block_on_slab(block: TransformerBlock, x: torch.Tensor, slab: _Slab) -> torch.Tensor:
-    """``TransformerBlock.forward`` on packed rows ``x`` (tokens, emb_dim): the projections and
-    the MLP see every token once, with no padding and always ~1k rows (oneDNN compiles one
-    kernel per matrix shape, so few shapes keep its cache, and the memory it holds, small);
-    attention runs on the ``(texts, width)`` grid."""
-    att = block.att
-    texts, heads, head_dim = len(slab.texts), att.num_heads, att.head_dim
+    """The block's packed path on a slab's tokens ``(tokens, emb_dim)``, padded with zero rows
+    to ~1k: every slab's matmuls have one shape (oneDNN keeps a kernel, and memory, per shape)."""
     tokens = x.shape[0]
-    if tokens < TOKENS_PER_PASS:  # zero rows up to the slab size: one shape for every slab
-        x = torch.cat([x, x.new_zeros(TOKENS_PER_PASS - tokens, x.shape[1])])
-    normed = block.norm1(x)
-
-    def grid(projected: torch.Tensor) -> torch.Tensor:  # (rows, d) -> (texts, heads, w, hd)
-        out = projected.new_zeros(texts * slab.width, projected.shape[-1])
-        out[slab.padded_rows] = projected[:tokens]
-        return out.view(texts, slab.width, heads, head_dim).transpose(1, 2)
-
-    context = F.scaled_dot_product_attention(
-        grid(att.W_query(normed)),
-        grid(att.W_key(normed)),
-        grid(att.W_value(normed)),
-        is_causal=att.causal,
-    )
-    context = context.transpose(1, 2).reshape(texts * slab.width, att.d_out)[slab.padded_rows]
-    if tokens < x.shape[0]:
-        context = torch.cat([context, context.new_zeros(x.shape[0] - tokens, att.d_out)])
-    x = x + att.out_proj(context)
-    return (x + block.ff(block.norm2(x)))[:tokens]
+    x = F.pad(x, (0, 0, 0, max(TOKENS_PER_PASS - tokens, 0)))
+    return block(x, packing_of(slab.segments, block.att.causal))[:tokens]
 
 
 @torch.inference_mode()
