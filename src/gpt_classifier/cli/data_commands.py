@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
 
 import click
 
 from ..config import GPT2_CONTEXT_LENGTH
 from ..data import (
-    BALANCE_METHODS,
     SPLIT_NAMES,
     DataSummary,
     EncodedSplits,
@@ -19,63 +17,10 @@ from ..data import (
     prepare_dataset,
     write_splits,
 )
-from ..data.splits import DEFAULT_SEED
 from ..fileio import check_output_dir
 from ..tokenizer import get_tokenizer
-from ..training.settings import DEFAULT_RECIPE
-from .options import data_source_options, tokenizer_option
-
-# Keyword names of ``data_options`` that ``prepare_dataset`` takes as they are.
-PREPARE_KEYS = (
-    "data_file",
-    "train_file",
-    "validation_file",
-    "test_file",
-    "fmt",
-    "text_column",
-    "label_column",
-    "balance",
-    "keep_duplicates",
-    "fractions",
-    "lenient",
-)
-
-
-def data_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Where the examples come from and how they are split and padded. Adds the keyword
-    arguments ``PREPARE_KEYS`` (for ``prepare_dataset``) and ``padding`` (for ``encode_splits``);
-    the seed is left to the command."""
-    decorators = [
-        click.option(
-            "--balance",
-            type=click.Choice(BALANCE_METHODS),
-            default=DEFAULT_RECIPE.balance,
-            show_default=True,
-            help="undersample: every class cut to the smallest one (the book); none: keep all.",
-        ),
-        click.option(
-            "--keep-duplicates/--drop-duplicates",
-            default=DEFAULT_RECIPE.keep_duplicates,
-            show_default=True,
-            help="Keep repeated texts (by default only the first occurrence is kept; the book "
-            "keeps them).",
-        ),
-        click.option(
-            "--fractions",
-            default="0.7,0.1,0.2",
-            show_default=True,
-            help="Train,validation,test fractions of the stratified split.",
-        ),
-        click.option(
-            "--padding",
-            default=DEFAULT_RECIPE.padding,
-            show_default=True,
-            help="batch (train's default), longest-train (the book), fixed:N, or context.",
-        ),
-    ]
-    for decorator in reversed(decorators):
-        func = decorator(func)
-    return data_source_options(func)
+from ..training.settings import PaddingOptions, SplitOptions, TokenizerOptions, opt, over_preset
+from .options import command
 
 
 @click.group()
@@ -83,50 +28,34 @@ def data() -> None:
     """Prepare datasets: sms-spam or any labelled file."""
 
 
-@data.command("prepare")
-@data_options
-@click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True, help="Split seed.")
-@click.option(
-    "--context-length",
-    type=click.IntRange(min=1),
-    default=GPT2_CONTEXT_LENGTH,
-    show_default=True,
-    help="Model context length: the truncation limit.",
-)
-@click.option(
-    "--output-dir",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Folder for train.csv, validation.csv, test.csv (columns Label,Text) and labels.json; "
-    "it must be empty or new unless --overwrite.",
-)
-@click.option(
-    "--overwrite",
-    is_flag=True,
-    default=False,
-    help="Replace the splits in a non-empty --output-dir.",
-)
-@tokenizer_option
-def prepare(
-    seed: int,
-    context_length: int,
-    output_dir: str,
-    overwrite: bool,
-    tokenizer_dir: str | None,
-    padding: str,
-    **options: Any,
-) -> None:
+@dataclass(kw_only=True)
+class PrepareOptions(TokenizerOptions, PaddingOptions, SplitOptions):
+    context_length: int = opt(
+        GPT2_CONTEXT_LENGTH, "Model context length: the truncation limit.", min=1
+    )
+    output_dir: str = opt(
+        None,
+        "Folder for train.csv, validation.csv, test.csv (columns Label,Text) and labels.json; it "
+        "must be empty or new unless --overwrite.",
+        path="dir",
+        required=True,
+    )
+    overwrite: bool = opt(False, "Replace the splits in a non-empty --output-dir.")
+
+
+@command(PrepareOptions, "prepare", group=data)
+def prepare(o: PrepareOptions) -> None:
     """Deduplicate, balance and split a dataset; print counts and token lengths; write splits."""
-    check_output_dir(output_dir, overwrite=overwrite)  # before minutes of work, not after
-    strategy = parse_padding(padding)  # fail before any download
-    prepared = prepare_dataset(**{key: options[key] for key in PREPARE_KEYS}, seed=seed)
-    encoded = encode_splits(prepared, get_tokenizer(tokenizer_dir), strategy, context_length)
-    written = write_splits(prepared, output_dir)
+    check_output_dir(o.output_dir, overwrite=o.overwrite)  # before minutes of work, not after
+    strategy = parse_padding(over_preset(o, ["padding"])["padding"])  # fail before any download
+    prepared = prepare_dataset(**o.dataset_args())
+    encoded = encode_splits(prepared, get_tokenizer(o.tokenizer_dir), strategy, o.context_length)
+    written = write_splits(prepared, o.output_dir)
     click.echo(format_counts(prepared.summary, prepared.label_map))
     click.echo()
     click.echo(format_token_stats(encoded))
     click.echo()
-    click.echo(f"wrote {', '.join(p.name for p in written.values())} to {output_dir}")
+    click.echo(f"wrote {', '.join(p.name for p in written.values())} to {o.output_dir}")
 
 
 COMMANDS = [data]

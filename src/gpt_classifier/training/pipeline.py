@@ -1,12 +1,7 @@
 """One fine-tuning run in named stages: resolve the recipe -> open the run directory -> prepare
 data -> build the classifier -> make the loaders (frozen-prefix cache included) -> fit ->
-evaluate -> write the run.
-
-Each stage takes what it needs and returns data; printing goes through ``log`` (stderr in the
-CLI). The run directory is written as one transaction (``inference/transaction.py``): nothing
-appears under ``output_dir`` until the run is complete, and a killed run can be resumed from the
-checkpoint kept in its staging folder.
-"""
+evaluate -> write the run (one transaction, ``runs/transaction.py``). Printing goes through
+``log``."""
 
 from __future__ import annotations
 
@@ -126,7 +121,7 @@ def _quiet(message: str) -> None:
 def run_finetune(options: FinetuneOptions, log: Log = _stderr) -> FinetuneResult:
     """One run; under ``torchrun`` every rank calls it, and only rank 0 logs and writes."""
     recipe = options.resolved()
-    dist = distributed.init_distributed(resolve_device(options.device), options.dist_timeout)
+    dist = distributed.init_distributed(recipe.device, options.dist_timeout)
     if not dist.is_main:
         log, options = _quiet, dataclasses.replace(options, progress=False)
     try:
@@ -154,6 +149,8 @@ def _run_finetune(
         log(f"{options.output_path}: the run was complete; finished its interrupted commit")
         return _finished_run(options.output_path)
     staged: StagedRun | None = _on_main(dist, lambda: open_run_directory(options))
+    # the stages below see the device and precision resolved once, not "auto" again
+    options = dataclasses.replace(options, device=str(recipe.device), precision=recipe.precision)
     clock = StageClock()
     try:
         with clock.stage("data"):
@@ -237,19 +234,12 @@ def open_run_directory(options: FinetuneOptions) -> StagedRun:
 
 def prepare_data(options: FinetuneOptions, recipe: ResolvedRecipe, log: Log) -> PreparedData:
     prepared = prepare_dataset(
-        data_file=options.data_file,
-        train_file=options.train_file,
-        validation_file=options.validation_file,
-        test_file=options.test_file,
-        fmt=options.fmt,
-        text_column=options.text_column,
-        label_column=options.label_column,
+        **options.source(),
         balance=recipe.balance,
         keep_duplicates=recipe.keep_duplicates,
         seed=recipe.train.seed,
-        fractions=options.fractions,
+        fractions=recipe.fractions,
         progress=options.progress,
-        lenient=options.lenient,
     )
     summary = prepared.summary
     if summary.duplicates_dropped:
