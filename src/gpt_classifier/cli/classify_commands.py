@@ -3,6 +3,7 @@ streamed in chunks: ``inference/file_stream.py``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -107,9 +108,8 @@ def classify(o: ClassifyOptions) -> None:
         predictions = classifier.classify(texts, batch_size=o.batch_size)
     elapsed = time.perf_counter() - started
     _note_truncated(classifier.truncated, classifier.info.max_length)
-    print_prediction = _printer(o.as_json)
     for text, prediction, why in zip(texts, predictions, explanations, strict=True):
-        print_prediction(text, prediction, why)
+        _print(o.as_json, text, prediction, why)
     if len(texts) > 1:
         _echo_speed(len(texts), elapsed)
 
@@ -121,11 +121,10 @@ def _classify_file(o: ClassifyOptions) -> None:
     if output:
         check_resumable(output, resume=o.resume, overwrite=o.overwrite)
         _check_output(output, Path(o.input_file), o.overwrite or o.resume)
-    printer = _printer(o.as_json)
 
     def sink(rows, predictions) -> None:
         for row, prediction in zip(rows, predictions, strict=True):
-            printer(row.text, prediction)
+            _print(o.as_json, row.text, prediction)
 
     keys = ("fmt", "text_column", "lenient", "batch_size", "chunk_rows", "progress", "resume")
     result = run_classify_file(
@@ -148,62 +147,43 @@ def _classify_file(o: ClassifyOptions) -> None:
         _echo_speed(result.classified, result.seconds)
 
 
-def _printer(as_json: bool):
-    def print_prediction(text: str, prediction, why=None) -> None:
-        if as_json:
-            values = {
-                "label": prediction.label,
-                "probability": prediction.probability,
-                "probabilities": prediction.probabilities,
-                "text": text,
+def _print(as_json: bool, text: str, prediction, why=None) -> None:
+    if as_json:
+        values = {**dataclasses.asdict(prediction), "text": text}
+        if why is not None:
+            tokens = [
+                {"token": t.token, "score": t.score, "probability_without": t.probability_without}
+                for t in why.tokens
+            ]
+            values["explanation"] = {
+                "method": why.method,
+                "truncated": why.truncated,
+                "tokens": tokens,
             }
-            if why is not None:
-                values["explanation"] = explanation_json(why)
-            click.echo(json.dumps(values, ensure_ascii=False))
-        else:
-            flat = " ".join(text.split())
-            click.echo(f"{prediction.label}\t{prediction.probability:.4f}\t{flat}")
-            if why is not None:
-                click.echo(f"  why: {explanation_line(why)}")
-
-    return print_prediction
+        click.echo(json.dumps(values, ensure_ascii=False))
+        return
+    click.echo(f"{prediction.label}\t{prediction.probability:.4f}\t{' '.join(text.split())}")
+    if why is not None:  # each token quoted (spaces and line breaks visible) with its score
+        line = "  ".join(
+            f"{json.dumps(t.token, ensure_ascii=False)} {t.score:+.2f}" for t in why.tokens
+        )
+        click.echo(
+            f"  why: {line}" + ("  (text cut: the rest is not read)" if why.truncated else "")
+        )
 
 
 def _note_truncated(truncated: int, max_length: int) -> None:
     if truncated:
-        click.echo(
-            f"note: {truncated} text(s) longer than {max_length} tokens were truncated, "
-            "as in training",
-            err=True,
-        )
+        message = f"{truncated} text(s) longer than {max_length} tokens were truncated"
+        click.echo(f"note: {message}, as in training", err=True)
 
 
 def _echo_speed(count: int, seconds: float) -> None:
     click.echo(f"{count} texts in {seconds:.2f} s ({count / seconds:.0f} texts/s)", err=True)
 
 
-def explanation_line(why) -> str:
-    """Tokens in text order, each quoted (spaces and line breaks visible) with its score."""
-    line = "  ".join(
-        f"{json.dumps(t.token, ensure_ascii=False)} {t.score:+.2f}" for t in why.tokens
-    )
-    return line + ("  (text cut: the rest is not read)" if why.truncated else "")
-
-
-def explanation_json(why) -> dict:
-    return {
-        "method": why.method,
-        "truncated": why.truncated,
-        "tokens": [
-            {"token": t.token, "score": t.score, "probability_without": t.probability_without}
-            for t in why.tokens
-        ],
-    }
-
-
 def _check_output(output: Path, input_file: Path, overwrite: bool) -> None:
-    """Before any work: never write over the input (a run would destroy the texts it reads),
-    and replace another existing file only when asked."""
+    """Never write over the input (the run would destroy the texts it reads)."""
     if output.is_dir():
         raise GPTClassifierError(f"--output {output} is a directory")
     same = output.resolve() == input_file.resolve()

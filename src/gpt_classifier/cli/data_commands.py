@@ -61,43 +61,37 @@ def prepare(o: PrepareOptions) -> None:
 COMMANDS = [data]
 
 
-# --- report text ------------------------------------------------------------------------------
+def _table(rows: list[list[str]]) -> list[str]:
+    """Columns two spaces apart: the first left-aligned, the others right-aligned."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    aligned = [
+        [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)]
+        for row in rows
+    ]
+    return ["  ".join(cells) for cells in aligned]
 
 
 def format_counts(summary: DataSummary, label_map: LabelMap) -> str:
     """Class counts as a table (one row per class) with notes on what was dropped."""
-    if summary.fractions is not None:
-        columns = {"raw": summary.raw, "deduplicated": summary.deduplicated}
-        columns["balanced"] = summary.balanced
-    else:
-        columns = {"all": summary.raw}
+    split = summary.fractions is not None
+    columns = {"raw": summary.raw, "deduplicated": summary.deduplicated} if split else {}
+    columns = {**columns, "balanced": summary.balanced} if split else {"all": summary.raw}
     columns.update({name: summary.splits[name] for name in SPLIT_NAMES})
     classes = list(dict.fromkeys([*label_map.classes, *summary.raw]))
-    rows = [(name, [counts.get(name, 0) for counts in columns.values()]) for name in classes]
-    rows.append(("total", [sum(counts.values()) for counts in columns.values()]))
-    first = max(len("class"), *(len(name) for name, _ in rows))
-    widths = [
-        max(len(title), *(len(str(v[i])) for _, v in rows)) for i, title in enumerate(columns)
-    ]
+    rows = [[name, *(str(c.get(name, 0)) for c in columns.values())] for name in classes]
+    rows.append(["total", *(str(sum(c.values())) for c in columns.values())])
     lines = [
         f"data: {summary.source}",
         f"classes ({len(label_map)}): {', '.join(label_map.classes)}",
-        "",
-        "  ".join(
-            ["class".ljust(first), *(t.rjust(w) for t, w in zip(columns, widths, strict=True))]
-        ),
     ]
-    for name, values in rows:
-        cells = (str(v).rjust(w) for v, w in zip(values, widths, strict=True))
-        lines.append("  ".join([name.ljust(first), *cells]))
-    if summary.fractions is not None:
-        if summary.keep_duplicates:
-            lines.append("duplicates: kept (--keep-duplicates)")
-        else:
-            lines.append(
-                f"duplicates: {summary.duplicates_dropped} repeated texts dropped "
-                f"(first occurrence kept), {summary.label_conflicts} of them with a different label"
-            )
+    lines += ["", *_table([["class", *columns], *rows])]
+    if split:
+        lines.append(
+            "duplicates: kept (--keep-duplicates)"
+            if summary.keep_duplicates
+            else f"duplicates: {summary.duplicates_dropped} repeated texts dropped (first "
+            f"occurrence kept), {summary.label_conflicts} of them with a different label"
+        )
         balance = (
             "undersampled to the smallest class" if summary.balance == "undersample" else "none"
         )
@@ -112,55 +106,25 @@ def format_counts(summary: DataSummary, label_map: LabelMap) -> str:
 
 def format_token_stats(encoded: EncodedSplits) -> str:
     """Token lengths per split (before truncation), the truncation counts and the pad length."""
-    header = ("split", "examples", "min", "median", "max", "truncated", "limit")
-    rows = []
+    rows = [["split", "examples", "min", "median", "max", "truncated", "limit"]]
     for name in SPLIT_NAMES:
-        stats = encoded.stats[name]
-        share = f"{stats.truncated} ({stats.share_truncated:.1%})"
-        rows.append(
-            (
-                name,
-                str(stats.count),
-                _fmt(stats.min),
-                _fmt(stats.median),
-                _fmt(stats.max),
-                share,
-                _fmt(stats.max_length),
-            )
-        )
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    lines = [
-        f"tokens (padding {encoded.padding}, context length {encoded.context_length}):",
-        "  ".join(
-            h.ljust(w) if i == 0 else h.rjust(w)
-            for i, (h, w) in enumerate(zip(header, widths, strict=True))
-        ),
-    ]
-    for row in rows:
-        lines.append(
-            "  ".join(
-                c.ljust(w) if i == 0 else c.rjust(w)
-                for i, (c, w) in enumerate(zip(row, widths, strict=True))
-            )
-        )
-    lines.append(f"longest training example: {encoded.longest_train} tokens")
+        st = encoded.stats[name]
+        cells = (st.count, st.min, st.median, st.max)
+        truncated = f"{st.truncated} ({st.share_truncated:.1%})"
+        rows.append([name, *map(_fmt, cells), truncated, _fmt(st.max_length)])
+    lines = [f"tokens (padding {encoded.padding}, context length {encoded.context_length}):"]
+    lines += [*_table(rows), f"longest training example: {encoded.longest_train} tokens"]
     pads = {encoded.pad_lengths[name] for name in SPLIT_NAMES}
     if pads == {None}:
         lines.append("padding: each batch to its longest example")
     elif len(pads) == 1:
         lines.append(f"padding: every example to {pads.pop()} tokens")
     for name in SPLIT_NAMES:
-        stats = encoded.stats[name]
-        if stats.truncated:
-            lines.append(
-                f"truncated: {stats.truncated} {name} text(s) cut to {stats.max_length} tokens"
-            )
+        st = encoded.stats[name]
+        if st.truncated:
+            lines.append(f"truncated: {st.truncated} {name} text(s) cut to {st.max_length} tokens")
     return "\n".join(lines)
 
 
 def _fmt(value: float | int | None) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
+    return "-" if value is None else f"{value:g}" if isinstance(value, float) else str(value)

@@ -14,17 +14,11 @@ from .options import ServedRunOptions, command
 
 
 def listen_socket(host: str, port: int) -> socket.socket:
-    """A socket bound and listening on ``host:port``, or a one-line error saying why not.
-
-    Bound before the model loads, so a busy port fails in a second with a clear message, and
-    handed to uvicorn, so nothing can take the port in between."""
+    """Bound before the model loads (a busy port fails at once) and handed to uvicorn."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # proto must say TCP: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on sockets
-    # whose proto is IPPROTO_TCP, and with proto 0 every response waited ~40 ms for the
-    # client's delayed ACK between its header and body writes.
+    # IPPROTO_TCP: asyncio sets TCP_NODELAY only then (else ~40 ms of delayed ACK per response)
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    # As uvicorn does: restarting right after a stop must not wait for TIME_WAIT to pass.
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart needs no TIME_WAIT
     try:
         sock.bind((host, port))
         sock.listen(2048)
@@ -35,7 +29,6 @@ def listen_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-# The server's own limits (what one forward pass, one request and the queue may hold).
 TOKENS_PER_PASS = 1024  # ~1k-row matmuls suit the CPU; data/batching.py's TOKENS_PER_PASS on main
 
 

@@ -27,27 +27,36 @@ class Row:
     note: str = ""  # why a row cannot differ from another in this implementation, etc.
 
     def describe(self) -> dict[str, str]:
-        """The book's columns for this row (its options over its preset's recipe)."""
-        o = self.options
-        recipe = PRESETS.get(str(o.get("preset", "default")), PRESETS["default"])
-        padding = str(o.get("padding") or recipe.padding)
-        batch_size = o.get("batch_size") or recipe.train.batch_size
+        """The book's columns for this row (its options over its preset's values)."""
+        o = {
+            **row_defaults(self.options),
+            **{k: v for k, v in self.options.items() if v is not None},
+        }
+        padding = str(o["padding"])
         context = {
             "longest-train": "longest train ex.",
             "context": "context length",
-            "batch": "no padding" if batch_size == 1 else "per batch",
+            "batch": "no padding" if o["batch_size"] == 1 else "per batch",
         }.get(padding, padding)
-        if (o.get("grad_accum_steps") or 1) > 1:
+        if o["grad_accum_steps"] > 1:
             context += f", {o['grad_accum_steps']} accumulation steps"
-        if o.get("causal_mask") is False:
+        if o["causal_mask"] is False:
             context += "; no causal mask"
         return {
-            "model": Path(str(o.get("model", "gpt2"))).name,
-            "weights": str(o.get("init", "pretrained")),
-            "token position": str(o.get("pooling") or recipe.pooling),
-            "trainable": str(o.get("trainable") or recipe.trainable),
+            "model": Path(str(o["model"])).name,
+            "weights": str(o["init"]),
+            "token position": str(o["pooling"]),
+            "trainable": str(o["trainable"]),
             "context": context,
         }
+
+
+def row_defaults(options: dict[str, Any]) -> dict[str, Any]:
+    """What a row runs with where it sets nothing: train's defaults over its preset."""
+    preset = str(options.get("preset") or "default")
+    values = PRESETS.get(preset, PRESETS["default"])
+    fields = dataclasses.fields(FinetuneOptions)
+    return {**{f.name: f.default for f in fields}, **values}
 
 
 BOOK_ROWS = [

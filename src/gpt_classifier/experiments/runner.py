@@ -22,8 +22,7 @@ from ..runs.transaction import MARKER_FILE, StagedRun
 from ..training.memory import reset_peak_rss
 from ..training.pipeline import run_finetune
 from ..training.recipe import FinetuneOptions
-from ..training.settings import PRESETS
-from .grid import Row
+from .grid import Row, row_defaults
 
 Log = Callable[[str], None]
 
@@ -89,9 +88,10 @@ def execution_order(base: dict[str, Any], rows: list[Row]) -> list[Row]:
 
     def depth(row: Row) -> float:
         values = {**base, **row.options}
-        recipe = PRESETS.get(str(values.get("preset") or "default"), PRESETS["default"])
         try:
-            spec = parse_trainable(str(values.get("trainable") or recipe.trainable))
+            spec = parse_trainable(
+                str(values.get("trainable") or row_defaults(values)["trainable"])
+            )
         except GPTClassifierError:
             return math.inf  # the row reports its own error when it runs
         if spec.kind == TrainableKind.LAST_BLOCKS:

@@ -79,8 +79,6 @@ class FinetuneResult:
 
 @dataclass
 class TrainingSetup:
-    """What the fit and evaluate stages work on."""
-
     classifier: GPTClassifier
     trained_model: torch.nn.Module  # the classifier, or its trainable suffix over cached states
     loaders: dict[str, Any]
@@ -537,8 +535,8 @@ def fit(
     encoded: EncodedSplits,
     log: Log,
 ) -> TrainResult:
-    """Train, checkpointing into the staging folder; resume from its checkpoint if asked.
-    Under ``torchrun`` rank 0 reads and writes the checkpoints and shares what it read."""
+    """Train, checkpointing into the staging folder (resumed from it if asked); under torchrun
+    rank 0 reads and writes the checkpoints and shares what it read."""
     dist = setup.dist
     optimizer = make_optimizer(setup.classifier, settings, setup.device)
     torch.manual_seed(settings.seed)
@@ -602,8 +600,7 @@ def effective_batch_size(settings: TrainSettings, dist: DistContext) -> int:
 
 
 def _fingerprint(options: FinetuneOptions, encoded: EncodedSplits, model: GPTClassifier) -> str:
-    """What a checkpoint's weights depend on besides the saved options: the encoded training
-    data and the frozen base weights (a sample of them)."""
+    """What a checkpoint depends on besides its options: the training data, the base weights."""
     base = frozen_parameter_sample(model)  # drawn, not read, for a lazy model
     train = encoded.split("train")
     return checkpoint.data_fingerprint(train.input_ids, train.labels, base, options.model)
@@ -612,8 +609,8 @@ def _fingerprint(options: FinetuneOptions, encoded: EncodedSplits, model: GPTCla
 def make_optimizer(
     model: torch.nn.Module, settings: TrainSettings, device: torch.device
 ) -> torch.optim.Optimizer:
-    """The book's AdamW over the trainable parameters, with the fused kernel where torch has one
-    (the same update, computed in one pass: ~4x faster on a 2-core CPU for 7M parameters)."""
+    """The book's AdamW over the trainable parameters; fused where torch has it (the same update
+    in one pass, ~4x faster on 2 CPU cores for 7M parameters)."""
     params = [p for p in model.parameters() if p.requires_grad]
     fused = device.type in ("cpu", "cuda") and all(p.dtype == torch.float32 for p in params)
     return torch.optim.AdamW(
@@ -624,7 +621,7 @@ def make_optimizer(
 def evaluate_splits(
     setup: TrainingSetup, encoded: EncodedSplits, classes: tuple[str, ...] | list[str]
 ) -> dict[str, dict[str, Any]]:
-    evaluate = _evaluate
+    evaluate = evaluate_split
     if setup.dist.enabled:
         evaluate = functools.partial(evaluate_sharded, setup.dist)
     report = {
@@ -641,16 +638,6 @@ def evaluate_splits(
     setup.loaders.clear()  # the hidden-state cache: the rest needs only the report
     setup.trained_model = setup.classifier
     return report
-
-
-def _evaluate(
-    model: torch.nn.Module,
-    loader: Any,
-    device: torch.device,
-    precision: str,
-    classes: tuple[str, ...] | list[str],
-) -> dict[str, Any]:
-    return evaluate_split(model, loader, device, precision, classes)
 
 
 def run_info(
@@ -699,7 +686,6 @@ def write_run(
     prepared: PreparedData,
     options: FinetuneOptions,
 ) -> None:
-    """Every file of the run into the staging folder (committed by the caller)."""
     folder = staged.folder
     write_model_files(classifier, info, folder)
     classifier.run_info = info
