@@ -32,16 +32,14 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from . import cache_commands as cache
     from . import classify_commands as classify
     from . import data_commands as data
     from . import experiments_commands as experiments
     from . import model_commands as model
     from . import serve_commands as serve
     from . import train_commands as train
-    from . import zero_shot_commands as zero_shot
 
-    for module in (model, data, train, classify, serve, zero_shot, experiments, cache):
+    for module in (model, data, train, classify, serve, experiments):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -1,4 +1,4 @@
-"""``gpt-classifier train`` and ``gpt-classifier evaluate``."""
+"""``train``, ``evaluate`` and ``cache list|clear`` (the frozen-prefix states train keeps)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from ..errors import INTERRUPTED_EXIT, GPTClassifierError
 from ..precision import PRECISIONS
 from ..runs.checkpoint import read_options
 from ..runs.transaction import StagedRun
+from ..training.cache_store import CacheStore, default_cache_dir, describe
 from ..training.recipe import FinetuneOptions
-from ..training.settings import DeviceOptions, ReadOptions, TokenizerOptions, opt
+from ..training.settings import CacheOptions, DeviceOptions, ReadOptions, TokenizerOptions, opt
 from .options import command, options_from
 
 # Options that only change how a resumed run is shown, not what it computes.
@@ -112,4 +113,27 @@ def evaluate(options: EvaluateOptions) -> None:
         write_report_json(report, output)
 
 
-COMMANDS = [train, evaluate]
+@click.group()
+def cache() -> None:
+    """Show or free the frozen-prefix cache that train keeps on disk."""
+
+
+@command(CacheOptions, "list", group=cache)
+def list_entries(o: CacheOptions) -> None:
+    """One line per entry, least recently used first, then the total."""
+    store = CacheStore(o.cache_dir or default_cache_dir())
+    entries = store.entries()
+    for entry in entries:
+        click.echo(describe(entry))
+    total = sum(entry.size for entry in entries)
+    click.echo(f"{len(entries)} entries, {total / 2**20:.1f} MiB in {store.folder}")
+
+
+@command(CacheOptions, "clear", group=cache)
+def clear(o: CacheOptions) -> None:
+    """Delete every entry."""
+    store = CacheStore(o.cache_dir or default_cache_dir())
+    click.echo(f"removed {store.clear()} entries from {store.folder}")
+
+
+COMMANDS = [train, evaluate, cache]
