@@ -89,17 +89,9 @@ def experiments(o: ExperimentsOptions) -> None:
         click.echo(message, err=True)
 
     started = time.perf_counter()
+    flags = {"resume": o.resume, "overwrite": o.overwrite, "progress": o.progress}
     try:
-        outcomes = run_grid(
-            base,
-            rows,
-            seeds,
-            output_dir,
-            resume=o.resume,
-            overwrite=o.overwrite,
-            progress=o.progress,
-            log=log,
-        )
+        outcomes = run_grid(base, rows, seeds, output_dir, **flags, log=log)
     except KeyboardInterrupt:
         log(f"interrupted: continue with the same command and --resume ({output_dir})")
         sys.exit(INTERRUPTED_EXIT)
@@ -109,7 +101,7 @@ def experiments(o: ExperimentsOptions) -> None:
     written = write_outputs(summarize(outcomes), output_dir, header)
     click.echo((output_dir / "experiments.md").read_text(encoding="utf-8"), nl=False)
     log("wrote " + ", ".join(str(path) for path in written))
-    failed = [o for o in outcomes if not o.ok]
+    failed = [outcome for outcome in outcomes if not outcome.ok]
     if failed:
         raise GPTClassifierError(f"{len(failed)} of {len(outcomes)} runs failed (see the notes)")
 

@@ -39,9 +39,7 @@ def download(o: DownloadOptions) -> None:
 @dataclass(kw_only=True)
 class GenerateOptions(PrecisionOptions, ModelOptions):
     prompt: str = opt(None, "Text to continue.", required=True)
-    max_new_tokens: int = opt(
-        23, "Tokens to generate (the book's 'Every effort moves you' example uses 23).", min=0
-    )
+    max_new_tokens: int = opt(23, "Tokens to generate (the book's example's count).", min=0)
     temperature: float = opt(
         0.0, "0: greedy decoding; > 0: sample from softmax(logits / temperature).", min=0.0
     )

@@ -1,10 +1,6 @@
-"""Grids of fine-tuning runs: the book's 19-row design-choice table, or one of your own.
-
-A row is a name and the ``train`` options it changes (``FinetuneOptions`` field names); every
-row starts from the same base options (the data, the tokenizer, ``--init``...). The book's rows
-start from its chapter-6 recipe (``preset="book"``) and are numbered as in the book's table
-(rasbt/LLMs-from-scratch, ch06/02_bonus_additional-experiments).
-"""
+"""Grids of fine-tuning runs: the book's 19-row design-choice table (rasbt/LLMs-from-scratch,
+ch06/02_bonus_additional-experiments, on its chapter-6 recipe) or your own. A row is a name and
+the ``train`` options it changes over the grid's base options."""
 
 from __future__ import annotations
 
@@ -131,9 +127,8 @@ _GRID_OWNED = {"output_dir", "overwrite", "resume", "progress"}
 
 
 def load_grid(path: str | Path) -> tuple[dict[str, Any], list[Row]]:
-    """A grid file (TOML or JSON): optional ``base`` options and ``rows``, each with a ``name``,
-    optional ``note`` and any ``train`` options (FinetuneOptions names, e.g. ``lr``,
-    ``trainable``, ``pooling``)."""
+    """A TOML or JSON grid: optional ``base`` options and ``rows``, each a ``name``, an optional
+    ``note`` and any ``FinetuneOptions`` fields."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")

@@ -1,8 +1,5 @@
-"""The options several commands share, the training settings and the recipe presets.
-
-Each field is written once with its type, default and help (``opt``); ``cli/options.py`` turns
-these dataclasses into click options.
-"""
+"""Options several commands share, the training settings and the presets: each field's type,
+default and help written once (``opt``); ``cli/options.py`` makes click options of them."""
 
 from __future__ import annotations
 
@@ -84,7 +81,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def preset_values(name: str) -> dict[str, Any]:
-    """Every value the preset ``name`` fixes (its choices and its training settings)."""
+    """Every value the preset ``name`` fixes."""
     if name not in PRESETS:
         raise GPTClassifierError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
     return dict(PRESETS[name])
@@ -102,8 +99,7 @@ def over_preset(options: Any, keys: Any) -> dict[str, Any]:
 class CacheOptions:
     cache_dir: str | None = opt(
         None,
-        "Folder of the frozen-prefix disk cache (default ~/.cache/gpt-classifier/prefix-cache); "
-        "gpt-classifier cache list|clear shows and frees it.",
+        "Folder of the frozen-prefix disk cache (default ~/.cache/gpt-classifier/prefix-cache).",
         path="dir",
         envvar=CACHE_DIR_ENV,
     )
@@ -113,7 +109,7 @@ class CacheOptions:
 class TokenizerOptions:
     tokenizer_dir: str | None = opt(
         None,
-        "Folder with GPT-2's vocab.bpe and encoder.json for offline use.",
+        "GPT-2's vocab.bpe and encoder.json, for offline use.",
         path="dir",
         envvar=TOKENIZER_DIR_ENV,
     )
@@ -124,15 +120,10 @@ class ModelOptions(TokenizerOptions):
     """Which GPT-2 and where its weights come from."""
 
     model: str = opt(
-        "gpt2",
-        "GPT-2 size (gpt2, gpt2-medium, gpt2-large, gpt2-xl, or the book's names) or a JSON "
-        "config file with the book's keys.",
+        "gpt2", "A GPT-2 size (gpt2 ... gpt2-xl, or the book's names) or a config JSON."
     )
     weights: str | None = opt(
-        None,
-        "Local weights: a .safetensors file or a Hugging Face model directory (instead of "
-        "downloading).",
-        path="any",
+        None, "Local weights: a .safetensors file or a Hugging Face model folder.", path="any"
     )
     init: str = opt(
         "pretrained",
@@ -148,11 +139,7 @@ class DeviceOptions:
 
 @dataclass(kw_only=True)
 class PrecisionOptions(DeviceOptions):
-    precision: str = opt(
-        "auto",
-        "bf16 autocast where the hardware runs it fast (auto), or force one.",
-        choices=PRECISIONS,
-    )
+    precision: str = opt("auto", "auto: bf16 where the hardware runs it fast.", choices=PRECISIONS)
 
 
 @dataclass(kw_only=True)
@@ -161,18 +148,13 @@ class ReadOptions:
 
     fmt: str | None = opt(
         None,
-        "File format (default: from the suffix: .csv, .tsv/.txt (header row, or headerless "
-        "label<TAB>text = sms), .jsonl, .parquet).",
+        "Default: from the suffix (headerless .tsv/.txt: sms).",
         flag="--format",
         choices=FORMATS,
     )
     text_column: str | None = opt(None, "Text column (default: text, sentence, ...).")
     label_column: str | None = opt(None, "Label column (default: label, class, ...).")
-    lenient: bool = opt(
-        False,
-        "A quoted CSV field that runs over many lines (an unbalanced double quote swallowing "
-        "the rows after it) is a warning with row counts, not an error.",
-    )
+    lenient: bool = opt(False, "A CSV quote that runs over many lines is a warning, not an error.")
 
 
 @dataclass(kw_only=True)
@@ -180,10 +162,7 @@ class DataOptions:
     """Where labelled texts come from."""
 
     data_file: str | None = opt(
-        None,
-        "One labelled file to deduplicate, balance and split (default: the built-in sms-spam "
-        "dataset, downloaded and cached).",
-        path="file",
+        None, "One labelled file to split (default: the sms-spam dataset, downloaded).", path="file"
     )
     train_file: str | None = opt(None, "Ready-made training split.", path="file")
     validation_file: str | None = opt(None, "Ready-made validation split.", path="file")
@@ -192,25 +171,19 @@ class DataOptions:
 
 @dataclass(kw_only=True)
 class SplitOptions(ReadOptions, DataOptions):
-    """How one labelled file becomes train/validation/test: the same flags, the same splits, in
-    every command that splits."""
+    """How one labelled file is split: the same flags, the same splits in every command."""
 
     preset: str = opt(
-        "default",
-        "'book' reproduces chapter 6 exactly; explicit flags still override it.",
-        choices=tuple(PRESETS),
+        "default", "book: chapter 6 exactly; flags override it.", choices=tuple(PRESETS)
     )
     balance: str | None = opt(
         None,
-        "undersample: every class cut to the smallest one; none: keep all rows.",
+        "Undersample every class to the smallest, or none.",
         choices=BALANCE_METHODS,
         preset=True,
     )
     keep_duplicates: bool | None = opt(
-        None,
-        "Keep texts that repeat an earlier one (drop: only the first occurrence is kept).",
-        flag="--keep-duplicates/--drop-duplicates",
-        preset=True,
+        None, "Keep repeated texts.", flag="--keep-duplicates/--drop-duplicates", preset=True
     )
     fractions: str | tuple[float, float, float] = opt(
         DEFAULT_FRACTIONS, "Train,validation,test shares of the stratified split."
@@ -232,8 +205,4 @@ class SplitOptions(ReadOptions, DataOptions):
 
 @dataclass(kw_only=True)
 class PaddingOptions:
-    padding: str | None = opt(
-        None,
-        "batch (each batch to its longest text), longest-train, fixed:N or context.",
-        preset=True,
-    )
+    padding: str | None = opt(None, "batch, longest-train, fixed:N or context.", preset=True)
