@@ -1,5 +1,4 @@
-"""``gpt-classifier classify``: labels for new texts from a saved run (a file of any size is
-streamed in chunks: ``inference/file_stream.py``)."""
+"""``gpt-classifier classify``: labels for new texts, or a file of any size, from a saved run."""
 
 from __future__ import annotations
 
@@ -23,15 +22,11 @@ from .options import ServedRunOptions, command
 class ClassifyOptions(ServedRunOptions):
     texts: tuple[str, ...] = opt((), argument=True)
     input_file: str | None = opt(
-        None,
-        "Classify every row of this CSV/TSV/JSONL file (or a .txt file: one text a line, unless "
-        "its first line is a header row).",
-        flag="--file",
-        path="file",
+        None, "Classify every row of this CSV/TSV/JSONL/.txt file.", flag="--file", path="file"
     )
     fmt: str | None = opt(
         None,
-        "Format of --file (default: from the suffix; lines = one text per line).",
+        "Of --file (default: from the suffix; lines: a text a line).",
         flag="--format",
         choices=TEXT_FORMATS,
     )
@@ -43,23 +38,13 @@ class ClassifyOptions(ServedRunOptions):
         None, "Write a CSV of the results here (with --file); never the input file.", path="file"
     )
     overwrite: bool = opt(False, "Replace an existing --output file.")
-    resume: bool = opt(
-        False,
-        "Continue an interrupted --file ... --output run without classifying its finished rows "
-        "again (the same input file and run only).",
-    )
+    resume: bool = opt(False, "Continue an interrupted --file ... --output run where it stopped.")
     chunk_rows: int = opt(
-        CHUNK_ROWS,
-        "Rows of --file read, classified and written at a time (memory stays flat).",
-        min=1,
+        CHUNK_ROWS, "Rows of --file read, classified and written at a time.", min=1
     )
     progress: bool = opt(True, "A progress bar (rows/s) for --file, on a terminal.")
     as_json: bool = opt(False, "Print JSON lines instead of TSV.", flag="--json")
-    explain: bool = opt(
-        False,
-        "Also print why: each token's push towards the predicted label (occlusion: the log-odds "
-        "lost when it is deleted).",
-    )
+    explain: bool = opt(False, "Also print each token's push towards the label (occlusion).")
 
     def problem(self) -> str | None:
         """Flags that do not go together, or None."""
