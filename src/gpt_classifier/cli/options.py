@@ -46,27 +46,22 @@ def command(cls: type, name: str | None = None, group: Any = click) -> Callable[
 def _parameter(f: dataclasses.Field, hint: Any) -> Callable[..., Any]:
     meta = f.metadata
     kind = _base_type(hint)
+    if meta.get("argument"):
+        nargs = -1 if typing.get_origin(hint) is tuple else 1
+        metavar = meta.get("metavar")
+        return click.argument(f.name, type=_click_type(meta, kind), nargs=nargs, metavar=metavar)
     default = meta.get("cli_default", f.default)
     if isinstance(default, tuple):  # e.g. fractions: typed as "0.7,0.1,0.2"
         default = ",".join(map(str, default))
-    if meta.get("argument"):
-        many = typing.get_origin(hint) is tuple
-        nargs = -1 if many else 1
-        return click.argument(
-            f.name, type=_click_type(meta, kind), nargs=nargs, metavar=meta.get("metavar")
-        )
     flags = meta.get("flag") or "--" + f.name.replace("_", "-")
     flags = (flags,) if isinstance(flags, str) else flags
     extra: dict[str, Any] = {}
-    if kind is bool:
-        if "/" in flags[0]:
-            pass
-        elif default is False:
-            extra["is_flag"] = True
-        else:  # on (or the preset's) unless turned off
-            flags = (f"{flags[0]}/--no-{flags[0][2:]}",)
-    else:
+    if kind is not bool:
         extra["type"] = _click_type(meta, kind)
+    elif default is False and "/" not in flags[0]:
+        extra["is_flag"] = True
+    elif "/" not in flags[0]:  # on (or the preset's) unless turned off
+        flags = (f"{flags[0]}/--no-{flags[0][2:]}",)
     if meta.get("envvar"):
         extra.update(envvar=meta["envvar"], show_envvar=True)
     help, shown = meta.get("help") or "", _shown_default(f, meta, default)
