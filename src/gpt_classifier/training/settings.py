@@ -148,7 +148,7 @@ class ReadOptions:
 
     fmt: str | None = opt(
         None,
-        "Default: from the suffix (headerless .tsv/.txt: sms).",
+        "File format, else from the suffix (headerless .tsv/.txt: sms).",
         flag="--format",
         choices=FORMATS,
     )
