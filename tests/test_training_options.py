@@ -70,3 +70,63 @@ def test_a_short_last_accumulation_group_is_divided_by_its_own_size():
                 param -= 0.5 * grad
     for a, b in zip((p for p in trained.parameters() if p.requires_grad), params, strict=True):
         assert torch.allclose(a, b, atol=1e-6)
+
+
+def _commands(group=None, path=()):
+    import click
+
+    from gpt_classifier.cli.main import cli
+
+    group = group or cli
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            yield from _commands(command, (*path, name))
+        else:
+            yield " ".join((*path, name)), command
+
+
+def test_help_is_plain_text_and_writes_no_default_itself():
+    """Defaults come from the options dataclasses (click shows them), never from help prose."""
+    import re
+
+    for name, command in _commands():
+        for param in command.params:
+            text = getattr(param, "help", None) or ""
+            text = re.sub(r"\s*\[default: [^\]]*\]$", "", text)  # the generator's, from presets
+            assert "``" not in text and "`" not in text, (name, param.name)
+            assert not re.search(r"[Dd]efault:? \d", text), (name, param.name, text)
+        assert "``" not in (command.help or ""), name
+
+
+def test_preset_values_are_shown_from_the_presets():
+    commands = dict(_commands())
+    for name in ("train", "data prepare"):
+        helps = {p.name: p.help for p in commands[name].params}
+        assert helps["padding"].endswith("[default: batch; book: longest-train]")
+        assert helps["keep_duplicates"].endswith(
+            "[default: drop-duplicates; book: keep-duplicates]"
+        )
+        assert helps["seed"].endswith("[default: 123]")
+
+
+def test_commands_that_split_share_the_preset_and_its_defaults():
+    from gpt_classifier.cli.data_commands import PrepareOptions
+    from gpt_classifier.cli.model_commands import ZeroShotOptions
+
+    for options in (PrepareOptions, ZeroShotOptions, FinetuneOptions):
+        book = options(preset="book").dataset_args()
+        assert (book["keep_duplicates"], book["seed"], book["balance"]) == (
+            True,
+            123,
+            "undersample",
+        )
+        assert options(seed=7, keep_duplicates=False).dataset_args()["seed"] == 7
+        assert options().dataset_args()["fractions"] == (0.7, 0.1, 0.2)
+
+
+def test_the_recipe_resolves_device_precision_and_model_once():
+    recipe = FinetuneOptions(device="cpu", precision="fp32", model="gpt2-medium").resolved()
+    assert (str(recipe.device), recipe.precision, recipe.config.emb_dim) == ("cpu", "fp32", 1024)
+    assert recipe.fractions == (0.7, 0.1, 0.2)
+    with_weights = FinetuneOptions(device="cpu", weights="model.safetensors").resolved()
+    assert with_weights.config is None  # read from the weights when they load

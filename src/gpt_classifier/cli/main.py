@@ -25,40 +25,21 @@ class _Group(click.Group):
             sys.exit(INTERRUPTED_EXIT)
 
 
-@click.group(
-    cls=_Group,
-    context_settings={
-        "help_option_names": ["-h", "--help"],
-    },
-)
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="gpt-classifier")
 def cli() -> None:
     """Fine-tune GPT-2 (written from scratch in PyTorch) into a text classifier."""
 
 
 def _register() -> None:
-    from . import (
-        cache_commands,
-        classify_commands,
-        data_commands,
-        experiments_commands,
-        model_commands,
-        serve_commands,
-        train_commands,
-        zero_shot_commands,
-    )
+    from . import classify_commands as classify
+    from . import data_commands as data
+    from . import experiments_commands as experiments
+    from . import model_commands as model
+    from . import serve_commands as serve
+    from . import train_commands as train
 
-    modules = (
-        model_commands,
-        data_commands,
-        train_commands,
-        classify_commands,
-        serve_commands,
-        zero_shot_commands,
-        experiments_commands,
-        cache_commands,
-    )
-    for module in modules:
+    for module in (model, data, train, classify, serve, experiments):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -1,23 +1,31 @@
-"""``gpt-classifier download`` and ``gpt-classifier generate``: GPT-2 itself, before fine-tuning."""
+"""``download``, ``generate`` and ``zero-shot``: GPT-2 itself, before fine-tuning."""
 
 from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
 
 import click
 
 from ..config import EOT_TOKEN_ID
+from ..data import DEFAULT_SEED, SPLIT_NAMES
 from ..errors import GPTClassifierError
-from .options import device_option, model_options, precision_option
+from ..training.settings import ModelOptions, PrecisionOptions, SplitOptions, opt
+from .options import command
 
 
-@click.command()
-@click.argument("model_name", metavar="MODEL")
-@click.option(
-    "--cache-dir",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Hugging Face cache folder (default: $HF_HUB_CACHE, ~/.cache/huggingface/hub).",
-)
-def download(model_name: str, cache_dir: str | None) -> None:
+@dataclass(kw_only=True)
+class DownloadOptions:
+    model_name: str = opt(argument=True, metavar="MODEL")
+    cache_dir: str | None = opt(
+        None,
+        "Hugging Face cache folder (default: $HF_HUB_CACHE, ~/.cache/huggingface/hub).",
+        path="dir",
+    )
+
+
+@command(DownloadOptions)
+def download(o: DownloadOptions) -> None:
     """Download OpenAI's GPT-2 weights into the cache.
 
     MODEL is gpt2, gpt2-medium, gpt2-large, gpt2-xl or one of the book's names; prints the path
@@ -25,51 +33,22 @@ def download(model_name: str, cache_dir: str | None) -> None:
     """
     from ..hub import download_weights
 
-    click.echo(str(download_weights(model_name, cache_dir=cache_dir)))
+    click.echo(str(download_weights(o.model_name, cache_dir=o.cache_dir)))
 
 
-@click.command()
-@click.option("--prompt", required=True, help="Text to continue.")
-@click.option(
-    "--max-new-tokens",
-    type=click.IntRange(min=0),
-    default=23,
-    show_default=True,
-    help="Tokens to generate (the book's 'Every effort moves you' example uses 23).",
-)
-@click.option(
-    "--temperature",
-    type=click.FloatRange(min=0.0),
-    default=0.0,
-    show_default=True,
-    help="0: greedy decoding; > 0: sample from softmax(logits / temperature).",
-)
-@click.option(
-    "--top-k", type=click.IntRange(min=1), default=None, help="Sample only the k likeliest tokens."
-)
-@click.option(
-    "--seed",
-    type=int,
-    default=123,
-    show_default=True,
-    help="Seed for sampling and for --init random.",
-)
-@model_options
-@device_option
-@precision_option
-def generate(
-    prompt: str,
-    max_new_tokens: int,
-    temperature: float,
-    top_k: int | None,
-    seed: int,
-    model: str,
-    weights: str | None,
-    init: str,
-    tokenizer_dir: str | None,
-    device: str,
-    precision: str,
-) -> None:
+@dataclass(kw_only=True)
+class GenerateOptions(PrecisionOptions, ModelOptions):
+    prompt: str = opt(None, "Text to continue.", required=True)
+    max_new_tokens: int = opt(23, "Tokens to generate (the book's example's count).", min=0)
+    temperature: float = opt(
+        0.0, "0: greedy decoding; > 0: sample from softmax(logits / temperature).", min=0.0
+    )
+    top_k: int | None = opt(None, "Sample only the k likeliest tokens.", min=1)
+    seed: int = opt(DEFAULT_SEED, "Seed for sampling and for --init random.")
+
+
+@command(GenerateOptions)
+def generate(o: GenerateOptions) -> None:
     """Continue a prompt with GPT-2.
 
     Prints the text (prompt included) on stdout; logs go to stderr.
@@ -82,28 +61,28 @@ def generate(
     from ..tokenizer import get_tokenizer
     from ..weights import build_model
 
-    tokenizer = get_tokenizer(tokenizer_dir)
-    idx = text_to_token_ids(prompt, tokenizer)
+    tokenizer = get_tokenizer(o.tokenizer_dir)
+    idx = text_to_token_ids(o.prompt, tokenizer)
     if idx.shape[1] == 0:
         raise GPTClassifierError("--prompt is empty")
-    gpt = build_model(model, weights=weights, init=init, seed=seed)
+    gpt = build_model(o.model, weights=o.weights, init=o.init, seed=o.seed)
     context = gpt.cfg.context_length
     if idx.shape[1] > context:
         raise GPTClassifierError(
             f"--prompt has {idx.shape[1]} tokens but the model's context length is {context}"
         )
-    resolved = resolve_device(device)
-    gpt.to(resolved)
-    torch.manual_seed(seed)
+    device = resolve_device(o.device)
+    gpt.to(device)
+    torch.manual_seed(o.seed)
     try:
-        with autocast(resolved, resolve_precision(precision, resolved)):
+        with autocast(device, resolve_precision(o.precision, device)):
             out = generate_ids(
                 gpt,
-                idx.to(resolved),
-                max_new_tokens=max_new_tokens,
+                idx.to(device),
+                max_new_tokens=o.max_new_tokens,
                 context_size=context,
-                temperature=temperature,
-                top_k=top_k,
+                temperature=o.temperature,
+                top_k=o.top_k,
                 eos_id=EOT_TOKEN_ID,
             )
     except ValueError as exc:
@@ -111,4 +90,75 @@ def generate(
     click.echo(token_ids_to_text(out[0].cpu(), tokenizer))
 
 
-COMMANDS = [download, generate]
+@dataclass(kw_only=True)
+class ZeroShotOptions(PrecisionOptions, ModelOptions, SplitOptions):
+    split: str = opt("test", "The split whose texts are scored.", choices=SPLIT_NAMES)
+    limit: int | None = opt(None, "Score only the first N examples.", min=1)
+    positive_label: str = opt("spam", "The class a 'yes' answer means.")
+    prompt: str | None = opt(
+        None, "Template with {text} (and {positive}); default: the book's question."
+    )
+    max_new_tokens: int = opt(5, "Tokens of the answer.", min=1)
+    output: str | None = opt(None, "Write every answer as JSON here.", path="file", writable=True)
+    progress: bool = opt(True, "A progress bar on stderr.")
+
+
+@command(ZeroShotOptions, "zero-shot")
+def zero_shot(o: ZeroShotOptions) -> None:
+    """Score the base model's yes/no answers (no fine-tuning).
+
+    Asks the book's question (is this text spam? yes or no) for each text of a split. The split
+    options are train's: with the same flags, the same test texts as a fine-tuned run.
+    """
+    from tqdm.auto import tqdm
+
+    from ..evaluation.zero_shot import BOOK_PROMPT, zero_shot
+    from ..fileio import write_json
+    from ..precision import resolve_device, resolve_precision
+    from ..tokenizer import get_tokenizer
+    from ..weights import build_model
+
+    args = o.dataset_args()
+    records, positive, negative = _split_records(o, args)
+    tokenizer = get_tokenizer(o.tokenizer_dir)
+    device = resolve_device(o.device)
+    gpt = build_model(o.model, o.weights, o.init, seed=args["seed"])
+    with tqdm(total=len(records), desc="zero-shot", disable=not o.progress, file=sys.stderr) as bar:
+        result = zero_shot(
+            gpt.to(device),
+            tokenizer,
+            records,
+            positive,
+            negative,
+            prompt=o.prompt or BOOK_PROMPT,
+            max_new_tokens=o.max_new_tokens,
+            device=device,
+            precision=resolve_precision(o.precision, device),
+            on_example=lambda: bar.update(1),
+        )
+    answers = ", ".join(f"{k} {v}" for k, v in sorted(result.answers.items()))
+    click.echo(
+        f"zero-shot accuracy on {len(records)} {o.split} texts: "
+        f"{result.accuracy * 100:.2f} % (answers: {answers})"
+    )
+    if o.output:
+        write_json(o.output, result.to_dict())
+
+
+def _split_records(o: ZeroShotOptions, args: dict) -> tuple[list, str, str]:
+    """The texts to score (the split train makes with these flags), the positive and negative
+    class names."""
+    from ..data import prepare_dataset
+
+    prepared = prepare_dataset(**args, progress=o.progress)
+    classes = list(prepared.label_map.classes)
+    if o.positive_label not in classes or len(classes) != 2:
+        raise GPTClassifierError(
+            f"zero-shot needs two classes including --positive-label {o.positive_label!r} "
+            f"(the data has {', '.join(classes)})"
+        )
+    negative = next(c for c in classes if c != o.positive_label)
+    return prepared.split(o.split)[: o.limit], o.positive_label, negative
+
+
+COMMANDS = [download, generate, zero_shot]

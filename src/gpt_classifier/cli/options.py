@@ -1,161 +1,127 @@
-"""Flags shared by every command that builds a model or a tokenizer."""
+"""Click options generated from an options dataclass: a field's type, default and help, once."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import types
+import typing
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import click
 
-from ..tokenizer import TOKENIZER_DIR_ENV
+from ..training.settings import PRESETS, DeviceOptions, TokenizerOptions, opt
+
+_PATHS = {"file": {"dir_okay": False}, "dir": {"file_okay": False}, "any": {}}
 
 
-def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``--model``, ``--weights``, ``--init``: which GPT-2 and where its weights come from."""
-    decorators = [
-        click.option(
-            "--model",
-            "model",
-            default="gpt2",
-            show_default=True,
-            help="GPT-2 size (gpt2, gpt2-medium, gpt2-large, gpt2-xl, or the book's names) "
-            "or a JSON config file with the book's keys.",
-        ),
-        click.option(
-            "--weights",
-            type=click.Path(dir_okay=True, file_okay=True),
-            default=None,
-            help="Local weights: a .safetensors file or a Hugging Face model directory "
-            "(instead of downloading).",
-        ),
-        click.option(
-            "--init",
-            type=click.Choice(["pretrained", "random"]),
-            default="pretrained",
-            show_default=True,
-            help="pretrained: OpenAI's weights (downloaded, or --weights); random: untrained.",
-        ),
-    ]
-    for decorator in reversed(decorators):
-        func = decorator(func)
-    return tokenizer_option(func)
+def options_from(cls: type) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A decorator adding one click option (or argument) per field of ``cls``."""
+    hints = typing.get_type_hints(cls)
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        for f in reversed(dataclasses.fields(cls)):
+            if f.metadata.get("cli", True):
+                func = _parameter(f, hints[f.name])(func)
+        return func
+
+    return decorate
 
 
-def device_option(func: Callable[..., Any]) -> Callable[..., Any]:
+def command(cls: type, name: str | None = None, group: Any = click) -> Callable[..., Any]:
+    """A click command that builds ``cls`` from its flags and calls the function with it."""
+
+    def decorate(func: Callable[..., Any]) -> click.Command:
+        @functools.wraps(func)
+        def callback(**values: Any) -> Any:
+            return func(cls(**values))
+
+        return group.command(name)(options_from(cls)(callback))
+
+    return decorate
+
+
+def _parameter(f: dataclasses.Field, hint: Any) -> Callable[..., Any]:
+    meta = f.metadata
+    kind = _base_type(hint)
+    if meta.get("argument"):
+        nargs = -1 if typing.get_origin(hint) is tuple else 1
+        metavar = meta.get("metavar")
+        return click.argument(f.name, type=_click_type(meta, kind), nargs=nargs, metavar=metavar)
+    default = meta.get("cli_default", f.default)
+    if isinstance(default, tuple):  # e.g. fractions: typed as "0.7,0.1,0.2"
+        default = ",".join(map(str, default))
+    flags = meta.get("flag") or "--" + f.name.replace("_", "-")
+    flags = (flags,) if isinstance(flags, str) else flags
+    extra: dict[str, Any] = {}
+    if kind is not bool:
+        extra["type"] = _click_type(meta, kind)
+    elif default is False and "/" not in flags[0]:
+        extra["is_flag"] = True
+    elif "/" not in flags[0]:  # on (or the preset's) unless turned off
+        flags = (f"{flags[0]}/--no-{flags[0][2:]}",)
+    if meta.get("envvar"):
+        extra.update(envvar=meta["envvar"], show_envvar=True)
+    help, shown = meta.get("help") or "", _shown_default(f, meta, default)
+    if isinstance(shown, str):  # click would put it in parentheses
+        help, shown = f"{help}  [default: {shown}]", False
     return click.option(
-        "--device",
-        default="auto",
-        show_default=True,
-        help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps.",
-    )(func)
+        *flags,
+        f.name,
+        default=default,
+        help=help or None,
+        show_default=shown,
+        required=meta.get("required", False),
+        **extra,
+    )
 
 
-def tokenizer_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "--tokenizer-dir",
-        envvar=TOKENIZER_DIR_ENV,
-        type=click.Path(file_okay=False),
-        default=None,
-        help=f"Folder with GPT-2's vocab.bpe and encoder.json for offline use "
-        f"(env {TOKENIZER_DIR_ENV}).",
-    )(func)
+def _base_type(hint: Any) -> type:
+    """``int | None`` -> int; a union of str and others -> str."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        hint = args[0] if len(args) == 1 else str
+    if typing.get_origin(hint) is tuple:
+        return typing.get_args(hint)[0]
+    return hint if hint in (bool, int, float) else str
 
 
-def data_source_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Where labelled texts come from and how they are read: ``data_file``, ``train_file``,
-    ``validation_file``, ``test_file``, ``fmt``, ``text_column``, ``label_column``,
-    ``lenient``."""
-    from ..data import FORMATS
-
-    path = click.Path(dir_okay=False)
-    decorators = [
-        click.option(
-            "--data-file",
-            type=path,
-            default=None,
-            help="One labelled file to deduplicate, balance and split (default: the built-in "
-            "sms-spam dataset, downloaded and cached).",
-        ),
-        click.option("--train-file", type=path, default=None, help="Ready-made training split."),
-        click.option(
-            "--validation-file", type=path, default=None, help="Ready-made validation split."
-        ),
-        click.option("--test-file", type=path, default=None, help="Ready-made test split."),
-        click.option(
-            "--format",
-            "fmt",
-            type=click.Choice(FORMATS),
-            default=None,
-            help="File format (default: from the suffix: .csv, .tsv/.txt (header row, or "
-            "headerless label<TAB>text = sms), .jsonl, .parquet).",
-        ),
-        click.option(
-            "--text-column", default=None, help="Text column (default: text, sentence, ...)."
-        ),
-        click.option(
-            "--label-column", default=None, help="Label column (default: label, class, ...)."
-        ),
-        click.option(
-            "--lenient",
-            is_flag=True,
-            default=False,
-            help="A quoted CSV field that runs over many lines (an unbalanced double quote "
-            "swallowing the rows after it) is a warning with row counts, not an error.",
-        ),
-    ]
-    for decorator in reversed(decorators):
-        func = decorator(func)
-    return func
+def _click_type(meta: typing.Mapping[str, Any], kind: type) -> Any:
+    if "type" in meta:
+        return meta["type"]
+    if "choices" in meta:
+        return click.Choice(list(meta["choices"]))
+    if "path" in meta:
+        return click.Path(**_PATHS[meta["path"]], writable=meta.get("writable", False))
+    bounds = {key: meta[key] for key in ("min", "max", "min_open") if key in meta}
+    if kind is int:
+        return click.IntRange(**bounds) if bounds else click.INT
+    if kind is float:
+        return click.FloatRange(**bounds) if bounds else click.FLOAT
+    return click.STRING
 
 
-def precision_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    from ..precision import PRECISIONS
+def _shown_default(f: dataclasses.Field, meta: typing.Mapping[str, Any], default: Any) -> Any:
+    """The preset's value where None means it (``batch; book: longest-train``), else the default."""
+    if not meta.get("preset"):
+        return default is not None and default != ""
 
-    return click.option(
-        "--precision",
-        type=click.Choice(PRECISIONS),
-        default="auto",
-        show_default=True,
-        help="bf16 autocast where the hardware runs it fast (auto), or force one.",
-    )(func)
+    def shown(value: Any) -> str:
+        if isinstance(value, bool):  # the flag that selects it: keep-duplicates, drop-duplicates
+            on, _, off = meta.get("flag", "").partition("/")
+            return (on if value else off).lstrip("-")
+        return str(value)
+
+    ours = shown(PRESETS["default"][f.name])
+    others = [f"{name}: {shown(values[f.name])}" for name, values in PRESETS.items()]
+    return "; ".join([ours, *(text for text in others[1:] if not text.endswith(f": {ours}"))])
 
 
-def split_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``--preset``, ``--balance``, ``--keep-duplicates/--drop-duplicates``, ``--fractions``,
-    ``--seed``: how one labelled file becomes train/validation/test. With the same flags every
-    command that splits (train, zero-shot) gets the same splits. ``None``: the preset's value."""
-    from ..data import BALANCE_METHODS
-    from ..training.settings import PRESETS
+@dataclass(kw_only=True)
+class ServedRunOptions(TokenizerOptions, DeviceOptions):
+    """A saved run loaded for inference (classify, serve)."""
 
-    decorators = [
-        click.option(
-            "--preset",
-            type=click.Choice(list(PRESETS)),
-            default="default",
-            show_default=True,
-            help="'book' reproduces chapter 6 exactly; explicit flags still override it.",
-        ),
-        click.option(
-            "--balance",
-            type=click.Choice(BALANCE_METHODS),
-            default=None,
-            help="Undersample every class to the smallest (default) or keep all rows.",
-        ),
-        click.option(
-            "--keep-duplicates/--drop-duplicates",
-            default=None,
-            help="Keep texts that repeat an earlier one (default: drop; the book keeps them).",
-        ),
-        click.option(
-            "--fractions",
-            default="0.7,0.1,0.2",
-            show_default=True,
-            help="Train,validation,test shares.",
-        ),
-        click.option(
-            "--seed", type=click.IntRange(0, 2**63 - 1), default=None, help="Default 123."
-        ),
-    ]
-    for decorator in reversed(decorators):
-        func = decorator(func)
-    return func
+    run_dir: str = opt(argument=True, path="dir")
+    batch_size: int = opt(64, "Most texts in one forward pass.", min=1)

@@ -4,26 +4,22 @@ from __future__ import annotations
 
 import errno
 import socket
+from dataclasses import dataclass
 
 import click
 
 from ..data.batching import TOKENS_PER_PASS
 from ..errors import GPTClassifierError
-from .options import device_option, tokenizer_option
+from ..training.settings import opt
+from .options import ServedRunOptions, command
 
 
 def listen_socket(host: str, port: int) -> socket.socket:
-    """A socket bound and listening on ``host:port``, or a one-line error saying why not.
-
-    Bound before the model loads, so a busy port fails in a second with a clear message, and
-    handed to uvicorn, so nothing can take the port in between."""
+    """Bound before the model loads (a busy port fails at once) and handed to uvicorn."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # proto must say TCP: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on sockets
-    # whose proto is IPPROTO_TCP, and with proto 0 every response waited ~40 ms for the
-    # client's delayed ACK between its header and body writes.
+    # IPPROTO_TCP: asyncio sets TCP_NODELAY only then (else ~40 ms of delayed ACK per response)
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    # As uvicorn does: restarting right after a stop must not wait for TIME_WAIT to pass.
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart needs no TIME_WAIT
     try:
         sock.bind((host, port))
         sock.listen(2048)
@@ -34,73 +30,29 @@ def listen_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-@click.command()
-@click.argument("run_dir", type=click.Path(file_okay=False))
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option(
-    "--port",
-    type=click.IntRange(0, 65535),
-    default=8000,
-    show_default=True,
-    help="Port to listen on (0: any free port, printed at start).",
-)
-@click.option(
-    "--max-texts",
-    type=click.IntRange(min=1),
-    default=256,
-    show_default=True,
-    help="Most texts accepted in one request (more: 422).",
-)
-@click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    default=64,
-    show_default=True,
-    help="Most texts in one forward pass.",
-)
-@click.option(
-    "--max-batch-tokens",
-    type=click.IntRange(min=1),
-    default=TOKENS_PER_PASS,
-    show_default=True,
-    help="Most tokens (padding included) in one forward pass; concurrent requests share it.",
-)
-@click.option(
-    "--batch-wait-ms",
-    type=click.FloatRange(min=0),
-    default=5.0,
-    show_default=True,
-    help="How long a waiting text waits for others to join its batch (0: never waits).",
-)
-@click.option(
-    "--max-queue",
-    type=click.IntRange(min=1),
-    default=1024,
-    show_default=True,
-    help="Most texts admitted and not yet classified; beyond it requests get 429.",
-)
-@click.option(
-    "--max-request-bytes",
-    type=click.IntRange(min=1),
-    default=1024 * 1024,
-    show_default=True,
-    help="Largest request body; beyond it 413.",
-)
-@tokenizer_option
-@device_option
-def serve(
-    run_dir,
-    host,
-    port,
-    max_texts,
-    batch_size,
-    max_batch_tokens,
-    batch_wait_ms,
-    max_queue,
-    max_request_bytes,
-    tokenizer_dir,
-    device,
-) -> None:
+@dataclass(kw_only=True)
+class ServeOptions(ServedRunOptions):
+    host: str = opt("127.0.0.1", "Address to listen on.")
+    port: int = opt(
+        8000, "Port to listen on (0: any free port, printed at start).", min=0, max=65535
+    )
+    max_texts: int = opt(256, "Most texts accepted in one request (more: 422).", min=1)
+    max_batch_tokens: int = opt(
+        TOKENS_PER_PASS,
+        "Most tokens (padding included) in one forward pass; concurrent requests share it.",
+        min=1,
+    )
+    batch_wait_ms: float = opt(
+        5.0, "How long a waiting text waits for others to join its batch (0: never waits).", min=0
+    )
+    max_queue: int = opt(
+        1024, "Most texts admitted and not yet classified; beyond it requests get 429.", min=1
+    )
+    max_request_bytes: int = opt(1024 * 1024, "Largest request body; beyond it 413.", min=1)
+
+
+@command(ServeOptions)
+def serve(o: ServeOptions) -> None:
     """Serve a saved run over HTTP.
 
     A web page at / classifies typed or uploaded texts and shows why. POST /classify with
@@ -122,28 +74,24 @@ def serve(
         ) from None
     from ..inference.predict import TextClassifier
 
-    check_limits(max_texts=max_texts, max_queue=max_queue)
-    sock = listen_socket(host, port)
+    check_limits(max_texts=o.max_texts, max_queue=o.max_queue)
+    sock = listen_socket(o.host, o.port)
     try:
         model_thread = ModelThread()  # loads the model, then runs every forward pass
         classifier = model_thread.call(
-            TextClassifier.from_run, run_dir, device=device, tokenizer_dir=tokenizer_dir
+            TextClassifier.from_run, o.run_dir, device=o.device, tokenizer_dir=o.tokenizer_dir
         )
+        limits = ("max_texts", "batch_size", "max_batch_tokens", "batch_wait_ms", "max_queue")
         app = create_app(
             classifier,
-            max_texts=max_texts,
-            batch_size=batch_size,
-            max_batch_tokens=max_batch_tokens,
-            batch_wait_ms=batch_wait_ms,
-            max_queue=max_queue,
-            max_request_bytes=max_request_bytes,
-            run_dir=str(run_dir),
+            **{key: getattr(o, key) for key in (*limits, "max_request_bytes")},
+            run_dir=str(o.run_dir),
             model_thread=model_thread,
         )
         bound_port = sock.getsockname()[1]
-        shown = f"[{host}]" if ":" in host else host
+        shown = f"[{o.host}]" if ":" in o.host else o.host
         click.echo(
-            f"serving {run_dir} ({', '.join(classifier.classes)}) on http://{shown}:{bound_port} "
+            f"serving {o.run_dir} ({', '.join(classifier.classes)}) on http://{shown}:{bound_port} "
             "(the page at /; POST /classify, /classify/file, /explain; GET /info, /health, "
             "/metrics; docs at /docs)",
             err=True,

@@ -1,10 +1,6 @@
-"""Grids of fine-tuning runs: the book's 19-row design-choice table, or one of your own.
-
-A row is a name and the ``train`` options it changes (``FinetuneOptions`` field names); every
-row starts from the same base options (the data, the tokenizer, ``--init``...). The book's rows
-start from its chapter-6 recipe (``preset="book"``) and are numbered as in the book's table
-(rasbt/LLMs-from-scratch, ch06/02_bonus_additional-experiments).
-"""
+"""Grids of fine-tuning runs: the book's 19-row design-choice table (rasbt/LLMs-from-scratch,
+ch06/02_bonus_additional-experiments, on its chapter-6 recipe) or your own. A row is a name and
+the ``train`` options it changes over the grid's base options."""
 
 from __future__ import annotations
 
@@ -27,27 +23,36 @@ class Row:
     note: str = ""  # why a row cannot differ from another in this implementation, etc.
 
     def describe(self) -> dict[str, str]:
-        """The book's columns for this row (its options over its preset's recipe)."""
-        o = self.options
-        recipe = PRESETS.get(str(o.get("preset", "default")), PRESETS["default"])
-        padding = str(o.get("padding") or recipe.padding)
-        batch_size = o.get("batch_size") or recipe.train.batch_size
+        """The book's columns for this row (its options over its preset's values)."""
+        o = {
+            **row_defaults(self.options),
+            **{k: v for k, v in self.options.items() if v is not None},
+        }
+        padding = str(o["padding"])
         context = {
             "longest-train": "longest train ex.",
             "context": "context length",
-            "batch": "no padding" if batch_size == 1 else "per batch",
+            "batch": "no padding" if o["batch_size"] == 1 else "per batch",
         }.get(padding, padding)
-        if (o.get("grad_accum_steps") or 1) > 1:
+        if o["grad_accum_steps"] > 1:
             context += f", {o['grad_accum_steps']} accumulation steps"
-        if o.get("causal_mask") is False:
+        if o["causal_mask"] is False:
             context += "; no causal mask"
         return {
-            "model": Path(str(o.get("model", "gpt2"))).name,
-            "weights": str(o.get("init", "pretrained")),
-            "token position": str(o.get("pooling") or recipe.pooling),
-            "trainable": str(o.get("trainable") or recipe.trainable),
+            "model": Path(str(o["model"])).name,
+            "weights": str(o["init"]),
+            "token position": str(o["pooling"]),
+            "trainable": str(o["trainable"]),
             "context": context,
         }
+
+
+def row_defaults(options: dict[str, Any]) -> dict[str, Any]:
+    """What a row runs with where it sets nothing: train's defaults over its preset."""
+    preset = str(options.get("preset") or "default")
+    values = PRESETS.get(preset, PRESETS["default"])
+    fields = dataclasses.fields(FinetuneOptions)
+    return {**{f.name: f.default for f in fields}, **values}
 
 
 BOOK_ROWS = [
@@ -122,9 +127,8 @@ _GRID_OWNED = {"output_dir", "overwrite", "resume", "progress"}
 
 
 def load_grid(path: str | Path) -> tuple[dict[str, Any], list[Row]]:
-    """A grid file (TOML or JSON): optional ``base`` options and ``rows``, each with a ``name``,
-    optional ``note`` and any ``train`` options (FinetuneOptions names, e.g. ``lr``,
-    ``trainable``, ``pooling``)."""
+    """A TOML or JSON grid: optional ``base`` options and ``rows``, each a ``name``, an optional
+    ``note`` and any ``FinetuneOptions`` fields."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")

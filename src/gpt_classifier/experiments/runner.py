@@ -1,9 +1,5 @@
-"""Run a grid: one ``train`` per row and seed, each in its own run directory, resumable.
-
-Results are read back from the run directories (``metrics.json``, ``timings.json``), so an
-interrupted grid continued with ``--resume`` reports finished rows without running them again;
-rows share the frozen-prefix states through the disk cache.
-"""
+"""Run a grid: one ``train`` per row and seed, each in its own run directory. Results are read
+back from the run directories, so ``--resume`` reports finished rows without running them."""
 
 from __future__ import annotations
 
@@ -22,8 +18,7 @@ from ..runs.transaction import MARKER_FILE, StagedRun
 from ..training.memory import reset_peak_rss
 from ..training.pipeline import run_finetune
 from ..training.recipe import FinetuneOptions
-from ..training.settings import PRESETS
-from .grid import Row
+from .grid import Row, row_defaults
 
 Log = Callable[[str], None]
 
@@ -80,18 +75,16 @@ def run_grid(
 
 
 def execution_order(base: dict[str, Any], rows: list[Row]) -> list[Row]:
-    """``rows`` by the depth of their frozen prefix, shallowest first (rows that train every
-    block, which cache nothing, last); ties keep the grid's order.
-
-    The disk cache lets a run start from the states a shallower prefix left (the book's rows
-    4, 1 and 3 freeze 10, 11 and 12 blocks: run in that order, the last two add one block
-    each instead of recomputing 11 and 12)."""
+    """Shallowest frozen prefix first (rows training every block last), ties in grid order: a
+    run starts from the cached states of a shallower prefix (the book's rows 4, 1, 3 freeze 10,
+    11, 12 blocks: each adds one block)."""
 
     def depth(row: Row) -> float:
         values = {**base, **row.options}
-        recipe = PRESETS.get(str(values.get("preset") or "default"), PRESETS["default"])
         try:
-            spec = parse_trainable(str(values.get("trainable") or recipe.trainable))
+            spec = parse_trainable(
+                str(values.get("trainable") or row_defaults(values)["trainable"])
+            )
         except GPTClassifierError:
             return math.inf  # the row reports its own error when it runs
         if spec.kind == TrainableKind.LAST_BLOCKS:
@@ -154,8 +147,7 @@ def _read_outcome(outcome: RunOutcome) -> RunOutcome:
 
 
 def wilson_interval(correct: int, total: int, z: float = 1.959964) -> tuple[float, float]:
-    """95 % Wilson score interval of a proportion (sound near 0 % and 100 %, unlike the normal
-    approximation)."""
+    """95 % Wilson score interval of a proportion (sound near 0 % and 100 %)."""
     if total <= 0:
         return (math.nan, math.nan)
     p = correct / total

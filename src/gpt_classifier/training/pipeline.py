@@ -1,12 +1,7 @@
 """One fine-tuning run in named stages: resolve the recipe -> open the run directory -> prepare
 data -> build the classifier -> make the loaders (frozen-prefix cache included) -> fit ->
-evaluate -> write the run.
-
-Each stage takes what it needs and returns data; printing goes through ``log`` (stderr in the
-CLI). The run directory is written as one transaction (``inference/transaction.py``): nothing
-appears under ``output_dir`` until the run is complete, and a killed run can be resumed from the
-checkpoint kept in its staging folder.
-"""
+evaluate -> write the run (one transaction, ``runs/transaction.py``). Printing goes through
+``log``."""
 
 from __future__ import annotations
 
@@ -85,8 +80,6 @@ class FinetuneResult:
 
 @dataclass
 class TrainingSetup:
-    """What the fit and evaluate stages work on."""
-
     classifier: GPTClassifier
     trained_model: torch.nn.Module  # the classifier, or its trainable suffix over cached states
     loaders: dict[str, Any]
@@ -127,7 +120,7 @@ def _quiet(message: str) -> None:
 def run_finetune(options: FinetuneOptions, log: Log = _stderr) -> FinetuneResult:
     """One run; under ``torchrun`` every rank calls it, and only rank 0 logs and writes."""
     recipe = options.resolved()
-    dist = distributed.init_distributed(resolve_device(options.device), options.dist_timeout)
+    dist = distributed.init_distributed(recipe.device, options.dist_timeout)
     if not dist.is_main:
         log, options = _quiet, dataclasses.replace(options, progress=False)
     try:
@@ -155,6 +148,8 @@ def _run_finetune(
         log(f"{options.output_path}: the run was complete; finished its interrupted commit")
         return _finished_run(options.output_path)
     staged: StagedRun | None = _on_main(dist, lambda: open_run_directory(options))
+    # the stages below see the device and precision resolved once, not "auto" again
+    options = dataclasses.replace(options, device=str(recipe.device), precision=recipe.precision)
     clock = StageClock()
     try:
         with clock.stage("data"):
@@ -238,19 +233,12 @@ def open_run_directory(options: FinetuneOptions) -> StagedRun:
 
 def prepare_data(options: FinetuneOptions, recipe: ResolvedRecipe, log: Log) -> PreparedData:
     prepared = prepare_dataset(
-        data_file=options.data_file,
-        train_file=options.train_file,
-        validation_file=options.validation_file,
-        test_file=options.test_file,
-        fmt=options.fmt,
-        text_column=options.text_column,
-        label_column=options.label_column,
+        **options.source(),
         balance=recipe.balance,
         keep_duplicates=recipe.keep_duplicates,
         seed=recipe.train.seed,
-        fractions=options.fractions,
+        fractions=recipe.fractions,
         progress=options.progress,
-        lenient=options.lenient,
     )
     summary = prepared.summary
     if summary.duplicates_dropped:
@@ -549,8 +537,8 @@ def fit(
     encoded: EncodedSplits,
     log: Log,
 ) -> TrainResult:
-    """Train, checkpointing into the staging folder; resume from its checkpoint if asked.
-    Under ``torchrun`` rank 0 reads and writes the checkpoints and shares what it read."""
+    """Train, checkpointing into the staging folder (resumed from it if asked); under torchrun
+    rank 0 reads and writes the checkpoints and shares what it read."""
     dist = setup.dist
     optimizer = make_optimizer(setup.classifier, settings, setup.device)
     torch.manual_seed(settings.seed)
@@ -614,8 +602,7 @@ def effective_batch_size(settings: TrainSettings, dist: DistContext) -> int:
 
 
 def _fingerprint(options: FinetuneOptions, encoded: EncodedSplits, model: GPTClassifier) -> str:
-    """What a checkpoint's weights depend on besides the saved options: the encoded training
-    data and the frozen base weights (a sample of them)."""
+    """What a checkpoint depends on besides its options: the training data, the base weights."""
     base = frozen_parameter_sample(model)  # drawn, not read, for a lazy model
     train = encoded.split("train")
     return checkpoint.data_fingerprint(train.input_ids, train.labels, base, options.model)
@@ -624,8 +611,8 @@ def _fingerprint(options: FinetuneOptions, encoded: EncodedSplits, model: GPTCla
 def make_optimizer(
     model: torch.nn.Module, settings: TrainSettings, device: torch.device
 ) -> torch.optim.Optimizer:
-    """The book's AdamW over the trainable parameters, with the fused kernel where torch has one
-    (the same update, computed in one pass: ~4x faster on a 2-core CPU for 7M parameters)."""
+    """The book's AdamW over the trainable parameters; fused where torch has it (the same update
+    in one pass, ~4x faster on 2 CPU cores for 7M parameters)."""
     params = [p for p in model.parameters() if p.requires_grad]
     fused = device.type in ("cpu", "cuda") and all(p.dtype == torch.float32 for p in params)
     return torch.optim.AdamW(
@@ -636,7 +623,7 @@ def make_optimizer(
 def evaluate_splits(
     setup: TrainingSetup, encoded: EncodedSplits, classes: tuple[str, ...] | list[str]
 ) -> dict[str, dict[str, Any]]:
-    evaluate = _evaluate
+    evaluate = evaluate_split
     if setup.dist.enabled:
         evaluate = functools.partial(evaluate_sharded, setup.dist)
     report = {
@@ -653,16 +640,6 @@ def evaluate_splits(
     setup.loaders.clear()  # the hidden-state cache: the rest needs only the report
     setup.trained_model = setup.classifier
     return report
-
-
-def _evaluate(
-    model: torch.nn.Module,
-    loader: Any,
-    device: torch.device,
-    precision: str,
-    classes: tuple[str, ...] | list[str],
-) -> dict[str, Any]:
-    return evaluate_split(model, loader, device, precision, classes)
 
 
 def run_info(
@@ -711,7 +688,6 @@ def write_run(
     prepared: PreparedData,
     options: FinetuneOptions,
 ) -> None:
-    """Every file of the run into the staging folder (committed by the caller)."""
     folder = staged.folder
     write_model_files(classifier, info, folder)
     classifier.run_info = info

@@ -1,9 +1,5 @@
-"""What ``gpt-classifier train`` takes (``FinetuneOptions``) and the typed recipe it resolves to.
-
-Options say what the user asked for (``None``: the preset's value); :meth:`FinetuneOptions.resolved`
-checks every option at once, before any download or computation, and returns a
-:class:`ResolvedRecipe` whose choices are parsed values, never strings to parse again.
-"""
+"""What ``train`` takes (``FinetuneOptions``: what the user asked, None for the preset's value)
+and what it resolves to once, before any work (``ResolvedRecipe``: parsed values)."""
 
 from __future__ import annotations
 
@@ -17,104 +13,102 @@ from typing import Any
 
 import torch
 
-from ..classifier import Pooling, TrainableSpec, parse_trainable, validate_pooling
-from ..config import is_model_name, resolve_config
-from ..data import BALANCE_METHODS, parse_padding
+from ..classifier import POOLINGS, Pooling, TrainableSpec, parse_trainable, validate_pooling
+from ..config import GPTConfig, is_model_name, resolve_config
+from ..data import BALANCE_METHODS, parse_fractions, parse_padding
 from ..data.encoding import Padding
+from ..distributed import DEFAULT_DIST_TIMEOUT_S, DIST_TIMEOUT_ENV, context_from_env, rank_device
 from ..errors import GPTClassifierError
-from ..precision import resolve_precision
-from .settings import PRESETS, TrainSettings
+from ..precision import resolve_device, resolve_precision
+from .settings import (
+    CacheOptions,
+    ModelOptions,
+    PaddingOptions,
+    PrecisionOptions,
+    SplitOptions,
+    TrainSettings,
+    opt,
+    over_preset,
+)
 
-MAX_SEED = 2**63 - 1  # torch.manual_seed's largest
+_TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(TrainSettings))
+_CHOICE_KEYS = ("padding", "pooling", "trainable", "keep_duplicates", "balance")
 
 
-@dataclass
-class FinetuneOptions:
-    """Everything ``gpt-classifier train`` takes. ``None`` means: the preset's value."""
+def _positive(help: str, **more: Any) -> Any:
+    return opt(None, help, min=1, **more)
 
-    output_dir: str | os.PathLike[str] = "runs/sms-spam"
-    preset: str = "default"
-    # data
-    data_file: str | None = None
-    train_file: str | None = None
-    validation_file: str | None = None
-    test_file: str | None = None
-    fmt: str | None = None
-    text_column: str | None = None
-    label_column: str | None = None
-    lenient: bool = False
-    balance: str | None = None
-    keep_duplicates: bool | None = None
-    fractions: str | tuple[float, float, float] = (0.7, 0.1, 0.2)
-    padding: str | None = None
-    # model
-    model: str = "gpt2"
-    weights: str | None = None
-    init: str = "pretrained"
-    tokenizer_dir: str | None = None
-    pooling: str | None = None
-    trainable: str | None = None
-    lora_rank: int = 16
-    lora_alpha: float = 16.0
-    causal_mask: bool = True  # False: every token attends to every other (the book's row 17)
-    # optimisation
-    epochs: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None
-    weight_decay: float | None = None
-    eval_freq: int | None = None
-    eval_iter: int | None = None
-    grad_accum_steps: int | None = None
-    seed: int | None = None
-    select_best: bool | None = None
-    # execution
-    device: str = "auto"
-    precision: str = "auto"
-    prefix_cache: bool = True
-    disk_cache: bool = True  # keep/reuse the frozen-prefix states on disk between runs
-    cache_dir: str | None = None  # default: $GPT_CLASSIFIER_CACHE or the user's cache folder
-    progress: bool = True
-    plots: bool = True
-    # the run directory
-    overwrite: bool = False  # replace an existing run (or non-empty folder)
-    resume: bool = False  # continue the interrupted run in output_dir from its checkpoint
-    checkpoint_every: int | None = None  # optimizer steps between checkpoints (and every epoch)
-    # under torchrun: seconds to wait for a peer (to join, or in a collective) before an error;
-    # None: $GPT_CLASSIFIER_DIST_TIMEOUT or 10 minutes
-    dist_timeout: float | None = None
+
+@dataclass(kw_only=True)
+class FinetuneOptions(CacheOptions, PrecisionOptions, ModelOptions, PaddingOptions, SplitOptions):
+    """Everything ``gpt-classifier train`` takes."""
+
+    trainable: str | None = opt(
+        None, "head | last-block | last-blocks:N | all | lora.", preset=True
+    )
+    lora_rank: int = opt(16, "LoRA's rank (--trainable lora).", min=1)
+    lora_alpha: float = opt(16.0, "LoRA's scale numerator (--trainable lora).")
+    causal_mask: bool = opt(
+        True, "--no-causal-mask lets every token see every other (the book's bonus row 17)."
+    )
+    pooling: str | None = opt(None, "Which position feeds the head.", choices=POOLINGS, preset=True)
+    epochs: int | None = _positive("Passes over the training split.", preset=True)
+    batch_size: int | None = _positive("Texts per batch (per process under torchrun).", preset=True)
+    lr: float | None = opt(None, "AdamW learning rate.", preset=True)
+    weight_decay: float | None = opt(None, "AdamW weight decay.", preset=True)
+    eval_freq: int | None = _positive("Steps between loss evaluations.", preset=True)
+    eval_iter: int | None = _positive("Batches per evaluation.", preset=True)
+    grad_accum_steps: int | None = _positive(
+        "Batches per optimizer step.", flag="--grad-accum", preset=True
+    )
+    select_best: bool | None = opt(
+        None,
+        "Keep the epoch with the best validation accuracy, or the last.",
+        flag="--select-best/--last-epoch",
+        preset=True,
+    )
+    prefix_cache: bool = opt(True, "Run the frozen blocks once per example, train only the rest.")
+    disk_cache: bool = opt(
+        True, "Keep the frozen blocks' states on disk for the next run on the same data and model."
+    )
+    plots: bool = opt(True, "Loss, accuracy and confusion-matrix plots in the run.")
+    progress: bool = opt(True, "Progress bars on stderr.")
+    checkpoint_every: int | None = _positive(
+        "Also checkpoint every N optimizer steps (always: after every epoch)."
+    )
+    overwrite: bool = opt(False, "Replace an existing run (or non-empty folder) at --output-dir.")
+    output_dir: str | os.PathLike[str] = opt(
+        "runs/sms-spam", "Run directory to create.", path="any", cli_default=None
+    )
+    dist_timeout: float | None = opt(
+        None,
+        "Under torchrun: seconds to wait for a peer process (to join, or in a collective) "
+        f"before stopping with an error (default: ${DIST_TIMEOUT_ENV} or "
+        f"{DEFAULT_DIST_TIMEOUT_S:g}).",
+        min=0,
+        min_open=True,
+    )
+    resume: bool = opt(False, "Continue the interrupted run in output_dir.", cli=False)
 
     def to_dict(self) -> dict[str, Any]:
-        values = dataclasses.asdict(self)
-        values["output_dir"] = str(self.output_dir)
-        return values
+        return {**dataclasses.asdict(self), "output_dir": str(self.output_dir)}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> FinetuneOptions:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise GPTClassifierError(f"unknown training options {unknown}")
         if isinstance(values.get("fractions"), list):
             values = {**values, "fractions": tuple(values["fractions"])}
         return cls(**values)
 
+    @property
+    def output_path(self) -> Path:
+        return Path(self.output_dir).expanduser()
+
     def resolved(self) -> ResolvedRecipe:
-        """The preset's recipe overridden by every option that was given; all problems at once."""
-        if self.preset not in PRESETS:
-            raise GPTClassifierError(
-                f"unknown preset {self.preset!r}; valid presets: {', '.join(PRESETS)}"
-            )
-        recipe = PRESETS[self.preset]
-
-        def pick(key: str) -> Any:
-            value = getattr(self, key)
-            return getattr(recipe, key) if value is None else value
-
-        overrides = {
-            f.name: getattr(self, f.name)
-            for f in dataclasses.fields(TrainSettings)
-            if getattr(self, f.name, None) is not None
-        }
+        """The preset overridden by every option given, parsed; every problem in one error."""
+        values = over_preset(self, _CHOICE_KEYS + _TRAIN_KEYS)
         problems: list[str] = []
         parsed: dict[str, Any] = {}
 
@@ -124,33 +118,32 @@ class FinetuneOptions:
             except GPTClassifierError as exc:
                 problems.append(str(exc))
 
-        check("trainable", lambda: parse_trainable(pick("trainable")))
-        check("padding", lambda: parse_padding(pick("padding")))
-        check("pooling", lambda: validate_pooling(pick("pooling")))
-        check("precision", lambda: resolve_precision(self.precision, torch.device("cpu")))
-        check("train", lambda: dataclasses.replace(recipe.train, **overrides))
+        check("trainable", lambda: parse_trainable(values["trainable"]))
+        check("padding", lambda: parse_padding(values["padding"]))
+        check("pooling", lambda: validate_pooling(values["pooling"]))
+        check("train", lambda: TrainSettings(**{key: values[key] for key in _TRAIN_KEYS}))
+        check("fractions", lambda: parse_fractions(self.fractions))
+        check("device", lambda: rank_device(context_from_env(), resolve_device(self.device)))
+        device = parsed.get("device", torch.device("cpu"))
+        check("precision", lambda: resolve_precision(self.precision, device))
         if self.weights is None or not is_model_name(self.model):
-            check("model", lambda: resolve_config(self.model))
-        if pick("balance") not in BALANCE_METHODS:
-            problems.append(
-                f"unknown balance {pick('balance')!r}; valid: {', '.join(BALANCE_METHODS)}"
-            )
+            check("config", lambda: resolve_config(self.model))
+        if values["balance"] not in BALANCE_METHODS:
+            valid = ", ".join(BALANCE_METHODS)
+            problems.append(f"unknown balance {values['balance']!r}; valid: {valid}")
         problems += self._run_option_problems()
         if problems:
             raise GPTClassifierError("; ".join(problems))
         return ResolvedRecipe(
-            padding=parsed["padding"],
-            pooling=parsed["pooling"],
-            trainable=parsed["trainable"],
-            keep_duplicates=bool(pick("keep_duplicates")),
-            balance=pick("balance"),
-            train=parsed["train"],
+            keep_duplicates=bool(values["keep_duplicates"]),
+            balance=values["balance"],
+            config=parsed.get("config"),
+            **{key: parsed[key] for key in ("padding", "pooling", "trainable", "train")},
+            **{key: parsed[key] for key in ("fractions", "device", "precision")},
         )
 
     def _run_option_problems(self) -> list[str]:
         problems = []
-        if self.seed is not None and not 0 <= self.seed <= MAX_SEED:
-            problems.append(f"seed must be between 0 and 2**63-1 (got {self.seed})")
         if not (isinstance(self.lora_rank, int) and self.lora_rank >= 1):
             problems.append(f"lora_rank must be a positive integer (got {self.lora_rank!r})")
         if not (math.isfinite(self.lora_alpha) and self.lora_alpha > 0):
@@ -161,14 +154,10 @@ class FinetuneOptions:
             problems.append(f"dist_timeout must be positive (got {self.dist_timeout})")
         return problems
 
-    @property
-    def output_path(self) -> Path:
-        return Path(self.output_dir).expanduser()
-
 
 @dataclass(frozen=True)
 class ResolvedRecipe:
-    """The parsed choices of one run: what every later stage reads."""
+    """One run's choices, parsed once: what every later stage reads."""
 
     padding: Padding
     pooling: Pooling
@@ -176,3 +165,7 @@ class ResolvedRecipe:
     keep_duplicates: bool
     balance: str
     train: TrainSettings
+    fractions: tuple[float, float, float]
+    device: torch.device  # this process's (under torchrun: its own GPU)
+    precision: str  # fp32 or bf16
+    config: GPTConfig | None  # None: the one stored with --weights

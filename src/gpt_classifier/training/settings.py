@@ -1,19 +1,31 @@
-"""Training hyperparameters, and the book's chapter-6 recipe as a preset."""
+"""Options several commands share, the training settings and the presets: each field's type,
+default and help written once (``opt``); ``cli/options.py`` makes click options of them."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from ..data import BALANCE_METHODS, DEFAULT_FRACTIONS, DEFAULT_SEED, FORMATS
 from ..errors import GPTClassifierError
+from ..precision import PRECISIONS
+from ..tokenizer import TOKENIZER_DIR_ENV
+
+MAX_SEED = 2**63 - 1  # torch.manual_seed's largest
+
+
+def opt(default: Any = None, help: str = "", **cli: Any) -> Any:
+    """A field with its help and how the CLI shows it: ``flag`` (declaration), ``choices``,
+    ``min``/``max``/``min_open``, ``path`` (file/dir/any), ``envvar``, ``preset`` (None: the
+    preset's value), ``argument``, ``required``, ``cli=False`` (no flag)."""
+    return field(default=default, metadata={"help": help, **cli})
 
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """How the classifier is optimised. Defaults are the book's (AdamW 5e-5, wd 0.1, 5 epochs,
-    batch 8, evaluation every 50 steps on 5 batches, seed 123)."""
+    """How the classifier is optimised; the defaults are the book's."""
 
     epochs: int = 5
     batch_size: int = 8
@@ -22,8 +34,8 @@ class TrainSettings:
     eval_freq: int = 50
     eval_iter: int = 5
     grad_accum_steps: int = 1
-    seed: int = 123
-    select_best: bool = False  # keep the epoch with the best validation accuracy
+    seed: int = DEFAULT_SEED
+    select_best: bool = False
 
     def __post_init__(self) -> None:
         problems = []
@@ -36,6 +48,8 @@ class TrainSettings:
         wd = self.weight_decay
         if not (isinstance(wd, (int, float)) and math.isfinite(wd) and wd >= 0):
             problems.append(f"weight_decay must be a finite number >= 0 (got {wd!r})")
+        if not (isinstance(self.seed, int) and 0 <= self.seed <= MAX_SEED):
+            problems.append(f"seed must be between 0 and 2**63-1 (got {self.seed})")
         if problems:
             raise GPTClassifierError("invalid training settings: " + "; ".join(problems))
 
@@ -43,31 +57,151 @@ class TrainSettings:
         return dataclasses.asdict(self)
 
 
-@dataclass(frozen=True)
-class Recipe:
-    """Everything a preset fixes: data preparation, model head, and optimisation."""
-
-    padding: str = "batch"
-    pooling: str = "last-real"
-    trainable: str = "last-block"
-    keep_duplicates: bool = False
-    balance: str = "undersample"
-    train: TrainSettings = TrainSettings()
-
-
-DEFAULT_RECIPE = Recipe()
-
+# The default recipe; it optimises as the book does (TrainSettings' defaults).
+_DEFAULT_RECIPE = {
+    "padding": "batch",
+    "pooling": "last-real",
+    "trainable": "last-block",
+    "keep_duplicates": False,
+    "balance": "undersample",
+    **TrainSettings().to_dict(),
+}
 # Chapter 6 exactly: every text padded to the longest training text, the last position read,
-# last block + final norm + head trained, duplicates kept (the book's split has them).
-BOOK_RECIPE = Recipe(
-    padding="longest-train",
-    pooling="last",
-    trainable="last-block",
-    keep_duplicates=True,
-    balance="undersample",
-    train=TrainSettings(
-        epochs=5, batch_size=8, lr=5e-5, weight_decay=0.1, eval_freq=50, eval_iter=5, seed=123
-    ),
-)
+# duplicates kept (the book's split has them).
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": _DEFAULT_RECIPE,
+    "book": {
+        **_DEFAULT_RECIPE,
+        "padding": "longest-train",
+        "pooling": "last",
+        "keep_duplicates": True,
+    },
+}
 
-PRESETS = {"default": DEFAULT_RECIPE, "book": BOOK_RECIPE}
+
+def preset_values(name: str) -> dict[str, Any]:
+    """Every value the preset ``name`` fixes."""
+    if name not in PRESETS:
+        raise GPTClassifierError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
+    return dict(PRESETS[name])
+
+
+def over_preset(options: Any, keys: Any) -> dict[str, Any]:
+    """``keys`` of ``options``, each None replaced by the preset's value."""
+    preset = preset_values(getattr(options, "preset", "default"))
+    return {
+        key: preset[key] if getattr(options, key) is None else getattr(options, key) for key in keys
+    }
+
+
+@dataclass(kw_only=True)
+class CacheOptions:
+    cache_dir: str | None = opt(
+        None,
+        "Folder of the frozen-prefix disk cache (default: prefix-cache in $GPT_CLASSIFIER_CACHE "
+        "or ~/.cache/gpt-classifier).",
+        path="dir",
+    )
+
+
+@dataclass(kw_only=True)
+class TokenizerOptions:
+    tokenizer_dir: str | None = opt(
+        None,
+        "GPT-2's vocab.bpe and encoder.json, for offline use.",
+        path="dir",
+        envvar=TOKENIZER_DIR_ENV,
+    )
+
+
+@dataclass(kw_only=True)
+class ModelOptions(TokenizerOptions):
+    """Which GPT-2 and where its weights come from."""
+
+    model: str = opt(
+        "gpt2", "A GPT-2 size (gpt2 ... gpt2-xl, or the book's names) or a config JSON."
+    )
+    weights: str | None = opt(
+        None, "Local weights: a .safetensors file or a Hugging Face model folder.", path="any"
+    )
+    init: str = opt(
+        "pretrained",
+        "pretrained: OpenAI's weights (downloaded, or --weights); random: untrained.",
+        choices=("pretrained", "random"),
+    )
+
+
+@dataclass(kw_only=True)
+class DeviceOptions:
+    device: str = opt("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps.")
+
+
+@dataclass(kw_only=True)
+class PrecisionOptions(DeviceOptions):
+    precision: str = opt("auto", "auto: bf16 where the hardware runs it fast.", choices=PRECISIONS)
+
+
+@dataclass(kw_only=True)
+class ReadOptions:
+    """How a labelled file is read."""
+
+    fmt: str | None = opt(
+        None,
+        "File format, else from the suffix (headerless .tsv/.txt: sms).",
+        flag="--format",
+        choices=FORMATS,
+    )
+    text_column: str | None = opt(None, "Text column (default: text, sentence, ...).")
+    label_column: str | None = opt(None, "Label column (default: label, class, ...).")
+    lenient: bool = opt(False, "A CSV quote that runs over many lines is a warning, not an error.")
+
+
+@dataclass(kw_only=True)
+class DataOptions:
+    """Where labelled texts come from."""
+
+    data_file: str | None = opt(
+        None, "One labelled file to split (default: the sms-spam dataset, downloaded).", path="file"
+    )
+    train_file: str | None = opt(None, "Ready-made training split.", path="file")
+    validation_file: str | None = opt(None, "Ready-made validation split.", path="file")
+    test_file: str | None = opt(None, "Ready-made test split.", path="file")
+
+
+@dataclass(kw_only=True)
+class SplitOptions(ReadOptions, DataOptions):
+    """How one labelled file is split: the same flags, the same splits in every command."""
+
+    preset: str = opt(
+        "default", "book: chapter 6 exactly; flags override it.", choices=tuple(PRESETS)
+    )
+    balance: str | None = opt(
+        None,
+        "Undersample every class to the smallest, or none.",
+        choices=BALANCE_METHODS,
+        preset=True,
+    )
+    keep_duplicates: bool | None = opt(
+        None, "Keep repeated texts.", flag="--keep-duplicates/--drop-duplicates", preset=True
+    )
+    fractions: str | tuple[float, float, float] = opt(
+        DEFAULT_FRACTIONS, "Train,validation,test shares of the stratified split."
+    )
+    seed: int | None = opt(
+        None, "Seed of the split (and of training).", min=0, max=MAX_SEED, preset=True
+    )
+
+    def source(self) -> dict[str, Any]:
+        """The keyword arguments of ``prepare_dataset`` that say what to read and how."""
+        fields = (*dataclasses.fields(DataOptions), *dataclasses.fields(ReadOptions))
+        return {f.name: getattr(self, f.name) for f in fields}
+
+    def dataset_args(self) -> dict[str, Any]:
+        """``prepare_dataset``'s keyword arguments: the source and the split, over the preset."""
+        chosen = over_preset(self, ("balance", "keep_duplicates", "seed"))
+        return {**self.source(), **chosen, "fractions": self.fractions}
+
+
+@dataclass(kw_only=True)
+class PaddingOptions:
+    padding: str | None = opt(None, "batch, longest-train, fixed:N or context.", preset=True)
