@@ -1,9 +1,6 @@
-"""A request body limit: 413 from the declared Content-Length, or once the streamed bytes pass it.
-
-Pure ASGI, so an oversized body is refused before FastAPI reads (and buffers) all of it. A body
-sent without a length (chunked) is counted as it arrives; the 413 is raised from ``receive`` as
-an ``HTTPException``, which FastAPI lets through its body parsing to the usual JSON answer.
-"""
+"""A request body limit: 413 from the declared Content-Length, or once the streamed bytes pass it
+(pure ASGI, so an oversized body is refused before FastAPI buffers it; a chunked body's 413 is
+raised from ``receive``, which FastAPI lets through to the usual JSON answer)."""
 
 from __future__ import annotations
 
@@ -30,14 +27,10 @@ class BodyLimitMiddleware:
         declared = dict(scope["headers"]).get(b"content-length", b"")
         # The HTTP server has already refused a malformed Content-Length.
         if declared.isdigit() and int(declared) > self.max_bytes:
-            # Connection: close, since the unread body would otherwise be taken for the next
-            # request on this connection.
-            response = JSONResponse(
-                {"detail": too_large(self.max_bytes)},
-                status_code=413,
-                headers={"Connection": "close"},
-            )
-            await response(scope, receive, send)
+            # Connection: close, or the unread body would be taken for the next request
+            headers = {"Connection": "close"}
+            detail = {"detail": too_large(self.max_bytes)}
+            await JSONResponse(detail, 413, headers)(scope, receive, send)
             return
         received = 0
 

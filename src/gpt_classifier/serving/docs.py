@@ -1,10 +1,6 @@
-"""Interactive docs at ``/docs`` that work offline: Swagger UI served from this server.
-
-FastAPI's default page loads Swagger UI's JavaScript and CSS from a CDN, which a machine without
-internet (or a browser behind a strict proxy) cannot reach. The ``swagger-ui-bundle-v2`` package
-ships Swagger UI's dist files (version 5, which renders the OpenAPI 3.1 that FastAPI writes);
-they are mounted under ``/docs/assets`` and the page points there.
-"""
+"""Interactive docs at ``/docs`` that work offline: FastAPI's default page loads Swagger UI from
+a CDN; here ``swagger-ui-bundle-v2``'s files (Swagger UI 5, which renders OpenAPI 3.1) are
+served from ``/docs/assets``."""
 
 from __future__ import annotations
 

@@ -1,10 +1,6 @@
-"""Refusing work at the door when the queue is already full: 429 before the body is read.
-
-Under a burst most requests find the queue full; answering those from the raw ASGI scope skips
-reading and parsing their bodies and FastAPI's routing and validation, so refusals stay fast
-and take little of the CPU the admitted requests need. A request that finds room goes on to the
-route, which admits its exact number of texts (and may still get a 429 there).
-"""
+"""A 429 at the door when the queue is full, before the body is read: under a burst, refusals
+skip body parsing, routing and validation and leave the CPU to admitted requests. A request
+that finds room goes on to its route, which admits its exact number of texts (or 429s)."""
 
 from __future__ import annotations
 
@@ -36,9 +32,7 @@ class OverloadMiddleware:
             )
             # The body is not read: close the connection rather than parse it as a request.
             headers = {"Retry-After": str(self.retry_after), "Connection": "close"}
-            await JSONResponse({"detail": detail}, status_code=429, headers=headers)(
-                scope, receive, send
-            )
+            await JSONResponse({"detail": detail}, 429, headers)(scope, receive, send)
             return
         await self.app(scope, receive, send)
 

@@ -1,8 +1,5 @@
-"""The web page at ``/``: plain HTML, CSS and JavaScript shipped inside the package (``page/``).
-
-No build step and nothing fetched from elsewhere, so it works offline; it talks to the same
-API as any client (``/info``, ``/classify``, ``/classify/file``, ``/explain``).
-"""
+"""The web page at ``/``: plain HTML, CSS and JavaScript in ``page/``, no build step, nothing
+fetched from elsewhere; it talks to the same API as any client."""
 
 from __future__ import annotations
 
