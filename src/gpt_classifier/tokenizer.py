@@ -50,8 +50,7 @@ def _local_encoding(directory: str) -> tiktoken.Encoding:
             raise GPTClassifierError(
                 f"tokenizer directory {folder} has no {name} (it needs vocab.bpe and encoder.json)"
             )
-        actual = sha256_of(path)
-        if actual != expected:
+        if (actual := sha256_of(path)) != expected:
             raise GPTClassifierError(
                 f"{path}: sha256 {actual} does not match GPT-2's {expected} (corrupt or other file)"
             )

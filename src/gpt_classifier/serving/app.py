@@ -33,12 +33,10 @@ from .batching import (
     QueueFull,
     ShuttingDown,
 )
-from .body_limit import DEFAULT_MAX_REQUEST_BYTES, BodyLimitMiddleware
-from .docs import add_offline_docs
+from .docs import add_offline_docs, add_page
+from .guards import DEFAULT_MAX_REQUEST_BYTES, BodyLimitMiddleware, OverloadMiddleware
 from .metrics import MetricsMiddleware, ServerMetrics
 from .model_thread import ModelThread
-from .overload import OverloadMiddleware
-from .page import add_page
 from .run_card import read_run_card
 from .schemas import (
     ClassifyRequest,
