@@ -63,8 +63,7 @@ class TrainingHistory:
     def from_dict(
         cls, values: Mapping[str, Any], source: str = "training history"
     ) -> TrainingHistory:
-        """From :meth:`to_dict`'s output; missing keys are empty lists, unknown keys or lists of
-        different lengths a :class:`GPTClassifierError` naming ``source``."""
+        """From :meth:`to_dict`'s output (missing keys are empty lists); errors name ``source``."""
         if not isinstance(values, Mapping):
             raise GPTClassifierError(
                 f"{source}: expected a JSON object, got {type(values).__name__}"

@@ -33,9 +33,7 @@ def _roc_auc(
         return auc, ("binary" if auc is not None else None)
     aucs = [binary_roc_auc(true == k, probs[:, k]) for k in range(num_classes)]
     defined = [auc for auc in aucs if auc is not None]
-    if not defined:
-        return None, None
-    return float(np.mean(defined)), "one-vs-rest macro"
+    return (float(np.mean(defined)), "one-vs-rest macro") if defined else (None, None)
 
 
 def classification_metrics(
@@ -166,10 +164,10 @@ def _probabilities(probabilities: np.ndarray, n: int, num_classes: int) -> np.nd
     if not np.all(np.isfinite(probs)) or probs.min() < 0.0 or probs.max() > 1.0:
         raise ValueError("probabilities must be finite and within [0, 1]")
     row_sums = probs.sum(axis=1)
-    worst = float(np.max(np.abs(row_sums - 1.0)))
-    if worst > _PROBABILITY_SUM_TOLERANCE:
+    worst = int(np.argmax(np.abs(row_sums - 1.0)))
+    if abs(row_sums[worst] - 1.0) > _PROBABILITY_SUM_TOLERANCE:
         raise ValueError(
             "probabilities must sum to 1 over the classes (softmax output, not logits); "
-            f"a row sums to {float(row_sums[np.argmax(np.abs(row_sums - 1.0))]):.4g}"
+            f"a row sums to {float(row_sums[worst]):.4g}"
         )
     return probs

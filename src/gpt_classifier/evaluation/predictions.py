@@ -42,8 +42,7 @@ def classifier_logits(
 def predict_loader(
     data_loader: Iterable, model: nn.Module, device: torch.device | str
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """Targets ``(N,)``, class probabilities ``(N, C)`` and the mean loss over examples (not
-    batches: exact for a last, smaller batch)."""
+    """Targets ``(N,)``, class probabilities ``(N, C)`` and the mean loss over examples."""
     targets_all, probs_all = [], []
     loss_sum, seen = 0.0, 0
     was_training = model.training

@@ -56,14 +56,12 @@ def read_report_json(path: str | os.PathLike[str]) -> EvaluationReport:
     """A report written by :func:`write_report_json`; a one-line error if it is not one."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        report = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise GPTClassifierError(f"evaluation report not found: {path}") from None
     except OSError as exc:
         raise GPTClassifierError(f"cannot read evaluation report {path}: {exc}") from exc
-    try:
-        report = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except ValueError as exc:  # not JSON, or not UTF-8
         raise GPTClassifierError(f"evaluation report {path} is not valid JSON: {exc}") from exc
     if not isinstance(report, dict) or not all(isinstance(v, dict) for v in report.values()):
         raise GPTClassifierError(

@@ -105,8 +105,7 @@ def token_pieces(classifier: TextClassifier, ids: Sequence[int]) -> list[str]:
 def run_inputs(
     classifier: TextClassifier, encoded: Sequence[Sequence[int]], batch_size: int = 64
 ) -> torch.Tensor:
-    """Class probabilities of token-id inputs, in order, in the classifier's own batches
-    (length-sorted, token-budgeted, exact lengths for ``last`` pooling); repeats run once."""
+    """Class probabilities of token-id inputs, in order, in the classifier's own batches."""
     slot_of: dict[tuple[int, ...], int] = {}
     slots = [slot_of.setdefault(tuple(ids), len(slot_of)) for ids in encoded]
     unique = list(slot_of)

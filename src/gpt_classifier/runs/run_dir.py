@@ -119,8 +119,7 @@ class _Fields:
         return GPTClassifierError(f"{self.source}: {message}")
 
     def get(self, path: str, default: Any = _MISSING) -> Any:
-        """The value at ``section.key``; the section must be an object, the key present unless
-        a ``default`` is given."""
+        """The value at ``section.key`` (the key may be missing only with a ``default``)."""
         name, key = path.split(".")
         section = self.values.get(name, _MISSING)
         broken = f"{self.source} is incomplete or malformed"
@@ -303,14 +302,10 @@ def read_run_info(directory: str | os.PathLike[str]) -> RunInfo:
                 "pass the --output-dir of a `gpt-classifier train` run"
             )
         verify_files(folder, [RUN_FILE])
-        text = run_file.read_text(encoding="utf-8")
+        values = json.loads(run_file.read_text(encoding="utf-8"))
     except OSError as exc:  # a folder or file without read permission, an I/O error
         raise _unreadable(run_file, exc) from None
-    except UnicodeDecodeError as exc:
-        raise GPTClassifierError(f"{run_file} is not valid JSON ({exc})") from None
-    try:
-        values = json.loads(text)
-    except (ValueError, RecursionError) as exc:  # ValueError: also ints over 4300 digits
+    except (ValueError, RecursionError) as exc:  # also bad UTF-8, ints over 4300 digits
         detail = str(exc).splitlines()[0] if str(exc) else "nested too deeply"
         raise GPTClassifierError(f"{run_file} is not valid JSON ({detail})") from None
     if not isinstance(values, dict):

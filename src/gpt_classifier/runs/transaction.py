@@ -80,8 +80,7 @@ def commit_staged(staged: Path, target: Path, *, cleanup: Path | None = None) ->
 
 
 def finish_interrupted_commit(target: Path) -> bool:
-    """Complete what a crash during a commit left; True if ``target`` is now the complete run
-    that the staging folder was for."""
+    """Complete what a crash during a commit left; True if ``target`` is now the staged run."""
     staged = StagedRun(target)
     if (staged.folder / MARKER_FILE).is_file():  # staged and marked, not yet (all) renamed
         commit_staged(staged.folder, target, cleanup=staged.root)

@@ -147,8 +147,7 @@ def create_app(
     )
     _add_status_routes(app, classifier, limits, metrics, run_dir)
     admission = _Admission(classifier, batcher, metrics)
-    _add_classify_routes(app, admission, max_texts)
-    _add_explain_route(app, admission, max_queue)
+    _add_model_routes(app, admission, max_texts, max_queue)
     return app
 
 
@@ -313,7 +312,7 @@ def _check_count(count: int, what: str, max_texts: int) -> None:
         )
 
 
-def _add_classify_routes(app: FastAPI, admission: _Admission, max_texts: int) -> None:
+def _add_model_routes(app: FastAPI, admission: _Admission, max_texts: int, max_queue: int) -> None:
     @app.post(
         "/classify",
         response_model=ClassifyResponse,
@@ -323,9 +322,8 @@ def _add_classify_routes(app: FastAPI, admission: _Admission, max_texts: int) ->
     async def classify(request: ClassifyRequest) -> ClassifyResponse:
         started = time.perf_counter()
         _check_count(len(request.texts), "one request", max_texts)
-        return ClassifyResponse(
-            **await admission.classify(request.texts, request.truncate, started)
-        )
+        answer = await admission.classify(request.texts, request.truncate, started)
+        return ClassifyResponse(**answer)
 
     @app.post(
         "/classify/file",
@@ -353,8 +351,6 @@ def _add_classify_routes(app: FastAPI, admission: _Admission, max_texts: int) ->
         answer = await admission.classify(texts, truncate, started)
         return FileClassifyResponse(**answer, filename=name, texts=texts, rows=rows)
 
-
-def _add_explain_route(app: FastAPI, admission: _Admission, max_queue: int) -> None:
     @app.post(
         "/explain",
         response_model=ExplainResponse,
@@ -378,6 +374,6 @@ def _add_explain_route(app: FastAPI, admission: _Admission, max_queue: int) -> N
         admission.reserve(len(inputs))
         probabilities = await admission.run(inputs, truncated)
         result = explanation_from_probabilities(
-            classifier, encoded[0], probabilities, bool(truncated)
+            classifier, encoded[0], probabilities, truncated > 0
         )
         return ExplainResponse(**asdict(result), seconds=round(time.perf_counter() - started, 4))

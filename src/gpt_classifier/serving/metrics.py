@@ -80,8 +80,7 @@ class ServerMetrics:
 
 
 class MetricsMiddleware:
-    """Counts every HTTP answer by endpoint and status and times it (pure ASGI, so it also sees
-    the 413s that the body limit sends before any route runs)."""
+    """Counts and times every answer by endpoint and status, the body limit's 413s included."""
 
     def __init__(self, app: ASGIApp, metrics: ServerMetrics, routes: Callable[[], list]) -> None:
         self.app = app

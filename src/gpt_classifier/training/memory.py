@@ -24,8 +24,7 @@ def peak_rss_mb() -> float:
 
 
 def reset_peak_rss() -> bool:
-    """Start a new peak at the current resident size (Linux), so several runs in one process
-    (an experiments grid) each report their own; False where that is not possible."""
+    """Start a new peak at the current resident size (Linux; False elsewhere): one per grid run."""
     try:
         with open("/proc/self/clear_refs", "w", encoding="ascii") as refs:
             refs.write("5")
