@@ -63,13 +63,13 @@ class DistContext:
         outcome: list[Any] = [None, None]
         if self.is_main:
             try:
-                outcome = [work(), None]
+                outcome[0] = work()
             except GPTClassifierError as exc:
-                outcome = [None, str(exc)]
-        outcome = self.broadcast_object(outcome)
-        if outcome[1] is not None:
-            raise GPTClassifierError(outcome[1])
-        return outcome[0]
+                outcome[1] = str(exc)
+        result, error = self.broadcast_object(outcome)
+        if error is not None:
+            raise GPTClassifierError(error)
+        return result
 
     def broadcast_object(self, value: T) -> T:
         if not self.enabled:
@@ -222,9 +222,7 @@ class RankBatches(Sampler[list[int]]):
 
     def __len__(self) -> int:
         total = len(self.batches)
-        if self.even:
-            return total // self.world
-        return len(range(self.rank, total, self.world))
+        return total // self.world if self.even else len(range(self.rank, total, self.world))
 
     def __iter__(self) -> Iterator[list[int]]:
         limit = len(self) * self.world if self.even else None

@@ -18,7 +18,7 @@ from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
@@ -206,15 +206,14 @@ def _add_status_routes(
     async def get_info() -> InfoOut:
         return model_info
 
-    text = {"content": {"text/plain": {"schema": {"type": "string"}}}}
     described = "Prometheus text format: requests by endpoint and status, latency, batch sizes "
     described += "in texts and tokens, queue depth, texts classified."
 
     @app.get(
         "/metrics",
-        response_class=Response,
         summary="Prometheus metrics",
-        responses={200: {"description": described, **text}},
+        response_class=PlainTextResponse,
+        responses={200: {"description": described}},
     )
     async def prometheus_metrics() -> Response:
         body, content_type = metrics.render()
