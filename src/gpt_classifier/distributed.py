@@ -1,12 +1,8 @@
 """Training and classifying under ``torchrun``: the process group, each rank's device, sharded
-batches, DDP around the trainable part and the few collectives the pipeline needs. Without
-torchrun's variables (or with ``WORLD_SIZE=1``) every function is a no-op.
-
-How N processes reproduce one: the shuffling generator is the same on every rank, each epoch's
-batches are drawn in the one-process order and dealt round-robin (batch ``i`` to rank
-``i % N``), and DDP averages the gradients. So N processes x ``--grad-accum G`` take the steps
-of one process with ``--grad-accum N*G`` (an epoch's last ``M mod N`` batches are dropped so
-every rank takes as many steps).
+batches, DDP around the trainable part and the collectives the pipeline needs; a no-op without
+torchrun's variables. N processes take one process's steps: the same shuffle on every rank,
+batch ``i`` to rank ``i % N``, gradients averaged (``--grad-accum G`` on N ranks is ``N*G`` on
+one; an epoch's last ``M mod N`` batches are dropped so every rank takes as many steps).
 """
 
 from __future__ import annotations

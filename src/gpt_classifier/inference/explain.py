@@ -1,21 +1,11 @@
 """Why this label: how much each token of a text pushed the model towards its predicted class.
 
-Occlusion by deletion: the model also reads the text with each token deleted in turn, in the
-same length-sorted batches as ``classify``; a token's score is what the predicted class's
-log-odds lose without it, ``logit p(c | text) - logit p(c | text without token i)``.
-
-- It asks the model itself, through the same pooling and padding, with no gradients: GPT-2's
-  logits saturate, so gradient x input misses tokens the prediction rests on, and integrated
-  gradients run ~50 passes through interpolated embeddings, which a text never is.
-- Deletion, not masking: GPT-2 has no mask token and ``<|endoftext|>`` is a real token; a
-  deleted variant is a text the model could have been sent (``last`` pooling reads its own
-  last token; equal lengths share a batch). A one-token text is scored against
-  ``<|endoftext|>`` alone, the closest thing to "no text".
-- Log-odds, not probability: a confident model's probability barely moves (0.9999 to 0.9990)
-  while its evidence changes a lot; ``probability_without`` keeps the plain figure.
-- Checkable: ``deletion_faithfulness`` compares deleting the top-k tokens with k random ones.
-
-Cost: ~n^2 tokens for n tokens (a 120-token SMS: about a second for GPT-2 124M on 2 cores).
+Occlusion by deletion: the text is also read with each token deleted in turn, in the same
+batches as ``classify``; a token's score is the predicted class's log-odds lost without it. It
+asks the model itself, through the same pooling and padding (GPT-2's logits saturate, so
+gradient x input misses tokens a prediction rests on); deleting keeps a real text (GPT-2 has no
+mask token; a one-token text is scored against ``<|endoftext|>`` alone); log-odds keep
+differences visible near probability 1. ``deletion_faithfulness`` checks it. Cost: ~n^2 tokens.
 """
 
 from __future__ import annotations

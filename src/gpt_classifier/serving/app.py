@@ -162,10 +162,8 @@ def _add_error_handlers(app: FastAPI) -> None:
         # broken multipart form); for the client that is one more malformed body, a 422.
         if exc.status_code == 400:
             if request.headers.get("content-type", "").startswith("multipart/"):
-                detail = f"malformed multipart form: {exc.detail}"
-            else:
-                detail = "body is not valid JSON"
-            return JSONResponse(status_code=422, content={"detail": detail})
+                return JSONResponse({"detail": f"malformed multipart form: {exc.detail}"}, 422)
+            return JSONResponse({"detail": "body is not valid JSON"}, 422)
         return await http_exception_handler(request, exc)
 
     @app.exception_handler(RequestValidationError)

@@ -1,13 +1,7 @@
-"""Requests refused at the door, pure ASGI, before FastAPI reads (and buffers) their body.
-
-- A body over the limit: 413 from the declared Content-Length, or once the streamed bytes pass
-  it (raised from ``receive``, which FastAPI lets through to the usual JSON answer).
-- A full queue: 429 before the body is read, so under a burst refusals skip parsing, routing and
-  validation and leave the CPU to admitted requests. A request that finds room goes on to its
-  route, which admits its exact number of texts (or 429s).
-
-Both close the connection: the unread body would otherwise be taken for the next request.
-"""
+"""Requests refused at the door, pure ASGI, before FastAPI reads (and buffers) their body: a body
+over the limit (413, from Content-Length or once the streamed bytes pass it) and, under a burst,
+any model request while the queue is full (429, no parsing, routing or validation). Both close
+the connection: the unread body would otherwise be taken for the next request."""
 
 from __future__ import annotations
 
@@ -45,7 +39,7 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > self.max_bytes:  # FastAPI passes this on as the JSON answer
                     raise HTTPException(413, too_large(self.max_bytes))
             return message
 

@@ -29,24 +29,21 @@ def read_run_card(
         saved = datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="seconds")
     except OSError:
         saved = None
-    return _test_metrics(folder / "metrics.json"), saved
-
-
-def _test_metrics(path: Path) -> TestMetricsOut | None:
     try:
-        test = json.loads(path.read_text(encoding="utf-8")).get("test")
+        test = json.loads((folder / "metrics.json").read_text(encoding="utf-8")).get("test")
     except (OSError, ValueError, AttributeError):
-        return None
+        test = None
     if not isinstance(test, dict) or not _is_number(test.get("accuracy")):
-        return None
+        return None, saved
     macro: Any = test.get("macro_avg")
     f1 = macro.get("f1") if isinstance(macro, dict) else None
     examples = test.get("num_examples")
-    return TestMetricsOut(
+    metrics = TestMetricsOut(
         accuracy=float(test["accuracy"]),
         macro_f1=float(f1) if _is_number(f1) else None,
         examples=examples if type(examples) is int else None,
     )
+    return metrics, saved
 
 
 def _is_number(value: Any) -> bool:
