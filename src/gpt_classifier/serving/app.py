@@ -54,6 +54,7 @@ DEFAULT_MAX_TEXTS = 256
 RETRY_AFTER_SECONDS = 1  # a full queue drains in about a second of forward passes on a CPU
 INLINE_TOKENIZE_CHARS = 4096  # requests up to this many characters are tokenised on the loop
 DRAIN_TIMEOUT_SECONDS = 60.0
+_RUN_INFO_FIELDS = ("base_model", "init", "pooling", "padding", "max_length", "pad_length")
 
 
 def _one_line(errors: Sequence[Any]) -> str:
@@ -184,9 +185,7 @@ def _add_status_routes(
     model_info = InfoOut(
         run_dir=run_dir,
         classes=list(classifier.classes),
-        **{key: getattr(info, key) for key in ("base_model", "init", "pooling", "padding")},
-        max_length=info.max_length,
-        pad_length=info.pad_length,
+        **{key: getattr(info, key) for key in _RUN_INFO_FIELDS},
         trainable=trainable if isinstance(trainable, str) else None,
         test=test,
         trained_at=trained_at,

@@ -115,9 +115,11 @@ class _Loop:
     def __init__(self, model, loaders, optimizer, device, settings, **options: Any) -> None:
         self.model, self.loaders, self.optimizer = model, loaders, optimizer
         self.device, self.settings = device, settings
-        # amp, progress, say, on_checkpoint, checkpoint_every, dist, train_eval
-        self.__dict__.update(options)
-        self.dist: DistContext
+        self.amp, self.progress, self.say = options["amp"], options["progress"], options["say"]
+        self.on_checkpoint = options["on_checkpoint"]
+        self.checkpoint_every = options["checkpoint_every"]
+        self.dist: DistContext = options["dist"]
+        self.train_eval = options["train_eval"]
         self.eval_model = unwrap(model)  # estimates need no gradient synchronisation
         self.trainable = [p for p in model.parameters() if p.requires_grad]
         train = loaders["train"]
