@@ -22,10 +22,8 @@ def cpu_has_fast_bf16() -> bool:
             return False
     except (AttributeError, RuntimeError):
         return False
-    flags = _cpu_flags()
-    if flags is None:  # not Linux: trust oneDNN's answer
-        return True
-    return bool(flags & {"amx_bf16", "avx512_bf16"})
+    flags = _cpu_flags()  # None when not Linux: trust oneDNN's answer
+    return flags is None or bool(flags & {"amx_bf16", "avx512_bf16"})
 
 
 def _cpuinfo(key: str) -> str | None:
