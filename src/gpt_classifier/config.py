@@ -87,14 +87,11 @@ class GPTConfig:
             raise GPTClassifierError(f"config file not found: {path}") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise GPTClassifierError(f"config file {path} is not valid JSON: {exc}") from None
-        if not isinstance(values, dict):
-            raise GPTClassifierError(f"config file {path} must hold a JSON object")
         return cls.from_dict(values, source=str(path))
 
     @classmethod
     def from_name(cls, name: str) -> GPTConfig:
-        canonical = canonical_model_name(name)
-        return cls(**GPT2_SIZES[canonical])
+        return cls(**GPT2_SIZES[canonical_model_name(name)])
 
 
 GPT2_SIZES: dict[str, dict[str, int]] = {

@@ -1,17 +1,8 @@
 """Training and classifying under ``torchrun``: the process group, each rank's device, sharded
-batches, DDP around the trainable part and the few collectives the pipeline needs.
-
-``torchrun`` (torch.distributed elastic) starts the processes and sets ``RANK``, ``WORLD_SIZE``,
-``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``; nothing here launches or transports anything
-itself. Without those variables (or with ``WORLD_SIZE=1``) every function is a no-op and the
-single-process path runs unchanged.
-
-How N processes reproduce one: the training loader's shuffling generator is the same on every
-rank, each epoch's batches are drawn in the one-process order and dealt out round-robin (batch
-``i`` to rank ``i % N``), and DDP averages the gradients. So N processes x ``--batch-size B`` x
-``--grad-accum G`` take the same optimizer steps as one process with ``--batch-size B`` and
-``--grad-accum N*G`` (the tail of ``M mod N`` batches of an epoch is dropped so every rank takes
-as many steps; choose data where ``N`` divides the batches for an exact comparison).
+batches, DDP around the trainable part and the collectives the pipeline needs; a no-op without
+torchrun's variables. N processes take one process's steps: the same shuffle on every rank,
+batch ``i`` to rank ``i % N``, gradients averaged (``--grad-accum G`` on N ranks is ``N*G`` on
+one; an epoch's last ``M mod N`` batches are dropped so every rank takes as many steps).
 """
 
 from __future__ import annotations
@@ -54,8 +45,6 @@ class DistContext:
     def is_main(self) -> bool:
         return self.rank == 0
 
-    # --- collectives (each a no-op in one process) --------------------------------------------
-
     def _device(self) -> torch.device:
         """Where collective tensors live: NCCL reduces CUDA tensors only."""
         if self.backend == "nccl":
@@ -63,21 +52,20 @@ class DistContext:
         return torch.device("cpu")
 
     def run_on_main(self, work: Callable[[], T]) -> T:
-        """``work()`` on rank 0 only, its result (or its error) on every rank: a check that only
-        rank 0 can make (the run directory, a checkpoint) fails on all of them at once, with
-        the same message, instead of leaving the others waiting for a collective."""
+        """``work()`` on rank 0 only, its result (or its error) on every rank: a check only rank 0
+        can make fails on all of them at once instead of leaving the others waiting."""
         if not self.enabled:
             return work()
         outcome: list[Any] = [None, None]
         if self.is_main:
             try:
-                outcome = [work(), None]
+                outcome[0] = work()
             except GPTClassifierError as exc:
-                outcome = [None, str(exc)]
-        outcome = self.broadcast_object(outcome)
-        if outcome[1] is not None:
-            raise GPTClassifierError(outcome[1])
-        return outcome[0]
+                outcome[1] = str(exc)
+        result, error = self.broadcast_object(outcome)
+        if error is not None:
+            raise GPTClassifierError(error)
+        return result
 
     def broadcast_object(self, value: T) -> T:
         if not self.enabled:
@@ -104,8 +92,8 @@ class DistContext:
         return [t.tolist() for t in out]
 
     def sum_in_place(self, tensor: torch.Tensor) -> None:
-        """All-reduce (sum) a CPU tensor in chunks: with each rank's rows filled in and the
-        others zero, every rank ends with all of them (``x + 0`` is exact)."""
+        """All-reduce (sum) a CPU tensor in chunks: each rank fills its rows, the others are zero,
+        and every rank ends with all of them (``x + 0`` is exact)."""
         self._chunked(tensor, lambda chunk: dist.all_reduce(chunk, op=dist.ReduceOp.SUM))
 
     def broadcast_in_place(self, tensor: torch.Tensor) -> None:
@@ -131,34 +119,22 @@ class DistContext:
             for param in params:
                 dist.broadcast(param.data, src=0)
 
-    def barrier(self) -> None:
-        if self.enabled:
-            dist.barrier()
 
-
-# --- setting up and tearing down -----------------------------------------------------------------
-
-
-def _env_int(name: str, default: int) -> int:
+def _env_number(name: str, default: float, kind: type = int) -> Any:
     value = os.environ.get(name)
-    if value is None or value == "":
+    if not value:
         return default
     try:
-        return int(value)
+        return kind(value)
     except ValueError:
-        raise GPTClassifierError(f"{name}={value!r} is not an integer") from None
+        what = "an integer" if kind is int else "a number"
+        raise GPTClassifierError(f"{name}={value!r} is not {what}") from None
 
 
 def dist_timeout_seconds(value: float | None = None) -> float:
     """``value``, else ``$GPT_CLASSIFIER_DIST_TIMEOUT``, else 10 minutes."""
     if value is None:
-        raw = os.environ.get(DIST_TIMEOUT_ENV)
-        if not raw:
-            return DEFAULT_DIST_TIMEOUT_S
-        try:
-            value = float(raw)
-        except ValueError:
-            raise GPTClassifierError(f"{DIST_TIMEOUT_ENV}={raw!r} is not a number") from None
+        value = _env_number(DIST_TIMEOUT_ENV, DEFAULT_DIST_TIMEOUT_S, float)
     if not value > 0:
         raise GPTClassifierError(f"the distributed timeout must be positive (got {value})")
     return float(value)
@@ -166,17 +142,16 @@ def dist_timeout_seconds(value: float | None = None) -> float:
 
 def context_from_env() -> DistContext:
     """Rank, world size and local rank as ``torchrun`` sets them (1 process without it)."""
-    world = _env_int("WORLD_SIZE", 1)
-    rank, local = _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
+    world = _env_number("WORLD_SIZE", 1)
+    rank, local = _env_number("RANK", 0), _env_number("LOCAL_RANK", 0)
     if world < 1 or not 0 <= rank < world:
         raise GPTClassifierError(f"RANK={rank} and WORLD_SIZE={world} do not make sense")
     return DistContext(rank=rank, world_size=world, local_rank=local)
 
 
 def init_distributed(device: torch.device, timeout_s: float | None = None) -> DistContext:
-    """Join the job ``torchrun`` started: the process group (NCCL on CUDA, gloo on the CPU)
-    with a timeout, so a peer that never joins or stops answering ends the job with an error
-    instead of a hang. Outside ``torchrun``: the one-process context, nothing initialised."""
+    """Join the job ``torchrun`` started (NCCL on CUDA, gloo on the CPU) with a timeout, so a
+    peer that never joins or stops answering is an error, not a hang."""
     ctx = context_from_env()
     if not ctx.enabled:
         return ctx
@@ -234,23 +209,16 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else "no message"
 
 
-# --- data ----------------------------------------------------------------------------------------
-
-
 class RankBatches(Sampler[list[int]]):
-    """Rank ``rank``'s share of ``batches``: global batch ``i`` goes to rank ``i % world``.
-
-    ``even``: every rank gets ``len(batches) // world`` batches (training: DDP needs the same
-    number of steps on every rank); else the first ranks take one more (evaluation)."""
+    """Rank ``rank``'s share of ``batches``: batch ``i`` goes to rank ``i % world``; ``even``
+    (training: DDP needs as many steps on every rank) drops the tail that does not divide."""
 
     def __init__(self, batches: Any, rank: int, world: int, *, even: bool) -> None:
         self.batches, self.rank, self.world, self.even = batches, rank, world, even
 
     def __len__(self) -> int:
         total = len(self.batches)
-        if self.even:
-            return total // self.world
-        return len(range(self.rank, total, self.world))
+        return total // self.world if self.even else len(range(self.rank, total, self.world))
 
     def __iter__(self) -> Iterator[list[int]]:
         limit = len(self) * self.world if self.even else None
@@ -262,8 +230,7 @@ class RankBatches(Sampler[list[int]]):
 
 
 def shard_loader(loader: DataLoader, ctx: DistContext, *, even: bool) -> DataLoader:
-    """``loader`` with only this rank's batches; the same dataset, collate function and
-    generator, so the shuffle is drawn exactly as the one-process loader draws it."""
+    """``loader`` with only this rank's batches, its shuffle drawn as in one process."""
     if not ctx.enabled:
         return loader
     return DataLoader(
@@ -274,12 +241,8 @@ def shard_loader(loader: DataLoader, ctx: DistContext, *, even: bool) -> DataLoa
     )
 
 
-# --- the model -----------------------------------------------------------------------------------
-
-
 def wrap_trainable(model: nn.Module, ctx: DistContext, device: torch.device) -> nn.Module:
-    """``model`` under DDP, which averages the gradients of its trainable parameters only: the
-    frozen ones (the prefix, a frozen base) are neither broadcast nor reduced."""
+    """``model`` under DDP, averaging the gradients of its trainable parameters only."""
     if not ctx.enabled:
         return model
     from torch.nn.parallel import DistributedDataParallel

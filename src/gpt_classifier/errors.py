@@ -2,11 +2,8 @@
 
 
 class GPTClassifierError(Exception):
-    """A problem with the user's input (file, flag, weights, data) that they can fix.
-
-    The message is a single line that names the problem; the CLI prints it as
-    ``error: <message>`` and exits with status 2. Anything else is a bug and keeps its traceback.
-    """
+    """A problem with the user's input (file, flag, weights, data) that they can fix: one line,
+    printed as ``error: <message>`` with exit status 2. Anything else is a bug (a traceback)."""
 
 
 INTERRUPTED_EXIT = 130  # the shell's status for a process ended by SIGINT (Ctrl-C)

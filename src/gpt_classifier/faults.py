@@ -1,9 +1,6 @@
-"""Named crash points for the fault tests (``tests/test_faults.py``).
-
-``GPT_CLASSIFIER_KILL_AT=NAME`` (or ``NAME:K``, the K-th time) makes the process SIGKILL itself
-when it reaches ``crash_point(NAME)``: a crash at exactly the moments that matter (between two
-renames of a commit, right after a checkpoint) rather than wherever a timer happens to fire.
-Unset, a crash point costs one dictionary lookup.
+"""Named crash points for the fault tests: ``GPT_CLASSIFIER_KILL_AT=NAME`` (or ``NAME:K``, the
+K-th time) makes the process SIGKILL itself at ``crash_point(NAME)``, exactly at the moments that
+matter (between two renames of a commit, right after a checkpoint). Unset, it costs one lookup.
 """
 
 from __future__ import annotations

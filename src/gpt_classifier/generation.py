@@ -28,10 +28,7 @@ def token_ids_to_text(ids: torch.Tensor | Sequence[int], tokenizer: tiktoken.Enc
 def generate_text_simple(
     model: nn.Module, idx: torch.Tensor, max_new_tokens: int, context_size: int
 ) -> torch.Tensor:
-    """Append ``max_new_tokens`` greedy (argmax) tokens to ``idx`` ``(batch, n)``.
-
-    The model sees at most the last ``context_size`` tokens, as in the book's chapter 4.
-    """
+    """Append ``max_new_tokens`` greedy tokens to ``idx`` ``(batch, n)`` (the book's ch. 4)."""
     return generate(model, idx, max_new_tokens, context_size)
 
 
@@ -44,13 +41,12 @@ def generate(
     top_k: int | None = None,
     eos_id: int | None = None,
 ) -> torch.Tensor:
-    """The book's chapter 5 ``generate``: ``idx`` ``(batch, n)`` -> ``(batch, n + new)``.
+    """The book's chapter 5 ``generate``: ``idx`` ``(batch, n)`` -> ``(batch, n + new)``, the
+    model reading at most the last ``context_size`` tokens, in eval mode.
 
     ``top_k`` keeps the k most likely tokens; ``temperature > 0`` samples from the softmax of
-    ``logits / temperature`` (seed with ``torch.manual_seed`` to reproduce), ``0`` is greedy.
-    Generation stops when ``eos_id`` is produced, which is not appended (the book's behaviour);
-    in a batch, finished rows are padded with ``eos_id`` until every row has finished.
-    The model runs in eval mode (no dropout) and its previous mode is restored afterwards.
+    ``logits / temperature``, ``0`` is greedy. An ``eos_id`` produced ends generation and is not
+    appended (the book's behaviour); in a batch, finished rows get ``eos_id`` until all finish.
     """
     if idx.dim() != 2 or idx.shape[1] == 0:
         raise ValueError(

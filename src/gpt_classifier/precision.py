@@ -22,34 +22,30 @@ def cpu_has_fast_bf16() -> bool:
             return False
     except (AttributeError, RuntimeError):
         return False
-    flags = _cpu_flags()
-    if flags is None:  # not Linux: trust oneDNN's answer
-        return True
-    return bool(flags & {"amx_bf16", "avx512_bf16"})
+    flags = _cpu_flags()  # None when not Linux: trust oneDNN's answer
+    return flags is None or bool(flags & {"amx_bf16", "avx512_bf16"})
 
 
-def _cpu_flags() -> set[str] | None:
+def _cpuinfo(key: str) -> str | None:
+    """The value of the first ``key`` line of /proc/cpuinfo; None where it cannot be read."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
             for line in handle:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
+                if line.startswith(key):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         return None
-    return set()
+    return ""
+
+
+def _cpu_flags() -> set[str] | None:
+    flags = _cpuinfo("flags")
+    return None if flags is None else set(flags.split())
 
 
 def describe_cpu() -> str:
     """The CPU's model name and the matmul features that decide its speed, for reports."""
-    name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    name = _cpuinfo("model name") or platform.processor() or platform.machine()
     flags = _cpu_flags() or set()
     features = [
         label

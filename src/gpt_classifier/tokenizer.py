@@ -23,8 +23,7 @@ TOKENIZER_FILES: dict[str, str] = {
 
 
 def get_tokenizer(tokenizer_dir: str | os.PathLike[str] | None = None) -> tiktoken.Encoding:
-    """The ``gpt2`` encoding: from ``tokenizer_dir`` (or ``$GPT_CLASSIFIER_TOKENIZER_DIR``) when
-    given, otherwise tiktoken's own download and cache."""
+    """GPT-2's encoding from ``tokenizer_dir`` or ``$GPT_CLASSIFIER_TOKENIZER_DIR``, else online."""
     directory = tokenizer_dir or os.environ.get(TOKENIZER_DIR_ENV) or None
     if directory:
         return _local_encoding(str(Path(directory).expanduser().resolve()))
@@ -50,8 +49,7 @@ def _local_encoding(directory: str) -> tiktoken.Encoding:
             raise GPTClassifierError(
                 f"tokenizer directory {folder} has no {name} (it needs vocab.bpe and encoder.json)"
             )
-        actual = sha256_of(path)
-        if actual != expected:
+        if (actual := sha256_of(path)) != expected:
             raise GPTClassifierError(
                 f"{path}: sha256 {actual} does not match GPT-2's {expected} (corrupt or other file)"
             )

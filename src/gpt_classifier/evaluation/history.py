@@ -17,18 +17,9 @@ _INT_FIELDS = ("examples_seen", "acc_examples_seen")
 
 @dataclass
 class TrainingHistory:
-    """The curves of one training run, as the book's ``train_classifier_simple`` returns them, but
-    with the x positions of every point stored next to it.
-
-    * Each loss evaluation (the book: every ``eval_freq`` = 50 optimizer steps) appends to
-      ``epochs_seen`` (fractional epochs, e.g. ``1.25`` a quarter into the second epoch),
-      ``examples_seen`` (training examples processed so far), ``train_losses`` and ``val_losses``.
-    * Each end of epoch appends to ``acc_epochs_seen``, ``acc_examples_seen``, ``train_accs`` and
-      ``val_accs`` (accuracies as fractions of 1).
-
-    Use :meth:`record_losses` and :meth:`record_accuracies` to append; :meth:`to_dict` and
-    :meth:`from_dict` go to and from JSON-ready dicts.
-    """
+    """The book's curves of ``train_classifier_simple`` with the x positions of every point:
+    each loss evaluation appends to the loss lists (fractional epochs, training examples seen,
+    losses), each end of epoch to the ``acc_`` lists (accuracies as fractions of 1)."""
 
     epochs_seen: list[float] = field(default_factory=list)
     examples_seen: list[int] = field(default_factory=list)
@@ -55,23 +46,15 @@ class TrainingHistory:
                 listed = ", ".join(f"{name}={length}" for name, length in lengths.items())
                 raise ValueError(f"training history lists differ in length: {listed}")
 
-    def record_losses(
-        self, epoch: float, examples_seen: int, train_loss: float, val_loss: float
-    ) -> None:
-        """Append one loss evaluation point."""
-        self.epochs_seen.append(float(epoch))
-        self.examples_seen.append(int(examples_seen))
-        self.train_losses.append(float(train_loss))
-        self.val_losses.append(float(val_loss))
+    def record_losses(self, epoch: float, examples_seen: int, train: float, val: float) -> None:
+        self._append(_LOSS_FIELDS, (epoch, examples_seen, train, val))
 
-    def record_accuracies(
-        self, epoch: float, examples_seen: int, train_acc: float, val_acc: float
-    ) -> None:
-        """Append one accuracy evaluation point (accuracies as fractions of 1)."""
-        self.acc_epochs_seen.append(float(epoch))
-        self.acc_examples_seen.append(int(examples_seen))
-        self.train_accs.append(float(train_acc))
-        self.val_accs.append(float(val_acc))
+    def record_accuracies(self, epoch: float, examples_seen: int, train: float, val: float) -> None:
+        self._append(_ACCURACY_FIELDS, (epoch, examples_seen, train, val))
+
+    def _append(self, names: tuple[str, ...], values: tuple[float, ...]) -> None:
+        for name, value in zip(names, values, strict=True):
+            getattr(self, name).append(int(value) if name in _INT_FIELDS else float(value))
 
     def to_dict(self) -> dict[str, list[Any]]:
         return dataclasses.asdict(self)
@@ -80,15 +63,12 @@ class TrainingHistory:
     def from_dict(
         cls, values: Mapping[str, Any], source: str = "training history"
     ) -> TrainingHistory:
-        """Build from :meth:`to_dict` output (e.g. read back from JSON). Missing keys are empty
-        lists; unknown keys or inconsistent lengths raise :class:`GPTClassifierError` naming
-        ``source``."""
+        """From :meth:`to_dict`'s output (missing keys are empty lists); errors name ``source``."""
         if not isinstance(values, Mapping):
             raise GPTClassifierError(
                 f"{source}: expected a JSON object, got {type(values).__name__}"
             )
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise GPTClassifierError(f"{source}: unknown keys {unknown}")
         try:

@@ -1,10 +1,6 @@
 """Classification metrics in numpy: accuracy, per-class precision/recall/F1, confusion matrix,
-ROC-AUC.
-
-Everything returned is plain Python (``int``, ``float``, ``None``, lists, dicts) so that it goes
-straight into ``json.dump``. Undefined ratios (a class that is never predicted has no precision)
-are reported as ``0.0``, never NaN, as scikit-learn does with ``zero_division=0``.
-"""
+ROC-AUC. All plain Python (straight into ``json.dump``); undefined ratios (a class never
+predicted has no precision) are ``0.0``, never NaN, as scikit-learn's ``zero_division=0``."""
 
 from __future__ import annotations
 
@@ -29,8 +25,6 @@ def _class_names(class_names: Sequence[str]) -> list[str]:
 def _roc_auc(
     true: np.ndarray, probabilities: np.ndarray | None, n: int, num_classes: int
 ) -> tuple[float | None, str | None]:
-    """Binary ROC-AUC of class 1, or the macro mean of one-vs-rest AUCs over the classes that
-    have both positives and negatives; ``(None, None)`` where undefined."""
     if probabilities is None:
         return None, None
     probs = _probabilities(probabilities, n, num_classes)
@@ -39,9 +33,7 @@ def _roc_auc(
         return auc, ("binary" if auc is not None else None)
     aucs = [binary_roc_auc(true == k, probs[:, k]) for k in range(num_classes)]
     defined = [auc for auc in aucs if auc is not None]
-    if not defined:
-        return None, None
-    return float(np.mean(defined)), "one-vs-rest macro"
+    return (float(np.mean(defined)), "one-vs-rest macro") if defined else (None, None)
 
 
 def classification_metrics(
@@ -51,30 +43,14 @@ def classification_metrics(
     probabilities: np.ndarray | None = None,
     loss: float | None = None,
 ) -> dict[str, Any]:
-    """Score predicted class ids against true ones.
+    """Score predicted class ids ``0 .. len(class_names) - 1`` against true ones.
 
-    ``y_true`` and ``y_pred`` hold class ids ``0 .. len(class_names) - 1``. ``probabilities``, if
-    given, is the softmax output, shape ``(n, num_classes)`` (or ``(n,)`` holding the probability
-    of class 1 when there are two classes); it is used only for ROC-AUC. ``loss`` is stored as
-    given (the mean cross-entropy over the same examples, computed by the caller).
-
-    Returns a dict with ``accuracy`` (fraction of 1), ``loss`` (``None`` when not given),
-    ``num_examples``, ``per_class`` ``{name: {precision, recall, f1, support}}`` in
-    ``class_names`` order, ``macro_avg`` and ``weighted_avg`` ``{precision, recall, f1}``,
-    ``confusion_matrix`` (rows are true classes, columns predicted ones), ``roc_auc`` and
-    ``roc_auc_method``:
-
-    * two classes: ``roc_auc`` is the area under the ROC curve of the probability of class index 1
-      (``roc_auc_method == "binary"``);
-    * more classes: the unweighted mean of the one-vs-rest AUCs of each class's probability
-      (``"one-vs-rest macro"``), taken over the classes that have both positive and negative
-      examples in ``y_true``; with every class present this equals scikit-learn's
-      ``roc_auc_score(..., multi_class="ovr", average="macro")``;
-    * ``None`` (method ``None``) without ``probabilities``, or when no class has both positive and
-      negative examples (e.g. ``y_true`` holds a single class).
-
-    Raises ``ValueError`` on inputs that do not fit together (lengths, ids out of range,
-    probability shape, duplicate class names).
+    ``probabilities`` (softmax output ``(n, classes)``, or ``(n,)`` of class 1 for two classes)
+    is used only for ROC-AUC: binary (of class 1) for two classes, else the macro mean of the
+    one-vs-rest AUCs over the classes with both positives and negatives (scikit-learn's
+    ``multi_class="ovr"`` when every class is present); ``None`` where undefined. ``loss`` is
+    stored as given. The confusion matrix's rows are true classes. Inputs that do not fit
+    together raise ``ValueError``.
     """
     names = _class_names(class_names)
     num_classes = len(names)
@@ -85,62 +61,49 @@ def classification_metrics(
     n = int(true.shape[0])
     if n == 0:
         raise ValueError("no examples to evaluate (y_true is empty)")
-
     matrix = confusion_matrix(true, pred, num_classes)
-    true_pos = np.diag(matrix).astype(np.float64)
-    support = matrix.sum(axis=1).astype(np.float64)  # examples of each true class
-    predicted = matrix.sum(axis=0).astype(np.float64)  # examples predicted as each class
-    precision = _safe_divide(true_pos, predicted)
-    recall = _safe_divide(true_pos, support)
-    f1 = _safe_divide(2.0 * precision * recall, precision + recall)
-
-    per_class = {
-        name: {
-            "precision": float(precision[k]),
-            "recall": float(recall[k]),
-            "f1": float(f1[k]),
-            "support": int(support[k]),
-        }
-        for k, name in enumerate(names)
-    }
-    weights = support / support.sum()
-
     roc_auc, roc_auc_method = _roc_auc(true, probabilities, n, num_classes)
     return {
         "accuracy": float(np.mean(true == pred)),
         "loss": None if loss is None else float(loss),
         "num_examples": n,
-        "per_class": per_class,
-        "macro_avg": {
-            "precision": float(precision.mean()),
-            "recall": float(recall.mean()),
-            "f1": float(f1.mean()),
-        },
-        "weighted_avg": {
-            "precision": float(weights @ precision),
-            "recall": float(weights @ recall),
-            "f1": float(weights @ f1),
-        },
+        **_per_class_scores(matrix, names),
         "confusion_matrix": matrix.tolist(),
         "roc_auc": roc_auc,
         "roc_auc_method": roc_auc_method,
     }
 
 
+def _per_class_scores(matrix: np.ndarray, names: list[str]) -> dict[str, Any]:
+    """``per_class`` precision, recall, F1 and support, and their macro and weighted means."""
+    true_pos = np.diag(matrix).astype(np.float64)
+    support = matrix.sum(axis=1).astype(np.float64)  # examples of each true class
+    predicted = matrix.sum(axis=0).astype(np.float64)  # examples predicted as each class
+    precision = _safe_divide(true_pos, predicted)
+    recall = _safe_divide(true_pos, support)
+    f1 = _safe_divide(2.0 * precision * recall, precision + recall)
+    scores = {"precision": precision, "recall": recall, "f1": f1}
+    weights = support / support.sum()
+    per_class = {
+        name: {**{key: float(v[k]) for key, v in scores.items()}, "support": int(support[k])}
+        for k, name in enumerate(names)
+    }
+    return {
+        "per_class": per_class,
+        "macro_avg": {key: float(v.mean()) for key, v in scores.items()},
+        "weighted_avg": {key: float(weights @ v) for key, v in scores.items()},
+    }
+
+
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
-    """Counts ``(num_classes, num_classes)``: entry ``[i, j]`` is the number of examples of true
-    class ``i`` predicted as ``j``. Expects validated integer id arrays of equal length."""
+    """Entry ``[i, j]``: examples of true class ``i`` predicted as ``j``."""
     flat = np.bincount(y_true * num_classes + y_pred, minlength=num_classes * num_classes)
     return flat.reshape(num_classes, num_classes).astype(np.int64)
 
 
 def binary_roc_auc(is_positive: np.ndarray, scores: np.ndarray) -> float | None:
-    """Area under the ROC curve: the probability that a random positive scores higher than a
-    random negative, ties counting one half.
-
-    Computed as the Mann-Whitney U statistic, ``U / (n_pos * n_neg)``, with tied scores given
-    their average rank. ``None`` when there are no positives or no negatives.
-    """
+    """Area under the ROC curve (a random positive scores above a random negative, ties half):
+    Mann-Whitney ``U / (n_pos * n_neg)`` with average ranks; ``None`` without both classes."""
     positive = np.asarray(is_positive, dtype=bool)
     scores = np.asarray(scores, dtype=np.float64)
     n_pos = int(positive.sum())
@@ -173,13 +136,10 @@ def _class_ids(values: Sequence[int] | np.ndarray, name: str, num_classes: int) 
         raise ValueError(f"{name} must be one-dimensional, got shape {array.shape}")
     if array.size == 0:
         return array.astype(np.int64)
-    if array.dtype.kind == "b":
-        array = array.astype(np.int64)
-    elif array.dtype.kind == "f":
+    if array.dtype.kind == "f":
         if not np.all(np.isfinite(array)) or not np.all(array == np.round(array)):
             raise ValueError(f"{name} must hold integer class ids, got non-integer values")
-        array = array.astype(np.int64)
-    elif array.dtype.kind not in "iu":
+    elif array.dtype.kind not in "biu":
         raise ValueError(f"{name} must hold integer class ids, got dtype {array.dtype}")
     array = array.astype(np.int64)
     low, high = int(array.min()), int(array.max())
@@ -204,10 +164,10 @@ def _probabilities(probabilities: np.ndarray, n: int, num_classes: int) -> np.nd
     if not np.all(np.isfinite(probs)) or probs.min() < 0.0 or probs.max() > 1.0:
         raise ValueError("probabilities must be finite and within [0, 1]")
     row_sums = probs.sum(axis=1)
-    worst = float(np.max(np.abs(row_sums - 1.0)))
-    if worst > _PROBABILITY_SUM_TOLERANCE:
+    worst = int(np.argmax(np.abs(row_sums - 1.0)))
+    if abs(row_sums[worst] - 1.0) > _PROBABILITY_SUM_TOLERANCE:
         raise ValueError(
             "probabilities must sum to 1 over the classes (softmax output, not logits); "
-            f"a row sums to {float(row_sums[np.argmax(np.abs(row_sums - 1.0))]):.4g}"
+            f"a row sums to {float(row_sums[worst]):.4g}"
         )
     return probs

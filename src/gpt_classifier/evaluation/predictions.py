@@ -1,10 +1,8 @@
-"""Predictions over a loader and the metrics of one split: the one path behind the report at
-the end of training and ``gpt-classifier evaluate``.
+"""Predictions over a loader and the metrics of one split.
 
-``model`` is a ``GPTClassifier`` (pooled logits from ``model(inputs, lengths)``), a suffix of one
-fed cached hidden states (same call), or the book's plain ``GPTModel`` with a class-sized
-``out_head`` (logits of position -1). Batches are ``(inputs, targets)`` as in the book or
-``(inputs, targets, lengths, ...)`` as our loaders give them.
+``model`` is a ``GPTClassifier`` (or a suffix of one fed cached states): ``model(inputs,
+lengths)``; or the book's ``GPTModel`` with a class-sized ``out_head`` (logits of position -1).
+Batches are the book's ``(inputs, targets)`` or our ``(inputs, targets, lengths, ...)``.
 """
 
 from __future__ import annotations
@@ -21,8 +19,7 @@ from ..model import GPTModel
 from ..precision import autocast
 from .metrics import classification_metrics
 
-# Rows per batch of the final report, at training time and in ``gpt-classifier evaluate`` alike:
-# with the same batches (length-bucketed, in order) both compute the very same numbers.
+# Rows per batch of the final report and of ``evaluate``: the same batches, the same numbers.
 EVAL_BATCH_SIZE = 32
 
 
@@ -45,10 +42,7 @@ def classifier_logits(
 def predict_loader(
     data_loader: Iterable, model: nn.Module, device: torch.device | str
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """Targets ``(N,)``, class probabilities ``(N, C)`` and mean per-example loss over a loader.
-
-    The loss is averaged over examples (not batches) so it is exact for a last, smaller batch.
-    """
+    """Targets ``(N,)``, class probabilities ``(N, C)`` and the mean loss over examples."""
     targets_all, probs_all = [], []
     loss_sum, seen = 0.0, 0
     was_training = model.training
@@ -75,19 +69,11 @@ def evaluate_split(
     precision: str,
     classes: Sequence[str],
 ) -> dict[str, Any]:
-    """The report's metrics of one split (``classification_metrics``: loss, accuracy, F1, ...).
-
-    The one code path behind ``metrics.json`` at the end of training and ``gpt-classifier
-    evaluate``, so that the two agree; ``precision`` is a resolved one (``fp32`` or ``bf16``)."""
+    """The report's metrics of one split: the one path behind ``metrics.json`` at the end of
+    training and ``gpt-classifier evaluate``, so the two agree (``precision`` resolved)."""
     with autocast(device, precision):
         targets, probabilities, loss = predict_loader(loader, model, device)
-    return classification_metrics(
-        targets.numpy(),
-        probabilities.argmax(dim=-1).numpy(),
-        list(classes),
-        probabilities.numpy(),
-        loss,
-    )
+    return _metrics(targets, probabilities, loss, classes)
 
 
 def evaluate_sharded(
@@ -98,21 +84,27 @@ def evaluate_sharded(
     precision: str,
     classes: Sequence[str],
 ) -> dict[str, Any]:
-    """``evaluate_split`` over this rank's share of ``loader``'s batches, the predictions of
-    every rank gathered: each batch is the one a single process runs, so every example's logits
-    are the same and so are the metrics (the mean loss up to the order of its sum)."""
+    """``evaluate_split`` over this rank's share of the batches, every rank's predictions
+    gathered: each batch is the one a single process runs, so the metrics are the same (the
+    mean loss up to the order of its sum)."""
     with autocast(device, precision):
         targets, probabilities, loss = predict_loader(loader, model, device)
     seen = len(targets)
     parts = ctx.gather_objects((targets, probabilities, loss * seen if seen else 0.0))
     kept = [part for part in parts if len(part[0])]
     total = sum(len(part[0]) for part in kept)
-    all_targets = torch.cat([part[0] for part in kept])
-    all_probabilities = torch.cat([part[1] for part in kept])
-    return classification_metrics(
-        all_targets.numpy(),
-        all_probabilities.argmax(dim=-1).numpy(),
-        list(classes),
-        all_probabilities.numpy(),
+    return _metrics(
+        torch.cat([part[0] for part in kept]),
+        torch.cat([part[1] for part in kept]),
         sum(part[2] for part in kept) / total,
+        classes,
+    )
+
+
+def _metrics(
+    targets: torch.Tensor, probabilities: torch.Tensor, loss: float, classes: Sequence[str]
+) -> dict[str, Any]:
+    predicted = probabilities.argmax(dim=-1).numpy()
+    return classification_metrics(
+        targets.numpy(), predicted, list(classes), probabilities.numpy(), loss
     )

@@ -1,10 +1,5 @@
-"""The evaluation report: ``{split_name: metrics_dict}``, as text for people and JSON for tools.
-
-A report is a plain dict such as ``{"train": {...}, "validation": {...}, "test": {...}}`` whose
-values come from :func:`~gpt_classifier.evaluation.metrics.classification_metrics` (accuracy as a
-fraction of 1). Splits keep the dict's order. Other keys beside the splits' metrics are allowed;
-the text formatter shows what it knows and skips what is missing.
-"""
+"""The evaluation report ``{split: classification_metrics(...)}``, as text and as JSON. The text
+shows the splits in order, what it knows of each, and ``-`` for what is missing."""
 
 from __future__ import annotations
 
@@ -27,13 +22,8 @@ _MAX_COLUMN_LABEL = 12  # confusion matrix column headers longer than this are s
 def format_report(
     report: Mapping[str, Mapping[str, Any]], class_names: Sequence[str] | None = None
 ) -> str:
-    """A plain-text rendering of ``report``: a summary table (split, n, loss, accuracy in percent,
-    macro F1, ROC-AUC), then for each split its per-class precision/recall/F1/support and its
-    confusion matrix labelled with the class names.
-
-    ``class_names`` orders the per-class rows and labels the confusion matrix; by default the
-    order of each split's ``per_class`` dict is used.
-    """
+    """A summary table (split, n, loss, accuracy, macro F1, ROC-AUC), then each split's
+    per-class scores and confusion matrix, in ``class_names``' order (default: ``per_class``'s)."""
     summary_rows = [
         [
             str(split),
@@ -58,31 +48,20 @@ def format_report(
 
 
 def write_report_json(report: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
-    """Write ``report`` as indented JSON, atomically: a temporary file in the same folder is
-    renamed over ``path`` only once completely written. Parent folders are created.
-
-    Non-finite floats (a NaN loss from a diverged run) are written as Python's ``json`` writes them
-    (``NaN``), which :func:`read_report_json` reads back.
-    """
+    """Indented JSON, written atomically; a NaN loss is written ``NaN`` and read back."""
     write_json(path, report)
 
 
 def read_report_json(path: str | os.PathLike[str]) -> EvaluationReport:
-    """Read a report written by :func:`write_report_json`.
-
-    Raises :class:`GPTClassifierError` when the file is missing, is not JSON, or is not an object
-    of objects (``{split: {metric: value}}``).
-    """
+    """A report written by :func:`write_report_json`; a one-line error if it is not one."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        report = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise GPTClassifierError(f"evaluation report not found: {path}") from None
     except OSError as exc:
         raise GPTClassifierError(f"cannot read evaluation report {path}: {exc}") from exc
-    try:
-        report = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except ValueError as exc:  # not JSON, or not UTF-8
         raise GPTClassifierError(f"evaluation report {path} is not valid JSON: {exc}") from exc
     if not isinstance(report, dict) or not all(isinstance(v, dict) for v in report.values()):
         raise GPTClassifierError(
@@ -100,31 +79,10 @@ def _format_split(metrics: Mapping[str, Any], class_names: Sequence[str] | None)
     if missing:
         raise ValueError(f"report has no per-class metrics for {missing}")
 
-    rows = []
-    for name in names:
-        scores = per_class[name]
-        rows.append(
-            [
-                name,
-                _fmt_float(scores.get("precision")),
-                _fmt_float(scores.get("recall")),
-                _fmt_float(scores.get("f1")),
-                _fmt_int(scores.get("support")),
-            ]
-        )
-    total = metrics.get("num_examples")
+    rows = [_score_row(name, per_class[name], per_class[name].get("support")) for name in names]
     for label, key in (("macro avg", "macro_avg"), ("weighted avg", "weighted_avg")):
-        averages = metrics.get(key)
-        if isinstance(averages, Mapping):
-            rows.append(
-                [
-                    label,
-                    _fmt_float(averages.get("precision")),
-                    _fmt_float(averages.get("recall")),
-                    _fmt_float(averages.get("f1")),
-                    _fmt_int(total),
-                ]
-            )
+        if isinstance(metrics.get(key), Mapping):
+            rows.append(_score_row(label, metrics[key], metrics.get("num_examples")))
     parts = [_table(["class", "precision", "recall", "f1", "support"], rows, left=1)]
 
     matrix = metrics.get("confusion_matrix")
@@ -139,6 +97,14 @@ def _format_split(metrics: Mapping[str, Any], class_names: Sequence[str] | None)
             + _table(header, body, left=1)
         )
     return "\n\n".join(parts)
+
+
+def _score_row(label: str, scores: Mapping[str, Any], support: Any) -> list[str]:
+    return [
+        label,
+        *(_fmt_float(scores.get(k)) for k in ("precision", "recall", "f1")),
+        _fmt_int(support),
+    ]
 
 
 def _table(header: list[str], rows: list[list[str]], left: int) -> str:

@@ -1,9 +1,5 @@
-"""The book's zero-shot baseline: ask the base model "is this spam?" and read its answer.
-
-Chapter 6 shows that a pretrained GPT-2 cannot follow the instruction
-``Is the following text 'spam'? Answer with 'yes' or 'no': '...'``; scoring its greedy
-answers over a split shows what fine-tuning buys.
-"""
+"""The book's zero-shot baseline (chapter 6): ask the base model "is this spam?" and score its
+greedy yes/no answers over a split, to show what fine-tuning buys."""
 
 from __future__ import annotations
 
@@ -65,11 +61,8 @@ def zero_shot(
     precision: str = "fp32",
     on_example: Callable[[], None] | None = None,
 ) -> ZeroShotResult:
-    """Greedy answers of ``model`` to ``prompt`` for each record, scored against its label:
-    "yes" predicts ``positive``, "no" predicts ``negative``, anything else counts as wrong.
-
-    A prompt longer than ``context_length - max_new_tokens`` keeps its end (the question), so
-    that prompt and answer fit the context together. ``precision`` is a resolved one."""
+    """Greedy answers to ``prompt`` for each record: "yes" predicts ``positive``, "no"
+    ``negative``, anything else is wrong. ``precision`` is a resolved one."""
     if "{text}" not in prompt:
         raise GPTClassifierError("the prompt template must contain {text}")
     context = model.cfg.context_length
@@ -97,14 +90,8 @@ def zero_shot(
         answers[answer or "unparsed"] += 1
         predicted = {"yes": positive, "no": negative}.get(answer or "")
         correct += predicted == record.label
-        examples.append(
-            {
-                "text": record.text,
-                "label": record.label,
-                "generated": generated,
-                "predicted": predicted,
-            }
-        )
+        example = {"text": record.text, "label": record.label, "generated": generated}
+        examples.append({**example, "predicted": predicted})
         if on_example is not None:
             on_example()
     accuracy = correct / len(records) if records else float("nan")

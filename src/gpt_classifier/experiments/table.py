@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..fileio import atomic_path, write_json, write_text
+from ..fileio import write_json, write_text
 from .grid import Row
 from .runner import RunOutcome, wilson_interval
 
@@ -68,19 +68,11 @@ def summarize(outcomes: list[RunOutcome]) -> list[RowSummary]:
 
 def _summarize_row(group: list[RunOutcome]) -> RowSummary:
     good = [o for o in group if o.ok]
-    values: dict[str, tuple[float, float] | None] = {}
-    for key, read in METRICS.items():
-        numbers = []
-        for outcome in good:
-            try:
-                value = read(outcome.metrics)
-            except (KeyError, TypeError):
-                value = None
-            if value is not None:
-                numbers.append(float(value))
-        values[key] = _mean_std(numbers)
-    n_test = None
-    interval = None
+    values = {
+        key: _mean_std([v for o in good if (v := _read(read, o.metrics)) is not None])
+        for key, read in METRICS.items()
+    }
+    n_test, interval = None, None
     if good and values["test_accuracy"] is not None:
         n_test = int(good[0].metrics["test"]["num_examples"])
         correct = round(values["test_accuracy"][0] * n_test)
@@ -98,6 +90,14 @@ def _summarize_row(group: list[RunOutcome]) -> RowSummary:
         peak_rss_mb=max(peaks) if peaks else None,
         device=good[0].device if good else "",
     )
+
+
+def _read(read: Any, metrics: Any) -> float | None:
+    try:
+        value = read(metrics)
+    except (KeyError, TypeError):
+        return None
+    return None if value is None else float(value)
 
 
 def _mean_std(numbers: list[float]) -> tuple[float, float] | None:
@@ -128,26 +128,16 @@ COLUMNS = [
 def table_rows(summaries: list[RowSummary]) -> list[list[str]]:
     rows = []
     for s in summaries:
-        seeds = s.runs
         described = s.row.describe()
-        interval = (
-            "–"
-            if s.test_interval is None
-            else f"{s.test_interval[0] * 100:.1f}–{s.test_interval[1] * 100:.1f} %"
-        )
+        low, high = s.test_interval or (None, None)
+        accuracies = ("train_accuracy", "validation_accuracy", "test_accuracy")
         rows.append(
             [
                 str(s.row.number),
                 s.row.name + (" (failed)" if s.failed and not s.runs else ""),
-                described["model"],
-                described["weights"],
-                described["token position"],
-                described["trainable"],
-                described["context"],
-                _percent(s.values["train_accuracy"], seeds),
-                _percent(s.values["validation_accuracy"], seeds),
-                _percent(s.values["test_accuracy"], seeds),
-                interval,
+                *(described[key] for key in COLUMNS[2:7]),
+                *(_percent(s.values[key], s.runs) for key in accuracies),
+                "–" if low is None else f"{low * 100:.1f}–{high * 100:.1f} %",
                 _plain(s.values["test_macro_f1"]),
                 _plain(s.values["test_roc_auc"]),
                 "–" if s.seconds is None else f"{s.seconds / 60:.2f} min",
@@ -188,23 +178,16 @@ def write_outputs(summaries: list[RowSummary], folder: Path, header: str) -> lis
 
 
 def _plot(summaries: list[RowSummary], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..evaluation.plots import new_figure, save_figure
 
     shown = [s for s in summaries if s.test_interval is not None]
-    figure, axis = plt.subplots(figsize=(8, 0.4 * len(shown) + 1.5))
+    figure, axis = new_figure((8, 0.4 * len(shown) + 1.5), layout="tight")
     for y, s in enumerate(shown):
         mean = s.values["test_accuracy"][0] * 100  # type: ignore[index]
         low, high = (v * 100 for v in s.test_interval)  # type: ignore[union-attr]
         axis.errorbar(mean, y, xerr=[[mean - low], [high - mean]], fmt="o", capsize=3)
     axis.set_yticks(range(len(shown)), [f"{s.row.number}. {s.row.name}" for s in shown])
     axis.invert_yaxis()
-    axis.set_xlabel("test accuracy (%), 95 % interval")
+    axis.set(xlabel="test accuracy (%), 95 % interval")
     axis.grid(axis="x", alpha=0.3)
-    figure.tight_layout()
-    with atomic_path(path) as partial:
-        figure.savefig(partial, dpi=120, format="png")
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)

@@ -1,9 +1,6 @@
-"""Evaluating a saved run on its own splits or on another labelled file.
-
-The texts go through the same loader and the same ``evaluate_split`` as the report written at the
-end of training (length-bucketed batches of ``EVAL_BATCH_SIZE``, the run's pad length and
-precision), so ``gpt-classifier evaluate RUN`` reproduces the run's ``metrics.json``.
-"""
+"""Evaluating a saved run on its own splits or on another labelled file, through the loader and
+``evaluate_split`` of the report written at the end of training: ``gpt-classifier evaluate RUN``
+reproduces the run's ``metrics.json``."""
 
 from __future__ import annotations
 
@@ -36,11 +33,11 @@ def evaluate_run(
     """``({split: metrics}, class names)``: the run's saved splits, or ``data_file`` as one
     split named ``data``. ``precision=None`` uses the one the run was trained with."""
     info = read_run_info(run_dir)  # a clear error for a bad run directory before any other work
-    resolved_device = resolve_device(device)
+    device_ = resolve_device(device)
     if precision is None:
         precision = str((info.extra or {}).get("precision", "auto"))
-    resolved_precision = resolve_precision(precision, resolved_device)
-    model = load_run(run_dir, resolved_device).model
+    precision_ = resolve_precision(precision, device_)
+    model = load_run(run_dir, device_).model
     tokenizer = get_tokenizer(tokenizer_dir)
     label_map = LabelMap(info.classes)
     if data_file is not None:
@@ -50,20 +47,15 @@ def evaluate_run(
         splits = {name: prepared.split(name) for name in SPLITS if prepared.split(name)}
     # As at training time: cut to the trained length, padded to the run's pad length (if any).
     max_length = min(info.max_length, info.gpt_config.context_length)
+    pads = dict(
+        pad_length=info.pad_length,
+        pad_token_id=info.pad_token_id,
+        bucket_by_length=True,
+        equal_lengths=padding_reads(model.pooling, model.cfg.causal, info.pad_length).pooled,
+    )
     report = {}
     for name, records in splits.items():
         dataset = encode_records(records, tokenizer, label_map, max_length)
-        loader = make_loader(
-            dataset,
-            EVAL_BATCH_SIZE,
-            shuffle=False,
-            drop_last=False,
-            pad_length=info.pad_length,
-            pad_token_id=info.pad_token_id,
-            bucket_by_length=True,
-            equal_lengths=padding_reads(model.pooling, model.cfg.causal, info.pad_length).pooled,
-        )
-        report[name] = evaluate_split(
-            model, loader, resolved_device, resolved_precision, label_map.classes
-        )
+        loader = make_loader(dataset, EVAL_BATCH_SIZE, shuffle=False, drop_last=False, **pads)
+        report[name] = evaluate_split(model, loader, device_, precision_, label_map.classes)
     return report, list(label_map.classes)

@@ -1,37 +1,11 @@
 """Why this label: how much each token of a text pushed the model towards its predicted class.
 
-Method: **occlusion by deletion.** For a text of n tokens the model reads n more inputs, the
-text with token i deleted (i = 1..n), all in the same length-sorted batches as ``classify``
-(one forward pass for a short text). A token's score is how much the predicted class's
-log-odds fall when it is deleted::
-
-    score_i = logit p(c | text) - logit p(c | text without token i),   logit p = log p/(1-p)
-
-positive: the token pushed towards the predicted class c; negative: it pushed away from it.
-
-Why this method:
-
-- *Model-agnostic and exact about what it measures*: it asks the model itself, through the
-  same pooling and padding as prediction, no gradients, no approximation of the network.
-  Gradient x input (one backward pass) is cheaper but local: GPT-2's logits saturate, so a
-  token the prediction rests on can have a tiny gradient; integrated gradients fix that with
-  ~50 passes along a path of interpolated embeddings, which a text never is.
-- *Deletion, not masking*: GPT-2 has no mask token, and replacing a token by
-  ``<|endoftext|>`` (the pad id) inserts a real token the model reads. Deleting it gives a
-  text the model could have been sent. With the book's ``last`` pooling (position -1, no fixed
-  pad length) every deleted variant is one token shorter and reads its own last token, and
-  variants of equal length share a batch, so no padding is ever read; with a fixed pad length
-  (``longest-train``) they are padded like any text. A one-token text's only variant would be
-  empty: it is scored against ``<|endoftext|>`` alone, the closest thing to "no text".
-- *Log-odds, not probability*: a confident classifier's probability barely moves (0.9999 to
-  0.9990) while its evidence changes a lot; log-odds keep those differences visible (weight of
-  evidence). Both rank tokens the same way; ``probability_without`` keeps the plain figure.
-- *Checkable*: deletion is what the faithfulness check does (``deletion_faithfulness``):
-  deleting the k top-scored tokens should lower the predicted class's probability more than
-  deleting k random ones.
-
-Cost: n + 1 inputs of about n tokens, i.e. ~n^2 tokens; texts are cut to the trained
-``max_length`` first (a 120-token SMS: ~15k tokens, about a second for GPT-2 124M on 2 cores).
+Occlusion by deletion: the text is also read with each token deleted in turn, in the same
+batches as ``classify``; a token's score is the predicted class's log-odds lost without it. It
+asks the model itself, through the same pooling and padding (GPT-2's logits saturate, so
+gradient x input misses tokens a prediction rests on); deleting keeps a real text (GPT-2 has no
+mask token; a one-token text is scored against ``<|endoftext|>`` alone); log-odds keep
+differences visible near probability 1. ``deletion_faithfulness`` checks it. Cost: ~n^2 tokens.
 """
 
 from __future__ import annotations
@@ -81,9 +55,8 @@ class Faithfulness:
 
 
 def occlusion_inputs(ids: Sequence[int], pad_token_id: int) -> list[list[int]]:
-    """The text itself, then the text with each token deleted in turn (``len(ids) + 1`` inputs).
-
-    The only variant of a one-token text is ``[pad_token_id]``: the model cannot read nothing."""
+    """The text, then the text with each token deleted in turn; a one-token text's only
+    variant is ``[pad_token_id]`` (the model cannot read nothing)."""
     ids = list(ids)
     variants = [ids[:i] + ids[i + 1 :] for i in range(len(ids))]
     return [ids] + [variant or [pad_token_id] for variant in variants]
@@ -97,9 +70,8 @@ def log_odds(probability: float) -> float:
 def explanation_from_probabilities(
     classifier: TextClassifier, ids: Sequence[int], probabilities: torch.Tensor, truncated: bool
 ) -> Explanation:
-    """Scores from the probabilities ``(len(ids) + 1, classes)`` of ``occlusion_inputs(ids)``.
-
-    Kept apart from running the model, so a server can run the inputs through its own batches."""
+    """Scores from the probabilities of ``occlusion_inputs(ids)`` (kept apart from running the
+    model, so a server can run the inputs through its own batches)."""
     full = classifier.predictions(probabilities[:1])[0]
     best = classifier.classes.index(full.label)
     base = log_odds(full.probability)
@@ -113,9 +85,8 @@ def explanation_from_probabilities(
 
 
 def token_pieces(classifier: TextClassifier, ids: Sequence[int]) -> list[str]:
-    """Each token's piece of the decoded text. A character split across tokens (an emoji is
-    several byte-level tokens) goes to the token that completes it, so nothing shows twice or
-    as a replacement character."""
+    """Each token's piece of the decoded text; a character split across tokens (an emoji) goes
+    to the token that completes it, never shown twice or as a replacement character."""
     text, offsets = classifier.tokenizer.decode_with_offsets(list(ids))
     ends = list(offsets[1:]) + [len(text)]
     return [text[start:end] for start, end in zip(offsets, ends, strict=True)]
@@ -124,8 +95,7 @@ def token_pieces(classifier: TextClassifier, ids: Sequence[int]) -> list[str]:
 def run_inputs(
     classifier: TextClassifier, encoded: Sequence[Sequence[int]], batch_size: int = 64
 ) -> torch.Tensor:
-    """Class probabilities of token-id inputs, in order, in the classifier's own batches
-    (length-sorted, token-budgeted, exact lengths for ``last`` pooling); repeats run once."""
+    """Class probabilities of token-id inputs, in order, in the classifier's own batches."""
     slot_of: dict[tuple[int, ...], int] = {}
     slots = [slot_of.setdefault(tuple(ids), len(slot_of)) for ids in encoded]
     unique = list(slot_of)
@@ -167,12 +137,9 @@ def deletion_faithfulness(
     seed: int = 0,
     batch_size: int = 64,
 ) -> Faithfulness:
-    """Delete each text's ``k`` top-scored tokens, and ``k`` random tokens (``draws`` times,
-    seeded); compare how much the predicted class's probability falls.
-
-    A faithful explanation names tokens the prediction depends on, so the top-k deletion
-    should hurt more than a random one. Texts of ``k`` tokens or fewer are skipped (nothing
-    would be left to read)."""
+    """How much deleting each text's ``k`` top-scored tokens lowers the predicted class's
+    probability, against ``k`` random ones (``draws`` times, seeded): for a faithful
+    explanation, more. Texts of ``k`` tokens or fewer are skipped."""
     if k < 1 or draws < 1:
         raise ValueError("k and draws must be positive")
     rng = random.Random(seed)
@@ -193,21 +160,12 @@ def deletion_faithfulness(
     if not kept:
         raise ValueError(f"no text has more than {k} tokens")
     probabilities = run_inputs(classifier, inputs, batch_size)
-    top_drops, random_drops, wins = [], [], 0
+    top_drops, random_drops = [], []
     for number, explanation in enumerate(kept):
         best = classifier.classes.index(explanation.label)
         rows = probabilities[number * (draws + 1) : (number + 1) * (draws + 1), best].tolist()
-        top_drop = explanation.probability - rows[0]
-        random_drop = sum(explanation.probability - p for p in rows[1:]) / draws
-        top_drops.append(top_drop)
-        random_drops.append(random_drop)
-        wins += top_drop > random_drop
-    count = len(kept)
-    return Faithfulness(
-        texts=count,
-        k=k,
-        top_drop=sum(top_drops) / count,
-        random_drop=sum(random_drops) / count,
-        top_wins=wins / count,
-        draws=draws,
-    )
+        top_drops.append(explanation.probability - rows[0])
+        random_drops.append(sum(explanation.probability - p for p in rows[1:]) / draws)
+    wins = sum(top > other for top, other in zip(top_drops, random_drops, strict=True))
+    n = len(kept)
+    return Faithfulness(n, k, sum(top_drops) / n, sum(random_drops) / n, wins / n, draws)

@@ -1,13 +1,11 @@
-"""Training checkpoints: the trainable weights, the optimizer, the loop's state and the options,
-written atomically into the run's staging folder so ``train --resume RUN`` continues a killed run
-to the same final weights.
-"""
+"""Training checkpoints (trainable weights, optimizer, loop state, options), written atomically
+into the run's staging folder so ``train --resume RUN`` ends with the same final weights."""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,15 +62,9 @@ def save_checkpoint(
     fingerprint: str,
 ) -> None:
     """One file, replaced atomically: a kill at any moment leaves the previous checkpoint."""
-    loop = dataclasses.asdict(state)
-    loop["history"] = state.history.to_dict()
-    payload = {
-        "format": CHECKPOINT_FORMAT,
-        "fingerprint": fingerprint,
-        "weights": trainable_state(model),
-        "optimizer": optimizer.state_dict(),
-        "loop": loop,
-    }
+    loop = {**dataclasses.asdict(state), "history": state.history.to_dict()}
+    payload = {"format": CHECKPOINT_FORMAT, "fingerprint": fingerprint, "loop": loop}
+    payload.update(weights=trainable_state(model), optimizer=optimizer.state_dict())
     with atomic_path(folder / STATE_FILE) as partial:
         torch.save(payload, partial)
         crash_point("checkpoint-written")
@@ -135,17 +127,8 @@ def load_checkpoint(
 
 def data_fingerprint(*parts: Any) -> str:
     """A digest of what the checkpoint's weights depend on besides the options."""
-    import hashlib
-
     digest = hashlib.sha256()
     for part in parts:
         digest.update(repr(part).encode("utf-8"))
         digest.update(b"\0")
     return digest.hexdigest()
-
-
-def remove_checkpoint(folder: Path) -> None:
-    for name in (STATE_FILE, OPTIONS_FILE):
-        (folder / name).unlink(missing_ok=True)
-    if folder.is_dir() and not any(folder.iterdir()):
-        os.rmdir(folder)

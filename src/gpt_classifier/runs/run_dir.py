@@ -79,8 +79,8 @@ class RunInfo:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str) -> RunInfo:
-        """Check every field of ``run.json`` (exact types, ranges, consistency) and build the info;
-        anything wrong is a one-line ``GPTClassifierError`` naming the field and its value."""
+        """Check every field of ``run.json`` (exact types, ranges, consistency); anything wrong
+        is a one-line ``GPTClassifierError`` naming the field and its value."""
         if values.get("format") != RUN_FORMAT:
             raise GPTClassifierError(f"{source} is not a gpt-classifier run file")
         version = values.get("format_version")
@@ -90,7 +90,7 @@ class RunInfo:
                 f"{source} was written by another version of gpt-classifier (run format "
                 f"{_show(version)}, this version reads {RUN_FORMAT_VERSION}); train the model again"
             )
-        return _validated_run_info(values, source)
+        return _validated_run_info(_Fields(values, source))
 
 
 # --- validation of run.json ---------------------------------------------------------------------
@@ -109,168 +109,126 @@ def _show(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _section(values: dict[str, Any], key: str, source: str) -> dict[str, Any]:
-    section = values.get(key, _MISSING)
-    if section is _MISSING:
-        raise GPTClassifierError(f"{source} is incomplete or malformed: no {key!r} section")
-    if not isinstance(section, dict):
-        raise GPTClassifierError(
-            f"{source} is incomplete or malformed: {key} must be a JSON object "
-            f"(got {_show(section)})"
-        )
-    return section
+class _Fields:
+    """The fields of one ``run.json``, each read with its check; errors name ``section.key``."""
 
+    def __init__(self, values: dict[str, Any], source: str) -> None:
+        self.values, self.source = values, source
 
-def _field(
-    section: dict[str, Any], key: str, path: str, source: str, default: Any = _MISSING
-) -> Any:
-    if key in section:
-        return section[key]
-    if default is _MISSING:
-        raise GPTClassifierError(f"{source} is incomplete or malformed: {path} is missing")
-    return default
+    def error(self, message: str) -> GPTClassifierError:
+        return GPTClassifierError(f"{self.source}: {message}")
 
-
-def _integer(value: Any, path: str, source: str, low: int, high: int, why: str = "") -> int:
-    """``value`` if it is a JSON integer (not true/false, not 3.0) with ``low <= value <= high``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise GPTClassifierError(f"{source}: {path} must be an integer (got {_show(value)})")
-    if not low <= value <= high:
-        raise GPTClassifierError(
-            f"{source}: {path} must be between {low} and {high}{why} (got {_show(value)})"
-        )
-    return value
-
-
-def _string(value: Any, path: str, source: str, choices: tuple[str, ...] = ()) -> str:
-    if not isinstance(value, str):
-        raise GPTClassifierError(f"{source}: {path} must be a string (got {_show(value)})")
-    if choices and value not in choices:
-        raise GPTClassifierError(
-            f"{source}: {path} must be one of {', '.join(choices)} (got {_show(value)})"
-        )
-    return value
-
-
-def _classes(value: Any, source: str) -> tuple[str, ...]:
-    path = "classifier.classes"
-    # a string would iterate into one class per character
-    if not isinstance(value, list):
-        raise GPTClassifierError(
-            f"{source}: {path} must be a list of class names (got {_show(value)})"
-        )
-    if len(value) < 2:
-        raise GPTClassifierError(
-            f"{source}: {path} must list at least 2 classes (got {_show(value)})"
-        )
-    seen: set[str] = set()
-    for number, name in enumerate(value):
-        if not isinstance(name, str):
+    def get(self, path: str, default: Any = _MISSING) -> Any:
+        """The value at ``section.key`` (the key may be missing only with a ``default``)."""
+        name, key = path.split(".")
+        section = self.values.get(name, _MISSING)
+        broken = f"{self.source} is incomplete or malformed"
+        if section is _MISSING:
+            raise GPTClassifierError(f"{broken}: no {name!r} section")
+        if not isinstance(section, dict):
             raise GPTClassifierError(
-                f"{source}: {path}[{number}] must be a string (got {_show(name)})"
+                f"{broken}: {name} must be a JSON object (got {_show(section)})"
             )
-        if not name.strip():
-            raise GPTClassifierError(f"{source}: {path}[{number}] is empty (got {_show(name)})")
-        if name in seen:
-            raise GPTClassifierError(f"{source}: {path} lists {_show(name)} twice")
-        seen.add(name)
-    return tuple(value)
+        if key not in section and default is _MISSING:
+            raise GPTClassifierError(f"{broken}: {path} is missing")
+        return section.get(key, default)
 
+    def integer(
+        self, path: str, low: int, high: int, why: str = "", default: Any = _MISSING
+    ) -> int:
+        """A JSON integer (not true/false, not 3.0) with ``low <= value <= high``."""
+        value = self.get(path, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(f"{path} must be an integer (got {_show(value)})")
+        if not low <= value <= high:
+            raise self.error(f"{path} must be between {low} and {high}{why} (got {_show(value)})")
+        return value
 
-def _padding(value: Any, source: str) -> Padding:
-    text = _string(value, "inputs.padding", source)
-    try:
-        return parse_padding(text)
-    except (GPTClassifierError, ValueError):  # ValueError: int() of digits such as "²"
-        raise GPTClassifierError(
-            f"{source}: inputs.padding must be one of {', '.join(PADDING_STRATEGIES)} "
-            f"(got {_show(value)})"
-        ) from None
+    def string(self, path: str, choices: tuple[str, ...] = (), default: Any = _MISSING) -> str:
+        value = self.get(path, default)
+        if not isinstance(value, str):
+            raise self.error(f"{path} must be a string (got {_show(value)})")
+        if choices and value not in choices:
+            raise self.error(f"{path} must be one of {', '.join(choices)} (got {_show(value)})")
+        return value
 
+    def classes(self) -> tuple[str, ...]:
+        path = "classifier.classes"
+        value = self.get(path)
+        if not isinstance(value, list):  # a string would iterate into one class per character
+            raise self.error(f"{path} must be a list of class names (got {_show(value)})")
+        if len(value) < 2:
+            raise self.error(f"{path} must list at least 2 classes (got {_show(value)})")
+        seen: set[str] = set()
+        for number, name in enumerate(value):
+            if not isinstance(name, str):
+                raise self.error(f"{path}[{number}] must be a string (got {_show(name)})")
+            if not name.strip():
+                raise self.error(f"{path}[{number}] is empty (got {_show(name)})")
+            if name in seen:
+                raise self.error(f"{path} lists {_show(name)} twice")
+            seen.add(name)
+        return tuple(value)
 
-def _pad_length(
-    value: Any, padding: Padding, max_length: int, context: int, source: str
-) -> int | None:
-    """The pad length, which must be what the padding strategy gives: ``predict`` pads every
-    batch to it, so it may not be shorter than the texts (``max_length``) nor the context."""
-    path = "inputs.pad_length"
-    if padding.kind == "batch":
-        if value is not None:
-            raise GPTClassifierError(
-                f'{source}: {path} must be null with padding "batch" (got {_show(value)})'
+    def padding(self) -> Padding:
+        text = self.string("inputs.padding")
+        try:
+            return parse_padding(text)
+        except (GPTClassifierError, ValueError):  # ValueError: int() of digits such as "²"
+            choices = ", ".join(PADDING_STRATEGIES)
+            raise self.error(
+                f"inputs.padding must be one of {choices} (got {_show(text)})"
+            ) from None
+
+    def pad_length(self, padding: Padding, max_length: int, context: int) -> int | None:
+        """What the padding strategy gives: ``predict`` pads every batch to it, so it may be
+        neither shorter than the texts (``max_length``) nor longer than the context."""
+        path, value = "inputs.pad_length", self.get("inputs.pad_length")
+        if padding.kind == "batch":
+            if value is not None:
+                raise self.error(f'{path} must be null with padding "batch" (got {_show(value)})')
+            return None
+        if value is None:
+            raise self.error(
+                f'{path} must be a number of tokens with padding "{padding}" (got null)'
             )
-        return None
-    if value is None:
-        raise GPTClassifierError(
-            f'{source}: {path} must be a number of tokens with padding "{padding}" (got null)'
-        )
-    length = _integer(
-        value, path, source, max_length, context, " (inputs.max_length to the context length)"
-    )
-    required = {"fixed": padding.length, "context": context}.get(padding.kind)
-    if required is not None and length != required:
-        raise GPTClassifierError(
-            f'{source}: {path} must be {required} with padding "{padding}" (got {length})'
-        )
-    return length
+        why = " (inputs.max_length to the context length)"
+        length = self.integer(path, max_length, context, why)
+        required = {"fixed": padding.length, "context": context}.get(padding.kind)
+        if required is not None and length != required:
+            raise self.error(f'{path} must be {required} with padding "{padding}" (got {length})')
+        return length
 
 
-def _validated_run_info(values: dict[str, Any], source: str) -> RunInfo:
-    model = _section(values, "model", source)
-    classifier = _section(values, "classifier", source)
-    inputs = _section(values, "inputs", source)
-
+def _validated_run_info(fields: _Fields) -> RunInfo:
+    source = fields.source
     config = GPTConfig.from_dict(
-        _field(model, "gpt_config", "model.gpt_config", source),
-        source=f"{source}: model.gpt_config",
+        fields.get("model.gpt_config"), source=f"{source}: model.gpt_config"
     )
-    base_model = _string(_field(model, "base_model", "", source, ""), "model.base_model", source)
-    init = _field(model, "init", "", source, "")
+    base_model = fields.string("model.base_model", default="")
+    init = fields.get("model.init", "")
     if init != "":  # runs written before the field existed have none
-        _string(init, "model.init", source, _INIT_KINDS)
-
-    classes = _classes(_field(classifier, "classes", "classifier.classes", source), source)
+        init = fields.string("model.init", _INIT_KINDS)
+    classes = fields.classes()
     # classifier.num_classes is written for readers and not read back: the head's shape in the
     # weights is checked against the classes instead (load_run), which names both counts.
-    pooling = _string(
-        _field(classifier, "pooling", "classifier.pooling", source),
-        "classifier.pooling",
-        source,
-        POOLINGS,
-    )
-
-    tokenizer = _string(
-        _field(inputs, "tokenizer", "", source, "gpt2"), "inputs.tokenizer", source, _TOKENIZERS
-    )
+    pooling = fields.string("classifier.pooling", POOLINGS)
+    tokenizer = fields.string("inputs.tokenizer", _TOKENIZERS, default="gpt2")
     if config.vocab_size <= EOT_TOKEN_ID:  # the tokenizer's ids would index past the embedding
-        raise GPTClassifierError(
-            f"{source}: model.gpt_config.vocab_size must be at least {EOT_TOKEN_ID + 1} for the "
+        raise fields.error(
+            f"model.gpt_config.vocab_size must be at least {EOT_TOKEN_ID + 1} for the "
             f"gpt2 tokenizer (got {config.vocab_size})"
         )
-    padding = _padding(_field(inputs, "padding", "inputs.padding", source), source)
+    padding = fields.padding()
     context = config.context_length
-    max_length = _integer(
-        _field(inputs, "max_length", "inputs.max_length", source),
-        "inputs.max_length",
-        source,
-        1,
-        context,
-        " (the context length)",
-    )
-    pad_length = _pad_length(
-        _field(inputs, "pad_length", "inputs.pad_length", source),
-        padding,
-        max_length,
-        context,
-        source,
-    )
-    pad_token_id = _integer(
-        _field(inputs, "pad_token_id", "", source, EOT_TOKEN_ID),
+    max_length = fields.integer("inputs.max_length", 1, context, " (the context length)")
+    pad_length = fields.pad_length(padding, max_length, context)
+    pad_token_id = fields.integer(
         "inputs.pad_token_id",
-        source,
         0,
         config.vocab_size - 1,
         " (a token id of the vocabulary)",
+        default=EOT_TOKEN_ID,
     )
     known = {"model", "classifier", "inputs", "format", "format_version"}
     return RunInfo(
@@ -284,7 +242,7 @@ def _validated_run_info(values: dict[str, Any], source: str) -> RunInfo:
         init=init,
         tokenizer=tokenizer,
         pad_token_id=pad_token_id,
-        extra={k: v for k, v in values.items() if k not in known},
+        extra={k: v for k, v in fields.values.items() if k not in known},
     )
 
 
@@ -344,14 +302,10 @@ def read_run_info(directory: str | os.PathLike[str]) -> RunInfo:
                 "pass the --output-dir of a `gpt-classifier train` run"
             )
         verify_files(folder, [RUN_FILE])
-        text = run_file.read_text(encoding="utf-8")
+        values = json.loads(run_file.read_text(encoding="utf-8"))
     except OSError as exc:  # a folder or file without read permission, an I/O error
         raise _unreadable(run_file, exc) from None
-    except UnicodeDecodeError as exc:
-        raise GPTClassifierError(f"{run_file} is not valid JSON ({exc})") from None
-    try:
-        values = json.loads(text)
-    except (ValueError, RecursionError) as exc:  # ValueError: also ints over 4300 digits
+    except (ValueError, RecursionError) as exc:  # also bad UTF-8, ints over 4300 digits
         detail = str(exc).splitlines()[0] if str(exc) else "nested too deeply"
         raise GPTClassifierError(f"{run_file} is not valid JSON ({detail})") from None
     if not isinstance(values, dict):

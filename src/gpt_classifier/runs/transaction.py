@@ -1,16 +1,12 @@
 """A run directory is written as one transaction.
 
-Everything is written into a staging folder beside the target, ``.<name>.partial/run``; the last
-file written there is the completeness marker ``run-complete.json`` (the sha256 of every other
-file). Committing renames the old run (if any) to ``.<name>.backup``, renames the staged run into
-place and deletes the backup: the target is the complete old run or the complete new one, or,
-for the instant between the two renames, absent with both complete beside it (a crash there is
-finished by ``train --resume`` or the next commit). A folder without a valid marker is never
-loaded.
-
-The staging folder also holds the training checkpoint (``.<name>.partial/checkpoint``), so an
-interrupted ``train`` can be resumed from it; if a crash came after the staged run was complete,
-resuming only finishes the commit.
+Everything goes into a staging folder beside the target, ``.<name>.partial/run``, whose last
+file is the marker ``run-complete.json`` (the sha256 of every other file). Committing renames
+the old run (if any) to ``.<name>.backup``, the staged run into place, then deletes the backup:
+the target is the complete old run or the complete new one, or for the instant between the two
+renames absent with both complete beside it (``train --resume`` or the next commit finishes
+that). A folder without a valid marker is never loaded. The staging folder also holds the
+training checkpoint (``.<name>.partial/checkpoint``), so an interrupted ``train`` resumes.
 """
 
 from __future__ import annotations
@@ -28,10 +24,6 @@ MARKER_FILE = "run-complete.json"
 MARKER_FORMAT = "gpt-classifier-run-complete"
 
 
-def partial_dir(target: Path) -> Path:
-    return target.parent / f".{target.name}.partial"
-
-
 def backup_dir(target: Path) -> Path:
     return target.parent / f".{target.name}.backup"
 
@@ -41,7 +33,7 @@ class StagedRun:
 
     def __init__(self, target: str | os.PathLike[str]) -> None:
         self.target = Path(target).expanduser()
-        self.root = partial_dir(self.target)
+        self.root = self.target.parent / f".{self.target.name}.partial"
         self.folder = self.root / "run"
         self.checkpoint_dir = self.root / "checkpoint"
 
@@ -68,9 +60,27 @@ class StagedRun:
         return commit_staged(self.folder, self.target, cleanup=self.root)
 
 
+def commit_staged(staged: Path, target: Path, *, cleanup: Path | None = None) -> Path:
+    backup = backup_dir(target)
+    if backup.exists():
+        if target.exists():
+            shutil.rmtree(backup)
+        else:  # an earlier commit died between its two renames: the backup is the old run
+            os.rename(backup, target)
+    if target.exists():
+        os.rename(target, backup)
+        crash_point("backed-up")
+    os.rename(staged, target)
+    fsync_directory(target.parent)
+    crash_point("renamed")
+    shutil.rmtree(backup, ignore_errors=True)
+    if cleanup is not None:
+        shutil.rmtree(cleanup, ignore_errors=True)
+    return target
+
+
 def finish_interrupted_commit(target: Path) -> bool:
-    """Complete what a crash during a commit left; True if ``target`` is now the complete run
-    that the staging folder was for."""
+    """Complete what a crash during a commit left; True if ``target`` is now the staged run."""
     staged = StagedRun(target)
     if (staged.folder / MARKER_FILE).is_file():  # staged and marked, not yet (all) renamed
         commit_staged(staged.folder, target, cleanup=staged.root)
@@ -96,29 +106,8 @@ def write_marker(folder: Path) -> None:
         for p in folder.rglob("*")
         if p.is_file() and p.name != MARKER_FILE and not p.name.startswith(".")
     )
-    write_json(
-        folder / MARKER_FILE,
-        {"format": MARKER_FORMAT, "sha256": {name: sha256_of(folder / name) for name in files}},
-    )
-
-
-def commit_staged(staged: Path, target: Path, *, cleanup: Path | None = None) -> Path:
-    backup = backup_dir(target)
-    if backup.exists():
-        if target.exists():
-            shutil.rmtree(backup)
-        else:  # an earlier commit died between its two renames: the backup is the old run
-            os.rename(backup, target)
-    if target.exists():
-        os.rename(target, backup)
-        crash_point("backed-up")
-    os.rename(staged, target)
-    fsync_directory(target.parent)
-    crash_point("renamed")
-    shutil.rmtree(backup, ignore_errors=True)
-    if cleanup is not None:
-        shutil.rmtree(cleanup, ignore_errors=True)
-    return target
+    digests = {name: sha256_of(folder / name) for name in files}
+    write_json(folder / MARKER_FILE, {"format": MARKER_FORMAT, "sha256": digests})
 
 
 def read_marker(folder: Path) -> dict[str, str]:
@@ -126,7 +115,7 @@ def read_marker(folder: Path) -> dict[str, str]:
     marker = folder / MARKER_FILE
     if not marker.is_file():
         hint = ""
-        if (partial_dir(folder) / "checkpoint").is_dir():
+        if StagedRun(folder).checkpoint_dir.is_dir():
             hint = (
                 f"; an interrupted training can be resumed: gpt-classifier train --resume {folder}"
             )
@@ -148,8 +137,7 @@ def verify_files(folder: Path, names: list[str]) -> None:
     """Check that each of ``names`` is listed in the marker and has the listed digest."""
     digests = read_marker(folder)
     for name in names:
-        expected = digests.get(name)
-        if expected is None:
+        if name not in digests:
             raise GPTClassifierError(f"{folder / MARKER_FILE} does not list {name}")
         try:
             actual = sha256_of(folder / name)
@@ -159,7 +147,7 @@ def verify_files(folder: Path, names: list[str]) -> None:
             raise GPTClassifierError(
                 f"cannot read {folder / name}: {exc.strerror.lower()}"
             ) from None
-        if actual != expected:
+        if actual != digests[name]:
             raise GPTClassifierError(
                 f"{folder / name} does not match its digest in {MARKER_FILE} "
                 "(changed or mixed with another run's files)"

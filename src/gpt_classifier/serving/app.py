@@ -1,11 +1,7 @@
-"""The HTTP API and its page: ``POST /classify``, ``POST /classify/file``, ``POST /explain``,
-``GET /info``, ``GET /health``, ``GET /metrics``, ``/docs``, and the web page at ``/``.
-
-One worker thread owns the model (``batching.Batcher``) and merges concurrent requests into
-forward batches. The event loop only parses requests and admits them; tokenising runs in the
-thread pool, so a huge request neither blocks the loop nor holds up the model for others.
-Every refusal (too large 413, bad request 422, queue full 429, shutting down 503) is a JSON
-``{"detail": "<one line>"}`` and costs no model time.
+"""The HTTP API and its page: ``/classify``, ``/classify/file``, ``/explain``, ``/info``,
+``/health``, ``/metrics``, ``/docs`` and ``/``. One worker thread owns the model and batches
+concurrent requests; every refusal (413, 422, 429, 503) is a JSON ``{"detail": "<one line>"}``
+and costs no model time.
 """
 
 from __future__ import annotations
@@ -15,14 +11,14 @@ import json
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
@@ -37,12 +33,10 @@ from .batching import (
     QueueFull,
     ShuttingDown,
 )
-from .body_limit import DEFAULT_MAX_REQUEST_BYTES, BodyLimitMiddleware
-from .docs import add_offline_docs
+from .docs import add_offline_docs, add_page
+from .guards import DEFAULT_MAX_REQUEST_BYTES, BodyLimitMiddleware, OverloadMiddleware
 from .metrics import MetricsMiddleware, ServerMetrics
 from .model_thread import ModelThread
-from .overload import OverloadMiddleware
-from .page import add_page
 from .run_card import read_run_card
 from .schemas import (
     ClassifyRequest,
@@ -53,9 +47,6 @@ from .schemas import (
     FileClassifyResponse,
     HealthOut,
     InfoOut,
-    PredictionOut,
-    TestMetricsOut,
-    TokenScoreOut,
 )
 from .uploads import read_upload
 
@@ -63,10 +54,7 @@ DEFAULT_MAX_TEXTS = 256
 RETRY_AFTER_SECONDS = 1  # a full queue drains in about a second of forward passes on a CPU
 INLINE_TOKENIZE_CHARS = 4096  # requests up to this many characters are tokenised on the loop
 DRAIN_TIMEOUT_SECONDS = 60.0
-
-
-def _error(description: str, **extra: Any) -> dict[str, Any]:
-    return {"model": ErrorOut, "description": description, **extra}
+_RUN_INFO_FIELDS = ("base_model", "init", "pooling", "padding", "max_length", "pad_length")
 
 
 def _one_line(errors: Sequence[Any]) -> str:
@@ -98,18 +86,6 @@ def check_limits(*, max_texts: int, max_queue: int) -> None:
         )
 
 
-@dataclass(frozen=True)
-class ServerLimits:
-    """What one server accepts (see ``create_app``)."""
-
-    max_texts: int
-    batch_size: int
-    max_batch_tokens: int
-    batch_wait_ms: float
-    max_queue: int
-    max_request_bytes: int
-
-
 def create_app(
     classifier: TextClassifier,
     *,
@@ -122,17 +98,8 @@ def create_app(
     run_dir: str | None = None,
     model_thread: ModelThread | None = None,
 ) -> FastAPI:
-    """A FastAPI app serving ``classifier``.
-
-    ``max_texts`` caps the texts of one request, ``batch_size`` the texts of one forward pass
-    and ``max_batch_tokens`` its padded tokens; ``batch_wait_ms`` is how long the first waiting
-    text waits for others; ``max_queue`` bounds the texts admitted and not yet classified (then
-    429); ``max_request_bytes`` bounds a request body (then 413). Forward passes run in
-    ``model_thread``: pass the one that loaded ``classifier`` (see ``model_thread``).
-    """
-    limits = ServerLimits(
-        max_texts, batch_size, max_batch_tokens, batch_wait_ms, max_queue, max_request_bytes
-    )
+    """A FastAPI app serving ``classifier``; forward passes run in ``model_thread`` (pass the one
+    that loaded ``classifier``). The limits are the ``serve`` flags of the same names."""
     check_limits(max_texts=max_texts, max_queue=max_queue)
     batcher = Batcher(
         classifier,
@@ -148,8 +115,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
-        # uvicorn has answered every open request by now; finish anything still queued (and
-        # let the worker go) before the process exits.
+        # uvicorn has answered every open request: finish what is queued before exiting
         await run_in_threadpool(batcher.close, DRAIN_TIMEOUT_SECONDS)
 
     app = FastAPI(
@@ -166,19 +132,23 @@ def create_app(
     add_offline_docs(app)
     add_page(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_request_bytes)
+    paths = frozenset({"/classify", "/classify/file", "/explain"})
     app.add_middleware(
-        OverloadMiddleware,
-        batcher=batcher,
-        paths=frozenset({"/classify", "/classify/file", "/explain"}),
-        retry_after=RETRY_AFTER_SECONDS,
+        OverloadMiddleware, batcher=batcher, paths=paths, retry_after=RETRY_AFTER_SECONDS
     )
     # Added last, so outermost: it sees every answer, the body limit's 413 included.
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=lambda: app.routes)
     _add_error_handlers(app)
+    limits = dict(
+        max_texts=max_texts,
+        max_batch_tokens=max_batch_tokens,
+        batch_wait_ms=batch_wait_ms,
+        max_queue=max_queue,
+        max_request_bytes=max_request_bytes,
+    )
     _add_status_routes(app, classifier, limits, metrics, run_dir)
     admission = _Admission(classifier, batcher, metrics)
-    _add_classify_routes(app, classifier, admission, limits.max_texts)
-    _add_explain_route(app, classifier, admission, limits.max_queue)
+    _add_model_routes(app, admission, max_texts, max_queue)
     return app
 
 
@@ -193,10 +163,8 @@ def _add_error_handlers(app: FastAPI) -> None:
         # broken multipart form); for the client that is one more malformed body, a 422.
         if exc.status_code == 400:
             if request.headers.get("content-type", "").startswith("multipart/"):
-                detail = f"malformed multipart form: {exc.detail}"
-            else:
-                detail = "body is not valid JSON"
-            return JSONResponse(status_code=422, content={"detail": detail})
+                return JSONResponse({"detail": f"malformed multipart form: {exc.detail}"}, 422)
+            return JSONResponse({"detail": "body is not valid JSON"}, 422)
         return await http_exception_handler(request, exc)
 
     @app.exception_handler(RequestValidationError)
@@ -207,163 +175,140 @@ def _add_error_handlers(app: FastAPI) -> None:
 def _add_status_routes(
     app: FastAPI,
     classifier: TextClassifier,
-    limits: ServerLimits,
+    limits: dict[str, Any],
     metrics: ServerMetrics,
     run_dir: str | None,
 ) -> None:
     info = classifier.info
-    card = read_run_card(run_dir)
-    extra = info.extra or {}
-    trainable = extra.get("trainable")
+    trainable = (info.extra or {}).get("trainable")
+    test, trained_at = read_run_card(run_dir)
+    model_info = InfoOut(
+        run_dir=run_dir,
+        classes=list(classifier.classes),
+        **{key: getattr(info, key) for key in _RUN_INFO_FIELDS},
+        trainable=trainable if isinstance(trainable, str) else None,
+        test=test,
+        trained_at=trained_at,
+        device=str(classifier.device),
+        precision=classifier.precision,
+        package_version=__version__,
+        **limits,
+    )
 
     @app.get("/health", response_model=HealthOut, summary="Answers once the model is loaded")
     async def health() -> HealthOut:
         return HealthOut(status="ok")
 
     @app.get("/info", response_model=InfoOut, summary="The model, its run and the server's limits")
-    async def model_info() -> InfoOut:
-        return InfoOut(
-            run_dir=run_dir,
-            classes=list(classifier.classes),
-            base_model=info.base_model,
-            init=info.init,
-            trainable=trainable if isinstance(trainable, str) else None,
-            pooling=info.pooling,
-            padding=info.padding,
-            max_length=info.max_length,
-            pad_length=info.pad_length,
-            test=TestMetricsOut(**vars(card.test)) if card.test else None,
-            trained_at=card.trained_at,
-            device=str(classifier.device),
-            precision=classifier.precision,
-            max_texts=limits.max_texts,
-            max_batch_tokens=limits.max_batch_tokens,
-            batch_wait_ms=limits.batch_wait_ms,
-            max_queue=limits.max_queue,
-            max_request_bytes=limits.max_request_bytes,
-            package_version=__version__,
-        )
+    async def get_info() -> InfoOut:
+        return model_info
+
+    described = "Prometheus text format: requests by endpoint and status, latency, batch sizes "
+    described += "in texts and tokens, queue depth, texts classified."
 
     @app.get(
         "/metrics",
-        response_class=Response,
         summary="Prometheus metrics",
-        responses={
-            200: {
-                "description": "Prometheus text format: requests by endpoint and status, "
-                "latency, batch sizes in texts and tokens, queue depth, texts classified.",
-                "content": {"text/plain": {"schema": {"type": "string"}}},
-            }
-        },
+        response_class=PlainTextResponse,
+        responses={200: {"description": described}},
     )
     async def prometheus_metrics() -> Response:
         body, content_type = metrics.render()
         return Response(content=body, media_type=content_type)
 
 
-_BUSY = _error(
-    "The queue holds --max-queue texts already; retry after `Retry-After` seconds.",
-    headers={
-        "Retry-After": {
-            "description": "Seconds to wait before retrying.",
-            "schema": {"type": "integer"},
-        }
-    },
-)
-_CLASSIFY_ERRORS = {
+def _error(description: str, **extra: Any) -> dict[str, Any]:
+    return {"model": ErrorOut, "description": description, **extra}
+
+
+_RETRY = {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}
+_ERRORS = {
     413: _error("The body is over --max-request-bytes."),
-    422: _error(
-        "Malformed body, an empty text, more texts than --max-texts, or a text "
-        'longer than the model reads with "truncate": false.'
+    429: _error(
+        "The queue holds --max-queue texts already; retry after `Retry-After` seconds.",
+        headers={"Retry-After": _RETRY},
     ),
-    429: _BUSY,
     503: _error("The server is shutting down."),
 }
+_TOO_LONG = 'a text longer than the model reads with "truncate": false'
+_CLASSIFY_ERRORS = {
+    **_ERRORS,
+    422: _error(f"Malformed body, an empty text, more texts than --max-texts, or {_TOO_LONG}."),
+}
 _FILE_ERRORS = {
-    **_CLASSIFY_ERRORS,
+    **_ERRORS,
     422: _error(
         "A file the readers of `classify --file` cannot read (format, missing column, empty "
-        "text, broken quoting, undecodable bytes...), more rows than --max-texts, or a text "
-        "longer than the model reads with truncate false."
+        "text, broken quoting, undecodable bytes...), more rows than --max-texts, or "
+        f"{_TOO_LONG}."
     ),
 }
 _EXPLAIN_ERRORS = {
-    **_CLASSIFY_ERRORS,
+    **_ERRORS,
     422: _error(
-        "Malformed body, an empty text, a text longer than the model reads with "
-        '"truncate": false, or one with more tokens than --max-queue can hold (each token is '
-        "one more input)."
+        f"Malformed body, an empty text, {_TOO_LONG}, or one with more tokens than --max-queue "
+        "can hold (each token is one more input)."
     ),
-    429: _BUSY,
 }
 
 
 class _Admission:
-    """Texts into the batcher: admitted against the queue bound first (a refusal costs nothing),
-    tokenised in the thread pool (a huge request does not stall the event loop or the model),
-    then handed to the worker; the answer is awaited without holding a thread."""
+    """Texts into the batcher: reserved against the queue bound first (a refusal costs
+    nothing), tokenised, then handed to the worker and awaited without holding a thread."""
 
     def __init__(self, classifier: TextClassifier, batcher: Batcher, metrics: ServerMetrics):
-        self.classifier = classifier
-        self.batcher = batcher
-        self.metrics = metrics
+        self.classifier, self.batcher, self.metrics = classifier, batcher, metrics
 
     def reserve(self, count: int) -> None:
         try:
             self.batcher.reserve(count)
         except QueueFull as exc:
-            raise HTTPException(
-                429,
-                f"server busy: {exc}; retry later",
-                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-            ) from None
+            headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+            raise HTTPException(429, f"server busy: {exc}; retry later", headers) from None
         except ShuttingDown as exc:
             raise HTTPException(503, str(exc)) from None
 
     async def encode(self, texts: list[str], truncate: bool) -> tuple[list[list[int]], int]:
-        """Token ids: short requests on the event loop (tokenising a few hundred characters
-        takes microseconds, less than handing them to a thread and back, and every extra
-        thread wake-up on a busy CPU preempts the model's threads), longer ones in the
-        thread pool, so that a huge request never stalls the loop."""
+        """Short requests are tokenised on the event loop (microseconds, less than a thread
+        hand-off, and each extra thread wake-up preempts the model's threads on a busy CPU);
+        longer ones in the thread pool, so that a huge request never stalls the loop."""
         if sum(len(text) for text in texts) <= INLINE_TOKENIZE_CHARS:
             return self.classifier.encode_texts(texts, truncate=truncate)
         return await run_in_threadpool(self.classifier.encode_texts, texts, truncate=truncate)
 
-    async def run(self, encoded: list[list[int]]) -> Any:
+    async def run(self, encoded: list[list[int]], truncated: int) -> Any:
         """Probabilities of reserved inputs, once the worker has run them."""
         try:
             future = self.batcher.submit(encoded)
         except ShuttingDown as exc:
             raise HTTPException(503, str(exc)) from None
-        return await asyncio.wrap_future(future)
+        probabilities = await asyncio.wrap_future(future)
+        self.metrics.truncated.inc(truncated)
+        return probabilities
 
-    async def classify(self, texts: list[str], truncate: bool) -> tuple[list[PredictionOut], int]:
-        count = len(texts)
-        self.reserve(count)
+    async def classify(self, texts: list[str], truncate: bool, started: float) -> dict[str, Any]:
+        """The fields of a ``ClassifyResponse``."""
+        self.reserve(len(texts))
         try:
             encoded, truncated = await self.encode(texts, truncate)
         except BaseException:
-            self.batcher.release(count)
+            self.batcher.release(len(texts))
             raise
-        probabilities = await self.run(encoded)
-        self.metrics.truncated.inc(truncated)
-        predictions = [
-            PredictionOut(label=p.label, probability=p.probability, probabilities=p.probabilities)
-            for p in self.classifier.predictions(probabilities)
-        ]
-        return predictions, truncated
+        probabilities = await self.run(encoded, truncated)
+        predictions = [asdict(p) for p in self.classifier.predictions(probabilities)]
+        seconds = round(time.perf_counter() - started, 4)
+        return {"predictions": predictions, "truncated": truncated, "seconds": seconds}
 
 
-def _too_many(count: int, what: str, max_texts: int) -> GPTClassifierError:
-    return GPTClassifierError(
-        f"{count} texts in {what}; the limit is {max_texts} "
-        "(split it or start the server with a larger --max-texts)"
-    )
+def _check_count(count: int, what: str, max_texts: int) -> None:
+    if count > max_texts:
+        raise GPTClassifierError(
+            f"{count} texts in {what}; the limit is {max_texts} "
+            "(split it or start the server with a larger --max-texts)"
+        )
 
 
-def _add_classify_routes(
-    app: FastAPI, classifier: TextClassifier, admission: _Admission, max_texts: int
-) -> None:
+def _add_model_routes(app: FastAPI, admission: _Admission, max_texts: int, max_queue: int) -> None:
     @app.post(
         "/classify",
         response_model=ClassifyResponse,
@@ -372,15 +317,9 @@ def _add_classify_routes(
     )
     async def classify(request: ClassifyRequest) -> ClassifyResponse:
         started = time.perf_counter()
-        count = len(request.texts)
-        if count > max_texts:
-            raise _too_many(count, "one request", max_texts)
-        predictions, truncated = await admission.classify(request.texts, request.truncate)
-        return ClassifyResponse(
-            predictions=predictions,
-            truncated=truncated,
-            seconds=round(time.perf_counter() - started, 4),
-        )
+        _check_count(len(request.texts), "one request", max_texts)
+        answer = await admission.classify(request.texts, request.truncate, started)
+        return ClassifyResponse(**answer)
 
     @app.post(
         "/classify/file",
@@ -404,22 +343,10 @@ def _add_classify_routes(
         name, rows, texts = await run_in_threadpool(
             read_upload, file.filename, data, text_column, format
         )
-        if len(texts) > max_texts:
-            raise _too_many(len(texts), name, max_texts)
-        predictions, truncated = await admission.classify(texts, truncate)
-        return FileClassifyResponse(
-            predictions=predictions,
-            truncated=truncated,
-            seconds=round(time.perf_counter() - started, 4),
-            filename=name,
-            texts=texts,
-            rows=rows,
-        )
+        _check_count(len(texts), name, max_texts)
+        answer = await admission.classify(texts, truncate, started)
+        return FileClassifyResponse(**answer, filename=name, texts=texts, rows=rows)
 
-
-def _add_explain_route(
-    app: FastAPI, classifier: TextClassifier, admission: _Admission, max_queue: int
-) -> None:
     @app.post(
         "/explain",
         response_model=ExplainResponse,
@@ -431,6 +358,7 @@ def _add_explain_route(
     )
     async def explain(request: ExplainRequest) -> ExplainResponse:
         started = time.perf_counter()
+        classifier = admission.classifier
         encoded, truncated = await admission.encode([request.text], request.truncate)
         inputs = occlusion_inputs(encoded[0], classifier.info.pad_token_id)
         if len(inputs) > max_queue:
@@ -440,22 +368,8 @@ def _add_explain_route(
                 "--max-queue)"
             )
         admission.reserve(len(inputs))
-        probabilities = await admission.run(inputs)
-        admission.metrics.truncated.inc(truncated)
+        probabilities = await admission.run(inputs, truncated)
         result = explanation_from_probabilities(
-            classifier, encoded[0], probabilities, bool(truncated)
+            classifier, encoded[0], probabilities, truncated > 0
         )
-        return ExplainResponse(
-            label=result.label,
-            probability=result.probability,
-            probabilities=result.probabilities,
-            tokens=[
-                TokenScoreOut(
-                    token=t.token, score=t.score, probability_without=t.probability_without
-                )
-                for t in result.tokens
-            ],
-            truncated=result.truncated,
-            method=result.method,
-            seconds=round(time.perf_counter() - started, 4),
-        )
+        return ExplainResponse(**asdict(result), seconds=round(time.perf_counter() - started, 4))

@@ -1,20 +1,29 @@
-"""Interactive docs at ``/docs`` that work offline: Swagger UI served from this server.
-
-FastAPI's default page loads Swagger UI's JavaScript and CSS from a CDN, which a machine without
-internet (or a browser behind a strict proxy) cannot reach. The ``swagger-ui-bundle-v2`` package
-ships Swagger UI's dist files (version 5, which renders the OpenAPI 3.1 that FastAPI writes);
-they are mounted under ``/docs/assets`` and the page points there.
+"""What the server shows people, offline: the web page at ``/`` (plain HTML, CSS and JavaScript
+in ``page/``, no build step) and Swagger UI at ``/docs`` (FastAPI's default page loads it from a
+CDN; here ``swagger-ui-bundle-v2``'s files, Swagger UI 5 for OpenAPI 3.1, come from this server).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
+PAGE_DIR = Path(__file__).with_name("page")
 DOCS_URL = "/docs"
 ASSETS_URL = "/docs/assets"
+
+
+def add_page(app: FastAPI) -> None:
+    index = (PAGE_DIR / "index.html").read_text(encoding="utf-8")
+    app.mount("/page", StaticFiles(directory=str(PAGE_DIR)), name="page-assets")
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> HTMLResponse:
+        return HTMLResponse(index)
 
 
 def add_offline_docs(app: FastAPI) -> None:

@@ -1,13 +1,11 @@
 """Prometheus metrics of one app: requests, latency, batches, queue depth, texts classified.
-
-Each app has its own registry (not the process-global one), so several apps in one process (the
-tests) keep separate counts and ``/metrics`` shows exactly this server's.
-"""
+Each app has its own registry, so several apps in one process keep separate counts."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -32,52 +30,42 @@ UNMATCHED = "other"  # one label for every unknown path, so scanners cannot blow
 class ServerMetrics:
     def __init__(self, queue_depth: Callable[[], float]) -> None:
         self.registry = CollectorRegistry()
+        kw: Any = {"namespace": "gpt_classifier", "registry": self.registry}
         self.requests = Counter(
-            "gpt_classifier_http_requests",
+            "http_requests",
             "HTTP requests answered, by endpoint, method and status code.",
             ["endpoint", "method", "status"],
-            registry=self.registry,
+            **kw,
         )
         self.latency = Histogram(
-            "gpt_classifier_http_request_duration_seconds",
+            "http_request_duration_seconds",
             "Seconds from a request's arrival to the end of its answer, by endpoint.",
             ["endpoint"],
             buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            **kw,
         )
+        one_pass = "in one forward pass of the model"
         self.batch_texts = Histogram(
-            "gpt_classifier_batch_texts",
-            "Texts in one forward pass of the model.",
-            buckets=BATCH_TEXT_BUCKETS,
-            registry=self.registry,
+            "batch_texts", f"Texts {one_pass}.", buckets=BATCH_TEXT_BUCKETS, **kw
         )
         self.batch_tokens = Histogram(
-            "gpt_classifier_batch_tokens",
-            "Tokens in one forward pass of the model, padding included.",
+            "batch_tokens",
+            f"Tokens {one_pass}, padding included.",
             buckets=BATCH_TOKEN_BUCKETS,
-            registry=self.registry,
+            **kw,
         )
         self.batch_seconds = Histogram(
-            "gpt_classifier_batch_duration_seconds",
-            "Seconds of one forward pass of the model.",
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            "batch_duration_seconds", "Seconds of one forward pass.", buckets=LATENCY_BUCKETS, **kw
         )
         self.queue_depth = Gauge(
-            "gpt_classifier_queue_depth",
+            "queue_depth",
             "Texts admitted and not yet classified (tokenising, waiting or in a batch).",
-            registry=self.registry,
+            **kw,
         )
         self.queue_depth.set_function(queue_depth)
-        self.texts = Counter(
-            "gpt_classifier_texts_classified",
-            "Texts classified.",
-            registry=self.registry,
-        )
+        self.texts = Counter("texts_classified", "Texts classified.", **kw)
         self.truncated = Counter(
-            "gpt_classifier_texts_truncated",
-            "Texts cut to the length the model was trained with.",
-            registry=self.registry,
+            "texts_truncated", "Texts cut to the length the model was trained with.", **kw
         )
 
     def observe_batch(self, stats: BatchStats) -> None:
@@ -92,8 +80,7 @@ class ServerMetrics:
 
 
 class MetricsMiddleware:
-    """Counts every HTTP answer by endpoint and status and times it (pure ASGI, so it also sees
-    the 413s that the body limit sends before any route runs)."""
+    """Counts and times every answer by endpoint and status, the body limit's 413s included."""
 
     def __init__(self, app: ASGIApp, metrics: ServerMetrics, routes: Callable[[], list]) -> None:
         self.app = app

@@ -1,12 +1,8 @@
 """The one thread in which the server runs torch: loading the model and every forward pass.
 
-Why one thread: torch's CPU kernels run on OpenMP (libgomp), and every thread that starts a
-parallel region gets a team of worker threads of its own, kept for the life of the process.
-Once the process holds more such threads than the machine has cores, libgomp stops letting idle
-workers spin between regions, and each of the hundreds of small parallel regions of a forward
-pass then pays for waking them: on 2 cores a one-text pass of GPT-2 124M took 29 ms from a
-second thread against 17 ms from the thread that had loaded the model. Loading the model in the
-thread that later runs the passes keeps a single team.
+Each thread that starts an OpenMP region gets its own team of workers; with more of them than
+cores, libgomp stops letting idle workers spin and every small region pays to wake them (on 2
+cores a one-text pass of GPT-2 124M took 29 ms from a second thread, 17 ms from the loading one).
 """
 
 from __future__ import annotations
@@ -23,9 +19,7 @@ _STOP = object()
 
 
 class ModelThread:
-    """A daemon thread running submitted calls one after another, in order.
-
-    A daemon, so a process that never calls ``close`` (tests, a crash) can still exit."""
+    """Runs submitted calls in order; a daemon, so a process that never calls ``close`` exits."""
 
     def __init__(self, name: str = "gpt-classifier-model") -> None:
         self._calls: queue.SimpleQueue[Any] = queue.SimpleQueue()

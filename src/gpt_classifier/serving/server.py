@@ -1,10 +1,6 @@
-"""Running the app under uvicorn on a socket bound beforehand, with a graceful stop.
-
-On SIGTERM or SIGINT uvicorn stops accepting connections, waits for the open requests (up to
-``GRACEFUL_SHUTDOWN_SECONDS``), then runs the app's shutdown, which drains the batcher. The
-batcher is told at the signal to stop waiting for company, so the requests being drained are
-answered at once rather than after their batching window.
-"""
+"""The app under uvicorn on a socket bound beforehand. On SIGTERM or SIGINT uvicorn stops
+accepting, waits for open requests, then the app's shutdown drains the batcher, which is told at
+the signal to stop waiting for company (drained requests are answered at once)."""
 
 from __future__ import annotations
 
@@ -38,14 +34,10 @@ def run(app: FastAPI, sock: socket.socket) -> bool:
     # uvicorn re-raises the stop signal once it has shut down gracefully; with the default
     # actions that would kill the process (status 143) or raise KeyboardInterrupt after a
     # clean drain. No-op handlers for that last delivery let the caller return and exit 0.
-    previous = {sig: signal.signal(sig, _ignore) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         server.run(sockets=[sock])
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return server.started
-
-
-def _ignore(signum: int, frame: object) -> None:
-    """Stands in while uvicorn runs; uvicorn handles the signal itself and re-raises it after."""

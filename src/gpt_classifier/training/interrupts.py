@@ -16,10 +16,8 @@ class InterruptRequest:
 
 @contextmanager
 def deferred_interrupts() -> Iterator[InterruptRequest]:
-    """Within the block, SIGINT is recorded instead of raised; the caller reads ``requested``.
-
-    Signal handlers can only be set from the main thread; elsewhere this does nothing.
-    """
+    """Within the block, SIGINT is recorded in ``requested`` instead of raised (main thread
+    only: elsewhere signal handlers cannot be set and this does nothing)."""
     request = InterruptRequest()
     if threading.current_thread() is not threading.main_thread():
         yield request

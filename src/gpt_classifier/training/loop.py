@@ -1,7 +1,5 @@
 """The training loop: the book's ``train_classifier_simple`` and the one the CLI runs around it.
-
-The loop's progress is one :class:`LoopState`, so a run can be checkpointed after any optimizer
-step and resumed to the same weights (see ``training/checkpoint.py``).
+Its progress is one :class:`LoopState`: checkpointed after any step, resumed to the same weights.
 """
 
 from __future__ import annotations
@@ -49,8 +47,7 @@ def loader_generator(loader: Any) -> torch.Generator | None:
 def _save_rngs(state: LoopState, loaders: dict[str, Any]) -> None:
     state.torch_rng = torch.get_rng_state()
     for name, loader in loaders.items():
-        generator = loader_generator(loader)
-        if generator is not None:
+        if (generator := loader_generator(loader)) is not None:
             state.loader_rngs[name] = generator.get_state()
 
 
@@ -58,8 +55,7 @@ def _restore_rngs(state: LoopState, loaders: dict[str, Any]) -> None:
     if state.torch_rng is not None:
         torch.set_rng_state(state.torch_rng)
     for name, loader in loaders.items():
-        generator = loader_generator(loader)
-        if generator is not None and name in state.loader_rngs:
+        if (generator := loader_generator(loader)) is not None and name in state.loader_rngs:
             generator.set_state(state.loader_rngs[name])
 
 
@@ -88,18 +84,15 @@ def train_classifier(
     dist: DistContext | None = None,
     train_eval_loader: Iterable | None = None,
 ) -> TrainResult:
-    """The book's loop (evaluate on ``eval_iter`` batches every ``eval_freq`` steps, accuracy
-    on ``eval_iter`` batches after each epoch) plus gradient accumulation, a progress bar,
-    best-epoch selection, checkpoints, resuming from ``state`` and a clean stop on Ctrl-C.
+    """The book's loop (losses on ``eval_iter`` batches every ``eval_freq`` steps, accuracies
+    after each epoch) plus gradient accumulation, a progress bar, best-epoch selection,
+    ``on_checkpoint(state)`` after every epoch and every ``checkpoint_every`` steps, resuming
+    from ``state`` and a clean stop on Ctrl-C; a NaN or infinite loss raises at once.
+    ``autocast()`` wraps every forward pass.
 
-    ``autocast`` returns a context manager wrapped around every forward pass (bf16 autocast).
-    ``on_checkpoint(state)`` is called after every epoch and every ``checkpoint_every`` optimizer
-    steps. A NaN or infinite loss raises :class:`TrainingDiverged` at once.
-
-    Under ``torchrun`` (``dist``): ``model`` is wrapped in DDP, ``train_loader`` holds this rank's
-    share of each epoch's batches and ``train_eval_loader`` the whole training loader (the loss
-    and accuracy estimates read the same batches as one process). Each step's losses are
-    gathered, so every rank keeps the history of the equivalent one-process run.
+    Under ``torchrun`` (``dist``) ``model`` is DDP-wrapped, ``train_loader`` holds this rank's
+    share of the batches and ``train_eval_loader`` all of them; each step's losses are gathered,
+    so every rank keeps the history of the equivalent one-process run.
     """
     run = _Loop(
         model,
@@ -126,8 +119,8 @@ class _Loop:
         self.on_checkpoint = options["on_checkpoint"]
         self.checkpoint_every = options["checkpoint_every"]
         self.dist: DistContext = options["dist"]
-        self.eval_model = unwrap(model)  # estimates need no gradient synchronisation
         self.train_eval = options["train_eval"]
+        self.eval_model = unwrap(model)  # estimates need no gradient synchronisation
         self.trainable = [p for p in model.parameters() if p.requires_grad]
         train = loaders["train"]
         self.steps_per_epoch = len(train) if isinstance(train, Sized) else None
@@ -166,8 +159,7 @@ class _Loop:
         return result
 
     def _batches(self, state: LoopState) -> Iterable:
-        """This epoch's batches from ``state.batch_index`` on, in the same order as if the
-        epoch had never been interrupted."""
+        """This epoch's batches from ``state.batch_index`` on, in the uninterrupted order."""
         loader = self.loaders["train"]
         generator = loader_generator(loader)
         if generator is not None:
@@ -206,7 +198,10 @@ class _Loop:
                     for loss_value, _ in gathered:
                         _check_finite(loss_value, state, settings.lr)
                     (loss / self._group_size(batch_index)).backward()
-                steps_done = self._after_backward(batch_index)
+                steps_done = self._is_step(batch_index)
+                if steps_done:
+                    self.optimizer.step()
+                    self.optimizer.zero_grad(set_to_none=True)
                 state.batch_index = batch_index + 1
                 bar.update(1)
                 for loss_value, rows in gathered:
@@ -224,8 +219,7 @@ class _Loop:
             bar.close()
 
     def _group_size(self, batch_index: int) -> int:
-        """Batches in the accumulation group of ``batch_index``: the last group of an epoch may
-        be shorter, and its mean loss is divided by its own size."""
+        """Batches in the accumulation group of ``batch_index`` (an epoch's last may be short)."""
         accum = self.settings.grad_accum_steps
         if self.steps_per_epoch is None:
             return accum
@@ -233,7 +227,6 @@ class _Loop:
         return min(accum, self.steps_per_epoch - group_start)
 
     def _is_step(self, batch_index: int) -> bool:
-        """Whether the optimizer steps after ``batch_index`` (the end of a group)."""
         accum = self.settings.grad_accum_steps
         last_in_epoch = self.steps_per_epoch is not None and batch_index + 1 == self.steps_per_epoch
         return (batch_index + 1) % accum == 0 or last_in_epoch
@@ -242,13 +235,6 @@ class _Loop:
         """DDP averages the gradients once per optimizer step, not after every batch."""
         no_sync = getattr(self.model, "no_sync", None)
         return no_sync() if no_sync is not None and not step else contextlib.nullcontext()
-
-    def _after_backward(self, batch_index: int) -> bool:
-        if self._is_step(batch_index):
-            self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=True)
-            return True
-        return False
 
     def _due(self, state: LoopState) -> bool:
         last_in_epoch = state.batch_index == self.steps_per_epoch
@@ -268,21 +254,16 @@ class _Loop:
             self.on_checkpoint(state)
 
     def _evaluate_losses(self, state: LoopState, bar: Any) -> None:
+        loaders = (self.train_eval, self.loaders["validation"])
         with self.amp():
-            train_loss, val_loss = evaluate_model(
-                self.eval_model,
-                self.train_eval,
-                self.loaders["validation"],
-                self.device,
-                self.settings.eval_iter,
-            )
+            losses = evaluate_model(self.eval_model, *loaders, self.device, self.settings.eval_iter)
+        train_loss, val_loss = losses
         fraction = state.batch_index / self.steps_per_epoch if self.steps_per_epoch else 0.0
         state.history.record_losses(
             state.epoch + fraction, state.examples_seen, train_loss, val_loss
         )
-        bar.set_postfix(
-            loss=f"{state.running_loss / state.running_seen:.3f}", val=f"{val_loss:.3f}"
-        )
+        running = state.running_loss / state.running_seen
+        bar.set_postfix(loss=f"{running:.3f}", val=f"{val_loss:.3f}")
         if not self.progress:
             self.say(
                 f"ep {state.epoch + 1} (step {state.global_step:06d}): "
@@ -292,16 +273,14 @@ class _Loop:
     def _end_epoch(self, state: LoopState) -> None:
         settings, epoch = self.settings, state.epoch
         self.model.eval()
-        with self.amp():
-            train_acc = calc_accuracy_loader(
-                self.train_eval, self.eval_model, self.device, num_batches=settings.eval_iter
-            )
-            val_acc = calc_accuracy_loader(
-                self.loaders["validation"],
-                self.eval_model,
-                self.device,
-                num_batches=settings.eval_iter,
-            )
+        val = self.loaders["validation"]
+
+        def accuracy(loader: Iterable, batches: int | None) -> float:
+            with self.amp():
+                return calc_accuracy_loader(loader, self.eval_model, self.device, batches)
+
+        train_acc = accuracy(self.train_eval, settings.eval_iter)
+        val_acc = accuracy(val, settings.eval_iter)
         state.history.record_accuracies(epoch + 1, state.examples_seen, train_acc, val_acc)
         mean_loss = state.running_loss / max(state.running_seen, 1)
         self.say(
@@ -310,10 +289,7 @@ class _Loop:
             f"validation {val_acc * 100:.2f} %"
         )
         if settings.select_best:
-            with self.amp():
-                full_val_acc = calc_accuracy_loader(
-                    self.loaders["validation"], self.eval_model, self.device
-                )
+            full_val_acc = accuracy(val, None)
             if full_val_acc > state.best_val_acc:
                 state.best_val_acc, state.best_epoch = full_val_acc, epoch + 1
                 state.best_state = [p.detach().clone() for p in self.trainable]

@@ -1,10 +1,5 @@
-"""The book's loss and accuracy functions (ch. 6), for our classifier and for the book's model.
-
-``model`` is a ``GPTClassifier`` (pooled logits from ``model(inputs, lengths)``), a suffix of
-one fed cached hidden states (same call), or the book's plain ``GPTModel`` with a class-sized
-``out_head`` (logits of position -1). Batches are ``(inputs, targets)`` as in the book or
-``(inputs, targets, lengths, ...)`` as our loaders give them.
-"""
+"""The book's loss and accuracy functions (ch. 6), for our classifier and for the book's model
+(the models and batches that ``evaluation.predictions`` takes)."""
 
 from __future__ import annotations
 
@@ -31,18 +26,10 @@ def calc_loss_batch(
 
 
 def _batches(data_loader: Iterable, num_batches: int | None) -> Iterable:
-    if num_batches is None:
-        yield from data_loader
-        return
-    for i, batch in enumerate(data_loader):
-        if i >= num_batches:
+    for i, batch in enumerate(data_loader):  # as the book's loop: draws one batch more
+        if num_batches is not None and i >= num_batches:
             break
         yield batch
-
-
-def _num_batches(data_loader: Iterable, num_batches: int | None) -> int:
-    total = len(data_loader)  # type: ignore[arg-type]
-    return total if num_batches is None else min(num_batches, total)
 
 
 def calc_loss_loader(
@@ -52,7 +39,7 @@ def calc_loss_loader(
     num_batches: int | None = None,
 ) -> float:
     """Mean batch loss over the first ``num_batches`` batches (all when ``None``), as the book."""
-    if _num_batches(data_loader, num_batches) == 0:
+    if num_batches == 0 or len(data_loader) == 0:  # type: ignore[arg-type]
         return float("nan")
     total, count = 0.0, 0
     with torch.no_grad():

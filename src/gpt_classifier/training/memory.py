@@ -11,8 +11,7 @@ import sys
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process since it started (or since ``reset_peak_rss``),
-    in MiB."""
+    """Peak resident memory in MiB since the process started (or ``reset_peak_rss``)."""
     try:  # Linux: VmHWM, the high-water mark that reset_peak_rss can lower
         with open("/proc/self/status", encoding="ascii") as status:
             for line in status:
@@ -25,8 +24,7 @@ def peak_rss_mb() -> float:
 
 
 def reset_peak_rss() -> bool:
-    """Start a new peak at the current resident size (Linux), so several runs in one process
-    (an experiments grid) each report their own; False where that is not possible."""
+    """Start a new peak at the current resident size (Linux; False elsewhere): one per grid run."""
     try:
         with open("/proc/self/clear_refs", "w", encoding="ascii") as refs:
             refs.write("5")
@@ -47,12 +45,9 @@ def _malloc_trim():
 
 
 def release_free_memory() -> None:
-    """Return memory freed by a finished stage to the OS.
-
-    glibc keeps freed heap pages (here: the activations of the frozen-prefix forward passes)
-    resident for reuse, but the next stage allocates differently shaped tensors, so without this
-    they stay counted in the resident set and raise the run's peak by tens of MB.
-    """
+    """Return memory freed by a finished stage to the OS: glibc keeps freed pages (the prefix
+    passes' activations) for reuse, but the next stage's tensors differ in shape, so they would
+    stay resident and raise the run's peak by tens of MB."""
     gc.collect()
     trim = _malloc_trim()
     if trim is not None:
