@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from ..data.encoding import EncodedDataset
 from ..errors import GPTClassifierError
 from ..fileio import atomic_path
-from ..lazy_weights import lazy_weights_of
+from ..weights import lazy_weights_of
 from .prefix_cache import HiddenStateCache
 
 CACHE_DIR_ENV = "GPT_CLASSIFIER_CACHE"

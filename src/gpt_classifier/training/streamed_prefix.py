@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from ..classifier import GPTClassifier
 from ..data.encoding import EncodedDataset, pad_token_ids
-from ..lazy_weights import LazyWeights
+from ..weights import LazyWeights
 from ..model import TransformerBlock
 from ..precision import autocast
 from .memory import release_free_memory
