@@ -32,7 +32,7 @@ import math
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,9 +54,8 @@ _BLOCK_KEY = re.compile(r"^h\.(\d+)\.")
 STANDARD_HEADS_BY_EMB_DIM = {size["emb_dim"]: size["n_heads"] for size in GPT2_SIZES.values()}
 INIT_STD = 0.02  # GPT-2's initializer_range
 EMBEDDINGS = ("tok_emb", "pos_emb")
-# Embeddings come 4,096 rows at a time (12 MiB at GPT-2's width): a multiple of 16 rows, so
-# drawing them in pieces gives the numbers of drawing them whole
-CHUNK_ROWS = 4096
+CHUNK_ROWS = 4096  # embedding rows read at a time: 12 MiB at GPT-2's width; drawn in pieces of
+# a multiple of 16 rows, the random numbers are those of the whole table
 _SHOW = 3  # how many names of each kind of problem an error message lists
 
 
@@ -164,6 +163,8 @@ def _check_fits(
     params = dict(model.named_parameters(remove_duplicate=False))
     rules = _rules(model.cfg)
     needed = [(rule.source, _expected_shape(rule, params)) for rule in rules]
+    if "lm_head.weight" in names:
+        needed.append(("lm_head.weight", tuple(params["out_head.weight"].shape)))
     missing, misshapen = [], []
     for name, expected in needed:
         if name not in names:
@@ -172,14 +173,6 @@ def _check_fits(
             misshapen.append(
                 f"{names[name]} has shape {_fmt(actual)} but the model needs {_fmt(expected)}"
             )
-    head = tuple(params["out_head.weight"].shape)
-    if (
-        "lm_head.weight" in names
-        and (actual := _shape_of(tensors, names["lm_head.weight"])) != head
-    ):
-        misshapen.append(
-            f"{names['lm_head.weight']} has shape {_fmt(actual)} but the model needs {_fmt(head)}"
-        )
     known = {rule.source for rule in rules} | {"lm_head.weight"}
     unexpected = [
         k for n, k in names.items() if n not in known and not n.endswith(IGNORED_SUFFIXES)
@@ -297,10 +290,6 @@ class CheckpointWeights:
         key = self.names.get("lm_head.weight")
         return None if key is None else self.tensors[key]
 
-    def close(self) -> None:
-        if isinstance(self.tensors, SafetensorsCheckpoint):
-            self.tensors.close()
-
 
 class RandomWeights:
     """GPT-2's initialisation replayed from ``generator``: the weights of
@@ -322,7 +311,7 @@ class RandomWeights:
 
     def module(self, name: str) -> dict[str, torch.Tensor]:
         self._seek(name)
-        with no_default_init():
+        with _NoDefaultInit():
             module = (
                 TransformerBlock(self.cfg) if name != "final_norm" else LayerNorm(self.cfg.emb_dim)
             )
@@ -332,9 +321,6 @@ class RandomWeights:
 
     def lm_head(self) -> None:
         return None
-
-    def close(self) -> None:
-        pass
 
     def _seek(self, name: str) -> None:
         """The generator where ``name`` starts drawing, replaying the modules never drawn."""
@@ -439,7 +425,6 @@ def materialize_model(model: nn.Module) -> nn.Module:
         lazy.materialize(name)
     if lazy.gpt.out_head.weight.is_meta:
         _gpt2_head(lazy.gpt, lazy.source.lm_head())
-    lazy.source.close()
     for owner in (model, lazy.gpt):
         owner.__dict__.pop("lazy_weights", None)
     return model
@@ -456,75 +441,52 @@ class _NoDefaultInit(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-def no_default_init() -> TorchFunctionMode:
-    """Modules built inside get uninitialised tensors."""
-    return _NoDefaultInit()
-
-
 def skeleton_gpt(cfg: GPTConfig, dtype: torch.dtype = torch.float32) -> GPTModel:
     """A ``GPTModel`` whose tensors are all on ``meta``: shapes, no memory."""
-    with torch.device("meta"), no_default_init():
+    with torch.device("meta"), _NoDefaultInit():
         return GPTModel(cfg).to(dtype)
 
 
 class SafetensorsCheckpoint(Mapping[str, torch.Tensor]):
-    """Read-on-demand view of one or more ``.safetensors`` files (a sharded checkpoint): tensors,
-    or rows of one, are read from the memory-mapped files when asked for."""
+    """Read-on-demand view of one or more ``.safetensors`` files (a sharded checkpoint). Each read
+    maps the file and unmaps it after: the mapped pages would count as resident memory."""
 
     def __init__(self, files: Sequence[Path]) -> None:
-        from safetensors import safe_open
-
-        self._stack = ExitStack()
-        self._handles: dict[str, Any] = {}
         self._file_of: dict[str, Path] = {}
-        try:
-            for file in files:
-                with _reading(file):
-                    # safetensors reports a file it may not read as "No such file": ask the OS
-                    file.open("rb").close()
-                    handle = self._stack.enter_context(safe_open(str(file), framework="pt"))
+        self._shapes: dict[str, tuple[int, ...]] = {}
+        for file in files:
+            with _opened(file) as handle:
                 for key in handle.keys():  # noqa: SIM118 (safe_open is not iterable)
-                    self._handles[key] = handle
                     self._file_of[key] = file
-        except BaseException:
-            self._stack.close()
-            raise
-
-    def __enter__(self) -> SafetensorsCheckpoint:
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._stack.close()
+                    self._shapes[key] = tuple(handle.get_slice(key).get_shape())
 
     def __getitem__(self, key: str) -> torch.Tensor:
-        with _reading(self._file_of[key]):
-            return self._handles[key].get_tensor(key)
+        with _opened(self._file_of[key]) as handle:
+            return handle.get_tensor(key)
 
     def rows(self, key: str, start: int, stop: int) -> torch.Tensor:
-        with _reading(self._file_of[key]):
-            return self._handles[key].get_slice(key)[start:stop]
+        with _opened(self._file_of[key]) as handle:
+            return handle.get_slice(key)[start:stop]
 
     def shape(self, key: str) -> tuple[int, ...]:
-        with _reading(self._file_of[key]):
-            return tuple(self._handles[key].get_slice(key).get_shape())
+        return self._shapes[key]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._handles)
+        return iter(self._file_of)
 
     def __len__(self) -> int:
-        return len(self._handles)
+        return len(self._file_of)
 
 
 @contextmanager
-def _reading(file: Path) -> Iterator[None]:
-    """Turns safetensors' and the OS's read errors into a GPTClassifierError naming the file."""
-    from safetensors import SafetensorError
+def _opened(file: Path) -> Iterator[Any]:
+    """``safe_open(file)``, its and the OS's read errors as a GPTClassifierError naming the file."""
+    from safetensors import SafetensorError, safe_open
 
     try:
-        yield
+        file.open("rb").close()  # safetensors says "No such file" for one it may not read
+        with safe_open(str(file), framework="pt") as handle:
+            yield handle
     except FileNotFoundError:
         raise GPTClassifierError(f"weights file not found: {file}") from None
     except PermissionError:
@@ -709,24 +671,19 @@ def open_pretrained(
     if config is None and named:
         config = GPTConfig.from_name(name_or_path)
     checkpoint = SafetensorsCheckpoint(files)
-    try:
-        if config is None:
-            shapes = {key: checkpoint.shape(key) for key in checkpoint}
-            n_heads = int(hf_config["n_head"]) if hf_config and "n_head" in hf_config else None
-            config = infer_config(shapes, n_heads=n_heads, source=source)
-        gpt = skeleton_gpt(config, dtype)
-        gpt.lazy_weights = LazyWeights(gpt, CheckpointWeights(checkpoint, gpt, source))
-    except BaseException:
-        checkpoint.close()
-        raise
+    if config is None:
+        shapes = {key: checkpoint.shape(key) for key in checkpoint}
+        n_heads = int(hf_config["n_head"]) if hf_config and "n_head" in hf_config else None
+        config = infer_config(shapes, n_heads=n_heads, source=source)
+    gpt = skeleton_gpt(config, dtype)
+    gpt.lazy_weights = LazyWeights(gpt, CheckpointWeights(checkpoint, gpt, source))
     return gpt
 
 
 def load_pretrained(
     name_or_path: str, config: GPTConfig | None = None, dtype: torch.dtype = torch.float32
 ) -> GPTModel:
-    """A ``GPTModel`` (in eval mode) with GPT-2 weights from a name, a file or a directory (see
-    ``open_pretrained``), read one module at a time."""
+    """``open_pretrained``'s model with every weight read (module by module), in eval mode."""
     model = materialize_model(open_pretrained(name_or_path, config, dtype))
     logger.info("loaded %s (%s parameters)", name_or_path, f"{count_parameters(model)[1]:,}")
     return model.eval()
@@ -759,9 +716,13 @@ def random_model(config: GPTConfig, seed: int = 123) -> GPTModel:
     Drawn from the global generator, seeded, as ``torch.manual_seed(seed)`` and a whole-model
     initialisation would."""
     torch.manual_seed(seed)
-    gpt = skeleton_gpt(config)
-    gpt.lazy_weights = LazyWeights(gpt, RandomWeights(config, torch.default_generator))
-    return materialize_model(gpt).eval()
+    return materialize_model(_random_skeleton(config, torch.default_generator)).eval()
+
+
+def _random_skeleton(cfg: GPTConfig, generator: torch.Generator) -> GPTModel:
+    gpt = skeleton_gpt(cfg)
+    gpt.lazy_weights = LazyWeights(gpt, RandomWeights(cfg, generator))
+    return gpt
 
 
 def build_lazy_model(
@@ -779,10 +740,7 @@ def build_lazy_model(
                 "--init random cannot be combined with --weights: drop --weights for an "
                 "untrained model, or drop --init random to load the weights"
             )
-        cfg = resolve_config(model)
-        gpt = skeleton_gpt(cfg)
-        gpt.lazy_weights = LazyWeights(gpt, RandomWeights(cfg, torch.Generator().manual_seed(seed)))
-        return gpt
+        return _random_skeleton(resolve_config(model), torch.Generator().manual_seed(seed))
     if weights:
         given = isinstance(model, GPTConfig) or not is_model_name(model)
         return open_pretrained(weights, config=resolve_config(model) if given else None)
