@@ -68,12 +68,12 @@ def iter_state_dict(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
         position += len(drawn)  # a module's tensors are consecutive in the state dict
 
 
-_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"}
+_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64"}
 
 
 def save_streamed(model: nn.Module, path: Path, metadata: dict[str, str]) -> None:
     """``safetensors.torch.save_file(model.state_dict(), path, metadata)`` holding at most one
-    frozen module in memory: the header from the shapes, then the tensors in order."""
+    frozen module of a lazy model in memory: the header from the shapes, then the tensors."""
     entries, offset = {}, 0
     for key, value in model.state_dict(keep_vars=True).items():
         size = value.numel() * value.element_size()

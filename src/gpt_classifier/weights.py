@@ -203,28 +203,22 @@ def load_gpt2_state_dict(
     tied to ``tok_emb`` unless the tensors hold an ``lm_head.weight`` that differs from it."""
     weights = CheckpointWeights(tensors, model, source)
     for name in module_names(model.cfg):
-        module = model.get_submodule(name)
-        if name in EMBEDDINGS:
-            state = {"weight": weights.read(weights.rules[name][0])[0]}
-        else:
-            state = weights.module(name)
-        for key, value in state.items():
-            _put(module, key, value)
+        for key, value in weights.module(name).items():
+            _put(model.get_submodule(name), key, value)
     _gpt2_head(model, weights.lm_head())
 
 
 def _put(module: nn.Module, name: str, value: torch.Tensor) -> None:
-    """``value`` into parameter ``name`` of ``module``: a new CPU Parameter for one on ``meta``
-    (its dtype and requires_grad kept), else copied in place."""
+    """``value`` into parameter ``name``: copied in place, or, for one on ``meta``, a new CPU
+    Parameter of its dtype and requires_grad."""
     owner_name, _, attr = name.rpartition(".")
-    owner = module.get_submodule(owner_name)
-    old = getattr(owner, attr)
-    if old.is_meta:
-        new = value.to(dtype=old.dtype, device="cpu")
-        setattr(owner, attr, nn.Parameter(new, requires_grad=old.requires_grad))
-    else:
+    owner, old = module.get_submodule(owner_name), module.get_parameter(name)
+    if not old.is_meta:
         with torch.no_grad():
             old.copy_(value)
+        return
+    new = value.to(dtype=old.dtype, device="cpu")
+    setattr(owner, attr, nn.Parameter(new, requires_grad=old.requires_grad))
 
 
 def _gpt2_head(model: GPTModel, lm_head: torch.Tensor | None) -> None:
@@ -266,23 +260,19 @@ class CheckpointWeights:
         for rule in _rules(model.cfg):
             self.rules.setdefault(_module_of(rule.targets[0]), []).append(rule)
 
-    def read(self, rule: _Rule) -> list[torch.Tensor]:
-        return _convert(rule, self.tensors[self.names[rule.source]])
-
     def rows(self, name: str) -> Iterator[torch.Tensor]:
-        key = self.names[self.rules[name][0].source]
-        total = _shape_of(self.tensors, key)[0]
+        key, tensors = self.names[self.rules[name][0].source], self.tensors
+        total = _shape_of(tensors, key)[0]
         for start in range(0, total, CHUNK_ROWS):
             stop = min(start + CHUNK_ROWS, total)
-            if isinstance(self.tensors, SafetensorsCheckpoint):
-                yield self.tensors.rows(key, start, stop)
-            else:
-                yield self.tensors[key][start:stop]
+            is_file = isinstance(tensors, SafetensorsCheckpoint)
+            yield tensors.rows(key, start, stop) if is_file else tensors[key][start:stop]
 
     def module(self, name: str) -> dict[str, torch.Tensor]:
         state, prefix = {}, len(name) + 1
         for rule in self.rules[name]:
-            for target, value in zip(rule.targets, self.read(rule), strict=True):
+            values = _convert(rule, self.tensors[self.names[rule.source]])
+            for target, value in zip(rule.targets, values, strict=True):
                 state[target[prefix:]] = value
         return state
 
