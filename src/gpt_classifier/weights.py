@@ -158,8 +158,7 @@ def _shape_of(tensors: Mapping[str, Any], key: str) -> tuple[int, ...]:
 def _check_fits(
     model: GPTModel, tensors: Mapping[str, Any], names: dict[str, str], source: str
 ) -> None:
-    """Every name and shape checked against ``model`` (shapes only, nothing read), all problems
-    reported at once."""
+    """Every name and shape checked against ``model`` (nothing read), all problems at once."""
     params = dict(model.named_parameters(remove_duplicate=False))
     rules = _rules(model.cfg)
     needed = [(rule.source, _expected_shape(rule, params)) for rule in rules]
@@ -282,9 +281,8 @@ class CheckpointWeights:
 
 
 class RandomWeights:
-    """GPT-2's initialisation replayed from ``generator``: the weights of
-    ``random_model(cfg, seed)`` bit for bit, in any order. The generator's state is recorded in
-    front of each module, so any module is drawn again without redrawing those before it."""
+    """GPT-2's initialisation from ``generator``, ``random_model``'s numbers bit for bit in any
+    order: the state in front of each module is kept, so none is redrawn to reach another."""
 
     def __init__(self, cfg: GPTConfig, generator: torch.Generator) -> None:
         self.cfg, self.generator = cfg, generator
@@ -653,10 +651,8 @@ def open_pretrained(
     name_or_path: str, config: GPTConfig | None = None, dtype: torch.dtype = torch.float32
 ) -> GPTModel:
     """A skeleton ``GPTModel`` over GPT-2 weights (``gpt.lazy_weights``), every name and shape
-    checked, no tensor read yet. ``name_or_path``: a ``.safetensors`` file, a Hugging Face model
-    directory (``model.safetensors`` or a sharded index, plus ``config.json``), or a GPT-2 name
-    (downloaded into the Hugging Face cache). Without ``config`` the architecture is read from
-    the shapes (and config.json's ``n_head``)."""
+    checked, nothing read yet, from a ``.safetensors`` file, a Hugging Face model directory or
+    a GPT-2 name (downloaded). Without ``config``: the architecture read off the shapes."""
     files, hf_config, source, named = _locate(name_or_path)
     if config is None and named:
         config = GPTConfig.from_name(name_or_path)
@@ -749,11 +745,7 @@ def build_model(
     init: str = "pretrained",
     seed: int = 123,
 ) -> GPTModel:
-    """The model behind every CLI command (``--model``, ``--weights``, ``--init``), in eval mode.
-
-    - ``init="random"``: an untrained model of the ``model`` size or config file.
-    - ``weights`` given: that file or directory; its config from ``model`` when that is a config
-      file (or a ``GPTConfig``), else read from the weights.
-    - otherwise ``model`` must be a GPT-2 name, whose weights are downloaded (and cached).
-    """
+    """The model behind every CLI command, in eval mode: ``init="random"``, an untrained
+    ``model``; ``weights``, that file or directory (its config from ``model`` when that is a
+    config, else from the weights); otherwise GPT-2 ``model``'s weights, downloaded."""
     return materialize_model(build_lazy_model(model, weights, init, seed)).eval()
