@@ -19,6 +19,10 @@ c     this package's defaults: ``run_finetune(FinetuneOptions(..., init="random"
 c_warm  c again with the disk cache c filled (issue #11: the second run of a grid).
 c_fp32  c with ``precision="fp32"`` (what ``auto`` picks on CPUs without fast bf16).
 c_fp32_warm  c_fp32 again with its disk cache filled.
+c_hf  c from local weights in transformers' ``save_pretrained`` layout (``--weights DIR``: what a
+      user with the 124M model does; randomly initialised by transformers, made once), the
+      pretrained-format path next to c's random init.
+c_medium_hf  c_hf for gpt2-medium (355M): its peak memory.
 bf16  the frozen-prefix cache of c on 100 training texts in fp32 and in bf16 (autocast).
 peak  this CPU's matmul rate on GPT-2's shapes (fp32, bf16, int8): each stage of c is then
       reported in GFLOP/s and as a share of it.
@@ -50,6 +54,7 @@ from common import (
     fmt_s,
     format_machine,
     hf_gpt2_config,
+    hf_weights_dir,
     log,
     machine_info,
     peak_rss_mb,
@@ -60,7 +65,8 @@ from common import (
 )
 
 SCRIPT = Path(__file__).resolve()
-CONFIGS = ("a", "b", "c", "c_warm", "c_fp32", "c_fp32_warm", "bf16", "peak")
+CONFIGS = ("a", "b", "c", "c_warm", "c_fp32", "c_fp32_warm", "bf16", "peak", "c_hf", "c_medium_hf")
+HF_WEIGHTS = {"c_hf": "gpt2", "c_medium_hf": "gpt2-medium"}
 
 # The book's chapter-6 recipe.
 BATCH_SIZE = 8
@@ -294,6 +300,10 @@ def run_ours(args: argparse.Namespace, config: str = "c") -> dict[str, Any]:
     # which c_fp32_warm reuses
     fp32 = config.startswith("c_fp32")
     cache_dir = DEFAULT_OUT_DIR / ("prefix-cache-fp32" if fp32 else "prefix-cache")
+    weights = None
+    if config in HF_WEIGHTS:
+        cache_dir = DEFAULT_OUT_DIR / f"prefix-cache-{config}"
+        weights = str(hf_weights_dir(HF_WEIGHTS[config]))
     if not config.endswith("_warm"):
         shutil.rmtree(cache_dir, ignore_errors=True)
     os.environ["GPT_CLASSIFIER_CACHE"] = str(cache_dir)
@@ -302,7 +312,8 @@ def run_ours(args: argparse.Namespace, config: str = "c") -> dict[str, Any]:
     options = FinetuneOptions(
         data_file=str(args.data_file),
         model="gpt2",
-        init="random",
+        init="pretrained" if weights else "random",
+        weights=weights,
         output_dir=str(output_dir),
         progress=False,
         plots=True,
@@ -445,6 +456,8 @@ RUNNERS = {
     "c_fp32_warm": lambda args: run_ours(args, "c_fp32_warm"),
     "bf16": run_bf16,
     "peak": run_peak,
+    "c_hf": lambda args: run_ours(args, "c_hf"),
+    "c_medium_hf": lambda args: run_ours(args, "c_medium_hf"),
 }
 
 
@@ -473,7 +486,7 @@ def child_args(args: argparse.Namespace, config: str) -> list[str]:
 
 def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
     out = []
-    a, b, c, c_warm, c_fp32, c_fp32_warm, bf, peak = (results.get(k, {}) for k in CONFIGS)
+    a, b, c, c_warm, c_fp32, c_fp32_warm, bf, peak = (results.get(k, {}) for k in CONFIGS[:8])
     errors = {k: v["error"] for k, v in results.items() if "error" in v}
     for config, error in errors.items():
         out.append(f"!! config {config} failed: {error}")
@@ -604,6 +617,7 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
         )
 
     out.extend(_precision_memory_limit(c, c_warm, c_fp32, c_fp32_warm, peak))
+    out.extend(_weight_sources(results))
 
     if bf and "error" not in bf:
         out.append("")
@@ -730,6 +744,28 @@ def _precision_memory_limit(
         "touch all 7.1M trainable parameters every step (~200 MB), whatever the batch."
     )
     return out
+
+
+def _weight_sources(results: dict[str, dict[str, Any]]) -> list[str]:
+    """c from random init and from transformers-format weights: time and peak side by side."""
+    runs = [(k, results.get(k)) for k in ("c", "c_hf", "c_medium_hf")]
+    rows = [
+        [
+            key,
+            "gpt2-medium" if key == "c_medium_hf" else "gpt2",
+            "transformers folder" if key in HF_WEIGHTS else "random init",
+            f"{run['wall_s']:.1f}",
+            f"{run['timings'].get('prefix_cache', 0):.1f}",
+            f"{run['timings'].get('train', 0):.1f}",
+            f"{run['peak_rss_mb_after'].get('save', run['peak_rss_mb']):.0f}",
+        ]
+        for key, run in runs
+        if run and "error" not in run
+    ]
+    if not rows:
+        return []
+    headers = ["run", "model", "weights", "wall s", "frozen prefix s", "train s", "peak MiB"]
+    return ["", "== c by weight source (peak: timings.json) ==", table(headers, rows)]
 
 
 def _whole_run(result: dict[str, Any]) -> float:

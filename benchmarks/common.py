@@ -279,6 +279,24 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 # --- Hugging Face --------------------------------------------------------------------------
 
 
+def hf_weights_dir(name: str) -> Path:
+    """A transformers ``save_pretrained`` folder of GPT-2 ``name``'s size, randomly initialised:
+    the layout of pretrained weights without a download. Made once under ``DEFAULT_OUT_DIR``, in
+    another process (the measured one's peak memory stays its own)."""
+    folder = DEFAULT_OUT_DIR / f"{name}-transformers"
+    if not (folder / "model.safetensors").is_file():
+        code = (
+            "import sys, torch, transformers\n"
+            "from gpt_classifier.config import resolve_config\n"
+            "c = resolve_config(sys.argv[1]); torch.manual_seed(0)\n"
+            "config = transformers.GPT2Config(n_embd=c.emb_dim, n_layer=c.n_layers, "
+            "n_head=c.n_heads, n_positions=c.context_length, vocab_size=c.vocab_size)\n"
+            "transformers.GPT2LMHeadModel(config).save_pretrained(sys.argv[2])\n"
+        )
+        subprocess.run([sys.executable, "-c", code, name, str(folder)], check=True)
+    return folder
+
+
 def hf_gpt2_config(cfg: Any, classes: Sequence[str]) -> Any:
     """``transformers.GPT2Config`` for ``GPT2ForSequenceClassification`` computing what our
     ``GPTClassifier`` with GPTConfig ``cfg`` computes: tanh GELU, eps 1e-5, no dropout."""

@@ -1,24 +1,34 @@
-"""The lean fine-tune (frozen weights drawn block by block, never all in memory) against the
-whole model in memory: the same weights, states, losses, metrics and saved file."""
+"""The lean fine-tune (frozen weights read block by block from their source, never all in
+memory) against the whole model in memory: the same weights, states, losses, metrics and file,
+for GPT-2's random initialisation and for weights in Hugging Face layout."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from gpt_classifier.classifier import GPTClassifier, apply_trainable
 from gpt_classifier.config import GPTConfig
 from gpt_classifier.data import EncodedDataset
-from gpt_classifier.lazy_weights import LazyWeights, save_streamed, skeleton_gpt
-from gpt_classifier.training import lean
+from gpt_classifier.lazy_weights import save_streamed
+from gpt_classifier.model import GPTModel
+from gpt_classifier.training import pipeline
 from gpt_classifier.training.cache_store import model_digest
 from gpt_classifier.training.pipeline import FinetuneOptions, run_finetune
 from gpt_classifier.training.prefix_cache import build_cache
 from gpt_classifier.training.streamed_prefix import build_caches_streamed
-from gpt_classifier.weights import random_model
+from gpt_classifier.weights import (
+    build_lazy_model,
+    init_gpt2_module,
+    load_pretrained,
+    open_pretrained,
+    random_model,
+)
 
-# odd sizes: embeddings drawn in several blocks of rows, one of them partial
+# odd sizes: embeddings read in several pieces of rows, one of them partial
 CONFIG = GPTConfig(
     vocab_size=50257,
     context_length=40,
@@ -30,19 +40,74 @@ CONFIG = GPTConfig(
 )
 
 
-def _pair(seed: int = 5) -> tuple[GPTClassifier, GPTClassifier]:
-    whole = GPTClassifier(random_model(CONFIG, seed), 3, pooling="last-real")
-    gpt = skeleton_gpt(CONFIG)
-    gpt.lazy_weights = LazyWeights(gpt, seed)
-    lazy = GPTClassifier(gpt, 3, pooling="last-real")
-    lean.attach(lazy, gpt)
+def _reference(cfg: GPTConfig, seed: int) -> GPTModel:
+    """GPT-2's initialisation of the whole model at once, from the seeded global generator."""
+    model = GPTModel(cfg)
+    torch.manual_seed(seed)
+    for name, child in model.named_children():
+        if name != "out_head":
+            init_gpt2_module(child, name, cfg.n_layers)
+    model.out_head.weight = model.tok_emb.weight  # tied, as GPT-2's
+    return model
+
+
+def save_hf_layout(model: GPTModel, folder) -> str:
+    """``model`` as a Hugging Face GPT-2 folder (Conv1D weights transposed, c_attn fused)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    t = {"wte.weight": model.tok_emb.weight, "wpe.weight": model.pos_emb.weight}
+    for i, block in enumerate(model.trf_blocks):
+        h, att = f"h.{i}.", block.att
+        qkv = (att.W_query, att.W_key, att.W_value)
+        t |= {
+            h + "ln_1.weight": block.norm1.scale,
+            h + "ln_1.bias": block.norm1.shift,
+            h + "attn.c_attn.weight": torch.cat([w.weight.T for w in qkv], dim=1),
+            h + "attn.c_attn.bias": torch.cat([w.bias for w in qkv]),
+            h + "attn.c_proj.weight": att.out_proj.weight.T,
+            h + "attn.c_proj.bias": att.out_proj.bias,
+            h + "ln_2.weight": block.norm2.scale,
+            h + "ln_2.bias": block.norm2.shift,
+            h + "mlp.c_fc.weight": block.ff.layers[0].weight.T,
+            h + "mlp.c_fc.bias": block.ff.layers[0].bias,
+            h + "mlp.c_proj.weight": block.ff.layers[2].weight.T,
+            h + "mlp.c_proj.bias": block.ff.layers[2].bias,
+        }
+    t |= {"ln_f.weight": model.final_norm.scale, "ln_f.bias": model.final_norm.shift}
+    tensors = {"transformer." + k: v.detach().contiguous() for k, v in t.items()}
+    save_file(tensors, str(folder / "model.safetensors"))
+    c = model.cfg
+    hf_config = {"n_embd": c.emb_dim, "n_head": c.n_heads, "n_layer": c.n_layers}
+    (folder / "config.json").write_text(json.dumps(hf_config))
+    return str(folder)
+
+
+def _pair(lazy_gpt: GPTModel, whole_gpt: GPTModel) -> tuple[GPTClassifier, GPTClassifier]:
+    whole = GPTClassifier(whole_gpt, 3, pooling="last-real")
+    lazy = GPTClassifier(lazy_gpt, 3, pooling="last-real")
+    lazy.lazy_weights = lazy_gpt.lazy_weights
     for model in (whole, lazy):
         apply_trainable(model, "last-block")
     return whole, lazy
 
 
-def test_lazy_weights_draw_exactly_random_model_in_any_order():
-    whole, lazy_model = _pair()
+@pytest.fixture(params=["random", "pretrained"])
+def pair(request, tmp_path) -> tuple[GPTClassifier, GPTClassifier]:
+    if request.param == "random":
+        return _pair(build_lazy_model(CONFIG, init="random", seed=5), _reference(CONFIG, 5))
+    folder = save_hf_layout(_reference(CONFIG, 7), tmp_path / "hf")
+    return _pair(open_pretrained(folder), load_pretrained(folder))
+
+
+def test_random_model_is_the_whole_models_initialisation():
+    expected = _reference(CONFIG, 5).state_dict()
+    got = random_model(CONFIG, 5).state_dict()
+    assert got.keys() == expected.keys()
+    for name, value in expected.items():
+        assert torch.equal(got[name], value), name
+
+
+def test_sources_give_the_whole_models_weights_in_any_order(pair):
+    whole, lazy_model = pair
     lazy = lazy_model.lazy_weights
     for name in ["trf_blocks.1", "tok_emb", "final_norm", "trf_blocks.0", "pos_emb"]:
         expected = whole.gpt.get_submodule(name).state_dict()
@@ -55,10 +120,11 @@ def test_lazy_weights_draw_exactly_random_model_in_any_order():
     assert all(p.is_meta for p in lazy_model.gpt.trf_blocks.parameters())  # nothing kept
 
 
-def test_digest_and_saved_file_equal_the_whole_models(tmp_path):
-    whole, lazy_model = _pair()
+def test_digest_and_saved_file_equal_the_whole_models(pair, tmp_path):
+    whole, lazy_model = pair
     assert model_digest(lazy_model, 2, "fp32") == model_digest(whole, 2, "fp32")
-    lean.materialize_suffix(lazy_model, 2)
+    for name in ("trf_blocks.2", "final_norm"):  # what trains
+        lazy_model.lazy_weights.materialize(name)
     save_streamed(lazy_model, tmp_path / "lazy.safetensors", {"format": "x"})
     saved = load_file(tmp_path / "lazy.safetensors")
     expected = whole.state_dict()
@@ -68,8 +134,8 @@ def test_digest_and_saved_file_equal_the_whole_models(tmp_path):
 
 
 @pytest.mark.parametrize(("pad_length", "causal"), [(None, True), (17, True), (17, False)])
-def test_streamed_prefix_states_match_build_cache(pad_length, causal):
-    whole, lazy_model = _pair()
+def test_streamed_prefix_states_match_build_cache(pair, pad_length, causal):
+    whole, lazy_model = pair
     if not causal:  # the padding is then seen, and only a fixed pad length streams
         whole.gpt.disable_causal_mask()
         lazy_model.gpt.disable_causal_mask()
@@ -87,23 +153,27 @@ def test_streamed_prefix_states_match_build_cache(pad_length, causal):
     torch.testing.assert_close(got.storage, expected.storage, atol=1e-5, rtol=1e-5)
 
 
-def test_lean_run_equals_the_whole_model_run(tmp_path, micro_files, monkeypatch, tokenizer_dir):
+@pytest.mark.parametrize("source", ["random", "pretrained"])
+def test_lean_run_equals_the_whole_model_run(
+    tmp_path, micro_files, monkeypatch, tokenizer_dir, source
+):
     """A whole default fine-tune, lean and not: same losses, metrics and saved weights."""
-    from gpt_classifier.training import pipeline
-
     streamed = []
     real = pipeline.build_caches_streamed
     monkeypatch.setattr(
         pipeline, "build_caches_streamed", lambda *a, **k: streamed.append(1) or real(*a, **k)
     )
+    weights = {"init": "random"}
+    if source == "pretrained":
+        cfg = GPTConfig.from_file(micro_files["config"])
+        weights = {"weights": save_hf_layout(_reference(cfg, 3), tmp_path / "hf")}
     results = {}
     for name in ("lean", "whole"):
         if name == "whole":
-            monkeypatch.setattr(lean, "lazy_gpt", lambda options, recipe: None)
+            monkeypatch.setattr(pipeline, "_lean_applies", lambda *args: False)
         options = FinetuneOptions(
             data_file=str(micro_files["data"]),
             model=str(micro_files["config"]),
-            init="random",
             epochs=2,
             precision="fp32",  # exact: bf16 would store the states rounded
             tokenizer_dir=str(tokenizer_dir),
@@ -111,6 +181,7 @@ def test_lean_run_equals_the_whole_model_run(tmp_path, micro_files, monkeypatch,
             progress=False,
             plots=False,
             disk_cache=False,
+            **weights,
         )
         results[name] = run_finetune(options, log=lambda message: None)
     lean_run, whole_run = results["lean"], results["whole"]

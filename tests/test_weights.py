@@ -426,3 +426,28 @@ def test_permission_errors_on_weights_even_as_root(tmp_path, deny_access, target
         load_pretrained(str(folder), config=SMALL)
     message = str(error.value)
     assert "cannot read" in message and "permission denied" in message and "\n" not in message
+
+
+# --- one loading path: a skeleton on meta, read module by module -----------------------------
+
+
+def test_open_pretrained_checks_everything_and_reads_nothing(tmp_path):
+    from gpt_classifier.weights import open_pretrained
+
+    t = hf_tensors()
+    path = write(tmp_path / "w.safetensors", t)
+    gpt = open_pretrained(str(path), config=SMALL)
+    assert all(p.is_meta for p in gpt.parameters())
+    gpt.lazy_weights.materialize("trf_blocks.1")
+    assert torch.equal(gpt.trf_blocks[1].ff.layers[0].weight, t["h.1.mlp.c_fc.weight"].T)
+    assert gpt.trf_blocks[0].norm1.scale.is_meta
+    t["h.1.mlp.c_fc.weight"] = torch.zeros(32, 100)
+    with pytest.raises(GPTClassifierError, match=r"h\.1\.mlp\.c_fc\.weight has shape \(32, 100\)"):
+        open_pretrained(str(write(tmp_path / "bad.safetensors", t)), config=SMALL)
+
+
+def test_the_package_uses_no_test_tools():
+    package = Path(__file__).resolve().parents[1] / "src" / "gpt_classifier"
+    for path in package.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        assert "unittest" not in text and "import pytest" not in text, path

@@ -1,10 +1,6 @@
-"""Downloading OpenAI's GPT-2 weights from the Hugging Face Hub (``openai-community/<size>``).
-
-All the caching, resuming, progress bar and ``HF_HUB_OFFLINE`` handling is huggingface_hub's own,
-so the files land where every Hugging Face user expects them (``$HF_HUB_CACHE``, by default
-``~/.cache/huggingface/hub``). This module only picks the repository and turns the hub's
-exceptions into one-line ``GPTClassifierError`` messages.
-"""
+"""OpenAI's GPT-2 weights from the Hugging Face Hub (``openai-community/<size>``): caching,
+resuming and ``HF_HUB_OFFLINE`` are huggingface_hub's own; here, the repository and one-line
+errors."""
 
 from __future__ import annotations
 
@@ -28,11 +24,8 @@ def repo_id_for(name: str) -> str:
 
 
 def download_weights(name: str, cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Path of ``model.safetensors`` for a GPT-2 size, downloading it into the HF cache if needed.
-
-    Honours ``HF_HUB_OFFLINE=1`` (cache only), ``HF_HUB_CACHE``/``HF_HOME``, ``HF_ENDPOINT`` and
-    resumes an interrupted download, all through ``huggingface_hub.hf_hub_download``.
-    """
+    """Path of ``model.safetensors`` for a GPT-2 size, downloaded into the HF cache if needed
+    (``hf_hub_download``: ``HF_HUB_OFFLINE``, ``HF_HUB_CACHE``, ``HF_ENDPOINT``, resuming)."""
     repo_id = repo_id_for(name)  # validate the name before importing the hub client
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
@@ -71,17 +64,11 @@ def download_weights(name: str, cache_dir: str | os.PathLike[str] | None = None)
             f"{_ALTERNATIVES}"
         ) from None
     except Exception as exc:
-        # A failure in the middle of the transfer surfaces as the HTTP client's own exception
-        # (httpx in huggingface_hub 1.x/2.x, requests before); older versions raise plain
-        # ConnectionError/TimeoutError. Anything else is a bug and keeps its traceback.
+        # a failure mid-transfer is the HTTP client's own exception (or, in older versions,
+        # ConnectionError/TimeoutError); anything else is a bug and keeps its traceback
         module = type(exc).__module__.split(".")[0]
-        if not isinstance(exc, (ConnectionError, TimeoutError)) and module not in (
-            "httpx",
-            "httpx2",
-            "httpcore",
-            "requests",
-            "urllib3",
-        ):
+        clients = ("httpx", "httpx2", "httpcore", "requests", "urllib3")
+        if not isinstance(exc, (ConnectionError, TimeoutError)) and module not in clients:
             raise
         raise GPTClassifierError(
             f"cannot get {where}: network error ({type(exc).__name__}); the download resumes "

@@ -1,11 +1,16 @@
-"""OpenAI's GPT-2 weights (Hugging Face layout, ``.safetensors``) onto the book's ``GPTModel``.
+"""GPT-2 weights for the book's ``GPTModel``, by one path for every source.
 
-Hugging Face's GPT-2 stores its linear layers as ``Conv1D`` with weights shaped ``(in, out)``,
-the transpose of ``nn.Linear``, and keeps Q, K and V in one ``c_attn`` tensor concatenated on the
-output dimension. Everything else is a rename::
+The model is built on the ``meta`` device (shapes, no memory) and each top-level module
+(``tok_emb``, ``pos_emb``, ``trf_blocks.i``, ``final_norm``) is materialised from a weight
+source where it is needed: a safetensors checkpoint in Hugging Face layout (a file, a folder,
+a sharded index, a Hub download), read module by module, or GPT-2's random initialisation,
+drawn module by module from the seed. ``load_pretrained``/``build_model`` materialise all of it;
+the lean fine-tune keeps only the trained part resident (see :class:`LazyWeights`).
 
-    wte.weight                 -> tok_emb.weight
-    wpe.weight                 -> pos_emb.weight
+Hugging Face's GPT-2 stores its linear layers as ``Conv1D`` (weights ``(in, out)``, the
+transpose of ``nn.Linear``) and Q, K and V in one ``c_attn``. Everything else is a rename::
+
+    wte.weight / wpe.weight    -> tok_emb.weight / pos_emb.weight
     h.{i}.ln_1.weight / bias   -> trf_blocks.{i}.norm1.scale / shift
     h.{i}.attn.c_attn.*        -> trf_blocks.{i}.att.W_query / W_key / W_value (split in 3)
     h.{i}.attn.c_proj.*        -> trf_blocks.{i}.att.out_proj          (weight transposed)
@@ -15,9 +20,8 @@ output dimension. Everything else is a rename::
     ln_f.weight / bias         -> final_norm.scale / shift
     lm_head.weight (optional)  -> out_head.weight; when absent, out_head is tied to tok_emb
 
-Keys may carry ``transformer.`` (``GPT2LMHeadModel.save_pretrained``) or not (the files on the
-Hub). The ``attn.bias``/``attn.masked_bias`` causal-mask buffers of old checkpoints are ignored.
-Loading is strict: a missing, misshapen or unknown tensor is a ``GPTClassifierError``.
+Keys may carry ``transformer.`` or not; old checkpoints' ``attn.bias``/``attn.masked_bias`` mask
+buffers are ignored. Loading is strict: a missing, misshapen or unknown tensor is an error.
 """
 
 from __future__ import annotations
@@ -28,28 +32,30 @@ import math
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from .config import GPT2_SIZES, GPTConfig, canonical_model_name, is_model_name, resolve_config
 from .errors import GPTClassifierError
-from .model import GPTModel, count_parameters
+from .model import GPTModel, LayerNorm, TransformerBlock, count_parameters
 
 logger = logging.getLogger(__name__)
 
 HF_PREFIX = "transformer."
-# Causal-mask buffers saved by old transformers versions (and in OpenAI's files on the Hub).
 IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")
 _BLOCK_KEY = re.compile(r"^h\.(\d+)\.")
 # The heads count is not visible in any tensor shape; GPT-2's four sizes fix it by width.
 STANDARD_HEADS_BY_EMB_DIM = {size["emb_dim"]: size["n_heads"] for size in GPT2_SIZES.values()}
 INIT_STD = 0.02  # GPT-2's initializer_range
-
+EMBEDDINGS = ("tok_emb", "pos_emb")
+CHUNK_ROWS = 4096  # embedding rows read at a time: 12 MiB at GPT-2's width; drawn in pieces of
+# a multiple of 16 rows, the random numbers are those of the whole table
 _SHOW = 3  # how many names of each kind of problem an error message lists
 
 
@@ -60,11 +66,8 @@ _SHOW = 3  # how many names of each kind of problem an error message lists
 
 @dataclass(frozen=True)
 class _Rule:
-    """One Hugging Face tensor and the parameter(s) of ``GPTModel`` it becomes.
-
-    kind: ``copy`` (same layout), ``conv1d`` (transpose an ``(in, out)`` weight),
-    ``qkv`` (split ``c_attn`` in three on its output dimension, transposing weights).
-    """
+    """One Hugging Face tensor and the parameter(s) it becomes. kind: ``copy``, ``conv1d``
+    (transpose), ``qkv`` (split ``c_attn`` in three on its output dimension, transposed)."""
 
     source: str
     targets: tuple[str, ...]
@@ -72,21 +75,15 @@ class _Rule:
 
 
 def _rules(cfg: GPTConfig) -> list[_Rule]:
-    rules = [
-        _Rule("wte.weight", ("tok_emb.weight",)),
-        _Rule("wpe.weight", ("pos_emb.weight",)),
-    ]
+    rules = [_Rule("wte.weight", ("tok_emb.weight",)), _Rule("wpe.weight", ("pos_emb.weight",))]
+    qkv = ("W_query", "W_key", "W_value")
     for i in range(cfg.n_layers):
         h, ours = f"h.{i}.", f"trf_blocks.{i}."
         att = ours + "att."
         rules += [
             _Rule(h + "ln_1.weight", (ours + "norm1.scale",)),
             _Rule(h + "ln_1.bias", (ours + "norm1.shift",)),
-            _Rule(
-                h + "attn.c_attn.weight",
-                tuple(f"{att}{w}.weight" for w in ("W_query", "W_key", "W_value")),
-                "qkv",
-            ),
+            _Rule(h + "attn.c_attn.weight", tuple(f"{att}{w}.weight" for w in qkv), "qkv"),
             _Rule(h + "attn.c_proj.weight", (att + "out_proj.weight",), "conv1d"),
             _Rule(h + "attn.c_proj.bias", (att + "out_proj.bias",)),
             _Rule(h + "ln_2.weight", (ours + "norm2.scale",)),
@@ -97,29 +94,25 @@ def _rules(cfg: GPTConfig) -> list[_Rule]:
             _Rule(h + "mlp.c_proj.bias", (ours + "ff.layers.2.bias",)),
         ]
         if cfg.qkv_bias:
-            rules.append(
-                _Rule(
-                    h + "attn.c_attn.bias",
-                    tuple(f"{att}{w}.bias" for w in ("W_query", "W_key", "W_value")),
-                    "qkv",
-                )
-            )
-    rules += [
+            rules.append(_Rule(h + "attn.c_attn.bias", tuple(f"{att}{w}.bias" for w in qkv), "qkv"))
+    return rules + [
         _Rule("ln_f.weight", ("final_norm.scale",)),
         _Rule("ln_f.bias", ("final_norm.shift",)),
     ]
-    return rules
+
+
+def _module_of(target: str) -> str:
+    """``trf_blocks.3.att.W_key.weight`` -> ``trf_blocks.3``; ``tok_emb.weight`` -> ``tok_emb``."""
+    parts = target.split(".")
+    return ".".join(parts[:2]) if parts[0] == "trf_blocks" else parts[0]
 
 
 def _expected_shape(rule: _Rule, params: Mapping[str, torch.Tensor]) -> tuple[int, ...]:
-    """The shape the Hugging Face tensor must have to fill ``rule.targets``."""
     shape = tuple(params[rule.targets[0]].shape)
     if rule.kind == "conv1d":
         return shape[::-1]
-    if rule.kind == "qkv":
-        if len(shape) == 2:  # (out, in) each -> (in, 3 * out)
-            return (shape[1], 3 * shape[0])
-        return (3 * shape[0],)
+    if rule.kind == "qkv":  # (out, in) each -> (in, 3 * out)
+        return (shape[1], 3 * shape[0]) if len(shape) == 2 else (3 * shape[0],)
     return shape
 
 
@@ -139,6 +132,10 @@ def _fmt(shape: Sequence[int]) -> str:
     return "(" + ", ".join(str(int(d)) for d in shape) + ")"
 
 
+def _more(items: Sequence[Any]) -> str:
+    return f" (and {len(items) - _SHOW} more)" if len(items) > _SHOW else ""
+
+
 def _strip_prefix(keys: Sequence[str], source: str) -> dict[str, str]:
     """Map prefix-free names to the file's keys; a name present both ways is an error."""
     names: dict[str, str] = {}
@@ -152,54 +149,33 @@ def _strip_prefix(keys: Sequence[str], source: str) -> dict[str, str]:
     return names
 
 
-def _is_ignored(name: str) -> bool:
-    return name.endswith(IGNORED_SUFFIXES)
-
-
 def _shape_of(tensors: Mapping[str, Any], key: str) -> tuple[int, ...]:
     if isinstance(tensors, SafetensorsCheckpoint):
         return tensors.shape(key)  # without reading the data
     return tuple(tensors[key].shape)
 
 
-def load_gpt2_state_dict(
-    model: GPTModel, tensors: Mapping[str, torch.Tensor], source: str = "weights"
+def _check_fits(
+    model: GPTModel, tensors: Mapping[str, Any], names: dict[str, str], source: str
 ) -> None:
-    """Copy GPT-2 tensors in Hugging Face naming into ``model``, checking every name and shape.
-
-    Parameters keep their dtype and device (values are cast); a model built on the ``meta``
-    device gets new parameters instead, so a large model is never allocated twice. ``out_head``
-    is tied to ``tok_emb`` (one Parameter) unless the file holds an ``lm_head.weight`` that
-    differs from ``wte.weight``. ``source`` names the file in error messages.
-    """
+    """Every name and shape checked against ``model`` (nothing read), all problems at once."""
     params = dict(model.named_parameters(remove_duplicate=False))
-    names = _strip_prefix(list(tensors.keys()), source)
     rules = _rules(model.cfg)
-
-    # Check everything before touching the model, and report all problems at once.
+    needed = [(rule.source, _expected_shape(rule, params)) for rule in rules]
+    if "lm_head.weight" in names:
+        needed.append(("lm_head.weight", tuple(params["out_head.weight"].shape)))
     missing, misshapen = [], []
-    for rule in rules:
-        expected = _expected_shape(rule, params)
-        if rule.source not in names:
-            missing.append(f"{rule.source} {_fmt(expected)}")
-            continue
-        actual = _shape_of(tensors, names[rule.source])
-        if actual != expected:
+    for name, expected in needed:
+        if name not in names:
+            missing.append(f"{name} {_fmt(expected)}")
+        elif (actual := _shape_of(tensors, names[name])) != expected:
             misshapen.append(
-                f"{names[rule.source]} has shape {_fmt(actual)} but the model needs "
-                f"{_fmt(expected)}"
-            )
-    has_lm_head = "lm_head.weight" in names
-    if has_lm_head:
-        expected = tuple(params["out_head.weight"].shape)
-        actual = _shape_of(tensors, names["lm_head.weight"])
-        if actual != expected:
-            misshapen.append(
-                f"{names['lm_head.weight']} has shape {_fmt(actual)} but the model needs "
-                f"{_fmt(expected)}"
+                f"{names[name]} has shape {_fmt(actual)} but the model needs {_fmt(expected)}"
             )
     known = {rule.source for rule in rules} | {"lm_head.weight"}
-    unexpected = [key for name, key in names.items() if name not in known and not _is_ignored(name)]
+    unexpected = [
+        k for n, k in names.items() if n not in known and not n.endswith(IGNORED_SUFFIXES)
+    ]
     problems = []
     if misshapen:
         problems.append("; ".join(misshapen[:_SHOW]) + _more(misshapen))
@@ -217,109 +193,288 @@ def load_gpt2_state_dict(
             f"qkv_bias={str(c.qkv_bias).lower()}): " + "; ".join(problems)
         )
 
-    # One tensor at a time, so at most one raw tensor exists beside the loaded model.
-    for rule in rules:
-        raw = tensors[names[rule.source]]
-        for target, value in zip(rule.targets, _convert(rule, raw), strict=True):
-            _put(model, target, value)
-        del raw
 
-    tie = not has_lm_head
-    if has_lm_head:
-        lm_head = tensors[names["lm_head.weight"]]
-        tok_emb = model.tok_emb.weight
-        # Usual for GPT-2 files that store the tied head explicitly: share, don't duplicate.
-        tie = torch.equal(lm_head.to(device=tok_emb.device, dtype=tok_emb.dtype), tok_emb.data)
-        if not tie:
-            out = model.out_head.weight
-            device = torch.device("cpu") if out.is_meta else out.device
-            # A new Parameter rather than a copy, in case out_head was tied to tok_emb.
-            model.out_head.weight = nn.Parameter(
-                lm_head.to(device=device, dtype=out.dtype), requires_grad=out.requires_grad
-            )
-    # A head of another shape (a classifier's) is not GPT-2's and stays as it is.
-    if tie and model.out_head.weight.shape == model.tok_emb.weight.shape:
-        model.out_head.weight = model.tok_emb.weight
+def load_gpt2_state_dict(
+    model: GPTModel, tensors: Mapping[str, torch.Tensor], source: str = "weights"
+) -> None:
+    """Copy GPT-2 tensors in Hugging Face naming into ``model``, checking every name and shape
+    first. Parameters keep their dtype and device; on ``meta`` they are replaced. ``out_head`` is
+    tied to ``tok_emb`` unless the tensors hold an ``lm_head.weight`` that differs from it."""
+    weights = CheckpointWeights(tensors, model, source)
+    for name in module_names(model.cfg):
+        for key, value in weights.module(name).items():
+            _put(model.get_submodule(name), key, value)
+    _gpt2_head(model, weights.lm_head())
 
 
-def _more(items: Sequence[Any]) -> str:
-    return f" (and {len(items) - _SHOW} more)" if len(items) > _SHOW else ""
-
-
-def _put(model: nn.Module, name: str, value: torch.Tensor) -> None:
-    module_name, _, attr = name.rpartition(".")
-    module = model.get_submodule(module_name)
-    old = getattr(module, attr)
-    if old.is_meta:
-        new = value.to(dtype=old.dtype, device="cpu")
-        setattr(module, attr, nn.Parameter(new, requires_grad=old.requires_grad))
-    else:
+def _put(module: nn.Module, name: str, value: torch.Tensor) -> None:
+    """``value`` into parameter ``name``: copied in place, or, for one on ``meta``, a new CPU
+    Parameter of its dtype and requires_grad."""
+    owner_name, _, attr = name.rpartition(".")
+    owner, old = module.get_submodule(owner_name), module.get_parameter(name)
+    if not old.is_meta:
         with torch.no_grad():
             old.copy_(value)
+        return
+    new = value.to(dtype=old.dtype, device="cpu")
+    setattr(owner, attr, nn.Parameter(new, requires_grad=old.requires_grad))
+
+
+def _gpt2_head(model: GPTModel, lm_head: torch.Tensor | None) -> None:
+    """GPT-2's ``out_head``: tied to ``tok_emb``, or a file's ``lm_head`` that differs from it."""
+    tok_emb, out = model.tok_emb.weight, model.out_head.weight
+    # usual for GPT-2 files that store the tied head explicitly: share, don't duplicate
+    same = lm_head is None or torch.equal(lm_head.to(tok_emb.device, tok_emb.dtype), tok_emb.data)
+    if not same:
+        # a new Parameter rather than a copy, in case out_head was tied to tok_emb
+        model.out_head.weight = nn.Parameter(
+            lm_head.to(tok_emb.device if out.is_meta else out.device, out.dtype),
+            requires_grad=out.requires_grad,
+        )
+        return
+    # a head of another shape (a classifier's) is not GPT-2's and stays as it is
+    if out.shape == tok_emb.shape:
+        model.out_head.weight = tok_emb
 
 
 # --------------------------------------------------------------------------------------------
-# Reading safetensors files and model directories
+# Weight sources: a module's tensors on demand
 # --------------------------------------------------------------------------------------------
+
+
+def module_names(cfg: GPTConfig) -> list[str]:
+    """The modules materialised as units, in GPT-2's initialisation order."""
+    return [*EMBEDDINGS, *(f"trf_blocks.{i}" for i in range(cfg.n_layers)), "final_norm"]
+
+
+class CheckpointWeights:
+    """A GPT-2 checkpoint in Hugging Face layout (a :class:`SafetensorsCheckpoint` or a dict),
+    checked against ``model`` on creation and then read one module at a time."""
+
+    def __init__(self, tensors: Mapping[str, Any], model: GPTModel, source: str) -> None:
+        self.tensors, self.source = tensors, source
+        self.names = _strip_prefix(list(tensors.keys()), source)
+        _check_fits(model, tensors, self.names, source)
+        self.rules: dict[str, list[_Rule]] = {}
+        for rule in _rules(model.cfg):
+            self.rules.setdefault(_module_of(rule.targets[0]), []).append(rule)
+
+    def rows(self, name: str) -> Iterator[torch.Tensor]:
+        key, tensors = self.names[self.rules[name][0].source], self.tensors
+        total = _shape_of(tensors, key)[0]
+        for start in range(0, total, CHUNK_ROWS):
+            stop = min(start + CHUNK_ROWS, total)
+            is_file = isinstance(tensors, SafetensorsCheckpoint)
+            yield tensors.rows(key, start, stop) if is_file else tensors[key][start:stop]
+
+    def module(self, name: str) -> dict[str, torch.Tensor]:
+        state, prefix = {}, len(name) + 1
+        for rule in self.rules[name]:
+            values = _convert(rule, self.tensors[self.names[rule.source]])
+            for target, value in zip(rule.targets, values, strict=True):
+                state[target[prefix:]] = value
+        return state
+
+    def lm_head(self) -> torch.Tensor | None:
+        key = self.names.get("lm_head.weight")
+        return None if key is None else self.tensors[key]
+
+
+class RandomWeights:
+    """GPT-2's initialisation from ``generator``, ``random_model``'s numbers bit for bit in any
+    order: the state in front of each module is kept, so none is redrawn to reach another."""
+
+    def __init__(self, cfg: GPTConfig, generator: torch.Generator) -> None:
+        self.cfg, self.generator = cfg, generator
+        self.order = module_names(cfg)
+        self._states = {self.order[0]: generator.get_state()}
+
+    def rows(self, name: str) -> Iterator[torch.Tensor]:
+        self._seek(name)
+        embedding = self.cfg.vocab_size if name == "tok_emb" else self.cfg.context_length
+        for start in range(0, embedding, CHUNK_ROWS):
+            piece = torch.empty(min(CHUNK_ROWS, embedding - start), self.cfg.emb_dim)
+            yield piece.normal_(0.0, INIT_STD, generator=self.generator)
+        self._passed(name)
+
+    def module(self, name: str) -> dict[str, torch.Tensor]:
+        self._seek(name)
+        with _NoDefaultInit():
+            module = (
+                TransformerBlock(self.cfg) if name != "final_norm" else LayerNorm(self.cfg.emb_dim)
+            )
+        init_gpt2_module(module, name, self.cfg.n_layers, self.generator)
+        self._passed(name)
+        return {key: tensor.detach() for key, tensor in module.state_dict().items()}
+
+    def lm_head(self) -> None:
+        return None
+
+    def _seek(self, name: str) -> None:
+        """The generator where ``name`` starts drawing, replaying the modules never drawn."""
+        index = self.order.index(name)
+        known = max(i for i in range(index + 1) if self.order[i] in self._states)
+        self.generator.set_state(self._states[self.order[known]])
+        for skipped in self.order[known:index]:
+            for _ in self.rows(skipped) if skipped in EMBEDDINGS else [self.module(skipped)]:
+                pass
+
+    def _passed(self, name: str) -> None:
+        position = self.order.index(name) + 1
+        if position < len(self.order):
+            self._states.setdefault(self.order[position], self.generator.get_state())
+
+
+WeightSource = CheckpointWeights | RandomWeights
+
+
+class LazyWeights:
+    """The weights of a skeleton ``gpt`` (on ``meta``) from ``source``, module by module:
+    ``materialize`` fills one in place, ``release`` returns it to ``meta``, ``stream`` reads it
+    without keeping it (hashing, saving). GPT-2's 147 MiB ``tok_emb`` is read in pieces."""
+
+    def __init__(self, gpt: GPTModel, source: WeightSource) -> None:
+        self.gpt, self.source = gpt, source
+        self.names = module_names(gpt.cfg)
+        self.samples: dict[str, list[float]] = {}  # parameter name -> its first 64 values
+
+    def is_materialized(self, name: str) -> bool:
+        return not any(t.is_meta for t in self.gpt.get_submodule(name).parameters())
+
+    def stream(self, name: str) -> Iterator[tuple[str, torch.Tensor]]:
+        """``name``'s state dict as ``(local name, tensor)`` in order; an embedding as
+        consecutive pieces of rows under one name. Consume it to the end before the next."""
+        module = self.gpt.get_submodule(name)
+        if self.is_materialized(name):
+            yield from ((key, t.detach()) for key, t in module.state_dict().items())
+            return
+        dtypes = {key: t.dtype for key, t in module.state_dict(keep_vars=True).items()}
+        if name in EMBEDDINGS:
+            pieces: Iterator[tuple[str, torch.Tensor]] = (
+                ("weight", piece) for piece in self.source.rows(name)
+            )
+        else:
+            state = self.source.module(name)
+            pieces = ((key, state.pop(key)) for key in dtypes)
+        for key, tensor in pieces:
+            tensor = tensor.to(dtypes[key])
+            self.samples.setdefault(f"{name}.{key}", tensor.flatten()[:64].tolist())
+            yield key, tensor
+
+    def tensors(self, name: str) -> dict[str, torch.Tensor]:
+        """``name``'s state dict (local names), whole; an embedding filled piece by piece."""
+        if name not in EMBEDDINGS:
+            return dict(self.stream(name))
+        weight = self.gpt.get_submodule(name).weight
+        out, start = torch.empty(weight.shape, dtype=weight.dtype), 0
+        for _, piece in self.stream(name):
+            out[start : start + len(piece)] = piece
+            start += len(piece)
+        return {"weight": out}
+
+    def embedding_rows(self, name: str, rows: torch.Tensor) -> torch.Tensor:
+        """``embedding.weight[rows]`` (``rows`` sorted, unique), never the whole table at once."""
+        out = torch.empty(len(rows), self.gpt.cfg.emb_dim)
+        start = 0
+        for _, piece in self.stream(name):
+            wanted = (rows >= start) & (rows < start + piece.shape[0])
+            out[wanted] = piece[rows[wanted] - start]
+            start += piece.shape[0]
+        return out
+
+    def materialize(self, name: str) -> None:
+        """``name``'s real weights, on the CPU, its requires_grad flags kept."""
+        if not self.is_materialized(name):
+            module = self.gpt.get_submodule(name)
+            for key, value in self.tensors(name).items():
+                _put(module, key, value)
+
+    def release(self, name: str) -> None:
+        """Back to ``meta``: the module's memory is freed (its weights can be read again)."""
+        module = self.gpt.get_submodule(name)
+        for key, param in list(module.named_parameters()):
+            meta = nn.Parameter(torch.empty_like(param, device="meta"), param.requires_grad)
+            owner_name, _, attr = key.rpartition(".")
+            setattr(module.get_submodule(owner_name), attr, meta)
+
+
+def lazy_weights_of(model: nn.Module) -> LazyWeights | None:
+    """The :class:`LazyWeights` behind a lazy model (a ``GPTModel`` or a classifier around one)."""
+    return getattr(model, "lazy_weights", None)
+
+
+def materialize_model(model: nn.Module) -> nn.Module:
+    """Every weight of a lazy ``model`` in memory (GPT-2's head too, where it is still GPT-2's):
+    an ordinary model from then on."""
+    lazy = lazy_weights_of(model)
+    if lazy is None:
+        return model
+    for name in lazy.names:
+        lazy.materialize(name)
+    if lazy.gpt.out_head.weight.is_meta:
+        _gpt2_head(lazy.gpt, lazy.source.lm_head())
+    for owner in (model, lazy.gpt):
+        owner.__dict__.pop("lazy_weights", None)
+    return model
+
+
+class _NoDefaultInit(TorchFunctionMode):
+    """Skips ``torch.nn.init``'s functions: GPT-2's initialisation or the loaded weights replace
+    them, and on ``meta`` they would load torch's Python meta kernels (~70 MiB resident)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        kwargs = kwargs or {}
+        if getattr(func, "__module__", None) == "torch.nn.init":
+            return args[0] if args else kwargs["tensor"]
+        return func(*args, **kwargs)
+
+
+def skeleton_gpt(cfg: GPTConfig, dtype: torch.dtype = torch.float32) -> GPTModel:
+    """A ``GPTModel`` whose tensors are all on ``meta``: shapes, no memory."""
+    with torch.device("meta"), _NoDefaultInit():
+        return GPTModel(cfg).to(dtype)
 
 
 class SafetensorsCheckpoint(Mapping[str, torch.Tensor]):
-    """Read-on-demand view of one or more ``.safetensors`` files (a sharded checkpoint).
-
-    Tensors are read from the memory-mapped files one at a time, so loading never holds a second
-    full copy of the weights. Use as a context manager (closes the files).
-    """
+    """Read-on-demand view of one or more ``.safetensors`` files (a sharded checkpoint). Each read
+    maps the file and unmaps it after: the mapped pages would count as resident memory."""
 
     def __init__(self, files: Sequence[Path]) -> None:
-        from safetensors import safe_open
-
-        self._stack = ExitStack()
-        self._handles: dict[str, Any] = {}
         self._file_of: dict[str, Path] = {}
-        try:
-            for file in files:
-                with _reading(file):
-                    # safetensors reports a file it may not read as "No such file": ask the OS
-                    file.open("rb").close()
-                    handle = self._stack.enter_context(safe_open(str(file), framework="pt"))
+        self._shapes: dict[str, tuple[int, ...]] = {}
+        for file in files:
+            with _opened(file) as handle:
                 for key in handle.keys():  # noqa: SIM118 (safe_open is not iterable)
-                    self._handles[key] = handle
                     self._file_of[key] = file
-        except BaseException:
-            self._stack.close()
-            raise
-
-    def __enter__(self) -> SafetensorsCheckpoint:
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._stack.close()
+                    self._shapes[key] = tuple(handle.get_slice(key).get_shape())
 
     def __getitem__(self, key: str) -> torch.Tensor:
-        with _reading(self._file_of[key]):
-            return self._handles[key].get_tensor(key)
+        with _opened(self._file_of[key]) as handle:
+            return handle.get_tensor(key)
+
+    def rows(self, key: str, start: int, stop: int) -> torch.Tensor:
+        with _opened(self._file_of[key]) as handle:
+            return handle.get_slice(key)[start:stop]
 
     def shape(self, key: str) -> tuple[int, ...]:
-        with _reading(self._file_of[key]):
-            return tuple(self._handles[key].get_slice(key).get_shape())
+        return self._shapes[key]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._handles)
+        return iter(self._file_of)
 
     def __len__(self) -> int:
-        return len(self._handles)
+        return len(self._file_of)
 
 
 @contextmanager
-def _reading(file: Path) -> Iterator[None]:
-    """Turns safetensors' and the OS's read errors into a GPTClassifierError naming the file."""
-    from safetensors import SafetensorError
+def _opened(file: Path) -> Iterator[Any]:
+    """``safe_open(file)``, its and the OS's read errors as a GPTClassifierError naming the file."""
+    from safetensors import SafetensorError, safe_open
 
     try:
-        yield
+        file.open("rb").close()  # safetensors says "No such file" for one it may not read
+        with safe_open(str(file), framework="pt") as handle:
+            yield handle
     except FileNotFoundError:
         raise GPTClassifierError(f"weights file not found: {file}") from None
     except PermissionError:
@@ -368,10 +523,9 @@ def _weight_files(path: Path) -> tuple[list[Path], dict[str, Any] | None]:
 def _shard_names(names: Sequence[Any], index: Path) -> list[str]:
     """The distinct shard names of an index, each a relative path inside the model folder.
 
-    The index is data that came with the download: a name such as ``/etc/passwd`` or
-    ``../x.safetensors`` would have the loader open a file outside the folder. Names are checked
-    as written, not after resolving symlinks: a Hugging Face cache snapshot links every file to
-    ``../../blobs/``, and links inside the folder were put there by its owner, not by the index.
+    The index came with the download: ``/etc/passwd`` or ``../x.safetensors`` would open a file
+    outside the folder. Names are checked as written, not resolved: a Hugging Face cache snapshot
+    links every file to ``../../blobs/``, links its owner put there, not the index.
     """
     for name in names:
         if not isinstance(name, str) or not name.strip():
@@ -391,10 +545,7 @@ def _shard_names(names: Sequence[Any], index: Path) -> list[str]:
 
 def _read_hf_config(file: Path, quiet: bool = False) -> dict[str, Any] | None:
     """A Hugging Face ``config.json`` beside the weights, checked for options we do not model.
-
-    ``quiet``: a config.json merely sitting next to a .safetensors file may belong to something
-    else, so an unreadable one is ignored rather than an error.
-    """
+    ``quiet``: one merely next to a .safetensors file may be another's: ignored if unreadable."""
     if not file.is_file():
         return None
     try:
@@ -434,11 +585,8 @@ def _read_hf_config(file: Path, quiet: bool = False) -> dict[str, Any] | None:
 def infer_config(
     shapes: Mapping[str, Sequence[int]], n_heads: int | None = None, source: str = "weights"
 ) -> GPTConfig:
-    """A ``GPTConfig`` read off the tensor shapes of a Hugging Face GPT-2 checkpoint.
-
-    The number of heads does not show in any shape: pass ``n_heads``, or GPT-2's standard value
-    for the width is used (768 -> 12, 1024 -> 16, 1280 -> 20, 1600 -> 25).
-    """
+    """A ``GPTConfig`` read off the tensor shapes of a Hugging Face GPT-2 checkpoint. The heads
+    do not show in any shape: ``n_heads``, else GPT-2's standard value for the width."""
     names = _strip_prefix(list(shapes), source)
     for required in ("wte.weight", "wpe.weight"):
         if required not in names:
@@ -474,16 +622,9 @@ def infer_config(
 # --------------------------------------------------------------------------------------------
 
 
-def load_pretrained(
-    name_or_path: str, config: GPTConfig | None = None, dtype: torch.dtype = torch.float32
-) -> GPTModel:
-    """A ``GPTModel`` (in eval mode) with GPT-2 weights from a name, a file or a directory.
-
-    ``name_or_path``: an existing ``.safetensors`` file, a Hugging Face model directory
-    (``model.safetensors`` or a sharded index, plus ``config.json``), or a GPT-2 name such as
-    ``"gpt2"`` / ``"gpt2-medium (355M)"``, downloaded into the Hugging Face cache. Without
-    ``config`` the architecture is read from the tensor shapes (and config.json's ``n_head``).
-    """
+def _locate(name_or_path: str) -> tuple[list[Path], dict[str, Any] | None, str, bool]:
+    """The safetensors files behind a file, a model directory or a GPT-2 name (downloaded), the
+    directory's config.json, how error messages name them, and whether it was a name."""
     path = Path(name_or_path).expanduser()
     try:
         exists = path.exists()
@@ -492,54 +633,54 @@ def load_pretrained(
     if not exists and is_model_name(name_or_path):
         from .hub import download_weights
 
-        files, hf_config = [download_weights(name_or_path)], None
-        if config is None:
-            config = GPTConfig.from_name(name_or_path)
-        source = f"{canonical_model_name(name_or_path)} weights ({files[0]})"
-    elif exists:
-        try:
-            files, hf_config = _weight_files(path)
-        except PermissionError as exc:  # stat() inside a folder that may not be searched
-            where = exc.filename or path
-            raise GPTClassifierError(f"cannot read {where}: permission denied") from None
-        source = str(path)
-    else:
-        names = ", ".join(GPT2_SIZES)
+        file = download_weights(name_or_path)
+        return [file], None, f"{canonical_model_name(name_or_path)} weights ({file})", True
+    if not exists:
         raise GPTClassifierError(
             f"weights not found: {name_or_path} is neither a file, a directory, nor a GPT-2 "
-            f"name ({names})"
+            f"name ({', '.join(GPT2_SIZES)})"
         )
+    try:
+        files, hf_config = _weight_files(path)
+    except PermissionError as exc:  # stat() inside a folder that may not be searched
+        raise GPTClassifierError(f"cannot read {exc.filename or path}: permission denied") from None
+    return files, hf_config, str(path), False
 
-    with SafetensorsCheckpoint(files) as checkpoint:
-        if config is None:
-            shapes = {key: checkpoint.shape(key) for key in checkpoint}
-            n_heads = int(hf_config["n_head"]) if hf_config and "n_head" in hf_config else None
-            config = infer_config(shapes, n_heads=n_heads, source=source)
-        # On the meta device the model costs no memory until the loader fills it.
-        with torch.device("meta"):
-            model = GPTModel(config).to(dtype)
-        load_gpt2_state_dict(model, checkpoint, source=source)
-    logger.info("loaded %s (%s parameters)", source, f"{count_parameters(model)[1]:,}")
+
+def open_pretrained(
+    name_or_path: str, config: GPTConfig | None = None, dtype: torch.dtype = torch.float32
+) -> GPTModel:
+    """A skeleton ``GPTModel`` over GPT-2 weights (``gpt.lazy_weights``), every name and shape
+    checked, nothing read yet, from a ``.safetensors`` file, a Hugging Face model directory or
+    a GPT-2 name (downloaded). Without ``config``: the architecture read off the shapes."""
+    files, hf_config, source, named = _locate(name_or_path)
+    if config is None and named:
+        config = GPTConfig.from_name(name_or_path)
+    checkpoint = SafetensorsCheckpoint(files)
+    if config is None:
+        shapes = {key: checkpoint.shape(key) for key in checkpoint}
+        n_heads = int(hf_config["n_head"]) if hf_config and "n_head" in hf_config else None
+        config = infer_config(shapes, n_heads=n_heads, source=source)
+    gpt = skeleton_gpt(config, dtype)
+    gpt.lazy_weights = LazyWeights(gpt, CheckpointWeights(checkpoint, gpt, source))
+    return gpt
+
+
+def load_pretrained(
+    name_or_path: str, config: GPTConfig | None = None, dtype: torch.dtype = torch.float32
+) -> GPTModel:
+    """``open_pretrained``'s model with every weight read (module by module), in eval mode."""
+    model = materialize_model(open_pretrained(name_or_path, config, dtype))
+    logger.info("loaded %s (%s parameters)", name_or_path, f"{count_parameters(model)[1]:,}")
     return model.eval()
-
-
-def init_gpt2_weights(model: GPTModel) -> None:
-    """GPT-2's initialisation: N(0, 0.02) weights, zero biases, unit LayerNorms, and the
-    residual projections scaled by 1/sqrt(2 * n_layers) so the residual stream's variance does
-    not grow with depth. (PyTorch's defaults give a random GPT far too large logits.)"""
-    tied = model.out_head.weight is model.tok_emb.weight
-    for name, module in model.named_children():
-        if module is model.out_head and tied:
-            continue  # tied: initialised as tok_emb
-        init_gpt2_module(module, name, model.cfg.n_layers)
 
 
 def init_gpt2_module(
     module: nn.Module, name: str, n_layers: int, generator: torch.Generator | None = None
 ) -> None:
-    """``init_gpt2_weights`` for one child of a ``GPTModel`` (``name``: its attribute, e.g.
-    ``trf_blocks``, or ``trf_blocks.3`` for one block), drawing from ``generator`` (the global
-    RNG when None). The children initialised in order draw the same numbers as the whole."""
+    """GPT-2's initialisation of one child of a ``GPTModel`` (``name``: e.g. ``trf_blocks.3``):
+    N(0, 0.02) weights, zero biases, unit LayerNorms, and residual projections scaled by
+    1/sqrt(2 * n_layers) so the residual stream's variance does not grow with depth."""
     residual_std = INIT_STD / math.sqrt(2 * n_layers)
     with torch.no_grad():
         for inner, child in module.named_modules(prefix=name):
@@ -551,40 +692,32 @@ def init_gpt2_module(
                     nn.init.zeros_(child.bias)
             elif isinstance(child, nn.Embedding):
                 nn.init.normal_(child.weight, 0.0, INIT_STD, generator=generator)
-            elif hasattr(child, "scale") and hasattr(child, "shift"):  # our LayerNorm
+            elif isinstance(child, LayerNorm):
                 nn.init.ones_(child.scale)
                 nn.init.zeros_(child.shift)
 
 
-def random_model_generator(seed: int) -> torch.Generator:
-    """A generator in the state ``random_model(cfg, seed)`` starts drawing from."""
-    return torch.Generator().manual_seed(seed)
-
-
 def random_model(config: GPTConfig, seed: int = 123) -> GPTModel:
-    """An untrained GPT-2-style model, the same for the same ``seed``; head tied like GPT-2."""
+    """An untrained GPT-2-style model, the same for the same ``seed``; head tied like GPT-2.
+    Drawn from the global generator, seeded, as ``torch.manual_seed(seed)`` and a whole-model
+    initialisation would."""
     torch.manual_seed(seed)
-    with torch.device("meta"):  # skip PyTorch's default init, GPT-2's replaces it anyway
-        model = GPTModel(config)
-    model = model.to_empty(device="cpu")
-    model.out_head.weight = model.tok_emb.weight
-    init_gpt2_weights(model)
-    return model.eval()
+    return materialize_model(_random_skeleton(config, torch.default_generator)).eval()
 
 
-def build_model(
+def _random_skeleton(cfg: GPTConfig, generator: torch.Generator) -> GPTModel:
+    gpt = skeleton_gpt(cfg)
+    gpt.lazy_weights = LazyWeights(gpt, RandomWeights(cfg, generator))
+    return gpt
+
+
+def build_lazy_model(
     model: str | GPTConfig = "gpt2",
     weights: str | None = None,
     init: str = "pretrained",
     seed: int = 123,
 ) -> GPTModel:
-    """The model behind every CLI command (``--model``, ``--weights``, ``--init``), in eval mode.
-
-    - ``init="random"``: an untrained model of the ``model`` size or config file.
-    - ``weights`` given: that file or directory; its config from ``model`` when that is a config
-      file (or a ``GPTConfig``), else read from the weights.
-    - otherwise ``model`` must be a GPT-2 name, whose weights are downloaded (and cached).
-    """
+    """``build_model``'s model as a skeleton with its :class:`LazyWeights` (nothing read yet)."""
     if init not in ("pretrained", "random"):
         raise GPTClassifierError(f"unknown --init {init!r}; use pretrained or random")
     if init == "random":
@@ -593,15 +726,26 @@ def build_model(
                 "--init random cannot be combined with --weights: drop --weights for an "
                 "untrained model, or drop --init random to load the weights"
             )
-        return random_model(resolve_config(model), seed=seed)
+        return _random_skeleton(resolve_config(model), torch.Generator().manual_seed(seed))
     if weights:
         given = isinstance(model, GPTConfig) or not is_model_name(model)
-        return load_pretrained(weights, config=resolve_config(model) if given else None)
+        return open_pretrained(weights, config=resolve_config(model) if given else None)
     if isinstance(model, GPTConfig) or not is_model_name(model):
         resolve_config(model)  # a missing or broken config file gets its own message first
-        names = ", ".join(GPT2_SIZES)
         raise GPTClassifierError(
             f"--model {model} is a config, not a GPT-2 size with downloadable weights "
-            f"({names}); pass --weights PATH or use --init random"
+            f"({', '.join(GPT2_SIZES)}); pass --weights PATH or use --init random"
         )
-    return load_pretrained(model)
+    return open_pretrained(model)
+
+
+def build_model(
+    model: str | GPTConfig = "gpt2",
+    weights: str | None = None,
+    init: str = "pretrained",
+    seed: int = 123,
+) -> GPTModel:
+    """The model behind every CLI command, in eval mode: ``init="random"``, an untrained
+    ``model``; ``weights``, that file or directory (its config from ``model`` when that is a
+    config, else from the weights); otherwise GPT-2 ``model``'s weights, downloaded."""
+    return materialize_model(build_lazy_model(model, weights, init, seed)).eval()

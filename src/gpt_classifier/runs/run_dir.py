@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from .. import __version__
 from ..classifier import GPTClassifier
@@ -26,7 +26,7 @@ from ..config import EOT_TOKEN_ID, GPTConfig
 from ..data.encoding import PADDING_STRATEGIES, Padding, parse_padding
 from ..errors import GPTClassifierError
 from ..fileio import atomic_path, check_output_dir, write_json
-from ..lazy_weights import lazy_weights_of, save_streamed
+from ..lazy_weights import save_streamed
 from ..model import GPTModel
 from .transaction import StagedRun, missing_run_hint, verify_files
 
@@ -259,13 +259,8 @@ def write_model_files(model: GPTClassifier, info: RunInfo, folder: Path) -> None
     if has_lora(model):
         merge_lora(model)
     metadata = {"format": RUN_FORMAT, "version": __version__}
-    if lazy_weights_of(model) is not None:  # frozen weights not in memory: drawn as written
-        with atomic_path(folder / WEIGHTS_FILE) as partial:
-            save_streamed(model, partial, metadata)
-    else:
-        state = {name: t.detach().contiguous().cpu() for name, t in model.state_dict().items()}
-        with atomic_path(folder / WEIGHTS_FILE) as partial:
-            save_file(state, str(partial), metadata=metadata)
+    with atomic_path(folder / WEIGHTS_FILE) as partial:  # a lazy model's frozen weights: read
+        save_streamed(model, partial, metadata)  # as written, one module at a time
     write_json(folder / RUN_FILE, info.to_dict())
 
 
@@ -371,9 +366,8 @@ _BLOCK = re.compile(r"^gpt\.trf_blocks\.(\d+)\.")
 
 
 def _check_architecture(state: dict[str, torch.Tensor], info: RunInfo, weights: Path) -> None:
-    """Compare the sizes in ``run.json`` with the weights before building the model: a config
-    edited to a huge width or depth would otherwise take minutes, or overflow, on the meta
-    device before any shape could be compared."""
+    """The sizes in ``run.json`` against the weights before building the model: a config edited
+    to a huge width or depth would take minutes, or overflow, on ``meta`` before any check."""
     cfg = info.gpt_config
     where = f"{RUN_FILE}'s model.gpt_config"
     blocks = {int(match.group(1)) for name in state if (match := _BLOCK.match(name))}
@@ -394,11 +388,8 @@ def _check_architecture(state: dict[str, torch.Tensor], info: RunInfo, weights: 
 
 
 def _checked_values(tensor: torch.Tensor, name: str, weights: Path) -> torch.Tensor:
-    """``tensor`` as float32, if it holds floating-point numbers that are all finite.
-
-    Runs are written in float32; float16/bfloat16/float64 copies are converted (the model runs
-    in float32 and autocast lowers the precision where asked). Integer weights would fail in
-    the first matmul, and a NaN would come out as a probability ``nan``."""
+    """``tensor`` as float32 (runs are written so; float16/bfloat16/float64 copies converted),
+    if it holds floating-point numbers, all finite (a NaN would give a probability ``nan``)."""
     if not tensor.dtype.is_floating_point:
         raise GPTClassifierError(
             f"{weights}: tensor {name} has dtype {str(tensor.dtype).removeprefix('torch.')}; "

@@ -1,12 +1,9 @@
 """The frozen-prefix cache on disk, shared between runs.
 
-The hidden states the frozen blocks produce depend only on the frozen weights, the model config,
-the number of frozen blocks, the precision, the attention mask and the token ids (with their pad
-length). Their digest names a safetensors file in the cache folder, so a second ``train`` on the
-same data and base model (another learning rate, seed, pooling, number of epochs...) loads the
-states instead of recomputing them. Files are written atomically; the least recently used are
-deleted once the folder outgrows its size cap; an unreadable or foreign entry is reported once
-and recomputed.
+The frozen blocks' states depend only on the frozen weights, the config, the number of frozen
+blocks, the precision, the mask and the token ids: their digest names a safetensors file, so a
+second ``train`` on the same data and base model loads them. Written atomically; the least
+recently used go once the folder outgrows its cap; a corrupt entry is reported and recomputed.
 """
 
 from __future__ import annotations
@@ -26,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from ..data.encoding import EncodedDataset
 from ..errors import GPTClassifierError
 from ..fileio import atomic_path, cache_dir
-from ..lazy_weights import lazy_weights_of
+from ..weights import lazy_weights_of
 from .prefix_cache import HiddenStateCache
 
 DEFAULT_SIZE_CAP_BYTES = 8 << 30
@@ -37,20 +34,17 @@ FORMAT = "gpt-classifier-prefix-cache-2"
 def model_digest(
     model: torch.nn.Module, start_block: int, precision: str, method: str = "batched"
 ) -> str:
-    """Digest of everything in ``model`` that the states entering ``trf_blocks[start_block]``
-    depend on: the embeddings, the frozen blocks' weights, the config, the precision, and how
-    they are computed (``batched``: ``build_cache``; ``streamed``: block by block, see
-    ``streamed_prefix``; the two round differently, and a reused state must be bit-identical
-    to the one a fresh run would compute)."""
+    """Digest of what the states entering ``trf_blocks[start_block]`` depend on: embeddings,
+    frozen blocks, config, precision and ``method`` (``batched``: ``build_cache``; ``streamed``:
+    ``streamed_prefix``; they round differently, and a reused state must be the very one)."""
     return prefix_digests(model, start_block, precision, method)[start_block]
 
 
 def prefix_digests(
     model: torch.nn.Module, last_block: int, precision: str, method: str = "batched"
 ) -> list[str]:
-    """``model_digest`` for every ``start_block`` from 0 to ``last_block``, hashing each weight
-    once: a deeper prefix extends a shallower one, so the states one run cached after ``j``
-    blocks can start another run's ``k > j`` (rows of a grid that train different depths)."""
+    """``model_digest`` for every ``start_block`` up to ``last_block``, hashing each weight once:
+    the states one run cached after ``j`` blocks can start another run's ``k > j``."""
     gpt = model.gpt
     lazy = lazy_weights_of(model)
     running = hashlib.sha256()
@@ -60,7 +54,7 @@ def prefix_digests(
     stages = [["tok_emb", "pos_emb"], *([f"trf_blocks.{i}"] for i in range(last_block))]
     for modules in stages:
         for module in modules:
-            # a lazy model's frozen weights are drawn piece by piece, never all at once
+            # a lazy model's frozen weights are read piece by piece, never all at once
             state = lazy.stream(module) if lazy else gpt.get_submodule(module).state_dict().items()
             previous = None
             for name, tensor in state:

@@ -36,8 +36,7 @@ from ..runs import checkpoint
 from ..runs.run_dir import RunInfo, write_model_files
 from ..runs.transaction import StagedRun, finish_interrupted_commit
 from ..tokenizer import get_tokenizer
-from ..weights import build_model
-from . import lean
+from ..weights import build_lazy_model, materialize_model
 from .cache_store import CacheStore, dataset_key, prefix_digests
 from .interrupts import deferred_interrupts
 from .loop import LoopState, TrainingDiverged, TrainResult, train_classifier
@@ -254,20 +253,34 @@ def prepare_data(options: FinetuneOptions, recipe: ResolvedRecipe, log: Log) -> 
     return prepared
 
 
+def _lean_applies(options: FinetuneOptions, recipe: ResolvedRecipe, cfg: Any) -> bool:
+    """Whether only the trained suffix need be resident: the frozen prefix then runs block by
+    block (``streamed_prefix``) and the run is saved module by module. Under torchrun each rank
+    runs a share of the batched prefix instead."""
+    return (
+        options.prefix_cache
+        and recipe.trainable.kind.value in ("head", "last-blocks")
+        and recipe.device.type == "cpu"
+        and not distributed.context_from_env().enabled
+        and cfg.drop_rate == 0
+    )
+
+
 def build_classifier(
     options: FinetuneOptions, recipe: ResolvedRecipe, prepared: PreparedData, log: Log
 ) -> GPTClassifier:
     seed = recipe.train.seed
-    # lean: a skeleton whose frozen weights are drawn block by block, never all at once
-    gpt = lean.lazy_gpt(options, recipe) or build_model(
-        options.model, options.weights, options.init, seed=seed
-    )
+    # a skeleton on meta: every weight source read module by module where it is needed
+    gpt = build_lazy_model(options.model, options.weights, options.init, seed=seed)
+    if not _lean_applies(options, recipe, gpt.cfg):
+        materialize_model(gpt)
     if not options.causal_mask:
         gpt.disable_causal_mask()
     classifier = GPTClassifier(
         gpt, prepared.label_map.num_classes, pooling=recipe.pooling, head_seed=seed
     )
-    lean.attach(classifier, gpt)
+    if lazy_weights_of(gpt) is not None:  # saving and hashing see the classifier as lazy
+        classifier.lazy_weights = gpt.lazy_weights
     apply_trainable(
         classifier,
         recipe.trainable,
@@ -355,9 +368,11 @@ def make_loaders(
         log(f"frozen-prefix cache: not used, it would take {needed / 2**30:.1f} GiB")
         return _whole(setup)
     if not streaming_applies(classifier, encoded.pad_lengths):
-        lean.materialize_all(classifier)
+        materialize_model(classifier)
     caches = _build_caches(setup, encoded, plan.start_block, options, log)
-    lean.materialize_suffix(classifier, plan.start_block)
+    lazy = lazy_weights_of(classifier)
+    for name in lazy.names[plan.start_block + 2 :] if lazy else []:  # what trains, on states
+        lazy.materialize(name)
     setup.loaders = {key: CachedLoader(ld, caches[_split_of(key)]) for key, ld in loaders.items()}
     setup.trained_model = SuffixClassifier(classifier, plan.start_block)
     setup.cached = True
@@ -377,7 +392,7 @@ def make_loaders(
 def _whole(setup: TrainingSetup) -> TrainingSetup:
     """The plain path: a lazy model gets all its weights (then moves to its device)."""
     if lazy_weights_of(setup.classifier) is not None:
-        lean.materialize_all(setup.classifier)
+        materialize_model(setup.classifier)
         setup.classifier.to(setup.device)
     return setup
 
@@ -397,29 +412,13 @@ def _build_caches(
     summed."""
     dist = setup.dist
     store = CacheStore(options.cache_dir) if options.disk_cache else None
-    lazy = lazy_weights_of(setup.classifier)
+    method = "batched" if lazy_weights_of(setup.classifier) is None else "streamed"
     digests: list[str] = []
     caches: dict[str, Any] = {}
     if store is not None:
-        method = "batched" if lazy is None else "streamed"
         digests = prefix_digests(setup.classifier, start_block, setup.precision, method)
-        release_free_memory()  # a lazy model's weights were drawn for the digests, then freed
-
-        def load_found() -> list[str]:
-            for name in SPLITS:
-                found = store.load(_split_key(digests[start_block], encoded, name), log)
-                if found is not None:
-                    caches[name] = found
-            return list(caches)
-
-        for name in dist.run_on_main(load_found):
-            if name not in caches:  # the other ranks: the layout, filled from rank 0
-                split = encoded.split(name)
-                emb_dim = setup.classifier.gpt.cfg.emb_dim
-                caches[name] = empty_cache(split, encoded.pad_lengths[name], emb_dim)
-            dist.broadcast_in_place(caches[name].storage)
-        if caches:
-            log(f"frozen-prefix cache: {', '.join(caches)} reused from {store.folder}")
+        release_free_memory()  # a lazy model's weights were read for the digests, then freed
+        caches = _reuse_cached(setup, store, digests[start_block], encoded, log)
     todo = [name for name in SPLITS if name not in caches]
     if not todo:
         return caches
@@ -437,49 +436,92 @@ def _build_caches(
         f"{positions:,} positions{padded} ({setup.precision}{shards}); training runs block "
         f"{start_block} onwards"
     )
+    work = positions * (start_block - first) if method == "streamed" else positions
     with tqdm(
-        total=(positions * (start_block - first) if lazy else positions) // dist.world_size,
+        total=work // dist.world_size,
         unit="tok",
         desc="frozen prefix",
         disable=not options.progress,
         file=sys.stderr,
         leave=False,
     ) as bar:
-        if lazy is not None:  # block by block: one frozen block in memory at a time
-            computed = build_caches_streamed(
-                setup.classifier,
-                lazy,
-                {name: encoded.split(name) for name in todo},
-                {name: encoded.pad_lengths[name] for name in todo},
-                start_block,
-                setup.precision,
-                progress=bar,
-                starting_states=lambda name: _load_source(store, sources, name, log),
-            )
-            for name in todo:
-                caches[name] = computed[name]
-                if store is not None:
-                    _keep(store, _split_key(digests[start_block], encoded, name), caches[name], log)
-            return caches
-        for name in todo:
-            source_block, source = _load_source(store, sources, name, log) or (0, None)
-            caches[name] = build_cache(
-                setup.classifier,
-                encoded.split(name),
-                start_block,
-                encoded.pad_lengths[name],
-                setup.device,
-                setup.precision,
-                progress=bar,
-                source=source,
-                source_block=source_block,
-                share=(dist.rank, dist.world_size) if dist.enabled else None,
-            )
-            del source  # before the next split's states load
-            dist.sum_in_place(caches[name].storage)
+
+        def keep(name: str) -> None:
             if store is not None and dist.is_main:
                 _keep(store, _split_key(digests[start_block], encoded, name), caches[name], log)
+
+        _compute_states(setup, encoded, todo, start_block, bar, store, sources, keep, caches, log)
     return caches
+
+
+def _reuse_cached(
+    setup: TrainingSetup, store: CacheStore, model_key: str, encoded: EncodedSplits, log: Log
+) -> dict[str, Any]:
+    """The splits whose states the disk cache holds, read on rank 0 and shared."""
+    dist, caches = setup.dist, {}
+
+    def load_found() -> list[str]:
+        for name in SPLITS:
+            found = store.load(_split_key(model_key, encoded, name), log)
+            if found is not None:
+                caches[name] = found
+        return list(caches)
+
+    for name in dist.run_on_main(load_found):
+        if name not in caches:  # the other ranks: the layout, filled from rank 0
+            emb_dim = setup.classifier.gpt.cfg.emb_dim
+            caches[name] = empty_cache(encoded.split(name), encoded.pad_lengths[name], emb_dim)
+        dist.broadcast_in_place(caches[name].storage)
+    if caches:
+        log(f"frozen-prefix cache: {', '.join(caches)} reused from {store.folder}")
+    return caches
+
+
+def _compute_states(
+    setup: TrainingSetup,
+    encoded: EncodedSplits,
+    todo: list[str],
+    start_block: int,
+    bar: Any,
+    store: CacheStore | None,
+    sources: dict[str, tuple[int, str]],
+    keep: Callable[[str], None],
+    caches: dict[str, Any],
+    log: Log,
+) -> None:
+    """The states of the ``todo`` splits into ``caches``, each kept on disk once computed."""
+    dist, lazy = setup.dist, lazy_weights_of(setup.classifier)
+    if lazy is not None:  # block by block: one frozen block in memory at a time
+        caches |= build_caches_streamed(
+            setup.classifier,
+            lazy,
+            {name: encoded.split(name) for name in todo},
+            {name: encoded.pad_lengths[name] for name in todo},
+            start_block,
+            setup.precision,
+            progress=bar,
+            starting_states=lambda name: _load_source(store, sources, name, log),
+        )
+        for name in todo:
+            keep(name)
+        return
+    for name in todo:
+        source_block, source = _load_source(store, sources, name, log) or (0, None)
+        caches[name] = build_cache(
+            setup.classifier,
+            encoded.split(name),
+            start_block,
+            encoded.pad_lengths[name],
+            setup.device,
+            setup.precision,
+            progress=bar,
+            source=source,
+            source_block=source_block,
+            share=(dist.rank, dist.world_size) if dist.enabled else None,
+        )
+        del source  # before the next split's states load
+        dist.sum_in_place(caches[name].storage)
+        keep(name)
 
 
 def _load_source(

@@ -1,11 +1,10 @@
 """Frozen-prefix cache: run the frozen blocks once per example, train only the rest.
 
-With dropout off and only the last blocks (or just the head) trainable, ``trf_blocks[:start]``
-give the same hidden states in every epoch. They are computed once per example, in large
-length-sorted batches, and training, evaluation and the final report then run
-``trf_blocks[start:]`` on them. Under the causal mask a real token's state does not depend on
-the padding after it, so states are kept unpadded when batches are padded per batch; with a
-fixed pad length the padded rows are cached whole (the book's ``last`` pooling reads a pad).
+With dropout off and only the last blocks (or the head) trained, ``trf_blocks[:start]`` give the
+same states every epoch: computed once, in length-sorted batches, then training and evaluation
+run ``trf_blocks[start:]`` on them. Under the causal mask a real token's state ignores the
+padding after it, so states are kept unpadded; with a fixed pad length the padded rows are
+cached whole (the book's ``last`` pooling reads a pad).
 """
 
 from __future__ import annotations
@@ -69,8 +68,8 @@ class SuffixClassifier(nn.Module):
 
 
 class HiddenStateCache:
-    """Hidden states entering ``trf_blocks[start_block]`` for every example of one dataset,
-    kept in one ``(total tokens, emb_dim)`` tensor (one allocation, no fragmentation)."""
+    """States entering ``trf_blocks[start_block]`` for every example of one dataset, in one
+    ``(total tokens, emb_dim)`` tensor (one allocation, no fragmentation)."""
 
     def __init__(self, storage: torch.Tensor, offsets: list[int], lengths: list[int]) -> None:
         self.storage = storage
@@ -80,8 +79,7 @@ class HiddenStateCache:
 
     @classmethod
     def packed(cls, storage: torch.Tensor, lengths: list[int]) -> HiddenStateCache:
-        """Examples' rows back to back in ``storage``, in order: the offsets follow from the
-        lengths."""
+        """Examples' rows back to back in ``storage``: offsets from the lengths."""
         return cls(storage, [0, *itertools.accumulate(lengths)][: len(lengths)], lengths)
 
     @property
@@ -117,14 +115,10 @@ def build_cache(
     share: tuple[int, int] | None = None,
 ) -> HiddenStateCache:
     """Run ``trf_blocks[:start_block]`` once over ``dataset`` (longest first, ~1k tokens per
-    forward) and keep each example's states (float32, on the CPU).
-
-    With ``source`` (the states after ``source_block`` blocks, cached by an earlier run of a
-    shallower prefix) only ``trf_blocks[source_block:start_block]`` run, in the same batches:
-    the states are the ones a run from the token ids gives, bit for bit.
-
-    ``share=(rank, world)`` (under ``torchrun``): run only every ``world``-th of these batches,
-    from the ``rank``-th on; the other rows stay zero, for the ranks' caches to be summed."""
+    forward), keeping each example's states (float32, CPU). With ``source`` (the states after
+    ``source_block`` blocks, cached by a shallower prefix's run) only the blocks after it run,
+    in the same batches: bit for bit the states from the ids. ``share=(rank, world)``
+    (torchrun): every ``world``-th batch from the ``rank``-th; the other rows stay zero."""
     was_training = model.training
     model.eval()
     lengths = dataset.lengths
@@ -159,8 +153,8 @@ def empty_cache(dataset: EncodedDataset, pad_length: int | None, emb_dim: int) -
 
 
 class CachedLoader:
-    """Iterates ``token_loader`` (same sampler, so the same examples in the same order and the
-    same steps) and swaps each batch's token ids for the cached hidden states of its rows."""
+    """``token_loader``'s batches (same sampler: same examples, order and steps) with the token
+    ids swapped for the cached states of their rows."""
 
     def __init__(self, token_loader: Sized, cache: HiddenStateCache) -> None:
         self.token_loader = token_loader
@@ -176,8 +170,8 @@ class CachedLoader:
 
 
 def cached_positions(dataset: EncodedDataset, pad_length: int | None) -> int:
-    """Positions the cache computes and keeps: every padded position under a fixed pad length
-    (the book's ``last`` pooling reads one of them), else each text's real tokens."""
+    """Positions the cache keeps: every padded one under a fixed pad length (the book's ``last``
+    pooling reads one), else each text's real tokens."""
     return pad_length * len(dataset) if pad_length else sum(dataset.lengths)
 
 

@@ -1,10 +1,9 @@
 """The frozen prefix computed one block at a time, for a model whose weights are lazy.
 
-``prefix_cache.build_cache`` runs every frozen block on one batch of texts, then the next
-batch, so all the frozen weights are in memory together. Here the loops are swapped: the
-embeddings of every text are computed, then each frozen block is materialised, run over every
-text and released. Peak memory is the cached states plus one block, instead of the states plus
-the whole model.
+``prefix_cache.build_cache`` runs every frozen block on one batch, then the next, so all the
+frozen weights are in memory together. Here the loops are swapped: every text is embedded, then
+each frozen block is materialised, run over every text and released: peak memory is the states
+plus one block.
 
 Texts are packed whole, longest first, into slabs of ~1k tokens that run through the blocks'
 packed path (``model.Packing``): the states are those of ``build_cache`` to float rounding;
@@ -24,9 +23,9 @@ from ..classifier.packing import layout, packing_of
 from ..classifier.pooling import padding_reads
 from ..data.batching import TOKENS_PER_PASS, plan_batches
 from ..data.encoding import EncodedDataset, pad_token_ids
-from ..lazy_weights import LazyWeights
 from ..model import TransformerBlock
 from ..precision import autocast
+from ..weights import LazyWeights
 from .memory import release_free_memory
 from .prefix_cache import HiddenStateCache, empty_cache
 
@@ -80,14 +79,10 @@ def build_caches_streamed(
     progress: object | None = None,
     starting_states: Callable[[str], tuple[int, HiddenStateCache] | None] | None = None,
 ) -> dict[str, HiddenStateCache]:
-    """The states entering ``trf_blocks[start_block]`` for every text of every dataset (on the
-    CPU, float32: ``evaluate`` recomputes them from the saved run and must find the same
-    metrics to the last bit), each frozen block in memory only while it runs. ``progress``
-    (a tqdm bar) advances by the tokens of each slab of each block.
-
-    ``starting_states(name)`` may give ``(j, states after j blocks)`` computed here earlier
-    (cached by a run of a shallower prefix): that dataset then starts at block ``j``, with the
-    very states a run from its ids would reach there."""
+    """The states entering ``trf_blocks[start_block]`` for every text of every dataset (CPU,
+    float32), each frozen block in memory only while it runs; ``progress`` (tqdm) advances by
+    each slab's tokens. ``starting_states(name)`` may give ``(j, states after j blocks)``
+    (cached by a shallower prefix's run): that dataset starts at block ``j``."""
     gpt, device = model.gpt, torch.device("cpu")
     caches = {
         name: empty_cache(dataset, pad_lengths[name], gpt.cfg.emb_dim)
@@ -133,7 +128,7 @@ def _embed(
     caches: dict[str, HiddenStateCache],
     slabs: dict[str, list[_Slab]],
 ) -> None:
-    """Each text's embeddings into its cache: only the rows of the tokens present are drawn."""
+    """Each text's embeddings into its cache: only the rows of the tokens present are kept."""
     gpt = model.gpt
     ids = {
         name: torch.cat(
