@@ -7,8 +7,6 @@ computes the head once per text.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
 
@@ -21,18 +19,12 @@ from .pooling import Pooling, padding_reads, pool_hidden, pooled_positions, vali
 def _seeded_linear(
     in_features: int, out_features: int, seed: int, device: torch.device, dtype: torch.dtype
 ) -> nn.Linear:
-    """``nn.Linear`` with PyTorch's default init drawn on the CPU from its own seeded generator:
-    the same head for a seed on every device, and the global RNG untouched."""
-    generator = torch.Generator().manual_seed(seed)
-    weight = torch.empty(out_features, in_features)
-    nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)  # as nn.Linear
-    bound = 1 / math.sqrt(in_features)
-    bias = torch.empty(out_features).uniform_(-bound, bound, generator=generator)
-    with torch.random.fork_rng(devices=[]):  # nn.Linear's own init draws from the global RNG
+    """``nn.Linear`` with PyTorch's default init drawn on the CPU from ``seed``: the same head for
+    a seed on every device, and the global RNG untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
         linear = nn.Linear(in_features, out_features)
-    linear.weight = nn.Parameter(weight.to(device=device, dtype=dtype))
-    linear.bias = nn.Parameter(bias.to(device=device, dtype=dtype))
-    return linear
+    return linear.to(device=device, dtype=dtype)
 
 
 class GPTClassifier(nn.Module):

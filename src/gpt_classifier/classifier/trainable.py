@@ -37,10 +37,8 @@ class TrainableKind(str, Enum):
 
 @dataclass(frozen=True)
 class TrainableSpec:
-    """A parsed ``--trainable`` value; ``num_blocks`` is set for ``last-blocks`` only.
-
-    ``str(spec)`` is the canonical spelling (``last-blocks:1`` for ``last-block``), as run.json
-    records it and ``parse_trainable`` reads it back."""
+    """A parsed ``--trainable`` value (``num_blocks`` for ``last-blocks`` only); ``str(spec)`` is
+    the spelling run.json records (``last-blocks:1`` for ``last-block``)."""
 
     kind: TrainableKind
     num_blocks: int | None = None
@@ -82,16 +80,9 @@ def apply_trainable(
     lora_alpha: float = 16.0,
     lora_seed: int = 123,
 ) -> None:
-    """Freeze every parameter of ``model``, then unfreeze those that ``spec`` names (in place).
-
-    ``spec`` is a ``TrainableSpec`` or its text form, parsed here once.
-
-    ``lora`` first wraps each Linear of the transformer blocks in a ``LinearWithLoRA`` (adapters
-    initialised from ``torch.Generator().manual_seed(lora_seed)``); a model that already has
-    adapters keeps them.
-    """
-    if not isinstance(model, GPTClassifier):
-        raise TypeError(f"apply_trainable needs a GPTClassifier, got {type(model).__name__}")
+    """Freeze every parameter of ``model``, then unfreeze those that ``spec`` (parsed here once)
+    names, in place. ``lora`` first wraps each Linear of the blocks in a ``LinearWithLoRA``
+    (adapters drawn from ``lora_seed``); a model that already has adapters keeps them."""
     spec = parse_trainable(spec)
     gpt = model.gpt
     n_layers = len(gpt.trf_blocks)
@@ -100,10 +91,6 @@ def apply_trainable(
             f"cannot train the last {spec.num_blocks} blocks: the model has {n_layers} "
             f"(use last-blocks:1 to last-blocks:{n_layers}, or all)"
         )
-    if spec.kind == TrainableKind.LORA and (
-        isinstance(lora_rank, bool) or not isinstance(lora_rank, int) or lora_rank < 1
-    ):
-        raise GPTClassifierError(f"LoRA rank must be a positive integer (got {lora_rank!r})")
 
     _set_trainable(model, False)
     if spec.kind == TrainableKind.ALL:
@@ -126,12 +113,8 @@ def apply_trainable(
 
 
 def first_trainable_block(model: GPTClassifier) -> int:
-    """Index of the first transformer block whose output can change during training.
-
-    That is the first block with a trainable parameter or a LoRA adapter; 0 if the embeddings are
-    trainable; ``n_layers`` if everything up to ``final_norm`` is frozen. The hidden states
-    entering this block can be cached (with dropout off in the frozen prefix).
-    """
+    """The first block with a trainable parameter or a LoRA adapter (0 if the embeddings train,
+    ``n_layers`` if all is frozen up to ``final_norm``): the states entering it can be cached."""
     gpt = model.gpt
     if any(p.requires_grad for m in (gpt.tok_emb, gpt.pos_emb) for p in m.parameters()):
         return 0
