@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, InvalidStateError
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -45,10 +45,7 @@ class _Job:
     encoded: list[list[int]]
     future: Future[torch.Tensor]
     probabilities: torch.Tensor
-    remaining: int = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.remaining = len(self.encoded)
+    remaining: int  # texts not yet classified
 
 
 @dataclass(frozen=True)
@@ -116,7 +113,8 @@ class Batcher:
     def submit(self, encoded: list[list[int]]) -> Future[torch.Tensor]:
         """Probabilities ``(len(encoded), num_classes)`` of ``reserve``d texts, in order."""
         future: Future[torch.Tensor] = Future()
-        job = _Job(encoded, future, torch.empty(len(encoded), len(self.classifier.classes)))
+        probabilities = torch.empty(len(encoded), len(self.classifier.classes))
+        job = _Job(encoded, future, probabilities, len(encoded))
         if not encoded:
             future.set_result(job.probabilities)
             return future
@@ -152,10 +150,7 @@ class Batcher:
             self._worker = self._model_thread.submit(self._run)
 
     def _run(self) -> None:
-        while True:
-            taken = self._take()
-            if taken is None:
-                return
+        while (taken := self._take()) is not None:
             self._process(taken)
 
     def _take(self) -> list[tuple[_Job, int]] | None:
@@ -204,8 +199,7 @@ class Batcher:
         return best_padded_batch(lengths, texts, tokens)
 
     def _candidates(self) -> list[tuple[_Job, int]]:
-        """The oldest waiting texts to choose a pass from, less those of clients gone (lock
-        held)."""
+        """The oldest waiting texts to choose a pass from, less those of clients gone."""
         candidates: list[tuple[_Job, int]] = []
         tokens = 0
         limit = _CANDIDATE_BUDGETS * self.max_batch_tokens
@@ -217,7 +211,7 @@ class Batcher:
             self._pending.popleft()
             if job.future.cancelled():  # the client went away: skip its texts
                 self._pending_tokens -= size
-                self._finish_locked(job, 1)
+                self._finish(job)
                 continue
             candidates.append((job, index))
             tokens += size
@@ -249,20 +243,17 @@ class Batcher:
             if self.classifier.can_pack:
                 tokens = sum(len(ids) for ids in encoded)
             else:
-                tokens = len(taken) * (
-                    self.classifier.info.pad_length or max(len(ids) for ids in encoded)
-                )
+                width = self.classifier.info.pad_length or max(len(ids) for ids in encoded)
+                tokens = len(taken) * width
             self.on_batch(BatchStats(len(taken), tokens, elapsed))
-        for job, _ in taken:
-            self._finish(job, 1)
-
-    def _finish(self, job: _Job, texts: int) -> None:
         with self._cond:
-            self._finish_locked(job, texts)
+            for job, _ in taken:
+                self._finish(job)
 
-    def _finish_locked(self, job: _Job, texts: int) -> None:
-        self._admitted -= texts
-        job.remaining -= texts
+    def _finish(self, job: _Job) -> None:
+        """One text of ``job`` done (lock held); the request is answered once all are."""
+        self._admitted -= 1
+        job.remaining -= 1
         if job.remaining == 0:
             _settle(job.future, result=job.probabilities)
 
