@@ -1,9 +1,6 @@
 """GPTClassifier: GPT-2 with its 50,257-way ``out_head`` replaced by ``Linear(emb_dim, classes)``.
-
 The book (ch. 6) reads the logits of the last token, ``model(x)[:, -1, :]``; pooling the hidden
-states *before* the head gives the same logits (the head is affine and acts per position) and
-computes the head once per text.
-"""
+states *before* the head gives the same logits (the head acts per position), computed once."""
 
 from __future__ import annotations
 
@@ -14,17 +11,6 @@ from ..errors import GPTClassifierError
 from ..model import GPTModel
 from .packing import PackedBatch, packing_of
 from .pooling import Pooling, padding_reads, pool_hidden, pooled_positions, validate_pooling
-
-
-def _seeded_linear(
-    in_features: int, out_features: int, seed: int, device: torch.device, dtype: torch.dtype
-) -> nn.Linear:
-    """``nn.Linear`` with PyTorch's default init drawn on the CPU from ``seed``: the same head for
-    a seed on every device, and the global RNG untouched."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        linear = nn.Linear(in_features, out_features)
-    return linear.to(device=device, dtype=dtype)
 
 
 class GPTClassifier(nn.Module):
@@ -50,10 +36,12 @@ class GPTClassifier(nn.Module):
         if reference.is_meta and getattr(gpt, "lazy_weights", None) is not None:
             device = torch.device("cpu")  # a lazy model (lazy_weights.py): the head is real
         # The book: model.out_head = torch.nn.Linear(in_features=768, out_features=num_classes),
-        # a new, randomly initialised layer with a bias (GPT-2's own out_head has none).
-        gpt.out_head = _seeded_linear(
-            gpt.cfg.emb_dim, num_classes, head_seed, device, reference.dtype
-        )
+        # a new layer with a bias (GPT-2's own has none); drawn on the CPU from head_seed: the
+        # same head on every device, and the global RNG untouched.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(head_seed)
+            head = nn.Linear(gpt.cfg.emb_dim, num_classes)
+        gpt.out_head = head.to(device=device, dtype=reference.dtype)
 
     @property
     def cfg(self):

@@ -50,16 +50,10 @@ def packing_of(segments: torch.Tensor, causal: bool = True) -> Packing:
     return Packing(cells, same[:, None])
 
 
-def pack_rows(lengths: Sequence[int], row_tokens: int) -> list[list[int]]:
-    """Texts (by index, in order) per row of at most ``row_tokens`` tokens; a longer text gets a
-    row of its own."""
-    return plan_batches(lengths, row_tokens, packed=True, sort=False)
-
-
 def layout(lengths: Sequence[int], row_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``positions`` and ``segments`` ``(rows, width)`` of texts of ``lengths`` packed in order
-    into rows of at most ``row_tokens`` tokens (see ``PackedBatch``)."""
-    rows = pack_rows(lengths, row_tokens)
+    into rows of at most ``row_tokens`` tokens (a longer text gets a row of its own)."""
+    rows = plan_batches(lengths, row_tokens, packed=True, sort=False)
     width = max(sum(lengths[i] for i in row) for row in rows)
     positions = torch.zeros(len(rows), width, dtype=torch.long)
     segments = torch.full((len(rows), width), -1, dtype=torch.long)

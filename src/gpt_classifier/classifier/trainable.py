@@ -67,11 +67,6 @@ def parse_trainable(spec: str | TrainableSpec) -> TrainableSpec:
     )
 
 
-def _set_trainable(module: nn.Module, flag: bool = True) -> None:
-    for param in module.parameters():
-        param.requires_grad_(flag)
-
-
 def apply_trainable(
     model: GPTClassifier,
     spec: str | TrainableSpec,
@@ -92,15 +87,15 @@ def apply_trainable(
             f"(use last-blocks:1 to last-blocks:{n_layers}, or all)"
         )
 
-    _set_trainable(model, False)
+    model.requires_grad_(False)
     if spec.kind == TrainableKind.ALL:
-        _set_trainable(model, True)
+        model.requires_grad_(True)
         return
-    _set_trainable(gpt.out_head)
+    gpt.out_head.requires_grad_()
     if spec.kind == TrainableKind.LAST_BLOCKS:
         for block in gpt.trf_blocks[n_layers - spec.num_blocks :]:
-            _set_trainable(block)
-        _set_trainable(gpt.final_norm)
+            block.requires_grad_()
+        gpt.final_norm.requires_grad_()
     elif spec.kind == TrainableKind.LORA:
         # Appendix E also wraps out_head in LoRA; our head is new and small (emb_dim x classes),
         # so it stays a plain Linear, fully trainable, and only the pretrained Linears get adapters.
@@ -109,7 +104,7 @@ def apply_trainable(
         )
         for module in gpt.trf_blocks.modules():
             if isinstance(module, LinearWithLoRA):
-                _set_trainable(module.lora)
+                module.lora.requires_grad_()
 
 
 def first_trainable_block(model: GPTClassifier) -> int:

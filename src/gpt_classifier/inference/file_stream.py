@@ -46,7 +46,6 @@ class FileResult:
     classified: int  # by this run (a resumed run skips the rows done before)
     truncated: int  # texts cut to the trained length
     seconds: float
-    output: Path | None = None
     max_length: int = 0  # the trained length texts are cut to
     main_process: bool = True  # False on the other ranks under torchrun (rank 0 reports)
 
@@ -126,13 +125,12 @@ def classify_file(
     finally:
         bar.close()
         if writer is not None:
-            writer.close()
+            writer.handle.close()  # a no-op once committed
     return FileResult(
         rows=plan.rows,
         classified=plan.rows - done,
         truncated=sum(dist.gather_objects(truncated)),
         seconds=time.perf_counter() - started,
-        output=Path(output) if output is not None else None,
         max_length=classifier.info.max_length,
         main_process=dist.is_main,
     )
@@ -147,7 +145,7 @@ def _classify_chunks(
     bar: Any,
 ) -> int:
     """Each rank classifies one chunk of every round; rank 0 hands them all, in order, to
-    ``sink``. Returns the texts this rank cut to the trained length."""
+    ``sink``. The texts this rank cut to the trained length."""
     truncated = 0
     for round_of_chunks in _batched(chunks, dist.world_size):  # one chunk per rank
         mine = round_of_chunks[dist.rank] if dist.rank < len(round_of_chunks) else None
@@ -228,7 +226,7 @@ class _PartialCsv:
             progress.unlink(missing_ok=True)
             handle = partial.open("w", newline="", encoding="utf-8")
         except OSError as exc:
-            raise GPTClassifierError(f"cannot write {partial} ({exc.strerror or exc})") from None
+            raise _cannot_write(partial, exc) from None
         made = cls(output, handle, identity, columns, 0)
         made.writer.writerow(columns + ["predicted_label", "probability"])
         made._record()
@@ -276,10 +274,6 @@ class _PartialCsv:
             fsync_directory(self.output.parent)
         except OSError as exc:
             raise _cannot_write(self.output, exc) from None
-
-    def close(self) -> None:
-        if not self.handle.closed:
-            self.handle.close()
 
 
 def _cannot_write(path: Path, exc: OSError) -> GPTClassifierError:
