@@ -1,11 +1,8 @@
-"""Dynamic batching: one worker thread owns the model and merges concurrent requests.
-
-Callers tokenise and are admitted against a queue bounded in texts. The worker waits a few
-milliseconds after a text arrives for others, then runs one pass at a time within the token
-budget (a huge request spans passes; small ones are not stuck behind it): packed, the oldest
-texts in order (``TextClassifier.can_pack``); padded, the oldest text with those nearest it in
-length. A request is answered once all its texts are done.
-"""
+"""Dynamic batching: one worker thread owns the model and merges concurrent requests, admitted
+against a queue bounded in texts. It waits a few milliseconds after a text arrives for others,
+then runs one pass at a time within the token budget (a huge request spans passes; small ones are
+not stuck behind it): packed, the oldest texts in order; padded, the oldest text with those
+nearest it in length. A request is answered once all its texts are done."""
 
 from __future__ import annotations
 
@@ -49,11 +46,9 @@ class _Job:
 
 
 @dataclass(frozen=True)
-class BatchStats:
-    """One forward pass for the metrics: texts, padded tokens, seconds."""
-
+class BatchStats:  # one forward pass, for the metrics
     texts: int
-    tokens: int
+    tokens: int  # padded
     seconds: float
 
 
@@ -143,10 +138,8 @@ class Batcher:
                 worker.result(timeout)
 
     def _start_worker(self) -> None:
-        if self._worker is None:
-            # A daemon, so a process whose app never shut down (tests) still exits.
-            if self._model_thread is None:
-                self._model_thread = ModelThread("gpt-classifier-batcher")
+        if self._worker is None:  # ModelThread is a daemon: a process whose app never shut down
+            self._model_thread = self._model_thread or ModelThread("gpt-classifier-batcher")
             self._worker = self._model_thread.submit(self._run)
 
     def _run(self) -> None:
