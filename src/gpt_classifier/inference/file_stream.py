@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -103,9 +103,7 @@ def classify_file(
     if output is not None:
         identity = _identity(plan, run_dir)
         opened: list[_PartialCsv] = []  # rank 0 writes; its errors reach every rank
-        dist.run_on_main(
-            lambda: opened.append(_PartialCsv.open(Path(output), plan, identity, resume))
-        )
+        dist.run_on_main(lambda: opened.append(_PartialCsv(Path(output), plan, identity, resume)))
         writer = opened[0] if opened else None
         done = dist.broadcast_object(writer.done if writer is not None else 0)
     bar = tqdm(
@@ -200,37 +198,28 @@ def _identity(plan: TextFilePlan, run_dir: str | os.PathLike[str] | None) -> dic
 class _PartialCsv:
     """The hidden partial output and its progress file."""
 
-    def __init__(self, output: Path, handle: IO[str], identity: dict, columns, done: int):
-        self.output, self.handle, self.identity = output, handle, identity
-        self.columns, self.done = list(columns), done
-        self.writer = csv.writer(handle)
-
-    @classmethod
-    def open(
-        cls, output: Path, plan: TextFilePlan, identity: dict[str, Any], resume: bool
-    ) -> _PartialCsv:
-        partial, progress = partial_path(output), progress_path(output)
-        columns = list(plan.columns) or ["text"]
+    def __init__(self, output: Path, plan: TextFilePlan, identity: dict[str, Any], resume: bool):
+        self.output, self.identity, self.done = output, identity, 0
+        self.columns = list(plan.columns) or ["text"]
+        partial = partial_path(output)
         try:
             if resume:
-                done, size = _read_progress(output, identity)
+                self.done, size = _read_progress(output, identity)
                 if not partial.is_file() or partial.stat().st_size < size:
                     raise GPTClassifierError(
                         f"--resume: {partial} is missing or shorter than its progress file "
                         "says; start again with --overwrite"
                     )
-                handle = partial.open("r+", newline="", encoding="utf-8")
-                handle.truncate(size)  # rows written after the last recorded chunk go again
-                handle.seek(size)
-                return cls(output, handle, identity, columns, done)
-            progress.unlink(missing_ok=True)
-            handle = partial.open("w", newline="", encoding="utf-8")
+                self.handle = partial.open("r+", newline="", encoding="utf-8")
+                self.handle.truncate(size)  # rows written after the last recorded chunk go again
+                self.handle.seek(size)
+                return
+            progress_path(output).unlink(missing_ok=True)
+            self.handle = partial.open("w", newline="", encoding="utf-8")
         except OSError as exc:
             raise _cannot_write(partial, exc) from None
-        made = cls(output, handle, identity, columns, 0)
-        made.writer.writerow(columns + ["predicted_label", "probability"])
-        made._record()
-        return made
+        csv.writer(self.handle).writerow(self.columns + ["predicted_label", "probability"])
+        self._record()
 
     def __call__(self, rows: Sequence[TextRow], predictions: Sequence[Prediction]) -> None:
         """Append a chunk's rows and record the progress."""

@@ -114,11 +114,8 @@ class TextClassifier:
         """Class probabilities ``(len(encoded), num_classes)`` of token ids, as ONE batch padded
         to the longest (or to the trained ``pad_length``); on the CPU."""
         width = self.info.pad_length or max(len(ids) for ids in encoded)
-        ids = pad_token_ids(encoded, width, self.info.pad_token_id)
-        lengths = torch.tensor([len(text_ids) for text_ids in encoded])
-        with torch.inference_mode(), autocast(self.device, self.precision):
-            logits = self.model(ids.to(self.device), lengths)
-        return self._probabilities(logits)
+        ids = pad_token_ids(encoded, width, self.info.pad_token_id).to(self.device)
+        return self._probabilities(self.model, ids, torch.tensor([len(t) for t in encoded]))
 
     @property
     def can_pack(self) -> bool:
@@ -131,11 +128,11 @@ class TextClassifier:
         """``forward`` with the texts packed end to end in rows of ``row_tokens`` tokens, not
         padded (``classifier/packing.py``): the same probabilities up to float rounding."""
         packed = pack(encoded, row_tokens, self.info.pad_token_id)
-        with torch.inference_mode(), autocast(self.device, self.precision):
-            logits = self.model.forward_packed(packed)
-        return self._probabilities(logits)
+        return self._probabilities(self.model.forward_packed, packed)
 
-    def _probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+    def _probabilities(self, forward, *inputs) -> torch.Tensor:
+        with torch.inference_mode(), autocast(self.device, self.precision):
+            logits = forward(*inputs)
         if not torch.isfinite(logits).all():  # finite but huge weights can still overflow
             raise GPTClassifierError(
                 "the model's outputs are not finite (NaN or infinite): its weights are corrupt "
