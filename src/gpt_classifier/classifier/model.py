@@ -54,9 +54,8 @@ class GPTClassifier(nn.Module):
     def forward(
         self, input_ids: Tensor, lengths: Tensor | None = None, *, fast: bool = True
     ) -> Tensor:
-        """Class logits ``(B, num_classes)`` of token ids ``(B, T)``; ``lengths`` ``(B,)`` count
-        each row's real tokens (``None``: no padding). ``fast`` runs the last block at the
-        pooled positions only (``forward_at``): the same logits and gradients."""
+        """Class logits ``(B, num_classes)`` of token ids ``(B, T)`` with ``lengths`` ``(B,)`` real
+        tokens each (``None``: no padding); ``fast``: the last block at the pooled positions."""
         if fast:
             return self.forward_from_hidden(self.gpt.embed(input_ids), 0, lengths)
         hidden = self.gpt.hidden_states(input_ids)  # (B, T, D): every block at every position
@@ -87,9 +86,8 @@ class GPTClassifier(nn.Module):
     def forward_from_hidden(
         self, hidden: Tensor, start_block: int, lengths: Tensor | None = None
     ) -> Tensor:
-        """Class logits from the states ``(B, T, D)`` entering ``trf_blocks[start_block]``
-        (cacheable when the blocks before are frozen): the blocks from there, the last at the
-        pooled positions where there is one per row, then final_norm, pooling and the head."""
+        """Class logits from the states ``(B, T, D)`` entering ``trf_blocks[start_block]`` (cached
+        when the blocks before are frozen), the last block at the pooled positions if any."""
         if isinstance(start_block, bool) or not 0 <= start_block <= self.n_layers:
             raise GPTClassifierError(
                 f"start_block must be between 0 and {self.n_layers} (got {start_block!r})"

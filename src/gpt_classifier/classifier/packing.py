@@ -16,9 +16,8 @@ from ..model import Packing
 
 @dataclass(frozen=True)
 class PackedBatch:
-    """``input_ids``, ``positions`` (in each token's own text) and ``segments`` (its text's
-    index) are ``(rows, width)``; a row's unused tail holds ``pad_token_id`` at position 0 in
-    segment -1. ``lengths`` ``(texts,)``."""
+    """``input_ids``, ``positions`` (in each token's text) and ``segments`` (its text's index),
+    ``(rows, width)``, a row's unused tail being pads at position 0 in segment -1; ``lengths``."""
 
     input_ids: torch.Tensor
     positions: torch.Tensor
