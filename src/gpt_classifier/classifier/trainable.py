@@ -1,10 +1,7 @@
-"""Which parameters are fine-tuned: the book's choices and its bonus-table variants.
-
-``head`` trains only the new ``out_head`` ("last_layer" in the book's bonus table);
-``last-blocks:N`` the last N transformer blocks + ``final_norm`` + ``out_head`` (the book's default
-is N=1, ``last-block``); ``all`` everything; ``lora`` LoRA adapters on every Linear of the
-transformer blocks plus the head.
-"""
+"""Which parameters are fine-tuned (the book's choices and its bonus-table variants): ``head``
+only the new ``out_head`` (the table's "last_layer"); ``last-blocks:N`` the last N blocks +
+``final_norm`` + ``out_head`` (the book's N=1, ``last-block``); ``all``; ``lora`` adapters on
+every Linear of the blocks plus the head."""
 
 from __future__ import annotations
 

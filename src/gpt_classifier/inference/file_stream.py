@@ -1,12 +1,9 @@
-"""``classify --file``: a file of any size classified chunk by chunk, in flat memory.
-
-Each chunk (4,096 rows) is read (``data/streaming.py``, after a pass that checks every row),
-classified and written before the next. ``--output`` goes to a hidden partial file renamed to
-its name once complete; after every chunk ``.NAME.progress.json`` records the rows done, the
-bytes holding them and which input and run made them, so ``--resume`` continues where a run
-stopped and refuses another input or run. Under ``torchrun`` rank ``k mod N`` classifies chunk
-``k`` and rank 0 writes them all, in order.
-"""
+"""``classify --file``: a file of any size classified chunk by chunk, in flat memory. Each chunk
+(4,096 rows) is read (``data/streaming.py``, after a pass that checks every row), classified and
+written before the next. ``--output`` goes to a hidden partial file renamed to its name once
+complete; after every chunk ``.NAME.progress.json`` records the rows done, the bytes holding them
+and which input and run made them, so ``--resume`` continues where a run stopped and refuses
+another input or run. Under ``torchrun`` rank ``k mod N`` classifies chunk ``k``, rank 0 writes."""
 
 from __future__ import annotations
 
