@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from gpt_classifier.classifier import GPTClassifier
-from gpt_classifier.classifier.packing import pack, pack_rows, packing_of
+from gpt_classifier.classifier.packing import layout, pack, packing_of
 from gpt_classifier.config import EOT_TOKEN_ID
 from gpt_classifier.data.encoding import pad_token_ids
 from gpt_classifier.errors import GPTClassifierError
@@ -26,6 +26,11 @@ def _texts(lengths=LENGTHS) -> list[list[int]]:
 def _padded_logits(model: GPTClassifier, encoded: list[list[int]]) -> torch.Tensor:
     ids = pad_token_ids(encoded, max(map(len, encoded)), EOT_TOKEN_ID)
     return model(ids, torch.tensor([len(t) for t in encoded]))
+
+
+def pack_rows(lengths: list[int], row_tokens: int) -> list[list[int]]:
+    segments = layout(lengths, row_tokens)[1]
+    return [sorted(set(row.tolist()) - {-1}) for row in segments]
 
 
 def test_rows_take_texts_in_order_while_they_fit():

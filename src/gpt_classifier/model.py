@@ -1,8 +1,6 @@
-"""GPT-2 from scratch, named as in *Build a Large Language Model (From Scratch)*.
-
-Reads top to bottom: LayerNorm -> GELU -> FeedForward -> MultiHeadAttention -> TransformerBlock
--> GPTModel. The block's fast options: packed texts (``Packing``) and ``forward_at``. No I/O.
-"""
+"""GPT-2 from scratch, named as in *Build a Large Language Model (From Scratch)*: LayerNorm ->
+GELU -> FeedForward -> MultiHeadAttention -> TransformerBlock -> GPTModel. The block's fast
+options: packed texts (``Packing``) and ``forward_at``. No I/O."""
 
 from __future__ import annotations
 
@@ -83,9 +81,7 @@ class MultiHeadAttention(nn.Module):
         qkv_bias: bool = False,
         causal: bool = True,
     ) -> None:
-        super().__init__()
-        if d_out % num_heads:
-            raise ValueError(f"d_out ({d_out}) must be divisible by num_heads ({num_heads})")
+        super().__init__()  # GPTConfig checks that num_heads divides d_out
         self.d_out = d_out
         self.num_heads = num_heads
         self.head_dim = d_out // num_heads
@@ -189,8 +185,7 @@ class TransformerBlock(nn.Module):
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:
-    """``(trainable, total)`` parameter counts; a shared (tied) tensor is counted once (the
-    book's 124M for GPT-2 small)."""
+    """``(trainable, total)`` parameter counts, a tied tensor once (the book's 124M)."""
     params = list(model.parameters())  # nn.Module.parameters() yields each tensor once
     total = sum(p.numel() for p in params)
     trainable = sum(p.numel() for p in params if p.requires_grad)

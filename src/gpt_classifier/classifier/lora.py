@@ -13,9 +13,9 @@ from ..errors import GPTClassifierError
 
 
 class LoRALayer(nn.Module):
-    """``alpha / rank * (x @ A @ B)``, ``A`` ``(in_dim, rank)`` Kaiming-uniform as in the book
-    (from ``generator`` on the CPU if given), ``B`` ``(rank, out_dim)`` zeros. The scaling is the
-    LoRA paper's ``alpha / rank`` (the book's first printing used ``alpha``)."""
+    """``scaling * (x @ A @ B)``: ``A`` ``(in_dim, rank)`` Kaiming-uniform as in the book (from
+    ``generator`` on the CPU if given), ``B`` ``(rank, out_dim)`` zeros. The scaling is the LoRA
+    paper's ``alpha / rank`` (the book's first printing used ``alpha``)."""
 
     def __init__(
         self,
@@ -31,42 +31,20 @@ class LoRALayer(nn.Module):
         super().__init__()
         if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
             raise GPTClassifierError(f"LoRA rank must be a positive integer (got {rank!r})")
-        self.rank = rank
-        self.alpha = float(alpha)
+        self.scaling = float(alpha) / rank
         A = torch.empty(in_dim, rank)  # the book's names
         nn.init.kaiming_uniform_(A, a=math.sqrt(5), generator=generator)
         self.A = nn.Parameter(A.to(device=device, dtype=dtype))
         self.B = nn.Parameter(torch.zeros(rank, out_dim, device=device, dtype=dtype))
 
-    @property
-    def scaling(self) -> float:
-        return self.alpha / self.rank
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.scaling * (x @ self.A @ self.B)
-
-    def delta_weight(self) -> torch.Tensor:
-        """``scaling * (A @ B).T``: the update in ``nn.Linear.weight``'s layout."""
-        return self.scaling * (self.A @ self.B).T
-
-    def extra_repr(self) -> str:
-        return (
-            f"in_dim={self.A.shape[0]}, out_dim={self.B.shape[1]}, "
-            f"rank={self.rank}, alpha={self.alpha}"
-        )
 
 
 class LinearWithLoRA(nn.Module):
     """A (frozen) ``nn.Linear`` plus a ``LoRALayer``: ``linear(x) + lora(x)``."""
 
-    def __init__(
-        self,
-        linear: nn.Linear,
-        rank: int,
-        alpha: float,
-        *,
-        generator: torch.Generator | None = None,
-    ) -> None:
+    def __init__(self, linear: nn.Linear, rank: int, alpha: float, *, generator=None) -> None:
         super().__init__()
         self.linear = linear
         self._bf16_copy: tuple[tuple[int, int], torch.Tensor, torch.Tensor | None] | None = None
@@ -122,14 +100,14 @@ def replace_linear_with_lora(
 
 
 def merge_lora(module: nn.Module) -> int:
-    """Fold each adapter into its Linear (``W += alpha / rank * (A @ B).T``) and put the plain
+    """Fold each adapter into its Linear (``W += scaling * (A @ B).T``) and put the plain
     ``nn.Linear`` back, in place (the original module tree and state dict); the number merged."""
     merged = 0
     for name, child in module.named_children():
         if isinstance(child, LinearWithLoRA):
-            linear = child.linear
+            linear, lora = child.linear, child.lora
             with torch.no_grad():
-                delta = child.lora.delta_weight().to(torch.float32)
+                delta = (lora.scaling * (lora.A @ lora.B).T).to(torch.float32)
                 linear.weight.copy_((linear.weight.to(torch.float32) + delta).to(linear.weight))
             setattr(module, name, linear)
             merged += 1

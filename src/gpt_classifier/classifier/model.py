@@ -1,13 +1,8 @@
 """GPTClassifier: GPT-2 with its 50,257-way ``out_head`` replaced by ``Linear(emb_dim, classes)``.
-
 The book (ch. 6) reads the logits of the last token, ``model(x)[:, -1, :]``; pooling the hidden
-states *before* the head gives the same logits (the head is affine and acts per position) and
-computes the head once per text.
-"""
+states *before* the head gives the same logits (the head acts per position), computed once."""
 
 from __future__ import annotations
-
-import math
 
 import torch
 from torch import Tensor, nn
@@ -16,23 +11,6 @@ from ..errors import GPTClassifierError
 from ..model import GPTModel
 from .packing import PackedBatch, packing_of
 from .pooling import Pooling, padding_reads, pool_hidden, pooled_positions, validate_pooling
-
-
-def _seeded_linear(
-    in_features: int, out_features: int, seed: int, device: torch.device, dtype: torch.dtype
-) -> nn.Linear:
-    """``nn.Linear`` with PyTorch's default init drawn on the CPU from its own seeded generator:
-    the same head for a seed on every device, and the global RNG untouched."""
-    generator = torch.Generator().manual_seed(seed)
-    weight = torch.empty(out_features, in_features)
-    nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)  # as nn.Linear
-    bound = 1 / math.sqrt(in_features)
-    bias = torch.empty(out_features).uniform_(-bound, bound, generator=generator)
-    with torch.random.fork_rng(devices=[]):  # nn.Linear's own init draws from the global RNG
-        linear = nn.Linear(in_features, out_features)
-    linear.weight = nn.Parameter(weight.to(device=device, dtype=dtype))
-    linear.bias = nn.Parameter(bias.to(device=device, dtype=dtype))
-    return linear
 
 
 class GPTClassifier(nn.Module):
@@ -58,10 +36,12 @@ class GPTClassifier(nn.Module):
         if reference.is_meta and getattr(gpt, "lazy_weights", None) is not None:
             device = torch.device("cpu")  # a lazy model (lazy_weights.py): the head is real
         # The book: model.out_head = torch.nn.Linear(in_features=768, out_features=num_classes),
-        # a new, randomly initialised layer with a bias (GPT-2's own out_head has none).
-        gpt.out_head = _seeded_linear(
-            gpt.cfg.emb_dim, num_classes, head_seed, device, reference.dtype
-        )
+        # a new layer with a bias (GPT-2's own has none); drawn on the CPU from head_seed: the
+        # same head on every device, and the global RNG untouched.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(head_seed)
+            head = nn.Linear(gpt.cfg.emb_dim, num_classes)
+        gpt.out_head = head.to(device=device, dtype=reference.dtype)
 
     @property
     def cfg(self):
@@ -74,9 +54,8 @@ class GPTClassifier(nn.Module):
     def forward(
         self, input_ids: Tensor, lengths: Tensor | None = None, *, fast: bool = True
     ) -> Tensor:
-        """Class logits ``(B, num_classes)`` of token ids ``(B, T)``; ``lengths`` ``(B,)`` count
-        each row's real tokens (``None``: no padding). ``fast`` runs the last block at the
-        pooled positions only (``forward_at``): the same logits and gradients."""
+        """Class logits ``(B, num_classes)`` of token ids ``(B, T)`` with ``lengths`` ``(B,)`` real
+        tokens each (``None``: no padding); ``fast``: the last block at the pooled positions."""
         if fast:
             return self.forward_from_hidden(self.gpt.embed(input_ids), 0, lengths)
         hidden = self.gpt.hidden_states(input_ids)  # (B, T, D): every block at every position
@@ -107,9 +86,8 @@ class GPTClassifier(nn.Module):
     def forward_from_hidden(
         self, hidden: Tensor, start_block: int, lengths: Tensor | None = None
     ) -> Tensor:
-        """Class logits from the states ``(B, T, D)`` entering ``trf_blocks[start_block]``
-        (cacheable when the blocks before are frozen): the blocks from there, the last at the
-        pooled positions where there is one per row, then final_norm, pooling and the head."""
+        """Class logits from the states ``(B, T, D)`` entering ``trf_blocks[start_block]`` (cached
+        when the blocks before are frozen), the last block at the pooled positions if any."""
         if isinstance(start_block, bool) or not 0 <= start_block <= self.n_layers:
             raise GPTClassifierError(
                 f"start_block must be between 0 and {self.n_layers} (got {start_block!r})"

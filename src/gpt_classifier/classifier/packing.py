@@ -16,9 +16,8 @@ from ..model import Packing
 
 @dataclass(frozen=True)
 class PackedBatch:
-    """``input_ids``, ``positions`` (in each token's own text) and ``segments`` (its text's
-    index) are ``(rows, width)``; a row's unused tail holds ``pad_token_id`` at position 0 in
-    segment -1. ``lengths`` ``(texts,)``."""
+    """``input_ids``, ``positions`` (in each token's text) and ``segments`` (its text's index),
+    ``(rows, width)``, a row's unused tail being pads at position 0 in segment -1; ``lengths``."""
 
     input_ids: torch.Tensor
     positions: torch.Tensor
@@ -50,16 +49,10 @@ def packing_of(segments: torch.Tensor, causal: bool = True) -> Packing:
     return Packing(cells, same[:, None])
 
 
-def pack_rows(lengths: Sequence[int], row_tokens: int) -> list[list[int]]:
-    """Texts (by index, in order) per row of at most ``row_tokens`` tokens; a longer text gets a
-    row of its own."""
-    return plan_batches(lengths, row_tokens, packed=True, sort=False)
-
-
 def layout(lengths: Sequence[int], row_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``positions`` and ``segments`` ``(rows, width)`` of texts of ``lengths`` packed in order
-    into rows of at most ``row_tokens`` tokens (see ``PackedBatch``)."""
-    rows = pack_rows(lengths, row_tokens)
+    into rows of at most ``row_tokens`` tokens (a longer text gets a row of its own)."""
+    rows = plan_batches(lengths, row_tokens, packed=True, sort=False)
     width = max(sum(lengths[i] for i in row) for row in rows)
     positions = torch.zeros(len(rows), width, dtype=torch.long)
     segments = torch.full((len(rows), width), -1, dtype=torch.long)

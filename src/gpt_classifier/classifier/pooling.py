@@ -30,8 +30,7 @@ POOLINGS = tuple(p.value for p in Pooling)
 
 
 def validate_pooling(pooling: str | Pooling) -> Pooling:
-    """``pooling`` as a ``Pooling`` (parsed once where a name comes in); raise listing the
-    valid names for anything else."""
+    """``pooling`` as a ``Pooling``, parsed once where a name comes in (else an error)."""
     try:
         return Pooling(pooling)
     except ValueError:
@@ -49,7 +48,6 @@ def _check_lengths(lengths: torch.Tensor, batch: int, seq_len: int) -> None:
         raise GPTClassifierError(
             f"lengths must have shape ({batch},), one per row (got {tuple(lengths.shape)})"
         )
-    # On the CPU (where the collate function builds them) this check costs no device sync.
     if batch and bool(((lengths < 1) | (lengths > seq_len)).any()):
         raise GPTClassifierError(
             f"every length must be between 1 and the sequence length {seq_len} "
@@ -78,9 +76,8 @@ def pool_hidden(hidden: Tensor, lengths: Tensor | None, pooling: Pooling) -> Ten
 
 
 def pooled_positions(hidden: Tensor, lengths: Tensor | None, pooling: Pooling) -> Tensor | None:
-    """The one position per row that ``pooling`` reads ``(B,)``, or ``None`` for ``mean``.
-    ``lengths`` ``(B,)`` count each row's real tokens (``None``: all are real); pass them on
-    the CPU to check them without a device sync."""
+    """The position per row ``(B,)`` that ``pooling`` reads (``None`` for ``mean``); ``lengths``
+    ``(B,)``, real tokens per row (``None``: all), are checked without a device sync on the CPU."""
     batch, seq_len, _ = hidden.shape
     if lengths is not None:
         _check_lengths(lengths, batch, seq_len)
@@ -111,7 +108,7 @@ class PaddingReads(NamedTuple):
 
 
 def padding_reads(pooling: Pooling, causal: bool, pad_length: int | None) -> PaddingReads:
-    """The one rule behind packing, the prefix cache and equal-length batches: see
-    ``PaddingReads``. ``pad_length`` ``None`` pads each batch to its longest text."""
+    """The one rule behind packing, the prefix cache and equal-length batches (``pad_length``
+    ``None``: each batch padded to its longest text)."""
     per_batch = pad_length is None
     return PaddingReads(per_batch and pooling == Pooling.LAST, per_batch and not causal)

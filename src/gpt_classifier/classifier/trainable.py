@@ -1,10 +1,7 @@
-"""Which parameters are fine-tuned: the book's choices and its bonus-table variants.
-
-``head`` trains only the new ``out_head`` ("last_layer" in the book's bonus table);
-``last-blocks:N`` the last N transformer blocks + ``final_norm`` + ``out_head`` (the book's default
-is N=1, ``last-block``); ``all`` everything; ``lora`` LoRA adapters on every Linear of the
-transformer blocks plus the head.
-"""
+"""Which parameters are fine-tuned (the book's choices and its bonus-table variants): ``head``
+only the new ``out_head`` (the table's "last_layer"); ``last-blocks:N`` the last N blocks +
+``final_norm`` + ``out_head`` (the book's N=1, ``last-block``); ``all``; ``lora`` adapters on
+every Linear of the blocks plus the head."""
 
 from __future__ import annotations
 
@@ -37,10 +34,8 @@ class TrainableKind(str, Enum):
 
 @dataclass(frozen=True)
 class TrainableSpec:
-    """A parsed ``--trainable`` value; ``num_blocks`` is set for ``last-blocks`` only.
-
-    ``str(spec)`` is the canonical spelling (``last-blocks:1`` for ``last-block``), as run.json
-    records it and ``parse_trainable`` reads it back."""
+    """A parsed ``--trainable`` value (``num_blocks`` for ``last-blocks`` only); ``str(spec)`` is
+    the spelling run.json records (``last-blocks:1`` for ``last-block``)."""
 
     kind: TrainableKind
     num_blocks: int | None = None
@@ -69,11 +64,6 @@ def parse_trainable(spec: str | TrainableSpec) -> TrainableSpec:
     )
 
 
-def _set_trainable(module: nn.Module, flag: bool = True) -> None:
-    for param in module.parameters():
-        param.requires_grad_(flag)
-
-
 def apply_trainable(
     model: GPTClassifier,
     spec: str | TrainableSpec,
@@ -82,16 +72,9 @@ def apply_trainable(
     lora_alpha: float = 16.0,
     lora_seed: int = 123,
 ) -> None:
-    """Freeze every parameter of ``model``, then unfreeze those that ``spec`` names (in place).
-
-    ``spec`` is a ``TrainableSpec`` or its text form, parsed here once.
-
-    ``lora`` first wraps each Linear of the transformer blocks in a ``LinearWithLoRA`` (adapters
-    initialised from ``torch.Generator().manual_seed(lora_seed)``); a model that already has
-    adapters keeps them.
-    """
-    if not isinstance(model, GPTClassifier):
-        raise TypeError(f"apply_trainable needs a GPTClassifier, got {type(model).__name__}")
+    """Freeze every parameter of ``model``, then unfreeze those that ``spec`` (parsed here once)
+    names, in place. ``lora`` first wraps each Linear of the blocks in a ``LinearWithLoRA``
+    (adapters drawn from ``lora_seed``); a model that already has adapters keeps them."""
     spec = parse_trainable(spec)
     gpt = model.gpt
     n_layers = len(gpt.trf_blocks)
@@ -100,20 +83,16 @@ def apply_trainable(
             f"cannot train the last {spec.num_blocks} blocks: the model has {n_layers} "
             f"(use last-blocks:1 to last-blocks:{n_layers}, or all)"
         )
-    if spec.kind == TrainableKind.LORA and (
-        isinstance(lora_rank, bool) or not isinstance(lora_rank, int) or lora_rank < 1
-    ):
-        raise GPTClassifierError(f"LoRA rank must be a positive integer (got {lora_rank!r})")
 
-    _set_trainable(model, False)
+    model.requires_grad_(False)
     if spec.kind == TrainableKind.ALL:
-        _set_trainable(model, True)
+        model.requires_grad_(True)
         return
-    _set_trainable(gpt.out_head)
+    gpt.out_head.requires_grad_()
     if spec.kind == TrainableKind.LAST_BLOCKS:
         for block in gpt.trf_blocks[n_layers - spec.num_blocks :]:
-            _set_trainable(block)
-        _set_trainable(gpt.final_norm)
+            block.requires_grad_()
+        gpt.final_norm.requires_grad_()
     elif spec.kind == TrainableKind.LORA:
         # Appendix E also wraps out_head in LoRA; our head is new and small (emb_dim x classes),
         # so it stays a plain Linear, fully trainable, and only the pretrained Linears get adapters.
@@ -122,16 +101,12 @@ def apply_trainable(
         )
         for module in gpt.trf_blocks.modules():
             if isinstance(module, LinearWithLoRA):
-                _set_trainable(module.lora)
+                module.lora.requires_grad_()
 
 
 def first_trainable_block(model: GPTClassifier) -> int:
-    """Index of the first transformer block whose output can change during training.
-
-    That is the first block with a trainable parameter or a LoRA adapter; 0 if the embeddings are
-    trainable; ``n_layers`` if everything up to ``final_norm`` is frozen. The hidden states
-    entering this block can be cached (with dropout off in the frozen prefix).
-    """
+    """The first block with a trainable parameter or a LoRA adapter (0 if the embeddings train,
+    ``n_layers`` if all is frozen up to ``final_norm``): the states entering it can be cached."""
     gpt = model.gpt
     if any(p.requires_grad for m in (gpt.tok_emb, gpt.pos_emb) for p in m.parameters()):
         return 0

@@ -1,12 +1,9 @@
-"""``classify --file``: a file of any size classified chunk by chunk, in flat memory.
-
-Each chunk (4,096 rows) is read (``data/streaming.py``, after a pass that checks every row),
-classified and written before the next. ``--output`` goes to a hidden partial file renamed to
-its name once complete; after every chunk ``.NAME.progress.json`` records the rows done, the
-bytes holding them and which input and run made them, so ``--resume`` continues where a run
-stopped and refuses another input or run. Under ``torchrun`` rank ``k mod N`` classifies chunk
-``k`` and rank 0 writes them all, in order.
-"""
+"""``classify --file``: a file of any size classified chunk by chunk, in flat memory. Each chunk
+(4,096 rows) is read (``data/streaming.py``, after a pass that checks every row), classified and
+written before the next. ``--output`` goes to a hidden partial file renamed to its name once
+complete; after every chunk ``.NAME.progress.json`` records the rows done, the bytes holding them
+and which input and run made them, so ``--resume`` continues where a run stopped and refuses
+another input or run. Under ``torchrun`` rank ``k mod N`` classifies chunk ``k``, rank 0 writes."""
 
 from __future__ import annotations
 
@@ -21,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -46,7 +43,6 @@ class FileResult:
     classified: int  # by this run (a resumed run skips the rows done before)
     truncated: int  # texts cut to the trained length
     seconds: float
-    output: Path | None = None
     max_length: int = 0  # the trained length texts are cut to
     main_process: bool = True  # False on the other ranks under torchrun (rank 0 reports)
 
@@ -104,9 +100,7 @@ def classify_file(
     if output is not None:
         identity = _identity(plan, run_dir)
         opened: list[_PartialCsv] = []  # rank 0 writes; its errors reach every rank
-        dist.run_on_main(
-            lambda: opened.append(_PartialCsv.open(Path(output), plan, identity, resume))
-        )
+        dist.run_on_main(lambda: opened.append(_PartialCsv(Path(output), plan, identity, resume)))
         writer = opened[0] if opened else None
         done = dist.broadcast_object(writer.done if writer is not None else 0)
     bar = tqdm(
@@ -126,13 +120,12 @@ def classify_file(
     finally:
         bar.close()
         if writer is not None:
-            writer.close()
+            writer.handle.close()  # a no-op once committed
     return FileResult(
         rows=plan.rows,
         classified=plan.rows - done,
         truncated=sum(dist.gather_objects(truncated)),
         seconds=time.perf_counter() - started,
-        output=Path(output) if output is not None else None,
         max_length=classifier.info.max_length,
         main_process=dist.is_main,
     )
@@ -147,7 +140,7 @@ def _classify_chunks(
     bar: Any,
 ) -> int:
     """Each rank classifies one chunk of every round; rank 0 hands them all, in order, to
-    ``sink``. Returns the texts this rank cut to the trained length."""
+    ``sink``. The texts this rank cut to the trained length."""
     truncated = 0
     for round_of_chunks in _batched(chunks, dist.world_size):  # one chunk per rank
         mine = round_of_chunks[dist.rank] if dist.rank < len(round_of_chunks) else None
@@ -202,37 +195,28 @@ def _identity(plan: TextFilePlan, run_dir: str | os.PathLike[str] | None) -> dic
 class _PartialCsv:
     """The hidden partial output and its progress file."""
 
-    def __init__(self, output: Path, handle: IO[str], identity: dict, columns, done: int):
-        self.output, self.handle, self.identity = output, handle, identity
-        self.columns, self.done = list(columns), done
-        self.writer = csv.writer(handle)
-
-    @classmethod
-    def open(
-        cls, output: Path, plan: TextFilePlan, identity: dict[str, Any], resume: bool
-    ) -> _PartialCsv:
-        partial, progress = partial_path(output), progress_path(output)
-        columns = list(plan.columns) or ["text"]
+    def __init__(self, output: Path, plan: TextFilePlan, identity: dict[str, Any], resume: bool):
+        self.output, self.identity, self.done = output, identity, 0
+        self.columns = list(plan.columns) or ["text"]
+        partial = partial_path(output)
         try:
             if resume:
-                done, size = _read_progress(output, identity)
+                self.done, size = _read_progress(output, identity)
                 if not partial.is_file() or partial.stat().st_size < size:
                     raise GPTClassifierError(
                         f"--resume: {partial} is missing or shorter than its progress file "
                         "says; start again with --overwrite"
                     )
-                handle = partial.open("r+", newline="", encoding="utf-8")
-                handle.truncate(size)  # rows written after the last recorded chunk go again
-                handle.seek(size)
-                return cls(output, handle, identity, columns, done)
-            progress.unlink(missing_ok=True)
-            handle = partial.open("w", newline="", encoding="utf-8")
+                self.handle = partial.open("r+", newline="", encoding="utf-8")
+                self.handle.truncate(size)  # rows written after the last recorded chunk go again
+                self.handle.seek(size)
+                return
+            progress_path(output).unlink(missing_ok=True)
+            self.handle = partial.open("w", newline="", encoding="utf-8")
         except OSError as exc:
-            raise GPTClassifierError(f"cannot write {partial} ({exc.strerror or exc})") from None
-        made = cls(output, handle, identity, columns, 0)
-        made.writer.writerow(columns + ["predicted_label", "probability"])
-        made._record()
-        return made
+            raise _cannot_write(partial, exc) from None
+        csv.writer(self.handle).writerow(self.columns + ["predicted_label", "probability"])
+        self._record()
 
     def __call__(self, rows: Sequence[TextRow], predictions: Sequence[Prediction]) -> None:
         """Append a chunk's rows and record the progress."""
@@ -276,10 +260,6 @@ class _PartialCsv:
             fsync_directory(self.output.parent)
         except OSError as exc:
             raise _cannot_write(self.output, exc) from None
-
-    def close(self) -> None:
-        if not self.handle.closed:
-            self.handle.close()
 
 
 def _cannot_write(path: Path, exc: OSError) -> GPTClassifierError:

@@ -1,11 +1,8 @@
-"""Dynamic batching: one worker thread owns the model and merges concurrent requests.
-
-Callers tokenise and are admitted against a queue bounded in texts. The worker waits a few
-milliseconds after a text arrives for others, then runs one pass at a time within the token
-budget (a huge request spans passes; small ones are not stuck behind it): packed, the oldest
-texts in order (``TextClassifier.can_pack``); padded, the oldest text with those nearest it in
-length. A request is answered once all its texts are done.
-"""
+"""Dynamic batching: one worker thread owns the model and merges concurrent requests, admitted
+against a queue bounded in texts. It waits a few milliseconds after a text arrives for others,
+then runs one pass at a time within the token budget (a huge request spans passes; small ones are
+not stuck behind it): packed, the oldest texts in order; padded, the oldest text with those
+nearest it in length. A request is answered once all its texts are done."""
 
 from __future__ import annotations
 
@@ -16,7 +13,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, InvalidStateError
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -45,18 +42,13 @@ class _Job:
     encoded: list[list[int]]
     future: Future[torch.Tensor]
     probabilities: torch.Tensor
-    remaining: int = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.remaining = len(self.encoded)
+    remaining: int  # texts not yet classified
 
 
 @dataclass(frozen=True)
-class BatchStats:
-    """One forward pass for the metrics: texts, padded tokens, seconds."""
-
+class BatchStats:  # one forward pass, for the metrics
     texts: int
-    tokens: int
+    tokens: int  # padded
     seconds: float
 
 
@@ -116,7 +108,8 @@ class Batcher:
     def submit(self, encoded: list[list[int]]) -> Future[torch.Tensor]:
         """Probabilities ``(len(encoded), num_classes)`` of ``reserve``d texts, in order."""
         future: Future[torch.Tensor] = Future()
-        job = _Job(encoded, future, torch.empty(len(encoded), len(self.classifier.classes)))
+        probabilities = torch.empty(len(encoded), len(self.classifier.classes))
+        job = _Job(encoded, future, probabilities, len(encoded))
         if not encoded:
             future.set_result(job.probabilities)
             return future
@@ -145,17 +138,12 @@ class Batcher:
                 worker.result(timeout)
 
     def _start_worker(self) -> None:
-        if self._worker is None:
-            # A daemon, so a process whose app never shut down (tests) still exits.
-            if self._model_thread is None:
-                self._model_thread = ModelThread("gpt-classifier-batcher")
+        if self._worker is None:  # ModelThread is a daemon: a process whose app never shut down
+            self._model_thread = self._model_thread or ModelThread("gpt-classifier-batcher")
             self._worker = self._model_thread.submit(self._run)
 
     def _run(self) -> None:
-        while True:
-            taken = self._take()
-            if taken is None:
-                return
+        while (taken := self._take()) is not None:
             self._process(taken)
 
     def _take(self) -> list[tuple[_Job, int]] | None:
@@ -204,8 +192,7 @@ class Batcher:
         return best_padded_batch(lengths, texts, tokens)
 
     def _candidates(self) -> list[tuple[_Job, int]]:
-        """The oldest waiting texts to choose a pass from, less those of clients gone (lock
-        held)."""
+        """The oldest waiting texts to choose a pass from, less those of clients gone."""
         candidates: list[tuple[_Job, int]] = []
         tokens = 0
         limit = _CANDIDATE_BUDGETS * self.max_batch_tokens
@@ -217,7 +204,7 @@ class Batcher:
             self._pending.popleft()
             if job.future.cancelled():  # the client went away: skip its texts
                 self._pending_tokens -= size
-                self._finish_locked(job, 1)
+                self._finish(job)
                 continue
             candidates.append((job, index))
             tokens += size
@@ -249,20 +236,17 @@ class Batcher:
             if self.classifier.can_pack:
                 tokens = sum(len(ids) for ids in encoded)
             else:
-                tokens = len(taken) * (
-                    self.classifier.info.pad_length or max(len(ids) for ids in encoded)
-                )
+                width = self.classifier.info.pad_length or max(len(ids) for ids in encoded)
+                tokens = len(taken) * width
             self.on_batch(BatchStats(len(taken), tokens, elapsed))
-        for job, _ in taken:
-            self._finish(job, 1)
-
-    def _finish(self, job: _Job, texts: int) -> None:
         with self._cond:
-            self._finish_locked(job, texts)
+            for job, _ in taken:
+                self._finish(job)
 
-    def _finish_locked(self, job: _Job, texts: int) -> None:
-        self._admitted -= texts
-        job.remaining -= texts
+    def _finish(self, job: _Job) -> None:
+        """One text of ``job`` done (lock held); the request is answered once all are."""
+        self._admitted -= 1
+        job.remaining -= 1
         if job.remaining == 0:
             _settle(job.future, result=job.probabilities)
 
