@@ -126,7 +126,7 @@ class _Loop:
         self.steps_per_epoch = len(train) if isinstance(train, Sized) else None
 
     def fit(self, state: LoopState) -> TrainResult:
-        interrupted = False
+        result = TrainResult(history=state.history)
         _restore_rngs(state, self.loaders)  # a resumed run: the generators as they were saved
         try:
             while state.epoch < self.settings.epochs:
@@ -138,12 +138,12 @@ class _Loop:
         except KeyboardInterrupt:
             if self.dist.enabled:  # the other ranks cannot stop at the same step: resume instead
                 raise
-            interrupted = True
+            result.interrupted = True
             self.say("interrupted: keeping the weights of the last finished step")
         finally:
             self.model.eval()
         self._check_weights()
-        if self.settings.select_best and state.best_state is not None and not interrupted:
+        if self.settings.select_best and state.best_state is not None and not result.interrupted:
             with torch.no_grad():
                 for param, saved in zip(self.trainable, state.best_state, strict=True):
                     param.copy_(saved)
@@ -151,15 +151,12 @@ class _Loop:
                 f"kept epoch {state.best_epoch} "
                 f"(best validation accuracy {state.best_val_acc * 100:.2f} %)"
             )
-        return TrainResult(
-            state.history,
-            state.examples_seen,
-            state.global_step + 1,
-            state.epoch,
-            interrupted,
-            None if interrupted else state.best_epoch,
-            state.step_losses,
-        )
+        result.epochs_completed = state.epoch
+        result.best_epoch = state.best_epoch if not result.interrupted else None
+        result.examples_seen = state.examples_seen
+        result.global_steps = state.global_step + 1
+        result.step_losses = state.step_losses
+        return result
 
     def _batches(self, state: LoopState) -> Iterable:
         """This epoch's batches from ``state.batch_index`` on, in the uninterrupted order."""
