@@ -50,10 +50,6 @@ class GPTConfig:
         if problems:
             raise GPTClassifierError("invalid model config: " + "; ".join(problems))
 
-    @property
-    def head_dim(self) -> int:
-        return self.emb_dim // self.n_heads
-
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

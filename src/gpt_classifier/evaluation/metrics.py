@@ -13,15 +13,6 @@ import numpy as np
 _PROBABILITY_SUM_TOLERANCE = 1e-3
 
 
-def _class_names(class_names: Sequence[str]) -> list[str]:
-    names = [str(name) for name in class_names]
-    if len(names) < 2:
-        raise ValueError(f"need at least two class names, got {len(names)}")
-    if len(set(names)) != len(names):
-        raise ValueError(f"class names must be unique, got {names}")
-    return names
-
-
 def _roc_auc(
     true: np.ndarray, probabilities: np.ndarray | None, n: int, num_classes: int
 ) -> tuple[float | None, str | None]:
@@ -52,7 +43,11 @@ def classification_metrics(
     stored as given. The confusion matrix's rows are true classes. Inputs that do not fit
     together raise ``ValueError``.
     """
-    names = _class_names(class_names)
+    names = [str(name) for name in class_names]
+    if len(names) < 2:
+        raise ValueError(f"need at least two class names, got {len(names)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"class names must be unique, got {names}")
     num_classes = len(names)
     true = _class_ids(y_true, "y_true", num_classes)
     pred = _class_ids(y_pred, "y_pred", num_classes)

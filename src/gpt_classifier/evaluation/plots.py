@@ -35,10 +35,8 @@ def plot_values(
 ) -> Path:
     """The book's figure: training and validation ``label`` against epochs, examples seen on a
     second x-axis on top; ``percent`` labels fractions of 1 in percent. Returns ``path``."""
-    epochs = np.asarray(epochs_seen, dtype=np.float64)
-    examples = np.asarray(examples_seen, dtype=np.float64)
-    train = np.asarray(train_values, dtype=np.float64)
-    val = np.asarray(val_values, dtype=np.float64)
+    series = (epochs_seen, examples_seen, train_values, val_values)
+    epochs, examples, train, val = (np.asarray(s, dtype=np.float64) for s in series)
     lengths = {len(epochs), len(examples), len(train), len(val)}
     if len(lengths) != 1:
         raise ValueError(

@@ -68,43 +68,27 @@ def evaluate_split(
     device: torch.device,
     precision: str,
     classes: Sequence[str],
+    ctx: DistContext | None = None,
 ) -> dict[str, Any]:
     """The report's metrics of one split: the one path behind ``metrics.json`` at the end of
-    training and ``gpt-classifier evaluate``, so the two agree (``precision`` resolved)."""
+    training and ``gpt-classifier evaluate``, so the two agree (``precision`` resolved). Under
+    ``torchrun`` (``ctx``) ``loader`` holds this rank's share of the batches and every rank's
+    predictions are gathered: each batch is the one a single process runs, so the metrics are
+    the same (the mean loss up to the order of its sum)."""
     with autocast(device, precision):
         targets, probabilities, loss = predict_loader(loader, model, device)
-    return _metrics(targets, probabilities, loss, classes)
-
-
-def evaluate_sharded(
-    ctx: DistContext,
-    model: nn.Module,
-    loader: Any,
-    device: torch.device,
-    precision: str,
-    classes: Sequence[str],
-) -> dict[str, Any]:
-    """``evaluate_split`` over this rank's share of the batches, every rank's predictions
-    gathered: each batch is the one a single process runs, so the metrics are the same (the
-    mean loss up to the order of its sum)."""
-    with autocast(device, precision):
-        targets, probabilities, loss = predict_loader(loader, model, device)
-    seen = len(targets)
-    parts = ctx.gather_objects((targets, probabilities, loss * seen if seen else 0.0))
-    kept = [part for part in parts if len(part[0])]
-    total = sum(len(part[0]) for part in kept)
-    return _metrics(
-        torch.cat([part[0] for part in kept]),
-        torch.cat([part[1] for part in kept]),
-        sum(part[2] for part in kept) / total,
-        classes,
-    )
-
-
-def _metrics(
-    targets: torch.Tensor, probabilities: torch.Tensor, loss: float, classes: Sequence[str]
-) -> dict[str, Any]:
+    if ctx is not None and ctx.enabled:
+        seen = len(targets)
+        parts = ctx.gather_objects((targets, probabilities, loss * seen if seen else 0.0))
+        kept = [part for part in parts if len(part[0])]
+        targets = torch.cat([part[0] for part in kept])
+        probabilities = torch.cat([part[1] for part in kept])
+        loss = sum(part[2] for part in kept) / len(targets)
     predicted = probabilities.argmax(dim=-1).numpy()
     return classification_metrics(
         targets.numpy(), predicted, list(classes), probabilities.numpy(), loss
     )
+
+
+def evaluate_sharded(ctx: DistContext, *args: Any) -> dict[str, Any]:
+    return evaluate_split(*args, ctx=ctx)

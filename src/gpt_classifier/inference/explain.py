@@ -76,20 +76,15 @@ def explanation_from_probabilities(
     best = classifier.classes.index(full.label)
     base = log_odds(full.probability)
     without = probabilities[1:, best].tolist()
-    pieces = token_pieces(classifier, ids)
-    tokens = [
-        TokenScore(piece, token_id, base - log_odds(p), p)
-        for piece, token_id, p in zip(pieces, ids, without, strict=True)
-    ]
-    return Explanation(full.label, full.probability, full.probabilities, tokens, truncated)
-
-
-def token_pieces(classifier: TextClassifier, ids: Sequence[int]) -> list[str]:
-    """Each token's piece of the decoded text; a character split across tokens (an emoji) goes
-    to the token that completes it, never shown twice or as a replacement character."""
+    # Each token's piece of the decoded text: a character split across tokens (an emoji) goes
+    # to the token that completes it, never shown twice or as a replacement character.
     text, offsets = classifier.tokenizer.decode_with_offsets(list(ids))
     ends = list(offsets[1:]) + [len(text)]
-    return [text[start:end] for start, end in zip(offsets, ends, strict=True)]
+    tokens = [
+        TokenScore(text[start:end], token_id, base - log_odds(p), p)
+        for start, end, token_id, p in zip(offsets, ends, ids, without, strict=True)
+    ]
+    return Explanation(full.label, full.probability, full.probabilities, tokens, truncated)
 
 
 def run_inputs(

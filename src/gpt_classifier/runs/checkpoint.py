@@ -46,14 +46,6 @@ OPTIONS_FILE = "options.json"
 CHECKPOINT_FORMAT = 1
 
 
-def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {
-        name: param.detach().cpu().clone()
-        for name, param in model.named_parameters()
-        if param.requires_grad
-    }
-
-
 def save_checkpoint(
     folder: Path,
     model: nn.Module,
@@ -64,7 +56,8 @@ def save_checkpoint(
     """One file, replaced atomically: a kill at any moment leaves the previous checkpoint."""
     loop = {**dataclasses.asdict(state), "history": state.history.to_dict()}
     payload = {"format": CHECKPOINT_FORMAT, "fingerprint": fingerprint, "loop": loop}
-    payload.update(weights=trainable_state(model), optimizer=optimizer.state_dict())
+    weights = {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
+    payload.update(weights=weights, optimizer=optimizer.state_dict())
     with atomic_path(folder / STATE_FILE) as partial:
         torch.save(payload, partial)
         crash_point("checkpoint-written")

@@ -60,7 +60,7 @@ class StagedRun:
         return commit_staged(self.folder, self.target, cleanup=self.root)
 
 
-def commit_staged(staged: Path, target: Path, *, cleanup: Path | None = None) -> Path:
+def commit_staged(staged: Path, target: Path, *, cleanup: Path) -> Path:
     backup = backup_dir(target)
     if backup.exists():
         if target.exists():
@@ -74,8 +74,7 @@ def commit_staged(staged: Path, target: Path, *, cleanup: Path | None = None) ->
     fsync_directory(target.parent)
     crash_point("renamed")
     shutil.rmtree(backup, ignore_errors=True)
-    if cleanup is not None:
-        shutil.rmtree(cleanup, ignore_errors=True)
+    shutil.rmtree(cleanup, ignore_errors=True)
     return target
 
 
@@ -114,14 +113,11 @@ def read_marker(folder: Path) -> dict[str, str]:
     """The digests the marker lists, or a one-line error saying why the folder is incomplete."""
     marker = folder / MARKER_FILE
     if not marker.is_file():
-        hint = ""
-        if StagedRun(folder).checkpoint_dir.is_dir():
-            hint = (
-                f"; an interrupted training can be resumed: gpt-classifier train --resume {folder}"
-            )
+        resumable = StagedRun(folder).checkpoint_dir.is_dir()
+        hint = f"; an interrupted training can be resumed: gpt-classifier train --resume {folder}"
         raise GPTClassifierError(
             f"{folder} is not a complete gpt-classifier run (no {MARKER_FILE}: interrupted, "
-            f"written by an older version, or not a run){hint}"
+            f"written by an older version, or not a run){hint if resumable else ''}"
         )
     try:
         values = json.loads(marker.read_text(encoding="utf-8"))

@@ -221,35 +221,21 @@ def _error(description: str, **extra: Any) -> dict[str, Any]:
     return {"model": ErrorOut, "description": description, **extra}
 
 
-_RETRY = {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}
-_ERRORS = {
-    413: _error("The body is over --max-request-bytes."),
-    429: _error(
-        "The queue holds --max-queue texts already; retry after `Retry-After` seconds.",
-        headers={"Retry-After": _RETRY},
-    ),
-    503: _error("The server is shutting down."),
-}
+def _errors(invalid: str) -> dict[int, dict[str, Any]]:
+    """The refusals every model route shares, and what its 422 means."""
+    retry = {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}
+    return {
+        413: _error("The body is over --max-request-bytes."),
+        422: _error(invalid),
+        429: _error(
+            "The queue holds --max-queue texts already; retry after `Retry-After` seconds.",
+            headers={"Retry-After": retry},
+        ),
+        503: _error("The server is shutting down."),
+    }
+
+
 _TOO_LONG = 'a text longer than the model reads with "truncate": false'
-_CLASSIFY_ERRORS = {
-    **_ERRORS,
-    422: _error(f"Malformed body, an empty text, more texts than --max-texts, or {_TOO_LONG}."),
-}
-_FILE_ERRORS = {
-    **_ERRORS,
-    422: _error(
-        "A file the readers of `classify --file` cannot read (format, missing column, empty "
-        "text, broken quoting, undecodable bytes...), more rows than --max-texts, or "
-        f"{_TOO_LONG}."
-    ),
-}
-_EXPLAIN_ERRORS = {
-    **_ERRORS,
-    422: _error(
-        f"Malformed body, an empty text, {_TOO_LONG}, or one with more tokens than --max-queue "
-        "can hold (each token is one more input)."
-    ),
-}
 
 
 class _Admission:
@@ -313,7 +299,9 @@ def _add_model_routes(app: FastAPI, admission: _Admission, max_texts: int, max_q
         "/classify",
         response_model=ClassifyResponse,
         summary="Classify texts",
-        responses=_CLASSIFY_ERRORS,
+        responses=_errors(
+            f"Malformed body, an empty text, more texts than --max-texts, or {_TOO_LONG}."
+        ),
     )
     async def classify(request: ClassifyRequest) -> ClassifyResponse:
         started = time.perf_counter()
@@ -328,7 +316,11 @@ def _add_model_routes(app: FastAPI, admission: _Admission, max_texts: int, max_q
         description="A CSV / TSV / JSONL / Parquet file with a text column, or a .txt with one "
         "text per line, read exactly as `gpt-classifier classify --file` reads it (format from "
         "the file name's suffix unless `format` says).",
-        responses=_FILE_ERRORS,
+        responses=_errors(
+            "A file the readers of `classify --file` cannot read (format, missing column, empty "
+            "text, broken quoting, undecodable bytes...), more rows than --max-texts, or "
+            f"{_TOO_LONG}."
+        ),
     )
     async def classify_file(
         file: Annotated[UploadFile, File(description="The file of texts.")],
@@ -354,7 +346,10 @@ def _add_model_routes(app: FastAPI, admission: _Admission, max_texts: int, max_q
         description="Occlusion: the text is also run with each token deleted in turn (in the "
         "same batches as other requests); a token's score is the log-odds of the predicted "
         "class lost without it. See `gpt_classifier.inference.explain`.",
-        responses=_EXPLAIN_ERRORS,
+        responses=_errors(
+            f"Malformed body, an empty text, {_TOO_LONG}, or one with more tokens than "
+            "--max-queue can hold (each token is one more input)."
+        ),
     )
     async def explain(request: ExplainRequest) -> ExplainResponse:
         started = time.perf_counter()
