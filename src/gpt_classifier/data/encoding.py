@@ -1,14 +1,6 @@
-"""Tokenized datasets, padding strategies and loaders (``torch.utils.data``).
-
-Texts are encoded once and kept unpadded (cut to ``max_length``); the collate function pads on
-the right with ``<|endoftext|>``. A batch is ``Batch(input_ids, labels, lengths, indices)``:
-``lengths`` are the real tokens per row (pool at ``lengths - 1``, not at -1 of a padded row),
-``indices`` the rows' dataset positions (cache keys, the way back from length buckets).
-
-Padding (``parse_padding``): ``longest-train`` (the book: every split padded to the longest
-training text, validation and test cut to it), ``batch`` (each batch to its longest),
-``fixed:N`` and ``context`` (everything cut and padded to N tokens, or to the context).
-"""
+"""Tokenized datasets (encoded once, unpadded), padding strategies and loaders: the collate
+function right-pads with ``<|endoftext|>`` and keeps each row's real length (pool at
+``lengths - 1``, not at -1 of a padded row)."""
 
 from __future__ import annotations
 
@@ -79,8 +71,8 @@ def parse_padding(value: str | Padding) -> Padding:
 
 
 class EncodedDataset(Dataset):
-    """Token ids (cut to ``max_length``) and class ids; item ``i`` is ``(ids, label, i)``;
-    ``original_lengths`` are before the cut, ``truncated`` counts the texts cut."""
+    """Token ids (cut to ``max_length``, ``original_lengths`` before) and class ids; item ``i``
+    is ``(ids, label, i)``."""
 
     def __init__(
         self,
@@ -111,17 +103,7 @@ class EncodedDataset(Dataset):
 
     @property
     def longest(self) -> int:
-        """Length of the longest example after truncation (0 when empty)."""
         return max(self.lengths, default=0)
-
-    def truncate(self, max_length: int) -> EncodedDataset:
-        """A copy cut to ``max_length`` tokens (truncation counted against the original lengths)."""
-        return EncodedDataset(
-            self.input_ids,
-            self.labels,
-            max_length=max_length,
-            original_lengths=self.original_lengths,
-        )
 
 
 def encode_records(
@@ -144,8 +126,8 @@ def encode_records(
 
 
 class Batch(NamedTuple):
-    """One batch: ``input_ids`` (B, T) right-padded, ``labels`` (B,), ``lengths`` (B,) real
-    tokens per row, ``indices`` (B,) dataset positions of the rows. All int64."""
+    """int64 ``input_ids`` (B, T) right-padded, ``labels``, ``lengths`` (real tokens) and
+    ``indices`` (dataset positions: cache keys, the way back from length buckets), all (B,)."""
 
     input_ids: torch.Tensor
     labels: torch.Tensor
@@ -174,8 +156,7 @@ def collate(
     pad_length: int | None = None,
     pad_token_id: int = PAD_TOKEN_ID,
 ) -> Batch:
-    """Right-pad to ``pad_length`` (longer rows are cut to it) or, when None, to the batch's
-    longest row."""
+    """Right-pad to ``pad_length`` (longer rows cut to it), else to the batch's longest row."""
     lengths = [len(ids) if pad_length is None else min(len(ids), pad_length) for ids, _, _ in items]
     width = pad_length if pad_length is not None else max(lengths, default=0)
     return Batch(
@@ -187,9 +168,8 @@ def collate(
 
 
 class BucketBatchSampler(Sampler[list[int]]):
-    """Batches of similar length (``data.batching.plan_batches``, no token budget);
-    ``equal_lengths``: one length a batch (the book's ``last`` pooling then reads a real token);
-    ``shuffle``: the batches' order changes every epoch."""
+    """Batches of similar length (``plan_batches``, no token budget), shuffled every epoch if
+    asked; ``equal_lengths``: one length a batch (``last`` pooling then reads a real token)."""
 
     def __init__(
         self,
@@ -238,30 +218,15 @@ def make_loader(
         raise GPTClassifierError(f"batch size must be positive, got {batch_size}")
     if pad_length is not None and pad_length <= 0:
         raise GPTClassifierError(f"pad length must be positive, got {pad_length}")
-    generator = torch.Generator().manual_seed(seed)
+    order = {"shuffle": shuffle, "drop_last": drop_last}
+    order["generator"] = torch.Generator().manual_seed(seed)
     collate_fn = functools.partial(collate, pad_length=pad_length, pad_token_id=pad_token_id)
     if bucket_by_length:
         sampler = BucketBatchSampler(
-            dataset.lengths if isinstance(dataset, EncodedDataset) else _lengths(dataset),
-            batch_size,
-            shuffle=shuffle,
-            drop_last=drop_last,
-            generator=generator,
-            equal_lengths=equal_lengths,
+            dataset.lengths, batch_size, equal_lengths=equal_lengths, **order
         )
         return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_fn)
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=shuffle,
-        drop_last=drop_last,
-        generator=generator,
-        collate_fn=collate_fn,
-    )
-
-
-def _lengths(dataset: Dataset) -> list[int]:
-    return [len(dataset[i][0]) for i in range(len(dataset))]  # type: ignore[arg-type]
+    return DataLoader(dataset, batch_size=batch_size, collate_fn=collate_fn, **order)
 
 
 @dataclass(frozen=True)
@@ -281,21 +246,17 @@ class LengthStats:
 
     @classmethod
     def of(cls, dataset: EncodedDataset) -> LengthStats:
-        lengths = dataset.original_lengths
-        return cls(
-            count=len(lengths),
-            min=min(lengths) if lengths else None,
-            median=float(statistics.median(lengths)) if lengths else None,
-            max=max(lengths) if lengths else None,
-            max_length=dataset.max_length,
-            truncated=dataset.truncated,
-        )
+        lengths, limit = dataset.original_lengths, dataset.max_length
+        if not lengths:
+            return cls(0, None, None, None, limit, 0)
+        median = float(statistics.median(lengths))
+        return cls(len(lengths), min(lengths), median, max(lengths), limit, dataset.truncated)
 
 
 @dataclass
 class EncodedSplits:
-    """Encoded train/validation/test; per split the pad length (None: per batch), the
-    truncation limit and length statistics."""
+    """Encoded splits; per split the pad length (None: per batch), the truncation limit and
+    length statistics."""
 
     train: EncodedDataset
     validation: EncodedDataset
@@ -317,8 +278,7 @@ class EncodedSplits:
         return {name: self.split(name).truncated for name in SPLIT_NAMES}
 
     @property
-    def longest_train(self) -> int:
-        """Tokens in the longest training example, before truncation."""
+    def longest_train(self) -> int:  # before truncation
         return max(self.train.original_lengths, default=0)
 
     def loader(
@@ -380,7 +340,12 @@ def encode_splits(
     }
     longest_train = max(full["train"].original_lengths, default=0)
     limits, pad_lengths = resolve_padding(strategy, context_length, longest_train)
-    datasets = {name: full[name].truncate(limits[name]) for name in SPLIT_NAMES}
+    datasets = {
+        name: EncodedDataset(
+            d.input_ids, d.labels, max_length=limits[name], original_lengths=d.original_lengths
+        )
+        for name, d in full.items()
+    }
     stats = {name: LengthStats.of(datasets[name]) for name in SPLIT_NAMES}
     return EncodedSplits(
         **datasets,
