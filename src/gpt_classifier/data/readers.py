@@ -1,27 +1,18 @@
-"""Text files (SMS-style TSV, TSV, CSV, JSON lines, Parquet, plain lines) read row by row.
+"""Text files read row by row: one parser per format serves the labelled reader
+(``read_records``) and the reader of texts to classify (``streaming.py``), so a file means the
+same to both. Formats (``--format``) and the suffixes that pick them: ``sms`` (``label<TAB>text``,
+no header, no quoting), ``tsv`` (header, unquoted; ``.tsv``, ``.tab``, ``.txt``, none), ``csv``
+(RFC 4180), ``jsonl`` (``.jsonl``, ``.ndjson``), ``parquet`` (pyarrow or pandas; ``.parquet``,
+``.pq``), ``lines`` (texts to classify only). A ``.txt``/suffix-less (labelled: ``.tsv`` too)
+file whose first line names no column is headerless: ``sms`` when labelled, ``lines`` when not.
+UTF-8 (a BOM ignored); lines break at ``\n``, ``\r\n``, ``\r`` only; texts kept verbatim,
+labels stripped.
 
-One parser per format (``delimited_rows``, ``line_records``, ``parquet_rows``) serves both the
-labelled reader here (``read_records``: train, data prepare, evaluate) and the reader of texts to
-classify (``streaming.py``: classify --file, the server's uploads), so a file means the same to
-both. Formats (``--format``), and the names that pick them:
-
-* ``sms``: ``label<TAB>text`` per line, no header, no quoting (``SMSSpamCollection``).
-* ``tsv``: header row, unquoted fields (``.tsv``, ``.tab``, ``.txt``, no suffix).
-* ``csv``: header row, RFC 4180 quoting (``.csv``). ``jsonl``: one object per line
-  (``.jsonl``, ``.ndjson``). ``parquet``: needs pyarrow or pandas (``.parquet``, ``.pq``).
-* ``lines`` (texts to classify only): one text per line, taken whole.
-
-A ``.txt``/suffix-less (or, labelled, ``.tsv``) file whose first line names no known or
-requested column is headerless: ``sms`` when labelled, ``lines`` when not. Lines break at
-``\\n``, ``\\r\\n`` and ``\\r`` only, never at U+2028, U+0085 or a form feed; files are UTF-8
-(a byte-order mark is ignored). Texts are kept verbatim, labels stripped.
-
-Runaway quotes: a quoted CSV field over several lines whose quotes do not close cleanly (what
-one stray ``"`` does) is an error naming the line it starts on, with the rows read against the
-file's lines (``lenient``: a warning). One that closes but spans over ``MAX_FIELD_LINES`` lines
-or holds lines that parse as records (in a labelled file, with a label of the file; otherwise
-``UNLABELLED_RECORD_LINES`` of them) is a warning: a real text may do that. Warnings go to the
-``gpt_classifier.data`` logger.
+Runaway quotes: a CSV field over several lines whose quotes do not close cleanly (one stray
+``"``) is an error naming its first line (``lenient``: a warning). One that closes but spans over
+``MAX_FIELD_LINES`` lines or holds lines that parse as records (labelled: with a label of the
+file; else ``UNLABELLED_RECORD_LINES`` of them) is a warning to the ``gpt_classifier.data``
+logger: a real text may do that.
 """
 
 from __future__ import annotations
@@ -66,8 +57,7 @@ _READ_BYTES = 1 << 20
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """One labelled example; ``source`` and ``line`` (for messages) take no part in equality,
-    so records read back from written split files compare equal."""
+    """One labelled example; ``source`` and ``line`` (for messages) take no part in equality."""
 
     text: str
     label: str
@@ -96,8 +86,7 @@ def detect_format(
     *,
     labelled: bool = True,
 ) -> str:
-    """The format of ``path`` from its name and a tab-separated file's first line: without a
-    header row, ``sms`` if labelled (two fields), ``lines`` if not (``.txt`` or no suffix)."""
+    """The format of ``path`` from its name and a tab-separated file's first line."""
     path = Path(path)
     if path.name == "SMSSpamCollection":
         return "sms"
@@ -113,8 +102,7 @@ def detect_format(
 def resolve_file(
     path: str | os.PathLike[str], kind: str, fmt: str | None, allowed: Sequence[str], detect: Any
 ) -> tuple[Path, str]:
-    """The existing file ``path`` and its format: ``fmt`` (one of ``allowed``) or
-    ``detect(path)``."""
+    """The existing file ``path`` and its format: ``fmt`` (one of ``allowed``) or ``detect``'s."""
     path = Path(path)
     if not path.exists():
         raise GPTClassifierError(f"{kind} not found: {path}")
@@ -156,8 +144,7 @@ def _looks_like_header(
 
 
 def open_text(path: Path) -> IO[str]:
-    """``path`` for reading after :func:`check_utf8`; ``newline=""`` keeps each line's ending
-    (what the csv module needs)."""
+    """``path`` for reading; ``newline=""`` keeps each line's ending (the csv module needs it)."""
     try:
         return path.open(encoding="utf-8-sig", newline="")
     except OSError as exc:
