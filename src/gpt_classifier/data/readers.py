@@ -301,25 +301,7 @@ def check_width(cells: list[str], header: list[str], source: str, number: int, f
 def parquet_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
     """The column names and ``(row number, values)`` of every row (numbers from 1)."""
     try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        pq = None
-    try:
-        if pq is not None:
-            table = pq.read_table(path)
-            columns = [str(c) for c in table.column_names]
-            values = [table.column(i).to_pylist() for i in range(len(columns))]
-        else:
-            try:
-                import pandas as pd
-            except ImportError:
-                raise GPTClassifierError(
-                    f"{path}: reading Parquet needs pyarrow (pip install pyarrow), which is not "
-                    "installed; or convert the file to CSV, TSV or JSON lines"
-                ) from None
-            frame = pd.read_parquet(path)
-            columns = [str(c) for c in frame.columns]
-            values = [frame.iloc[:, i].tolist() for i in range(len(columns))]
+        columns, values = _parquet_columns(path)
     except GPTClassifierError:
         raise
     except Exception as exc:  # pyarrow/pandas raise their own types for unreadable files
@@ -328,6 +310,24 @@ def parquet_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, Any]]
         ) from None
     rows = zip(*values, strict=True)
     return columns, [(i, dict(zip(columns, row, strict=True))) for i, row in enumerate(rows, 1)]
+
+
+def _parquet_columns(path: Path) -> tuple[list[str], list[list[Any]]]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        try:
+            import pandas as pd
+        except ImportError:
+            raise GPTClassifierError(
+                f"{path}: reading Parquet needs pyarrow (pip install pyarrow), which is not "
+                "installed; or convert the file to CSV, TSV or JSON lines"
+            ) from None
+        frame = pd.read_parquet(path)
+        values = [frame.iloc[:, i].tolist() for i in range(frame.shape[1])]
+        return [str(c) for c in frame.columns], values
+    table = pq.read_table(path)
+    return [str(c) for c in table.column_names], [column.to_pylist() for column in table.columns]
 
 
 @dataclass(frozen=True)
@@ -484,21 +484,19 @@ def _pick_column(
     columns: Sequence[str], requested: str | None, known: Sequence[str], kind: str, where: str
 ) -> str:
     available = ", ".join(repr(c) for c in columns) or "none"
-    if requested is not None:
-        if requested in columns:
-            return requested
-        matches = [c for c in columns if c.lower() == requested.lower()]
-        if len(matches) == 1:
-            return matches[0]
+    if requested is None:
+        found = _known_column(columns, known)
+        if found is not None:
+            return found
         raise GPTClassifierError(
-            f"{where}: no {kind} column {requested!r}; available columns: {available}"
+            f"{where}: no {kind} column found (tried {', '.join(known)}); available columns: "
+            f"{available}; pass --{kind}-column"
         )
-    found = _known_column(columns, known)
-    if found is not None:
-        return found
+    matches = [c for c in columns if c.lower() == requested.lower()]
+    if requested in columns or len(matches) == 1:
+        return requested if requested in columns else matches[0]
     raise GPTClassifierError(
-        f"{where}: no {kind} column found (tried {', '.join(known)}); available columns: "
-        f"{available}; pass --{kind}-column"
+        f"{where}: no {kind} column {requested!r}; available columns: {available}"
     )
 
 
@@ -510,26 +508,22 @@ def _known_column(columns: Sequence[str], known: Sequence[str]) -> str | None:
     return next((by_lower[name] for name in known if name in by_lower), None)
 
 
-def _choose_columns(
-    columns: Sequence[str], text_column: str | None, label_column: str | None, where: str
-) -> tuple[str, str]:
-    text_col = _pick_column(columns, text_column, TEXT_COLUMNS, "text", where)
-    label_col = _pick_column(columns, label_column, LABEL_COLUMNS, "label", where)
+def _choose_columns(columns: Sequence[str], wanted: Sequence[str | None], where: str) -> list[str]:
+    text_col = _pick_column(columns, wanted[0], TEXT_COLUMNS, "text", where)
+    label_col = _pick_column(columns, wanted[1], LABEL_COLUMNS, "label", where)
     if text_col == label_col:
         raise GPTClassifierError(
             f"{where}: the text and label columns are the same column {text_col!r}"
         )
-    return text_col, label_col
+    return [text_col, label_col]
 
 
 def text_column(columns: Sequence[str], wanted: str | None, source: str) -> str:
     """The column of a file to classify that holds the text."""
     listed = ", ".join(repr(c) for c in columns) or "(none)"  # repr(): no line break in a message
-    if wanted is not None:
-        if wanted in columns:
-            return wanted
+    if wanted is not None and wanted not in columns:
         raise GPTClassifierError(f"{source}: no column {wanted!r}; columns: {listed}")
-    found = _known_column(columns, TEXT_COLUMNS)
+    found = wanted if wanted is not None else _known_column(columns, TEXT_COLUMNS)
     if found is None and len(columns) == 1:
         found = columns[0]
     if found is None:
@@ -553,39 +547,35 @@ def read_records(
     quoted CSV field is a warning, not an error."""
     detect = functools.partial(detect_format, text_column=text_column, label_column=label_column)
     path, fmt = resolve_file(path, "data file", fmt, FORMATS, detect)
-    if fmt == "sms" and (text_column or label_column):
+    source, wanted = str(path), (text_column, label_column)
+    if fmt == "sms" and any(wanted):
         raise GPTClassifierError(
             f"{path}: format sms (headerless label<TAB>text) has no named columns; "
             "drop --text-column/--label-column or use a file with a header"
         )
-    source = str(path)
     if fmt == "parquet":
         names, rows = parquet_rows(path)
-        columns = _choose_columns(names, text_column, label_column, source)
-        records = [make_record(v[columns[0]], v[columns[1]], source, n) for n, v in rows]
+        text, label = _choose_columns(names, wanted, source)
+        records = [make_record(v[text], v[label], source, n) for n, v in rows]
     else:
         check_utf8(path)
         with open_text(path) as handle:
-            read = _delimited_records if fmt in ("csv", "tsv") else _line_records
-            records = read(handle, source, fmt, text_column, label_column, lenient)
+            if fmt in ("csv", "tsv"):
+                records = _delimited_records(handle, source, fmt, wanted, lenient)
+            else:
+                records = _line_records(handle, source, fmt, wanted)
     if not records and not allow_empty:
         raise GPTClassifierError(f"{path}: no examples in the file")
     return records
 
 
 def _line_records(
-    handle: IO[str],
-    source: str,
-    fmt: str,
-    text_column: str | None,
-    label_column: str | None,
-    lenient: bool,
+    handle: IO[str], source: str, fmt: str, wanted: Sequence[str | None]
 ) -> list[Record]:
-    columns = ("text", "label") if fmt == "sms" else None
+    columns = ["text", "label"] if fmt == "sms" else None
     records = []
     for number, values in line_records(handle, fmt, source):
-        if columns is None:
-            columns = _choose_columns(list(values), text_column, label_column, f"{source}:{number}")
+        columns = columns or _choose_columns(list(values), wanted, f"{source}:{number}")
         missing = [c for c in columns if c not in values]
         if missing:
             available = ", ".join(repr(k) for k in values) or "none"
@@ -597,28 +587,23 @@ def _line_records(
 
 
 def _delimited_records(
-    handle: IO[str],
-    source: str,
-    fmt: str,
-    text_column: str | None,
-    label_column: str | None,
-    lenient: bool,
+    handle: IO[str], source: str, fmt: str, wanted: Sequence[str | None], lenient: bool
 ) -> list[Record]:
     lines = [0]
     rows = list(delimited_rows(handle, fmt, source, lines))
     if not rows:
         return []
     header = [cell.strip() for cell in rows[0][1]]
-    columns = _choose_columns(header, text_column, label_column, f"{source}:{rows[0][0]}")
-    text_index, label_index = header.index(columns[0]), header.index(columns[1])
+    columns = _choose_columns(header, wanted, f"{source}:{rows[0][0]}")
+    text, label = header.index(columns[0]), header.index(columns[1])
     data = rows[1:]
-    labels = {cells[label_index].strip() for _, cells, _ in data if len(cells) == len(header)}
-    runaways = Runaways(len(header), label_index, labels)
+    labels = {cells[label].strip() for _, cells, _ in data if len(cells) == len(header)}
+    runaways = Runaways(len(header), label, labels)
     for number, cells, broken in data:
         runaways.add(number, cells, broken)
     runaways.report(rows=len(data), lines=lines[0] - 1, source=source, lenient=lenient)
     records = []
     for number, cells, _ in data:
         check_width(cells, header, source, number, fmt)
-        records.append(make_record(cells[text_index], cells[label_index], source, number))
+        records.append(make_record(cells[text], cells[label], source, number))
     return records
