@@ -53,6 +53,7 @@ _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _MAX_FIELD_SIZE = 2**31 - 1  # csv.field_size_limit takes a C long, 32 bits on Windows
 _field_limit_lock = threading.Lock()
 _READ_BYTES = 1 << 20
+PathLike = str | os.PathLike[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +81,7 @@ class TextRow:
 
 
 def detect_format(
-    path: str | os.PathLike[str],
+    path: PathLike,
     text_column: str | None = None,
     label_column: str | None = None,
     *,
@@ -100,7 +101,7 @@ def detect_format(
 
 
 def resolve_file(
-    path: str | os.PathLike[str], kind: str, fmt: str | None, allowed: Sequence[str], detect: Any
+    path: PathLike, kind: str, fmt: str | None, allowed: Sequence[str], detect: Any
 ) -> tuple[Path, str]:
     """The existing file ``path`` and its format: ``fmt`` (one of ``allowed``) or ``detect``'s."""
     path = Path(path)
@@ -534,7 +535,7 @@ def text_column(columns: Sequence[str], wanted: str | None, source: str) -> str:
 
 
 def read_records(
-    path: str | os.PathLike[str],
+    path: PathLike,
     fmt: str | None = None,
     text_column: str | None = None,
     label_column: str | None = None,
