@@ -9,7 +9,6 @@ import math
 import statistics
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from enum import Enum
 from typing import TYPE_CHECKING, NamedTuple
 
 import torch
@@ -32,25 +31,16 @@ PAD_TOKEN_ID = EOT_TOKEN_ID
 PADDING_STRATEGIES = ("longest-train", "batch", "fixed:N", "context")
 
 
-class PaddingKind(str, Enum):
-    LONGEST_TRAIN = "longest-train"
-    BATCH = "batch"
-    FIXED = "fixed"
-    CONTEXT = "context"
-
-    def __str__(self) -> str:
-        return self.value
-
-
 @dataclass(frozen=True)
 class Padding:
-    """A parsed padding strategy; ``length`` is N for ``fixed`` only."""
+    """A parsed padding strategy: ``kind`` longest-train, batch, fixed or context; ``length``
+    is N for ``fixed`` only."""
 
-    kind: PaddingKind
+    kind: str
     length: int | None = None
 
     def __str__(self) -> str:
-        return f"fixed:{self.length}" if self.kind == PaddingKind.FIXED else self.kind.value
+        return f"fixed:{self.length}" if self.kind == "fixed" else self.kind
 
 
 def parse_padding(value: str | Padding) -> Padding:
@@ -59,11 +49,11 @@ def parse_padding(value: str | Padding) -> Padding:
         return value
     text = value.strip().lower()
     if text in ("longest-train", "batch", "context"):
-        return Padding(PaddingKind(text))
+        return Padding(text)
     if text.startswith("fixed:"):
         number = text.removeprefix("fixed:").strip()
         if number.isascii() and number.isdigit() and int(number) > 0:
-            return Padding(PaddingKind.FIXED, int(number))
+            return Padding("fixed", int(number))
     raise GPTClassifierError(
         f"invalid padding {value!r}; expected one of {', '.join(PADDING_STRATEGIES)} "
         "(N a positive number of tokens)"
@@ -269,9 +259,7 @@ class EncodedSplits:
     stats: dict[str, LengthStats]
 
     def split(self, name: str) -> EncodedDataset:
-        if name not in SPLIT_NAMES:
-            raise KeyError(name)
-        return getattr(self, name)
+        return {"train": self.train, "validation": self.validation, "test": self.test}[name]
 
     @property
     def truncated(self) -> dict[str, int]:
@@ -310,7 +298,7 @@ def resolve_padding(
     padding: Padding, context_length: int, longest_train: int
 ) -> tuple[dict[str, int], dict[str, int | None]]:
     """(truncation limit, pad length) per split for a strategy."""
-    if padding.kind == PaddingKind.LONGEST_TRAIN:
+    if padding.kind == "longest-train":
         train_length = max(1, min(longest_train, context_length))
         limits = {"train": context_length, "validation": train_length, "test": train_length}
         return limits, dict.fromkeys(SPLIT_NAMES, train_length)
@@ -320,7 +308,7 @@ def resolve_padding(
             f"({context_length} tokens)"
         )
     length = padding.length or context_length  # fixed:N, else batch or context
-    pad = None if padding.kind == PaddingKind.BATCH else length
+    pad = None if padding.kind == "batch" else length
     return dict.fromkeys(SPLIT_NAMES, length), dict.fromkeys(SPLIT_NAMES, pad)
 
 
