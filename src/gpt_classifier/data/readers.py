@@ -91,9 +91,16 @@ def detect_format(
     path = Path(path)
     if path.name == "SMSSpamCollection":
         return "sms"
-    fmt = _suffix_format(path)
+    if path.suffix.lower() not in _SUFFIX_FORMATS:
+        raise GPTClassifierError(
+            f"{path}: cannot tell the format from the suffix {path.suffix!r}; "
+            f"pass --format ({', '.join(FORMATS)})"
+        )
+    fmt = _SUFFIX_FORMATS[path.suffix.lower()]
     fields = _first_fields(path) if fmt == "tsv" else []
-    if fmt != "tsv" or _looks_like_header(fields, text_column, label_column):
+    lowered = {f.lower() for f in fields}
+    wanted = {c.lower() for c in (text_column, label_column) if c}
+    if fmt != "tsv" or wanted & lowered or lowered & {*TEXT_COLUMNS, *LABEL_COLUMNS}:
         return fmt
     if labelled:
         return "sms" if len(fields) == 2 else fmt
@@ -114,16 +121,6 @@ def resolve_file(
     return path, fmt or detect(path)
 
 
-def _suffix_format(path: Path) -> str:
-    suffix = path.suffix.lower()
-    if suffix not in _SUFFIX_FORMATS:
-        raise GPTClassifierError(
-            f"{path}: cannot tell the format from the suffix {path.suffix!r}; "
-            f"pass --format ({', '.join(FORMATS)})"
-        )
-    return _SUFFIX_FORMATS[suffix]
-
-
 def _first_fields(path: Path) -> list[str]:
     """The tab-separated fields of the first non-blank line in the first MiB (any header)."""
     try:
@@ -134,14 +131,6 @@ def _first_fields(path: Path) -> list[str]:
     text = head.decode("utf-8", errors="replace").removeprefix("\ufeff")
     line = next((line for line in _LINE_BREAK.split(text) if line.strip()), None)
     return [f.strip() for f in line.split("\t")] if line is not None else []
-
-
-def _looks_like_header(
-    fields: Sequence[str], text_column: str | None, label_column: str | None
-) -> bool:
-    lowered = {f.lower() for f in fields}
-    wanted = {c.lower() for c in (text_column, label_column) if c}
-    return bool(wanted & lowered or lowered & {*TEXT_COLUMNS, *LABEL_COLUMNS})
 
 
 def open_text(path: Path) -> IO[str]:
