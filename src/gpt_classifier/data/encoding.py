@@ -204,10 +204,6 @@ def make_loader(
 ) -> DataLoader:
     """A ``DataLoader`` of ``Batch`` with a seeded generator; ``pad_length=None`` pads each batch
     to its longest row; ``bucket_by_length`` (evaluation) groups similar lengths."""
-    if batch_size <= 0:
-        raise GPTClassifierError(f"batch size must be positive, got {batch_size}")
-    if pad_length is not None and pad_length <= 0:
-        raise GPTClassifierError(f"pad length must be positive, got {pad_length}")
     order = {"shuffle": shuffle, "drop_last": drop_last}
     order["generator"] = torch.Generator().manual_seed(seed)
     collate_fn = functools.partial(collate, pad_length=pad_length, pad_token_id=pad_token_id)
@@ -320,8 +316,6 @@ def encode_splits(
 ) -> EncodedSplits:
     """Encode the three splits once, resolve the padding strategy, truncate, and measure."""
     strategy = parse_padding(padding)
-    if context_length <= 0:
-        raise GPTClassifierError(f"context length must be positive, got {context_length}")
     full = {
         name: encode_records(prepared.split(name), tokenizer, prepared.label_map)
         for name in SPLIT_NAMES
