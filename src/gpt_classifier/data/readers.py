@@ -343,23 +343,18 @@ class Runaways:
         line = start
         for cell in cells:
             parts = _LINE_BREAK.split(cell)
-            if len(parts) > 1:
-                record_lines = []
-                for offset, part in enumerate(parts[1:], start=1):
-                    if self._looks_like_record(part):
-                        record_lines.append(line + offset)
-                        if len(record_lines) >= self.needed:
-                            break
-                if broken or len(parts) > MAX_FIELD_LINES or len(record_lines) >= self.needed:
-                    spans = len(parts) - (parts[-1] == "")  # a final line break ends a line
-                    found = _Runaway(line, spans, record_lines[0] if record_lines else None, broken)
-                    self.count += 1
-                    self.first = self.first or found
-                    if broken and self.first_broken is None:
-                        self.first_broken = found
+            found = [line + i for i, part in enumerate(parts[1:], 1) if self._is_record(part)]
+            suspect = broken or len(parts) > MAX_FIELD_LINES or len(found) >= self.needed
+            if len(parts) > 1 and suspect:
+                spans = len(parts) - (parts[-1] == "")  # a final line break ends a line
+                runaway = _Runaway(line, spans, found[0] if found else None, broken)
+                self.count += 1
+                self.first = self.first or runaway
+                if broken and self.first_broken is None:
+                    self.first_broken = runaway
             line += len(parts) - 1
 
-    def _looks_like_record(self, line: str) -> bool:
+    def _is_record(self, line: str) -> bool:
         if self.width < 2 or not line.strip():
             return False
         try:
