@@ -397,19 +397,14 @@ def _swallowed(runaway: _Runaway) -> str:
 
 
 def _is_missing(value: Any) -> bool:
-    if value is None or (isinstance(value, float) and value != value):  # NaN: pandas' missing
-        return True
-    return isinstance(value, str) and not value.strip()
+    nan = isinstance(value, float) and value != value  # pandas' missing value
+    return value is None or nan or (isinstance(value, str) and not value.strip())
 
 
 def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
     if isinstance(value, (bool, dict, list)):
         return json.dumps(value, ensure_ascii=False)
-    return str(value)
+    return "" if value is None else str(value)
 
 
 def _check_text(text: Any, where: str, empty: str) -> None:
