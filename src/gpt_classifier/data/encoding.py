@@ -1,14 +1,6 @@
-"""Tokenized datasets, padding strategies and loaders (``torch.utils.data``).
-
-Texts are encoded once and kept unpadded (cut to ``max_length``); the collate function pads on
-the right with ``<|endoftext|>``. A batch is ``Batch(input_ids, labels, lengths, indices)``:
-``lengths`` are the real tokens per row (pool at ``lengths - 1``, not at -1 of a padded row),
-``indices`` the rows' dataset positions (cache keys, the way back from length buckets).
-
-Padding (``parse_padding``): ``longest-train`` (the book: every split padded to the longest
-training text, validation and test cut to it), ``batch`` (each batch to its longest),
-``fixed:N`` and ``context`` (everything cut and padded to N tokens, or to the context).
-"""
+"""Tokenized datasets (encoded once, unpadded), padding strategies and loaders: the collate
+function right-pads with ``<|endoftext|>`` and keeps each row's real length (pool at
+``lengths - 1``, not at -1 of a padded row)."""
 
 from __future__ import annotations
 
@@ -17,7 +9,6 @@ import math
 import statistics
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from enum import Enum
 from typing import TYPE_CHECKING, NamedTuple
 
 import torch
@@ -40,25 +31,16 @@ PAD_TOKEN_ID = EOT_TOKEN_ID
 PADDING_STRATEGIES = ("longest-train", "batch", "fixed:N", "context")
 
 
-class PaddingKind(str, Enum):
-    LONGEST_TRAIN = "longest-train"
-    BATCH = "batch"
-    FIXED = "fixed"
-    CONTEXT = "context"
-
-    def __str__(self) -> str:
-        return self.value
-
-
 @dataclass(frozen=True)
 class Padding:
-    """A parsed padding strategy; ``length`` is N for ``fixed`` only."""
+    """A parsed padding strategy: ``kind`` longest-train, batch, fixed or context; ``length``
+    is N for ``fixed`` only."""
 
-    kind: PaddingKind
+    kind: str
     length: int | None = None
 
     def __str__(self) -> str:
-        return f"fixed:{self.length}" if self.kind == PaddingKind.FIXED else self.kind.value
+        return f"fixed:{self.length}" if self.kind == "fixed" else self.kind
 
 
 def parse_padding(value: str | Padding) -> Padding:
@@ -67,11 +49,11 @@ def parse_padding(value: str | Padding) -> Padding:
         return value
     text = value.strip().lower()
     if text in ("longest-train", "batch", "context"):
-        return Padding(PaddingKind(text))
+        return Padding(text)
     if text.startswith("fixed:"):
         number = text.removeprefix("fixed:").strip()
         if number.isascii() and number.isdigit() and int(number) > 0:
-            return Padding(PaddingKind.FIXED, int(number))
+            return Padding("fixed", int(number))
     raise GPTClassifierError(
         f"invalid padding {value!r}; expected one of {', '.join(PADDING_STRATEGIES)} "
         "(N a positive number of tokens)"
@@ -79,8 +61,8 @@ def parse_padding(value: str | Padding) -> Padding:
 
 
 class EncodedDataset(Dataset):
-    """Token ids (cut to ``max_length``) and class ids; item ``i`` is ``(ids, label, i)``;
-    ``original_lengths`` are before the cut, ``truncated`` counts the texts cut."""
+    """Token ids (cut to ``max_length``, ``original_lengths`` before) and class ids; item ``i``
+    is ``(ids, label, i)``."""
 
     def __init__(
         self,
@@ -111,17 +93,7 @@ class EncodedDataset(Dataset):
 
     @property
     def longest(self) -> int:
-        """Length of the longest example after truncation (0 when empty)."""
         return max(self.lengths, default=0)
-
-    def truncate(self, max_length: int) -> EncodedDataset:
-        """A copy cut to ``max_length`` tokens (truncation counted against the original lengths)."""
-        return EncodedDataset(
-            self.input_ids,
-            self.labels,
-            max_length=max_length,
-            original_lengths=self.original_lengths,
-        )
 
 
 def encode_records(
@@ -144,8 +116,8 @@ def encode_records(
 
 
 class Batch(NamedTuple):
-    """One batch: ``input_ids`` (B, T) right-padded, ``labels`` (B,), ``lengths`` (B,) real
-    tokens per row, ``indices`` (B,) dataset positions of the rows. All int64."""
+    """int64 ``input_ids`` (B, T) right-padded, ``labels``, ``lengths`` (real tokens) and
+    ``indices`` (dataset positions: cache keys, the way back from length buckets), all (B,)."""
 
     input_ids: torch.Tensor
     labels: torch.Tensor
@@ -174,8 +146,7 @@ def collate(
     pad_length: int | None = None,
     pad_token_id: int = PAD_TOKEN_ID,
 ) -> Batch:
-    """Right-pad to ``pad_length`` (longer rows are cut to it) or, when None, to the batch's
-    longest row."""
+    """Right-pad to ``pad_length`` (longer rows cut to it), else to the batch's longest row."""
     lengths = [len(ids) if pad_length is None else min(len(ids), pad_length) for ids, _, _ in items]
     width = pad_length if pad_length is not None else max(lengths, default=0)
     return Batch(
@@ -187,9 +158,8 @@ def collate(
 
 
 class BucketBatchSampler(Sampler[list[int]]):
-    """Batches of similar length (``data.batching.plan_batches``, no token budget);
-    ``equal_lengths``: one length a batch (the book's ``last`` pooling then reads a real token);
-    ``shuffle``: the batches' order changes every epoch."""
+    """Batches of similar length (``plan_batches``, no token budget), shuffled every epoch if
+    asked; ``equal_lengths``: one length a batch (``last`` pooling then reads a real token)."""
 
     def __init__(
         self,
@@ -234,34 +204,15 @@ def make_loader(
 ) -> DataLoader:
     """A ``DataLoader`` of ``Batch`` with a seeded generator; ``pad_length=None`` pads each batch
     to its longest row; ``bucket_by_length`` (evaluation) groups similar lengths."""
-    if batch_size <= 0:
-        raise GPTClassifierError(f"batch size must be positive, got {batch_size}")
-    if pad_length is not None and pad_length <= 0:
-        raise GPTClassifierError(f"pad length must be positive, got {pad_length}")
-    generator = torch.Generator().manual_seed(seed)
+    order = {"shuffle": shuffle, "drop_last": drop_last}
+    order["generator"] = torch.Generator().manual_seed(seed)
     collate_fn = functools.partial(collate, pad_length=pad_length, pad_token_id=pad_token_id)
     if bucket_by_length:
         sampler = BucketBatchSampler(
-            dataset.lengths if isinstance(dataset, EncodedDataset) else _lengths(dataset),
-            batch_size,
-            shuffle=shuffle,
-            drop_last=drop_last,
-            generator=generator,
-            equal_lengths=equal_lengths,
+            dataset.lengths, batch_size, equal_lengths=equal_lengths, **order
         )
         return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_fn)
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=shuffle,
-        drop_last=drop_last,
-        generator=generator,
-        collate_fn=collate_fn,
-    )
-
-
-def _lengths(dataset: Dataset) -> list[int]:
-    return [len(dataset[i][0]) for i in range(len(dataset))]  # type: ignore[arg-type]
+    return DataLoader(dataset, batch_size=batch_size, collate_fn=collate_fn, **order)
 
 
 @dataclass(frozen=True)
@@ -281,21 +232,17 @@ class LengthStats:
 
     @classmethod
     def of(cls, dataset: EncodedDataset) -> LengthStats:
-        lengths = dataset.original_lengths
-        return cls(
-            count=len(lengths),
-            min=min(lengths) if lengths else None,
-            median=float(statistics.median(lengths)) if lengths else None,
-            max=max(lengths) if lengths else None,
-            max_length=dataset.max_length,
-            truncated=dataset.truncated,
-        )
+        lengths, limit = dataset.original_lengths, dataset.max_length
+        if not lengths:
+            return cls(0, None, None, None, limit, 0)
+        median = float(statistics.median(lengths))
+        return cls(len(lengths), min(lengths), median, max(lengths), limit, dataset.truncated)
 
 
 @dataclass
 class EncodedSplits:
-    """Encoded train/validation/test; per split the pad length (None: per batch), the
-    truncation limit and length statistics."""
+    """Encoded splits; per split the pad length (None: per batch), the truncation limit and
+    length statistics."""
 
     train: EncodedDataset
     validation: EncodedDataset
@@ -308,17 +255,14 @@ class EncodedSplits:
     stats: dict[str, LengthStats]
 
     def split(self, name: str) -> EncodedDataset:
-        if name not in SPLIT_NAMES:
-            raise KeyError(name)
-        return getattr(self, name)
+        return {"train": self.train, "validation": self.validation, "test": self.test}[name]
 
     @property
     def truncated(self) -> dict[str, int]:
         return {name: self.split(name).truncated for name in SPLIT_NAMES}
 
     @property
-    def longest_train(self) -> int:
-        """Tokens in the longest training example, before truncation."""
+    def longest_train(self) -> int:  # before truncation
         return max(self.train.original_lengths, default=0)
 
     def loader(
@@ -350,7 +294,7 @@ def resolve_padding(
     padding: Padding, context_length: int, longest_train: int
 ) -> tuple[dict[str, int], dict[str, int | None]]:
     """(truncation limit, pad length) per split for a strategy."""
-    if padding.kind == PaddingKind.LONGEST_TRAIN:
+    if padding.kind == "longest-train":
         train_length = max(1, min(longest_train, context_length))
         limits = {"train": context_length, "validation": train_length, "test": train_length}
         return limits, dict.fromkeys(SPLIT_NAMES, train_length)
@@ -360,7 +304,7 @@ def resolve_padding(
             f"({context_length} tokens)"
         )
     length = padding.length or context_length  # fixed:N, else batch or context
-    pad = None if padding.kind == PaddingKind.BATCH else length
+    pad = None if padding.kind == "batch" else length
     return dict.fromkeys(SPLIT_NAMES, length), dict.fromkeys(SPLIT_NAMES, pad)
 
 
@@ -372,15 +316,18 @@ def encode_splits(
 ) -> EncodedSplits:
     """Encode the three splits once, resolve the padding strategy, truncate, and measure."""
     strategy = parse_padding(padding)
-    if context_length <= 0:
-        raise GPTClassifierError(f"context length must be positive, got {context_length}")
     full = {
         name: encode_records(prepared.split(name), tokenizer, prepared.label_map)
         for name in SPLIT_NAMES
     }
     longest_train = max(full["train"].original_lengths, default=0)
     limits, pad_lengths = resolve_padding(strategy, context_length, longest_train)
-    datasets = {name: full[name].truncate(limits[name]) for name in SPLIT_NAMES}
+    datasets = {
+        name: EncodedDataset(
+            d.input_ids, d.labels, max_length=limits[name], original_lengths=d.original_lengths
+        )
+        for name, d in full.items()
+    }
     stats = {name: LengthStats.of(datasets[name]) for name in SPLIT_NAMES}
     return EncodedSplits(
         **datasets,

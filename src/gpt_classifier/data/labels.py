@@ -31,7 +31,7 @@ class LabelMap:
     classes: tuple[str, ...]
 
     def __post_init__(self) -> None:
-        classes = tuple(str(c) for c in self.classes)
+        classes = tuple(map(str, self.classes))
         object.__setattr__(self, "classes", classes)
         if not classes:
             raise GPTClassifierError("a label map needs at least one class")
@@ -63,8 +63,6 @@ class LabelMap:
             raise GPTClassifierError(
                 f"unknown label {label!r}; known classes: {', '.join(self.classes)}"
             ) from None
-
-    # --- labels.json ----------------------------------------------------------------------
 
     def save(self, path: str | os.PathLike[str]) -> None:
         text = json.dumps({"classes": list(self.classes)}, indent=2, ensure_ascii=False)

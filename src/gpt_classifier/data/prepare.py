@@ -1,6 +1,4 @@
-"""From files (or the built-in ``sms-spam``) to train/validation/test records and a label map:
-one data file is read, deduplicated, balanced and split (seeded, stratified); split files (the
-book's ``train.csv``, ``validation.csv``, ``test.csv``) are read as they are."""
+"""From files (or the built-in ``sms-spam``) to train/validation/test records and a label map."""
 
 from __future__ import annotations
 
@@ -8,6 +6,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..errors import GPTClassifierError
 from .labels import LabelMap
@@ -32,8 +31,8 @@ PathLike = str | os.PathLike[str]
 
 @dataclass
 class DataSummary:
-    """What happened to the data: class counts at each step (split files: all three together)
-    and per split; ``overlap``: validation/test texts that also occur in training."""
+    """Class counts at each step (split files: all three together) and per split; ``overlap``:
+    validation/test texts that also occur in training."""
 
     source: str
     raw: dict[str, int]
@@ -61,9 +60,7 @@ class PreparedData:
     summary: DataSummary = field(repr=False)
 
     def split(self, name: str) -> list[Record]:
-        if name not in SPLIT_NAMES:
-            raise KeyError(name)
-        return getattr(self, name)
+        return {"train": self.train, "validation": self.validation, "test": self.test}[name]
 
 
 def prepare_dataset(
@@ -83,10 +80,9 @@ def prepare_dataset(
     progress: bool = True,
     lenient: bool = False,
 ) -> PreparedData:
-    """The three splits, the label map (from the training split) and a summary. ``data_file``
-    (none or ``"sms-spam"``: the built-in dataset) is deduplicated unless ``keep_duplicates``,
-    balanced and split by ``fractions`` with ``seed``; split files are read as they are.
-    ``lenient``: a runaway quoted CSV field is a warning, not an error."""
+    """The splits, the label map (from the training split) and a summary. ``data_file`` (none or
+    ``"sms-spam"``: the built-in dataset) is deduplicated unless ``keep_duplicates``, balanced
+    and split; split files are read as they are. ``lenient``: runaway quotes only warn."""
     method = check_balance(balance)
     split_files = {"train": train_file, "validation": validation_file, "test": test_file}
     if any(path is not None for path in split_files.values()):
@@ -99,7 +95,8 @@ def prepare_dataset(
             raise GPTClassifierError(
                 "validation/test files were given without a training file; pass --train-file"
             )
-        return _from_split_files(split_files, fmt, text_column, label_column, lenient=lenient)
+        read = {"fmt": fmt, "text_column": text_column, "label_column": label_column}
+        return _from_split_files(split_files, lenient=lenient, **read)
 
     fractions = parse_fractions(fractions)
     if data_file is None or str(data_file) == SMS_SPAM_NAME:
@@ -121,26 +118,22 @@ def prepare_dataset(
     _require_two_classes(deduplicated, f"{source} after dropping duplicate texts")
 
     balanced = balance_classes(unique, method, seed)
-    train, validation, test = stratified_split(balanced, fractions, seed)
-    label_map = LabelMap.from_labels(r.label for r in train)
+    splits = stratified_split(balanced, fractions, seed)
     summary = DataSummary(
         source=source,
         raw=raw,
         deduplicated=deduplicated,
         balanced=class_counts(balanced),
-        splits={
-            name: class_counts(part)
-            for name, part in zip(SPLIT_NAMES, (train, validation, test), strict=True)
-        },
+        splits={name: class_counts(part) for name, part in zip(SPLIT_NAMES, splits, strict=True)},
         duplicates_dropped=dropped,
         label_conflicts=conflicts,
         balance=method,
         keep_duplicates=keep_duplicates,
         seed=seed,
         fractions=fractions,
-        overlap=_overlap(train, validation, test),
+        overlap=_overlap(*splits),
     )
-    return PreparedData(train, validation, test, label_map, summary)
+    return PreparedData(*splits, LabelMap.from_labels(r.label for r in splits[0]), summary)
 
 
 def write_splits(prepared: PreparedData, output_dir: PathLike) -> dict[str, Path]:
@@ -163,40 +156,22 @@ def write_splits(prepared: PreparedData, output_dir: PathLike) -> dict[str, Path
     return written
 
 
-def read_splits(
-    directory: PathLike,
-    fmt: str | None = None,
-    text_column: str | None = None,
-    label_column: str | None = None,
-) -> PreparedData:
+def read_splits(directory: PathLike) -> PreparedData:
     """The splits written by :func:`write_splits` (or the book's three CSVs) from one folder."""
-    folder = Path(directory)
-    files: dict[str, PathLike | None] = {name: folder / SPLIT_FILES[name] for name in SPLIT_NAMES}
-    for name in ("validation", "test"):  # write_splits writes them even when empty
-        if not Path(files[name]).exists():  # type: ignore[arg-type]
-            files[name] = None
-    return _from_split_files(files, fmt, text_column, label_column, allow_empty=True)
+    files = {name: Path(directory) / SPLIT_FILES[name] for name in SPLIT_NAMES}
+    # write_splits writes validation and test even when empty; the book may lack them
+    present = {name: p if name == "train" or p.exists() else None for name, p in files.items()}
+    return _from_split_files(present, empty=True)
 
 
 def _from_split_files(
-    files: dict[str, PathLike | None],
-    fmt: str | None,
-    text_column: str | None,
-    label_column: str | None,
-    allow_empty: bool = False,
-    lenient: bool = False,
+    files: dict[str, PathLike | None], empty: bool = False, **read: Any
 ) -> PreparedData:
+    """``empty``: validation and test files may hold a header only."""
     splits = {
-        name: read_records(
-            path,
-            fmt,
-            text_column,
-            label_column,
-            allow_empty=allow_empty and name != "train",
-            lenient=lenient,
-        )
-        if path is not None
-        else []
+        name: []
+        if path is None
+        else read_records(path, **read, allow_empty=empty and name != "train")
         for name, path in files.items()
     }
     train_counts = class_counts(splits["train"])
@@ -209,17 +184,16 @@ def _from_split_files(
                     f"{record.where}: label {record.label!r} does not occur in the training file "
                     f"{files['train']} (its classes: {', '.join(label_map.classes)})"
                 )
-    everything = splits["train"] + splits["validation"] + splits["test"]
-    raw = class_counts(everything)
+    raw = class_counts([record for part in splits.values() for record in part])
     summary = DataSummary(
         source=", ".join(str(p) for p in files.values() if p is not None),
         raw=raw,
         deduplicated=raw,
         balanced=raw,
         splits={name: class_counts(part) for name, part in splits.items()},
-        overlap=_overlap(splits["train"], splits["validation"], splits["test"]),
+        overlap=_overlap(*splits.values()),
     )
-    return PreparedData(splits["train"], splits["validation"], splits["test"], label_map, summary)
+    return PreparedData(*splits.values(), label_map, summary)
 
 
 def _require_two_classes(counts: dict[str, int], source: str) -> None:

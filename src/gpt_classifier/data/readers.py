@@ -1,27 +1,18 @@
-"""Text files (SMS-style TSV, TSV, CSV, JSON lines, Parquet, plain lines) read row by row.
+"""Text files read row by row: one parser per format serves the labelled reader
+(``read_records``) and the reader of texts to classify (``streaming.py``), so a file means the
+same to both. Formats (``--format``) and the suffixes that pick them: ``sms`` (``label<TAB>text``,
+no header, no quoting), ``tsv`` (header, unquoted; ``.tsv``, ``.tab``, ``.txt``, none), ``csv``
+(RFC 4180), ``jsonl`` (``.jsonl``, ``.ndjson``), ``parquet`` (pyarrow or pandas; ``.parquet``,
+``.pq``), ``lines`` (texts to classify only). A ``.txt``/suffix-less (labelled: ``.tsv`` too)
+file whose first line names no column is headerless: ``sms`` when labelled, ``lines`` when not.
+UTF-8 (a BOM ignored); lines break at ``\n``, ``\r\n``, ``\r`` only; texts kept verbatim,
+labels stripped.
 
-One parser per format (``delimited_rows``, ``line_records``, ``parquet_rows``) serves both the
-labelled reader here (``read_records``: train, data prepare, evaluate) and the reader of texts to
-classify (``streaming.py``: classify --file, the server's uploads), so a file means the same to
-both. Formats (``--format``), and the names that pick them:
-
-* ``sms``: ``label<TAB>text`` per line, no header, no quoting (``SMSSpamCollection``).
-* ``tsv``: header row, unquoted fields (``.tsv``, ``.tab``, ``.txt``, no suffix).
-* ``csv``: header row, RFC 4180 quoting (``.csv``). ``jsonl``: one object per line
-  (``.jsonl``, ``.ndjson``). ``parquet``: needs pyarrow or pandas (``.parquet``, ``.pq``).
-* ``lines`` (texts to classify only): one text per line, taken whole.
-
-A ``.txt``/suffix-less (or, labelled, ``.tsv``) file whose first line names no known or
-requested column is headerless: ``sms`` when labelled, ``lines`` when not. Lines break at
-``\\n``, ``\\r\\n`` and ``\\r`` only, never at U+2028, U+0085 or a form feed; files are UTF-8
-(a byte-order mark is ignored). Texts are kept verbatim, labels stripped.
-
-Runaway quotes: a quoted CSV field over several lines whose quotes do not close cleanly (what
-one stray ``"`` does) is an error naming the line it starts on, with the rows read against the
-file's lines (``lenient``: a warning). One that closes but spans over ``MAX_FIELD_LINES`` lines
-or holds lines that parse as records (in a labelled file, with a label of the file; otherwise
-``UNLABELLED_RECORD_LINES`` of them) is a warning: a real text may do that. Warnings go to the
-``gpt_classifier.data`` logger.
+Runaway quotes: a CSV field over several lines whose quotes do not close cleanly (one stray
+``"``) is an error naming its first line (``lenient``: a warning). One that closes but spans over
+``MAX_FIELD_LINES`` lines or holds lines that parse as records (labelled: with a label of the
+file; else ``UNLABELLED_RECORD_LINES`` of them) is a warning to the ``gpt_classifier.data``
+logger: a real text may do that.
 """
 
 from __future__ import annotations
@@ -62,12 +53,12 @@ _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _MAX_FIELD_SIZE = 2**31 - 1  # csv.field_size_limit takes a C long, 32 bits on Windows
 _field_limit_lock = threading.Lock()
 _READ_BYTES = 1 << 20
+PathLike = str | os.PathLike[str]
 
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """One labelled example; ``source`` and ``line`` (for messages) take no part in equality,
-    so records read back from written split files compare equal."""
+    """One labelled example; ``source`` and ``line`` (for messages) take no part in equality."""
 
     text: str
     label: str
@@ -90,20 +81,26 @@ class TextRow:
 
 
 def detect_format(
-    path: str | os.PathLike[str],
+    path: PathLike,
     text_column: str | None = None,
     label_column: str | None = None,
     *,
     labelled: bool = True,
 ) -> str:
-    """The format of ``path`` from its name and a tab-separated file's first line: without a
-    header row, ``sms`` if labelled (two fields), ``lines`` if not (``.txt`` or no suffix)."""
+    """The format of ``path`` from its name and a tab-separated file's first line."""
     path = Path(path)
     if path.name == "SMSSpamCollection":
         return "sms"
-    fmt = _suffix_format(path)
+    if path.suffix.lower() not in _SUFFIX_FORMATS:
+        raise GPTClassifierError(
+            f"{path}: cannot tell the format from the suffix {path.suffix!r}; "
+            f"pass --format ({', '.join(FORMATS)})"
+        )
+    fmt = _SUFFIX_FORMATS[path.suffix.lower()]
     fields = _first_fields(path) if fmt == "tsv" else []
-    if fmt != "tsv" or _looks_like_header(fields, text_column, label_column):
+    lowered = {f.lower() for f in fields}
+    wanted = {c.lower() for c in (text_column, label_column) if c}
+    if fmt != "tsv" or wanted & lowered or lowered & {*TEXT_COLUMNS, *LABEL_COLUMNS}:
         return fmt
     if labelled:
         return "sms" if len(fields) == 2 else fmt
@@ -111,10 +108,9 @@ def detect_format(
 
 
 def resolve_file(
-    path: str | os.PathLike[str], kind: str, fmt: str | None, allowed: Sequence[str], detect: Any
+    path: PathLike, kind: str, fmt: str | None, allowed: Sequence[str], detect: Any
 ) -> tuple[Path, str]:
-    """The existing file ``path`` and its format: ``fmt`` (one of ``allowed``) or
-    ``detect(path)``."""
+    """The existing file ``path`` and its format: ``fmt`` (one of ``allowed``) or ``detect``'s."""
     path = Path(path)
     if not path.exists():
         raise GPTClassifierError(f"{kind} not found: {path}")
@@ -123,16 +119,6 @@ def resolve_file(
     if fmt is not None and fmt not in allowed:
         raise GPTClassifierError(f"unknown format {fmt!r}; expected one of {', '.join(allowed)}")
     return path, fmt or detect(path)
-
-
-def _suffix_format(path: Path) -> str:
-    suffix = path.suffix.lower()
-    if suffix not in _SUFFIX_FORMATS:
-        raise GPTClassifierError(
-            f"{path}: cannot tell the format from the suffix {path.suffix!r}; "
-            f"pass --format ({', '.join(FORMATS)})"
-        )
-    return _SUFFIX_FORMATS[suffix]
 
 
 def _first_fields(path: Path) -> list[str]:
@@ -147,17 +133,8 @@ def _first_fields(path: Path) -> list[str]:
     return [f.strip() for f in line.split("\t")] if line is not None else []
 
 
-def _looks_like_header(
-    fields: Sequence[str], text_column: str | None, label_column: str | None
-) -> bool:
-    lowered = {f.lower() for f in fields}
-    wanted = {c.lower() for c in (text_column, label_column) if c}
-    return bool(wanted & lowered or lowered & {*TEXT_COLUMNS, *LABEL_COLUMNS})
-
-
 def open_text(path: Path) -> IO[str]:
-    """``path`` for reading after :func:`check_utf8`; ``newline=""`` keeps each line's ending
-    (what the csv module needs)."""
+    """``path`` for reading; ``newline=""`` keeps each line's ending (the csv module needs it)."""
     try:
         return path.open(encoding="utf-8-sig", newline="")
     except OSError as exc:
@@ -314,25 +291,7 @@ def check_width(cells: list[str], header: list[str], source: str, number: int, f
 def parquet_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
     """The column names and ``(row number, values)`` of every row (numbers from 1)."""
     try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        pq = None
-    try:
-        if pq is not None:
-            table = pq.read_table(path)
-            columns = [str(c) for c in table.column_names]
-            values = [table.column(i).to_pylist() for i in range(len(columns))]
-        else:
-            try:
-                import pandas as pd
-            except ImportError:
-                raise GPTClassifierError(
-                    f"{path}: reading Parquet needs pyarrow (pip install pyarrow), which is not "
-                    "installed; or convert the file to CSV, TSV or JSON lines"
-                ) from None
-            frame = pd.read_parquet(path)
-            columns = [str(c) for c in frame.columns]
-            values = [frame.iloc[:, i].tolist() for i in range(len(columns))]
+        columns, values = _parquet_columns(path)
     except GPTClassifierError:
         raise
     except Exception as exc:  # pyarrow/pandas raise their own types for unreadable files
@@ -341,6 +300,24 @@ def parquet_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, Any]]
         ) from None
     rows = zip(*values, strict=True)
     return columns, [(i, dict(zip(columns, row, strict=True))) for i, row in enumerate(rows, 1)]
+
+
+def _parquet_columns(path: Path) -> tuple[list[str], list[list[Any]]]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        try:
+            import pandas as pd
+        except ImportError:
+            raise GPTClassifierError(
+                f"{path}: reading Parquet needs pyarrow (pip install pyarrow), which is not "
+                "installed; or convert the file to CSV, TSV or JSON lines"
+            ) from None
+        frame = pd.read_parquet(path)
+        values = [frame.iloc[:, i].tolist() for i in range(frame.shape[1])]
+        return [str(c) for c in frame.columns], values
+    table = pq.read_table(path)
+    return [str(c) for c in table.column_names], [column.to_pylist() for column in table.columns]
 
 
 @dataclass(frozen=True)
@@ -366,23 +343,18 @@ class Runaways:
         line = start
         for cell in cells:
             parts = _LINE_BREAK.split(cell)
-            if len(parts) > 1:
-                record_lines = []
-                for offset, part in enumerate(parts[1:], start=1):
-                    if self._looks_like_record(part):
-                        record_lines.append(line + offset)
-                        if len(record_lines) >= self.needed:
-                            break
-                if broken or len(parts) > MAX_FIELD_LINES or len(record_lines) >= self.needed:
-                    spans = len(parts) - (parts[-1] == "")  # a final line break ends a line
-                    found = _Runaway(line, spans, record_lines[0] if record_lines else None, broken)
-                    self.count += 1
-                    self.first = self.first or found
-                    if broken and self.first_broken is None:
-                        self.first_broken = found
+            found = [line + i for i, part in enumerate(parts[1:], 1) if self._is_record(part)]
+            suspect = broken or len(parts) > MAX_FIELD_LINES or len(found) >= self.needed
+            if len(parts) > 1 and suspect:
+                spans = len(parts) - (parts[-1] == "")  # a final line break ends a line
+                runaway = _Runaway(line, spans, found[0] if found else None, broken)
+                self.count += 1
+                self.first = self.first or runaway
+                if broken and self.first_broken is None:
+                    self.first_broken = runaway
             line += len(parts) - 1
 
-    def _looks_like_record(self, line: str) -> bool:
+    def _is_record(self, line: str) -> bool:
         if self.width < 2 or not line.strip():
             return False
         try:
@@ -425,19 +397,14 @@ def _swallowed(runaway: _Runaway) -> str:
 
 
 def _is_missing(value: Any) -> bool:
-    if value is None or (isinstance(value, float) and value != value):  # NaN: pandas' missing
-        return True
-    return isinstance(value, str) and not value.strip()
+    nan = isinstance(value, float) and value != value  # pandas' missing value
+    return value is None or nan or (isinstance(value, str) and not value.strip())
 
 
 def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
     if isinstance(value, (bool, dict, list)):
         return json.dumps(value, ensure_ascii=False)
-    return str(value)
+    return "" if value is None else str(value)
 
 
 def _check_text(text: Any, where: str, empty: str) -> None:
@@ -497,21 +464,19 @@ def _pick_column(
     columns: Sequence[str], requested: str | None, known: Sequence[str], kind: str, where: str
 ) -> str:
     available = ", ".join(repr(c) for c in columns) or "none"
-    if requested is not None:
-        if requested in columns:
-            return requested
-        matches = [c for c in columns if c.lower() == requested.lower()]
-        if len(matches) == 1:
-            return matches[0]
+    if requested is None:
+        found = _known_column(columns, known)
+        if found is not None:
+            return found
         raise GPTClassifierError(
-            f"{where}: no {kind} column {requested!r}; available columns: {available}"
+            f"{where}: no {kind} column found (tried {', '.join(known)}); available columns: "
+            f"{available}; pass --{kind}-column"
         )
-    found = _known_column(columns, known)
-    if found is not None:
-        return found
+    matches = [c for c in columns if c.lower() == requested.lower()]
+    if requested in columns or len(matches) == 1:
+        return requested if requested in columns else matches[0]
     raise GPTClassifierError(
-        f"{where}: no {kind} column found (tried {', '.join(known)}); available columns: "
-        f"{available}; pass --{kind}-column"
+        f"{where}: no {kind} column {requested!r}; available columns: {available}"
     )
 
 
@@ -523,26 +488,22 @@ def _known_column(columns: Sequence[str], known: Sequence[str]) -> str | None:
     return next((by_lower[name] for name in known if name in by_lower), None)
 
 
-def _choose_columns(
-    columns: Sequence[str], text_column: str | None, label_column: str | None, where: str
-) -> tuple[str, str]:
-    text_col = _pick_column(columns, text_column, TEXT_COLUMNS, "text", where)
-    label_col = _pick_column(columns, label_column, LABEL_COLUMNS, "label", where)
+def _choose_columns(columns: Sequence[str], wanted: Sequence[str | None], where: str) -> list[str]:
+    text_col = _pick_column(columns, wanted[0], TEXT_COLUMNS, "text", where)
+    label_col = _pick_column(columns, wanted[1], LABEL_COLUMNS, "label", where)
     if text_col == label_col:
         raise GPTClassifierError(
             f"{where}: the text and label columns are the same column {text_col!r}"
         )
-    return text_col, label_col
+    return [text_col, label_col]
 
 
 def text_column(columns: Sequence[str], wanted: str | None, source: str) -> str:
     """The column of a file to classify that holds the text."""
     listed = ", ".join(repr(c) for c in columns) or "(none)"  # repr(): no line break in a message
-    if wanted is not None:
-        if wanted in columns:
-            return wanted
+    if wanted is not None and wanted not in columns:
         raise GPTClassifierError(f"{source}: no column {wanted!r}; columns: {listed}")
-    found = _known_column(columns, TEXT_COLUMNS)
+    found = wanted if wanted is not None else _known_column(columns, TEXT_COLUMNS)
     if found is None and len(columns) == 1:
         found = columns[0]
     if found is None:
@@ -553,7 +514,7 @@ def text_column(columns: Sequence[str], wanted: str | None, source: str) -> str:
 
 
 def read_records(
-    path: str | os.PathLike[str],
+    path: PathLike,
     fmt: str | None = None,
     text_column: str | None = None,
     label_column: str | None = None,
@@ -566,39 +527,35 @@ def read_records(
     quoted CSV field is a warning, not an error."""
     detect = functools.partial(detect_format, text_column=text_column, label_column=label_column)
     path, fmt = resolve_file(path, "data file", fmt, FORMATS, detect)
-    if fmt == "sms" and (text_column or label_column):
+    source, wanted = str(path), (text_column, label_column)
+    if fmt == "sms" and any(wanted):
         raise GPTClassifierError(
             f"{path}: format sms (headerless label<TAB>text) has no named columns; "
             "drop --text-column/--label-column or use a file with a header"
         )
-    source = str(path)
     if fmt == "parquet":
         names, rows = parquet_rows(path)
-        columns = _choose_columns(names, text_column, label_column, source)
-        records = [make_record(v[columns[0]], v[columns[1]], source, n) for n, v in rows]
+        text, label = _choose_columns(names, wanted, source)
+        records = [make_record(v[text], v[label], source, n) for n, v in rows]
     else:
         check_utf8(path)
         with open_text(path) as handle:
-            read = _delimited_records if fmt in ("csv", "tsv") else _line_records
-            records = read(handle, source, fmt, text_column, label_column, lenient)
+            if fmt in ("csv", "tsv"):
+                records = _delimited_records(handle, source, fmt, wanted, lenient)
+            else:
+                records = _line_records(handle, source, fmt, wanted)
     if not records and not allow_empty:
         raise GPTClassifierError(f"{path}: no examples in the file")
     return records
 
 
 def _line_records(
-    handle: IO[str],
-    source: str,
-    fmt: str,
-    text_column: str | None,
-    label_column: str | None,
-    lenient: bool,
+    handle: IO[str], source: str, fmt: str, wanted: Sequence[str | None]
 ) -> list[Record]:
-    columns = ("text", "label") if fmt == "sms" else None
+    columns = ["text", "label"] if fmt == "sms" else None
     records = []
     for number, values in line_records(handle, fmt, source):
-        if columns is None:
-            columns = _choose_columns(list(values), text_column, label_column, f"{source}:{number}")
+        columns = columns or _choose_columns(list(values), wanted, f"{source}:{number}")
         missing = [c for c in columns if c not in values]
         if missing:
             available = ", ".join(repr(k) for k in values) or "none"
@@ -610,28 +567,23 @@ def _line_records(
 
 
 def _delimited_records(
-    handle: IO[str],
-    source: str,
-    fmt: str,
-    text_column: str | None,
-    label_column: str | None,
-    lenient: bool,
+    handle: IO[str], source: str, fmt: str, wanted: Sequence[str | None], lenient: bool
 ) -> list[Record]:
     lines = [0]
     rows = list(delimited_rows(handle, fmt, source, lines))
     if not rows:
         return []
     header = [cell.strip() for cell in rows[0][1]]
-    columns = _choose_columns(header, text_column, label_column, f"{source}:{rows[0][0]}")
-    text_index, label_index = header.index(columns[0]), header.index(columns[1])
+    columns = _choose_columns(header, wanted, f"{source}:{rows[0][0]}")
+    text, label = header.index(columns[0]), header.index(columns[1])
     data = rows[1:]
-    labels = {cells[label_index].strip() for _, cells, _ in data if len(cells) == len(header)}
-    runaways = Runaways(len(header), label_index, labels)
+    labels = {cells[label].strip() for _, cells, _ in data if len(cells) == len(header)}
+    runaways = Runaways(len(header), label, labels)
     for number, cells, broken in data:
         runaways.add(number, cells, broken)
     runaways.report(rows=len(data), lines=lines[0] - 1, source=source, lenient=lenient)
     records = []
     for number, cells, _ in data:
         check_width(cells, header, source, number, fmt)
-        records.append(make_record(cells[text_index], cells[label_index], source, number))
+        records.append(make_record(cells[text], cells[label], source, number))
     return records

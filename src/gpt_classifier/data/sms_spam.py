@@ -1,6 +1,5 @@
 """The built-in dataset ``sms-spam``: the UCI SMS Spam Collection, downloaded once (progress
-on stderr), checked against its sha256 and cached in ``fileio.cache_dir("sms_spam_collection")``.
-"""
+on stderr), checked against its sha256 and cached."""
 
 from __future__ import annotations
 
@@ -25,6 +24,7 @@ SMS_SPAM_MEMBER = "SMSSpamCollection"
 SMS_SPAM_SHA256 = "7d039a24a6083ed9ef0f806ebad56bbb976e3aeb8de05669173bfdc4996c239d"
 
 _HINT = "pass --data-file PATH to a local copy of SMSSpamCollection"
+_BAR = {"unit": "B", "unit_scale": True, "unit_divisor": 1024, "desc": "sms-spam", "leave": False}
 
 
 def sms_spam_path(
@@ -35,8 +35,8 @@ def sms_spam_path(
     progress: bool = True,
     timeout: float = 60.0,
 ) -> Path:
-    """Path of the cached ``SMSSpamCollection``, downloaded (again, if its checksum is wrong)
-    and verified first if needed; failures say to pass ``--data-file``."""
+    """The cached ``SMSSpamCollection``, downloaded (again, if its checksum is wrong) first if
+    needed; failures say to pass ``--data-file``."""
     folder = Path(cache_dir) if cache_dir is not None else fileio.cache_dir()
     target = folder / "sms_spam_collection" / SMS_SPAM_MEMBER
     if target.is_file() and sha256_of(target) == sha256:
@@ -64,18 +64,10 @@ def _download(url: str, *, progress: bool, timeout: float) -> bytes:
     request = urllib.request.Request(url, headers={"User-Agent": "gpt-classifier"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            total = response.headers.get("Content-Length")
+            size = response.headers.get("Content-Length")
+            total = int(size) if size and size.isdigit() else None
             buffer = io.BytesIO()
-            with tqdm(
-                total=int(total) if total and total.isdigit() else None,
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1024,
-                desc="sms-spam",
-                file=sys.stderr,
-                disable=not progress,
-                leave=False,
-            ) as bar:
+            with tqdm(total=total, file=sys.stderr, disable=not progress, **_BAR) as bar:
                 for chunk in iter(lambda: response.read(1 << 16), b""):
                     buffer.write(chunk)
                     bar.update(len(chunk))

@@ -1,8 +1,5 @@
-"""Deduplication, class balancing, seeded stratified splits, and the split files on disk.
-
-All randomness comes from ``random.Random(seed)`` created inside each function, so a result
-depends only on its inputs and the seed.
-"""
+"""Deduplication, class balancing, seeded stratified splits, and the split files on disk; each
+function draws from its own ``random.Random(seed)``, so a result depends on its inputs only."""
 
 from __future__ import annotations
 
@@ -121,8 +118,7 @@ def stratified_split(
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
     seed: int = DEFAULT_SEED,
 ) -> tuple[list[Record], list[Record], list[Record]]:
-    """Seeded split keeping every class's share in each split (sizes from :func:`split_sizes`);
-    each split is shuffled."""
+    """Seeded split keeping every class's share in each split, each split shuffled."""
     fractions = parse_fractions(fractions)
     rng = random.Random(seed)
     by_class: dict[str, list[Record]] = defaultdict(list)
@@ -148,8 +144,7 @@ def class_counts(records: Sequence[Record]) -> dict[str, int]:
 
 
 def write_split_file(records: Sequence[Record], path: str | os.PathLike[str]) -> Path:
-    """One split as CSV with the book's columns ``Label,Text`` (quoted where needed), written to a
-    temporary file first and renamed into place."""
+    """One split as CSV with the book's columns ``Label,Text``, written whole (temp + rename)."""
     path = Path(path)
     with atomic_path(path) as partial, partial.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")

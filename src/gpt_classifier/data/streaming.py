@@ -1,17 +1,11 @@
-"""Files of texts to classify, read row by row in memory that does not grow with the file.
-
-:func:`scan_text_file` checks every row first (the errors, in their order: undecodable bytes,
-malformed CSV, runaway quotes, ragged rows, a missing column, an empty text) and learns the
-output columns and the row count; :func:`iter_text_rows` then gives the rows, from row ``skip``
-on for a resumed run. :func:`read_unlabelled` is both at once, as a list. Parquet is columnar,
-so it is read whole.
-"""
+"""Files of texts to classify, read row by row in memory that does not grow with the file:
+:func:`scan_text_file` checks every row and counts them, :func:`iter_text_rows` then gives them
+(from row ``skip`` on, for a resumed run). Parquet is columnar, so it is read whole."""
 
 from __future__ import annotations
 
 import functools
-import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -19,6 +13,7 @@ from typing import IO, Any
 from ..errors import GPTClassifierError
 from .readers import (
     TEXT_FORMATS,
+    PathLike,
     Runaways,
     TextRow,
     check_utf8,
@@ -36,8 +31,6 @@ from .readers import (
 
 @dataclass(frozen=True)
 class TextFilePlan:
-    """What the checking pass learnt: the format, output columns, text column and row count."""
-
     path: Path
     fmt: str
     columns: tuple[str, ...]
@@ -46,11 +39,7 @@ class TextFilePlan:
 
 
 def read_unlabelled(
-    path: str | os.PathLike[str],
-    fmt: str | None = None,
-    text_column: str | None = None,
-    *,
-    lenient: bool = False,
+    path: PathLike, fmt: str | None = None, text_column: str | None = None, *, lenient: bool = False
 ) -> list[TextRow]:
     """Every text of a file to classify with its row's fields; the text column is
     ``text_column``, else the first of ``TEXT_COLUMNS``, else the only column."""
@@ -58,14 +47,11 @@ def read_unlabelled(
 
 
 def scan_text_file(
-    path: str | os.PathLike[str],
-    fmt: str | None = None,
-    text_column: str | None = None,
-    *,
-    lenient: bool = False,
+    path: PathLike, fmt: str | None = None, text_column: str | None = None, *, lenient: bool = False
 ) -> TextFilePlan:
-    """Check every row of ``path`` (``GPTClassifierError`` names the file and line of the first
-    problem) keeping only counts and column names."""
+    """Check every row of ``path`` keeping only counts and column names; the errors, in this
+    order: undecodable bytes, malformed CSV, runaway quotes, ragged rows, no rows, a missing
+    column, an empty text (whatever the order of the rows)."""
     detect = functools.partial(detect_format, text_column=text_column, labelled=False)
     path, fmt = resolve_file(path, "input file", fmt, TEXT_FORMATS, detect)
     scan = _Scan(path, text_column)
@@ -101,31 +87,31 @@ def iter_text_rows(plan: TextFilePlan, skip: int = 0) -> Iterator[TextRow]:
 
 
 class _Scan:
-    """The checking pass: the first problem of each kind, raised in a fixed order once the
-    whole file is read (so the error does not depend on how the file is read)."""
+    """The checking pass: the first problem of each kind, raised once the file is read."""
 
     def __init__(self, path: Path, wanted: str | None) -> None:
         self.path, self.source, self.wanted = path, str(path), wanted
         self.rows = 0
         self.columns: dict[str, None] = {}  # in order of appearance
         self.column: str | None = None
-        self.column_error: GPTClassifierError | None = None
-        self.text_error: GPTClassifierError | None = None
+        self.errors: dict[str, GPTClassifierError] = {}  # by kind: width, column, text
 
-    def _choose_column(self, columns: list[str]) -> None:
-        try:
-            self.column = text_column(columns, self.wanted, self.source)
-        except GPTClassifierError as exc:
-            self.column_error = exc
+    def _first(self, kind: str, check: Callable[[], Any]) -> Any:
+        if kind not in self.errors:
+            try:
+                return check()
+            except GPTClassifierError as exc:
+                self.errors[kind] = exc
+        return None
 
     def _check_row(self, number: int, values: dict[str, Any]) -> None:
         self.rows += 1
-        if self.column is None or self.text_error is not None:
-            return
-        try:
-            text_row(values, self.column, list(self.columns), self.source, number)
-        except GPTClassifierError as exc:
-            self.text_error = exc
+        if self.column is not None:
+            columns = list(self.columns)
+            self._first("text", lambda: text_row(values, self.column, columns, self.source, number))
+
+    def _choose_column(self, columns: list[str]) -> None:
+        self.column = self._first("column", lambda: text_column(columns, self.wanted, self.source))
 
     def parquet(self) -> None:
         columns, rows = parquet_rows(self.path)
@@ -155,28 +141,23 @@ class _Scan:
         self.columns = dict.fromkeys(header)
         self._choose_column(header)
         runaways = Runaways(len(header))
-        width_error: GPTClassifierError | None = None
         for number, cells, broken in rows:
             runaways.add(number, cells, broken)
-            if len(cells) != len(header):
+            if len(cells) == len(header):
+                self._check_row(number, dict(zip(header, cells, strict=True)))
+            else:
                 self.rows += 1
-                if width_error is None:
-                    try:
-                        check_width(cells, header, self.source, number, fmt)
-                    except GPTClassifierError as exc:
-                        width_error = exc
-                continue
-            self._check_row(number, dict(zip(header, cells, strict=True)))
+                check = functools.partial(check_width, cells, header, self.source, number, fmt)
+                self._first("width", check)
         runaways.report(rows=self.rows, lines=lines[0] - 1, source=self.source, lenient=lenient)
-        if width_error is not None:
-            raise width_error
+        if "width" in self.errors:
+            raise self.errors["width"]
 
     def plan(self, fmt: str) -> TextFilePlan:
         if not self.rows:
             raise GPTClassifierError(f"{self.path}: no texts in the file")
-        if self.column_error is not None:
-            raise self.column_error
-        if self.text_error is not None:
-            raise self.text_error
+        for kind in ("column", "text"):
+            if kind in self.errors:
+                raise self.errors[kind]
         assert self.column is not None
         return TextFilePlan(self.path, fmt, tuple(self.columns), self.column, self.rows)
