@@ -297,6 +297,55 @@ def deny_access(monkeypatch):
     return deny
 
 
+def _without_dac_override() -> None:
+    """Drop CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH from this thread's effective capabilities
+    (Linux keeps them per thread): from here on root meets file permissions as any user does."""
+    import ctypes
+
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_uint32) for name in ("effective", "permitted", "inheritable")]
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    header, data = Header(0x20080522, 0), (Data * 2)()  # _LINUX_CAPABILITY_VERSION_3, this thread
+    if libc.capget(ctypes.byref(header), data) != 0:
+        raise OSError(ctypes.get_errno(), "capget")
+    data[0].effective &= ~((1 << 1) | (1 << 2))  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+    if libc.capset(ctypes.byref(header), data) != 0:
+        raise OSError(ctypes.get_errno(), "capset")
+
+
+@pytest.fixture
+def unprivileged():
+    """``unprivileged(function)``: ``function()``'s result (or its exception), called where file
+    permissions hold: in a thread without the capabilities that let root read anything, when the
+    tests run as root (CI does); directly otherwise. Real EACCES errors, for root too."""
+    import threading
+
+    def call(function):
+        if not (hasattr(os, "geteuid") and os.geteuid() == 0):
+            return function()
+        outcome: dict[str, object] = {}
+
+        def body() -> None:
+            try:
+                _without_dac_override()
+                outcome["value"] = function()
+            except BaseException as exc:  # noqa: BLE001 (re-raised in the caller's thread)
+                outcome["error"] = exc
+
+        thread = threading.Thread(target=body, name="unprivileged")
+        thread.start()
+        thread.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["value"]
+
+    return call
+
+
 @pytest.fixture(scope="session")
 def micro_run(tmp_path_factory, micro_files, tokenizer_dir) -> Path:
     """A run trained on ``micro_files`` (all layers, 4 epochs: a few seconds), with its
