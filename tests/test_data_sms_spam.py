@@ -19,7 +19,7 @@ from gpt_classifier.data.sms_spam import default_cache_dir
 from gpt_classifier.errors import GPTClassifierError
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-FIXTURE_SHA256 = "7c0d91fe8086fec5bc19498af4369f726f910b6a526aa812a6d17dfde700b697"
+FIXTURE_SHA256 = "2c9216731d4a9d3b8a240638c7f3f1e5593e75d5793ec739c102e2f01271b7c3"
 SMALL = b"ham\tHello there\nspam\tWIN a prize now\nham\tSee you at 5\n"
 SMALL_SHA = hashlib.sha256(SMALL).hexdigest()
 
