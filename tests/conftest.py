@@ -1,10 +1,11 @@
-"""Shared fixtures: the real data in ../shared/data when present, tiny model configs."""
+"""Shared fixtures: the data (../shared/data when present, else tests/fixtures), tiny model
+configs, and each test's own cache folder."""
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -13,15 +14,114 @@ import torch
 from gpt_classifier.config import GPTConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SHARED_DATA = Path(
     os.environ.get("GPT_CLASSIFIER_SHARED_DATA", REPO_ROOT.parent / "shared" / "data")
 )
-TOKENIZER_DIR = SHARED_DATA / "gpt2-tokenizer"
+CACHE_ENV = "GPT_CLASSIFIER_CACHE"
+TOKENIZER_FILES = ("vocab.bpe", "encoder.json")
 
-# Runs share a frozen-prefix cache on disk: keep the tests' own out of the user's cache folder
-# (subprocesses inherit it).
-os.environ.setdefault("GPT_CLASSIFIER_CACHE", tempfile.mkdtemp(prefix="gpt-classifier-cache-"))
-SMS_SPAM_FILE = SHARED_DATA / "sms_spam_collection" / "SMSSpamCollection"
+
+def _tokenizer_dir() -> Path:
+    """The GPT-2 tokenizer's two files: the same bytes in ../shared/data and tests/fixtures."""
+    shared = SHARED_DATA / "gpt2-tokenizer"
+    if all((shared / name).is_file() for name in TOKENIZER_FILES):
+        return shared
+    return FIXTURES / "gpt2-tokenizer"
+
+
+@dataclass(frozen=True)
+class SmsSpamFacts:
+    """What the tests assert about the SMS file they read: the full collection (5,574 rows, see
+    ../shared/data/README.md) or the 400-row fixture (tests/fixtures/README.md).
+
+    ``splits`` is ``prepare_dataset``'s default (duplicates dropped, undersampled, 70/10/20, seed
+    123); ``book_splits`` keeps the duplicates (the book's balance); ``unbalanced_splits`` is
+    ``balance="none"``. ``csv_rows``: rows a CSV reader with default quoting makes of the file (a
+    runaway quote merges lines)."""
+
+    full: bool
+    path: Path
+    rows: int
+    raw: dict[str, int]
+    csv_rows: int
+    duplicates_dropped: int
+    deduplicated: dict[str, int]
+    splits: dict[str, dict[str, int]]
+    book_splits: dict[str, dict[str, int]]
+    unbalanced_splits: dict[str, dict[str, int]]
+
+    @property
+    def split_sizes(self) -> tuple[int, int, int]:
+        return tuple(sum(self.splits[name].values()) for name in ("train", "validation", "test"))
+
+    @property
+    def book_split_sizes(self) -> dict[str, int]:
+        return {name: sum(counts.values()) for name, counts in self.book_splits.items()}
+
+
+def _splits(train: int, validation: int, test: int) -> dict[str, dict[str, int]]:
+    return {
+        "train": {"ham": train, "spam": train},
+        "validation": {"ham": validation, "spam": validation},
+        "test": {"ham": test, "spam": test},
+    }
+
+
+FULL_SMS_SPAM = SmsSpamFacts(
+    full=True,
+    path=SHARED_DATA / "sms_spam_collection" / "SMSSpamCollection",
+    rows=5574,
+    raw={"ham": 4827, "spam": 747},
+    csv_rows=5572,
+    duplicates_dropped=403,
+    deduplicated={"ham": 4518, "spam": 653},
+    splits=_splits(457, 65, 131),
+    book_splits=_splits(522, 74, 151),
+    unbalanced_splits={
+        "train": {"ham": 3162, "spam": 457},
+        "validation": {"ham": 451, "spam": 65},
+        "test": {"ham": 905, "spam": 131},
+    },
+)
+FIXTURE_SMS_SPAM = SmsSpamFacts(
+    full=False,
+    path=FIXTURES / "sms_spam_collection" / "SMSSpamCollection",
+    rows=400,
+    raw={"ham": 174, "spam": 226},
+    csv_rows=398,
+    duplicates_dropped=16,
+    deduplicated={"ham": 172, "spam": 212},
+    splits=_splits(120, 17, 35),
+    book_splits=_splits(121, 17, 36),
+    unbalanced_splits={
+        "train": {"ham": 120, "spam": 148},
+        "validation": {"ham": 17, "spam": 21},
+        "test": {"ham": 35, "spam": 43},
+    },
+)
+SMS_SPAM = FULL_SMS_SPAM if FULL_SMS_SPAM.path.is_file() else FIXTURE_SMS_SPAM
+TOKENIZER_DIR = _tokenizer_dir()
+SMS_SPAM_FILE = SMS_SPAM.path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_cache(tmp_path_factory):
+    """The frozen-prefix and dataset cache of session- and module-scoped fixtures: never the
+    user's (subprocesses inherit it)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(CACHE_ENV, str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path_factory, monkeypatch) -> Path:
+    """Each test its own cache folder (runs reuse cached states across tests otherwise); a test
+    that shares a cache between two runs gives both the same explicit folder."""
+    folder = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv(CACHE_ENV, str(folder))
+    return folder
+
 
 # Small enough for CI on 2 cores, real vocabulary so the real tokenizer's ids fit.
 TINY_CONFIG = GPTConfig(
@@ -62,8 +162,6 @@ def tiny_config_file(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tokenizer_dir() -> Path:
-    if not (TOKENIZER_DIR / "vocab.bpe").is_file():
-        pytest.skip(f"GPT-2 tokenizer files not found in {TOKENIZER_DIR} (../shared/data)")
     return TOKENIZER_DIR
 
 
@@ -76,9 +174,20 @@ def tokenizer(tokenizer_dir: Path):
 
 @pytest.fixture(scope="session")
 def sms_spam_file() -> Path:
-    if not SMS_SPAM_FILE.is_file():
-        pytest.skip(f"SMS Spam Collection not found at {SMS_SPAM_FILE} (../shared/data)")
+    """The full SMS Spam Collection when ../shared/data has it, else the 400-row fixture."""
     return SMS_SPAM_FILE
+
+
+@pytest.fixture(scope="session")
+def sms_spam() -> SmsSpamFacts:
+    """The facts of ``sms_spam_file``, for assertions that hold on either file."""
+    return SMS_SPAM
+
+
+@pytest.fixture(scope="session")
+def small_sms_spam_file() -> Path:
+    """The 400-row fixture always: for tests that train on SMS texts and must stay cheap."""
+    return FIXTURE_SMS_SPAM.path
 
 
 # The smallest model: a tiny saved run for the predictor and the server, and the commands' tests.
@@ -186,6 +295,55 @@ def deny_access(monkeypatch):
         refusing("open")
 
     return deny
+
+
+def _without_dac_override() -> None:
+    """Drop CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH from this thread's effective capabilities
+    (Linux keeps them per thread): from here on root meets file permissions as any user does."""
+    import ctypes
+
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_uint32) for name in ("effective", "permitted", "inheritable")]
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    header, data = Header(0x20080522, 0), (Data * 2)()  # _LINUX_CAPABILITY_VERSION_3, this thread
+    if libc.capget(ctypes.byref(header), data) != 0:
+        raise OSError(ctypes.get_errno(), "capget")
+    data[0].effective &= ~((1 << 1) | (1 << 2))  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+    if libc.capset(ctypes.byref(header), data) != 0:
+        raise OSError(ctypes.get_errno(), "capset")
+
+
+@pytest.fixture
+def unprivileged():
+    """``unprivileged(function)``: ``function()``'s result (or its exception), called where file
+    permissions hold: in a thread without the capabilities that let root read anything, when the
+    tests run as root (CI does); directly otherwise. Real EACCES errors, for root too."""
+    import threading
+
+    def call(function):
+        if not (hasattr(os, "geteuid") and os.geteuid() == 0):
+            return function()
+        outcome: dict[str, object] = {}
+
+        def body() -> None:
+            try:
+                _without_dac_override()
+                outcome["value"] = function()
+            except BaseException as exc:  # noqa: BLE001 (re-raised in the caller's thread)
+                outcome["error"] = exc
+
+        thread = threading.Thread(target=body, name="unprivileged")
+        thread.start()
+        thread.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["value"]
+
+    return call
 
 
 @pytest.fixture(scope="session")

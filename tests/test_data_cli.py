@@ -15,7 +15,20 @@ def _run(*args: str):
     return CliRunner().invoke(cli, ["data", "prepare", *args])
 
 
-def test_prepare_real_file(tmp_path, sms_spam_file, tokenizer_dir):
+# The class table's rows: the full collection's, and the 400-row fixture's.
+TABLE = {
+    True: (
+        "ham    4827          4518       653    457          65   131",
+        "spam    747           653       653    457          65   131",
+    ),
+    False: (
+        "ham    174           172       172    120          17    35",
+        "spam   226           212       172    120          17    35",
+    ),
+}
+
+
+def test_prepare_real_file(tmp_path, sms_spam_file, sms_spam, tokenizer_dir):
     out = tmp_path / "splits"
     result = _run(
         "--data-file",
@@ -27,9 +40,9 @@ def test_prepare_real_file(tmp_path, sms_spam_file, tokenizer_dir):
     )
     assert result.exit_code == 0, result.output
     text = result.stdout
-    assert "ham    4827          4518       653    457          65   131" in text
-    assert "spam    747           653       653    457          65   131" in text
-    assert "403 repeated texts dropped" in text
+    ham, spam = TABLE[sms_spam.full]
+    assert ham in text and spam in text
+    assert f"{sms_spam.duplicates_dropped} repeated texts dropped" in text
     assert "longest training example:" in text and "median" in text
     assert sorted(p.name for p in out.iterdir()) == [
         "labels.json",
@@ -37,7 +50,7 @@ def test_prepare_real_file(tmp_path, sms_spam_file, tokenizer_dir):
         "train.csv",
         "validation.csv",
     ]
-    assert len(read_splits(out).train) == 914
+    assert len(read_splits(out).train) == sms_spam.split_sizes[0]  # 914 in full
 
 
 def test_prepare_multiclass_file_with_options(tmp_path, tokenizer_dir):

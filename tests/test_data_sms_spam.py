@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import functools
 import hashlib
 import http.server
 import io
@@ -16,6 +18,8 @@ from gpt_classifier.data import SMS_SPAM_SHA256, read_records, sms_spam_path
 from gpt_classifier.errors import GPTClassifierError
 from gpt_classifier.fileio import cache_dir
 
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURE_SHA256 = "2c9216731d4a9d3b8a240638c7f3f1e5593e75d5793ec739c102e2f01271b7c3"
 SMALL = b"ham\tHello there\nspam\tWIN a prize now\nham\tSee you at 5\n"
 SMALL_SHA = hashlib.sha256(SMALL).hexdigest()
 
@@ -74,14 +78,19 @@ def test_downloads_extracts_verifies_and_caches(server, tmp_path):
     assert again == path and hits == ["/sms.zip"]
 
 
-def test_real_zip_from_local_server(server, tmp_path, sms_spam_file):
+def test_real_zip_from_local_server(server, tmp_path, sms_spam_file, sms_spam):
+    """The UCI zip's layout with the real file (or the fixture, checked against its own hash)."""
     base, routes, _ = server
     routes["/228/sms+spam+collection.zip"] = _zip("SMSSpamCollection", sms_spam_file.read_bytes())
+    expected = SMS_SPAM_SHA256 if sms_spam.full else FIXTURE_SHA256
     path = sms_spam_path(
-        url=f"{base}/228/sms+spam+collection.zip", cache_dir=tmp_path, progress=False
+        url=f"{base}/228/sms+spam+collection.zip",
+        cache_dir=tmp_path,
+        progress=False,
+        **({} if sms_spam.full else {"sha256": FIXTURE_SHA256}),
     )
     assert path.read_bytes() == sms_spam_file.read_bytes()
-    assert hashlib.sha256(path.read_bytes()).hexdigest() == SMS_SPAM_SHA256
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == expected
 
 
 def test_bad_checksum_is_an_error_and_nothing_is_cached(server, tmp_path):
@@ -129,16 +138,20 @@ def test_not_a_zip_and_missing_member(server, tmp_path):
         sms_spam_path(url=f"{base}/other.zip", cache_dir=tmp_path, progress=False)
 
 
-def test_prepare_dataset_uses_the_cache(monkeypatch, tmp_path, sms_spam_file):
-    from gpt_classifier.data import prepare_dataset
+def test_prepare_dataset_uses_the_cache(monkeypatch, tmp_path, sms_spam_file, sms_spam):
+    from gpt_classifier.data import prepare, prepare_dataset
 
     cached = tmp_path / "sms_spam_collection" / "SMSSpamCollection"
     cached.parent.mkdir(parents=True)
     cached.write_bytes(sms_spam_file.read_bytes())
     monkeypatch.setenv("GPT_CLASSIFIER_CACHE", str(tmp_path))
+    if not sms_spam.full:  # the fixture is the cached file: it has its own checksum
+        monkeypatch.setattr(
+            prepare, "sms_spam_path", functools.partial(sms_spam_path, sha256=FIXTURE_SHA256)
+        )
     prepared = prepare_dataset()  # no file: the built-in dataset, found in the cache
-    assert prepared.summary.raw == {"ham": 4827, "spam": 747}
-    assert "sms-spam" in prepared.summary.source
+    assert prepared.summary.raw == sms_spam.raw
+    assert "sms-spam" in prepared.summary.source and str(cached) in prepared.summary.source
 
 
 def test_cache_dir_resolution(monkeypatch, tmp_path):
@@ -153,10 +166,27 @@ def test_cache_dir_resolution(monkeypatch, tmp_path):
     assert cache_dir("prefix-cache") == cache_dir() / "prefix-cache"
 
 
-def test_real_file_all_rows(sms_spam_file: Path):
+def test_real_file_all_rows(sms_spam_file: Path, sms_spam):
     records = read_records(sms_spam_file)  # format sms from the file name
-    assert len(records) == 5574
-    assert Counter(r.label for r in records) == {"ham": 4827, "spam": 747}
+    assert len(records) == sms_spam.rows
+    assert Counter(r.label for r in records) == sms_spam.raw
+    if sms_spam.full:
+        assert len(records) == 5574 and sms_spam.raw == {"ham": 4827, "spam": 747}
     # Texts with unbalanced double quotes stay single rows, verbatim.
     assert any(r.text.count('"') % 2 for r in records)
     assert records[0].text.startswith("Go until jurong point") and records[0].line == 1
+    # ... where a CSV reader with default quoting merges lines at a runaway quote.
+    with sms_spam_file.open(newline="", encoding="utf-8") as handle:
+        assert len(list(csv.reader(handle, delimiter="\t"))) == sms_spam.csv_rows < len(records)
+
+
+def test_the_fixture_is_what_its_readme_says():
+    """tests/fixtures/README.md gives each file's sha256; the tokenizer's equal GPT-2's."""
+    from gpt_classifier.tokenizer import TOKENIZER_FILES
+
+    readme = (FIXTURES / "README.md").read_text(encoding="utf-8")
+    files = {"sms_spam_collection/SMSSpamCollection": FIXTURE_SHA256}
+    files |= {f"gpt2-tokenizer/{name}": digest for name, digest in TOKENIZER_FILES.items()}
+    for name, digest in files.items():
+        assert hashlib.sha256((FIXTURES / name).read_bytes()).hexdigest() == digest, name
+        assert f"`{name}`" in readme and digest in readme, name

@@ -23,52 +23,63 @@ from gpt_classifier.data import (
 )
 from gpt_classifier.errors import GPTClassifierError
 
-# --- the real file (skipped when ../shared/data is absent) --------------------------------------
+# --- the SMS file (the full collection in ../shared/data, else the 400-row fixture) -------------
 
 
-def test_real_dedup_counts(sms_spam_file):
+def test_real_dedup_counts(sms_spam_file, sms_spam):
     from gpt_classifier.data import read_records
 
     unique, report = deduplicate(read_records(sms_spam_file))
-    assert report.dropped == 403 and report.conflicts == 0
-    assert len(unique) == 5171
-    assert Counter(r.label for r in unique) == {"ham": 4518, "spam": 653}
+    assert report.dropped == sms_spam.duplicates_dropped and report.conflicts == 0
+    assert len(unique) == sum(sms_spam.deduplicated.values())
+    assert Counter(r.label for r in unique) == sms_spam.deduplicated
+    if sms_spam.full:
+        assert report.dropped == 403 and len(unique) == 5171
+        assert Counter(r.label for r in unique) == {"ham": 4518, "spam": 653}
 
 
-def test_real_default_prepare(sms_spam_file):
+def test_real_default_prepare(sms_spam_file, sms_spam):
     prepared = prepare_dataset(data_file=sms_spam_file)
     s = prepared.summary
-    assert s.raw == {"ham": 4827, "spam": 747}
-    assert s.deduplicated == {"ham": 4518, "spam": 653} and s.duplicates_dropped == 403
-    assert s.balanced == {"ham": 653, "spam": 653}
-    assert s.splits == {
-        "train": {"ham": 457, "spam": 457},
-        "validation": {"ham": 65, "spam": 65},
-        "test": {"ham": 131, "spam": 131},
-    }
-    assert (len(prepared.train), len(prepared.validation), len(prepared.test)) == (914, 130, 262)
+    assert s.raw == sms_spam.raw
+    assert s.deduplicated == sms_spam.deduplicated
+    assert s.duplicates_dropped == sms_spam.duplicates_dropped
+    smaller = min(sms_spam.deduplicated.values())
+    assert s.balanced == {"ham": smaller, "spam": smaller}
+    assert s.splits == sms_spam.splits
+    sizes = (len(prepared.train), len(prepared.validation), len(prepared.test))
+    assert sizes == sms_spam.split_sizes
     assert prepared.label_map.classes == ("ham", "spam")
     assert s.overlap == 0
     texts = [r.text for r in prepared.train + prepared.validation + prepared.test]
-    assert len(set(texts)) == len(texts) == 1306
+    assert len(set(texts)) == len(texts) == 2 * smaller
+    if sms_spam.full:
+        assert s.raw == {"ham": 4827, "spam": 747} and s.balanced == {"ham": 653, "spam": 653}
+        assert sizes == (914, 130, 262) and len(texts) == 1306
 
 
-def test_real_book_balance_with_duplicates(sms_spam_file):
+def test_real_book_balance_with_duplicates(sms_spam_file, sms_spam):
     prepared = prepare_dataset(data_file=sms_spam_file, keep_duplicates=True)
-    assert prepared.summary.balanced == {"ham": 747, "spam": 747}  # the book's 1,494
+    smaller = min(sms_spam.raw.values())
+    assert prepared.summary.balanced == {"ham": smaller, "spam": smaller}  # the book's 1,494
     assert prepared.summary.duplicates_dropped == 0
     sizes = {name: sum(c.values()) for name, c in prepared.summary.splits.items()}
-    assert sizes == {"train": 1044, "validation": 148, "test": 302}
+    assert sizes == sms_spam.book_split_sizes
+    if sms_spam.full:
+        assert sizes == {"train": 1044, "validation": 148, "test": 302}
 
 
-def test_real_no_balance_is_stratified(sms_spam_file):
+def test_real_no_balance_is_stratified(sms_spam_file, sms_spam):
     prepared = prepare_dataset(data_file=sms_spam_file, balance="none")
     splits = prepared.summary.splits
-    assert splits["train"] == {"ham": 3162, "spam": 457}
-    assert splits["validation"] == {"ham": 451, "spam": 65}
-    assert splits["test"] == {"ham": 905, "spam": 131}
-    for counts in splits.values():  # spam share 653/5171 = 12.6% in every split
-        assert counts["spam"] / sum(counts.values()) == pytest.approx(653 / 5171, abs=0.005)
+    assert splits == sms_spam.unbalanced_splits
+    share = sms_spam.deduplicated["spam"] / sum(sms_spam.deduplicated.values())
+    for counts in splits.values():  # spam share 653/5171 = 12.6% in every split of the full file
+        tolerance = 0.005 if sms_spam.full else 0.02  # rounding to whole texts in small splits
+        assert counts["spam"] / sum(counts.values()) == pytest.approx(share, abs=tolerance)
+    if sms_spam.full:
+        assert splits["train"] == {"ham": 3162, "spam": 457}
+        assert share == 653 / 5171
 
 
 def test_real_reproducible_by_seed(sms_spam_file):
@@ -98,7 +109,7 @@ def test_real_written_csvs_reload_identically(sms_spam_file, tmp_path):
         assert next(csv.reader(handle)) == ["Label", "Text"]
 
 
-def test_real_book_style_csvs_load(sms_spam_file, tmp_path):
+def test_real_book_style_csvs_load(sms_spam_file, sms_spam, tmp_path):
     """The book's train/validation/test.csv: Label,Text with ham=0, spam=1, pandas quoting."""
     prepared = prepare_dataset(data_file=sms_spam_file, keep_duplicates=True)
     mapping = {"ham": 0, "spam": 1}
@@ -114,9 +125,15 @@ def test_real_book_style_csvs_load(sms_spam_file, tmp_path):
     )
     assert book.label_map.classes == ("0", "1")
     assert [r.text for r in book.train] == [r.text for r in prepared.train]
-    assert Counter(r.label for r in book.train) == {"0": 522, "1": 522}
-    assert book.summary.splits["test"] == {"0": 151, "1": 151}
+    per_class = {split: counts["spam"] for split, counts in sms_spam.book_splits.items()}
+    assert Counter(r.label for r in book.train) == {
+        "0": per_class["train"],
+        "1": per_class["train"],
+    }
+    assert book.summary.splits["test"] == {"0": per_class["test"], "1": per_class["test"]}
     assert book.summary.overlap > 0  # the book keeps duplicates: some test texts are in train
+    if sms_spam.full:
+        assert per_class == {"train": 522, "validation": 74, "test": 151}
 
 
 # --- small generated data ---------------------------------------------------------------------

@@ -27,17 +27,17 @@ def test_unknown_precision_is_a_clear_error():
         resolve_precision("fp8", torch.device("cpu"))
 
 
-def _finetune(tmp_path, config, sms_spam_file, tokenizer_dir, precision: str, name: str):
+def _finetune(tmp_path, config, sms_spam, tokenizer_dir, precision: str, name: str):
     return run_finetune(
         FinetuneOptions(
             output_dir=tmp_path / name,
-            data_file=str(sms_spam_file),
+            data_file=str(sms_spam.path),
             model=str(config),
             init="random",
             tokenizer_dir=str(tokenizer_dir),
             trainable="last-blocks:2",
             lr=1e-3,
-            epochs=1,
+            epochs=1 if sms_spam.full else 2,  # over 50 steps with either file
             eval_freq=1000,
             precision=precision,
             progress=False,
@@ -48,10 +48,10 @@ def _finetune(tmp_path, config, sms_spam_file, tokenizer_dir, precision: str, na
 
 
 @pytest.mark.slow
-def test_bf16_agrees_with_fp32(tmp_path, tiny_config_file, sms_spam_file, tokenizer_dir):
+def test_bf16_agrees_with_fp32(tmp_path, tiny_config_file, sms_spam, tokenizer_dir):
     """Tolerances we state: the bf16 loss curve stays within 0.05 of fp32's at every step
     (mean difference under 0.02), and test predictions agree on at least 99.5 %."""
-    files = (tiny_config_file, sms_spam_file, tokenizer_dir)
+    files = (tiny_config_file, sms_spam, tokenizer_dir)
     fp32 = _finetune(tmp_path, *files, "fp32", "fp32")
     bf16 = _finetune(tmp_path, *files, "bf16", "bf16")
     assert fp32.precision == "fp32" and bf16.precision == "bf16"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -395,19 +394,20 @@ def test_index_that_is_not_an_index(tmp_path):
         load_pretrained(str(tmp_path), config=SMALL)
 
 
-@pytest.mark.skipif(
-    hasattr(os, "geteuid") and os.geteuid() == 0,
-    reason="root reads files whatever their permissions (the monkeypatched test covers root)",
-)
 @pytest.mark.parametrize("target", ["model.safetensors.index.json", "one.safetensors", "."])
-def test_unreadable_weights_are_one_line_errors(tmp_path, target):
+def test_unreadable_weights_are_one_line_errors(tmp_path, unprivileged, target):
+    """A file (or the folder) without permissions: a real EACCES, for root too."""
     t = _sharded(tmp_path / "model", ["one.safetensors"])
     write(tmp_path / "model" / "one.safetensors", t)
     path = tmp_path / "model" / target
     path.chmod(0)
-    try:
+
+    def load() -> None:
         with pytest.raises(GPTClassifierError, match="cannot read .*permission denied"):
             load_pretrained(str(tmp_path / "model"), config=SMALL)
+
+    try:
+        unprivileged(load)
     finally:
         path.chmod(0o755)
 

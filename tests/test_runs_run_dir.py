@@ -443,19 +443,14 @@ def test_deeply_nested_or_huge_json_is_a_json_error(run_copy):
 
 # --- unreadable runs (item 10) ----------------------------------------------------------------
 
-needs_non_root = pytest.mark.skipif(
-    hasattr(os, "geteuid") and os.geteuid() == 0,
-    reason="root reads files whatever their permissions (the monkeypatched tests cover root)",
-)
 
-
-@needs_non_root
 @pytest.mark.parametrize("target", ["run.json", "model.safetensors", "."])
-def test_unreadable_run_is_a_one_line_error(run_copy, target):
+def test_unreadable_run_is_a_one_line_error(run_copy, unprivileged, target):
+    """A file (or the folder) without permissions: a real EACCES, for root too."""
     path = run_copy / target
     path.chmod(0)
     try:
-        message = _one_line_error(run_copy, "cannot read")
+        message = unprivileged(lambda: _one_line_error(run_copy, "cannot read"))
         assert "permission denied" in message.lower()
     finally:
         path.chmod(0o755)

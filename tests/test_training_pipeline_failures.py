@@ -215,7 +215,7 @@ def test_ctrl_c_after_the_last_step_still_saves(files, tokenizer_dir, tmp_path, 
 
 
 class _Killed(BaseException):
-    """Stands in for SIGKILL in-process (test_faults.py kills real processes)."""
+    """Stands in for SIGKILL in-process (test_runs_transaction.py kills real processes)."""
 
 
 @pytest.mark.parametrize(
