@@ -10,9 +10,8 @@ from click.testing import CliRunner
 
 from gpt_classifier.cli.main import cli
 from gpt_classifier.errors import GPTClassifierError
-from gpt_classifier.experiments import BOOK_ROWS, load_grid, parse_rows, wilson_interval
-from gpt_classifier.experiments.grid import Row
-from gpt_classifier.experiments.runner import execution_order
+from gpt_classifier.experiments.grid import BOOK_ROWS, Row, load_grid, parse_rows
+from gpt_classifier.experiments.runner import execution_order, wilson_interval
 
 
 @pytest.fixture

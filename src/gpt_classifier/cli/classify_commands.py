@@ -178,6 +178,3 @@ def _check_output(output: Path, input_file: Path, overwrite: bool) -> None:
         raise GPTClassifierError(f"--output {output} is the input file; write elsewhere")
     if output.exists() and not overwrite:
         raise GPTClassifierError(f"--output {output} exists; pass --overwrite to replace it")
-
-
-COMMANDS = [classify]

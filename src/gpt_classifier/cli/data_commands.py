@@ -58,9 +58,6 @@ def prepare(o: PrepareOptions) -> None:
     click.echo(f"wrote {', '.join(p.name for p in written.values())} to {o.output_dir}")
 
 
-COMMANDS = [data]
-
-
 def _table(rows: list[list[str]]) -> list[str]:
     """Columns two spaces apart: the first left-aligned, the others right-aligned."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]

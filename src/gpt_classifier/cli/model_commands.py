@@ -159,6 +159,3 @@ def _split_records(o: ZeroShotOptions, args: dict) -> tuple[list, str, str]:
         )
     negative = next(c for c in classes if c != o.positive_label)
     return prepared.split(o.split)[: o.limit], o.positive_label, negative
-
-
-COMMANDS = [download, generate, zero_shot]

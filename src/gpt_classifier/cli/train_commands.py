@@ -134,6 +134,3 @@ def clear(o: CacheOptions) -> None:
     """Delete every entry."""
     store = CacheStore(o.cache_dir)
     click.echo(f"removed {store.clear()} entries from {store.folder}")
-
-
-COMMANDS = [train, evaluate, cache]

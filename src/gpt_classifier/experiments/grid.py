@@ -92,10 +92,6 @@ BOOK_ROWS = [
 ]
 
 
-def book_grid() -> tuple[dict[str, Any], list[Row]]:
-    return {"preset": "book"}, BOOK_ROWS
-
-
 def parse_rows(spec: str | None, rows: list[Row]) -> list[Row]:
     """``"1-4,14-19"`` -> those rows, in grid order; ``None`` -> all."""
     if not spec:

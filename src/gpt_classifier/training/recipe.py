@@ -138,8 +138,11 @@ class FinetuneOptions(CacheOptions, PrecisionOptions, ModelOptions, PaddingOptio
             keep_duplicates=bool(values["keep_duplicates"]),
             balance=values["balance"],
             config=parsed.get("config"),
-            **{key: parsed[key] for key in ("padding", "pooling", "trainable", "train")},
-            **{key: parsed[key] for key in ("fractions", "device", "precision")},
+            **{
+                key: parsed[key]
+                for key in ("padding", "pooling", "trainable", "train", "fractions")
+            },
+            **{key: parsed[key] for key in ("device", "precision")},
         )
 
     def _run_option_problems(self) -> list[str]:
