@@ -77,11 +77,8 @@ def format_counts(summary: DataSummary, label_map: LabelMap) -> str:
     classes = list(dict.fromkeys([*label_map.classes, *summary.raw]))
     rows = [[name, *(str(c.get(name, 0)) for c in columns.values())] for name in classes]
     rows.append(["total", *(str(sum(c.values())) for c in columns.values())])
-    lines = [
-        f"data: {summary.source}",
-        f"classes ({len(label_map)}): {', '.join(label_map.classes)}",
-    ]
-    lines += ["", *_table([["class", *columns], *rows])]
+    classes_line = f"classes ({len(label_map)}): {', '.join(label_map.classes)}"
+    lines = [f"data: {summary.source}", classes_line, "", *_table([["class", *columns], *rows])]
     if split:
         lines.append(
             "duplicates: kept (--keep-duplicates)"
