@@ -24,10 +24,7 @@ class Row:
 
     def describe(self) -> dict[str, str]:
         """The book's columns for this row (its options over its preset's values)."""
-        o = {
-            **row_defaults(self.options),
-            **{k: v for k, v in self.options.items() if v is not None},
-        }
+        o = row_values(self.options)
         padding = str(o["padding"])
         context = {
             "longest-train": "longest train ex.",
@@ -47,12 +44,11 @@ class Row:
         }
 
 
-def row_defaults(options: dict[str, Any]) -> dict[str, Any]:
-    """What a row runs with where it sets nothing: train's defaults over its preset."""
-    preset = str(options.get("preset") or "default")
-    values = PRESETS.get(preset, PRESETS["default"])
-    fields = dataclasses.fields(FinetuneOptions)
-    return {**{f.name: f.default for f in fields}, **values}
+def row_values(options: dict[str, Any]) -> dict[str, Any]:
+    """What a row runs with: its options over its preset over train's defaults."""
+    preset = PRESETS.get(str(options.get("preset") or "default"), PRESETS["default"])
+    defaults = {f.name: f.default for f in dataclasses.fields(FinetuneOptions)}
+    return {**defaults, **preset, **{k: v for k, v in options.items() if v is not None}}
 
 
 BOOK_ROWS = [

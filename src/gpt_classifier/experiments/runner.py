@@ -18,7 +18,7 @@ from ..runs.transaction import MARKER_FILE, StagedRun
 from ..training.memory import reset_peak_rss
 from ..training.pipeline import run_finetune
 from ..training.recipe import FinetuneOptions
-from .grid import Row, row_defaults
+from .grid import Row, row_values
 
 Log = Callable[[str], None]
 
@@ -76,11 +76,8 @@ def execution_order(base: dict[str, Any], rows: list[Row]) -> list[Row]:
     11, 12 blocks: each adds one block)."""
 
     def depth(row: Row) -> float:
-        values = {**base, **row.options}
         try:
-            spec = parse_trainable(
-                str(values.get("trainable") or row_defaults(values)["trainable"])
-            )
+            spec = parse_trainable(str(row_values({**base, **row.options})["trainable"]))
         except GPTClassifierError:
             return math.inf  # the row reports its own error when it runs
         if spec.kind == TrainableKind.LAST_BLOCKS:
