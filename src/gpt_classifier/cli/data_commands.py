@@ -101,11 +101,14 @@ def format_counts(summary: DataSummary, label_map: LabelMap) -> str:
 def format_token_stats(encoded: EncodedSplits) -> str:
     """Token lengths per split (before truncation), the truncation counts and the pad length."""
     rows = [["split", "examples", "min", "median", "max", "truncated", "limit"]]
+    notes = []
     for name in SPLIT_NAMES:
         st = encoded.stats[name]
         cells = (st.count, st.min, st.median, st.max)
         truncated = f"{st.truncated} ({st.share_truncated:.1%})"
         rows.append([name, *map(_fmt, cells), truncated, _fmt(st.max_length)])
+        if st.truncated:
+            notes.append(f"truncated: {st.truncated} {name} text(s) cut to {st.max_length} tokens")
     lines = [f"tokens (padding {encoded.padding}, context length {encoded.context_length}):"]
     lines += [*_table(rows), f"longest training example: {encoded.longest_train} tokens"]
     pads = {encoded.pad_lengths[name] for name in SPLIT_NAMES}
@@ -113,11 +116,7 @@ def format_token_stats(encoded: EncodedSplits) -> str:
         lines.append("padding: each batch to its longest example")
     elif len(pads) == 1:
         lines.append(f"padding: every example to {pads.pop()} tokens")
-    for name in SPLIT_NAMES:
-        st = encoded.stats[name]
-        if st.truncated:
-            lines.append(f"truncated: {st.truncated} {name} text(s) cut to {st.max_length} tokens")
-    return "\n".join(lines)
+    return "\n".join(lines + notes)
 
 
 def _fmt(value: float | int | None) -> str:

@@ -69,6 +69,7 @@ def experiments(o: ExperimentsOptions) -> None:
     Each row is a full train run in OUTPUT_DIR/row-NN; rows that share a base model and data
     share the frozen-prefix states through the disk cache.
     """
+    from ..experiments.baseline import tfidf_baseline
     from ..experiments.grid import BOOK_ROWS, load_grid, parse_rows
     from ..experiments.runner import run_grid
     from ..experiments.table import summarize, write_outputs
@@ -96,7 +97,11 @@ def experiments(o: ExperimentsOptions) -> None:
         _log(f"interrupted: continue with the same command and --resume ({output_dir})")
         sys.exit(INTERRUPTED_EXIT)
     if o.baseline == "tfidf":
-        outcomes.append(_baseline(outcomes, o.seed))
+        finished = [outcome for outcome in outcomes if outcome.ok]
+        if not finished:
+            message = "--baseline tfidf needs the splits of at least one finished row"
+            raise GPTClassifierError(message)
+        outcomes.append(tfidf_baseline(finished[0].run_dir / "data", seed=o.seed))
     header = _header(base, o, time.perf_counter() - started)
     written = write_outputs(summarize(outcomes), output_dir, header)
     click.echo((output_dir / "experiments.md").read_text(encoding="utf-8"), nl=False)
@@ -108,15 +113,6 @@ def experiments(o: ExperimentsOptions) -> None:
 
 def _log(message: str) -> None:
     click.echo(message, err=True)
-
-
-def _baseline(outcomes: list, seed: int):
-    from ..experiments.baseline import tfidf_baseline
-
-    finished = [o for o in outcomes if o.ok]
-    if not finished:
-        raise GPTClassifierError("--baseline tfidf needs the splits of at least one finished row")
-    return tfidf_baseline(finished[0].run_dir / "data", seed=seed)
 
 
 def _header(base: dict[str, Any], o: ExperimentsOptions, seconds: float) -> str:
