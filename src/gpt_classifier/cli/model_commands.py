@@ -76,15 +76,9 @@ def generate(o: GenerateOptions) -> None:
     torch.manual_seed(o.seed)
     try:
         with autocast(device, resolve_precision(o.precision, device)):
-            out = generate_ids(
-                gpt,
-                idx.to(device),
-                max_new_tokens=o.max_new_tokens,
-                context_size=context,
-                temperature=o.temperature,
-                top_k=o.top_k,
-                eos_id=EOT_TOKEN_ID,
-            )
+            # the book's order: max_new_tokens, context_size, temperature, top_k, eos_id
+            args = (o.max_new_tokens, context, o.temperature, o.top_k, EOT_TOKEN_ID)
+            out = generate_ids(gpt, idx.to(device), *args)
     except ValueError as exc:
         raise GPTClassifierError(f"cannot generate: {exc}") from None
     click.echo(token_ids_to_text(out[0].cpu(), tokenizer))
