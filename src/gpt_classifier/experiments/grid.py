@@ -95,9 +95,9 @@ def parse_rows(spec: str | None, rows: list[Row]) -> list[Row]:
     wanted: set[int] = set()
     for part in spec.split(","):
         part = part.strip()
-        low, _, high = part.partition("-")
+        low, dash, high = part.partition("-")
         try:
-            wanted.update(range(int(low), int(high or low) + 1))
+            wanted.update(range(int(low), int(high if dash else low) + 1))
         except ValueError:
             raise GPTClassifierError(f"--rows: {part!r} is not a row number or range") from None
     known = {row.number for row in rows}
