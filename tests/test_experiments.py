@@ -10,9 +10,8 @@ from click.testing import CliRunner
 
 from gpt_classifier.cli.main import cli
 from gpt_classifier.errors import GPTClassifierError
-from gpt_classifier.experiments import BOOK_ROWS, load_grid, parse_rows, wilson_interval
-from gpt_classifier.experiments.grid import Row
-from gpt_classifier.experiments.runner import execution_order
+from gpt_classifier.experiments.grid import BOOK_ROWS, Row, load_grid, parse_rows
+from gpt_classifier.experiments.runner import execution_order, wilson_interval
 
 
 @pytest.fixture
@@ -36,8 +35,10 @@ def test_the_book_grid_has_its_19_rows_numbered_as_in_the_book():
     assert [r.number for r in parse_rows("1-4,14-19", BOOK_ROWS)] == [1, 2, 3, 4, *range(14, 20)]
     with pytest.raises(GPTClassifierError, match="no row 20"):
         parse_rows("19-20", BOOK_ROWS)
-    with pytest.raises(GPTClassifierError, match="'x' is not a row"):
-        parse_rows("1,x", BOOK_ROWS)
+    assert [r.number for r in parse_rows(" 2 ", BOOK_ROWS)] == [2]
+    for spec, part in (("1,x", "x"), ("3-", "3-"), ("-3", "-3")):
+        with pytest.raises(GPTClassifierError, match=f"'{part}' is not a row"):
+            parse_rows(spec, BOOK_ROWS)
 
 
 def test_wilson_interval():

@@ -136,15 +136,10 @@ def _print(as_json: bool, text: str, prediction, why=None) -> None:
     if as_json:
         values = {**dataclasses.asdict(prediction), "text": text}
         if why is not None:
-            tokens = [
-                {"token": t.token, "score": t.score, "probability_without": t.probability_without}
-                for t in why.tokens
-            ]
-            values["explanation"] = {
-                "method": why.method,
-                "truncated": why.truncated,
-                "tokens": tokens,
-            }
+            keys = ("token", "score", "probability_without")
+            tokens = [{key: getattr(t, key) for key in keys} for t in why.tokens]
+            values["explanation"] = {"method": why.method, "truncated": why.truncated}
+            values["explanation"]["tokens"] = tokens
         click.echo(json.dumps(values, ensure_ascii=False))
         return
     click.echo(f"{prediction.label}\t{prediction.probability:.4f}\t{' '.join(text.split())}")
@@ -178,6 +173,3 @@ def _check_output(output: Path, input_file: Path, overwrite: bool) -> None:
         raise GPTClassifierError(f"--output {output} is the input file; write elsewhere")
     if output.exists() and not overwrite:
         raise GPTClassifierError(f"--output {output} exists; pass --overwrite to replace it")
-
-
-COMMANDS = [classify]

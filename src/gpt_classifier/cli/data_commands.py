@@ -58,9 +58,6 @@ def prepare(o: PrepareOptions) -> None:
     click.echo(f"wrote {', '.join(p.name for p in written.values())} to {o.output_dir}")
 
 
-COMMANDS = [data]
-
-
 def _table(rows: list[list[str]]) -> list[str]:
     """Columns two spaces apart: the first left-aligned, the others right-aligned."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -80,11 +77,8 @@ def format_counts(summary: DataSummary, label_map: LabelMap) -> str:
     classes = list(dict.fromkeys([*label_map.classes, *summary.raw]))
     rows = [[name, *(str(c.get(name, 0)) for c in columns.values())] for name in classes]
     rows.append(["total", *(str(sum(c.values())) for c in columns.values())])
-    lines = [
-        f"data: {summary.source}",
-        f"classes ({len(label_map)}): {', '.join(label_map.classes)}",
-    ]
-    lines += ["", *_table([["class", *columns], *rows])]
+    classes_line = f"classes ({len(label_map)}): {', '.join(label_map.classes)}"
+    lines = [f"data: {summary.source}", classes_line, "", *_table([["class", *columns], *rows])]
     if split:
         lines.append(
             "duplicates: kept (--keep-duplicates)"
@@ -107,11 +101,14 @@ def format_counts(summary: DataSummary, label_map: LabelMap) -> str:
 def format_token_stats(encoded: EncodedSplits) -> str:
     """Token lengths per split (before truncation), the truncation counts and the pad length."""
     rows = [["split", "examples", "min", "median", "max", "truncated", "limit"]]
+    notes = []
     for name in SPLIT_NAMES:
         st = encoded.stats[name]
         cells = (st.count, st.min, st.median, st.max)
         truncated = f"{st.truncated} ({st.share_truncated:.1%})"
         rows.append([name, *map(_fmt, cells), truncated, _fmt(st.max_length)])
+        if st.truncated:
+            notes.append(f"truncated: {st.truncated} {name} text(s) cut to {st.max_length} tokens")
     lines = [f"tokens (padding {encoded.padding}, context length {encoded.context_length}):"]
     lines += [*_table(rows), f"longest training example: {encoded.longest_train} tokens"]
     pads = {encoded.pad_lengths[name] for name in SPLIT_NAMES}
@@ -119,11 +116,7 @@ def format_token_stats(encoded: EncodedSplits) -> str:
         lines.append("padding: each batch to its longest example")
     elif len(pads) == 1:
         lines.append(f"padding: every example to {pads.pop()} tokens")
-    for name in SPLIT_NAMES:
-        st = encoded.stats[name]
-        if st.truncated:
-            lines.append(f"truncated: {st.truncated} {name} text(s) cut to {st.max_length} tokens")
-    return "\n".join(lines)
+    return "\n".join(lines + notes)
 
 
 def _fmt(value: float | int | None) -> str:

@@ -69,11 +69,13 @@ def experiments(o: ExperimentsOptions) -> None:
     Each row is a full train run in OUTPUT_DIR/row-NN; rows that share a base model and data
     share the frozen-prefix states through the disk cache.
     """
-    from ..experiments import book_grid, load_grid, parse_rows, run_grid, summarize, write_outputs
+    from ..experiments.baseline import tfidf_baseline
+    from ..experiments.grid import BOOK_ROWS, load_grid, parse_rows
+    from ..experiments.runner import run_grid
+    from ..experiments.table import summarize, write_outputs
 
     ctx = click.get_current_context()
-    base, rows = book_grid() if o.grid == "book" else load_grid(o.grid)
-    rows = parse_rows(o.rows_spec, rows)
+    base, rows = ({"preset": "book"}, BOOK_ROWS) if o.grid == "book" else load_grid(o.grid)
     given = {
         name: getattr(o, name)
         for name in FORWARDED
@@ -81,38 +83,36 @@ def experiments(o: ExperimentsOptions) -> None:
     }
     base = {**base, **given, "plots": o.plots}
     # each row carries the options it really runs with, so the table describes them
-    rows = [dataclasses.replace(row, options={**base, **row.options}) for row in rows]
-    seeds = [o.seed + i for i in range(o.seeds)]
+    rows = [
+        dataclasses.replace(row, options={**base, **row.options})
+        for row in parse_rows(o.rows_spec, rows)
+    ]
     output_dir = Path(o.output_dir)
-
-    def log(message: str) -> None:
-        click.echo(message, err=True)
-
     started = time.perf_counter()
     flags = {"resume": o.resume, "overwrite": o.overwrite, "progress": o.progress}
+    seeds = [o.seed + i for i in range(o.seeds)]
     try:
-        outcomes = run_grid(base, rows, seeds, output_dir, **flags, log=log)
+        outcomes = run_grid(base, rows, seeds, output_dir, **flags, log=_log)
     except KeyboardInterrupt:
-        log(f"interrupted: continue with the same command and --resume ({output_dir})")
+        _log(f"interrupted: continue with the same command and --resume ({output_dir})")
         sys.exit(INTERRUPTED_EXIT)
     if o.baseline == "tfidf":
-        outcomes.append(_baseline(outcomes, o.seed))
+        finished = [outcome for outcome in outcomes if outcome.ok]
+        if not finished:
+            message = "--baseline tfidf needs the splits of at least one finished row"
+            raise GPTClassifierError(message)
+        outcomes.append(tfidf_baseline(finished[0].run_dir / "data", seed=o.seed))
     header = _header(base, o, time.perf_counter() - started)
     written = write_outputs(summarize(outcomes), output_dir, header)
     click.echo((output_dir / "experiments.md").read_text(encoding="utf-8"), nl=False)
-    log("wrote " + ", ".join(str(path) for path in written))
+    _log("wrote " + ", ".join(str(path) for path in written))
     failed = [outcome for outcome in outcomes if not outcome.ok]
     if failed:
         raise GPTClassifierError(f"{len(failed)} of {len(outcomes)} runs failed (see the notes)")
 
 
-def _baseline(outcomes: list, seed: int):
-    from ..experiments.baseline import tfidf_baseline
-
-    finished = [o for o in outcomes if o.ok]
-    if not finished:
-        raise GPTClassifierError("--baseline tfidf needs the splits of at least one finished row")
-    return tfidf_baseline(finished[0].run_dir / "data", seed=seed)
+def _log(message: str) -> None:
+    click.echo(message, err=True)
 
 
 def _header(base: dict[str, Any], o: ExperimentsOptions, seconds: float) -> str:
@@ -129,6 +129,3 @@ def _header(base: dict[str, Any], o: ExperimentsOptions, seconds: float) -> str:
         f"threads, torch {torch.__version__}, gpt-classifier {__version__}, "
         f"{time.strftime('%Y-%m-%d')}."
     )
-
-
-COMMANDS = [experiments]

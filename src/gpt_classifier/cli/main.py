@@ -9,6 +9,25 @@ import click
 
 from .. import __version__
 from ..errors import INTERRUPTED_EXIT, GPTClassifierError
+from .classify_commands import classify
+from .data_commands import data
+from .experiments_commands import experiments
+from .model_commands import download, generate, zero_shot
+from .serve_commands import serve
+from .train_commands import cache, evaluate, train
+
+_COMMANDS = [
+    download,
+    generate,
+    zero_shot,
+    data,
+    train,
+    evaluate,
+    cache,
+    classify,
+    serve,
+    experiments,
+]
 
 
 class _Group(click.Group):
@@ -25,26 +44,12 @@ class _Group(click.Group):
             sys.exit(INTERRUPTED_EXIT)
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=_Group, commands=_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]}
+)
 @click.version_option(__version__, prog_name="gpt-classifier")
 def cli() -> None:
     """Fine-tune GPT-2 (written from scratch in PyTorch) into a text classifier."""
-
-
-def _register() -> None:
-    from . import classify_commands as classify
-    from . import data_commands as data
-    from . import experiments_commands as experiments
-    from . import model_commands as model
-    from . import serve_commands as serve
-    from . import train_commands as train
-
-    for module in (model, data, train, classify, serve, experiments):
-        for command in module.COMMANDS:
-            cli.add_command(command)
-
-
-_register()
 
 
 def main() -> None:

@@ -76,15 +76,9 @@ def generate(o: GenerateOptions) -> None:
     torch.manual_seed(o.seed)
     try:
         with autocast(device, resolve_precision(o.precision, device)):
-            out = generate_ids(
-                gpt,
-                idx.to(device),
-                max_new_tokens=o.max_new_tokens,
-                context_size=context,
-                temperature=o.temperature,
-                top_k=o.top_k,
-                eos_id=EOT_TOKEN_ID,
-            )
+            # the book's order: max_new_tokens, context_size, temperature, top_k, eos_id
+            args = (o.max_new_tokens, context, o.temperature, o.top_k, EOT_TOKEN_ID)
+            out = generate_ids(gpt, idx.to(device), *args)
     except ValueError as exc:
         raise GPTClassifierError(f"cannot generate: {exc}") from None
     click.echo(token_ids_to_text(out[0].cpu(), tokenizer))
@@ -112,6 +106,7 @@ def zero_shot(o: ZeroShotOptions) -> None:
     """
     from tqdm.auto import tqdm
 
+    from ..data import prepare_dataset
     from ..evaluation.zero_shot import BOOK_PROMPT, zero_shot
     from ..fileio import write_json
     from ..precision import resolve_device, resolve_precision
@@ -119,7 +114,15 @@ def zero_shot(o: ZeroShotOptions) -> None:
     from ..weights import build_model
 
     args = o.dataset_args()
-    records, positive, negative = _split_records(o, args)
+    prepared = prepare_dataset(**args, progress=o.progress)
+    classes, positive = list(prepared.label_map.classes), o.positive_label
+    if positive not in classes or len(classes) != 2:
+        raise GPTClassifierError(
+            f"zero-shot needs two classes including --positive-label {positive!r} "
+            f"(the data has {', '.join(classes)})"
+        )
+    negative = next(c for c in classes if c != positive)
+    records = prepared.split(o.split)[: o.limit]
     tokenizer = get_tokenizer(o.tokenizer_dir)
     device = resolve_device(o.device)
     gpt = build_model(o.model, o.weights, o.init, seed=args["seed"])
@@ -143,22 +146,3 @@ def zero_shot(o: ZeroShotOptions) -> None:
     )
     if o.output:
         write_json(o.output, result.to_dict())
-
-
-def _split_records(o: ZeroShotOptions, args: dict) -> tuple[list, str, str]:
-    """The texts to score (the split train makes with these flags), the positive and negative
-    class names."""
-    from ..data import prepare_dataset
-
-    prepared = prepare_dataset(**args, progress=o.progress)
-    classes = list(prepared.label_map.classes)
-    if o.positive_label not in classes or len(classes) != 2:
-        raise GPTClassifierError(
-            f"zero-shot needs two classes including --positive-label {o.positive_label!r} "
-            f"(the data has {', '.join(classes)})"
-        )
-    negative = next(c for c in classes if c != o.positive_label)
-    return prepared.split(o.split)[: o.limit], o.positive_label, negative
-
-
-COMMANDS = [download, generate, zero_shot]

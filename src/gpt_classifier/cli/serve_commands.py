@@ -102,6 +102,3 @@ def serve(o: ServeOptions) -> None:
     if not started:
         raise GPTClassifierError("the server did not start (see the messages above)")
     click.echo("stopped: every request received was answered", err=True)
-
-
-COMMANDS = [serve]

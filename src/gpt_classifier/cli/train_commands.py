@@ -44,7 +44,9 @@ def train(resume_dir: str | None, **kwargs: Any) -> None:
     from ..evaluation import format_report
     from ..training.pipeline import run_finetune
 
-    options = _resume_options(resume_dir, kwargs) if resume_dir else _new_options(kwargs)
+    if not resume_dir and kwargs["output_dir"] is None:
+        raise GPTClassifierError("missing --output-dir (the run directory to create)")
+    options = _resume_options(resume_dir, kwargs) if resume_dir else FinetuneOptions(**kwargs)
     result = run_finetune(options)
     if not result.main_process:  # under torchrun rank 0 reports
         return
@@ -58,12 +60,6 @@ def train(resume_dir: str | None, **kwargs: Any) -> None:
     if result.interrupted:
         click.echo("interrupted: the run was saved as it stood (exit status 130)", err=True)
         sys.exit(INTERRUPTED_EXIT)
-
-
-def _new_options(kwargs: dict[str, Any]) -> FinetuneOptions:
-    if kwargs["output_dir"] is None:
-        raise GPTClassifierError("missing --output-dir (the run directory to create)")
-    return FinetuneOptions(**kwargs)
 
 
 def _resume_options(resume_dir: str, kwargs: dict[str, Any]) -> FinetuneOptions:
@@ -134,6 +130,3 @@ def clear(o: CacheOptions) -> None:
     """Delete every entry."""
     store = CacheStore(o.cache_dir)
     click.echo(f"removed {store.clear()} entries from {store.folder}")
-
-
-COMMANDS = [train, evaluate, cache]

@@ -24,10 +24,7 @@ class Row:
 
     def describe(self) -> dict[str, str]:
         """The book's columns for this row (its options over its preset's values)."""
-        o = {
-            **row_defaults(self.options),
-            **{k: v for k, v in self.options.items() if v is not None},
-        }
+        o = row_values(self.options)
         padding = str(o["padding"])
         context = {
             "longest-train": "longest train ex.",
@@ -47,12 +44,11 @@ class Row:
         }
 
 
-def row_defaults(options: dict[str, Any]) -> dict[str, Any]:
-    """What a row runs with where it sets nothing: train's defaults over its preset."""
-    preset = str(options.get("preset") or "default")
-    values = PRESETS.get(preset, PRESETS["default"])
-    fields = dataclasses.fields(FinetuneOptions)
-    return {**{f.name: f.default for f in fields}, **values}
+def row_values(options: dict[str, Any]) -> dict[str, Any]:
+    """What a row runs with: its options over its preset over train's defaults."""
+    preset = PRESETS.get(str(options.get("preset") or "default"), PRESETS["default"])
+    defaults = {f.name: f.default for f in dataclasses.fields(FinetuneOptions)}
+    return {**defaults, **preset, **{k: v for k, v in options.items() if v is not None}}
 
 
 BOOK_ROWS = [
@@ -92,10 +88,6 @@ BOOK_ROWS = [
 ]
 
 
-def book_grid() -> tuple[dict[str, Any], list[Row]]:
-    return {"preset": "book"}, BOOK_ROWS
-
-
 def parse_rows(spec: str | None, rows: list[Row]) -> list[Row]:
     """``"1-4,14-19"`` -> those rows, in grid order; ``None`` -> all."""
     if not spec:
@@ -103,12 +95,9 @@ def parse_rows(spec: str | None, rows: list[Row]) -> list[Row]:
     wanted: set[int] = set()
     for part in spec.split(","):
         part = part.strip()
+        low, dash, high = part.partition("-")
         try:
-            if "-" in part:
-                low, high = (int(x) for x in part.split("-", 1))
-                wanted.update(range(low, high + 1))
-            else:
-                wanted.add(int(part))
+            wanted.update(range(int(low), int(high if dash else low) + 1))
         except ValueError:
             raise GPTClassifierError(f"--rows: {part!r} is not a row number or range") from None
     known = {row.number for row in rows}

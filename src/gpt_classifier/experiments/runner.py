@@ -18,7 +18,7 @@ from ..runs.transaction import MARKER_FILE, StagedRun
 from ..training.memory import reset_peak_rss
 from ..training.pipeline import run_finetune
 from ..training.recipe import FinetuneOptions
-from .grid import Row, row_defaults
+from .grid import Row, row_values
 
 Log = Callable[[str], None]
 
@@ -39,11 +39,6 @@ class RunOutcome:
     @property
     def ok(self) -> bool:
         return not self.error
-
-
-def run_directory(output_dir: Path, row: Row, seed: int, several_seeds: bool) -> Path:
-    name = f"row-{row.number:02d}"
-    return output_dir / (f"{name}-seed-{seed}" if several_seeds else name)
 
 
 def run_grid(
@@ -69,7 +64,8 @@ def run_grid(
     outcomes: dict[tuple[int, int], RunOutcome] = {}
     for row in order:
         for seed in seeds:
-            run_dir = run_directory(output_dir, row, seed, len(seeds) > 1)
+            name = f"row-{row.number:02d}" + (f"-seed-{seed}" if len(seeds) > 1 else "")
+            run_dir = output_dir / name
             outcomes[row.number, seed] = _run_one(base, row, seed, run_dir, resume, progress, log)
     return [outcomes[row.number, seed] for row in rows for seed in seeds]
 
@@ -80,11 +76,8 @@ def execution_order(base: dict[str, Any], rows: list[Row]) -> list[Row]:
     11, 12 blocks: each adds one block)."""
 
     def depth(row: Row) -> float:
-        values = {**base, **row.options}
         try:
-            spec = parse_trainable(
-                str(values.get("trainable") or row_defaults(values)["trainable"])
-            )
+            spec = parse_trainable(str(row_values({**base, **row.options})["trainable"]))
         except GPTClassifierError:
             return math.inf  # the row reports its own error when it runs
         if spec.kind == TrainableKind.LAST_BLOCKS:
@@ -95,17 +88,11 @@ def execution_order(base: dict[str, Any], rows: list[Row]) -> list[Row]:
 
 
 def _run_one(
-    base: dict[str, Any],
-    row: Row,
-    seed: int,
-    run_dir: Path,
-    resume: bool,
-    progress: bool,
-    log: Log,
-) -> RunOutcome:
+    base: dict, row: Row, seed: int, run_dir: Path, resume: bool, progress: bool, log: Log
+):
     outcome = RunOutcome(row, seed, run_dir)
     title = f"row {row.number} ({row.name}), seed {seed}"
-    if resume and (run_dir / MARKER_FILE).is_file() and not _was_interrupted(run_dir):
+    if resume and (run_dir / MARKER_FILE).is_file() and not _interrupted(run_dir):
         log(f"{title}: finished earlier, read from {run_dir}")
         return _read_outcome(outcome)
     values = {**base, **row.options, "seed": seed, "output_dir": str(run_dir)}
@@ -125,7 +112,7 @@ def _run_one(
     return _read_outcome(outcome)
 
 
-def _was_interrupted(run_dir: Path) -> bool:
+def _interrupted(run_dir: Path) -> bool:
     try:
         return bool(json.loads((run_dir / "run.json").read_text(encoding="utf-8"))["interrupted"])
     except (OSError, ValueError, KeyError, TypeError):

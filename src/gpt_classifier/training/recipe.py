@@ -134,12 +134,12 @@ class FinetuneOptions(CacheOptions, PrecisionOptions, ModelOptions, PaddingOptio
         problems += self._run_option_problems()
         if problems:
             raise GPTClassifierError("; ".join(problems))
+        keys = ("padding", "pooling", "trainable", "train", "fractions", "device", "precision")
         return ResolvedRecipe(
             keep_duplicates=bool(values["keep_duplicates"]),
             balance=values["balance"],
             config=parsed.get("config"),
-            **{key: parsed[key] for key in ("padding", "pooling", "trainable", "train")},
-            **{key: parsed[key] for key in ("fractions", "device", "precision")},
+            **{key: parsed[key] for key in keys},
         )
 
     def _run_option_problems(self) -> list[str]:

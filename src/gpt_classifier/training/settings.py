@@ -57,41 +57,28 @@ class TrainSettings:
         return dataclasses.asdict(self)
 
 
-# The default recipe; it optimises as the book does (TrainSettings' defaults).
-_DEFAULT_RECIPE = {
+# The default recipe optimises as the book does (TrainSettings' defaults).
+_DEFAULT_RECIPE: dict[str, Any] = {
     "padding": "batch",
     "pooling": "last-real",
     "trainable": "last-block",
-    "keep_duplicates": False,
-    "balance": "undersample",
-    **TrainSettings().to_dict(),
 }
+_DEFAULT_RECIPE.update(keep_duplicates=False, balance="undersample", **TrainSettings().to_dict())
 # Chapter 6 exactly: every text padded to the longest training text, the last position read,
 # duplicates kept (the book's split has them).
 PRESETS: dict[str, dict[str, Any]] = {
     "default": _DEFAULT_RECIPE,
-    "book": {
-        **_DEFAULT_RECIPE,
-        "padding": "longest-train",
-        "pooling": "last",
-        "keep_duplicates": True,
-    },
+    "book": dict(_DEFAULT_RECIPE, padding="longest-train", pooling="last", keep_duplicates=True),
 }
-
-
-def preset_values(name: str) -> dict[str, Any]:
-    """Every value the preset ``name`` fixes."""
-    if name not in PRESETS:
-        raise GPTClassifierError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
-    return dict(PRESETS[name])
 
 
 def over_preset(options: Any, keys: Any) -> dict[str, Any]:
     """``keys`` of ``options``, each None replaced by the preset's value."""
-    preset = preset_values(getattr(options, "preset", "default"))
-    return {
-        key: preset[key] if getattr(options, key) is None else getattr(options, key) for key in keys
-    }
+    name = getattr(options, "preset", "default")
+    if name not in PRESETS:
+        raise GPTClassifierError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
+    values = {key: getattr(options, key) for key in keys}
+    return {key: PRESETS[name][key] if value is None else value for key, value in values.items()}
 
 
 @dataclass(kw_only=True)
