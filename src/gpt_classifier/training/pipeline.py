@@ -48,7 +48,6 @@ from .prefix_cache import (
     build_cache,
     cached_positions,
     empty_cache,
-    estimate_cache_bytes,
     plan_prefix_cache,
 )
 from .recipe import FinetuneOptions, ResolvedRecipe
@@ -357,10 +356,8 @@ def make_loaders(
     if not plan.enabled:
         log(f"frozen-prefix cache: not used, {plan.reason}")
         return _whole(setup)
-    emb_dim = classifier.gpt.cfg.emb_dim
-    needed = sum(
-        estimate_cache_bytes(encoded.split(n), encoded.pad_lengths[n], emb_dim) for n in SPLITS
-    )
+    positions = sum(cached_positions(encoded.split(n), encoded.pad_lengths[n]) for n in SPLITS)
+    needed = positions * classifier.gpt.cfg.emb_dim * 4  # float32 states
     if needed > DEFAULT_CACHE_BUDGET_BYTES:
         log(f"frozen-prefix cache: not used, it would take {needed / 2**30:.1f} GiB")
         return _whole(setup)
