@@ -347,17 +347,13 @@ class LazyWeights:
         """``name``'s state dict (local names), whole; an embedding filled piece by piece."""
         if name not in EMBEDDINGS:
             return dict(self.stream(name))
-        weight = self.gpt.get_submodule(name).weight
-        out, start = torch.empty(weight.shape, dtype=weight.dtype), 0
-        for _, piece in self.stream(name):
-            out[start : start + len(piece)] = piece
-            start += len(piece)
-        return {"weight": out}
+        rows = torch.arange(self.gpt.get_submodule(name).num_embeddings)
+        return {"weight": self.embedding_rows(name, rows)}
 
     def embedding_rows(self, name: str, rows: torch.Tensor) -> torch.Tensor:
         """``embedding.weight[rows]`` (``rows`` sorted, unique), never the whole table at once."""
-        out = torch.empty(len(rows), self.gpt.cfg.emb_dim)
-        start = 0
+        dtype = self.gpt.get_submodule(name).weight.dtype
+        out, start = torch.empty(len(rows), self.gpt.cfg.emb_dim, dtype=dtype), 0
         for _, piece in self.stream(name):
             wanted = (rows >= start) & (rows < start + piece.shape[0])
             out[wanted] = piece[rows[wanted] - start]
@@ -709,10 +705,10 @@ def build_lazy_model(
                 "untrained model, or drop --init random to load the weights"
             )
         return _random_skeleton(resolve_config(model), torch.Generator().manual_seed(seed))
+    given = isinstance(model, GPTConfig) or not is_model_name(model)
     if weights:
-        given = isinstance(model, GPTConfig) or not is_model_name(model)
         return open_pretrained(weights, config=resolve_config(model) if given else None)
-    if isinstance(model, GPTConfig) or not is_model_name(model):
+    if given:
         resolve_config(model)  # a missing or broken config file gets its own message first
         raise GPTClassifierError(
             f"--model {model} is a config, not a GPT-2 size with downloadable weights "
