@@ -18,15 +18,10 @@ WEIGHTS_FILENAME = "model.safetensors"
 _ALTERNATIVES = "pass --weights PATH (a .safetensors file or model directory) or use --init random"
 
 
-def repo_id_for(name: str) -> str:
-    """``"gpt2-small (124M)"`` -> ``"openai-community/gpt2"``; raises listing the valid names."""
-    return f"{HUB_ORGANIZATION}/{canonical_model_name(name)}"
-
-
 def download_weights(name: str, cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """Path of ``model.safetensors`` for a GPT-2 size, downloaded into the HF cache if needed
     (``hf_hub_download``: ``HF_HUB_OFFLINE``, ``HF_HUB_CACHE``, ``HF_ENDPOINT``, resuming)."""
-    repo_id = repo_id_for(name)  # validate the name before importing the hub client
+    repo_id = f"{HUB_ORGANIZATION}/{canonical_model_name(name)}"  # checked before the import
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
         EntryNotFoundError,

@@ -47,25 +47,18 @@ def frozen_parameter_sample(model: nn.Module, count: int = 4) -> list[list[float
 def iter_state_dict(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
     """``model.state_dict()`` in its order as ``(name, tensor)``; a lazy model's frozen modules
     read one at a time (an embedding in pieces of rows, under the same name)."""
-    lazy = lazy_weights_of(model)
-    state = model.state_dict(keep_vars=True)
-    keys = list(state)
-    position = 0
-    while position < len(keys):
-        key = keys[position]
-        if not state[key].is_meta:
-            yield key, state[key].detach()
-            position += 1
+    lazy, drawn = lazy_weights_of(model), set()
+    for key, value in model.state_dict(keep_vars=True).items():
+        if not value.is_meta:
+            yield key, value.detach()
             continue
         assert lazy is not None, f"{key} is on the meta device"
         gpt_key = key.removeprefix("gpt.")
         module = _module_of(lazy, gpt_key)
-        prefix = key[: len(key) - len(gpt_key)] + module + "."
-        drawn = set()
-        for local, piece in lazy.stream(module):
-            drawn.add(local)
-            yield prefix + local, piece
-        position += len(drawn)  # a module's tensors are consecutive in the state dict
+        if module not in drawn:  # a module's tensors are consecutive in the state dict
+            drawn.add(module)
+            prefix = key[: len(key) - len(gpt_key)] + module + "."
+            yield from ((prefix + local, piece) for local, piece in lazy.stream(module))
 
 
 _DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64"}

@@ -1,27 +1,12 @@
 """GPT-2 weights for the book's ``GPTModel``, by one path for every source.
 
-The model is built on the ``meta`` device (shapes, no memory) and each top-level module
-(``tok_emb``, ``pos_emb``, ``trf_blocks.i``, ``final_norm``) is materialised from a weight
-source where it is needed: a safetensors checkpoint in Hugging Face layout (a file, a folder,
-a sharded index, a Hub download), read module by module, or GPT-2's random initialisation,
-drawn module by module from the seed. ``load_pretrained``/``build_model`` materialise all of it;
-the lean fine-tune keeps only the trained part resident (see :class:`LazyWeights`).
-
-Hugging Face's GPT-2 stores its linear layers as ``Conv1D`` (weights ``(in, out)``, the
-transpose of ``nn.Linear``) and Q, K and V in one ``c_attn``. Everything else is a rename::
-
-    wte.weight / wpe.weight    -> tok_emb.weight / pos_emb.weight
-    h.{i}.ln_1.weight / bias   -> trf_blocks.{i}.norm1.scale / shift
-    h.{i}.attn.c_attn.*        -> trf_blocks.{i}.att.W_query / W_key / W_value (split in 3)
-    h.{i}.attn.c_proj.*        -> trf_blocks.{i}.att.out_proj          (weight transposed)
-    h.{i}.ln_2.weight / bias   -> trf_blocks.{i}.norm2.scale / shift
-    h.{i}.mlp.c_fc.*           -> trf_blocks.{i}.ff.layers.0          (weight transposed)
-    h.{i}.mlp.c_proj.*         -> trf_blocks.{i}.ff.layers.2          (weight transposed)
-    ln_f.weight / bias         -> final_norm.scale / shift
-    lm_head.weight (optional)  -> out_head.weight; when absent, out_head is tied to tok_emb
-
-Keys may carry ``transformer.`` or not; old checkpoints' ``attn.bias``/``attn.masked_bias`` mask
-buffers are ignored. Loading is strict: a missing, misshapen or unknown tensor is an error.
+The model is built on ``meta`` and each top-level module (``tok_emb``, ``pos_emb``,
+``trf_blocks.i``, ``final_norm``) is filled where it is needed from a weight source: a
+safetensors checkpoint in Hugging Face layout (file, folder, sharded index, Hub download) or
+GPT-2's seeded random initialisation. Hugging Face stores linear layers as ``Conv1D`` (weights
+transposed) and Q, K, V in one ``c_attn``; the rest is a rename (``_rules``). Keys may carry
+``transformer.``; old ``attn.bias``/``attn.masked_bias`` buffers are ignored. Loading is strict:
+a missing, misshapen or unknown tensor is an error naming it.
 """
 
 from __future__ import annotations
@@ -66,8 +51,7 @@ _SHOW = 3  # how many names of each kind of problem an error message lists
 
 @dataclass(frozen=True)
 class _Rule:
-    """One Hugging Face tensor and the parameter(s) it becomes. kind: ``copy``, ``conv1d``
-    (transpose), ``qkv`` (split ``c_attn`` in three on its output dimension, transposed)."""
+    """A Hugging Face tensor and its parameter(s); kind: copy, conv1d (transposed), qkv (split)."""
 
     source: str
     targets: tuple[str, ...]
@@ -197,9 +181,8 @@ def _check_fits(
 def load_gpt2_state_dict(
     model: GPTModel, tensors: Mapping[str, torch.Tensor], source: str = "weights"
 ) -> None:
-    """Copy GPT-2 tensors in Hugging Face naming into ``model``, checking every name and shape
-    first. Parameters keep their dtype and device; on ``meta`` they are replaced. ``out_head`` is
-    tied to ``tok_emb`` unless the tensors hold an ``lm_head.weight`` that differs from it."""
+    """GPT-2 tensors in Hugging Face naming into ``model`` (every name and shape checked first);
+    ``out_head`` tied to ``tok_emb`` unless an ``lm_head.weight`` differs from it."""
     weights = CheckpointWeights(tensors, model, source)
     for name in module_names(model.cfg):
         for key, value in weights.module(name).items():
@@ -208,8 +191,7 @@ def load_gpt2_state_dict(
 
 
 def _put(module: nn.Module, name: str, value: torch.Tensor) -> None:
-    """``value`` into parameter ``name``: copied in place, or, for one on ``meta``, a new CPU
-    Parameter of its dtype and requires_grad."""
+    """``value`` into parameter ``name``: in place, or a new CPU Parameter for one on ``meta``."""
     owner_name, _, attr = name.rpartition(".")
     owner, old = module.get_submodule(owner_name), module.get_parameter(name)
     if not old.is_meta:
@@ -365,17 +347,13 @@ class LazyWeights:
         """``name``'s state dict (local names), whole; an embedding filled piece by piece."""
         if name not in EMBEDDINGS:
             return dict(self.stream(name))
-        weight = self.gpt.get_submodule(name).weight
-        out, start = torch.empty(weight.shape, dtype=weight.dtype), 0
-        for _, piece in self.stream(name):
-            out[start : start + len(piece)] = piece
-            start += len(piece)
-        return {"weight": out}
+        rows = torch.arange(self.gpt.get_submodule(name).num_embeddings)
+        return {"weight": self.embedding_rows(name, rows)}
 
     def embedding_rows(self, name: str, rows: torch.Tensor) -> torch.Tensor:
         """``embedding.weight[rows]`` (``rows`` sorted, unique), never the whole table at once."""
-        out = torch.empty(len(rows), self.gpt.cfg.emb_dim)
-        start = 0
+        dtype = self.gpt.get_submodule(name).weight.dtype
+        out, start = torch.empty(len(rows), self.gpt.cfg.emb_dim, dtype=dtype), 0
         for _, piece in self.stream(name):
             wanted = (rows >= start) & (rows < start + piece.shape[0])
             out[wanted] = piece[rows[wanted] - start]
@@ -727,10 +705,10 @@ def build_lazy_model(
                 "untrained model, or drop --init random to load the weights"
             )
         return _random_skeleton(resolve_config(model), torch.Generator().manual_seed(seed))
+    given = isinstance(model, GPTConfig) or not is_model_name(model)
     if weights:
-        given = isinstance(model, GPTConfig) or not is_model_name(model)
         return open_pretrained(weights, config=resolve_config(model) if given else None)
-    if isinstance(model, GPTConfig) or not is_model_name(model):
+    if given:
         resolve_config(model)  # a missing or broken config file gets its own message first
         raise GPTClassifierError(
             f"--model {model} is a config, not a GPT-2 size with downloadable weights "

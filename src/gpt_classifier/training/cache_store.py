@@ -34,17 +34,15 @@ FORMAT = "gpt-classifier-prefix-cache-2"
 def model_digest(
     model: torch.nn.Module, start_block: int, precision: str, method: str = "batched"
 ) -> str:
-    """Digest of what the states entering ``trf_blocks[start_block]`` depend on: embeddings,
-    frozen blocks, config, precision and ``method`` (``batched``: ``build_cache``; ``streamed``:
-    ``streamed_prefix``; they round differently, and a reused state must be the very one)."""
+    """Digest of what the states entering ``trf_blocks[start_block]`` depend on (weights, config,
+    precision, ``method``: batched and streamed round differently, a reused state must match)."""
     return prefix_digests(model, start_block, precision, method)[start_block]
 
 
 def prefix_digests(
     model: torch.nn.Module, last_block: int, precision: str, method: str = "batched"
 ) -> list[str]:
-    """``model_digest`` for every ``start_block`` up to ``last_block``, hashing each weight once:
-    the states one run cached after ``j`` blocks can start another run's ``k > j``."""
+    """``model_digest`` for every ``start_block`` up to ``last_block``, each weight hashed once."""
     gpt = model.gpt
     lazy = lazy_weights_of(model)
     running = hashlib.sha256()

@@ -48,7 +48,6 @@ from .prefix_cache import (
     build_cache,
     cached_positions,
     empty_cache,
-    estimate_cache_bytes,
     plan_prefix_cache,
 )
 from .recipe import FinetuneOptions, ResolvedRecipe
@@ -254,9 +253,8 @@ def prepare_data(options: FinetuneOptions, recipe: ResolvedRecipe, log: Log) -> 
 
 
 def _lean_applies(options: FinetuneOptions, recipe: ResolvedRecipe, cfg: Any) -> bool:
-    """Whether only the trained suffix need be resident: the frozen prefix then runs block by
-    block (``streamed_prefix``) and the run is saved module by module. Under torchrun each rank
-    runs a share of the batched prefix instead."""
+    """Whether only the trained suffix need be resident (prefix run block by block, run saved
+    module by module); under torchrun each rank runs a share of the batched prefix instead."""
     return (
         options.prefix_cache
         and recipe.trainable.kind.value in ("head", "last-blocks")
@@ -317,11 +315,9 @@ def make_loaders(
     log: Log,
     dist: DistContext | None = None,
 ) -> TrainingSetup:
-    """The book's loaders for training, complete length-bucketed ones for the report, and, where
-    it is exact and fits in memory, the frozen blocks run once per example (prefix cache).
-
-    Under ``torchrun`` the training and report loaders hold this rank's share of the batches
-    and the frozen prefix is run in shards, one per rank, then shared."""
+    """The book's loaders for training, length-bucketed ones for the report and, where exact and
+    small enough, the frozen blocks run once per example (prefix cache). Under torchrun the
+    loaders hold this rank's share and the prefix runs in shards, one per rank, then shared."""
     dist = dist or DistContext()
     device = distributed.rank_device(dist, resolve_device(options.device))
     precision = resolve_precision(options.precision, device)
@@ -360,10 +356,8 @@ def make_loaders(
     if not plan.enabled:
         log(f"frozen-prefix cache: not used, {plan.reason}")
         return _whole(setup)
-    emb_dim = classifier.gpt.cfg.emb_dim
-    needed = sum(
-        estimate_cache_bytes(encoded.split(n), encoded.pad_lengths[n], emb_dim) for n in SPLITS
-    )
+    positions = sum(cached_positions(encoded.split(n), encoded.pad_lengths[n]) for n in SPLITS)
+    needed = positions * classifier.gpt.cfg.emb_dim * 4  # float32 states
     if needed > DEFAULT_CACHE_BUDGET_BYTES:
         log(f"frozen-prefix cache: not used, it would take {needed / 2**30:.1f} GiB")
         return _whole(setup)
@@ -404,12 +398,9 @@ def _build_caches(
     options: FinetuneOptions,
     log: Log,
 ) -> dict[str, Any]:
-    """Each split's states from the on-disk cache when it holds them, else computed (and kept
-    there for the next run), starting from the deepest shallower prefix the cache holds.
-
-    Under ``torchrun`` rank 0 reads and writes the disk cache and shares what it read; each rank
-    runs its share of the forward batches of the rest (from the token ids), then the shares are
-    summed."""
+    """Each split's states from the disk cache, else computed from the deepest shallower prefix
+    it holds (and kept there). Under torchrun rank 0 reads and writes the disk cache and shares
+    what it read; each rank runs a share of the rest's batches from the ids, then summed."""
     dist = setup.dist
     store = CacheStore(options.cache_dir) if options.disk_cache else None
     method = "batched" if lazy_weights_of(setup.classifier) is None else "streamed"
@@ -430,6 +421,15 @@ def _build_caches(
     real_tokens = sum(sum(encoded.split(name).lengths) for name in todo)
     padded = "" if positions == real_tokens else f" ({real_tokens:,} tokens and padding)"
     first = min(sources.get(name, (0, ""))[0] for name in todo)
+
+    def start_from(name: str) -> tuple[int, Any] | None:  # (blocks, states), or None: the ids
+        states = store.load(sources[name][1], log) if store and name in sources else None
+        return None if states is None else (sources[name][0], states)
+
+    def keep(name: str) -> None:
+        if store is not None and dist.is_main:
+            _keep(store, _split_key(digests[start_block], encoded, name), caches[name], log)
+
     shards = f", in {dist.world_size} shards" if dist.enabled else ""
     log(
         f"frozen-prefix cache: running blocks {first}-{start_block - 1} once over "
@@ -445,12 +445,7 @@ def _build_caches(
         file=sys.stderr,
         leave=False,
     ) as bar:
-
-        def keep(name: str) -> None:
-            if store is not None and dist.is_main:
-                _keep(store, _split_key(digests[start_block], encoded, name), caches[name], log)
-
-        _compute_states(setup, encoded, todo, start_block, bar, store, sources, keep, caches, log)
+        _compute_states(setup, encoded, todo, start_block, bar, start_from, keep, caches)
     return caches
 
 
@@ -483,11 +478,9 @@ def _compute_states(
     todo: list[str],
     start_block: int,
     bar: Any,
-    store: CacheStore | None,
-    sources: dict[str, tuple[int, str]],
+    start_from: Callable[[str], tuple[int, Any] | None],
     keep: Callable[[str], None],
     caches: dict[str, Any],
-    log: Log,
 ) -> None:
     """The states of the ``todo`` splits into ``caches``, each kept on disk once computed."""
     dist, lazy = setup.dist, lazy_weights_of(setup.classifier)
@@ -500,13 +493,13 @@ def _compute_states(
             start_block,
             setup.precision,
             progress=bar,
-            starting_states=lambda name: _load_source(store, sources, name, log),
+            starting_states=start_from,
         )
         for name in todo:
             keep(name)
         return
     for name in todo:
-        source_block, source = _load_source(store, sources, name, log) or (0, None)
+        source_block, source = start_from(name) or (0, None)
         caches[name] = build_cache(
             setup.classifier,
             encoded.split(name),
@@ -522,17 +515,6 @@ def _compute_states(
         del source  # before the next split's states load
         dist.sum_in_place(caches[name].storage)
         keep(name)
-
-
-def _load_source(
-    store: CacheStore | None, sources: dict[str, tuple[int, str]], name: str, log: Log
-) -> tuple[int, Any] | None:
-    """``(blocks, states)`` a split's computation can start from, or None: from the ids."""
-    if store is None or name not in sources:
-        return None
-    blocks, key = sources[name]
-    states = store.load(key, log)
-    return None if states is None else (blocks, states)
 
 
 def _split_key(model_key: str, encoded: EncodedSplits, name: str) -> str:

@@ -40,10 +40,8 @@ class CachePlan:
 def plan_prefix_cache(
     model: GPTClassifier, pad_length: int | None, *, never_padded: bool = False
 ) -> CachePlan:
-    """The first block that must run during training, or ``0`` with the reason the cache
-    cannot be used. Call after ``apply_trainable``. ``never_padded``: no batch is ever padded
-    (training batches of one text, evaluation batches of equal lengths), so every position the
-    model reads is a real token's."""
+    """The first block trained (after ``apply_trainable``), or 0 with the reason the cache cannot
+    be used. ``never_padded``: no batch is ever padded, every position read is a real token's."""
     start = first_trainable_block(model)
     if start == 0:
         return CachePlan(0, "every block (or the embeddings) is trained")
@@ -82,10 +80,6 @@ class HiddenStateCache:
         """Examples' rows back to back in ``storage``: offsets from the lengths."""
         return cls(storage, [0, *itertools.accumulate(lengths)][: len(lengths)], lengths)
 
-    @property
-    def nbytes(self) -> int:
-        return self.storage.numel() * self.storage.element_size()
-
     def state(self, index: int) -> torch.Tensor:
         start = self.offsets[index]
         return self.storage[start : start + self.lengths[index]]
@@ -114,11 +108,10 @@ def build_cache(
     source_block: int = 0,
     share: tuple[int, int] | None = None,
 ) -> HiddenStateCache:
-    """Run ``trf_blocks[:start_block]`` once over ``dataset`` (longest first, ~1k tokens per
-    forward), keeping each example's states (float32, CPU). With ``source`` (the states after
-    ``source_block`` blocks, cached by a shallower prefix's run) only the blocks after it run,
-    in the same batches: bit for bit the states from the ids. ``share=(rank, world)``
-    (torchrun): every ``world``-th batch from the ``rank``-th; the other rows stay zero."""
+    """``trf_blocks[:start_block]`` once over ``dataset`` (longest first, ~1k tokens a forward),
+    each example's states kept (float32, CPU). ``source``: the states after ``source_block``
+    blocks, only the later blocks run (bit for bit the same). ``share=(rank, world)``: every
+    ``world``-th batch from the ``rank``-th; the other rows stay zero."""
     was_training = model.training
     model.eval()
     lengths = dataset.lengths
@@ -173,7 +166,3 @@ def cached_positions(dataset: EncodedDataset, pad_length: int | None) -> int:
     """Positions the cache keeps: every padded one under a fixed pad length (the book's ``last``
     pooling reads one), else each text's real tokens."""
     return pad_length * len(dataset) if pad_length else sum(dataset.lengths)
-
-
-def estimate_cache_bytes(dataset: EncodedDataset, pad_length: int | None, emb_dim: int) -> int:
-    return cached_positions(dataset, pad_length) * emb_dim * 4

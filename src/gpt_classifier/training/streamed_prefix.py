@@ -1,13 +1,8 @@
-"""The frozen prefix computed one block at a time, for a model whose weights are lazy.
-
-``prefix_cache.build_cache`` runs every frozen block on one batch, then the next, so all the
-frozen weights are in memory together. Here the loops are swapped: every text is embedded, then
-each frozen block is materialised, run over every text and released: peak memory is the states
-plus one block.
-
-Texts are packed whole, longest first, into slabs of ~1k tokens that run through the blocks'
-packed path (``model.Packing``): the states are those of ``build_cache`` to float rounding;
-with a fixed pad length the padding positions are kept and computed like real tokens, as there.
+"""The frozen prefix one block at a time for a lazy model: every text is embedded, then each
+frozen block is materialised, run over every text and released (peak: the states plus one
+block; ``build_cache`` holds every block). Texts are packed whole, longest first, into ~1k-token
+slabs on the blocks' packed path: ``build_cache``'s states to float rounding (a fixed pad
+length's padding computed like real tokens, as there).
 """
 
 from __future__ import annotations
@@ -79,10 +74,9 @@ def build_caches_streamed(
     progress: object | None = None,
     starting_states: Callable[[str], tuple[int, HiddenStateCache] | None] | None = None,
 ) -> dict[str, HiddenStateCache]:
-    """The states entering ``trf_blocks[start_block]`` for every text of every dataset (CPU,
-    float32), each frozen block in memory only while it runs; ``progress`` (tqdm) advances by
-    each slab's tokens. ``starting_states(name)`` may give ``(j, states after j blocks)``
-    (cached by a shallower prefix's run): that dataset starts at block ``j``."""
+    """The states entering ``trf_blocks[start_block]`` for every text (CPU, float32), one frozen
+    block in memory at a time; ``progress`` (tqdm) advances by tokens. ``starting_states(name)``
+    may give ``(j, states after j blocks)``: that dataset starts at block ``j``."""
     gpt, device = model.gpt, torch.device("cpu")
     caches = {
         name: empty_cache(dataset, pad_lengths[name], gpt.cfg.emb_dim)
