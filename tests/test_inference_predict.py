@@ -207,3 +207,25 @@ def test_bf16_runs_keep_bf16_linear_weights_and_give_identical_probabilities(
         saved_run, device="cpu", tokenizer_dir=tokenizer_dir, precision="fp32"
     )
     assert all(p.dtype == torch.float32 for p in fp32.model.parameters())
+
+
+def test_one_text_gives_one_prediction_and_a_list_a_list(tiny_config, tokenizer):
+    predictor = _predictor(tiny_config, tokenizer)
+    one = predictor.classify(TEXTS[0])
+    assert one == predictor.classify([TEXTS[0]])[0] == predictor(TEXTS[0])
+    assert predictor.predict(TEXTS) == [p.label for p in predictor.classify(TEXTS)]
+    with pytest.raises(GPTClassifierError, match="list of strings"):
+        predictor.predict_proba("hello")
+
+
+def test_the_package_root_gives_the_classifier_and_runs_as_a_module():
+    import subprocess
+    import sys
+
+    import gpt_classifier
+
+    assert gpt_classifier.TextClassifier is TextClassifier
+    out = subprocess.run(
+        [sys.executable, "-m", "gpt_classifier", "--version"], capture_output=True, text=True
+    )
+    assert out.returncode == 0 and gpt_classifier.__version__ in out.stdout

@@ -7,7 +7,14 @@ from .model import GPTModel
 
 __version__ = "0.1.0"
 
-__all__ = ["GPTConfig", "GPTModel", "GPTClassifierError", "load_pretrained", "__version__"]
+__all__ = [
+    "GPTConfig",
+    "GPTModel",
+    "GPTClassifierError",
+    "TextClassifier",
+    "load_pretrained",
+    "__version__",
+]
 
 
 def __getattr__(name: str):
@@ -16,4 +23,8 @@ def __getattr__(name: str):
         from .weights import load_pretrained
 
         return load_pretrained
+    if name == "TextClassifier":
+        from .inference import TextClassifier
+
+        return TextClassifier
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -102,6 +102,8 @@ class TextClassifier:
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
         """Class probabilities ``(len(texts), num_classes)`` in input order; texts with the same
         token ids run once."""
+        if isinstance(texts, str):  # a string is a sequence of characters: never what was meant
+            raise GPTClassifierError("texts must be a list of strings; for one text use classify")
         slot_of: dict[tuple[int, ...], int] = {}
         slots = [slot_of.setdefault(tuple(ids), len(slot_of)) for ids in self.encode(texts)]
         encoded = list(slot_of)
@@ -140,8 +142,19 @@ class TextClassifier:
             )
         return torch.softmax(logits.float(), dim=-1).cpu()
 
-    def classify(self, texts: Sequence[str], batch_size: int = 64) -> list[Prediction]:
+    def classify(
+        self, texts: str | Sequence[str], batch_size: int = 64
+    ) -> Prediction | list[Prediction]:
+        """One ``Prediction`` for one text, a list of them for a list of texts."""
+        if isinstance(texts, str):
+            return self.classify([texts], batch_size)[0]
         return self.predictions(self.predict_proba(texts, batch_size))
+
+    __call__ = classify
+
+    def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[str]:
+        """The predicted label of each text (scikit-learn's name)."""
+        return [prediction.label for prediction in self.classify(list(texts), batch_size)]
 
     def predictions(self, probabilities: torch.Tensor) -> list[Prediction]:
         """One ``Prediction`` per row of class probabilities."""
