@@ -7,6 +7,7 @@ import csv
 import json
 import logging
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -271,6 +272,35 @@ def test_data_prepare_refuses_a_non_empty_folder_before_any_work(tmp_path, token
     result = CliRunner().invoke(cli, [*args, "--data-file", str(data), "--overwrite"])
     assert result.exit_code == 0, result.output
     assert "keep" not in (out / "train.csv").read_text(encoding="utf-8")
+
+
+def test_only_regular_files_are_ever_replaced(tmp_path, saved_run, tokenizer_dir):
+    source, fifo = tmp_path / "in.csv", tmp_path / "fifo.csv"
+    source.write_text("id,text\n1,hello\n", encoding="utf-8")
+    os.mkfifo(fifo)
+    targets = {fifo: "a FIFO", Path(os.devnull): "a character device"}  # click refuses a folder
+    for target, kind in targets.items():
+        for extra in ([], ["--overwrite"]):
+            result = _classify(
+                saved_run, tokenizer_dir, "--file", source, "--output", target, *extra
+            )
+            assert result.exit_code == 2, result.output
+            assert f"{target} is {kind}, not a regular file" in result.stderr
+    # The writers underneath (data prepare's, every atomic write) and output folders alike.
+    _error(lambda: write_split_file([Record("x", "ham")], fifo), "is a FIFO, not a regular")
+    out = tmp_path / "splits"
+    out.mkdir()
+    os.mkfifo(out / "train.csv")
+    data = tmp_path / "d.csv"
+    data.write_text("label,text\n" + "".join(f"{i % 2},t {i}\n" for i in range(20)), "utf-8")
+    args = ["data", "prepare", "--tokenizer-dir", str(tokenizer_dir), "--overwrite"]
+    for folder, kind in ((out / "train.csv", "a FIFO, not a directory"), (out, "a FIFO")):
+        result = CliRunner().invoke(
+            cli, [*args, "--output-dir", str(folder), "--data-file", str(data)]
+        )
+        assert result.exit_code == 2 and kind in result.stderr, result.output
+    assert stat.S_ISFIFO(fifo.stat().st_mode) and stat.S_ISFIFO((out / "train.csv").stat().st_mode)
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
 
 
 # --- 12: integer options ----------------------------------------------------------------------

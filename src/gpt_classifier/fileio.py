@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import json
 import os
+import stat
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -45,6 +46,7 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``target`` that replaces it on success; on any exception
     (Ctrl-C included) it is removed and ``target`` untouched."""
     target = Path(target)
+    refuse_special(target, directory=False)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     os.close(fd)
@@ -96,18 +98,53 @@ def fsync_directory(folder: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def refuse_special(target: Path, *, directory: bool, flag: str = "output") -> None:
+    """Only regular files (or, with ``directory``, folders) are ever replaced: never a FIFO,
+    a device node (``/dev/null``) or a socket."""
+    try:
+        mode = os.stat(target).st_mode
+    except OSError:
+        return
+    want = stat.S_ISDIR if directory else stat.S_ISREG
+    kind = next((name for test, name in _KINDS if test(mode)), "a file")
+    if not want(mode):
+        not_a = "directory" if directory else "regular file"
+        raise GPTClassifierError(f"{flag} {target} is {kind}, not a {not_a}")
+
+
+def check_output_file(target: Path, *, overwrite: bool, flag: str = "--output") -> None:
+    """Fail before any work if ``target`` cannot become an output file."""
+    refuse_special(target, directory=False, flag=flag)
+    if target.exists() and not overwrite:
+        raise GPTClassifierError(f"{flag} {target} exists; pass --overwrite to replace it")
+    _check_parents(target)
+
+
 def check_output_dir(target: str | os.PathLike[str], *, overwrite: bool) -> Path:
     """Fail before any work if ``target`` cannot become an output folder: a non-empty folder
     (unless ``overwrite``), a file in the way or above it, or an unwritable place."""
     target = Path(target).expanduser()
-    if target.exists() and not target.is_dir():
-        raise GPTClassifierError(f"output directory {target} is a file")
+    refuse_special(target, directory=True, flag="output directory")
     if target.is_dir() and any(target.iterdir()) and not overwrite:
         what = "a gpt-classifier run" if (target / "run.json").exists() else "not empty"
         raise GPTClassifierError(
             f"output directory {target} is {what}; pass --overwrite to replace it, "
             "or choose another --output-dir"
         )
+    _check_parents(target)
+    return target
+
+
+def _check_parents(target: Path) -> None:
     for parent in [target.parent, *target.parent.parents]:
         if parent.exists():
             if not parent.is_dir():
@@ -115,4 +152,3 @@ def check_output_dir(target: str | os.PathLike[str], *, overwrite: bool) -> Path
             if not os.access(parent, os.W_OK | os.X_OK):
                 raise GPTClassifierError(f"cannot create {target}: {parent} is not writable")
             break
-    return target

@@ -13,6 +13,7 @@ import click
 
 from ..data.readers import TEXT_FORMATS
 from ..errors import GPTClassifierError
+from ..fileio import check_output_file
 from ..inference.file_stream import CHUNK_ROWS
 from ..training.settings import opt
 from .options import ServedRunOptions, command
@@ -164,12 +165,9 @@ def _echo_speed(count: int, seconds: float) -> None:
 
 def _check_output(output: Path, input_file: Path, overwrite: bool) -> None:
     """Never write over the input (the run would destroy the texts it reads)."""
-    if output.is_dir():
-        raise GPTClassifierError(f"--output {output} is a directory")
     same = output.resolve() == input_file.resolve()
     if not same and output.exists() and input_file.exists():
         same = os.path.samefile(output, input_file)  # hard links, case-insensitive file systems
     if same:
         raise GPTClassifierError(f"--output {output} is the input file; write elsewhere")
-    if output.exists() and not overwrite:
-        raise GPTClassifierError(f"--output {output} exists; pass --overwrite to replace it")
+    check_output_file(output, overwrite=overwrite)

@@ -27,7 +27,7 @@ from ..data.readers import TextRow
 from ..data.streaming import TextFilePlan, iter_text_rows, scan_text_file
 from ..errors import GPTClassifierError
 from ..faults import crash_point
-from ..fileio import fsync_directory, write_json
+from ..fileio import fsync_directory, refuse_special, write_json
 from .predict import Prediction, TextClassifier
 
 CHUNK_ROWS = 4096
@@ -197,6 +197,7 @@ class _PartialCsv:
 
     def __init__(self, output: Path, plan: TextFilePlan, identity: dict[str, Any], resume: bool):
         self.output, self.identity, self.done = output, identity, 0
+        refuse_special(output, directory=False)  # replaced on commit
         self.columns = list(plan.columns) or ["text"]
         partial = partial_path(output)
         try:
