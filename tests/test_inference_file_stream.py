@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from gpt_classifier.cli.main import cli
@@ -132,3 +133,28 @@ def test_errors_beyond_the_first_read_are_the_whole_file_readers(tmp_path):
         messages.append(str(caught.value))
     assert messages[0] == messages[1]
     assert "not valid UTF-8 (byte 0xff" in messages[0]
+
+
+@pytest.fixture
+def odd_labels_run(saved_config, tmp_path):
+    """A tiny run whose labels hold a line break and a tab."""
+    from gpt_classifier.classifier import GPTClassifier
+    from gpt_classifier.inference import RunInfo, save_run
+    from gpt_classifier.model import GPTModel
+
+    torch.manual_seed(7)
+    model = GPTClassifier(GPTModel(saved_config), 2, pooling="last-real", head_seed=7)
+    classes = ("=ham\nline two", "@spam\tcolumn")
+    info = RunInfo(saved_config, classes, "last-real", "batch", max_length=12, pad_length=None)
+    return save_run(model, info, tmp_path / "run")
+
+
+def test_tsv_output_keeps_each_text_one_line_of_three_fields(odd_labels_run, tokenizer_dir):
+    texts = [f"text {i} {'spam ' * i}\nmore" for i in range(8)]
+    result = _classify(
+        "classify", str(odd_labels_run), "--tokenizer-dir", str(tokenizer_dir), *texts
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == len(texts) and all(len(line.split("\t")) == 3 for line in lines)
+    assert {line.split("\t")[0] for line in lines} <= {"=ham line two", "@spam column"}

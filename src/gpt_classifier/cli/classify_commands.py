@@ -143,7 +143,8 @@ def _print(as_json: bool, text: str, prediction, why=None) -> None:
             values["explanation"]["tokens"] = tokens
         click.echo(json.dumps(values, ensure_ascii=False))
         return
-    click.echo(f"{prediction.label}\t{prediction.probability:.4f}\t{' '.join(text.split())}")
+    label, text = (" ".join(str(field).split()) for field in (prediction.label, text))  # one line
+    click.echo(f"{label}\t{prediction.probability:.4f}\t{text}")
     if why is not None:  # each token quoted (spaces and line breaks visible) with its score
         line = "  ".join(
             f"{json.dumps(t.token, ensure_ascii=False)} {t.score:+.2f}" for t in why.tokens
