@@ -4,6 +4,7 @@ never killed, and a partial output is never continued from another input."""
 
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import torch
 from click.testing import CliRunner
 
 from gpt_classifier.cli.main import cli
+from gpt_classifier.data import Record, read_records, write_split_file
 from gpt_classifier.data.streaming import iter_text_rows, read_unlabelled, scan_text_file
 from gpt_classifier.errors import GPTClassifierError
 from gpt_classifier.faults import KILL_AT_ENV
@@ -137,7 +139,7 @@ def test_errors_beyond_the_first_read_are_the_whole_file_readers(tmp_path):
 
 @pytest.fixture
 def odd_labels_run(saved_config, tmp_path):
-    """A tiny run whose labels hold a line break and a tab."""
+    """A tiny run whose labels hold a line break and a tab and start like a formula."""
     from gpt_classifier.classifier import GPTClassifier
     from gpt_classifier.inference import RunInfo, save_run
     from gpt_classifier.model import GPTModel
@@ -158,3 +160,22 @@ def test_tsv_output_keeps_each_text_one_line_of_three_fields(odd_labels_run, tok
     lines = result.stdout.splitlines()
     assert len(lines) == len(texts) and all(len(line.split("\t")) == 3 for line in lines)
     assert {line.split("\t")[0] for line in lines} <= {"=ham line two", "@spam column"}
+
+
+def test_csv_output_cells_are_written_raw_even_when_they_look_like_formulas(
+    odd_labels_run, tokenizer_dir, tmp_path
+):
+    """The documented choice: no ' prefix, so every input cell (and label) round-trips."""
+    source, target = tmp_path / "in.csv", tmp_path / "out.csv"
+    cells = [("=A1", "=1+1"), ("+33", "+33 612 345"), ("-1", "-5 degrees"), ("@x", "@home now")]
+    with source.open("w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([("id", "text"), *cells])
+    args = _args(odd_labels_run, tokenizer_dir, source, "--output", target)
+    assert _classify(*args).exit_code == 0
+    with target.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(row["id"], row["text"]) for row in rows] == cells
+    assert {row["predicted_label"] for row in rows} <= {"=ham\nline two", "@spam\tcolumn"}
+    split = tmp_path / "split.csv"  # the splits' writer makes the same choice
+    write_split_file([Record(text, label) for label, text in cells], split)
+    assert [(r.label, r.text) for r in read_records(split)] == cells

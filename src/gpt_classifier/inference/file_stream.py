@@ -220,7 +220,8 @@ class _PartialCsv:
         self._record()
 
     def __call__(self, rows: Sequence[TextRow], predictions: Sequence[Prediction]) -> None:
-        """Append a chunk's rows and record the progress."""
+        """Append a chunk's rows and record the progress. Cells are written raw, a leading
+        ``=``, ``+``, ``-`` or ``@`` included (no ``'`` prefix: docs/design.md, Guarantees)."""
         buffer = io.StringIO(newline="")
         writer = csv.writer(buffer)
         for row, prediction in zip(rows, predictions, strict=True):
