@@ -369,3 +369,34 @@ def micro_run(tmp_path_factory, micro_files, tokenizer_dir) -> Path:
     )
     run_finetune(options, log=lambda message: None)
     return output
+
+
+@pytest.fixture
+def hold_lock():
+    """``hold_lock(path)``: another process that holds the one-writer lock of ``path`` until it is
+    killed (SIGKILL: no clean-up, as for a crashed writer); all are killed at the end."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from gpt_classifier.fileio import writer_lock\n"
+        "held = writer_lock(sys.argv[1], '--output-dir'); print('held', flush=True); "
+        "sys.stdin.read()"
+    )
+    holders: list[subprocess.Popen] = []
+
+    def start(target) -> subprocess.Popen:
+        holder = subprocess.Popen(
+            [sys.executable, "-c", code, str(target)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        holders.append(holder)
+        assert holder.stdout.readline() == "held\n"
+        return holder
+
+    yield start
+    for holder in holders:
+        holder.kill()
+        holder.wait()

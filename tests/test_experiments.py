@@ -175,3 +175,22 @@ def test_rows_run_shallow_prefixes_first_and_report_in_grid_order():
     assert [row.number for row in order] == [4, 1, 2, 14, 15, 16, 17, 18, 19, 3, 11]
     mine = [Row(1, "all", {"trainable": "all"}), Row(2, "head", {"trainable": "head"})]
     assert [row.number for row in execution_order({}, mine)] == [2, 1]
+
+
+def test_a_second_writer_of_the_grid_is_refused(files, tokenizer_dir, tmp_path, hold_lock):
+    out = tmp_path / "grid"
+    assert _experiments(files, tokenizer_dir, out, "--rows", "1").exit_code == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    holder = hold_lock(out)
+    refused = _experiments(files, tokenizer_dir, out, "--rows", "1", "--overwrite")
+    assert refused.exit_code == 2
+    assert refused.output == (
+        f"error: {out} is being written by another process (pid {holder.pid}); wait for it or "
+        "choose another --output-dir\n"
+    )
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    holder.kill()
+    holder.wait()
+    again = _experiments(files, tokenizer_dir, out, "--rows", "1", "--resume")
+    assert again.exit_code == 0, again.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grid"]

@@ -179,3 +179,25 @@ def test_csv_output_cells_are_written_raw_even_when_they_look_like_formulas(
     split = tmp_path / "split.csv"  # the splits' writer makes the same choice
     write_split_file([Record(text, label) for label, text in cells], split)
     assert [(r.label, r.text) for r in read_records(split)] == cells
+
+
+def test_a_second_writer_of_the_output_is_refused(
+    saved_run, tokenizer_dir, texts_file, tmp_path, hold_lock
+):
+    target = tmp_path / "out.csv"
+    args = _args(saved_run, tokenizer_dir, texts_file, "--output", target, "--overwrite")
+    assert _classify(*args).exit_code == 0
+    before = target.read_bytes()
+    holder = hold_lock(target)
+    refused = _classify(*args)
+    assert refused.exit_code == 2
+    assert refused.stderr == (
+        f"error: {target} is being written by another process (pid {holder.pid}); wait for it "
+        "or choose another --output\n"
+    )
+    assert target.read_bytes() == before
+    assert not partial_path(target).exists() and not progress_path(target).exists()
+    holder.kill()
+    holder.wait()
+    assert _classify(*args).exit_code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "out.csv"]

@@ -368,3 +368,51 @@ def test_ctrl_c_before_training_leaves_nothing_and_exits_130(
     assert result.exit_code == 130, result.output
     assert result.output.strip().endswith("interrupted")
     assert list(tmp_path.iterdir()) == []  # no run, no staging folder
+
+
+# --- one writer at a time -----------------------------------------------------------------------
+
+
+def test_a_second_writer_is_refused_and_touches_nothing(
+    files, tokenizer_dir, saved_run, tmp_path, hold_lock
+):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(saved_run, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    holder = hold_lock(out)
+    result = _cli_train(files, tokenizer_dir, out, "--overwrite")
+    assert result.exit_code == 2
+    assert result.output == (
+        f"error: {out} is being written by another process (pid {holder.pid}); wait for it or "
+        "choose another --output-dir\n"
+    )
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".run.lock", "run"]
+    holder.kill()  # a killed holder leaves its lock file, but not its lock
+    holder.wait()
+    result = _cli_train(files, tokenizer_dir, out, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    load_run(out)
+
+
+def test_resume_takes_the_lock_too(files, tokenizer_dir, tmp_path, hold_lock):
+    from gpt_classifier.fileio import writer_lock
+
+    out = tmp_path / "run"
+    staged = StagedRun(out).start()
+    staged.checkpoint_dir.mkdir()
+    checkpoint_module.save_options(
+        staged.checkpoint_dir, _options(files, tokenizer_dir, out).to_dict()
+    )
+    holder = hold_lock(out)
+    result = CliRunner().invoke(cli, ["train", "--resume", str(out)])
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: {out} is being written by another process (pid ")
+    assert (staged.checkpoint_dir / checkpoint_module.OPTIONS_FILE).is_file()
+    holder.kill()
+    holder.wait()
+    writer_lock(out, "--output-dir").close()  # free again
+    assert not (tmp_path / ".run.lock").exists()

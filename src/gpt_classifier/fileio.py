@@ -4,6 +4,7 @@ flushed, given the mode ``open()`` would give, renamed over it), and the cache f
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -152,3 +153,37 @@ def _check_parents(target: Path) -> None:
             if not os.access(parent, os.W_OK | os.X_OK):
                 raise GPTClassifierError(f"cannot create {target}: {parent} is not writable")
             break
+
+
+def writer_lock(target: str | os.PathLike[str], flag: str) -> contextlib.ExitStack:
+    """Be ``target``'s one writer until the returned stack closes or the process ends: an
+    ``flock`` on ``.NAME.lock`` beside it (holding our pid), else an error naming the holder."""
+    target = Path(target).expanduser()
+    lock = target.parent / f".{target.name}.lock"
+    while True:
+        try:
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise GPTClassifierError(f"cannot create {lock}: {exc.strerror.lower()}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.pread(fd, 20, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            if not isinstance(exc, BlockingIOError):
+                raise GPTClassifierError(f"cannot lock {lock}: {exc.strerror.lower()}") from None
+            raise GPTClassifierError(
+                f"{target} is being written by another process (pid {holder}); wait for it or "
+                f"choose another {flag}"
+            ) from None
+        with contextlib.suppress(FileNotFoundError):
+            if os.path.samestat(os.fstat(fd), os.stat(lock)):
+                break
+        os.close(fd)  # the holder removed the file as we locked it: lock the new one
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    stack = contextlib.ExitStack()
+    stack.callback(os.close, fd)
+    stack.callback(lock.unlink, missing_ok=True)  # runs first, while the lock is still held
+    return stack

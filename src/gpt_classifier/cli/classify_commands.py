@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import click
 
 from ..data.readers import TEXT_FORMATS
 from ..errors import GPTClassifierError
-from ..fileio import check_output_file
+from ..fileio import check_output_file, writer_lock
 from ..inference.file_stream import CHUNK_ROWS
 from ..training.settings import opt
 from .options import ServedRunOptions, command
@@ -76,7 +77,8 @@ def classify(o: ClassifyOptions) -> None:
     if o.problem():
         raise GPTClassifierError(o.problem())
     if o.input_file:
-        _classify_file(o)
+        with _output_lock(o):
+            _classify_file(o)
         return
     from ..inference.predict import Prediction, TextClassifier
 
@@ -98,6 +100,14 @@ def classify(o: ClassifyOptions) -> None:
         _print(o.as_json, text, prediction, why)
     if len(texts) > 1:
         _echo_speed(len(texts), elapsed)
+
+
+def _output_lock(o: ClassifyOptions) -> ExitStack:
+    from ..distributed import context_from_env
+
+    if o.output and context_from_env().is_main:  # under torchrun rank 0 writes
+        return writer_lock(o.output, "--output")
+    return ExitStack()
 
 
 def _classify_file(o: ClassifyOptions) -> None:

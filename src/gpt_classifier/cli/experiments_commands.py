@@ -14,6 +14,7 @@ from click.core import ParameterSource
 
 from ..data import DEFAULT_SEED
 from ..errors import INTERRUPTED_EXIT, GPTClassifierError
+from ..fileio import writer_lock
 from ..training.settings import (
     MAX_SEED,
     CacheOptions,
@@ -91,21 +92,22 @@ def experiments(o: ExperimentsOptions) -> None:
     started = time.perf_counter()
     flags = {"resume": o.resume, "overwrite": o.overwrite, "progress": o.progress}
     seeds = [o.seed + i for i in range(o.seeds)]
-    try:
-        outcomes = run_grid(base, rows, seeds, output_dir, **flags, log=_log)
-    except KeyboardInterrupt:
-        _log(f"interrupted: continue with the same command and --resume ({output_dir})")
-        sys.exit(INTERRUPTED_EXIT)
-    if o.baseline == "tfidf":
-        finished = [outcome for outcome in outcomes if outcome.ok]
-        if not finished:
-            message = "--baseline tfidf needs the splits of at least one finished row"
-            raise GPTClassifierError(message)
-        outcomes.append(tfidf_baseline(finished[0].run_dir / "data", seed=o.seed))
-    header = _header(base, o, time.perf_counter() - started)
-    written = write_outputs(summarize(outcomes), output_dir, header)
-    click.echo((output_dir / "experiments.md").read_text(encoding="utf-8"), nl=False)
-    _log("wrote " + ", ".join(str(path) for path in written))
+    with writer_lock(output_dir, "--output-dir"):  # one writer per grid folder
+        try:
+            outcomes = run_grid(base, rows, seeds, output_dir, **flags, log=_log)
+        except KeyboardInterrupt:
+            _log(f"interrupted: continue with the same command and --resume ({output_dir})")
+            sys.exit(INTERRUPTED_EXIT)
+        if o.baseline == "tfidf":
+            finished = [outcome for outcome in outcomes if outcome.ok]
+            if not finished:
+                message = "--baseline tfidf needs the splits of at least one finished row"
+                raise GPTClassifierError(message)
+            outcomes.append(tfidf_baseline(finished[0].run_dir / "data", seed=o.seed))
+        header = _header(base, o, time.perf_counter() - started)
+        written = write_outputs(summarize(outcomes), output_dir, header)
+        click.echo((output_dir / "experiments.md").read_text(encoding="utf-8"), nl=False)
+        _log("wrote " + ", ".join(str(path) for path in written))
     failed = [outcome for outcome in outcomes if not outcome.ok]
     if failed:
         raise GPTClassifierError(f"{len(failed)} of {len(outcomes)} runs failed (see the notes)")

@@ -11,7 +11,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from ..distributed import DistContext
 from ..errors import GPTClassifierError
 from ..evaluation import format_report, write_report_json
 from ..evaluation.predictions import EVAL_BATCH_SIZE, evaluate_sharded, evaluate_split
-from ..fileio import check_output_dir, write_json, write_text
+from ..fileio import check_output_dir, write_json, write_text, writer_lock
 from ..lazy_weights import frozen_parameter_sample, lazy_weights_of
 from ..precision import autocast, resolve_device, resolve_precision
 from ..runs import checkpoint
@@ -122,11 +122,19 @@ def run_finetune(options: FinetuneOptions, log: Log = _stderr) -> FinetuneResult
     if not dist.is_main:
         log, options = _quiet, dataclasses.replace(options, progress=False)
     try:
-        return _run_finetune(options, recipe, dist, log)
+        with _on_main(dist, lambda: _lock(options)) or nullcontext():
+            return _run_finetune(options, recipe, dist, log)
     except torch.distributed.DistError as exc:
         raise distributed.peer_failure(dist, exc) from None
     finally:
         distributed.shutdown(dist)
+
+
+def _lock(options: FinetuneOptions) -> ExitStack:
+    """One writer per run directory, until the command ends (rank 0 holds it)."""
+    if not options.resume:  # a bad place fails with its own message, before anything is made
+        check_output_dir(options.output_path, overwrite=options.overwrite)
+    return writer_lock(options.output_path, "--output-dir")
 
 
 def _on_main(dist: DistContext, work: Callable[[], Any]) -> Any:
