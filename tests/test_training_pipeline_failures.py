@@ -368,3 +368,21 @@ def test_ctrl_c_before_training_leaves_nothing_and_exits_130(
     assert result.exit_code == 130, result.output
     assert result.output.strip().endswith("interrupted")
     assert list(tmp_path.iterdir()) == []  # no run, no staging folder
+
+
+def test_saved_options_hold_absolute_paths(files, tokenizer_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(files["config"].parent)
+    options = _options(
+        files,
+        tokenizer_dir,
+        "out",
+        model=files["config"].name,
+        weights="w.safetensors",
+        data_file=files["data"].name,
+        cache_dir="cache",
+    )
+    options = FinetuneOptions(**{**options.__dict__, "tokenizer_dir": "tok"})
+    saved = options.to_dict()
+    for key in ("model", "weights", "data_file", "cache_dir", "tokenizer_dir", "output_dir"):
+        assert saved[key].startswith("/") and saved[key].endswith(getattr(options, key)), key
+    assert FinetuneOptions(**{**saved, "model": "gpt2"}).to_dict()["model"] == "gpt2"
