@@ -386,3 +386,13 @@ def test_saved_options_hold_absolute_paths(files, tokenizer_dir, tmp_path, monke
     for key in ("model", "weights", "data_file", "cache_dir", "tokenizer_dir", "output_dir"):
         assert saved[key].startswith("/") and saved[key].endswith(getattr(options, key)), key
     assert FinetuneOptions(**{**saved, "model": "gpt2"}).to_dict()["model"] == "gpt2"
+
+
+def test_resume_refuses_options_without_the_fields_a_run_writes(tmp_path):
+    staged = StagedRun(tmp_path / "run").start()
+    staged.checkpoint_dir.mkdir()
+    checkpoint_module.save_options(staged.checkpoint_dir, {})
+    result = CliRunner().invoke(cli, ["train", "--resume", str(tmp_path / "run")])
+    assert result.exit_code == 2, result.output
+    assert "options.json lacks options every run writes" in result.output
+    assert "data_file" in result.output and "Traceback" not in result.output
