@@ -396,3 +396,14 @@ def test_resume_refuses_options_without_the_fields_a_run_writes(tmp_path):
     assert result.exit_code == 2, result.output
     assert "options.json lacks options every run writes" in result.output
     assert "data_file" in result.output and "Traceback" not in result.output
+
+
+def test_the_log_counts_true_optimizer_steps_and_effective_batch(files, tokenizer_dir, tmp_path):
+    messages: list[str] = []
+    options = _options(files, tokenizer_dir, tmp_path / "run", epochs=1, grad_accum_steps=1000)
+    run_finetune(options, log=messages.append)
+    line = next(m for m in messages if m.startswith("training:"))
+    batches = int(line.split(" epochs of ")[1].split()[0])
+    assert f"of {batches} steps = 1 optimizer step(s)" in line, line
+    assert f"x {batches} accumulated = effective batch {4 * batches})" in line, line
+    assert load_run(tmp_path / "run").info.extra["effective_batch_size"] == 4 * batches
