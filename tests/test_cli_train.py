@@ -308,7 +308,7 @@ def test_bad_run_directories_exit_2(run_dir, tokenizer_dir, tmp_path):
     _error(_invoke("evaluate", old, tokenizer_dir=tokenizer_dir), "another version")
 
     def three_classes(values):
-        values["classifier"]["classes"] = ["ham", "spam", "eggs"]
+        values["classifier"].update(classes=["ham", "spam", "eggs"], num_classes=3)
 
     mismatch = _broken_copy(run_dir, tmp_path / "b", three_classes)
     _error(

@@ -321,3 +321,14 @@ def test_unlabelled_reader_errors_are_one_line(tmp_path):
     bad = tmp_path / "b.jsonl"
     bad.write_text('{"text": "a"}\n{"text": "\\ud800"}\n', encoding="utf-8")
     _error(lambda: read_texts(bad), r"b\.jsonl:2: invalid Unicode \(unpaired surrogate U\+D800")
+
+
+@pytest.mark.parametrize("suffix, sep", [(".csv", ","), (".tsv", "\t")])
+def test_a_repeated_column_name_in_the_header_is_refused(tmp_path, suffix, sep):
+    path = tmp_path / f"d{suffix}"
+    path.write_text(sep.join(["label", "text", "text"]) + "\n" + sep.join("abc") + "\n")
+    _error(lambda: read_records(path), r"d\.\w+:1: the header names column 'text' twice")
+    _error(lambda: read_unlabelled(path), r"d\.\w+:1: the header names column 'text' twice")
+    fine = tmp_path / f"ok{suffix}"
+    fine.write_text(sep.join(["label", "text", "", ""]) + "\n" + sep.join("ab  ") + "\n")
+    assert [r.text for r in read_records(fine)] == ["b"]

@@ -111,7 +111,7 @@ def test_truncated_weights(tmp_path, tiny_config):
 def test_class_count_that_does_not_match_the_weights(tmp_path, tiny_config):
     run = _saved(tmp_path, tiny_config)
     values = json.loads((run / "run.json").read_text())
-    values["classifier"]["classes"] = ["a", "b", "c"]
+    values["classifier"].update(classes=["a", "b", "c"], num_classes=3)
     (run / "run.json").write_text(json.dumps(values))
     write_marker(run)  # a consistent marker, to reach the check under test
     with pytest.raises(GPTClassifierError, match="head for 2 classes but run.json lists 3"):
@@ -321,6 +321,8 @@ LONGEST = {"inputs.padding": "longest-train"}  # pad_length may be a number with
         ({"classifier.classes": []}, ["at least 2 classes", "(got [])"]),
         ({"classifier.classes": ["ham"]}, ["at least 2 classes"]),
         ({"classifier.classes": {"ham": 0}}, ["classifier.classes must be a list"]),
+        ({"classifier.num_classes": 99}, ["classifier.num_classes must be", "(got 99)"]),
+        ({"classifier.num_classes": True}, ["classifier.num_classes must be", "(got true)"]),
         ({"classifier.pooling": "max"}, ["classifier.pooling must be one of", '"max"']),
         ({"classifier.pooling": None}, ["classifier.pooling must be a string", "null"]),
         ({"model.init": "maybe"}, ["model.init must be one of pretrained, random"]),

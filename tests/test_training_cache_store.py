@@ -148,13 +148,14 @@ def test_keys_depend_on_the_frozen_part_and_the_ids_only():
 def test_cache_list_and_clear(tmp_path):
     store = CacheStore(tmp_path / "prefix-cache")  # where the cache root's prefix cache lives
     store.save("a" * 64, _entry(10))
+    (store.folder / f"{'b' * 64}.safetensors").mkdir()  # a folder named like an entry is skipped
     runner = CliRunner()
     listed = runner.invoke(cli, ["cache", "list", "--cache-dir", str(store.folder)])
     assert listed.exit_code == 0 and listed.output.startswith("a" * 16)
     assert "1 entries" in listed.output
     cleared = runner.invoke(cli, ["cache", "clear"], env={"GPT_CLASSIFIER_CACHE": str(tmp_path)})
     assert cleared.exit_code == 0 and "removed 1 entries" in cleared.output
-    assert store.entries() == []
+    assert store.entries() == [] and (store.folder / f"{'b' * 64}.safetensors").is_dir()
 
 
 def _encoded(lengths: list[int]) -> EncodedDataset:

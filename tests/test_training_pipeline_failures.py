@@ -416,3 +416,42 @@ def test_resume_takes_the_lock_too(files, tokenizer_dir, tmp_path, hold_lock):
     holder.wait()
     writer_lock(out, "--output-dir").close()  # free again
     assert not (tmp_path / ".run.lock").exists()
+
+
+def test_saved_options_hold_absolute_paths(files, tokenizer_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(files["config"].parent)
+    options = _options(
+        files,
+        tokenizer_dir,
+        "out",
+        model=files["config"].name,
+        weights="w.safetensors",
+        data_file=files["data"].name,
+        cache_dir="cache",
+    )
+    options = FinetuneOptions(**{**options.__dict__, "tokenizer_dir": "tok"})
+    saved = options.to_dict()
+    for key in ("model", "weights", "data_file", "cache_dir", "tokenizer_dir", "output_dir"):
+        assert saved[key].startswith("/") and saved[key].endswith(getattr(options, key)), key
+    assert FinetuneOptions(**{**saved, "model": "gpt2"}).to_dict()["model"] == "gpt2"
+
+
+def test_resume_refuses_options_without_the_fields_a_run_writes(tmp_path):
+    staged = StagedRun(tmp_path / "run").start()
+    staged.checkpoint_dir.mkdir()
+    checkpoint_module.save_options(staged.checkpoint_dir, {})
+    result = CliRunner().invoke(cli, ["train", "--resume", str(tmp_path / "run")])
+    assert result.exit_code == 2, result.output
+    assert "options.json lacks options every run writes" in result.output
+    assert "data_file" in result.output and "Traceback" not in result.output
+
+
+def test_the_log_counts_true_optimizer_steps_and_effective_batch(files, tokenizer_dir, tmp_path):
+    messages: list[str] = []
+    options = _options(files, tokenizer_dir, tmp_path / "run", epochs=1, grad_accum_steps=1000)
+    run_finetune(options, log=messages.append)
+    line = next(m for m in messages if m.startswith("training:"))
+    batches = int(line.split(" epochs of ")[1].split()[0])
+    assert f"of {batches} steps = 1 optimizer step(s)" in line, line
+    assert f"x {batches} accumulated = effective batch {4 * batches})" in line, line
+    assert load_run(tmp_path / "run").info.extra["effective_batch_size"] == 4 * batches

@@ -12,7 +12,7 @@ from click.core import ParameterSource
 
 from ..errors import INTERRUPTED_EXIT, GPTClassifierError
 from ..precision import PRECISIONS
-from ..runs.checkpoint import read_options
+from ..runs.checkpoint import OPTIONS_FILE, read_options
 from ..runs.transaction import StagedRun
 from ..training.cache_store import CacheStore, describe
 from ..training.recipe import FinetuneOptions
@@ -75,7 +75,13 @@ def _resume_options(resume_dir: str, kwargs: dict[str, Any]) -> FinetuneOptions:
         raise GPTClassifierError(
             f"--resume continues with the interrupted run's own options; drop {flags}"
         )
-    saved = read_options(StagedRun(resume_dir).checkpoint_dir)
+    folder = StagedRun(resume_dir).checkpoint_dir
+    saved = read_options(folder)
+    written = {f.name for f in dataclasses.fields(FinetuneOptions)} - {*RESUME_MAY_CHANGE, "resume"}
+    if missing := sorted(written - set(saved)):
+        raise GPTClassifierError(
+            f"{folder / OPTIONS_FILE} lacks options every run writes ({', '.join(missing)})"
+        )
     keep = {name: kwargs[name] for name in RESUME_MAY_CHANGE}
     return FinetuneOptions.from_dict({**saved, **keep, "output_dir": resume_dir, "resume": True})
 

@@ -279,6 +279,15 @@ def _strict_row(raw: str) -> bool:
     return True
 
 
+def header_of(cells: list[str], where: str) -> list[str]:
+    """A CSV/TSV header's column names; a name given twice is refused (which one is meant?)."""
+    header = [cell.strip() for cell in cells]
+    repeated = next((c for i, c in enumerate(header) if c and c in header[:i]), None)
+    if repeated is not None:
+        raise GPTClassifierError(f"{where}: the header names column {repeated!r} twice")
+    return header
+
+
 def check_width(cells: list[str], header: list[str], source: str, number: int, fmt: str) -> None:
     if len(cells) != len(header):
         tab = "; tab-separated fields are not quoted, so a text holding a tab breaks it"
@@ -573,7 +582,7 @@ def _delimited_records(
     rows = list(delimited_rows(handle, fmt, source, lines))
     if not rows:
         return []
-    header = [cell.strip() for cell in rows[0][1]]
+    header = header_of(rows[0][1], f"{source}:{rows[0][0]}")
     columns = _choose_columns(header, wanted, f"{source}:{rows[0][0]}")
     text, label = header.index(columns[0]), header.index(columns[1])
     data = rows[1:]

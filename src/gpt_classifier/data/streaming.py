@@ -20,6 +20,7 @@ from .readers import (
     check_width,
     delimited_rows,
     detect_format,
+    header_of,
     line_records,
     open_text,
     parquet_rows,
@@ -137,7 +138,7 @@ class _Scan:
         first = next(rows, None)
         if first is None:
             return
-        header = [cell.strip() for cell in first[1]]
+        header = header_of(first[1], f"{self.source}:{first[0]}")
         self.columns = dict.fromkeys(header)
         self._choose_column(header)
         runaways = Runaways(len(header))

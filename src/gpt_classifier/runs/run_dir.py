@@ -210,8 +210,14 @@ def _validated_run_info(fields: _Fields) -> RunInfo:
     if init != "":  # runs written before the field existed have none
         init = fields.string("model.init", _INIT_KINDS)
     classes = fields.classes()
-    # classifier.num_classes is written for readers and not read back: the head's shape in the
-    # weights is checked against the classes instead (load_run), which names both counts.
+    # classifier.num_classes is written for readers: it must agree with the classes, and the
+    # head's shape in the weights is checked against them (load_run), which names both counts.
+    num_classes = fields.get("classifier.num_classes", len(classes))
+    if isinstance(num_classes, bool) or num_classes != len(classes):
+        raise fields.error(
+            f"classifier.num_classes must be {len(classes)}, the number of classifier.classes "
+            f"(got {_show(num_classes)})"
+        )
     pooling = fields.string("classifier.pooling", POOLINGS)
     tokenizer = fields.string("inputs.tokenizer", _TOKENIZERS, default="gpt2")
     if config.vocab_size <= EOT_TOKEN_ID:  # the tokenizer's ids would index past the embedding

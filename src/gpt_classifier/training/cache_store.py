@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISREG
 
 import torch
 from safetensors import SafetensorError
@@ -108,6 +109,8 @@ class CacheStore:
             try:
                 stat = path.stat()
             except FileNotFoundError:  # removed by another process meanwhile
+                continue
+            if not S_ISREG(stat.st_mode):  # a folder or device named like an entry is not one
                 continue
             found.append(CacheEntry(path, stat.st_size, stat.st_mtime))
         return sorted(found, key=lambda entry: entry.last_used)

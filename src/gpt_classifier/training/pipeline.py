@@ -86,6 +86,7 @@ class TrainingSetup:
     cached: bool
     dist: DistContext = field(default_factory=DistContext)
     suffix_precision: str = "fp32"  # what the trained part runs in (autocast), see make_loaders
+    train_batches: int = 1  # per epoch and process, kept for run.json once the loaders are gone
 
 
 class StageClock:
@@ -596,14 +597,17 @@ def fit(
         if folder is not None:
             checkpoint.save_checkpoint(folder, setup.classifier, optimizer, loop_state, fingerprint)
 
+    batches = setup.train_batches = len(setup.loaders["train"])
+    accum = min(settings.grad_accum_steps, batches)
     per_step = f"batch {settings.batch_size}"
-    if dist.enabled or settings.grad_accum_steps > 1:
+    if dist.enabled or accum > 1:
         per_step += (
-            f" x {dist.world_size} processes x {settings.grad_accum_steps} accumulated = "
-            f"effective batch {effective_batch_size(settings, dist)}"
+            f" x {dist.world_size} processes x {accum} accumulated = "
+            f"effective batch {effective_batch_size(settings, dist, batches)}"
         )
+    steps = f" = {-(-batches // accum)} optimizer step(s)" if accum > 1 else ""
     log(
-        f"training: {settings.epochs} epochs of {len(setup.loaders['train'])} steps "
+        f"training: {settings.epochs} epochs of {batches} steps{steps} "
         f"({per_step}), {setup.suffix_precision} on {setup.device}"
     )
     result = train_classifier(
@@ -628,9 +632,9 @@ def fit(
     return result
 
 
-def effective_batch_size(settings: TrainSettings, dist: DistContext) -> int:
-    """Examples per optimizer step: batch x processes x accumulated batches."""
-    return settings.batch_size * dist.world_size * settings.grad_accum_steps
+def effective_batch_size(settings: TrainSettings, dist: DistContext, batches: int) -> int:
+    """Examples per optimizer step: batch x processes x accumulated batches (<= an epoch's)."""
+    return settings.batch_size * dist.world_size * min(settings.grad_accum_steps, batches)
 
 
 def _fingerprint(options: FinetuneOptions, encoded: EncodedSplits, model: GPTClassifier) -> str:
@@ -699,7 +703,9 @@ def run_info(
             "training": recipe.train.to_dict(),
             # per optimizer step: --batch-size x processes (torchrun) x --grad-accum
             "processes": setup.dist.world_size,
-            "effective_batch_size": effective_batch_size(recipe.train, setup.dist),
+            "effective_batch_size": effective_batch_size(
+                recipe.train, setup.dist, setup.train_batches
+            ),
             "preset": options.preset,
             "precision": setup.precision,
             "frozen_prefix_cache": setup.cached,

@@ -91,7 +91,14 @@ class FinetuneOptions(CacheOptions, PrecisionOptions, ModelOptions, PaddingOptio
     resume: bool = opt(False, "Continue the interrupted run in output_dir.", cli=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "output_dir": str(self.output_dir)}
+        """The options, every path made absolute so a resume works from any folder."""
+        values = {**dataclasses.asdict(self), "output_dir": str(self.output_dir)}
+        for f in dataclasses.fields(self):
+            value = values[f.name]
+            is_path = f.metadata.get("path") or (f.name == "model" and Path(value).is_file())
+            if is_path and isinstance(value, str):
+                values[f.name] = os.path.abspath(os.path.expanduser(value))
+        return values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> FinetuneOptions:
