@@ -480,3 +480,30 @@ def test_saved_files_get_the_umask_permissions(tmp_path, saved_config, umask):
     for name in ("run.json", "model.safetensors"):
         mode = stat.S_IMODE((tmp_path / "run" / name).stat().st_mode)
         assert mode == 0o666 & ~umask, f"{name}: {oct(mode)}"
+
+
+def test_the_same_model_saves_to_the_same_bytes_in_any_process(tmp_path):
+    """Processes with different hash seeds save the same seeded model to identical files."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, torch\n"
+        "from gpt_classifier.classifier import GPTClassifier, apply_trainable\n"
+        "from gpt_classifier.config import GPTConfig\n"
+        "from gpt_classifier.inference import RunInfo, save_run\n"
+        "from gpt_classifier.model import GPTModel\n"
+        "torch.manual_seed(0)\n"
+        "cfg = GPTConfig(vocab_size=300, context_length=16, emb_dim=16, n_heads=2, n_layers=2)\n"
+        "model = GPTClassifier(GPTModel(cfg), 2)\n"
+        "apply_trainable(model, 'last-block')\n"
+        "info = RunInfo(gpt_config=cfg, classes=('ham', 'spam'), pooling='last-real',\n"
+        "               padding='batch', max_length=16, pad_length=None)\n"
+        "save_run(model, info, sys.argv[1])\n"
+    )
+    files = []
+    for seed in ("1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        subprocess.run([sys.executable, "-c", script, tmp_path / seed], env=env, check=True)
+        files.append((tmp_path / seed / "model.safetensors").read_bytes())
+    assert files[0] == files[1] == files[2]  # the old save_file differed for seed 3
