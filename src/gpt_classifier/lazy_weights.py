@@ -16,7 +16,7 @@ from torch import nn
 
 from .weights import LazyWeights, lazy_weights_of
 
-__all__ = ["frozen_parameter_sample", "iter_state_dict", "lazy_weights_of", "save_streamed"]
+__all__ = ["frozen_parameter_sample", "iter_state_dict", "save_streamed"]
 
 
 def _module_of(lazy: LazyWeights, gpt_name: str) -> str:

@@ -88,7 +88,3 @@ def evaluate_split(
     return classification_metrics(
         targets.numpy(), predicted, list(classes), probabilities.numpy(), loss
     )
-
-
-def evaluate_sharded(ctx: DistContext, *args: Any) -> dict[str, Any]:
-    return evaluate_split(*args, ctx=ctx)

@@ -22,12 +22,12 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
+from ..data.batching import TOKENS_PER_PASS
 from ..errors import GPTClassifierError
 from ..inference.explain import explanation_from_probabilities, occlusion_inputs
 from ..inference.predict import TextClassifier
 from .batching import (
     DEFAULT_BATCH_WAIT_MS,
-    DEFAULT_MAX_BATCH_TOKENS,
     DEFAULT_MAX_QUEUE,
     Batcher,
     QueueFull,
@@ -91,7 +91,7 @@ def create_app(
     *,
     max_texts: int = DEFAULT_MAX_TEXTS,
     batch_size: int = 64,
-    max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+    max_batch_tokens: int = TOKENS_PER_PASS,
     batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
     max_queue: int = DEFAULT_MAX_QUEUE,
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,

@@ -22,7 +22,6 @@ from ..data.batching import TOKENS_PER_PASS, best_padded_batch, plan_batches
 from ..inference.predict import TextClassifier
 from .model_thread import ModelThread
 
-DEFAULT_MAX_BATCH_TOKENS = TOKENS_PER_PASS
 DEFAULT_BATCH_WAIT_MS = 5.0
 DEFAULT_MAX_QUEUE = 1024
 _HURRY_POLL_SECONDS = 0.05  # how soon a waiting batch notices hurry()
@@ -62,7 +61,7 @@ class Batcher:
         self,
         classifier: TextClassifier,
         *,
-        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+        max_batch_tokens: int = TOKENS_PER_PASS,
         batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
         max_queue: int = DEFAULT_MAX_QUEUE,
         max_batch_texts: int = 64,

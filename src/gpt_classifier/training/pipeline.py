@@ -6,7 +6,6 @@ evaluate -> write the run (one transaction, ``runs/transaction.py``). Printing g
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import sys
 import time
@@ -28,15 +27,15 @@ from ..data.prepare import PreparedData
 from ..distributed import DistContext
 from ..errors import GPTClassifierError
 from ..evaluation import format_report, write_report_json
-from ..evaluation.predictions import EVAL_BATCH_SIZE, evaluate_sharded, evaluate_split
+from ..evaluation.predictions import EVAL_BATCH_SIZE, evaluate_split
 from ..fileio import check_output_dir, write_json, write_text, writer_lock
-from ..lazy_weights import frozen_parameter_sample, lazy_weights_of
+from ..lazy_weights import frozen_parameter_sample
 from ..precision import autocast, resolve_device, resolve_precision
 from ..runs import checkpoint
 from ..runs.run_dir import RunInfo, write_model_files
 from ..runs.transaction import StagedRun, finish_interrupted_commit
 from ..tokenizer import get_tokenizer
-from ..weights import build_lazy_model, materialize_model
+from ..weights import build_lazy_model, lazy_weights_of, materialize_model
 from .cache_store import CacheStore, dataset_key, prefix_digests
 from .interrupts import deferred_interrupts
 from .loop import LoopState, TrainingDiverged, TrainResult, train_classifier
@@ -659,16 +658,14 @@ def make_optimizer(
 def evaluate_splits(
     setup: TrainingSetup, encoded: EncodedSplits, classes: tuple[str, ...] | list[str]
 ) -> dict[str, dict[str, Any]]:
-    evaluate = evaluate_split
-    if setup.dist.enabled:
-        evaluate = functools.partial(evaluate_sharded, setup.dist)
     report = {
-        name: evaluate(
+        name: evaluate_split(
             setup.trained_model,
             setup.loaders[f"eval_{name}"],
             setup.device,
             setup.precision,  # as `evaluate` runs the saved model: the same metrics, bit for bit
             classes,
+            ctx=setup.dist,  # under torchrun: this rank's share, every rank's gathered
         )
         for name in SPLITS
         if len(encoded.split(name))
