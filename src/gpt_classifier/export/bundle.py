@@ -17,7 +17,7 @@ from ..runs.run_dir import RunInfo, read_run_info
 from ..runs.transaction import commit_staged
 from ..tokenizer import TOKENIZER_FILES, tokenizer_files
 from .hf import write_hf
-from .onnx import write_onnx
+from .onnx import check_onnx_installed, write_onnx
 
 EXPORT_FORMATS = ("hf", "onnx")
 _HF_USAGE = """```python
@@ -67,6 +67,8 @@ def export_run(
     info = read_run_info(source)  # a bad run fails here, before anything is made
     if problem := unsupported(info, fmt):
         raise GPTClassifierError(f"cannot export {source} as {fmt}: {problem}")
+    if fmt == "onnx":
+        check_onnx_installed()
     target = check_output_dir(output_dir, overwrite=overwrite)
     if source.resolve() == target.resolve() or source.resolve().is_relative_to(target.resolve()):
         raise GPTClassifierError(f"--output-dir {target} would replace the run itself")
@@ -83,7 +85,7 @@ def export_run(
         folder = staging / "export"
         folder.mkdir(parents=True)
         try:
-            _write(classifier, fmt, folder, vocab, target)
+            _write(classifier, fmt, folder, vocab)
             write_model_card(folder, info, _metrics(source), *_usage(fmt, info, target))
             return commit_staged(folder, target, cleanup=staging)
         except BaseException:
@@ -91,7 +93,7 @@ def export_run(
             raise
 
 
-def _write(classifier: TextClassifier, fmt: str, folder: Path, vocab: dict, target: Path) -> None:
+def _write(classifier: TextClassifier, fmt: str, folder: Path, vocab: dict[str, bytes]) -> None:
     if fmt == "hf":
         write_hf(classifier.model, classifier.info, folder)
     else:
@@ -110,7 +112,9 @@ def _usage(fmt: str, info: RunInfo, target: Path) -> tuple[str, str]:
 
 
 def _metrics(run_dir: Path) -> dict | None:
-    """The run's ``metrics.json``, or None (a run saved from Python has none)."""
-    if not (run_dir / "metrics.json").is_file():
+    """The run's ``metrics.json``, or None: a run saved from Python has none, and an unreadable
+    one only leaves the card without metrics."""
+    try:
+        return read_report_json(run_dir / "metrics.json")
+    except GPTClassifierError:
         return None
-    return read_report_json(run_dir / "metrics.json")

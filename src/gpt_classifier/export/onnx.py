@@ -4,6 +4,7 @@ causal mask the real tokens never see the padding after them, so any pad id does
 
 from __future__ import annotations
 
+import importlib.util
 import warnings
 from pathlib import Path
 
@@ -43,22 +44,23 @@ class _Logits(nn.Module):
 def write_onnx(model: GPTClassifier, folder: Path) -> None:
     """``model.onnx`` in ``folder``, by the TorchScript exporter (offline, no onnxscript)."""
     example = torch.full((2, 3), EOT_TOKEN_ID, dtype=torch.long)
-    axes = {"batch": 0, "length": 1}
-    dynamic = {name: {i: a for a, i in axes.items()} for name in ("input_ids", "attention_mask")}
-    try:
-        with warnings.catch_warnings():  # the tracer's notes on shape checks run while tracing
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                _Logits(model).eval(),
-                (example, torch.ones_like(example)),
-                str(folder / "model.onnx"),
-                input_names=["input_ids", "attention_mask"],
-                output_names=["logits"],
-                dynamic_axes={**dynamic, "logits": {0: "batch"}},
-                opset_version=OPSET,
-                dynamo=False,
-            )
-    except ImportError as exc:
+    dynamic = {name: {0: "batch", 1: "length"} for name in ("input_ids", "attention_mask")}
+    with warnings.catch_warnings():  # the tracer's notes on shape checks run while tracing
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            _Logits(model).eval(),
+            (example, torch.ones_like(example)),
+            str(folder / "model.onnx"),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["logits"],
+            dynamic_axes={**dynamic, "logits": {0: "batch"}},
+            opset_version=OPSET,
+            dynamo=False,
+        )
+
+
+def check_onnx_installed() -> None:
+    if importlib.util.find_spec("onnx") is None:  # the exporter's own error is a traceback
         raise GPTClassifierError(
-            f"the ONNX export needs the onnx package ({exc}); pip install 'gpt-classifier[export]'"
-        ) from None
+            "the ONNX export needs the onnx package: pip install 'gpt-classifier[export]'"
+        )
