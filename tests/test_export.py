@@ -19,6 +19,7 @@ from gpt_classifier.export import export_run
 from gpt_classifier.export.hf import folded_shift
 from gpt_classifier.inference import RunInfo, TextClassifier, save_run
 from gpt_classifier.model import GPTModel
+from gpt_classifier.runs.model_card import wilson_interval
 
 TOLERANCE = 1e-3
 TEXTS = [
@@ -138,17 +139,29 @@ def test_what_a_format_cannot_express_is_a_one_line_error(tmp_path, fmt, run_arg
     assert not (tmp_path / "out").exists()
 
 
-def test_bad_run_and_non_empty_output_dir_are_one_line_errors(tmp_path, saved_run):
+def test_bad_run_and_non_empty_output_dir_are_one_line_errors(tmp_path, saved_run, tokenizer_dir):
     missing = export(tmp_path / "nothing", "--format", "hf", "--output-dir", tmp_path / "o")
     assert missing.exit_code != 0 and missing.output.count("\n") == 1
     assert missing.output.startswith("error: run directory not found")
     taken = tmp_path / "taken"
     taken.mkdir()
     (taken / "keep.txt").write_text("mine")
-    result = export(saved_run, "--format", "onnx", "--output-dir", taken)
+    result = export(saved_run, "--format", "hf", "--output-dir", taken)
     assert result.exit_code != 0 and result.output.count("\n") == 1
     assert "pass --overwrite" in result.output
     assert (taken / "keep.txt").read_text() == "mine" and len(list(taken.iterdir())) == 1
+    flags = ("--overwrite", "--tokenizer-dir", tokenizer_dir)
+    replaced = export(saved_run, "--format", "hf", "--output-dir", taken, *flags)
+    assert replaced.exit_code == 0, replaced.output
+    assert not (taken / "keep.txt").exists() and (taken / "config.json").is_file()
+    itself = export(saved_run, "--format", "hf", "--output-dir", saved_run, "--overwrite")
+    assert itself.exit_code != 0 and "would replace the run itself" in itself.output
+    assert (saved_run / "run.json").is_file()
+
+
+def test_model_card_interval_is_wilsons():
+    assert wilson_interval(0.5, 100) == pytest.approx((0.4038, 0.5962), abs=1e-4)
+    assert wilson_interval(1.0, 4) == pytest.approx((0.5101, 1.0), abs=1e-4)
 
 
 @pytest.mark.transformers

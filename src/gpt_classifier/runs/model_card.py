@@ -14,12 +14,12 @@ from .run_dir import RunInfo
 
 CARD_FILE = "README.md"
 RUN_USAGE = """```bash
-gpt-classifier classify RUN_DIR "Your text here"
+gpt-classifier classify path/to/this/folder "Your text here"
 ```
 
 ```python
 from gpt_classifier.inference import TextClassifier
-print(TextClassifier.from_run("RUN_DIR").classify("Your text here"))
+print(TextClassifier.from_run("path/to/this/folder").classify("Your text here"))
 ```"""
 _Z95 = 1.959964  # the normal quantile of a two-sided 95 % interval
 
@@ -40,7 +40,8 @@ def _metrics_table(metrics: dict[str, Any] | None) -> str:
         low, high = wilson_interval(accuracy, n)
         f1 = (values.get("macro_avg") or {}).get("f1")
         f1_text = f"{f1:.3f}" if isinstance(f1, float) else "-"
-        rows.append(f"| {split} | {n} | {accuracy:.2%} | {low:.2%} – {high:.2%} | {f1_text} |")
+        shares = " | ".join(f"{100 * x:.2f} %" for x in (accuracy, low)) + f" – {100 * high:.2f} %"
+        rows.append(f"| {split} | {n} | {shares} | {f1_text} |")
     if not rows:
         return "No metrics were recorded for this run (no `metrics.json`)."
     header = "| split | texts | accuracy | 95 % interval (Wilson) | macro F1 |\n" + "|---" * 5 + "|"
@@ -60,7 +61,7 @@ def _data_lines(info: RunInfo) -> list[str]:
 def model_card(info: RunInfo, metrics: dict[str, Any] | None, usage: str, note: str = "") -> str:
     """The card's Markdown; ``usage``: how to load this folder; ``note``: format specifics."""
     extra = info.extra or {}
-    init = "random weights (untrained GPT-2)" if info.init == "random" else "GPT-2 weights"
+    init = "random weights, not pretrained" if info.init == "random" else "pretrained weights"
     recipe = {
         "base model": f"`{info.base_model or 'gpt2'}` ({init})",
         "size": json.dumps(info.gpt_config.to_dict()),
