@@ -3,15 +3,13 @@ shows the splits in order, what it knows of each, and ``-`` for what is missing.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from ..errors import GPTClassifierError
-from ..fileio import write_json
+from ..fileio import read_json, write_json
 
 EvaluationReport = dict[str, dict[str, Any]]
 
@@ -54,15 +52,7 @@ def write_report_json(report: Mapping[str, Any], path: str | os.PathLike[str]) -
 
 def read_report_json(path: str | os.PathLike[str]) -> EvaluationReport:
     """A report written by :func:`write_report_json`; a one-line error if it is not one."""
-    path = Path(path)
-    try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise GPTClassifierError(f"evaluation report not found: {path}") from None
-    except OSError as exc:
-        raise GPTClassifierError(f"cannot read evaluation report {path}: {exc}") from exc
-    except ValueError as exc:  # not JSON, or not UTF-8
-        raise GPTClassifierError(f"evaluation report {path} is not valid JSON: {exc}") from exc
+    report = read_json(path, "evaluation report")
     if not isinstance(report, dict) or not all(isinstance(v, dict) for v in report.values()):
         raise GPTClassifierError(
             f"evaluation report {path} must be a JSON object of splits, each an object of metrics"
