@@ -17,17 +17,8 @@ from .serve_commands import serve
 from .train_commands import cache, evaluate, train
 
 _COMMANDS = [
-    download,
-    generate,
-    zero_shot,
-    data,
-    train,
-    evaluate,
-    cache,
-    classify,
-    serve,
-    experiments,
-]
+    download, generate, zero_shot, data, train, evaluate, cache, classify, serve, experiments,
+]  # fmt: skip
 
 
 class _Group(click.Group):

@@ -29,13 +29,12 @@ from ..errors import GPTClassifierError
 from ..evaluation import format_report, write_report_json
 from ..evaluation.predictions import EVAL_BATCH_SIZE, evaluate_split
 from ..fileio import check_output_dir, write_json, write_text, writer_lock
-from ..lazy_weights import frozen_parameter_sample
 from ..precision import autocast, resolve_device, resolve_precision
 from ..runs import checkpoint
 from ..runs.run_dir import RunInfo, write_model_files
 from ..runs.transaction import StagedRun, finish_interrupted_commit
 from ..tokenizer import get_tokenizer
-from ..weights import build_lazy_model, lazy_weights_of, materialize_model
+from ..weights import build_lazy_model, frozen_parameter_sample, lazy_weights_of, materialize_model
 from .cache_store import CacheStore, dataset_key, prefix_digests
 from .interrupts import deferred_interrupts
 from .loop import LoopState, TrainingDiverged, TrainResult, train_classifier
