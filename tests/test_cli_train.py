@@ -274,8 +274,14 @@ def test_classify_file_output_matches_argument_output(run_dir, tokenizer_dir, wo
     assert result.exit_code == 0, result.output
     assert result.stdout == ""  # the predictions went to the file
     rows = list(csv.DictReader(target.open(encoding="utf-8")))
-    assert list(rows[0]) == ["id", "message", "note", "predicted_label", "probability"]
+    per_class = ["probability_ham", "probability_spam"]
+    assert list(rows[0]) == ["id", "message", "note", "predicted_label", "probability", *per_class]
     assert [r["message"] for r in rows] == texts and {r["note"] for r in rows} == {"x"}
+    for r in rows:
+        assert r["probability"] == r[f"probability_{r['predicted_label']}"]
+        assert sum(float(r[c]) for c in per_class) == pytest.approx(1.0, abs=1e-5)
+    assert "in2.csv, 3 rows, texts from column 'message'" in result.stderr
+    assert "\r" not in result.stderr  # no bar redraws where stderr is not a terminal
     direct = _invoke("classify", run_dir, *texts, tokenizer_dir=tokenizer_dir)
     labels = [line.split("\t")[0] for line in direct.stdout.splitlines()]
     assert [r["predicted_label"] for r in rows] == labels

@@ -40,7 +40,7 @@ def test_errors(tmp_path):
         LabelMap(())
     path = tmp_path / "labels.json"
     path.write_text("{")
-    with pytest.raises(GPTClassifierError, match="invalid JSON"):
+    with pytest.raises(GPTClassifierError, match="not valid JSON"):
         LabelMap.load(path)
     path.write_text('["ham"]')
     with pytest.raises(GPTClassifierError, match="labels.json: expected an object"):

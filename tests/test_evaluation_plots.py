@@ -134,3 +134,21 @@ def test_plotting_keeps_the_users_backend(tmp_path, import_pyplot):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
     assert (tmp_path / "loss.png").read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_training_curves_say_what_each_point_was_measured_on(tmp_path, monkeypatch):
+    from gpt_classifier.evaluation import plots
+
+    titles = []
+    real_save = plots.save_figure
+
+    def save(fig, path):
+        titles.append(fig.axes[0].get_title())
+        return real_save(fig, path)
+
+    monkeypatch.setattr(plots, "save_figure", save)
+    plot_training_history(make_history(3, 2), tmp_path, eval_iter=5)
+    assert titles == [
+        "Training and validation loss\n(each point: 5 batches of each split)",
+        "Training and validation accuracy\n(each point: 5 batches of each split)",
+    ]

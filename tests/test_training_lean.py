@@ -13,7 +13,6 @@ from safetensors.torch import load_file, save_file
 from gpt_classifier.classifier import GPTClassifier, apply_trainable
 from gpt_classifier.config import GPTConfig
 from gpt_classifier.data import EncodedDataset
-from gpt_classifier.lazy_weights import save_streamed
 from gpt_classifier.model import GPTModel
 from gpt_classifier.training import pipeline
 from gpt_classifier.training.cache_store import model_digest
@@ -26,6 +25,7 @@ from gpt_classifier.weights import (
     load_pretrained,
     open_pretrained,
     random_model,
+    save_streamed,
 )
 
 # odd sizes: embeddings read in several pieces of rows, one of them partial

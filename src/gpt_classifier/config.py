@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import GPTClassifierError
+from .fileio import read_json
 
 GPT2_VOCAB_SIZE = 50257
 GPT2_CONTEXT_LENGTH = 1024
@@ -76,14 +76,7 @@ class GPTConfig:
 
     @classmethod
     def from_file(cls, path: str | Path) -> GPTConfig:
-        path = Path(path)
-        try:
-            values = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise GPTClassifierError(f"config file not found: {path}") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise GPTClassifierError(f"config file {path} is not valid JSON: {exc}") from None
-        return cls.from_dict(values, source=str(path))
+        return cls.from_dict(read_json(path, "config file"), source=str(path))
 
     @classmethod
     def from_name(cls, name: str) -> GPTConfig:

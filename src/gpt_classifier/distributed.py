@@ -131,15 +131,6 @@ def _env_number(name: str, default: float, kind: type = int) -> Any:
         raise GPTClassifierError(f"{name}={value!r} is not {what}") from None
 
 
-def dist_timeout_seconds(value: float | None = None) -> float:
-    """``value``, else ``$GPT_CLASSIFIER_DIST_TIMEOUT``, else 10 minutes."""
-    if value is None:
-        value = _env_number(DIST_TIMEOUT_ENV, DEFAULT_DIST_TIMEOUT_S, float)
-    if not value > 0:
-        raise GPTClassifierError(f"the distributed timeout must be positive (got {value})")
-    return float(value)
-
-
 def context_from_env() -> DistContext:
     """Rank, world size and local rank as ``torchrun`` sets them (1 process without it)."""
     world = _env_number("WORLD_SIZE", 1)
@@ -150,12 +141,17 @@ def context_from_env() -> DistContext:
 
 
 def init_distributed(device: torch.device, timeout_s: float | None = None) -> DistContext:
-    """Join the job ``torchrun`` started (NCCL on CUDA, gloo on the CPU) with a timeout, so a
-    peer that never joins or stops answering is an error, not a hang."""
+    """Join the job ``torchrun`` started (NCCL on CUDA, gloo on the CPU) with a timeout (else
+    ``$GPT_CLASSIFIER_DIST_TIMEOUT``, else 10 minutes), so a peer that never joins or stops
+    answering is an error, not a hang."""
     ctx = context_from_env()
     if not ctx.enabled:
         return ctx
-    seconds = dist_timeout_seconds(timeout_s)
+    seconds = timeout_s
+    if seconds is None:
+        seconds = _env_number(DIST_TIMEOUT_ENV, DEFAULT_DIST_TIMEOUT_S, float)
+    if not seconds > 0:
+        raise GPTClassifierError(f"the distributed timeout must be positive (got {seconds})")
     backend = "nccl" if device.type == "cuda" else "gloo"
     if dist.is_initialized():  # a caller (tests, a notebook) set it up already
         return DistContext(ctx.rank, ctx.world_size, ctx.local_rank, dist.get_backend())

@@ -78,6 +78,20 @@ def write_json(path: str | os.PathLike[str], values: Any) -> None:
     write_text(path, json.dumps(values, indent=2) + "\n")
 
 
+def read_json(path: str | os.PathLike[str], what: str) -> Any:
+    """``path``'s JSON; a missing, unreadable or invalid file: a one-line error naming ``what``."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise GPTClassifierError(f"{what} not found: {path}") from None
+    except OSError as exc:
+        raise GPTClassifierError(f"cannot read {what} {path} ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise GPTClassifierError(f"{what} {path} is not valid UTF-8") from None
+    except (ValueError, RecursionError) as exc:
+        raise GPTClassifierError(f"{what} {path} is not valid JSON ({exc})") from None
+
+
 def sha256_of(path: str | os.PathLike[str]) -> str:
     digest = hashlib.sha256()
     with Path(path).open("rb") as handle:

@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import re
+import struct
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -412,6 +413,67 @@ def materialize_model(model: nn.Module) -> nn.Module:
     return model
 
 
+def frozen_parameter_sample(model: nn.Module, count: int = 4) -> list[list[float]]:
+    """The first 64 values of the first ``count`` frozen parameters (a checkpoint's fingerprint
+    of the base weights), without materialising a lazy model."""
+    lazy, sample = lazy_weights_of(model), []
+    for name, param in model.named_parameters():
+        if len(sample) == count:
+            break
+        if param.requires_grad:
+            continue
+        if lazy is None or not param.is_meta:
+            sample.append(param.detach().flatten()[:64].tolist())
+            continue
+        gpt_name = name.removeprefix("gpt.")
+        if gpt_name not in lazy.samples:
+            for _ in lazy.stream(_module_of(gpt_name)):
+                pass
+        sample.append(lazy.samples[gpt_name])
+    return sample
+
+
+def iter_state_dict(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
+    """``model.state_dict()`` in its order as ``(name, tensor)``; a lazy model's frozen modules
+    read one at a time (an embedding in pieces of rows, under the same name)."""
+    lazy, drawn = lazy_weights_of(model), set()
+    for key, value in model.state_dict(keep_vars=True).items():
+        if not value.is_meta:
+            yield key, value.detach()
+            continue
+        assert lazy is not None, f"{key} is on the meta device"
+        gpt_key = key.removeprefix("gpt.")
+        module = _module_of(gpt_key)
+        if module not in drawn:  # a module's tensors are consecutive in the state dict
+            drawn.add(module)
+            prefix = key[: len(key) - len(gpt_key)] + module + "."
+            yield from ((prefix + local, piece) for local, piece in lazy.stream(module))
+
+
+_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64"}
+
+
+def save_streamed(model: nn.Module, path: Path, metadata: dict[str, str]) -> None:
+    """``safetensors.torch.save_file(model.state_dict(), path, metadata)`` holding at most one
+    frozen module of a lazy model in memory: the header from the shapes, then the tensors."""
+    entries, offset = {}, 0
+    for key, value in model.state_dict(keep_vars=True).items():
+        size = value.numel() * value.element_size()
+        entries[key] = {
+            "dtype": _DTYPES[value.dtype],
+            "shape": list(value.shape),
+            "data_offsets": [offset, offset + size],
+        }
+        offset += size
+    header = json.dumps({"__metadata__": metadata, **entries}, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)
+    with open(path, "wb") as handle:
+        handle.write(struct.pack("<Q", len(header)))
+        handle.write(header)
+        for _, tensor in iter_state_dict(model):
+            handle.write(tensor.contiguous().cpu().reshape(-1).view(torch.uint8).numpy().data)
+
+
 class _NoDefaultInit(TorchFunctionMode):
     """Skips ``torch.nn.init``'s functions: GPT-2's initialisation or the loaded weights replace
     them, and on ``meta`` they would load torch's Python meta kernels (~70 MiB resident)."""
@@ -722,10 +784,11 @@ def build_lazy_model(
             )
         return _random_skeleton(resolve_config(model), torch.Generator().manual_seed(seed))
     given = isinstance(model, GPTConfig) or not is_model_name(model)
+    # read first: a missing or broken config file gets its own message
+    config = resolve_config(model) if given else None
     if weights:
-        return open_pretrained(weights, config=resolve_config(model) if given else None)
+        return open_pretrained(weights, config=config)
     if given:
-        resolve_config(model)  # a missing or broken config file gets its own message first
         raise GPTClassifierError(
             f"--model {model} is a config, not a GPT-2 size with downloadable weights "
             f"({', '.join(GPT2_SIZES)}); pass --weights PATH or use --init random"

@@ -13,24 +13,3 @@ from .trainable import (
     first_trainable_block,
     parse_trainable,
 )
-
-__all__ = [
-    "POOLINGS",
-    "TRAINABLE_FORMS",
-    "GPTClassifier",
-    "LinearWithLoRA",
-    "LoRALayer",
-    "Pooling",
-    "TrainableKind",
-    "TrainableSpec",
-    "apply_trainable",
-    "count_parameters",
-    "describe_trainable",
-    "first_trainable_block",
-    "has_lora",
-    "merge_lora",
-    "parse_trainable",
-    "pool_hidden",
-    "replace_linear_with_lora",
-    "validate_pooling",
-]

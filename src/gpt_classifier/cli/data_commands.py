@@ -17,6 +17,7 @@ from ..data import (
     prepare_dataset,
     write_splits,
 )
+from ..evaluation.report import format_table
 from ..fileio import check_output_dir
 from ..tokenizer import get_tokenizer
 from ..training.settings import PaddingOptions, SplitOptions, TokenizerOptions, opt, over_preset
@@ -58,16 +59,6 @@ def prepare(o: PrepareOptions) -> None:
     click.echo(f"wrote {', '.join(p.name for p in written.values())} to {o.output_dir}")
 
 
-def _table(rows: list[list[str]]) -> list[str]:
-    """Columns two spaces apart: the first left-aligned, the others right-aligned."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    aligned = [
-        [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)]
-        for row in rows
-    ]
-    return ["  ".join(cells) for cells in aligned]
-
-
 def format_counts(summary: DataSummary, label_map: LabelMap) -> str:
     """Class counts as a table (one row per class) with notes on what was dropped."""
     split = summary.fractions is not None
@@ -78,7 +69,8 @@ def format_counts(summary: DataSummary, label_map: LabelMap) -> str:
     rows = [[name, *(str(c.get(name, 0)) for c in columns.values())] for name in classes]
     rows.append(["total", *(str(sum(c.values())) for c in columns.values())])
     classes_line = f"classes ({len(label_map)}): {', '.join(label_map.classes)}"
-    lines = [f"data: {summary.source}", classes_line, "", *_table([["class", *columns], *rows])]
+    table = format_table(["class", *columns], rows, rule=False)
+    lines = [f"data: {summary.source}", classes_line, "", table]
     if split:
         lines.append(
             "duplicates: kept (--keep-duplicates)"
@@ -100,8 +92,8 @@ def format_counts(summary: DataSummary, label_map: LabelMap) -> str:
 
 def format_token_stats(encoded: EncodedSplits) -> str:
     """Token lengths per split (before truncation), the truncation counts and the pad length."""
-    rows = [["split", "examples", "min", "median", "max", "truncated", "limit"]]
-    notes = []
+    header = ["split", "examples", "min", "median", "max", "truncated", "limit"]
+    rows, notes = [], []
     for name in SPLIT_NAMES:
         st = encoded.stats[name]
         cells = (st.count, st.min, st.median, st.max)
@@ -110,7 +102,8 @@ def format_token_stats(encoded: EncodedSplits) -> str:
         if st.truncated:
             notes.append(f"truncated: {st.truncated} {name} text(s) cut to {st.max_length} tokens")
     lines = [f"tokens (padding {encoded.padding}, context length {encoded.context_length}):"]
-    lines += [*_table(rows), f"longest training example: {encoded.longest_train} tokens"]
+    lines.append(format_table(header, rows, rule=False))
+    lines.append(f"longest training example: {encoded.longest_train} tokens")
     pads = {encoded.pad_lengths[name] for name in SPLIT_NAMES}
     if pads == {None}:
         lines.append("padding: each batch to its longest example")

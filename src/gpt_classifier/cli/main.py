@@ -18,18 +18,9 @@ from .serve_commands import serve
 from .train_commands import cache, evaluate, train
 
 _COMMANDS = [
-    download,
-    generate,
-    zero_shot,
-    data,
-    train,
-    evaluate,
-    cache,
-    classify,
-    export,
-    serve,
+    download, generate, zero_shot, data, train, evaluate, cache, classify, export, serve,
     experiments,
-]
+]  # fmt: skip
 
 
 class _Group(click.Group):

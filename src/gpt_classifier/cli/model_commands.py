@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
 import click
@@ -104,12 +103,11 @@ def zero_shot(o: ZeroShotOptions) -> None:
     Asks the book's question (is this text spam? yes or no) for each text of a split. The split
     options are train's: with the same flags, the same test texts as a fine-tuned run.
     """
-    from tqdm.auto import tqdm
-
     from ..data import prepare_dataset
     from ..evaluation.zero_shot import BOOK_PROMPT, zero_shot
     from ..fileio import write_json
     from ..precision import resolve_device, resolve_precision
+    from ..progress import progress_bar
     from ..tokenizer import get_tokenizer
     from ..weights import build_model
 
@@ -126,7 +124,7 @@ def zero_shot(o: ZeroShotOptions) -> None:
     tokenizer = get_tokenizer(o.tokenizer_dir)
     device = resolve_device(o.device)
     gpt = build_model(o.model, o.weights, o.init, seed=args["seed"])
-    with tqdm(total=len(records), desc="zero-shot", disable=not o.progress, file=sys.stderr) as bar:
+    with progress_bar(len(records), "zero-shot", enabled=o.progress, unit="texts") as bar:
         result = zero_shot(
             gpt.to(device),
             tokenizer,

@@ -99,6 +99,7 @@ class EvaluateOptions(DeviceOptions, TokenizerOptions, ReadOptions):
         None, "auto, fp32 or bf16 (default: the one the run was trained with).", choices=PRECISIONS
     )
     output: str | None = opt(None, "Write the metrics JSON here too.")
+    progress: bool = opt(True, "Progress on stderr: a bar on a terminal, else a line every 30 s.")
 
 
 @command(EvaluateOptions)

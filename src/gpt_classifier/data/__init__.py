@@ -28,11 +28,3 @@ from .splits import (
     write_split_file,
 )
 from .streaming import read_unlabelled
-
-__all__ = ["BALANCE_METHODS", "DEFAULT_FRACTIONS", "DEFAULT_SEED", "FORMATS", "LABEL_COLUMNS"]
-__all__ += ["PAD_TOKEN_ID", "SMS_SPAM_SHA256", "SPLIT_NAMES", "TEXT_COLUMNS", "Batch"]
-__all__ += ["DataSummary", "EncodedDataset", "EncodedSplits", "LabelMap", "Padding"]
-__all__ += ["PreparedData", "Record", "balance_classes", "deduplicate", "detect_format"]
-__all__ += ["encode_records", "encode_splits", "make_loader", "parse_fractions", "parse_padding"]
-__all__ += ["prepare_dataset", "read_records", "read_splits", "read_unlabelled", "sms_spam_path"]
-__all__ += ["sort_labels", "split_sizes", "stratified_split", "write_split_file", "write_splits"]

@@ -7,10 +7,9 @@ import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 from ..errors import GPTClassifierError
-from ..fileio import write_text
+from ..fileio import read_json, write_text
 
 _INTEGER = re.compile(r"[+-]?\d+")
 
@@ -70,17 +69,7 @@ class LabelMap:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> LabelMap:
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise GPTClassifierError(f"label map file not found: {path}") from None
-        except UnicodeDecodeError:
-            raise GPTClassifierError(f"{path}: not valid UTF-8") from None
-        try:
-            values = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise GPTClassifierError(f"{path}: invalid JSON ({exc.msg})") from None
+        values = read_json(path, "label map file")
         if not isinstance(values, dict) or not isinstance(values.get("classes"), list):
             raise GPTClassifierError(f'{path}: expected an object {{"classes": [...]}}')
         classes = values["classes"]

@@ -6,17 +6,15 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import sys
 import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path
 
-from tqdm import tqdm
-
 from .. import fileio
 from ..errors import GPTClassifierError
 from ..fileio import CACHE_ENV, sha256_of, write_bytes
+from ..progress import progress_bar
 
 SMS_SPAM_NAME = "sms-spam"
 SMS_SPAM_URL = "https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip"
@@ -24,7 +22,7 @@ SMS_SPAM_MEMBER = "SMSSpamCollection"
 SMS_SPAM_SHA256 = "7d039a24a6083ed9ef0f806ebad56bbb976e3aeb8de05669173bfdc4996c239d"
 
 _HINT = "pass --data-file PATH to a local copy of SMSSpamCollection"
-_BAR = {"unit": "B", "unit_scale": True, "unit_divisor": 1024, "desc": "sms-spam", "leave": False}
+_BAR = {"unit_scale": True, "unit_divisor": 1024, "leave": False}
 
 
 def sms_spam_path(
@@ -67,7 +65,7 @@ def _download(url: str, *, progress: bool, timeout: float) -> bytes:
             size = response.headers.get("Content-Length")
             total = int(size) if size and size.isdigit() else None
             buffer = io.BytesIO()
-            with tqdm(total=total, file=sys.stderr, disable=not progress, **_BAR) as bar:
+            with progress_bar(total, "sms-spam", enabled=progress, unit="B", **_BAR) as bar:
                 for chunk in iter(lambda: response.read(1 << 16), b""):
                     buffer.write(chunk)
                     bar.update(len(chunk))

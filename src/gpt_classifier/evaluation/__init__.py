@@ -15,18 +15,3 @@ def __getattr__(name: str):
 
         return getattr(plots, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ = [
-    "EvaluationReport",
-    "TrainingHistory",
-    "binary_roc_auc",
-    "classification_metrics",
-    "confusion_matrix",
-    "format_report",
-    "plot_confusion_matrix",
-    "plot_training_history",
-    "plot_values",
-    "read_report_json",
-    "write_report_json",
-]

@@ -32,9 +32,11 @@ def plot_values(
     path: str | os.PathLike[str],
     *,
     percent: bool = False,
+    measured_on: str | None = None,
 ) -> Path:
     """The book's figure: training and validation ``label`` against epochs, examples seen on a
-    second x-axis on top; ``percent`` labels fractions of 1 in percent. Returns ``path``."""
+    second x-axis on top; ``percent`` labels fractions of 1 in percent; ``measured_on`` says in
+    the title what each point was computed on. Returns ``path``."""
     series = (epochs_seen, examples_seen, train_values, val_values)
     epochs, examples, train, val = (np.asarray(s, dtype=np.float64) for s in series)
     lengths = {len(epochs), len(examples), len(train), len(val)}
@@ -61,22 +63,33 @@ def plot_values(
     ax2.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
     ax2.xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
     _align_examples_axis(ax1, ax2, epochs, examples)
-    ax1.set_title(f"Training and validation {label}")
+    measured = f"\n(each point: {measured_on})" if measured_on else ""
+    ax1.set_title(f"Training and validation {label}{measured}")
     return save_figure(fig, path)
 
 
 def plot_training_history(
-    history: TrainingHistory | Mapping[str, Any], output_dir: str | os.PathLike[str]
+    history: TrainingHistory | Mapping[str, Any],
+    output_dir: str | os.PathLike[str],
+    eval_iter: int | None = None,
 ) -> list[Path]:
     """``loss.png`` and ``accuracy.png`` (in percent) in ``output_dir``, each only if it has
-    points; the paths written. ``history`` may be in its ``to_dict`` form."""
+    points; the paths written. ``history`` may be in its ``to_dict`` form. ``eval_iter``: the
+    batches of each split a point was measured on (the book's sample, not the whole split)."""
     h = history if isinstance(history, TrainingHistory) else TrainingHistory.from_dict(history)
     curves = (
         ("loss", h.epochs_seen, h.examples_seen, h.train_losses, h.val_losses),
         ("accuracy", h.acc_epochs_seen, h.acc_examples_seen, h.train_accs, h.val_accs),
     )
+    sample = f"{eval_iter} batches of each split" if eval_iter else None
     return [
-        plot_values(*xy, label, Path(output_dir) / f"{label}.png", percent=label == "accuracy")
+        plot_values(
+            *xy,
+            label,
+            Path(output_dir) / f"{label}.png",
+            percent=label == "accuracy",
+            measured_on=sample,
+        )
         for label, *xy in curves
         if xy[2]
     ]

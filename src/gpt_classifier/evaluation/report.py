@@ -3,15 +3,13 @@ shows the splits in order, what it knows of each, and ``-`` for what is missing.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from ..errors import GPTClassifierError
-from ..fileio import write_json
+from ..fileio import read_json, write_json
 
 EvaluationReport = dict[str, dict[str, Any]]
 
@@ -37,7 +35,7 @@ def format_report(
     ]
     sections = [
         "Summary",
-        _table(["split", "n", "loss", "accuracy", "macro F1", "ROC-AUC"], summary_rows, left=1),
+        format_table(["split", "n", "loss", "accuracy", "macro F1", "ROC-AUC"], summary_rows),
     ]
     for split, metrics in report.items():
         details = _format_split(metrics, class_names)
@@ -54,15 +52,7 @@ def write_report_json(report: Mapping[str, Any], path: str | os.PathLike[str]) -
 
 def read_report_json(path: str | os.PathLike[str]) -> EvaluationReport:
     """A report written by :func:`write_report_json`; a one-line error if it is not one."""
-    path = Path(path)
-    try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise GPTClassifierError(f"evaluation report not found: {path}") from None
-    except OSError as exc:
-        raise GPTClassifierError(f"cannot read evaluation report {path}: {exc}") from exc
-    except ValueError as exc:  # not JSON, or not UTF-8
-        raise GPTClassifierError(f"evaluation report {path} is not valid JSON: {exc}") from exc
+    report = read_json(path, "evaluation report")
     if not isinstance(report, dict) or not all(isinstance(v, dict) for v in report.values()):
         raise GPTClassifierError(
             f"evaluation report {path} must be a JSON object of splits, each an object of metrics"
@@ -83,7 +73,7 @@ def _format_split(metrics: Mapping[str, Any], class_names: Sequence[str] | None)
     for label, key in (("macro avg", "macro_avg"), ("weighted avg", "weighted_avg")):
         if isinstance(metrics.get(key), Mapping):
             rows.append(_score_row(label, metrics[key], metrics.get("num_examples")))
-    parts = [_table(["class", "precision", "recall", "f1", "support"], rows, left=1)]
+    parts = [format_table(["class", "precision", "recall", "f1", "support"], rows)]
 
     matrix = metrics.get("confusion_matrix")
     if _is_square(matrix, len(names)):
@@ -94,7 +84,7 @@ def _format_split(metrics: Mapping[str, Any], class_names: Sequence[str] | None)
         ]
         parts.append(
             "Confusion matrix (rows: true class, columns: predicted class)\n"
-            + _table(header, body, left=1)
+            + format_table(header, body)
         )
     return "\n\n".join(parts)
 
@@ -107,18 +97,19 @@ def _score_row(label: str, scores: Mapping[str, Any], support: Any) -> list[str]
     ]
 
 
-def _table(header: list[str], rows: list[list[str]], left: int) -> str:
-    """Columns separated by two spaces; the first ``left`` columns left-aligned, the rest right."""
+def format_table(header: list[str], rows: list[list[str]], rule: bool = True) -> str:
+    """Columns separated by two spaces, the first left-aligned, the rest right-aligned; ``rule``:
+    a line of dashes under the header."""
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
 
     def line(cells: list[str]) -> str:
         return "  ".join(
-            cell.ljust(width) if i < left else cell.rjust(width)
+            cell.ljust(width) if i == 0 else cell.rjust(width)
             for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
         ).rstrip()
 
-    rule = "  ".join("-" * width for width in widths)
-    return "\n".join([line(header), rule, *(line(row) for row in rows)])
+    dashes = ["  ".join("-" * width for width in widths)] if rule else []
+    return "\n".join([line(header), *dashes, *(line(row) for row in rows)])
 
 
 def _is_square(matrix: Any, size: int) -> bool:

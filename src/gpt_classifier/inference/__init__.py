@@ -2,13 +2,3 @@
 
 from ..runs.run_dir import LoadedRun, RunInfo, load_run, save_run
 from .predict import Prediction, TextClassifier, classify_review
-
-__all__ = [
-    "LoadedRun",
-    "Prediction",
-    "RunInfo",
-    "TextClassifier",
-    "classify_review",
-    "load_run",
-    "save_run",
-]

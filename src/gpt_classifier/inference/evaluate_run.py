@@ -12,6 +12,7 @@ from ..classifier.pooling import padding_reads
 from ..data import LabelMap, encode_records, make_loader, read_records, read_splits
 from ..evaluation.predictions import EVAL_BATCH_SIZE, evaluate_split
 from ..precision import resolve_device, resolve_precision
+from ..progress import tracked
 from ..runs.run_dir import load_run, read_run_info
 from ..tokenizer import get_tokenizer
 
@@ -29,6 +30,7 @@ def evaluate_run(
     tokenizer_dir: str | os.PathLike[str] | None = None,
     device: str = "auto",
     precision: str | None = None,
+    progress: bool = False,
 ) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """``({split: metrics}, class names)``: the run's saved splits, or ``data_file`` as one
     split named ``data``. ``precision=None`` uses the one the run was trained with."""
@@ -57,5 +59,6 @@ def evaluate_run(
     for name, records in splits.items():
         dataset = encode_records(records, tokenizer, label_map, max_length)
         loader = make_loader(dataset, EVAL_BATCH_SIZE, shuffle=False, drop_last=False, **pads)
+        loader = tracked(loader, len(loader), f"evaluate {name}", enabled=progress)
         report[name] = evaluate_split(model, loader, device_, precision_, label_map.classes)
     return report, list(label_map.classes)

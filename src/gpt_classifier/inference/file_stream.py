@@ -21,17 +21,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from ..data.readers import TextRow
 from ..data.streaming import TextFilePlan, iter_text_rows, scan_text_file
 from ..errors import GPTClassifierError
 from ..faults import crash_point
 from ..fileio import fsync_directory, refuse_special, write_json
+from ..progress import progress_bar
 from .predict import Prediction, TextClassifier
 
 CHUNK_ROWS = 4096
-PROGRESS_FORMAT = 1
+PROGRESS_FORMAT = 2  # 2: per-class probability columns
 _HEAD_BYTES = 1 << 20  # of the input, in its identity (with its size and modification time)
 
 ChunkSink = Callable[[Sequence[TextRow], Sequence[Prediction]], None]
@@ -84,8 +84,9 @@ def classify_file(
     dist: Any = None,
 ) -> FileResult:
     """Classify every row of ``input_file`` chunk by chunk: into the CSV ``output`` (the input's
-    columns, then ``predicted_label`` and ``probability``) or, without one, to ``sink(rows,
-    predictions)`` per chunk. ``run_dir`` identifies the model in the progress file."""
+    columns, then ``predicted_label``, ``probability`` and a ``probability_<class>`` per class)
+    or, without one, to ``sink(rows, predictions)`` per chunk. ``run_dir`` identifies the model
+    in the progress file."""
     from ..distributed import DistContext
 
     dist = dist or DistContext()
@@ -93,6 +94,10 @@ def classify_file(
         raise GPTClassifierError(f"chunk size must be positive, got {chunk_rows}")
     started = time.perf_counter()
     plan = scan_text_file(input_file, fmt, text_column, lenient=lenient)
+    if progress and dist.is_main:
+        column = f"texts from column {plan.text_column!r}"
+        source = "one text a line" if plan.fmt == "txt" else column
+        print(f"classify: {plan.path.name}, {plan.rows:,} rows, {source}", file=sys.stderr)
     if dist.enabled:  # a file of fewer than N chunks still keeps every rank busy
         chunk_rows = min(chunk_rows, -(-plan.rows // dist.world_size))
     writer: _PartialCsv | None = None
@@ -100,17 +105,14 @@ def classify_file(
     if output is not None:
         identity = _identity(plan, run_dir)
         opened: list[_PartialCsv] = []  # rank 0 writes; its errors reach every rank
-        dist.run_on_main(lambda: opened.append(_PartialCsv(Path(output), plan, identity, resume)))
+        classes = list(classifier.classes)
+        dist.run_on_main(
+            lambda: opened.append(_PartialCsv(Path(output), plan, identity, resume, classes))
+        )
         writer = opened[0] if opened else None
         done = dist.broadcast_object(writer.done if writer is not None else 0)
-    bar = tqdm(
-        total=plan.rows,
-        initial=done,
-        unit="rows",
-        desc="classify",
-        disable=True if not (progress and dist.is_main) else None,  # None: only on a terminal
-        file=sys.stderr,
-        dynamic_ncols=True,
+    bar = progress_bar(
+        plan.rows, "classify", enabled=progress and dist.is_main, unit="rows", initial=done
     )
     try:
         chunks = _batched(iter_text_rows(plan, skip=done), chunk_rows)
@@ -195,8 +197,15 @@ def _identity(plan: TextFilePlan, run_dir: str | os.PathLike[str] | None) -> dic
 class _PartialCsv:
     """The hidden partial output and its progress file."""
 
-    def __init__(self, output: Path, plan: TextFilePlan, identity: dict[str, Any], resume: bool):
-        self.output, self.identity, self.done = output, identity, 0
+    def __init__(
+        self,
+        output: Path,
+        plan: TextFilePlan,
+        identity: dict[str, Any],
+        resume: bool,
+        classes: Sequence[str],
+    ):
+        self.output, self.identity, self.done, self.classes = output, identity, 0, classes
         refuse_special(output, directory=False)  # replaced on commit
         self.columns = list(plan.columns) or ["text"]
         partial = partial_path(output)
@@ -216,7 +225,9 @@ class _PartialCsv:
             self.handle = partial.open("w", newline="", encoding="utf-8")
         except OSError as exc:
             raise _cannot_write(partial, exc) from None
-        csv.writer(self.handle).writerow(self.columns + ["predicted_label", "probability"])
+        per_class = [f"probability_{name}" for name in self.classes]
+        header = [*self.columns, "predicted_label", "probability", *per_class]
+        csv.writer(self.handle).writerow(header)
         self._record()
 
     def __call__(self, rows: Sequence[TextRow], predictions: Sequence[Prediction]) -> None:
@@ -228,6 +239,7 @@ class _PartialCsv:
             writer.writerow(
                 [row.fields.get(c, "") for c in self.columns]
                 + [prediction.label, f"{prediction.probability:.6f}"]
+                + [f"{prediction.probabilities[name]:.6f}" for name in self.classes]
             )
         try:
             self.handle.write(buffer.getvalue())

@@ -26,8 +26,8 @@ from ..config import EOT_TOKEN_ID, GPTConfig
 from ..data.encoding import PADDING_STRATEGIES, Padding, parse_padding
 from ..errors import GPTClassifierError
 from ..fileio import atomic_path, check_output_dir, write_json
-from ..lazy_weights import save_streamed
 from ..model import GPTModel
+from ..weights import save_streamed
 from .transaction import StagedRun, missing_run_hint, verify_files
 
 RUN_FORMAT = "gpt-classifier-run"

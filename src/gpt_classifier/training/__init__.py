@@ -9,14 +9,3 @@ from .losses import (
     evaluate_model,
 )
 from .settings import TrainSettings
-
-__all__ = [
-    "TrainSettings",
-    "calc_accuracy_loader",
-    "calc_loss_batch",
-    "calc_loss_loader",
-    "classifier_logits",
-    "evaluate_model",
-    "train_classifier",
-    "train_classifier_simple",
-]

@@ -13,11 +13,11 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..distributed import DistContext, unwrap
 from ..errors import GPTClassifierError
 from ..evaluation.history import TrainingHistory
+from ..progress import progress_bar
 from ..runs.checkpoint import LoopState
 from .losses import calc_accuracy_loader, calc_loss_batch, evaluate_model, unpack_batch
 from .settings import TrainSettings
@@ -175,14 +175,13 @@ class _Loop:
 
     def _run_epoch(self, state: LoopState) -> None:
         settings = self.settings
-        bar = tqdm(
-            total=self.steps_per_epoch,
+        bar = progress_bar(
+            self.steps_per_epoch,
+            f"epoch {state.epoch + 1}/{settings.epochs}",
+            enabled=self.progress,
+            unit="batches",
             initial=state.batch_index,
-            desc=f"epoch {state.epoch + 1}/{settings.epochs}",
-            disable=not self.progress,
-            file=sys.stderr,
             leave=False,
-            dynamic_ncols=True,
         )
         try:
             self.model.train()

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from .. import distributed
 from ..classifier import GPTClassifier, Pooling, apply_trainable, describe_trainable
@@ -29,14 +28,14 @@ from ..errors import GPTClassifierError
 from ..evaluation import format_report, write_report_json
 from ..evaluation.predictions import EVAL_BATCH_SIZE, evaluate_split
 from ..fileio import check_output_dir, write_json, write_text, writer_lock
-from ..lazy_weights import frozen_parameter_sample
 from ..precision import autocast, resolve_device, resolve_precision
+from ..progress import progress_bar
 from ..runs import checkpoint
 from ..runs.model_card import write_model_card
 from ..runs.run_dir import RunInfo, write_model_files
 from ..runs.transaction import StagedRun, finish_interrupted_commit
 from ..tokenizer import get_tokenizer
-from ..weights import build_lazy_model, lazy_weights_of, materialize_model
+from ..weights import build_lazy_model, frozen_parameter_sample, lazy_weights_of, materialize_model
 from .cache_store import CacheStore, dataset_key, prefix_digests
 from .interrupts import deferred_interrupts
 from .loop import LoopState, TrainingDiverged, TrainResult, train_classifier
@@ -446,13 +445,8 @@ def _build_caches(
         f"{start_block} onwards"
     )
     work = positions * (start_block - first) if method == "streamed" else positions
-    with tqdm(
-        total=work // dist.world_size,
-        unit="tok",
-        desc="frozen prefix",
-        disable=not options.progress,
-        file=sys.stderr,
-        leave=False,
+    with progress_bar(
+        work // dist.world_size, "frozen prefix", enabled=options.progress, unit="tok", leave=False
     ) as bar:
         _compute_states(setup, encoded, todo, start_block, bar, start_from, keep, caches)
     return caches
@@ -736,7 +730,7 @@ def write_run(
     if options.plots:
         from ..evaluation.plots import plot_confusion_matrix, plot_training_history
 
-        plot_training_history(result.history, folder)
+        plot_training_history(result.history, folder, info.extra["training"]["eval_iter"])
         if "test" in report:
             plot_confusion_matrix(
                 report["test"]["confusion_matrix"],

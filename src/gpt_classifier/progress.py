@@ -1,0 +1,73 @@
+"""Progress on stderr: a live bar on a terminal; elsewhere (a log file, CI, a pipe) one short
+line every half minute, since a bar's carriage-return redraws flood a file with updates."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any, TypeVar
+
+from tqdm import tqdm
+
+T = TypeVar("T")
+
+HEARTBEAT_SECONDS = 30.0
+
+
+class Heartbeat:
+    """tqdm's ``update``/``close`` for a non-terminal: ``desc: n/total unit (p %), t s``."""
+
+    def __init__(self, total: int | None, desc: str, unit: str, initial: int = 0) -> None:
+        self.total, self.desc, self.unit, self.n = total, desc, unit, initial
+        self.started = self.last = time.monotonic()
+
+    def update(self, count: int = 1) -> None:
+        self.n += count
+        now = time.monotonic()
+        if now - self.last >= HEARTBEAT_SECONDS:
+            self.last = now
+            print(self.line(now), file=sys.stderr, flush=True)
+
+    def line(self, now: float) -> str:
+        done = f"{self.n:,}/{self.total:,}" if self.total else f"{self.n:,}"
+        share = f" ({100 * self.n / self.total:.0f} %)" if self.total else ""
+        postfix = f", {self.postfix}" if getattr(self, "postfix", "") else ""
+        return f"{self.desc}: {done} {self.unit}{share}, {now - self.started:.0f} s{postfix}"
+
+    def set_postfix(self, **values: object) -> None:
+        self.postfix = ", ".join(f"{k} {v}" for k, v in values.items())
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> Heartbeat:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Off(Heartbeat):
+    def update(self, count: int = 1) -> None:
+        self.n += count
+
+
+def progress_bar(
+    total: int | None, desc: str, *, enabled: bool = True, unit: str = "it", **bar: Any
+) -> Any:
+    """A tqdm bar on a terminal, a :class:`Heartbeat` elsewhere, nothing when not ``enabled``."""
+    initial = bar.get("initial", 0)
+    if not enabled:
+        return _Off(total, desc, unit, initial)
+    if not sys.stderr.isatty():
+        return Heartbeat(total, desc, unit, initial)
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True, **bar)
+
+
+def tracked(items: Iterable[T], total: int, desc: str, *, enabled: bool = True) -> Iterator[T]:
+    """``items``, advancing a :func:`progress_bar` by one each."""
+    with progress_bar(total, desc, enabled=enabled, unit="batches", leave=False) as bar:
+        for item in items:
+            yield item
+            bar.update(1)
