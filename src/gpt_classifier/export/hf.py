@@ -98,6 +98,3 @@ def write_hf(model: GPTClassifier, info: RunInfo, folder: Path) -> None:
     save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
     write_json(folder / "config.json", hf_config(info))
     write_json(folder / "tokenizer_config.json", tokenizer_config(info))
-    write_json(folder / "special_tokens_map.json", {
-        **{f"{kind}_token": EOT_TEXT for kind in ("bos", "eos", "unk")}, "pad_token": PAD_TEXT
-    })  # fmt: skip
