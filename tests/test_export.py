@@ -4,6 +4,7 @@ runs and exports carry a model card."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from gpt_classifier.export.hf import folded_shift
 from gpt_classifier.inference import RunInfo, TextClassifier, save_run
 from gpt_classifier.model import GPTModel
 from gpt_classifier.runs.model_card import wilson_interval
+from gpt_classifier.tokenizer import _OPENAI_URL, TOKENIZER_DIR_ENV, tokenizer_files
 
 TOLERANCE = 1e-3
 TEXTS = [
@@ -178,3 +180,17 @@ def test_run_and_export_carry_a_model_card_with_the_metrics(tmp_path, micro_run,
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
         "README.md", "merges.txt", "model.onnx", "vocab.json"
     ]  # fmt: skip
+
+
+def test_tokenizer_files_come_from_tiktokens_cache_without_a_folder(
+    tmp_path, monkeypatch, tokenizer_dir
+):
+    """Without --tokenizer-dir the files are those tiktoken downloaded (here: put in its cache)."""
+    monkeypatch.delenv(TOKENIZER_DIR_ENV, raising=False)
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
+    for name in ("encoder.json", "vocab.bpe"):
+        cached = tmp_path / hashlib.sha1((_OPENAI_URL + name).encode()).hexdigest()
+        cached.write_bytes((tokenizer_dir / name).read_bytes())
+    files = tokenizer_files()
+    assert files["vocab.bpe"] == (tokenizer_dir / "vocab.bpe").read_bytes()
+    assert files["encoder.json"] == (tokenizer_dir / "encoder.json").read_bytes()
