@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 from ..classifier import GPTClassifier
 from ..config import EOT_TOKEN_ID
 from ..errors import GPTClassifierError
-from ..fileio import write_json
+from ..fileio import atomic_path, write_json
 from ..runs.run_dir import RunInfo
 from ..tokenizer import EOT_TEXT
 from ..weights import HF_PREFIX, to_hf_state_dict
@@ -95,6 +95,7 @@ def write_hf(model: GPTClassifier, info: RunInfo, folder: Path) -> None:
         hf_config(info)["vocab_size"] - len(embeddings), info.gpt_config.emb_dim
     )
     tensors[HF_PREFIX + "wte.weight"] = torch.cat([embeddings, pad_rows])  # the pad token's row
-    save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    with atomic_path(folder / "model.safetensors") as partial:  # the umask's permissions
+        save_file(tensors, str(partial), metadata={"format": "pt"})
     write_json(folder / "config.json", hf_config(info))
     write_json(folder / "tokenizer_config.json", tokenizer_config(info))
