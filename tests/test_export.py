@@ -59,10 +59,12 @@ def export(*args: object) -> object:
 
 
 @pytest.mark.transformers
-@pytest.mark.parametrize("lora", [False, True], ids=["plain", "lora"])
-def test_hf_export_loads_in_pipeline_and_agrees(tmp_path, tokenizer_dir, lora):
+@pytest.mark.parametrize(
+    "run_args", [{}, {"lora": True}, {"qkv_bias": False}], ids=["plain", "lora", "no-qkv-bias"]
+)
+def test_hf_export_loads_in_pipeline_and_agrees(tmp_path, tokenizer_dir, run_args):
     transformers = pytest.importorskip("transformers")
-    run = make_run(tmp_path, lora=lora)
+    run = make_run(tmp_path, **run_args)
     out = export_run(run, "hf", tmp_path / "hf", tokenizer_dir=tokenizer_dir)
     expected = run_probabilities(run, tokenizer_dir, TEXTS)
     classify = transformers.pipeline("text-classification", model=str(out), device="cpu")

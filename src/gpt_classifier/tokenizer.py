@@ -15,8 +15,8 @@ from .fileio import sha256_of
 TOKENIZER_DIR_ENV = "GPT_CLASSIFIER_TOKENIZER_DIR"
 EOT_TEXT = "<|endoftext|>"
 
-# sha256 of OpenAI's files, the same values tiktoken checks after a download.
 _OPENAI_URL = "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/"  # tiktoken's
+# sha256 of OpenAI's files, the same values tiktoken checks after a download.
 TOKENIZER_FILES: dict[str, str] = {
     "vocab.bpe": "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
     "encoder.json": "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
