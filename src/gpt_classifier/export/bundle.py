@@ -80,7 +80,7 @@ def export_run(
             merge_lora(classifier.model)
         in_run = all((source / name).is_file() for name in TOKENIZER_FILES)
         vocab = tokenizer_files(source if in_run else tokenizer_dir)
-        staging = target.parent / f".{target.name}.partial"
+        staging = target.parent / f".{target.name}.export"  # not train's .partial: a checkpoint
         shutil.rmtree(staging, ignore_errors=True)
         folder = staging / "export"
         folder.mkdir(parents=True)

@@ -51,14 +51,11 @@ def hf_config(info: RunInfo) -> dict:
         "n_head": cfg.n_heads,
         "activation_function": "gelu_new",  # GELU's tanh approximation, as ours
         "layer_norm_epsilon": 1e-5,
-        **{name: 0.0 for name in ("resid_pdrop", "embd_pdrop", "attn_pdrop")},
+        **{name: cfg.drop_rate for name in ("resid_pdrop", "embd_pdrop", "attn_pdrop")},
         "num_labels": len(labels),
         "id2label": {str(i): name for i, name in labels.items()},
         "label2id": {name: i for i, name in labels.items()},
-        "pad_token_id": PAD_TOKEN_ID,
-        "bos_token_id": EOT_TOKEN_ID,
-        "eos_token_id": EOT_TOKEN_ID,
-        "torch_dtype": "float32",
+        "pad_token_id": PAD_TOKEN_ID,  # GPT-2's bos and eos stay <|endoftext|> (the defaults)
     }
 
 
