@@ -99,45 +99,11 @@ def hf_tokenizer(tokenizer_dir: Path) -> Any:
     return GPT2TokenizerFast(vocab_file=vocab, merges_file=merges)
 
 
-def to_hf_state_dict(state: dict[str, Any], n_layers: int) -> dict[str, Any]:
-    """Our ``GPTClassifier`` state dict in ``GPT2ForSequenceClassification`` names and layouts
-    (the head's bias is left out: HF's ``score`` has none)."""
-    import torch
-
-    converted = {
-        "transformer.wte.weight": state["gpt.tok_emb.weight"],
-        "transformer.wpe.weight": state["gpt.pos_emb.weight"],
-        "transformer.ln_f.weight": state["gpt.final_norm.scale"],
-        "transformer.ln_f.bias": state["gpt.final_norm.shift"],
-        "score.weight": state["gpt.out_head.weight"],
-    }
-    for i in range(n_layers):
-        ours, hf = f"gpt.trf_blocks.{i}.", f"transformer.h.{i}."
-        att = ours + "att."
-        qkv = [f"{att}{name}" for name in ("W_query", "W_key", "W_value")]
-        converted.update(
-            {
-                hf + "ln_1.weight": state[ours + "norm1.scale"],
-                hf + "ln_1.bias": state[ours + "norm1.shift"],
-                hf + "attn.c_attn.weight": torch.cat([state[k + ".weight"].t() for k in qkv], 1),
-                hf + "attn.c_attn.bias": torch.cat([state[k + ".bias"] for k in qkv]),
-                hf + "attn.c_proj.weight": state[att + "out_proj.weight"].t(),
-                hf + "attn.c_proj.bias": state[att + "out_proj.bias"],
-                hf + "ln_2.weight": state[ours + "norm2.scale"],
-                hf + "ln_2.bias": state[ours + "norm2.shift"],
-                hf + "mlp.c_fc.weight": state[ours + "ff.layers.0.weight"].t(),
-                hf + "mlp.c_fc.bias": state[ours + "ff.layers.0.bias"],
-                hf + "mlp.c_proj.weight": state[ours + "ff.layers.2.weight"].t(),
-                hf + "mlp.c_proj.bias": state[ours + "ff.layers.2.bias"],
-            }
-        )
-    return {name: tensor.contiguous() for name, tensor in converted.items()}
-
-
 def hf_model_from_run(run_dir: Path) -> tuple[Any, list[str]]:
     from transformers import GPT2ForSequenceClassification
 
     from gpt_classifier.runs.run_dir import load_run
+    from gpt_classifier.weights import to_hf_state_dict
 
     run = load_run(run_dir, "cpu")
     cfg = run.model.cfg
@@ -146,7 +112,8 @@ def hf_model_from_run(run_dir: Path) -> tuple[Any, list[str]]:
     classes = list(run.info.classes)
     config = hf_gpt2_config(cfg, classes)
     model = GPT2ForSequenceClassification(config).eval()
-    state = to_hf_state_dict(run.model.state_dict(), cfg.n_layers)
+    # the head's bias is left out: HF's score has none (added back to the log-probabilities)
+    state = {**to_hf_state_dict(run.model.gpt), "score.weight": run.model.gpt.out_head.weight}
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith((".attn.bias", ".attn.masked_bias"))]
     if missing or unexpected:

@@ -20,6 +20,7 @@ LAYERS = {
     "inference": 5,
     "serving": 6,
     "experiments": 6,
+    "export": 6,
     "cli": 7,
 }
 MAX_FUNCTION_LINES = 80

@@ -15,6 +15,7 @@ from .fileio import sha256_of
 TOKENIZER_DIR_ENV = "GPT_CLASSIFIER_TOKENIZER_DIR"
 EOT_TEXT = "<|endoftext|>"
 
+_OPENAI_URL = "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/"  # tiktoken's
 # sha256 of OpenAI's files, the same values tiktoken checks after a download.
 TOKENIZER_FILES: dict[str, str] = {
     "vocab.bpe": "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
@@ -28,6 +29,22 @@ def get_tokenizer(tokenizer_dir: str | os.PathLike[str] | None = None) -> tiktok
     if directory:
         return _local_encoding(str(Path(directory).expanduser().resolve()))
     return _downloaded_encoding()
+
+
+def tokenizer_files(tokenizer_dir: str | os.PathLike[str] | None = None) -> dict[str, bytes]:
+    """The bytes of OpenAI's two files, found as ``get_tokenizer`` finds them (tiktoken's
+    cache or a download without a folder); their content is what ``transformers`` reads as
+    ``vocab.json`` (``encoder.json``) and ``merges.txt`` (``vocab.bpe``)."""
+    directory = tokenizer_dir or os.environ.get(TOKENIZER_DIR_ENV) or None
+    if directory:
+        folder = Path(directory).expanduser().resolve()
+        _local_encoding(str(folder))  # checks the folder and both files' sha256
+        return {name: (folder / name).read_bytes() for name in TOKENIZER_FILES}
+    from tiktoken.load import read_file_cached
+
+    _downloaded_encoding()  # the same one-line error if the download fails
+    files = TOKENIZER_FILES.items()
+    return {name: read_file_cached(_OPENAI_URL + name, digest) for name, digest in files}
 
 
 def encode(tokenizer: tiktoken.Encoding, text: str) -> list[int]:

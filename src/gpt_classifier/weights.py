@@ -113,6 +113,22 @@ def _convert(rule: _Rule, tensor: torch.Tensor) -> list[torch.Tensor]:
     return [tensor]
 
 
+def to_hf_state_dict(model: GPTModel) -> dict[str, torch.Tensor]:
+    """``model``'s weights in Hugging Face's layout (``transformer.*``), ``_rules`` in reverse;
+    a model without ``qkv_bias`` gets a zero ``c_attn.bias``, which GPT-2 always has."""
+    ours, cfg = model.state_dict(), model.cfg
+    tensors: dict[str, torch.Tensor] = {}
+    for rule in _rules(cfg):
+        parts = [ours[target].detach().float() for target in rule.targets]
+        if rule.kind == "conv1d" or (rule.kind == "qkv" and parts[0].dim() == 2):
+            parts = [part.t() for part in parts]
+        tensors[HF_PREFIX + rule.source] = torch.cat(parts, dim=-1).contiguous()
+    if not cfg.qkv_bias:
+        for i in range(cfg.n_layers):
+            tensors[f"{HF_PREFIX}h.{i}.attn.c_attn.bias"] = torch.zeros(3 * cfg.emb_dim)
+    return tensors
+
+
 def _fmt(shape: Sequence[int]) -> str:
     return "(" + ", ".join(str(int(d)) for d in shape) + ")"
 

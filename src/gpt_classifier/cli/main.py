@@ -12,12 +12,14 @@ from ..errors import INTERRUPTED_EXIT, GPTClassifierError
 from .classify_commands import classify
 from .data_commands import data
 from .experiments_commands import experiments
+from .export_commands import export
 from .model_commands import download, generate, zero_shot
 from .serve_commands import serve
 from .train_commands import cache, evaluate, train
 
 _COMMANDS = [
-    download, generate, zero_shot, data, train, evaluate, cache, classify, serve, experiments,
+    download, generate, zero_shot, data, train, evaluate, cache, classify, export, serve,
+    experiments,
 ]  # fmt: skip
 
 

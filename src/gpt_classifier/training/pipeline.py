@@ -31,6 +31,7 @@ from ..fileio import check_output_dir, write_json, write_text, writer_lock
 from ..precision import autocast, resolve_device, resolve_precision
 from ..progress import progress_bar
 from ..runs import checkpoint
+from ..runs.model_card import write_model_card
 from ..runs.run_dir import RunInfo, write_model_files
 from ..runs.transaction import StagedRun, finish_interrupted_commit
 from ..tokenizer import get_tokenizer
@@ -724,6 +725,7 @@ def write_run(
     write_report_json(report, folder / "metrics.json")
     write_text(folder / "report.txt", format_report(report, classes))
     write_json(folder / "history.json", result.history.to_dict())
+    write_model_card(folder, info, report)
     write_splits(prepared, folder / "data")
     if options.plots:
         from ..evaluation.plots import plot_confusion_matrix, plot_training_history

@@ -1,0 +1,108 @@
+"""The model card (``README.md``) of a run folder or an export: the data, the recipe, the
+metrics with 95 % intervals, the intended use, the limits and how to load it. One generator for
+``train`` and ``export``; it reads only what the run records and says so where a fact is missing."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from ..fileio import write_text
+from .run_dir import RunInfo
+
+CARD_FILE = "README.md"
+RUN_USAGE = """```bash
+gpt-classifier classify path/to/this/folder "Your text here"
+```
+
+```python
+from gpt_classifier.inference import TextClassifier
+print(TextClassifier.from_run("path/to/this/folder").classify("Your text here"))
+```"""
+_Z95 = 1.959964  # the normal quantile of a two-sided 95 % interval
+
+
+def wilson_interval(share: float, n: int) -> tuple[float, float]:
+    """The 95 % Wilson score interval of a proportion ``share`` seen in ``n`` trials."""
+    centre = (share + _Z95**2 / (2 * n)) / (1 + _Z95**2 / n)
+    spread = _Z95 * math.sqrt(share * (1 - share) / n + _Z95**2 / (4 * n * n)) / (1 + _Z95**2 / n)
+    return max(0.0, centre - spread), min(1.0, centre + spread)
+
+
+def _metrics_table(metrics: dict[str, Any] | None) -> str:
+    rows = []
+    for split, values in (metrics or {}).items():
+        accuracy, n = values.get("accuracy"), values.get("num_examples")
+        if type(accuracy) is not float or type(n) is not int or n < 1:
+            continue
+        low, high = wilson_interval(accuracy, n)
+        f1 = (values.get("macro_avg") or {}).get("f1")
+        f1_text = f"{f1:.3f}" if isinstance(f1, float) else "-"
+        shares = " | ".join(f"{100 * x:.2f} %" for x in (accuracy, low)) + f" – {100 * high:.2f} %"
+        rows.append(f"| {split} | {n} | {shares} | {f1_text} |")
+    if not rows:
+        return "No metrics were recorded for this run (no `metrics.json`)."
+    header = "| split | texts | accuracy | 95 % interval (Wilson) | macro F1 |\n" + "|---" * 5 + "|"
+    return "\n".join([header, *rows])
+
+
+def _data_lines(info: RunInfo) -> list[str]:
+    data = (info.extra or {}).get("data")
+    if not isinstance(data, dict):
+        return ["- Not recorded (the run was saved from Python, not by `train`)."]
+    lines = [f"- Source: `{data.get('source', 'unknown')}`"]
+    for split, counts in (data.get("splits") or {}).items():
+        lines.append(f"- {split}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return lines
+
+
+def model_card(info: RunInfo, metrics: dict[str, Any] | None, usage: str, note: str = "") -> str:
+    """The card's Markdown; ``usage``: how to load this folder; ``note``: format specifics."""
+    extra = info.extra or {}
+    init = "random weights, not pretrained" if info.init == "random" else "pretrained weights"
+    recipe = {
+        "base model": f"`{info.base_model or 'gpt2'}` ({init})",
+        "size": json.dumps(info.gpt_config.to_dict()),
+        "pooling": info.pooling,
+        "padding": info.padding,
+        "texts cut to": f"{info.max_length} tokens",
+        "trained parameters": extra.get("trainable", "not recorded"),
+        "LoRA": extra.get("lora") and json.dumps(extra["lora"]),
+        "training settings": extra.get("training") and json.dumps(extra["training"]),
+    }
+    return f"""# Text classifier: {", ".join(info.classes)}
+
+A GPT-2 fine-tuned as a text classifier with gpt-classifier.
+
+## Data
+{chr(10).join(_data_lines(info))}
+
+## Recipe
+{chr(10).join(f"- {key}: {value}" for key, value in recipe.items() if value)}
+
+## Metrics
+{_metrics_table(metrics)}
+
+## Intended use
+Sorting texts like the training texts into the classes {", ".join(info.classes)}.
+
+## Limits
+- Only texts like the training data: the metrics above hold for texts drawn as the test split was.
+- A text longer than {info.max_length} tokens is cut to its first {info.max_length} tokens.
+- The probabilities are the model's, not calibrated; check decisions that matter by hand.
+{note}
+## How to load it
+{usage}
+"""
+
+
+def write_model_card(
+    folder: Path,
+    info: RunInfo,
+    metrics: dict[str, Any] | None,
+    usage: str = RUN_USAGE,
+    note: str = "",
+) -> None:
+    write_text(folder / CARD_FILE, model_card(info, metrics, usage, note))
