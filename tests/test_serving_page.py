@@ -113,7 +113,9 @@ def test_upload_options_pick_the_column_and_the_format(client):
         ("latin.txt", "caf\xe9\n".encode("latin-1"), "latin.txt"),
         ("data.csv", b"id,text\n1,\n", "data.csv:2: empty text"),
         ("data.xlsx", b"PK\x03\x04", "cannot tell the format from the suffix '.xlsx'"),
-        ("five.txt", b"a\nb\nc\nd\ne\n", "5 texts in five.txt; the limit is 4"),
+        ("five.txt", b"a\nb\nc\nd\ne\n", "more than 4 texts in five.txt; the limit is 4"),
+        # reading stops at the fifth row: the broken sixth is never reached
+        ("six.jsonl", b'{"text": "a"}\n' * 5 + b"{broken\n", "more than 4 texts in six.jsonl"),
     ],
 )
 def test_unreadable_uploads_get_one_line_naming_the_file(client, name, content, message):
@@ -122,6 +124,53 @@ def test_unreadable_uploads_get_one_line_naming_the_file(client, name, content, 
     detail = response.json()["detail"]
     assert message in detail and "\n" not in detail
     assert "gpt-classifier-upload" not in detail  # the server's temporary folder stays private
+
+
+def _dictionary_parquet(rows: int, text: str) -> bytes:
+    """``rows`` rows of the one ``text``: stored once, plus an index per row."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    indices = pa.array([0] * rows, pa.int32())
+    table = pa.table({"text": pa.DictionaryArray.from_arrays(indices, pa.array([text]))})
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, use_dictionary=True, compression="zstd")
+    return sink.getvalue().to_pybytes()
+
+
+@pytest.mark.parametrize(
+    ("rows", "text", "message"),
+    [
+        (200_000, "x" * 1000, "200000 texts in bomb.parquet; the limit is 4"),
+        # four rows, 4 MB of text: over the 1 MiB a plain upload of the same texts may take
+        (4, "x" * 1_000_000, "bomb.parquet decodes to 4000000 bytes, over the 1048576"),
+    ],
+)
+def test_a_parquet_bomb_is_refused_before_its_texts_are_decoded(
+    client, monkeypatch, rows, text, message
+):
+    pytest.importorskip("pyarrow")
+    from gpt_classifier.data import streaming
+
+    bomb = _dictionary_parquet(rows, text)
+    assert len(bomb) < 300_000  # the upload itself is well under --max-request-bytes
+
+    def never(*_args):
+        raise AssertionError("the Parquet file was decoded")
+
+    monkeypatch.setattr(streaming, "parquet_rows", never)
+    response = client.post("/classify/file", files={"file": ("bomb.parquet", bomb)})
+    assert response.status_code == 422, response.text
+    assert message in response.json()["detail"]
+
+
+def test_a_parquet_upload_within_the_limits_is_read(client):
+    pytest.importorskip("pyarrow")
+    response = client.post(
+        "/classify/file", files={"file": ("ok.parquet", _dictionary_parquet(3, "see you"))}
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["texts"] == ["see you"] * 3
 
 
 def test_a_column_that_is_not_there_is_named(client):

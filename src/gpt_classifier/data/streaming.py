@@ -47,15 +47,25 @@ def read_unlabelled(
     return list(iter_text_rows(scan_text_file(path, fmt, text_column, lenient=lenient)))
 
 
+class TooManyRows(GPTClassifierError):
+    """Raised by :func:`scan_text_file` at the first row over its ``max_rows``."""
+
+
 def scan_text_file(
-    path: PathLike, fmt: str | None = None, text_column: str | None = None, *, lenient: bool = False
+    path: PathLike,
+    fmt: str | None = None,
+    text_column: str | None = None,
+    *,
+    lenient: bool = False,
+    max_rows: int | None = None,
 ) -> TextFilePlan:
     """Check every row of ``path`` keeping only counts and column names; the errors, in this
     order: undecodable bytes, malformed CSV, runaway quotes, ragged rows, no rows, a missing
-    column, an empty text (whatever the order of the rows)."""
+    column, an empty text (whatever the order of the rows). Past ``max_rows`` rows it stops
+    with :class:`TooManyRows`."""
     detect = functools.partial(detect_format, text_column=text_column, labelled=False)
     path, fmt = resolve_file(path, "input file", fmt, TEXT_FORMATS, detect)
-    scan = _Scan(path, text_column)
+    scan = _Scan(path, text_column, max_rows)
     if fmt == "parquet":
         scan.parquet()
         return scan.plan(fmt)
@@ -90,8 +100,8 @@ def iter_text_rows(plan: TextFilePlan, skip: int = 0) -> Iterator[TextRow]:
 class _Scan:
     """The checking pass: the first problem of each kind, raised once the file is read."""
 
-    def __init__(self, path: Path, wanted: str | None) -> None:
-        self.path, self.source, self.wanted = path, str(path), wanted
+    def __init__(self, path: Path, wanted: str | None, max_rows: int | None = None) -> None:
+        self.path, self.source, self.wanted, self.max_rows = path, str(path), wanted, max_rows
         self.rows = 0
         self.columns: dict[str, None] = {}  # in order of appearance
         self.column: str | None = None
@@ -105,8 +115,13 @@ class _Scan:
                 self.errors[kind] = exc
         return None
 
-    def _check_row(self, number: int, values: dict[str, Any]) -> None:
+    def _count_row(self) -> None:
         self.rows += 1
+        if self.max_rows is not None and self.rows > self.max_rows:
+            raise TooManyRows(f"{self.source}: more than {self.max_rows} rows")
+
+    def _check_row(self, number: int, values: dict[str, Any]) -> None:
+        self._count_row()
         if self.column is not None:
             columns = list(self.columns)
             self._first("text", lambda: text_row(values, self.column, columns, self.source, number))
@@ -147,7 +162,7 @@ class _Scan:
             if len(cells) == len(header):
                 self._check_row(number, dict(zip(header, cells, strict=True)))
             else:
-                self.rows += 1
+                self._count_row()
                 check = functools.partial(check_width, cells, header, self.source, number, fmt)
                 self._first("width", check)
         runaways.report(rows=self.rows, lines=lines[0] - 1, source=self.source, lenient=lenient)
