@@ -230,6 +230,19 @@ def test_the_page_and_its_files_come_from_this_server_only(client):
         assert "://" not in client.get("/" + asset).text
 
 
+def test_the_page_forbids_framing_sniffing_and_inline_code(client):
+    page = client.get("/")
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    policy = page.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in policy and "unsafe" not in policy
+    assert "frame-ancestors 'none'" in policy
+    # nothing inline for the policy to refuse: no <script>/<style> body, no on* or style=
+    assert not re.search(r"<script[^>]*>\s*[^<\s]", page.text)
+    assert not re.search(r"<style|\son\w+\s*=|\sstyle\s*=", page.text, re.IGNORECASE)
+    assert client.get("/docs").headers["X-Frame-Options"] == "DENY"
+
+
 @pytest.mark.parametrize("path", ["/classify", "/classify/file", "/explain"])
 def test_a_full_queue_refuses_at_the_door_without_reading_the_body(client, path):
     batcher = client.app.state.batcher
