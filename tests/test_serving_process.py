@@ -104,3 +104,40 @@ def test_sigterm_answers_every_queued_request_then_exits_0(saved_run, tokenizer_
         assert body["predictions"][0]["label"] == classifier.classify([text])[0].label
     assert "stopped: every request received was answered" in remaining
     assert "Traceback" not in remaining
+
+
+@pytest.mark.parametrize("when", ["while torch imports", "while the model loads"])
+def test_ctrl_c_during_startup_prints_one_line_and_exits_130(saved_run, tokenizer_dir, when):
+    # As the console script starts (its entry point imported: no torch yet), plus a marker
+    # written when torch starts to import; the load is held at a pause point. A SIGINT sent
+    # after the marker lands in the commands' imports or, on a fast machine, in the held load.
+    launcher = """if True:
+        import sys
+        from gpt_classifier.cli import main
+
+        class Marker:
+            def find_spec(self, name, path=None, target=None):
+                if name == "torch":
+                    print("started", file=sys.stderr, flush=True)
+
+        sys.meta_path.insert(0, Marker())
+        main()
+    """
+    marker = "started" if when == "while torch imports" else "paused at serve-load"
+    server = subprocess.Popen(
+        [sys.executable, "-c", launcher, "serve", str(saved_run), "--port", "0"]
+        + ["--tokenizer-dir", str(tokenizer_dir), "--device", "cpu"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "GPT_CLASSIFIER_PAUSE_AT": "serve-load", "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        while (line := server.stderr.readline()) and marker not in line:
+            pass
+        assert marker in line
+        server.send_signal(signal.SIGINT)
+        rest = server.communicate(timeout=120)[1]
+    finally:
+        server.kill()
+    assert server.returncode == 130, rest
+    assert rest.replace("paused at serve-load\n", "") == "interrupted\n"
