@@ -141,3 +141,58 @@ def test_ctrl_c_during_startup_prints_one_line_and_exits_130(saved_run, tokenize
         server.kill()
     assert server.returncode == 130, rest
     assert rest.replace("paused at serve-load\n", "") == "interrupted\n"
+
+
+@pytest.fixture
+def quick_timeouts_server(served_classifier, monkeypatch):
+    """The server as ``serve`` configures it, in a thread, with header and body deadlines of
+    half a second; its address."""
+    import threading
+
+    import uvicorn
+
+    from gpt_classifier.cli.serve_commands import listen_socket
+    from gpt_classifier.serving import create_app, guards, server
+
+    monkeypatch.setattr(server, "HEADER_TIMEOUT_SECONDS", 0.5)
+    monkeypatch.setattr(guards, "BODY_TIMEOUT_SECONDS", 0.5)
+    sock = listen_socket("127.0.0.1", 0)
+    running = uvicorn.Server(server.server_config(create_app(served_classifier, max_texts=4)))
+    thread = threading.Thread(target=running.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not running.started:
+        assert thread.is_alive(), "the test server did not start"
+        time.sleep(0.02)
+    yield sock.getsockname()
+    running.should_exit = True
+    thread.join(timeout=30)
+    sock.close()
+
+
+def _read_until_closed(client: socket.socket) -> bytes:
+    client.settimeout(30)  # far past the deadlines: a connection left open fails the test
+    answer = b""
+    while chunk := client.recv(65536):
+        answer += chunk
+    return answer
+
+
+def test_a_client_stalling_in_its_headers_is_disconnected(quick_timeouts_server):
+    with socket.create_connection(quick_timeouts_server) as client:
+        client.sendall(b"POST /classify HTTP/1.1\r\nHost: test\r\nContent-Ty")
+        assert _read_until_closed(client) == b""  # closed, nothing answered
+
+
+def test_a_client_stalling_in_its_body_gets_408_and_is_disconnected(quick_timeouts_server):
+    with socket.create_connection(quick_timeouts_server) as client:
+        # a first request on the connection is answered: the deadline is per request
+        client.sendall(b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n")
+        first = b""
+        while b'{"status":"ok"}' not in first:
+            first += client.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200")
+        head = b"POST /classify HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        client.sendall(head + b'Content-Length: 100\r\n\r\n{"texts": ["hal')
+        answer = _read_until_closed(client)
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert b"the request body did not arrive within 0.5 s" in answer

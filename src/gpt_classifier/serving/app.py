@@ -1,6 +1,6 @@
 """The HTTP API and its page: ``/classify``, ``/classify/file``, ``/explain``, ``/info``,
 ``/health``, ``/metrics``, ``/docs`` and ``/``. One worker thread owns the model and batches
-concurrent requests; every refusal (413, 422, 429, 503) is a JSON ``{"detail": "<one line>"}``
+concurrent requests; every refusal (408, 413, 422, 429, 503) is a JSON ``{"detail": "<one line>"}``
 and costs no model time.
 """
 
@@ -226,6 +226,7 @@ def _errors(invalid: str) -> dict[int, dict[str, Any]]:
     """The refusals every model route shares, and what its 422 means."""
     retry = {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}
     return {
+        408: _error("The body did not arrive within 30 s of its headers."),
         413: _error("The body is over --max-request-bytes."),
         422: _error(invalid),
         429: _error(
