@@ -258,7 +258,8 @@ def test_serve_command_answers_over_http(saved_run, tokenizer_dir, served_classi
             try:
                 assert json.loads(_get(base + "/health")) == {"status": "ok"}
                 break
-            except (urllib.error.URLError, ConnectionError):
+            # TimeoutError: the socket listens while the model loads, a loaded CI can take >5 s
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
                 if server.poll() is not None or time.monotonic() > deadline:
                     raise AssertionError(server.communicate()[1].decode()) from None
                 time.sleep(0.2)
