@@ -13,7 +13,12 @@ import socket
 
 import uvicorn
 from fastapi import FastAPI
-from uvicorn.protocols.http.h11_impl import H11Protocol
+
+try:  # the protocol uvicorn's http="auto" picks: its C parser when installed
+    import httptools  # noqa: F401
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _Protocol
+except ImportError:
+    from uvicorn.protocols.http.h11_impl import H11Protocol as _Protocol  # type: ignore[assignment]
 
 from .batching import Batcher
 
@@ -21,7 +26,7 @@ GRACEFUL_SHUTDOWN_SECONDS = 30
 HEADER_TIMEOUT_SECONDS = 10.0
 
 
-class HeaderTimeoutH11(H11Protocol):
+class HeaderTimeoutProtocol(_Protocol):
     _header_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -60,7 +65,7 @@ class BatchingServer(uvicorn.Server):
 def server_config(app: FastAPI) -> uvicorn.Config:
     return uvicorn.Config(
         app,
-        http=HeaderTimeoutH11,
+        http=HeaderTimeoutProtocol,
         log_level="warning",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
