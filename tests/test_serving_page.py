@@ -126,39 +126,47 @@ def test_unreadable_uploads_get_one_line_naming_the_file(client, name, content, 
     assert "gpt-classifier-upload" not in detail  # the server's temporary folder stays private
 
 
-def _dictionary_parquet(rows: int, text: str) -> bytes:
-    """``rows`` rows of the one ``text``: stored once, plus an index per row."""
+def _dictionary_parquet(rows: int, text: str, dictionary: bool = True) -> bytes:
+    """``rows`` rows of the one ``text``: stored once plus an index per row (else plainly, the
+    compression making it small)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     indices = pa.array([0] * rows, pa.int32())
-    table = pa.table({"text": pa.DictionaryArray.from_arrays(indices, pa.array([text]))})
+    column = pa.DictionaryArray.from_arrays(indices, pa.array([text]))
+    table = pa.table({"text": column if dictionary else column.cast(pa.string())})
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, use_dictionary=True, compression="zstd")
+    pq.write_table(table, sink, use_dictionary=dictionary, compression="zstd")
     return sink.getvalue().to_pybytes()
 
 
 @pytest.mark.parametrize(
-    ("rows", "text", "message"),
+    ("rows", "text", "dictionary", "message"),
     [
-        (200_000, "x" * 1000, "200000 texts in bomb.parquet; the limit is 4"),
-        # four rows, 4 MB of text: over the 1 MiB a plain upload of the same texts may take
-        (4, "x" * 1_000_000, "bomb.parquet decodes to 4000000 bytes, over the 1048576"),
+        (200_000, "x" * 1000, True, "200000 texts in bomb.parquet; the limit is 4"),
+        # 4 MB of text: over the 1 MiB a plain upload of the same texts may take; counted from
+        # the dictionary, then from the footer's uncompressed size
+        (4, "x" * 1_000_000, True, "bomb.parquet decodes to 4000000 bytes, over the 1048576"),
+        (4, "x" * 1_000_000, False, "bomb.parquet decodes to 4000"),
     ],
 )
 def test_a_parquet_bomb_is_refused_before_its_texts_are_decoded(
-    client, monkeypatch, rows, text, message
+    client, monkeypatch, rows, text, dictionary, message
 ):
     pytest.importorskip("pyarrow")
     from gpt_classifier.data import streaming
 
-    bomb = _dictionary_parquet(rows, text)
+    bomb = _dictionary_parquet(rows, text, dictionary)
     assert len(bomb) < 300_000  # the upload itself is well under --max-request-bytes
 
     def never(*_args):
         raise AssertionError("the Parquet file was decoded")
 
     monkeypatch.setattr(streaming, "parquet_rows", never)
+    if not dictionary:  # refused from the footer: not even read as dictionaries
+        import pyarrow.parquet as pq
+
+        monkeypatch.setattr(pq, "read_table", never)
     response = client.post("/classify/file", files={"file": ("bomb.parquet", bomb)})
     assert response.status_code == 422, response.text
     assert message in response.json()["detail"]

@@ -88,7 +88,7 @@ def _check_parquet(path: Path, name: str, max_texts: int, max_bytes: int) -> Non
         if values is not None and values.type in (pa.string(), pa.binary()):
             decoded += pc.sum(pc.take(pc.binary_length(values), chunk.indices)).as_py() or 0
         else:
-            decoded += chunk.nbytes if values is None else len(chunk) * (values.nbytes + 1)
+            decoded += chunk.nbytes
     if decoded > max_bytes:
         raise _decodes_to(name, decoded, max_bytes)
 
