@@ -201,3 +201,26 @@ def test_a_second_writer_of_the_output_is_refused(
     holder.wait()
     assert _classify(*args).exit_code == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "out.csv"]
+
+
+def test_a_parquet_file_is_read_in_memory_that_does_not_grow_with_it(tmp_path):
+    """50,000 rows of one 1,000-character text, dictionary-encoded: 50 MB decoded, of which
+    the scan and the reading hold one batch of rows at a time."""
+    pa = pytest.importorskip("pyarrow")
+    import tracemalloc
+
+    import pyarrow.parquet as pq
+
+    rows = 50_000
+    text = pa.DictionaryArray.from_arrays(pa.array([0] * rows, pa.int32()), pa.array(["x" * 1000]))
+    path = tmp_path / "many.parquet"
+    pq.write_table(pa.table({"text": text}), path, use_dictionary=True, row_group_size=rows)
+    tracemalloc.start()
+    try:
+        plan = scan_text_file(path)
+        skipped = sum(1 for _ in iter_text_rows(plan, skip=rows - 10))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (plan.rows, skipped) == (rows, 10)
+    assert peak < 20_000_000, peak  # a 4,096-row batch is 4 MB of text; all of it was 50 MB

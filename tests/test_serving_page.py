@@ -113,7 +113,9 @@ def test_upload_options_pick_the_column_and_the_format(client):
         ("latin.txt", "caf\xe9\n".encode("latin-1"), "latin.txt"),
         ("data.csv", b"id,text\n1,\n", "data.csv:2: empty text"),
         ("data.xlsx", b"PK\x03\x04", "cannot tell the format from the suffix '.xlsx'"),
-        ("five.txt", b"a\nb\nc\nd\ne\n", "5 texts in five.txt; the limit is 4"),
+        ("five.txt", b"a\nb\nc\nd\ne\n", "more than 4 texts in five.txt; the limit is 4"),
+        # reading stops at the fifth row: the broken sixth is never reached
+        ("six.jsonl", b'{"text": "a"}\n' * 5 + b"{broken\n", "more than 4 texts in six.jsonl"),
     ],
 )
 def test_unreadable_uploads_get_one_line_naming_the_file(client, name, content, message):
@@ -122,6 +124,61 @@ def test_unreadable_uploads_get_one_line_naming_the_file(client, name, content, 
     detail = response.json()["detail"]
     assert message in detail and "\n" not in detail
     assert "gpt-classifier-upload" not in detail  # the server's temporary folder stays private
+
+
+def _dictionary_parquet(rows: int, text: str, dictionary: bool = True) -> bytes:
+    """``rows`` rows of the one ``text``: stored once plus an index per row (else plainly, the
+    compression making it small)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    indices = pa.array([0] * rows, pa.int32())
+    column = pa.DictionaryArray.from_arrays(indices, pa.array([text]))
+    table = pa.table({"text": column if dictionary else column.cast(pa.string())})
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, use_dictionary=dictionary, compression="zstd")
+    return sink.getvalue().to_pybytes()
+
+
+@pytest.mark.parametrize(
+    ("rows", "text", "dictionary", "message"),
+    [
+        (200_000, "x" * 1000, True, "200000 texts in bomb.parquet; the limit is 4"),
+        # 4 MB of text: over the 1 MiB a plain upload of the same texts may take; counted from
+        # the dictionary, then from the footer's uncompressed size
+        (4, "x" * 1_000_000, True, "bomb.parquet decodes to 4000000 bytes, over the 1048576"),
+        (4, "x" * 1_000_000, False, "bomb.parquet decodes to 4000"),
+    ],
+)
+def test_a_parquet_bomb_is_refused_before_its_texts_are_decoded(
+    client, monkeypatch, rows, text, dictionary, message
+):
+    pytest.importorskip("pyarrow")
+    from gpt_classifier.data import streaming
+
+    bomb = _dictionary_parquet(rows, text, dictionary)
+    assert len(bomb) < 300_000  # the upload itself is well under --max-request-bytes
+
+    def never(*_args):
+        raise AssertionError("the Parquet file was decoded")
+
+    monkeypatch.setattr(streaming, "parquet_rows", never)
+    if not dictionary:  # refused from the footer: not even read as dictionaries
+        import pyarrow.parquet as pq
+
+        monkeypatch.setattr(pq, "read_table", never)
+    response = client.post("/classify/file", files={"file": ("bomb.parquet", bomb)})
+    assert response.status_code == 422, response.text
+    assert message in response.json()["detail"]
+
+
+def test_a_parquet_upload_within_the_limits_is_read(client):
+    pytest.importorskip("pyarrow")
+    response = client.post(
+        "/classify/file", files={"file": ("ok.parquet", _dictionary_parquet(3, "see you"))}
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["texts"] == ["see you"] * 3
 
 
 def test_a_column_that_is_not_there_is_named(client):
@@ -179,6 +236,19 @@ def test_the_page_and_its_files_come_from_this_server_only(client):
         assert client.get("/" + url).status_code == 200, url
     for asset in ("page/app.js", "page/style.css"):
         assert "://" not in client.get("/" + asset).text
+
+
+def test_the_page_forbids_framing_sniffing_and_inline_code(client):
+    page = client.get("/")
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    policy = page.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in policy and "unsafe" not in policy
+    assert "frame-ancestors 'none'" in policy
+    # nothing inline for the policy to refuse: no <script>/<style> body, no on* or style=
+    assert not re.search(r"<script[^>]*>\s*[^<\s]", page.text)
+    assert not re.search(r"<style|\son\w+\s*=|\sstyle\s*=", page.text, re.IGNORECASE)
+    assert client.get("/docs").headers["X-Frame-Options"] == "DENY"
 
 
 @pytest.mark.parametrize("path", ["/classify", "/classify/file", "/explain"])

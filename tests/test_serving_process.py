@@ -104,3 +104,95 @@ def test_sigterm_answers_every_queued_request_then_exits_0(saved_run, tokenizer_
         assert body["predictions"][0]["label"] == classifier.classify([text])[0].label
     assert "stopped: every request received was answered" in remaining
     assert "Traceback" not in remaining
+
+
+@pytest.mark.parametrize("when", ["while torch imports", "while the model loads"])
+def test_ctrl_c_during_startup_prints_one_line_and_exits_130(saved_run, tokenizer_dir, when):
+    # As the console script starts (its entry point imported: no torch yet), plus a marker
+    # written when torch starts to import; the load is held at a pause point. A SIGINT sent
+    # after the marker lands in the commands' imports or, on a fast machine, in the held load.
+    launcher = """if True:
+        import sys
+        from gpt_classifier.cli import main
+
+        class Marker:
+            def find_spec(self, name, path=None, target=None):
+                if name == "torch":
+                    print("started", file=sys.stderr, flush=True)
+
+        sys.meta_path.insert(0, Marker())
+        main()
+    """
+    marker = "started" if when == "while torch imports" else "paused at serve-load"
+    server = subprocess.Popen(
+        [sys.executable, "-c", launcher, "serve", str(saved_run), "--port", "0"]
+        + ["--tokenizer-dir", str(tokenizer_dir), "--device", "cpu"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "GPT_CLASSIFIER_PAUSE_AT": "serve-load", "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        while (line := server.stderr.readline()) and marker not in line:
+            pass
+        assert marker in line
+        server.send_signal(signal.SIGINT)
+        rest = server.communicate(timeout=120)[1]
+    finally:
+        server.kill()
+    assert server.returncode == 130, rest
+    assert rest.replace("paused at serve-load\n", "") == "interrupted\n"
+
+
+@pytest.fixture
+def quick_timeouts_server(served_classifier, monkeypatch):
+    """The server as ``serve`` configures it, in a thread, with header and body deadlines of
+    half a second; its address."""
+    import threading
+
+    import uvicorn
+
+    from gpt_classifier.cli.serve_commands import listen_socket
+    from gpt_classifier.serving import create_app, guards, server
+
+    monkeypatch.setattr(server, "HEADER_TIMEOUT_SECONDS", 0.5)
+    monkeypatch.setattr(guards, "BODY_TIMEOUT_SECONDS", 0.5)
+    sock = listen_socket("127.0.0.1", 0)
+    running = uvicorn.Server(server.server_config(create_app(served_classifier, max_texts=4)))
+    thread = threading.Thread(target=running.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not running.started:
+        assert thread.is_alive(), "the test server did not start"
+        time.sleep(0.02)
+    yield sock.getsockname()
+    running.should_exit = True
+    thread.join(timeout=30)
+    sock.close()
+
+
+def _read_until_closed(client: socket.socket) -> bytes:
+    client.settimeout(30)  # far past the deadlines: a connection left open fails the test
+    answer = b""
+    while chunk := client.recv(65536):
+        answer += chunk
+    return answer
+
+
+def test_a_client_stalling_in_its_headers_is_disconnected(quick_timeouts_server):
+    with socket.create_connection(quick_timeouts_server) as client:
+        client.sendall(b"POST /classify HTTP/1.1\r\nHost: test\r\nContent-Ty")
+        assert _read_until_closed(client) == b""  # closed, nothing answered
+
+
+def test_a_client_stalling_in_its_body_gets_408_and_is_disconnected(quick_timeouts_server):
+    with socket.create_connection(quick_timeouts_server) as client:
+        # a first request on the connection is answered: the deadline is per request
+        client.sendall(b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n")
+        first = b""
+        while b'{"status":"ok"}' not in first:
+            first += client.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200")
+        head = b"POST /classify HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        client.sendall(head + b'Content-Length: 100\r\n\r\n{"texts": ["hal')
+        answer = _read_until_closed(client)
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert b"the request body did not arrive within 0.5 s" in answer

@@ -3,7 +3,6 @@ fine-tuned into a text classifier."""
 
 from .config import GPTConfig
 from .errors import GPTClassifierError
-from .model import GPTModel
 
 __version__ = "0.1.0"
 
@@ -18,7 +17,12 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    # Lazy so that `import gpt_classifier` stays cheap for tools that only need the config.
+    # Lazy so that `import gpt_classifier` stays cheap (no torch) for tools that only need the
+    # config, and for the command line, which must catch a Ctrl-C while torch imports.
+    if name == "GPTModel":
+        from .model import GPTModel
+
+        return GPTModel
     if name == "load_pretrained":
         from .weights import load_pretrained
 

@@ -1,5 +1,5 @@
 """``python -m gpt_classifier``: the same command line as ``gpt-classifier``."""
 
-from .cli.main import main
+from .cli import main
 
 main()

@@ -10,6 +10,7 @@ import click
 
 from ..data.batching import TOKENS_PER_PASS
 from ..errors import GPTClassifierError
+from ..faults import pause_point
 from ..training.settings import opt
 from .options import ServedRunOptions, command
 
@@ -78,6 +79,7 @@ def serve(o: ServeOptions) -> None:
     sock = listen_socket(o.host, o.port)
     try:
         model_thread = ModelThread()  # loads the model, then runs every forward pass
+        model_thread.submit(pause_point, "serve-load")  # a slow load, for the tests
         classifier = model_thread.call(
             TextClassifier.from_run, o.run_dir, device=o.device, tokenizer_dir=o.tokenizer_dir
         )

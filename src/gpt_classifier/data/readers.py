@@ -297,21 +297,39 @@ def check_width(cells: list[str], header: list[str], source: str, number: int, f
         )
 
 
-def parquet_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
-    """The column names and ``(row number, values)`` of every row (numbers from 1)."""
+PARQUET_BATCH_ROWS = 4096  # rows decoded at a time: memory does not grow with the file
+
+
+def parquet_rows(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, Any]]]]:
+    """The column names and ``(row number, values)`` of every row (numbers from 1), decoded
+    ``PARQUET_BATCH_ROWS`` at a time as they are iterated."""
     try:
-        columns, values = _parquet_columns(path)
+        columns, batches = _parquet_batches(path)
     except GPTClassifierError:
         raise
     except Exception as exc:  # pyarrow/pandas raise their own types for unreadable files
-        raise GPTClassifierError(
-            f"{path}: cannot read as Parquet ({type(exc).__name__}: {exc})"
-        ) from None
-    rows = zip(*values, strict=True)
-    return columns, [(i, dict(zip(columns, row, strict=True))) for i, row in enumerate(rows, 1)]
+        raise _not_parquet(path, exc) from None
+    return columns, _numbered_rows(path, columns, batches)
 
 
-def _parquet_columns(path: Path) -> tuple[list[str], list[list[Any]]]:
+def _numbered_rows(
+    path: Path, columns: list[str], batches: Iterator[list[list[Any]]]
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    number = 0
+    try:
+        for batch in batches:
+            for row in zip(*batch, strict=True):
+                number += 1
+                yield number, dict(zip(columns, row, strict=True))
+    except Exception as exc:  # a broken page further on
+        raise _not_parquet(path, exc) from None
+
+
+def _not_parquet(path: Path, exc: Exception) -> GPTClassifierError:
+    return GPTClassifierError(f"{path}: cannot read as Parquet ({type(exc).__name__}: {exc})")
+
+
+def _parquet_batches(path: Path) -> tuple[list[str], Iterator[list[list[Any]]]]:
     try:
         import pyarrow.parquet as pq
     except ImportError:
@@ -324,9 +342,11 @@ def _parquet_columns(path: Path) -> tuple[list[str], list[list[Any]]]:
             ) from None
         frame = pd.read_parquet(path)
         values = [frame.iloc[:, i].tolist() for i in range(frame.shape[1])]
-        return [str(c) for c in frame.columns], values
-    table = pq.read_table(path)
-    return [str(c) for c in table.column_names], [column.to_pylist() for column in table.columns]
+        return [str(c) for c in frame.columns], iter([values])
+    file = pq.ParquetFile(path)
+    batches = file.iter_batches(batch_size=PARQUET_BATCH_ROWS)
+    columns = [str(name) for name in file.schema_arrow.names]
+    return columns, ([column.to_pylist() for column in batch.columns] for batch in batches)
 
 
 @dataclass(frozen=True)

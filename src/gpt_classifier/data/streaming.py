@@ -1,10 +1,11 @@
 """Files of texts to classify, read row by row in memory that does not grow with the file:
 :func:`scan_text_file` checks every row and counts them, :func:`iter_text_rows` then gives them
-(from row ``skip`` on, for a resumed run). Parquet is columnar, so it is read whole."""
+(from row ``skip`` on, for a resumed run). Parquet is decoded 4,096 rows at a time."""
 
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,15 +48,25 @@ def read_unlabelled(
     return list(iter_text_rows(scan_text_file(path, fmt, text_column, lenient=lenient)))
 
 
+class TooManyRows(GPTClassifierError):
+    """Raised by :func:`scan_text_file` at the first row over its ``max_rows``."""
+
+
 def scan_text_file(
-    path: PathLike, fmt: str | None = None, text_column: str | None = None, *, lenient: bool = False
+    path: PathLike,
+    fmt: str | None = None,
+    text_column: str | None = None,
+    *,
+    lenient: bool = False,
+    max_rows: int | None = None,
 ) -> TextFilePlan:
     """Check every row of ``path`` keeping only counts and column names; the errors, in this
     order: undecodable bytes, malformed CSV, runaway quotes, ragged rows, no rows, a missing
-    column, an empty text (whatever the order of the rows)."""
+    column, an empty text (whatever the order of the rows). Past ``max_rows`` rows it stops
+    with :class:`TooManyRows`."""
     detect = functools.partial(detect_format, text_column=text_column, labelled=False)
     path, fmt = resolve_file(path, "input file", fmt, TEXT_FORMATS, detect)
-    scan = _Scan(path, text_column)
+    scan = _Scan(path, text_column, max_rows)
     if fmt == "parquet":
         scan.parquet()
         return scan.plan(fmt)
@@ -72,7 +83,7 @@ def iter_text_rows(plan: TextFilePlan, skip: int = 0) -> Iterator[TextRow]:
     """The rows of a scanned file in file order, from row ``skip`` (0-based) on."""
     columns, source = list(plan.columns), str(plan.path)
     if plan.fmt == "parquet":
-        for number, values in parquet_rows(plan.path)[1][skip:]:
+        for number, values in itertools.islice(parquet_rows(plan.path)[1], skip, None):
             yield text_row(values, plan.text_column, columns, source, number)
         return
     with open_text(plan.path) as handle:
@@ -90,8 +101,8 @@ def iter_text_rows(plan: TextFilePlan, skip: int = 0) -> Iterator[TextRow]:
 class _Scan:
     """The checking pass: the first problem of each kind, raised once the file is read."""
 
-    def __init__(self, path: Path, wanted: str | None) -> None:
-        self.path, self.source, self.wanted = path, str(path), wanted
+    def __init__(self, path: Path, wanted: str | None, max_rows: int | None = None) -> None:
+        self.path, self.source, self.wanted, self.max_rows = path, str(path), wanted, max_rows
         self.rows = 0
         self.columns: dict[str, None] = {}  # in order of appearance
         self.column: str | None = None
@@ -105,8 +116,13 @@ class _Scan:
                 self.errors[kind] = exc
         return None
 
-    def _check_row(self, number: int, values: dict[str, Any]) -> None:
+    def _count_row(self) -> None:
         self.rows += 1
+        if self.max_rows is not None and self.rows > self.max_rows:
+            raise TooManyRows(f"{self.source}: more than {self.max_rows} rows")
+
+    def _check_row(self, number: int, values: dict[str, Any]) -> None:
+        self._count_row()
         if self.column is not None:
             columns = list(self.columns)
             self._first("text", lambda: text_row(values, self.column, columns, self.source, number))
@@ -117,9 +133,9 @@ class _Scan:
     def parquet(self) -> None:
         columns, rows = parquet_rows(self.path)
         self.columns = dict.fromkeys(columns)
-        if rows:
-            self._choose_column(columns)
         for number, values in rows:
+            if self.rows == 0:
+                self._choose_column(columns)
             self._check_row(number, values)
 
     def line_records(self, handle: IO[str], fmt: str) -> None:
@@ -147,7 +163,7 @@ class _Scan:
             if len(cells) == len(header):
                 self._check_row(number, dict(zip(header, cells, strict=True)))
             else:
-                self.rows += 1
+                self._count_row()
                 check = functools.partial(check_width, cells, header, self.source, number, fmt)
                 self._first("width", check)
         runaways.report(rows=self.rows, lines=lines[0] - 1, source=self.source, lenient=lenient)

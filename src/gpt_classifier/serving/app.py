@@ -1,6 +1,6 @@
 """The HTTP API and its page: ``/classify``, ``/classify/file``, ``/explain``, ``/info``,
 ``/health``, ``/metrics``, ``/docs`` and ``/``. One worker thread owns the model and batches
-concurrent requests; every refusal (413, 422, 429, 503) is a JSON ``{"detail": "<one line>"}``
+concurrent requests; every refusal (408, 413, 422, 429, 503) is a JSON ``{"detail": "<one line>"}``
 and costs no model time.
 """
 
@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
@@ -48,7 +49,7 @@ from .schemas import (
     HealthOut,
     InfoOut,
 )
-from .uploads import read_upload
+from .uploads import read_upload, too_many_texts
 
 DEFAULT_MAX_TEXTS = 256
 RETRY_AFTER_SECONDS = 1  # a full queue drains in about a second of forward passes on a CPU
@@ -148,7 +149,7 @@ def create_app(
     )
     _add_status_routes(app, classifier, limits, metrics, run_dir)
     admission = _Admission(classifier, batcher, metrics)
-    _add_model_routes(app, admission, max_texts, max_queue)
+    _add_model_routes(app, admission, max_texts, max_queue, max_request_bytes)
     return app
 
 
@@ -225,6 +226,7 @@ def _errors(invalid: str) -> dict[int, dict[str, Any]]:
     """The refusals every model route shares, and what its 422 means."""
     retry = {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}
     return {
+        408: _error("The body did not arrive within 30 s of its headers."),
         413: _error("The body is over --max-request-bytes."),
         422: _error(invalid),
         429: _error(
@@ -286,15 +288,9 @@ class _Admission:
         return {"predictions": predictions, "truncated": truncated, "seconds": seconds}
 
 
-def _check_count(count: int, what: str, max_texts: int) -> None:
-    if count > max_texts:
-        raise GPTClassifierError(
-            f"{count} texts in {what}; the limit is {max_texts} "
-            "(split it or start the server with a larger --max-texts)"
-        )
-
-
-def _add_model_routes(app: FastAPI, admission: _Admission, max_texts: int, max_queue: int) -> None:
+def _add_model_routes(
+    app: FastAPI, admission: _Admission, max_texts: int, max_queue: int, max_request_bytes: int
+) -> None:
     @app.post(
         "/classify",
         response_model=ClassifyResponse,
@@ -305,7 +301,8 @@ def _add_model_routes(app: FastAPI, admission: _Admission, max_texts: int, max_q
     )
     async def classify(request: ClassifyRequest) -> ClassifyResponse:
         started = time.perf_counter()
-        _check_count(len(request.texts), "one request", max_texts)
+        if len(request.texts) > max_texts:
+            raise too_many_texts(len(request.texts), "one request", max_texts)
         answer = await admission.classify(request.texts, request.truncate, started)
         return ClassifyResponse(**answer)
 
@@ -332,10 +329,8 @@ def _add_model_routes(app: FastAPI, admission: _Admission, max_texts: int, max_q
     ) -> FileClassifyResponse:
         started = time.perf_counter()
         data = await file.read()
-        name, rows, texts = await run_in_threadpool(
-            read_upload, file.filename, data, text_column, format
-        )
-        _check_count(len(texts), name, max_texts)
+        read = partial(read_upload, max_texts=max_texts, max_bytes=max_request_bytes)
+        name, rows, texts = await run_in_threadpool(read, file.filename, data, text_column, format)
         answer = await admission.classify(texts, truncate, started)
         return FileClassifyResponse(**answer, filename=name, texts=texts, rows=rows)
 

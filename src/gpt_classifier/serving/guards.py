@@ -1,9 +1,13 @@
 """Requests refused at the door, pure ASGI, before FastAPI reads (and buffers) their body: a body
-over the limit (413, from Content-Length or once the streamed bytes pass it) and, under a burst,
-any model request while the queue is full (429, no parsing, routing or validation). Both close
-the connection: the unread body would otherwise be taken for the next request."""
+over the limit (413, from Content-Length or once the streamed bytes pass it), one not all there
+``BODY_TIMEOUT_SECONDS`` after its headers (408: a stalled client holds no connection) and,
+under a burst, any model request while the queue is full (429, no parsing, routing or
+validation). All close the connection: the unread body would otherwise be taken for the next
+request."""
 
 from __future__ import annotations
+
+import asyncio
 
 from fastapi import HTTPException
 from starlette.responses import JSONResponse
@@ -12,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .batching import Batcher
 
 DEFAULT_MAX_REQUEST_BYTES = 1024 * 1024
+BODY_TIMEOUT_SECONDS = 30.0  # 1 MiB in 30 s: 35 KB/s
 
 
 def too_large(limit: int) -> str:
@@ -32,14 +37,23 @@ class BodyLimitMiddleware:
             detail = {"detail": too_large(self.max_bytes)}
             await JSONResponse(detail, 413, {"Connection": "close"})(scope, receive, send)
             return
-        received = 0
+        received, complete = 0, False
+        deadline = asyncio.get_running_loop().time() + BODY_TIMEOUT_SECONDS
 
         async def counting_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, complete
+            if complete:  # only a disconnect is left to wait for, as long as it takes
+                return await receive()
+            left = max(0.0, deadline - asyncio.get_running_loop().time())
+            try:
+                message = await asyncio.wait_for(receive(), left)
+            except asyncio.TimeoutError:  # FastAPI passes these on as the JSON answer
+                late = f"the request body did not arrive within {BODY_TIMEOUT_SECONDS:g} s"
+                raise HTTPException(408, late, {"Connection": "close"}) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:  # FastAPI passes this on as the JSON answer
+                complete = not message.get("more_body", False)
+                if received > self.max_bytes:
                     raise HTTPException(413, too_large(self.max_bytes))
             return message
 

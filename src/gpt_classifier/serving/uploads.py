@@ -1,6 +1,9 @@
 """An uploaded file of texts read as ``classify --file`` reads it: the readers take the format
 from the file name, so the upload is written under its base name into a private temporary
-folder, and errors name the upload, not the folder."""
+folder, and errors name the upload, not the folder. Its size is bounded before it is decoded:
+rows past ``--max-texts`` stop the reading, and a Parquet file (a few hundred KB can hold
+millions of rows, or one text repeated to gigabytes) is refused from its footer and from the
+decoded size of its columns read as dictionaries, before any text is built."""
 
 from __future__ import annotations
 
@@ -8,8 +11,8 @@ import re
 import tempfile
 from pathlib import Path, PurePath
 
+from ..data.streaming import TooManyRows, iter_text_rows, scan_text_file
 from ..errors import GPTClassifierError
-from ..inference.texts import read_texts
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._ -]{0,99}")
 
@@ -24,19 +27,75 @@ def upload_name(filename: str | None) -> str:
     return "upload" + (suffix if re.fullmatch(r"\.[A-Za-z0-9]{1,10}", suffix) else "")
 
 
+def too_many_texts(count: int | str, what: str, max_texts: int) -> GPTClassifierError:
+    return GPTClassifierError(
+        f"{count} texts in {what}; the limit is {max_texts} "
+        "(split it or start the server with a larger --max-texts)"
+    )
+
+
 def read_upload(
     filename: str | None,
     data: bytes,
     text_column: str | None = None,
     fmt: str | None = None,
+    *,
+    max_texts: int,
+    max_bytes: int,
 ) -> tuple[str, list[dict[str, str]], list[str]]:
-    """``(name, rows, texts)`` of an uploaded file, as ``classify --file`` would read it."""
+    """``(name, rows, texts)`` of an uploaded file, as ``classify --file`` would read it; at most
+    ``max_texts`` rows and ``max_bytes`` of decoded columns."""
     name = upload_name(filename)
     with tempfile.TemporaryDirectory(prefix="gpt-classifier-upload-") as folder:
         path = Path(folder) / name
         path.write_bytes(data)
         try:
-            rows, texts = read_texts(path, text_column or None, fmt or None)
+            if data[:4] == b"PAR1":
+                _check_parquet(path, name, max_texts, max_bytes)
+            plan = scan_text_file(path, fmt or None, text_column or None, max_rows=max_texts)
+            rows = list(iter_text_rows(plan))
+        except TooManyRows:
+            raise too_many_texts(f"more than {max_texts}", name, max_texts) from None
         except GPTClassifierError as exc:
             raise GPTClassifierError(str(exc).replace(str(path), name)) from None
-    return name, rows, texts
+    return name, [row.fields for row in rows], [row.text for row in rows]
+
+
+def _check_parquet(path: Path, name: str, max_texts: int, max_bytes: int) -> None:
+    """Rows and uncompressed sizes from the footer; then the size of every column decoded,
+    counted on the columns read as dictionaries (one copy of each distinct value plus an index
+    per row), which is how a small file holds a huge text many times."""
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        footer = pq.read_metadata(path)
+        if footer.num_rows > max_texts:
+            raise too_many_texts(footer.num_rows, name, max_texts)
+        stored = sum(footer.row_group(i).total_byte_size for i in range(footer.num_row_groups))
+        if stored > max_bytes:
+            raise _decodes_to(name, stored, max_bytes)
+        names = footer.schema.to_arrow_schema().names
+        table = pq.read_table(path, read_dictionary=names)
+    except GPTClassifierError:
+        raise
+    except Exception:  # no pyarrow, or a broken file: the readers say why
+        return
+    decoded = 0
+    for chunk in (chunk for column in table.columns for chunk in column.chunks):
+        values = chunk.dictionary if pa.types.is_dictionary(chunk.type) else None
+        if values is not None and values.type in (pa.string(), pa.binary()):
+            decoded += pc.sum(pc.take(pc.binary_length(values), chunk.indices)).as_py() or 0
+        else:
+            decoded += chunk.nbytes
+    if decoded > max_bytes:
+        raise _decodes_to(name, decoded, max_bytes)
+
+
+def _decodes_to(name: str, size: int, max_bytes: int) -> GPTClassifierError:
+    return GPTClassifierError(
+        f"{name} decodes to {size} bytes, over the {max_bytes} of --max-request-bytes that an "
+        "upload is held to whatever its encoding (start the server with a larger "
+        "--max-request-bytes)"
+    )
