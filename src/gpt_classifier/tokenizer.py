@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from .errors import GPTClassifierError
 from .fileio import sha256_of
 
 TOKENIZER_DIR_ENV = "GPT_CLASSIFIER_TOKENIZER_DIR"
+_OPENAI_URL = "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/"
 EOT_TEXT = "<|endoftext|>"
 
 # sha256 of OpenAI's files, the same values tiktoken checks after a download.
@@ -28,6 +31,25 @@ def get_tokenizer(tokenizer_dir: str | os.PathLike[str] | None = None) -> tiktok
     if directory:
         return _local_encoding(str(Path(directory).expanduser().resolve()))
     return _downloaded_encoding()
+
+
+def tokenizer_files(tokenizer_dir: str | os.PathLike[str] | None = None) -> dict[str, Path] | None:
+    """Where ``get_tokenizer(tokenizer_dir)`` reads GPT-2's two files: the folder given (or the
+    variable's), else tiktoken's download cache; None where they are not on disk as GPT-2's."""
+    directory = tokenizer_dir or os.environ.get(TOKENIZER_DIR_ENV) or None
+    if directory:
+        folder = Path(directory).expanduser()
+        paths = {name: folder / name for name in TOKENIZER_FILES}
+    else:  # tiktoken's read_file_cached: the file named by the sha1 of its URL
+        default = os.path.join(tempfile.gettempdir(), "data-gym-cache")
+        cache = os.environ.get("TIKTOKEN_CACHE_DIR", os.environ.get("DATA_GYM_CACHE_DIR", default))
+        paths = {
+            name: Path(cache) / hashlib.sha1(f"{_OPENAI_URL}{name}".encode()).hexdigest()
+            for name in TOKENIZER_FILES
+            if cache
+        }
+    found = [p.is_file() and sha256_of(p) == TOKENIZER_FILES[n] for n, p in paths.items()]
+    return paths if found and all(found) else None
 
 
 def encode(tokenizer: tiktoken.Encoding, text: str) -> list[int]:

@@ -16,7 +16,14 @@ from ..runs.checkpoint import OPTIONS_FILE, read_options
 from ..runs.transaction import StagedRun
 from ..training.cache_store import CacheStore, describe
 from ..training.recipe import FinetuneOptions
-from ..training.settings import CacheOptions, DeviceOptions, ReadOptions, TokenizerOptions, opt
+from ..training.settings import (
+    BaseWeightsOptions,
+    CacheOptions,
+    DeviceOptions,
+    ReadOptions,
+    TokenizerOptions,
+    opt,
+)
 from .options import command, options_from
 
 # Options that only change how a resumed run is shown, not what it computes.
@@ -87,7 +94,7 @@ def _resume_options(resume_dir: str, kwargs: dict[str, Any]) -> FinetuneOptions:
 
 
 @dataclass(kw_only=True)
-class EvaluateOptions(DeviceOptions, TokenizerOptions, ReadOptions):
+class EvaluateOptions(DeviceOptions, BaseWeightsOptions, TokenizerOptions, ReadOptions):
     run_dir: str = opt(argument=True, path="dir")
     data_file: str | None = opt(
         None,
