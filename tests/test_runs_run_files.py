@@ -205,3 +205,32 @@ def test_experiment_rows_save_trainable_runs_by_default(tmp_path, monkeypatch):
     rows = [Row(1, "default", {}), Row(2, "full", {"save": "full"})]
     runner.run_grid({}, rows, [123], tmp_path / "grid", log=lambda _: None)
     assert seen == ["trainable", "full"]
+
+
+@pytest.mark.slow
+def test_the_commands_use_a_moved_trainable_run_offline(
+    tmp_path, saved_config, tokenizer_dir, small_sms_spam_file, offline
+):
+    from click.testing import CliRunner
+
+    from gpt_classifier.cli.main import cli
+
+    base_file = _hf_file(tmp_path / "base.safetensors", saved_config)
+    base = base_weights_record(saved_config, str(base_file), "pretrained", 7)
+    info = _info(saved_config, "trainable", base)
+    save_run(
+        _trained(saved_config, base=base_file), info, tmp_path / "run", tokenizer_dir=tokenizer_dir
+    )
+    moved = shutil.copytree(tmp_path / "run", tmp_path / "elsewhere" / "run")
+    base_copy = base_file.rename(tmp_path / "elsewhere" / "base.safetensors")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["classify", str(moved), "see you at 5"])
+    assert result.exit_code == 2 and "pass --weights PATH" in result.output
+    weights = ["--weights", str(base_copy)]
+    result = runner.invoke(cli, ["classify", str(moved), "see you at 5", *weights])
+    assert result.exit_code == 0, result.output
+    assert result.output.rstrip().endswith("see you at 5")
+    data = ["--data-file", str(small_sms_spam_file)]
+    result = runner.invoke(cli, ["evaluate", str(moved), *data, *weights])
+    assert result.exit_code == 0, result.output
+    assert "accuracy" in result.output
