@@ -16,6 +16,7 @@ from gpt_classifier.errors import GPTClassifierError
 from gpt_classifier.inference import RunInfo, TextClassifier, load_run, save_run
 from gpt_classifier.runs.run_dir import run_tokenizer
 from gpt_classifier.runs.trainable_run import TRAINED_FILE, base_weights_record
+from gpt_classifier.runs.transaction import write_marker
 from gpt_classifier.tokenizer import TOKENIZER_DIR_ENV
 from gpt_classifier.weights import _expected_shape, _rules, build_model, skeleton_gpt
 
@@ -177,18 +178,28 @@ def test_a_corrupt_trained_file_is_a_one_line_error(tmp_path, saved_config):
     assert "does not match its digest" in _one_line(error)
 
 
-def test_a_random_base_drawn_differently_is_refused(tmp_path, saved_config):
+@pytest.mark.parametrize(
+    ("base_weights", "words"),
+    [
+        ({"source": "random", "seed": 8}, "retrain with --save full"),  # torch drew otherwise
+        ({"source": "random", "seed": -1}, "model.base_weights.seed must be a seed"),
+        ({"source": 3}, "model.base_weights must hold a source and a sha256"),
+        (None, "model.base_weights is missing"),
+    ],
+)
+def test_a_broken_base_reference_is_a_one_line_error(tmp_path, saved_config, base_weights, words):
     base = base_weights_record(saved_config, None, "random", 7)
     save_run(_trained(saved_config), _info(saved_config, "trainable", base), tmp_path / "run")
     values = json.loads((tmp_path / "run" / "run.json").read_text())
-    values["model"]["base_weights"]["seed"] = 8  # as if torch drew other numbers from seed 7
+    if base_weights is None:
+        del values["model"]["base_weights"]
+    else:
+        values["model"]["base_weights"] = {**values["model"]["base_weights"], **base_weights}
     (tmp_path / "run" / "run.json").write_text(json.dumps(values))
-    from gpt_classifier.runs.transaction import write_marker
-
     write_marker(tmp_path / "run")
     with pytest.raises(GPTClassifierError) as error:
         load_run(tmp_path / "run")
-    assert "retrain with --save full" in _one_line(error)
+    assert words in _one_line(error)
 
 
 def test_experiment_rows_save_trainable_runs_by_default(tmp_path, monkeypatch):

@@ -379,9 +379,7 @@ def load_run(
     if trainable:
         for name in state:
             state[name] = _checked_values(state[name], name, path)
-        base = info.base_weights or {}
-        classes, extra = len(info.classes), info.extra or {}
-        model = load_trainable(state, info.gpt_config, classes, info.pooling, extra, base, weights)
+        model = load_trainable(state, info, weights)
     else:
         model = _full_model(state, info, path)
     model.to(device).eval()

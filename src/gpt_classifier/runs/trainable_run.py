@@ -1,13 +1,9 @@
 """A run saved with ``--save trainable``: the trained tensors alone (``trained.safetensors``) and,
-in run.json's ``model.base_weights``, where the frozen rest comes from.
-
-``base_weights`` is ``{"source", "sha256"}``: a weights file or folder (its absolute path) or a
-GPT-2 name (the Hugging Face cache), with the sha256 of the file (of a sharded folder: of the
-lines ``<sha256>  <shard>``); or ``{"source": "random", "seed", "sha256"}``: GPT-2's seeded
-initialisation, rebuilt from the seed, whose sha256 covers the drawn tensors in module order, so
-a torch that draws other numbers is refused rather than giving other predictions. Loading takes
-the base through ``weights.py``'s one path (skeleton + weight source), overlays the trained
-tensors (names and shapes checked strictly) and folds LoRA adapters in.
+in run.json's ``model.base_weights``, the base they go over with its sha256: a weights file or
+folder (absolute path) or GPT-2 name, the sha256 of the file (of a sharded folder: of the lines
+``<sha256>  <shard>``); or ``random`` and a seed, the sha256 of the drawn tensors in module order
+(a torch that draws other numbers is refused, not given other predictions). Loading goes
+through ``weights.py``'s one path and overlays the trained tensors, strictly checked.
 """
 
 from __future__ import annotations
@@ -16,7 +12,7 @@ import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import save_file
@@ -34,6 +30,9 @@ from ..weights import (
     materialize_model,
     open_pretrained,
 )
+
+if TYPE_CHECKING:
+    from .run_dir import RunInfo
 
 SAVE_LAYOUTS = ("full", "trainable")
 TRAINED_FILE = "trained.safetensors"
@@ -64,19 +63,14 @@ def write_trained(model: GPTClassifier, folder: Path, metadata: dict[str, str]) 
 
 
 def load_trainable(
-    state: dict[str, torch.Tensor],
-    cfg: GPTConfig,
-    classes: int,
-    pooling: str,
-    extra: dict[str, Any],
-    base: dict[str, Any],
-    weights: str | None = None,
+    state: dict[str, torch.Tensor], info: RunInfo, weights: str | None = None
 ) -> GPTClassifier:
-    """The classifier: the base from ``base`` (or ``weights``, a copy of it elsewhere), the
-    trained tensors ``state`` over it. ``extra``: run.json's trainable and lora settings."""
-    gpt = _open_base(cfg, base, weights)
+    """The run's classifier: its base (from ``weights`` if given: a copy elsewhere), the trained
+    tensors ``state`` over it."""
+    base, extra = info.base_weights or {}, info.extra or {}
+    gpt = _open_base(info.gpt_config, base, weights)
     lazy = lazy_weights_of(gpt)
-    model = GPTClassifier(gpt, classes, pooling=pooling)
+    model = GPTClassifier(gpt, len(info.classes), pooling=info.pooling)
     materialize_model(gpt)
     if base["source"] == RANDOM_BASE and _drawn_digest(lazy) != base["sha256"]:
         raise GPTClassifierError(
