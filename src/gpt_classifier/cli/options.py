@@ -12,13 +12,7 @@ from typing import Any
 
 import click
 
-from ..training.settings import (
-    PRESETS,
-    BaseWeightsOptions,
-    DeviceOptions,
-    TokenizerOptions,
-    opt,
-)
+from ..training.settings import PRESETS, DeviceOptions, TokenizerOptions, opt
 
 _PATHS = {"file": {"dir_okay": False}, "dir": {"file_okay": False}, "any": {}}
 
@@ -123,6 +117,13 @@ def _shown_default(f: dataclasses.Field, meta: typing.Mapping[str, Any], default
     ours = shown(PRESETS["default"][f.name])
     others = [f"{name}: {shown(values[f.name])}" for name, values in PRESETS.items()]
     return "; ".join([ours, *(text for text in others[1:] if not text.endswith(f": {ours}"))])
+
+
+@dataclass(kw_only=True)
+class BaseWeightsOptions:
+    weights: str | None = opt(
+        None, "Where a run saved --save trainable finds its base weights, if moved.", path="any"
+    )
 
 
 @dataclass(kw_only=True)

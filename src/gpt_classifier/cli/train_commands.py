@@ -16,15 +16,8 @@ from ..runs.checkpoint import OPTIONS_FILE, read_options
 from ..runs.transaction import StagedRun
 from ..training.cache_store import CacheStore, describe
 from ..training.recipe import FinetuneOptions
-from ..training.settings import (
-    BaseWeightsOptions,
-    CacheOptions,
-    DeviceOptions,
-    ReadOptions,
-    TokenizerOptions,
-    opt,
-)
-from .options import command, options_from
+from ..training.settings import CacheOptions, DeviceOptions, ReadOptions, TokenizerOptions, opt
+from .options import BaseWeightsOptions, command, options_from
 
 # Options that only change how a resumed run is shown, not what it computes.
 RESUME_MAY_CHANGE = ("progress", "plots", "dist_timeout")

@@ -102,13 +102,6 @@ class TokenizerOptions:
 
 
 @dataclass(kw_only=True)
-class BaseWeightsOptions:
-    weights: str | None = opt(
-        None, "Where a run saved --save trainable finds its base weights, if moved.", path="any"
-    )
-
-
-@dataclass(kw_only=True)
 class ModelOptions(TokenizerOptions):
     """Which GPT-2 and where its weights come from."""
 
