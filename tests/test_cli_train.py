@@ -230,7 +230,7 @@ def test_zero_shot_rejects_an_answer_longer_than_the_context(
 def test_train_writes_a_complete_run(run_dir):
     names = {p.name for p in run_dir.iterdir()}
     expected = {"run.json", "model.safetensors", "metrics.json", "report.txt", "history.json"}
-    assert expected | {"README.md"} <= names  # README.md: the model card
+    assert expected | {"README.md", "tokenizer"} <= names  # the model card; the tokenizer's files
     assert not {"loss.png", "accuracy.png", "confusion_matrix.png"} & names  # --no-plots
     assert {p.name for p in (run_dir / "data").iterdir()} >= {"train.csv", "test.csv"}
     run = json.loads((run_dir / "run.json").read_text())

@@ -91,11 +91,11 @@ def test_book_rows_run_and_the_table_is_written(files, tokenizer_dir, tmp_path):
 def test_resume_keeps_finished_rows(files, tokenizer_dir, tmp_path):
     out = tmp_path / "grid"
     assert _experiments(files, tokenizer_dir, out, "--rows", "1").exit_code == 0
-    before = (out / "row-01" / "model.safetensors").stat().st_mtime_ns
+    before = (out / "row-01" / "trained.safetensors").stat().st_mtime_ns  # rows save trainable
     again = _experiments(files, tokenizer_dir, out, "--rows", "1,16", "--resume")
     assert again.exit_code == 0, again.output
     assert "row 1 (book's recipe (chapter 6)), seed 123: finished earlier" in again.output
-    assert (out / "row-01" / "model.safetensors").stat().st_mtime_ns == before
+    assert (out / "row-01" / "trained.safetensors").stat().st_mtime_ns == before
     assert (out / "row-16" / "run.json").is_file()
     refused = _experiments(files, tokenizer_dir, out, "--rows", "1")
     assert refused.exit_code == 2 and "--overwrite" in refused.output

@@ -194,5 +194,5 @@ def test_tokenizer_files_come_from_tiktokens_cache_without_a_folder(
         cached = tmp_path / hashlib.sha1((_OPENAI_URL + name).encode()).hexdigest()
         cached.write_bytes((tokenizer_dir / name).read_bytes())
     files = tokenizer_files()
-    assert files["vocab.bpe"] == (tokenizer_dir / "vocab.bpe").read_bytes()
-    assert files["encoder.json"] == (tokenizer_dir / "encoder.json").read_bytes()
+    assert files["vocab.bpe"].read_bytes() == (tokenizer_dir / "vocab.bpe").read_bytes()
+    assert files["encoder.json"].read_bytes() == (tokenizer_dir / "encoder.json").read_bytes()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -13,9 +15,9 @@ from .errors import GPTClassifierError
 from .fileio import sha256_of
 
 TOKENIZER_DIR_ENV = "GPT_CLASSIFIER_TOKENIZER_DIR"
+_OPENAI_URL = "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/"
 EOT_TEXT = "<|endoftext|>"
 
-_OPENAI_URL = "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/"  # tiktoken's
 # sha256 of OpenAI's files, the same values tiktoken checks after a download.
 TOKENIZER_FILES: dict[str, str] = {
     "vocab.bpe": "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
@@ -31,20 +33,23 @@ def get_tokenizer(tokenizer_dir: str | os.PathLike[str] | None = None) -> tiktok
     return _downloaded_encoding()
 
 
-def tokenizer_files(tokenizer_dir: str | os.PathLike[str] | None = None) -> dict[str, bytes]:
-    """The bytes of OpenAI's two files, found as ``get_tokenizer`` finds them (tiktoken's
-    cache or a download without a folder); their content is what ``transformers`` reads as
-    ``vocab.json`` (``encoder.json``) and ``merges.txt`` (``vocab.bpe``)."""
+def tokenizer_files(tokenizer_dir: str | os.PathLike[str] | None = None) -> dict[str, Path] | None:
+    """Where ``get_tokenizer(tokenizer_dir)`` reads GPT-2's two files: the folder given (or the
+    variable's), else tiktoken's download cache; None where they are not on disk as GPT-2's."""
     directory = tokenizer_dir or os.environ.get(TOKENIZER_DIR_ENV) or None
     if directory:
-        folder = Path(directory).expanduser().resolve()
-        _local_encoding(str(folder))  # checks the folder and both files' sha256
-        return {name: (folder / name).read_bytes() for name in TOKENIZER_FILES}
-    from tiktoken.load import read_file_cached
-
-    _downloaded_encoding()  # the same one-line error if the download fails
-    files = TOKENIZER_FILES.items()
-    return {name: read_file_cached(_OPENAI_URL + name, digest) for name, digest in files}
+        folder = Path(directory).expanduser()
+        paths = {name: folder / name for name in TOKENIZER_FILES}
+    else:  # tiktoken's read_file_cached: the file named by the sha1 of its URL
+        default = os.path.join(tempfile.gettempdir(), "data-gym-cache")
+        cache = os.environ.get("TIKTOKEN_CACHE_DIR", os.environ.get("DATA_GYM_CACHE_DIR", default))
+        paths = {
+            name: Path(cache) / hashlib.sha1(f"{_OPENAI_URL}{name}".encode()).hexdigest()
+            for name in TOKENIZER_FILES
+            if cache
+        }
+    found = [p.is_file() and sha256_of(p) == TOKENIZER_FILES[n] for n, p in paths.items()]
+    return paths if found and all(found) else None
 
 
 def encode(tokenizer: tiktoken.Encoding, text: str) -> list[int]:

@@ -678,7 +678,7 @@ def infer_config(
 # --------------------------------------------------------------------------------------------
 
 
-def _locate(name_or_path: str) -> tuple[list[Path], dict[str, Any] | None, str, bool]:
+def locate_weights(name_or_path: str) -> tuple[list[Path], dict[str, Any] | None, str, bool]:
     """The safetensors files behind a file, a model directory or a GPT-2 name (downloaded), the
     directory's config.json, how error messages name them, and whether it was a name."""
     path = Path(name_or_path).expanduser()
@@ -709,7 +709,7 @@ def open_pretrained(
     """A skeleton ``GPTModel`` over GPT-2 weights (``gpt.lazy_weights``), every name and shape
     checked, nothing read yet, from a ``.safetensors`` file, a Hugging Face model directory or
     a GPT-2 name (downloaded). Without ``config``: the architecture read off the shapes."""
-    files, hf_config, source, named = _locate(name_or_path)
+    files, hf_config, source, named = locate_weights(name_or_path)
     if config is None and named:
         config = GPTConfig.from_name(name_or_path)
     checkpoint = SafetensorsCheckpoint(files)

@@ -82,7 +82,9 @@ def classify(o: ClassifyOptions) -> None:
         return
     from ..inference.predict import Prediction, TextClassifier
 
-    classifier = TextClassifier.from_run(o.run_dir, device=o.device, tokenizer_dir=o.tokenizer_dir)
+    classifier = TextClassifier.from_run(
+        o.run_dir, device=o.device, tokenizer_dir=o.tokenizer_dir, weights=o.weights
+    )
     texts = list(o.texts)
     started = time.perf_counter()
     explanations: list = [None] * len(texts)
@@ -129,6 +131,7 @@ def _classify_file(o: ClassifyOptions) -> None:
         output=output,
         sink=None if output else sink,
         tokenizer_dir=o.tokenizer_dir,
+        weights=o.weights,
         device=o.device,
         **{key: getattr(o, key) for key in keys},
     )

@@ -120,7 +120,14 @@ def _shown_default(f: dataclasses.Field, meta: typing.Mapping[str, Any], default
 
 
 @dataclass(kw_only=True)
-class ServedRunOptions(TokenizerOptions, DeviceOptions):
+class BaseWeightsOptions:
+    weights: str | None = opt(
+        None, "Where a run saved --save trainable finds its base weights, if moved.", path="any"
+    )
+
+
+@dataclass(kw_only=True)
+class ServedRunOptions(BaseWeightsOptions, TokenizerOptions, DeviceOptions):
     """A saved run loaded for inference (classify, serve)."""
 
     run_dir: str = opt(argument=True, path="dir")

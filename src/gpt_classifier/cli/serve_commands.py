@@ -81,7 +81,11 @@ def serve(o: ServeOptions) -> None:
         model_thread = ModelThread()  # loads the model, then runs every forward pass
         model_thread.submit(pause_point, "serve-load")  # a slow load, for the tests
         classifier = model_thread.call(
-            TextClassifier.from_run, o.run_dir, device=o.device, tokenizer_dir=o.tokenizer_dir
+            TextClassifier.from_run,
+            o.run_dir,
+            device=o.device,
+            tokenizer_dir=o.tokenizer_dir,
+            weights=o.weights,
         )
         limits = ("max_texts", "batch_size", "max_batch_tokens", "batch_wait_ms", "max_queue")
         app = create_app(

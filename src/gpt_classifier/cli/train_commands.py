@@ -17,7 +17,7 @@ from ..runs.transaction import StagedRun
 from ..training.cache_store import CacheStore, describe
 from ..training.recipe import FinetuneOptions
 from ..training.settings import CacheOptions, DeviceOptions, ReadOptions, TokenizerOptions, opt
-from .options import command, options_from
+from .options import BaseWeightsOptions, command, options_from
 
 # Options that only change how a resumed run is shown, not what it computes.
 RESUME_MAY_CHANGE = ("progress", "plots", "dist_timeout")
@@ -87,7 +87,7 @@ def _resume_options(resume_dir: str, kwargs: dict[str, Any]) -> FinetuneOptions:
 
 
 @dataclass(kw_only=True)
-class EvaluateOptions(DeviceOptions, TokenizerOptions, ReadOptions):
+class EvaluateOptions(DeviceOptions, BaseWeightsOptions, TokenizerOptions, ReadOptions):
     run_dir: str = opt(argument=True, path="dir")
     data_file: str | None = opt(
         None,

@@ -95,7 +95,8 @@ def _run_one(
     if resume and (run_dir / MARKER_FILE).is_file() and not _interrupted(run_dir):
         log(f"{title}: finished earlier, read from {run_dir}")
         return _read_outcome(outcome)
-    values = {**base, **row.options, "seed": seed, "output_dir": str(run_dir)}
+    # a row keeps only the trained tensors, unless the grid says --save full
+    values = {"save": "trainable", **base, **row.options, "seed": seed, "output_dir": str(run_dir)}
     values.update(progress=progress, overwrite=True)
     if resume and (StagedRun(run_dir).checkpoint_dir / OPTIONS_FILE).is_file():
         values.update(resume=True, overwrite=False)

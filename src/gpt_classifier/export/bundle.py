@@ -13,9 +13,9 @@ from ..evaluation import read_report_json
 from ..fileio import check_output_dir, write_bytes, writer_lock
 from ..inference import TextClassifier
 from ..runs.model_card import write_model_card
-from ..runs.run_dir import RunInfo, read_run_info
+from ..runs.run_dir import TOKENIZER_DIR, RunInfo, read_run_info
 from ..runs.transaction import commit_staged
-from ..tokenizer import TOKENIZER_FILES, tokenizer_files
+from ..tokenizer import TOKENIZER_FILES, get_tokenizer, tokenizer_files
 from .hf import write_hf
 from .onnx import check_onnx_installed, write_onnx
 
@@ -78,8 +78,7 @@ def export_run(
         )
         if has_lora(classifier.model):
             merge_lora(classifier.model)
-        in_run = all((source / name).is_file() for name in TOKENIZER_FILES)
-        vocab = tokenizer_files(source if in_run else tokenizer_dir)
+        vocab = _tokenizer_bytes(source, tokenizer_dir)
         staging = target.parent / f".{target.name}.export"  # not train's .partial: a checkpoint
         shutil.rmtree(staging, ignore_errors=True)
         folder = staging / "export"
@@ -91,6 +90,19 @@ def export_run(
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
+
+
+def _tokenizer_bytes(source: Path, tokenizer_dir: str | None) -> dict[str, bytes]:
+    """GPT-2's two files: the run's own, else where ``get_tokenizer`` reads them (a download
+    fills tiktoken's cache)."""
+    if (source / TOKENIZER_DIR).is_dir():
+        files = {name: source / TOKENIZER_DIR / name for name in TOKENIZER_FILES}
+    elif (files := tokenizer_files(tokenizer_dir)) is None:
+        get_tokenizer(tokenizer_dir)  # the download, or its one-line error
+        files = tokenizer_files(tokenizer_dir)
+    if files is None:
+        raise GPTClassifierError("GPT-2's tokenizer files are not on disk: pass --tokenizer-dir")
+    return {name: path.read_bytes() for name, path in files.items()}
 
 
 def _write(classifier: TextClassifier, fmt: str, folder: Path, vocab: dict[str, bytes]) -> None:

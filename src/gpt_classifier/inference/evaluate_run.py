@@ -13,8 +13,7 @@ from ..data import LabelMap, encode_records, make_loader, read_records, read_spl
 from ..evaluation.predictions import EVAL_BATCH_SIZE, evaluate_split
 from ..precision import resolve_device, resolve_precision
 from ..progress import tracked
-from ..runs.run_dir import load_run, read_run_info
-from ..tokenizer import get_tokenizer
+from ..runs.run_dir import load_run, read_run_info, run_tokenizer
 
 SPLITS = ("train", "validation", "test")
 
@@ -28,6 +27,7 @@ def evaluate_run(
     label_column: str | None = None,
     lenient: bool = False,
     tokenizer_dir: str | os.PathLike[str] | None = None,
+    weights: str | None = None,
     device: str = "auto",
     precision: str | None = None,
     progress: bool = False,
@@ -39,8 +39,8 @@ def evaluate_run(
     if precision is None:
         precision = str((info.extra or {}).get("precision", "auto"))
     precision_ = resolve_precision(precision, device_)
-    model = load_run(run_dir, device_).model
-    tokenizer = get_tokenizer(tokenizer_dir)
+    model = load_run(run_dir, device_, weights).model
+    tokenizer = run_tokenizer(run_dir, tokenizer_dir)
     label_map = LabelMap(info.classes)
     if data_file is not None:
         splits = {"data": read_records(data_file, fmt, text_column, label_column, lenient=lenient)}

@@ -17,8 +17,8 @@ from ..data.batching import TOKENS_PER_PASS, plan_batches
 from ..data.encoding import pad_token_ids
 from ..errors import GPTClassifierError
 from ..precision import autocast, resolve_device, resolve_precision
-from ..runs.run_dir import RunInfo, load_run
-from ..tokenizer import encode, get_tokenizer
+from ..runs.run_dir import RunInfo, load_run, run_tokenizer
+from ..tokenizer import encode
 
 
 @dataclass(frozen=True)
@@ -56,10 +56,14 @@ class TextClassifier:
         device: str | torch.device | None = None,
         tokenizer_dir: str | os.PathLike[str] | None = None,
         precision: str = "auto",
+        weights: str | None = None,
     ) -> TextClassifier:
+        """The run in ``run_dir`` with its own tokenizer (``tokenizer_dir``: for runs saved
+        without one); ``weights``: a trainable run's base weights, if moved."""
         resolved = resolve_device(device)
-        run = load_run(run_dir, resolved)
-        classifier = cls(run.model, get_tokenizer(tokenizer_dir), run.info, resolved, precision)
+        run = load_run(run_dir, resolved, weights)
+        tokenizer = run_tokenizer(run_dir, tokenizer_dir)
+        classifier = cls(run.model, tokenizer, run.info, resolved, precision)
         if classifier.precision == "bf16":  # the run's model is this classifier's alone
             # Linear weights stored in bf16: under autocast bit-identical outputs, without
             # recasting the weights each pass (~40 ms for GPT-2 124M on a CPU core).

@@ -1,8 +1,10 @@
 """A run directory: the fine-tuned weights plus everything needed to use them again.
 
 ``run.json`` (base model config, classes, pooling, padding, tokenizer, training settings),
-``model.safetensors``, ``metrics.json``, ``report.txt``, ``history.json``, plots and ``data/``
-(the splits) sit side by side; ``load_run`` rebuilds the classifier from the first two.
+``model.safetensors`` (or, saved ``trainable``, ``trained.safetensors`` and a reference to the
+base weights: ``trainable_run``), ``tokenizer/`` (GPT-2's two files: a run answers offline),
+``metrics.json``, ``report.txt``, ``history.json``, plots and ``data/`` (the splits) sit side by
+side; ``load_run`` rebuilds the classifier from the weights and ``run.json``.
 """
 
 from __future__ import annotations
@@ -10,10 +12,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import tiktoken
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
@@ -25,15 +29,18 @@ from ..classifier.pooling import POOLINGS
 from ..config import EOT_TOKEN_ID, GPTConfig
 from ..data.encoding import PADDING_STRATEGIES, Padding, parse_padding
 from ..errors import GPTClassifierError
-from ..fileio import atomic_path, check_output_dir, write_json
-from ..model import GPTModel
+from ..fileio import atomic_path, check_output_dir, sha256_of, write_json
 from ..weights import save_streamed
+from ..model import GPTModel
+from ..tokenizer import TOKENIZER_FILES, get_tokenizer, tokenizer_files
+from .trainable_run import RANDOM_BASE, SAVE_LAYOUTS, TRAINED_FILE, load_trainable, write_trained
 from .transaction import StagedRun, missing_run_hint, verify_files
 
 RUN_FORMAT = "gpt-classifier-run"
 RUN_FORMAT_VERSION = 2  # 2: complete runs carry run-complete.json
 RUN_FILE = "run.json"
 WEIGHTS_FILE = "model.safetensors"
+TOKENIZER_DIR = "tokenizer"
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,8 @@ class RunInfo:
     tokenizer: str = "gpt2"
     pad_token_id: int = 50256
     extra: dict[str, Any] | None = None  # training settings, data summary, timings
+    save: str = "full"  # or "trainable": the trained tensors and base_weights (trainable_run)
+    base_weights: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -61,6 +70,8 @@ class RunInfo:
                 "base_model": self.base_model,
                 "init": self.init,
                 "gpt_config": self.gpt_config.to_dict(),
+                "save": self.save,
+                **({"base_weights": self.base_weights} if self.base_weights else {}),
             },
             "classifier": {
                 "classes": list(self.classes),
@@ -170,6 +181,19 @@ class _Fields:
             seen.add(name)
         return tuple(value)
 
+    def base_weights(self) -> dict[str, Any]:
+        """``model.base_weights`` of a trainable run: a source and its sha256 (and a seed)."""
+        path, value = "model.base_weights", self.get("model.base_weights")
+        if not isinstance(value, dict) or not all(
+            isinstance(value.get(key), str) and value[key] for key in ("source", "sha256")
+        ):
+            raise self.error(f"{path} must hold a source and a sha256 (got {_show(value)})")
+        if value["source"] == RANDOM_BASE:
+            seed = value.get("seed")
+            if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+                raise self.error(f"{path}.seed must be a seed (got {_show(seed)})")
+        return value
+
     def padding(self) -> Padding:
         text = self.string("inputs.padding")
         try:
@@ -236,6 +260,7 @@ def _validated_run_info(fields: _Fields) -> RunInfo:
         " (a token id of the vocabulary)",
         default=EOT_TOKEN_ID,
     )
+    save = fields.string("model.save", SAVE_LAYOUTS, default="full")
     known = {"model", "classifier", "inputs", "format", "format_version"}
     return RunInfo(
         gpt_config=config,
@@ -249,6 +274,8 @@ def _validated_run_info(fields: _Fields) -> RunInfo:
         tokenizer=tokenizer,
         pad_token_id=pad_token_id,
         extra={k: v for k, v in fields.values.items() if k not in known},
+        save=save,
+        base_weights=fields.base_weights() if save == "trainable" else None,
     )
 
 
@@ -259,14 +286,28 @@ class LoadedRun:
     directory: Path
 
 
-def write_model_files(model: GPTClassifier, info: RunInfo, folder: Path) -> None:
-    """``model.safetensors`` (LoRA adapters merged first) and ``run.json`` into ``folder``."""
+def write_model_files(
+    model: GPTClassifier,
+    info: RunInfo,
+    folder: Path,
+    tokenizer_dir: str | os.PathLike[str] | None = None,
+) -> None:
+    """``model.safetensors`` (LoRA adapters merged first) or, saved ``trainable``, the trained
+    tensors; ``run.json``; and the tokenizer's files where they are on disk (``tokenizer_dir``,
+    ``$GPT_CLASSIFIER_TOKENIZER_DIR`` or tiktoken's cache) into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
-    if has_lora(model):
-        merge_lora(model)
     metadata = {"format": RUN_FORMAT, "version": __version__}
-    with atomic_path(folder / WEIGHTS_FILE) as partial:  # a lazy model's frozen weights: read
-        save_streamed(model, partial, metadata)  # as written, one module at a time
+    if info.save == "trainable":
+        write_trained(model, folder, metadata)
+    else:
+        if has_lora(model):
+            merge_lora(model)
+        with atomic_path(folder / WEIGHTS_FILE) as partial:  # a lazy model's frozen weights:
+            save_streamed(model, partial, metadata)  # read as written, one module at a time
+    if (files := tokenizer_files(tokenizer_dir)) is not None:
+        (folder / TOKENIZER_DIR).mkdir(exist_ok=True)
+        for name, path in files.items():
+            shutil.copyfile(path, folder / TOKENIZER_DIR / name)
     write_json(folder / RUN_FILE, info.to_dict())
 
 
@@ -276,6 +317,7 @@ def save_run(
     directory: str | os.PathLike[str],
     *,
     overwrite: bool = False,
+    tokenizer_dir: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Save ``model`` as a complete run directory, in one transaction (see ``transaction``).
 
@@ -284,7 +326,7 @@ def save_run(
     target = check_output_dir(directory, overwrite=overwrite)
     staged = StagedRun(target).start()
     try:
-        write_model_files(model, info, staged.folder)
+        write_model_files(model, info, staged.folder, tokenizer_dir)
         return staged.commit()
     except BaseException:
         staged.discard()
@@ -322,21 +364,67 @@ def _unreadable(path: Path, exc: OSError) -> GPTClassifierError:
     return GPTClassifierError(f"cannot read {path}: {exc.strerror or type(exc).__name__}")
 
 
-def load_run(directory: str | os.PathLike[str], device: str | torch.device = "cpu") -> LoadedRun:
-    """The classifier saved in ``directory``, in eval mode on ``device``."""
+def load_run(
+    directory: str | os.PathLike[str],
+    device: str | torch.device = "cpu",
+    weights: str | None = None,
+) -> LoadedRun:
+    """The classifier saved in ``directory``, in eval mode on ``device``; ``weights``: where a
+    trainable run's base weights are, if not where they were at training."""
     folder = Path(directory)
     info = read_run_info(folder)
-    weights = folder / WEIGHTS_FILE
+    trainable = info.save == "trainable"
+    path = folder / (TRAINED_FILE if trainable else WEIGHTS_FILE)
+    state = _read_weights(folder, path)
+    if trainable:
+        for name in state:
+            state[name] = _checked_values(state[name], name, path)
+        model = load_trainable(state, info, weights)
+    else:
+        model = _full_model(state, info, path)
+    model.to(device).eval()
+    for param in model.parameters():
+        param.requires_grad_(False)
+    model.run_info = info  # classify_review reads the trained lengths and class names from it
+    return LoadedRun(model=model, info=info, directory=folder)
+
+
+def run_tokenizer(
+    directory: str | os.PathLike[str], tokenizer_dir: str | os.PathLike[str] | None = None
+) -> tiktoken.Encoding:
+    """The run's own tokenizer (``tokenizer/``, checked against the run's marker); a run saved
+    without it reads ``tokenizer_dir``, the variable or the download. A ``tokenizer_dir`` given
+    for a run that has its own must hold the same files: the tokenizer is part of the model."""
+    folder = Path(directory)
+    stored = folder / TOKENIZER_DIR
+    if not stored.is_dir():
+        return get_tokenizer(tokenizer_dir)
+    verify_files(folder, [f"{TOKENIZER_DIR}/{name}" for name in TOKENIZER_FILES])
+    if tokenizer_dir:
+        given = Path(tokenizer_dir).expanduser()
+        for name in TOKENIZER_FILES:
+            if not (given / name).is_file() or sha256_of(given / name) != sha256_of(stored / name):
+                raise GPTClassifierError(
+                    f"--tokenizer-dir {given}: its {name} differs from the run's own "
+                    f"{stored / name} (a run's tokenizer is part of its model); drop the flag"
+                )
+    return get_tokenizer(stored)
+
+
+def _read_weights(folder: Path, weights: Path) -> dict[str, torch.Tensor]:
     try:
         if not weights.is_file():
-            raise GPTClassifierError(f"{folder} has no {WEIGHTS_FILE}")
-        verify_files(folder, [WEIGHTS_FILE])
+            raise GPTClassifierError(f"{folder} has no {weights.name}")
+        verify_files(folder, [weights.name])
         weights.open("rb").close()  # safetensors says "No such file" for an unreadable one
-        state = load_file(str(weights))
+        return load_file(str(weights))
     except OSError as exc:
         raise _unreadable(weights, exc) from None
     except (SafetensorError, ValueError) as exc:
         raise GPTClassifierError(f"{weights} is corrupt or truncated ({exc})") from None
+
+
+def _full_model(state: dict[str, torch.Tensor], info: RunInfo, weights: Path) -> GPTClassifier:
     _check_architecture(state, info, weights)
     with torch.device("meta"):
         gpt = GPTModel(info.gpt_config)
@@ -361,11 +449,7 @@ def load_run(directory: str | os.PathLike[str], device: str | torch.device = "cp
             )
         state[name] = _checked_values(state[name], name, weights)
     model.load_state_dict(state, assign=True)
-    model.to(device).eval()
-    for param in model.parameters():
-        param.requires_grad_(False)
-    model.run_info = info  # classify_review reads the trained lengths and class names from it
-    return LoadedRun(model=model, info=info, directory=folder)
+    return model
 
 
 _BLOCK = re.compile(r"^gpt\.trf_blocks\.(\d+)\.")

@@ -33,6 +33,7 @@ from ..progress import progress_bar
 from ..runs import checkpoint
 from ..runs.model_card import write_model_card
 from ..runs.run_dir import RunInfo, write_model_files
+from ..runs.trainable_run import base_weights_record
 from ..runs.transaction import StagedRun, finish_interrupted_commit
 from ..tokenizer import get_tokenizer
 from ..weights import build_lazy_model, frozen_parameter_sample, lazy_weights_of, materialize_model
@@ -689,6 +690,12 @@ def run_info(
         pad_length=pad_length,
         base_model=str(options.weights or options.model),
         init=options.init,
+        save=options.save,
+        base_weights=base_weights_record(
+            options.model, options.weights, options.init, recipe.train.seed
+        )
+        if options.save == "trainable"
+        else None,
         extra={
             "trainable": str(recipe.trainable),
             "lora": {"rank": options.lora_rank, "alpha": options.lora_alpha} if lora else None,
@@ -719,7 +726,7 @@ def write_run(
     options: FinetuneOptions,
 ) -> None:
     folder = staged.folder
-    write_model_files(classifier, info, folder)
+    write_model_files(classifier, info, folder, options.tokenizer_dir)
     classifier.run_info = info
     classes = list(info.classes)
     write_report_json(report, folder / "metrics.json")

@@ -20,6 +20,7 @@ from ..data.encoding import Padding
 from ..distributed import DEFAULT_DIST_TIMEOUT_S, DIST_TIMEOUT_ENV, context_from_env, rank_device
 from ..errors import GPTClassifierError
 from ..precision import resolve_device, resolve_precision
+from ..runs.trainable_run import SAVE_LAYOUTS
 from .settings import (
     CacheOptions,
     ModelOptions,
@@ -72,6 +73,11 @@ class FinetuneOptions(CacheOptions, PrecisionOptions, ModelOptions, PaddingOptio
         True, "Keep the frozen blocks' states on disk for the next run on the same data and model."
     )
     plots: bool = opt(True, "Loss, accuracy and confusion-matrix plots in the run.")
+    save: str = opt(
+        "full",
+        "full: every weight; trainable: the trained ones and a reference to the base weights.",
+        choices=SAVE_LAYOUTS,
+    )
     progress: bool = opt(True, "Progress bars on stderr.")
     checkpoint_every: int | None = _positive(
         "Also checkpoint every N optimizer steps (always: after every epoch)."

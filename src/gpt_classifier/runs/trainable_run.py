@@ -1,0 +1,139 @@
+"""A run saved with ``--save trainable``: the trained tensors alone (``trained.safetensors``) and,
+in run.json's ``model.base_weights``, the base they go over with its sha256: a weights file or
+folder (absolute path) or GPT-2 name, the sha256 of the file (of a sharded folder: of the lines
+``<sha256>  <shard>``); or ``random`` and a seed, the sha256 of the drawn tensors in module order
+(a torch that draws other numbers is refused, not given other predictions). Loading goes
+through ``weights.py``'s one path and overlays the trained tensors, strictly checked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from safetensors.torch import save_file
+
+from ..classifier import GPTClassifier, apply_trainable
+from ..classifier.lora import has_lora, merge_lora
+from ..config import GPTConfig, canonical_model_name, is_model_name
+from ..errors import GPTClassifierError
+from ..fileio import atomic_path, sha256_of
+from ..weights import (
+    LazyWeights,
+    build_lazy_model,
+    lazy_weights_of,
+    locate_weights,
+    materialize_model,
+    open_pretrained,
+)
+
+if TYPE_CHECKING:
+    from .run_dir import RunInfo
+
+SAVE_LAYOUTS = ("full", "trainable")
+TRAINED_FILE = "trained.safetensors"
+RANDOM_BASE = "random"
+
+
+def base_weights_record(
+    model: str | GPTConfig, weights: str | None, init: str, seed: int
+) -> dict[str, Any]:
+    """``model.base_weights`` of a run trained from these ``build_lazy_model`` arguments."""
+    if init == RANDOM_BASE:
+        lazy = lazy_weights_of(build_lazy_model(model, init=RANDOM_BASE, seed=seed))
+        return {"source": RANDOM_BASE, "seed": seed, "sha256": _drawn_digest(lazy)}
+    source = os.path.abspath(os.path.expanduser(weights)) if weights else str(model)
+    source = canonical_model_name(source) if is_model_name(source) else source
+    return {"source": source, "sha256": _files_digest(locate_weights(source)[0])}
+
+
+def write_trained(model: GPTClassifier, folder: Path, metadata: dict[str, str]) -> None:
+    """The parameters ``model`` trains (LoRA adapters unmerged) into ``trained.safetensors``."""
+    trained = {
+        name: param.detach().cpu().contiguous()
+        for name, param in model.named_parameters()
+        if param.requires_grad
+    }
+    with atomic_path(folder / TRAINED_FILE) as partial:
+        save_file(trained, str(partial), metadata)
+
+
+def load_trainable(
+    state: dict[str, torch.Tensor], info: RunInfo, weights: str | None = None
+) -> GPTClassifier:
+    """The run's classifier: its base (from ``weights`` if given: a copy elsewhere), the trained
+    tensors ``state`` over it."""
+    base, extra = info.base_weights or {}, info.extra or {}
+    gpt = _open_base(info.gpt_config, base, weights)
+    lazy = lazy_weights_of(gpt)
+    model = GPTClassifier(gpt, len(info.classes), pooling=info.pooling)
+    materialize_model(gpt)
+    if base["source"] == RANDOM_BASE and _drawn_digest(lazy) != base["sha256"]:
+        raise GPTClassifierError(
+            f"the random base weights drawn from seed {base['seed']} differ from those the run "
+            "was trained on (another torch version?); retrain with --save full"
+        )
+    lora = extra.get("lora") or {}
+    apply_trainable(
+        model,
+        str(extra.get("trainable", "all")),
+        lora_rank=int(lora.get("rank", 16)),
+        lora_alpha=float(lora.get("alpha", 16.0)),
+    )
+    expected = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if missing or unexpected:
+        problem = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
+        raise GPTClassifierError(f"{TRAINED_FILE} does not match run.json's trainable: {problem}")
+    with torch.no_grad():
+        for name, param in expected.items():
+            if state[name].shape != param.shape:
+                raise GPTClassifierError(
+                    f"{TRAINED_FILE}: tensor {name} has shape {tuple(state[name].shape)}, "
+                    f"expected {tuple(param.shape)}"
+                )
+            param.copy_(state[name])
+    if has_lora(model):
+        merge_lora(model)
+    return model
+
+
+def _open_base(cfg: GPTConfig, base: dict[str, Any], weights: str | None) -> Any:
+    if base["source"] == RANDOM_BASE:
+        return build_lazy_model(cfg, init=RANDOM_BASE, seed=base["seed"])
+    source, expected = weights or base["source"], base["sha256"]
+    named = f"base weights {base['source']} (sha256 {expected[:12]}…)"
+    fetch = f"run `gpt-classifier download {source}` or " if is_model_name(source) else ""
+    try:
+        files = locate_weights(source)[0]
+    except GPTClassifierError as exc:
+        raise GPTClassifierError(
+            f"{named} not found ({exc}); {fetch}pass --weights PATH to a copy of them"
+        ) from None
+    if (actual := _files_digest(files)) != expected:
+        raise GPTClassifierError(
+            f"{source} has sha256 {actual[:12]}…, not the run's {named}; "
+            "pass --weights PATH to the weights the run was trained on"
+        )
+    return open_pretrained(source, config=cfg)
+
+
+def _files_digest(files: Sequence[Path]) -> str:
+    if len(files) == 1:
+        return sha256_of(files[0])
+    lines = "".join(f"{sha256_of(file)}  {file.name}\n" for file in sorted(files))
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def _drawn_digest(lazy: LazyWeights | None) -> str:
+    """The sha256 of every base tensor, module by module (drawn now, or as materialised)."""
+    assert lazy is not None
+    digest = hashlib.sha256()
+    for name in lazy.names:
+        for _, tensor in lazy.stream(name):
+            digest.update(tensor.contiguous().reshape(-1).view(torch.uint8).numpy().data)
+    return digest.hexdigest()
