@@ -30,9 +30,9 @@ from ..config import EOT_TOKEN_ID, GPTConfig
 from ..data.encoding import PADDING_STRATEGIES, Padding, parse_padding
 from ..errors import GPTClassifierError
 from ..fileio import atomic_path, check_output_dir, sha256_of, write_json
-from ..weights import save_streamed
 from ..model import GPTModel
 from ..tokenizer import TOKENIZER_FILES, get_tokenizer, tokenizer_files
+from ..weights import save_streamed
 from .trainable_run import RANDOM_BASE, SAVE_LAYOUTS, TRAINED_FILE, load_trainable, write_trained
 from .transaction import StagedRun, missing_run_hint, verify_files
 
