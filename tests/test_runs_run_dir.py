@@ -482,7 +482,10 @@ def test_saved_files_get_the_umask_permissions(tmp_path, saved_config, umask):
         assert mode == 0o666 & ~umask, f"{name}: {oct(mode)}"
 
 
-def test_the_same_model_saves_to_the_same_bytes_in_any_process(tmp_path):
+@pytest.mark.parametrize(
+    ("save", "file"), [("full", "model.safetensors"), ("trainable", "trained.safetensors")]
+)
+def test_the_same_model_saves_to_the_same_bytes_in_any_process(tmp_path, save, file):
     """Processes with different hash seeds save the same seeded model to identical files."""
     import subprocess
     import sys
@@ -498,12 +501,12 @@ def test_the_same_model_saves_to_the_same_bytes_in_any_process(tmp_path):
         "model = GPTClassifier(GPTModel(cfg), 2)\n"
         "apply_trainable(model, 'last-block')\n"
         "info = RunInfo(gpt_config=cfg, classes=('ham', 'spam'), pooling='last-real',\n"
-        "               padding='batch', max_length=16, pad_length=None)\n"
+        "               padding='batch', max_length=16, pad_length=None, save=sys.argv[2])\n"
         "save_run(model, info, sys.argv[1])\n"
     )
     files = []
     for seed in ("1", "2", "3"):
         env = {**os.environ, "PYTHONHASHSEED": seed}
-        subprocess.run([sys.executable, "-c", script, tmp_path / seed], env=env, check=True)
-        files.append((tmp_path / seed / "model.safetensors").read_bytes())
+        subprocess.run([sys.executable, "-c", script, tmp_path / seed, save], env=env, check=True)
+        files.append((tmp_path / seed / file).read_bytes())
     assert files[0] == files[1] == files[2]  # the old save_file differed for seed 3

@@ -17,7 +17,7 @@ import math
 import os
 import re
 import struct
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -456,8 +456,21 @@ _DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", t
 def save_streamed(model: nn.Module, path: Path, metadata: dict[str, str]) -> None:
     """``safetensors.torch.save_file(model.state_dict(), path, metadata)`` holding at most one
     frozen module of a lazy model in memory: the header from the shapes, then the tensors."""
+    specs = model.state_dict(keep_vars=True).items()
+    save_tensors(specs, (tensor for _, tensor in iter_state_dict(model)), path, metadata)
+
+
+def save_tensors(
+    specs: Iterable[tuple[str, torch.Tensor]],
+    tensors: Iterable[torch.Tensor],
+    path: Path,
+    metadata: dict[str, str],
+) -> None:
+    """A safetensors file whose bytes depend on its tensors alone (safetensors' own writer orders
+    the metadata differently in each process): the header from ``specs``' names, dtypes and
+    shapes, then ``tensors`` in the same order."""
     entries, offset = {}, 0
-    for key, value in model.state_dict(keep_vars=True).items():
+    for key, value in specs:
         size = value.numel() * value.element_size()
         entries[key] = {
             "dtype": _DTYPES[value.dtype],
@@ -470,7 +483,7 @@ def save_streamed(model: nn.Module, path: Path, metadata: dict[str, str]) -> Non
     with open(path, "wb") as handle:
         handle.write(struct.pack("<Q", len(header)))
         handle.write(header)
-        for _, tensor in iter_state_dict(model):
+        for tensor in tensors:
             handle.write(tensor.contiguous().cpu().reshape(-1).view(torch.uint8).numpy().data)
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from safetensors.torch import save_file
 
 from ..classifier import GPTClassifier, apply_trainable
 from ..classifier.lora import has_lora, merge_lora
@@ -29,6 +28,7 @@ from ..weights import (
     locate_weights,
     materialize_model,
     open_pretrained,
+    save_tensors,
 )
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ def write_trained(model: GPTClassifier, folder: Path, metadata: dict[str, str]) 
         if param.requires_grad
     }
     with atomic_path(folder / TRAINED_FILE) as partial:
-        save_file(trained, str(partial), metadata)
+        save_tensors(trained.items(), trained.values(), partial, metadata)
 
 
 def load_trainable(
