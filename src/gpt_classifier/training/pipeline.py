@@ -554,7 +554,7 @@ def _keep(store: CacheStore, key: str, cache: Any, log: Log) -> None:
     try:
         store.save(key, cache)
     except GPTClassifierError as exc:  # a full or read-only disk costs the reuse, not the run
-        log(f"frozen-prefix cache: not kept on disk ({exc})")
+        log(f"warning: frozen-prefix cache: not kept on disk ({exc})")
 
 
 def _split_of(loader_key: str) -> str:
