@@ -27,7 +27,7 @@ from ..data.readers import TextRow
 from ..data.streaming import TextFilePlan, iter_text_rows, scan_text_file
 from ..errors import GPTClassifierError
 from ..faults import crash_point
-from ..fileio import fsync_directory, refuse_special, write_json
+from ..fileio import cannot_write, fsync_directory, refuse_special, write_json
 from .predict import Prediction, TextClassifier
 
 CHUNK_ROWS = 4096
@@ -216,8 +216,13 @@ class _PartialCsv:
             self.handle = partial.open("w", newline="", encoding="utf-8")
         except OSError as exc:
             raise _cannot_write(partial, exc) from None
-        csv.writer(self.handle).writerow(self.columns + ["predicted_label", "probability"])
-        self._record()
+        try:
+            csv.writer(self.handle).writerow(self.columns + ["predicted_label", "probability"])
+            self._record()
+        except GPTClassifierError:  # not even the header fits: nothing to resume
+            self.handle.close()
+            partial.unlink(missing_ok=True)
+            raise
 
     def __call__(self, rows: Sequence[TextRow], predictions: Sequence[Prediction]) -> None:
         """Append a chunk's rows and record the progress. Cells are written raw, a leading
@@ -265,7 +270,7 @@ class _PartialCsv:
 
 
 def _cannot_write(path: Path, exc: OSError) -> GPTClassifierError:
-    return GPTClassifierError(f"cannot write {path} ({exc.strerror or exc})")
+    return cannot_write(path, exc, "--output (the rows written so far are kept for --resume)")
 
 
 def _read_progress(output: Path, identity: dict[str, Any]) -> tuple[int, int]:

@@ -28,7 +28,7 @@ from ..distributed import DistContext
 from ..errors import GPTClassifierError
 from ..evaluation import format_report, write_report_json
 from ..evaluation.predictions import EVAL_BATCH_SIZE, evaluate_split
-from ..fileio import check_output_dir, write_json, write_text, writer_lock
+from ..fileio import cannot_write, check_output_dir, write_json, write_text, writer_lock
 from ..lazy_weights import frozen_parameter_sample
 from ..precision import autocast, resolve_device, resolve_precision
 from ..runs import checkpoint
@@ -166,7 +166,7 @@ def _run_finetune(
             encoded = encode(prepared, recipe, classifier, options.tokenizer_dir, log)
         with clock.stage("prefix_cache"):
             setup = make_loaders(classifier, encoded, recipe.train, options, log, dist)
-        with clock.stage("train"):
+        with clock.stage("train"), _saving(staged, options.output_path):
             result = fit(setup, recipe.train, options, staged, encoded, log)
         with deferred_interrupts() as interrupt:  # a Ctrl-C now would lose the trained model
             with clock.stage("evaluate"):
@@ -174,12 +174,12 @@ def _run_finetune(
             release_free_memory()
             run_dir = options.output_path
             if staged is not None:  # rank 0 writes the run
-                with clock.stage("save"):
-                    info = run_info(options, recipe, setup, encoded, prepared, result)
-                    write_run(staged, setup.classifier, info, report, result, prepared, options)
-                timings = _timings(clock, setup.device, dist)
-                write_json(staged.folder / "timings.json", timings)
-                run_dir = staged.commit()
+                with _saving(staged, run_dir):
+                    with clock.stage("save"):
+                        info = run_info(options, recipe, setup, encoded, prepared, result)
+                        write_run(staged, setup.classifier, info, report, result, prepared, options)
+                    write_json(staged.folder / "timings.json", _timings(clock, setup.device, dist))
+                    run_dir = staged.commit()
         if interrupt.requested:
             result.interrupted = True
     except TrainingDiverged as exc:
@@ -188,8 +188,8 @@ def _run_finetune(
             message += f"; the last good checkpoint is kept in {staged.checkpoint_dir}"
         raise GPTClassifierError(message) from None
     except BaseException:
-        if staged is not None and not checkpoint.has_checkpoint(staged.checkpoint_dir):
-            staged.discard()  # nothing worth resuming: leave no trace
+        if staged is not None:  # leave no trace but the last checkpoint (for --resume)
+            staged.discard(keep_checkpoint=checkpoint.has_checkpoint(staged.checkpoint_dir))
         raise
     clock.seconds["total"] = clock.total()
     return FinetuneResult(
@@ -202,6 +202,19 @@ def _run_finetune(
         precision=setup.precision,
         main_process=dist.is_main,
     )
+
+
+@contextmanager
+def _saving(staged: StagedRun | None, target: Path) -> Iterator[None]:
+    """An OSError writing the run or its checkpoint (full disk, permissions) as one line that
+    says what to do."""
+    try:
+        yield
+    except OSError as exc:
+        flag = "--output-dir"
+        if staged is not None and checkpoint.has_checkpoint(staged.checkpoint_dir):
+            flag += f" (the last checkpoint is kept: gpt-classifier train --resume {target})"
+        raise cannot_write(target, exc, flag) from None
 
 
 def _finished_run(run_dir: Path) -> FinetuneResult:
@@ -232,8 +245,12 @@ def open_run_directory(options: FinetuneOptions) -> StagedRun:
             f"{target} (or pass --overwrite to start again)"
         )
     staged.start()
-    staged.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint.save_options(staged.checkpoint_dir, options.to_dict())
+    try:
+        staged.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        checkpoint.save_options(staged.checkpoint_dir, options.to_dict())
+    except OSError as exc:
+        staged.discard()
+        raise cannot_write(target, exc, "--output-dir") from None
     return staged
 
 
