@@ -268,6 +268,12 @@ def prepare_data(options: FinetuneOptions, recipe: ResolvedRecipe, log: Log) -> 
         log(f"dropped {summary.duplicates_dropped} duplicate texts (--keep-duplicates keeps them)")
     sizes = ", ".join(f"{name} {len(prepared.split(name))}" for name in SPLITS)
     log(f"data: {summary.source}: {sizes}; classes: {', '.join(prepared.label_map.classes)}")
+    for name in [name for name in SPLITS[1:] if not prepared.split(name)]:
+        without = "no test metrics" if name == "test" else "its losses show as nan, no best epoch"
+        log(
+            f"note: the {name} split is empty at these --fractions and class sizes: training "
+            f"goes on without it ({without})"
+        )
     n_train, batch = len(prepared.train), recipe.train.batch_size
     if n_train < batch:  # the training loader drops its last incomplete batch, as the book's
         raise GPTClassifierError(
