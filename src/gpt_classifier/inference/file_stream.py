@@ -313,13 +313,16 @@ def run_classify_file(
     from ..precision import resolve_device
 
     dist = distributed.init_distributed(resolve_device(device))
+    finished = False
     try:
         rank_device = distributed.rank_device(dist, resolve_device(device))
         classifier = TextClassifier.from_run(
             run_dir, device=rank_device, tokenizer_dir=tokenizer_dir
         )
-        return classify_file(classifier, input_file, run_dir=run_dir, dist=dist, **options)
+        result = classify_file(classifier, input_file, run_dir=run_dir, dist=dist, **options)
+        finished = True
+        return result
     except torch.distributed.DistError as exc:
         raise distributed.peer_failure(dist, exc) from None
     finally:
-        distributed.shutdown(dist)
+        distributed.shutdown(dist, finished=finished)

@@ -121,13 +121,16 @@ def run_finetune(options: FinetuneOptions, log: Log = _stderr) -> FinetuneResult
     dist = distributed.init_distributed(recipe.device, options.dist_timeout)
     if not dist.is_main:
         log, options = _quiet, dataclasses.replace(options, progress=False)
+    finished = False
     try:
         with _on_main(dist, lambda: _lock(options)) or nullcontext():
-            return _run_finetune(options, recipe, dist, log)
+            result = _run_finetune(options, recipe, dist, log)
+        finished = True
+        return result
     except torch.distributed.DistError as exc:
         raise distributed.peer_failure(dist, exc) from None
     finally:
-        distributed.shutdown(dist)
+        distributed.shutdown(dist, finished=finished)
 
 
 def _lock(options: FinetuneOptions) -> ExitStack:
