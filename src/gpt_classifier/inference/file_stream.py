@@ -32,6 +32,7 @@ from .predict import Prediction, TextClassifier
 
 CHUNK_ROWS = 4096
 PROGRESS_FORMAT = 1
+_FLAG = "--output (the rows written so far are kept for --resume)"
 _HEAD_BYTES = 1 << 20  # of the input, in its identity (with its size and modification time)
 
 ChunkSink = Callable[[Sequence[TextRow], Sequence[Prediction]], None]
@@ -215,7 +216,7 @@ class _PartialCsv:
             progress_path(output).unlink(missing_ok=True)
             self.handle = partial.open("w", newline="", encoding="utf-8")
         except OSError as exc:
-            raise _cannot_write(partial, exc) from None
+            raise cannot_write(partial, exc, _FLAG) from None
         try:
             csv.writer(self.handle).writerow(self.columns + ["predicted_label", "probability"])
             self._record()
@@ -237,7 +238,7 @@ class _PartialCsv:
         try:
             self.handle.write(buffer.getvalue())
         except OSError as exc:
-            raise _cannot_write(self.output, exc) from None
+            raise cannot_write(self.output, exc, _FLAG) from None
         crash_point("classify-chunk-written")  # the rows are there, the progress not yet
         self.done += len(rows)
         self._record()
@@ -256,7 +257,7 @@ class _PartialCsv:
             }
             write_json(progress_path(self.output), values)
         except OSError as exc:
-            raise _cannot_write(self.output, exc) from None
+            raise cannot_write(self.output, exc, _FLAG) from None
 
     def commit(self) -> None:
         """Rename the complete partial file to the output's name, then forget the progress."""
@@ -266,11 +267,7 @@ class _PartialCsv:
             progress_path(self.output).unlink(missing_ok=True)
             fsync_directory(self.output.parent)
         except OSError as exc:
-            raise _cannot_write(self.output, exc) from None
-
-
-def _cannot_write(path: Path, exc: OSError) -> GPTClassifierError:
-    return cannot_write(path, exc, "--output (the rows written so far are kept for --resume)")
+            raise cannot_write(self.output, exc, _FLAG) from None
 
 
 def _read_progress(output: Path, identity: dict[str, Any]) -> tuple[int, int]:
