@@ -186,3 +186,18 @@ def test_a_second_two_process_run_reuses_rank_0s_disk_cache(micro_files, tokeniz
         runs.append((done.stderr, json.loads(out.read_text())))
     assert "reused from" not in runs[0][0] and "reused from" in runs[1][0]
     assert runs[1][1]["step_losses"] == runs[0][1]["step_losses"]
+
+
+def test_a_rank_that_finished_waits_for_the_others_before_leaving_the_group(monkeypatch):
+    """A rank must not close its gloo connections while a peer still reads from them; a rank
+    that failed leaves at once (its peers may be gone)."""
+    from gpt_classifier import distributed
+
+    calls: list[str] = []
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "barrier", lambda: calls.append("barrier"))
+    monkeypatch.setattr(torch.distributed, "destroy_process_group", lambda: calls.append("left"))
+    context = distributed.DistContext(0, 2, 0, "gloo", owns_group=True)
+    distributed.shutdown(context, finished=True)
+    distributed.shutdown(context)
+    assert calls == ["barrier", "left", "left"]

@@ -9,7 +9,8 @@ import json
 import pytest
 import torch
 from click.testing import CliRunner
-from safetensors.torch import load_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
 
 from gpt_classifier.classifier import GPTClassifier, apply_trainable
 from gpt_classifier.cli.main import cli
@@ -93,11 +94,51 @@ def test_a_corrupt_entry_is_reported_and_recomputed(
     victim = store.entries()[0].path
     victim.write_bytes(victim.read_bytes()[:100])
     second, log = _train(tmp_path, data_file, tokenizer_dir, tiny_config_file, "b")
-    assert sum("is unreadable or corrupt" in m for m in log) == 1
+    assert sum("is corrupt or not this entry" in m for m in log) == 1
     assert any("running blocks" in m for m in log)
     metrics = [json.loads((r.run_dir / "metrics.json").read_text()) for r in (first, second)]
     assert metrics[0] == metrics[1]
     assert len(store.entries()) == 3
+
+
+@pytest.mark.parametrize("poison", ["swapped", "rescaled"])
+def test_an_entry_swapped_in_or_altered_is_reported_recomputed_and_rewritten(
+    tmp_path, data_file, tokenizer_dir, tiny_config_file, poison
+):
+    """Well-formed, finite, but not the states its name promises: never reused."""
+    first, _ = _train(tmp_path, data_file, tokenizer_dir, tiny_config_file, "a")
+    store = CacheStore(tmp_path / "cache")
+    victim, other = (entry.path for entry in store.entries()[:2])
+    if poison == "swapped":  # another configuration's entry under this name
+        victim.write_bytes(other.read_bytes())
+    else:
+        with safe_open(str(victim), "pt") as entry:
+            metadata = entry.metadata()
+            tensors = {name: entry.get_tensor(name) for name in ("storage", "lengths")}
+        save_file({**tensors, "storage": tensors["storage"] * 1.5}, str(victim), metadata)
+    second, log = _train(tmp_path, data_file, tokenizer_dir, tiny_config_file, "b")
+    warnings = [m for m in log if "is corrupt or not this entry" in m]
+    assert len(warnings) == 1 and str(victim) in warnings[0]
+    metrics = [json.loads((r.run_dir / "metrics.json").read_text()) for r in (first, second)]
+    assert metrics[0] == metrics[1]
+    _, third = _train(tmp_path, data_file, tokenizer_dir, tiny_config_file, "c")
+    assert any("train, validation, test reused from" in m for m in third)  # rewritten whole
+    assert not any("not this entry" in m for m in third)
+
+
+def test_a_failed_cache_write_is_a_warning_and_training_goes_on(
+    tmp_path, data_file, tokenizer_dir, tiny_config_file, monkeypatch
+):
+    def full_disk(*args, **kwargs):
+        raise SafetensorError("Error while serializing: No space left on device (os error 28)")
+
+    monkeypatch.setattr("gpt_classifier.training.cache_store.save_file", full_disk)
+    result, log = _train(tmp_path, data_file, tokenizer_dir, tiny_config_file, "a")
+    assert (result.run_dir / "metrics.json").is_file() and result.cached_prefix
+    assert sum("warning: frozen-prefix cache: not kept on disk" in m for m in log) == 3
+    assert any("No space left on device" in m for m in log)
+    assert CacheStore(tmp_path / "cache").entries() == []
+    assert not list((tmp_path / "cache").rglob("*.tmp"))  # no partial entry left
 
 
 def test_disk_cache_off_writes_nothing(tmp_path, data_file, tokenizer_dir, tiny_config_file):

@@ -455,3 +455,23 @@ def test_the_log_counts_true_optimizer_steps_and_effective_batch(files, tokenize
     assert f"of {batches} steps = 1 optimizer step(s)" in line, line
     assert f"x {batches} accumulated = effective batch {4 * batches})" in line, line
     assert load_run(tmp_path / "run").info.extra["effective_batch_size"] == 4 * batches
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("fractions", "empty", "reported"),
+    [("0.98,0.01,0.01", "validation", ["train", "test"]), ("0.75,0.25,0", "test", None)],
+)
+def test_fractions_that_empty_a_split_train_without_it(
+    files, tokenizer_dir, tmp_path, fractions, empty, reported
+):
+    """48 rows: 0.01 of a class of 24 is no row. The frozen prefix is cached (empty split too)."""
+    result = _cli_train(files, tokenizer_dir, tmp_path / "run", "--fractions", fractions)
+    assert result.exit_code == 0, result.output
+    assert f"note: the {empty} split is empty" in result.output
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert empty not in metrics and list(metrics) == (reported or ["train", "validation"])
+    evaluated = CliRunner().invoke(
+        cli, ["evaluate", str(tmp_path / "run"), "--tokenizer-dir", str(tokenizer_dir)]
+    )
+    assert evaluated.exit_code == 0 and f"{empty} " not in evaluated.output.split("==")[0]

@@ -7,6 +7,7 @@ one; an epoch's last ``M mod N`` batches are dropped so every rank takes as many
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -178,9 +179,15 @@ def init_distributed(device: torch.device, timeout_s: float | None = None) -> Di
     return DistContext(ctx.rank, ctx.world_size, ctx.local_rank, backend, owns_group=True)
 
 
-def shutdown(ctx: DistContext) -> None:
-    """Leave the process group, unless the caller had set it up."""
+def shutdown(ctx: DistContext, *, finished: bool = False) -> None:
+    """Leave the process group, unless the caller had set it up. ``finished`` (no error on this
+    rank): wait for the others first, so that no rank tears its gloo connections down while a
+    peer still reads its last collective from them (that peer aborts: "terminate called without
+    an active exception")."""
     if ctx.owns_group and dist.is_initialized():
+        if finished:
+            with contextlib.suppress(dist.DistError, RuntimeError):  # a peer gone: leave anyway
+                dist.barrier()
         dist.destroy_process_group()
 
 

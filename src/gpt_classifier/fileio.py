@@ -4,6 +4,7 @@ flushed, given the mode ``open()`` would give, renamed over it), and the cache f
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -61,6 +62,24 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
+
+
+def cannot_write(path: str | os.PathLike[str], exc: OSError, flag: str) -> GPTClassifierError:
+    """An OSError writing ``path`` (full disk, quota, permissions, read-only) as one line that
+    says what to do."""
+    full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    remedy = "free space or choose another" if full else "choose a writable place with"
+    why = (exc.strerror or str(exc)).lower()
+    return GPTClassifierError(f"cannot write {path}: {why}; {remedy} {flag}")
+
+
+@contextlib.contextmanager
+def writing(path: str | os.PathLike[str], flag: str) -> Iterator[None]:
+    """Any OSError inside becomes :func:`cannot_write`'s one-line error."""
+    try:
+        yield
+    except OSError as exc:
+        raise cannot_write(path, exc, flag) from None
 
 
 def write_bytes(path: str | os.PathLike[str], content: bytes) -> None:

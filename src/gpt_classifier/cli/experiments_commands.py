@@ -14,7 +14,7 @@ from click.core import ParameterSource
 
 from ..data import DEFAULT_SEED
 from ..errors import INTERRUPTED_EXIT, GPTClassifierError
-from ..fileio import writer_lock
+from ..fileio import writer_lock, writing
 from ..training.settings import (
     MAX_SEED,
     CacheOptions,
@@ -105,7 +105,8 @@ def experiments(o: ExperimentsOptions) -> None:
                 raise GPTClassifierError(message)
             outcomes.append(tfidf_baseline(finished[0].run_dir / "data", seed=o.seed))
         header = _header(base, o, time.perf_counter() - started)
-        written = write_outputs(summarize(outcomes), output_dir, header)
+        with writing(output_dir, "--output-dir"):
+            written = write_outputs(summarize(outcomes), output_dir, header)
         click.echo((output_dir / "experiments.md").read_text(encoding="utf-8"), nl=False)
         _log("wrote " + ", ".join(str(path) for path in written))
     failed = [outcome for outcome in outcomes if not outcome.ok]

@@ -11,6 +11,7 @@ import click
 from click.core import ParameterSource
 
 from ..errors import INTERRUPTED_EXIT, GPTClassifierError
+from ..fileio import writing
 from ..precision import PRECISIONS
 from ..runs.checkpoint import OPTIONS_FILE, read_options
 from ..runs.transaction import StagedRun
@@ -113,7 +114,8 @@ def evaluate(options: EvaluateOptions) -> None:
     report, classes = evaluate_run(run_dir, **values)
     click.echo(format_report(report, classes), nl=False)
     if output:
-        write_report_json(report, output)
+        with writing(output, "--output"):
+            write_report_json(report, output)
 
 
 @click.group()

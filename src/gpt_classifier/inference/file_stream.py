@@ -26,12 +26,13 @@ from ..data.readers import TextRow
 from ..data.streaming import TextFilePlan, iter_text_rows, scan_text_file
 from ..errors import GPTClassifierError
 from ..faults import crash_point
-from ..fileio import fsync_directory, refuse_special, write_json
+from ..fileio import cannot_write, fsync_directory, refuse_special, write_json
 from ..progress import progress_bar
 from .predict import Prediction, TextClassifier
 
 CHUNK_ROWS = 4096
 PROGRESS_FORMAT = 2  # 2: per-class probability columns
+_FLAG = "--output (the rows written so far are kept for --resume)"
 _HEAD_BYTES = 1 << 20  # of the input, in its identity (with its size and modification time)
 
 ChunkSink = Callable[[Sequence[TextRow], Sequence[Prediction]], None]
@@ -224,11 +225,16 @@ class _PartialCsv:
             progress_path(output).unlink(missing_ok=True)
             self.handle = partial.open("w", newline="", encoding="utf-8")
         except OSError as exc:
-            raise _cannot_write(partial, exc) from None
+            raise cannot_write(partial, exc, _FLAG) from None
         per_class = [f"probability_{name}" for name in self.classes]
-        header = [*self.columns, "predicted_label", "probability", *per_class]
-        csv.writer(self.handle).writerow(header)
-        self._record()
+        try:
+            header = [*self.columns, "predicted_label", "probability", *per_class]
+            csv.writer(self.handle).writerow(header)
+            self._record()
+        except GPTClassifierError:  # not even the header fits: nothing to resume
+            self.handle.close()
+            partial.unlink(missing_ok=True)
+            raise
 
     def __call__(self, rows: Sequence[TextRow], predictions: Sequence[Prediction]) -> None:
         """Append a chunk's rows and record the progress. Cells are written raw, a leading
@@ -244,7 +250,7 @@ class _PartialCsv:
         try:
             self.handle.write(buffer.getvalue())
         except OSError as exc:
-            raise _cannot_write(self.output, exc) from None
+            raise cannot_write(self.output, exc, _FLAG) from None
         crash_point("classify-chunk-written")  # the rows are there, the progress not yet
         self.done += len(rows)
         self._record()
@@ -263,7 +269,7 @@ class _PartialCsv:
             }
             write_json(progress_path(self.output), values)
         except OSError as exc:
-            raise _cannot_write(self.output, exc) from None
+            raise cannot_write(self.output, exc, _FLAG) from None
 
     def commit(self) -> None:
         """Rename the complete partial file to the output's name, then forget the progress."""
@@ -273,11 +279,7 @@ class _PartialCsv:
             progress_path(self.output).unlink(missing_ok=True)
             fsync_directory(self.output.parent)
         except OSError as exc:
-            raise _cannot_write(self.output, exc) from None
-
-
-def _cannot_write(path: Path, exc: OSError) -> GPTClassifierError:
-    return GPTClassifierError(f"cannot write {path} ({exc.strerror or exc})")
+            raise cannot_write(self.output, exc, _FLAG) from None
 
 
 def _read_progress(output: Path, identity: dict[str, Any]) -> tuple[int, int]:
@@ -321,13 +323,16 @@ def run_classify_file(
     from ..precision import resolve_device
 
     dist = distributed.init_distributed(resolve_device(device))
+    finished = False
     try:
         rank_device = distributed.rank_device(dist, resolve_device(device))
         classifier = TextClassifier.from_run(
             run_dir, device=rank_device, tokenizer_dir=tokenizer_dir, weights=weights
         )
-        return classify_file(classifier, input_file, run_dir=run_dir, dist=dist, **options)
+        result = classify_file(classifier, input_file, run_dir=run_dir, dist=dist, **options)
+        finished = True
+        return result
     except torch.distributed.DistError as exc:
         raise distributed.peer_failure(dist, exc) from None
     finally:
-        distributed.shutdown(dist)
+        distributed.shutdown(dist, finished=finished)

@@ -8,7 +8,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from torch import nn
@@ -58,10 +58,34 @@ def save_checkpoint(
     payload = {"format": CHECKPOINT_FORMAT, "fingerprint": fingerprint, "loop": loop}
     weights = {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
     payload.update(weights=weights, optimizer=optimizer.state_dict())
-    with atomic_path(folder / STATE_FILE) as partial:
-        torch.save(payload, partial)
+    with atomic_path(folder / STATE_FILE) as partial, partial.open("wb") as handle:
+        writer = _KeepsWriteError(handle)
+        try:
+            torch.save(payload, writer)
+        except RuntimeError:  # torch words a full disk as "unexpected pos": raise the real one
+            if writer.error is None:
+                raise
+            raise writer.error from None
         crash_point("checkpoint-written")
     crash_point("checkpoint")
+
+
+class _KeepsWriteError:
+    """A file for ``torch.save`` that keeps the OSError (full disk...) of a failed write."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self.handle = handle
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self.handle.flush()
 
 
 def save_options(folder: Path, options: dict[str, Any]) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..errors import GPTClassifierError
 from ..faults import crash_point
-from ..fileio import fsync_directory, sha256_of, write_json
+from ..fileio import cannot_write, fsync_directory, sha256_of, write_json
 
 MARKER_FILE = "run-complete.json"
 MARKER_FORMAT = "gpt-classifier-run-complete"
@@ -46,11 +46,11 @@ class StagedRun:
                 shutil.rmtree(self.root)
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise GPTClassifierError(f"cannot create {self.root}: {exc.strerror.lower()}") from None
+            raise cannot_write(self.root, exc, "--output-dir") from None
         return self
 
-    def discard(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
+    def discard(self, *, keep_checkpoint: bool = False) -> None:
+        shutil.rmtree(self.folder if keep_checkpoint else self.root, ignore_errors=True)
 
     def commit(self) -> Path:
         """Write the marker, then swap the staged run into place."""

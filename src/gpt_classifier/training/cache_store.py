@@ -2,12 +2,15 @@
 
 The frozen blocks' states depend only on the frozen weights, the config, the number of frozen
 blocks, the precision, the mask and the token ids: their digest names a safetensors file, so a
-second ``train`` on the same data and base model loads them. Written atomically; the least
-recently used go once the folder outgrows its cap; a corrupt entry is reported and recomputed.
+second ``train`` on the same data and base model loads them. Each entry carries its key and
+the sha256 of its tensors in its metadata: one renamed, swapped in from elsewhere or altered
+is reported and recomputed like a corrupt one. Written atomically; the least recently used go
+once the folder outgrows its cap; a failed write costs the reuse, never the run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -18,8 +21,8 @@ from pathlib import Path
 from stat import S_ISREG
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
 from ..data.encoding import EncodedDataset
 from ..errors import GPTClassifierError
@@ -29,7 +32,7 @@ from .prefix_cache import HiddenStateCache
 
 DEFAULT_SIZE_CAP_BYTES = 8 << 30
 SUFFIX = ".safetensors"
-FORMAT = "gpt-classifier-prefix-cache-2"
+FORMAT = "gpt-classifier-prefix-cache-3"
 
 
 def model_digest(
@@ -119,39 +122,47 @@ class CacheStore:
         return self.path(key).is_file()
 
     def load(self, key: str, log: Callable[[str], None]) -> HiddenStateCache | None:
+        """The entry's states, or None (reported once, then deleted) when it is unreadable or
+        not what ``key`` names."""
         path = self.path(key)
         if not path.is_file():
             return None
         try:
-            tensors = load_file(str(path))
+            with safe_open(str(path), "pt") as entry:
+                metadata = entry.metadata() or {}
+                tensors = {name: entry.get_tensor(name) for name in ("storage", "lengths")}
             storage, kept = tensors["storage"], tensors["lengths"].tolist()
-            if (
-                storage.dim() != 2
-                or storage.shape[0] != sum(kept)
-                or storage.dtype != torch.float32
-            ):
-                raise ValueError(f"storage of shape {tuple(storage.shape)} for {sum(kept)} rows")
-            if not torch.isfinite(storage).all():
-                raise ValueError("non-finite states")
+            if metadata.get("key") != key:
+                raise ValueError(f"it holds the entry {str(metadata.get('key'))[:16]}")
+            if metadata.get("sha256") != content_digest(tensors):
+                raise ValueError("its states do not match their sha256")
         except (SafetensorError, OSError, KeyError, ValueError, RuntimeError) as exc:
-            log(f"frozen-prefix cache: {path.name} is unreadable or corrupt ({exc}); recomputing")
-            path.unlink(missing_ok=True)
+            log(
+                f"warning: frozen-prefix cache: {path} is corrupt or not this entry ({exc}); "
+                "recomputing it"
+            )
+            with contextlib.suppress(OSError):  # a read-only cache is read, never fixed
+                path.unlink(missing_ok=True)
             return None
-        os.utime(path)  # least-recently-used order is by modification time
+        with contextlib.suppress(OSError):
+            os.utime(path)  # least-recently-used order is by modification time
         return HiddenStateCache.packed(storage, kept)
 
     def save(self, key: str, cache: HiddenStateCache) -> None:
+        """Write the entry; a failed write (full disk, permissions) is a one-line error."""
+        tensors = {
+            "storage": cache.storage.contiguous(),
+            "lengths": torch.as_tensor(cache.lengths, dtype=torch.int64),
+        }
+        metadata = {"format": FORMAT, "key": key, "sha256": content_digest(tensors)}
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            tensors = {
-                "storage": cache.storage.contiguous(),
-                "lengths": torch.as_tensor(cache.lengths, dtype=torch.int64),
-            }
             with atomic_path(self.path(key)) as partial:
-                save_file(tensors, str(partial), metadata={"format": FORMAT})
-        except OSError as exc:
-            raise GPTClassifierError(f"cannot write to {self.folder}: {exc.strerror}") from None
-        self.evict(keep=key)
+                save_file(tensors, str(partial), metadata=metadata)
+            self.evict(keep=key)
+        except (OSError, SafetensorError) as exc:  # safetensors reports ENOSPC as its own error
+            why = exc.strerror if isinstance(exc, OSError) else str(exc).splitlines()[0]
+            raise GPTClassifierError(f"cannot write to {self.folder}: {why}") from None
 
     def evict(self, keep: str | None = None) -> list[CacheEntry]:
         """Delete least recently used entries until the folder fits its cap."""
@@ -173,6 +184,14 @@ class CacheStore:
         for entry in entries:
             entry.path.unlink(missing_ok=True)
         return len(entries)
+
+
+def content_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 of the tensors' bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        digest.update(tensors[name].contiguous().reshape(-1).view(torch.uint8).numpy().data)
+    return digest.hexdigest()
 
 
 def describe(entry: CacheEntry) -> str:

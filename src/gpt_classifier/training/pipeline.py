@@ -27,7 +27,7 @@ from ..distributed import DistContext
 from ..errors import GPTClassifierError
 from ..evaluation import format_report, write_report_json
 from ..evaluation.predictions import EVAL_BATCH_SIZE, evaluate_split
-from ..fileio import check_output_dir, write_json, write_text, writer_lock
+from ..fileio import cannot_write, check_output_dir, write_json, write_text, writer_lock
 from ..precision import autocast, resolve_device, resolve_precision
 from ..progress import progress_bar
 from ..runs import checkpoint
@@ -122,13 +122,16 @@ def run_finetune(options: FinetuneOptions, log: Log = _stderr) -> FinetuneResult
     dist = distributed.init_distributed(recipe.device, options.dist_timeout)
     if not dist.is_main:
         log, options = _quiet, dataclasses.replace(options, progress=False)
+    finished = False
     try:
         with _on_main(dist, lambda: _lock(options)) or nullcontext():
-            return _run_finetune(options, recipe, dist, log)
+            result = _run_finetune(options, recipe, dist, log)
+        finished = True
+        return result
     except torch.distributed.DistError as exc:
         raise distributed.peer_failure(dist, exc) from None
     finally:
-        distributed.shutdown(dist)
+        distributed.shutdown(dist, finished=finished)
 
 
 def _lock(options: FinetuneOptions) -> ExitStack:
@@ -167,7 +170,7 @@ def _run_finetune(
             encoded = encode(prepared, recipe, classifier, options.tokenizer_dir, log)
         with clock.stage("prefix_cache"):
             setup = make_loaders(classifier, encoded, recipe.train, options, log, dist)
-        with clock.stage("train"):
+        with clock.stage("train"), _saving(staged, options.output_path):
             result = fit(setup, recipe.train, options, staged, encoded, log)
         with deferred_interrupts() as interrupt:  # a Ctrl-C now would lose the trained model
             with clock.stage("evaluate"):
@@ -175,12 +178,12 @@ def _run_finetune(
             release_free_memory()
             run_dir = options.output_path
             if staged is not None:  # rank 0 writes the run
-                with clock.stage("save"):
-                    info = run_info(options, recipe, setup, encoded, prepared, result)
-                    write_run(staged, setup.classifier, info, report, result, prepared, options)
-                timings = _timings(clock, setup.device, dist)
-                write_json(staged.folder / "timings.json", timings)
-                run_dir = staged.commit()
+                with _saving(staged, run_dir):
+                    with clock.stage("save"):
+                        info = run_info(options, recipe, setup, encoded, prepared, result)
+                        write_run(staged, setup.classifier, info, report, result, prepared, options)
+                    write_json(staged.folder / "timings.json", _timings(clock, setup.device, dist))
+                    run_dir = staged.commit()
         if interrupt.requested:
             result.interrupted = True
     except TrainingDiverged as exc:
@@ -189,8 +192,8 @@ def _run_finetune(
             message += f"; the last good checkpoint is kept in {staged.checkpoint_dir}"
         raise GPTClassifierError(message) from None
     except BaseException:
-        if staged is not None and not checkpoint.has_checkpoint(staged.checkpoint_dir):
-            staged.discard()  # nothing worth resuming: leave no trace
+        if staged is not None:  # leave no trace but the last checkpoint (for --resume)
+            staged.discard(keep_checkpoint=checkpoint.has_checkpoint(staged.checkpoint_dir))
         raise
     clock.seconds["total"] = clock.total()
     return FinetuneResult(
@@ -203,6 +206,19 @@ def _run_finetune(
         precision=setup.precision,
         main_process=dist.is_main,
     )
+
+
+@contextmanager
+def _saving(staged: StagedRun | None, target: Path) -> Iterator[None]:
+    """An OSError writing the run or its checkpoint (full disk, permissions) as one line that
+    says what to do."""
+    try:
+        yield
+    except OSError as exc:
+        flag = "--output-dir"
+        if staged is not None and checkpoint.has_checkpoint(staged.checkpoint_dir):
+            flag += f" (the last checkpoint is kept: gpt-classifier train --resume {target})"
+        raise cannot_write(target, exc, flag) from None
 
 
 def _finished_run(run_dir: Path) -> FinetuneResult:
@@ -233,8 +249,12 @@ def open_run_directory(options: FinetuneOptions) -> StagedRun:
             f"{target} (or pass --overwrite to start again)"
         )
     staged.start()
-    staged.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint.save_options(staged.checkpoint_dir, options.to_dict())
+    try:
+        staged.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        checkpoint.save_options(staged.checkpoint_dir, options.to_dict())
+    except OSError as exc:
+        staged.discard()
+        raise cannot_write(target, exc, "--output-dir") from None
     return staged
 
 
@@ -252,6 +272,12 @@ def prepare_data(options: FinetuneOptions, recipe: ResolvedRecipe, log: Log) -> 
         log(f"dropped {summary.duplicates_dropped} duplicate texts (--keep-duplicates keeps them)")
     sizes = ", ".join(f"{name} {len(prepared.split(name))}" for name in SPLITS)
     log(f"data: {summary.source}: {sizes}; classes: {', '.join(prepared.label_map.classes)}")
+    for name in [name for name in SPLITS[1:] if not prepared.split(name)]:
+        without = "no test metrics" if name == "test" else "its losses show as nan, no best epoch"
+        log(
+            f"note: the {name} split is empty at these --fractions and class sizes: training "
+            f"goes on without it ({without})"
+        )
     n_train, batch = len(prepared.train), recipe.train.batch_size
     if n_train < batch:  # the training loader drops its last incomplete batch, as the book's
         raise GPTClassifierError(
@@ -550,7 +576,7 @@ def _keep(store: CacheStore, key: str, cache: Any, log: Log) -> None:
     try:
         store.save(key, cache)
     except GPTClassifierError as exc:  # a full or read-only disk costs the reuse, not the run
-        log(f"frozen-prefix cache: not kept on disk ({exc})")
+        log(f"warning: frozen-prefix cache: not kept on disk ({exc})")
 
 
 def _split_of(loader_key: str) -> str:

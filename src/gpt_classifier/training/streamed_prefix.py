@@ -90,7 +90,7 @@ def build_caches_streamed(
             first_block[name] = found[0]
             cache.storage.copy_(found[1].storage)
         del found
-    from_ids = {name: d for name, d in datasets.items() if first_block[name] == 0}
+    from_ids = {name: d for name, d in datasets.items() if first_block[name] == 0 and len(d)}
 
     if from_ids:
         _embed(model, lazy, from_ids, caches, slabs)
