@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -71,7 +72,13 @@ def test_a_second_run_reuses_the_states_and_gets_the_same_numbers(
     assert metrics[0] == metrics[1]
     a, b = (load_file(str(r.run_dir / "model.safetensors")) for r in (first, second))
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert len(CacheStore(tmp_path / "cache").entries()) == 3  # one per split
+    entries = CacheStore(tmp_path / "cache").entries()
+    assert len(entries) == 3  # one per split, each saying what it holds (cache list shows it)
+    model, data = Path(tiny_config_file).name, Path(data_file).name
+    assert {e.about().split(" (")[0].split(", ", 1)[0] for e in entries} == {model}
+    assert {e.about().split(", ")[-1].split(" (")[0] for e in entries} == {
+        f"{data} {split}" for split in ("train", "validation", "test")
+    }
 
 
 def test_another_lr_reuses_the_cache_but_another_depth_does_not(
@@ -188,11 +195,12 @@ def test_keys_depend_on_the_frozen_part_and_the_ids_only():
 
 def test_cache_list_and_clear(tmp_path):
     store = CacheStore(tmp_path / "prefix-cache")  # where the cache root's prefix cache lives
-    store.save("a" * 64, _entry(10))
+    store.save("a" * 64, _entry(10), "gpt2, blocks 0-10, sms-spam train (10 texts)")
     (store.folder / f"{'b' * 64}.safetensors").mkdir()  # a folder named like an entry is skipped
     runner = CliRunner()
     listed = runner.invoke(cli, ["cache", "list", "--cache-dir", str(store.folder)])
-    assert listed.exit_code == 0 and listed.output.startswith("a" * 16)
+    assert listed.exit_code == 0 and listed.output.startswith("a" * 12)
+    assert listed.output.splitlines()[0].endswith("gpt2, blocks 0-10, sms-spam train (10 texts)")
     assert "1 entries" in listed.output
     cleared = runner.invoke(cli, ["cache", "clear"], env={"GPT_CLASSIFIER_CACHE": str(tmp_path)})
     assert cleared.exit_code == 0 and "removed 1 entries" in cleared.output

@@ -90,6 +90,14 @@ class CacheEntry:
     def key(self) -> str:
         return self.path.name.removesuffix(SUFFIX)
 
+    def about(self) -> str:
+        """What the entry holds, as train described it (model, blocks, data, split, texts)."""
+        try:
+            with safe_open(str(self.path), "pt") as entry:
+                return (entry.metadata() or {}).get("about", "?")
+        except (SafetensorError, OSError):
+            return "unreadable"
+
 
 class CacheStore:
     """One cache folder (default: ``fileio.cache_dir("prefix-cache")``) with a size cap."""
@@ -148,13 +156,14 @@ class CacheStore:
             os.utime(path)  # least-recently-used order is by modification time
         return HiddenStateCache.packed(storage, kept)
 
-    def save(self, key: str, cache: HiddenStateCache) -> None:
-        """Write the entry; a failed write (full disk, permissions) is a one-line error."""
+    def save(self, key: str, cache: HiddenStateCache, about: str = "") -> None:
+        """Write the entry (``about``: what it holds, for ``cache list``); a failed write (full
+        disk, permissions) is a one-line error."""
         tensors = {
             "storage": cache.storage.contiguous(),
             "lengths": torch.as_tensor(cache.lengths, dtype=torch.int64),
         }
-        metadata = {"format": FORMAT, "key": key, "sha256": content_digest(tensors)}
+        metadata = {"format": FORMAT, "key": key, "sha256": content_digest(tensors), "about": about}
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             with atomic_path(self.path(key)) as partial:
@@ -196,4 +205,4 @@ def content_digest(tensors: dict[str, torch.Tensor]) -> str:
 
 def describe(entry: CacheEntry) -> str:
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.last_used))
-    return f"{entry.key[:16]}  {entry.size / 2**20:9.1f} MiB  last used {when}"
+    return f"{entry.key[:12]}  {entry.size / 2**20:9.1f} MiB  last used {when}  {entry.about()}"

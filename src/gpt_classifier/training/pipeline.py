@@ -463,7 +463,12 @@ def _build_caches(
 
     def keep(name: str) -> None:
         if store is not None and dist.is_main:
-            _keep(store, _split_key(digests[start_block], encoded, name), caches[name], log)
+            key = _split_key(digests[start_block], encoded, name)
+            data = Path(options.data_file).name if options.data_file else "sms-spam"
+            texts = len(encoded.split(name).lengths)
+            model = Path(str(options.weights or options.model)).name
+            about = f"{model}, blocks 0-{start_block - 1}, {data} {name}"
+            _keep(store, key, caches[name], log, f"{about} ({texts:,} texts)")
 
     shards = f", in {dist.world_size} shards" if dist.enabled else ""
     log(
@@ -572,9 +577,9 @@ def _shallower_states(
     return found
 
 
-def _keep(store: CacheStore, key: str, cache: Any, log: Log) -> None:
+def _keep(store: CacheStore, key: str, cache: Any, log: Log, about: str) -> None:
     try:
-        store.save(key, cache)
+        store.save(key, cache, about)
     except GPTClassifierError as exc:  # a full or read-only disk costs the reuse, not the run
         log(f"warning: frozen-prefix cache: not kept on disk ({exc})")
 
