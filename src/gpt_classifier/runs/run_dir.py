@@ -24,6 +24,7 @@ from ..classifier.lora import has_lora, merge_lora
 from ..classifier.pooling import POOLINGS
 from ..config import EOT_TOKEN_ID, GPTConfig
 from ..data.encoding import PADDING_STRATEGIES, Padding, parse_padding
+from ..data.windows import LongText
 from ..errors import GPTClassifierError
 from ..fileio import atomic_path, check_output_dir, write_json
 from ..lazy_weights import save_streamed
@@ -51,6 +52,7 @@ class RunInfo:
     tokenizer: str = "gpt2"
     pad_token_id: int = 50256
     extra: dict[str, Any] | None = None  # training settings, data summary, timings
+    long_text: LongText = LongText()  # how texts longer than max_length are read
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -73,6 +75,7 @@ class RunInfo:
                 "max_length": self.max_length,
                 "pad_length": self.pad_length,
                 "pad_token_id": self.pad_token_id,
+                "long_text": self.long_text.to_dict(),
             },
             **(self.extra or {}),
         }
@@ -249,6 +252,7 @@ def _validated_run_info(fields: _Fields) -> RunInfo:
         tokenizer=tokenizer,
         pad_token_id=pad_token_id,
         extra={k: v for k, v in fields.values.items() if k not in known},
+        long_text=LongText.from_dict(fields.get("inputs.long_text", {}), source),
     )
 
 
