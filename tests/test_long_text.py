@@ -178,11 +178,18 @@ def test_classify_reads_long_texts_as_the_run_says(trained, tokenizer_dir, token
     assert torch.allclose(classifier.predict_proba([text])[0], expected, atol=1e-5)
 
 
-def test_mixed_short_and_long_texts_predict_as_one_at_a_time(tmp_path, tokenizer_dir, saved_config):
+MIXED = ["hi", " ".join(["free prize now"] * 20), "see you at noon", "call " * 9 + "me"]
+
+
+@pytest.fixture(scope="module")
+def random_chunks_run(tmp_path_factory, tokenizer_dir):
+    """An untrained saved run (context 32, read to 12 tokens) that reads long texts in chunks."""
+    from tests.conftest import SAVED_CONFIG
+
     torch.manual_seed(3)
-    model = GPTClassifier(GPTModel(saved_config), 2, pooling="last-real", head_seed=3)
+    model = GPTClassifier(GPTModel(SAVED_CONFIG), 2, pooling="last-real", head_seed=3)
     info = RunInfo(
-        gpt_config=saved_config,
+        gpt_config=SAVED_CONFIG,
         classes=("ham", "spam"),
         pooling="last-real",
         padding="batch",
@@ -190,14 +197,53 @@ def test_mixed_short_and_long_texts_predict_as_one_at_a_time(tmp_path, tokenizer
         pad_length=None,
         long_text=LongText("chunks", chunk_stride=8, max_chunks=5),
     )
-    run = save_run(model, info, tmp_path / "run")
-    classifier = TextClassifier.from_run(run, tokenizer_dir=tokenizer_dir, precision="fp32")
-    texts = ["hi", " ".join(["free prize now"] * 20), "see you at noon", "call " * 9 + "me"]
-    together = classifier.predict_proba(texts, batch_size=3)
-    alone = torch.cat([classifier.predict_proba([text]) for text in texts])
+    run = save_run(model, info, tmp_path_factory.mktemp("chunks") / "run")
+    return run, TextClassifier.from_run(run, tokenizer_dir=tokenizer_dir, precision="fp32")
+
+
+def test_mixed_short_and_long_texts_predict_as_one_at_a_time(random_chunks_run):
+    classifier = random_chunks_run[1]
+    together = classifier.predict_proba(MIXED, batch_size=3)
+    assert classifier.truncated == 1  # 60 tokens in windows of 12, 8 apart: more than 5
+    alone = torch.cat([classifier.predict_proba([text]) for text in MIXED])
     assert torch.allclose(together, alone, atol=1e-5)
     with pytest.raises(GPTClassifierError, match="does not support"):
-        classifier.encode_texts(texts)  # explain: refused for chunks, not wrong
+        classifier.encode_texts(MIXED)  # explain: refused for chunks, not wrong
+
+
+def test_the_server_batches_windows_and_answers_per_text(random_chunks_run):
+    pytest.importorskip("fastapi", reason="serving needs the 'serve' extra")
+    from fastapi.testclient import TestClient
+
+    from gpt_classifier.serving import create_app
+
+    classifier = random_chunks_run[1]
+    with TestClient(create_app(classifier, max_texts=4, max_queue=64)) as client:
+        body = client.post("/classify", json={"texts": MIXED}).json()
+        refused = client.post("/explain", json={"text": MIXED[1]})
+    expected = classifier.predict_proba(MIXED)
+    got = [[p["probabilities"][c] for c in ("ham", "spam")] for p in body["predictions"]]
+    assert torch.allclose(torch.tensor(got), expected, atol=1e-5)
+    assert body["truncated"] == 1
+    assert refused.status_code >= 400 and "does not support" in refused.text
+
+
+def test_classify_file_streams_windows_as_classify_does(random_chunks_run, tmp_path):
+    from gpt_classifier.inference.file_stream import classify_file
+
+    source = tmp_path / "texts.txt"
+    source.write_text("".join(f"{text}\n" for text in MIXED))
+    run, classifier = random_chunks_run
+    results = []
+    classify_file(
+        classifier,
+        source,
+        sink=lambda rows, predictions: results.extend(predictions),
+        chunk_rows=2,
+        batch_size=2,
+        progress=False,
+    )
+    assert [p.label for p in results] == [p.label for p in classifier.classify(MIXED)]
 
 
 def test_pooling_last_with_per_batch_padding_is_refused_with_windows(tmp_path):
@@ -217,3 +263,42 @@ def test_a_run_file_with_a_bad_long_text_is_a_one_line_error(tmp_path, saved_run
         Info.from_dict(values, "run.json")
     values["inputs"].pop("long_text")
     assert Info.from_dict(values, "run.json").long_text == LongText()  # older runs: truncate
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trainable", ["last-block", "all"])
+def test_two_processes_train_windows_as_one(tmp_path, tokenizer_dir, trainable):
+    """Under torchrun a text's windows stay in its batch, on one rank: 2 ranks x batch 4 train
+    as 1 process x batch 4 x --grad-accum 2 (the frozen-prefix cache of windows in shards, or
+    DDP over the whole model)."""
+    from tests.test_distributed import WORKER, _assert_same_training, _torchrun
+
+    data, config = _filler_file(tmp_path, count=48)
+    options = dict(
+        data_file=str(data),
+        model=str(config),
+        init="random",
+        tokenizer_dir=str(tokenizer_dir),
+        trainable=trainable,
+        long_text="chunks",
+        epochs=2,
+        batch_size=4,
+        eval_freq=2,
+        eval_iter=2,
+        lr=1e-3,
+        progress=False,
+        plots=False,
+        disk_cache=False,
+        precision="fp32",
+        device="cpu",
+    )
+    single = run_finetune(
+        FinetuneOptions(output_dir=str(tmp_path / "one"), grad_accum_steps=2, **options),
+        log=lambda message: None,
+    )
+    out = tmp_path / "two.json"
+    done = _torchrun(
+        str(WORKER), str(out), json.dumps({"output_dir": str(tmp_path / "two")} | options)
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    _assert_same_training(single, json.loads(out.read_text()))
