@@ -82,6 +82,22 @@ def test_mean_of_window_logits_is_the_head_of_the_mean_pooled_state():
     assert torch.allclose(probabilities, torch.softmax(expected, -1), atol=1e-6)
 
 
+def test_chunks_cost_nothing_when_every_text_fits():
+    """No text over the context (the SMS default): the same rows and batches as truncate."""
+    texts, labels = [[7] * n for n in (5, 30, 12, 32, 3)], [0, 1, 0, 1, 1]
+    datasets = [
+        EncodedDataset(texts, labels, max_length=CONTEXT, long_text=LongText(mode))
+        for mode in ("truncate", "chunks")
+    ]
+    assert datasets[1].text_index is None and datasets[1].input_ids == datasets[0].input_ids
+    batches = [
+        list(make_loader(d, 2, shuffle=True, drop_last=True, pad_length=None)) for d in datasets
+    ]
+    for truncated, chunked in zip(*batches, strict=True):
+        assert chunked.owners is None
+        assert all(torch.equal(a, b) for a, b in zip(truncated[:4], chunked[:4], strict=True))
+
+
 def test_a_loader_keeps_every_window_of_a_text_in_its_batch():
     texts = [[7] * n for n in (5, 70, 12, 40, 33, 3)]
     dataset = EncodedDataset(
@@ -209,6 +225,14 @@ def test_mixed_short_and_long_texts_predict_as_one_at_a_time(random_chunks_run):
     assert torch.allclose(together, alone, atol=1e-5)
     with pytest.raises(GPTClassifierError, match="does not support"):
         classifier.encode_texts(MIXED)  # explain: refused for chunks, not wrong
+
+
+def test_a_200000_character_text_costs_max_chunks_windows(random_chunks_run):
+    classifier = random_chunks_run[1]
+    text = "lorem ipsum dolor sit amet " * 7_500  # 202,500 characters
+    windows, owners, partly_read = classifier.encode_windows([text])
+    assert len(windows) == 5 == len(owners) and partly_read == 1
+    assert classifier.predict_proba([text]).shape == (1, 2)
 
 
 def test_the_server_batches_windows_and_answers_per_text(random_chunks_run):

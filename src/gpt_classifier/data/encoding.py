@@ -89,13 +89,9 @@ class EncodedDataset(Dataset):
         full = original_lengths if original_lengths is not None else map(len, input_ids)
         self.original_lengths = list(full)
         self.long_text = long_text or LongText()
-        owners = None
-        if max_length and self.long_text.mode != "truncate":
-            self.input_ids, owners = window_texts(input_ids, max_length, self.long_text)
-        else:
-            self.input_ids = [list(ids[:max_length] if max_length else ids) for ids in input_ids]
-        self.text_index = owners
-        self.labels = [int(labels[text]) for text in owners or range(len(labels))]
+        window = max_length or max(self.original_lengths, default=1)
+        self.input_ids, self.text_index = window_texts(input_ids, window, self.long_text)
+        self.labels = [int(labels[text]) for text in self.text_index or range(len(labels))]
         self.lengths = [len(ids) for ids in self.input_ids]
         self.max_length = max_length
         limit = max_length or math.inf

@@ -14,6 +14,10 @@ from ..errors import GPTClassifierError
 LONG_TEXT_MODES = ("truncate", "head-tail", "chunks")
 
 
+def _positive(value: Any) -> bool:
+    return type(value) is int and value >= 1
+
+
 @dataclass(frozen=True)
 class LongText:
     """How a text longer than the window is read; ``chunk_stride`` None: windows side by side."""
@@ -24,21 +28,14 @@ class LongText:
     max_chunks: int = 8  # chunks: the most windows a text costs (evenly spread, first and last)
 
     def __post_init__(self) -> None:
-        problems = []
-        if self.mode not in LONG_TEXT_MODES:
-            problems.append(f"long_text must be one of {', '.join(LONG_TEXT_MODES)}")
-        fraction = self.head_fraction
-        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)):
-            problems.append("head_fraction must be a number")
-        elif not 0 <= fraction <= 1:
-            problems.append("head_fraction must be between 0 and 1")
-        for key in ("chunk_stride", "max_chunks"):
-            value = getattr(self, key)
-            if key == "chunk_stride" and value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                problems.append(f"{key} must be a positive integer")
-        if problems:
+        stride, fraction, modes = self.chunk_stride, self.head_fraction, LONG_TEXT_MODES
+        checks = (
+            (self.mode in modes, f"long_text must be one of {', '.join(modes)}"),
+            (type(fraction) in (int, float) and 0 <= fraction <= 1, "head_fraction: 0 to 1"),
+            (stride is None or _positive(stride), "chunk_stride must be a positive integer"),
+            (_positive(self.max_chunks), "max_chunks must be a positive integer"),
+        )
+        if problems := [why for valid, why in checks if not valid]:
             raise GPTClassifierError(f"invalid long-text reading {self}: {'; '.join(problems)}")
 
     def to_dict(self) -> dict[str, Any]:
