@@ -244,6 +244,7 @@ def test_the_server_batches_windows_and_answers_per_text(random_chunks_run):
     classifier = random_chunks_run[1]
     with TestClient(create_app(classifier, max_texts=4, max_queue=64)) as client:
         body = client.post("/classify", json={"texts": MIXED}).json()
+        assert client.get("/info").json()["long_text"] == "chunks"
         refused = client.post("/explain", json={"text": MIXED[1]})
     expected = classifier.predict_proba(MIXED)
     got = [[p["probabilities"][c] for c in ("ham", "spam")] for p in body["predictions"]]

@@ -187,6 +187,7 @@ def _add_status_routes(
         run_dir=run_dir,
         classes=list(classifier.classes),
         **{key: getattr(info, key) for key in _RUN_INFO_FIELDS},
+        long_text=info.long_text.mode,
         trainable=trainable if isinstance(trainable, str) else None,
         test=test,
         trained_at=trained_at,
