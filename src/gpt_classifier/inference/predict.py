@@ -11,7 +11,7 @@ import torch
 
 from ..classifier import GPTClassifier
 from ..classifier.packing import pack
-from ..classifier.pooling import combine_probabilities, owners_tensor, padding_reads
+from ..classifier.pooling import combine_probabilities, padding_reads
 from ..config import EOT_TOKEN_ID
 from ..data.batching import TOKENS_PER_PASS, plan_batches
 from ..data.encoding import pad_token_ids
@@ -126,7 +126,7 @@ class TextClassifier:
         probabilities = torch.empty(len(encoded), len(self.classes))
         for rows in self.plan_batches([len(ids) for ids in encoded], batch_size):
             probabilities[rows] = self.forward([encoded[i] for i in rows])
-        return combine_probabilities(probabilities[slots], owners_tensor(owners))
+        return combine_probabilities(probabilities[slots], owners)
 
     def forward(self, encoded: Sequence[Sequence[int]]) -> torch.Tensor:
         """Class probabilities ``(len(encoded), num_classes)`` of token ids, as ONE batch padded

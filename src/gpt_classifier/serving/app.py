@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..classifier.pooling import combine_probabilities, owners_tensor
+from ..classifier.pooling import combine_probabilities
 from ..data.batching import TOKENS_PER_PASS
 from ..errors import GPTClassifierError
 from ..inference.explain import explanation_from_probabilities, occlusion_inputs
@@ -284,8 +284,7 @@ class _Admission:
         except BaseException:
             self.batcher.release(len(texts))
             raise
-        windows = await self.run(encoded, truncated)
-        probabilities = combine_probabilities(windows, owners_tensor(owners))
+        probabilities = combine_probabilities(await self.run(encoded, truncated), owners)
         predictions = [asdict(p) for p in self.classifier.predictions(probabilities)]
         seconds = round(time.perf_counter() - started, 4)
         return {"predictions": predictions, "truncated": truncated, "seconds": seconds}
