@@ -128,10 +128,10 @@ def test_book_loaders_shuffle_and_drop_last():
 def test_unpacking_and_to_device():
     dataset = EncodedDataset([[1, 2, 3], [4]], [0, 1])
     loader = make_loader(dataset, 2, shuffle=False, drop_last=False, seed=0, pad_length=None)
-    input_batch, target_batch, lengths, indices = next(iter(loader))
+    input_batch, target_batch, lengths, indices, owners = next(iter(loader))
     assert input_batch.tolist() == [[1, 2, 3], [4, PAD_TOKEN_ID, PAD_TOKEN_ID]]
     assert target_batch.tolist() == [0, 1] and lengths.tolist() == [3, 1]
-    assert indices.tolist() == [0, 1]
+    assert indices.tolist() == [0, 1] and owners is None  # one window a text
     moved = next(iter(loader)).to("cpu")
     assert isinstance(moved, Batch) and moved.lengths.tolist() == [3, 1]
 

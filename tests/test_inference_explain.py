@@ -63,7 +63,7 @@ def test_scores_are_the_log_odds_lost_by_deleting_each_token(request, fixture):
     clf: TextClassifier = request.getfixturevalue(fixture)
     text = "Free entry in 2 a wkly comp"
     explanation = explain_text(clf, text)
-    ids = clf.encode([text])[0]
+    ids = clf.encode_texts([text])[0][0]
     best = clf.classes.index(explanation.label)
     full = clf.forward([ids])[0]  # alone: no padding at all
     assert explanation.probability == pytest.approx(full[best].item(), abs=1e-5)

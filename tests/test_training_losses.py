@@ -114,7 +114,7 @@ def test_our_four_field_batch_passes_lengths():
     assert calc_loss_loader([batch], model, "cpu") == pytest.approx(-math.log(0.75), rel=1e-6)
     assert calc_accuracy_loader([batch], model, "cpu") == 1.0
     assert all(torch.equal(seen, batch.lengths) for seen in model.seen_lengths)
-    inputs, targets, lengths = unpack_batch(batch)
+    inputs, targets, lengths, _ = unpack_batch(batch)
     assert inputs is batch.input_ids and targets is batch.labels and lengths is batch.lengths
     assert unpack_batch(BATCHES[0])[2] is None
 

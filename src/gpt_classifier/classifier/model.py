@@ -10,7 +10,14 @@ from torch import Tensor, nn
 from ..errors import GPTClassifierError
 from ..model import GPTModel
 from .packing import PackedBatch, packing_of
-from .pooling import Pooling, padding_reads, pool_hidden, pooled_positions, validate_pooling
+from .pooling import (
+    Pooling,
+    combine_windows,
+    padding_reads,
+    pool_hidden,
+    pooled_positions,
+    validate_pooling,
+)
 
 
 class GPTClassifier(nn.Module):
@@ -52,15 +59,21 @@ class GPTClassifier(nn.Module):
         return len(self.gpt.trf_blocks)
 
     def forward(
-        self, input_ids: Tensor, lengths: Tensor | None = None, *, fast: bool = True
+        self,
+        input_ids: Tensor,
+        lengths: Tensor | None = None,
+        *,
+        fast: bool = True,
+        owners: Tensor | None = None,
     ) -> Tensor:
         """Class logits ``(B, num_classes)`` of token ids ``(B, T)`` with ``lengths`` ``(B,)`` real
-        tokens each (``None``: no padding); ``fast``: the last block at the pooled positions."""
+        tokens each (``None``: no padding); ``fast``: the last block at the pooled positions.
+        ``owners`` (B,): the rows are windows of texts 0.., one row of logits per text back."""
         if fast:
-            return self.forward_from_hidden(self.gpt.embed(input_ids), 0, lengths)
+            return self.forward_from_hidden(self.gpt.embed(input_ids), 0, lengths, owners)
         hidden = self.gpt.hidden_states(input_ids)  # (B, T, D): every block at every position
         pooled = pool_hidden(self.gpt.final_norm(hidden), lengths, self.pooling)  # (B, D)
-        return self.gpt.out_head(pooled)  # the book: model(x)[:, -1, :]
+        return combine_windows(self.gpt.out_head(pooled), owners)  # the book: model(x)[:, -1, :]
 
     @property
     def can_pack(self) -> bool:
@@ -84,7 +97,11 @@ class GPTClassifier(nn.Module):
         return self.forward_from_hidden(packed.unpack(x), last, packed.lengths)
 
     def forward_from_hidden(
-        self, hidden: Tensor, start_block: int, lengths: Tensor | None = None
+        self,
+        hidden: Tensor,
+        start_block: int,
+        lengths: Tensor | None = None,
+        owners: Tensor | None = None,
     ) -> Tensor:
         """Class logits from the states ``(B, T, D)`` entering ``trf_blocks[start_block]`` (cached
         when the blocks before are frozen), the last block at the pooled positions if any."""
@@ -105,7 +122,7 @@ class GPTClassifier(nn.Module):
             pooled = pool_hidden(self.gpt.final_norm(hidden), lengths, self.pooling)
         else:
             pooled = self.gpt.final_norm(blocks[-1].forward_at(hidden, positions))
-        return self.gpt.out_head(pooled)
+        return combine_windows(self.gpt.out_head(pooled), owners)
 
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, pooling={str(self.pooling)!r}"

@@ -112,3 +112,26 @@ def padding_reads(pooling: Pooling, causal: bool, pad_length: int | None) -> Pad
     ``None``: each batch padded to its longest text)."""
     per_batch = pad_length is None
     return PaddingReads(per_batch and pooling == Pooling.LAST, per_batch and not causal)
+
+
+def combine_windows(rows: Tensor, owners: Tensor | list[int] | None) -> Tensor:
+    """One row per text from one per window: the mean of each text's rows (``owners`` (W,)
+    numbers the texts 0..; None: one window a text). On logits this is the head of the mean
+    pooled state (the head is affine), so the two are one choice; on log-probabilities it gives
+    the same text probabilities after a softmax (``combine_probabilities``)."""
+    if owners is None:
+        return rows
+    owners = torch.as_tensor(owners, device=rows.device, dtype=torch.long)
+    texts = int(owners.max()) + 1 if len(owners) else 0
+    total = rows.new_zeros((texts, *rows.shape[1:])).index_add(0, owners, rows)
+    windows = torch.bincount(owners, minlength=texts).to(rows.dtype)
+    return total / windows.view(-1, *[1] * (rows.dim() - 1))
+
+
+def combine_probabilities(probabilities: Tensor, owners: Tensor | list[int] | None) -> Tensor:
+    """Per-text class probabilities of per-window ones: softmax of the windows' mean log
+    probabilities, equal to the softmax of the mean logits (what training optimised)."""
+    if owners is None:
+        return probabilities
+    tiny = torch.finfo(probabilities.dtype).tiny  # a probability rounded to 0 stays finite
+    return torch.softmax(combine_windows(probabilities.clamp_min(tiny).log(), owners), dim=-1)

@@ -12,7 +12,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    RandomSampler,
+    Sampler,
+    SequentialSampler,
+)
 
 from ..config import EOT_TOKEN_ID, GPT2_CONTEXT_LENGTH
 from ..errors import GPTClassifierError
@@ -21,6 +28,7 @@ from .batching import plan_batches
 from .labels import LabelMap
 from .readers import Record
 from .splits import DEFAULT_SEED, SPLIT_NAMES
+from .windows import LongText, reads_all, window_texts
 
 if TYPE_CHECKING:
     import tiktoken
@@ -62,7 +70,8 @@ def parse_padding(value: str | Padding) -> Padding:
 
 class EncodedDataset(Dataset):
     """Token ids (cut to ``max_length``, ``original_lengths`` before) and class ids; item ``i``
-    is ``(ids, label, i)``."""
+    is ``(ids, label, i)``. With ``long_text`` a text longer than ``max_length`` is several rows
+    (its windows); ``text_index`` gives each row's text (None: one row a text)."""
 
     def __init__(
         self,
@@ -71,6 +80,7 @@ class EncodedDataset(Dataset):
         *,
         max_length: int | None = None,
         original_lengths: Sequence[int] | None = None,
+        long_text: LongText | None = None,
     ) -> None:
         if len(input_ids) != len(labels):
             raise ValueError(f"{len(input_ids)} id lists but {len(labels)} labels")
@@ -78,12 +88,16 @@ class EncodedDataset(Dataset):
             raise ValueError(f"max_length must be positive, got {max_length}")
         full = original_lengths if original_lengths is not None else map(len, input_ids)
         self.original_lengths = list(full)
-        self.input_ids = [list(ids[:max_length]) if max_length else list(ids) for ids in input_ids]
-        self.labels = [int(label) for label in labels]
+        self.long_text = long_text or LongText()
+        window = max_length or max(self.original_lengths, default=1)
+        self.input_ids, self.text_index = window_texts(input_ids, window, self.long_text)
+        self.labels = [int(labels[text]) for text in self.text_index or range(len(labels))]
         self.lengths = [len(ids) for ids in self.input_ids]
         self.max_length = max_length
-        pairs = zip(self.lengths, self.original_lengths, strict=True)
-        self.truncated = sum(cut < full for cut, full in pairs)
+        limit = max_length or math.inf
+        self.truncated = sum(
+            not reads_all(full, limit, self.long_text) for full in self.original_lengths
+        )
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -101,6 +115,7 @@ def encode_records(
     tokenizer: tiktoken.Encoding,
     label_map: LabelMap,
     max_length: int | None = None,
+    long_text: LongText | None = None,
 ) -> EncodedDataset:
     """Encode every text once and map labels to class ids (an unknown one names its line)."""
     ids = [encode(tokenizer, record.text) for record in records]
@@ -112,22 +127,25 @@ def encode_records(
                 f"{', '.join(label_map.classes)}"
             )
         labels.append(label_map.id_of(record.label))
-    return EncodedDataset(ids, labels, max_length=max_length)
+    return EncodedDataset(ids, labels, max_length=max_length, long_text=long_text)
 
 
 class Batch(NamedTuple):
     """int64 ``input_ids`` (B, T) right-padded, ``labels``, ``lengths`` (real tokens) and
-    ``indices`` (dataset positions: cache keys, the way back from length buckets), all (B,)."""
+    ``indices`` (dataset positions: cache keys, the way back from length buckets), all (B,).
+    Rows that are windows of longer texts: ``owners`` (B,) numbers their texts 0.. in the batch,
+    ``labels`` has one per text."""
 
     input_ids: torch.Tensor
     labels: torch.Tensor
     lengths: torch.Tensor
     indices: torch.Tensor
+    owners: torch.Tensor | None = None
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
         """Move ids, labels and lengths to ``device``; ``indices`` stay on the CPU (cache keys)."""
         moved = (t.to(device, non_blocking=non_blocking) for t in self[:3])
-        return Batch(*moved, self.indices)
+        return Batch(*moved, self.indices, self.owners)
 
 
 def pad_token_ids(
@@ -145,15 +163,24 @@ def collate(
     items: Sequence[tuple[Sequence[int], int, int]],
     pad_length: int | None = None,
     pad_token_id: int = PAD_TOKEN_ID,
+    text_index: Sequence[int] | None = None,
 ) -> Batch:
-    """Right-pad to ``pad_length`` (longer rows cut to it), else to the batch's longest row."""
+    """Right-pad to ``pad_length`` (longer rows cut to it), else to the batch's longest row;
+    ``text_index``: the dataset's rows are windows, combined per text (``Batch.owners``)."""
     lengths = [len(ids) if pad_length is None else min(len(ids), pad_length) for ids, _, _ in items]
     width = pad_length if pad_length is not None else max(lengths, default=0)
+    labels = [label for _, label, _ in items]
+    owners = None
+    if text_index is not None:
+        number: dict[int, int] = {}  # a text's number in this batch, in order of appearance
+        owners = [number.setdefault(text_index[i], len(number)) for _, _, i in items]
+        labels = list(dict(zip(owners, labels, strict=True)).values())  # a text's windows share it
     return Batch(
         input_ids=pad_token_ids([ids for ids, _, _ in items], width, pad_token_id),
-        labels=torch.tensor([label for _, label, _ in items], dtype=torch.long),
+        labels=torch.tensor(labels, dtype=torch.long),
         lengths=torch.tensor(lengths, dtype=torch.long),
         indices=torch.tensor([index for _, _, index in items], dtype=torch.long),
+        owners=None if owners is None else torch.tensor(owners, dtype=torch.long),
     )
 
 
@@ -207,12 +234,57 @@ def make_loader(
     order = {"shuffle": shuffle, "drop_last": drop_last}
     order["generator"] = torch.Generator().manual_seed(seed)
     collate_fn = functools.partial(collate, pad_length=pad_length, pad_token_id=pad_token_id)
+    if dataset.text_index is not None:
+        return _text_loader(dataset, batch_size, bucket_by_length, collate_fn, **order)
     if bucket_by_length:
         sampler = BucketBatchSampler(
             dataset.lengths, batch_size, equal_lengths=equal_lengths, **order
         )
         return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_fn)
     return DataLoader(dataset, batch_size=batch_size, collate_fn=collate_fn, **order)
+
+
+class _TextBatches(Sampler[list[int]]):
+    """Batches of texts as batches of their rows: all of a text's windows in its batch (one
+    loss per text; under torchrun, on one rank)."""
+
+    def __init__(self, texts: Sampler[list[int]], rows_of: list[list[int]]) -> None:
+        self.texts, self.rows_of = texts, rows_of
+
+    def __len__(self) -> int:
+        return len(self.texts)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for batch in self.texts:
+            yield [row for text in batch for row in self.rows_of[text]]
+
+
+def _text_loader(
+    dataset: EncodedDataset,
+    batch_size: int,
+    bucket_by_length: bool,
+    collate_fn: functools.partial,
+    *,
+    shuffle: bool,
+    drop_last: bool,
+    generator: torch.Generator,
+) -> DataLoader:
+    """``make_loader`` of a dataset whose rows are windows: texts sampled, their rows batched."""
+    owners = dataset.text_index or []
+    rows_of: list[list[int]] = [[] for _ in range(owners[-1] + 1 if owners else 0)]
+    for row, text in enumerate(owners):
+        rows_of[text].append(row)
+    order = {"shuffle": shuffle, "drop_last": drop_last, "generator": generator}
+    if bucket_by_length:
+        lengths = [sum(dataset.lengths[row] for row in rows) for rows in rows_of]
+        texts: Sampler[list[int]] = BucketBatchSampler(lengths, batch_size, **order)
+    else:
+        every = range(len(rows_of))
+        picks = RandomSampler(every, generator=generator) if shuffle else SequentialSampler(every)
+        texts = BatchSampler(picks, batch_size, drop_last)
+    collate_fn = functools.partial(collate_fn, text_index=owners)
+    sampler = _TextBatches(texts, rows_of)
+    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_fn, generator=generator)
 
 
 @dataclass(frozen=True)
@@ -313,6 +385,7 @@ def encode_splits(
     tokenizer: tiktoken.Encoding,
     padding: str | Padding = "longest-train",
     context_length: int = GPT2_CONTEXT_LENGTH,
+    long_text: LongText | None = None,
 ) -> EncodedSplits:
     """Encode the three splits once, resolve the padding strategy, truncate, and measure."""
     strategy = parse_padding(padding)
@@ -324,7 +397,11 @@ def encode_splits(
     limits, pad_lengths = resolve_padding(strategy, context_length, longest_train)
     datasets = {
         name: EncodedDataset(
-            d.input_ids, d.labels, max_length=limits[name], original_lengths=d.original_lengths
+            d.input_ids,
+            d.labels,
+            max_length=limits[name],
+            original_lengths=d.original_lengths,
+            long_text=long_text,
         )
         for name, d in full.items()
     }

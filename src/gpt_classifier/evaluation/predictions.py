@@ -23,20 +23,30 @@ from .metrics import classification_metrics
 EVAL_BATCH_SIZE = 32
 
 
-def unpack_batch(batch: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """``(inputs, targets, lengths or None)`` from a book batch or one of ours."""
+Tensors = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]
+
+
+def unpack_batch(batch: Sequence[Any]) -> Tensors:
+    """``(inputs, targets, lengths or None, owners or None)`` from a book batch or one of ours
+    (``owners``: rows that are windows, with one target per text)."""
     inputs, targets = batch[0], batch[1]
     lengths = batch[2] if len(batch) > 2 else None
-    return inputs, targets, lengths
+    owners = batch[4] if len(batch) > 4 else None
+    return inputs, targets, lengths, owners
 
 
 def classifier_logits(
-    model: nn.Module, input_batch: torch.Tensor, lengths: torch.Tensor | None = None
+    model: nn.Module,
+    input_batch: torch.Tensor,
+    lengths: torch.Tensor | None = None,
+    owners: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Class logits ``(batch, num_classes)``."""
+    """Class logits ``(batch, num_classes)``, one row per text."""
     if isinstance(model, GPTModel):  # the book: logits of the last output token
         return model(input_batch)[:, -1, :]
-    return model(input_batch, lengths)
+    if owners is None:
+        return model(input_batch, lengths)
+    return model(input_batch, lengths, owners=owners)
 
 
 def predict_loader(
@@ -49,8 +59,8 @@ def predict_loader(
     model.eval()
     with torch.no_grad():
         for batch in data_loader:
-            inputs, targets, lengths = unpack_batch(batch)
-            logits = classifier_logits(model, inputs.to(device), lengths).float()
+            inputs, targets, lengths, owners = unpack_batch(batch)
+            logits = classifier_logits(model, inputs.to(device), lengths, owners).float()
             targets = targets.to(device)
             loss_sum += F.cross_entropy(logits, targets, reduction="sum").item()
             seen += targets.shape[0]

@@ -57,7 +57,7 @@ def evaluate_run(
     )
     report = {}
     for name, records in splits.items():
-        dataset = encode_records(records, tokenizer, label_map, max_length)
+        dataset = encode_records(records, tokenizer, label_map, max_length, info.long_text)
         loader = make_loader(dataset, EVAL_BATCH_SIZE, shuffle=False, drop_last=False, **pads)
         loader = tracked(loader, len(loader), f"evaluate {name}", enabled=progress)
         report[name] = evaluate_split(model, loader, device_, precision_, label_map.classes)

@@ -11,14 +11,18 @@ import torch
 
 from ..classifier import GPTClassifier
 from ..classifier.packing import pack
-from ..classifier.pooling import padding_reads
+from ..classifier.pooling import combine_probabilities, padding_reads
 from ..config import EOT_TOKEN_ID
 from ..data.batching import TOKENS_PER_PASS, plan_batches
 from ..data.encoding import pad_token_ids
+from ..data.windows import LongText, reads_all, window_texts
 from ..errors import GPTClassifierError
 from ..precision import autocast, resolve_device, resolve_precision
 from ..runs.run_dir import RunInfo, load_run, run_tokenizer
 from ..tokenizer import encode
+
+# Occlusion scores one window's tokens; a text read in several windows is not explained (yet).
+CHUNKS_NOT_EXPLAINED = "explain does not support runs trained with --long-text chunks"
 
 
 @dataclass(frozen=True)
@@ -72,49 +76,61 @@ class TextClassifier:
                     module.to(torch.bfloat16)
         return classifier
 
-    def encode(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids of each text, cut to the trained ``max_length``; empty texts are an error."""
-        encoded, self.truncated = self.encode_texts(texts)
-        return encoded
+    @property
+    def long_text(self) -> LongText:
+        """How the run reads a text longer than ``max_tokens`` (``data/windows.py``)."""
+        return self.info.long_text
 
     @property
     def max_tokens(self) -> int:
         """The most tokens of a text the model reads (the trained length, within its context)."""
         return min(self.info.max_length, self.model.cfg.context_length)
 
-    def encode_texts(
+    def encode_windows(
         self, texts: Sequence[str], *, truncate: bool = True
-    ) -> tuple[list[list[int]], int]:
-        """``(token ids per text, how many were cut)``, keeping no state (threads share it);
-        ``truncate=False``: a text over ``max_tokens`` is an error instead."""
-        limit = self.max_tokens
+    ) -> tuple[list[list[int]], list[int] | None, int]:
+        """``(windows, owners, how many texts are partly read)``: each text's windows as the
+        run reads them, ``owners`` their texts (None: one window a text); keeping no state
+        (threads share it). ``truncate=False``: a text partly read is an error instead."""
+        limit, reading = self.max_tokens, self.long_text
         encoded, truncated = [], 0
         for number, text in enumerate(texts, start=1):
             if not isinstance(text, str) or not text.strip():
                 raise GPTClassifierError(f"text {number} is empty; there is nothing to classify")
             ids = encode(self.tokenizer, text)
-            if len(ids) > limit:
+            if not reads_all(len(ids), limit, reading):
                 if not truncate:
+                    windows = f" in each of {reading.max_chunks} windows"
                     raise GPTClassifierError(
                         f"text {number} has {len(ids)} tokens; the model reads at most {limit}"
+                        + (windows if reading.mode == "chunks" else "")
                     )
                 truncated += 1
-                ids = ids[:limit]
             encoded.append(ids)
-        return encoded, truncated
+        return *window_texts(encoded, limit, reading), truncated
+
+    def encode_texts(
+        self, texts: Sequence[str], *, truncate: bool = True
+    ) -> tuple[list[list[int]], int]:
+        """``(token ids per text, how many were cut)``: one window a text (not ``chunks``)."""
+        if self.long_text.mode == "chunks":
+            raise GPTClassifierError(CHUNKS_NOT_EXPLAINED)
+        windows, _, truncated = self.encode_windows(texts, truncate=truncate)
+        return windows, truncated
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
-        """Class probabilities ``(len(texts), num_classes)`` in input order; texts with the same
-        token ids run once."""
+        """Class probabilities ``(len(texts), num_classes)`` in input order; windows with the
+        same token ids run once (a long text: its windows', combined)."""
         if isinstance(texts, str):  # a string is a sequence of characters: never what was meant
             raise GPTClassifierError("texts must be a list of strings; for one text use classify")
+        windows, owners, self.truncated = self.encode_windows(texts)
         slot_of: dict[tuple[int, ...], int] = {}
-        slots = [slot_of.setdefault(tuple(ids), len(slot_of)) for ids in self.encode(texts)]
+        slots = [slot_of.setdefault(tuple(ids), len(slot_of)) for ids in windows]
         encoded = list(slot_of)
         probabilities = torch.empty(len(encoded), len(self.classes))
         for rows in self.plan_batches([len(ids) for ids in encoded], batch_size):
             probabilities[rows] = self.forward([encoded[i] for i in rows])
-        return probabilities[slots]
+        return combine_probabilities(probabilities[slots], owners)
 
     def forward(self, encoded: Sequence[Sequence[int]]) -> torch.Tensor:
         """Class probabilities ``(len(encoded), num_classes)`` of token ids, as ONE batch padded

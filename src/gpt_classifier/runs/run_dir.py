@@ -28,6 +28,7 @@ from ..classifier.lora import has_lora, merge_lora
 from ..classifier.pooling import POOLINGS
 from ..config import EOT_TOKEN_ID, GPTConfig
 from ..data.encoding import PADDING_STRATEGIES, Padding, parse_padding
+from ..data.windows import LongText
 from ..errors import GPTClassifierError
 from ..fileio import atomic_path, check_output_dir, sha256_of, write_json
 from ..model import GPTModel
@@ -60,6 +61,7 @@ class RunInfo:
     extra: dict[str, Any] | None = None  # training settings, data summary, timings
     save: str = "full"  # or "trainable": the trained tensors and base_weights (trainable_run)
     base_weights: dict[str, Any] | None = None
+    long_text: LongText = LongText()  # how texts longer than max_length are read
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -84,6 +86,7 @@ class RunInfo:
                 "max_length": self.max_length,
                 "pad_length": self.pad_length,
                 "pad_token_id": self.pad_token_id,
+                "long_text": self.long_text.to_dict(),
             },
             **(self.extra or {}),
         }
@@ -276,6 +279,7 @@ def _validated_run_info(fields: _Fields) -> RunInfo:
         extra={k: v for k, v in fields.values.items() if k not in known},
         save=save,
         base_weights=fields.base_weights() if save == "trainable" else None,
+        long_text=LongText.from_dict(fields.get("inputs.long_text", {}), source),
     )
 
 

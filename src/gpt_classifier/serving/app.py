@@ -23,10 +23,11 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
+from ..classifier.pooling import combine_probabilities
 from ..data.batching import TOKENS_PER_PASS
 from ..errors import GPTClassifierError
 from ..inference.explain import explanation_from_probabilities, occlusion_inputs
-from ..inference.predict import TextClassifier
+from ..inference.predict import CHUNKS_NOT_EXPLAINED, TextClassifier
 from .batching import (
     DEFAULT_BATCH_WAIT_MS,
     DEFAULT_MAX_QUEUE,
@@ -187,6 +188,7 @@ def _add_status_routes(
         run_dir=run_dir,
         classes=list(classifier.classes),
         **{key: getattr(info, key) for key in _RUN_INFO_FIELDS},
+        long_text=info.long_text.mode,
         trainable=trainable if isinstance(trainable, str) else None,
         test=test,
         trained_at=trained_at,
@@ -256,13 +258,13 @@ class _Admission:
         except ShuttingDown as exc:
             raise HTTPException(503, str(exc)) from None
 
-    async def encode(self, texts: list[str], truncate: bool) -> tuple[list[list[int]], int]:
+    async def encode(self, texts: list[str], truncate: bool) -> tuple[list[list[int]], Any, int]:
         """Short requests are tokenised on the event loop (microseconds, less than a thread
         hand-off, and each extra thread wake-up preempts the model's threads on a busy CPU);
         longer ones in the thread pool, so that a huge request never stalls the loop."""
         if sum(len(text) for text in texts) <= INLINE_TOKENIZE_CHARS:
-            return self.classifier.encode_texts(texts, truncate=truncate)
-        return await run_in_threadpool(self.classifier.encode_texts, texts, truncate=truncate)
+            return self.classifier.encode_windows(texts, truncate=truncate)
+        return await run_in_threadpool(self.classifier.encode_windows, texts, truncate=truncate)
 
     async def run(self, encoded: list[list[int]], truncated: int) -> Any:
         """Probabilities of reserved inputs, once the worker has run them."""
@@ -278,11 +280,13 @@ class _Admission:
         """The fields of a ``ClassifyResponse``."""
         self.reserve(len(texts))
         try:
-            encoded, truncated = await self.encode(texts, truncate)
+            encoded, owners, truncated = await self.encode(texts, truncate)
+            if len(encoded) > len(texts):  # windows of long texts: each one more input
+                self.reserve(len(encoded) - len(texts))
         except BaseException:
             self.batcher.release(len(texts))
             raise
-        probabilities = await self.run(encoded, truncated)
+        probabilities = combine_probabilities(await self.run(encoded, truncated), owners)
         predictions = [asdict(p) for p in self.classifier.predictions(probabilities)]
         seconds = round(time.perf_counter() - started, 4)
         return {"predictions": predictions, "truncated": truncated, "seconds": seconds}
@@ -349,7 +353,9 @@ def _add_model_routes(
     async def explain(request: ExplainRequest) -> ExplainResponse:
         started = time.perf_counter()
         classifier = admission.classifier
-        encoded, truncated = await admission.encode([request.text], request.truncate)
+        if classifier.long_text.mode == "chunks":
+            raise GPTClassifierError(CHUNKS_NOT_EXPLAINED)
+        encoded, _, truncated = await admission.encode([request.text], request.truncate)
         inputs = occlusion_inputs(encoded[0], classifier.info.pad_token_id)
         if len(inputs) > max_queue:
             raise GPTClassifierError(

@@ -89,6 +89,7 @@ class InfoOut(BaseModel):
     padding: str
     max_length: int
     pad_length: int | None
+    long_text: str = Field(description="How a longer text is read: truncate, head-tail, chunks.")
     test: TestMetricsOut | None = Field(description="From the run's metrics.json, if present.")
     trained_at: str | None = Field(
         description="When the run was saved (ISO 8601, UTC), from its completion marker."

@@ -188,12 +188,14 @@ class _Loop:
             self.optimizer.zero_grad(set_to_none=True)
             for batch in self._batches(state):
                 batch_index = state.batch_index
-                inputs, targets, lengths = unpack_batch(batch)
+                inputs, targets, lengths, owners = unpack_batch(batch)
                 with self._synchronising(self._is_step(batch_index)):
                     with self.amp():
-                        loss = calc_loss_batch(inputs, targets, self.model, self.device, lengths)
+                        loss = calc_loss_batch(
+                            inputs, targets, self.model, self.device, lengths, owners
+                        )
                     # one value per rank, in the order of the one-process run's batches
-                    gathered = self.dist.gather_floats([loss.item(), inputs.shape[0]])
+                    gathered = self.dist.gather_floats([loss.item(), targets.shape[0]])
                     for loss_value, _ in gathered:
                         _check_finite(loss_value, state, settings.lr)
                     (loss / self._group_size(batch_index)).backward()

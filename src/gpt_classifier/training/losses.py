@@ -18,10 +18,12 @@ def calc_loss_batch(
     model: nn.Module,
     device: torch.device | str,
     lengths: torch.Tensor | None = None,
+    owners: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Cross-entropy of one batch (the book's function; ``lengths`` for last-real pooling)."""
+    """Cross-entropy of one batch (the book's function; ``lengths`` for last-real pooling,
+    ``owners`` for windows of longer texts: the loss of each text's combined logits)."""
     input_batch, target_batch = input_batch.to(device), target_batch.to(device)
-    logits = classifier_logits(model, input_batch, lengths)
+    logits = classifier_logits(model, input_batch, lengths, owners)
     return F.cross_entropy(logits.float(), target_batch)
 
 
@@ -44,8 +46,8 @@ def calc_loss_loader(
     total, count = 0.0, 0
     with torch.no_grad():
         for batch in _batches(data_loader, num_batches):
-            inputs, targets, lengths = unpack_batch(batch)
-            total += calc_loss_batch(inputs, targets, model, device, lengths).item()
+            inputs, targets, lengths, owners = unpack_batch(batch)
+            total += calc_loss_batch(inputs, targets, model, device, lengths, owners).item()
             count += 1
     return total / count
 
@@ -60,8 +62,8 @@ def calc_accuracy_loader(
     correct, seen = 0, 0
     with torch.no_grad():
         for batch in _batches(data_loader, num_batches):
-            inputs, targets, lengths = unpack_batch(batch)
-            logits = classifier_logits(model, inputs.to(device), lengths)
+            inputs, targets, lengths, owners = unpack_batch(batch)
+            logits = classifier_logits(model, inputs.to(device), lengths, owners)
             predicted = torch.argmax(logits, dim=-1)
             seen += predicted.shape[0]
             correct += (predicted == targets.to(device)).sum().item()

@@ -333,12 +333,18 @@ def encode(
     log: Log,
 ) -> EncodedSplits:
     tokenizer = get_tokenizer(tokenizer_dir)
-    encoded = encode_splits(prepared, tokenizer, recipe.padding, classifier.gpt.cfg.context_length)
-    for name in SPLITS:
-        cut = encoded.split(name).truncated
-        if cut:
-            limit = encoded.max_lengths[name]
-            log(f"{name}: {cut} text(s) longer than {limit} tokens were truncated")
+    context, reading = classifier.gpt.cfg.context_length, recipe.long_text
+    encoded = encode_splits(prepared, tokenizer, recipe.padding, context, reading)
+    cut = {name: encoded.split(name).truncated for name in SPLITS}
+    if not any(cut.values()):
+        return encoded
+    counts = ", ".join(f"{name} {count}" for name, count in cut.items())
+    if reading.mode == "chunks":
+        log(f"texts over --max-chunks {reading.max_chunks} windows, partly read: {counts}")
+    else:
+        limit = encoded.max_lengths["train"]
+        how = "; --long-text chunks reads all of them" if reading.mode == "truncate" else ""
+        log(f"texts longer than {limit} tokens, partly read ({reading.mode}): {counts}{how}")
     return encoded
 
 
@@ -727,6 +733,7 @@ def run_info(
         )
         if options.save == "trainable"
         else None,
+        long_text=recipe.long_text,
         extra={
             "trainable": str(recipe.trainable),
             "lora": {"rank": options.lora_rank, "alpha": options.lora_alpha} if lora else None,

@@ -61,8 +61,13 @@ class SuffixClassifier(nn.Module):
         self.model = model
         self.start_block = start_block
 
-    def forward(self, hidden: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        return self.model.forward_from_hidden(hidden, self.start_block, lengths)
+    def forward(
+        self,
+        hidden: torch.Tensor,
+        lengths: torch.Tensor | None = None,
+        owners: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return self.model.forward_from_hidden(hidden, self.start_block, lengths, owners)
 
 
 class HiddenStateCache:
@@ -159,7 +164,7 @@ class CachedLoader:
     def __iter__(self) -> Iterator[Batch]:
         for batch in self.token_loader:  # type: ignore[attr-defined]
             hidden = self.cache.batch(batch.indices, batch.input_ids.shape[1])
-            yield Batch(hidden, batch.labels, batch.lengths, batch.indices)
+            yield Batch(hidden, batch.labels, batch.lengths, batch.indices, batch.owners)
 
 
 def cached_positions(dataset: EncodedDataset, pad_length: int | None) -> int:

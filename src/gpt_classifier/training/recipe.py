@@ -17,12 +17,14 @@ from ..classifier import POOLINGS, Pooling, TrainableSpec, parse_trainable, vali
 from ..config import GPTConfig, is_model_name, resolve_config
 from ..data import BALANCE_METHODS, parse_fractions, parse_padding
 from ..data.encoding import Padding
+from ..data.windows import LongText
 from ..distributed import DEFAULT_DIST_TIMEOUT_S, DIST_TIMEOUT_ENV, context_from_env, rank_device
 from ..errors import GPTClassifierError
 from ..precision import resolve_device, resolve_precision
 from ..runs.trainable_run import SAVE_LAYOUTS
 from .settings import (
     CacheOptions,
+    LongTextOptions,
     ModelOptions,
     PaddingOptions,
     PrecisionOptions,
@@ -41,7 +43,9 @@ def _positive(help: str, **more: Any) -> Any:
 
 
 @dataclass(kw_only=True)
-class FinetuneOptions(CacheOptions, PrecisionOptions, ModelOptions, PaddingOptions, SplitOptions):
+class FinetuneOptions(
+    CacheOptions, PrecisionOptions, ModelOptions, LongTextOptions, PaddingOptions, SplitOptions
+):
     """Everything ``gpt-classifier train`` takes."""
 
     trainable: str | None = opt(
@@ -136,6 +140,7 @@ class FinetuneOptions(CacheOptions, PrecisionOptions, ModelOptions, PaddingOptio
         check("pooling", lambda: validate_pooling(values["pooling"]))
         check("train", lambda: TrainSettings(**{key: values[key] for key in _TRAIN_KEYS}))
         check("fractions", lambda: parse_fractions(self.fractions))
+        check("long_text", self.long_text_reading)
         check("device", lambda: rank_device(context_from_env(), resolve_device(self.device)))
         device = parsed.get("device", torch.device("cpu"))
         check("precision", lambda: resolve_precision(self.precision, device))
@@ -145,9 +150,16 @@ class FinetuneOptions(CacheOptions, PrecisionOptions, ModelOptions, PaddingOptio
             valid = ", ".join(BALANCE_METHODS)
             problems.append(f"unknown balance {values['balance']!r}; valid: {valid}")
         problems += self._run_option_problems()
+        per_batch = values["pooling"] == "last" and values["padding"] == "batch"
+        if self.long_text != "truncate" and per_batch:
+            problems.append(
+                "--long-text with --pooling last needs a fixed padding (longest-train, fixed:N or "
+                "context): a text's last window would otherwise be read at a padding position"
+            )
         if problems:
             raise GPTClassifierError("; ".join(problems))
         keys = ("padding", "pooling", "trainable", "train", "fractions", "device", "precision")
+        keys += ("long_text",)
         return ResolvedRecipe(
             keep_duplicates=bool(values["keep_duplicates"]),
             balance=values["balance"],
@@ -182,3 +194,4 @@ class ResolvedRecipe:
     device: torch.device  # this process's (under torchrun: its own GPU)
     precision: str  # fp32 or bf16
     config: GPTConfig | None  # None: the one stored with --weights
+    long_text: LongText = LongText()

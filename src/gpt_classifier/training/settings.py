@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..data import BALANCE_METHODS, DEFAULT_FRACTIONS, DEFAULT_SEED, FORMATS
+from ..data.windows import LONG_TEXT_MODES, LongText
 from ..errors import GPTClassifierError
 from ..precision import PRECISIONS
 from ..tokenizer import TOKENIZER_DIR_ENV
@@ -192,3 +193,25 @@ class SplitOptions(ReadOptions, DataOptions):
 @dataclass(kw_only=True)
 class PaddingOptions:
     padding: str | None = opt(None, "batch, longest-train, fixed:N or context.", preset=True)
+
+
+@dataclass(kw_only=True)
+class LongTextOptions:
+    """How a text longer than the model's context is read (recorded in run.json)."""
+
+    long_text: str = opt(
+        "truncate",
+        "truncate: its first tokens (the book's; no cost for texts that fit); head-tail: its "
+        "first and last tokens; chunks: windows over all of it, their logits averaged.",
+        choices=LONG_TEXT_MODES,
+    )
+    head_fraction: float = opt(
+        0.5, "head-tail: the share of the context kept from the start.", min=0, max=1
+    )
+    chunk_stride: int | None = opt(
+        None, "chunks: tokens between window starts (default: the context, no overlap).", min=1
+    )
+    max_chunks: int = opt(8, "chunks: the most windows per text (evenly spread).", min=1)
+
+    def long_text_reading(self) -> LongText:
+        return LongText(self.long_text, self.head_fraction, self.chunk_stride, self.max_chunks)
