@@ -15,6 +15,7 @@ from conftest import SAVED_CONFIG
 
 from gpt_classifier.classifier import GPTClassifier, replace_linear_with_lora
 from gpt_classifier.cli.main import cli
+from gpt_classifier.data.windows import LongText
 from gpt_classifier.errors import GPTClassifierError
 from gpt_classifier.export import export_run
 from gpt_classifier.export.hf import folded_shift
@@ -33,7 +34,9 @@ TEXTS = [
 ]
 
 
-def make_run(folder: Path, pooling: str = "last-real", *, lora: bool = False, **cfg) -> Path:
+def make_run(
+    folder: Path, pooling: str = "last-real", *, lora: bool = False, long_text="truncate", **cfg
+) -> Path:
     """A tiny random run; ``lora``: adapters with non-zero B (save_run merges them)."""
     torch.manual_seed(5)
     model = GPTClassifier(GPTModel(SAVED_CONFIG.replace(**cfg)), 3, pooling=pooling, head_seed=5)
@@ -45,7 +48,8 @@ def make_run(folder: Path, pooling: str = "last-real", *, lora: bool = False, **
             for name, param in model.named_parameters():
                 if name.endswith("lora.B"):
                     param.normal_(0, 0.5)
-    info = RunInfo(SAVED_CONFIG.replace(**cfg), ("ham", "spam", "eggs"), pooling, "batch", 12, None)
+    classes, cfg = ("ham", "spam", "eggs"), SAVED_CONFIG.replace(**cfg)
+    info = RunInfo(cfg, classes, pooling, "batch", 12, None, long_text=LongText(long_text))
     return save_run(model, info, folder / "run")
 
 
@@ -132,6 +136,8 @@ def test_onnx_export_agrees_with_dynamic_batch_and_length(tmp_path, tokenizer_di
         ("hf", {"pooling": "first"}, "reads the last token, not 'first' pooling"),
         ("hf", {"pooling": "mean"}, "reads the last token, not 'mean' pooling"),
         ("onnx", {"causal": False}, "without the causal mask"),
+        ("hf", {"long_text": "chunks"}, "with --long-text chunks, which one pass"),
+        ("onnx", {"long_text": "head-tail"}, "with --long-text head-tail, which one pass"),
     ],
 )
 def test_what_a_format_cannot_express_is_a_one_line_error(tmp_path, fmt, run_args, message):

@@ -44,6 +44,11 @@ def unsupported(info: RunInfo, fmt: str) -> str | None:
     """Why ``fmt`` cannot compute what the run computes, or None."""
     if not info.gpt_config.causal:
         return "the run was trained without the causal mask, which GPT-2 always applies"
+    if info.long_text.mode != "truncate":
+        return (
+            f"the run reads long texts with --long-text {info.long_text.mode}, which one pass of "
+            "the exported model cannot do (it cuts them, as --long-text truncate)"
+        )
     pooling = Pooling(info.pooling)
     if pooling == Pooling.LAST and info.pad_length is not None:
         return f"'last' pooling reads a padding position of inputs padded to {info.pad_length}"
