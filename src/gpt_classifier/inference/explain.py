@@ -123,6 +123,15 @@ def explain_text(classifier: TextClassifier, text: str) -> Explanation:
     return explain_texts(classifier, [text])[0]
 
 
+def explain(
+    classifier: TextClassifier, texts: str | Sequence[str], batch_size: int = 64
+) -> Explanation | list[Explanation]:
+    """One ``Explanation`` for one text, a list of them for a list (as ``classify``)."""
+    if isinstance(texts, str):
+        return explain_texts(classifier, [texts], batch_size)[0]
+    return explain_texts(classifier, texts, batch_size)
+
+
 def deletion_faithfulness(
     classifier: TextClassifier,
     texts: Sequence[str],
