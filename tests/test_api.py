@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -112,3 +114,21 @@ def test_importing_the_package_stays_cheap():
     code = "import sys, gpt_classifier; print(any('training' in m for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_readme_python_example_runs(micro_files, tokenizer_dir, tmp_path):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    example = readme.split("## Python\n\n```python\n", 1)[1].split("```", 1)[0]
+    assert "epochs=3)" in example
+    tiny = f"model={str(micro_files['config'])!r}, init='random', batch_size=4, progress=False"
+    (tmp_path / "reviews.csv").write_bytes(micro_files["data"].read_bytes())
+    result = subprocess.run(
+        [sys.executable, "-c", example.replace("epochs=3)", f"epochs=1, {tiny})")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "GPT_CLASSIFIER_TOKENIZER_DIR": str(tokenizer_dir)},
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "runs" / "reviews" / "metrics.json").is_file()
