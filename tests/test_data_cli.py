@@ -15,15 +15,15 @@ def _run(*args: str):
     return CliRunner().invoke(cli, ["data", "prepare", *args])
 
 
-# The class table's rows: the full collection's, and the 400-row fixture's.
+# The class table's rows: the full collection's, and the 400-row fixture's (every row kept).
 TABLE = {
     True: (
-        "ham    4827          4518       653    457          65   131",
+        "ham    4827          4518      4518   3162         451   905",
         "spam    747           653       653    457          65   131",
     ),
     False: (
         "ham    174           172       172    120          17    35",
-        "spam   226           212       172    120          17    35",
+        "spam   226           212       212    148          21    43",
     ),
 }
 
@@ -50,7 +50,7 @@ def test_prepare_real_file(tmp_path, sms_spam_file, sms_spam, tokenizer_dir):
         "train.csv",
         "validation.csv",
     ]
-    assert len(read_splits(out).train) == sms_spam.split_sizes[0]  # 914 in full
+    assert len(read_splits(out).train) == sum(sms_spam.unbalanced_splits["train"].values())
 
 
 def test_prepare_multiclass_file_with_options(tmp_path, tokenizer_dir):

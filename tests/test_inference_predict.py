@@ -19,6 +19,11 @@ TEXTS = [
 ]
 
 
+def _proba(classifier: TextClassifier, texts, **kwargs) -> torch.Tensor:
+    """``predict_proba`` (a NumPy array, as scikit-learn's) as a tensor, to compare."""
+    return torch.from_numpy(classifier.predict_proba(texts, **kwargs))
+
+
 def _predictor(tiny_config, tokenizer, pooling="last-real", pad_length=None, max_length=None):
     model = GPTClassifier(GPTModel(tiny_config), 2, pooling=pooling).eval()
     info = RunInfo(
@@ -38,8 +43,8 @@ def test_batches_agree_with_one_at_a_time_and_keep_order(
     tiny_config, tokenizer, pooling, pad_length
 ):
     predictor = _predictor(tiny_config, tokenizer, pooling, pad_length)
-    together = predictor.predict_proba(TEXTS, batch_size=4)
-    alone = torch.cat([predictor.predict_proba([text]) for text in TEXTS])
+    together = _proba(predictor, TEXTS, batch_size=4)
+    alone = torch.cat([_proba(predictor, [text]) for text in TEXTS])
     torch.testing.assert_close(together, alone, atol=1e-5, rtol=0)
     torch.testing.assert_close(together.sum(-1), torch.ones(len(TEXTS)))
 
@@ -54,9 +59,9 @@ def test_repeated_texts_run_once_and_come_back_in_place(tiny_config, tokenizer, 
         "forward",
         lambda ids, lengths: rows_run.append(len(ids)) or forward(ids, lengths),
     )
-    repeated = predictor.predict_proba(texts)
+    repeated = _proba(predictor, texts)
     assert sum(rows_run) == 3  # three distinct texts
-    distinct = predictor.predict_proba(TEXTS[:3])
+    distinct = _proba(predictor, TEXTS[:3])
     torch.testing.assert_close(repeated, distinct[[0, 1, 0, 2, 1, 0]])
 
 
@@ -78,10 +83,10 @@ def test_empty_text_is_an_error(tiny_config, tokenizer):
 def test_long_texts_are_cut_to_the_trained_length_and_counted(tiny_config, tokenizer):
     predictor = _predictor(tiny_config, tokenizer, max_length=8)
     long_text = " ".join(["word"] * 50)
-    assert predictor.predict_proba([long_text, "short"]).shape == (2, 2)
+    assert _proba(predictor, [long_text, "short"]).shape == (2, 2)
     assert predictor.truncated == 1
     cut = tokenizer.decode(tokenizer.encode(long_text)[:8])
-    torch.testing.assert_close(predictor.predict_proba([long_text]), predictor.predict_proba([cut]))
+    torch.testing.assert_close(_proba(predictor, [long_text]), _proba(predictor, [cut]))
 
 
 def test_classify_review_matches_the_predictor(tiny_config, tokenizer):
@@ -119,8 +124,8 @@ def test_from_run_classifies_with_labels_and_probabilities(from_run):
 def test_from_run_batches_agree_with_one_at_a_time(from_run):
     texts = TEXTS + ["a", "b c", TEXTS[0]]  # ties in length, a duplicate
     for batch_size in (1, 2, 64):
-        together = from_run.predict_proba(texts, batch_size=batch_size)
-        alone = torch.cat([from_run.predict_proba([text]) for text in texts])
+        together = _proba(from_run, texts, batch_size=batch_size)
+        alone = torch.cat([_proba(from_run, [text]) for text in texts])
         torch.testing.assert_close(together, alone, atol=1e-5, rtol=0)
     assert torch.equal(together[0], together[-1])
 
@@ -129,12 +134,12 @@ def test_from_run_truncates_to_the_saved_max_length(from_run, tokenizer):
     long_text = TEXTS[2]  # 16 tokens, more than the 12 the run was trained with
     ids = tokenizer.encode(long_text)
     assert len(ids) > 12
-    probabilities = from_run.predict_proba([long_text, "ok"])
+    probabilities = _proba(from_run, [long_text, "ok"])
     assert from_run.truncated == 1
     with torch.no_grad():
         expected = torch.softmax(from_run.model(torch.tensor([ids[:12]])), -1)
     torch.testing.assert_close(probabilities[:1], expected, atol=1e-6, rtol=0)
-    from_run.predict_proba(["ok"])
+    _proba(from_run, ["ok"])
     assert from_run.truncated == 0  # counts the last call only
 
 
@@ -153,7 +158,7 @@ def test_classify_review_rejects_the_empty_string(from_run):
 
 def test_last_pooling_with_a_fixed_length_pads_to_it(tiny_config, tokenizer):
     predictor = _predictor(tiny_config, tokenizer, "last", pad_length=24)
-    probabilities = predictor.predict_proba(TEXTS[:2])
+    probabilities = _proba(predictor, TEXTS[:2])
     for row, text in enumerate(TEXTS[:2]):
         ids = tokenizer.encode(text)
         padded = torch.tensor([ids + [50256] * (24 - len(ids))])
@@ -170,8 +175,8 @@ def test_last_pooling_without_a_fixed_length_never_pads(tiny_config, tokenizer):
     lengths = [len(tokenizer.encode(t)) for t in texts]
     for batch in predictor.plan_batches(lengths, 64):
         assert len({lengths[i] for i in batch}) == 1
-    together = predictor.predict_proba(texts)
-    alone = torch.cat([predictor.predict_proba([text]) for text in texts])
+    together = _proba(predictor, texts)
+    alone = torch.cat([_proba(predictor, [text]) for text in texts])
     torch.testing.assert_close(together, alone, atol=1e-5, rtol=0)
 
 
@@ -202,7 +207,7 @@ def test_bf16_runs_keep_bf16_linear_weights_and_give_identical_probabilities(
     assert linear and all(m.weight.dtype == torch.bfloat16 for m in linear)
     run = load_run(saved_run)  # a model of its own, float32 weights cast at every pass
     plain = TextClassifier(run.model, tokenizer, run.info, "cpu", precision="bf16")
-    assert torch.equal(cached.predict_proba(texts), plain.predict_proba(texts))
+    assert torch.equal(_proba(cached, texts), _proba(plain, texts))
     fp32 = TextClassifier.from_run(
         saved_run, device="cpu", tokenizer_dir=tokenizer_dir, precision="fp32"
     )
@@ -215,7 +220,7 @@ def test_one_text_gives_one_prediction_and_a_list_a_list(tiny_config, tokenizer)
     assert one == predictor.classify([TEXTS[0]])[0] == predictor(TEXTS[0])
     assert predictor.predict(TEXTS) == [p.label for p in predictor.classify(TEXTS)]
     with pytest.raises(GPTClassifierError, match="list of strings"):
-        predictor.predict_proba("hello")
+        _proba(predictor, "hello")
 
 
 def test_the_package_root_gives_the_classifier_and_runs_as_a_module():

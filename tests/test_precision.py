@@ -74,5 +74,5 @@ def test_bf16_agrees_with_fp32(tmp_path, tiny_config_file, sms_spam, tokenizer_d
     predict_bf16 = TextClassifier.from_run(
         tmp_path / "fp32", tokenizer_dir=tokenizer_dir, precision="bf16"
     ).predict_proba(test_texts)
-    agreement = (predict_fp32.argmax(-1) == predict_bf16.argmax(-1)).float().mean().item()
+    agreement = (predict_fp32.argmax(-1) == predict_bf16.argmax(-1)).mean()
     assert agreement >= 0.995, f"bf16 and fp32 predictions agree on {agreement:.3%}"

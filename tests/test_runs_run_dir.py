@@ -70,7 +70,7 @@ def test_save_load_classify_gives_identical_probabilities(tmp_path, tiny_config,
     reloaded = TextClassifier(
         load_run(tmp_path / "run").model, tokenizer, info, "cpu", precision="fp32"
     )
-    assert torch.equal(in_memory.predict_proba(texts), reloaded.predict_proba(texts))
+    assert (in_memory.predict_proba(texts) == reloaded.predict_proba(texts)).all()
 
 
 def _saved(tmp_path, tiny_config):
@@ -154,7 +154,7 @@ def test_lora_run_reloads_bit_identical_to_the_merged_model(
     from_run = TextClassifier.from_run(
         tmp_path / "run", device="cpu", tokenizer_dir=tokenizer_dir, precision="fp32"
     )
-    assert torch.equal(in_memory.predict_proba(texts), from_run.predict_proba(texts))
+    assert (in_memory.predict_proba(texts) == from_run.predict_proba(texts)).all()
 
 
 def test_run_info_round_trips(tmp_path, tiny_config):
@@ -370,7 +370,7 @@ def test_valid_padding_and_lengths_load_and_classify(
     )
     assert (classifier.info.max_length, classifier.info.pad_length) == (max_length, pad_length)
     long_text = "win a prize now " * 20  # longer than max_length: cut, then padded
-    probabilities = classifier.predict_proba([long_text, "ok"])
+    probabilities = torch.from_numpy(classifier.predict_proba([long_text, "ok"]))
     assert torch.isfinite(probabilities).all()
     torch.testing.assert_close(probabilities.sum(-1), torch.ones(2))
 

@@ -36,6 +36,11 @@ TEXTS = [
 LONG_WAIT_MS = 60_000  # "wait for company" until a batch is full: makes merging deterministic
 
 
+def _proba(classifier: TextClassifier, texts, **kwargs) -> torch.Tensor:
+    """``predict_proba`` (a NumPy array, as scikit-learn's) as a tensor, to compare."""
+    return torch.from_numpy(classifier.predict_proba(texts, **kwargs))
+
+
 class PaddingClassifier(TextClassifier):
     """The run's classifier with packing turned off: the batcher's padded passes."""
 
@@ -105,7 +110,7 @@ def test_requests_waiting_together_share_one_forward_pass(classifier, recorder):
     batcher.close()
     assert recorder.calls == [(len(TEXTS), "gpt-classifier-batcher")]
     for texts, got in zip(requests, results, strict=True):
-        torch.testing.assert_close(got, classifier.predict_proba(texts), atol=1e-6, rtol=0)
+        torch.testing.assert_close(got, _proba(classifier, texts), atol=1e-6, rtol=0)
     assert batcher.depth == 0
 
 
@@ -118,7 +123,7 @@ def test_forward_passes_keep_to_the_token_budget_and_sort_by_length(classifier, 
     batcher.reserve(len(TEXTS))
     got = batcher.submit(encoded).result(timeout=30)
     batcher.close()
-    torch.testing.assert_close(got, classifier.predict_proba(TEXTS), atol=1e-6, rtol=0)
+    torch.testing.assert_close(got, _proba(classifier, TEXTS), atol=1e-6, rtol=0)
     assert len(stats) > 1
     assert all(batch.tokens <= budget for batch in stats)
     assert sum(batch.texts for batch in stats) == len(TEXTS)
@@ -131,7 +136,7 @@ def test_a_text_longer_than_the_budget_runs_alone(classifier, recorder):
     texts = ["WINNER!! Claim your prize now", "see you at 5?"]
     got = _submit(batcher, classifier, texts).result(timeout=30)
     batcher.close()
-    torch.testing.assert_close(got, classifier.predict_proba(texts), atol=1e-6, rtol=0)
+    torch.testing.assert_close(got, _proba(classifier, texts), atol=1e-6, rtol=0)
     assert [batch.texts for batch in stats] == [1, 1]
 
 
@@ -154,9 +159,7 @@ def test_close_finishes_queued_work_then_refuses_more(classifier):
     batcher.close(timeout=30)
     for text, future in zip(TEXTS, futures, strict=True):
         assert future.done()
-        torch.testing.assert_close(
-            future.result(), classifier.predict_proba([text]), atol=1e-6, rtol=0
-        )
+        torch.testing.assert_close(future.result(), _proba(classifier, [text]), atol=1e-6, rtol=0)
     with pytest.raises(ShuttingDown):
         batcher.reserve(1)
     assert batcher.depth == 0
@@ -174,7 +177,7 @@ def test_a_failing_forward_fails_its_requests_and_the_worker_goes_on(classifier,
     assert batcher.depth == 0
     monkeypatch.setattr(classifier, method, real_forward)
     got = _submit(batcher, classifier, TEXTS[:2]).result(timeout=30)
-    torch.testing.assert_close(got, classifier.predict_proba(TEXTS[:2]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(got, _proba(classifier, TEXTS[:2]), atol=1e-6, rtol=0)
     batcher.close()
 
 
@@ -184,7 +187,7 @@ def test_a_cancelled_request_is_skipped_and_frees_its_slots(classifier, recorder
     assert gone.cancel()  # the client went away while its texts were waiting
     kept = _submit(batcher, classifier, TEXTS[2:4])  # fills the batch: the worker goes
     torch.testing.assert_close(
-        kept.result(timeout=30), classifier.predict_proba(TEXTS[2:4]), atol=1e-6, rtol=0
+        kept.result(timeout=30), _proba(classifier, TEXTS[2:4]), atol=1e-6, rtol=0
     )
     batcher.close()
     assert recorder.batcher_calls() == [2]
@@ -251,9 +254,7 @@ def test_a_request_is_answered_as_soon_as_its_pass_is_done(classifier, monkeypat
     long.result(timeout=30)
     batcher.close()
     assert seen == [False, True, True]  # answered before the next passes ran
-    torch.testing.assert_close(
-        short[0].result(), classifier.predict_proba(["ok"]), atol=1e-6, rtol=0
-    )
+    torch.testing.assert_close(short[0].result(), _proba(classifier, ["ok"]), atol=1e-6, rtol=0)
 
 
 def test_passes_run_in_the_thread_that_loaded_the_model(saved_run, tokenizer_dir):
@@ -274,7 +275,7 @@ def test_passes_run_in_the_thread_that_loaded_the_model(saved_run, tokenizer_dir
     batcher = Batcher(classifier, batch_wait_ms=0, model_thread=thread)
     got = _submit(batcher, classifier, TEXTS[:3]).result(timeout=30)
     batcher.close(timeout=30)
-    torch.testing.assert_close(got, classifier.predict_proba(TEXTS[:3]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(got, _proba(classifier, TEXTS[:3]), atol=1e-6, rtol=0)
     assert ran_in == [thread.ident] and thread.ident != threading.get_ident()
 
 
@@ -302,5 +303,5 @@ def test_packed_rows_are_no_longer_than_the_context(saved_run, tokenizer_dir):
     batcher = Batcher(classifier, batch_wait_ms=0, max_batch_tokens=4096)
     got = _submit(batcher, classifier, TEXTS).result(timeout=30)
     batcher.close(timeout=30)
-    torch.testing.assert_close(got, classifier.predict_proba(TEXTS), atol=1e-6, rtol=0)
+    torch.testing.assert_close(got, _proba(classifier, TEXTS), atol=1e-6, rtol=0)
     assert rows and set(rows) == {classifier.model.cfg.context_length}

@@ -267,3 +267,13 @@ def test_predict_loader_hand_checked_and_empty():
     assert probabilities[4].tolist() == pytest.approx([0.1, 0.9], rel=1e-6)
     empty_targets, empty_probs, empty_loss = predict_loader([], KnownLogits(), "cpu")
     assert empty_targets.numel() == 0 and empty_probs.numel() == 0 and math.isnan(empty_loss)
+
+
+def test_class_weights_weight_each_example_by_its_class():
+    inputs, targets = _book_batch([1, 1, 2], [1, 0, 0])
+    weights = torch.tensor([0.5, 2.0])  # class 0 weighs 0.5, class 1 weighs 2
+    loss = calc_loss_batch(inputs, targets, KnownLogits(), "cpu", class_weights=weights)
+    by_hand = (2.0 * -math.log(0.75) + 0.5 * -math.log(0.25) + 0.5 * -math.log(0.1)) / 3.0
+    assert loss.item() == pytest.approx(by_hand, rel=1e-6)
+    plain = calc_loss_batch(inputs, targets, KnownLogits(), "cpu")
+    assert plain.item() == pytest.approx(-(math.log(0.75 * 0.25 * 0.1)) / 3, rel=1e-6)

@@ -1,8 +1,15 @@
 """gpt-classifier: a from-scratch GPT-2 (chapter 6 of *Build a Large Language Model (From Scratch)*)
 fine-tuned into a text classifier."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from .config import GPTConfig
 from .errors import GPTClassifierError
+
+if TYPE_CHECKING:
+    from .inference import TextClassifier
 
 __version__ = "0.1.0"
 
@@ -11,9 +18,28 @@ __all__ = [
     "GPTModel",
     "GPTClassifierError",
     "TextClassifier",
+    "explain",
     "load_pretrained",
+    "train",
     "__version__",
 ]
+
+
+def train(**options: Any) -> TextClassifier:
+    """``gpt-classifier train`` from Python, its options as keyword arguments (``data_file=``,
+    ``output_dir=``, ``epochs=`` ...): trains, evaluates and saves the run, then returns it
+    loaded as a ``TextClassifier`` (``.run_dir``, ``.metrics``), as a scikit-learn ``fit``
+    returns the fitted estimator. Errors name the keyword arguments."""
+    from .inference import TextClassifier
+    from .training.api import train_run
+
+    result = train_run(**options)
+    return TextClassifier.from_run(
+        result.run_dir,
+        device=options.get("device"),
+        tokenizer_dir=options.get("tokenizer_dir"),
+        precision=options.get("precision", "auto"),
+    )
 
 
 def __getattr__(name: str):
@@ -31,4 +57,8 @@ def __getattr__(name: str):
         from .inference import TextClassifier
 
         return TextClassifier
+    if name == "explain":
+        from .inference.explain import explain
+
+        return explain
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -78,9 +78,10 @@ def format_counts(summary: DataSummary, label_map: LabelMap) -> str:
             else f"duplicates: {summary.duplicates_dropped} repeated texts dropped (first "
             f"occurrence kept), {summary.label_conflicts} of them with a different label"
         )
-        balance = (
-            "undersampled to the smallest class" if summary.balance == "undersample" else "none"
-        )
+        balance = {
+            "undersample": "undersampled to the smallest class",
+            "weighted": "every row kept, the training loss weighted by class",
+        }.get(summary.balance, "none")
         fractions = ",".join(f"{f:g}" for f in summary.fractions)
         lines.append(f"balance: {balance}; split: stratified {fractions}, seed {summary.seed}")
     if summary.overlap:

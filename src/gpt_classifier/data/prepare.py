@@ -50,6 +50,22 @@ class DataSummary:
     def to_dict(self) -> dict:
         return asdict(self) | {"fractions": list(self.fractions) if self.fractions else None}
 
+    def removals(self) -> list[str]:
+        """One line per step that removed rows of the data, with what it removed per class."""
+        conflicts = f", {self.label_conflicts} with another label" if self.label_conflicts else ""
+        steps = (
+            (self.raw, self.deduplicated, "repeated texts", conflicts, "--keep-duplicates"),
+            (self.deduplicated, self.balanced, "rows by undersampling", "", "--balance weighted"),
+        )
+        lines = []
+        for before, after, what, more, keeps in steps:
+            removed = {c: n - after.get(c, 0) for c, n in before.items() if n > after.get(c, 0)}
+            if removed:
+                per_class = ", ".join(f"{label} {n}" for label, n in removed.items())
+                total = sum(removed.values())
+                lines.append(f"dropped {total} {what} ({per_class}{more}); {keeps} keeps them")
+        return lines
+
 
 @dataclass
 class PreparedData:
@@ -82,7 +98,8 @@ def prepare_dataset(
 ) -> PreparedData:
     """The splits, the label map (from the training split) and a summary. ``data_file`` (none or
     ``"sms-spam"``: the built-in dataset) is deduplicated unless ``keep_duplicates``, balanced
-    and split; split files are read as they are. ``lenient``: runaway quotes only warn."""
+    (``undersample``, the book's; ``weighted`` is the training loss's) and split; split files
+    are read as they are. ``lenient``: runaway quotes only warn."""
     method = check_balance(balance)
     split_files = {"train": train_file, "validation": validation_file, "test": test_file}
     if any(path is not None for path in split_files.values()):

@@ -8,7 +8,7 @@ import math
 import os
 import random
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from ..fileio import atomic_path
 from .labels import sort_labels
 from .readers import Record
 
-BALANCE_METHODS = ("undersample", "none")
+BALANCE_METHODS = ("weighted", "undersample", "none")
 DEFAULT_FRACTIONS = (0.7, 0.1, 0.2)
 DEFAULT_SEED = 123
 SPLIT_NAMES = ("train", "validation", "test")
@@ -46,12 +46,13 @@ def deduplicate(records: Sequence[Record]) -> tuple[list[Record], DedupReport]:
 
 
 def balance_classes(
-    records: Sequence[Record], method: str = "undersample", seed: int = DEFAULT_SEED
+    records: Sequence[Record], method: str = "weighted", seed: int = DEFAULT_SEED
 ) -> list[Record]:
     """``undersample``: a seeded random subset of every class, as large as the smallest class
-    (the book's ``create_balanced_dataset``), in the original order; ``none``: unchanged."""
+    (the book's ``create_balanced_dataset``), in the original order; ``weighted`` (the loss
+    balances the classes, see ``class_weights``) and ``none``: unchanged."""
     records = list(records)
-    if check_balance(method) == "none" or not records:
+    if check_balance(method) != "undersample" or not records:
         return records
     by_class: dict[str, list[int]] = defaultdict(list)
     for index, record in enumerate(records):
@@ -68,9 +69,16 @@ def balance_classes(
 def check_balance(method: str) -> str:
     if method not in BALANCE_METHODS:
         raise GPTClassifierError(
-            f"unknown balance method {method!r}; expected {' or '.join(BALANCE_METHODS)}"
+            f"unknown balance method {method!r}; expected {', '.join(BALANCE_METHODS)}"
         )
     return method
+
+
+def class_weights(counts: Mapping[str, int], classes: Sequence[str]) -> list[float]:
+    """Loss weight of each class in ``classes`` order: n / (k * count), scikit-learn's
+    "balanced", so that every class weighs as much in the loss as if all were equally large."""
+    total = sum(counts.get(label, 0) for label in classes)
+    return [total / (len(classes) * counts[c]) if counts.get(c) else 0.0 for c in classes]
 
 
 def parse_fractions(value: str | Sequence[float]) -> tuple[float, float, float]:

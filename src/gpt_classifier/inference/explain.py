@@ -118,9 +118,17 @@ def explain_texts(
     return explanations
 
 
-def explain_text(classifier: TextClassifier, text: str) -> Explanation:
-    """How much each token of ``text`` pushed the classifier towards its predicted class."""
-    return explain_texts(classifier, [text])[0]
+def explain(
+    classifier: TextClassifier, texts: str | Sequence[str], batch_size: int = 64
+) -> Explanation | list[Explanation]:
+    """How much each token pushed the classifier towards its predicted class: one
+    ``Explanation`` for one text, a list of them for a list (as ``classify``)."""
+    if isinstance(texts, str):
+        return explain_texts(classifier, [texts], batch_size)[0]
+    return explain_texts(classifier, texts, batch_size)
+
+
+explain_text = explain  # the name it had for one text
 
 
 def deletion_faithfulness(

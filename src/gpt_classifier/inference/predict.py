@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import tiktoken
 import torch
 
@@ -17,6 +20,7 @@ from ..data.batching import TOKENS_PER_PASS, plan_batches
 from ..data.encoding import pad_token_ids
 from ..data.windows import LongText, reads_all, window_texts
 from ..errors import GPTClassifierError
+from ..evaluation.report import read_report_json
 from ..precision import autocast, resolve_device, resolve_precision
 from ..runs.run_dir import RunInfo, load_run, run_tokenizer
 from ..tokenizer import encode
@@ -34,7 +38,8 @@ class Prediction:
 
 class TextClassifier:
     """A fine-tuned classifier with its tokenizer and input rules: texts are tokenized, cut to
-    the trained length and run in batches of similar length; results come in input order."""
+    the trained length and run in batches of similar length; results come in input order.
+    scikit-learn's names too: ``predict``, ``predict_proba`` (columns in ``classes_`` order)."""
 
     def __init__(
         self,
@@ -51,6 +56,7 @@ class TextClassifier:
         self.classes = info.classes
         self.precision = resolve_precision(precision, self.device)
         self.truncated = 0  # texts cut to max_length by the last call
+        self.run_dir: Path | None = None  # the saved run it was loaded from (``from_run``)
 
     @classmethod
     def from_run(
@@ -68,6 +74,7 @@ class TextClassifier:
         run = load_run(run_dir, resolved, weights)
         tokenizer = run_tokenizer(run_dir, tokenizer_dir)
         classifier = cls(run.model, tokenizer, run.info, resolved, precision)
+        classifier.run_dir = Path(run_dir)
         if classifier.precision == "bf16":  # the run's model is this classifier's alone
             # Linear weights stored in bf16: under autocast bit-identical outputs, without
             # recasting the weights each pass (~40 ms for GPT-2 124M on a CPU core).
@@ -118,9 +125,22 @@ class TextClassifier:
         windows, _, truncated = self.encode_windows(texts, truncate=truncate)
         return windows, truncated
 
-    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
-        """Class probabilities ``(len(texts), num_classes)`` in input order; windows with the
-        same token ids run once (a long text: its windows', combined)."""
+    @property
+    def classes_(self) -> np.ndarray:
+        """The class names in the order of ``predict_proba``'s columns (scikit-learn's name)."""
+        return np.array(self.classes)
+
+    @property
+    def metrics(self) -> dict[str, dict[str, Any]]:
+        """The saved run's evaluation per split (accuracy, loss, per_class, macro_avg ...)."""
+        if self.run_dir is None:
+            raise GPTClassifierError("no metrics: this classifier was not loaded from a run")
+        return read_report_json(self.run_dir / "metrics.json")
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Class probabilities ``(len(texts), num_classes)`` in input order, columns in
+        ``classes_`` order; windows with the same token ids run once (a long text: its
+        windows', combined)."""
         if isinstance(texts, str):  # a string is a sequence of characters: never what was meant
             raise GPTClassifierError("texts must be a list of strings; for one text use classify")
         windows, owners, self.truncated = self.encode_windows(texts)
@@ -130,7 +150,7 @@ class TextClassifier:
         probabilities = torch.empty(len(encoded), len(self.classes))
         for rows in self.plan_batches([len(ids) for ids in encoded], batch_size):
             probabilities[rows] = self.forward([encoded[i] for i in rows])
-        return combine_probabilities(probabilities[slots], owners)
+        return combine_probabilities(probabilities[slots], owners).numpy()
 
     def forward(self, encoded: Sequence[Sequence[int]]) -> torch.Tensor:
         """Class probabilities ``(len(encoded), num_classes)`` of token ids, as ONE batch padded
@@ -176,7 +196,7 @@ class TextClassifier:
         """The predicted label of each text (scikit-learn's name)."""
         return [prediction.label for prediction in self.classify(list(texts), batch_size)]
 
-    def predictions(self, probabilities: torch.Tensor) -> list[Prediction]:
+    def predictions(self, probabilities: np.ndarray | torch.Tensor) -> list[Prediction]:
         """One ``Prediction`` per row of class probabilities."""
         predictions = []
         for row in probabilities.tolist():

@@ -83,12 +83,14 @@ def train_classifier(
     checkpoint_every: int | None = None,
     dist: DistContext | None = None,
     train_eval_loader: Iterable | None = None,
+    class_weights: torch.Tensor | None = None,
 ) -> TrainResult:
     """The book's loop (losses on ``eval_iter`` batches every ``eval_freq`` steps, accuracies
     after each epoch) plus gradient accumulation, a progress bar, best-epoch selection,
     ``on_checkpoint(state)`` after every epoch and every ``checkpoint_every`` steps, resuming
     from ``state`` and a clean stop on Ctrl-C; a NaN or infinite loss raises at once.
-    ``autocast()`` wraps every forward pass.
+    ``autocast()`` wraps every forward pass. ``class_weights`` weight the optimised loss only;
+    the losses the history records are the plain cross-entropy, comparable between runs.
 
     Under ``torchrun`` (``dist``) ``model`` is DDP-wrapped, ``train_loader`` holds this rank's
     share of the batches and ``train_eval_loader`` all of them; each step's losses are gathered,
@@ -107,6 +109,7 @@ def train_classifier(
         checkpoint_every=checkpoint_every,
         dist=dist or DistContext(),
         train_eval=train_eval_loader if train_eval_loader is not None else train_loader,
+        class_weights=class_weights,
     )
     return run.fit(state or LoopState())
 
@@ -120,6 +123,7 @@ class _Loop:
         self.checkpoint_every = options["checkpoint_every"]
         self.dist: DistContext = options["dist"]
         self.train_eval = options["train_eval"]
+        self.class_weights = options["class_weights"]
         self.eval_model = unwrap(model)  # estimates need no gradient synchronisation
         self.trainable = [p for p in model.parameters() if p.requires_grad]
         train = loaders["train"]
@@ -192,7 +196,13 @@ class _Loop:
                 with self._synchronising(self._is_step(batch_index)):
                     with self.amp():
                         loss = calc_loss_batch(
-                            inputs, targets, self.model, self.device, lengths, owners
+                            inputs,
+                            targets,
+                            self.model,
+                            self.device,
+                            lengths,
+                            owners,
+                            self.class_weights,
                         )
                     # one value per rank, in the order of the one-process run's batches
                     gathered = self.dist.gather_floats([loss.item(), targets.shape[0]])

@@ -19,12 +19,15 @@ def calc_loss_batch(
     device: torch.device | str,
     lengths: torch.Tensor | None = None,
     owners: torch.Tensor | None = None,
+    class_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Cross-entropy of one batch (the book's function; ``lengths`` for last-real pooling,
-    ``owners`` for windows of longer texts: the loss of each text's combined logits)."""
+    ``owners`` for windows of longer texts: the loss of each text's combined logits);
+    ``class_weights``: each example's loss weighted by its class, the weighted mean."""
     input_batch, target_batch = input_batch.to(device), target_batch.to(device)
     logits = classifier_logits(model, input_batch, lengths, owners)
-    return F.cross_entropy(logits.float(), target_batch)
+    weight = None if class_weights is None else class_weights.to(logits.device)
+    return F.cross_entropy(logits.float(), target_batch, weight=weight)
 
 
 def _batches(data_loader: Iterable, num_batches: int | None) -> Iterable:

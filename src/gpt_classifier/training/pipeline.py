@@ -23,6 +23,7 @@ from ..classifier.pooling import padding_reads
 from ..data import encode_splits, prepare_dataset, write_splits
 from ..data.encoding import EncodedSplits
 from ..data.prepare import PreparedData
+from ..data.splits import class_weights
 from ..distributed import DistContext
 from ..errors import GPTClassifierError
 from ..evaluation import format_report, write_report_json
@@ -164,6 +165,7 @@ def _run_finetune(
     try:
         with clock.stage("data"):
             prepared = prepare_data(options, recipe, log)
+            weights = loss_weights(recipe, prepared, log)
         with clock.stage("model"):
             classifier = build_classifier(options, recipe, prepared, log)
         with clock.stage("tokenize"):
@@ -171,7 +173,7 @@ def _run_finetune(
         with clock.stage("prefix_cache"):
             setup = make_loaders(classifier, encoded, recipe.train, options, log, dist)
         with clock.stage("train"), _saving(staged, options.output_path):
-            result = fit(setup, recipe.train, options, staged, encoded, log)
+            result = fit(setup, recipe.train, options, staged, encoded, log, weights)
         with deferred_interrupts() as interrupt:  # a Ctrl-C now would lose the trained model
             with clock.stage("evaluate"):
                 report = evaluate_splits(setup, encoded, prepared.label_map.classes)
@@ -180,7 +182,7 @@ def _run_finetune(
             if staged is not None:  # rank 0 writes the run
                 with _saving(staged, run_dir):
                     with clock.stage("save"):
-                        info = run_info(options, recipe, setup, encoded, prepared, result)
+                        info = run_info(options, recipe, setup, encoded, prepared, result, weights)
                         write_run(staged, setup.classifier, info, report, result, prepared, options)
                     write_json(staged.folder / "timings.json", _timings(clock, setup.device, dist))
                     run_dir = staged.commit()
@@ -268,8 +270,8 @@ def prepare_data(options: FinetuneOptions, recipe: ResolvedRecipe, log: Log) -> 
         progress=options.progress,
     )
     summary = prepared.summary
-    if summary.duplicates_dropped:
-        log(f"dropped {summary.duplicates_dropped} duplicate texts (--keep-duplicates keeps them)")
+    for line in summary.removals():
+        log(line)
     sizes = ", ".join(f"{name} {len(prepared.split(name))}" for name in SPLITS)
     log(f"data: {summary.source}: {sizes}; classes: {', '.join(prepared.label_map.classes)}")
     for name in [name for name in SPLITS[1:] if not prepared.split(name)]:
@@ -285,6 +287,18 @@ def prepare_data(options: FinetuneOptions, recipe: ResolvedRecipe, log: Log) -> 
             f"than the batch size {batch}; lower --batch-size or give more data"
         )
     return prepared
+
+
+def loss_weights(recipe: ResolvedRecipe, prepared: PreparedData, log: Log) -> list[float] | None:
+    """``--balance weighted``: each class's weight in the training loss, from the training
+    split (the same on a resume: the checkpoint's fingerprint holds the split)."""
+    if recipe.balance != "weighted":
+        return None
+    classes = prepared.label_map.classes
+    weights = class_weights(prepared.summary.splits["train"], classes)
+    shown = ", ".join(f"{label} {w:.3g}" for label, w in zip(classes, weights, strict=True))
+    log(f"class weights in the training loss: {shown} (--balance weighted)")
+    return weights
 
 
 def _lean_applies(options: FinetuneOptions, recipe: ResolvedRecipe, cfg: Any) -> bool:
@@ -601,6 +615,7 @@ def fit(
     staged: StagedRun | None,
     encoded: EncodedSplits,
     log: Log,
+    weights: list[float] | None = None,
 ) -> TrainResult:
     """Train, checkpointing into the staging folder (resumed from it if asked); under torchrun
     rank 0 reads and writes the checkpoints and shares what it read."""
@@ -657,6 +672,7 @@ def fit(
         checkpoint_every=options.checkpoint_every,
         dist=dist,
         train_eval_loader=setup.loaders.get("train_eval"),
+        class_weights=None if weights is None else torch.tensor(weights),
     )
     # the optimizer's moments go with this frame; the gradients are not needed for the report
     for param in setup.classifier.parameters():
@@ -715,6 +731,7 @@ def run_info(
     encoded: EncodedSplits,
     prepared: PreparedData,
     result: TrainResult,
+    weights: list[float] | None = None,
 ) -> RunInfo:
     pad_length = encoded.pad_lengths["train"]
     lora = recipe.trainable.kind == "lora"
@@ -750,6 +767,8 @@ def run_info(
             "best_epoch": result.best_epoch,
             "global_steps": result.global_steps,
             "data": prepared.summary.to_dict(),
+            "balance": recipe.balance,
+            "class_weights": weights,  # in the classes' order; None: the plain loss
         },
     )
 

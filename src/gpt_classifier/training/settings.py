@@ -64,12 +64,18 @@ _DEFAULT_RECIPE: dict[str, Any] = {
     "pooling": "last-real",
     "trainable": "last-block",
 }
-_DEFAULT_RECIPE.update(keep_duplicates=False, balance="undersample", **TrainSettings().to_dict())
+_DEFAULT_RECIPE.update(keep_duplicates=False, balance="weighted", **TrainSettings().to_dict())
 # Chapter 6 exactly: every text padded to the longest training text, the last position read,
-# duplicates kept (the book's split has them).
+# duplicates kept (the book's split has them), every class undersampled to the smallest.
 PRESETS: dict[str, dict[str, Any]] = {
     "default": _DEFAULT_RECIPE,
-    "book": dict(_DEFAULT_RECIPE, padding="longest-train", pooling="last", keep_duplicates=True),
+    "book": dict(
+        _DEFAULT_RECIPE,
+        padding="longest-train",
+        pooling="last",
+        keep_duplicates=True,
+        balance="undersample",
+    ),
 }
 
 
@@ -165,7 +171,8 @@ class SplitOptions(ReadOptions, DataOptions):
     )
     balance: str | None = opt(
         None,
-        "Undersample every class to the smallest, or none.",
+        "weighted: every row kept, the training loss weighted by class; undersample: rows "
+        "dropped down to the smallest class; none.",
         choices=BALANCE_METHODS,
         preset=True,
     )
