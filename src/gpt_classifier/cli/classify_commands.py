@@ -82,7 +82,9 @@ def classify(o: ClassifyOptions) -> None:
         return
     from ..inference.predict import Prediction, TextClassifier
 
-    classifier = TextClassifier.from_run(o.run_dir, device=o.device, tokenizer_dir=o.tokenizer_dir)
+    classifier = TextClassifier.from_run(
+        o.run_dir, device=o.device, tokenizer_dir=o.tokenizer_dir, precision=o.precision
+    )
     texts = list(o.texts)
     started = time.perf_counter()
     explanations: list = [None] * len(texts)
@@ -130,6 +132,7 @@ def _classify_file(o: ClassifyOptions) -> None:
         sink=None if output else sink,
         tokenizer_dir=o.tokenizer_dir,
         device=o.device,
+        precision=o.precision,
         **{key: getattr(o, key) for key in keys},
     )
     if not result.main_process:  # under torchrun rank 0 reports

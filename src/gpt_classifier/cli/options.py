@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from ..training.settings import PRESETS, DeviceOptions, TokenizerOptions, opt
+from ..training.settings import PRESETS, InferencePrecisionOptions, TokenizerOptions, opt
 
 _PATHS = {"file": {"dir_okay": False}, "dir": {"file_okay": False}, "any": {}}
 
@@ -120,7 +120,7 @@ def _shown_default(f: dataclasses.Field, meta: typing.Mapping[str, Any], default
 
 
 @dataclass(kw_only=True)
-class ServedRunOptions(TokenizerOptions, DeviceOptions):
+class ServedRunOptions(TokenizerOptions, InferencePrecisionOptions):
     """A saved run loaded for inference (classify, serve)."""
 
     run_dir: str = opt(argument=True, path="dir")

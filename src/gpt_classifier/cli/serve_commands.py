@@ -78,9 +78,8 @@ def serve(o: ServeOptions) -> None:
     sock = listen_socket(o.host, o.port)
     try:
         model_thread = ModelThread()  # loads the model, then runs every forward pass
-        classifier = model_thread.call(
-            TextClassifier.from_run, o.run_dir, device=o.device, tokenizer_dir=o.tokenizer_dir
-        )
+        load = dict(device=o.device, tokenizer_dir=o.tokenizer_dir, precision=o.precision)
+        classifier = model_thread.call(TextClassifier.from_run, o.run_dir, **load)
         limits = ("max_texts", "batch_size", "max_batch_tokens", "batch_wait_ms", "max_queue")
         app = create_app(
             classifier,

@@ -300,6 +300,7 @@ def run_classify_file(
     *,
     device: str | None = None,
     tokenizer_dir: str | None = None,
+    precision: str = "fp32",
     **options: Any,
 ) -> FileResult:
     """``classify --file``: the run loaded on this process's device (every rank under
@@ -311,7 +312,7 @@ def run_classify_file(
     try:
         rank_device = distributed.rank_device(dist, resolve_device(device))
         classifier = TextClassifier.from_run(
-            run_dir, device=rank_device, tokenizer_dir=tokenizer_dir
+            run_dir, device=rank_device, tokenizer_dir=tokenizer_dir, precision=precision
         )
         return classify_file(classifier, input_file, run_dir=run_dir, dist=dist, **options)
     except torch.distributed.DistError as exc:

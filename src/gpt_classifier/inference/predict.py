@@ -38,7 +38,7 @@ class TextClassifier:
         tokenizer: tiktoken.Encoding,
         info: RunInfo,
         device: str | torch.device | None = None,
-        precision: str = "auto",
+        precision: str = "fp32",
     ) -> None:
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
@@ -55,7 +55,7 @@ class TextClassifier:
         *,
         device: str | torch.device | None = None,
         tokenizer_dir: str | os.PathLike[str] | None = None,
-        precision: str = "auto",
+        precision: str = "fp32",
     ) -> TextClassifier:
         resolved = resolve_device(device)
         run = load_run(run_dir, resolved)
