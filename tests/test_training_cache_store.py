@@ -70,7 +70,7 @@ def test_a_second_run_reuses_the_states_and_gets_the_same_numbers(
     assert metrics[0] == metrics[1]
     a, b = (load_file(str(r.run_dir / "model.safetensors")) for r in (first, second))
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert len(CacheStore(tmp_path / "cache").entries()) == 3  # one per split
+    assert len(CacheStore(tmp_path / "cache").entries()) == 2  # train and validation
 
 
 def test_another_lr_reuses_the_cache_but_another_depth_does_not(
@@ -97,7 +97,7 @@ def test_a_corrupt_entry_is_reported_and_recomputed(
     assert any("running blocks" in m for m in log)
     metrics = [json.loads((r.run_dir / "metrics.json").read_text()) for r in (first, second)]
     assert metrics[0] == metrics[1]
-    assert len(store.entries()) == 3
+    assert len(store.entries()) == 2
 
 
 def test_disk_cache_off_writes_nothing(tmp_path, data_file, tokenizer_dir, tiny_config_file):
