@@ -114,7 +114,9 @@ def default_classifier(tmp_path_factory, tokenizer_dir) -> TextClassifier:
     model = GPTClassifier(GPTModel(_TINY), 2, pooling="last-real", head_seed=5)
     info = RunInfo(_TINY, ("ham", "spam"), "last-real", "batch", max_length=64, pad_length=None)
     run = save_run(model, info, tmp_path_factory.mktemp("invariance") / "run")
-    return TextClassifier.from_run(run, tokenizer_dir=tokenizer_dir)
+    with pytest.MonkeyPatch.context() as patch:  # as on a CPU with fast bf16 (AMX, AVX512-BF16)
+        patch.setattr(precision_module, "cpu_has_fast_bf16", lambda: True)
+        return TextClassifier.from_run(run, tokenizer_dir=tokenizer_dir)
 
 
 def test_evaluate_equals_metrics_json_of_a_bf16_run(tmp_path, small_sms_spam_file, tokenizer_dir):

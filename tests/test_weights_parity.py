@@ -152,14 +152,22 @@ def test_gpt2_124m_parity_on_real_text(gpt2_124m, tokenizer, record_property):
     greedy_ids_match(from_hub_file, hf, prompt)
 
 
-def test_generate_command_defaults_to_greedy_fp32_as_transformers(small, tokenizer_dir):
-    """`gpt-classifier generate` with its defaults (greedy, float32 on any CPU) continues a
-    prompt with the tokens transformers picks from the same weights (bf16 would not)."""
+def test_generate_command_defaults_to_greedy_fp32_as_transformers(
+    small, tokenizer_dir, monkeypatch
+):
+    """`gpt-classifier generate` with its defaults (greedy, float32 even on a CPU with fast
+    bf16, where bf16 picked other tokens than transformers for GPT-2 124M) continues a prompt
+    with the tokens transformers picks from the same weights."""
     from click.testing import CliRunner
 
+    from gpt_classifier import precision
     from gpt_classifier.cli.main import cli
     from gpt_classifier.generation import token_ids_to_text
     from gpt_classifier.tokenizer import encode, get_tokenizer
+
+    monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: True)
+    used, autocast = [], precision.autocast
+    monkeypatch.setattr(precision, "autocast", lambda d, p: used.append(p) or autocast(d, p))
 
     hf, model_dir, _ = small
     tokenizer = get_tokenizer(tokenizer_dir)
@@ -176,3 +184,4 @@ def test_generate_command_defaults_to_greedy_fp32_as_transformers(small, tokeniz
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert result.stdout == token_ids_to_text(torch.tensor(expected), tokenizer) + "\n"
+    assert used == ["fp32"]
