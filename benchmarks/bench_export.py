@@ -63,7 +63,7 @@ def time_onnx(run: Path, model: Path, texts: list[str]) -> tuple[float, Any, int
     session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
 
     def classify(batch_texts: list[str]) -> np.ndarray:
-        encoded = classifier.encode(batch_texts)
+        encoded = classifier.encode_texts(batch_texts)[0]
         out = np.empty((len(encoded), 2), np.float32)
         for rows in classifier.plan_batches([len(ids) for ids in encoded], BATCH_SIZE):
             width = max(len(encoded[i]) for i in rows)

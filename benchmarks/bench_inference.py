@@ -59,7 +59,7 @@ def run_ours(args: argparse.Namespace) -> dict[str, Any]:
     predictions = classifier.classify(texts)
     seconds = time.perf_counter() - start
     log(f"[ours] {len(texts)} texts in {seconds:.2f} s ({len(texts) / seconds:.1f} texts/s)")
-    token_ids = classifier.encode(texts)
+    token_ids = classifier.encode_texts(texts)[0]
     classes = list(classifier.classes)
     head = classifier.model.gpt.out_head
     bias = head.bias.detach().tolist() if head.bias is not None else [0.0] * len(classes)

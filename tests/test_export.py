@@ -55,7 +55,7 @@ def make_run(
 
 def run_probabilities(run: Path, tokenizer_dir: Path, texts: list[str]) -> np.ndarray:
     classifier = TextClassifier.from_run(run, tokenizer_dir=tokenizer_dir, precision="fp32")
-    return classifier.predict_proba(texts).numpy()
+    return classifier.predict_proba(texts)
 
 
 def export(*args: object) -> object:
@@ -115,8 +115,8 @@ def test_onnx_export_agrees_with_dynamic_batch_and_length(tmp_path, tokenizer_di
         str(out / "model.onnx"), providers=["CPUExecutionProvider"]
     )
     classifier = TextClassifier.from_run(run, tokenizer_dir=tokenizer_dir, precision="fp32")
-    encoded = classifier.encode(TEXTS)
-    expected = classifier.predict_proba(TEXTS).numpy()
+    encoded = classifier.encode_texts(TEXTS)[0]
+    expected = classifier.predict_proba(TEXTS)
 
     def probabilities(rows: list[list[int]]) -> np.ndarray:
         width = max(map(len, rows))

@@ -25,6 +25,11 @@ WORDS = ("the", "a", "of", "and", "to", "in", "is", "it", "that", "was", "for", 
 WORDS += ("with", "as", "be", "at", "by", "this", "from", "or", "have", "an")
 
 
+def _proba(classifier, texts, **kwargs):
+    """``predict_proba`` (a NumPy array) as a tensor, to compare."""
+    return torch.from_numpy(classifier.predict_proba(texts, **kwargs))
+
+
 def test_chunks_cover_every_token_within_the_window_length():
     rng = random.Random(0)
     for _ in range(300):
@@ -191,7 +196,7 @@ def test_classify_reads_long_texts_as_the_run_says(trained, tokenizer_dir, token
     with torch.no_grad():
         logits = classifier.model(inputs, torch.tensor([CONTEXT] * 3), owners=torch.tensor(owners))
     expected = torch.softmax(logits, -1)[0]
-    assert torch.allclose(classifier.predict_proba([text])[0], expected, atol=1e-5)
+    assert torch.allclose(_proba(classifier, [text])[0], expected, atol=1e-5)
 
 
 MIXED = ["hi", " ".join(["free prize now"] * 20), "see you at noon", "call " * 9 + "me"]
@@ -219,9 +224,9 @@ def random_chunks_run(tmp_path_factory, tokenizer_dir):
 
 def test_mixed_short_and_long_texts_predict_as_one_at_a_time(random_chunks_run):
     classifier = random_chunks_run[1]
-    together = classifier.predict_proba(MIXED, batch_size=3)
+    together = _proba(classifier, MIXED, batch_size=3)
     assert classifier.truncated == 1  # 60 tokens in windows of 12, 8 apart: more than 5
-    alone = torch.cat([classifier.predict_proba([text]) for text in MIXED])
+    alone = torch.cat([_proba(classifier, [text]) for text in MIXED])
     assert torch.allclose(together, alone, atol=1e-5)
     with pytest.raises(GPTClassifierError, match="does not support"):
         classifier.encode_texts(MIXED)  # explain: refused for chunks, not wrong
@@ -246,7 +251,7 @@ def test_the_server_batches_windows_and_answers_per_text(random_chunks_run):
         body = client.post("/classify", json={"texts": MIXED}).json()
         assert client.get("/info").json()["long_text"] == "chunks"
         refused = client.post("/explain", json={"text": MIXED[1]})
-    expected = classifier.predict_proba(MIXED)
+    expected = _proba(classifier, MIXED)
     got = [[p["probabilities"][c] for c in ("ham", "spam")] for p in body["predictions"]]
     assert torch.allclose(torch.tensor(got), expected, atol=1e-5)
     assert body["truncated"] == 1

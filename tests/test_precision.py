@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gpt_classifier import precision as precision_module
+from gpt_classifier.classifier import GPTClassifier
+from gpt_classifier.config import GPTConfig
 from gpt_classifier.errors import GPTClassifierError
-from gpt_classifier.inference import TextClassifier
+from gpt_classifier.inference import RunInfo, TextClassifier, save_run
+from gpt_classifier.inference.evaluate_run import evaluate_run
+from gpt_classifier.model import GPTModel
 from gpt_classifier.precision import resolve_precision
 from gpt_classifier.training.pipeline import FinetuneOptions, run_finetune
 
@@ -76,3 +84,62 @@ def test_bf16_agrees_with_fp32(tmp_path, tiny_config_file, sms_spam, tokenizer_d
     ).predict_proba(test_texts)
     agreement = (predict_fp32.argmax(-1) == predict_bf16.argmax(-1)).mean()
     assert agreement >= 0.995, f"bf16 and fp32 predictions agree on {agreement:.3%}"
+
+
+_TINY = GPTConfig(context_length=64, emb_dim=64, n_heads=4, n_layers=2, drop_rate=0.0)
+
+# Any text: letters, digits, punctuation, spaces, and other scripts; never blank.
+_TEXTS = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=60).filter(
+    str.strip
+)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=_TEXTS, mates=st.lists(_TEXTS, max_size=40), place=st.integers(0, 40))
+def test_probability_is_independent_of_batch_mates(
+    default_classifier: TextClassifier, text: str, mates: list[str], place: int
+):
+    """With the defaults a text gets the same probability alone and among any other texts:
+    the README's promise."""
+    alone = default_classifier.predict_proba([text])[0]
+    batch = [*mates[:place], text, *mates[place:]]
+    among = default_classifier.predict_proba(batch)[min(place, len(mates))]
+    assert (alone - among).abs().max().item() <= 1e-4
+
+
+@pytest.fixture(scope="module")
+def default_classifier(tmp_path_factory, tokenizer_dir) -> TextClassifier:
+    """A tiny random classifier (per-batch padding, last real token), loaded with defaults."""
+    torch.manual_seed(5)
+    model = GPTClassifier(GPTModel(_TINY), 2, pooling="last-real", head_seed=5)
+    info = RunInfo(_TINY, ("ham", "spam"), "last-real", "batch", max_length=64, pad_length=None)
+    run = save_run(model, info, tmp_path_factory.mktemp("invariance") / "run")
+    with pytest.MonkeyPatch.context() as patch:  # as on a CPU with fast bf16 (AMX, AVX512-BF16)
+        patch.setattr(precision_module, "cpu_has_fast_bf16", lambda: True)
+        return TextClassifier.from_run(run, tokenizer_dir=tokenizer_dir)
+
+
+def test_evaluate_equals_metrics_json_of_a_bf16_run(tmp_path, small_sms_spam_file, tokenizer_dir):
+    """Training may run its frozen prefix in bf16; metrics.json still comes from the float32
+    pass `evaluate` makes over the saved model, so the two agree exactly."""
+    run, config = tmp_path / "run", tmp_path / "config.json"
+    config.write_text(json.dumps(dict(_TINY.to_dict(), n_layers=3)))
+    options = FinetuneOptions(
+        output_dir=run,
+        data_file=str(small_sms_spam_file),
+        model=str(config),
+        init="random",
+        tokenizer_dir=str(tokenizer_dir),
+        epochs=1,
+        precision="bf16",
+        progress=False,
+        plots=False,
+    )
+    result = run_finetune(options, log=lambda message: None)
+    assert result.cached_prefix and result.precision == "bf16"  # the path that used to differ
+    written = json.loads((run / "metrics.json").read_text())
+    again, _ = evaluate_run(run, tokenizer_dir=tokenizer_dir)
+    assert list(again) == list(written) == ["train", "validation", "test"]
+    for split, metrics in written.items():
+        assert again[split]["accuracy"] == metrics["accuracy"]
+        assert again[split]["loss"] == pytest.approx(metrics["loss"], abs=1e-6)

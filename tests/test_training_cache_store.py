@@ -66,18 +66,18 @@ def test_a_second_run_reuses_the_states_and_gets_the_same_numbers(
     second, log2 = _train(tmp_path, data_file, tokenizer_dir, tiny_config_file, "b")
     assert first.cached_prefix and second.cached_prefix
     assert any("running blocks" in m for m in log1) and not any("reused" in m for m in log1)
-    assert any("train, validation, test reused from" in m for m in log2)
+    assert any("train, validation reused from" in m for m in log2)
     assert not any("running blocks" in m for m in log2)
     metrics = [json.loads((r.run_dir / "metrics.json").read_text()) for r in (first, second)]
     assert metrics[0] == metrics[1]
     a, b = (load_file(str(r.run_dir / "model.safetensors")) for r in (first, second))
     assert all(torch.equal(a[k], b[k]) for k in a)
     entries = CacheStore(tmp_path / "cache").entries()
-    assert len(entries) == 3  # one per split, each saying what it holds (cache list shows it)
+    assert len(entries) == 2  # train and validation, each saying what it holds (cache list)
     model, data = Path(tiny_config_file).name, Path(data_file).name
     assert {e.about().split(" (")[0].split(", ", 1)[0] for e in entries} == {model}
     assert {e.about().split(", ")[-1].split(" (")[0] for e in entries} == {
-        f"{data} {split}" for split in ("train", "validation", "test")
+        f"{data} {split}" for split in ("train", "validation")
     }
 
 
@@ -105,7 +105,7 @@ def test_a_corrupt_entry_is_reported_and_recomputed(
     assert any("running blocks" in m for m in log)
     metrics = [json.loads((r.run_dir / "metrics.json").read_text()) for r in (first, second)]
     assert metrics[0] == metrics[1]
-    assert len(store.entries()) == 3
+    assert len(store.entries()) == 2
 
 
 @pytest.mark.parametrize("poison", ["swapped", "rescaled"])

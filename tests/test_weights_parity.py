@@ -150,3 +150,38 @@ def test_gpt2_124m_parity_on_real_text(gpt2_124m, tokenizer, record_property):
 
     prompt = text_to_token_ids("Every effort moves you", tokenizer)
     greedy_ids_match(from_hub_file, hf, prompt)
+
+
+def test_generate_command_defaults_to_greedy_fp32_as_transformers(
+    small, tokenizer_dir, monkeypatch
+):
+    """`gpt-classifier generate` with its defaults (greedy, float32 even on a CPU with fast
+    bf16, where bf16 picked other tokens than transformers for GPT-2 124M) continues a prompt
+    with the tokens transformers picks from the same weights."""
+    from click.testing import CliRunner
+
+    from gpt_classifier import precision
+    from gpt_classifier.cli.main import cli
+    from gpt_classifier.generation import token_ids_to_text
+    from gpt_classifier.tokenizer import encode, get_tokenizer
+
+    monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: True)
+    used, autocast = [], precision.autocast
+    monkeypatch.setattr(precision, "autocast", lambda d, p: used.append(p) or autocast(d, p))
+
+    hf, model_dir, _ = small
+    tokenizer = get_tokenizer(tokenizer_dir)
+    prompt = TEXTS[0]
+    ids = torch.tensor([encode(tokenizer, prompt)])
+    with torch.no_grad():
+        expected = hf.generate(
+            ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=NEW_TOKENS
+        )[0].tolist()
+    if EOT_TOKEN_ID in expected[ids.shape[1] :]:  # ours stops there
+        expected = expected[: expected.index(EOT_TOKEN_ID, ids.shape[1])]
+    args = ["generate", "--weights", str(model_dir), "--prompt", prompt]
+    args += ["--max-new-tokens", str(NEW_TOKENS), "--tokenizer-dir", str(tokenizer_dir)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == token_ids_to_text(torch.tensor(expected), tokenizer) + "\n"
+    assert used == ["fp32"]

@@ -83,7 +83,11 @@ def classify(o: ClassifyOptions) -> None:
     from ..inference.predict import Prediction, TextClassifier
 
     classifier = TextClassifier.from_run(
-        o.run_dir, device=o.device, tokenizer_dir=o.tokenizer_dir, weights=o.weights
+        o.run_dir,
+        device=o.device,
+        tokenizer_dir=o.tokenizer_dir,
+        weights=o.weights,
+        precision=o.precision,
     )
     texts = list(o.texts)
     started = time.perf_counter()
@@ -133,6 +137,7 @@ def _classify_file(o: ClassifyOptions) -> None:
         tokenizer_dir=o.tokenizer_dir,
         weights=o.weights,
         device=o.device,
+        precision=o.precision,
         **{key: getattr(o, key) for key in keys},
     )
     if not result.main_process:  # under torchrun rank 0 reports

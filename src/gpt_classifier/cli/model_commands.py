@@ -9,7 +9,7 @@ import click
 from ..config import EOT_TOKEN_ID
 from ..data import DEFAULT_SEED, SPLIT_NAMES
 from ..errors import GPTClassifierError
-from ..training.settings import ModelOptions, PrecisionOptions, SplitOptions, opt
+from ..training.settings import InferencePrecisionOptions, ModelOptions, SplitOptions, opt
 from .options import command
 
 
@@ -36,7 +36,7 @@ def download(o: DownloadOptions) -> None:
 
 
 @dataclass(kw_only=True)
-class GenerateOptions(PrecisionOptions, ModelOptions):
+class GenerateOptions(InferencePrecisionOptions, ModelOptions):
     prompt: str = opt(None, "Text to continue.", required=True)
     max_new_tokens: int = opt(23, "Tokens to generate (the book's example's count).", min=0)
     temperature: float = opt(
@@ -84,7 +84,7 @@ def generate(o: GenerateOptions) -> None:
 
 
 @dataclass(kw_only=True)
-class ZeroShotOptions(PrecisionOptions, ModelOptions, SplitOptions):
+class ZeroShotOptions(InferencePrecisionOptions, ModelOptions, SplitOptions):
     split: str = opt("test", "The split whose texts are scored.", choices=SPLIT_NAMES)
     limit: int | None = opt(None, "Score only the first N examples.", min=1)
     positive_label: str = opt("spam", "The class a 'yes' answer means.")

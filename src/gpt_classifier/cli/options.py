@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from ..training.settings import PRESETS, DeviceOptions, TokenizerOptions, opt
+from ..training.settings import PRESETS, InferencePrecisionOptions, TokenizerOptions, opt
 
 _PATHS = {"file": {"dir_okay": False}, "dir": {"file_okay": False}, "any": {}}
 
@@ -127,7 +127,7 @@ class BaseWeightsOptions:
 
 
 @dataclass(kw_only=True)
-class ServedRunOptions(BaseWeightsOptions, TokenizerOptions, DeviceOptions):
+class ServedRunOptions(BaseWeightsOptions, TokenizerOptions, InferencePrecisionOptions):
     """A saved run loaded for inference (classify, serve)."""
 
     run_dir: str = opt(argument=True, path="dir")

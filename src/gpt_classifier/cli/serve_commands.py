@@ -80,12 +80,9 @@ def serve(o: ServeOptions) -> None:
     try:
         model_thread = ModelThread()  # loads the model, then runs every forward pass
         model_thread.submit(pause_point, "serve-load")  # a slow load, for the tests
+        load = dict(device=o.device, tokenizer_dir=o.tokenizer_dir, precision=o.precision)
         classifier = model_thread.call(
-            TextClassifier.from_run,
-            o.run_dir,
-            device=o.device,
-            tokenizer_dir=o.tokenizer_dir,
-            weights=o.weights,
+            TextClassifier.from_run, o.run_dir, weights=o.weights, **load
         )
         limits = ("max_texts", "batch_size", "max_batch_tokens", "batch_wait_ms", "max_queue")
         app = create_app(

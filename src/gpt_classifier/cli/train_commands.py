@@ -12,12 +12,17 @@ from click.core import ParameterSource
 
 from ..errors import INTERRUPTED_EXIT, GPTClassifierError
 from ..fileio import writing
-from ..precision import PRECISIONS
 from ..runs.checkpoint import OPTIONS_FILE, read_options
 from ..runs.transaction import StagedRun
 from ..training.cache_store import CacheStore, describe
 from ..training.recipe import FinetuneOptions
-from ..training.settings import CacheOptions, DeviceOptions, ReadOptions, TokenizerOptions, opt
+from ..training.settings import (
+    CacheOptions,
+    InferencePrecisionOptions,
+    ReadOptions,
+    TokenizerOptions,
+    opt,
+)
 from .options import BaseWeightsOptions, command, options_from
 
 # Options that only change how a resumed run is shown, not what it computes.
@@ -88,16 +93,13 @@ def _resume_options(resume_dir: str, kwargs: dict[str, Any]) -> FinetuneOptions:
 
 
 @dataclass(kw_only=True)
-class EvaluateOptions(DeviceOptions, BaseWeightsOptions, TokenizerOptions, ReadOptions):
+class EvaluateOptions(InferencePrecisionOptions, BaseWeightsOptions, TokenizerOptions, ReadOptions):
     run_dir: str = opt(argument=True, path="dir")
     data_file: str | None = opt(
         None,
         "Labelled file to evaluate on (default: the run's own splits); --data is its old name.",
         flag=("--data-file", "--data"),
         path="file",
-    )
-    precision: str | None = opt(
-        None, "auto, fp32 or bf16 (default: the one the run was trained with).", choices=PRECISIONS
     )
     output: str | None = opt(None, "Write the metrics JSON here too.")
     progress: bool = opt(True, "Progress on stderr: a bar on a terminal, else a line every 30 s.")

@@ -29,15 +29,13 @@ def evaluate_run(
     tokenizer_dir: str | os.PathLike[str] | None = None,
     weights: str | None = None,
     device: str = "auto",
-    precision: str | None = None,
+    precision: str = "fp32",
     progress: bool = False,
 ) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """``({split: metrics}, class names)``: the run's saved splits, or ``data_file`` as one
-    split named ``data``. ``precision=None`` uses the one the run was trained with."""
+    split named ``data``; in ``fp32`` the run's own splits give its ``metrics.json`` exactly."""
     info = read_run_info(run_dir)  # a clear error for a bad run directory before any other work
     device_ = resolve_device(device)
-    if precision is None:
-        precision = str((info.extra or {}).get("precision", "auto"))
     precision_ = resolve_precision(precision, device_)
     model = load_run(run_dir, device_, weights).model
     tokenizer = run_tokenizer(run_dir, tokenizer_dir)

@@ -315,6 +315,7 @@ def run_classify_file(
     device: str | None = None,
     tokenizer_dir: str | None = None,
     weights: str | None = None,
+    precision: str = "fp32",
     **options: Any,
 ) -> FileResult:
     """``classify --file``: the run loaded on this process's device (every rank under
@@ -327,7 +328,11 @@ def run_classify_file(
     try:
         rank_device = distributed.rank_device(dist, resolve_device(device))
         classifier = TextClassifier.from_run(
-            run_dir, device=rank_device, tokenizer_dir=tokenizer_dir, weights=weights
+            run_dir,
+            device=rank_device,
+            tokenizer_dir=tokenizer_dir,
+            weights=weights,
+            precision=precision,
         )
         result = classify_file(classifier, input_file, run_dir=run_dir, dist=dist, **options)
         finished = True

@@ -47,7 +47,7 @@ class TextClassifier:
         tokenizer: tiktoken.Encoding,
         info: RunInfo,
         device: str | torch.device | None = None,
-        precision: str = "auto",
+        precision: str = "fp32",
     ) -> None:
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
@@ -65,7 +65,7 @@ class TextClassifier:
         *,
         device: str | torch.device | None = None,
         tokenizer_dir: str | os.PathLike[str] | None = None,
-        precision: str = "auto",
+        precision: str = "fp32",
         weights: str | None = None,
     ) -> TextClassifier:
         """The run in ``run_dir`` with its own tokenizer (``tokenizer_dir``: for runs saved

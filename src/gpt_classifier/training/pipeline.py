@@ -58,6 +58,7 @@ from .streamed_prefix import build_caches_streamed, streaming_applies
 __all__ = ["FinetuneOptions", "FinetuneResult", "make_optimizer", "run_finetune"]
 
 SPLITS = ("train", "validation", "test")
+TRAINED = ("train", "validation")  # the splits training reads (the prefix cache holds them)
 Log = Callable[[str], None]
 
 
@@ -411,7 +412,7 @@ def make_loaders(
     if not plan.enabled:
         log(f"frozen-prefix cache: not used, {plan.reason}")
         return _whole(setup)
-    positions = sum(cached_positions(encoded.split(n), encoded.pad_lengths[n]) for n in SPLITS)
+    positions = sum(cached_positions(encoded.split(n), encoded.pad_lengths[n]) for n in TRAINED)
     needed = positions * classifier.gpt.cfg.emb_dim * 4  # float32 states
     if needed > DEFAULT_CACHE_BUDGET_BYTES:
         log(f"frozen-prefix cache: not used, it would take {needed / 2**30:.1f} GiB")
@@ -422,7 +423,10 @@ def make_loaders(
     lazy = lazy_weights_of(classifier)
     for name in lazy.names[plan.start_block + 2 :] if lazy else []:  # what trains, on states
         lazy.materialize(name)
-    setup.loaders = {key: CachedLoader(ld, caches[_split_of(key)]) for key, ld in loaders.items()}
+    setup.loaders = {  # the report's loaders keep reading token ids, as `evaluate` does
+        key: ld if key.startswith("eval_") else CachedLoader(ld, caches[_split_of(key)])
+        for key, ld in loaders.items()
+    }
     setup.trained_model = SuffixClassifier(classifier, plan.start_block)
     setup.cached = True
     # A suffix of one block read at the pooled position sees 8 rows a step: its matmuls are too
@@ -465,7 +469,7 @@ def _build_caches(
         digests = prefix_digests(setup.classifier, start_block, setup.precision, method)
         release_free_memory()  # a lazy model's weights were read for the digests, then freed
         caches = _reuse_cached(setup, store, digests[start_block], encoded, log)
-    todo = [name for name in SPLITS if name not in caches]
+    todo = [name for name in TRAINED if name not in caches]
     if not todo:
         return caches
     # a shallower prefix's states are on rank 0's disk only: under torchrun all start from ids
@@ -511,7 +515,7 @@ def _reuse_cached(
     dist, caches = setup.dist, {}
 
     def load_found() -> list[str]:
-        for name in SPLITS:
+        for name in TRAINED:
             found = store.load(_split_key(model_key, encoded, name), log)
             if found is not None:
                 caches[name] = found
@@ -605,7 +609,7 @@ def _keep(store: CacheStore, key: str, cache: Any, log: Log, about: str) -> None
 
 
 def _split_of(loader_key: str) -> str:
-    return "train" if loader_key == "train_eval" else loader_key.removeprefix("eval_")
+    return "train" if loader_key == "train_eval" else loader_key
 
 
 def fit(
@@ -707,21 +711,23 @@ def make_optimizer(
 def evaluate_splits(
     setup: TrainingSetup, encoded: EncodedSplits, classes: tuple[str, ...] | list[str]
 ) -> dict[str, dict[str, Any]]:
-    report = {
+    """The report (``metrics.json``): the whole model in float32 on token ids, in `evaluate`'s
+    batches, as `evaluate` and `classify` run the saved model: the same metrics, bit for bit."""
+    for key in [key for key in setup.loaders if not key.startswith("eval_")]:
+        del setup.loaders[key]  # the hidden-state cache before the frozen weights come back
+    setup.trained_model = materialize_model(setup.classifier).to(setup.device)
+    return {
         name: evaluate_split(
-            setup.trained_model,
+            setup.classifier,
             setup.loaders[f"eval_{name}"],
             setup.device,
-            setup.precision,  # as `evaluate` runs the saved model: the same metrics, bit for bit
+            "fp32",
             classes,
             ctx=setup.dist,  # under torchrun: this rank's share, every rank's gathered
         )
         for name in SPLITS
         if len(encoded.split(name))
     }
-    setup.loaders.clear()  # the hidden-state cache: the rest needs only the report
-    setup.trained_model = setup.classifier
-    return report
 
 
 def run_info(
