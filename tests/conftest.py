@@ -209,24 +209,24 @@ def saved_config_file(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def saved_run(tmp_path_factory) -> Path:
-    """A tiny saved run: last-real pooling, per-batch padding, texts cut to 12 tokens."""
+def save_tiny_run(folder: Path, seed: int = 11, **info_fields) -> Path:
+    """An untrained tiny run (SAVED_CONFIG) saved in ``folder``: last-real pooling, per-batch
+    padding, texts cut to 12 tokens; ``info_fields`` override RunInfo's."""
     from gpt_classifier.classifier import GPTClassifier
     from gpt_classifier.inference import RunInfo, save_run
     from gpt_classifier.model import GPTModel
 
-    torch.manual_seed(11)
-    model = GPTClassifier(GPTModel(SAVED_CONFIG), 2, pooling="last-real", head_seed=11)
-    info = RunInfo(
-        gpt_config=SAVED_CONFIG,
-        classes=("ham", "spam"),
-        pooling="last-real",
-        padding="batch",
-        max_length=12,
-        pad_length=None,
-    )
-    return save_run(model, info, tmp_path_factory.mktemp("saved") / "run")
+    torch.manual_seed(seed)
+    model = GPTClassifier(GPTModel(SAVED_CONFIG), 2, pooling="last-real", head_seed=seed)
+    fields = dict(classes=("ham", "spam"), pooling="last-real", padding="batch", max_length=12)
+    info = RunInfo(gpt_config=SAVED_CONFIG, pad_length=None, **{**fields, **info_fields})
+    return save_run(model, info, folder)
+
+
+@pytest.fixture(scope="session")
+def saved_run(tmp_path_factory) -> Path:
+    """A tiny saved run: last-real pooling, per-batch padding, texts cut to 12 tokens."""
+    return save_tiny_run(tmp_path_factory.mktemp("saved") / "run")
 
 
 @pytest.fixture(scope="module")

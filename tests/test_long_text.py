@@ -9,14 +9,11 @@ import random
 import pytest
 import torch
 
-from gpt_classifier.classifier import GPTClassifier
 from gpt_classifier.classifier.pooling import combine_probabilities, combine_windows
 from gpt_classifier.data.encoding import EncodedDataset, make_loader
 from gpt_classifier.data.windows import LongText, reads_all, text_windows, window_texts
 from gpt_classifier.errors import GPTClassifierError
-from gpt_classifier.inference import RunInfo, save_run
 from gpt_classifier.inference.predict import TextClassifier
-from gpt_classifier.model import GPTModel
 from gpt_classifier.runs.run_dir import read_run_info
 from gpt_classifier.training.pipeline import FinetuneOptions, run_finetune
 
@@ -205,20 +202,10 @@ MIXED = ["hi", " ".join(["free prize now"] * 20), "see you at noon", "call " * 9
 @pytest.fixture(scope="module")
 def random_chunks_run(tmp_path_factory, tokenizer_dir):
     """An untrained saved run (context 32, read to 12 tokens) that reads long texts in chunks."""
-    from tests.conftest import SAVED_CONFIG
+    from tests.conftest import save_tiny_run
 
-    torch.manual_seed(3)
-    model = GPTClassifier(GPTModel(SAVED_CONFIG), 2, pooling="last-real", head_seed=3)
-    info = RunInfo(
-        gpt_config=SAVED_CONFIG,
-        classes=("ham", "spam"),
-        pooling="last-real",
-        padding="batch",
-        max_length=12,
-        pad_length=None,
-        long_text=LongText("chunks", chunk_stride=8, max_chunks=5),
-    )
-    run = save_run(model, info, tmp_path_factory.mktemp("chunks") / "run")
+    chunks = LongText("chunks", chunk_stride=8, max_chunks=5)
+    run = save_tiny_run(tmp_path_factory.mktemp("chunks") / "run", 3, long_text=chunks)
     return run, TextClassifier.from_run(run, tokenizer_dir=tokenizer_dir, precision="fp32")
 
 
