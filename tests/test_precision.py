@@ -120,9 +120,10 @@ def default_classifier(tmp_path_factory, tokenizer_dir) -> TextClassifier:
         return TextClassifier.from_run(run, tokenizer_dir=tokenizer_dir)
 
 
-def test_evaluate_equals_metrics_json_of_a_bf16_run(tmp_path, small_sms_spam_file, tokenizer_dir):
-    """Training may run its frozen prefix in bf16; metrics.json still comes from the float32
-    pass `evaluate` makes over the saved model, so the two agree exactly."""
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_evaluate_equals_metrics_json(tmp_path, small_sms_spam_file, tokenizer_dir, precision):
+    """metrics.json is evaluate's float32 result: read off the float32 states of the frozen
+    layers by default, or (a bf16 prefix) from a float32 pass over the saved model."""
     run, config = tmp_path / "run", tmp_path / "config.json"
     config.write_text(json.dumps(dict(_TINY.to_dict(), n_layers=3)))
     options = FinetuneOptions(
@@ -132,12 +133,12 @@ def test_evaluate_equals_metrics_json_of_a_bf16_run(tmp_path, small_sms_spam_fil
         init="random",
         tokenizer_dir=str(tokenizer_dir),
         epochs=1,
-        precision="bf16",
+        precision=precision,
         progress=False,
         plots=False,
     )
     result = run_finetune(options, log=lambda message: None)
-    assert result.cached_prefix and result.precision == "bf16"  # the path that used to differ
+    assert result.cached_prefix and result.precision == precision
     written = json.loads((run / "metrics.json").read_text())
     again, _ = evaluate_run(run, tokenizer_dir=tokenizer_dir)
     assert list(again) == list(written) == ["train", "validation", "test"]

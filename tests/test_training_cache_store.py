@@ -66,18 +66,18 @@ def test_a_second_run_reuses_the_states_and_gets_the_same_numbers(
     second, log2 = _train(tmp_path, data_file, tokenizer_dir, tiny_config_file, "b")
     assert first.cached_prefix and second.cached_prefix
     assert any("running blocks" in m for m in log1) and not any("reused" in m for m in log1)
-    assert any("train, validation reused from" in m for m in log2)
+    assert any("train, validation, test reused from" in m for m in log2)
     assert not any("running blocks" in m for m in log2)
     metrics = [json.loads((r.run_dir / "metrics.json").read_text()) for r in (first, second)]
     assert metrics[0] == metrics[1]
     a, b = (load_file(str(r.run_dir / "model.safetensors")) for r in (first, second))
     assert all(torch.equal(a[k], b[k]) for k in a)
     entries = CacheStore(tmp_path / "cache").entries()
-    assert len(entries) == 2  # train and validation, each saying what it holds (cache list)
+    assert len(entries) == 3  # one per split, each saying what it holds (cache list shows it)
     model, data = Path(tiny_config_file).name, Path(data_file).name
     assert {e.about().split(" (")[0].split(", ", 1)[0] for e in entries} == {model}
     assert {e.about().split(", ")[-1].split(" (")[0] for e in entries} == {
-        f"{data} {split}" for split in ("train", "validation")
+        f"{data} {split}" for split in ("train", "validation", "test")
     }
 
 
@@ -105,7 +105,7 @@ def test_a_corrupt_entry_is_reported_and_recomputed(
     assert any("running blocks" in m for m in log)
     metrics = [json.loads((r.run_dir / "metrics.json").read_text()) for r in (first, second)]
     assert metrics[0] == metrics[1]
-    assert len(store.entries()) == 2
+    assert len(store.entries()) == 3
 
 
 @pytest.mark.parametrize("poison", ["swapped", "rescaled"])
@@ -129,7 +129,7 @@ def test_an_entry_swapped_in_or_altered_is_reported_recomputed_and_rewritten(
     metrics = [json.loads((r.run_dir / "metrics.json").read_text()) for r in (first, second)]
     assert metrics[0] == metrics[1]
     _, third = _train(tmp_path, data_file, tokenizer_dir, tiny_config_file, "c")
-    assert any("train, validation reused from" in m for m in third)  # rewritten whole
+    assert any("train, validation, test reused from" in m for m in third)  # rewritten whole
     assert not any("not this entry" in m for m in third)
 
 
@@ -142,7 +142,7 @@ def test_a_failed_cache_write_is_a_warning_and_training_goes_on(
     monkeypatch.setattr("gpt_classifier.training.cache_store.save_file", full_disk)
     result, log = _train(tmp_path, data_file, tokenizer_dir, tiny_config_file, "a")
     assert (result.run_dir / "metrics.json").is_file() and result.cached_prefix
-    assert sum("warning: frozen-prefix cache: not kept on disk" in m for m in log) == 2
+    assert sum("warning: frozen-prefix cache: not kept on disk" in m for m in log) == 3
     assert any("No space left on device" in m for m in log)
     assert CacheStore(tmp_path / "cache").entries() == []
     assert not list((tmp_path / "cache").rglob("*.tmp"))  # no partial entry left

@@ -58,7 +58,15 @@ from .streamed_prefix import build_caches_streamed, streaming_applies
 __all__ = ["FinetuneOptions", "FinetuneResult", "make_optimizer", "run_finetune"]
 
 SPLITS = ("train", "validation", "test")
-TRAINED = ("train", "validation")  # the splits training reads (the prefix cache holds them)
+TRAINED = ("train", "validation")  # the splits training reads
+
+
+def cached_splits(precision: str) -> tuple[str, ...]:
+    """The splits whose frozen-prefix states are kept: in float32 the report is read off them
+    (``evaluate``'s numbers up to float32 rounding); in bf16 it cannot be, and they train only."""
+    return SPLITS if precision == "fp32" else TRAINED
+
+
 Log = Callable[[str], None]
 
 
@@ -412,7 +420,8 @@ def make_loaders(
     if not plan.enabled:
         log(f"frozen-prefix cache: not used, {plan.reason}")
         return _whole(setup)
-    positions = sum(cached_positions(encoded.split(n), encoded.pad_lengths[n]) for n in TRAINED)
+    kept = cached_splits(precision)
+    positions = sum(cached_positions(encoded.split(n), encoded.pad_lengths[n]) for n in kept)
     needed = positions * classifier.gpt.cfg.emb_dim * 4  # float32 states
     if needed > DEFAULT_CACHE_BUDGET_BYTES:
         log(f"frozen-prefix cache: not used, it would take {needed / 2**30:.1f} GiB")
@@ -423,8 +432,10 @@ def make_loaders(
     lazy = lazy_weights_of(classifier)
     for name in lazy.names[plan.start_block + 2 :] if lazy else []:  # what trains, on states
         lazy.materialize(name)
-    setup.loaders = {  # the report's loaders keep reading token ids, as `evaluate` does
-        key: ld if key.startswith("eval_") else CachedLoader(ld, caches[_split_of(key)])
+    # the report reads the states only where they are float32; else token ids, as `evaluate`
+    on_states = [key for key in loaders if precision == "fp32" or not key.startswith("eval_")]
+    setup.loaders = {
+        key: CachedLoader(ld, caches[_split_of(key)]) if key in on_states else ld
         for key, ld in loaders.items()
     }
     setup.trained_model = SuffixClassifier(classifier, plan.start_block)
@@ -469,7 +480,7 @@ def _build_caches(
         digests = prefix_digests(setup.classifier, start_block, setup.precision, method)
         release_free_memory()  # a lazy model's weights were read for the digests, then freed
         caches = _reuse_cached(setup, store, digests[start_block], encoded, log)
-    todo = [name for name in TRAINED if name not in caches]
+    todo = [name for name in cached_splits(setup.precision) if name not in caches]
     if not todo:
         return caches
     # a shallower prefix's states are on rank 0's disk only: under torchrun all start from ids
@@ -515,7 +526,7 @@ def _reuse_cached(
     dist, caches = setup.dist, {}
 
     def load_found() -> list[str]:
-        for name in TRAINED:
+        for name in cached_splits(setup.precision):
             found = store.load(_split_key(model_key, encoded, name), log)
             if found is not None:
                 caches[name] = found
@@ -609,7 +620,7 @@ def _keep(store: CacheStore, key: str, cache: Any, log: Log, about: str) -> None
 
 
 def _split_of(loader_key: str) -> str:
-    return "train" if loader_key == "train_eval" else loader_key
+    return "train" if loader_key == "train_eval" else loader_key.removeprefix("eval_")
 
 
 def fit(
@@ -711,14 +722,17 @@ def make_optimizer(
 def evaluate_splits(
     setup: TrainingSetup, encoded: EncodedSplits, classes: tuple[str, ...] | list[str]
 ) -> dict[str, dict[str, Any]]:
-    """The report (``metrics.json``): the whole model in float32 on token ids, in `evaluate`'s
-    batches, as `evaluate` and `classify` run the saved model: the same metrics, bit for bit."""
-    for key in [key for key in setup.loaders if not key.startswith("eval_")]:
-        del setup.loaders[key]  # the hidden-state cache before the frozen weights come back
-    setup.trained_model = materialize_model(setup.classifier).to(setup.device)
-    return {
+    """The report (``metrics.json``) in float32, as ``evaluate`` runs the saved model: off the
+    float32 states of the frozen layers where they are kept, else the whole model on token ids
+    (a bf16 prefix: the frozen weights come back for it)."""
+    model = setup.trained_model
+    if setup.cached and setup.precision != "fp32":
+        for key in [key for key in setup.loaders if not key.startswith("eval_")]:
+            del setup.loaders[key]  # the hidden-state cache before the frozen weights come back
+        model = materialize_model(setup.classifier).to(setup.device)
+    report = {
         name: evaluate_split(
-            setup.classifier,
+            model,
             setup.loaders[f"eval_{name}"],
             setup.device,
             "fp32",
@@ -728,6 +742,9 @@ def evaluate_splits(
         for name in SPLITS
         if len(encoded.split(name))
     }
+    setup.loaders.clear()  # the hidden-state cache: the rest needs only the report
+    setup.trained_model = setup.classifier
+    return report
 
 
 def run_info(

@@ -132,7 +132,13 @@ class DeviceOptions:
 
 @dataclass(kw_only=True)
 class PrecisionOptions(DeviceOptions):
-    precision: str = opt("auto", "auto: bf16 where the hardware runs it fast.", choices=PRECISIONS)
+    precision: str = opt(
+        "fp32",
+        "fp32: the saved metrics are evaluate's, read off the frozen layers' states; bf16 (auto: "
+        "where the hardware runs it fast) speeds those layers up, the report then costs a "
+        "float32 pass of the whole model.",
+        choices=PRECISIONS,
+    )
 
 
 @dataclass(kw_only=True)
