@@ -11,10 +11,25 @@ import torch
 
 from gpt_classifier.classifier.pooling import combine_probabilities, combine_windows
 from gpt_classifier.data.encoding import EncodedDataset, make_loader
-from gpt_classifier.data.windows import LongText, reads_all, text_windows, window_texts
+from gpt_classifier.data.windows import (
+    LongText,
+    chunk_window_starts,
+    reads_all,
+    text_windows,
+    window_texts,
+)
 from gpt_classifier.errors import GPTClassifierError
+from gpt_classifier.inference.explain import (
+    explain,
+    explanation_from_probabilities,
+    log_odds,
+    occlusion_inputs,
+    run_inputs,
+    text_occlusion_inputs,
+)
 from gpt_classifier.inference.predict import TextClassifier
 from gpt_classifier.runs.run_dir import read_run_info
+from gpt_classifier.tokenizer import encode
 from gpt_classifier.training.pipeline import FinetuneOptions, run_finetune
 
 CONTEXT = 32
@@ -196,6 +211,7 @@ def test_classify_reads_long_texts_as_the_run_says(trained, tokenizer_dir, token
     assert torch.allclose(_proba(classifier, [text])[0], expected, atol=1e-5)
 
 
+LONG = "free prize now, call me at noon or see you soon " * 3  # 37 tokens: 5 windows, all read
 MIXED = ["hi", " ".join(["free prize now"] * 20), "see you at noon", "call " * 9 + "me"]
 
 
@@ -215,8 +231,8 @@ def test_mixed_short_and_long_texts_predict_as_one_at_a_time(random_chunks_run):
     assert classifier.truncated == 1  # 60 tokens in windows of 12, 8 apart: more than 5
     alone = torch.cat([_proba(classifier, [text]) for text in MIXED])
     assert torch.allclose(together, alone, atol=1e-5)
-    with pytest.raises(GPTClassifierError, match="does not support"):
-        classifier.encode_texts(MIXED)  # explain: refused for chunks, not wrong
+    with pytest.raises(GPTClassifierError, match="use encode_windows"):
+        classifier.encode_texts(MIXED)  # one window a text: refused for chunks, not wrong
 
 
 def test_a_200000_character_text_costs_max_chunks_windows(random_chunks_run):
@@ -234,15 +250,80 @@ def test_the_server_batches_windows_and_answers_per_text(random_chunks_run):
     from gpt_classifier.serving import create_app
 
     classifier = random_chunks_run[1]
-    with TestClient(create_app(classifier, max_texts=4, max_queue=64)) as client:
+    with TestClient(create_app(classifier, max_texts=4, max_queue=128)) as client:
         body = client.post("/classify", json={"texts": MIXED}).json()
         assert client.get("/info").json()["long_text"] == "chunks"
-        refused = client.post("/explain", json={"text": MIXED[1]})
+        explained = client.post("/explain", json={"text": LONG}).json()
     expected = _proba(classifier, MIXED)
     got = [[p["probabilities"][c] for c in ("ham", "spam")] for p in body["predictions"]]
     assert torch.allclose(torch.tensor(got), expected, atol=1e-5)
     assert body["truncated"] == 1
-    assert refused.status_code >= 400 and "does not support" in refused.text
+    expected = explain(classifier, LONG)
+    assert [t["token"] for t in explained["tokens"]] == [t.token for t in expected.tokens]
+    scores = [t["score"] for t in explained["tokens"]]
+    assert scores == pytest.approx([t.score for t in expected.tokens], abs=1e-5)
+
+
+def test_a_text_of_one_window_is_explained_as_before(random_chunks_run):
+    classifier = random_chunks_run[1]
+    ids = encode(classifier.tokenizer, MIXED[2])
+    inputs = text_occlusion_inputs(classifier, ids)
+    assert inputs == occlusion_inputs(ids, classifier.info.pad_token_id)
+    probabilities = run_inputs(classifier, inputs)  # the single-window path, exactly
+    got = explain(classifier, MIXED[2])
+    assert got == explanation_from_probabilities(classifier, ids, probabilities, False)
+    best = classifier.classes.index(got.label)
+    base = log_odds(float(probabilities[0, best]))
+    lost = [base - log_odds(p) for p in probabilities[1:, best].tolist()]
+    assert [t.score for t in got.tokens] == lost and [t.token_id for t in got.tokens] == ids
+
+
+def test_a_long_text_is_explained_across_its_windows(random_chunks_run):
+    classifier = random_chunks_run[1]
+    ids = encode(classifier.tokenizer, LONG)
+    length, reading = classifier.max_tokens, classifier.long_text
+    starts = chunk_window_starts(len(ids), length, reading)
+    assert len(starts) > 1 and reads_all(len(ids), length, reading)
+    assert len(text_occlusion_inputs(classifier, ids)) == len(starts) * (length + 1)
+    got = explain(classifier, LONG)
+    assert not got.truncated and [t.token_id for t in got.tokens] == ids  # each once, in order
+    assert "".join(t.token for t in got.tokens) == LONG
+    windows = text_windows(ids, length, reading)
+    full = combine_probabilities(run_inputs(classifier, windows), [0] * len(windows))[0]
+    best = classifier.classes.index(got.label)
+    assert got.probability == pytest.approx(float(full[best]), abs=1e-6)
+    for t, token in enumerate(got.tokens):  # direct: delete t from every window holding it
+        deleted = [
+            w[: t - s] + w[t - s + 1 :] if s <= t < s + length else w
+            for s, w in zip(starts, windows, strict=True)
+        ]
+        assert any(d != w for d, w in zip(deleted, windows, strict=True))
+        p = combine_probabilities(run_inputs(classifier, deleted), [0] * len(windows))[0, best]
+        assert token.score == pytest.approx(
+            log_odds(float(full[best])) - log_odds(float(p)), abs=1e-5
+        )
+
+
+def test_tokens_skipped_by_max_chunks_are_not_scored(random_chunks_run):
+    classifier = random_chunks_run[1]
+    ids = encode(classifier.tokenizer, MIXED[1])
+    got = explain(classifier, MIXED[1])
+    starts = chunk_window_starts(len(ids), classifier.max_tokens, classifier.long_text)
+    read = sorted({p for s in starts for p in range(s, s + classifier.max_tokens)})
+    assert got.truncated and [t.token_id for t in got.tokens] == [ids[p] for p in read]
+    assert len(read) < len(ids)
+
+
+def test_classify_explain_a_chunks_run(random_chunks_run, tokenizer_dir):
+    from click.testing import CliRunner
+
+    from gpt_classifier.cli.main import cli
+
+    run = random_chunks_run[0]
+    args = ["classify", str(run), "--tokenizer-dir", str(tokenizer_dir), "--explain", LONG]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "why:" in result.output
 
 
 def test_classify_file_streams_windows_as_classify_does(random_chunks_run, tmp_path):

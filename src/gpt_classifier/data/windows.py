@@ -62,11 +62,19 @@ def text_windows(ids: Sequence[int], length: int, long_text: LongText) -> list[l
     if long_text.mode == "head-tail":
         head = round(length * long_text.head_fraction)
         return [list(ids[:head]) + list(ids[len(ids) - (length - head) :])]
-    starts = _chunk_starts(len(ids), length, long_text)
+    return [
+        list(ids[start : start + length])
+        for start in chunk_window_starts(len(ids), length, long_text)
+    ]
+
+
+def chunk_window_starts(total: int, length: int, long_text: LongText) -> list[int]:
+    """Where the ``chunks`` windows of a text longer than ``length`` start (explain needs them)."""
+    starts = _chunk_starts(total, length, long_text)
     keep = long_text.max_chunks
     if len(starts) > keep:  # evenly spread, the first and the last kept
         starts = [starts[round(i * (len(starts) - 1) / max(keep - 1, 1))] for i in range(keep)]
-    return [list(ids[start : start + length]) for start in starts]
+    return starts
 
 
 def reads_all(total: int, length: int, long_text: LongText) -> bool:

@@ -6,6 +6,13 @@ asks the model itself, through the same pooling and padding (GPT-2's logits satu
 gradient x input misses tokens a prediction rests on); deleting keeps a real text (GPT-2 has no
 mask token; a one-token text is scored against ``<|endoftext|>`` alone); log-odds keep
 differences visible near probability 1. ``deletion_faithfulness`` checks it. Cost: ~n^2 tokens.
+
+A ``chunks`` run reads a long text in windows and averages their log-probabilities; deleting a
+token changes only the windows holding it (several where they overlap). So each window is run
+with each of its tokens deleted, the other windows kept, and a token's text prediction
+recombines those variants with the other windows (as ``predict``): one forward per token per
+window holding it, at most ``max_chunks`` x (window + 1) inputs, never a re-windowing of the
+text. Tokens that ``max_chunks`` skips are not read, so not scored (``truncated``).
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..classifier.pooling import combine_probabilities
+from ..data.windows import chunk_window_starts, reads_all, text_windows
 from ..tokenizer import encode
 from .predict import TextClassifier
 
@@ -67,22 +76,54 @@ def log_odds(probability: float) -> float:
     return math.log(p) - math.log1p(-p)
 
 
+def text_occlusion_inputs(classifier: TextClassifier, ids: Sequence[int]) -> list[list[int]]:
+    """``occlusion_inputs`` of each window the run reads of a text's token ids, in order."""
+    windows = text_windows(ids, classifier.max_tokens, classifier.long_text)
+    return [x for window in windows for x in occlusion_inputs(window, classifier.info.pad_token_id)]
+
+
+def _recombined(
+    classifier: TextClassifier, ids: Sequence[int], probabilities: torch.Tensor
+) -> tuple[torch.Tensor, list[int]]:
+    """``(text probabilities, positions read)`` of a text in several windows: row 0 the text,
+    row 1 + i the text without the i-th position read (each window holding it replaced by its
+    variant without it)."""
+    length = classifier.max_tokens
+    starts = chunk_window_starts(len(ids), length, classifier.long_text)
+    read = sorted({p for start in starts for p in range(start, start + length)})
+    step = length + 1  # a window's rows: itself, then without each of its `length` tokens
+    rows = [
+        k * step + (1 + t - start if start <= t < start + length else 0)
+        for t in [-1, *read]
+        for k, start in enumerate(starts)
+    ]
+    owners = torch.arange(len(read) + 1).repeat_interleave(len(starts))
+    return combine_probabilities(probabilities[rows], owners), read
+
+
 def explanation_from_probabilities(
     classifier: TextClassifier, ids: Sequence[int], probabilities: torch.Tensor, truncated: bool
 ) -> Explanation:
-    """Scores from the probabilities of ``occlusion_inputs(ids)`` (kept apart from running the
-    model, so a server can run the inputs through its own batches)."""
+    """Scores from the probabilities of ``text_occlusion_inputs(classifier, ids)`` (kept apart
+    from running the model, so a server can run the inputs through its own batches); ``ids``
+    the text's token ids, or the one window read of them."""
+    ids = list(ids)
+    if len(ids) > classifier.max_tokens and classifier.long_text.mode == "chunks":
+        probabilities, read = _recombined(classifier, ids, probabilities)
+    else:
+        ids = text_windows(ids, classifier.max_tokens, classifier.long_text)[0]
+        read = list(range(len(ids)))
     full = classifier.predictions(probabilities[:1])[0]
     best = classifier.classes.index(full.label)
     base = log_odds(full.probability)
     without = probabilities[1:, best].tolist()
     # Each token's piece of the decoded text: a character split across tokens (an emoji) goes
     # to the token that completes it, never shown twice or as a replacement character.
-    text, offsets = classifier.tokenizer.decode_with_offsets(list(ids))
+    text, offsets = classifier.tokenizer.decode_with_offsets(ids)
     ends = list(offsets[1:]) + [len(text)]
     tokens = [
-        TokenScore(text[start:end], token_id, base - log_odds(p), p)
-        for start, end, token_id, p in zip(offsets, ends, ids, without, strict=True)
+        TokenScore(text[offsets[t] : ends[t]], ids[t], base - log_odds(p), p)
+        for t, p in zip(read, without, strict=True)
     ]
     return Explanation(full.label, full.probability, full.probabilities, tokens, truncated)
 
@@ -104,11 +145,12 @@ def explain_texts(
     classifier: TextClassifier, texts: Sequence[str], batch_size: int = 64
 ) -> list[Explanation]:
     """An ``Explanation`` per text; every text's inputs share the same batches."""
-    encoded, _ = classifier.encode_texts(texts)  # checks the texts; cut to the model's length
-    limit = classifier.max_tokens
-    truncated = [len(encode(classifier.tokenizer, text)) > limit for text in texts]
-    pad = classifier.info.pad_token_id
-    inputs = [occlusion_inputs(ids, pad) for ids in encoded]
+    classifier.encode_windows(texts)  # checks the texts
+    # Each text's own ids: a chunks run's windows of it are recombined from them.
+    encoded = [encode(classifier.tokenizer, text) for text in texts]
+    limit, reading = classifier.max_tokens, classifier.long_text
+    truncated = [not reads_all(len(ids), limit, reading) for ids in encoded]
+    inputs = [text_occlusion_inputs(classifier, ids) for ids in encoded]
     probabilities = run_inputs(classifier, [x for group in inputs for x in group], batch_size)
     explanations, start = [], 0
     for ids, group, cut in zip(encoded, inputs, truncated, strict=True):

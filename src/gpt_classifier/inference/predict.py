@@ -25,9 +25,6 @@ from ..precision import autocast, resolve_device, resolve_precision
 from ..runs.run_dir import RunInfo, load_run, run_tokenizer
 from ..tokenizer import encode
 
-# Occlusion scores one window's tokens; a text read in several windows is not explained (yet).
-CHUNKS_NOT_EXPLAINED = "explain does not support runs trained with --long-text chunks"
-
 
 @dataclass(frozen=True)
 class Prediction:
@@ -120,8 +117,8 @@ class TextClassifier:
         self, texts: Sequence[str], *, truncate: bool = True
     ) -> tuple[list[list[int]], int]:
         """``(token ids per text, how many were cut)``: one window a text (not ``chunks``)."""
-        if self.long_text.mode == "chunks":
-            raise GPTClassifierError(CHUNKS_NOT_EXPLAINED)
+        if self.long_text.mode == "chunks":  # several windows a text: their owners matter
+            raise GPTClassifierError("a chunks run reads a text in windows: use encode_windows")
         windows, _, truncated = self.encode_windows(texts, truncate=truncate)
         return windows, truncated
 

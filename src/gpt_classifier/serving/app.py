@@ -26,8 +26,9 @@ from .. import __version__
 from ..classifier.pooling import combine_probabilities
 from ..data.batching import TOKENS_PER_PASS
 from ..errors import GPTClassifierError
-from ..inference.explain import explanation_from_probabilities, occlusion_inputs
-from ..inference.predict import CHUNKS_NOT_EXPLAINED, TextClassifier
+from ..inference.explain import explanation_from_probabilities, text_occlusion_inputs
+from ..inference.predict import TextClassifier
+from ..tokenizer import encode
 from .batching import (
     DEFAULT_BATCH_WAIT_MS,
     DEFAULT_MAX_QUEUE,
@@ -353,19 +354,18 @@ def _add_model_routes(
     async def explain(request: ExplainRequest) -> ExplainResponse:
         started = time.perf_counter()
         classifier = admission.classifier
-        if classifier.long_text.mode == "chunks":
-            raise GPTClassifierError(CHUNKS_NOT_EXPLAINED)
-        encoded, _, truncated = await admission.encode([request.text], request.truncate)
-        inputs = occlusion_inputs(encoded[0], classifier.info.pad_token_id)
+        encoded, owners, truncated = await admission.encode([request.text], request.truncate)
+        ids = encoded[0]
+        if owners is not None:  # several windows: recombined from the text's own ids
+            ids = await run_in_threadpool(encode, classifier.tokenizer, request.text)
+        inputs = text_occlusion_inputs(classifier, ids)
         if len(inputs) > max_queue:
             raise GPTClassifierError(
-                f"the text has {len(encoded[0])} tokens: explaining it takes {len(inputs)} "
+                f"the text has {len(ids)} tokens: explaining it takes {len(inputs)} "
                 f"inputs and the queue holds {max_queue} (start the server with a larger "
                 "--max-queue)"
             )
         admission.reserve(len(inputs))
         probabilities = await admission.run(inputs, truncated)
-        result = explanation_from_probabilities(
-            classifier, encoded[0], probabilities, truncated > 0
-        )
+        result = explanation_from_probabilities(classifier, ids, probabilities, truncated > 0)
         return ExplainResponse(**asdict(result), seconds=round(time.perf_counter() - started, 4))
