@@ -297,7 +297,7 @@ def test_book_preset_reaches_the_run_directory(tmp_path, tiny_config_file, token
     }
     assert result.cached_prefix  # the book's combination can use the frozen-prefix cache
     # Every text is padded to pad_length and the padded positions are computed too: say so.
-    trained = ("train", "validation")  # the splits the prefix cache holds
+    trained = ("train", "validation", "test")  # the splits the prefix cache holds (float32)
     examples = sum(int(result.report[name]["num_examples"]) for name in trained)
     positions = f"{run['inputs']['pad_length'] * examples:,} positions ("
     assert any(positions in m and "tokens and padding" in m for m in messages), messages
