@@ -41,7 +41,7 @@ class GPTClassifier(nn.Module):
         reference = gpt.final_norm.scale  # the head follows the model's device and dtype
         device = reference.device
         if reference.is_meta and getattr(gpt, "lazy_weights", None) is not None:
-            device = torch.device("cpu")  # a lazy model (lazy_weights.py): the head is real
+            device = torch.device("cpu")  # a lazy model (weights.LazyWeights): the head is real
         # The book: model.out_head = torch.nn.Linear(in_features=768, out_features=num_classes),
         # a new layer with a bias (GPT-2's own has none); drawn on the CPU from head_seed: the
         # same head on every device, and the global RNG untouched.
