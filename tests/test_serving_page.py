@@ -154,7 +154,7 @@ def test_a_parquet_bomb_is_refused_before_its_texts_are_decoded(
     client, monkeypatch, rows, text, dictionary, message
 ):
     pytest.importorskip("pyarrow")
-    from gpt_classifier.data import streaming
+    from gpt_classifier.data import readers
 
     bomb = _dictionary_parquet(rows, text, dictionary)
     assert len(bomb) < 300_000  # the upload itself is well under --max-request-bytes
@@ -162,7 +162,7 @@ def test_a_parquet_bomb_is_refused_before_its_texts_are_decoded(
     def never(*_args):
         raise AssertionError("the Parquet file was decoded")
 
-    monkeypatch.setattr(streaming, "parquet_rows", never)
+    monkeypatch.setattr(readers, "parquet_rows", never)
     if not dictionary:  # refused from the footer: not even read as dictionaries
         import pyarrow.parquet as pq
 

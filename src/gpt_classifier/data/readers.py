@@ -1,12 +1,12 @@
-"""Text files read row by row: one parser per format serves the labelled reader
-(``read_records``) and the reader of texts to classify (``streaming.py``), so a file means the
-same to both. Formats (``--format``) and the suffixes that pick them: ``sms`` (``label<TAB>text``,
-no header, no quoting), ``tsv`` (header, unquoted; ``.tsv``, ``.tab``, ``.txt``, none), ``csv``
-(RFC 4180), ``jsonl`` (``.jsonl``, ``.ndjson``), ``parquet`` (pyarrow or pandas; ``.parquet``,
-``.pq``), ``lines`` (texts to classify only). A ``.txt``/suffix-less (labelled: ``.tsv`` too)
-file whose first line names no column is headerless: ``sms`` when labelled, ``lines`` when not.
-UTF-8 (a BOM ignored); lines break at ``\n``, ``\r\n``, ``\r`` only; texts kept verbatim,
-labels stripped.
+"""Text files read row by row: one parser per format (:func:`iter_rows`) serves the labelled
+reader (``read_records``) and the reader of texts to classify (``streaming.py``), so a file means
+the same to both. Formats (``--format``) and the suffixes that pick them: ``sms`` (``label<TAB>
+text``, no header, no quoting), ``tsv`` (header, unquoted; ``.tsv``, ``.tab``, ``.txt``, none),
+``csv`` (RFC 4180), ``jsonl`` (``.jsonl``, ``.ndjson``), ``parquet`` (pyarrow or pandas;
+``.parquet``, ``.pq``), ``lines`` (texts to classify only). A ``.txt``/suffix-less (labelled:
+``.tsv`` too) file whose first line names no column is headerless: ``sms`` when labelled,
+``lines`` when not. UTF-8 (a BOM ignored); lines break at ``\n``, ``\r\n``, ``\r`` only; texts
+kept verbatim, labels stripped.
 
 Runaway quotes: a CSV field over several lines whose quotes do not close cleanly (one stray
 ``"``) is an error naming its first line (``lenient``: a warning). One that closes but spans over
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import functools
 import io
 import json
 import logging
@@ -37,6 +36,7 @@ logger = logging.getLogger("gpt_classifier.data")
 
 FORMATS = ("sms", "tsv", "csv", "jsonl", "parquet")
 TEXT_FORMATS = (*FORMATS, "lines")
+TABLE_FORMATS = ("csv", "tsv", "parquet")  # a header first
 TEXT_COLUMNS = (
     *("text", "sentence", "message", "sms", "content", "review", "document", "body", "comment"),
     "tweet",
@@ -46,6 +46,7 @@ LABEL_COLUMNS = ("label", "labels", "class", "category", "target", "sentiment", 
 MAX_FIELD_LINES = 100
 # Without labels one comma already makes a line of a text look like a two-column record.
 UNLABELLED_RECORD_LINES = 3
+PARQUET_BATCH_ROWS = 4096  # rows decoded at a time: memory does not grow with the file
 
 _SUFFIX_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 _SUFFIX_FORMATS |= {".pq": "parquet", ".tsv": "tsv", ".tab": "tsv", ".txt": "tsv", "": "tsv"}
@@ -89,28 +90,39 @@ def detect_format(
 ) -> str:
     """The format of ``path`` from its name and a tab-separated file's first line."""
     path = Path(path)
+    suffix = path.suffix.lower()
     if path.name == "SMSSpamCollection":
         return "sms"
-    if path.suffix.lower() not in _SUFFIX_FORMATS:
+    if suffix not in _SUFFIX_FORMATS:
         raise GPTClassifierError(
             f"{path}: cannot tell the format from the suffix {path.suffix!r}; "
             f"pass --format ({', '.join(FORMATS)})"
         )
-    fmt = _SUFFIX_FORMATS[path.suffix.lower()]
-    fields = _first_fields(path) if fmt == "tsv" else []
-    lowered = {f.lower() for f in fields}
+    fmt = _SUFFIX_FORMATS[suffix]
+    if fmt != "tsv":
+        return fmt
+    try:  # the tab-separated fields of the first non-blank line in the first MiB
+        with path.open("rb") as handle:
+            head = handle.read(_READ_BYTES).decode("utf-8", errors="replace")
+    except OSError:
+        head = ""
+    line = next(
+        (line for line in _LINE_BREAK.split(head.removeprefix("\ufeff")) if line.strip()), ""
+    )
+    fields = [f.strip().lower() for f in line.split("\t")] if line else []
     wanted = {c.lower() for c in (text_column, label_column) if c}
-    if fmt != "tsv" or wanted & lowered or lowered & {*TEXT_COLUMNS, *LABEL_COLUMNS}:
+    if wanted & set(fields) or set(fields) & {*TEXT_COLUMNS, *LABEL_COLUMNS}:
         return fmt
     if labelled:
         return "sms" if len(fields) == 2 else fmt
-    return "lines" if path.suffix.lower() in (".txt", "") else fmt
+    return "lines" if suffix in (".txt", "") else fmt
 
 
 def resolve_file(
-    path: PathLike, kind: str, fmt: str | None, allowed: Sequence[str], detect: Any
+    path: PathLike, kind: str, fmt: str | None, allowed: Sequence[str], **detect: Any
 ) -> tuple[Path, str]:
-    """The existing file ``path`` and its format: ``fmt`` (one of ``allowed``) or ``detect``'s."""
+    """The existing file ``path`` and its format: ``fmt`` (one of ``allowed``) or detected from
+    the file (``detect``: :func:`detect_format`'s keyword arguments)."""
     path = Path(path)
     if not path.exists():
         raise GPTClassifierError(f"{kind} not found: {path}")
@@ -118,27 +130,11 @@ def resolve_file(
         raise GPTClassifierError(f"{path} is a directory, not a data file")
     if fmt is not None and fmt not in allowed:
         raise GPTClassifierError(f"unknown format {fmt!r}; expected one of {', '.join(allowed)}")
-    return path, fmt or detect(path)
+    return path, fmt or detect_format(path, **detect)
 
 
-def _first_fields(path: Path) -> list[str]:
-    """The tab-separated fields of the first non-blank line in the first MiB (any header)."""
-    try:
-        with path.open("rb") as handle:
-            head = handle.read(_READ_BYTES)
-    except OSError:
-        return []
-    text = head.decode("utf-8", errors="replace").removeprefix("\ufeff")
-    line = next((line for line in _LINE_BREAK.split(text) if line.strip()), None)
-    return [f.strip() for f in line.split("\t")] if line is not None else []
-
-
-def open_text(path: Path) -> IO[str]:
-    """``path`` for reading; ``newline=""`` keeps each line's ending (the csv module needs it)."""
-    try:
-        return path.open(encoding="utf-8-sig", newline="")
-    except OSError as exc:
-        raise GPTClassifierError(f"cannot read {path} ({exc.strerror or exc})") from None
+def _cannot_read(path: Path, exc: OSError) -> GPTClassifierError:
+    return GPTClassifierError(f"cannot read {path} ({exc.strerror or exc})")
 
 
 def check_utf8(path: Path) -> None:
@@ -160,7 +156,7 @@ def check_utf8(path: Path) -> None:
                 blank = blank and not chunk.strip()
                 offset += len(chunk)
     except OSError as exc:
-        raise GPTClassifierError(f"cannot read {path} ({exc.strerror or exc})") from None
+        raise _cannot_read(path, exc) from None
     if blank:
         raise GPTClassifierError(f"{path}: the file is empty")
 
@@ -172,11 +168,9 @@ def _not_utf8(path: Path, offset: int, byte: int) -> GPTClassifierError:
         while position < offset:
             chunk = handle.read(min(_READ_BYTES, offset - position))
             breaks += chunk.count(b"\n") + chunk.count(b"\r") - chunk.count(b"\r\n")
-            if after_cr and chunk.startswith(b"\n"):
-                breaks -= 1  # a \r\n split across two reads is one break
+            breaks -= after_cr and chunk.startswith(b"\n")  # one \r\n split across two reads
             found = max(chunk.rfind(b"\n"), chunk.rfind(b"\r"))
-            if found >= 0:
-                last_break = position + found
+            last_break = position + found if found >= 0 else last_break
             after_cr = chunk.endswith(b"\r")
             position += len(chunk)
     return GPTClassifierError(
@@ -185,27 +179,63 @@ def _not_utf8(path: Path, offset: int, byte: int) -> GPTClassifierError:
     )
 
 
-def _numbered_lines(handle: IO[str]) -> Iterator[tuple[int, str]]:
+def iter_rows(
+    path: Path, fmt: str, lines: list[int] | None = None
+) -> Iterator[tuple[int, Any, bool]]:
+    """``(line, row, broken)`` of every non-blank row of a file in format ``fmt``: a dict of
+    values per line (``sms``, ``jsonl``, ``lines``), or for a table (``TABLE_FORMATS``) its
+    header's names (Parquet: line 0) and then each row's cells (Parquet: row numbers).
+    ``broken``: a CSV row over several lines whose quotes do not close cleanly; ``lines[0]``
+    counts the non-blank physical lines read."""
+    if fmt == "parquet":
+        yield from parquet_rows(path)
+        return
+    source = str(path)
+    try:  # newline="" keeps each line's ending (the csv module needs it)
+        handle = path.open(encoding="utf-8-sig", newline="")
+    except OSError as exc:
+        raise _cannot_read(path, exc) from None
+    with handle:
+        if fmt == "csv":
+            rows = _csv_rows(handle, source, lines)
+        else:
+            rows = _line_rows(handle, fmt, source, lines)
+        if fmt == "tsv" or fmt == "csv":
+            first = next(rows, None)
+            if first is None:
+                return
+            header = [cell.strip() for cell in first[1]]  # a name given twice: which is meant?
+            repeated = next((c for i, c in enumerate(header) if c and c in header[:i]), None)
+            if repeated is not None:
+                raise GPTClassifierError(
+                    f"{source}:{first[0]}: the header names column {repeated!r} twice"
+                )
+            yield first[0], header, False
+        yield from rows
+
+
+def _line_rows(
+    handle: IO[str], fmt: str, source: str, lines: list[int] | None
+) -> Iterator[tuple[int, Any, bool]]:
     for number, line in enumerate(handle, start=1):
-        yield number, line.removesuffix("\n").removesuffix("\r")
-
-
-def line_records(handle: IO[str], fmt: str, source: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """``(line, values)`` of every non-blank line of an ``sms``, ``jsonl`` or ``lines`` file."""
-    for number, line in _numbered_lines(handle):
+        line = line.removesuffix("\n").removesuffix("\r")
         if not line.strip():
             continue
-        if fmt == "lines":
-            yield number, {"text": line}
+        if lines is not None:
+            lines[0] += 1
+        if fmt == "tsv":
+            yield number, line.split("\t"), False
+        elif fmt == "lines":
+            yield number, {"text": line}, False
         elif fmt == "sms":
             label, tab, text = line.partition("\t")
             if not tab:
                 raise GPTClassifierError(
                     f"{source}:{number}: expected 'label<TAB>text' but the line has no tab"
                 )
-            yield number, {"label": label, "text": text}
+            yield number, {"label": label, "text": text}, False
         else:
-            yield number, _json_object(line, source, number)
+            yield number, _json_object(line, source, number), False
 
 
 def _json_object(line: str, source: str, number: int) -> dict[str, Any]:
@@ -223,32 +253,21 @@ def _json_object(line: str, source: str, number: int) -> dict[str, Any]:
     return obj
 
 
-def delimited_rows(
-    handle: IO[str], fmt: str, source: str, counter: list[int] | None = None
+def _csv_rows(
+    handle: IO[str], source: str, lines: list[int] | None
 ) -> Iterator[tuple[int, list[str], bool]]:
-    """``(start line, cells, broken)`` of every non-blank CSV/TSV row, the header first;
-    ``broken``: a CSV row over several lines whose quotes do not close cleanly.
-    ``counter[0]`` counts the non-blank physical lines read."""
-    if fmt == "tsv":
-        for number, line in _numbered_lines(handle):
-            if counter is not None and line.strip():
-                counter[0] += 1
-            cells = line.split("\t")
-            if any(cell.strip() for cell in cells):
-                yield number, cells, False
-        return
     raw: list[str] = []
 
-    def lines() -> Iterator[str]:
+    def read() -> Iterator[str]:
         for line in handle:
             raw.append(line)
-            if counter is not None and line.strip():
-                counter[0] += 1
+            if lines is not None and line.strip():
+                lines[0] += 1
             yield line
 
     # No field can be longer than the file: any text our own writer wrote reads back.
     limit = min(os.fstat(handle.fileno()).st_size + 1, _MAX_FIELD_SIZE)
-    reader, start = csv.reader(lines()), 1
+    reader, start = csv.reader(read()), 1
     while True:
         with _field_limit_lock:  # a process-wide setting: lifted for one row at a time
             previous = csv.field_size_limit()
@@ -279,15 +298,6 @@ def _strict_row(raw: str) -> bool:
     return True
 
 
-def header_of(cells: list[str], where: str) -> list[str]:
-    """A CSV/TSV header's column names; a name given twice is refused (which one is meant?)."""
-    header = [cell.strip() for cell in cells]
-    repeated = next((c for i, c in enumerate(header) if c and c in header[:i]), None)
-    if repeated is not None:
-        raise GPTClassifierError(f"{where}: the header names column {repeated!r} twice")
-    return header
-
-
 def check_width(cells: list[str], header: list[str], source: str, number: int, fmt: str) -> None:
     if len(cells) != len(header):
         tab = "; tab-separated fields are not quoted, so a text holding a tab breaks it"
@@ -297,76 +307,53 @@ def check_width(cells: list[str], header: list[str], source: str, number: int, f
         )
 
 
-PARQUET_BATCH_ROWS = 4096  # rows decoded at a time: memory does not grow with the file
-
-
-def parquet_rows(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, Any]]]]:
-    """The column names and ``(row number, values)`` of every row (numbers from 1), decoded
-    ``PARQUET_BATCH_ROWS`` at a time as they are iterated."""
+def parquet_rows(path: Path) -> Iterator[tuple[int, list[Any], bool]]:
+    """The column names (line 0), then ``(row number, values, False)`` of every row (numbers from
+    1), decoded ``PARQUET_BATCH_ROWS`` at a time as they are iterated."""
     try:
-        columns, batches = _parquet_batches(path)
-    except GPTClassifierError:
-        raise
-    except Exception as exc:  # pyarrow/pandas raise their own types for unreadable files
-        raise _not_parquet(path, exc) from None
-    return columns, _numbered_rows(path, columns, batches)
-
-
-def _numbered_rows(
-    path: Path, columns: list[str], batches: Iterator[list[list[Any]]]
-) -> Iterator[tuple[int, dict[str, Any]]]:
-    number = 0
-    try:
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            try:
+                import pandas as pd
+            except ImportError:
+                raise GPTClassifierError(
+                    f"{path}: reading Parquet needs pyarrow (pip install pyarrow), which is not "
+                    "installed; or convert the file to CSV, TSV or JSON lines"
+                ) from None
+            frame = pd.read_parquet(path)
+            yield 0, [str(c) for c in frame.columns], False
+            batches: Any = [[frame.iloc[:, i].tolist() for i in range(frame.shape[1])]]
+        else:
+            file = pq.ParquetFile(path)
+            yield 0, [str(name) for name in file.schema_arrow.names], False
+            batches = (
+                [column.to_pylist() for column in batch.columns]
+                for batch in file.iter_batches(batch_size=PARQUET_BATCH_ROWS)
+            )
+        number = 0
         for batch in batches:
             for row in zip(*batch, strict=True):
                 number += 1
-                yield number, dict(zip(columns, row, strict=True))
-    except Exception as exc:  # a broken page further on
-        raise _not_parquet(path, exc) from None
-
-
-def _not_parquet(path: Path, exc: Exception) -> GPTClassifierError:
-    return GPTClassifierError(f"{path}: cannot read as Parquet ({type(exc).__name__}: {exc})")
-
-
-def _parquet_batches(path: Path) -> tuple[list[str], Iterator[list[list[Any]]]]:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        try:
-            import pandas as pd
-        except ImportError:
-            raise GPTClassifierError(
-                f"{path}: reading Parquet needs pyarrow (pip install pyarrow), which is not "
-                "installed; or convert the file to CSV, TSV or JSON lines"
-            ) from None
-        frame = pd.read_parquet(path)
-        values = [frame.iloc[:, i].tolist() for i in range(frame.shape[1])]
-        return [str(c) for c in frame.columns], iter([values])
-    file = pq.ParquetFile(path)
-    batches = file.iter_batches(batch_size=PARQUET_BATCH_ROWS)
-    columns = [str(name) for name in file.schema_arrow.names]
-    return columns, ([column.to_pylist() for column in batch.columns] for batch in batches)
-
-
-@dataclass(frozen=True)
-class _Runaway:
-    line: int  # where the field starts
-    lines: int  # how many lines it spans
-    record_line: int | None  # the first continuation line that looks like a record
-    broken: bool  # its quotes do not close cleanly
+                yield number, list(row), False
+    except GPTClassifierError:
+        raise
+    except Exception as exc:  # pyarrow/pandas raise their own types for unreadable files
+        message = f"{path}: cannot read as Parquet ({type(exc).__name__}: {exc})"
+        raise GPTClassifierError(message) from None
 
 
 class Runaways:
     """The quoted fields over several lines of a CSV/TSV file's rows, fed one row at a time;
     ``labels``: the file's labels, for a labelled file (the rules: module docstring)."""
 
-    def __init__(self, width: int, label_index: int | None = None, labels: set[str] | None = None):
+    def __init__(self, width: int, label_index: int = 0, labels: set[str] | None = None) -> None:
         self.width, self.label_index, self.labels = width, label_index, labels
         self.needed = 1 if labels is not None else UNLABELLED_RECORD_LINES
         self.count = 0
-        self.first: _Runaway | None = None
-        self.first_broken: _Runaway | None = None
+        # (first line, lines spanned, swallowed-record note, quotes broken) of the first ones
+        self.first: tuple[int, int, str, bool] | None = None
+        self.first_broken: tuple[int, int, str, bool] | None = None
 
     def add(self, start: int, cells: list[str], broken: bool) -> None:
         line = start
@@ -376,11 +363,12 @@ class Runaways:
             suspect = broken or len(parts) > MAX_FIELD_LINES or len(found) >= self.needed
             if len(parts) > 1 and suspect:
                 spans = len(parts) - (parts[-1] == "")  # a final line break ends a line
-                runaway = _Runaway(line, spans, found[0] if found else None, broken)
+                note = ", swallowing line {}, which looks like a record of its own"
+                runaway = (line, spans, note.format(found[0]) if found else "", broken)
                 self.count += 1
                 self.first = self.first or runaway
-                if broken and self.first_broken is None:
-                    self.first_broken = runaway
+                if broken:
+                    self.first_broken = self.first_broken or runaway
             line += len(parts) - 1
 
     def _is_record(self, line: str) -> bool:
@@ -392,7 +380,7 @@ class Runaways:
             return False
         if len(cells) != self.width:
             return False
-        return self.labels is None or cells[self.label_index or 0].strip() in self.labels
+        return self.labels is None or cells[self.label_index].strip() in self.labels
 
     def report(self, *, rows: int, lines: int, source: str, lenient: bool) -> None:
         """Raise for a broken field (``lenient``: warn), warn for the others; ``lines``: the
@@ -401,28 +389,21 @@ class Runaways:
             return
         counts = f"{rows} row(s) read from {lines} non-blank line(s) after the header"
         if self.first_broken is not None and not lenient:
-            first = self.first_broken
+            line, spans, swallowed, _ = self.first_broken
             raise GPTClassifierError(
-                f"{source}:{first.line}: a quoted field starts here, runs over {first.lines} "
-                f"lines and its quotes do not close cleanly{_swallowed(first)} ({counts}); an "
-                "unbalanced double quote? fix it, or pass --lenient to read the file as parsed"
+                f"{source}:{line}: a quoted field starts here, runs over {spans} lines and its "
+                f"quotes do not close cleanly{swallowed} ({counts}); an unbalanced double "
+                "quote? fix it, or pass --lenient to read the file as parsed"
             )
-        first = self.first
-        broken = "with quotes that do not close cleanly"
-        cause = broken if first.broken else "holding lines that look like records"
+        line, spans, swallowed, broken = self.first
+        causes = ("holding lines that look like records", "with quotes that do not close cleanly")
         hint = "; if that is an unbalanced double quote, fix it"
         logger.warning(
-            f"{source}:{first.line}: warning: {self.count} quoted field(s) run over several "
-            f"lines {cause}, the first from here over {first.lines} lines{_swallowed(first)}; "
-            f"{counts}; rows kept as parsed"
+            f"{source}:{line}: warning: {self.count} quoted field(s) run over several lines "
+            f"{causes[broken]}, the first from here over {spans} "
+            f"lines{swallowed}; {counts}; rows kept as parsed"
             + (" (--lenient)" if self.first_broken is not None else hint)
         )
-
-
-def _swallowed(runaway: _Runaway) -> str:
-    if runaway.record_line is None:
-        return ""
-    return f", swallowing line {runaway.record_line}, which looks like a record of its own"
 
 
 def _is_missing(value: Any) -> bool:
@@ -485,28 +466,8 @@ def text_row(
     if column not in values:
         raise GPTClassifierError(f"{source}:{number}: no {column!r} key")
     _check_text(values[column], f"{source}:{number}", f"empty text in column {column!r}")
-    fields = {c: _cell(values.get(c)) for c in columns}
+    fields = {name: _cell(values.get(name)) for name in columns}
     return TextRow(text=values[column], fields=fields, source=source, line=number)
-
-
-def _pick_column(
-    columns: Sequence[str], requested: str | None, known: Sequence[str], kind: str, where: str
-) -> str:
-    available = ", ".join(repr(c) for c in columns) or "none"
-    if requested is None:
-        found = _known_column(columns, known)
-        if found is not None:
-            return found
-        raise GPTClassifierError(
-            f"{where}: no {kind} column found (tried {', '.join(known)}); available columns: "
-            f"{available}; pass --{kind}-column"
-        )
-    matches = [c for c in columns if c.lower() == requested.lower()]
-    if requested in columns or len(matches) == 1:
-        return requested if requested in columns else matches[0]
-    raise GPTClassifierError(
-        f"{where}: no {kind} column {requested!r}; available columns: {available}"
-    )
 
 
 def _known_column(columns: Sequence[str], known: Sequence[str]) -> str | None:
@@ -518,16 +479,35 @@ def _known_column(columns: Sequence[str], known: Sequence[str]) -> str | None:
 
 
 def _choose_columns(columns: Sequence[str], wanted: Sequence[str | None], where: str) -> list[str]:
-    text_col = _pick_column(columns, wanted[0], TEXT_COLUMNS, "text", where)
-    label_col = _pick_column(columns, wanted[1], LABEL_COLUMNS, "label", where)
-    if text_col == label_col:
+    """The text and the label column of a labelled file: as asked (in any case if only one
+    column matches), else the first known name."""
+    available = ", ".join(repr(c) for c in columns) or "none"
+    chosen = []
+    kinds = (("text", TEXT_COLUMNS), ("label", LABEL_COLUMNS))
+    for requested, (kind, known) in zip(wanted, kinds, strict=True):
+        if requested is None:
+            found = _known_column(columns, known)
+            if found is None:
+                raise GPTClassifierError(
+                    f"{where}: no {kind} column found (tried {', '.join(known)}); available "
+                    f"columns: {available}; pass --{kind}-column"
+                )
+        else:
+            matches = [c for c in columns if c.lower() == requested.lower()]
+            found = requested if requested in columns or len(matches) != 1 else matches[0]
+            if found not in columns:
+                raise GPTClassifierError(
+                    f"{where}: no {kind} column {requested!r}; available columns: {available}"
+                )
+        chosen.append(found)
+    if chosen[0] == chosen[1]:
         raise GPTClassifierError(
-            f"{where}: the text and label columns are the same column {text_col!r}"
+            f"{where}: the text and label columns are the same column {chosen[0]!r}"
         )
-    return [text_col, label_col]
+    return chosen
 
 
-def text_column(columns: Sequence[str], wanted: str | None, source: str) -> str:
+def pick_text_column(columns: Sequence[str], wanted: str | None, source: str) -> str:
     """The column of a file to classify that holds the text."""
     listed = ", ".join(repr(c) for c in columns) or "(none)"  # repr(): no line break in a message
     if wanted is not None and wanted not in columns:
@@ -554,65 +534,45 @@ def read_records(
     """All examples of a labelled file; ``GPTClassifierError`` names the file and line of the
     first problem. ``allow_empty``: a header without rows gives ``[]``; ``lenient``: a runaway
     quoted CSV field is a warning, not an error."""
-    detect = functools.partial(detect_format, text_column=text_column, label_column=label_column)
-    path, fmt = resolve_file(path, "data file", fmt, FORMATS, detect)
-    source, wanted = str(path), (text_column, label_column)
+    wanted = (text_column, label_column)
+    columns = dict(text_column=text_column, label_column=label_column)
+    path, fmt = resolve_file(path, "data file", fmt, FORMATS, **columns)
+    source = str(path)
     if fmt == "sms" and any(wanted):
         raise GPTClassifierError(
             f"{path}: format sms (headerless label<TAB>text) has no named columns; "
             "drop --text-column/--label-column or use a file with a header"
         )
-    if fmt == "parquet":
-        names, rows = parquet_rows(path)
-        text, label = _choose_columns(names, wanted, source)
-        records = [make_record(v[text], v[label], source, n) for n, v in rows]
-    else:
+    if fmt != "parquet":
         check_utf8(path)
-        with open_text(path) as handle:
-            if fmt in ("csv", "tsv"):
-                records = _delimited_records(handle, source, fmt, wanted, lenient)
-            else:
-                records = _line_records(handle, source, fmt, wanted)
+    lines = [0]
+    rows = iter_rows(path, fmt, lines)
+    records = []
+    if fmt not in TABLE_FORMATS:
+        names = ["text", "label"] if fmt == "sms" else None
+        for number, values, _ in rows:
+            names = names or _choose_columns(list(values), wanted, f"{source}:{number}")
+            missing = [c for c in names if c not in values]
+            if missing:
+                available = ", ".join(repr(k) for k in values) or "none"
+                raise GPTClassifierError(
+                    f"{source}:{number}: no {missing[0]!r} key; available keys: {available}"
+                )
+            records.append(make_record(values[names[0]], values[names[1]], source, number))
+    elif (first := next(rows, None)) is not None:
+        data = rows if fmt == "parquet" else list(rows)
+        number, header, _ = first
+        where = f"{source}:{number}" if number else source
+        text, label = (header.index(c) for c in _choose_columns(header, wanted, where))
+        if fmt != "parquet":
+            labels = {cells[label].strip() for _, cells, _ in data if len(cells) == len(header)}
+            runaways = Runaways(len(header), label, labels)
+            for number, cells, broken in data:
+                runaways.add(number, cells, broken)
+            runaways.report(rows=len(data), lines=lines[0] - 1, source=source, lenient=lenient)
+        for number, cells, _ in data:
+            check_width(cells, header, source, number, fmt)
+            records.append(make_record(cells[text], cells[label], source, number))
     if not records and not allow_empty:
         raise GPTClassifierError(f"{path}: no examples in the file")
-    return records
-
-
-def _line_records(
-    handle: IO[str], source: str, fmt: str, wanted: Sequence[str | None]
-) -> list[Record]:
-    columns = ["text", "label"] if fmt == "sms" else None
-    records = []
-    for number, values in line_records(handle, fmt, source):
-        columns = columns or _choose_columns(list(values), wanted, f"{source}:{number}")
-        missing = [c for c in columns if c not in values]
-        if missing:
-            available = ", ".join(repr(k) for k in values) or "none"
-            raise GPTClassifierError(
-                f"{source}:{number}: no {missing[0]!r} key; available keys: {available}"
-            )
-        records.append(make_record(values[columns[0]], values[columns[1]], source, number))
-    return records
-
-
-def _delimited_records(
-    handle: IO[str], source: str, fmt: str, wanted: Sequence[str | None], lenient: bool
-) -> list[Record]:
-    lines = [0]
-    rows = list(delimited_rows(handle, fmt, source, lines))
-    if not rows:
-        return []
-    header = header_of(rows[0][1], f"{source}:{rows[0][0]}")
-    columns = _choose_columns(header, wanted, f"{source}:{rows[0][0]}")
-    text, label = header.index(columns[0]), header.index(columns[1])
-    data = rows[1:]
-    labels = {cells[label].strip() for _, cells, _ in data if len(cells) == len(header)}
-    runaways = Runaways(len(header), label, labels)
-    for number, cells, broken in data:
-        runaways.add(number, cells, broken)
-    runaways.report(rows=len(data), lines=lines[0] - 1, source=source, lenient=lenient)
-    records = []
-    for number, cells, _ in data:
-        check_width(cells, header, source, number, fmt)
-        records.append(make_record(cells[text], cells[label], source, number))
     return records
