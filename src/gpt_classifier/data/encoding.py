@@ -5,6 +5,7 @@ function right-pads with ``<|endoftext|>`` and keeps each row's real length (poo
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import statistics
 from collections.abc import Iterator, Sequence
@@ -12,14 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 import torch
-from torch.utils.data import (
-    BatchSampler,
-    DataLoader,
-    Dataset,
-    RandomSampler,
-    Sampler,
-    SequentialSampler,
-)
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler
 
 from ..config import EOT_TOKEN_ID, GPT2_CONTEXT_LENGTH
 from ..errors import GPTClassifierError
@@ -41,8 +35,7 @@ PADDING_STRATEGIES = ("longest-train", "batch", "fixed:N", "context")
 
 @dataclass(frozen=True)
 class Padding:
-    """A parsed padding strategy: ``kind`` longest-train, batch, fixed or context; ``length``
-    is N for ``fixed`` only."""
+    """A parsed padding strategy; ``length`` is N for ``fixed`` only."""
 
     kind: str
     length: int | None = None
@@ -203,45 +196,17 @@ class BucketBatchSampler(Sampler[list[int]]):
         )
         if drop_last and self.batches and len(self.batches[-1]) < batch_size:
             self.batches.pop()
-        self.shuffle = shuffle
-        self.generator = generator
+        self.shuffle, self.generator = shuffle, generator
 
     def __len__(self) -> int:
         return len(self.batches)
 
     def __iter__(self) -> Iterator[list[int]]:
-        if not self.shuffle:
-            yield from self.batches
-            return
-        for i in torch.randperm(len(self.batches), generator=self.generator).tolist():
-            yield self.batches[i]
-
-
-def make_loader(
-    dataset: EncodedDataset,
-    batch_size: int,
-    *,
-    shuffle: bool,
-    drop_last: bool,
-    seed: int = DEFAULT_SEED,
-    pad_length: int | None,
-    pad_token_id: int = PAD_TOKEN_ID,
-    bucket_by_length: bool = False,
-    equal_lengths: bool = False,
-) -> DataLoader:
-    """A ``DataLoader`` of ``Batch`` with a seeded generator; ``pad_length=None`` pads each batch
-    to its longest row; ``bucket_by_length`` (evaluation) groups similar lengths."""
-    order = {"shuffle": shuffle, "drop_last": drop_last}
-    order["generator"] = torch.Generator().manual_seed(seed)
-    collate_fn = functools.partial(collate, pad_length=pad_length, pad_token_id=pad_token_id)
-    if dataset.text_index is not None:
-        return _text_loader(dataset, batch_size, bucket_by_length, collate_fn, **order)
-    if bucket_by_length:
-        sampler = BucketBatchSampler(
-            dataset.lengths, batch_size, equal_lengths=equal_lengths, **order
-        )
-        return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_fn)
-    return DataLoader(dataset, batch_size=batch_size, collate_fn=collate_fn, **order)
+        count = len(self.batches)
+        order = range(count)
+        if self.shuffle:
+            order = torch.randperm(count, generator=self.generator).tolist()
+        yield from (self.batches[i] for i in order)
 
 
 class _TextBatches(Sampler[list[int]]):
@@ -259,32 +224,49 @@ class _TextBatches(Sampler[list[int]]):
             yield [row for text in batch for row in self.rows_of[text]]
 
 
-def _text_loader(
+def make_loader(
     dataset: EncodedDataset,
     batch_size: int,
-    bucket_by_length: bool,
-    collate_fn: functools.partial,
     *,
     shuffle: bool,
     drop_last: bool,
-    generator: torch.Generator,
+    seed: int = DEFAULT_SEED,
+    pad_length: int | None,
+    pad_token_id: int = PAD_TOKEN_ID,
+    bucket_by_length: bool = False,
+    equal_lengths: bool = False,
 ) -> DataLoader:
-    """``make_loader`` of a dataset whose rows are windows: texts sampled, their rows batched."""
-    owners = dataset.text_index or []
-    rows_of: list[list[int]] = [[] for _ in range(owners[-1] + 1 if owners else 0)]
-    for row, text in enumerate(owners):
-        rows_of[text].append(row)
-    order = {"shuffle": shuffle, "drop_last": drop_last, "generator": generator}
+    """A ``DataLoader`` of ``Batch`` with a seeded generator; ``pad_length=None`` pads each batch
+    to its longest row; ``bucket_by_length`` (evaluation) groups similar lengths. Texts are
+    sampled, a text read as several windows (``text_index``) with all its rows in one batch."""
+    generator = torch.Generator().manual_seed(seed)
+    owners = dataset.text_index
+    rows_of = [[row] for row in range(len(dataset))]
+    if owners is not None:
+        rows_of = [
+            list(rows) for _, rows in itertools.groupby(range(len(owners)), owners.__getitem__)
+        ]
     if bucket_by_length:
         lengths = [sum(dataset.lengths[row] for row in rows) for rows in rows_of]
-        texts: Sampler[list[int]] = BucketBatchSampler(lengths, batch_size, **order)
+        order = {"shuffle": shuffle, "drop_last": drop_last, "generator": generator}
+        equal = equal_lengths and owners is None
+        texts: Sampler[list[int]] = BucketBatchSampler(
+            lengths, batch_size, equal_lengths=equal, **order
+        )
     else:
         every = range(len(rows_of))
-        picks = RandomSampler(every, generator=generator) if shuffle else SequentialSampler(every)
+        picks = RandomSampler(every, generator=generator) if shuffle else every
         texts = BatchSampler(picks, batch_size, drop_last)
-    collate_fn = functools.partial(collate_fn, text_index=owners)
-    sampler = _TextBatches(texts, rows_of)
-    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_fn, generator=generator)
+    return DataLoader(
+        dataset,
+        batch_sampler=texts if owners is None else _TextBatches(texts, rows_of),
+        collate_fn=functools.partial(
+            collate, pad_length=pad_length, pad_token_id=pad_token_id, text_index=owners
+        ),
+        # as before the merge of the loaders: bucketed texts of one row draw the workers' seed
+        # from torch's global generator (training runs stay reproducible across versions)
+        generator=None if bucket_by_length and owners is None else generator,
+    )
 
 
 @dataclass(frozen=True)
@@ -313,8 +295,8 @@ class LengthStats:
 
 @dataclass
 class EncodedSplits:
-    """Encoded splits; per split the pad length (None: per batch), the truncation limit and
-    length statistics."""
+    """Encoded splits (each truncated to its ``max_length``) and per split the pad length (None:
+    per batch)."""
 
     train: EncodedDataset
     validation: EncodedDataset
@@ -323,11 +305,17 @@ class EncodedSplits:
     padding: Padding
     context_length: int
     pad_lengths: dict[str, int | None]
-    max_lengths: dict[str, int]
-    stats: dict[str, LengthStats]
 
     def split(self, name: str) -> EncodedDataset:
         return {"train": self.train, "validation": self.validation, "test": self.test}[name]
+
+    @property
+    def max_lengths(self) -> dict[str, int | None]:
+        return {name: self.split(name).max_length for name in SPLIT_NAMES}
+
+    @property
+    def stats(self) -> dict[str, LengthStats]:
+        return {name: LengthStats.of(self.split(name)) for name in SPLIT_NAMES}
 
     @property
     def truncated(self) -> dict[str, int]:
@@ -362,24 +350,6 @@ class EncodedSplits:
         )
 
 
-def resolve_padding(
-    padding: Padding, context_length: int, longest_train: int
-) -> tuple[dict[str, int], dict[str, int | None]]:
-    """(truncation limit, pad length) per split for a strategy."""
-    if padding.kind == "longest-train":
-        train_length = max(1, min(longest_train, context_length))
-        limits = {"train": context_length, "validation": train_length, "test": train_length}
-        return limits, dict.fromkeys(SPLIT_NAMES, train_length)
-    if padding.length is not None and padding.length > context_length:
-        raise GPTClassifierError(
-            f"padding fixed:{padding.length} is longer than the model's context length "
-            f"({context_length} tokens)"
-        )
-    length = padding.length or context_length  # fixed:N, else batch or context
-    pad = None if padding.kind == "batch" else length
-    return dict.fromkeys(SPLIT_NAMES, length), dict.fromkeys(SPLIT_NAMES, pad)
-
-
 def encode_splits(
     prepared: PreparedData,
     tokenizer: tiktoken.Encoding,
@@ -387,31 +357,40 @@ def encode_splits(
     context_length: int = GPT2_CONTEXT_LENGTH,
     long_text: LongText | None = None,
 ) -> EncodedSplits:
-    """Encode the three splits once, resolve the padding strategy, truncate, and measure."""
+    """Encode the three splits once, resolve the padding strategy, truncate, and measure:
+    ``longest-train`` pads (and cuts validation and test) to the longest training text, ``batch``
+    pads each batch to its longest row, ``fixed:N`` and ``context`` pad to N or the context."""
     strategy = parse_padding(padding)
     full = {
         name: encode_records(prepared.split(name), tokenizer, prepared.label_map)
         for name in SPLIT_NAMES
     }
-    longest_train = max(full["train"].original_lengths, default=0)
-    limits, pad_lengths = resolve_padding(strategy, context_length, longest_train)
-    datasets = {
-        name: EncodedDataset(
-            d.input_ids,
-            d.labels,
-            max_length=limits[name],
-            original_lengths=d.original_lengths,
-            long_text=long_text,
-        )
-        for name, d in full.items()
-    }
-    stats = {name: LengthStats.of(datasets[name]) for name in SPLIT_NAMES}
+    if strategy.kind == "longest-train":
+        longest = max(1, min(max(full["train"].original_lengths, default=0), context_length))
+        limits = {"train": context_length, "validation": longest, "test": longest}
+        pad_lengths: dict[str, int | None] = dict.fromkeys(SPLIT_NAMES, longest)
+    else:
+        if strategy.length is not None and strategy.length > context_length:
+            raise GPTClassifierError(
+                f"padding fixed:{strategy.length} is longer than the model's context length "
+                f"({context_length} tokens)"
+            )
+        length = strategy.length or context_length  # fixed:N, else batch or context
+        limits = dict.fromkeys(SPLIT_NAMES, length)
+        pad_lengths = dict.fromkeys(SPLIT_NAMES, None if strategy.kind == "batch" else length)
     return EncodedSplits(
-        **datasets,
+        **{
+            name: EncodedDataset(
+                d.input_ids,
+                d.labels,
+                max_length=limits[name],
+                original_lengths=d.original_lengths,
+                long_text=long_text,
+            )
+            for name, d in full.items()
+        },
         label_map=prepared.label_map,
         padding=strategy,
         context_length=context_length,
         pad_lengths=pad_lengths,
-        max_lengths=limits,
-        stats=stats,
     )
