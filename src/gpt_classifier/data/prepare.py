@@ -17,6 +17,7 @@ from .splits import (
     DEFAULT_SEED,
     SPLIT_FILES,
     SPLIT_NAMES,
+    DedupReport,
     balance_classes,
     check_balance,
     class_counts,
@@ -60,8 +61,8 @@ class DataSummary:
         lines = []
         for before, after, what, more, keeps in steps:
             removed = {c: n - after.get(c, 0) for c, n in before.items() if n > after.get(c, 0)}
+            per_class = ", ".join(f"{label} {n}" for label, n in removed.items())
             if removed:
-                per_class = ", ".join(f"{label} {n}" for label, n in removed.items())
                 total = sum(removed.values())
                 lines.append(f"dropped {total} {what} ({per_class}{more}); {keeps} keeps them")
         return lines
@@ -114,26 +115,18 @@ def prepare_dataset(
             )
         read = {"fmt": fmt, "text_column": text_column, "label_column": label_column}
         return _from_split_files(split_files, lenient=lenient, **read)
-
     fractions = parse_fractions(fractions)
     if data_file is None or str(data_file) == SMS_SPAM_NAME:
         path = sms_spam_path(cache_dir=cache_dir, progress=progress)
-        source = f"{SMS_SPAM_NAME} ({path})"
-        records = read_records(path, "sms")
+        source, records = f"{SMS_SPAM_NAME} ({path})", read_records(path, "sms")
     else:
         source = str(data_file)
         records = read_records(data_file, fmt, text_column, label_column, lenient=lenient)
     raw = class_counts(records)
     _require_two_classes(raw, source)
-
-    if keep_duplicates:
-        unique, dropped, conflicts = records, 0, 0
-    else:
-        unique, report = deduplicate(records)
-        dropped, conflicts = report.dropped, report.conflicts
+    unique, report = (records, DedupReport(0, 0)) if keep_duplicates else deduplicate(records)
     deduplicated = class_counts(unique)
     _require_two_classes(deduplicated, f"{source} after dropping duplicate texts")
-
     balanced = balance_classes(unique, method, seed)
     splits = stratified_split(balanced, fractions, seed)
     summary = DataSummary(
@@ -142,8 +135,8 @@ def prepare_dataset(
         deduplicated=deduplicated,
         balanced=class_counts(balanced),
         splits={name: class_counts(part) for name, part in zip(SPLIT_NAMES, splits, strict=True)},
-        duplicates_dropped=dropped,
-        label_conflicts=conflicts,
+        duplicates_dropped=report.dropped,
+        label_conflicts=report.conflicts,
         balance=method,
         keep_duplicates=keep_duplicates,
         seed=seed,
@@ -157,19 +150,17 @@ def write_splits(prepared: PreparedData, output_dir: PathLike) -> dict[str, Path
     """``train.csv``, ``validation.csv``, ``test.csv`` (columns ``Label,Text``) and
     ``labels.json`` in ``output_dir``; returns their paths by name (``"labels"`` for the map)."""
     folder = Path(output_dir)
+    written = {name: folder / SPLIT_FILES[name] for name in SPLIT_NAMES}
+    written["labels"] = folder / "labels.json"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        written = {
-            name: write_split_file(prepared.split(name), folder / SPLIT_FILES[name])
-            for name in SPLIT_NAMES
-        }
-        labels = folder / "labels.json"
-        prepared.label_map.save(labels)
+        for name in SPLIT_NAMES:
+            write_split_file(prepared.split(name), written[name])
+        prepared.label_map.save(written["labels"])
     except OSError as exc:
         raise GPTClassifierError(
             f"cannot write the splits to {folder} ({exc.strerror or exc})"
         ) from None
-    written["labels"] = labels
     return written
 
 
@@ -186,9 +177,7 @@ def _from_split_files(
 ) -> PreparedData:
     """``empty``: validation and test files may hold a header only."""
     splits = {
-        name: []
-        if path is None
-        else read_records(path, **read, allow_empty=empty and name != "train")
+        name: read_records(path, **read, allow_empty=empty and name != "train") if path else []
         for name, path in files.items()
     }
     train_counts = class_counts(splits["train"])

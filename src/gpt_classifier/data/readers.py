@@ -197,45 +197,40 @@ def iter_rows(
         raise _cannot_read(path, exc) from None
     with handle:
         if fmt == "csv":
-            rows = _csv_rows(handle, source, lines)
-        else:
-            rows = _line_rows(handle, fmt, source, lines)
-        if fmt == "tsv" or fmt == "csv":
-            first = next(rows, None)
-            if first is None:
-                return
-            header = [cell.strip() for cell in first[1]]  # a name given twice: which is meant?
-            repeated = next((c for i, c in enumerate(header) if c and c in header[:i]), None)
-            if repeated is not None:
-                raise GPTClassifierError(
-                    f"{source}:{first[0]}: the header names column {repeated!r} twice"
-                )
-            yield first[0], header, False
-        yield from rows
+            for index, (number, cells, broken) in enumerate(_csv_rows(handle, source, lines)):
+                yield number, _header(cells, source, number) if index == 0 else cells, broken
+            return
+        first = True
+        for number, line in enumerate(handle, start=1):
+            line = line.removesuffix("\n").removesuffix("\r")
+            if not line.strip():
+                continue
+            if lines is not None:
+                lines[0] += 1
+            if fmt == "tsv":
+                cells = line.split("\t")
+                yield number, _header(cells, source, number) if first else cells, False
+            elif fmt == "lines":
+                yield number, {"text": line}, False
+            elif fmt == "sms":
+                label, tab, text = line.partition("\t")
+                if not tab:
+                    raise GPTClassifierError(
+                        f"{source}:{number}: expected 'label<TAB>text' but the line has no tab"
+                    )
+                yield number, {"label": label, "text": text}, False
+            else:
+                yield number, _json_object(line, source, number), False
+            first = False
 
 
-def _line_rows(
-    handle: IO[str], fmt: str, source: str, lines: list[int] | None
-) -> Iterator[tuple[int, Any, bool]]:
-    for number, line in enumerate(handle, start=1):
-        line = line.removesuffix("\n").removesuffix("\r")
-        if not line.strip():
-            continue
-        if lines is not None:
-            lines[0] += 1
-        if fmt == "tsv":
-            yield number, line.split("\t"), False
-        elif fmt == "lines":
-            yield number, {"text": line}, False
-        elif fmt == "sms":
-            label, tab, text = line.partition("\t")
-            if not tab:
-                raise GPTClassifierError(
-                    f"{source}:{number}: expected 'label<TAB>text' but the line has no tab"
-                )
-            yield number, {"label": label, "text": text}, False
-        else:
-            yield number, _json_object(line, source, number), False
+def _header(cells: list[str], source: str, number: int) -> list[str]:
+    """A CSV/TSV header's column names; a name given twice is refused (which one is meant?)."""
+    header = [cell.strip() for cell in cells]
+    repeated = next((c for i, c in enumerate(header) if c and c in header[:i]), None)
+    if repeated is not None:
+        raise GPTClassifierError(f"{source}:{number}: the header names column {repeated!r} twice")
+    return header
 
 
 def _json_object(line: str, source: str, number: int) -> dict[str, Any]:
@@ -282,20 +277,16 @@ def _csv_rows(
                 ) from None
             finally:
                 csv.field_size_limit(previous)
-        end = reader.line_num
-        broken = end > start and not _strict_row("".join(raw))
+        end, broken = reader.line_num, False
+        if end > start:  # read again with strict quoting: does it close cleanly?
+            try:
+                list(csv.reader(io.StringIO("".join(raw), newline=""), strict=True))
+            except csv.Error:
+                broken = True
         raw.clear()
         if cells and any(cell.strip() for cell in cells):
             yield start, cells, broken
         start = end + 1
-
-
-def _strict_row(raw: str) -> bool:
-    try:
-        list(csv.reader(io.StringIO(raw, newline=""), strict=True))
-    except csv.Error:
-        return False
-    return True
 
 
 def check_width(cells: list[str], header: list[str], source: str, number: int, fmt: str) -> None:
@@ -331,11 +322,9 @@ def parquet_rows(path: Path) -> Iterator[tuple[int, list[Any], bool]]:
                 [column.to_pylist() for column in batch.columns]
                 for batch in file.iter_batches(batch_size=PARQUET_BATCH_ROWS)
             )
-        number = 0
-        for batch in batches:
-            for row in zip(*batch, strict=True):
-                number += 1
-                yield number, list(row), False
+        rows = (row for batch in batches for row in zip(*batch, strict=True))
+        for number, row in enumerate(rows, start=1):
+            yield number, list(row), False
     except GPTClassifierError:
         raise
     except Exception as exc:  # pyarrow/pandas raise their own types for unreadable files
@@ -472,9 +461,7 @@ def text_row(
 
 def _known_column(columns: Sequence[str], known: Sequence[str]) -> str | None:
     """The first of ``known`` among ``columns``, in any case (the file's first spelling)."""
-    by_lower: dict[str, str] = {}
-    for column in columns:
-        by_lower.setdefault(column.lower(), column)
+    by_lower = {column.lower(): column for column in reversed(columns)}
     return next((by_lower[name] for name in known if name in by_lower), None)
 
 

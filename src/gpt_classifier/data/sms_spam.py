@@ -39,8 +39,17 @@ def sms_spam_path(
     target = folder / "sms_spam_collection" / SMS_SPAM_MEMBER
     if target.is_file() and sha256_of(target) == sha256:
         return target
-    payload = _download(url, progress=progress, timeout=timeout)
-    content = _extract(payload, url)
+    try:
+        with zipfile.ZipFile(io.BytesIO(_download(url, progress, timeout))) as archive:
+            names = [n for n in archive.namelist() if n.rsplit("/", 1)[-1] == SMS_SPAM_MEMBER]
+            if not names:
+                raise GPTClassifierError(
+                    f"the zip from {url} holds no {SMS_SPAM_MEMBER} "
+                    f"(it has {', '.join(archive.namelist()) or 'nothing'}); {_HINT}"
+                )
+            content = archive.read(names[0])
+    except zipfile.BadZipFile:
+        raise GPTClassifierError(f"the download from {url} is not a zip file; {_HINT}") from None
     actual = hashlib.sha256(content).hexdigest()
     if actual != sha256:
         raise GPTClassifierError(
@@ -58,7 +67,7 @@ def sms_spam_path(
     return target
 
 
-def _download(url: str, *, progress: bool, timeout: float) -> bytes:
+def _download(url: str, progress: bool, timeout: float) -> bytes:
     request = urllib.request.Request(url, headers={"User-Agent": "gpt-classifier"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -80,17 +89,3 @@ def _download(url: str, *, progress: bool, timeout: float) -> bytes:
             f"cannot download the SMS Spam Collection from {url} ({why}); {_HINT}"
         ) from None
     return buffer.getvalue()
-
-
-def _extract(payload: bytes, url: str) -> bytes:
-    try:
-        with zipfile.ZipFile(io.BytesIO(payload)) as archive:
-            names = [n for n in archive.namelist() if n.rsplit("/", 1)[-1] == SMS_SPAM_MEMBER]
-            if not names:
-                raise GPTClassifierError(
-                    f"the zip from {url} holds no {SMS_SPAM_MEMBER} "
-                    f"(it has {', '.join(archive.namelist()) or 'nothing'}); {_HINT}"
-                )
-            return archive.read(names[0])
-    except zipfile.BadZipFile:
-        raise GPTClassifierError(f"the download from {url} is not a zip file; {_HINT}") from None

@@ -32,17 +32,11 @@ class DedupReport:
 
 def deduplicate(records: Sequence[Record]) -> tuple[list[Record], DedupReport]:
     """Keep the first occurrence of every exact text; count the rest and the label conflicts."""
-    first_label: dict[str, str] = {}
-    kept: list[Record] = []
-    conflicts = 0
+    first: dict[str, Record] = {}
     for record in records:
-        label = first_label.get(record.text)
-        if label is None:
-            first_label[record.text] = record.label
-            kept.append(record)
-        elif label != record.label:
-            conflicts += 1
-    return kept, DedupReport(dropped=len(records) - len(kept), conflicts=conflicts)
+        first.setdefault(record.text, record)
+    conflicts = sum(first[record.text].label != record.label for record in records)
+    return list(first.values()), DedupReport(len(records) - len(first), conflicts)
 
 
 def balance_classes(
@@ -84,15 +78,13 @@ def class_weights(counts: Mapping[str, int], classes: Sequence[str]) -> list[flo
 def parse_fractions(value: str | Sequence[float]) -> tuple[float, float, float]:
     """``"0.7,0.1,0.2"`` or 2 or 3 fractions (>= 0, train > 0, sum 1; test the rest of 2) ->
     (train, validation, test)."""
-    if isinstance(value, str):
-        try:
-            parts = [float(p) for p in value.replace(" ", "").split(",") if p]
-        except ValueError:
-            raise GPTClassifierError(
-                f"invalid fractions {value!r}; expected e.g. 0.7,0.1,0.2 (train,validation,test)"
-            ) from None
-    else:
-        parts = [float(p) for p in value]
+    texts = value.replace(" ", "").split(",") if isinstance(value, str) else value
+    try:
+        parts = [float(p) for p in texts if p != ""]
+    except ValueError:
+        raise GPTClassifierError(
+            f"invalid fractions {value!r}; expected e.g. 0.7,0.1,0.2 (train,validation,test)"
+        ) from None
     if len(parts) == 2:
         parts.append(round(1.0 - sum(parts), 12))
     if len(parts) != 3:
@@ -134,7 +126,7 @@ def stratified_split(
         by_class[record.label].append(record)
     splits: tuple[list[Record], list[Record], list[Record]] = ([], [], [])
     for label in sort_labels(by_class):
-        members = list(by_class[label])
+        members = by_class[label]
         rng.shuffle(members)
         n_train, n_validation, _ = split_sizes(len(members), fractions)
         splits[0].extend(members[:n_train])

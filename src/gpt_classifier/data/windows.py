@@ -79,11 +79,9 @@ def chunk_window_starts(total: int, length: int, long_text: LongText) -> list[in
 
 def reads_all(total: int, length: int, long_text: LongText) -> bool:
     """Whether every token of a ``total``-token text is in its windows."""
-    if total <= length:
-        return True
-    return long_text.mode == "chunks" and (
-        len(_chunk_starts(total, length, long_text)) <= long_text.max_chunks
-    )
+    if total <= length or long_text.mode != "chunks":
+        return total <= length
+    return len(_chunk_starts(total, length, long_text)) <= long_text.max_chunks
 
 
 def window_texts(
@@ -91,10 +89,7 @@ def window_texts(
 ) -> tuple[list[list[int]], list[int] | None]:
     """``(windows, owners)``: every text's windows in order and the text each belongs to
     (``owners`` None when every text is one window: nothing to combine)."""
-    windows: list[list[int]] = []
-    owners: list[int] = []
-    for text, ids in enumerate(texts):
-        for window in text_windows(ids, length, long_text):
-            windows.append(window)
-            owners.append(text)
+    per_text = [text_windows(ids, length, long_text) for ids in texts]
+    windows = [window for group in per_text for window in group]
+    owners = [text for text, group in enumerate(per_text) for _ in group]
     return windows, (owners if len(windows) != len(texts) else None)
