@@ -75,12 +75,7 @@ class EncodedDataset(Dataset):
         original_lengths: Sequence[int] | None = None,
         long_text: LongText | None = None,
     ) -> None:
-        if len(input_ids) != len(labels):
-            raise ValueError(f"{len(input_ids)} id lists but {len(labels)} labels")
-        if max_length is not None and max_length <= 0:
-            raise ValueError(f"max_length must be positive, got {max_length}")
-        full = original_lengths if original_lengths is not None else map(len, input_ids)
-        self.original_lengths = list(full)
+        self.original_lengths = list(original_lengths or map(len, input_ids))
         self.long_text = long_text or LongText()
         window = max_length or max(self.original_lengths, default=1)
         self.input_ids, self.text_index = window_texts(input_ids, window, self.long_text)
@@ -88,9 +83,7 @@ class EncodedDataset(Dataset):
         self.lengths = [len(ids) for ids in self.input_ids]
         self.max_length = max_length
         limit = max_length or math.inf
-        self.truncated = sum(
-            not reads_all(full, limit, self.long_text) for full in self.original_lengths
-        )
+        self.truncated = sum(not reads_all(n, limit, self.long_text) for n in self.original_lengths)
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -111,16 +104,18 @@ def encode_records(
     long_text: LongText | None = None,
 ) -> EncodedDataset:
     """Encode every text once and map labels to class ids (an unknown one names its line)."""
-    ids = [encode(tokenizer, record.text) for record in records]
-    labels = []
     for record in records:
         if record.label not in label_map:
             raise GPTClassifierError(
                 f"{record.where}: label {record.label!r} is not one of the classes "
                 f"{', '.join(label_map.classes)}"
             )
-        labels.append(label_map.id_of(record.label))
-    return EncodedDataset(ids, labels, max_length=max_length, long_text=long_text)
+    return EncodedDataset(
+        [encode(tokenizer, record.text) for record in records],
+        [label_map.id_of(record.label) for record in records],
+        max_length=max_length,
+        long_text=long_text,
+    )
 
 
 class Batch(NamedTuple):
@@ -168,13 +163,11 @@ def collate(
         number: dict[int, int] = {}  # a text's number in this batch, in order of appearance
         owners = [number.setdefault(text_index[i], len(number)) for _, _, i in items]
         labels = list(dict(zip(owners, labels, strict=True)).values())  # a text's windows share it
-    return Batch(
-        input_ids=pad_token_ids([ids for ids, _, _ in items], width, pad_token_id),
-        labels=torch.tensor(labels, dtype=torch.long),
-        lengths=torch.tensor(lengths, dtype=torch.long),
-        indices=torch.tensor([index for _, _, index in items], dtype=torch.long),
-        owners=None if owners is None else torch.tensor(owners, dtype=torch.long),
-    )
+    indices = [index for _, _, index in items]
+    longs = (torch.tensor(values, dtype=torch.long) for values in (labels, lengths, indices))
+    owners_ids = None if owners is None else torch.tensor(owners, dtype=torch.long)
+    input_ids = pad_token_ids([ids for ids, _, _ in items], width, pad_token_id)
+    return Batch(input_ids, *longs, owners_ids)
 
 
 class BucketBatchSampler(Sampler[list[int]]):
@@ -287,10 +280,9 @@ class LengthStats:
     @classmethod
     def of(cls, dataset: EncodedDataset) -> LengthStats:
         lengths, limit = dataset.original_lengths, dataset.max_length
-        if not lengths:
-            return cls(0, None, None, None, limit, 0)
-        median = float(statistics.median(lengths))
-        return cls(len(lengths), min(lengths), median, max(lengths), limit, dataset.truncated)
+        median = float(statistics.median(lengths)) if lengths else None
+        shortest, longest = min(lengths, default=None), max(lengths, default=None)
+        return cls(len(lengths), shortest, median, longest, limit, dataset.truncated)
 
 
 @dataclass

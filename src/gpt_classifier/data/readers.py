@@ -534,32 +534,32 @@ def read_records(
         check_utf8(path)
     lines = [0]
     rows = iter_rows(path, fmt, lines)
-    records = []
-    if fmt not in TABLE_FORMATS:
-        names = ["text", "label"] if fmt == "sms" else None
-        for number, values, _ in rows:
-            names = names or _choose_columns(list(values), wanted, f"{source}:{number}")
-            missing = [c for c in names if c not in values]
-            if missing:
-                available = ", ".join(repr(k) for k in values) or "none"
-                raise GPTClassifierError(
-                    f"{source}:{number}: no {missing[0]!r} key; available keys: {available}"
-                )
-            records.append(make_record(values[names[0]], values[names[1]], source, number))
-    elif (first := next(rows, None)) is not None:
+    names = ["text", "label"] if fmt == "sms" else None
+    header, data = None, rows
+    if fmt in TABLE_FORMATS and (first := next(rows, None)) is not None:
         data = rows if fmt == "parquet" else list(rows)
         number, header, _ = first
-        where = f"{source}:{number}" if number else source
-        text, label = (header.index(c) for c in _choose_columns(header, wanted, where))
+        names = _choose_columns(header, wanted, f"{source}:{number}" if number else source)
         if fmt != "parquet":
+            label = header.index(names[1])
             labels = {cells[label].strip() for _, cells, _ in data if len(cells) == len(header)}
             runaways = Runaways(len(header), label, labels)
             for number, cells, broken in data:
                 runaways.add(number, cells, broken)
             runaways.report(rows=len(data), lines=lines[0] - 1, source=source, lenient=lenient)
-        for number, cells, _ in data:
-            check_width(cells, header, source, number, fmt)
-            records.append(make_record(cells[text], cells[label], source, number))
+    records = []
+    for number, values, _ in data:
+        if header is not None:
+            check_width(values, header, source, number, fmt)
+            values = dict(zip(header, values, strict=True))
+        names = names or _choose_columns(list(values), wanted, f"{source}:{number}")
+        missing = [c for c in names if c not in values]
+        if missing:
+            available = ", ".join(repr(k) for k in values) or "none"
+            raise GPTClassifierError(
+                f"{source}:{number}: no {missing[0]!r} key; available keys: {available}"
+            )
+        records.append(make_record(values[names[0]], values[names[1]], source, number))
     if not records and not allow_empty:
         raise GPTClassifierError(f"{path}: no examples in the file")
     return records
