@@ -129,21 +129,20 @@ def prepare_dataset(
     _require_two_classes(deduplicated, f"{source} after dropping duplicate texts")
     balanced = balance_classes(unique, method, seed)
     splits = stratified_split(balanced, fractions, seed)
-    summary = DataSummary(
+    return _prepared(
+        splits,
+        LabelMap.from_labels(r.label for r in splits[0]),
         source=source,
         raw=raw,
         deduplicated=deduplicated,
         balanced=class_counts(balanced),
-        splits={name: class_counts(part) for name, part in zip(SPLIT_NAMES, splits, strict=True)},
         duplicates_dropped=report.dropped,
         label_conflicts=report.conflicts,
         balance=method,
         keep_duplicates=keep_duplicates,
         seed=seed,
         fractions=fractions,
-        overlap=_overlap(*splits),
     )
-    return PreparedData(*splits, LabelMap.from_labels(r.label for r in splits[0]), summary)
 
 
 def write_splits(prepared: PreparedData, output_dir: PathLike) -> dict[str, Path]:
@@ -183,31 +182,28 @@ def _from_split_files(
     train_counts = class_counts(splits["train"])
     _require_two_classes(train_counts, str(files["train"]))
     label_map = LabelMap.from_labels(train_counts)
-    for name in ("validation", "test"):
-        for record in splits[name]:
-            if record.label not in label_map:
-                raise GPTClassifierError(
-                    f"{record.where}: label {record.label!r} does not occur in the training file "
-                    f"{files['train']} (its classes: {', '.join(label_map.classes)})"
-                )
+    for record in splits["validation"] + splits["test"]:
+        if record.label not in label_map:
+            raise GPTClassifierError(
+                f"{record.where}: label {record.label!r} does not occur in the training file "
+                f"{files['train']} (its classes: {', '.join(label_map.classes)})"
+            )
     raw = class_counts([record for part in splits.values() for record in part])
-    summary = DataSummary(
-        source=", ".join(str(p) for p in files.values() if p is not None),
-        raw=raw,
-        deduplicated=raw,
-        balanced=raw,
-        splits={name: class_counts(part) for name, part in splits.items()},
-        overlap=_overlap(*splits.values()),
-    )
-    return PreparedData(*splits.values(), label_map, summary)
+    source = ", ".join(str(p) for p in files.values() if p is not None)
+    steps = dict.fromkeys(("raw", "deduplicated", "balanced"), raw)
+    return _prepared(list(splits.values()), label_map, source=source, **steps)
+
+
+def _prepared(splits: Sequence[list[Record]], label_map: LabelMap, **summary: Any) -> PreparedData:
+    """The splits with their summary (``summary``: the fields of ``DataSummary`` but the splits'
+    counts and overlap)."""
+    seen = {record.text for record in splits[0]}
+    overlap = sum(record.text in seen for record in [*splits[1], *splits[2]])
+    counts = {name: class_counts(part) for name, part in zip(SPLIT_NAMES, splits, strict=True)}
+    return PreparedData(*splits, label_map, DataSummary(**summary, splits=counts, overlap=overlap))
 
 
 def _require_two_classes(counts: dict[str, int], source: str) -> None:
     if len(counts) < 2:
         found = f"only the class {next(iter(counts))!r}" if counts else "no classes"
         raise GPTClassifierError(f"{source}: {found}; a classifier needs at least two classes")
-
-
-def _overlap(train: list[Record], validation: list[Record], test: list[Record]) -> int:
-    seen = {record.text for record in train}
-    return sum(record.text in seen for record in validation + test)

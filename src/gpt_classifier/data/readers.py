@@ -138,19 +138,31 @@ def _cannot_read(path: Path, exc: OSError) -> GPTClassifierError:
 
 
 def check_utf8(path: Path) -> None:
-    """Raise unless the file is readable, not blank and UTF-8 throughout (read a MiB at a time)."""
+    """Raise unless the file is readable, not blank and UTF-8 throughout (read a MiB at a time);
+    a bad byte is named by its line and column."""
     decoder = codecs.getincrementaldecoder("utf-8")()
-    offset, blank = 0, True
+    offset, breaks, last_break, after_cr, blank = 0, 0, -1, False, True
     try:
         with path.open("rb") as handle:
             while True:
                 chunk = handle.read(_READ_BYTES)
                 pending = len(decoder.getstate()[0])
+                bad = None
                 try:
                     decoder.decode(chunk, final=not chunk)
                 except UnicodeDecodeError as exc:
-                    bad = offset - pending + exc.start
-                    raise _not_utf8(path, bad, exc.object[exc.start]) from None
+                    bad, byte = offset - pending + exc.start, exc.object[exc.start]
+                    chunk = chunk[: max(bad - offset, 0)]  # the line breaks before it count
+                breaks += chunk.count(b"\n") + chunk.count(b"\r") - chunk.count(b"\r\n")
+                breaks -= after_cr and chunk.startswith(b"\n")  # one \r\n split across two reads
+                found = max(chunk.rfind(b"\n"), chunk.rfind(b"\r"))
+                last_break = offset + found if found >= 0 else last_break
+                after_cr = chunk.endswith(b"\r")
+                if bad is not None:
+                    raise GPTClassifierError(
+                        f"{path}:{breaks + 1}: not valid UTF-8 (byte 0x{byte:02x} at byte offset "
+                        f"{bad}, column {bad - last_break}); re-save the file as UTF-8"
+                    )
                 if not chunk:
                     break
                 blank = blank and not chunk.strip()
@@ -159,24 +171,6 @@ def check_utf8(path: Path) -> None:
         raise _cannot_read(path, exc) from None
     if blank:
         raise GPTClassifierError(f"{path}: the file is empty")
-
-
-def _not_utf8(path: Path, offset: int, byte: int) -> GPTClassifierError:
-    """The error naming the line and column of byte ``offset``."""
-    breaks, last_break, position, after_cr = 0, -1, 0, False
-    with path.open("rb") as handle:
-        while position < offset:
-            chunk = handle.read(min(_READ_BYTES, offset - position))
-            breaks += chunk.count(b"\n") + chunk.count(b"\r") - chunk.count(b"\r\n")
-            breaks -= after_cr and chunk.startswith(b"\n")  # one \r\n split across two reads
-            found = max(chunk.rfind(b"\n"), chunk.rfind(b"\r"))
-            last_break = position + found if found >= 0 else last_break
-            after_cr = chunk.endswith(b"\r")
-            position += len(chunk)
-    return GPTClassifierError(
-        f"{path}:{breaks + 1}: not valid UTF-8 (byte 0x{byte:02x} at byte offset {offset}, "
-        f"column {offset - last_break}); re-save the file as UTF-8"
-    )
 
 
 def iter_rows(
