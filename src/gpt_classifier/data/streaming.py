@@ -100,11 +100,9 @@ def scan_text_file(
             first_error("text", text_row, values, column, list(columns), source, number)
     if runaways is not None:
         runaways.report(rows=count, lines=lines[0] - 1, source=source, lenient=lenient)
-    if "width" in errors:
-        raise errors["width"]
-    if not count:
+    if not count:  # (a ragged row is a row: no width error then)
         raise GPTClassifierError(f"{path}: no texts in the file")
-    for kind in ("column", "text"):
+    for kind in ("width", "column", "text"):
         if kind in errors:
             raise errors[kind]
     assert column is not None
