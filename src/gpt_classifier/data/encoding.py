@@ -287,8 +287,7 @@ class LengthStats:
 
 @dataclass
 class EncodedSplits:
-    """Encoded splits (each truncated to its ``max_length``) and per split the pad length (None:
-    per batch)."""
+    """Encoded splits and per split the pad length (None: per batch)."""
 
     train: EncodedDataset
     validation: EncodedDataset

@@ -121,8 +121,7 @@ def detect_format(
 def resolve_file(
     path: PathLike, kind: str, fmt: str | None, allowed: Sequence[str], **detect: Any
 ) -> tuple[Path, str]:
-    """The existing file ``path`` and its format: ``fmt`` (one of ``allowed``) or detected from
-    the file (``detect``: :func:`detect_format`'s keyword arguments)."""
+    """The existing file ``path`` and its format: ``fmt`` (one of ``allowed``) or detected."""
     path = Path(path)
     if not path.exists():
         raise GPTClassifierError(f"{kind} not found: {path}")
@@ -176,9 +175,8 @@ def check_utf8(path: Path) -> None:
 def iter_rows(
     path: Path, fmt: str, lines: list[int] | None = None
 ) -> Iterator[tuple[int, Any, bool]]:
-    """``(line, row, broken)`` of every non-blank row of a file in format ``fmt``: a dict of
-    values per line (``sms``, ``jsonl``, ``lines``), or for a table (``TABLE_FORMATS``) its
-    header's names (Parquet: line 0) and then each row's cells (Parquet: row numbers).
+    """``(line, row, broken)`` of every non-blank row: a dict per line (``sms``, ``jsonl``,
+    ``lines``), or a table's header (Parquet: line 0, then row numbers) and each row's cells.
     ``broken``: a CSV row over several lines whose quotes do not close cleanly; ``lines[0]``
     counts the non-blank physical lines read."""
     if fmt == "parquet":
@@ -293,8 +291,7 @@ def check_width(cells: list[str], header: list[str], source: str, number: int, f
 
 
 def parquet_rows(path: Path) -> Iterator[tuple[int, list[Any], bool]]:
-    """The column names (line 0), then ``(row number, values, False)`` of every row (numbers from
-    1), decoded ``PARQUET_BATCH_ROWS`` at a time as they are iterated."""
+    """``iter_rows`` of a Parquet file, decoded ``PARQUET_BATCH_ROWS`` rows at a time."""
     try:
         try:
             import pyarrow.parquet as pq
@@ -407,17 +404,12 @@ def _check_text(text: Any, where: str, empty: str) -> None:
         raise GPTClassifierError(
             f"{where}: text must be a string, got {json.dumps(text, default=str)}"
         )
-    _check_encodable(text, where)
-
-
-def _check_encodable(value: str, where: str) -> None:
-    # JSON's "\ud800" is a lone surrogate, which no UTF-8 file (a split, an output) can hold.
-    try:
-        value.encode("utf-8")
+    try:  # JSON's "\ud800" is a lone surrogate, which no UTF-8 file (a split, an output) holds
+        text.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise GPTClassifierError(
             f"{where}: invalid Unicode (unpaired surrogate "
-            f"U+{ord(value[exc.start]):04X} at character {exc.start + 1})"
+            f"U+{ord(text[exc.start]):04X} at character {exc.start + 1})"
         ) from None
 
 
@@ -438,7 +430,7 @@ def make_record(text: Any, label: Any, source: str, line: int) -> Record:
         label = int(label)
     _check_text(text, where, "empty text")
     label = str(label).strip()
-    _check_encodable(label, where)
+    _check_text(label, where, "missing label")
     return Record(text=text, label=label, source=source, line=line)
 
 
@@ -460,8 +452,7 @@ def _known_column(columns: Sequence[str], known: Sequence[str]) -> str | None:
 
 
 def _choose_columns(columns: Sequence[str], wanted: Sequence[str | None], where: str) -> list[str]:
-    """The text and the label column of a labelled file: as asked (in any case if only one
-    column matches), else the first known name."""
+    """The text and label columns: as asked (in any case if only one matches), else known."""
     available = ", ".join(repr(c) for c in columns) or "none"
     chosen = []
     kinds = (("text", TEXT_COLUMNS), ("label", LABEL_COLUMNS))

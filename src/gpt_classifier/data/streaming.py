@@ -38,8 +38,8 @@ class TextFilePlan:
 def read_unlabelled(
     path: PathLike, fmt: str | None = None, text_column: str | None = None, *, lenient: bool = False
 ) -> list[TextRow]:
-    """Every text of a file to classify with its row's fields; the text column is
-    ``text_column``, else the first of ``TEXT_COLUMNS``, else the only column."""
+    """Every text of a file to classify with its row's fields (the text column: as given, else
+    the first of ``TEXT_COLUMNS``, else the only column)."""
     return list(iter_text_rows(scan_text_file(path, fmt, text_column, lenient=lenient)))
 
 
