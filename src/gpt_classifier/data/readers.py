@@ -323,24 +323,25 @@ def parquet_rows(path: Path) -> Iterator[tuple[int, list[Any], bool]]:
         raise GPTClassifierError(message) from None
 
 
+@dataclass
 class Runaways:
     """The quoted fields over several lines of a CSV/TSV file's rows, fed one row at a time;
     ``labels``: the file's labels, for a labelled file (the rules: module docstring)."""
 
-    def __init__(self, width: int, label_index: int = 0, labels: set[str] | None = None) -> None:
-        self.width, self.label_index, self.labels = width, label_index, labels
-        self.needed = 1 if labels is not None else UNLABELLED_RECORD_LINES
-        self.count = 0
-        # (first line, lines spanned, swallowed-record note, quotes broken) of the first ones
-        self.first: tuple[int, int, str, bool] | None = None
-        self.first_broken: tuple[int, int, str, bool] | None = None
+    width: int
+    label_index: int = 0
+    labels: set[str] | None = None
+    count: int = 0
+    # (first line, lines spanned, swallowed-record note, quotes broken) of the first ones
+    first: tuple[int, int, str, bool] | None = None
+    first_broken: tuple[int, int, str, bool] | None = None
 
     def add(self, start: int, cells: list[str], broken: bool) -> None:
-        line = start
+        line, needed = start, 1 if self.labels is not None else UNLABELLED_RECORD_LINES
         for cell in cells:
             parts = _LINE_BREAK.split(cell)
             found = [line + i for i, part in enumerate(parts[1:], 1) if self._is_record(part)]
-            suspect = broken or len(parts) > MAX_FIELD_LINES or len(found) >= self.needed
+            suspect = broken or len(parts) > MAX_FIELD_LINES or len(found) >= needed
             if len(parts) > 1 and suspect:
                 spans = len(parts) - (parts[-1] == "")  # a final line break ends a line
                 note = ", swallowing line {}, which looks like a record of its own"
