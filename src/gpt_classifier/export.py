@@ -1,13 +1,11 @@
-"""``export_run``: a saved run, loaded as ``classify`` loads it, written in another format into a
-new folder in one step (staged beside it, then renamed into place), with the run's model card.
+"""``export_run``: a saved run, loaded as ``classify`` loads it, written with its model card into
+a new folder in one step (staged beside it, then renamed into place) as
 
-``hf``: a ``transformers`` ``GPT2ForSequenceClassification`` folder computing what the run
-computes: ``score`` has no bias, so the head's bias is folded into ``ln_f``'s shift (which feeds
-only ``score``); a pad token of its own keeps transformers' "last non-pad token" pooling on the
-last real token even when a text ends with ``<|endoftext|>``.
-``onnx``: ``model.onnx``, ``input_ids`` and ``attention_mask`` (int64, ``(batch, length)``, right
-padding) to ``logits`` ``(batch, classes)``. The mask gives each text's length; with the causal
-mask the real tokens never see the padding after them, so any pad id does.
+- ``hf``: a ``transformers`` ``GPT2ForSequenceClassification`` folder computing what the run
+  computes (the head's bias folded into ``ln_f``: ``score`` has none; a pad token of its own, so
+  "last non-pad token" pooling is right even when a text ends with ``<|endoftext|>``), or
+- ``onnx``: ``model.onnx``, ``input_ids`` and ``attention_mask`` (int64, right padding, any pad
+  id: the causal mask hides it) to ``logits``.
 """
 
 from __future__ import annotations
@@ -22,7 +20,7 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from .classifier import GPTClassifier, Pooling, has_lora, merge_lora
+from .classifier import GPTClassifier, Pooling
 from .config import EOT_TOKEN_ID
 from .errors import GPTClassifierError
 from .evaluation import read_report_json
@@ -95,7 +93,7 @@ def export_run(
             "the ONNX export needs the onnx package: pip install 'gpt-classifier[export]'"
         )
     target = check_output_dir(output_dir, overwrite=overwrite)
-    if source.resolve() == target.resolve() or source.resolve().is_relative_to(target.resolve()):
+    if source.resolve().is_relative_to(target.resolve()):  # the run itself or a folder above
         raise GPTClassifierError(f"--output-dir {target} would replace the run itself")
     try:  # a run saved from Python has no metrics; an unreadable file leaves the card without
         metrics = read_report_json(source / "metrics.json")
@@ -106,8 +104,6 @@ def export_run(
         model = TextClassifier.from_run(
             source, device="cpu", tokenizer_dir=tokenizer_dir, precision="fp32"
         ).model
-        if has_lora(model):
-            merge_lora(model)
         vocab = _tokenizer_bytes(source, tokenizer_dir)
         staging = target.parent / f".{target.name}.export"  # not train's .partial: a checkpoint
         shutil.rmtree(staging, ignore_errors=True)
@@ -120,8 +116,7 @@ def export_run(
             else:
                 write_onnx(model, folder)
                 write_model_card(folder, info, metrics, _ONNX_USAGE.format(**fields))
-            # the same bytes under transformers' names: encoder.json is vocab.json, vocab.bpe
-            # merges.txt
+            # the same bytes under transformers' names (vocab.bpe is merges.txt)
             write_bytes(folder / "vocab.json", vocab["encoder.json"])
             write_bytes(folder / "merges.txt", vocab["vocab.bpe"])
             return commit_staged(folder, target, cleanup=staging)
@@ -131,8 +126,7 @@ def export_run(
 
 
 def _tokenizer_bytes(source: Path, tokenizer_dir: str | None) -> dict[str, bytes]:
-    """GPT-2's two files: the run's own, else where ``get_tokenizer`` reads them (a download
-    fills tiktoken's cache)."""
+    """GPT-2's two files: the run's own, else where ``get_tokenizer`` reads (or downloads) them."""
     if (source / TOKENIZER_DIR).is_dir():
         files = {name: source / TOKENIZER_DIR / name for name in TOKENIZER_FILES}
     elif (files := tokenizer_files(tokenizer_dir)) is None:

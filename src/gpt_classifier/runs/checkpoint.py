@@ -107,10 +107,7 @@ def has_checkpoint(folder: Path) -> bool:
 
 
 def load_checkpoint(
-    folder: Path,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    fingerprint: str,
+    folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer, fingerprint: str
 ) -> LoopState:
     """Put the checkpoint's weights and optimizer state back; return the loop's state."""
     path = folder / STATE_FILE

@@ -1,10 +1,7 @@
-"""A run saved with ``--save trainable``: the trained tensors alone (``trained.safetensors``) and,
-in run.json's ``model.base_weights``, the base they go over with its sha256: a weights file or
-folder (absolute path) or GPT-2 name, the sha256 of the file (of a sharded folder: of the lines
-``<sha256>  <shard>``); or ``random`` and a seed, the sha256 of the drawn tensors in module order
-(a torch that draws other numbers is refused, not given other predictions). Loading goes
-through ``weights.py``'s one path and overlays the trained tensors, strictly checked.
-"""
+"""``--save trainable``: the trained tensors alone (``trained.safetensors``) and, in run.json's
+``model.base_weights``, the base they go over: a weights file or folder (absolute path) or GPT-2
+name with its sha256 (of a sharded folder: of the lines ``<sha256>  <shard>``), or ``random``, a
+seed and the sha256 of the drawn tensors (a torch that draws other numbers is refused)."""
 
 from __future__ import annotations
 
@@ -53,9 +50,8 @@ def base_weights_record(
 
 def write_trained(model: GPTClassifier, folder: Path, metadata: dict[str, str]) -> None:
     """The parameters ``model`` trains (LoRA adapters unmerged) into ``trained.safetensors``."""
-    trained = {
-        n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad
-    }
+    params = model.named_parameters()
+    trained = {name: p.detach().cpu().contiguous() for name, p in params if p.requires_grad}
     with atomic_path(folder / TRAINED_FILE) as partial:
         save_tensors(trained.items(), trained.values(), partial, metadata)
 
@@ -71,11 +67,8 @@ def check_state(
         raise GPTClassifierError(f"{weights} does not match {against}: {problem}")
     checked = {}
     for name, tensor in ((name, state[name]) for name in expected):
-        if tensor.shape != expected[name].shape:
-            raise GPTClassifierError(
-                f"{weights}: tensor {name} has shape {tuple(tensor.shape)}, "
-                f"expected {tuple(expected[name].shape)}"
-            )
+        if (shape := tuple(tensor.shape)) != (want := tuple(expected[name].shape)):
+            raise GPTClassifierError(f"{weights}: tensor {name} has shape {shape}, expected {want}")
         if not tensor.dtype.is_floating_point:
             dtype = str(tensor.dtype).removeprefix("torch.")
             raise GPTClassifierError(
