@@ -141,9 +141,7 @@ def folded_shift(model: GPTClassifier) -> torch.Tensor:
     """``ln_f``'s shift with the head's bias ``b`` folded in: ``shift + pinv(W) b``, for which
     ``W shift' = W shift + b`` holds exactly when ``W`` ``(classes, emb_dim)`` has full row rank."""
     head, shift = model.gpt.out_head, model.gpt.final_norm.shift.detach().double()
-    weight = head.weight.detach().double()
-    if head.bias is None:
-        return shift.float()
+    weight = head.weight.detach().double()  # the classifier's head always has a bias
     rank = int(torch.linalg.matrix_rank(weight))
     if rank < weight.shape[0]:
         raise GPTClassifierError(

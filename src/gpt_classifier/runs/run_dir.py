@@ -1,10 +1,6 @@
-"""A run directory: the fine-tuned weights plus everything needed to use them again.
-
-``run.json`` (base model config, classes, pooling, padding, tokenizer, training settings),
-``model.safetensors`` (saved ``trainable``: ``trained.safetensors`` over base weights it names,
-see ``trainable_run``), ``tokenizer/`` (GPT-2's two files: a run answers offline), metrics,
-report, history, plots and ``data/`` (the splits); ``load_run`` rebuilds the classifier.
-"""
+"""A run directory: ``run.json`` (config, classes, pooling, padding, training settings), the
+weights (``model.safetensors``, or saved ``trainable``: see ``trainable_run``), ``tokenizer/``
+(a run answers offline), metrics, plots and ``data/``; ``load_run`` rebuilds the classifier."""
 
 from __future__ import annotations
 
@@ -23,7 +19,7 @@ from safetensors.torch import load_file
 
 from .. import __version__
 from ..classifier import GPTClassifier
-from ..classifier.lora import has_lora, merge_lora
+from ..classifier.lora import merge_lora
 from ..classifier.pooling import POOLINGS
 from ..config import EOT_TOKEN_ID, GPTConfig
 from ..data.encoding import PADDING_STRATEGIES, parse_padding
@@ -33,14 +29,8 @@ from ..fileio import atomic_path, check_output_dir, sha256_of, write_json
 from ..model import GPTModel
 from ..tokenizer import TOKENIZER_FILES, get_tokenizer, tokenizer_files
 from ..weights import save_streamed
-from .trainable_run import (
-    RANDOM_BASE,
-    SAVE_LAYOUTS,
-    TRAINED_FILE,
-    check_state,
-    load_trainable,
-    write_trained,
-)
+from . import trainable_run
+from .trainable_run import TRAINED_FILE
 from .transaction import StagedRun, missing_run_hint, verify_files
 
 RUN_FORMAT = "gpt-classifier-run"
@@ -48,6 +38,12 @@ RUN_FORMAT_VERSION = 2  # 2: complete runs carry run-complete.json
 RUN_FILE = "run.json"
 WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_DIR = "tokenizer"
+StrPath = str | os.PathLike[str]
+_SECTIONS = {  # run.json's sections and the fields each holds, named as RunInfo's
+    "model": ("base_model", "init", "gpt_config", "save", "base_weights"),
+    "classifier": ("classes", "num_classes", "pooling"),
+    "inputs": ("tokenizer", "padding", "max_length", "pad_length", "pad_token_id", "long_text"),
+}
 
 
 @dataclass(frozen=True)
@@ -70,33 +66,18 @@ class RunInfo:
     long_text: LongText = LongText()  # how texts longer than max_length are read
 
     def to_dict(self) -> dict[str, Any]:
-        base = {"base_weights": self.base_weights} if self.base_weights else {}
-        return {
-            "format": RUN_FORMAT,
-            "format_version": RUN_FORMAT_VERSION,
-            "package_version": __version__,
-            "model": {
-                "base_model": self.base_model,
-                "init": self.init,
-                "gpt_config": self.gpt_config.to_dict(),
-                "save": self.save,
-                **base,
-            },
-            "classifier": {
-                "classes": list(self.classes),
-                "num_classes": len(self.classes),
-                "pooling": self.pooling,
-            },
-            "inputs": {
-                "tokenizer": self.tokenizer,
-                "padding": self.padding,
-                "max_length": self.max_length,
-                "pad_length": self.pad_length,
-                "pad_token_id": self.pad_token_id,
-                "long_text": self.long_text.to_dict(),
-            },
-            **(self.extra or {}),
+        values = {
+            **vars(self),
+            "gpt_config": self.gpt_config.to_dict(),
+            "classes": list(self.classes),
+            "num_classes": len(self.classes),
+            "long_text": self.long_text.to_dict(),
         }
+        sections = {name: {key: values[key] for key in keys} for name, keys in _SECTIONS.items()}
+        if not self.base_weights:
+            del sections["model"]["base_weights"]
+        version = {"format_version": RUN_FORMAT_VERSION, "package_version": __version__}
+        return {"format": RUN_FORMAT, **version, **sections, **(self.extra or {})}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str) -> RunInfo:
@@ -113,7 +94,7 @@ class RunInfo:
         fields = _Fields(values, source)
         config = GPTConfig.from_dict(fields.get("model.gpt_config"), f"{source}: model.gpt_config")
         classes, pooling = _classifier_fields(fields)
-        known = {"model", "classifier", "inputs", "format", "format_version"}
+        known = {"format", "format_version", *_SECTIONS}
         return cls(
             config,
             classes,
@@ -124,8 +105,6 @@ class RunInfo:
             long_text=LongText.from_dict(fields.get("inputs.long_text", {}), source),
         )
 
-
-# --- validation of run.json ---------------------------------------------------------------------
 
 _MISSING: Any = object()
 
@@ -242,7 +221,7 @@ def _model_fields(fields: _Fields) -> dict[str, Any]:
     init = fields.get("model.init", "")
     if init != "":  # runs written before the field existed have none
         init = fields.string("model.init", ("pretrained", "random"))
-    save = fields.string("model.save", SAVE_LAYOUTS, default="full")
+    save = fields.string("model.save", trainable_run.SAVE_LAYOUTS, default="full")
     base = None
     if save == "trainable":  # a source and its sha256 (and a seed for random weights)
         path, base = "model.base_weights", fields.get("model.base_weights")
@@ -250,7 +229,7 @@ def _model_fields(fields: _Fields) -> dict[str, Any]:
             isinstance(base.get(key), str) and base[key] for key in ("source", "sha256")
         )
         fields.check(given, f"{path} must hold a source and a sha256", base)
-        if base["source"] == RANDOM_BASE:
+        if base["source"] == trainable_run.RANDOM_BASE:
             seed = base.get("seed")
             fields.check(type(seed) is int and seed >= 0, f"{path}.seed must be a seed", seed)
     base_model = fields.string("model.base_model", default="")
@@ -265,21 +244,16 @@ class LoadedRun:
 
 
 def write_model_files(
-    model: GPTClassifier,
-    info: RunInfo,
-    folder: Path,
-    tokenizer_dir: str | os.PathLike[str] | None = None,
+    model: GPTClassifier, info: RunInfo, folder: Path, tokenizer_dir: StrPath | None = None
 ) -> None:
     """``model.safetensors`` (LoRA adapters merged first) or, saved ``trainable``, the trained
     tensors; ``run.json``; and the tokenizer's files where they are on disk (``tokenizer_dir``,
     ``$GPT_CLASSIFIER_TOKENIZER_DIR`` or tiktoken's cache) into ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
     metadata = {"format": RUN_FORMAT, "version": __version__}
     if info.save == "trainable":
-        write_trained(model, folder, metadata)
+        trainable_run.write_trained(model, folder, metadata)
     else:
-        if has_lora(model):
-            merge_lora(model)
+        merge_lora(model)  # LoRA adapters, if any, folded into their Linear
         with atomic_path(folder / WEIGHTS_FILE) as partial:  # a lazy model's frozen weights:
             save_streamed(model, partial, metadata)  # read as written, one module at a time
     for name, path in (tokenizer_files(tokenizer_dir) or {}).items():
@@ -291,10 +265,10 @@ def write_model_files(
 def save_run(
     model: GPTClassifier,
     info: RunInfo,
-    directory: str | os.PathLike[str],
+    directory: StrPath,
     *,
     overwrite: bool = False,
-    tokenizer_dir: str | os.PathLike[str] | None = None,
+    tokenizer_dir: StrPath | None = None,
 ) -> Path:
     """Save ``model`` as a complete run directory, in one transaction (see ``transaction``); an
     existing non-empty ``directory`` is replaced only with ``overwrite``."""
@@ -307,7 +281,7 @@ def save_run(
         raise
 
 
-def read_run_info(directory: str | os.PathLike[str]) -> RunInfo:
+def read_run_info(directory: StrPath) -> RunInfo:
     folder = Path(directory)
     run_file = folder / RUN_FILE
     try:
@@ -338,9 +312,7 @@ def _unreadable(path: Path, exc: OSError) -> GPTClassifierError:
 
 
 def load_run(
-    directory: str | os.PathLike[str],
-    device: str | torch.device = "cpu",
-    weights: str | None = None,
+    directory: StrPath, device: str | torch.device = "cpu", weights: str | None = None
 ) -> LoadedRun:
     """The classifier saved in ``directory``, in eval mode on ``device``; ``weights``: where a
     trainable run's base weights are, if not where they were at training."""
@@ -358,7 +330,7 @@ def load_run(
     except (SafetensorError, ValueError) as exc:
         raise GPTClassifierError(f"{path} is corrupt or truncated ({exc})") from None
     if info.save == "trainable":
-        model = load_trainable(state, info, weights, path)
+        model = trainable_run.load_trainable(state, info, weights, path)
     else:
         model = _full_model(state, info, path)
     model.to(device).eval().requires_grad_(False)
@@ -366,9 +338,7 @@ def load_run(
     return LoadedRun(model=model, info=info, directory=folder)
 
 
-def run_tokenizer(
-    directory: str | os.PathLike[str], tokenizer_dir: str | os.PathLike[str] | None = None
-) -> tiktoken.Encoding:
+def run_tokenizer(directory: StrPath, tokenizer_dir: StrPath | None = None) -> tiktoken.Encoding:
     """The run's own tokenizer (``tokenizer/``, checked against the run's marker); a run saved
     without it reads ``tokenizer_dir``, the variable or the download. A ``tokenizer_dir`` given
     for a run that has its own must hold the same files: the tokenizer is part of the model."""
@@ -418,5 +388,7 @@ def _full_model(state: dict[str, torch.Tensor], info: RunInfo, weights: Path) ->
         )
     with torch.device("meta"):
         model = GPTClassifier(GPTModel(cfg), len(info.classes), pooling=info.pooling)
-    model.load_state_dict(check_state(state, model.state_dict(), weights, RUN_FILE), assign=True)
+    model.load_state_dict(
+        trainable_run.check_state(state, model.state_dict(), weights, RUN_FILE), assign=True
+    )
     return model

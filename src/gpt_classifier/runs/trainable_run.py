@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..classifier import GPTClassifier, apply_trainable
-from ..classifier.lora import has_lora, merge_lora
+from ..classifier.lora import merge_lora
 from ..config import GPTConfig, canonical_model_name, is_model_name
 from ..errors import GPTClassifierError
 from ..fileio import atomic_path, sha256_of
@@ -106,8 +106,7 @@ def load_trainable(
     with torch.no_grad():
         for name, value in check_state(state, expected, path, "run.json's trainable").items():
             expected[name].copy_(value)
-    if has_lora(model):
-        merge_lora(model)
+    merge_lora(model)  # if the run trained LoRA adapters
     return model
 
 
