@@ -17,8 +17,7 @@ from gpt_classifier.classifier import GPTClassifier, replace_linear_with_lora
 from gpt_classifier.cli.main import cli
 from gpt_classifier.data.windows import LongText
 from gpt_classifier.errors import GPTClassifierError
-from gpt_classifier.export import export_run
-from gpt_classifier.export.hf import folded_shift
+from gpt_classifier.export import export_run, folded_shift
 from gpt_classifier.inference import RunInfo, TextClassifier, save_run
 from gpt_classifier.model import GPTModel
 from gpt_classifier.runs.model_card import wilson_interval

@@ -1,6 +1,2 @@
 """A run on disk: the run folder and its format, the transaction that writes it whole, and the
 training checkpoint. Training writes runs; inference, serving and the CLI read them."""
-
-from .run_dir import LoadedRun, RunInfo, load_run, save_run
-
-__all__ = ["LoadedRun", "RunInfo", "load_run", "save_run"]

@@ -55,8 +55,8 @@ def save_checkpoint(
 ) -> None:
     """One file, replaced atomically: a kill at any moment leaves the previous checkpoint."""
     loop = {**dataclasses.asdict(state), "history": state.history.to_dict()}
-    payload = {"format": CHECKPOINT_FORMAT, "fingerprint": fingerprint, "loop": loop}
     weights = {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
+    payload = {"format": CHECKPOINT_FORMAT, "fingerprint": fingerprint, "loop": loop}
     payload.update(weights=weights, optimizer=optimizer.state_dict())
     with atomic_path(folder / STATE_FILE) as partial, partial.open("wb") as handle:
         writer = _KeepsWriteError(handle)
@@ -74,7 +74,7 @@ class _KeepsWriteError:
     """A file for ``torch.save`` that keeps the OSError (full disk...) of a failed write."""
 
     def __init__(self, handle: BinaryIO) -> None:
-        self.handle = handle
+        self.handle, self.flush = handle, handle.flush
         self.error: OSError | None = None
 
     def write(self, data: bytes) -> int:
@@ -83,9 +83,6 @@ class _KeepsWriteError:
         except OSError as exc:
             self.error = exc
             raise
-
-    def flush(self) -> None:
-        self.handle.flush()
 
 
 def save_options(folder: Path, options: dict[str, Any]) -> None:
@@ -110,10 +107,7 @@ def has_checkpoint(folder: Path) -> bool:
 
 
 def load_checkpoint(
-    folder: Path,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    fingerprint: str,
+    folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer, fingerprint: str
 ) -> LoopState:
     """Put the checkpoint's weights and optimizer state back; return the loop's state."""
     path = folder / STATE_FILE
@@ -137,15 +131,10 @@ def load_checkpoint(
                 raise GPTClassifierError(f"{path} does not match the model ({name})")
             params[name].copy_(value)
     optimizer.load_state_dict(payload["optimizer"])
-    loop = dict(payload["loop"])
-    loop["history"] = TrainingHistory.from_dict(loop["history"], source=str(path))
-    return LoopState(**loop)
+    history = TrainingHistory.from_dict(payload["loop"]["history"], source=str(path))
+    return LoopState(**{**payload["loop"], "history": history})
 
 
 def data_fingerprint(*parts: Any) -> str:
     """A digest of what the checkpoint's weights depend on besides the options."""
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(repr(part).encode("utf-8"))
-        digest.update(b"\0")
-    return digest.hexdigest()
+    return hashlib.sha256(b"".join(repr(part).encode() + b"\0" for part in parts)).hexdigest()

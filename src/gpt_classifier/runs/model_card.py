@@ -22,6 +22,7 @@ from gpt_classifier.inference import TextClassifier
 print(TextClassifier.from_run("path/to/this/folder").classify("Your text here"))
 ```"""
 _Z95 = 1.959964  # the normal quantile of a two-sided 95 % interval
+_NO_METRICS = "No metrics were recorded for this run (no `metrics.json`)."
 
 
 def wilson_interval(share: float, n: int) -> tuple[float, float]:
@@ -31,36 +32,24 @@ def wilson_interval(share: float, n: int) -> tuple[float, float]:
     return max(0.0, centre - spread), min(1.0, centre + spread)
 
 
-def _metrics_table(metrics: dict[str, Any] | None) -> str:
-    rows = []
-    for split, values in (metrics or {}).items():
-        accuracy, n = values.get("accuracy"), values.get("num_examples")
-        if type(accuracy) is not float or type(n) is not int or n < 1:
-            continue
-        low, high = wilson_interval(accuracy, n)
-        f1 = (values.get("macro_avg") or {}).get("f1")
-        f1_text = f"{f1:.3f}" if isinstance(f1, float) else "-"
-        shares = " | ".join(f"{100 * x:.2f} %" for x in (accuracy, low)) + f" – {100 * high:.2f} %"
-        rows.append(f"| {split} | {n} | {shares} | {f1_text} |")
-    if not rows:
-        return "No metrics were recorded for this run (no `metrics.json`)."
-    header = "| split | texts | accuracy | 95 % interval (Wilson) | macro F1 |\n" + "|---" * 5 + "|"
-    return "\n".join([header, *rows])
-
-
-def _data_lines(info: RunInfo) -> list[str]:
-    data = (info.extra or {}).get("data")
-    if not isinstance(data, dict):
-        return ["- Not recorded (the run was saved from Python, not by `train`)."]
-    lines = [f"- Source: `{data.get('source', 'unknown')}`"]
-    for split, counts in (data.get("splits") or {}).items():
-        lines.append(f"- {split}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-    return lines
-
-
 def model_card(info: RunInfo, metrics: dict[str, Any] | None, usage: str, note: str = "") -> str:
     """The card's Markdown; ``usage``: how to load this folder; ``note``: format specifics."""
     extra = info.extra or {}
+    data = extra.get("data")
+    lines = ["- Not recorded (the run was saved from Python, not by `train`)."]
+    if isinstance(data, dict):
+        lines = [f"- Source: `{data.get('source', 'unknown')}`"]
+        for split, counts in (data.get("splits") or {}).items():
+            lines.append(f"- {split}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    rows = ["| split | texts | accuracy | 95 % interval (Wilson) | macro F1 |", "|---" * 5 + "|"]
+    for split, values in (metrics or {}).items():
+        accuracy, n = values.get("accuracy"), values.get("num_examples")
+        if type(accuracy) is float and type(n) is int and n >= 1:
+            low, high = wilson_interval(accuracy, n)
+            f1 = (values.get("macro_avg") or {}).get("f1")
+            f1_text = f"{f1:.3f}" if isinstance(f1, float) else "-"
+            shares = f"{100 * accuracy:.2f} % | {100 * low:.2f} % – {100 * high:.2f} %"
+            rows.append(f"| {split} | {n} | {shares} | {f1_text} |")
     init = "random weights, not pretrained" if info.init == "random" else "pretrained weights"
     recipe = {
         "base model": f"`{info.base_model or 'gpt2'}` ({init})",
@@ -77,13 +66,13 @@ def model_card(info: RunInfo, metrics: dict[str, Any] | None, usage: str, note: 
 A GPT-2 fine-tuned as a text classifier with gpt-classifier.
 
 ## Data
-{chr(10).join(_data_lines(info))}
+{chr(10).join(lines)}
 
 ## Recipe
 {chr(10).join(f"- {key}: {value}" for key, value in recipe.items() if value)}
 
 ## Metrics
-{_metrics_table(metrics)}
+{chr(10).join(rows) if len(rows) > 2 else _NO_METRICS}
 
 ## Intended use
 Sorting texts like the training texts into the classes {", ".join(info.classes)}.

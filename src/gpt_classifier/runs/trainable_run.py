@@ -1,10 +1,7 @@
-"""A run saved with ``--save trainable``: the trained tensors alone (``trained.safetensors``) and,
-in run.json's ``model.base_weights``, the base they go over with its sha256: a weights file or
-folder (absolute path) or GPT-2 name, the sha256 of the file (of a sharded folder: of the lines
-``<sha256>  <shard>``); or ``random`` and a seed, the sha256 of the drawn tensors in module order
-(a torch that draws other numbers is refused, not given other predictions). Loading goes
-through ``weights.py``'s one path and overlays the trained tensors, strictly checked.
-"""
+"""``--save trainable``: the trained tensors alone (``trained.safetensors``) and, in run.json's
+``model.base_weights``, the base they go over: a weights file or folder (absolute path) or GPT-2
+name with its sha256 (of a sharded folder: of the lines ``<sha256>  <shard>``), or ``random``, a
+seed and the sha256 of the drawn tensors (a torch that draws other numbers is refused)."""
 
 from __future__ import annotations
 
@@ -17,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..classifier import GPTClassifier, apply_trainable
-from ..classifier.lora import has_lora, merge_lora
+from ..classifier.lora import merge_lora
 from ..config import GPTConfig, canonical_model_name, is_model_name
 from ..errors import GPTClassifierError
 from ..fileio import atomic_path, sha256_of
@@ -53,20 +50,44 @@ def base_weights_record(
 
 def write_trained(model: GPTClassifier, folder: Path, metadata: dict[str, str]) -> None:
     """The parameters ``model`` trains (LoRA adapters unmerged) into ``trained.safetensors``."""
-    trained = {
-        name: param.detach().cpu().contiguous()
-        for name, param in model.named_parameters()
-        if param.requires_grad
-    }
+    params = model.named_parameters()
+    trained = {name: p.detach().cpu().contiguous() for name, p in params if p.requires_grad}
     with atomic_path(folder / TRAINED_FILE) as partial:
         save_tensors(trained.items(), trained.values(), partial, metadata)
 
 
+def check_state(
+    state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], weights: Path, against: str
+) -> dict[str, torch.Tensor]:
+    """``state`` with the ``expected`` names and shapes, as finite float32 tensors (runs are
+    written so; float16/bfloat16/float64 copies are converted; a NaN would give ``nan`` odds)."""
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if missing or unexpected:
+        problem = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
+        raise GPTClassifierError(f"{weights} does not match {against}: {problem}")
+    checked = {}
+    for name, tensor in ((name, state[name]) for name in expected):
+        if (shape := tuple(tensor.shape)) != (want := tuple(expected[name].shape)):
+            raise GPTClassifierError(f"{weights}: tensor {name} has shape {shape}, expected {want}")
+        if not tensor.dtype.is_floating_point:
+            dtype = str(tensor.dtype).removeprefix("torch.")
+            raise GPTClassifierError(
+                f"{weights}: tensor {name} has dtype {dtype}; weights must be float32"
+            )
+        checked[name] = tensor.to(torch.float32)  # float64 beyond float32's range: inf, refused
+        if not bool(torch.isfinite(checked[name]).all()):
+            raise GPTClassifierError(
+                f"{weights}: tensor {name} holds NaN or infinite values (a diverged training run "
+                "or a corrupt file); train the model again"
+            )
+    return checked
+
+
 def load_trainable(
-    state: dict[str, torch.Tensor], info: RunInfo, weights: str | None = None
+    state: dict[str, torch.Tensor], info: RunInfo, weights: str | None, path: Path
 ) -> GPTClassifier:
     """The run's classifier: its base (from ``weights`` if given: a copy elsewhere), the trained
-    tensors ``state`` over it."""
+    tensors ``state`` (read from ``path``) over it."""
     base, extra = info.base_weights or {}, info.extra or {}
     gpt = _open_base(info.gpt_config, base, weights)
     lazy = lazy_weights_of(gpt)
@@ -78,27 +99,14 @@ def load_trainable(
             "was trained on (another torch version?); retrain with --save full"
         )
     lora = extra.get("lora") or {}
-    apply_trainable(
-        model,
-        str(extra.get("trainable", "all")),
-        lora_rank=int(lora.get("rank", 16)),
-        lora_alpha=float(lora.get("alpha", 16.0)),
-    )
+    trainable = str(extra.get("trainable", "all"))
+    rank, alpha = int(lora.get("rank", 16)), float(lora.get("alpha", 16.0))
+    apply_trainable(model, trainable, lora_rank=rank, lora_alpha=alpha)
     expected = {name: p for name, p in model.named_parameters() if p.requires_grad}
-    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-    if missing or unexpected:
-        problem = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
-        raise GPTClassifierError(f"{TRAINED_FILE} does not match run.json's trainable: {problem}")
     with torch.no_grad():
-        for name, param in expected.items():
-            if state[name].shape != param.shape:
-                raise GPTClassifierError(
-                    f"{TRAINED_FILE}: tensor {name} has shape {tuple(state[name].shape)}, "
-                    f"expected {tuple(param.shape)}"
-                )
-            param.copy_(state[name])
-    if has_lora(model):
-        merge_lora(model)
+        for name, value in check_state(state, expected, path, "run.json's trainable").items():
+            expected[name].copy_(value)
+    merge_lora(model)  # if the run trained LoRA adapters
     return model
 
 

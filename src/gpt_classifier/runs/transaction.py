@@ -34,16 +34,13 @@ class StagedRun:
     def __init__(self, target: str | os.PathLike[str]) -> None:
         self.target = Path(target).expanduser()
         self.root = self.target.parent / f".{self.target.name}.partial"
-        self.folder = self.root / "run"
-        self.checkpoint_dir = self.root / "checkpoint"
+        self.folder, self.checkpoint_dir = self.root / "run", self.root / "checkpoint"
 
     def start(self, *, keep_checkpoint: bool = False) -> StagedRun:
         """An empty staging folder (a checkpoint there is kept only when resuming)."""
         try:
-            if self.folder.exists():
-                shutil.rmtree(self.folder)
-            if self.root.exists() and not keep_checkpoint:
-                shutil.rmtree(self.root)
+            if (stale := self.folder if keep_checkpoint else self.root).exists():
+                shutil.rmtree(stale)
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise cannot_write(self.root, exc, "--output-dir") from None
@@ -62,11 +59,9 @@ class StagedRun:
 
 def commit_staged(staged: Path, target: Path, *, cleanup: Path) -> Path:
     backup = backup_dir(target)
-    if backup.exists():
-        if target.exists():
-            shutil.rmtree(backup)
-        else:  # an earlier commit died between its two renames: the backup is the old run
-            os.rename(backup, target)
+    if backup.exists() and not target.exists():  # an earlier commit died between its renames
+        os.rename(backup, target)
+    shutil.rmtree(backup, ignore_errors=True)
     if target.exists():
         os.rename(target, backup)
         crash_point("backed-up")
@@ -85,8 +80,7 @@ def finish_interrupted_commit(target: Path) -> bool:
         commit_staged(staged.folder, target, cleanup=staged.root)
         return True
     if staged.root.is_dir() and not staged.folder.exists() and (target / MARKER_FILE).is_file():
-        # renamed into place; only the clean-up was left
-        shutil.rmtree(backup_dir(target), ignore_errors=True)
+        shutil.rmtree(backup_dir(target), ignore_errors=True)  # renamed; clean-up was left
         shutil.rmtree(staged.root, ignore_errors=True)
         return True
     return False
@@ -109,8 +103,8 @@ def write_marker(folder: Path) -> None:
     write_json(folder / MARKER_FILE, {"format": MARKER_FORMAT, "sha256": digests})
 
 
-def read_marker(folder: Path) -> dict[str, str]:
-    """The digests the marker lists, or a one-line error saying why the folder is incomplete."""
+def verify_files(folder: Path, names: list[str]) -> None:
+    """Check that the marker lists each of ``names`` with its digest, or say why in one line."""
     marker = folder / MARKER_FILE
     if not marker.is_file():
         resumable = StagedRun(folder).checkpoint_dir.is_dir()
@@ -124,17 +118,11 @@ def read_marker(folder: Path) -> dict[str, str]:
         digests = values["sha256"]
         if values.get("format") != MARKER_FORMAT or not isinstance(digests, dict):
             raise ValueError("unknown format")
-        return {str(k): str(v) for k, v in digests.items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise GPTClassifierError(f"{marker} is unreadable or malformed ({exc})") from None
-
-
-def verify_files(folder: Path, names: list[str]) -> None:
-    """Check that each of ``names`` is listed in the marker and has the listed digest."""
-    digests = read_marker(folder)
     for name in names:
         if name not in digests:
-            raise GPTClassifierError(f"{folder / MARKER_FILE} does not list {name}")
+            raise GPTClassifierError(f"{marker} does not list {name}")
         try:
             actual = sha256_of(folder / name)
         except FileNotFoundError:
@@ -143,7 +131,7 @@ def verify_files(folder: Path, names: list[str]) -> None:
             raise GPTClassifierError(
                 f"cannot read {folder / name}: {exc.strerror.lower()}"
             ) from None
-        if actual != digests[name]:
+        if actual != str(digests[name]):
             raise GPTClassifierError(
                 f"{folder / name} does not match its digest in {MARKER_FILE} "
                 "(changed or mixed with another run's files)"
