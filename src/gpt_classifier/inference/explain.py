@@ -1,18 +1,13 @@
 """Why this label: how much each token of a text pushed the model towards its predicted class.
 
-Occlusion by deletion: the text is also read with each token deleted in turn, in the same
-batches as ``classify``; a token's score is the predicted class's log-odds lost without it. It
-asks the model itself, through the same pooling and padding (GPT-2's logits saturate, so
-gradient x input misses tokens a prediction rests on); deleting keeps a real text (GPT-2 has no
-mask token; a one-token text is scored against ``<|endoftext|>`` alone); log-odds keep
-differences visible near probability 1. ``deletion_faithfulness`` checks it. Cost: ~n^2 tokens.
-
-A ``chunks`` run reads a long text in windows and averages their log-probabilities; deleting a
-token changes only the windows holding it (several where they overlap). So each window is run
-with each of its tokens deleted, the other windows kept, and a token's text prediction
-recombines those variants with the other windows (as ``predict``): one forward per token per
-window holding it, at most ``max_chunks`` x (window + 1) inputs, never a re-windowing of the
-text. Tokens that ``max_chunks`` skips are not read, so not scored (``truncated``).
+Occlusion by deletion: a token's score is the predicted class's log-odds lost when the text is
+read without it, through the model's own pooling and padding, in ``classify``'s batches (GPT-2's
+logits saturate, so gradient x input misses tokens a prediction rests on; GPT-2 has no mask
+token: a one-token text is scored against ``<|endoftext|>`` alone; log-odds keep differences
+visible near probability 1). ``deletion_faithfulness`` checks it. Cost: ~n^2 tokens. A
+``chunks`` run reads each window without each of its tokens, the other windows kept, and
+recombines them as ``predict`` does (never re-windowing the text); tokens that ``max_chunks``
+skips are not read, so not scored (``truncated``).
 """
 
 from __future__ import annotations
@@ -28,9 +23,6 @@ from ..classifier.pooling import combine_probabilities
 from ..data.windows import chunk_window_starts, reads_all, text_windows
 from ..tokenizer import encode
 from .predict import TextClassifier, run_inputs
-
-METHOD = "occlusion"
-_EPSILON = 1e-12  # keeps log-odds finite when a float32 probability rounds to 0 or 1
 
 
 @dataclass(frozen=True)
@@ -48,7 +40,7 @@ class Explanation:
     probabilities: dict[str, float]
     tokens: list[TokenScore]
     truncated: bool  # the text was cut to the model's max length: only the part read is scored
-    method: str = METHOD
+    method: str = "occlusion"
 
 
 @dataclass(frozen=True)
@@ -71,7 +63,7 @@ def occlusion_inputs(ids: Sequence[int], pad_token_id: int) -> list[list[int]]:
 
 
 def log_odds(probability: float) -> float:
-    p = min(max(probability, _EPSILON), 1 - _EPSILON)
+    p = min(max(probability, 1e-12), 1 - 1e-12)  # finite when a float32 rounds to 0 or 1
     return math.log(p) - math.log1p(-p)
 
 

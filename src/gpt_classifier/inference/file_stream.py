@@ -7,6 +7,7 @@ another input or run. Under ``torchrun`` rank ``k mod N`` classifies chunk ``k``
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import itertools
@@ -100,21 +101,21 @@ def classify_file(
         print(f"classify: {plan.path.name}, {plan.rows:,} rows, {source}", file=sys.stderr)
     if dist.enabled:  # a file of fewer than N chunks still keeps every rank busy
         chunk_rows = min(chunk_rows, -(-plan.rows // dist.world_size))
-    writer: _PartialCsv | None = None
+    opened: list[_PartialCsv] = []  # rank 0 writes; its errors reach every rank
     if output is not None:
         identity, classes = _identity(plan, run_dir), list(classifier.classes)
-        opened: list[_PartialCsv] = []  # rank 0 writes; its errors reach every rank
         dist.run_on_main(
             lambda: opened.append(_PartialCsv(Path(output), plan, identity, resume, classes))
         )
-        writer = opened[0] if opened else None
+    writer = opened[0] if opened else None
     done = dist.broadcast_object(writer.done if writer is not None else 0)
     sink = writer or sink
+    truncated = 0  # texts this rank cut to the trained length
     bar = progress_bar(
         plan.rows, "classify", enabled=progress and dist.is_main, unit="rows", initial=done
     )
-    truncated = 0  # texts this rank cut to the trained length
-    try:
+    handle = writer.handle if writer is not None else contextlib.nullcontext()  # closed on errors
+    with handle, bar:
         chunks = _batched(iter_text_rows(plan, skip=done), chunk_rows)
         for round_of_chunks in _batched(chunks, dist.world_size):  # one chunk per rank
             probabilities = None
@@ -130,10 +131,6 @@ def classify_file(
                     bar.update(len(chunk))
         if writer is not None:
             writer.commit()
-    finally:
-        bar.close()
-        if writer is not None:
-            writer.handle.close()  # a no-op once committed
     return FileResult(
         rows=plan.rows,
         classified=plan.rows - done,

@@ -57,16 +57,12 @@ def train_classifier(
     class_weights: torch.Tensor | None = None,
 ) -> TrainResult:
     """The book's loop (losses on ``eval_iter`` batches every ``eval_freq`` steps, accuracies
-    after each epoch) plus gradient accumulation, a progress bar, best-epoch selection,
-    ``on_checkpoint(state)`` after every epoch and every ``checkpoint_every`` steps, resuming
-    from ``state`` and a clean stop on Ctrl-C; a NaN or infinite loss raises at once.
-    ``autocast()`` wraps every forward pass. ``class_weights`` weight the optimised loss only;
-    the losses the history records are the plain cross-entropy, comparable between runs.
-
-    Under ``torchrun`` (``dist``) ``model`` is DDP-wrapped, ``train_loader`` holds this rank's
-    share of the batches and ``train_eval_loader`` all of them; each step's losses are gathered,
-    so every rank keeps the history of the equivalent one-process run.
-    """
+    after each epoch) plus gradient accumulation, best-epoch selection, ``on_checkpoint(state)``
+    after every epoch and every ``checkpoint_every`` steps, resuming from ``state``, a clean stop
+    on Ctrl-C and an error on a NaN or infinite loss. ``class_weights`` weight the optimised loss
+    only: the history's losses stay comparable between runs. Under ``torchrun`` (``dist``)
+    ``model`` is DDP-wrapped, ``train_loader`` holds this rank's share of the batches,
+    ``train_eval_loader`` all of them, and every rank keeps the one-process run's history."""
     loop = _Loop(
         model,
         optimizer,
@@ -173,15 +169,15 @@ class _Loop:
 
     def _run_epoch(self, state: LoopState) -> None:
         settings, accum, steps = self.settings, self.settings.grad_accum_steps, self.steps_per_epoch
-        bar = progress_bar(
+        weights, desc = self.class_weights, f"epoch {state.epoch + 1}/{settings.epochs}"
+        with progress_bar(
             steps,
-            f"epoch {state.epoch + 1}/{settings.epochs}",
+            desc,
             enabled=self.progress,
             unit="batches",
             initial=state.batch_index,
             leave=False,
-        )
-        try:
+        ) as bar:
             self.model.train()
             self.optimizer.zero_grad(set_to_none=True)
             for batch in self._batches(state):
@@ -190,7 +186,6 @@ class _Loop:
                 # batches in this accumulation group (an epoch's last may be short)
                 group = accum if steps is None else min(accum, steps - index + index % accum)
                 inputs, targets, lengths, owners = unpack_batch(batch)
-                weights = self.class_weights
                 # DDP averages the gradients once per optimizer step, not after every batch
                 no_sync = getattr(self.model, "no_sync", None)
                 with no_sync() if no_sync is not None and not step else contextlib.nullcontext():
@@ -226,8 +221,6 @@ class _Loop:
                 due = self.checkpoint_every and (state.global_step + 1) % self.checkpoint_every == 0
                 if step and due and not last_in_epoch:
                     self._checkpoint(state)
-        finally:
-            bar.close()
 
     def _check_weights(self) -> None:
         if not all(torch.isfinite(p).all() for p in self.trainable):
@@ -246,16 +239,15 @@ class _Loop:
 
     def _evaluate_losses(self, state: LoopState, bar: Any) -> None:
         with self.amp():
-            losses = evaluate_model(
+            train_loss, val_loss = evaluate_model(
                 self.eval_model, self.train_eval, self.val, self.device, self.settings.eval_iter
             )
-        train_loss, val_loss = losses
         fraction = state.batch_index / self.steps_per_epoch if self.steps_per_epoch else 0.0
-        state.history.record_losses(
-            state.epoch + fraction, state.examples_seen, train_loss, val_loss
+        epoch, seen = state.epoch + fraction, state.examples_seen
+        state.history.record_losses(epoch, seen, train_loss, val_loss)
+        bar.set_postfix(
+            loss=f"{state.running_loss / state.running_seen:.3f}", val=f"{val_loss:.3f}"
         )
-        running = state.running_loss / state.running_seen
-        bar.set_postfix(loss=f"{running:.3f}", val=f"{val_loss:.3f}")
         if not self.progress:
             self.say(
                 f"ep {state.epoch + 1} (step {state.global_step:06d}): "
@@ -263,27 +255,26 @@ class _Loop:
             )
 
     def _end_epoch(self, state: LoopState) -> None:
-        settings, epoch = self.settings, state.epoch
+        settings, epoch, model = self.settings, state.epoch, self.eval_model
         self.model.eval()
-
-        def accuracy(loader: Iterable, batches: int | None) -> float:
-            with self.amp():
-                return calc_accuracy_loader(loader, self.eval_model, self.device, batches)
-
-        train_acc = accuracy(self.train_eval, settings.eval_iter)
-        val_acc = accuracy(self.val, settings.eval_iter)
+        with self.amp():
+            train_acc = calc_accuracy_loader(
+                self.train_eval, model, self.device, settings.eval_iter
+            )
+            val_acc = calc_accuracy_loader(self.val, model, self.device, settings.eval_iter)
+            full_val_acc = (
+                calc_accuracy_loader(self.val, model, self.device) if settings.select_best else None
+            )
         state.history.record_accuracies(epoch + 1, state.examples_seen, train_acc, val_acc)
-        mean_loss = state.running_loss / max(state.running_seen, 1)
         self.say(
-            f"epoch {epoch + 1}/{settings.epochs}: train loss {mean_loss:.4f}, "
-            f"accuracy on {settings.eval_iter} batches: train {train_acc * 100:.2f} %, "
+            f"epoch {epoch + 1}/{settings.epochs}: train loss "
+            f"{state.running_loss / max(state.running_seen, 1):.4f}, accuracy on "
+            f"{settings.eval_iter} batches: train {train_acc * 100:.2f} %, "
             f"validation {val_acc * 100:.2f} %"
         )
-        if settings.select_best:
-            full_val_acc = accuracy(self.val, None)
-            if full_val_acc > state.best_val_acc:
-                state.best_val_acc, state.best_epoch = full_val_acc, epoch + 1
-                state.best_state = [p.detach().clone() for p in self.trainable]
+        if full_val_acc is not None and full_val_acc > state.best_val_acc:
+            state.best_val_acc, state.best_epoch = full_val_acc, epoch + 1
+            state.best_state = [p.detach().clone() for p in self.trainable]
 
 
 def train_classifier_simple(
