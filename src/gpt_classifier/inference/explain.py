@@ -45,9 +45,7 @@ class Explanation:
 
 @dataclass(frozen=True)
 class Faithfulness:
-    """Deletion check over ``texts`` (those with more than ``k`` tokens)."""
-
-    texts: int
+    texts: int  # those checked: with more than ``k`` tokens
     k: int
     top_drop: float  # mean fall of the predicted class's probability, top-k tokens deleted
     random_drop: float  # the same, k random tokens deleted (mean over ``draws`` per text)

@@ -242,7 +242,5 @@ def classify_review(
     length = min(len(ids), limit)
     input_tensor = pad_token_ids([ids], limit if pad else length, pad_token_id).to(device)
     with torch.no_grad():
-        logits = model(input_tensor, torch.tensor([length]))
-    predicted = int(torch.argmax(logits, dim=-1).item())
-    classes = info.classes if info is not None else None
-    return classes[predicted] if classes else str(predicted)
+        predicted = int(model(input_tensor, torch.tensor([length])).argmax(dim=-1).item())
+    return info.classes[predicted] if info is not None and info.classes else str(predicted)

@@ -11,12 +11,14 @@ from torch import nn
 
 from ..evaluation.predictions import classifier_logits, unpack_batch
 
+Device = torch.device | str
+
 
 def calc_loss_batch(
     input_batch: torch.Tensor,
     target_batch: torch.Tensor,
     model: nn.Module,
-    device: torch.device | str,
+    device: Device,
     lengths: torch.Tensor | None = None,
     owners: torch.Tensor | None = None,
     class_weights: torch.Tensor | None = None,
@@ -37,10 +39,7 @@ def _batches(data_loader: Iterable, num_batches: int | None) -> Iterator[tuple]:
 
 
 def calc_loss_loader(
-    data_loader: Iterable,
-    model: nn.Module,
-    device: torch.device | str,
-    num_batches: int | None = None,
+    data_loader: Iterable, model: nn.Module, device: Device, num_batches: int | None = None
 ) -> float:
     """Mean batch loss over the first ``num_batches`` batches (all when ``None``), as the book."""
     if num_batches == 0 or len(data_loader) == 0:  # type: ignore[arg-type]
@@ -54,10 +53,7 @@ def calc_loss_loader(
 
 
 def calc_accuracy_loader(
-    data_loader: Iterable,
-    model: nn.Module,
-    device: torch.device | str,
-    num_batches: int | None = None,
+    data_loader: Iterable, model: nn.Module, device: Device, num_batches: int | None = None
 ) -> float:
     """Share of correct argmax predictions (fraction of 1) over ``num_batches`` batches."""
     correct, seen = 0, 0
@@ -70,11 +66,7 @@ def calc_accuracy_loader(
 
 
 def evaluate_model(
-    model: nn.Module,
-    train_loader: Iterable,
-    val_loader: Iterable,
-    device: torch.device | str,
-    eval_iter: int,
+    model: nn.Module, train_loader: Iterable, val_loader: Iterable, device: Device, eval_iter: int
 ) -> tuple[float, float]:
     """Train and validation loss on ``eval_iter`` batches each, in eval mode (the book's)."""
     was_training = model.training
