@@ -190,10 +190,8 @@ class _PartialCsv:
         if resume:
             return
         try:
-            per_class = [f"probability_{name}" for name in classes]
-            csv.writer(self.handle).writerow(
-                [*self.columns, "predicted_label", "probability", *per_class]
-            )
+            header = [*self.columns, "predicted_label", "probability"]
+            csv.writer(self.handle).writerow(header + [f"probability_{name}" for name in classes])
             self._record()
         except GPTClassifierError:  # not even the header fits: nothing to resume
             self.handle.close()
@@ -220,10 +218,8 @@ class _PartialCsv:
         with writing(self.output, _FLAG):
             self.handle.flush()
             os.fsync(self.handle.fileno())
-            counts = {"rows_done": self.done, "bytes": self.handle.tell()}
-            write_json(
-                progress_path(self.output), {"format": PROGRESS_FORMAT, **self.identity, **counts}
-            )
+            values = {"format": PROGRESS_FORMAT, **self.identity, "rows_done": self.done}
+            write_json(progress_path(self.output), {**values, "bytes": self.handle.tell()})
 
     def commit(self) -> None:
         """Rename the complete partial file to the output's name, then forget the progress."""
