@@ -9,13 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from ..classifier.pooling import padding_reads
-from ..data import LabelMap, encode_records, make_loader, read_records, read_splits
+from ..data import SPLIT_NAMES, LabelMap, encode_records, make_loader, read_records, read_splits
 from ..evaluation.predictions import EVAL_BATCH_SIZE, evaluate_split
 from ..precision import resolve_device, resolve_precision
 from ..progress import tracked
 from ..runs.run_dir import load_run, read_run_info, run_tokenizer
-
-SPLITS = ("train", "validation", "test")
 
 
 def evaluate_run(
@@ -44,19 +42,16 @@ def evaluate_run(
         splits = {"data": read_records(data_file, fmt, text_column, label_column, lenient=lenient)}
     else:
         prepared = read_splits(Path(run_dir) / "data")
-        splits = {name: prepared.split(name) for name in SPLITS if prepared.split(name)}
+        splits = {name: prepared.split(name) for name in SPLIT_NAMES if prepared.split(name)}
     # As at training time: cut to the trained length, padded to the run's pad length (if any).
     max_length = min(info.max_length, info.gpt_config.context_length)
-    pads = dict(
-        pad_length=info.pad_length,
-        pad_token_id=info.pad_token_id,
-        bucket_by_length=True,
-        equal_lengths=padding_reads(model.pooling, model.cfg.causal, info.pad_length).pooled,
-    )
+    equal = padding_reads(model.pooling, model.cfg.causal, info.pad_length).pooled
+    order = {"shuffle": False, "drop_last": False, "bucket_by_length": True, "equal_lengths": equal}
+    pads = {"pad_length": info.pad_length, "pad_token_id": info.pad_token_id}
     report = {}
     for name, records in splits.items():
         dataset = encode_records(records, tokenizer, label_map, max_length, info.long_text)
-        loader = make_loader(dataset, EVAL_BATCH_SIZE, shuffle=False, drop_last=False, **pads)
+        loader = make_loader(dataset, EVAL_BATCH_SIZE, **order, **pads)
         loader = tracked(loader, len(loader), f"evaluate {name}", enabled=progress)
         report[name] = evaluate_split(model, loader, device_, precision_, label_map.classes)
     return report, list(label_map.classes)

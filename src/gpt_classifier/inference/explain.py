@@ -1,18 +1,13 @@
 """Why this label: how much each token of a text pushed the model towards its predicted class.
 
-Occlusion by deletion: the text is also read with each token deleted in turn, in the same
-batches as ``classify``; a token's score is the predicted class's log-odds lost without it. It
-asks the model itself, through the same pooling and padding (GPT-2's logits saturate, so
-gradient x input misses tokens a prediction rests on); deleting keeps a real text (GPT-2 has no
-mask token; a one-token text is scored against ``<|endoftext|>`` alone); log-odds keep
-differences visible near probability 1. ``deletion_faithfulness`` checks it. Cost: ~n^2 tokens.
-
-A ``chunks`` run reads a long text in windows and averages their log-probabilities; deleting a
-token changes only the windows holding it (several where they overlap). So each window is run
-with each of its tokens deleted, the other windows kept, and a token's text prediction
-recombines those variants with the other windows (as ``predict``): one forward per token per
-window holding it, at most ``max_chunks`` x (window + 1) inputs, never a re-windowing of the
-text. Tokens that ``max_chunks`` skips are not read, so not scored (``truncated``).
+Occlusion by deletion: a token's score is the predicted class's log-odds lost when the text is
+read without it, through the model's own pooling and padding, in ``classify``'s batches (GPT-2's
+logits saturate, so gradient x input misses tokens a prediction rests on; GPT-2 has no mask
+token: a one-token text is scored against ``<|endoftext|>`` alone; log-odds keep differences
+visible near probability 1). ``deletion_faithfulness`` checks it. Cost: ~n^2 tokens. A
+``chunks`` run reads each window without each of its tokens, the other windows kept, and
+recombines them as ``predict`` does (never re-windowing the text); tokens that ``max_chunks``
+skips are not read, so not scored (``truncated``).
 """
 
 from __future__ import annotations
@@ -27,10 +22,7 @@ import torch
 from ..classifier.pooling import combine_probabilities
 from ..data.windows import chunk_window_starts, reads_all, text_windows
 from ..tokenizer import encode
-from .predict import TextClassifier
-
-METHOD = "occlusion"
-_EPSILON = 1e-12  # keeps log-odds finite when a float32 probability rounds to 0 or 1
+from .predict import TextClassifier, run_inputs
 
 
 @dataclass(frozen=True)
@@ -48,14 +40,12 @@ class Explanation:
     probabilities: dict[str, float]
     tokens: list[TokenScore]
     truncated: bool  # the text was cut to the model's max length: only the part read is scored
-    method: str = METHOD
+    method: str = "occlusion"
 
 
 @dataclass(frozen=True)
 class Faithfulness:
-    """Deletion check over ``texts`` (those with more than ``k`` tokens)."""
-
-    texts: int
+    texts: int  # those checked: with more than ``k`` tokens
     k: int
     top_drop: float  # mean fall of the predicted class's probability, top-k tokens deleted
     random_drop: float  # the same, k random tokens deleted (mean over ``draws`` per text)
@@ -67,12 +57,11 @@ def occlusion_inputs(ids: Sequence[int], pad_token_id: int) -> list[list[int]]:
     """The text, then the text with each token deleted in turn; a one-token text's only
     variant is ``[pad_token_id]`` (the model cannot read nothing)."""
     ids = list(ids)
-    variants = [ids[:i] + ids[i + 1 :] for i in range(len(ids))]
-    return [ids] + [variant or [pad_token_id] for variant in variants]
+    return [ids] + [ids[:i] + ids[i + 1 :] or [pad_token_id] for i in range(len(ids))]
 
 
 def log_odds(probability: float) -> float:
-    p = min(max(probability, _EPSILON), 1 - _EPSILON)
+    p = min(max(probability, 1e-12), 1 - 1e-12)  # finite when a float32 rounds to 0 or 1
     return math.log(p) - math.log1p(-p)
 
 
@@ -82,41 +71,32 @@ def text_occlusion_inputs(classifier: TextClassifier, ids: Sequence[int]) -> lis
     return [x for window in windows for x in occlusion_inputs(window, classifier.info.pad_token_id)]
 
 
-def _recombined(
-    classifier: TextClassifier, ids: Sequence[int], probabilities: torch.Tensor
-) -> tuple[torch.Tensor, list[int]]:
-    """``(text probabilities, positions read)`` of a text in several windows: row 0 the text,
-    row 1 + i the text without the i-th position read (each window holding it replaced by its
-    variant without it)."""
-    length = classifier.max_tokens
-    starts = chunk_window_starts(len(ids), length, classifier.long_text)
-    read = sorted({p for start in starts for p in range(start, start + length)})
-    step = length + 1  # a window's rows: itself, then without each of its `length` tokens
-    rows = [
-        k * step + (1 + t - start if start <= t < start + length else 0)
-        for t in [-1, *read]
-        for k, start in enumerate(starts)
-    ]
-    owners = torch.arange(len(read) + 1).repeat_interleave(len(starts))
-    return combine_probabilities(probabilities[rows], owners), read
-
-
 def explanation_from_probabilities(
     classifier: TextClassifier, ids: Sequence[int], probabilities: torch.Tensor, truncated: bool
 ) -> Explanation:
     """Scores from the probabilities of ``text_occlusion_inputs(classifier, ids)`` (kept apart
     from running the model, so a server can run the inputs through its own batches); ``ids``
     the text's token ids, or the one window read of them."""
-    ids = list(ids)
-    if len(ids) > classifier.max_tokens and classifier.long_text.mode == "chunks":
-        probabilities, read = _recombined(classifier, ids, probabilities)
+    ids, length, reading = list(ids), classifier.max_tokens, classifier.long_text
+    if len(ids) > length and reading.mode == "chunks":
+        # Row 0 the text, row 1 + i the text without the i-th position read: each window holding
+        # it replaced by its variant without it (a window's rows: itself, then without each of
+        # its `length` tokens).
+        starts = chunk_window_starts(len(ids), length, reading)
+        read = sorted({p for start in starts for p in range(start, start + length)})
+        rows = [
+            k * (length + 1) + (1 + t - start if start <= t < start + length else 0)
+            for t in [-1, *read]
+            for k, start in enumerate(starts)
+        ]
+        owners = torch.arange(len(read) + 1).repeat_interleave(len(starts))
+        probabilities = combine_probabilities(probabilities[rows], owners)
     else:
-        ids = text_windows(ids, classifier.max_tokens, classifier.long_text)[0]
+        ids = text_windows(ids, length, reading)[0]
         read = list(range(len(ids)))
     full = classifier.predictions(probabilities[:1])[0]
-    best = classifier.classes.index(full.label)
     base = log_odds(full.probability)
-    without = probabilities[1:, best].tolist()
+    without = probabilities[1:, classifier.classes.index(full.label)].tolist()
     # Each token's piece of the decoded text: a character split across tokens (an emoji) goes
     # to the token that completes it, never shown twice or as a replacement character.
     text, offsets = classifier.tokenizer.decode_with_offsets(ids)
@@ -128,19 +108,6 @@ def explanation_from_probabilities(
     return Explanation(full.label, full.probability, full.probabilities, tokens, truncated)
 
 
-def run_inputs(
-    classifier: TextClassifier, encoded: Sequence[Sequence[int]], batch_size: int = 64
-) -> torch.Tensor:
-    """Class probabilities of token-id inputs, in order, in the classifier's own batches."""
-    slot_of: dict[tuple[int, ...], int] = {}
-    slots = [slot_of.setdefault(tuple(ids), len(slot_of)) for ids in encoded]
-    unique = list(slot_of)
-    probabilities = torch.empty(len(unique), len(classifier.classes))
-    for rows in classifier.plan_batches([len(ids) for ids in unique], batch_size):
-        probabilities[rows] = classifier.forward([unique[i] for i in rows])
-    return probabilities[slots]
-
-
 def explain_texts(
     classifier: TextClassifier, texts: Sequence[str], batch_size: int = 64
 ) -> list[Explanation]:
@@ -148,16 +115,16 @@ def explain_texts(
     classifier.encode_windows(texts)  # checks the texts
     # Each text's own ids: a chunks run's windows of it are recombined from them.
     encoded = [encode(classifier.tokenizer, text) for text in texts]
-    limit, reading = classifier.max_tokens, classifier.long_text
-    truncated = [not reads_all(len(ids), limit, reading) for ids in encoded]
     inputs = [text_occlusion_inputs(classifier, ids) for ids in encoded]
     probabilities = run_inputs(classifier, [x for group in inputs for x in group], batch_size)
-    explanations, start = [], 0
-    for ids, group, cut in zip(encoded, inputs, truncated, strict=True):
-        rows = probabilities[start : start + len(group)]
-        start += len(group)
-        explanations.append(explanation_from_probabilities(classifier, ids, rows, cut))
-    return explanations
+    groups = probabilities.split([len(group) for group in inputs])
+    limit, reading = classifier.max_tokens, classifier.long_text
+    return [
+        explanation_from_probabilities(
+            classifier, ids, rows, not reads_all(len(ids), limit, reading)
+        )
+        for ids, rows in zip(encoded, groups, strict=True)
+    ]
 
 
 def explain(
@@ -188,29 +155,23 @@ def deletion_faithfulness(
     if k < 1 or draws < 1:
         raise ValueError("k and draws must be positive")
     rng = random.Random(seed)
-    explanations = explain_texts(classifier, texts, batch_size)
     kept, inputs = [], []
-    for explanation in explanations:
-        n = len(explanation.tokens)
-        if n <= k:
-            continue
-        scores = [token.score for token in explanation.tokens]
-        top = set(sorted(range(n), key=lambda i: -scores[i])[:k])
+    for explanation in explain_texts(classifier, texts, batch_size):
         ids = [token.token_id for token in explanation.tokens]
-        inputs.append([t for i, t in enumerate(ids) if i not in top])
-        for _ in range(draws):
-            chosen = set(rng.sample(range(n), k))
-            inputs.append([t for i, t in enumerate(ids) if i not in chosen])
+        if len(ids) <= k:
+            continue
+        by_score = sorted(range(len(ids)), key=lambda i: -explanation.tokens[i].score)
+        deletions = [by_score[:k]] + [rng.sample(range(len(ids)), k) for _ in range(draws)]
+        inputs += [[t for i, t in enumerate(ids) if i not in gone] for gone in deletions]
         kept.append(explanation)
     if not kept:
         raise ValueError(f"no text has more than {k} tokens")
-    probabilities = run_inputs(classifier, inputs, batch_size)
+    probabilities = run_inputs(classifier, inputs, batch_size).view(len(kept), draws + 1, -1)
     top_drops, random_drops = [], []
-    for number, explanation in enumerate(kept):
-        best = classifier.classes.index(explanation.label)
-        rows = probabilities[number * (draws + 1) : (number + 1) * (draws + 1), best].tolist()
-        top_drops.append(explanation.probability - rows[0])
-        random_drops.append(sum(explanation.probability - p for p in rows[1:]) / draws)
+    for explanation, rows in zip(kept, probabilities, strict=True):
+        after = rows[:, classifier.classes.index(explanation.label)].tolist()
+        top_drops.append(explanation.probability - after[0])
+        random_drops.append(sum(explanation.probability - p for p in after[1:]) / draws)
     wins = sum(top > other for top, other in zip(top_drops, random_drops, strict=True))
     n = len(kept)
     return Faithfulness(n, k, sum(top_drops) / n, sum(random_drops) / n, wins / n, draws)

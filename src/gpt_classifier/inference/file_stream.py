@@ -7,9 +7,9 @@ another input or run. Under ``torchrun`` rank ``k mod N`` classifies chunk ``k``
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
-import io
 import itertools
 import json
 import os
@@ -26,7 +26,7 @@ from ..data.readers import TextRow
 from ..data.streaming import TextFilePlan, iter_text_rows, scan_text_file
 from ..errors import GPTClassifierError
 from ..faults import crash_point
-from ..fileio import cannot_write, fsync_directory, refuse_special, write_json
+from ..fileio import fsync_directory, refuse_special, write_json, writing
 from ..progress import progress_bar
 from .predict import Prediction, TextClassifier
 
@@ -58,9 +58,9 @@ def progress_path(output: Path) -> Path:
 
 def check_resumable(output: Path, *, resume: bool, overwrite: bool) -> None:
     """Before any work: an interrupted run's leftovers are resumed or replaced, never mixed."""
-    leftovers = partial_path(output).exists() or progress_path(output).exists()
     if resume and not progress_path(output).is_file():
         raise GPTClassifierError(f"--resume: no interrupted classify of {output} to continue")
+    leftovers = partial_path(output).exists() or progress_path(output).exists()
     if leftovers and not resume and not overwrite:
         raise GPTClassifierError(
             f"an interrupted classify of {output} can be continued: add --resume (or pass "
@@ -101,29 +101,36 @@ def classify_file(
         print(f"classify: {plan.path.name}, {plan.rows:,} rows, {source}", file=sys.stderr)
     if dist.enabled:  # a file of fewer than N chunks still keeps every rank busy
         chunk_rows = min(chunk_rows, -(-plan.rows // dist.world_size))
-    writer: _PartialCsv | None = None
-    done = 0
+    opened: list[_PartialCsv] = []  # rank 0 writes; its errors reach every rank
     if output is not None:
-        identity = _identity(plan, run_dir)
-        opened: list[_PartialCsv] = []  # rank 0 writes; its errors reach every rank
-        classes = list(classifier.classes)
+        identity, classes = _identity(plan, run_dir), list(classifier.classes)
         dist.run_on_main(
             lambda: opened.append(_PartialCsv(Path(output), plan, identity, resume, classes))
         )
-        writer = opened[0] if opened else None
-        done = dist.broadcast_object(writer.done if writer is not None else 0)
+    writer = opened[0] if opened else None
+    done = dist.broadcast_object(writer.done if writer is not None else 0)
+    sink = writer or sink
+    truncated = 0  # texts this rank cut to the trained length
     bar = progress_bar(
         plan.rows, "classify", enabled=progress and dist.is_main, unit="rows", initial=done
     )
-    try:
+    handle = writer.handle if writer is not None else contextlib.nullcontext()  # closed on errors
+    with handle, bar:
         chunks = _batched(iter_text_rows(plan, skip=done), chunk_rows)
-        truncated = _classify_chunks(classifier, chunks, batch_size, dist, writer or sink, bar)
+        for round_of_chunks in _batched(chunks, dist.world_size):  # one chunk per rank
+            probabilities = None
+            if dist.rank < len(round_of_chunks):
+                texts = [row.text for row in round_of_chunks[dist.rank]]
+                probabilities = classifier.predict_proba(texts, batch_size)
+                truncated += classifier.truncated
+            gathered = dist.gather_objects(probabilities)
+            if dist.is_main:
+                for chunk, probs in zip(round_of_chunks, gathered, strict=False):
+                    if sink is not None:
+                        sink(chunk, classifier.predictions(probs))
+                    bar.update(len(chunk))
         if writer is not None:
             writer.commit()
-    finally:
-        bar.close()
-        if writer is not None:
-            writer.handle.close()  # a no-op once committed
     return FileResult(
         rows=plan.rows,
         classified=plan.rows - done,
@@ -132,33 +139,6 @@ def classify_file(
         max_length=classifier.info.max_length,
         main_process=dist.is_main,
     )
-
-
-def _classify_chunks(
-    classifier: TextClassifier,
-    chunks: Iterator[list[TextRow]],
-    batch_size: int,
-    dist: Any,
-    sink: ChunkSink | _PartialCsv | None,
-    bar: Any,
-) -> int:
-    """Each rank classifies one chunk of every round; rank 0 hands them all, in order, to
-    ``sink``. The texts this rank cut to the trained length."""
-    truncated = 0
-    for round_of_chunks in _batched(chunks, dist.world_size):  # one chunk per rank
-        mine = round_of_chunks[dist.rank] if dist.rank < len(round_of_chunks) else None
-        probabilities = None
-        if mine is not None:
-            probabilities = classifier.predict_proba([row.text for row in mine], batch_size)
-            truncated += classifier.truncated
-        gathered = dist.gather_objects(probabilities)
-        if not dist.is_main:
-            continue
-        for chunk, probs in zip(round_of_chunks, gathered, strict=False):
-            if sink is not None:
-                sink(chunk, classifier.predictions(probs))
-            bar.update(len(chunk))
-    return truncated
 
 
 def _batched(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
@@ -175,61 +155,43 @@ def _identity(plan: TextFilePlan, run_dir: str | os.PathLike[str] | None) -> dic
     run: dict[str, Any] = {}
     if run_dir is not None:
         folder = Path(run_dir)
-        run_json = folder / "run.json"
-        if run_json.is_file():
-            run["run_json_sha256"] = hashlib.sha256(run_json.read_bytes()).hexdigest()
+        if (folder / "run.json").is_file():
+            run["run_json_sha256"] = hashlib.sha256((folder / "run.json").read_bytes()).hexdigest()
         for weights in sorted(folder.glob("*.safetensors")):
             found = weights.stat()
             run[weights.name] = [found.st_size, found.st_mtime_ns]
-    return {
-        "input": {
-            "path": str(plan.path.resolve()),
-            "size": stat.st_size,
-            "mtime_ns": stat.st_mtime_ns,
-            "head_sha256": head,
-            "format": plan.fmt,
-            "text_column": plan.text_column,
-            "rows": plan.rows,
-        },
-        "run": run,
-    }
+    source = {"path": str(plan.path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    read_as = {"format": plan.fmt, "text_column": plan.text_column, "rows": plan.rows}
+    return {"input": {**source, "head_sha256": head, **read_as}, "run": run}
 
 
 class _PartialCsv:
     """The hidden partial output and its progress file."""
 
     def __init__(
-        self,
-        output: Path,
-        plan: TextFilePlan,
-        identity: dict[str, Any],
-        resume: bool,
-        classes: Sequence[str],
+        self, output: Path, plan: TextFilePlan, identity: dict, resume: bool, classes: list[str]
     ):
-        self.output, self.identity, self.done, self.classes = output, identity, 0, classes
-        refuse_special(output, directory=False)  # replaced on commit
+        self.output, self.identity, self.classes = output, identity, classes
         self.columns = list(plan.columns) or ["text"]
+        refuse_special(output, directory=False)  # replaced on commit
         partial = partial_path(output)
+        self.done, size = _read_progress(output, identity) if resume else (0, 0)
+        with writing(partial, _FLAG):
+            if resume and (not partial.is_file() or partial.stat().st_size < size):
+                raise GPTClassifierError(
+                    f"--resume: {partial} is missing or shorter than its progress file "
+                    "says; start again with --overwrite"
+                )
+            if not resume:
+                progress_path(output).unlink(missing_ok=True)
+            self.handle = partial.open("r+" if resume else "w", newline="", encoding="utf-8")
+            self.handle.truncate(size)  # rows written after the last recorded chunk go again
+            self.handle.seek(size)
+        if resume:
+            return
         try:
-            if resume:
-                self.done, size = _read_progress(output, identity)
-                if not partial.is_file() or partial.stat().st_size < size:
-                    raise GPTClassifierError(
-                        f"--resume: {partial} is missing or shorter than its progress file "
-                        "says; start again with --overwrite"
-                    )
-                self.handle = partial.open("r+", newline="", encoding="utf-8")
-                self.handle.truncate(size)  # rows written after the last recorded chunk go again
-                self.handle.seek(size)
-                return
-            progress_path(output).unlink(missing_ok=True)
-            self.handle = partial.open("w", newline="", encoding="utf-8")
-        except OSError as exc:
-            raise cannot_write(partial, exc, _FLAG) from None
-        per_class = [f"probability_{name}" for name in self.classes]
-        try:
-            header = [*self.columns, "predicted_label", "probability", *per_class]
-            csv.writer(self.handle).writerow(header)
+            header = [*self.columns, "predicted_label", "probability"]
+            csv.writer(self.handle).writerow(header + [f"probability_{name}" for name in classes])
             self._record()
         except GPTClassifierError:  # not even the header fits: nothing to resume
             self.handle.close()
@@ -239,18 +201,13 @@ class _PartialCsv:
     def __call__(self, rows: Sequence[TextRow], predictions: Sequence[Prediction]) -> None:
         """Append a chunk's rows and record the progress. Cells are written raw, a leading
         ``=``, ``+``, ``-`` or ``@`` included (no ``'`` prefix: docs/design.md, Guarantees)."""
-        buffer = io.StringIO(newline="")
-        writer = csv.writer(buffer)
-        for row, prediction in zip(rows, predictions, strict=True):
-            writer.writerow(
-                [row.fields.get(c, "") for c in self.columns]
+        with writing(self.output, _FLAG):
+            csv.writer(self.handle).writerows(
+                [row.fields.get(column, "") for column in self.columns]
                 + [prediction.label, f"{prediction.probability:.6f}"]
                 + [f"{prediction.probabilities[name]:.6f}" for name in self.classes]
+                for row, prediction in zip(rows, predictions, strict=True)
             )
-        try:
-            self.handle.write(buffer.getvalue())
-        except OSError as exc:
-            raise cannot_write(self.output, exc, _FLAG) from None
         crash_point("classify-chunk-written")  # the rows are there, the progress not yet
         self.done += len(rows)
         self._record()
@@ -258,28 +215,19 @@ class _PartialCsv:
 
     def _record(self) -> None:
         """Flush the rows to disk, then say so in the progress file (atomically)."""
-        try:
+        with writing(self.output, _FLAG):
             self.handle.flush()
             os.fsync(self.handle.fileno())
-            values = {
-                "format": PROGRESS_FORMAT,
-                **self.identity,
-                "rows_done": self.done,
-                "bytes": self.handle.tell(),
-            }
-            write_json(progress_path(self.output), values)
-        except OSError as exc:
-            raise cannot_write(self.output, exc, _FLAG) from None
+            values = {"format": PROGRESS_FORMAT, **self.identity, "rows_done": self.done}
+            write_json(progress_path(self.output), {**values, "bytes": self.handle.tell()})
 
     def commit(self) -> None:
         """Rename the complete partial file to the output's name, then forget the progress."""
-        try:
+        with writing(self.output, _FLAG):
             self.handle.close()
             os.replace(partial_path(self.output), self.output)
             progress_path(self.output).unlink(missing_ok=True)
             fsync_directory(self.output.parent)
-        except OSError as exc:
-            raise cannot_write(self.output, exc, _FLAG) from None
 
 
 def _read_progress(output: Path, identity: dict[str, Any]) -> tuple[int, int]:
@@ -295,12 +243,8 @@ def _read_progress(output: Path, identity: dict[str, Any]) -> tuple[int, int]:
     if values.get("format") != PROGRESS_FORMAT:
         raise GPTClassifierError(f"--resume: {path} is not a progress file of this version")
     for part, what in (("input", "input file"), ("run", "run (model)")):
-        if saved[part] != identity[part]:
-            differs = sorted(
-                key
-                for key in set(saved[part]) | set(identity[part])
-                if saved[part].get(key) != identity[part].get(key)
-            )
+        before, now = saved[part], identity[part]
+        if differs := sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k)):
             raise GPTClassifierError(
                 f"--resume: the partial {output} was made from another {what} "
                 f"({', '.join(differs)} differ); start again with --overwrite"
@@ -326,10 +270,9 @@ def run_classify_file(
     dist = distributed.init_distributed(resolve_device(device))
     finished = False
     try:
-        rank_device = distributed.rank_device(dist, resolve_device(device))
         classifier = TextClassifier.from_run(
             run_dir,
-            device=rank_device,
+            device=distributed.rank_device(dist, resolve_device(device)),
             tokenizer_dir=tokenizer_dir,
             weights=weights,
             precision=precision,

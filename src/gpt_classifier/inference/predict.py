@@ -48,9 +48,7 @@ class TextClassifier:
     ) -> None:
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
-        self.tokenizer = tokenizer
-        self.info = info
-        self.classes = info.classes
+        self.tokenizer, self.info, self.classes = tokenizer, info, info.classes
         self.precision = resolve_precision(precision, self.device)
         self.truncated = 0  # texts cut to max_length by the last call
         self.run_dir: Path | None = None  # the saved run it was loaded from (``from_run``)
@@ -69,8 +67,9 @@ class TextClassifier:
         without one); ``weights``: a trainable run's base weights, if moved."""
         resolved = resolve_device(device)
         run = load_run(run_dir, resolved, weights)
-        tokenizer = run_tokenizer(run_dir, tokenizer_dir)
-        classifier = cls(run.model, tokenizer, run.info, resolved, precision)
+        classifier = cls(
+            run.model, run_tokenizer(run_dir, tokenizer_dir), run.info, resolved, precision
+        )
         classifier.run_dir = Path(run_dir)
         if classifier.precision == "bf16":  # the run's model is this classifier's alone
             # Linear weights stored in bf16: under autocast bit-identical outputs, without
@@ -90,38 +89,6 @@ class TextClassifier:
         """The most tokens of a text the model reads (the trained length, within its context)."""
         return min(self.info.max_length, self.model.cfg.context_length)
 
-    def encode_windows(
-        self, texts: Sequence[str], *, truncate: bool = True
-    ) -> tuple[list[list[int]], list[int] | None, int]:
-        """``(windows, owners, how many texts are partly read)``: each text's windows as the
-        run reads them, ``owners`` their texts (None: one window a text); keeping no state
-        (threads share it). ``truncate=False``: a text partly read is an error instead."""
-        limit, reading = self.max_tokens, self.long_text
-        encoded, truncated = [], 0
-        for number, text in enumerate(texts, start=1):
-            if not isinstance(text, str) or not text.strip():
-                raise GPTClassifierError(f"text {number} is empty; there is nothing to classify")
-            ids = encode(self.tokenizer, text)
-            if not reads_all(len(ids), limit, reading):
-                if not truncate:
-                    windows = f" in each of {reading.max_chunks} windows"
-                    raise GPTClassifierError(
-                        f"text {number} has {len(ids)} tokens; the model reads at most {limit}"
-                        + (windows if reading.mode == "chunks" else "")
-                    )
-                truncated += 1
-            encoded.append(ids)
-        return *window_texts(encoded, limit, reading), truncated
-
-    def encode_texts(
-        self, texts: Sequence[str], *, truncate: bool = True
-    ) -> tuple[list[list[int]], int]:
-        """``(token ids per text, how many were cut)``: one window a text (not ``chunks``)."""
-        if self.long_text.mode == "chunks":  # several windows a text: their owners matter
-            raise GPTClassifierError("a chunks run reads a text in windows: use encode_windows")
-        windows, _, truncated = self.encode_windows(texts, truncate=truncate)
-        return windows, truncated
-
     @property
     def classes_(self) -> np.ndarray:
         """The class names in the order of ``predict_proba``'s columns (scikit-learn's name)."""
@@ -134,20 +101,50 @@ class TextClassifier:
             raise GPTClassifierError("no metrics: this classifier was not loaded from a run")
         return read_report_json(self.run_dir / "metrics.json")
 
+    @property
+    def can_pack(self) -> bool:
+        """Whether ``forward_packed`` applies: per-batch padding and a model that packs."""
+        return self.info.pad_length is None and self.model.can_pack
+
+    def encode_windows(
+        self, texts: Sequence[str], *, truncate: bool = True
+    ) -> tuple[list[list[int]], list[int] | None, int]:
+        """``(windows, owners, how many texts are partly read)``: each text's windows as the
+        run reads them, ``owners`` their texts (None: one window a text); keeping no state
+        (threads share it). ``truncate=False``: a text partly read is an error instead."""
+        limit, reading = self.max_tokens, self.long_text
+        encoded, truncated = [], 0
+        for number, text in enumerate(texts, start=1):
+            if not isinstance(text, str) or not text.strip():
+                raise GPTClassifierError(f"text {number} is empty; there is nothing to classify")
+            encoded.append(encode(self.tokenizer, text))
+            if reads_all(len(encoded[-1]), limit, reading):
+                continue
+            if not truncate:
+                windows = f" in each of {reading.max_chunks} windows"
+                raise GPTClassifierError(
+                    f"text {number} has {len(encoded[-1])} tokens; the model reads at most "
+                    f"{limit}" + (windows if reading.mode == "chunks" else "")
+                )
+            truncated += 1
+        return *window_texts(encoded, limit, reading), truncated
+
+    def encode_texts(
+        self, texts: Sequence[str], *, truncate: bool = True
+    ) -> tuple[list[list[int]], int]:
+        """``(token ids per text, how many were cut)``: one window a text (not ``chunks``)."""
+        if self.long_text.mode == "chunks":  # several windows a text: their owners matter
+            raise GPTClassifierError("a chunks run reads a text in windows: use encode_windows")
+        windows, _, truncated = self.encode_windows(texts, truncate=truncate)
+        return windows, truncated
+
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Class probabilities ``(len(texts), num_classes)`` in input order, columns in
-        ``classes_`` order; windows with the same token ids run once (a long text: its
-        windows', combined)."""
+        ``classes_`` order (a long text: its windows', combined)."""
         if isinstance(texts, str):  # a string is a sequence of characters: never what was meant
             raise GPTClassifierError("texts must be a list of strings; for one text use classify")
         windows, owners, self.truncated = self.encode_windows(texts)
-        slot_of: dict[tuple[int, ...], int] = {}
-        slots = [slot_of.setdefault(tuple(ids), len(slot_of)) for ids in windows]
-        encoded = list(slot_of)
-        probabilities = torch.empty(len(encoded), len(self.classes))
-        for rows in self.plan_batches([len(ids) for ids in encoded], batch_size):
-            probabilities[rows] = self.forward([encoded[i] for i in rows])
-        return combine_probabilities(probabilities[slots], owners).numpy()
+        return combine_probabilities(run_inputs(self, windows, batch_size), owners).numpy()
 
     def forward(self, encoded: Sequence[Sequence[int]]) -> torch.Tensor:
         """Class probabilities ``(len(encoded), num_classes)`` of token ids, as ONE batch padded
@@ -155,11 +152,6 @@ class TextClassifier:
         width = self.info.pad_length or max(len(ids) for ids in encoded)
         ids = pad_token_ids(encoded, width, self.info.pad_token_id).to(self.device)
         return self._probabilities(self.model, ids, torch.tensor([len(t) for t in encoded]))
-
-    @property
-    def can_pack(self) -> bool:
-        """Whether ``forward_packed`` applies: per-batch padding and a model that packs."""
-        return self.info.pad_length is None and self.model.can_pack
 
     def forward_packed(
         self, encoded: Sequence[Sequence[int]], row_tokens: int = TOKENS_PER_PASS
@@ -195,12 +187,11 @@ class TextClassifier:
 
     def predictions(self, probabilities: np.ndarray | torch.Tensor) -> list[Prediction]:
         """One ``Prediction`` per row of class probabilities."""
-        predictions = []
-        for row in probabilities.tolist():
-            best = max(range(len(row)), key=row.__getitem__)
-            scores = dict(zip(self.classes, row, strict=True))
-            predictions.append(Prediction(self.classes[best], row[best], scores))
-        return predictions
+        rows = torch.as_tensor(probabilities)
+        return [
+            Prediction(self.classes[best], row[best], dict(zip(self.classes, row, strict=True)))
+            for row, best in zip(rows.tolist(), rows.argmax(-1).tolist(), strict=True)
+        ]
 
     def plan_batches(
         self, lengths: Sequence[int], batch_size: int, max_tokens: int = TOKENS_PER_PASS
@@ -208,13 +199,24 @@ class TextClassifier:
         """Padded batches of indices, longest first; under ``last`` pooling without a fixed pad
         length only texts of one length share a batch (position -1 must be a real token)."""
         pad = self.info.pad_length
+        equal_lengths = padding_reads(self.model.pooling, self.model.cfg.causal, pad).pooled
         return plan_batches(
-            lengths,
-            max_tokens,
-            max_texts=batch_size,
-            pad_to=pad,
-            equal_lengths=padding_reads(self.model.pooling, self.model.cfg.causal, pad).pooled,
+            lengths, max_tokens, max_texts=batch_size, pad_to=pad, equal_lengths=equal_lengths
         )
+
+
+def run_inputs(
+    classifier: TextClassifier, encoded: Sequence[Sequence[int]], batch_size: int = 64
+) -> torch.Tensor:
+    """Class probabilities of token-id inputs, in order, in the classifier's own batches;
+    inputs with the same token ids run once."""
+    slot_of: dict[tuple[int, ...], int] = {}
+    slots = [slot_of.setdefault(tuple(ids), len(slot_of)) for ids in encoded]
+    unique = list(slot_of)
+    probabilities = torch.empty(len(unique), len(classifier.classes))
+    for rows in classifier.plan_batches([len(ids) for ids in unique], batch_size):
+        probabilities[rows] = classifier.forward([unique[i] for i in rows])
+    return probabilities[slots]
 
 
 def classify_review(
@@ -228,11 +230,9 @@ def classify_review(
     """The book's function: the predicted class name of one text. ``max_length`` pads and cuts
     as the book does; ``None``: the trained length (``model.run_info``), else no padding."""
     info: RunInfo | None = getattr(model, "run_info", None)
+    pad = max_length is not None
     if max_length is None and info is not None:
-        max_length = info.pad_length or info.max_length
-        pad = info.pad_length is not None
-    else:
-        pad = max_length is not None
+        max_length, pad = info.pad_length or info.max_length, info.pad_length is not None
     model.eval()
     ids = encode(tokenizer, text)
     if not ids:
@@ -242,7 +242,5 @@ def classify_review(
     length = min(len(ids), limit)
     input_tensor = pad_token_ids([ids], limit if pad else length, pad_token_id).to(device)
     with torch.no_grad():
-        logits = model(input_tensor, torch.tensor([length]))
-    predicted = int(torch.argmax(logits, dim=-1).item())
-    classes = info.classes if info is not None else None
-    return classes[predicted] if classes else str(predicted)
+        predicted = int(model(input_tensor, torch.tensor([length])).argmax(dim=-1).item())
+    return info.classes[predicted] if info is not None and info.classes else str(predicted)

@@ -23,15 +23,11 @@ _PLACEHOLDER = re.compile(r"[A-Z][A-Z_]*(\.json)?|\d+(\.\d+)?")  # PATH, CONFIG.
 def _spellings() -> dict[str, tuple[dataclasses.Field, Any]]:
     """Each flag of ``train`` -> its field and, for an on/off flag, the value it sets."""
     spellings: dict[str, tuple[dataclasses.Field, Any]] = {}
-    for f in dataclasses.fields(FinetuneOptions):
-        if f.name not in KEYWORDS:
-            continue
+    for f in [f for f in dataclasses.fields(FinetuneOptions) if f.name in KEYWORDS]:
         on, _, off = (f.metadata.get("flag") or "--" + f.name.replace("_", "-")).partition("/")
-        if "bool" not in str(f.type):
-            spellings[on] = (f, None)
-            continue
-        spellings[on] = (f, True)
-        if off or f.default is not False:  # click's --x/--no-x, or the declared pair
+        switch = "bool" in str(f.type)
+        spellings[on] = (f, True if switch else None)
+        if switch and (off or f.default is not False):  # click's --x/--no-x, or the declared pair
             spellings[off or f"--no-{on[2:]}"] = (f, False)
     return spellings
 
@@ -49,8 +45,7 @@ def python_names(message: str) -> str:
         if flag not in _SPELLINGS:
             return match.group(0)
         f, value = _SPELLINGS[flag]
-        word = match.group(1)
-        if value is None and word is not None:
+        if value is None and (word := match.group(1)) is not None:
             if _PLACEHOLDER.fullmatch(word):
                 return f"{f.name}={word}"
             if word in f.metadata.get("choices", ()):

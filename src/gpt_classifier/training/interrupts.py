@@ -6,27 +6,20 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-
-
-@dataclass
-class InterruptRequest:
-    requested: bool = False
+from types import SimpleNamespace
 
 
 @contextmanager
-def deferred_interrupts() -> Iterator[InterruptRequest]:
+def deferred_interrupts() -> Iterator[SimpleNamespace]:
     """Within the block, SIGINT is recorded in ``requested`` instead of raised (main thread
     only: elsewhere signal handlers cannot be set and this does nothing)."""
-    request = InterruptRequest()
+    request = SimpleNamespace(requested=False)
     if threading.current_thread() is not threading.main_thread():
         yield request
         return
-
-    def record(signum: int, frame: object) -> None:
-        request.requested = True
-
-    previous = signal.signal(signal.SIGINT, record)
+    previous = signal.signal(
+        signal.SIGINT, lambda signum, frame: setattr(request, "requested", True)
+    )
     try:
         yield request
     finally:

@@ -38,35 +38,6 @@ class TrainResult:
     step_losses: list[float] = field(default_factory=list)
 
 
-def loader_generator(loader: Any) -> torch.Generator | None:
-    """The generator that shuffles ``loader`` (ours, or one wrapped by the prefix cache)."""
-    inner = getattr(loader, "token_loader", loader)
-    return getattr(inner, "generator", None)
-
-
-def _save_rngs(state: LoopState, loaders: dict[str, Any]) -> None:
-    state.torch_rng = torch.get_rng_state()
-    for name, loader in loaders.items():
-        if (generator := loader_generator(loader)) is not None:
-            state.loader_rngs[name] = generator.get_state()
-
-
-def _restore_rngs(state: LoopState, loaders: dict[str, Any]) -> None:
-    if state.torch_rng is not None:
-        torch.set_rng_state(state.torch_rng)
-    for name, loader in loaders.items():
-        if (generator := loader_generator(loader)) is not None and name in state.loader_rngs:
-            generator.set_state(state.loader_rngs[name])
-
-
-def _check_finite(loss: float, state: LoopState, lr: float) -> None:
-    if not math.isfinite(loss):
-        raise TrainingDiverged(
-            f"training diverged: the loss became {loss} at step {state.global_step + 2} "
-            f"(epoch {state.epoch + 1}); the learning rate ({lr:g}) is probably too high"
-        )
-
-
 def train_classifier(
     model: nn.Module,
     train_loader: Iterable,
@@ -86,52 +57,62 @@ def train_classifier(
     class_weights: torch.Tensor | None = None,
 ) -> TrainResult:
     """The book's loop (losses on ``eval_iter`` batches every ``eval_freq`` steps, accuracies
-    after each epoch) plus gradient accumulation, a progress bar, best-epoch selection,
-    ``on_checkpoint(state)`` after every epoch and every ``checkpoint_every`` steps, resuming
-    from ``state`` and a clean stop on Ctrl-C; a NaN or infinite loss raises at once.
-    ``autocast()`` wraps every forward pass. ``class_weights`` weight the optimised loss only;
-    the losses the history records are the plain cross-entropy, comparable between runs.
-
-    Under ``torchrun`` (``dist``) ``model`` is DDP-wrapped, ``train_loader`` holds this rank's
-    share of the batches and ``train_eval_loader`` all of them; each step's losses are gathered,
-    so every rank keeps the history of the equivalent one-process run.
-    """
-    run = _Loop(
+    after each epoch) plus gradient accumulation, best-epoch selection, ``on_checkpoint(state)``
+    after every epoch and every ``checkpoint_every`` steps, resuming from ``state``, a clean stop
+    on Ctrl-C and an error on a NaN or infinite loss. ``class_weights`` weight the optimised loss
+    only: the history's losses stay comparable between runs. Under ``torchrun`` (``dist``)
+    ``model`` is DDP-wrapped, ``train_loader`` holds this rank's share of the batches,
+    ``train_eval_loader`` all of them, and every rank keeps the one-process run's history."""
+    loop = _Loop(
         model,
-        {"train": train_loader, "validation": val_loader},
         optimizer,
         device,
         settings,
-        amp=autocast or contextlib.nullcontext,
-        progress=progress,
-        say=log or (lambda m: print(m, file=sys.stderr)),
-        on_checkpoint=on_checkpoint,
-        checkpoint_every=checkpoint_every,
-        dist=dist or DistContext(),
-        train_eval=train_eval_loader if train_eval_loader is not None else train_loader,
-        class_weights=class_weights,
+        train_loader,
+        val_loader,
+        train_eval_loader if train_eval_loader is not None else train_loader,
+        autocast or contextlib.nullcontext,
+        progress,
+        log or (lambda message: print(message, file=sys.stderr)),
+        on_checkpoint,
+        checkpoint_every,
+        dist or DistContext(),
+        class_weights,
     )
-    return run.fit(state or LoopState())
+    return loop.fit(state or LoopState())
 
 
+@dataclass
 class _Loop:
-    def __init__(self, model, loaders, optimizer, device, settings, **options: Any) -> None:
-        self.model, self.loaders, self.optimizer = model, loaders, optimizer
-        self.device, self.settings = device, settings
-        self.amp, self.progress, self.say = options["amp"], options["progress"], options["say"]
-        self.on_checkpoint = options["on_checkpoint"]
-        self.checkpoint_every = options["checkpoint_every"]
-        self.dist: DistContext = options["dist"]
-        self.train_eval = options["train_eval"]
-        self.class_weights = options["class_weights"]
-        self.eval_model = unwrap(model)  # estimates need no gradient synchronisation
-        self.trainable = [p for p in model.parameters() if p.requires_grad]
-        train = loaders["train"]
-        self.steps_per_epoch = len(train) if isinstance(train, Sized) else None
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    device: torch.device | str
+    settings: TrainSettings
+    train: Iterable
+    val: Iterable
+    train_eval: Iterable
+    amp: Callable[[], Any]
+    progress: bool
+    say: Callable[[str], None]
+    on_checkpoint: Callable[[LoopState], None] | None
+    checkpoint_every: int | None
+    dist: DistContext
+    class_weights: torch.Tensor | None
+
+    def __post_init__(self) -> None:
+        self.eval_model = unwrap(self.model)  # estimates need no gradient synchronisation
+        self.trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.steps_per_epoch = len(self.train) if isinstance(self.train, Sized) else None
+        # the generators that shuffle the loaders (ours, or ones wrapped by the prefix cache)
+        self.generators: dict[str, torch.Generator] = {}
+        for name, loader in (("train", self.train), ("validation", self.val)):
+            inner = getattr(loader, "token_loader", loader)
+            if (generator := getattr(inner, "generator", None)) is not None:
+                self.generators[name] = generator
 
     def fit(self, state: LoopState) -> TrainResult:
-        result = TrainResult(history=state.history)
-        _restore_rngs(state, self.loaders)  # a resumed run: the generators as they were saved
+        self._restore_rngs(state)  # a resumed run: the generators as they were saved
+        interrupted = False
         try:
             while state.epoch < self.settings.epochs:
                 self._run_epoch(state)
@@ -142,12 +123,12 @@ class _Loop:
         except KeyboardInterrupt:
             if self.dist.enabled:  # the other ranks cannot stop at the same step: resume instead
                 raise
-            result.interrupted = True
+            interrupted = True
             self.say("interrupted: keeping the weights of the last finished step")
         finally:
             self.model.eval()
         self._check_weights()
-        if self.settings.select_best and state.best_state is not None and not result.interrupted:
+        if self.settings.select_best and state.best_state is not None and not interrupted:
             with torch.no_grad():
                 for param, saved in zip(self.trainable, state.best_state, strict=True):
                     param.copy_(saved)
@@ -155,65 +136,77 @@ class _Loop:
                 f"kept epoch {state.best_epoch} "
                 f"(best validation accuracy {state.best_val_acc * 100:.2f} %)"
             )
-        result.epochs_completed = state.epoch
-        result.best_epoch = state.best_epoch if not result.interrupted else None
-        result.examples_seen = state.examples_seen
-        result.global_steps = state.global_step + 1
-        result.step_losses = state.step_losses
-        return result
+        return TrainResult(
+            history=state.history,
+            examples_seen=state.examples_seen,
+            global_steps=state.global_step + 1,
+            epochs_completed=state.epoch,
+            interrupted=interrupted,
+            best_epoch=None if interrupted else state.best_epoch,
+            step_losses=state.step_losses,
+        )
+
+    def _restore_rngs(self, state: LoopState) -> None:
+        if state.torch_rng is not None:
+            torch.set_rng_state(state.torch_rng)
+        for name, generator in self.generators.items():
+            if name in state.loader_rngs:
+                generator.set_state(state.loader_rngs[name])
 
     def _batches(self, state: LoopState) -> Iterable:
         """This epoch's batches from ``state.batch_index`` on, in the uninterrupted order."""
-        loader = self.loaders["train"]
-        generator = loader_generator(loader)
+        generator = self.generators.get("train")
         if generator is not None:
             if state.batch_index and state.epoch_start_rng is not None:
                 generator.set_state(state.epoch_start_rng)
             state.epoch_start_rng = generator.get_state()
-        batches = iter(loader)
+        batches = iter(self.train)
         if state.batch_index:
             for _ in range(state.batch_index):
                 next(batches)
-            _restore_rngs(state, self.loaders)
+            self._restore_rngs(state)
         return batches
 
     def _run_epoch(self, state: LoopState) -> None:
-        settings = self.settings
-        bar = progress_bar(
-            self.steps_per_epoch,
-            f"epoch {state.epoch + 1}/{settings.epochs}",
+        settings, accum, steps = self.settings, self.settings.grad_accum_steps, self.steps_per_epoch
+        weights, desc = self.class_weights, f"epoch {state.epoch + 1}/{settings.epochs}"
+        with progress_bar(
+            steps,
+            desc,
             enabled=self.progress,
             unit="batches",
             initial=state.batch_index,
             leave=False,
-        )
-        try:
+        ) as bar:
             self.model.train()
             self.optimizer.zero_grad(set_to_none=True)
             for batch in self._batches(state):
-                batch_index = state.batch_index
+                index = state.batch_index
+                step = (index + 1) % accum == 0 or index + 1 == steps
+                # batches in this accumulation group (an epoch's last may be short)
+                group = accum if steps is None else min(accum, steps - index + index % accum)
                 inputs, targets, lengths, owners = unpack_batch(batch)
-                with self._synchronising(self._is_step(batch_index)):
+                # DDP averages the gradients once per optimizer step, not after every batch
+                no_sync = getattr(self.model, "no_sync", None)
+                with no_sync() if no_sync is not None and not step else contextlib.nullcontext():
                     with self.amp():
                         loss = calc_loss_batch(
-                            inputs,
-                            targets,
-                            self.model,
-                            self.device,
-                            lengths,
-                            owners,
-                            self.class_weights,
+                            inputs, targets, self.model, self.device, lengths, owners, weights
                         )
                     # one value per rank, in the order of the one-process run's batches
                     gathered = self.dist.gather_floats([loss.item(), targets.shape[0]])
                     for loss_value, _ in gathered:
-                        _check_finite(loss_value, state, settings.lr)
-                    (loss / self._group_size(batch_index)).backward()
-                steps_done = self._is_step(batch_index)
-                if steps_done:
+                        if not math.isfinite(loss_value):
+                            raise TrainingDiverged(
+                                f"training diverged: the loss became {loss_value} at step "
+                                f"{state.global_step + 2} (epoch {state.epoch + 1}); the "
+                                f"learning rate ({settings.lr:g}) is probably too high"
+                            )
+                    (loss / group).backward()
+                if step:
                     self.optimizer.step()
                     self.optimizer.zero_grad(set_to_none=True)
-                state.batch_index = batch_index + 1
+                state.batch_index = index + 1
                 bar.update(1)
                 for loss_value, rows in gathered:
                     state.examples_seen += int(rows)
@@ -224,32 +217,10 @@ class _Loop:
                     bar.set_postfix(loss=f"{state.running_loss / state.running_seen:.3f}")
                     if state.global_step % settings.eval_freq == 0:
                         self._evaluate_losses(state, bar)
-                if steps_done and self.checkpoint_every and self._due(state):
+                last_in_epoch = state.batch_index == steps
+                due = self.checkpoint_every and (state.global_step + 1) % self.checkpoint_every == 0
+                if step and due and not last_in_epoch:
                     self._checkpoint(state)
-        finally:
-            bar.close()
-
-    def _group_size(self, batch_index: int) -> int:
-        """Batches in the accumulation group of ``batch_index`` (an epoch's last may be short)."""
-        accum = self.settings.grad_accum_steps
-        if self.steps_per_epoch is None:
-            return accum
-        group_start = batch_index - batch_index % accum
-        return min(accum, self.steps_per_epoch - group_start)
-
-    def _is_step(self, batch_index: int) -> bool:
-        accum = self.settings.grad_accum_steps
-        last_in_epoch = self.steps_per_epoch is not None and batch_index + 1 == self.steps_per_epoch
-        return (batch_index + 1) % accum == 0 or last_in_epoch
-
-    def _synchronising(self, step: bool) -> Any:
-        """DDP averages the gradients once per optimizer step, not after every batch."""
-        no_sync = getattr(self.model, "no_sync", None)
-        return no_sync() if no_sync is not None and not step else contextlib.nullcontext()
-
-    def _due(self, state: LoopState) -> bool:
-        last_in_epoch = state.batch_index == self.steps_per_epoch
-        return not last_in_epoch and (state.global_step + 1) % self.checkpoint_every == 0
 
     def _check_weights(self) -> None:
         if not all(torch.isfinite(p).all() for p in self.trainable):
@@ -261,20 +232,22 @@ class _Loop:
     def _checkpoint(self, state: LoopState) -> None:
         if self.on_checkpoint is not None:
             self._check_weights()  # a checkpoint is always one worth resuming from
-            _save_rngs(state, self.loaders)
+            state.torch_rng = torch.get_rng_state()
+            for name, generator in self.generators.items():
+                state.loader_rngs[name] = generator.get_state()
             self.on_checkpoint(state)
 
     def _evaluate_losses(self, state: LoopState, bar: Any) -> None:
-        loaders = (self.train_eval, self.loaders["validation"])
         with self.amp():
-            losses = evaluate_model(self.eval_model, *loaders, self.device, self.settings.eval_iter)
-        train_loss, val_loss = losses
+            train_loss, val_loss = evaluate_model(
+                self.eval_model, self.train_eval, self.val, self.device, self.settings.eval_iter
+            )
         fraction = state.batch_index / self.steps_per_epoch if self.steps_per_epoch else 0.0
-        state.history.record_losses(
-            state.epoch + fraction, state.examples_seen, train_loss, val_loss
+        epoch, seen = state.epoch + fraction, state.examples_seen
+        state.history.record_losses(epoch, seen, train_loss, val_loss)
+        bar.set_postfix(
+            loss=f"{state.running_loss / state.running_seen:.3f}", val=f"{val_loss:.3f}"
         )
-        running = state.running_loss / state.running_seen
-        bar.set_postfix(loss=f"{running:.3f}", val=f"{val_loss:.3f}")
         if not self.progress:
             self.say(
                 f"ep {state.epoch + 1} (step {state.global_step:06d}): "
@@ -282,28 +255,26 @@ class _Loop:
             )
 
     def _end_epoch(self, state: LoopState) -> None:
-        settings, epoch = self.settings, state.epoch
+        settings, epoch, model = self.settings, state.epoch, self.eval_model
         self.model.eval()
-        val = self.loaders["validation"]
-
-        def accuracy(loader: Iterable, batches: int | None) -> float:
-            with self.amp():
-                return calc_accuracy_loader(loader, self.eval_model, self.device, batches)
-
-        train_acc = accuracy(self.train_eval, settings.eval_iter)
-        val_acc = accuracy(val, settings.eval_iter)
+        with self.amp():
+            train_acc = calc_accuracy_loader(
+                self.train_eval, model, self.device, settings.eval_iter
+            )
+            val_acc = calc_accuracy_loader(self.val, model, self.device, settings.eval_iter)
+            full_val_acc = (
+                calc_accuracy_loader(self.val, model, self.device) if settings.select_best else None
+            )
         state.history.record_accuracies(epoch + 1, state.examples_seen, train_acc, val_acc)
-        mean_loss = state.running_loss / max(state.running_seen, 1)
         self.say(
-            f"epoch {epoch + 1}/{settings.epochs}: train loss {mean_loss:.4f}, "
-            f"accuracy on {settings.eval_iter} batches: train {train_acc * 100:.2f} %, "
+            f"epoch {epoch + 1}/{settings.epochs}: train loss "
+            f"{state.running_loss / max(state.running_seen, 1):.4f}, accuracy on "
+            f"{settings.eval_iter} batches: train {train_acc * 100:.2f} %, "
             f"validation {val_acc * 100:.2f} %"
         )
-        if settings.select_best:
-            full_val_acc = accuracy(val, None)
-            if full_val_acc > state.best_val_acc:
-                state.best_val_acc, state.best_epoch = full_val_acc, epoch + 1
-                state.best_state = [p.detach().clone() for p in self.trainable]
+        if full_val_acc is not None and full_val_acc > state.best_val_acc:
+            state.best_val_acc, state.best_epoch = full_val_acc, epoch + 1
+            state.best_state = [p.detach().clone() for p in self.trainable]
 
 
 def train_classifier_simple(

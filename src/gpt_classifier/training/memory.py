@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import functools
@@ -12,13 +13,14 @@ import sys
 
 def peak_rss_mb() -> float:
     """Peak resident memory in MiB since the process started (or ``reset_peak_rss``)."""
-    try:  # Linux: VmHWM, the high-water mark that reset_peak_rss can lower
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except (OSError, ValueError):
-        pass
+    # Linux: VmHWM, the high-water mark that reset_peak_rss can lower
+    with (
+        contextlib.suppress(OSError, ValueError),
+        open("/proc/self/status", encoding="ascii") as status,
+    ):
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return usage / (1024 * 1024) if sys.platform == "darwin" else usage / 1024
 
@@ -35,13 +37,10 @@ def reset_peak_rss() -> bool:
 
 @functools.cache
 def _malloc_trim():
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return libc.malloc_trim
-    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
-        return None
+    with contextlib.suppress(OSError, AttributeError):  # not glibc (musl has no malloc_trim)
+        if sys.platform.startswith("linux"):
+            return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    return None
 
 
 def release_free_memory() -> None:
@@ -49,6 +48,5 @@ def release_free_memory() -> None:
     passes' activations) for reuse, but the next stage's tensors differ in shape, so they would
     stay resident and raise the run's peak by tens of MB."""
     gc.collect()
-    trim = _malloc_trim()
-    if trim is not None:
+    if (trim := _malloc_trim()) is not None:
         trim(0)
