@@ -1,7 +1,9 @@
 """The HTTP API and its page: ``/classify``, ``/classify/file``, ``/explain``, ``/info``,
 ``/health``, ``/metrics``, ``/docs`` and ``/``. One worker thread owns the model and batches
 concurrent requests; every refusal (408, 413, 422, 429, 503) is a JSON ``{"detail": "<one line>"}``
-and costs no model time.
+and costs no model time. Everything shown is served offline: the page (plain HTML, CSS and
+JavaScript in ``page/``, no build step) and Swagger UI (FastAPI's default page loads it from a
+CDN; here ``swagger-ui-bundle-v2``'s files, Swagger UI 5 for OpenAPI 3.1, come from this server).
 """
 
 from __future__ import annotations
@@ -11,15 +13,20 @@ import json
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from functools import partial
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
@@ -28,19 +35,10 @@ from ..data.batching import TOKENS_PER_PASS
 from ..errors import GPTClassifierError
 from ..inference.explain import explanation_from_probabilities, text_occlusion_inputs
 from ..inference.predict import TextClassifier
+from ..runs.transaction import MARKER_FILE
 from ..tokenizer import encode
-from .batching import (
-    DEFAULT_BATCH_WAIT_MS,
-    DEFAULT_MAX_QUEUE,
-    Batcher,
-    QueueFull,
-    ShuttingDown,
-)
-from .docs import add_offline_docs, add_page
-from .guards import DEFAULT_MAX_REQUEST_BYTES, BodyLimitMiddleware, OverloadMiddleware
-from .metrics import MetricsMiddleware, ServerMetrics
+from .batching import DEFAULT_BATCH_WAIT_MS, DEFAULT_MAX_QUEUE, Batcher, QueueFull, ShuttingDown
 from .model_thread import ModelThread
-from .run_card import read_run_card
 from .schemas import (
     ClassifyRequest,
     ClassifyResponse,
@@ -50,6 +48,14 @@ from .schemas import (
     FileClassifyResponse,
     HealthOut,
     InfoOut,
+    TestMetricsOut,
+)
+from .server import (
+    DEFAULT_MAX_REQUEST_BYTES,
+    BodyLimitMiddleware,
+    MetricsMiddleware,
+    OverloadMiddleware,
+    ServerMetrics,
 )
 from .uploads import read_upload, too_many_texts
 
@@ -58,6 +64,16 @@ RETRY_AFTER_SECONDS = 1  # a full queue drains in about a second of forward pass
 INLINE_TOKENIZE_CHARS = 4096  # requests up to this many characters are tokenised on the loop
 DRAIN_TIMEOUT_SECONDS = 60.0
 _RUN_INFO_FIELDS = ("base_model", "init", "pooling", "padding", "max_length", "pad_length")
+PAGE_DIR = Path(__file__).with_name("page")
+ASSETS_URL = "/docs/assets"
+# Never framed, never sniffed; the page runs only its own files (no inline script or style, no
+# eval), so an injected <script> in a text shown could not run.
+FRAME_HEADERS = {"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff"}
+PAGE_HEADERS = FRAME_HEADERS | {
+    "Content-Security-Policy": "default-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+}
+_TOO_LONG = 'a text longer than the model reads with "truncate": false'
 
 
 def _one_line(errors: Sequence[Any]) -> str:
@@ -130,10 +146,8 @@ def create_app(
         redoc_url=None,
         lifespan=lifespan,
     )
-    app.state.batcher = batcher
-    app.state.metrics = metrics
-    add_offline_docs(app)
-    add_page(app)
+    app.state.batcher, app.state.metrics = batcher, metrics
+    _add_page_and_docs(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_request_bytes)
     paths = frozenset({"/classify", "/classify/file", "/explain"})
     app.add_middleware(
@@ -142,49 +156,23 @@ def create_app(
     # Added last, so outermost: it sees every answer, the body limit's 413 included.
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=lambda: app.routes)
     _add_error_handlers(app)
-    limits = dict(
-        max_texts=max_texts,
-        max_batch_tokens=max_batch_tokens,
-        batch_wait_ms=batch_wait_ms,
-        max_queue=max_queue,
-        max_request_bytes=max_request_bytes,
-    )
-    _add_status_routes(app, classifier, limits, metrics, run_dir)
-    admission = _Admission(classifier, batcher, metrics)
-    _add_model_routes(app, admission, max_texts, max_queue, max_request_bytes)
+    limits = {
+        "max_texts": max_texts,
+        "max_batch_tokens": max_batch_tokens,
+        "batch_wait_ms": batch_wait_ms,
+        "max_queue": max_queue,
+        "max_request_bytes": max_request_bytes,
+    }
+    _add_status_routes(app, classifier, run_dir, limits)
+    _add_model_routes(app, _Admission(classifier, batcher, metrics, max_texts, max_request_bytes))
     return app
 
 
-def _add_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(GPTClassifierError)
-    async def _bad_input(request: Request, exc: GPTClassifierError) -> JSONResponse:
-        return JSONResponse(status_code=422, content={"detail": str(exc)})
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        # FastAPI answers 400 to a body its parsers give up on (JSON nested thousands deep, a
-        # broken multipart form); for the client that is one more malformed body, a 422.
-        if exc.status_code == 400:
-            if request.headers.get("content-type", "").startswith("multipart/"):
-                return JSONResponse({"detail": f"malformed multipart form: {exc.detail}"}, 422)
-            return JSONResponse({"detail": "body is not valid JSON"}, 422)
-        return await http_exception_handler(request, exc)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse(status_code=422, content={"detail": _one_line(exc.errors())})
-
-
 def _add_status_routes(
-    app: FastAPI,
-    classifier: TextClassifier,
-    limits: dict[str, Any],
-    metrics: ServerMetrics,
-    run_dir: str | None,
+    app: FastAPI, classifier: TextClassifier, run_dir: str | None, limits: dict[str, Any]
 ) -> None:
-    info = classifier.info
-    trainable = (info.extra or {}).get("trainable")
-    test, trained_at = read_run_card(run_dir)
+    test, trained_at = _run_card(run_dir)
+    info, trainable = classifier.info, (classifier.info.extra or {}).get("trainable")
     model_info = InfoOut(
         run_dir=run_dir,
         classes=list(classifier.classes),
@@ -217,38 +205,116 @@ def _add_status_routes(
         responses={200: {"description": described}},
     )
     async def prometheus_metrics() -> Response:
-        body, content_type = metrics.render()
-        return Response(content=body, media_type=content_type)
+        return Response(generate_latest(app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-def _error(description: str, **extra: Any) -> dict[str, Any]:
-    return {"model": ErrorOut, "description": description, **extra}
+def _run_card(run_dir: str | None) -> tuple[TestMetricsOut | None, str | None]:
+    """What ``/info`` says beyond ``run.json``: the test metrics and when the run was saved (ISO
+    8601, UTC). ``metrics.json`` is informative, not needed to serve: a run without it (saved
+    from Python) or with fields this version does not know shows them as unknown, not an error."""
+    if run_dir is None:
+        return None, None
+    try:  # the marker is the last file a run gets: its time is when it was saved
+        seconds = (Path(run_dir) / MARKER_FILE).stat().st_mtime
+        saved = datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="seconds")
+    except OSError:
+        saved = None
+    try:
+        test = json.loads((Path(run_dir) / "metrics.json").read_text(encoding="utf-8")).get("test")
+    except (OSError, ValueError, AttributeError):
+        test = None
+    if not isinstance(test, dict) or not _is_number(test.get("accuracy")):
+        return None, saved
+    macro: Any = test.get("macro_avg")
+    f1 = macro.get("f1") if isinstance(macro, dict) else None
+    examples = test.get("num_examples")
+    metrics = TestMetricsOut(
+        accuracy=float(test["accuracy"]),
+        macro_f1=float(f1) if _is_number(f1) else None,
+        examples=examples if type(examples) is int else None,
+    )
+    return metrics, saved
 
 
-def _errors(invalid: str) -> dict[int, dict[str, Any]]:
+def _is_number(value: Any) -> bool:
+    return type(value) in (int, float) and value == value  # not bool, not NaN
+
+
+def _add_page_and_docs(app: FastAPI) -> None:
+    """The page at ``/`` and Swagger UI at ``/docs``; the app is built with ``docs_url=None``."""
+    from swagger_ui_bundle import swagger_ui_path
+
+    index = (PAGE_DIR / "index.html").read_text(encoding="utf-8")
+    app.mount("/page", StaticFiles(directory=str(PAGE_DIR)), name="page-assets")
+    app.mount(ASSETS_URL, StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> HTMLResponse:
+        return HTMLResponse(index, headers=PAGE_HEADERS)
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        # root_path: the prefix a reverse proxy mounts the app under.
+        root = request.scope.get("root_path", "").rstrip("/")
+        page = get_swagger_ui_html(
+            openapi_url=root + (app.openapi_url or "/openapi.json"),
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{root}{ASSETS_URL}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{ASSETS_URL}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{ASSETS_URL}/favicon-32x32.png",
+            oauth2_redirect_url=None,  # no OAuth here
+        )
+        page.headers.update(FRAME_HEADERS)  # Swagger UI's page has an inline script: no CSP
+        return page
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(GPTClassifierError)
+    async def _bad_input(request: Request, exc: GPTClassifierError) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"detail": str(exc)})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # FastAPI answers 400 to a body its parsers give up on (JSON nested thousands deep, a
+        # broken multipart form); for the client that is one more malformed body, a 422.
+        if exc.status_code == 400:
+            if request.headers.get("content-type", "").startswith("multipart/"):
+                return JSONResponse({"detail": f"malformed multipart form: {exc.detail}"}, 422)
+            return JSONResponse({"detail": "body is not valid JSON"}, 422)
+        return await http_exception_handler(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"detail": _one_line(exc.errors())})
+
+
+def _errors(invalid: str) -> dict[int | str, dict[str, Any]]:
     """The refusals every model route shares, and what its 422 means."""
-    retry = {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}
-    return {
-        408: _error("The body did not arrive within 30 s of its headers."),
-        413: _error("The body is over --max-request-bytes."),
-        422: _error(invalid),
-        429: _error(
-            "The queue holds --max-queue texts already; retry after `Retry-After` seconds.",
-            headers={"Retry-After": retry},
-        ),
-        503: _error("The server is shutting down."),
+    described = {
+        408: "The body did not arrive within 30 s of its headers.",
+        413: "The body is over --max-request-bytes.",
+        422: invalid,
+        429: "The queue holds --max-queue texts already; retry after `Retry-After` seconds.",
+        503: "The server is shutting down.",
     }
+    errors: dict[int | str, dict[str, Any]] = {
+        code: {"model": ErrorOut, "description": text} for code, text in described.items()
+    }
+    retry = {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}
+    errors[429]["headers"] = {"Retry-After": retry}
+    return errors
 
 
-_TOO_LONG = 'a text longer than the model reads with "truncate": false'
-
-
+@dataclass
 class _Admission:
     """Texts into the batcher: reserved against the queue bound first (a refusal costs
     nothing), tokenised, then handed to the worker and awaited without holding a thread."""
 
-    def __init__(self, classifier: TextClassifier, batcher: Batcher, metrics: ServerMetrics):
-        self.classifier, self.batcher, self.metrics = classifier, batcher, metrics
+    classifier: TextClassifier
+    batcher: Batcher
+    metrics: ServerMetrics
+    max_texts: int
+    max_request_bytes: int
 
     def reserve(self, count: int) -> None:
         try:
@@ -293,9 +359,9 @@ class _Admission:
         return {"predictions": predictions, "truncated": truncated, "seconds": seconds}
 
 
-def _add_model_routes(
-    app: FastAPI, admission: _Admission, max_texts: int, max_queue: int, max_request_bytes: int
-) -> None:
+def _add_model_routes(app: FastAPI, admission: _Admission) -> None:
+    max_texts, max_queue = admission.max_texts, admission.batcher.max_queue
+
     @app.post(
         "/classify",
         response_model=ClassifyResponse,
@@ -334,7 +400,7 @@ def _add_model_routes(
     ) -> FileClassifyResponse:
         started = time.perf_counter()
         data = await file.read()
-        read = partial(read_upload, max_texts=max_texts, max_bytes=max_request_bytes)
+        read = partial(read_upload, max_texts=max_texts, max_bytes=admission.max_request_bytes)
         name, rows, texts = await run_in_threadpool(read, file.filename, data, text_column, format)
         answer = await admission.classify(texts, truncate, started)
         return FileClassifyResponse(**answer, filename=name, texts=texts, rows=rows)

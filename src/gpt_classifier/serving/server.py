@@ -1,18 +1,31 @@
-"""The app under uvicorn on a socket bound beforehand. On SIGTERM or SIGINT uvicorn stops
-accepting, waits for open requests, then the app's shutdown drains the batcher, which is told at
-the signal to stop waiting for company (drained requests are answered at once). A connection
-that has not sent a request's headers ``HEADER_TIMEOUT_SECONDS`` after it opened (or after its
-last answer) is closed: uvicorn times only idle keep-alive, so a client trickling a header
-held its connection for ever (the body's own deadline is in ``guards.py``)."""
+"""The app under uvicorn on a socket bound beforehand, and what refuses requests at the door.
+
+On SIGTERM or SIGINT uvicorn stops accepting, waits for open requests, then the app's shutdown
+drains the batcher, which is told at the signal to stop waiting for company. Refused before
+FastAPI reads (and buffers) a body, pure ASGI, each closing the connection (the unread body would
+otherwise be taken for the next request): a connection without a request's headers
+``HEADER_TIMEOUT_SECONDS`` after it opened or after its last answer (uvicorn times only idle
+keep-alive, so a client trickling a header held its connection for ever), a body not all there
+``BODY_TIMEOUT_SECONDS`` after its headers (408), one over the limit (413, from Content-Length or
+once the streamed bytes pass it) and, under a burst, any model request while the queue is full
+(429, no parsing, routing or validation). Every answer is counted in Prometheus metrics, one
+registry per app, so several apps in one process keep separate counts."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
 import socket
+import time
+from collections.abc import Callable
+from typing import Any
 
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.responses import JSONResponse
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 try:  # the protocol uvicorn's http="auto" picks: its C parser when installed
     import httptools  # noqa: F401
@@ -20,10 +33,17 @@ try:  # the protocol uvicorn's http="auto" picks: its C parser when installed
 except ImportError:
     from uvicorn.protocols.http.h11_impl import H11Protocol as _Protocol  # type: ignore[assignment]
 
-from .batching import Batcher
+from .batching import Batcher, BatchStats
 
 GRACEFUL_SHUTDOWN_SECONDS = 30
 HEADER_TIMEOUT_SECONDS = 10.0
+BODY_TIMEOUT_SECONDS = 30.0  # 1 MiB in 30 s: 35 KB/s
+DEFAULT_MAX_REQUEST_BYTES = 1024 * 1024
+# Requests: from a cached /health (~1 ms) to a queue of large texts on a slow CPU (~10 s).
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+BATCH_TEXT_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+BATCH_TOKEN_BUCKETS = (16, 64, 256, 512, 1024, 2048, 4096, 8192, 16384)
+UNMATCHED = "other"  # one label for every unknown path, so scanners cannot blow up the series
 
 
 class HeaderTimeoutProtocol(_Protocol):
@@ -52,16 +72,6 @@ class HeaderTimeoutProtocol(_Protocol):
             self.transport.close()
 
 
-class BatchingServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, batcher: Batcher) -> None:
-        super().__init__(config)
-        self.batcher = batcher
-
-    def handle_exit(self, sig: int, frame: object) -> None:
-        self.batcher.hurry()  # takes no lock: safe in a signal handler
-        super().handle_exit(sig, frame)  # type: ignore[arg-type]
-
-
 def server_config(app: FastAPI) -> uvicorn.Config:
     return uvicorn.Config(
         app,
@@ -71,9 +81,15 @@ def server_config(app: FastAPI) -> uvicorn.Config:
     )
 
 
+class BatchingServer(uvicorn.Server):
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        self.config.app.state.batcher.hurry()  # takes no lock: safe in a signal handler
+        super().handle_exit(sig, frame)
+
+
 def run(app: FastAPI, sock: socket.socket) -> bool:
     """Serve ``app`` on the listening ``sock`` until a stop signal; True if it started."""
-    server = BatchingServer(server_config(app), app.state.batcher)
+    server = BatchingServer(server_config(app))
     # uvicorn re-raises the stop signal once it has shut down gracefully; with the default
     # actions that would kill the process (status 143) or raise KeyboardInterrupt after a
     # clean drain. No-op handlers for that last delivery let the caller return and exit 0.
@@ -84,3 +100,128 @@ def run(app: FastAPI, sock: socket.socket) -> bool:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return server.started
+
+
+def too_large(limit: int) -> str:
+    return f"request body over {limit} bytes (start the server with a larger --max-request-bytes)"
+
+
+class BodyLimitMiddleware:
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        # The HTTP server has already refused a malformed Content-Length.
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            detail = {"detail": too_large(self.max_bytes)}
+            return await JSONResponse(detail, 413, {"Connection": "close"})(scope, receive, send)
+        received, complete = 0, False
+        deadline = asyncio.get_running_loop().time() + BODY_TIMEOUT_SECONDS
+
+        async def counting_receive() -> Message:
+            nonlocal received, complete
+            if complete:  # only a disconnect is left to wait for, as long as it takes
+                return await receive()
+            left = max(0.0, deadline - asyncio.get_running_loop().time())
+            try:
+                message = await asyncio.wait_for(receive(), left)
+            except asyncio.TimeoutError:  # FastAPI passes these on as the JSON answer
+                late = f"the request body did not arrive within {BODY_TIMEOUT_SECONDS:g} s"
+                raise HTTPException(408, late, {"Connection": "close"}) from None
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                complete = not message.get("more_body", False)
+                if received > self.max_bytes:
+                    raise HTTPException(413, too_large(self.max_bytes))
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+
+class OverloadMiddleware:
+    def __init__(
+        self, app: ASGIApp, batcher: Batcher, paths: frozenset[str], retry_after: int
+    ) -> None:
+        self.app, self.batcher, self.paths, self.retry_after = app, batcher, paths, retry_after
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        root = scope.get("root_path", "")  # the prefix a reverse proxy mounts the app under
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and self.batcher.depth >= self.batcher.max_queue
+            and scope["path"].removeprefix(root) in self.paths
+        ):
+            detail = (
+                f"server busy: {self.batcher.depth} texts are queued and the queue holds "
+                f"{self.batcher.max_queue}; retry later"
+            )
+            headers = {"Retry-After": str(self.retry_after), "Connection": "close"}
+            return await JSONResponse({"detail": detail}, 429, headers)(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
+class ServerMetrics:
+    """Requests, latency, batches, queue depth, texts classified."""
+
+    def __init__(self, queue_depth: Callable[[], float]) -> None:
+        self.registry = CollectorRegistry()
+        kw: Any = {"namespace": "gpt_classifier", "registry": self.registry}
+        described = "HTTP requests answered, by endpoint, method and status code."
+        self.requests = Counter("http_requests", described, ["endpoint", "method", "status"], **kw)
+        described = "Seconds from a request's arrival to the end of its answer, by endpoint."
+        self.latency = Histogram(
+            "http_request_duration_seconds", described, ["endpoint"], buckets=LATENCY_BUCKETS, **kw
+        )
+        one_pass = "in one forward pass of the model"
+        self.batch_texts = Histogram(
+            "batch_texts", f"Texts {one_pass}.", buckets=BATCH_TEXT_BUCKETS, **kw
+        )
+        described = f"Tokens {one_pass}, padding included."
+        self.batch_tokens = Histogram("batch_tokens", described, buckets=BATCH_TOKEN_BUCKETS, **kw)
+        described = "Seconds of one forward pass."
+        self.batch_seconds = Histogram(
+            "batch_duration_seconds", described, buckets=LATENCY_BUCKETS, **kw
+        )
+        described = "Texts admitted and not yet classified (tokenising, waiting or in a batch)."
+        Gauge("queue_depth", described, **kw).set_function(queue_depth)
+        self.texts = Counter("texts_classified", "Texts classified.", **kw)
+        described = "Texts cut to the length the model was trained with."
+        self.truncated = Counter("texts_truncated", described, **kw)
+
+    def observe_batch(self, stats: BatchStats) -> None:
+        self.batch_texts.observe(stats.texts)
+        self.batch_tokens.observe(stats.tokens)
+        self.batch_seconds.observe(stats.seconds)
+        self.texts.inc(stats.texts)
+
+
+class MetricsMiddleware:
+    """Counts and times every answer by endpoint and status, the body limit's 413s included."""
+
+    def __init__(self, app: ASGIApp, metrics: ServerMetrics, routes: Callable[[], list]) -> None:
+        self.app, self.metrics, self.routes = app, metrics, routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        # the route's path template (or a mount's prefix), never the raw path
+        matched = (route for route in self.routes() if route.matches(scope)[0] is not Match.NONE)
+        endpoint = getattr(next(matched, None), "path", UNMATCHED) or UNMATCHED
+        started = time.perf_counter()
+        status = 500  # what the client gets if the app raises before answering
+
+        async def send_and_record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_record)
+        finally:
+            self.metrics.requests.labels(endpoint, scope["method"], str(status)).inc()
+            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
