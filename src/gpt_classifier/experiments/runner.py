@@ -65,8 +65,8 @@ def run_grid(
     for row in order:
         for seed in seeds:
             name = f"row-{row.number:02d}" + (f"-seed-{seed}" if len(seeds) > 1 else "")
-            run_dir = output_dir / name
-            outcomes[row.number, seed] = _run_one(base, row, seed, run_dir, resume, progress, log)
+            args = (base, row, seed, output_dir / name, resume, progress, log)
+            outcomes[row.number, seed] = _run_one(*args)
     return [outcomes[row.number, seed] for row in rows for seed in seeds]
 
 
@@ -89,7 +89,7 @@ def execution_order(base: dict[str, Any], rows: list[Row]) -> list[Row]:
 
 def _run_one(
     base: dict, row: Row, seed: int, run_dir: Path, resume: bool, progress: bool, log: Log
-):
+) -> RunOutcome:
     outcome = RunOutcome(row, seed, run_dir)
     title = f"row {row.number} ({row.name}), seed {seed}"
     if resume and (run_dir / MARKER_FILE).is_file() and not _interrupted(run_dir):
@@ -113,20 +113,23 @@ def _run_one(
     return _read_outcome(outcome)
 
 
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
 def _interrupted(run_dir: Path) -> bool:
     try:
-        return bool(json.loads((run_dir / "run.json").read_text(encoding="utf-8"))["interrupted"])
+        return bool(_read_json(run_dir / "run.json")["interrupted"])
     except (OSError, ValueError, KeyError, TypeError):
         return True  # unreadable: run it again
 
 
 def _read_outcome(outcome: RunOutcome) -> RunOutcome:
-    folder = outcome.run_dir
     try:
-        outcome.metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
-        timings = json.loads((folder / "timings.json").read_text(encoding="utf-8"))
+        outcome.metrics = _read_json(outcome.run_dir / "metrics.json")
+        timings = _read_json(outcome.run_dir / "timings.json")
     except (OSError, ValueError) as exc:
-        outcome.error = f"unreadable results in {folder} ({exc})"
+        outcome.error = f"unreadable results in {outcome.run_dir} ({exc})"
         return outcome
     outcome.seconds = timings.get("seconds", {}).get("total")
     outcome.peak_rss_mb = timings.get("peak_rss_mb")
