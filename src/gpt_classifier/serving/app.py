@@ -19,7 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
@@ -37,26 +37,9 @@ from ..inference.explain import explanation_from_probabilities, text_occlusion_i
 from ..inference.predict import TextClassifier
 from ..runs.transaction import MARKER_FILE
 from ..tokenizer import encode
+from . import schemas, server
 from .batching import DEFAULT_BATCH_WAIT_MS, DEFAULT_MAX_QUEUE, Batcher, QueueFull, ShuttingDown
 from .model_thread import ModelThread
-from .schemas import (
-    ClassifyRequest,
-    ClassifyResponse,
-    ErrorOut,
-    ExplainRequest,
-    ExplainResponse,
-    FileClassifyResponse,
-    HealthOut,
-    InfoOut,
-    TestMetricsOut,
-)
-from .server import (
-    DEFAULT_MAX_REQUEST_BYTES,
-    BodyLimitMiddleware,
-    MetricsMiddleware,
-    OverloadMiddleware,
-    ServerMetrics,
-)
 from .uploads import read_upload, too_many_texts
 
 DEFAULT_MAX_TEXTS = 256
@@ -113,7 +96,7 @@ def create_app(
     max_batch_tokens: int = TOKENS_PER_PASS,
     batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
     max_queue: int = DEFAULT_MAX_QUEUE,
-    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+    max_request_bytes: int = server.DEFAULT_MAX_REQUEST_BYTES,
     run_dir: str | None = None,
     model_thread: ModelThread | None = None,
 ) -> FastAPI:
@@ -128,7 +111,7 @@ def create_app(
         max_batch_texts=batch_size,
         model_thread=model_thread,
     )
-    metrics = ServerMetrics(queue_depth=lambda: batcher.depth)
+    metrics = server.ServerMetrics(queue_depth=lambda: batcher.depth)
     batcher.on_batch = metrics.observe_batch
 
     @asynccontextmanager
@@ -148,32 +131,15 @@ def create_app(
     )
     app.state.batcher, app.state.metrics = batcher, metrics
     _add_page_and_docs(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=max_request_bytes)
     paths = frozenset({"/classify", "/classify/file", "/explain"})
-    app.add_middleware(
-        OverloadMiddleware, batcher=batcher, paths=paths, retry_after=RETRY_AFTER_SECONDS
-    )
+    guard = {"max_bytes": max_request_bytes, "paths": paths, "retry_after": RETRY_AFTER_SECONDS}
+    app.add_middleware(server.GuardMiddleware, batcher=batcher, **guard)
     # Added last, so outermost: it sees every answer, the body limit's 413 included.
-    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=lambda: app.routes)
+    app.add_middleware(server.MetricsMiddleware, metrics=metrics, routes=lambda: app.routes)
     _add_error_handlers(app)
-    limits = {
-        "max_texts": max_texts,
-        "max_batch_tokens": max_batch_tokens,
-        "batch_wait_ms": batch_wait_ms,
-        "max_queue": max_queue,
-        "max_request_bytes": max_request_bytes,
-    }
-    _add_status_routes(app, classifier, run_dir, limits)
-    _add_model_routes(app, _Admission(classifier, batcher, metrics, max_texts, max_request_bytes))
-    return app
-
-
-def _add_status_routes(
-    app: FastAPI, classifier: TextClassifier, run_dir: str | None, limits: dict[str, Any]
-) -> None:
     test, trained_at = _run_card(run_dir)
     info, trainable = classifier.info, (classifier.info.extra or {}).get("trainable")
-    model_info = InfoOut(
+    model_info = schemas.InfoOut(
         run_dir=run_dir,
         classes=list(classifier.classes),
         **{key: getattr(info, key) for key in _RUN_INFO_FIELDS},
@@ -184,19 +150,28 @@ def _add_status_routes(
         device=str(classifier.device),
         precision=classifier.precision,
         package_version=__version__,
-        **limits,
+        max_texts=max_texts,
+        max_batch_tokens=max_batch_tokens,
+        batch_wait_ms=batch_wait_ms,
+        max_queue=max_queue,
+        max_request_bytes=max_request_bytes,
     )
+    _add_status_routes(app, model_info)
+    _add_model_routes(app, _Admission(classifier, batcher, metrics, max_texts, max_request_bytes))
+    return app
 
-    @app.get("/health", response_model=HealthOut, summary="Answers once the model is loaded")
-    async def health() -> HealthOut:
-        return HealthOut(status="ok")
 
-    @app.get("/info", response_model=InfoOut, summary="The model, its run and the server's limits")
-    async def get_info() -> InfoOut:
-        return model_info
-
+def _add_status_routes(app: FastAPI, model_info: schemas.InfoOut) -> None:
     described = "Prometheus text format: requests by endpoint and status, latency, batch sizes "
     described += "in texts and tokens, queue depth, texts classified."
+
+    @app.get("/health", summary="Answers once the model is loaded")
+    async def health() -> schemas.HealthOut:
+        return schemas.HealthOut(status="ok")
+
+    @app.get("/info", summary="The model, its run and the server's limits")
+    async def get_info() -> schemas.InfoOut:
+        return model_info
 
     @app.get(
         "/metrics",
@@ -208,7 +183,7 @@ def _add_status_routes(
         return Response(generate_latest(app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-def _run_card(run_dir: str | None) -> tuple[TestMetricsOut | None, str | None]:
+def _run_card(run_dir: str | None) -> tuple[schemas.TestMetricsOut | None, str | None]:
     """What ``/info`` says beyond ``run.json``: the test metrics and when the run was saved (ISO
     8601, UTC). ``metrics.json`` is informative, not needed to serve: a run without it (saved
     from Python) or with fields this version does not know shows them as unknown, not an error."""
@@ -228,7 +203,7 @@ def _run_card(run_dir: str | None) -> tuple[TestMetricsOut | None, str | None]:
     macro: Any = test.get("macro_avg")
     f1 = macro.get("f1") if isinstance(macro, dict) else None
     examples = test.get("num_examples")
-    metrics = TestMetricsOut(
+    metrics = schemas.TestMetricsOut(
         accuracy=float(test["accuracy"]),
         macro_f1=float(f1) if _is_number(f1) else None,
         examples=examples if type(examples) is int else None,
@@ -283,6 +258,15 @@ def _add_error_handlers(app: FastAPI) -> None:
             return JSONResponse({"detail": "body is not valid JSON"}, 422)
         return await http_exception_handler(request, exc)
 
+    @app.exception_handler(QueueFull)
+    async def _busy(request: Request, exc: QueueFull) -> JSONResponse:
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        return JSONResponse({"detail": f"server busy: {exc}; retry later"}, 429, headers)
+
+    @app.exception_handler(ShuttingDown)
+    async def _closing(request: Request, exc: ShuttingDown) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, 503)
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(status_code=422, content={"detail": _one_line(exc.errors())})
@@ -298,7 +282,7 @@ def _errors(invalid: str) -> dict[int | str, dict[str, Any]]:
         503: "The server is shutting down.",
     }
     errors: dict[int | str, dict[str, Any]] = {
-        code: {"model": ErrorOut, "description": text} for code, text in described.items()
+        code: {"model": schemas.ErrorOut, "description": text} for code, text in described.items()
     }
     retry = {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}
     errors[429]["headers"] = {"Retry-After": retry}
@@ -307,23 +291,15 @@ def _errors(invalid: str) -> dict[int | str, dict[str, Any]]:
 
 @dataclass
 class _Admission:
-    """Texts into the batcher: reserved against the queue bound first (a refusal costs
-    nothing), tokenised, then handed to the worker and awaited without holding a thread."""
+    """Texts into the batcher: reserved against the queue bound first (a refusal, ``QueueFull``
+    or ``ShuttingDown``, costs nothing), tokenised, then handed to the worker and awaited
+    without holding a thread."""
 
     classifier: TextClassifier
     batcher: Batcher
-    metrics: ServerMetrics
+    metrics: server.ServerMetrics
     max_texts: int
     max_request_bytes: int
-
-    def reserve(self, count: int) -> None:
-        try:
-            self.batcher.reserve(count)
-        except QueueFull as exc:
-            headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
-            raise HTTPException(429, f"server busy: {exc}; retry later", headers) from None
-        except ShuttingDown as exc:
-            raise HTTPException(503, str(exc)) from None
 
     async def encode(self, texts: list[str], truncate: bool) -> tuple[list[list[int]], Any, int]:
         """Short requests are tokenised on the event loop (microseconds, less than a thread
@@ -335,21 +311,17 @@ class _Admission:
 
     async def run(self, encoded: list[list[int]], truncated: int) -> Any:
         """Probabilities of reserved inputs, once the worker has run them."""
-        try:
-            future = self.batcher.submit(encoded)
-        except ShuttingDown as exc:
-            raise HTTPException(503, str(exc)) from None
-        probabilities = await asyncio.wrap_future(future)
+        probabilities = await asyncio.wrap_future(self.batcher.submit(encoded))
         self.metrics.truncated.inc(truncated)
         return probabilities
 
     async def classify(self, texts: list[str], truncate: bool, started: float) -> dict[str, Any]:
-        """The fields of a ``ClassifyResponse``."""
-        self.reserve(len(texts))
+        """The fields of a ``schemas.ClassifyResponse``."""
+        self.batcher.reserve(len(texts))
         try:
             encoded, owners, truncated = await self.encode(texts, truncate)
             if len(encoded) > len(texts):  # windows of long texts: each one more input
-                self.reserve(len(encoded) - len(texts))
+                self.batcher.reserve(len(encoded) - len(texts))
         except BaseException:
             self.batcher.release(len(texts))
             raise
@@ -364,22 +336,20 @@ def _add_model_routes(app: FastAPI, admission: _Admission) -> None:
 
     @app.post(
         "/classify",
-        response_model=ClassifyResponse,
         summary="Classify texts",
         responses=_errors(
             f"Malformed body, an empty text, more texts than --max-texts, or {_TOO_LONG}."
         ),
     )
-    async def classify(request: ClassifyRequest) -> ClassifyResponse:
+    async def classify(request: schemas.ClassifyRequest) -> schemas.ClassifyResponse:
         started = time.perf_counter()
         if len(request.texts) > max_texts:
             raise too_many_texts(len(request.texts), "one request", max_texts)
         answer = await admission.classify(request.texts, request.truncate, started)
-        return ClassifyResponse(**answer)
+        return schemas.ClassifyResponse(**answer)
 
     @app.post(
         "/classify/file",
-        response_model=FileClassifyResponse,
         summary="Classify every row of an uploaded file",
         description="A CSV / TSV / JSONL / Parquet file with a text column, or a .txt with one "
         "text per line, read exactly as `gpt-classifier classify --file` reads it (format from "
@@ -397,17 +367,16 @@ def _add_model_routes(app: FastAPI, admission: _Admission) -> None:
             str | None, Form(description="csv, tsv, jsonl, parquet, lines or sms.")
         ] = None,
         truncate: Annotated[bool, Form(description="Cut texts longer than it reads.")] = True,
-    ) -> FileClassifyResponse:
+    ) -> schemas.FileClassifyResponse:
         started = time.perf_counter()
         data = await file.read()
         read = partial(read_upload, max_texts=max_texts, max_bytes=admission.max_request_bytes)
         name, rows, texts = await run_in_threadpool(read, file.filename, data, text_column, format)
         answer = await admission.classify(texts, truncate, started)
-        return FileClassifyResponse(**answer, filename=name, texts=texts, rows=rows)
+        return schemas.FileClassifyResponse(**answer, filename=name, texts=texts, rows=rows)
 
     @app.post(
         "/explain",
-        response_model=ExplainResponse,
         summary="Why this label: each token's push towards the predicted class",
         description="Occlusion: the text is also run with each token deleted in turn (in the "
         "same batches as other requests); a token's score is the log-odds of the predicted "
@@ -417,7 +386,7 @@ def _add_model_routes(app: FastAPI, admission: _Admission) -> None:
             "--max-queue can hold (each token is one more input)."
         ),
     )
-    async def explain(request: ExplainRequest) -> ExplainResponse:
+    async def explain(request: schemas.ExplainRequest) -> schemas.ExplainResponse:
         started = time.perf_counter()
         classifier = admission.classifier
         encoded, owners, truncated = await admission.encode([request.text], request.truncate)
@@ -431,7 +400,9 @@ def _add_model_routes(app: FastAPI, admission: _Admission) -> None:
                 f"inputs and the queue holds {max_queue} (start the server with a larger "
                 "--max-queue)"
             )
-        admission.reserve(len(inputs))
+        admission.batcher.reserve(len(inputs))
         probabilities = await admission.run(inputs, truncated)
         result = explanation_from_probabilities(classifier, ids, probabilities, truncated > 0)
-        return ExplainResponse(**asdict(result), seconds=round(time.perf_counter() - started, 4))
+        return schemas.ExplainResponse(
+            **asdict(result), seconds=round(time.perf_counter() - started, 4)
+        )

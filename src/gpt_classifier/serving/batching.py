@@ -76,43 +76,39 @@ class Batcher:
         self._cond = threading.Condition()
         self._pending: deque[tuple[_Job, int]] = deque()  # (request, index of its text)
         self._pending_tokens = 0
-        self._admitted = 0  # texts reserved and not yet classified: what the queue bound counts
+        # texts admitted and not yet classified (being tokenised, waiting or in a batch): what
+        # the queue bound counts
+        self.depth = 0
         self._closing = False
         self._hurry = False  # set from a signal handler: read without the lock, polled
         self._model_thread = model_thread
         self._worker: Future[None] | None = None
 
-    @property
-    def depth(self) -> int:
-        """Texts admitted and not yet classified (being tokenised, waiting or in a batch)."""
-        return self._admitted
-
     def reserve(self, texts: int) -> None:
         with self._cond:
             if self._closing:
                 raise ShuttingDown("the server is shutting down")
-            if self._admitted + texts > self.max_queue:
+            if self.depth + texts > self.max_queue:
                 raise QueueFull(
-                    f"{self._admitted} texts are queued and the queue holds {self.max_queue}"
+                    f"{self.depth} texts are queued and the queue holds {self.max_queue}"
                 )
-            self._admitted += texts
+            self.depth += texts
 
     def release(self, texts: int) -> None:
         with self._cond:
-            self._admitted -= texts
+            self.depth -= texts
 
     def submit(self, encoded: list[list[int]]) -> Future[torch.Tensor]:
         """Probabilities ``(len(encoded), num_classes)`` of ``reserve``d texts, in order."""
         future: Future[torch.Tensor] = Future()
-        job = _Job(
-            encoded, future, torch.empty(len(encoded), len(self.classifier.classes)), len(encoded)
-        )
+        probabilities = torch.empty(len(encoded), len(self.classifier.classes))
+        job = _Job(encoded, future, probabilities, len(encoded))
         if not encoded:
             future.set_result(job.probabilities)
             return future
         with self._cond:
             if self._closing:
-                self._admitted -= len(encoded)
+                self.depth -= len(encoded)
                 raise ShuttingDown("the server is shutting down")
             if self._worker is None:  # a daemon: a process whose app never shut down exits
                 thread = self._model_thread or ModelThread("gpt-classifier-batcher")
@@ -233,7 +229,7 @@ class Batcher:
 
     def _finish(self, job: _Job) -> None:
         """One text of ``job`` done (lock held); the request is answered once all are."""
-        self._admitted -= 1
+        self.depth -= 1
         job.remaining -= 1
         if job.remaining == 0:
             with contextlib.suppress(InvalidStateError):  # cancelled: the client went away

@@ -2,14 +2,14 @@
 
 On SIGTERM or SIGINT uvicorn stops accepting, waits for open requests, then the app's shutdown
 drains the batcher, which is told at the signal to stop waiting for company. Refused before
-FastAPI reads (and buffers) a body, pure ASGI, each closing the connection (the unread body would
-otherwise be taken for the next request): a connection without a request's headers
+FastAPI reads (and buffers) a body, each closing the connection (the unread body would otherwise
+be taken for the next request): a connection without a request's headers
 ``HEADER_TIMEOUT_SECONDS`` after it opened or after its last answer (uvicorn times only idle
-keep-alive, so a client trickling a header held its connection for ever), a body not all there
-``BODY_TIMEOUT_SECONDS`` after its headers (408), one over the limit (413, from Content-Length or
-once the streamed bytes pass it) and, under a burst, any model request while the queue is full
-(429, no parsing, routing or validation). Every answer is counted in Prometheus metrics, one
-registry per app, so several apps in one process keep separate counts."""
+keep-alive, so a client trickling a header held its connection for ever), under a burst any model
+request while the queue is full (429, no parsing, routing or validation), a body over the limit
+(413, from Content-Length or once the streamed bytes pass it) or not all there
+``BODY_TIMEOUT_SECONDS`` after its headers (408). Every answer is counted in Prometheus metrics,
+one registry per app, so several apps in one process keep separate counts."""
 
 from __future__ import annotations
 
@@ -106,18 +106,42 @@ def too_large(limit: int) -> str:
     return f"request body over {limit} bytes (start the server with a larger --max-request-bytes)"
 
 
-class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+class GuardMiddleware:
+    """The refusals at the door: 429, 413 and 408 (see the module's docstring)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        batcher: Batcher,
+        max_bytes: int,
+        paths: frozenset[str],
+        retry_after: int,
+    ) -> None:
+        self.app, self.batcher, self.max_bytes = app, batcher, max_bytes
+        self.paths, self.retry_after = paths, retry_after
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        depth, limit = self.batcher.depth, self.batcher.max_queue
+        root = scope.get("root_path", "")  # the prefix a reverse proxy mounts the app under
+        refusal = None
+        if (
+            scope["method"] == "POST"
+            and depth >= limit
+            and scope["path"].removeprefix(root) in self.paths
+        ):
+            detail = (
+                f"server busy: {depth} texts are queued and the queue holds {limit}; retry later"
+            )
+            refusal = JSONResponse({"detail": detail}, 429, {"Retry-After": str(self.retry_after)})
         declared = dict(scope["headers"]).get(b"content-length", b"")
         # The HTTP server has already refused a malformed Content-Length.
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            detail = {"detail": too_large(self.max_bytes)}
-            return await JSONResponse(detail, 413, {"Connection": "close"})(scope, receive, send)
+        if refusal is None and declared.isdigit() and int(declared) > self.max_bytes:
+            refusal = JSONResponse({"detail": too_large(self.max_bytes)}, 413)
+        if refusal is not None:
+            refusal.headers["Connection"] = "close"
+            return await refusal(scope, receive, send)
         received, complete = 0, False
         deadline = asyncio.get_running_loop().time() + BODY_TIMEOUT_SECONDS
 
@@ -139,29 +163,6 @@ class BodyLimitMiddleware:
             return message
 
         await self.app(scope, counting_receive, send)
-
-
-class OverloadMiddleware:
-    def __init__(
-        self, app: ASGIApp, batcher: Batcher, paths: frozenset[str], retry_after: int
-    ) -> None:
-        self.app, self.batcher, self.paths, self.retry_after = app, batcher, paths, retry_after
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        root = scope.get("root_path", "")  # the prefix a reverse proxy mounts the app under
-        if (
-            scope["type"] == "http"
-            and scope["method"] == "POST"
-            and self.batcher.depth >= self.batcher.max_queue
-            and scope["path"].removeprefix(root) in self.paths
-        ):
-            detail = (
-                f"server busy: {self.batcher.depth} texts are queued and the queue holds "
-                f"{self.batcher.max_queue}; retry later"
-            )
-            headers = {"Retry-After": str(self.retry_after), "Connection": "close"}
-            return await JSONResponse({"detail": detail}, 429, headers)(scope, receive, send)
-        await self.app(scope, receive, send)
 
 
 class ServerMetrics:
