@@ -24,12 +24,9 @@ class Row:
     def describe(self) -> dict[str, str]:
         """The book's columns for this row (its options over its preset's values)."""
         o = row_values(self.options)
-        padding = str(o["padding"])
-        context = {
-            "longest-train": "longest train ex.",
-            "context": "context length",
-            "batch": "no padding" if o["batch_size"] == 1 else "per batch",
-        }.get(padding, padding)
+        batch = "no padding" if o["batch_size"] == 1 else "per batch"
+        named = {"longest-train": "longest train ex.", "context": "context length", "batch": batch}
+        context = named.get(str(o["padding"]), str(o["padding"]))
         if o["grad_accum_steps"] > 1:
             context += f", {o['grad_accum_steps']} accumulation steps"
         if o["causal_mask"] is False:
@@ -100,8 +97,7 @@ def parse_rows(spec: str | None, rows: list[Row]) -> list[Row]:
         except ValueError:
             raise GPTClassifierError(f"--rows: {part!r} is not a row number or range") from None
     known = {row.number for row in rows}
-    unknown = sorted(wanted - known)
-    if unknown:
+    if unknown := sorted(wanted - known):
         raise GPTClassifierError(
             f"--rows: no row {', '.join(map(str, unknown))} in this grid (rows "
             f"{min(known)}-{max(known)})"
