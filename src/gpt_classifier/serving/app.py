@@ -56,6 +56,7 @@ PAGE_HEADERS = FRAME_HEADERS | {
     "Content-Security-Policy": "default-src 'self'; object-src 'none'; base-uri 'none'; "
     "form-action 'self'; frame-ancestors 'none'"
 }
+_REFUSALS = {GPTClassifierError: 422, QueueFull: 429, ShuttingDown: 503}
 _TOO_LONG = 'a text longer than the model reads with "truncate": false'
 
 
@@ -244,9 +245,13 @@ def _add_page_and_docs(app: FastAPI) -> None:
 
 
 def _add_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(GPTClassifierError)
-    async def _bad_input(request: Request, exc: GPTClassifierError) -> JSONResponse:
-        return JSONResponse(status_code=422, content={"detail": str(exc)})
+    async def refuse(request: Request, exc: Exception) -> JSONResponse:
+        status = next(code for kind, code in _REFUSALS.items() if isinstance(exc, kind))
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 429 else None
+        return JSONResponse({"detail": str(exc)}, status, headers)
+
+    for kind in _REFUSALS:
+        app.add_exception_handler(kind, refuse)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -257,15 +262,6 @@ def _add_error_handlers(app: FastAPI) -> None:
                 return JSONResponse({"detail": f"malformed multipart form: {exc.detail}"}, 422)
             return JSONResponse({"detail": "body is not valid JSON"}, 422)
         return await http_exception_handler(request, exc)
-
-    @app.exception_handler(QueueFull)
-    async def _busy(request: Request, exc: QueueFull) -> JSONResponse:
-        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
-        return JSONResponse({"detail": f"server busy: {exc}; retry later"}, 429, headers)
-
-    @app.exception_handler(ShuttingDown)
-    async def _closing(request: Request, exc: ShuttingDown) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, 503)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -351,9 +347,6 @@ def _add_model_routes(app: FastAPI, admission: _Admission) -> None:
     @app.post(
         "/classify/file",
         summary="Classify every row of an uploaded file",
-        description="A CSV / TSV / JSONL / Parquet file with a text column, or a .txt with one "
-        "text per line, read exactly as `gpt-classifier classify --file` reads it (format from "
-        "the file name's suffix unless `format` says).",
         responses=_errors(
             "A file the readers of `classify --file` cannot read (format, missing column, empty "
             "text, broken quoting, undecodable bytes...), more rows than --max-texts, or "
@@ -368,6 +361,9 @@ def _add_model_routes(app: FastAPI, admission: _Admission) -> None:
         ] = None,
         truncate: Annotated[bool, Form(description="Cut texts longer than it reads.")] = True,
     ) -> schemas.FileClassifyResponse:
+        """A CSV / TSV / JSONL / Parquet file with a text column, or a .txt with one text per line,
+        read exactly as `gpt-classifier classify --file` reads it (format from the file name's
+        suffix unless `format` says)."""
         started = time.perf_counter()
         data = await file.read()
         read = partial(read_upload, max_texts=max_texts, max_bytes=admission.max_request_bytes)
@@ -378,15 +374,15 @@ def _add_model_routes(app: FastAPI, admission: _Admission) -> None:
     @app.post(
         "/explain",
         summary="Why this label: each token's push towards the predicted class",
-        description="Occlusion: the text is also run with each token deleted in turn (in the "
-        "same batches as other requests); a token's score is the log-odds of the predicted "
-        "class lost without it. See `gpt_classifier.inference.explain`.",
         responses=_errors(
             f"Malformed body, an empty text, {_TOO_LONG}, or one with more tokens than "
             "--max-queue can hold (each token is one more input)."
         ),
     )
     async def explain(request: schemas.ExplainRequest) -> schemas.ExplainResponse:
+        """Occlusion: the text is also run with each token deleted in turn (in the same batches as
+        other requests); a token's score is the log-odds of the predicted class lost without it.
+        See `gpt_classifier.inference.explain`."""
         started = time.perf_counter()
         classifier = admission.classifier
         encoded, owners, truncated = await admission.encode([request.text], request.truncate)

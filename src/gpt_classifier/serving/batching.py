@@ -90,7 +90,8 @@ class Batcher:
                 raise ShuttingDown("the server is shutting down")
             if self.depth + texts > self.max_queue:
                 raise QueueFull(
-                    f"{self.depth} texts are queued and the queue holds {self.max_queue}"
+                    f"server busy: {self.depth} texts are queued and the queue holds "
+                    f"{self.max_queue}; retry later"
                 )
             self.depth += texts
 
@@ -188,10 +189,8 @@ class Batcher:
         if self.classifier.can_pack:  # no padding: the oldest texts, in order, that fit
             return plan_batches(lengths, tokens, max_texts=texts, packed=True, sort=False)[0]
         info, model = self.classifier.info, self.classifier.model
-        if (
-            info.pad_length is not None
-            or padding_reads(model.pooling, model.cfg.causal, info.pad_length).pooled
-        ):
+        reads = padding_reads(model.pooling, model.cfg.causal, info.pad_length)
+        if info.pad_length is not None or reads.pooled:
             # Every pass is padded to the same length, or (the book's position -1 without a
             # pad length) only texts of one length may share it: the classifier's own plan.
             plans = self.classifier.plan_batches(lengths, texts, tokens)

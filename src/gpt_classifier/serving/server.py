@@ -47,25 +47,18 @@ UNMATCHED = "other"  # one label for every unknown path, so scanners cannot blow
 
 
 class HeaderTimeoutProtocol(_Protocol):
-    _header_timer: asyncio.TimerHandle | None = None
-
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._start_header_timer()
+        self._header_timer = self.loop.call_later(HEADER_TIMEOUT_SECONDS, self._headers_late)
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        self._start_header_timer()
+        self._header_timer.cancel()
+        self._header_timer = self.loop.call_later(HEADER_TIMEOUT_SECONDS, self._headers_late)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
+        self._header_timer.cancel()
         super().connection_lost(exc)
-
-    def _start_header_timer(self) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-        self._header_timer = self.loop.call_later(HEADER_TIMEOUT_SECONDS, self._headers_late)
 
     def _headers_late(self) -> None:
         if self.cycle is None or self.cycle.response_complete:  # no request under way
