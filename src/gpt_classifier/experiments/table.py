@@ -3,6 +3,7 @@ accuracy, mean ± std over seeds and peak memory; as Markdown, CSV, JSON and a c
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
@@ -41,7 +42,11 @@ def summarize(outcomes: list[RunOutcome]) -> list[dict[str, Any]]:
         summary.update(options=row.options, note=row.note, runs=len(good))
         summary["failed"] = [f"seed {o.seed}: {o.error}" for o in group if not o.ok]
         for key, read in METRICS.items():
-            numbers = [value for o in good if (value := _read(read, o.metrics)) is not None]
+            numbers = []
+            for outcome in good:
+                with contextlib.suppress(KeyError, TypeError):
+                    if (value := read(outcome.metrics)) is not None:
+                        numbers.append(float(value))
             summary[f"{key}_mean"] = statistics.fmean(numbers) if numbers else None
             spread = statistics.stdev(numbers) if len(numbers) > 1 else 0.0
             summary[f"{key}_std"] = spread if numbers else None
@@ -57,14 +62,6 @@ def summarize(outcomes: list[RunOutcome]) -> list[dict[str, Any]]:
         summary["device"] = good[0].device if good else ""
         summaries.append(summary)
     return summaries
-
-
-def _read(read: Any, metrics: Any) -> float | None:
-    try:
-        value = read(metrics)
-    except (KeyError, TypeError):
-        return None
-    return None if value is None else float(value)
 
 
 def _cells(s: dict[str, Any]) -> list[str]:
