@@ -20,8 +20,6 @@ from ..training.pipeline import run_finetune
 from ..training.recipe import FinetuneOptions
 from .grid import Row, row_values
 
-Log = Callable[[str], None]
-
 
 @dataclass
 class RunOutcome:
@@ -50,7 +48,7 @@ def run_grid(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
-    log: Log,
+    log: Callable[[str], None],
 ) -> list[RunOutcome]:
     if not resume:
         check_output_dir(output_dir, overwrite=overwrite)

@@ -43,7 +43,6 @@ from .model_thread import ModelThread
 from .uploads import read_upload, too_many_texts
 
 DEFAULT_MAX_TEXTS = 256
-RETRY_AFTER_SECONDS = 1  # a full queue drains in about a second of forward passes on a CPU
 INLINE_TOKENIZE_CHARS = 4096  # requests up to this many characters are tokenised on the loop
 DRAIN_TIMEOUT_SECONDS = 60.0
 _RUN_INFO_FIELDS = ("base_model", "init", "pooling", "padding", "max_length", "pad_length")
@@ -131,12 +130,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.batcher, app.state.metrics = batcher, metrics
-    _add_page_and_docs(app)
-    paths = frozenset({"/classify", "/classify/file", "/explain"})
-    guard = {"max_bytes": max_request_bytes, "paths": paths, "retry_after": RETRY_AFTER_SECONDS}
-    app.add_middleware(server.GuardMiddleware, batcher=batcher, **guard)
-    # Added last, so outermost: it sees every answer, the body limit's 413 included.
-    app.add_middleware(server.MetricsMiddleware, metrics=metrics, routes=lambda: app.routes)
+    app.add_middleware(server.GuardMiddleware, served=app, max_bytes=max_request_bytes)
     _add_error_handlers(app)
     test, trained_at = _run_card(run_dir)
     info, trainable = classifier.info, (classifier.info.extra or {}).get("trainable")
@@ -157,31 +151,9 @@ def create_app(
         max_queue=max_queue,
         max_request_bytes=max_request_bytes,
     )
-    _add_status_routes(app, model_info)
+    _add_status_routes_and_pages(app, model_info)
     _add_model_routes(app, _Admission(classifier, batcher, metrics, max_texts, max_request_bytes))
     return app
-
-
-def _add_status_routes(app: FastAPI, model_info: schemas.InfoOut) -> None:
-    described = "Prometheus text format: requests by endpoint and status, latency, batch sizes "
-    described += "in texts and tokens, queue depth, texts classified."
-
-    @app.get("/health", summary="Answers once the model is loaded")
-    async def health() -> schemas.HealthOut:
-        return schemas.HealthOut(status="ok")
-
-    @app.get("/info", summary="The model, its run and the server's limits")
-    async def get_info() -> schemas.InfoOut:
-        return model_info
-
-    @app.get(
-        "/metrics",
-        summary="Prometheus metrics",
-        response_class=PlainTextResponse,
-        responses={200: {"description": described}},
-    )
-    async def prometheus_metrics() -> Response:
-        return Response(generate_latest(app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 def _run_card(run_dir: str | None) -> tuple[schemas.TestMetricsOut | None, str | None]:
@@ -216,8 +188,9 @@ def _is_number(value: Any) -> bool:
     return type(value) in (int, float) and value == value  # not bool, not NaN
 
 
-def _add_page_and_docs(app: FastAPI) -> None:
-    """The page at ``/`` and Swagger UI at ``/docs``; the app is built with ``docs_url=None``."""
+def _add_status_routes_and_pages(app: FastAPI, model_info: schemas.InfoOut) -> None:
+    """``/health``, ``/info``, ``/metrics``, the page at ``/`` and Swagger UI at ``/docs`` (the
+    app is built with ``docs_url=None``)."""
     from swagger_ui_bundle import swagger_ui_path
 
     index = (PAGE_DIR / "index.html").read_text(encoding="utf-8")
@@ -243,11 +216,31 @@ def _add_page_and_docs(app: FastAPI) -> None:
         page.headers.update(FRAME_HEADERS)  # Swagger UI's page has an inline script: no CSP
         return page
 
+    described = "Prometheus text format: requests by endpoint and status, latency, batch sizes "
+    described += "in texts and tokens, queue depth, texts classified."
+
+    @app.get("/health", summary="Answers once the model is loaded")
+    async def health() -> schemas.HealthOut:
+        return schemas.HealthOut(status="ok")
+
+    @app.get("/info", summary="The model, its run and the server's limits")
+    async def get_info() -> schemas.InfoOut:
+        return model_info
+
+    @app.get(
+        "/metrics",
+        summary="Prometheus metrics",
+        response_class=PlainTextResponse,
+        responses={200: {"description": described}},
+    )
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
 
 def _add_error_handlers(app: FastAPI) -> None:
     async def refuse(request: Request, exc: Exception) -> JSONResponse:
         status = next(code for kind, code in _REFUSALS.items() if isinstance(exc, kind))
-        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 429 else None
+        headers = {"Retry-After": str(server.RETRY_AFTER_SECONDS)} if status == 429 else None
         return JSONResponse({"detail": str(exc)}, status, headers)
 
     for kind in _REFUSALS:

@@ -39,6 +39,8 @@ GRACEFUL_SHUTDOWN_SECONDS = 30
 HEADER_TIMEOUT_SECONDS = 10.0
 BODY_TIMEOUT_SECONDS = 30.0  # 1 MiB in 30 s: 35 KB/s
 DEFAULT_MAX_REQUEST_BYTES = 1024 * 1024
+RETRY_AFTER_SECONDS = 1  # a full queue drains in about a second of forward passes on a CPU
+MODEL_PATHS = frozenset({"/classify", "/classify/file", "/explain"})  # refused when it is full
 # Requests: from a cached /health (~1 ms) to a queue of large texts on a slow CPU (~10 s).
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 BATCH_TEXT_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -100,37 +102,46 @@ def too_large(limit: int) -> str:
 
 
 class GuardMiddleware:
-    """The refusals at the door: 429, 413 and 408 (see the module's docstring)."""
+    """Counts and times every answer by endpoint and status, and refuses at the door (429, 413,
+    408: see the module's docstring)."""
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        batcher: Batcher,
-        max_bytes: int,
-        paths: frozenset[str],
-        retry_after: int,
-    ) -> None:
-        self.app, self.batcher, self.max_bytes = app, batcher, max_bytes
-        self.paths, self.retry_after = paths, retry_after
+    def __init__(self, app: ASGIApp, served: FastAPI, max_bytes: int) -> None:
+        self.app, self.max_bytes, self.routes = app, max_bytes, served.routes
+        self.batcher: Batcher = served.state.batcher
+        self.metrics: ServerMetrics = served.state.metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        # the route's path template (or a mount's prefix), never the raw path
+        matched = (route for route in self.routes if route.matches(scope)[0] is not Match.NONE)
+        endpoint = getattr(next(matched, None), "path", UNMATCHED) or UNMATCHED
+        started = time.perf_counter()
+        status = 500  # what the client gets if the app raises before answering
+
+        async def send_and_record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self._guarded(scope, receive, send_and_record)
+        finally:
+            self.metrics.requests.labels(endpoint, scope["method"], str(status)).inc()
+            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         depth, limit = self.batcher.depth, self.batcher.max_queue
-        root = scope.get("root_path", "")  # the prefix a reverse proxy mounts the app under
-        refusal = None
-        if (
-            scope["method"] == "POST"
-            and depth >= limit
-            and scope["path"].removeprefix(root) in self.paths
-        ):
-            detail = (
-                f"server busy: {depth} texts are queued and the queue holds {limit}; retry later"
-            )
-            refusal = JSONResponse({"detail": detail}, 429, {"Retry-After": str(self.retry_after)})
-        declared = dict(scope["headers"]).get(b"content-length", b"")
+        path = scope["path"].removeprefix(scope.get("root_path", ""))  # less a proxy's prefix
         # The HTTP server has already refused a malformed Content-Length.
-        if refusal is None and declared.isdigit() and int(declared) > self.max_bytes:
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        refusal = None
+        if scope["method"] == "POST" and depth >= limit and path in MODEL_PATHS:
+            detail = f"server busy: {depth} texts are queued and the queue holds {limit}"
+            retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+            refusal = JSONResponse({"detail": f"{detail}; retry later"}, 429, retry)
+        elif declared.isdigit() and int(declared) > self.max_bytes:
             refusal = JSONResponse({"detail": too_large(self.max_bytes)}, 413)
         if refusal is not None:
             refusal.headers["Connection"] = "close"
@@ -191,31 +202,3 @@ class ServerMetrics:
         self.batch_tokens.observe(stats.tokens)
         self.batch_seconds.observe(stats.seconds)
         self.texts.inc(stats.texts)
-
-
-class MetricsMiddleware:
-    """Counts and times every answer by endpoint and status, the body limit's 413s included."""
-
-    def __init__(self, app: ASGIApp, metrics: ServerMetrics, routes: Callable[[], list]) -> None:
-        self.app, self.metrics, self.routes = app, metrics, routes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        # the route's path template (or a mount's prefix), never the raw path
-        matched = (route for route in self.routes() if route.matches(scope)[0] is not Match.NONE)
-        endpoint = getattr(next(matched, None), "path", UNMATCHED) or UNMATCHED
-        started = time.perf_counter()
-        status = 500  # what the client gets if the app raises before answering
-
-        async def send_and_record(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_record)
-        finally:
-            self.metrics.requests.labels(endpoint, scope["method"], str(status)).inc()
-            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
