@@ -18,6 +18,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import uvicorn
@@ -175,27 +176,24 @@ class ServerMetrics:
     def __init__(self, queue_depth: Callable[[], float]) -> None:
         self.registry = CollectorRegistry()
         kw: Any = {"namespace": "gpt_classifier", "registry": self.registry}
+        counter = partial(Counter, **kw)
+        histogram = partial(Histogram, buckets=LATENCY_BUCKETS, **kw)
         described = "HTTP requests answered, by endpoint, method and status code."
-        self.requests = Counter("http_requests", described, ["endpoint", "method", "status"], **kw)
+        self.requests = counter("http_requests", described, ["endpoint", "method", "status"])
         described = "Seconds from a request's arrival to the end of its answer, by endpoint."
-        self.latency = Histogram(
-            "http_request_duration_seconds", described, ["endpoint"], buckets=LATENCY_BUCKETS, **kw
-        )
+        self.latency = histogram("http_request_duration_seconds", described, ["endpoint"])
         one_pass = "in one forward pass of the model"
-        self.batch_texts = Histogram(
-            "batch_texts", f"Texts {one_pass}.", buckets=BATCH_TEXT_BUCKETS, **kw
+        self.batch_texts = histogram(
+            "batch_texts", f"Texts {one_pass}.", buckets=BATCH_TEXT_BUCKETS
         )
         described = f"Tokens {one_pass}, padding included."
-        self.batch_tokens = Histogram("batch_tokens", described, buckets=BATCH_TOKEN_BUCKETS, **kw)
-        described = "Seconds of one forward pass."
-        self.batch_seconds = Histogram(
-            "batch_duration_seconds", described, buckets=LATENCY_BUCKETS, **kw
-        )
+        self.batch_tokens = histogram("batch_tokens", described, buckets=BATCH_TOKEN_BUCKETS)
+        self.batch_seconds = histogram("batch_duration_seconds", "Seconds of one forward pass.")
         described = "Texts admitted and not yet classified (tokenising, waiting or in a batch)."
         Gauge("queue_depth", described, **kw).set_function(queue_depth)
-        self.texts = Counter("texts_classified", "Texts classified.", **kw)
+        self.texts = counter("texts_classified", "Texts classified.")
         described = "Texts cut to the length the model was trained with."
-        self.truncated = Counter("texts_truncated", described, **kw)
+        self.truncated = counter("texts_truncated", described)
 
     def observe_batch(self, stats: BatchStats) -> None:
         self.batch_texts.observe(stats.texts)
