@@ -152,10 +152,10 @@ def quick_timeouts_server(served_classifier, monkeypatch):
     import uvicorn
 
     from gpt_classifier.cli.serve_commands import listen_socket
-    from gpt_classifier.serving import create_app, guards, server
+    from gpt_classifier.serving import create_app, server
 
     monkeypatch.setattr(server, "HEADER_TIMEOUT_SECONDS", 0.5)
-    monkeypatch.setattr(guards, "BODY_TIMEOUT_SECONDS", 0.5)
+    monkeypatch.setattr(server, "BODY_TIMEOUT_SECONDS", 0.5)
     sock = listen_socket("127.0.0.1", 0)
     running = uvicorn.Server(server.server_config(create_app(served_classifier, max_texts=4)))
     thread = threading.Thread(target=running.run, kwargs={"sockets": [sock]}, daemon=True)

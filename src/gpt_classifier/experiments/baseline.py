@@ -35,21 +35,17 @@ def tfidf_baseline(splits_dir: Path, seed: int = 123) -> RunOutcome:
     prepared = read_splits(splits_dir)
     labels = prepared.label_map
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)
-    train_x = vectorizer.fit_transform([r.text for r in prepared.train])
     model = LogisticRegression(max_iter=2000, random_state=seed, C=10.0)
+    train_x = vectorizer.fit_transform([r.text for r in prepared.train])
     model.fit(train_x, [labels.id_of(r.label) for r in prepared.train])
-    metrics = {}
+    outcome = RunOutcome(TFIDF_ROW, seed, splits_dir, device="cpu")
     for name in ("train", "validation", "test"):
-        records = prepared.split(name)
-        if not records:
-            continue
-        probabilities = model.predict_proba(vectorizer.transform([r.text for r in records]))
-        full = np.zeros((len(records), labels.num_classes))
-        full[:, model.classes_] = probabilities  # a class missing from training stays at 0
-        truth = [labels.id_of(r.label) for r in records]
-        metrics[name] = classification_metrics(
-            truth, full.argmax(axis=1), list(labels.classes), full
-        )
-    outcome = RunOutcome(TFIDF_ROW, seed, splits_dir, metrics=metrics, device="cpu")
+        if records := prepared.split(name):
+            probabilities = model.predict_proba(vectorizer.transform([r.text for r in records]))
+            full = np.zeros((len(records), labels.num_classes))
+            full[:, model.classes_] = probabilities  # a class missing from training stays at 0
+            truth = [labels.id_of(r.label) for r in records]
+            predicted, classes = full.argmax(axis=1), list(labels.classes)
+            outcome.metrics[name] = classification_metrics(truth, predicted, classes, full)
     outcome.seconds = time.perf_counter() - started
     return outcome

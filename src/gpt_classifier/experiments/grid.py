@@ -4,9 +4,8 @@ the ``train`` options it changes over the grid's base options."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +24,9 @@ class Row:
     def describe(self) -> dict[str, str]:
         """The book's columns for this row (its options over its preset's values)."""
         o = row_values(self.options)
-        padding = str(o["padding"])
-        context = {
-            "longest-train": "longest train ex.",
-            "context": "context length",
-            "batch": "no padding" if o["batch_size"] == 1 else "per batch",
-        }.get(padding, padding)
+        batch = "no padding" if o["batch_size"] == 1 else "per batch"
+        named = {"longest-train": "longest train ex.", "context": "context length", "batch": batch}
+        context = named.get(str(o["padding"]), str(o["padding"]))
         if o["grad_accum_steps"] > 1:
             context += f", {o['grad_accum_steps']} accumulation steps"
         if o["causal_mask"] is False:
@@ -47,7 +43,7 @@ class Row:
 def row_values(options: dict[str, Any]) -> dict[str, Any]:
     """What a row runs with: its options over its preset over train's defaults."""
     preset = PRESETS.get(str(options.get("preset") or "default"), PRESETS["default"])
-    defaults = {f.name: f.default for f in dataclasses.fields(FinetuneOptions)}
+    defaults = {f.name: f.default for f in fields(FinetuneOptions)}
     return {**defaults, **preset, **{k: v for k, v in options.items() if v is not None}}
 
 
@@ -101,8 +97,7 @@ def parse_rows(spec: str | None, rows: list[Row]) -> list[Row]:
         except ValueError:
             raise GPTClassifierError(f"--rows: {part!r} is not a row number or range") from None
     known = {row.number for row in rows}
-    unknown = sorted(wanted - known)
-    if unknown:
+    if unknown := sorted(wanted - known):
         raise GPTClassifierError(
             f"--rows: no row {', '.join(map(str, unknown))} in this grid (rows "
             f"{min(known)}-{max(known)})"
@@ -110,7 +105,6 @@ def parse_rows(spec: str | None, rows: list[Row]) -> list[Row]:
     return [row for row in rows if row.number in wanted]
 
 
-_OPTION_NAMES = {f.name for f in dataclasses.fields(FinetuneOptions)}
 # What a row may not set: where its run goes and how the grid runs it are the grid's business.
 _GRID_OWNED = {"output_dir", "overwrite", "resume", "progress"}
 
@@ -121,7 +115,14 @@ def load_grid(path: str | Path) -> tuple[dict[str, Any], list[Row]]:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
-        values = _parse_toml(text) if path.suffix == ".toml" else json.loads(text)
+        if path.suffix == ".toml":
+            import tomllib
+
+            values = tomllib.loads(text)
+        else:
+            values = json.loads(text)
+    except ModuleNotFoundError:  # Python 3.10
+        raise GPTClassifierError("TOML grids need Python 3.11 or later; use JSON") from None
     except FileNotFoundError:
         raise GPTClassifierError(f"grid file not found: {path}") from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
@@ -145,17 +146,7 @@ def load_grid(path: str | Path) -> tuple[dict[str, Any], list[Row]]:
 
 
 def _check_options(options: dict[str, Any], where: str) -> None:
-    unknown = sorted(set(options) - _OPTION_NAMES)
-    if unknown:
+    if unknown := sorted(set(options) - {f.name for f in fields(FinetuneOptions)}):
         raise GPTClassifierError(f"{where}: unknown train options {unknown}")
-    owned = sorted(set(options) & _GRID_OWNED)
-    if owned:
+    if owned := sorted(set(options) & _GRID_OWNED):
         raise GPTClassifierError(f"{where}: {owned} are set by the grid, not by a row")
-
-
-def _parse_toml(text: str) -> Any:
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        raise GPTClassifierError("TOML grids need Python 3.11 or later; use JSON") from None
-    return tomllib.loads(text)

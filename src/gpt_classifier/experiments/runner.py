@@ -20,8 +20,6 @@ from ..training.pipeline import run_finetune
 from ..training.recipe import FinetuneOptions
 from .grid import Row, row_values
 
-Log = Callable[[str], None]
-
 
 @dataclass
 class RunOutcome:
@@ -50,7 +48,7 @@ def run_grid(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
-    log: Log,
+    log: Callable[[str], None],
 ) -> list[RunOutcome]:
     if not resume:
         check_output_dir(output_dir, overwrite=overwrite)
@@ -66,7 +64,29 @@ def run_grid(
         for seed in seeds:
             name = f"row-{row.number:02d}" + (f"-seed-{seed}" if len(seeds) > 1 else "")
             run_dir = output_dir / name
-            outcomes[row.number, seed] = _run_one(base, row, seed, run_dir, resume, progress, log)
+            outcome = outcomes[row.number, seed] = RunOutcome(row, seed, run_dir)
+            title = f"row {row.number} ({row.name}), seed {seed}"
+            if resume and (run_dir / MARKER_FILE).is_file() and not _interrupted(run_dir):
+                log(f"{title}: finished earlier, read from {run_dir}")
+                _read_outcome(outcome)
+                continue
+            # a row keeps only the trained tensors, unless the grid says --save full
+            values = {"save": "trainable", **base, **row.options, "seed": seed}
+            values.update(output_dir=str(run_dir), progress=progress, overwrite=True)
+            if resume and (StagedRun(run_dir).checkpoint_dir / OPTIONS_FILE).is_file():
+                values.update(resume=True, overwrite=False)
+            log(f"{title}: training into {run_dir}")
+            reset_peak_rss()  # each row's peak, not the grid's so far
+            try:
+                options = FinetuneOptions.from_dict(values)
+                result = run_finetune(options, log=lambda m: log(f"  {m}"))
+            except GPTClassifierError as exc:
+                log(f"{title}: failed: {exc}")
+                outcome.error = str(exc)
+                continue
+            if result.interrupted:  # Ctrl-C: the row was saved as it stood; stop the grid here
+                raise KeyboardInterrupt
+            _read_outcome(outcome)
     return [outcomes[row.number, seed] for row in rows for seed in seeds]
 
 
@@ -87,51 +107,27 @@ def execution_order(base: dict[str, Any], rows: list[Row]) -> list[Row]:
     return sorted(rows, key=depth)
 
 
-def _run_one(
-    base: dict, row: Row, seed: int, run_dir: Path, resume: bool, progress: bool, log: Log
-):
-    outcome = RunOutcome(row, seed, run_dir)
-    title = f"row {row.number} ({row.name}), seed {seed}"
-    if resume and (run_dir / MARKER_FILE).is_file() and not _interrupted(run_dir):
-        log(f"{title}: finished earlier, read from {run_dir}")
-        return _read_outcome(outcome)
-    # a row keeps only the trained tensors, unless the grid says --save full
-    values = {"save": "trainable", **base, **row.options, "seed": seed, "output_dir": str(run_dir)}
-    values.update(progress=progress, overwrite=True)
-    if resume and (StagedRun(run_dir).checkpoint_dir / OPTIONS_FILE).is_file():
-        values.update(resume=True, overwrite=False)
-    log(f"{title}: training into {run_dir}")
-    reset_peak_rss()  # each row's peak, not the grid's so far
-    try:
-        result = run_finetune(FinetuneOptions.from_dict(values), log=lambda m: log(f"  {m}"))
-    except GPTClassifierError as exc:
-        log(f"{title}: failed: {exc}")
-        outcome.error = str(exc)
-        return outcome
-    if result.interrupted:  # Ctrl-C: the row was saved as it stood; stop the grid here
-        raise KeyboardInterrupt
-    return _read_outcome(outcome)
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def _interrupted(run_dir: Path) -> bool:
     try:
-        return bool(json.loads((run_dir / "run.json").read_text(encoding="utf-8"))["interrupted"])
+        return bool(_read_json(run_dir / "run.json")["interrupted"])
     except (OSError, ValueError, KeyError, TypeError):
         return True  # unreadable: run it again
 
 
-def _read_outcome(outcome: RunOutcome) -> RunOutcome:
-    folder = outcome.run_dir
+def _read_outcome(outcome: RunOutcome) -> None:
     try:
-        outcome.metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
-        timings = json.loads((folder / "timings.json").read_text(encoding="utf-8"))
+        outcome.metrics = _read_json(outcome.run_dir / "metrics.json")
+        timings = _read_json(outcome.run_dir / "timings.json")
     except (OSError, ValueError) as exc:
-        outcome.error = f"unreadable results in {folder} ({exc})"
-        return outcome
+        outcome.error = f"unreadable results in {outcome.run_dir} ({exc})"
+        return
     outcome.seconds = timings.get("seconds", {}).get("total")
     outcome.peak_rss_mb = timings.get("peak_rss_mb")
     outcome.device = str(timings.get("device", ""))
-    return outcome
 
 
 def wilson_interval(correct: int, total: int, z: float = 1.959964) -> tuple[float, float]:

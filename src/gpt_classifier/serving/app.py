@@ -1,7 +1,9 @@
 """The HTTP API and its page: ``/classify``, ``/classify/file``, ``/explain``, ``/info``,
 ``/health``, ``/metrics``, ``/docs`` and ``/``. One worker thread owns the model and batches
 concurrent requests; every refusal (408, 413, 422, 429, 503) is a JSON ``{"detail": "<one line>"}``
-and costs no model time.
+and costs no model time. Everything shown is served offline: the page (plain HTML, CSS and
+JavaScript in ``page/``, no build step) and Swagger UI (FastAPI's default page loads it from a
+CDN; here ``swagger-ui-bundle-v2``'s files, Swagger UI 5 for OpenAPI 3.1, come from this server).
 """
 
 from __future__ import annotations
@@ -11,15 +13,20 @@ import json
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from functools import partial
+from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
@@ -28,36 +35,28 @@ from ..data.batching import TOKENS_PER_PASS
 from ..errors import GPTClassifierError
 from ..inference.explain import explanation_from_probabilities, text_occlusion_inputs
 from ..inference.predict import TextClassifier
+from ..runs.transaction import MARKER_FILE
 from ..tokenizer import encode
-from .batching import (
-    DEFAULT_BATCH_WAIT_MS,
-    DEFAULT_MAX_QUEUE,
-    Batcher,
-    QueueFull,
-    ShuttingDown,
-)
-from .docs import add_offline_docs, add_page
-from .guards import DEFAULT_MAX_REQUEST_BYTES, BodyLimitMiddleware, OverloadMiddleware
-from .metrics import MetricsMiddleware, ServerMetrics
+from . import schemas, server
+from .batching import DEFAULT_BATCH_WAIT_MS, DEFAULT_MAX_QUEUE, Batcher, QueueFull, ShuttingDown
 from .model_thread import ModelThread
-from .run_card import read_run_card
-from .schemas import (
-    ClassifyRequest,
-    ClassifyResponse,
-    ErrorOut,
-    ExplainRequest,
-    ExplainResponse,
-    FileClassifyResponse,
-    HealthOut,
-    InfoOut,
-)
 from .uploads import read_upload, too_many_texts
 
 DEFAULT_MAX_TEXTS = 256
-RETRY_AFTER_SECONDS = 1  # a full queue drains in about a second of forward passes on a CPU
 INLINE_TOKENIZE_CHARS = 4096  # requests up to this many characters are tokenised on the loop
 DRAIN_TIMEOUT_SECONDS = 60.0
 _RUN_INFO_FIELDS = ("base_model", "init", "pooling", "padding", "max_length", "pad_length")
+PAGE_DIR = Path(__file__).with_name("page")
+ASSETS_URL = "/docs/assets"
+# Never framed, never sniffed; the page runs only its own files (no inline script or style, no
+# eval), so an injected <script> in a text shown could not run.
+FRAME_HEADERS = {"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff"}
+PAGE_HEADERS = FRAME_HEADERS | {
+    "Content-Security-Policy": "default-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+}
+_REFUSALS = {GPTClassifierError: 422, QueueFull: 429, ShuttingDown: 503}
+_TOO_LONG = 'a text longer than the model reads with "truncate": false'
 
 
 def _one_line(errors: Sequence[Any]) -> str:
@@ -97,7 +96,7 @@ def create_app(
     max_batch_tokens: int = TOKENS_PER_PASS,
     batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
     max_queue: int = DEFAULT_MAX_QUEUE,
-    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+    max_request_bytes: int = server.DEFAULT_MAX_REQUEST_BYTES,
     run_dir: str | None = None,
     model_thread: ModelThread | None = None,
 ) -> FastAPI:
@@ -112,7 +111,7 @@ def create_app(
         max_batch_texts=batch_size,
         model_thread=model_thread,
     )
-    metrics = ServerMetrics(queue_depth=lambda: batcher.depth)
+    metrics = server.ServerMetrics(queue_depth=lambda: batcher.depth)
     batcher.on_batch = metrics.observe_batch
 
     @asynccontextmanager
@@ -130,35 +129,122 @@ def create_app(
         redoc_url=None,
         lifespan=lifespan,
     )
-    app.state.batcher = batcher
-    app.state.metrics = metrics
-    add_offline_docs(app)
-    add_page(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=max_request_bytes)
-    paths = frozenset({"/classify", "/classify/file", "/explain"})
-    app.add_middleware(
-        OverloadMiddleware, batcher=batcher, paths=paths, retry_after=RETRY_AFTER_SECONDS
-    )
-    # Added last, so outermost: it sees every answer, the body limit's 413 included.
-    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=lambda: app.routes)
+    app.state.batcher, app.state.metrics = batcher, metrics
+    app.add_middleware(server.GuardMiddleware, served=app, max_bytes=max_request_bytes)
     _add_error_handlers(app)
-    limits = dict(
+    test, trained_at = _run_card(run_dir)
+    info, trainable = classifier.info, (classifier.info.extra or {}).get("trainable")
+    model_info = schemas.InfoOut(
+        run_dir=run_dir,
+        classes=list(classifier.classes),
+        **{key: getattr(info, key) for key in _RUN_INFO_FIELDS},
+        long_text=info.long_text.mode,
+        trainable=trainable if isinstance(trainable, str) else None,
+        test=test,
+        trained_at=trained_at,
+        device=str(classifier.device),
+        precision=classifier.precision,
+        package_version=__version__,
         max_texts=max_texts,
         max_batch_tokens=max_batch_tokens,
         batch_wait_ms=batch_wait_ms,
         max_queue=max_queue,
         max_request_bytes=max_request_bytes,
     )
-    _add_status_routes(app, classifier, limits, metrics, run_dir)
-    admission = _Admission(classifier, batcher, metrics)
-    _add_model_routes(app, admission, max_texts, max_queue, max_request_bytes)
+    _add_status_routes_and_pages(app, model_info)
+    _add_model_routes(app, _Admission(classifier, batcher, metrics, max_texts, max_request_bytes))
     return app
 
 
+def _run_card(run_dir: str | None) -> tuple[schemas.TestMetricsOut | None, str | None]:
+    """What ``/info`` says beyond ``run.json``: the test metrics and when the run was saved (ISO
+    8601, UTC). ``metrics.json`` is informative, not needed to serve: a run without it (saved
+    from Python) or with fields this version does not know shows them as unknown, not an error."""
+    if run_dir is None:
+        return None, None
+    try:  # the marker is the last file a run gets: its time is when it was saved
+        seconds = (Path(run_dir) / MARKER_FILE).stat().st_mtime
+        saved = datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="seconds")
+    except OSError:
+        saved = None
+    try:
+        test = json.loads((Path(run_dir) / "metrics.json").read_text(encoding="utf-8")).get("test")
+    except (OSError, ValueError, AttributeError):
+        test = None
+    if not isinstance(test, dict) or not _is_number(test.get("accuracy")):
+        return None, saved
+    macro: Any = test.get("macro_avg")
+    f1 = macro.get("f1") if isinstance(macro, dict) else None
+    examples = test.get("num_examples")
+    metrics = schemas.TestMetricsOut(
+        accuracy=float(test["accuracy"]),
+        macro_f1=float(f1) if _is_number(f1) else None,
+        examples=examples if type(examples) is int else None,
+    )
+    return metrics, saved
+
+
+def _is_number(value: Any) -> bool:
+    return type(value) in (int, float) and value == value  # not bool, not NaN
+
+
+def _add_status_routes_and_pages(app: FastAPI, model_info: schemas.InfoOut) -> None:
+    """``/health``, ``/info``, ``/metrics``, the page at ``/`` and Swagger UI at ``/docs`` (the
+    app is built with ``docs_url=None``)."""
+    from swagger_ui_bundle import swagger_ui_path
+
+    index = (PAGE_DIR / "index.html").read_text(encoding="utf-8")
+    app.mount("/page", StaticFiles(directory=str(PAGE_DIR)), name="page-assets")
+    app.mount(ASSETS_URL, StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> HTMLResponse:
+        return HTMLResponse(index, headers=PAGE_HEADERS)
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        # root_path: the prefix a reverse proxy mounts the app under.
+        root = request.scope.get("root_path", "").rstrip("/")
+        page = get_swagger_ui_html(
+            openapi_url=root + (app.openapi_url or "/openapi.json"),
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{root}{ASSETS_URL}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{ASSETS_URL}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{ASSETS_URL}/favicon-32x32.png",
+            oauth2_redirect_url=None,  # no OAuth here
+        )
+        page.headers.update(FRAME_HEADERS)  # Swagger UI's page has an inline script: no CSP
+        return page
+
+    described = "Prometheus text format: requests by endpoint and status, latency, batch sizes "
+    described += "in texts and tokens, queue depth, texts classified."
+
+    @app.get("/health", summary="Answers once the model is loaded")
+    async def health() -> schemas.HealthOut:
+        return schemas.HealthOut(status="ok")
+
+    @app.get("/info", summary="The model, its run and the server's limits")
+    async def get_info() -> schemas.InfoOut:
+        return model_info
+
+    @app.get(
+        "/metrics",
+        summary="Prometheus metrics",
+        response_class=PlainTextResponse,
+        responses={200: {"description": described}},
+    )
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
 def _add_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(GPTClassifierError)
-    async def _bad_input(request: Request, exc: GPTClassifierError) -> JSONResponse:
-        return JSONResponse(status_code=422, content={"detail": str(exc)})
+    async def refuse(request: Request, exc: Exception) -> JSONResponse:
+        status = next(code for kind, code in _REFUSALS.items() if isinstance(exc, kind))
+        headers = {"Retry-After": str(server.RETRY_AFTER_SECONDS)} if status == 429 else None
+        return JSONResponse({"detail": str(exc)}, status, headers)
+
+    for kind in _REFUSALS:
+        app.add_exception_handler(kind, refuse)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -175,89 +261,34 @@ def _add_error_handlers(app: FastAPI) -> None:
         return JSONResponse(status_code=422, content={"detail": _one_line(exc.errors())})
 
 
-def _add_status_routes(
-    app: FastAPI,
-    classifier: TextClassifier,
-    limits: dict[str, Any],
-    metrics: ServerMetrics,
-    run_dir: str | None,
-) -> None:
-    info = classifier.info
-    trainable = (info.extra or {}).get("trainable")
-    test, trained_at = read_run_card(run_dir)
-    model_info = InfoOut(
-        run_dir=run_dir,
-        classes=list(classifier.classes),
-        **{key: getattr(info, key) for key in _RUN_INFO_FIELDS},
-        long_text=info.long_text.mode,
-        trainable=trainable if isinstance(trainable, str) else None,
-        test=test,
-        trained_at=trained_at,
-        device=str(classifier.device),
-        precision=classifier.precision,
-        package_version=__version__,
-        **limits,
-    )
-
-    @app.get("/health", response_model=HealthOut, summary="Answers once the model is loaded")
-    async def health() -> HealthOut:
-        return HealthOut(status="ok")
-
-    @app.get("/info", response_model=InfoOut, summary="The model, its run and the server's limits")
-    async def get_info() -> InfoOut:
-        return model_info
-
-    described = "Prometheus text format: requests by endpoint and status, latency, batch sizes "
-    described += "in texts and tokens, queue depth, texts classified."
-
-    @app.get(
-        "/metrics",
-        summary="Prometheus metrics",
-        response_class=PlainTextResponse,
-        responses={200: {"description": described}},
-    )
-    async def prometheus_metrics() -> Response:
-        body, content_type = metrics.render()
-        return Response(content=body, media_type=content_type)
-
-
-def _error(description: str, **extra: Any) -> dict[str, Any]:
-    return {"model": ErrorOut, "description": description, **extra}
-
-
-def _errors(invalid: str) -> dict[int, dict[str, Any]]:
+def _errors(invalid: str) -> dict[int | str, dict[str, Any]]:
     """The refusals every model route shares, and what its 422 means."""
-    retry = {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}
-    return {
-        408: _error("The body did not arrive within 30 s of its headers."),
-        413: _error("The body is over --max-request-bytes."),
-        422: _error(invalid),
-        429: _error(
-            "The queue holds --max-queue texts already; retry after `Retry-After` seconds.",
-            headers={"Retry-After": retry},
-        ),
-        503: _error("The server is shutting down."),
+    described = {
+        408: "The body did not arrive within 30 s of its headers.",
+        413: "The body is over --max-request-bytes.",
+        422: invalid,
+        429: "The queue holds --max-queue texts already; retry after `Retry-After` seconds.",
+        503: "The server is shutting down.",
     }
+    errors: dict[int | str, dict[str, Any]] = {
+        code: {"model": schemas.ErrorOut, "description": text} for code, text in described.items()
+    }
+    retry = {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}
+    errors[429]["headers"] = {"Retry-After": retry}
+    return errors
 
 
-_TOO_LONG = 'a text longer than the model reads with "truncate": false'
-
-
+@dataclass
 class _Admission:
-    """Texts into the batcher: reserved against the queue bound first (a refusal costs
-    nothing), tokenised, then handed to the worker and awaited without holding a thread."""
+    """Texts into the batcher: reserved against the queue bound first (a refusal, ``QueueFull``
+    or ``ShuttingDown``, costs nothing), tokenised, then handed to the worker and awaited
+    without holding a thread."""
 
-    def __init__(self, classifier: TextClassifier, batcher: Batcher, metrics: ServerMetrics):
-        self.classifier, self.batcher, self.metrics = classifier, batcher, metrics
-
-    def reserve(self, count: int) -> None:
-        try:
-            self.batcher.reserve(count)
-        except QueueFull as exc:
-            headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
-            raise HTTPException(429, f"server busy: {exc}; retry later", headers) from None
-        except ShuttingDown as exc:
-            raise HTTPException(503, str(exc)) from None
+    classifier: TextClassifier
+    batcher: Batcher
+    metrics: server.ServerMetrics
+    max_texts: int
+    max_request_bytes: int
 
     async def encode(self, texts: list[str], truncate: bool) -> tuple[list[list[int]], Any, int]:
         """Short requests are tokenised on the event loop (microseconds, less than a thread
@@ -269,21 +300,17 @@ class _Admission:
 
     async def run(self, encoded: list[list[int]], truncated: int) -> Any:
         """Probabilities of reserved inputs, once the worker has run them."""
-        try:
-            future = self.batcher.submit(encoded)
-        except ShuttingDown as exc:
-            raise HTTPException(503, str(exc)) from None
-        probabilities = await asyncio.wrap_future(future)
+        probabilities = await asyncio.wrap_future(self.batcher.submit(encoded))
         self.metrics.truncated.inc(truncated)
         return probabilities
 
     async def classify(self, texts: list[str], truncate: bool, started: float) -> dict[str, Any]:
-        """The fields of a ``ClassifyResponse``."""
-        self.reserve(len(texts))
+        """The fields of a ``schemas.ClassifyResponse``."""
+        self.batcher.reserve(len(texts))
         try:
             encoded, owners, truncated = await self.encode(texts, truncate)
             if len(encoded) > len(texts):  # windows of long texts: each one more input
-                self.reserve(len(encoded) - len(texts))
+                self.batcher.reserve(len(encoded) - len(texts))
         except BaseException:
             self.batcher.release(len(texts))
             raise
@@ -293,31 +320,26 @@ class _Admission:
         return {"predictions": predictions, "truncated": truncated, "seconds": seconds}
 
 
-def _add_model_routes(
-    app: FastAPI, admission: _Admission, max_texts: int, max_queue: int, max_request_bytes: int
-) -> None:
+def _add_model_routes(app: FastAPI, admission: _Admission) -> None:
+    max_texts, max_queue = admission.max_texts, admission.batcher.max_queue
+
     @app.post(
         "/classify",
-        response_model=ClassifyResponse,
         summary="Classify texts",
         responses=_errors(
             f"Malformed body, an empty text, more texts than --max-texts, or {_TOO_LONG}."
         ),
     )
-    async def classify(request: ClassifyRequest) -> ClassifyResponse:
+    async def classify(request: schemas.ClassifyRequest) -> schemas.ClassifyResponse:
         started = time.perf_counter()
         if len(request.texts) > max_texts:
             raise too_many_texts(len(request.texts), "one request", max_texts)
         answer = await admission.classify(request.texts, request.truncate, started)
-        return ClassifyResponse(**answer)
+        return schemas.ClassifyResponse(**answer)
 
     @app.post(
         "/classify/file",
-        response_model=FileClassifyResponse,
         summary="Classify every row of an uploaded file",
-        description="A CSV / TSV / JSONL / Parquet file with a text column, or a .txt with one "
-        "text per line, read exactly as `gpt-classifier classify --file` reads it (format from "
-        "the file name's suffix unless `format` says).",
         responses=_errors(
             "A file the readers of `classify --file` cannot read (format, missing column, empty "
             "text, broken quoting, undecodable bytes...), more rows than --max-texts, or "
@@ -331,27 +353,29 @@ def _add_model_routes(
             str | None, Form(description="csv, tsv, jsonl, parquet, lines or sms.")
         ] = None,
         truncate: Annotated[bool, Form(description="Cut texts longer than it reads.")] = True,
-    ) -> FileClassifyResponse:
+    ) -> schemas.FileClassifyResponse:
+        """A CSV / TSV / JSONL / Parquet file with a text column, or a .txt with one text per line,
+        read exactly as `gpt-classifier classify --file` reads it (format from the file name's
+        suffix unless `format` says)."""
         started = time.perf_counter()
         data = await file.read()
-        read = partial(read_upload, max_texts=max_texts, max_bytes=max_request_bytes)
+        read = partial(read_upload, max_texts=max_texts, max_bytes=admission.max_request_bytes)
         name, rows, texts = await run_in_threadpool(read, file.filename, data, text_column, format)
         answer = await admission.classify(texts, truncate, started)
-        return FileClassifyResponse(**answer, filename=name, texts=texts, rows=rows)
+        return schemas.FileClassifyResponse(**answer, filename=name, texts=texts, rows=rows)
 
     @app.post(
         "/explain",
-        response_model=ExplainResponse,
         summary="Why this label: each token's push towards the predicted class",
-        description="Occlusion: the text is also run with each token deleted in turn (in the "
-        "same batches as other requests); a token's score is the log-odds of the predicted "
-        "class lost without it. See `gpt_classifier.inference.explain`.",
         responses=_errors(
             f"Malformed body, an empty text, {_TOO_LONG}, or one with more tokens than "
             "--max-queue can hold (each token is one more input)."
         ),
     )
-    async def explain(request: ExplainRequest) -> ExplainResponse:
+    async def explain(request: schemas.ExplainRequest) -> schemas.ExplainResponse:
+        """Occlusion: the text is also run with each token deleted in turn (in the same batches as
+        other requests); a token's score is the log-odds of the predicted class lost without it.
+        See `gpt_classifier.inference.explain`."""
         started = time.perf_counter()
         classifier = admission.classifier
         encoded, owners, truncated = await admission.encode([request.text], request.truncate)
@@ -365,7 +389,9 @@ def _add_model_routes(
                 f"inputs and the queue holds {max_queue} (start the server with a larger "
                 "--max-queue)"
             )
-        admission.reserve(len(inputs))
+        admission.batcher.reserve(len(inputs))
         probabilities = await admission.run(inputs, truncated)
         result = explanation_from_probabilities(classifier, ids, probabilities, truncated > 0)
-        return ExplainResponse(**asdict(result), seconds=round(time.perf_counter() - started, 4))
+        return schemas.ExplainResponse(
+            **asdict(result), seconds=round(time.perf_counter() - started, 4)
+        )

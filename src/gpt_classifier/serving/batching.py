@@ -70,39 +70,34 @@ class Batcher:
     ) -> None:
         if max_batch_tokens < 1 or max_queue < 1 or max_batch_texts < 1 or batch_wait_ms < 0:
             raise ValueError("batch limits must be positive and the wait window non-negative")
-        self.classifier = classifier
-        self.max_batch_tokens = max_batch_tokens
-        self.batch_wait = batch_wait_ms / 1000
-        self.max_queue = max_queue
-        self.max_batch_texts = max_batch_texts
-        self.on_batch = on_batch
+        self.classifier, self.on_batch = classifier, on_batch
+        self.max_batch_tokens, self.max_batch_texts = max_batch_tokens, max_batch_texts
+        self.batch_wait, self.max_queue = batch_wait_ms / 1000, max_queue
         self._cond = threading.Condition()
         self._pending: deque[tuple[_Job, int]] = deque()  # (request, index of its text)
         self._pending_tokens = 0
-        self._admitted = 0  # texts reserved and not yet classified: what the queue bound counts
+        # texts admitted and not yet classified (being tokenised, waiting or in a batch): what
+        # the queue bound counts
+        self.depth = 0
         self._closing = False
         self._hurry = False  # set from a signal handler: read without the lock, polled
         self._model_thread = model_thread
         self._worker: Future[None] | None = None
 
-    @property
-    def depth(self) -> int:
-        """Texts admitted and not yet classified (being tokenised, waiting or in a batch)."""
-        return self._admitted
-
     def reserve(self, texts: int) -> None:
         with self._cond:
             if self._closing:
                 raise ShuttingDown("the server is shutting down")
-            if self._admitted + texts > self.max_queue:
+            if self.depth + texts > self.max_queue:
                 raise QueueFull(
-                    f"{self._admitted} texts are queued and the queue holds {self.max_queue}"
+                    f"server busy: {self.depth} texts are queued and the queue holds "
+                    f"{self.max_queue}; retry later"
                 )
-            self._admitted += texts
+            self.depth += texts
 
     def release(self, texts: int) -> None:
         with self._cond:
-            self._admitted -= texts
+            self.depth -= texts
 
     def submit(self, encoded: list[list[int]]) -> Future[torch.Tensor]:
         """Probabilities ``(len(encoded), num_classes)`` of ``reserve``d texts, in order."""
@@ -114,9 +109,11 @@ class Batcher:
             return future
         with self._cond:
             if self._closing:
-                self._admitted -= len(encoded)
+                self.depth -= len(encoded)
                 raise ShuttingDown("the server is shutting down")
-            self._start_worker()
+            if self._worker is None:  # a daemon: a process whose app never shut down exits
+                thread = self._model_thread or ModelThread("gpt-classifier-batcher")
+                self._model_thread, self._worker = thread, thread.submit(self._run)
             self._pending.extend((job, index) for index in range(len(encoded)))
             self._pending_tokens += sum(len(ids) for ids in encoded)
             self._cond.notify()
@@ -136,14 +133,10 @@ class Batcher:
             with contextlib.suppress(FutureTimeout):  # still draining after the timeout
                 worker.result(timeout)
 
-    def _start_worker(self) -> None:
-        if self._worker is None:  # ModelThread is a daemon: a process whose app never shut down
-            self._model_thread = self._model_thread or ModelThread("gpt-classifier-batcher")
-            self._worker = self._model_thread.submit(self._run)
-
     def _run(self) -> None:
         while (taken := self._take()) is not None:
-            self._process(taken)
+            if taken:
+                self._process(taken)
 
     def _take(self) -> list[tuple[_Job, int]] | None:
         """The texts of the next pass, after the wait window; the oldest always goes. One pass
@@ -165,16 +158,30 @@ class Batcher:
                 and (left := deadline - time.monotonic()) > 0
             ):
                 self._cond.wait(min(left, _HURRY_POLL_SECONDS))
-            candidates = self._candidates()
+            # the candidates: the oldest waiting texts, less those of clients gone
+            candidates: list[tuple[_Job, int]] = []
+            tokens, limit = 0, _CANDIDATE_BUDGETS * self.max_batch_tokens
+            while self._pending and len(candidates) < _CANDIDATE_BUDGETS * self.max_batch_texts:
+                job, index = self._pending[0]
+                size = len(job.encoded[index])
+                if candidates and tokens + size > limit:
+                    break
+                self._pending.popleft()
+                if job.future.cancelled():  # the client went away: skip its texts
+                    self._pending_tokens -= size
+                    self._finish(job)
+                    continue
+                candidates.append((job, index))
+                tokens += size
             if not candidates:
                 return []
             lengths = [len(job.encoded[index]) for job, index in candidates]
             chosen = set(self._choose_pass(lengths))
-            taken = [candidates[row] for row in sorted(chosen)]
-            left_over = [c for row, c in enumerate(candidates) if row not in chosen]
-            self._pending.extendleft(reversed(left_over))
+            self._pending.extendleft(
+                reversed([c for i, c in enumerate(candidates) if i not in chosen])
+            )
             self._pending_tokens -= sum(lengths[row] for row in chosen)
-            return taken
+            return [candidates[row] for row in sorted(chosen)]
 
     def _choose_pass(self, lengths: Sequence[int]) -> list[int]:
         """Rows of ``lengths`` for the next pass; row 0 (the oldest text) is always in it."""
@@ -190,33 +197,13 @@ class Batcher:
             return next(rows for rows in plans if 0 in rows)
         return best_padded_batch(lengths, texts, tokens)
 
-    def _candidates(self) -> list[tuple[_Job, int]]:
-        """The oldest waiting texts to choose a pass from, less those of clients gone."""
-        candidates: list[tuple[_Job, int]] = []
-        tokens = 0
-        limit = _CANDIDATE_BUDGETS * self.max_batch_tokens
-        while self._pending and len(candidates) < _CANDIDATE_BUDGETS * self.max_batch_texts:
-            job, index = self._pending[0]
-            size = len(job.encoded[index])
-            if candidates and tokens + size > limit:
-                break
-            self._pending.popleft()
-            if job.future.cancelled():  # the client went away: skip its texts
-                self._pending_tokens -= size
-                self._finish(job)
-                continue
-            candidates.append((job, index))
-            tokens += size
-        return candidates
-
     def _process(self, taken: Sequence[tuple[_Job, int]]) -> None:
         """One forward pass; a request whose texts all ran is answered at once."""
-        if not taken:
-            return
         encoded = [job.encoded[index] for job, index in taken]
+        packed = self.classifier.can_pack
         try:
             started = time.perf_counter()
-            if self.classifier.can_pack:
+            if packed:
                 # rows no longer than the context: attention over a row grows with its square
                 rows = min(self.max_batch_tokens, self.classifier.model.cfg.context_length)
                 probabilities = self.classifier.forward_packed(encoded, rows)
@@ -225,18 +212,15 @@ class Batcher:
             elapsed = time.perf_counter() - started
         except Exception as exc:  # a bug or out of memory: fail these requests, keep serving
             for job in {id(job): job for job, _ in taken}.values():
-                _settle(job.future, exception=exc)
-            with self._cond:
-                self._admitted -= len(taken)
+                with contextlib.suppress(InvalidStateError):  # cancelled: the client went away
+                    job.future.set_exception(exc)
+            self.release(len(taken))
             return
         for (job, index), values in zip(taken, probabilities, strict=True):
             job.probabilities[index] = values
         if self.on_batch is not None:
-            if self.classifier.can_pack:
-                tokens = sum(len(ids) for ids in encoded)
-            else:
-                width = self.classifier.info.pad_length or max(len(ids) for ids in encoded)
-                tokens = len(taken) * width
+            width = self.classifier.info.pad_length or max(len(ids) for ids in encoded)
+            tokens = sum(len(ids) for ids in encoded) if packed else len(taken) * width
             self.on_batch(BatchStats(len(taken), tokens, elapsed))
         with self._cond:
             for job, _ in taken:
@@ -244,19 +228,8 @@ class Batcher:
 
     def _finish(self, job: _Job) -> None:
         """One text of ``job`` done (lock held); the request is answered once all are."""
-        self._admitted -= 1
+        self.depth -= 1
         job.remaining -= 1
         if job.remaining == 0:
-            _settle(job.future, result=job.probabilities)
-
-
-def _settle(
-    future: Future[torch.Tensor],
-    result: torch.Tensor | None = None,
-    exception: BaseException | None = None,
-) -> None:
-    with contextlib.suppress(InvalidStateError):  # cancelled meanwhile: the client went away
-        if exception is not None:
-            future.set_exception(exception)
-        else:
-            future.set_result(result)
+            with contextlib.suppress(InvalidStateError):  # cancelled: the client went away
+                job.future.set_result(job.probabilities)

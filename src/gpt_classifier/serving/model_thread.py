@@ -15,8 +15,6 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-_STOP = object()
-
 
 class ModelThread:
     """Runs submitted calls in order; a daemon, so a process that never calls ``close`` exits."""
@@ -25,10 +23,7 @@ class ModelThread:
         self._calls: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
-
-    @property
-    def ident(self) -> int | None:
-        return self._thread.ident
+        self.ident = self._thread.ident
 
     def submit(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
         """``function(*args, **kwargs)`` in the thread, after the calls submitted before it."""
@@ -42,21 +37,15 @@ class ModelThread:
 
     def close(self, timeout: float | None = None) -> None:
         """Stop after the calls already submitted (waits up to ``timeout`` for them)."""
-        self._calls.put(_STOP)
+        self._calls.put(None)
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout)
 
     def _serve(self) -> None:
-        while True:
-            item = self._calls.get()
-            if item is _STOP:
-                return
+        while (item := self._calls.get()) is not None:
             future, function, args, kwargs = item
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                result = function(*args, **kwargs)
-            except BaseException as exc:  # handed to the caller, who decides
-                future.set_exception(exc)
-            else:
-                future.set_result(result)
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(function(*args, **kwargs))
+                except BaseException as exc:  # handed to the caller, who decides
+                    future.set_exception(exc)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 
-class ClassifyRequest(BaseModel):
-    # A misspelt key ("truncte") is refused, not silently ignored.
-    model_config = ConfigDict(extra="forbid")
-
+# A request's misspelt key ("truncte") is refused, not silently ignored.
+class ClassifyRequest(BaseModel, extra="forbid"):
     texts: list[str] = Field(min_length=1, description="The texts to classify.")
     truncate: bool = Field(
         default=True,
@@ -37,9 +35,7 @@ class FileClassifyResponse(ClassifyResponse):
     )
 
 
-class ExplainRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ExplainRequest(BaseModel, extra="forbid"):
     text: str = Field(description="One text to explain.")
     truncate: bool = Field(
         default=True,

@@ -1,18 +1,32 @@
-"""The app under uvicorn on a socket bound beforehand. On SIGTERM or SIGINT uvicorn stops
-accepting, waits for open requests, then the app's shutdown drains the batcher, which is told at
-the signal to stop waiting for company (drained requests are answered at once). A connection
-that has not sent a request's headers ``HEADER_TIMEOUT_SECONDS`` after it opened (or after its
-last answer) is closed: uvicorn times only idle keep-alive, so a client trickling a header
-held its connection for ever (the body's own deadline is in ``guards.py``)."""
+"""The app under uvicorn on a socket bound beforehand, and what refuses requests at the door.
+
+On SIGTERM or SIGINT uvicorn stops accepting, waits for open requests, then the app's shutdown
+drains the batcher, which is told at the signal to stop waiting for company. Refused before
+FastAPI reads (and buffers) a body, each closing the connection (the unread body would otherwise
+be taken for the next request): a connection without a request's headers
+``HEADER_TIMEOUT_SECONDS`` after it opened or after its last answer (uvicorn times only idle
+keep-alive, so a client trickling a header held its connection for ever), under a burst any model
+request while the queue is full (429, no parsing, routing or validation), a body over the limit
+(413, from Content-Length or once the streamed bytes pass it) or not all there
+``BODY_TIMEOUT_SECONDS`` after its headers (408). Every answer is counted in Prometheus metrics,
+one registry per app, so several apps in one process keep separate counts."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
 import socket
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.responses import JSONResponse
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 try:  # the protocol uvicorn's http="auto" picks: its C parser when installed
     import httptools  # noqa: F401
@@ -20,46 +34,38 @@ try:  # the protocol uvicorn's http="auto" picks: its C parser when installed
 except ImportError:
     from uvicorn.protocols.http.h11_impl import H11Protocol as _Protocol  # type: ignore[assignment]
 
-from .batching import Batcher
+from .batching import Batcher, BatchStats
 
 GRACEFUL_SHUTDOWN_SECONDS = 30
 HEADER_TIMEOUT_SECONDS = 10.0
+BODY_TIMEOUT_SECONDS = 30.0  # 1 MiB in 30 s: 35 KB/s
+DEFAULT_MAX_REQUEST_BYTES = 1024 * 1024
+RETRY_AFTER_SECONDS = 1  # a full queue drains in about a second of forward passes on a CPU
+MODEL_PATHS = frozenset({"/classify", "/classify/file", "/explain"})  # refused when it is full
+# Requests: from a cached /health (~1 ms) to a queue of large texts on a slow CPU (~10 s).
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+BATCH_TEXT_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+BATCH_TOKEN_BUCKETS = (16, 64, 256, 512, 1024, 2048, 4096, 8192, 16384)
+UNMATCHED = "other"  # one label for every unknown path, so scanners cannot blow up the series
 
 
 class HeaderTimeoutProtocol(_Protocol):
-    _header_timer: asyncio.TimerHandle | None = None
-
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._start_header_timer()
+        self._header_timer = self.loop.call_later(HEADER_TIMEOUT_SECONDS, self._headers_late)
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        self._start_header_timer()
+        self._header_timer.cancel()
+        self._header_timer = self.loop.call_later(HEADER_TIMEOUT_SECONDS, self._headers_late)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
+        self._header_timer.cancel()
         super().connection_lost(exc)
-
-    def _start_header_timer(self) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-        self._header_timer = self.loop.call_later(HEADER_TIMEOUT_SECONDS, self._headers_late)
 
     def _headers_late(self) -> None:
         if self.cycle is None or self.cycle.response_complete:  # no request under way
             self.transport.close()
-
-
-class BatchingServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, batcher: Batcher) -> None:
-        super().__init__(config)
-        self.batcher = batcher
-
-    def handle_exit(self, sig: int, frame: object) -> None:
-        self.batcher.hurry()  # takes no lock: safe in a signal handler
-        super().handle_exit(sig, frame)  # type: ignore[arg-type]
 
 
 def server_config(app: FastAPI) -> uvicorn.Config:
@@ -71,9 +77,15 @@ def server_config(app: FastAPI) -> uvicorn.Config:
     )
 
 
+class BatchingServer(uvicorn.Server):
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        self.config.app.state.batcher.hurry()  # takes no lock: safe in a signal handler
+        super().handle_exit(sig, frame)
+
+
 def run(app: FastAPI, sock: socket.socket) -> bool:
     """Serve ``app`` on the listening ``sock`` until a stop signal; True if it started."""
-    server = BatchingServer(server_config(app), app.state.batcher)
+    server = BatchingServer(server_config(app))
     # uvicorn re-raises the stop signal once it has shut down gracefully; with the default
     # actions that would kill the process (status 143) or raise KeyboardInterrupt after a
     # clean drain. No-op handlers for that last delivery let the caller return and exit 0.
@@ -84,3 +96,107 @@ def run(app: FastAPI, sock: socket.socket) -> bool:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return server.started
+
+
+def too_large(limit: int) -> str:
+    return f"request body over {limit} bytes (start the server with a larger --max-request-bytes)"
+
+
+class GuardMiddleware:
+    """Counts and times every answer by endpoint and status, and refuses at the door (429, 413,
+    408: see the module's docstring)."""
+
+    def __init__(self, app: ASGIApp, served: FastAPI, max_bytes: int) -> None:
+        self.app, self.max_bytes, self.routes = app, max_bytes, served.routes
+        self.batcher: Batcher = served.state.batcher
+        self.metrics: ServerMetrics = served.state.metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        # the route's path template (or a mount's prefix), never the raw path
+        matched = (route for route in self.routes if route.matches(scope)[0] is not Match.NONE)
+        endpoint = getattr(next(matched, None), "path", UNMATCHED) or UNMATCHED
+        started = time.perf_counter()
+        status = 500  # what the client gets if the app raises before answering
+
+        async def send_and_record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self._guarded(scope, receive, send_and_record)
+        finally:
+            self.metrics.requests.labels(endpoint, scope["method"], str(status)).inc()
+            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
+        depth, limit = self.batcher.depth, self.batcher.max_queue
+        path = scope["path"].removeprefix(scope.get("root_path", ""))  # less a proxy's prefix
+        # The HTTP server has already refused a malformed Content-Length.
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        refusal = None
+        if scope["method"] == "POST" and depth >= limit and path in MODEL_PATHS:
+            detail = f"server busy: {depth} texts are queued and the queue holds {limit}"
+            retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+            refusal = JSONResponse({"detail": f"{detail}; retry later"}, 429, retry)
+        elif declared.isdigit() and int(declared) > self.max_bytes:
+            refusal = JSONResponse({"detail": too_large(self.max_bytes)}, 413)
+        if refusal is not None:
+            refusal.headers["Connection"] = "close"
+            return await refusal(scope, receive, send)
+        received, complete = 0, False
+        deadline = asyncio.get_running_loop().time() + BODY_TIMEOUT_SECONDS
+
+        async def counting_receive() -> Message:
+            nonlocal received, complete
+            if complete:  # only a disconnect is left to wait for, as long as it takes
+                return await receive()
+            left = max(0.0, deadline - asyncio.get_running_loop().time())
+            try:
+                message = await asyncio.wait_for(receive(), left)
+            except asyncio.TimeoutError:  # FastAPI passes these on as the JSON answer
+                late = f"the request body did not arrive within {BODY_TIMEOUT_SECONDS:g} s"
+                raise HTTPException(408, late, {"Connection": "close"}) from None
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                complete = not message.get("more_body", False)
+                if received > self.max_bytes:
+                    raise HTTPException(413, too_large(self.max_bytes))
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+
+class ServerMetrics:
+    """Requests, latency, batches, queue depth, texts classified."""
+
+    def __init__(self, queue_depth: Callable[[], float]) -> None:
+        self.registry = CollectorRegistry()
+        kw: Any = {"namespace": "gpt_classifier", "registry": self.registry}
+        counter = partial(Counter, **kw)
+        histogram = partial(Histogram, buckets=LATENCY_BUCKETS, **kw)
+        described = "HTTP requests answered, by endpoint, method and status code."
+        self.requests = counter("http_requests", described, ["endpoint", "method", "status"])
+        described = "Seconds from a request's arrival to the end of its answer, by endpoint."
+        self.latency = histogram("http_request_duration_seconds", described, ["endpoint"])
+        one_pass = "in one forward pass of the model"
+        self.batch_texts = histogram(
+            "batch_texts", f"Texts {one_pass}.", buckets=BATCH_TEXT_BUCKETS
+        )
+        described = f"Tokens {one_pass}, padding included."
+        self.batch_tokens = histogram("batch_tokens", described, buckets=BATCH_TOKEN_BUCKETS)
+        self.batch_seconds = histogram("batch_duration_seconds", "Seconds of one forward pass.")
+        described = "Texts admitted and not yet classified (tokenising, waiting or in a batch)."
+        Gauge("queue_depth", described, **kw).set_function(queue_depth)
+        self.texts = counter("texts_classified", "Texts classified.")
+        described = "Texts cut to the length the model was trained with."
+        self.truncated = counter("texts_truncated", described)
+
+    def observe_batch(self, stats: BatchStats) -> None:
+        self.batch_texts.observe(stats.texts)
+        self.batch_tokens.observe(stats.tokens)
+        self.batch_seconds.observe(stats.seconds)
+        self.texts.inc(stats.texts)

@@ -18,8 +18,7 @@ _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._ -]{0,99}")
 
 
 def upload_name(filename: str | None) -> str:
-    """The upload's base name if it is a plain file name, else ``upload`` plus its suffix (the
-    format)."""
+    """The upload's base name if plain, else ``upload`` plus its suffix (the format)."""
     base = PurePath((filename or "").replace("\\", "/")).name
     if _SAFE_NAME.fullmatch(base):
         return base
@@ -73,29 +72,24 @@ def _check_parquet(path: Path, name: str, max_texts: int, max_bytes: int) -> Non
         footer = pq.read_metadata(path)
         if footer.num_rows > max_texts:
             raise too_many_texts(footer.num_rows, name, max_texts)
-        stored = sum(footer.row_group(i).total_byte_size for i in range(footer.num_row_groups))
-        if stored > max_bytes:
-            raise _decodes_to(name, stored, max_bytes)
-        names = footer.schema.to_arrow_schema().names
-        table = pq.read_table(path, read_dictionary=names)
+        decoded = sum(footer.row_group(i).total_byte_size for i in range(footer.num_row_groups))
+        if decoded <= max_bytes:  # uncompressed within the limit: now the columns decoded
+            table = pq.read_table(path, read_dictionary=footer.schema.to_arrow_schema().names)
+            decoded = 0
+            for chunk in (chunk for column in table.columns for chunk in column.chunks):
+                values = chunk.dictionary if pa.types.is_dictionary(chunk.type) else None
+                if values is not None and values.type in (pa.string(), pa.binary()):
+                    lengths = pc.take(pc.binary_length(values), chunk.indices)
+                    decoded += pc.sum(lengths).as_py() or 0
+                else:
+                    decoded += chunk.nbytes
     except GPTClassifierError:
         raise
     except Exception:  # no pyarrow, or a broken file: the readers say why
         return
-    decoded = 0
-    for chunk in (chunk for column in table.columns for chunk in column.chunks):
-        values = chunk.dictionary if pa.types.is_dictionary(chunk.type) else None
-        if values is not None and values.type in (pa.string(), pa.binary()):
-            decoded += pc.sum(pc.take(pc.binary_length(values), chunk.indices)).as_py() or 0
-        else:
-            decoded += chunk.nbytes
     if decoded > max_bytes:
-        raise _decodes_to(name, decoded, max_bytes)
-
-
-def _decodes_to(name: str, size: int, max_bytes: int) -> GPTClassifierError:
-    return GPTClassifierError(
-        f"{name} decodes to {size} bytes, over the {max_bytes} of --max-request-bytes that an "
-        "upload is held to whatever its encoding (start the server with a larger "
-        "--max-request-bytes)"
-    )
+        raise GPTClassifierError(
+            f"{name} decodes to {decoded} bytes, over the {max_bytes} of --max-request-bytes "
+            "that an upload is held to whatever its encoding (start the server with a larger "
+            "--max-request-bytes)"
+        )
