@@ -34,25 +34,8 @@ def validate_pooling(pooling: str | Pooling) -> Pooling:
     try:
         return Pooling(pooling)
     except ValueError:
-        raise GPTClassifierError(
-            f"unknown pooling {pooling!r}; valid poolings: {', '.join(POOLINGS)}"
-        ) from None
-
-
-def _check_lengths(lengths: torch.Tensor, batch: int, seq_len: int) -> None:
-    if not isinstance(lengths, torch.Tensor):
-        raise GPTClassifierError(f"lengths must be a tensor of shape ({batch},)")
-    if lengths.dtype == torch.bool or lengths.dtype.is_floating_point or lengths.is_complex():
-        raise GPTClassifierError(f"lengths must hold integers (got dtype {lengths.dtype})")
-    if lengths.shape != (batch,):
-        raise GPTClassifierError(
-            f"lengths must have shape ({batch},), one per row (got {tuple(lengths.shape)})"
-        )
-    if batch and bool(((lengths < 1) | (lengths > seq_len)).any()):
-        raise GPTClassifierError(
-            f"every length must be between 1 and the sequence length {seq_len} "
-            f"(got min {int(lengths.min())}, max {int(lengths.max())})"
-        )
+        valid = ", ".join(POOLINGS)
+        raise GPTClassifierError(f"unknown pooling {pooling!r}; valid poolings: {valid}") from None
 
 
 def pool_hidden(hidden: Tensor, lengths: Tensor | None, pooling: Pooling) -> Tensor:
@@ -80,7 +63,19 @@ def pooled_positions(hidden: Tensor, lengths: Tensor | None, pooling: Pooling) -
     ``(B,)``, real tokens per row (``None``: all), are checked without a device sync on the CPU."""
     batch, seq_len, _ = hidden.shape
     if lengths is not None:
-        _check_lengths(lengths, batch, seq_len)
+        if not isinstance(lengths, torch.Tensor):
+            raise GPTClassifierError(f"lengths must be a tensor of shape ({batch},)")
+        if lengths.dtype == torch.bool or lengths.dtype.is_floating_point or lengths.is_complex():
+            raise GPTClassifierError(f"lengths must hold integers (got dtype {lengths.dtype})")
+        if lengths.shape != (batch,):
+            raise GPTClassifierError(
+                f"lengths must have shape ({batch},), one per row (got {tuple(lengths.shape)})"
+            )
+        if batch and bool(((lengths < 1) | (lengths > seq_len)).any()):
+            raise GPTClassifierError(
+                f"every length must be between 1 and the sequence length {seq_len} "
+                f"(got min {int(lengths.min())}, max {int(lengths.max())})"
+            )
     if pooling == Pooling.MEAN:
         return None
     if pooling == Pooling.FIRST:

@@ -22,17 +22,13 @@ from .metrics import classification_metrics
 # Rows per batch of the final report and of ``evaluate``: the same batches, the same numbers.
 EVAL_BATCH_SIZE = 32
 
-
 Tensors = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]
 
 
 def unpack_batch(batch: Sequence[Any]) -> Tensors:
     """``(inputs, targets, lengths or None, owners or None)`` from a book batch or one of ours
     (``owners``: rows that are windows, with one target per text)."""
-    inputs, targets = batch[0], batch[1]
-    lengths = batch[2] if len(batch) > 2 else None
-    owners = batch[4] if len(batch) > 4 else None
-    return inputs, targets, lengths, owners
+    return batch[0], batch[1], *(batch[i] if len(batch) > i else None for i in (2, 4))
 
 
 def classifier_logits(
@@ -44,7 +40,7 @@ def classifier_logits(
     """Class logits ``(batch, num_classes)``, one row per text."""
     if isinstance(model, GPTModel):  # the book: logits of the last output token
         return model(input_batch)[:, -1, :]
-    if owners is None:
+    if owners is None:  # a suffix fed cached states takes no owners
         return model(input_batch, lengths)
     return model(input_batch, lengths, owners=owners)
 
@@ -53,8 +49,7 @@ def predict_loader(
     data_loader: Iterable, model: nn.Module, device: torch.device | str
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Targets ``(N,)``, class probabilities ``(N, C)`` and the mean loss over examples."""
-    targets_all, probs_all = [], []
-    loss_sum, seen = 0.0, 0
+    targets_all, probs_all, loss_sum, seen = [], [], 0.0, 0
     was_training = model.training
     model.eval()
     with torch.no_grad():
@@ -88,12 +83,12 @@ def evaluate_split(
     with autocast(device, precision):
         targets, probabilities, loss = predict_loader(loader, model, device)
     if ctx is not None and ctx.enabled:
-        seen = len(targets)
-        parts = ctx.gather_objects((targets, probabilities, loss * seen if seen else 0.0))
-        kept = [part for part in parts if len(part[0])]
-        targets = torch.cat([part[0] for part in kept])
-        probabilities = torch.cat([part[1] for part in kept])
-        loss = sum(part[2] for part in kept) / len(targets)
+        loss_sum = loss * len(targets) if len(targets) else 0.0
+        parts = [
+            part for part in ctx.gather_objects((targets, probabilities, loss_sum)) if len(part[0])
+        ]
+        targets, probabilities = (torch.cat([part[i] for part in parts]) for i in (0, 1))
+        loss = sum(part[2] for part in parts) / len(targets)
     predicted = probabilities.argmax(dim=-1).numpy()
     return classification_metrics(
         targets.numpy(), predicted, list(classes), probabilities.numpy(), loss

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import tiktoken
@@ -28,8 +28,8 @@ class ZeroShotResult:
     positive: str
     negative: str
     accuracy: float
-    answers: Counter = field(default_factory=Counter)  # yes / no / unparsed
-    examples: list[dict[str, Any]] = field(default_factory=list)
+    answers: Counter  # yes / no / unparsed
+    examples: list[dict[str, Any]]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -73,8 +73,9 @@ def zero_shot(
         )
     device = torch.device(device)
     eos_id = encode(tokenizer, EOT_TEXT)[0]
+    meaning = {"yes": positive, "no": negative}
     answers: Counter = Counter()
-    examples, correct = [], 0
+    examples = []
     for record in records:
         if record.label not in (positive, negative):
             raise GPTClassifierError(
@@ -82,17 +83,17 @@ def zero_shot(
             )
         ids = encode(tokenizer, prompt.format(positive=positive, text=record.text))
         ids = ids[-(context - max_new_tokens) :]  # keep the question's end: it holds the ask
-        idx = torch.tensor([ids], device=device)
         with autocast(device, precision):
-            out = generate(model, idx, max_new_tokens, context, eos_id=eos_id)
+            out = generate(
+                model, torch.tensor([ids], device=device), max_new_tokens, context, eos_id=eos_id
+            )
         generated = tokenizer.decode(out[0, len(ids) :].tolist())
-        answer = parse_answer(generated)
-        answers[answer or "unparsed"] += 1
-        predicted = {"yes": positive, "no": negative}.get(answer or "")
-        correct += predicted == record.label
+        answer = parse_answer(generated) or "unparsed"
+        answers[answer] += 1
         example = {"text": record.text, "label": record.label, "generated": generated}
-        examples.append({**example, "predicted": predicted})
+        examples.append({**example, "predicted": meaning.get(answer)})
         if on_example is not None:
             on_example()
+    correct = sum(example["predicted"] == example["label"] for example in examples)
     accuracy = correct / len(records) if records else float("nan")
     return ZeroShotResult(positive, negative, accuracy, answers, examples)
