@@ -165,10 +165,8 @@ def init_distributed(device: torch.device, timeout_s: float | None = None) -> Di
 
 
 def shutdown(ctx: DistContext, *, finished: bool = False) -> None:
-    """Leave the process group, unless the caller had set it up. ``finished`` (no error on this
-    rank): wait for the others first, so that no rank tears its gloo connections down while a
-    peer still reads its last collective from them (that peer aborts: "terminate called without
-    an active exception")."""
+    """Leave the process group unless the caller set it up; ``finished`` (no error here): first
+    wait for the peers, as one still reading a last collective would abort ("terminate called")."""
     if ctx.owns_group and dist.is_initialized():
         if finished:
             with contextlib.suppress(dist.DistError, RuntimeError):  # a peer gone: leave anyway

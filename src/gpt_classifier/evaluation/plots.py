@@ -133,11 +133,9 @@ def plot_confusion_matrix(
     vmax = max(float(counts.max()), 1.0)
     image = ax.imshow(counts, cmap="Blues", vmin=0.0, vmax=vmax, interpolation="nearest")
     fig.colorbar(image, ax=ax, shrink=0.8)
-    ax.set_xticks(range(n), labels=names)
-    if n > 6 or max(len(name) for name in names) > 8:
-        ax.tick_params(axis="x", labelrotation=45)
-        for tick_label in ax.get_xticklabels():
-            tick_label.set(horizontalalignment="right", rotation_mode="anchor")
+    slanted = n > 6 or max(len(name) for name in names) > 8
+    tilt = {"rotation": 45, "horizontalalignment": "right", "rotation_mode": "anchor"}
+    ax.set_xticks(range(n), labels=names, **(tilt if slanted else {}))
     ax.set_yticks(range(n), labels=names)
     ax.set(xlabel="Predicted class", ylabel="True class", title=title)
     integral = bool(np.all(counts == np.round(counts)))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import tiktoken
@@ -25,21 +25,17 @@ _ANSWER = re.compile(r"\b(yes|no)\b", re.IGNORECASE)
 
 @dataclass
 class ZeroShotResult:
-    positive: str
-    negative: str
+    """Its fields in the order of the JSON that ``--output`` writes."""
+
+    positive_label: str
+    negative_label: str
     accuracy: float
-    answers: Counter  # yes / no / unparsed
+    answers: dict[str, int]  # yes / no / unparsed
+    num_examples: int
     examples: list[dict[str, Any]]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "positive_label": self.positive,
-            "negative_label": self.negative,
-            "accuracy": self.accuracy,
-            "answers": dict(self.answers),
-            "num_examples": len(self.examples),
-            "examples": self.examples,
-        }
+        return asdict(self)
 
 
 def parse_answer(generated: str) -> str | None:
@@ -96,4 +92,4 @@ def zero_shot(
             on_example()
     correct = sum(example["predicted"] == example["label"] for example in examples)
     accuracy = correct / len(records) if records else float("nan")
-    return ZeroShotResult(positive, negative, accuracy, answers, examples)
+    return ZeroShotResult(positive, negative, accuracy, dict(answers), len(examples), examples)
