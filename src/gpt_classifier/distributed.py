@@ -78,8 +78,14 @@ class DistContext:
         return out
 
     def gather_floats(self, values: Sequence[float]) -> list[list[float]]:
-        """Each rank's ``values`` (the same count on every rank), in rank order."""
-        return self.gather_objects([float(value) for value in values])
+        """Each rank's ``values`` (the same count on every rank), in rank order; float64 tensors,
+        not pickled objects: this runs at every training step."""
+        if not self.enabled:
+            return [list(values)]
+        local = torch.tensor(values, dtype=torch.float64, device=self._device())
+        out = [torch.empty_like(local) for _ in range(self.world_size)]
+        dist.all_gather(out, local)
+        return [tensor.tolist() for tensor in out]
 
     def sum_in_place(self, tensor: torch.Tensor) -> None:
         """All-reduce (sum) a CPU tensor in chunks: each rank fills its rows, the others are zero,

@@ -41,9 +41,8 @@ class GPTClassifier(nn.Module):
         reference = gpt.final_norm.scale  # the head follows the model's device and dtype
         lazy = reference.is_meta and getattr(gpt, "lazy_weights", None) is not None
         device = torch.device("cpu") if lazy else reference.device  # weights.LazyWeights: head real
-        # The book: model.out_head = torch.nn.Linear(in_features=768, out_features=num_classes),
-        # a new layer with a bias (GPT-2's own has none); drawn on the CPU from head_seed: the
-        # same head on every device, and the global RNG untouched.
+        # The book's new head, with a bias (GPT-2's own has none), drawn on the CPU from
+        # head_seed: the same head on every device, and the global RNG untouched.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(head_seed)
             head = nn.Linear(gpt.cfg.emb_dim, num_classes)

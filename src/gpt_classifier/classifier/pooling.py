@@ -39,12 +39,7 @@ def validate_pooling(pooling: str | Pooling) -> Pooling:
 
 
 def pool_hidden(hidden: Tensor, lengths: Tensor | None, pooling: Pooling) -> Tensor:
-    """Hidden states ``(B, T, D)`` -> one vector per row ``(B, D)``: the position
-    ``pooled_positions`` gives, or for ``mean`` the mean over each row's first ``lengths``."""
-    if hidden.dim() != 3:
-        raise GPTClassifierError(
-            f"hidden states must have shape (batch, seq, emb_dim) (got {tuple(hidden.shape)})"
-        )
+    """States ``(B, T, D)`` -> ``(B, D)``: ``pooled_positions``, or the mean of the real tokens."""
     if hidden.shape[1] < 1:
         raise GPTClassifierError("cannot pool an empty sequence (0 tokens)")
     positions = pooled_positions(hidden, lengths, pooling)
@@ -110,10 +105,8 @@ def padding_reads(pooling: Pooling, causal: bool, pad_length: int | None) -> Pad
 
 
 def combine_windows(rows: Tensor, owners: Tensor | list[int] | None) -> Tensor:
-    """One row per text from one per window: the mean of each text's rows (``owners`` (W,)
-    numbers the texts 0..; None: one window a text). On logits this is the head of the mean
-    pooled state (the head is affine), so the two are one choice; on log-probabilities it gives
-    the same text probabilities after a softmax (``combine_probabilities``)."""
+    """The mean of each text's rows (``owners`` (W,) numbers the texts of the windows 0..): on
+    logits the head of the mean pooled state (the head is affine), so the two are one choice."""
     if owners is None:
         return rows
     owners = torch.as_tensor(owners, device=rows.device, dtype=torch.long)

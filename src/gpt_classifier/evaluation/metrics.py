@@ -132,10 +132,10 @@ def _probabilities(probabilities: np.ndarray, n: int, num_classes: int) -> np.nd
     if not np.all(np.isfinite(probs)) or probs.min() < 0.0 or probs.max() > 1.0:
         raise ValueError("probabilities must be finite and within [0, 1]")
     row_sums = probs.sum(axis=1)
-    worst = int(np.argmax(np.abs(row_sums - 1.0)))
-    if abs(row_sums[worst] - 1.0) > _PROBABILITY_SUM_TOLERANCE:
+    worst = float(row_sums[np.argmax(np.abs(row_sums - 1.0))])
+    if abs(worst - 1.0) > _PROBABILITY_SUM_TOLERANCE:
         raise ValueError(
             "probabilities must sum to 1 over the classes (softmax output, not logits); "
-            f"a row sums to {float(row_sums[worst]):.4g}"
+            f"a row sums to {worst:.4g}"
         )
     return probs

@@ -40,9 +40,8 @@ def classifier_logits(
     """Class logits ``(batch, num_classes)``, one row per text."""
     if isinstance(model, GPTModel):  # the book: logits of the last output token
         return model(input_batch)[:, -1, :]
-    if owners is None:  # a suffix fed cached states takes no owners
-        return model(input_batch, lengths)
-    return model(input_batch, lengths, owners=owners)
+    windows = {} if owners is None else {"owners": owners}  # a cached-states suffix takes none
+    return model(input_batch, lengths, **windows)
 
 
 def predict_loader(

@@ -21,24 +21,16 @@ def format_report(
 ) -> str:
     """A summary table (split, n, loss, accuracy, macro F1, ROC-AUC), then each split's
     per-class scores and confusion matrix, in ``class_names``' order (default: ``per_class``'s)."""
-    summary_rows = [
-        [
-            str(split),
-            _fmt(metrics.get("num_examples"), "int"),
-            _fmt(metrics.get("loss")),
-            _fmt(metrics.get("accuracy"), "percent"),
-            _fmt(metrics.get("macro_avg", {}).get("f1")),
-            _fmt(metrics.get("roc_auc")),
-        ]
-        for split, metrics in report.items()
-    ]
-    header = ["split", "n", "loss", "accuracy", "macro F1", "ROC-AUC"]
-    sections = ["Summary", format_table(header, summary_rows)]
+    summary, details = [], []
     for split, metrics in report.items():
+        count = _fmt(metrics.get("num_examples"), "int")
+        f1 = metrics.get("macro_avg", {}).get("f1")
+        loss, f1, auc = map(_fmt, (metrics.get("loss"), f1, metrics.get("roc_auc")))
+        summary.append([str(split), count, loss, _fmt(metrics.get("accuracy"), "percent"), f1, auc])
         if isinstance(metrics.get("per_class"), Mapping) and metrics["per_class"]:
-            heading = f"== {split} (n={_fmt(metrics.get('num_examples'), 'int')}) =="
-            sections.append(heading + "\n" + _format_split(metrics, class_names))
-    return "\n\n".join(sections) + "\n"
+            details.append(f"== {split} (n={count}) ==\n" + _format_split(metrics, class_names))
+    header = ["split", "n", "loss", "accuracy", "macro F1", "ROC-AUC"]
+    return "\n\n".join(["Summary", format_table(header, summary), *details]) + "\n"
 
 
 def write_report_json(report: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
