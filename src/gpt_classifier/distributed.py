@@ -63,10 +63,9 @@ class DistContext:
         return result
 
     def broadcast_object(self, value: T) -> T:
-        if not self.enabled:
-            return value
         box = [value]
-        dist.broadcast_object_list(box, src=0, device=self._device())
+        if self.enabled:
+            dist.broadcast_object_list(box, src=0, device=self._device())
         return box[0]
 
     def gather_objects(self, value: T) -> list[T]:

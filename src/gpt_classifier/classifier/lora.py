@@ -18,13 +18,7 @@ class LoRALayer(nn.Module):
     ``alpha / rank`` (the book's first printing used ``alpha``)."""
 
     def __init__(
-        self,
-        in_dim: int,
-        out_dim: int,
-        rank: int,
-        alpha: float,
-        *,
-        generator: Generator | None = None,
+        self, in_dim: int, out_dim: int, rank: int, alpha: float, generator: Generator | None = None
     ) -> None:
         super().__init__()
         if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:

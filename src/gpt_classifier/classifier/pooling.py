@@ -58,14 +58,11 @@ def pooled_positions(hidden: Tensor, lengths: Tensor | None, pooling: Pooling) -
     ``(B,)``, real tokens per row (``None``: all), are checked without a device sync on the CPU."""
     batch, seq_len, _ = hidden.shape
     if lengths is not None:
-        if not isinstance(lengths, torch.Tensor):
-            raise GPTClassifierError(f"lengths must be a tensor of shape ({batch},)")
+        if not isinstance(lengths, torch.Tensor) or lengths.shape != (batch,):
+            got = tuple(lengths.shape) if isinstance(lengths, torch.Tensor) else type(lengths)
+            raise GPTClassifierError(f"lengths must be a tensor of shape ({batch},) (got {got})")
         if lengths.dtype == torch.bool or lengths.dtype.is_floating_point or lengths.is_complex():
             raise GPTClassifierError(f"lengths must hold integers (got dtype {lengths.dtype})")
-        if lengths.shape != (batch,):
-            raise GPTClassifierError(
-                f"lengths must have shape ({batch},), one per row (got {tuple(lengths.shape)})"
-            )
         if batch and bool(((lengths < 1) | (lengths > seq_len)).any()):
             raise GPTClassifierError(
                 f"every length must be between 1 and the sequence length {seq_len} "

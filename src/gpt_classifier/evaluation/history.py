@@ -64,9 +64,8 @@ class TrainingHistory:
     ) -> TrainingHistory:
         """From :meth:`to_dict`'s output (missing keys are empty lists); errors name ``source``."""
         if not isinstance(values, Mapping):
-            raise GPTClassifierError(
-                f"{source}: expected a JSON object, got {type(values).__name__}"
-            )
+            got = type(values).__name__
+            raise GPTClassifierError(f"{source}: expected a JSON object, got {got}")
         unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise GPTClassifierError(f"{source}: unknown keys {unknown}")

@@ -1,8 +1,6 @@
-"""Figures written to explicit PNG paths: training curves and the confusion matrix.
-
-matplotlib's object API (``Figure`` on ``FigureCanvasAgg``), never ``pyplot``: no window, no
-figure kept after saving, no change to the backend a user picked for their own session.
-"""
+"""Training curves and the confusion matrix as PNG files, drawn with matplotlib's object API
+(``Figure`` on ``FigureCanvasAgg``), never ``pyplot``: no window, no figure kept after saving,
+no change to the backend a user picked for their own session."""
 
 from __future__ import annotations
 

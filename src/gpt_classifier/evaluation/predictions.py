@@ -1,9 +1,6 @@
-"""Predictions over a loader and the metrics of one split.
-
-``model`` is a ``GPTClassifier`` (or a suffix of one fed cached states): ``model(inputs,
-lengths)``; or the book's ``GPTModel`` with a class-sized ``out_head`` (logits of position -1).
-Batches are the book's ``(inputs, targets)`` or our ``(inputs, targets, lengths, ...)``.
-"""
+"""Predictions over a loader and the metrics of one split. ``model`` is a ``GPTClassifier``
+(or a suffix of one fed cached states) or the book's ``GPTModel`` with a class-sized
+``out_head``; batches are the book's ``(inputs, targets)`` or ours, with ``lengths`` third."""
 
 from __future__ import annotations
 

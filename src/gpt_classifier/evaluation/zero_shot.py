@@ -79,10 +79,9 @@ def zero_shot(
             )
         ids = encode(tokenizer, prompt.format(positive=positive, text=record.text))
         ids = ids[-(context - max_new_tokens) :]  # keep the question's end: it holds the ask
+        idx = torch.tensor([ids], device=device)
         with autocast(device, precision):
-            out = generate(
-                model, torch.tensor([ids], device=device), max_new_tokens, context, eos_id=eos_id
-            )
+            out = generate(model, idx, max_new_tokens, context, eos_id=eos_id)
         generated = tokenizer.decode(out[0, len(ids) :].tolist())
         answer = parse_answer(generated) or "unparsed"
         answers[answer] += 1
