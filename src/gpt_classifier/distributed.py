@@ -138,8 +138,7 @@ def context_from_env() -> DistContext:
 
 def init_distributed(device: torch.device, timeout_s: float | None = None) -> DistContext:
     """Join the job ``torchrun`` started (NCCL on CUDA, gloo on the CPU) with a timeout (else
-    ``$GPT_CLASSIFIER_DIST_TIMEOUT``, else 10 minutes), so a peer that never joins or stops
-    answering is an error, not a hang."""
+    ``$GPT_CLASSIFIER_DIST_TIMEOUT``, else 10 minutes): a peer that never answers is an error."""
     ctx = context_from_env()
     if not ctx.enabled:
         return ctx

@@ -67,9 +67,8 @@ def apply_trainable(
     lora_alpha: float = 16.0,
     lora_seed: int = 123,
 ) -> None:
-    """Freeze every parameter of ``model``, then unfreeze those that ``spec`` (parsed here once)
-    names, in place. ``lora`` first wraps each Linear of the blocks in a ``LinearWithLoRA``
-    (adapters drawn from ``lora_seed``); a model that already has adapters keeps them."""
+    """Freeze ``model``, then unfreeze what ``spec`` names, in place; ``lora`` first wraps each
+    Linear of the blocks (adapters drawn from ``lora_seed``; existing adapters are kept)."""
     spec = parse_trainable(spec)
     gpt = model.gpt
     n_layers = len(gpt.trf_blocks)

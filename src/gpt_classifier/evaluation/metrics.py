@@ -20,15 +20,10 @@ def classification_metrics(
     probabilities: np.ndarray | None = None,
     loss: float | None = None,
 ) -> dict[str, Any]:
-    """Score predicted class ids ``0 .. len(class_names) - 1`` against true ones.
-
-    ``probabilities`` (softmax output ``(n, classes)``, or ``(n,)`` of class 1 for two classes)
-    is used only for ROC-AUC: binary (of class 1) for two classes, else the macro mean of the
-    one-vs-rest AUCs over the classes with both positives and negatives (scikit-learn's
-    ``multi_class="ovr"`` when every class is present); ``None`` where undefined. ``loss`` is
-    stored as given. The confusion matrix's rows are true classes. Inputs that do not fit
-    together raise ``ValueError``.
-    """
+    """Score predicted class ids ``0 .. len(class_names) - 1`` against true ones (else a
+    ``ValueError``). ``probabilities`` (softmax ``(n, classes)``, or ``(n,)`` of class 1) give the
+    ROC-AUC: binary for two classes, else the macro mean of the one-vs-rest AUCs of the classes
+    with positives and negatives (scikit-learn's ``"ovr"``); ``None`` where undefined."""
     names = [str(name) for name in class_names]
     if len(names) < 2:
         raise ValueError(f"need at least two class names, got {len(names)}")

@@ -89,21 +89,16 @@ def plot_training_history(
     """``loss.png`` and ``accuracy.png`` (in percent) in ``output_dir``, each only if it has
     points; the paths written. ``history`` may be in its ``to_dict`` form. ``eval_iter``: the
     batches of each split a point was measured on (the book's sample, not the whole split)."""
-    h = history if isinstance(history, TrainingHistory) else TrainingHistory.from_dict(history)
-    curves = (
-        ("loss", h.epochs_seen, h.examples_seen, h.train_losses, h.val_losses),
-        ("accuracy", h.acc_epochs_seen, h.acc_examples_seen, h.train_accs, h.val_accs),
-    )
+    log = history if isinstance(history, TrainingHistory) else TrainingHistory.from_dict(history)
+    curves = {
+        "loss": (log.epochs_seen, log.examples_seen, log.train_losses, log.val_losses),
+        "accuracy": (log.acc_epochs_seen, log.acc_examples_seen, log.train_accs, log.val_accs),
+    }
     sample = f"{eval_iter} batches of each split" if eval_iter else None
+    out = Path(output_dir)
     return [
-        plot_values(
-            *xy,
-            label,
-            Path(output_dir) / f"{label}.png",
-            percent=label == "accuracy",
-            measured_on=sample,
-        )
-        for label, *xy in curves
+        plot_values(*xy, kind, out / f"{kind}.png", percent=kind == "accuracy", measured_on=sample)
+        for kind, xy in curves.items()
         if xy[2]
     ]
 

@@ -71,11 +71,9 @@ def evaluate_split(
     classes: Sequence[str],
     ctx: DistContext | None = None,
 ) -> dict[str, Any]:
-    """The report's metrics of one split: the one path behind ``metrics.json`` at the end of
-    training and ``gpt-classifier evaluate``, so the two agree (``precision`` resolved). Under
-    ``torchrun`` (``ctx``) ``loader`` holds this rank's share of the batches and every rank's
-    predictions are gathered: each batch is the one a single process runs, so the metrics are
-    the same (the mean loss up to the order of its sum)."""
+    """The one path behind ``metrics.json`` and ``gpt-classifier evaluate``, so the two agree.
+    Under ``torchrun`` (``ctx``) ``loader`` holds this rank's share of the batches and every
+    rank's predictions are gathered: the metrics of one process (the loss up to summing order)."""
     with autocast(device, precision):
         targets, probabilities, loss = predict_loader(loader, model, device)
     if ctx is not None and ctx.enabled:
