@@ -2,8 +2,7 @@
 batches, DDP around the trainable part and the collectives the pipeline needs; a no-op without
 torchrun's variables. N processes take one process's steps: the same shuffle on every rank,
 batch ``i`` to rank ``i % N``, gradients averaged (``--grad-accum G`` on N ranks is ``N*G`` on
-one; an epoch's last ``M mod N`` batches are dropped so every rank takes as many steps).
-"""
+one; an epoch's last ``M mod N`` batches are dropped so every rank takes as many steps)."""
 
 from __future__ import annotations
 
@@ -11,7 +10,7 @@ import contextlib
 import datetime
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import torch
@@ -30,13 +29,14 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class DistContext:
-    """This process's place in the job (rank 0 of 1 outside ``torchrun``)."""
+    """This process's place in the job (rank 0 of 1 outside ``torchrun``); ``backend`` None: no
+    process group; ``owns_group``: this module set the group up (and tears it down)."""
 
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
-    backend: str | None = None  # None: no process group
-    owns_group: bool = False  # this module set the group up (and tears it down)
+    backend: str | None = None
+    owns_group: bool = False
 
     @property
     def enabled(self) -> bool:
@@ -45,12 +45,6 @@ class DistContext:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
-
-    def _device(self) -> torch.device:
-        """Where collective tensors live: NCCL reduces CUDA tensors only."""
-        if self.backend == "nccl":
-            return torch.device("cuda", torch.cuda.current_device())
-        return torch.device("cpu")
 
     def run_on_main(self, work: Callable[[], T]) -> T:
         """``work()`` on rank 0 only, its result (or its error) on every rank: a check only rank 0
@@ -69,10 +63,9 @@ class DistContext:
         return result
 
     def broadcast_object(self, value: T) -> T:
-        if not self.enabled:
-            return value
         box = [value]
-        dist.broadcast_object_list(box, src=0, device=self._device())
+        if self.enabled:
+            dist.broadcast_object_list(box, src=0, device=self._device())
         return box[0]
 
     def gather_objects(self, value: T) -> list[T]:
@@ -84,13 +77,14 @@ class DistContext:
         return out
 
     def gather_floats(self, values: Sequence[float]) -> list[list[float]]:
-        """Each rank's ``values`` (the same count on every rank), in rank order; float64."""
+        """Each rank's ``values`` (the same count on every rank), in rank order; float64 tensors,
+        not pickled objects: this runs at every training step."""
         if not self.enabled:
             return [list(values)]
         local = torch.tensor(values, dtype=torch.float64, device=self._device())
         out = [torch.empty_like(local) for _ in range(self.world_size)]
         dist.all_gather(out, local)
-        return [t.tolist() for t in out]
+        return [tensor.tolist() for tensor in out]
 
     def sum_in_place(self, tensor: torch.Tensor) -> None:
         """All-reduce (sum) a CPU tensor in chunks: each rank fills its rows, the others are zero,
@@ -101,32 +95,33 @@ class DistContext:
         """Rank 0's CPU ``tensor`` on every rank, in chunks."""
         self._chunked(tensor, lambda chunk: dist.broadcast(chunk, src=0))
 
+    def broadcast_parameters(self, params: Sequence[torch.Tensor]) -> None:
+        if self.enabled:
+            for param in params:
+                dist.broadcast(param.data, src=0)
+
     def _chunked(self, tensor: torch.Tensor, collective: Callable[[torch.Tensor], Any]) -> None:
         if not self.enabled:
             return
         flat = tensor.view(-1)
-        device = self._device()
         for start in range(0, flat.numel(), _CHUNK_ELEMENTS):
             piece = flat[start : start + _CHUNK_ELEMENTS]
-            moved = piece.to(device)
+            moved = piece.to(self._device())
             collective(moved)
             if moved.data_ptr() != piece.data_ptr():
                 piece.copy_(moved)
 
-    def broadcast_parameters(self, params: Sequence[torch.Tensor]) -> None:
-        if not self.enabled:
-            return
-        with torch.no_grad():
-            for param in params:
-                dist.broadcast(param.data, src=0)
+    def _device(self) -> torch.device:
+        """Where collective tensors live: NCCL reduces CUDA tensors only."""
+        if self.backend == "nccl":
+            return torch.device("cuda", torch.cuda.current_device())
+        return torch.device("cpu")
 
 
 def _env_number(name: str, default: float, kind: type = int) -> Any:
     value = os.environ.get(name)
-    if not value:
-        return default
     try:
-        return kind(value)
+        return kind(value) if value else default
     except ValueError:
         what = "an integer" if kind is int else "a number"
         raise GPTClassifierError(f"{name}={value!r} is not {what}") from None
@@ -143,8 +138,7 @@ def context_from_env() -> DistContext:
 
 def init_distributed(device: torch.device, timeout_s: float | None = None) -> DistContext:
     """Join the job ``torchrun`` started (NCCL on CUDA, gloo on the CPU) with a timeout (else
-    ``$GPT_CLASSIFIER_DIST_TIMEOUT``, else 10 minutes), so a peer that never joins or stops
-    answering is an error, not a hang."""
+    ``$GPT_CLASSIFIER_DIST_TIMEOUT``, else 10 minutes): a peer that never answers is an error."""
     ctx = context_from_env()
     if not ctx.enabled:
         return ctx
@@ -153,37 +147,30 @@ def init_distributed(device: torch.device, timeout_s: float | None = None) -> Di
         seconds = _env_number(DIST_TIMEOUT_ENV, DEFAULT_DIST_TIMEOUT_S, float)
     if not seconds > 0:
         raise GPTClassifierError(f"the distributed timeout must be positive (got {seconds})")
-    backend = "nccl" if device.type == "cuda" else "gloo"
     if dist.is_initialized():  # a caller (tests, a notebook) set it up already
-        return DistContext(ctx.rank, ctx.world_size, ctx.local_rank, dist.get_backend())
+        return replace(ctx, backend=dist.get_backend())
+    backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(ctx.local_rank)
-    where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
+    timeout = datetime.timedelta(seconds=seconds)
     try:
-        dist.init_process_group(
-            backend,
-            timeout=datetime.timedelta(seconds=seconds),
-            rank=ctx.rank,
-            world_size=ctx.world_size,
-        )
-        # A first collective: the group is complete only once every rank answers.
-        dist.barrier()
+        dist.init_process_group(backend, timeout=timeout, rank=ctx.rank, world_size=ctx.world_size)
+        dist.barrier()  # a first collective: the group is complete only once every rank answers
     except (dist.DistError, RuntimeError, ValueError) as exc:
         if dist.is_initialized():
             dist.destroy_process_group()
+        where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
         raise GPTClassifierError(
             f"rank {ctx.rank} of {ctx.world_size}: the other processes did not join within "
-            f"{seconds:g} s at {where} ({type(exc).__name__}: {_first_line(exc)}); start every "
+            f"{seconds:g} s at {where} ({_describe(exc)}); start every "
             f"rank (torchrun --nproc-per-node/--nnodes) or raise {DIST_TIMEOUT_ENV}"
         ) from None
-    return DistContext(ctx.rank, ctx.world_size, ctx.local_rank, backend, owns_group=True)
+    return replace(ctx, backend=backend, owns_group=True)
 
 
 def shutdown(ctx: DistContext, *, finished: bool = False) -> None:
-    """Leave the process group, unless the caller had set it up. ``finished`` (no error on this
-    rank): wait for the others first, so that no rank tears its gloo connections down while a
-    peer still reads its last collective from them (that peer aborts: "terminate called without
-    an active exception")."""
+    """Leave the process group unless the caller set it up; ``finished`` (no error here): first
+    wait for the peers, as one still reading a last collective would abort ("terminate called")."""
     if ctx.owns_group and dist.is_initialized():
         if finished:
             with contextlib.suppress(dist.DistError, RuntimeError):  # a peer gone: leave anyway
@@ -202,14 +189,13 @@ def peer_failure(ctx: DistContext, exc: BaseException) -> GPTClassifierError:
     """A collective that failed or timed out (a rank died or hangs) as a one-line error."""
     return GPTClassifierError(
         f"rank {ctx.rank} of {ctx.world_size}: a peer process failed or stopped answering "
-        f"({type(exc).__name__}: {_first_line(exc)}); the job stops (resume it with --resume "
-        "from the last checkpoint)"
+        f"({_describe(exc)}); the job stops (resume it with --resume from the last checkpoint)"
     )
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else "no message"
+def _describe(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else 'no message'}"
 
 
 class RankBatches(Sampler[list[int]]):
@@ -224,11 +210,10 @@ class RankBatches(Sampler[list[int]]):
         return total // self.world if self.even else len(range(self.rank, total, self.world))
 
     def __iter__(self) -> Iterator[list[int]]:
-        limit = len(self) * self.world if self.even else None
-        for index, batch in enumerate(self.batches):  # draws the shuffle as one process does
-            if limit is not None and index >= limit:
-                continue  # the generator must still run to the end, as in one process
-            if index % self.world == self.rank:
+        kept = len(self) * self.world if self.even else len(self.batches)
+        # every batch is drawn, as in one process, so that the shuffle's generator runs to the end
+        for index, batch in enumerate(self.batches):
+            if index < kept and index % self.world == self.rank:
                 yield batch
 
 

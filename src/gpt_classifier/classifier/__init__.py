@@ -4,7 +4,6 @@ from .lora import LinearWithLoRA, LoRALayer, has_lora, merge_lora, replace_linea
 from .model import GPTClassifier
 from .pooling import POOLINGS, Pooling, pool_hidden, validate_pooling
 from .trainable import (
-    TRAINABLE_FORMS,
     TrainableKind,
     TrainableSpec,
     apply_trainable,

@@ -7,35 +7,26 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Generator, nn
 
 from ..errors import GPTClassifierError
 
 
 class LoRALayer(nn.Module):
     """``scaling * (x @ A @ B)``: ``A`` ``(in_dim, rank)`` Kaiming-uniform as in the book (from
-    ``generator`` on the CPU if given), ``B`` ``(rank, out_dim)`` zeros. The scaling is the LoRA
-    paper's ``alpha / rank`` (the book's first printing used ``alpha``)."""
+    ``generator`` if given), ``B`` ``(rank, out_dim)`` zeros. The scaling is the LoRA paper's
+    ``alpha / rank`` (the book's first printing used ``alpha``)."""
 
     def __init__(
-        self,
-        in_dim: int,
-        out_dim: int,
-        rank: int,
-        alpha: float,
-        *,
-        generator: torch.Generator | None = None,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
+        self, in_dim: int, out_dim: int, rank: int, alpha: float, generator: Generator | None = None
     ) -> None:
         super().__init__()
         if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
             raise GPTClassifierError(f"LoRA rank must be a positive integer (got {rank!r})")
         self.scaling = float(alpha) / rank
-        A = torch.empty(in_dim, rank)  # the book's names
-        nn.init.kaiming_uniform_(A, a=math.sqrt(5), generator=generator)
-        self.A = nn.Parameter(A.to(device=device, dtype=dtype))
-        self.B = nn.Parameter(torch.zeros(rank, out_dim, device=device, dtype=dtype))
+        self.A = nn.Parameter(torch.empty(in_dim, rank))  # the book's names
+        nn.init.kaiming_uniform_(self.A, a=math.sqrt(5), generator=generator)
+        self.B = nn.Parameter(torch.zeros(rank, out_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.scaling * (x @ self.A @ self.B)
@@ -44,13 +35,14 @@ class LoRALayer(nn.Module):
 class LinearWithLoRA(nn.Module):
     """A (frozen) ``nn.Linear`` plus a ``LoRALayer``: ``linear(x) + lora(x)``."""
 
-    def __init__(self, linear: nn.Linear, rank: int, alpha: float, *, generator=None) -> None:
+    def __init__(
+        self, linear: nn.Linear, rank: int, alpha: float, *, generator: Generator | None = None
+    ) -> None:
         super().__init__()
         self.linear = linear
         self._bf16_copy: tuple[tuple[int, int], torch.Tensor, torch.Tensor | None] | None = None
-        on = {"device": linear.weight.device, "dtype": linear.weight.dtype}
-        features = (linear.in_features, linear.out_features)
-        self.lora = LoRALayer(*features, rank, alpha, generator=generator, **on)
+        lora = LoRALayer(linear.in_features, linear.out_features, rank, alpha, generator=generator)
+        self.lora = lora.to(device=linear.weight.device, dtype=linear.weight.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # One addmm with the scaling folded into the small B: no extra passes over the
@@ -65,27 +57,24 @@ class LinearWithLoRA(nn.Module):
         """``self.linear(x)``; under CPU bf16 autocast from a bf16 copy of the frozen weights
         kept between passes (autocast would recast them every pass: 130 of a ~570 ms LoRA step
         on GPT-2 124M), bit-identical; the copy costs half the weights' memory."""
-        linear = self.linear
-        weight, bias = linear.weight, linear.bias
+        weight, bias = self.linear.weight, self.linear.bias
         if (
             x.device.type != "cpu"
             or weight.dtype != torch.float32
-            or weight.requires_grad
-            or (bias is not None and bias.requires_grad)
+            or any(p.requires_grad for p in self.linear.parameters())
             or not torch.is_autocast_enabled("cpu")
             or torch.get_autocast_dtype("cpu") != torch.bfloat16
         ):
-            return linear(x)
+            return self.linear(x)
         key = (weight._version, weight.data_ptr())
         if self._bf16_copy is None or self._bf16_copy[0] != key:
             half_bias = None if bias is None else bias.detach().to(torch.bfloat16)
             self._bf16_copy = (key, weight.detach().to(torch.bfloat16), half_bias)
-        _, half_weight, half_bias = self._bf16_copy
-        return F.linear(x.to(torch.bfloat16), half_weight, half_bias)
+        return F.linear(x.to(torch.bfloat16), *self._bf16_copy[1:])
 
 
 def replace_linear_with_lora(
-    module: nn.Module, rank: int, alpha: float, generator: torch.Generator | None = None
+    module: nn.Module, rank: int, alpha: float, generator: Generator | None = None
 ) -> int:
     """Wrap every ``nn.Linear`` inside ``module`` (not yet wrapped) in a ``LinearWithLoRA``, in
     place; the number wrapped. A ``generator`` makes the init independent of the global RNG."""

@@ -39,12 +39,10 @@ class GPTClassifier(nn.Module):
         self.pooling = validate_pooling(pooling)
         self.gpt = gpt
         reference = gpt.final_norm.scale  # the head follows the model's device and dtype
-        device = reference.device
-        if reference.is_meta and getattr(gpt, "lazy_weights", None) is not None:
-            device = torch.device("cpu")  # a lazy model (weights.LazyWeights): the head is real
-        # The book: model.out_head = torch.nn.Linear(in_features=768, out_features=num_classes),
-        # a new layer with a bias (GPT-2's own has none); drawn on the CPU from head_seed: the
-        # same head on every device, and the global RNG untouched.
+        lazy = reference.is_meta and getattr(gpt, "lazy_weights", None) is not None
+        device = torch.device("cpu") if lazy else reference.device  # weights.LazyWeights: head real
+        # The book's new head, with a bias (GPT-2's own has none), drawn on the CPU from
+        # head_seed: the same head on every device, and the global RNG untouched.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(head_seed)
             head = nn.Linear(gpt.cfg.emb_dim, num_classes)
@@ -58,6 +56,11 @@ class GPTClassifier(nn.Module):
     def n_layers(self) -> int:
         return len(self.gpt.trf_blocks)
 
+    @property
+    def can_pack(self) -> bool:
+        """Whether ``forward_packed`` gives this model's answers (``padding_reads``)."""
+        return not any(padding_reads(self.pooling, self.cfg.causal, None))
+
     def forward(
         self,
         input_ids: Tensor,
@@ -67,18 +70,10 @@ class GPTClassifier(nn.Module):
         owners: Tensor | None = None,
     ) -> Tensor:
         """Class logits ``(B, num_classes)`` of token ids ``(B, T)`` with ``lengths`` ``(B,)`` real
-        tokens each (``None``: no padding); ``fast``: the last block at the pooled positions.
+        tokens each (``None``: no padding); ``fast``: the last block at the pooled positions only.
         ``owners`` (B,): the rows are windows of texts 0.., one row of logits per text back."""
-        if fast:
-            return self.forward_from_hidden(self.gpt.embed(input_ids), 0, lengths, owners)
-        hidden = self.gpt.hidden_states(input_ids)  # (B, T, D): every block at every position
-        pooled = pool_hidden(self.gpt.final_norm(hidden), lengths, self.pooling)  # (B, D)
-        return combine_windows(self.gpt.out_head(pooled), owners)  # the book: model(x)[:, -1, :]
-
-    @property
-    def can_pack(self) -> bool:
-        """Whether ``forward_packed`` gives this model's answers (``padding_reads``)."""
-        return not any(padding_reads(self.pooling, self.cfg.causal, None))
+        hidden = self.gpt.embed(input_ids)
+        return self.forward_from_hidden(hidden, 0, lengths, owners, fast=fast)
 
     def forward_packed(self, packed: PackedBatch) -> Tensor:
         """``forward`` of texts packed end to end (``packing.pack``), to float rounding: every
@@ -102,9 +97,11 @@ class GPTClassifier(nn.Module):
         start_block: int,
         lengths: Tensor | None = None,
         owners: Tensor | None = None,
+        *,
+        fast: bool = True,
     ) -> Tensor:
         """Class logits from the states ``(B, T, D)`` entering ``trf_blocks[start_block]`` (cached
-        when the blocks before are frozen), the last block at the pooled positions if any."""
+        when the blocks before are frozen), the last block at the pooled positions if ``fast``."""
         if isinstance(start_block, bool) or not 0 <= start_block <= self.n_layers:
             raise GPTClassifierError(
                 f"start_block must be between 0 and {self.n_layers} (got {start_block!r})"
@@ -115,10 +112,12 @@ class GPTClassifier(nn.Module):
                 f"(got {tuple(hidden.shape)})"
             )
         blocks = self.gpt.trf_blocks[start_block:]
-        positions = pooled_positions(hidden, lengths, self.pooling) if len(blocks) else None
+        positions = (
+            pooled_positions(hidden, lengths, self.pooling) if fast and len(blocks) else None
+        )
         for block in blocks if positions is None else blocks[:-1]:
             hidden = block(hidden)
-        if positions is None:
+        if positions is None:  # every block at every position: the book's model(x)[:, -1, :]
             pooled = pool_hidden(self.gpt.final_norm(hidden), lengths, self.pooling)
         else:
             pooled = self.gpt.final_norm(blocks[-1].forward_at(hidden, positions))

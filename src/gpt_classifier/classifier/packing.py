@@ -31,8 +31,7 @@ class PackedBatch:
 
     def unpack(self, hidden: torch.Tensor) -> torch.Tensor:
         """Packed states ``(tokens, D)`` -> right-padded ``(texts, longest, D)``, zeros after."""
-        texts, longest = len(self.lengths), int(self.lengths.max())
-        padded = hidden.new_zeros(texts, longest, hidden.shape[-1])
+        padded = hidden.new_zeros(len(self.lengths), int(self.lengths.max()), hidden.shape[-1])
         real = self.segments >= 0
         padded[self.segments[real], self.positions[real]] = hidden
         return padded
@@ -57,12 +56,9 @@ def layout(lengths: Sequence[int], row_tokens: int) -> tuple[torch.Tensor, torch
     positions = torch.zeros(len(rows), width, dtype=torch.long)
     segments = torch.full((len(rows), width), -1, dtype=torch.long)
     for row, members in enumerate(rows):
-        column = 0
-        for text in members:
-            span = slice(column, column + lengths[text])
-            positions[row, span] = torch.arange(lengths[text])
-            segments[row, span] = text
-            column += lengths[text]
+        sizes = [lengths[text] for text in members]
+        positions[row, : sum(sizes)] = torch.cat([torch.arange(size) for size in sizes])
+        segments[row, : sum(sizes)] = torch.tensor(members).repeat_interleave(torch.tensor(sizes))
     return positions, segments
 
 

@@ -34,34 +34,12 @@ def validate_pooling(pooling: str | Pooling) -> Pooling:
     try:
         return Pooling(pooling)
     except ValueError:
-        raise GPTClassifierError(
-            f"unknown pooling {pooling!r}; valid poolings: {', '.join(POOLINGS)}"
-        ) from None
-
-
-def _check_lengths(lengths: torch.Tensor, batch: int, seq_len: int) -> None:
-    if not isinstance(lengths, torch.Tensor):
-        raise GPTClassifierError(f"lengths must be a tensor of shape ({batch},)")
-    if lengths.dtype == torch.bool or lengths.dtype.is_floating_point or lengths.is_complex():
-        raise GPTClassifierError(f"lengths must hold integers (got dtype {lengths.dtype})")
-    if lengths.shape != (batch,):
-        raise GPTClassifierError(
-            f"lengths must have shape ({batch},), one per row (got {tuple(lengths.shape)})"
-        )
-    if batch and bool(((lengths < 1) | (lengths > seq_len)).any()):
-        raise GPTClassifierError(
-            f"every length must be between 1 and the sequence length {seq_len} "
-            f"(got min {int(lengths.min())}, max {int(lengths.max())})"
-        )
+        valid = ", ".join(POOLINGS)
+        raise GPTClassifierError(f"unknown pooling {pooling!r}; valid poolings: {valid}") from None
 
 
 def pool_hidden(hidden: Tensor, lengths: Tensor | None, pooling: Pooling) -> Tensor:
-    """Hidden states ``(B, T, D)`` -> one vector per row ``(B, D)``: the position
-    ``pooled_positions`` gives, or for ``mean`` the mean over each row's first ``lengths``."""
-    if hidden.dim() != 3:
-        raise GPTClassifierError(
-            f"hidden states must have shape (batch, seq, emb_dim) (got {tuple(hidden.shape)})"
-        )
+    """States ``(B, T, D)`` -> ``(B, D)``: ``pooled_positions``, or the mean of the real tokens."""
     if hidden.shape[1] < 1:
         raise GPTClassifierError("cannot pool an empty sequence (0 tokens)")
     positions = pooled_positions(hidden, lengths, pooling)
@@ -80,7 +58,16 @@ def pooled_positions(hidden: Tensor, lengths: Tensor | None, pooling: Pooling) -
     ``(B,)``, real tokens per row (``None``: all), are checked without a device sync on the CPU."""
     batch, seq_len, _ = hidden.shape
     if lengths is not None:
-        _check_lengths(lengths, batch, seq_len)
+        if not isinstance(lengths, torch.Tensor) or lengths.shape != (batch,):
+            got = tuple(lengths.shape) if isinstance(lengths, torch.Tensor) else type(lengths)
+            raise GPTClassifierError(f"lengths must be a tensor of shape ({batch},) (got {got})")
+        if lengths.dtype == torch.bool or lengths.dtype.is_floating_point or lengths.is_complex():
+            raise GPTClassifierError(f"lengths must hold integers (got dtype {lengths.dtype})")
+        if batch and bool(((lengths < 1) | (lengths > seq_len)).any()):
+            raise GPTClassifierError(
+                f"every length must be between 1 and the sequence length {seq_len} "
+                f"(got min {int(lengths.min())}, max {int(lengths.max())})"
+            )
     if pooling == Pooling.MEAN:
         return None
     if pooling == Pooling.FIRST:
@@ -115,10 +102,8 @@ def padding_reads(pooling: Pooling, causal: bool, pad_length: int | None) -> Pad
 
 
 def combine_windows(rows: Tensor, owners: Tensor | list[int] | None) -> Tensor:
-    """One row per text from one per window: the mean of each text's rows (``owners`` (W,)
-    numbers the texts 0..; None: one window a text). On logits this is the head of the mean
-    pooled state (the head is affine), so the two are one choice; on log-probabilities it gives
-    the same text probabilities after a softmax (``combine_probabilities``)."""
+    """The mean of each text's rows (``owners`` (W,) numbers the texts of the windows 0..): on
+    logits the head of the mean pooled state (the head is affine), so the two are one choice."""
     if owners is None:
         return rows
     owners = torch.as_tensor(owners, device=rows.device, dtype=torch.long)

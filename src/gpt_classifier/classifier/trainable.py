@@ -19,8 +19,6 @@ from .model import GPTClassifier
 
 TRAINABLE_FORMS = ("head", "last-block", "last-blocks:N", "all", "lora")
 
-_LAST_BLOCKS = re.compile(r"last-blocks:(\d+)")
-
 
 class TrainableKind(str, Enum):
     HEAD = "head"
@@ -41,9 +39,7 @@ class TrainableSpec:
     num_blocks: int | None = None
 
     def __str__(self) -> str:
-        if self.kind == TrainableKind.LAST_BLOCKS:
-            return f"last-blocks:{self.num_blocks}"
-        return self.kind.value
+        return f"{self.kind}:{self.num_blocks}" if self.num_blocks is not None else str(self.kind)
 
 
 def parse_trainable(spec: str | TrainableSpec) -> TrainableSpec:
@@ -53,15 +49,14 @@ def parse_trainable(spec: str | TrainableSpec) -> TrainableSpec:
     text = spec.strip().lower() if isinstance(spec, str) else ""
     if text in ("head", "all", "lora"):
         return TrainableSpec(TrainableKind(text))
-    if text == "last-block":
-        return TrainableSpec(TrainableKind.LAST_BLOCKS, 1)
-    match = _LAST_BLOCKS.fullmatch(text)
-    if match and int(match.group(1)) >= 1:
-        return TrainableSpec(TrainableKind.LAST_BLOCKS, int(match.group(1)))
-    raise GPTClassifierError(
-        f"invalid trainable spec {spec!r}; valid forms: {', '.join(TRAINABLE_FORMS)} "
-        "(N a positive number of blocks)"
-    )
+    match = re.fullmatch(r"last-block|last-blocks:(\d+)", text)
+    blocks = int(match.group(1) or 1) if match else 0
+    if blocks < 1:
+        raise GPTClassifierError(
+            f"invalid trainable spec {spec!r}; valid forms: {', '.join(TRAINABLE_FORMS)} "
+            "(N a positive number of blocks)"
+        )
+    return TrainableSpec(TrainableKind.LAST_BLOCKS, blocks)
 
 
 def apply_trainable(
@@ -72,9 +67,8 @@ def apply_trainable(
     lora_alpha: float = 16.0,
     lora_seed: int = 123,
 ) -> None:
-    """Freeze every parameter of ``model``, then unfreeze those that ``spec`` (parsed here once)
-    names, in place. ``lora`` first wraps each Linear of the blocks in a ``LinearWithLoRA``
-    (adapters drawn from ``lora_seed``); a model that already has adapters keeps them."""
+    """Freeze ``model``, then unfreeze what ``spec`` names, in place; ``lora`` first wraps each
+    Linear of the blocks (adapters drawn from ``lora_seed``; existing adapters are kept)."""
     spec = parse_trainable(spec)
     gpt = model.gpt
     n_layers = len(gpt.trf_blocks)
@@ -83,22 +77,18 @@ def apply_trainable(
             f"cannot train the last {spec.num_blocks} blocks: the model has {n_layers} "
             f"(use last-blocks:1 to last-blocks:{n_layers}, or all)"
         )
-
-    model.requires_grad_(False)
+    model.requires_grad_(spec.kind == TrainableKind.ALL)
     if spec.kind == TrainableKind.ALL:
-        model.requires_grad_(True)
         return
     gpt.out_head.requires_grad_()
     if spec.kind == TrainableKind.LAST_BLOCKS:
-        for block in gpt.trf_blocks[n_layers - spec.num_blocks :]:
-            block.requires_grad_()
+        gpt.trf_blocks[n_layers - spec.num_blocks :].requires_grad_()
         gpt.final_norm.requires_grad_()
     elif spec.kind == TrainableKind.LORA:
         # Appendix E also wraps out_head in LoRA; our head is new and small (emb_dim x classes),
         # so it stays a plain Linear, fully trainable, and only the pretrained Linears get adapters.
-        replace_linear_with_lora(
-            gpt.trf_blocks, lora_rank, lora_alpha, torch.Generator().manual_seed(lora_seed)
-        )
+        generator = torch.Generator().manual_seed(lora_seed)
+        replace_linear_with_lora(gpt.trf_blocks, lora_rank, lora_alpha, generator)
         for module in gpt.trf_blocks.modules():
             if isinstance(module, LinearWithLoRA):
                 module.lora.requires_grad_()

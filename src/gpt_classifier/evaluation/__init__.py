@@ -2,7 +2,7 @@
 
 from .history import TrainingHistory
 from .metrics import binary_roc_auc, classification_metrics, confusion_matrix
-from .report import EvaluationReport, format_report, read_report_json, write_report_json
+from .report import format_report, read_report_json, write_report_json
 
 _PLOTS = ("plot_confusion_matrix", "plot_training_history", "plot_values")
 

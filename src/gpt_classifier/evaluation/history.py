@@ -17,9 +17,8 @@ _INT_FIELDS = ("examples_seen", "acc_examples_seen")
 
 @dataclass
 class TrainingHistory:
-    """The book's curves of ``train_classifier_simple`` with the x positions of every point:
-    each loss evaluation appends to the loss lists (fractional epochs, training examples seen,
-    losses), each end of epoch to the ``acc_`` lists (accuracies as fractions of 1)."""
+    """The book's curves of ``train_classifier_simple`` with the x position of every point: a
+    loss evaluation appends to the loss lists, an end of epoch to the ``acc_`` ones (fractions)."""
 
     epochs_seen: list[float] = field(default_factory=list)
     examples_seen: list[int] = field(default_factory=list)
@@ -35,7 +34,7 @@ class TrainingHistory:
             convert = int if f.name in _INT_FIELDS else float
             values = getattr(self, f.name)
             try:
-                if isinstance(values, (str, bytes)):
+                if isinstance(values, (str, bytes)):  # iterable, but not a list of numbers
                     raise TypeError
                 setattr(self, f.name, [convert(value) for value in values])
             except (TypeError, ValueError):
@@ -65,9 +64,8 @@ class TrainingHistory:
     ) -> TrainingHistory:
         """From :meth:`to_dict`'s output (missing keys are empty lists); errors name ``source``."""
         if not isinstance(values, Mapping):
-            raise GPTClassifierError(
-                f"{source}: expected a JSON object, got {type(values).__name__}"
-            )
+            got = type(values).__name__
+            raise GPTClassifierError(f"{source}: expected a JSON object, got {got}")
         unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise GPTClassifierError(f"{source}: unknown keys {unknown}")

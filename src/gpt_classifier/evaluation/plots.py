@@ -1,8 +1,6 @@
-"""Figures written to explicit PNG paths: training curves and the confusion matrix.
-
-matplotlib's object API (``Figure`` on ``FigureCanvasAgg``), never ``pyplot``: no window, no
-figure kept after saving, no change to the backend a user picked for their own session.
-"""
+"""Training curves and the confusion matrix as PNG files, drawn with matplotlib's object API
+(``Figure`` on ``FigureCanvasAgg``), never ``pyplot``: no window, no figure kept after saving,
+no change to the backend a user picked for their own session."""
 
 from __future__ import annotations
 
@@ -39,8 +37,7 @@ def plot_values(
     the title what each point was computed on. Returns ``path``."""
     series = (epochs_seen, examples_seen, train_values, val_values)
     epochs, examples, train, val = (np.asarray(s, dtype=np.float64) for s in series)
-    lengths = {len(epochs), len(examples), len(train), len(val)}
-    if len(lengths) != 1:
+    if len({len(epochs), len(examples), len(train), len(val)}) != 1:
         raise ValueError(
             "epochs_seen, examples_seen, train_values and val_values differ in length "
             f"({len(epochs)}, {len(examples)}, {len(train)}, {len(val)})"
@@ -48,9 +45,9 @@ def plot_values(
     if len(epochs) == 0:
         raise ValueError(f"nothing to plot: no {label} values")
     fig, ax1 = new_figure((6.4, 4.2))
-    marker = "o" if len(epochs) <= _MARKERS_UP_TO else None
-    ax1.plot(epochs, train, marker=marker, markersize=4, label=f"Training {label}")
-    ax1.plot(epochs, val, linestyle="-.", marker=marker, markersize=4, label=f"Validation {label}")
+    style = {"marker": "o" if len(epochs) <= _MARKERS_UP_TO else None, "markersize": 4}
+    ax1.plot(epochs, train, **style, label=f"Training {label}")
+    ax1.plot(epochs, val, linestyle="-.", **style, label=f"Validation {label}")
     ax1.set(xlabel="Epochs", ylabel=label[:1].upper() + label[1:])
     if percent:
         ax1.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
@@ -62,7 +59,23 @@ def plot_values(
     ax2.set_xlabel("Examples seen")
     ax2.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
     ax2.xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
-    _align_examples_axis(ax1, ax2, epochs, examples)
+    # Each epoch lines up with its examples count (a line through the first and last points,
+    # or the origin); without such a line, a labelled tick at each point.
+    finite = np.isfinite(epochs) & np.isfinite(examples)
+    if finite.any():
+        xs, ys = epochs[finite], examples[finite]
+        slope = 0.0
+        if xs[-1] != xs[0]:
+            slope = (ys[-1] - ys[0]) / (xs[-1] - xs[0])
+        elif xs[0] != 0:
+            slope = ys[0] / xs[0]
+        left, right = ax1.get_xlim()
+        if slope > 0:
+            ax2.set_xlim(ys[0] + (left - xs[0]) * slope, ys[0] + (right - xs[0]) * slope)
+        else:
+            ax2.set_xlim(left, right)
+            positions, first = np.unique(xs, return_index=True)
+            ax2.set_xticks(positions, labels=[f"{value:,.0f}" for value in ys[first]])
     measured = f"\n(each point: {measured_on})" if measured_on else ""
     ax1.set_title(f"Training and validation {label}{measured}")
     return save_figure(fig, path)
@@ -76,21 +89,16 @@ def plot_training_history(
     """``loss.png`` and ``accuracy.png`` (in percent) in ``output_dir``, each only if it has
     points; the paths written. ``history`` may be in its ``to_dict`` form. ``eval_iter``: the
     batches of each split a point was measured on (the book's sample, not the whole split)."""
-    h = history if isinstance(history, TrainingHistory) else TrainingHistory.from_dict(history)
-    curves = (
-        ("loss", h.epochs_seen, h.examples_seen, h.train_losses, h.val_losses),
-        ("accuracy", h.acc_epochs_seen, h.acc_examples_seen, h.train_accs, h.val_accs),
-    )
+    log = history if isinstance(history, TrainingHistory) else TrainingHistory.from_dict(history)
+    curves = {
+        "loss": (log.epochs_seen, log.examples_seen, log.train_losses, log.val_losses),
+        "accuracy": (log.acc_epochs_seen, log.acc_examples_seen, log.train_accs, log.val_accs),
+    }
     sample = f"{eval_iter} batches of each split" if eval_iter else None
+    out = Path(output_dir)
     return [
-        plot_values(
-            *xy,
-            label,
-            Path(output_dir) / f"{label}.png",
-            percent=label == "accuracy",
-            measured_on=sample,
-        )
-        for label, *xy in curves
+        plot_values(*xy, kind, out / f"{kind}.png", percent=kind == "accuracy", measured_on=sample)
+        for kind, xy in curves.items()
         if xy[2]
     ]
 
@@ -118,47 +126,19 @@ def plot_confusion_matrix(
     vmax = max(float(counts.max()), 1.0)
     image = ax.imshow(counts, cmap="Blues", vmin=0.0, vmax=vmax, interpolation="nearest")
     fig.colorbar(image, ax=ax, shrink=0.8)
-    ax.set_xticks(range(n), labels=names)
-    if n > 6 or max(len(name) for name in names) > 8:
-        ax.tick_params(axis="x", labelrotation=45)
-        for tick_label in ax.get_xticklabels():
-            tick_label.set_horizontalalignment("right")
-            tick_label.set_rotation_mode("anchor")
+    slanted = n > 6 or max(len(name) for name in names) > 8
+    tilt = {"rotation": 45, "horizontalalignment": "right", "rotation_mode": "anchor"}
+    ax.set_xticks(range(n), labels=names, **(tilt if slanted else {}))
     ax.set_yticks(range(n), labels=names)
     ax.set(xlabel="Predicted class", ylabel="True class", title=title)
+    integral = bool(np.all(counts == np.round(counts)))
+    fontsize = 11 if n <= 6 else max(6.0, 11 - 0.3 * (n - 6))
     if n <= 30:
-        integral = bool(np.all(counts == np.round(counts)))
-        fontsize = 11 if n <= 6 else max(6.0, 11 - 0.3 * (n - 6))
-        for i in range(n):
-            for j in range(n):
-                value = counts[i, j]
-                text = f"{int(value)}" if integral else f"{value:.2f}"
-                color = "white" if value > vmax / 2 else "black"
-                ax.text(j, i, text, ha="center", va="center", color=color, fontsize=fontsize)
+        for (row, column), value in np.ndenumerate(counts):
+            text = f"{int(value)}" if integral else f"{value:.2f}"
+            color = "white" if value > vmax / 2 else "black"
+            ax.text(column, row, text, ha="center", va="center", color=color, fontsize=fontsize)
     return save_figure(fig, path)
-
-
-def _align_examples_axis(ax1: Any, ax2: Any, epochs: np.ndarray, examples: np.ndarray) -> None:
-    """Top axis limits so each epoch lines up with its examples count (a line through the first
-    and last points, or the origin); without such a line, a labelled tick at each point."""
-    finite = np.isfinite(epochs) & np.isfinite(examples)
-    if not finite.any():
-        return
-    epochs, examples = epochs[finite], examples[finite]
-    slope = 0.0
-    if epochs[-1] != epochs[0]:
-        slope = (examples[-1] - examples[0]) / (epochs[-1] - epochs[0])
-    elif epochs[0] != 0:
-        slope = examples[0] / epochs[0]
-    left, right = ax1.get_xlim()
-    if slope > 0:
-        ax2.set_xlim(
-            examples[0] + (left - epochs[0]) * slope, examples[0] + (right - epochs[0]) * slope
-        )
-    else:
-        ax2.set_xlim(left, right)
-        positions, first = np.unique(epochs, return_index=True)
-        ax2.set_xticks(positions, labels=[f"{value:,.0f}" for value in examples[first]])
 
 
 def new_figure(size: tuple[float, float], layout: str = "constrained") -> tuple[Figure, Any]:

@@ -1,9 +1,6 @@
-"""Predictions over a loader and the metrics of one split.
-
-``model`` is a ``GPTClassifier`` (or a suffix of one fed cached states): ``model(inputs,
-lengths)``; or the book's ``GPTModel`` with a class-sized ``out_head`` (logits of position -1).
-Batches are the book's ``(inputs, targets)`` or our ``(inputs, targets, lengths, ...)``.
-"""
+"""Predictions over a loader and the metrics of one split. ``model`` is a ``GPTClassifier``
+(or a suffix of one fed cached states) or the book's ``GPTModel`` with a class-sized
+``out_head``; batches are the book's ``(inputs, targets)`` or ours, with ``lengths`` third."""
 
 from __future__ import annotations
 
@@ -22,17 +19,13 @@ from .metrics import classification_metrics
 # Rows per batch of the final report and of ``evaluate``: the same batches, the same numbers.
 EVAL_BATCH_SIZE = 32
 
-
 Tensors = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]
 
 
 def unpack_batch(batch: Sequence[Any]) -> Tensors:
     """``(inputs, targets, lengths or None, owners or None)`` from a book batch or one of ours
     (``owners``: rows that are windows, with one target per text)."""
-    inputs, targets = batch[0], batch[1]
-    lengths = batch[2] if len(batch) > 2 else None
-    owners = batch[4] if len(batch) > 4 else None
-    return inputs, targets, lengths, owners
+    return batch[0], batch[1], *(batch[i] if len(batch) > i else None for i in (2, 4))
 
 
 def classifier_logits(
@@ -44,17 +37,15 @@ def classifier_logits(
     """Class logits ``(batch, num_classes)``, one row per text."""
     if isinstance(model, GPTModel):  # the book: logits of the last output token
         return model(input_batch)[:, -1, :]
-    if owners is None:
-        return model(input_batch, lengths)
-    return model(input_batch, lengths, owners=owners)
+    windows = {} if owners is None else {"owners": owners}  # a cached-states suffix takes none
+    return model(input_batch, lengths, **windows)
 
 
 def predict_loader(
     data_loader: Iterable, model: nn.Module, device: torch.device | str
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Targets ``(N,)``, class probabilities ``(N, C)`` and the mean loss over examples."""
-    targets_all, probs_all = [], []
-    loss_sum, seen = 0.0, 0
+    targets_all, probs_all, loss_sum, seen = [], [], 0.0, 0
     was_training = model.training
     model.eval()
     with torch.no_grad():
@@ -80,20 +71,18 @@ def evaluate_split(
     classes: Sequence[str],
     ctx: DistContext | None = None,
 ) -> dict[str, Any]:
-    """The report's metrics of one split: the one path behind ``metrics.json`` at the end of
-    training and ``gpt-classifier evaluate``, so the two agree (``precision`` resolved). Under
-    ``torchrun`` (``ctx``) ``loader`` holds this rank's share of the batches and every rank's
-    predictions are gathered: each batch is the one a single process runs, so the metrics are
-    the same (the mean loss up to the order of its sum)."""
+    """The one path behind ``metrics.json`` and ``gpt-classifier evaluate``, so the two agree.
+    Under ``torchrun`` (``ctx``) ``loader`` holds this rank's share of the batches and every
+    rank's predictions are gathered: the metrics of one process (the loss up to summing order)."""
     with autocast(device, precision):
         targets, probabilities, loss = predict_loader(loader, model, device)
     if ctx is not None and ctx.enabled:
-        seen = len(targets)
-        parts = ctx.gather_objects((targets, probabilities, loss * seen if seen else 0.0))
-        kept = [part for part in parts if len(part[0])]
-        targets = torch.cat([part[0] for part in kept])
-        probabilities = torch.cat([part[1] for part in kept])
-        loss = sum(part[2] for part in kept) / len(targets)
+        loss_sum = loss * len(targets) if len(targets) else 0.0
+        parts = [
+            part for part in ctx.gather_objects((targets, probabilities, loss_sum)) if len(part[0])
+        ]
+        targets, probabilities = (torch.cat([part[i] for part in parts]) for i in (0, 1))
+        loss = sum(part[2] for part in parts) / len(targets)
     predicted = probabilities.argmax(dim=-1).numpy()
     return classification_metrics(
         targets.numpy(), predicted, list(classes), probabilities.numpy(), loss

@@ -13,7 +13,6 @@ from ..fileio import read_json, write_json
 
 EvaluationReport = dict[str, dict[str, Any]]
 
-_MISSING = "-"
 _MAX_COLUMN_LABEL = 12  # confusion matrix column headers longer than this are shortened
 
 
@@ -22,27 +21,16 @@ def format_report(
 ) -> str:
     """A summary table (split, n, loss, accuracy, macro F1, ROC-AUC), then each split's
     per-class scores and confusion matrix, in ``class_names``' order (default: ``per_class``'s)."""
-    summary_rows = [
-        [
-            str(split),
-            _fmt_int(metrics.get("num_examples")),
-            _fmt_float(metrics.get("loss")),
-            _fmt_percent(metrics.get("accuracy")),
-            _fmt_float(metrics.get("macro_avg", {}).get("f1")),
-            _fmt_float(metrics.get("roc_auc")),
-        ]
-        for split, metrics in report.items()
-    ]
-    sections = [
-        "Summary",
-        format_table(["split", "n", "loss", "accuracy", "macro F1", "ROC-AUC"], summary_rows),
-    ]
+    summary, details = [], []
     for split, metrics in report.items():
-        details = _format_split(metrics, class_names)
-        if details:
-            heading = f"== {split} (n={_fmt_int(metrics.get('num_examples'))}) =="
-            sections.append(heading + "\n" + details)
-    return "\n\n".join(sections) + "\n"
+        count = _fmt(metrics.get("num_examples"), "int")
+        f1 = metrics.get("macro_avg", {}).get("f1")
+        loss, f1, auc = map(_fmt, (metrics.get("loss"), f1, metrics.get("roc_auc")))
+        summary.append([str(split), count, loss, _fmt(metrics.get("accuracy"), "percent"), f1, auc])
+        if isinstance(metrics.get("per_class"), Mapping) and metrics["per_class"]:
+            details.append(f"== {split} (n={count}) ==\n" + _format_split(metrics, class_names))
+    header = ["split", "n", "loss", "accuracy", "macro F1", "ROC-AUC"]
+    return "\n\n".join(["Summary", format_table(header, summary), *details]) + "\n"
 
 
 def write_report_json(report: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
@@ -61,40 +49,35 @@ def read_report_json(path: str | os.PathLike[str]) -> EvaluationReport:
 
 
 def _format_split(metrics: Mapping[str, Any], class_names: Sequence[str] | None) -> str:
-    per_class = metrics.get("per_class")
-    if not isinstance(per_class, Mapping) or not per_class:
-        return ""
+    per_class = metrics["per_class"]
     names = [str(name) for name in class_names] if class_names is not None else list(per_class)
     missing = [name for name in names if name not in per_class]
     if missing:
         raise ValueError(f"report has no per-class metrics for {missing}")
-
-    rows = [_score_row(name, per_class[name], per_class[name].get("support")) for name in names]
+    labelled = [(name, per_class[name], per_class[name].get("support")) for name in names]
     for label, key in (("macro avg", "macro_avg"), ("weighted avg", "weighted_avg")):
         if isinstance(metrics.get(key), Mapping):
-            rows.append(_score_row(label, metrics[key], metrics.get("num_examples")))
-    parts = [format_table(["class", "precision", "recall", "f1", "support"], rows)]
-
+            labelled.append((label, metrics[key], metrics.get("num_examples")))
+    keys = ("precision", "recall", "f1")
+    rows = [
+        [label, *(_fmt(scores.get(key)) for key in keys), _fmt(count, "int")]
+        for label, scores, count in labelled
+    ]
+    parts = [format_table(["class", *keys, "support"], rows)]
     matrix = metrics.get("confusion_matrix")
-    if _is_square(matrix, len(names)):
-        header = ["true \\ predicted"] + [_shorten(name) for name in names]
+    rows_ok = isinstance(matrix, list) and len(matrix) == len(names)
+    if rows_ok and all(isinstance(row, list) and len(row) == len(names) for row in matrix):
+        cut = _MAX_COLUMN_LABEL - 3
+        short = [name if len(name) <= _MAX_COLUMN_LABEL else name[:cut] + "..." for name in names]
         body = [
-            [name] + [_fmt_int(count) for count in row]
+            [name, *(_fmt(count, "int") for count in row)]
             for name, row in zip(names, matrix, strict=True)
         ]
         parts.append(
             "Confusion matrix (rows: true class, columns: predicted class)\n"
-            + format_table(header, body)
+            + format_table(["true \\ predicted", *short], body)
         )
     return "\n\n".join(parts)
-
-
-def _score_row(label: str, scores: Mapping[str, Any], support: Any) -> list[str]:
-    return [
-        label,
-        *(_fmt_float(scores.get(k)) for k in ("precision", "recall", "f1")),
-        _fmt_int(support),
-    ]
 
 
 def format_table(header: list[str], rows: list[list[str]], rule: bool = True) -> str:
@@ -103,40 +86,20 @@ def format_table(header: list[str], rows: list[list[str]], rule: bool = True) ->
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
 
     def line(cells: list[str]) -> str:
-        return "  ".join(
-            cell.ljust(width) if i == 0 else cell.rjust(width)
-            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
-        ).rstrip()
+        aligned = [cells[0].ljust(widths[0])]
+        aligned += [cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True)]
+        return "  ".join(aligned).rstrip()
 
     dashes = ["  ".join("-" * width for width in widths)] if rule else []
     return "\n".join([line(header), *dashes, *(line(row) for row in rows)])
 
 
-def _is_square(matrix: Any, size: int) -> bool:
-    return (
-        isinstance(matrix, list)
-        and len(matrix) == size
-        and all(isinstance(row, list) and len(row) == size for row in matrix)
-    )
-
-
-def _shorten(name: str) -> str:
-    return name if len(name) <= _MAX_COLUMN_LABEL else name[: _MAX_COLUMN_LABEL - 3] + "..."
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _fmt_float(value: Any) -> str:
-    return f"{value:.4f}" if _is_number(value) else _MISSING
-
-
-def _fmt_percent(value: Any) -> str:
-    if not _is_number(value):
-        return _MISSING
-    return f"{100.0 * value:.2f}%" if math.isfinite(value) else str(value)
-
-
-def _fmt_int(value: Any) -> str:
-    return str(int(value)) if _is_number(value) and math.isfinite(value) else _MISSING
+def _fmt(value: Any, kind: str = "float") -> str:
+    """A number as a ``float`` (4 decimals), ``percent`` of 1 or ``int``; ``-`` if missing."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return "-"
+    if kind == "float":
+        return f"{value:.4f}"
+    if not math.isfinite(value):
+        return str(value) if kind == "percent" else "-"
+    return f"{100.0 * value:.2f}%" if kind == "percent" else str(int(value))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import tiktoken
@@ -25,21 +25,17 @@ _ANSWER = re.compile(r"\b(yes|no)\b", re.IGNORECASE)
 
 @dataclass
 class ZeroShotResult:
-    positive: str
-    negative: str
+    """Its fields in the order of the JSON that ``--output`` writes."""
+
+    positive_label: str
+    negative_label: str
     accuracy: float
-    answers: Counter = field(default_factory=Counter)  # yes / no / unparsed
-    examples: list[dict[str, Any]] = field(default_factory=list)
+    answers: dict[str, int]  # yes / no / unparsed
+    num_examples: int
+    examples: list[dict[str, Any]]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "positive_label": self.positive,
-            "negative_label": self.negative,
-            "accuracy": self.accuracy,
-            "answers": dict(self.answers),
-            "num_examples": len(self.examples),
-            "examples": self.examples,
-        }
+        return asdict(self)
 
 
 def parse_answer(generated: str) -> str | None:
@@ -73,8 +69,9 @@ def zero_shot(
         )
     device = torch.device(device)
     eos_id = encode(tokenizer, EOT_TEXT)[0]
+    meaning = {"yes": positive, "no": negative}
     answers: Counter = Counter()
-    examples, correct = [], 0
+    examples = []
     for record in records:
         if record.label not in (positive, negative):
             raise GPTClassifierError(
@@ -86,13 +83,12 @@ def zero_shot(
         with autocast(device, precision):
             out = generate(model, idx, max_new_tokens, context, eos_id=eos_id)
         generated = tokenizer.decode(out[0, len(ids) :].tolist())
-        answer = parse_answer(generated)
-        answers[answer or "unparsed"] += 1
-        predicted = {"yes": positive, "no": negative}.get(answer or "")
-        correct += predicted == record.label
+        answer = parse_answer(generated) or "unparsed"
+        answers[answer] += 1
         example = {"text": record.text, "label": record.label, "generated": generated}
-        examples.append({**example, "predicted": predicted})
+        examples.append({**example, "predicted": meaning.get(answer)})
         if on_example is not None:
             on_example()
+    correct = sum(example["predicted"] == example["label"] for example in examples)
     accuracy = correct / len(records) if records else float("nan")
-    return ZeroShotResult(positive, negative, accuracy, answers, examples)
+    return ZeroShotResult(positive, negative, accuracy, dict(answers), len(examples), examples)
