@@ -536,7 +536,10 @@ def _reuse_cached(
         if name not in caches:  # the other ranks: the layout, filled from rank 0
             emb_dim = setup.classifier.gpt.cfg.emb_dim
             caches[name] = empty_cache(encoded.split(name), encoded.pad_lengths[name], emb_dim)
-        dist.broadcast_in_place(caches[name].storage)
+        states = caches[name].all()  # under torchrun the states travel whole, in memory
+        dist.broadcast_in_place(states)
+        if not dist.is_main:
+            caches[name].write(0, states)
     if caches:
         log(f"frozen-prefix cache: {', '.join(caches)} reused from {store.folder}")
     return caches
@@ -583,7 +586,10 @@ def _compute_states(
             share=(dist.rank, dist.world_size) if dist.enabled else None,
         )
         del source  # before the next split's states load
-        dist.sum_in_place(caches[name].storage)
+        if dist.enabled:  # each rank computed a share of the rows, the others are zeros
+            states = caches[name].all()
+            dist.sum_in_place(states)
+            caches[name].write(0, states)
         keep(name)
 
 

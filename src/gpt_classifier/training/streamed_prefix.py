@@ -1,8 +1,8 @@
 """The frozen prefix one block at a time for a lazy model: every text is embedded, then each
-frozen block is materialised, run over every text and released (peak: the states plus one
-block; ``build_cache`` holds every block). Texts are packed whole, longest first, into ~1k-token
-slabs on the blocks' packed path: ``build_cache``'s states to float rounding (a fixed pad
-length's padding computed like real tokens, as there).
+frozen block is materialised, run over every text and released (peak: one block and one slab,
+the states being in a file; ``build_cache`` holds every block). Texts are packed whole, longest
+first, into ~1k-token slabs on the blocks' packed path: ``build_cache``'s states to float
+rounding (a fixed pad length's padding computed like real tokens, as there).
 """
 
 from __future__ import annotations
@@ -33,25 +33,22 @@ def streaming_applies(model: GPTClassifier, pad_lengths: dict[str, int | None]) 
 
 @dataclass
 class _Slab:
-    """Whole texts packed into ~1k consecutive rows of the cache's storage (``token_rows``), with
-    each token's position in its text and its texts' ``segments`` in rows (``packing.layout``)."""
+    """Whole texts (``texts``, longest first) packed into ~1k tokens: each token's position in
+    its text and the texts' ``segments`` in rows (``packing.layout``)."""
 
-    token_rows: torch.Tensor  # (tokens,)
+    texts: list[int]
     positions: torch.Tensor  # (tokens,)
     segments: torch.Tensor  # (rows, width); the mask is made per pass, as it is width x width
 
 
 def _slabs(cache: HiddenStateCache) -> list[_Slab]:
-    """Longest texts first, as many whole texts per slab as fit in ~1k tokens; within a slab,
-    rows as wide as its longest text."""
+    """As many whole texts per slab as fit in ~1k tokens; within a slab, rows as wide as its
+    longest text."""
     slabs = []
     for texts in plan_batches(cache.lengths, packed=True):
         lengths = [cache.lengths[i] for i in texts]
         positions, segments = layout(lengths, lengths[0])
-        token_rows = torch.cat(
-            [cache.offsets[i] + torch.arange(n) for i, n in zip(texts, lengths, strict=True)]
-        )
-        slabs.append(_Slab(token_rows, positions[segments >= 0], segments))
+        slabs.append(_Slab(texts, positions[segments >= 0], segments))
     return slabs
 
 
@@ -86,9 +83,9 @@ def build_caches_streamed(
     first_block = dict.fromkeys(caches, 0)
     for name, cache in caches.items():
         found = starting_states(name) if starting_states else None
-        if found is not None and found[1].storage.shape == cache.storage.shape:
+        if found is not None and found[1].lengths == cache.lengths:
             first_block[name] = found[0]
-            cache.storage.copy_(found[1].storage)
+            cache.copy_from(found[1])
         del found
     from_ids = {name: d for name, d in datasets.items() if first_block[name] == 0 and len(d)}
 
@@ -103,12 +100,12 @@ def build_caches_streamed(
             if index < first_block[name]:
                 continue
             for slab in slabs[name]:
-                x = cache.storage[slab.token_rows]
+                x = cache.gather(slab.texts)
                 with autocast(device, precision):
                     x = _block_on_slab(block, x, slab)
-                cache.storage[slab.token_rows] = x.float()
+                cache.scatter(slab.texts, x)
                 if progress is not None:
-                    progress.update(len(slab.token_rows))  # type: ignore[attr-defined]
+                    progress.update(len(x))  # type: ignore[attr-defined]
         del block
         lazy.release(module_name)
         release_free_memory()  # the block's weights and activations: back to the OS now
@@ -122,27 +119,23 @@ def _embed(
     caches: dict[str, HiddenStateCache],
     slabs: dict[str, list[_Slab]],
 ) -> None:
-    """Each text's embeddings into its cache: only the rows of the tokens present are kept."""
+    """Each text's embeddings into its cache: only the rows of the tokens present are read."""
     gpt = model.gpt
-    ids = {
-        name: torch.cat(
-            [
-                pad_token_ids([d.input_ids[i]], kept)[0]
-                for i, kept in enumerate(caches[name].lengths)
-            ]
-        )
-        for name, d in datasets.items()
-    }  # every kept position's token id, in storage order
-    used = torch.unique(torch.cat(list(ids.values())))
+
+    def kept_ids(name: str, index: int) -> torch.Tensor:  # the ids of the positions kept
+        return pad_token_ids([datasets[name].input_ids[index]], caches[name].lengths[index])[0]
+
+    every = [kept_ids(name, i) for name, dataset in datasets.items() for i in range(len(dataset))]
+    used = torch.unique(torch.cat(every))
+    del every
     rows = lazy.embedding_rows("tok_emb", used)
     row_of = torch.zeros(gpt.cfg.vocab_size, dtype=torch.long)
     row_of[used] = torch.arange(len(used))
     lazy.materialize("pos_emb")
     for name in datasets:
-        cache = caches[name]
         for slab in slabs[name]:
-            tokens = ids[name][slab.token_rows]
-            cache.storage[slab.token_rows] = rows[row_of[tokens]] + gpt.pos_emb(slab.positions)
+            tokens = torch.cat([kept_ids(name, index) for index in slab.texts])
+            caches[name].scatter(slab.texts, rows[row_of[tokens]] + gpt.pos_emb(slab.positions))
     lazy.release("pos_emb")
-    del ids, rows, row_of
+    del rows, row_of
     release_free_memory()
