@@ -119,11 +119,7 @@ class StageClock:
 
 
 def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def _quiet(message: str) -> None:
-    pass
+    print(message, file=sys.stderr, flush=True)  # sys.stderr as it is now (CliRunner swaps it)
 
 
 def run_finetune(options: FinetuneOptions, log: Log = _stderr) -> FinetuneResult:
@@ -131,7 +127,7 @@ def run_finetune(options: FinetuneOptions, log: Log = _stderr) -> FinetuneResult
     recipe = options.resolved()
     dist = distributed.init_distributed(recipe.device, options.dist_timeout)
     if not dist.is_main:
-        log, options = _quiet, dataclasses.replace(options, progress=False)
+        log, options = (lambda message: None), dataclasses.replace(options, progress=False)
     finished = False
     try:
         with _on_main(dist, lambda: _lock(options)) or nullcontext():
