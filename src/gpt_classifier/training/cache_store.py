@@ -30,26 +30,22 @@ from .prefix_cache import HiddenStateCache
 
 DEFAULT_SIZE_CAP_BYTES = 8 << 30
 SUFFIX = ".safetensors"
-FORMAT = "gpt-classifier-prefix-cache-3"
+FORMAT = "gpt-classifier-prefix-cache-4"
 
 
-def model_digest(
-    model: torch.nn.Module, start_block: int, precision: str, method: str = "batched"
-) -> str:
+def model_digest(model: torch.nn.Module, start_block: int, precision: str) -> str:
     """Digest of what the states entering ``trf_blocks[start_block]`` depend on (weights, config,
-    precision, ``method``: batched and streamed round differently, a reused state must match)."""
-    return prefix_digests(model, start_block, precision, method)[start_block]
+    precision)."""
+    return prefix_digests(model, start_block, precision)[start_block]
 
 
-def prefix_digests(
-    model: torch.nn.Module, last_block: int, precision: str, method: str = "batched"
-) -> list[str]:
+def prefix_digests(model: torch.nn.Module, last_block: int, precision: str) -> list[str]:
     """``model_digest`` for every ``start_block`` up to ``last_block``, each weight hashed once."""
     gpt = model.gpt
     lazy = lazy_weights_of(model)
     running = hashlib.sha256()
     running.update(json.dumps(gpt.cfg.to_dict(), sort_keys=True).encode())
-    running.update(f"{precision}|{method}|{FORMAT}".encode())
+    running.update(f"{precision}|{FORMAT}".encode())
     digests = []
     stages = [["tok_emb", "pos_emb"], *([f"trf_blocks.{i}"] for i in range(last_block))]
     for modules in stages:

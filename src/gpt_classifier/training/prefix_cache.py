@@ -1,10 +1,11 @@
 """Frozen-prefix cache: run the frozen blocks once per example, train only the rest.
 
 With dropout off and only the last blocks (or the head) trained, ``trf_blocks[:start]`` give the
-same states every epoch: computed once, in length-sorted batches, then training and evaluation
-run ``trf_blocks[start:]`` on them. Under the causal mask a real token's state ignores the
-padding after it, so states are kept unpadded; with a fixed pad length the padded rows are
-cached whole (the book's ``last`` pooling reads a pad).
+same states every epoch: computed once, one block at a time over ~1k-token slabs of whole texts
+(a lazy model holds one frozen block at a time), then training and evaluation run
+``trf_blocks[start:]`` on them. A text attends only to itself in a slab, so states are kept
+unpadded; with a fixed pad length the padded rows are cached whole (the book's ``last`` pooling
+reads a pad).
 """
 
 from __future__ import annotations
@@ -12,19 +13,23 @@ from __future__ import annotations
 import errno
 import itertools
 import tempfile
-from collections.abc import Iterator, Sized
+from collections.abc import Callable, Iterator, Sized
 from dataclasses import dataclass
 from typing import BinaryIO
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..classifier import GPTClassifier, first_trainable_block
+from ..classifier.packing import layout, packing_of
 from ..classifier.pooling import padding_reads
-from ..data.batching import plan_batches
+from ..data.batching import TOKENS_PER_PASS, plan_batches
 from ..data.encoding import Batch, EncodedDataset, pad_token_ids
 from ..errors import GPTClassifierError
 from ..precision import autocast
+from ..weights import lazy_weights_of
+from .memory import release_free_memory
 
 DEFAULT_CACHE_BUDGET_BYTES = 4 << 30
 
@@ -161,48 +166,125 @@ class HiddenStateCache:
         return out
 
 
+@dataclass
+class _Slab:
+    """Whole texts (``texts``, longest first) packed into ~1k tokens: each token's position in
+    its text and the texts' ``segments`` in rows (``packing.layout``)."""
+
+    texts: list[int]
+    positions: torch.Tensor  # (tokens,)
+    segments: torch.Tensor  # (rows, width); the mask is made per pass, as it is width x width
+
+
+def _slabs(cache: HiddenStateCache, share: tuple[int, int] | None) -> list[_Slab]:
+    """As many whole texts per slab as fit in ~1k tokens, rows as wide as the slab's longest
+    text; ``share=(rank, world)``: every ``world``-th slab from the ``rank``-th."""
+    slabs = []
+    for texts in plan_batches(cache.lengths, packed=True):
+        lengths = [cache.lengths[i] for i in texts]
+        positions, segments = layout(lengths, lengths[0])
+        slabs.append(_Slab(texts, positions[segments >= 0], segments))
+    return slabs[share[0] :: share[1]] if share else slabs
+
+
 @torch.inference_mode()
-def build_cache(
+def build_caches(
     model: GPTClassifier,
-    dataset: EncodedDataset,
+    datasets: dict[str, EncodedDataset],
+    pad_lengths: dict[str, int | None],
     start_block: int,
-    pad_length: int | None,
     device: torch.device,
     precision: str = "fp32",
-    progress: object | None = None,
     *,
-    source: HiddenStateCache | None = None,
-    source_block: int = 0,
+    progress: object | None = None,
+    starting_states: Callable[[str], tuple[int, HiddenStateCache] | None] | None = None,
     share: tuple[int, int] | None = None,
-) -> HiddenStateCache:
-    """``trf_blocks[:start_block]`` once over ``dataset`` (longest first, ~1k tokens a forward),
-    each example's states kept (float32, in a file). ``source``: the states after ``source_block``
-    blocks, only the later blocks run (bit for bit the same). ``share=(rank, world)``: every
-    ``world``-th batch from the ``rank``-th; the other rows stay zero."""
+) -> dict[str, HiddenStateCache]:
+    """The states entering ``trf_blocks[start_block]`` for every text (float32, in files), one
+    frozen block at a time: a lazy model's block is materialised, run over every text and
+    released, so only one is ever resident. ``progress`` (tqdm) advances by tokens.
+    ``starting_states(name)`` may give ``(j, states after j blocks)``: that dataset starts at
+    block ``j``. ``share=(rank, world)``: this rank's slabs only, the other rows stay zero."""
+    gpt, lazy = model.gpt, lazy_weights_of(model)
     was_training = model.training
     model.eval()
-    lengths = dataset.lengths
-    cache = empty_cache(dataset, pad_length, model.cfg.emb_dim)
-    kept = cache.lengths
-    # A real token that sees the padding of its batch: batch equal lengths.
-    equal_lengths = padding_reads(model.pooling, model.cfg.causal, pad_length).attended
-    batches = plan_batches(lengths, pad_to=pad_length, equal_lengths=equal_lengths)
-    for batch_number, chunk in enumerate(batches):
-        if share is not None and batch_number % share[1] != share[0]:
-            continue  # another rank's batch
-        width = pad_length or max(lengths[chunk[0]], 1)
-        if source is None:
-            inputs = pad_token_ids([dataset.input_ids[index] for index in chunk], width)
-        else:
-            inputs = source.batch(torch.tensor(chunk), width)
-        with autocast(device, precision):
-            hidden = model.gpt.hidden_states(inputs.to(device), source_block, start_block)
-        hidden = hidden.float().cpu()
-        cache.scatter(chunk, torch.cat([hidden[row, : kept[i]] for row, i in enumerate(chunk)]))
-        if progress is not None:
-            progress.update(sum(kept[i] for i in chunk))  # type: ignore[attr-defined]
+    caches = {
+        name: empty_cache(dataset, pad_lengths[name], gpt.cfg.emb_dim)
+        for name, dataset in datasets.items()
+    }
+    slabs = {name: _slabs(cache, share) for name, cache in caches.items()}
+    first_block = dict.fromkeys(caches, 0)
+    for name, cache in caches.items():
+        found = starting_states(name) if starting_states else None
+        if found is not None and found[1].lengths == cache.lengths:
+            first_block[name] = found[0]
+            cache.copy_from(found[1])
+    from_ids = [name for name in caches if first_block[name] == 0]
+    _embed(model, {name: datasets[name] for name in from_ids}, caches, slabs, device)
+    for index in range(min(first_block.values(), default=start_block), start_block):
+        if lazy is not None:
+            lazy.materialize(f"trf_blocks.{index}")
+        block = gpt.trf_blocks[index]
+        for name in [name for name in caches if index >= first_block[name]]:
+            for slab in slabs[name]:
+                x = caches[name].gather(slab.texts).to(device)
+                segments = slab.segments.to(device)
+                with autocast(device, precision):
+                    x = _block_on_slab(block, x, segments)
+                caches[name].scatter(slab.texts, x.float().cpu())
+                if progress is not None:
+                    progress.update(len(x))  # type: ignore[attr-defined]
+        if lazy is not None:
+            del block
+            lazy.release(f"trf_blocks.{index}")
+            release_free_memory()  # the block's weights and activations: back to the OS now
     model.train(was_training)
-    return cache
+    return caches
+
+
+def _block_on_slab(block: nn.Module, x: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
+    """The block's packed path on a slab's tokens ``(tokens, emb_dim)``, padded with zero rows
+    to ~1k: every slab's matmuls have one shape (oneDNN keeps a kernel, and memory, per shape)."""
+    tokens = x.shape[0]
+    x = F.pad(x, (0, 0, 0, max(TOKENS_PER_PASS - tokens, 0)))
+    return block(x, packing_of(segments, block.att.causal))[:tokens]
+
+
+def _embed(
+    model: GPTClassifier,
+    datasets: dict[str, EncodedDataset],
+    caches: dict[str, HiddenStateCache],
+    slabs: dict[str, list[_Slab]],
+    device: torch.device,
+) -> None:
+    """Each text's embeddings into its cache (a lazy model reads only the rows of the tokens
+    present)."""
+    gpt, lazy = model.gpt, lazy_weights_of(model)
+
+    def kept_ids(name: str, index: int) -> torch.Tensor:  # the ids of the positions kept
+        return pad_token_ids([datasets[name].input_ids[index]], caches[name].lengths[index])[0]
+
+    every = [kept_ids(name, i) for name, dataset in datasets.items() for i in range(len(dataset))]
+    if not every:
+        return
+    used = torch.unique(torch.cat(every))
+    del every
+    if lazy is not None:
+        rows = lazy.embedding_rows("tok_emb", used)
+        lazy.materialize("pos_emb")
+    else:
+        rows = gpt.tok_emb(used.to(device))
+    row_of = torch.zeros(gpt.cfg.vocab_size, dtype=torch.long)
+    row_of[used] = torch.arange(len(used))
+    for name in datasets:
+        for slab in slabs[name]:
+            tokens = torch.cat([kept_ids(name, index) for index in slab.texts])
+            states = rows[row_of[tokens].to(rows.device)] + gpt.pos_emb(slab.positions.to(device))
+            caches[name].scatter(slab.texts, states.float().cpu())
+    if lazy is not None:
+        lazy.release("pos_emb")
+    del rows, row_of
+    release_free_memory()
 
 
 def empty_cache(dataset: EncodedDataset, pad_length: int | None, emb_dim: int) -> HiddenStateCache:
