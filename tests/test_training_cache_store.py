@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 import csv
+import errno
 import json
+import os
 from pathlib import Path
 
 import pytest
 import torch
 from click.testing import CliRunner
-from safetensors import SafetensorError, safe_open
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from gpt_classifier.classifier import GPTClassifier, apply_trainable
@@ -25,7 +27,7 @@ from gpt_classifier.training.cache_store import (
     prefix_digests,
 )
 from gpt_classifier.training.pipeline import FinetuneOptions, run_finetune
-from gpt_classifier.training.prefix_cache import HiddenStateCache, build_cache
+from gpt_classifier.training.prefix_cache import HiddenStateCache, build_caches
 
 SMALL = GPTConfig(vocab_size=100, context_length=16, emb_dim=16, n_heads=2, n_layers=3)
 
@@ -137,9 +139,9 @@ def test_a_failed_cache_write_is_a_warning_and_training_goes_on(
     tmp_path, data_file, tokenizer_dir, tiny_config_file, monkeypatch
 ):
     def full_disk(*args, **kwargs):
-        raise SafetensorError("Error while serializing: No space left on device (os error 28)")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr("gpt_classifier.training.cache_store.save_file", full_disk)
+    monkeypatch.setattr("gpt_classifier.training.cache_store.write_entry", full_disk)
     result, log = _train(tmp_path, data_file, tokenizer_dir, tiny_config_file, "a")
     assert (result.run_dir / "metrics.json").is_file() and result.cached_prefix
     assert sum("warning: frozen-prefix cache: not kept on disk" in m for m in log) == 3
@@ -154,7 +156,7 @@ def test_disk_cache_off_writes_nothing(tmp_path, data_file, tokenizer_dir, tiny_
 
 
 def _entry(rows: int) -> HiddenStateCache:
-    return HiddenStateCache(torch.randn(rows, 16), list(range(rows)), [1] * rows)
+    return HiddenStateCache.of(torch.randn(rows, 16), [1] * rows)
 
 
 def test_least_recently_used_entries_go_first(tmp_path):
@@ -218,20 +220,29 @@ def _encoded(lengths: list[int]) -> EncodedDataset:
 def test_a_deeper_prefix_extends_a_shallower_one_bit_for_bit(tiny_config, pad_length, precision):
     model = GPTClassifier(GPTModel(tiny_config), num_classes=2, pooling="last")
     data = _encoded([3, 12, 7, 7, 1, 9, 12, 5])
-    args = (data, 3, pad_length, torch.device("cpu"), precision)
-    fresh = build_cache(model, *args)
-    shallow = build_cache(model, data, 1, pad_length, torch.device("cpu"), precision)
-    chained = build_cache(model, *args, source=shallow, source_block=1)
-    assert torch.equal(fresh.storage, chained.storage)
-    assert not torch.equal(shallow.storage, fresh.storage)
+
+    def build(blocks, starting_states=None):
+        cpu = torch.device("cpu")
+        caches = build_caches(
+            model, {"d": data}, {"d": pad_length}, blocks, cpu, precision,
+            starting_states=starting_states,
+        )  # fmt: skip
+        return caches["d"]
+
+    fresh, shallow = build(3), build(1)
+    chained = build(3, lambda name: (1, shallow))
+    assert torch.equal(fresh.all(), chained.all())
+    assert not torch.equal(shallow.all(), fresh.all())
 
 
-def test_without_the_causal_mask_texts_are_batched_with_equal_lengths_only(tiny_config):
-    # A real token would otherwise attend to the padding of the longer texts in its batch.
+@pytest.mark.parametrize("causal", [True, False])
+def test_each_text_attends_only_to_itself_in_the_prefix(tiny_config, causal):
+    # Without the causal mask a real token would otherwise see the other texts of its slab.
     model = GPTClassifier(GPTModel(tiny_config), num_classes=2, pooling="last")
-    model.gpt.disable_causal_mask()
+    if not causal:
+        model.gpt.disable_causal_mask()
     data = _encoded([3, 12, 7, 7, 1])
-    cache = build_cache(model, data, 2, None, torch.device("cpu"))
+    cache = build_caches(model, {"d": data}, {"d": None}, 2, torch.device("cpu"))["d"]
     for index, ids in enumerate(data.input_ids):
         with torch.inference_mode():
             alone = model.gpt.hidden_states(torch.tensor([ids]), 0, 2)[0]

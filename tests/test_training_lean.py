@@ -13,15 +13,16 @@ from safetensors.torch import load_file, save_file
 from gpt_classifier.classifier import GPTClassifier, apply_trainable
 from gpt_classifier.config import GPTConfig
 from gpt_classifier.data import EncodedDataset
+from gpt_classifier.data.encoding import pad_token_ids
 from gpt_classifier.model import GPTModel
 from gpt_classifier.training import pipeline
 from gpt_classifier.training.cache_store import model_digest
 from gpt_classifier.training.pipeline import FinetuneOptions, run_finetune
-from gpt_classifier.training.prefix_cache import build_cache
-from gpt_classifier.training.streamed_prefix import build_caches_streamed
+from gpt_classifier.training.prefix_cache import build_caches
 from gpt_classifier.weights import (
     build_lazy_model,
     init_gpt2_module,
+    lazy_weights_of,
     load_pretrained,
     open_pretrained,
     random_model,
@@ -134,9 +135,9 @@ def test_digest_and_saved_file_equal_the_whole_models(pair, tmp_path):
 
 
 @pytest.mark.parametrize(("pad_length", "causal"), [(None, True), (17, True), (17, False)])
-def test_streamed_prefix_states_match_build_cache(pair, pad_length, causal):
+def test_lean_prefix_states_are_each_texts_own(pair, pad_length, causal):
     whole, lazy_model = pair
-    if not causal:  # the padding is then seen, and only a fixed pad length streams
+    if not causal:
         whole.gpt.disable_causal_mask()
         lazy_model.gpt.disable_causal_mask()
     generator = torch.Generator().manual_seed(0)
@@ -145,12 +146,16 @@ def test_streamed_prefix_states_match_build_cache(pair, pad_length, causal):
         for n in torch.randint(1, 18, (40,), generator=generator)
     ]
     dataset = EncodedDataset(ids, [0] * len(ids))
-    expected = build_cache(whole, dataset, 2, pad_length, torch.device("cpu"))
-    got = build_caches_streamed(
-        lazy_model, lazy_model.lazy_weights, {"d": dataset}, {"d": pad_length}, 2
-    )["d"]
-    assert got.offsets == expected.offsets and got.lengths == expected.lengths
-    torch.testing.assert_close(got.storage, expected.storage, atol=1e-5, rtol=1e-5)
+    cpu = torch.device("cpu")
+    got = build_caches(lazy_model, {"d": dataset}, {"d": pad_length}, 2, cpu)["d"]
+    assert lazy_model.lazy_weights.names and not lazy_model.lazy_weights.is_materialized(
+        "trf_blocks.0"
+    )  # drawn for the prefix, then released
+    for index, text in enumerate(ids):
+        padded = pad_token_ids([text], pad_length or len(text))
+        with torch.inference_mode():
+            alone = whole.gpt.hidden_states(padded, 0, 2)[0]
+        torch.testing.assert_close(got.state(index), alone, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("source", ["random", "pretrained"])
@@ -158,11 +163,14 @@ def test_lean_run_equals_the_whole_model_run(
     tmp_path, micro_files, monkeypatch, tokenizer_dir, source
 ):
     """A whole default fine-tune, lean and not: same losses, metrics and saved weights."""
-    streamed = []
-    real = pipeline.build_caches_streamed
-    monkeypatch.setattr(
-        pipeline, "build_caches_streamed", lambda *a, **k: streamed.append(1) or real(*a, **k)
-    )
+    lazy = []
+    real = pipeline.build_caches
+
+    def recording(model, *args, **kwargs):
+        lazy.append(lazy_weights_of(model) is not None)
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "build_caches", recording)
     weights = {"init": "random"}
     if source == "pretrained":
         cfg = GPTConfig.from_file(micro_files["config"])
@@ -185,7 +193,7 @@ def test_lean_run_equals_the_whole_model_run(
         )
         results[name] = run_finetune(options, log=lambda message: None)
     lean_run, whole_run = results["lean"], results["whole"]
-    assert streamed == [1]  # the lean run streamed its prefix, the other did not
+    assert lazy == [True, False]  # the lean run drew its frozen blocks one by one
     assert lean_run.cached_prefix and whole_run.cached_prefix
     assert lean_run.train.step_losses == pytest.approx(whole_run.train.step_losses, abs=1e-5)
     for split in ("train", "validation", "test"):

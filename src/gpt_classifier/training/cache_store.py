@@ -21,8 +21,6 @@ from pathlib import Path
 from stat import S_ISREG
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
 from ..data.encoding import EncodedDataset
 from ..errors import GPTClassifierError
@@ -32,26 +30,22 @@ from .prefix_cache import HiddenStateCache
 
 DEFAULT_SIZE_CAP_BYTES = 8 << 30
 SUFFIX = ".safetensors"
-FORMAT = "gpt-classifier-prefix-cache-3"
+FORMAT = "gpt-classifier-prefix-cache-4"
 
 
-def model_digest(
-    model: torch.nn.Module, start_block: int, precision: str, method: str = "batched"
-) -> str:
+def model_digest(model: torch.nn.Module, start_block: int, precision: str) -> str:
     """Digest of what the states entering ``trf_blocks[start_block]`` depend on (weights, config,
-    precision, ``method``: batched and streamed round differently, a reused state must match)."""
-    return prefix_digests(model, start_block, precision, method)[start_block]
+    precision)."""
+    return prefix_digests(model, start_block, precision)[start_block]
 
 
-def prefix_digests(
-    model: torch.nn.Module, last_block: int, precision: str, method: str = "batched"
-) -> list[str]:
+def prefix_digests(model: torch.nn.Module, last_block: int, precision: str) -> list[str]:
     """``model_digest`` for every ``start_block`` up to ``last_block``, each weight hashed once."""
     gpt = model.gpt
     lazy = lazy_weights_of(model)
     running = hashlib.sha256()
     running.update(json.dumps(gpt.cfg.to_dict(), sort_keys=True).encode())
-    running.update(f"{precision}|{method}|{FORMAT}".encode())
+    running.update(f"{precision}|{FORMAT}".encode())
     digests = []
     stages = [["tok_emb", "pos_emb"], *([f"trf_blocks.{i}"] for i in range(last_block))]
     for modules in stages:
@@ -93,9 +87,8 @@ class CacheEntry:
     def about(self) -> str:
         """What the entry holds, as train described it (model, blocks, data, split, texts)."""
         try:
-            with safe_open(str(self.path), "pt") as entry:
-                return (entry.metadata() or {}).get("about", "?")
-        except (SafetensorError, OSError):
+            return _open_entry(self.path)[1].get("about", "?")
+        except (OSError, KeyError, ValueError, TypeError):
             return "unreadable"
 
 
@@ -130,21 +123,18 @@ class CacheStore:
         return self.path(key).is_file()
 
     def load(self, key: str, log: Callable[[str], None]) -> HiddenStateCache | None:
-        """The entry's states, or None (reported once, then deleted) when it is unreadable or
-        not what ``key`` names."""
+        """The entry's states, read in place, or None (reported once, then deleted) when it is
+        unreadable or not what ``key`` names."""
         path = self.path(key)
         if not path.is_file():
             return None
         try:
-            with safe_open(str(path), "pt") as entry:
-                metadata = entry.metadata() or {}
-                tensors = {name: entry.get_tensor(name) for name in ("storage", "lengths")}
-            storage, kept = tensors["storage"], tensors["lengths"].tolist()
+            cache, metadata = _open_entry(path)
             if metadata.get("key") != key:
                 raise ValueError(f"it holds the entry {str(metadata.get('key'))[:16]}")
-            if metadata.get("sha256") != content_digest(tensors):
+            if metadata.get("sha256") != content_digest(cache):
                 raise ValueError("its states do not match their sha256")
-        except (SafetensorError, OSError, KeyError, ValueError, RuntimeError) as exc:
+        except (OSError, KeyError, ValueError, TypeError, GPTClassifierError) as exc:
             log(
                 f"warning: frozen-prefix cache: {path} is corrupt or not this entry ({exc}); "
                 "recomputing it"
@@ -154,24 +144,19 @@ class CacheStore:
             return None
         with contextlib.suppress(OSError):
             os.utime(path)  # least-recently-used order is by modification time
-        return HiddenStateCache.packed(storage, kept)
+        return cache
 
     def save(self, key: str, cache: HiddenStateCache, about: str = "") -> None:
         """Write the entry (``about``: what it holds, for ``cache list``); a failed write (full
         disk, permissions) is a one-line error."""
-        tensors = {
-            "storage": cache.storage.contiguous(),
-            "lengths": torch.as_tensor(cache.lengths, dtype=torch.int64),
-        }
-        metadata = {"format": FORMAT, "key": key, "sha256": content_digest(tensors), "about": about}
+        metadata = {"format": FORMAT, "key": key, "sha256": content_digest(cache), "about": about}
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             with atomic_path(self.path(key)) as partial:
-                save_file(tensors, str(partial), metadata=metadata)
+                write_entry(partial, cache, metadata)
             self.evict(keep=key)
-        except (OSError, SafetensorError) as exc:  # safetensors reports ENOSPC as its own error
-            why = exc.strerror if isinstance(exc, OSError) else str(exc).splitlines()[0]
-            raise GPTClassifierError(f"cannot write to {self.folder}: {why}") from None
+        except OSError as exc:
+            raise GPTClassifierError(f"cannot write to {self.folder}: {exc.strerror}") from None
 
     def evict(self, keep: str | None = None) -> list[CacheEntry]:
         """Delete least recently used entries until the folder fits its cap."""
@@ -195,12 +180,61 @@ class CacheStore:
         return len(entries)
 
 
-def content_digest(tensors: dict[str, torch.Tensor]) -> str:
-    """sha256 of the tensors' bytes, in name order."""
-    digest = hashlib.sha256()
-    for name in sorted(tensors):
-        digest.update(tensors[name].contiguous().reshape(-1).view(torch.uint8).numpy().data)
+def _lengths_bytes(cache: HiddenStateCache) -> bytes:
+    return torch.as_tensor(cache.lengths, dtype=torch.int64).numpy().tobytes()
+
+
+def content_digest(cache: HiddenStateCache) -> str:
+    """sha256 of the entry's tensors' bytes in name order (lengths, then states), read a piece
+    at a time."""
+    digest = hashlib.sha256(_lengths_bytes(cache))
+    for _, states in cache.chunks():
+        digest.update(states.numpy().data)
     return digest.hexdigest()
+
+
+def write_entry(path: Path, cache: HiddenStateCache, metadata: dict[str, str]) -> None:
+    """The states as a safetensors file (``lengths`` int64, ``storage`` float32), written a
+    piece at a time: ``safetensors.torch.save_file`` would need them all in memory."""
+    lengths = _lengths_bytes(cache)
+    end = len(lengths) + cache.rows * cache.emb_dim * 4
+    count = len(cache.lengths)
+    header = {
+        "lengths": {"dtype": "I64", "shape": [count], "data_offsets": [0, len(lengths)]},
+        "storage": {
+            "dtype": "F32",
+            "shape": [cache.rows, cache.emb_dim],
+            "data_offsets": [len(lengths), end],
+        },
+        "__metadata__": metadata,
+    }
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)  # the data aligned to 8 bytes, as safetensors writes it
+    with open(path, "wb") as out:
+        out.write(len(text).to_bytes(8, "little") + text + lengths)
+        for _, states in cache.chunks():
+            out.write(states.numpy().data)
+
+
+def _open_entry(path: Path) -> tuple[HiddenStateCache, dict[str, str]]:
+    """The entry's states in place (the open file outlives an eviction) and its metadata."""
+    file = open(path, "rb", buffering=0)  # noqa: SIM115 (the cache holds it open)
+    size = int.from_bytes(file.read(8), "little")
+    if not 0 < size <= 1 << 20:
+        raise ValueError(f"a header of {size} bytes")
+    header = json.loads(file.read(size))
+    (first, _), (start, end) = (header[name]["data_offsets"] for name in ("lengths", "storage"))
+    rows, emb_dim = header["storage"]["shape"]
+    file.seek(8 + size + first)
+    lengths = torch.frombuffer(bytearray(file.read(start - first)), dtype=torch.int64).tolist()
+    if (
+        (header["storage"]["dtype"], sum(lengths)) != ("F32", rows)
+        or file.seek(0, 2) != (8 + size + end)
+        or end - start != rows * emb_dim * 4
+    ):
+        raise ValueError("its tensors do not match its header")
+    cache = HiddenStateCache(file, lengths, emb_dim, start=8 + size + start, where=str(path))
+    return cache, header.get("__metadata__") or {}
 
 
 def describe(entry: CacheEntry) -> str:

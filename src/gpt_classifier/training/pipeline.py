@@ -46,14 +46,13 @@ from .prefix_cache import (
     DEFAULT_CACHE_BUDGET_BYTES,
     CachedLoader,
     SuffixClassifier,
-    build_cache,
+    build_caches,
     cached_positions,
     empty_cache,
     plan_prefix_cache,
 )
 from .recipe import FinetuneOptions, ResolvedRecipe
 from .settings import TrainSettings
-from .streamed_prefix import build_caches_streamed, streaming_applies
 
 __all__ = ["FinetuneOptions", "FinetuneResult", "make_optimizer", "run_finetune"]
 
@@ -119,11 +118,7 @@ class StageClock:
 
 
 def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def _quiet(message: str) -> None:
-    pass
+    print(message, file=sys.stderr, flush=True)  # sys.stderr as it is now (CliRunner swaps it)
 
 
 def run_finetune(options: FinetuneOptions, log: Log = _stderr) -> FinetuneResult:
@@ -131,7 +126,7 @@ def run_finetune(options: FinetuneOptions, log: Log = _stderr) -> FinetuneResult
     recipe = options.resolved()
     dist = distributed.init_distributed(recipe.device, options.dist_timeout)
     if not dist.is_main:
-        log, options = _quiet, dataclasses.replace(options, progress=False)
+        log, options = (lambda message: None), dataclasses.replace(options, progress=False)
     finished = False
     try:
         with _on_main(dist, lambda: _lock(options)) or nullcontext():
@@ -426,8 +421,6 @@ def make_loaders(
     if needed > DEFAULT_CACHE_BUDGET_BYTES:
         log(f"frozen-prefix cache: not used, it would take {needed / 2**30:.1f} GiB")
         return _whole(setup)
-    if not streaming_applies(classifier, encoded.pad_lengths):
-        materialize_model(classifier)
     caches = _build_caches(setup, encoded, plan.start_block, options, log)
     lazy = lazy_weights_of(classifier)
     for name in lazy.names[plan.start_block + 2 :] if lazy else []:  # what trains, on states
@@ -473,11 +466,10 @@ def _build_caches(
     what it read; each rank runs a share of the rest's batches from the ids, then summed."""
     dist = setup.dist
     store = CacheStore(options.cache_dir) if options.disk_cache else None
-    method = "batched" if lazy_weights_of(setup.classifier) is None else "streamed"
     digests: list[str] = []
     caches: dict[str, Any] = {}
     if store is not None:
-        digests = prefix_digests(setup.classifier, start_block, setup.precision, method)
+        digests = prefix_digests(setup.classifier, start_block, setup.precision)
         release_free_memory()  # a lazy model's weights were read for the digests, then freed
         caches = _reuse_cached(setup, store, digests[start_block], encoded, log)
     todo = [name for name in cached_splits(setup.precision) if name not in caches]
@@ -511,9 +503,9 @@ def _build_caches(
         f"{positions:,} positions{padded} ({setup.precision}{shards}); training runs block "
         f"{start_block} onwards"
     )
-    work = positions * (start_block - first) if method == "streamed" else positions
+    work = positions * (start_block - first) // dist.world_size
     with progress_bar(
-        work // dist.world_size, "frozen prefix", enabled=options.progress, unit="tok", leave=False
+        work, "frozen prefix", enabled=options.progress, unit="tok", leave=False
     ) as bar:
         _compute_states(setup, encoded, todo, start_block, bar, start_from, keep, caches)
     return caches
@@ -536,7 +528,10 @@ def _reuse_cached(
         if name not in caches:  # the other ranks: the layout, filled from rank 0
             emb_dim = setup.classifier.gpt.cfg.emb_dim
             caches[name] = empty_cache(encoded.split(name), encoded.pad_lengths[name], emb_dim)
-        dist.broadcast_in_place(caches[name].storage)
+        states = caches[name].all()  # under torchrun the states travel whole, in memory
+        dist.broadcast_in_place(states)
+        if not dist.is_main:
+            caches[name].write(0, states)
     if caches:
         log(f"frozen-prefix cache: {', '.join(caches)} reused from {store.folder}")
     return caches
@@ -552,38 +547,25 @@ def _compute_states(
     keep: Callable[[str], None],
     caches: dict[str, Any],
 ) -> None:
-    """The states of the ``todo`` splits into ``caches``, each kept on disk once computed."""
-    dist, lazy = setup.dist, lazy_weights_of(setup.classifier)
-    if lazy is not None:  # block by block: one frozen block in memory at a time
-        caches |= build_caches_streamed(
-            setup.classifier,
-            lazy,
-            {name: encoded.split(name) for name in todo},
-            {name: encoded.pad_lengths[name] for name in todo},
-            start_block,
-            setup.precision,
-            progress=bar,
-            starting_states=start_from,
-        )
-        for name in todo:
-            keep(name)
-        return
+    """The states of the ``todo`` splits into ``caches``, each kept on disk once computed; under
+    torchrun each rank runs a share of the slabs, then the shares are summed."""
+    dist = setup.dist
+    caches |= build_caches(
+        setup.classifier,
+        {name: encoded.split(name) for name in todo},
+        {name: encoded.pad_lengths[name] for name in todo},
+        start_block,
+        setup.device,
+        setup.precision,
+        progress=bar,
+        starting_states=start_from,
+        share=(dist.rank, dist.world_size) if dist.enabled else None,
+    )
     for name in todo:
-        source_block, source = start_from(name) or (0, None)
-        caches[name] = build_cache(
-            setup.classifier,
-            encoded.split(name),
-            start_block,
-            encoded.pad_lengths[name],
-            setup.device,
-            setup.precision,
-            progress=bar,
-            source=source,
-            source_block=source_block,
-            share=(dist.rank, dist.world_size) if dist.enabled else None,
-        )
-        del source  # before the next split's states load
-        dist.sum_in_place(caches[name].storage)
+        if dist.enabled:  # each rank computed a share of the rows, the others are zeros
+            states = caches[name].all()
+            dist.sum_in_place(states)
+            caches[name].write(0, states)
         keep(name)
 
 

@@ -1,26 +1,35 @@
 """Frozen-prefix cache: run the frozen blocks once per example, train only the rest.
 
 With dropout off and only the last blocks (or the head) trained, ``trf_blocks[:start]`` give the
-same states every epoch: computed once, in length-sorted batches, then training and evaluation
-run ``trf_blocks[start:]`` on them. Under the causal mask a real token's state ignores the
-padding after it, so states are kept unpadded; with a fixed pad length the padded rows are
-cached whole (the book's ``last`` pooling reads a pad).
+same states every epoch: computed once, one block at a time over ~1k-token slabs of whole texts
+(a lazy model holds one frozen block at a time), then training and evaluation run
+``trf_blocks[start:]`` on them. A text attends only to itself in a slab, so states are kept
+unpadded; with a fixed pad length the padded rows are cached whole (the book's ``last`` pooling
+reads a pad).
 """
 
 from __future__ import annotations
 
+import errno
 import itertools
-from collections.abc import Iterator, Sized
+import tempfile
+from collections.abc import Callable, Iterator, Sized
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..classifier import GPTClassifier, first_trainable_block
+from ..classifier.packing import layout, packing_of
 from ..classifier.pooling import padding_reads
-from ..data.batching import plan_batches
+from ..data.batching import TOKENS_PER_PASS, plan_batches
 from ..data.encoding import Batch, EncodedDataset, pad_token_ids
+from ..errors import GPTClassifierError
 from ..precision import autocast
+from ..weights import lazy_weights_of
+from .memory import release_free_memory
 
 DEFAULT_CACHE_BUDGET_BYTES = 4 << 30
 
@@ -71,83 +80,217 @@ class SuffixClassifier(nn.Module):
 
 
 class HiddenStateCache:
-    """States entering ``trf_blocks[start_block]`` for every example of one dataset, in one
-    ``(total tokens, emb_dim)`` tensor (one allocation, no fragmentation)."""
+    """States entering ``trf_blocks[start_block]`` for every example of one dataset: float32 rows
+    of ``emb_dim``, each example's back to back, in a file (a temporary one, or a disk-cache entry
+    read in place) rather than in memory: they would be most of a run's memory (GPT-2's 115k SMS
+    positions are 355 MB) while a training step reads 8 texts' rows."""
 
-    def __init__(self, storage: torch.Tensor, offsets: list[int], lengths: list[int]) -> None:
-        self.storage = storage
-        self.offsets = offsets
-        self.lengths = lengths
-        self.emb_dim = storage.shape[-1]
+    def __init__(
+        self, file: BinaryIO, lengths: list[int], emb_dim: int, start: int = 0, where: str = ""
+    ) -> None:
+        self.file, self.lengths, self.emb_dim, self.start = file, lengths, emb_dim, start
+        self.offsets = [0, *itertools.accumulate(lengths)][: len(lengths)]
+        self.rows = sum(lengths)
+        self.where = where or tempfile.gettempdir()
 
     @classmethod
-    def packed(cls, storage: torch.Tensor, lengths: list[int]) -> HiddenStateCache:
-        """Examples' rows back to back in ``storage``: offsets from the lengths."""
-        return cls(storage, [0, *itertools.accumulate(lengths)][: len(lengths)], lengths)
+    def zeros(cls, lengths: list[int], emb_dim: int) -> HiddenStateCache:
+        """A temporary file of zero states (deleted when closed); ``TMPDIR`` chooses its folder."""
+        cache = cls(tempfile.TemporaryFile(buffering=0), lengths, emb_dim)  # noqa: SIM115
+        cache.file.truncate(cache.rows * emb_dim * 4)
+        return cache
+
+    @classmethod
+    def of(cls, storage: torch.Tensor, lengths: list[int]) -> HiddenStateCache:
+        cache = cls.zeros(lengths, storage.shape[-1])
+        cache.write(0, storage)
+        return cache
+
+    def read(self, row: int, count: int) -> torch.Tensor:
+        """Rows ``row`` to ``row + count`` as a ``(count, emb_dim)`` tensor."""
+        states = torch.empty(count, self.emb_dim)
+        self._transfer(row, states, write=False)
+        return states
+
+    def write(self, row: int, states: torch.Tensor) -> None:
+        self._transfer(row, states.detach().float().contiguous(), write=True)
+
+    def _transfer(self, row: int, states: torch.Tensor, *, write: bool) -> None:
+        view = memoryview(states.numpy()).cast("B")
+        position = self.start + row * self.emb_dim * 4
+        try:
+            while view:
+                self.file.seek(position)
+                done = self.file.write(view) if write else self.file.readinto(view)
+                if not done:
+                    raise OSError(errno.EIO, "the states file ended early")
+                view, position = view[done:], position + done
+        except OSError as exc:
+            raise GPTClassifierError(
+                f"cannot {'write' if write else 'read'} the frozen-prefix states in {self.where}: "
+                f"{exc.strerror or exc}; set TMPDIR to a folder with room, or --no-prefix-cache"
+            ) from None
+
+    def all(self) -> torch.Tensor:
+        return self.read(0, self.rows)
+
+    def chunks(self, rows: int = 4096) -> Iterator[tuple[int, torch.Tensor]]:
+        """``(first row, rows)`` pieces of the states, in order, ``rows`` at a time."""
+        for row in range(0, self.rows, rows):
+            yield row, self.read(row, min(rows, self.rows - row))
+
+    def copy_from(self, other: HiddenStateCache) -> None:
+        for row, states in other.chunks():
+            self.write(row, states)
 
     def state(self, index: int) -> torch.Tensor:
-        start = self.offsets[index]
-        return self.storage[start : start + self.lengths[index]]
+        return self.read(self.offsets[index], self.lengths[index])
+
+    def gather(self, indices: list[int]) -> torch.Tensor:
+        """The examples' rows one after another ``(their tokens, emb_dim)``."""
+        return torch.cat([self.state(index) for index in indices])
+
+    def scatter(self, indices: list[int], states: torch.Tensor) -> None:
+        """``gather``'s inverse: each example's rows written back."""
+        sizes = [self.lengths[index] for index in indices]
+        for index, rows in zip(indices, states.split(sizes), strict=True):
+            self.write(self.offsets[index], rows)
 
     def batch(self, indices: torch.Tensor, width: int) -> torch.Tensor:
         """``(len(indices), width, emb_dim)``; rows shorter than ``width`` end in zeros (never
         read: pooling uses real positions and causal attention never looks ahead)."""
-        out = torch.zeros(len(indices), width, self.emb_dim, dtype=self.storage.dtype)
+        out = torch.zeros(len(indices), width, self.emb_dim)
         for row, index in enumerate(indices.tolist()):
-            state = self.state(index)
-            out[row, : state.shape[0]] = state[:width]
+            kept = min(self.lengths[index], width)
+            out[row, :kept] = self.read(self.offsets[index], kept)
         return out
 
 
+@dataclass
+class _Slab:
+    """Whole texts (``texts``, longest first) packed into ~1k tokens: each token's position in
+    its text and the texts' ``segments`` in rows (``packing.layout``)."""
+
+    texts: list[int]
+    positions: torch.Tensor  # (tokens,)
+    segments: torch.Tensor  # (rows, width); the mask is made per pass, as it is width x width
+
+
+def _slabs(cache: HiddenStateCache, share: tuple[int, int] | None) -> list[_Slab]:
+    """As many whole texts per slab as fit in ~1k tokens, rows as wide as the slab's longest
+    text; ``share=(rank, world)``: every ``world``-th slab from the ``rank``-th."""
+    slabs = []
+    for texts in plan_batches(cache.lengths, packed=True):
+        lengths = [cache.lengths[i] for i in texts]
+        positions, segments = layout(lengths, lengths[0])
+        slabs.append(_Slab(texts, positions[segments >= 0], segments))
+    return slabs[share[0] :: share[1]] if share else slabs
+
+
 @torch.inference_mode()
-def build_cache(
+def build_caches(
     model: GPTClassifier,
-    dataset: EncodedDataset,
+    datasets: dict[str, EncodedDataset],
+    pad_lengths: dict[str, int | None],
     start_block: int,
-    pad_length: int | None,
     device: torch.device,
     precision: str = "fp32",
-    progress: object | None = None,
     *,
-    source: HiddenStateCache | None = None,
-    source_block: int = 0,
+    progress: object | None = None,
+    starting_states: Callable[[str], tuple[int, HiddenStateCache] | None] | None = None,
     share: tuple[int, int] | None = None,
-) -> HiddenStateCache:
-    """``trf_blocks[:start_block]`` once over ``dataset`` (longest first, ~1k tokens a forward),
-    each example's states kept (float32, CPU). ``source``: the states after ``source_block``
-    blocks, only the later blocks run (bit for bit the same). ``share=(rank, world)``: every
-    ``world``-th batch from the ``rank``-th; the other rows stay zero."""
+) -> dict[str, HiddenStateCache]:
+    """The states entering ``trf_blocks[start_block]`` for every text (float32, in files), one
+    frozen block at a time: a lazy model's block is materialised, run over every text and
+    released, so only one is ever resident. ``progress`` (tqdm) advances by tokens.
+    ``starting_states(name)`` may give ``(j, states after j blocks)``: that dataset starts at
+    block ``j``. ``share=(rank, world)``: this rank's slabs only, the other rows stay zero."""
+    gpt, lazy = model.gpt, lazy_weights_of(model)
     was_training = model.training
     model.eval()
-    lengths = dataset.lengths
-    cache = empty_cache(dataset, pad_length, model.cfg.emb_dim)
-    storage, offsets, kept = cache.storage, cache.offsets, cache.lengths
-    # A real token that sees the padding of its batch: batch equal lengths.
-    equal_lengths = padding_reads(model.pooling, model.cfg.causal, pad_length).attended
-    batches = plan_batches(lengths, pad_to=pad_length, equal_lengths=equal_lengths)
-    for batch_number, chunk in enumerate(batches):
-        if share is not None and batch_number % share[1] != share[0]:
-            continue  # another rank's batch
-        width = pad_length or max(lengths[chunk[0]], 1)
-        if source is None:
-            inputs = pad_token_ids([dataset.input_ids[index] for index in chunk], width)
-        else:
-            inputs = source.batch(torch.tensor(chunk), width)
-        with autocast(device, precision):
-            hidden = model.gpt.hidden_states(inputs.to(device), source_block, start_block)
-        hidden = hidden.float().cpu()
-        for row, index in enumerate(chunk):
-            storage[offsets[index] : offsets[index] + kept[index]] = hidden[row, : kept[index]]
-        if progress is not None:
-            progress.update(sum(kept[i] for i in chunk))  # type: ignore[attr-defined]
+    caches = {
+        name: empty_cache(dataset, pad_lengths[name], gpt.cfg.emb_dim)
+        for name, dataset in datasets.items()
+    }
+    slabs = {name: _slabs(cache, share) for name, cache in caches.items()}
+    first_block = dict.fromkeys(caches, 0)
+    for name, cache in caches.items():
+        found = starting_states(name) if starting_states else None
+        if found is not None and found[1].lengths == cache.lengths:
+            first_block[name] = found[0]
+            cache.copy_from(found[1])
+    from_ids = [name for name in caches if first_block[name] == 0]
+    _embed(model, {name: datasets[name] for name in from_ids}, caches, slabs, device)
+    for index in range(min(first_block.values(), default=start_block), start_block):
+        if lazy is not None:
+            lazy.materialize(f"trf_blocks.{index}")
+        block = gpt.trf_blocks[index]
+        for name in [name for name in caches if index >= first_block[name]]:
+            for slab in slabs[name]:
+                x = caches[name].gather(slab.texts).to(device)
+                segments = slab.segments.to(device)
+                with autocast(device, precision):
+                    x = _block_on_slab(block, x, segments)
+                caches[name].scatter(slab.texts, x.float().cpu())
+                if progress is not None:
+                    progress.update(len(x))  # type: ignore[attr-defined]
+        if lazy is not None:
+            del block
+            lazy.release(f"trf_blocks.{index}")
+            release_free_memory()  # the block's weights and activations: back to the OS now
     model.train(was_training)
-    return cache
+    return caches
+
+
+def _block_on_slab(block: nn.Module, x: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
+    """The block's packed path on a slab's tokens ``(tokens, emb_dim)``, padded with zero rows
+    to ~1k: every slab's matmuls have one shape (oneDNN keeps a kernel, and memory, per shape)."""
+    tokens = x.shape[0]
+    x = F.pad(x, (0, 0, 0, max(TOKENS_PER_PASS - tokens, 0)))
+    return block(x, packing_of(segments, block.att.causal))[:tokens]
+
+
+def _embed(
+    model: GPTClassifier,
+    datasets: dict[str, EncodedDataset],
+    caches: dict[str, HiddenStateCache],
+    slabs: dict[str, list[_Slab]],
+    device: torch.device,
+) -> None:
+    """Each text's embeddings into its cache (a lazy model reads only the rows of the tokens
+    present)."""
+    gpt, lazy = model.gpt, lazy_weights_of(model)
+
+    def kept_ids(name: str, index: int) -> torch.Tensor:  # the ids of the positions kept
+        return pad_token_ids([datasets[name].input_ids[index]], caches[name].lengths[index])[0]
+
+    every = [kept_ids(name, i) for name, dataset in datasets.items() for i in range(len(dataset))]
+    if not every:
+        return
+    used = torch.unique(torch.cat(every))
+    del every
+    if lazy is not None:
+        rows = lazy.embedding_rows("tok_emb", used)
+        lazy.materialize("pos_emb")
+    else:
+        rows = gpt.tok_emb(used.to(device))
+    row_of = torch.zeros(gpt.cfg.vocab_size, dtype=torch.long)
+    row_of[used] = torch.arange(len(used))
+    for name in datasets:
+        for slab in slabs[name]:
+            tokens = torch.cat([kept_ids(name, index) for index in slab.texts])
+            states = rows[row_of[tokens].to(rows.device)] + gpt.pos_emb(slab.positions.to(device))
+            caches[name].scatter(slab.texts, states.float().cpu())
+    if lazy is not None:
+        lazy.release("pos_emb")
+    del rows, row_of
+    release_free_memory()
 
 
 def empty_cache(dataset: EncodedDataset, pad_length: int | None, emb_dim: int) -> HiddenStateCache:
     """A cache of ``dataset``'s layout holding zeros (each example's rows, back to back)."""
     kept = [pad_length if pad_length else length for length in dataset.lengths]
-    return HiddenStateCache.packed(torch.zeros(sum(kept), emb_dim), kept)
+    return HiddenStateCache.zeros(kept, emb_dim)
 
 
 class CachedLoader:
