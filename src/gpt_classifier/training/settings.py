@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..data import BALANCE_METHODS, DEFAULT_FRACTIONS, DEFAULT_SEED, FORMATS
-from ..data.windows import LONG_TEXT_MODES, LongText
+from ..data.windows import LONG_TEXT_MODES
 from ..errors import GPTClassifierError
 from ..precision import PRECISIONS
 from ..tokenizer import TOKENIZER_DIR_ENV
@@ -22,6 +23,31 @@ def opt(default: Any = None, help: str = "", **cli: Any) -> Any:
     ``min``/``max``/``min_open``, ``path`` (file/dir/any), ``envvar``, ``preset`` (None: the
     preset's value), ``argument``, ``required``, ``cli=False`` (no flag)."""
     return field(default=default, metadata={"help": help, **cli})
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+# What a value must be (the words of the error) -> the test it passes.
+RULES: dict[str, Callable[[Any], bool]] = {
+    "a positive integer": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+    "a positive finite number": lambda v: _finite(v) and v > 0,
+    "a finite number >= 0": lambda v: _finite(v) and v >= 0,
+    "between 0 and 2**63-1": lambda v: isinstance(v, int) and 0 <= v <= MAX_SEED,
+    ">= 1": lambda v: v is None or v >= 1,
+    "positive": lambda v: v is None or v > 0,
+}
+
+
+def rule_problems(owner: Any, rules: dict[str, str]) -> list[str]:
+    """``<name> must be <rule> (got <value>)`` for each attribute of ``owner`` failing its rule."""
+    values = {name: getattr(owner, name) for name in rules}
+    return [
+        f"{name} must be {rules[name]} (got {value!r})"
+        for name, value in values.items()
+        if not RULES[rules[name]](value)
+    ]
 
 
 @dataclass(frozen=True)
@@ -39,43 +65,25 @@ class TrainSettings:
     select_best: bool = False
 
     def __post_init__(self) -> None:
-        problems = []
-        for key in ("epochs", "batch_size", "eval_freq", "eval_iter", "grad_accum_steps"):
-            value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                problems.append(f"{key} must be a positive integer (got {value!r})")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            problems.append(f"lr must be a positive finite number (got {self.lr!r})")
-        wd = self.weight_decay
-        if not (isinstance(wd, (int, float)) and math.isfinite(wd) and wd >= 0):
-            problems.append(f"weight_decay must be a finite number >= 0 (got {wd!r})")
-        if not (isinstance(self.seed, int) and 0 <= self.seed <= MAX_SEED):
-            problems.append(f"seed must be between 0 and 2**63-1 (got {self.seed})")
-        if problems:
+        counts = ("epochs", "batch_size", "eval_freq", "eval_iter", "grad_accum_steps")
+        rules = dict.fromkeys(counts, "a positive integer")
+        rules.update(lr="a positive finite number", weight_decay="a finite number >= 0")
+        if problems := rule_problems(self, {**rules, "seed": "between 0 and 2**63-1"}):
             raise GPTClassifierError("invalid training settings: " + "; ".join(problems))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-# The default recipe optimises as the book does (TrainSettings' defaults).
-_DEFAULT_RECIPE: dict[str, Any] = {
-    "padding": "batch",
-    "pooling": "last-real",
-    "trainable": "last-block",
-}
-_DEFAULT_RECIPE.update(keep_duplicates=False, balance="weighted", **TrainSettings().to_dict())
-# Chapter 6 exactly: every text padded to the longest training text, the last position read,
+# The default recipe optimises as the book does (TrainSettings' defaults). The book's preset is
+# chapter 6 exactly: every text padded to the longest training text, the last position read,
 # duplicates kept (the book's split has them), every class undersampled to the smallest.
+_DEFAULT_RECIPE = dict(padding="batch", pooling="last-real", trainable="last-block")
+_DEFAULT_RECIPE.update(keep_duplicates=False, balance="weighted", **TrainSettings().to_dict())
+_BOOK = dict(padding="longest-train", pooling="last", keep_duplicates=True, balance="undersample")
 PRESETS: dict[str, dict[str, Any]] = {
     "default": _DEFAULT_RECIPE,
-    "book": dict(
-        _DEFAULT_RECIPE,
-        padding="longest-train",
-        pooling="last",
-        keep_duplicates=True,
-        balance="undersample",
-    ),
+    "book": {**_DEFAULT_RECIPE, **_BOOK},
 }
 
 
@@ -235,6 +243,3 @@ class LongTextOptions:
         None, "chunks: tokens between window starts (default: the context, no overlap).", min=1
     )
     max_chunks: int = opt(8, "chunks: the most windows per text (evenly spread).", min=1)
-
-    def long_text_reading(self) -> LongText:
-        return LongText(self.long_text, self.head_fraction, self.chunk_stride, self.max_chunks)
