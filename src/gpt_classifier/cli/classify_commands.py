@@ -23,31 +23,30 @@ from .options import ServedRunOptions, command
 
 @dataclass(kw_only=True)
 class ClassifyOptions(ServedRunOptions):
-    texts: tuple[str, ...] = opt((), argument=True)
+    texts: tuple[str, ...] = opt(default=(), argument=True)
     input_file: str | None = opt(
-        None, "Classify every row of this CSV/TSV/JSONL/.txt file.", flag="--file", path="file"
+        "Classify every row of this CSV/TSV/JSONL/.txt file.", flag="--file", path="file"
     )
     fmt: str | None = opt(
-        None,
         "Of --file (default: from the suffix; lines: a text a line).",
         flag="--format",
         choices=TEXT_FORMATS,
     )
-    text_column: str | None = opt(None, "Column holding the text in --file.")
+    text_column: str | None = opt("Column holding the text in --file.")
     lenient: bool = opt(
-        False, "Warn about a CSV quote that runs over many lines instead of stopping."
+        "Warn about a CSV quote that runs over many lines instead of stopping.", False
     )
     output: str | None = opt(
-        None, "Write a CSV of the results here (with --file); never the input file.", path="file"
+        "Write a CSV of the results here (with --file); never the input file.", path="file"
     )
-    overwrite: bool = opt(False, "Replace an existing --output file.")
-    resume: bool = opt(False, "Continue an interrupted --file ... --output run where it stopped.")
+    overwrite: bool = opt("Replace an existing --output file.", False)
+    resume: bool = opt("Continue an interrupted --file ... --output run where it stopped.", False)
     chunk_rows: int = opt(
-        CHUNK_ROWS, "Rows of --file read, classified and written at a time.", min=1
+        "Rows of --file read, classified and written at a time.", CHUNK_ROWS, min=1
     )
-    progress: bool = opt(True, "A progress bar (rows/s) for --file, on a terminal.")
-    as_json: bool = opt(False, "Print JSON lines instead of TSV.", flag="--json")
-    explain: bool = opt(False, "Also print each token's push towards the label (occlusion).")
+    progress: bool = opt("A progress bar (rows/s) for --file, on a terminal.", True)
+    as_json: bool = opt("Print JSON lines instead of TSV.", False, flag="--json")
+    explain: bool = opt("Also print each token's push towards the label (occlusion).", False)
 
 
 @command(ClassifyOptions)
@@ -166,14 +165,13 @@ def _echo_speed(count: int, seconds: float) -> None:
 class ExportOptions(TokenizerOptions):
     run_dir: str = opt(argument=True, path="dir", metavar="RUN")
     fmt: str = opt(
-        None,
         "hf: a transformers GPT2ForSequenceClassification folder; onnx: model.onnx.",
         flag="--format",
         choices=("hf", "onnx"),
         required=True,
     )
-    output_dir: str = opt(None, "The folder to write.", path="dir", required=True)
-    overwrite: bool = opt(False, "Replace a non-empty --output-dir.")
+    output_dir: str = opt("The folder to write.", path="dir", required=True)
+    overwrite: bool = opt("Replace a non-empty --output-dir.", False)
 
 
 @command(ExportOptions)

@@ -10,7 +10,7 @@ import click
 from .. import __version__
 from ..errors import INTERRUPTED_EXIT, GPTClassifierError
 from .classify_commands import classify, export
-from .data_commands import data
+from .data_commands import data_group
 from .model_commands import download, generate, zero_shot
 from .serve_commands import serve
 from .train_commands import cache, evaluate, experiments, train
@@ -36,7 +36,7 @@ def cli() -> None:
     """Fine-tune GPT-2 (written from scratch in PyTorch) into a text classifier."""
 
 
-_BEFORE_TRAINING = (download, generate, zero_shot, data)
+_BEFORE_TRAINING = (download, generate, zero_shot, data_group)
 for _command in (*_BEFORE_TRAINING, train, evaluate, cache, experiments, classify, export, serve):
     cli.add_command(_command)
 

@@ -109,7 +109,7 @@ def _shown_default(f: dataclasses.Field, default: Any) -> Any:
 @dataclass(kw_only=True)
 class BaseWeightsOptions:
     weights: str | None = opt(
-        None, "Where a run saved --save trainable finds its base weights, if moved.", path="any"
+        "Where a run saved --save trainable finds its base weights, if moved.", path="any"
     )
 
 
@@ -118,7 +118,7 @@ class ServedRunOptions(BaseWeightsOptions, TokenizerOptions, InferencePrecisionO
     """A saved run loaded for inference (classify, serve)."""
 
     run_dir: str = opt(argument=True, path="dir")
-    batch_size: int = opt(64, "Most texts in one forward pass.", min=1)
+    batch_size: int = opt("Most texts in one forward pass.", 64, min=1)
 
     def load_args(self) -> dict[str, Any]:
         """``TextClassifier.from_run``'s keyword arguments."""

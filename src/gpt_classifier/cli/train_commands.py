@@ -32,7 +32,6 @@ RESUME_MAY_CHANGE = ("progress", "plots", "dist_timeout")
 @dataclass(kw_only=True)
 class _Resume:
     resume_dir: str | None = opt(
-        None,
         "Continue the killed or diverged run RUN_DIR from its last checkpoint, with its options.",
         flag="--resume",
         path="dir",
@@ -99,13 +98,12 @@ class EvaluateOptions(
 ):
     run_dir: str = opt(argument=True, path="dir")
     data_file: str | None = opt(
-        None,
         "Labelled file to evaluate on (default: the run's own splits); --data is its old name.",
         flag=("--data-file", "--data"),
         path="file",
     )
-    output: str | None = opt(None, "Write the metrics JSON here too.")
-    progress: bool = opt(True, "Progress on stderr: a bar on a terminal, else a line every 30 s.")
+    output: str | None = opt("Write the metrics JSON here too.")
+    progress: bool = opt("Progress on stderr: a bar on a terminal, else a line every 30 s.", True)
 
 
 @command(EvaluateOptions)
@@ -158,31 +156,31 @@ _SHARED = (
 @dataclass(kw_only=True)
 class ExperimentsOptions(*_SHARED):
     grid: str = opt(
-        "book",
         "'book' (the book's 19 design-choice rows, on its chapter-6 recipe) or a TOML/JSON file: "
         "optional [base] options and [[rows]] with a name and any train options.",
+        "book",
     )
-    rows_spec: str | None = opt(None, "Rows to run, e.g. 1-4,14-19 (default: all).", flag="--rows")
+    rows_spec: str | None = opt("Rows to run, e.g. 1-4,14-19 (default: all).", flag="--rows")
     seeds: int = opt(
-        1,
         "Repeats of each row with seeds --seed, --seed + 1, ...; the table shows mean ± std.",
+        1,
         min=1,
     )
-    seed: int = opt(DEFAULT_SEED, "The first seed.", min=0, max=MAX_SEED)
+    seed: int = opt("The first seed.", DEFAULT_SEED, min=0, max=MAX_SEED)
     baseline: str = opt(
-        "none",
         "tfidf: add TF-IDF + logistic regression trained and tested on the same splits.",
+        "none",
         choices=("none", "tfidf"),
     )
-    epochs: int | None = opt(None, "For every row.", min=1)
-    batch_size: int | None = opt(None, "Unless a row sets it.", min=1)
+    epochs: int | None = opt("For every row.", min=1)
+    batch_size: int | None = opt("Unless a row sets it.", min=1)
     plots: bool = opt(
-        False, "Each row's own plots (the grid's chart is always drawn).", flag="--plots/--no-plots"
+        "Each row's own plots (the grid's chart is always drawn).", False, flag="--plots/--no-plots"
     )
-    progress: bool = opt(True, "Progress bars on stderr.")
-    resume: bool = opt(False, "Keep finished rows, resume killed ones, run the rest.")
-    overwrite: bool = opt(False, "Replace an existing output folder.")
-    output_dir: str = opt(None, "Folder of the row runs and the table.", path="dir", required=True)
+    progress: bool = opt("Progress bars on stderr.", True)
+    resume: bool = opt("Keep finished rows, resume killed ones, run the rest.", False)
+    overwrite: bool = opt("Replace an existing output folder.", False)
+    output_dir: str = opt("Folder of the row runs and the table.", path="dir", required=True)
 
 
 # Flags forwarded to every row's `train` when given on the command line (rows override them).

@@ -38,59 +38,55 @@ class FinetuneOptions(
 ):
     """Everything ``gpt-classifier train`` takes."""
 
-    trainable: str | None = opt(
-        None, "head | last-block | last-blocks:N | all | lora.", preset=True
-    )
-    lora_rank: int = opt(16, "LoRA's rank (--trainable lora).", min=1)
-    lora_alpha: float = opt(16.0, "LoRA's scale numerator (--trainable lora).")
+    trainable: str | None = opt("head | last-block | last-blocks:N | all | lora.", preset=True)
+    lora_rank: int = opt("LoRA's rank (--trainable lora).", 16, min=1)
+    lora_alpha: float = opt("LoRA's scale numerator (--trainable lora).", 16.0)
     causal_mask: bool = opt(
-        True, "--no-causal-mask lets every token see every other (the book's bonus row 17)."
+        "--no-causal-mask lets every token see every other (the book's bonus row 17).", True
     )
-    pooling: str | None = opt(None, "Which position feeds the head.", choices=POOLINGS, preset=True)
-    epochs: int | None = opt(None, "Passes over the training split.", min=1, preset=True)
+    pooling: str | None = opt("Which position feeds the head.", choices=POOLINGS, preset=True)
+    epochs: int | None = opt("Passes over the training split.", min=1, preset=True)
     batch_size: int | None = opt(
-        None, "Texts per batch (per process under torchrun).", min=1, preset=True
+        "Texts per batch (per process under torchrun).", min=1, preset=True
     )
-    lr: float | None = opt(None, "AdamW learning rate.", preset=True)
-    weight_decay: float | None = opt(None, "AdamW weight decay.", preset=True)
-    eval_freq: int | None = opt(None, "Steps between loss evaluations.", min=1, preset=True)
-    eval_iter: int | None = opt(None, "Batches per evaluation.", min=1, preset=True)
+    lr: float | None = opt("AdamW learning rate.", preset=True)
+    weight_decay: float | None = opt("AdamW weight decay.", preset=True)
+    eval_freq: int | None = opt("Steps between loss evaluations.", min=1, preset=True)
+    eval_iter: int | None = opt("Batches per evaluation.", min=1, preset=True)
     grad_accum_steps: int | None = opt(
-        None, "Batches per optimizer step.", flag="--grad-accum", min=1, preset=True
+        "Batches per optimizer step.", flag="--grad-accum", min=1, preset=True
     )
     select_best: bool | None = opt(
-        None,
         "Keep the epoch with the best validation accuracy, or the last.",
         flag="--select-best/--last-epoch",
         preset=True,
     )
-    prefix_cache: bool = opt(True, "Run the frozen blocks once per example, train only the rest.")
+    prefix_cache: bool = opt("Run the frozen blocks once per example, train only the rest.", True)
     disk_cache: bool = opt(
-        True, "Keep the frozen blocks' states on disk for the next run on the same data and model."
+        "Keep the frozen blocks' states on disk for the next run on the same data and model.", True
     )
-    plots: bool = opt(True, "Loss, accuracy and confusion-matrix plots in the run.")
+    plots: bool = opt("Loss, accuracy and confusion-matrix plots in the run.", True)
     save: str = opt(
-        "full",
         "full: every weight; trainable: the trained ones and a reference to the base weights.",
+        "full",
         choices=SAVE_LAYOUTS,
     )
-    progress: bool = opt(True, "Progress bars on stderr.")
+    progress: bool = opt("Progress bars on stderr.", True)
     checkpoint_every: int | None = opt(
-        None, "Also checkpoint every N optimizer steps (always: after every epoch).", min=1
+        "Also checkpoint every N optimizer steps (always: after every epoch).", min=1
     )
-    overwrite: bool = opt(False, "Replace an existing run (or non-empty folder) at --output-dir.")
+    overwrite: bool = opt("Replace an existing run (or non-empty folder) at --output-dir.", False)
     output_dir: str | os.PathLike[str] = opt(
-        "runs/sms-spam", "Run directory to create.", path="any", cli_default=None
+        "Run directory to create.", "runs/sms-spam", path="any", cli_default=None
     )
     dist_timeout: float | None = opt(
-        None,
         "Under torchrun: seconds to wait for a peer process (to join, or in a collective) "
         f"before stopping with an error (default: ${DIST_TIMEOUT_ENV} or "
         f"{DEFAULT_DIST_TIMEOUT_S:g}).",
         min=0,
         min_open=True,
     )
-    resume: bool = opt(False, "Continue the interrupted run in output_dir.", cli=False)
+    resume: bool = opt("Continue the interrupted run in output_dir.", False, cli=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The options, every path made absolute so a resume works from any folder."""

@@ -18,7 +18,7 @@ from ..tokenizer import TOKENIZER_DIR_ENV
 MAX_SEED = 2**63 - 1  # torch.manual_seed's largest
 
 
-def opt(default: Any = None, help: str = "", **cli: Any) -> Any:
+def opt(help: str = "", default: Any = None, **cli: Any) -> Any:
     """A field with its help and how the CLI shows it: ``flag`` (declaration), ``choices``,
     ``min``/``max``/``min_open``, ``path`` (file/dir/any), ``envvar``, ``preset`` (None: the
     preset's value), ``argument``, ``required``, ``cli=False`` (no flag)."""
@@ -99,7 +99,6 @@ def over_preset(options: Any, keys: Any) -> dict[str, Any]:
 @dataclass(kw_only=True)
 class CacheOptions:
     cache_dir: str | None = opt(
-        None,
         "Folder of the frozen-prefix disk cache (default: prefix-cache in $GPT_CLASSIFIER_CACHE "
         "or ~/.cache/gpt-classifier).",
         path="dir",
@@ -109,10 +108,7 @@ class CacheOptions:
 @dataclass(kw_only=True)
 class TokenizerOptions:
     tokenizer_dir: str | None = opt(
-        None,
-        "GPT-2's vocab.bpe and encoder.json, for offline use.",
-        path="dir",
-        envvar=TOKENIZER_DIR_ENV,
+        "GPT-2's vocab.bpe and encoder.json, for offline use.", path="dir", envvar=TOKENIZER_DIR_ENV
     )
 
 
@@ -121,30 +117,30 @@ class ModelOptions(TokenizerOptions):
     """Which GPT-2 and where its weights come from."""
 
     model: str = opt(
-        "gpt2", "A GPT-2 size (gpt2 ... gpt2-xl, or the book's names) or a config JSON."
+        "A GPT-2 size (gpt2 ... gpt2-xl, or the book's names) or a config JSON.", "gpt2"
     )
     weights: str | None = opt(
-        None, "Local weights: a .safetensors file or a Hugging Face model folder.", path="any"
+        "Local weights: a .safetensors file or a Hugging Face model folder.", path="any"
     )
     init: str = opt(
-        "pretrained",
         "pretrained: OpenAI's weights (downloaded, or --weights); random: untrained.",
+        "pretrained",
         choices=("pretrained", "random"),
     )
 
 
 @dataclass(kw_only=True)
 class DeviceOptions:
-    device: str = opt("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps.")
+    device: str = opt("auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps.", "auto")
 
 
 @dataclass(kw_only=True)
 class PrecisionOptions(DeviceOptions):
     precision: str = opt(
-        "fp32",
         "fp32: the saved metrics are evaluate's, read off the frozen layers' states; bf16 (auto: "
         "where the hardware runs it fast) speeds those layers up, the report then costs a "
         "float32 pass of the whole model.",
+        "fp32",
         choices=PRECISIONS,
     )
 
@@ -152,9 +148,9 @@ class PrecisionOptions(DeviceOptions):
 @dataclass(kw_only=True)
 class InferencePrecisionOptions(DeviceOptions):
     precision: str = opt(
-        "fp32",
         "fp32: a text's result never depends on its batch; bf16 (auto: where the hardware runs "
         "it fast) is faster but moves probabilities by ~1e-3 with the batch.",
+        "fp32",
         choices=PRECISIONS,
     )
 
@@ -164,14 +160,13 @@ class ReadOptions:
     """How a labelled file is read."""
 
     fmt: str | None = opt(
-        None,
         "File format, else from the suffix (headerless .tsv/.txt: sms).",
         flag="--format",
         choices=FORMATS,
     )
-    text_column: str | None = opt(None, "Text column (default: text, sentence, ...).")
-    label_column: str | None = opt(None, "Label column (default: label, class, ...).")
-    lenient: bool = opt(False, "A CSV quote that runs over many lines is a warning, not an error.")
+    text_column: str | None = opt("Text column (default: text, sentence, ...).")
+    label_column: str | None = opt("Label column (default: label, class, ...).")
+    lenient: bool = opt("A CSV quote that runs over many lines is a warning, not an error.", False)
 
 
 @dataclass(kw_only=True)
@@ -179,11 +174,11 @@ class DataOptions:
     """Where labelled texts come from."""
 
     data_file: str | None = opt(
-        None, "One labelled file to split (default: the sms-spam dataset, downloaded).", path="file"
+        "One labelled file to split (default: the sms-spam dataset, downloaded).", path="file"
     )
-    train_file: str | None = opt(None, "Ready-made training split.", path="file")
-    validation_file: str | None = opt(None, "Ready-made validation split.", path="file")
-    test_file: str | None = opt(None, "Ready-made test split.", path="file")
+    train_file: str | None = opt("Ready-made training split.", path="file")
+    validation_file: str | None = opt("Ready-made validation split.", path="file")
+    test_file: str | None = opt("Ready-made test split.", path="file")
 
 
 @dataclass(kw_only=True)
@@ -191,24 +186,21 @@ class SplitOptions(ReadOptions, DataOptions):
     """How one labelled file is split: the same flags, the same splits in every command."""
 
     preset: str = opt(
-        "default", "book: chapter 6 exactly; flags override it.", choices=tuple(PRESETS)
+        "book: chapter 6 exactly; flags override it.", "default", choices=tuple(PRESETS)
     )
     balance: str | None = opt(
-        None,
         "weighted: every row kept, the training loss weighted by class; undersample: rows "
         "dropped down to the smallest class; none.",
         choices=BALANCE_METHODS,
         preset=True,
     )
     keep_duplicates: bool | None = opt(
-        None, "Keep repeated texts.", flag="--keep-duplicates/--drop-duplicates", preset=True
+        "Keep repeated texts.", flag="--keep-duplicates/--drop-duplicates", preset=True
     )
     fractions: str | tuple[float, float, float] = opt(
-        DEFAULT_FRACTIONS, "Train,validation,test shares of the stratified split."
+        "Train,validation,test shares of the stratified split.", DEFAULT_FRACTIONS
     )
-    seed: int | None = opt(
-        None, "Seed of the split (and of training).", min=0, max=MAX_SEED, preset=True
-    )
+    seed: int | None = opt("Seed of the split (and of training).", min=0, max=MAX_SEED, preset=True)
 
     def source(self) -> dict[str, Any]:
         """The keyword arguments of ``prepare_dataset`` that say what to read and how."""
@@ -223,7 +215,7 @@ class SplitOptions(ReadOptions, DataOptions):
 
 @dataclass(kw_only=True)
 class PaddingOptions:
-    padding: str | None = opt(None, "batch, longest-train, fixed:N or context.", preset=True)
+    padding: str | None = opt("batch, longest-train, fixed:N or context.", preset=True)
 
 
 @dataclass(kw_only=True)
@@ -231,15 +223,15 @@ class LongTextOptions:
     """How a text longer than the model's context is read (recorded in run.json)."""
 
     long_text: str = opt(
-        "truncate",
         "truncate: its first tokens (the book's; no cost for texts that fit); head-tail: its "
         "first and last tokens; chunks: windows over all of it, their logits averaged.",
+        "truncate",
         choices=LONG_TEXT_MODES,
     )
     head_fraction: float = opt(
-        0.5, "head-tail: the share of the context kept from the start.", min=0, max=1
+        "head-tail: the share of the context kept from the start.", 0.5, min=0, max=1
     )
     chunk_stride: int | None = opt(
-        None, "chunks: tokens between window starts (default: the context, no overlap).", min=1
+        "chunks: tokens between window starts (default: the context, no overlap).", min=1
     )
-    max_chunks: int = opt(8, "chunks: the most windows per text (evenly spread).", min=1)
+    max_chunks: int = opt("chunks: the most windows per text (evenly spread).", 8, min=1)
