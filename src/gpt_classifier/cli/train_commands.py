@@ -19,10 +19,19 @@ from ..errors import INTERRUPTED_EXIT, GPTClassifierError
 from ..fileio import writer_lock, writing
 from ..runs.checkpoint import OPTIONS_FILE, read_options
 from ..runs.transaction import StagedRun
-from ..training import settings
 from ..training.cache_store import CacheStore, describe
 from ..training.recipe import FinetuneOptions
-from ..training.settings import MAX_SEED, CacheOptions, opt
+from ..training.settings import (
+    MAX_SEED,
+    CacheOptions,
+    DataOptions,
+    InferencePrecisionOptions,
+    ModelOptions,
+    PrecisionOptions,
+    ReadOptions,
+    TokenizerOptions,
+    opt,
+)
 from .options import BaseWeightsOptions, command, options_from
 
 # Options that only change how a resumed run is shown, not what it computes.
@@ -90,12 +99,7 @@ def _resumed(resume_dir: str, kwargs: dict[str, Any]) -> FinetuneOptions:
 
 
 @dataclass(kw_only=True)
-class EvaluateOptions(
-    settings.InferencePrecisionOptions,
-    BaseWeightsOptions,
-    settings.TokenizerOptions,
-    settings.ReadOptions,
-):
+class EvaluateOptions(InferencePrecisionOptions, BaseWeightsOptions, TokenizerOptions, ReadOptions):
     run_dir: str = opt(argument=True, path="dir")
     data_file: str | None = opt(
         "Labelled file to evaluate on (default: the run's own splits); --data is its old name.",
@@ -144,13 +148,7 @@ def clear(o: CacheOptions) -> None:
     click.echo(f"removed {store.clear()} entries from {store.folder}")
 
 
-_SHARED = (
-    CacheOptions,
-    settings.PrecisionOptions,
-    settings.ModelOptions,
-    settings.ReadOptions,
-    settings.DataOptions,
-)
+_SHARED = (CacheOptions, PrecisionOptions, ModelOptions, ReadOptions, DataOptions)
 
 
 @dataclass(kw_only=True)

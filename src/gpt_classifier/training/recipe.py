@@ -137,15 +137,9 @@ class FinetuneOptions(
         if values["balance"] not in BALANCE_METHODS:
             valid = ", ".join(BALANCE_METHODS)
             problems.append(f"unknown balance {values['balance']!r}; valid: {valid}")
-        problems += rule_problems(
-            self,
-            {
-                "lora_rank": "a positive integer",
-                "lora_alpha": "a positive finite number",
-                "checkpoint_every": ">= 1",
-                "dist_timeout": "positive",
-            },
-        )
+        run_rules = {"lora_rank": "a positive integer", "lora_alpha": "a positive finite number"}
+        run_rules.update(checkpoint_every=">= 1", dist_timeout="positive")
+        problems += rule_problems(self, run_rules)
         per_batch = (values["pooling"], values["padding"]) == ("last", "batch")
         if self.long_text != "truncate" and per_batch:
             problems.append(

@@ -25,15 +25,11 @@ def opt(help: str = "", default: Any = None, **cli: Any) -> Any:
     return field(default=default, metadata={"help": help, **cli})
 
 
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)
-
-
 # What a value must be (the words of the error) -> the test it passes.
 RULES: dict[str, Callable[[Any], bool]] = {
     "a positive integer": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
-    "a positive finite number": lambda v: _finite(v) and v > 0,
-    "a finite number >= 0": lambda v: _finite(v) and v >= 0,
+    "a positive finite number": lambda v: isinstance(v, int | float) and math.isfinite(v) and v > 0,
+    "a finite number >= 0": lambda v: isinstance(v, int | float) and math.isfinite(v) and v >= 0,
     "between 0 and 2**63-1": lambda v: isinstance(v, int) and 0 <= v <= MAX_SEED,
     ">= 1": lambda v: v is None or v >= 1,
     "positive": lambda v: v is None or v > 0,
@@ -42,11 +38,10 @@ RULES: dict[str, Callable[[Any], bool]] = {
 
 def rule_problems(owner: Any, rules: dict[str, str]) -> list[str]:
     """``<name> must be <rule> (got <value>)`` for each attribute of ``owner`` failing its rule."""
-    values = {name: getattr(owner, name) for name in rules}
     return [
-        f"{name} must be {rules[name]} (got {value!r})"
-        for name, value in values.items()
-        if not RULES[rules[name]](value)
+        f"{name} must be {rule} (got {getattr(owner, name)!r})"
+        for name, rule in rules.items()
+        if not RULES[rule](getattr(owner, name))
     ]
 
 
