@@ -90,11 +90,9 @@ def classify(o: ClassifyOptions) -> None:
     else:
         predictions = classifier.classify(texts, batch_size=o.batch_size)
     elapsed = time.perf_counter() - started
-    _note_truncated(classifier.truncated, classifier.info.max_length)
     for text, prediction, why in zip(texts, predictions, explanations, strict=True):
         _print(o.as_json, text, prediction, why)
-    if len(texts) > 1:
-        _echo_speed(len(texts), elapsed)
+    _report(classifier.truncated, classifier.info.max_length, len(texts), elapsed)
 
 
 def _classify_file(o: ClassifyOptions) -> None:
@@ -125,13 +123,11 @@ def _classify_file(o: ClassifyOptions) -> None:
     )
     if not result.main_process:  # under torchrun rank 0 reports
         return
-    _note_truncated(result.truncated, result.max_length)
     if output:
         resumed = result.rows - result.classified
         more = f" ({resumed} done before the interruption)" if resumed else ""
         click.echo(f"wrote {result.rows} predictions to {output}{more}", err=True)
-    if result.classified > 1:
-        _echo_speed(result.classified, result.seconds)
+    _report(result.truncated, result.max_length, result.classified, result.seconds)
 
 
 def _print(as_json: bool, text: str, prediction, why=None) -> None:
@@ -151,14 +147,13 @@ def _print(as_json: bool, text: str, prediction, why=None) -> None:
         click.echo(f"  why: {'  '.join(scores)}{cut}")
 
 
-def _note_truncated(truncated: int, max_length: int) -> None:
+def _report(truncated: int, max_length: int, count: int, seconds: float) -> None:
+    """On stderr: how many texts were truncated, and the speed (for more than one text)."""
     if truncated:
         message = f"{truncated} text(s) longer than {max_length} tokens were truncated"
         click.echo(f"note: {message}, as in training", err=True)
-
-
-def _echo_speed(count: int, seconds: float) -> None:
-    click.echo(f"{count} texts in {seconds:.2f} s ({count / seconds:.0f} texts/s)", err=True)
+    if count > 1:
+        click.echo(f"{count} texts in {seconds:.2f} s ({count / seconds:.0f} texts/s)", err=True)
 
 
 @dataclass(kw_only=True)

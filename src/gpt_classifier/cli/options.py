@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import types
 import typing
 from collections.abc import Callable
@@ -14,7 +13,6 @@ import click
 
 from ..training.settings import PRESETS, InferencePrecisionOptions, TokenizerOptions, opt
 
-_PATHS = {"file": {"dir_okay": False}, "dir": {"file_okay": False}, "any": {}}
 _NUMBERS = {int: (click.INT, click.IntRange), float: (click.FLOAT, click.FloatRange)}
 
 
@@ -35,11 +33,8 @@ def command(cls: type, name: str | None = None, group: Any = click) -> Callable[
     """A click command that builds ``cls`` from its flags and calls the function with it."""
 
     def decorate(func: Callable[..., Any]) -> click.Command:
-        @functools.wraps(func)
-        def callback(**values: Any) -> Any:
-            return func(cls(**values))
-
-        return group.command(name)(options_from(cls)(callback))
+        callback = options_from(cls)(lambda **values: func(cls(**values)))
+        return group.command(name or func.__name__, help=func.__doc__)(callback)
 
     return decorate
 
@@ -54,7 +49,8 @@ def _parameter(f: dataclasses.Field, hint: Any) -> Callable[..., Any]:
     if "choices" in meta:
         click_type = click.Choice(list(meta["choices"]))
     elif "path" in meta:
-        click_type = click.Path(**_PATHS[meta["path"]], writable=meta.get("writable", False))
+        path, writable = meta["path"], meta.get("writable", False)
+        click_type = click.Path(dir_okay=path != "file", file_okay=path != "dir", writable=writable)
     elif kind in _NUMBERS:
         bounds = {key: meta[key] for key in ("min", "max", "min_open") if key in meta}
         click_type = _NUMBERS[kind][1](**bounds) if bounds else _NUMBERS[kind][0]
@@ -69,7 +65,7 @@ def _parameter(f: dataclasses.Field, hint: Any) -> Callable[..., Any]:
         default = ",".join(map(str, default))
     flag = meta.get("flag") or "--" + f.name.replace("_", "-")
     flags = flag if isinstance(flag, tuple) else (flag,)
-    extra = {"envvar": meta["envvar"], "show_envvar": True} if "envvar" in meta else {}
+    extra = {"envvar": meta.get("envvar"), "show_envvar": "envvar" in meta}
     if kind is not bool:
         extra["type"] = click_type
     elif default is False and "/" not in flag:
@@ -79,14 +75,9 @@ def _parameter(f: dataclasses.Field, hint: Any) -> Callable[..., Any]:
     help, shown = meta["help"], _shown_default(f, default)
     if isinstance(shown, str):  # click would put it in parentheses
         help, shown = f"{help}  [default: {shown}]", False
+    required = meta.get("required", False)
     return click.option(
-        *flags,
-        f.name,
-        default=default,
-        help=help or None,
-        show_default=shown,
-        required=meta.get("required", False),
-        **extra,
+        *flags, f.name, default=default, help=help, show_default=shown, required=required, **extra
     )
 
 
@@ -122,5 +113,6 @@ class ServedRunOptions(BaseWeightsOptions, TokenizerOptions, InferencePrecisionO
 
     def load_args(self) -> dict[str, Any]:
         """``TextClassifier.from_run``'s keyword arguments."""
-        keys = ("device", "tokenizer_dir", "weights", "precision")
-        return {key: getattr(self, key) for key in keys}
+        return {
+            key: getattr(self, key) for key in ("device", "tokenizer_dir", "weights", "precision")
+        }

@@ -148,12 +148,8 @@ class FinetuneOptions(
             )
         if problems:
             raise GPTClassifierError("; ".join(problems))
-        return ResolvedRecipe(
-            keep_duplicates=bool(values["keep_duplicates"]),
-            balance=values["balance"],
-            config=parsed.pop("config", None),
-            **parsed,
-        )
+        keep_duplicates = bool(values["keep_duplicates"])
+        return ResolvedRecipe(keep_duplicates=keep_duplicates, balance=values["balance"], **parsed)
 
 
 @dataclass(frozen=True)
@@ -169,5 +165,5 @@ class ResolvedRecipe:
     fractions: tuple[float, float, float]
     device: torch.device  # this process's (under torchrun: its own GPU)
     precision: str  # fp32 or bf16
-    config: GPTConfig | None  # None: the one stored with --weights
+    config: GPTConfig | None = None  # None: the one stored with --weights
     long_text: LongText = LongText()

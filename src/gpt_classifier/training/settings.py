@@ -109,8 +109,6 @@ class TokenizerOptions:
 
 @dataclass(kw_only=True)
 class ModelOptions(TokenizerOptions):
-    """Which GPT-2 and where its weights come from."""
-
     model: str = opt(
         "A GPT-2 size (gpt2 ... gpt2-xl, or the book's names) or a config JSON.", "gpt2"
     )
@@ -152,8 +150,6 @@ class InferencePrecisionOptions(DeviceOptions):
 
 @dataclass(kw_only=True)
 class ReadOptions:
-    """How a labelled file is read."""
-
     fmt: str | None = opt(
         "File format, else from the suffix (headerless .tsv/.txt: sms).",
         flag="--format",
@@ -166,8 +162,6 @@ class ReadOptions:
 
 @dataclass(kw_only=True)
 class DataOptions:
-    """Where labelled texts come from."""
-
     data_file: str | None = opt(
         "One labelled file to split (default: the sms-spam dataset, downloaded).", path="file"
     )
