@@ -34,7 +34,7 @@ def download(o: DownloadOptions) -> None:
     click.echo(str(download_weights(o.model_name, cache_dir=o.cache_dir)))
 
 
-def _load(o: Any, seed: int) -> tuple[Any, Any, str]:
+def _load(o: GenerateOptions | ZeroShotOptions, seed: int) -> tuple[Any, Any, str]:
     """The model (on its device), the device and the resolved precision that ``o`` asks for."""
     from ..precision import resolve_device, resolve_precision
     from ..weights import build_model

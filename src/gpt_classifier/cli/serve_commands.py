@@ -81,8 +81,8 @@ def serve(o: ServeOptions) -> None:
         model_thread = ModelThread()  # loads the model, then runs every forward pass
         model_thread.submit(pause_point, "serve-load")  # a slow load, for the tests
         classifier = model_thread.call(TextClassifier.from_run, o.run_dir, **o.load_args())
-        limits = ("max_texts", "batch_size", "max_batch_tokens", "batch_wait_ms", "max_queue")
-        limits = {key: getattr(o, key) for key in (*limits, "max_request_bytes")}
+        keys = ("max_texts", "batch_size", "max_batch_tokens", "batch_wait_ms", "max_queue")
+        limits = {key: getattr(o, key) for key in (*keys, "max_request_bytes")}
         app = create_app(classifier, **limits, run_dir=str(o.run_dir), model_thread=model_thread)
         shown = f"[{o.host}]" if ":" in o.host else o.host
         click.echo(
