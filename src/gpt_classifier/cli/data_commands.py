@@ -14,11 +14,6 @@ from ..tokenizer import get_tokenizer
 from ..training.settings import PaddingOptions, SplitOptions, TokenizerOptions, opt, over_preset
 from .options import command
 
-_BALANCE = {
-    "undersample": "undersampled to the smallest class",
-    "weighted": "every row kept, the training loss weighted by class",
-}
-
 
 @click.group("data")
 def data_group() -> None:
@@ -77,7 +72,10 @@ def format_counts(summary: data.DataSummary, label_map: data.LabelMap) -> str:
             else f"duplicates: {summary.duplicates_dropped} repeated texts dropped (first "
             f"occurrence kept), {summary.label_conflicts} of them with a different label"
         )
-        balance = _BALANCE.get(summary.balance, "none")
+        balance = {
+            "undersample": "undersampled to the smallest class",
+            "weighted": "every row kept, the training loss weighted by class",
+        }.get(summary.balance, "none")
         fractions = ",".join(f"{f:g}" for f in summary.fractions)
         lines.append(f"balance: {balance}; split: stratified {fractions}, seed {summary.seed}")
     if summary.overlap:
