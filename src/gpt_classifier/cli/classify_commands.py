@@ -1,4 +1,5 @@
-"""``gpt-classifier classify``: labels for new texts, or a file of any size, from a saved run."""
+"""``classify``: labels for new texts, or a file of any size, from a saved run; ``export``: the
+run for transformers or ONNX Runtime."""
 
 from __future__ import annotations
 
@@ -16,53 +17,36 @@ from ..data.readers import TEXT_FORMATS
 from ..errors import GPTClassifierError
 from ..fileio import check_output_file, writer_lock
 from ..inference.file_stream import CHUNK_ROWS
-from ..training.settings import opt
+from ..training.settings import TokenizerOptions, opt
 from .options import ServedRunOptions, command
 
 
 @dataclass(kw_only=True)
 class ClassifyOptions(ServedRunOptions):
-    texts: tuple[str, ...] = opt((), argument=True)
+    texts: tuple[str, ...] = opt(default=(), argument=True)
     input_file: str | None = opt(
-        None, "Classify every row of this CSV/TSV/JSONL/.txt file.", flag="--file", path="file"
+        "Classify every row of this CSV/TSV/JSONL/.txt file.", flag="--file", path="file"
     )
     fmt: str | None = opt(
-        None,
         "Of --file (default: from the suffix; lines: a text a line).",
         flag="--format",
         choices=TEXT_FORMATS,
     )
-    text_column: str | None = opt(None, "Column holding the text in --file.")
+    text_column: str | None = opt("Column holding the text in --file.")
     lenient: bool = opt(
-        False, "Warn about a CSV quote that runs over many lines instead of stopping."
+        "Warn about a CSV quote that runs over many lines instead of stopping.", False
     )
     output: str | None = opt(
-        None, "Write a CSV of the results here (with --file); never the input file.", path="file"
+        "Write a CSV of the results here (with --file); never the input file.", path="file"
     )
-    overwrite: bool = opt(False, "Replace an existing --output file.")
-    resume: bool = opt(False, "Continue an interrupted --file ... --output run where it stopped.")
+    overwrite: bool = opt("Replace an existing --output file.", False)
+    resume: bool = opt("Continue an interrupted --file ... --output run where it stopped.", False)
     chunk_rows: int = opt(
-        CHUNK_ROWS, "Rows of --file read, classified and written at a time.", min=1
+        "Rows of --file read, classified and written at a time.", CHUNK_ROWS, min=1
     )
-    progress: bool = opt(True, "A progress bar (rows/s) for --file, on a terminal.")
-    as_json: bool = opt(False, "Print JSON lines instead of TSV.", flag="--json")
-    explain: bool = opt(False, "Also print each token's push towards the label (occlusion).")
-
-    def problem(self) -> str | None:
-        """Flags that do not go together, or None."""
-        if self.input_file and self.texts:
-            return "pass texts as arguments or --file, not both"
-        if self.output and not self.input_file:
-            return "--output needs --file"
-        if self.output and self.explain:
-            return "--explain prints to the terminal; drop --output"
-        if self.input_file and self.explain:
-            return "--explain explains texts given as arguments, not the rows of --file"
-        if self.resume and not self.output:
-            return "--resume needs --file and --output"
-        if not (self.input_file or self.texts):
-            return "nothing to classify: pass one or more texts or --file FILE"
-        return None
+    progress: bool = opt("A progress bar (rows/s) for --file, on a terminal.", True)
+    as_json: bool = opt("Print JSON lines instead of TSV.", False, flag="--json")
+    explain: bool = opt("Also print each token's push towards the label (occlusion).", False)
 
 
 @command(ClassifyOptions)
@@ -74,23 +58,28 @@ def classify(o: ClassifyOptions) -> None:
     the CSV appears only once complete, and --resume continues an interrupted run. Under
     torchrun every process classifies a share of the chunks and rank 0 writes them in order.
     """
-    if o.problem():
-        raise GPTClassifierError(o.problem())
+    conflicts = {
+        "pass texts as arguments or --file, not both": o.input_file and o.texts,
+        "--output needs --file": o.output and not o.input_file,
+        "--explain prints to the terminal; drop --output": o.output and o.explain,
+        "--explain explains texts given as arguments, not the rows of --file": (
+            o.input_file and o.explain
+        ),
+        "--resume needs --file and --output": o.resume and not o.output,
+        "nothing to classify: pass one or more texts or --file FILE": not (o.input_file or o.texts),
+    }
+    if problem := next((message for message, found in conflicts.items() if found), None):
+        raise GPTClassifierError(problem)
     if o.input_file:
-        with _output_lock(o):
-            _classify_file(o)
-        return
+        from ..distributed import context_from_env
+
+        main_writer = o.output and context_from_env().is_main  # under torchrun rank 0 writes
+        with writer_lock(o.output, "--output") if main_writer else ExitStack():
+            return _classify_file(o)
     from ..inference.predict import Prediction, TextClassifier
 
-    classifier = TextClassifier.from_run(
-        o.run_dir,
-        device=o.device,
-        tokenizer_dir=o.tokenizer_dir,
-        weights=o.weights,
-        precision=o.precision,
-    )
-    texts = list(o.texts)
-    started = time.perf_counter()
+    classifier = TextClassifier.from_run(o.run_dir, **o.load_args())
+    texts, started = list(o.texts), time.perf_counter()
     explanations: list = [None] * len(texts)
     if o.explain:
         from ..inference.explain import explain_texts
@@ -101,28 +90,23 @@ def classify(o: ClassifyOptions) -> None:
     else:
         predictions = classifier.classify(texts, batch_size=o.batch_size)
     elapsed = time.perf_counter() - started
-    _note_truncated(classifier.truncated, classifier.info.max_length)
     for text, prediction, why in zip(texts, predictions, explanations, strict=True):
         _print(o.as_json, text, prediction, why)
-    if len(texts) > 1:
-        _echo_speed(len(texts), elapsed)
-
-
-def _output_lock(o: ClassifyOptions) -> ExitStack:
-    from ..distributed import context_from_env
-
-    if o.output and context_from_env().is_main:  # under torchrun rank 0 writes
-        return writer_lock(o.output, "--output")
-    return ExitStack()
+    _report(classifier.truncated, classifier.info.max_length, len(texts), elapsed)
 
 
 def _classify_file(o: ClassifyOptions) -> None:
     from ..inference.file_stream import check_resumable, run_classify_file
 
     output = Path(o.output) if o.output else None
-    if output:
+    if output:  # never write over the input (the run would destroy the texts it reads)
         check_resumable(output, resume=o.resume, overwrite=o.overwrite)
-        _check_output(output, Path(o.input_file), o.overwrite or o.resume)
+        same = output.resolve() == Path(o.input_file).resolve()
+        if not same and output.exists() and os.path.exists(o.input_file):
+            same = os.path.samefile(output, o.input_file)  # hard links, case-insensitive disks
+        if same:
+            raise GPTClassifierError(f"--output {output} is the input file; write elsewhere")
+        check_output_file(output, overwrite=o.overwrite or o.resume)
 
     def sink(rows, predictions) -> None:
         for row, prediction in zip(rows, predictions, strict=True):
@@ -134,21 +118,16 @@ def _classify_file(o: ClassifyOptions) -> None:
         o.input_file,
         output=output,
         sink=None if output else sink,
-        tokenizer_dir=o.tokenizer_dir,
-        weights=o.weights,
-        device=o.device,
-        precision=o.precision,
+        **o.load_args(),
         **{key: getattr(o, key) for key in keys},
     )
     if not result.main_process:  # under torchrun rank 0 reports
         return
-    _note_truncated(result.truncated, result.max_length)
     if output:
         resumed = result.rows - result.classified
         more = f" ({resumed} done before the interruption)" if resumed else ""
         click.echo(f"wrote {result.rows} predictions to {output}{more}", err=True)
-    if result.classified > 1:
-        _echo_speed(result.classified, result.seconds)
+    _report(result.truncated, result.max_length, result.classified, result.seconds)
 
 
 def _print(as_json: bool, text: str, prediction, why=None) -> None:
@@ -159,34 +138,45 @@ def _print(as_json: bool, text: str, prediction, why=None) -> None:
             tokens = [{key: getattr(t, key) for key in keys} for t in why.tokens]
             values["explanation"] = {"method": why.method, "truncated": why.truncated}
             values["explanation"]["tokens"] = tokens
-        click.echo(json.dumps(values, ensure_ascii=False))
-        return
+        return click.echo(json.dumps(values, ensure_ascii=False))
     label, text = (" ".join(str(field).split()) for field in (prediction.label, text))  # one line
     click.echo(f"{label}\t{prediction.probability:.4f}\t{text}")
     if why is not None:  # each token quoted (spaces and line breaks visible) with its score
-        line = "  ".join(
-            f"{json.dumps(t.token, ensure_ascii=False)} {t.score:+.2f}" for t in why.tokens
-        )
-        click.echo(
-            f"  why: {line}" + ("  (text cut: the rest is not read)" if why.truncated else "")
-        )
+        scores = [f"{json.dumps(t.token, ensure_ascii=False)} {t.score:+.2f}" for t in why.tokens]
+        cut = "  (text cut: the rest is not read)" if why.truncated else ""
+        click.echo(f"  why: {'  '.join(scores)}{cut}")
 
 
-def _note_truncated(truncated: int, max_length: int) -> None:
+def _report(truncated: int, max_length: int, count: int, seconds: float) -> None:
+    """On stderr: how many texts were truncated, and the speed (for more than one text)."""
     if truncated:
         message = f"{truncated} text(s) longer than {max_length} tokens were truncated"
         click.echo(f"note: {message}, as in training", err=True)
+    if count > 1:
+        click.echo(f"{count} texts in {seconds:.2f} s ({count / seconds:.0f} texts/s)", err=True)
 
 
-def _echo_speed(count: int, seconds: float) -> None:
-    click.echo(f"{count} texts in {seconds:.2f} s ({count / seconds:.0f} texts/s)", err=True)
+@dataclass(kw_only=True)
+class ExportOptions(TokenizerOptions):
+    run_dir: str = opt(argument=True, path="dir", metavar="RUN")
+    fmt: str = opt(
+        "hf: a transformers GPT2ForSequenceClassification folder; onnx: model.onnx.",
+        flag="--format",
+        choices=("hf", "onnx"),
+        required=True,
+    )
+    output_dir: str = opt("The folder to write.", path="dir", required=True)
+    overwrite: bool = opt("Replace a non-empty --output-dir.", False)
 
 
-def _check_output(output: Path, input_file: Path, overwrite: bool) -> None:
-    """Never write over the input (the run would destroy the texts it reads)."""
-    same = output.resolve() == input_file.resolve()
-    if not same and output.exists() and input_file.exists():
-        same = os.path.samefile(output, input_file)  # hard links, case-insensitive file systems
-    if same:
-        raise GPTClassifierError(f"--output {output} is the input file; write elsewhere")
-    check_output_file(output, overwrite=overwrite)
+@command(ExportOptions)
+def export(o: ExportOptions) -> None:
+    """Export a run for use elsewhere, with a model card (README.md).
+
+    hf: load it with transformers.pipeline("text-classification", model=DIR); onnx: inputs
+    input_ids and attention_mask (right padding), output logits. Prints the folder's path.
+    """
+    from ..export import export_run
+
+    options = {"overwrite": o.overwrite, "tokenizer_dir": o.tokenizer_dir}
+    click.echo(str(export_run(o.run_dir, o.fmt, o.output_dir, **options)))

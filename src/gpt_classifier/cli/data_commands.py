@@ -6,17 +6,8 @@ from dataclasses import dataclass
 
 import click
 
+from .. import data
 from ..config import GPT2_CONTEXT_LENGTH
-from ..data import (
-    SPLIT_NAMES,
-    DataSummary,
-    EncodedSplits,
-    LabelMap,
-    encode_splits,
-    parse_padding,
-    prepare_dataset,
-    write_splits,
-)
 from ..evaluation.report import format_table
 from ..fileio import check_output_dir
 from ..tokenizer import get_tokenizer
@@ -24,53 +15,56 @@ from ..training.settings import PaddingOptions, SplitOptions, TokenizerOptions, 
 from .options import command
 
 
-@click.group()
-def data() -> None:
+@click.group("data")
+def data_group() -> None:
     """Prepare datasets: sms-spam or any labelled file."""
 
 
 @dataclass(kw_only=True)
 class PrepareOptions(TokenizerOptions, PaddingOptions, SplitOptions):
     context_length: int = opt(
-        GPT2_CONTEXT_LENGTH, "Model context length: the truncation limit.", min=1
+        "Model context length: the truncation limit.", GPT2_CONTEXT_LENGTH, min=1
     )
     output_dir: str = opt(
-        None,
         "Folder for train.csv, validation.csv, test.csv (columns Label,Text) and labels.json; it "
         "must be empty or new unless --overwrite.",
         path="dir",
         required=True,
     )
-    overwrite: bool = opt(False, "Replace the splits in a non-empty --output-dir.")
+    overwrite: bool = opt("Replace the splits in a non-empty --output-dir.", False)
 
 
-@command(PrepareOptions, "prepare", group=data)
+@command(PrepareOptions, "prepare", group=data_group)
 def prepare(o: PrepareOptions) -> None:
     """Deduplicate, balance and split a dataset; print counts and token lengths; write splits."""
     check_output_dir(o.output_dir, overwrite=o.overwrite)  # before minutes of work, not after
-    strategy = parse_padding(over_preset(o, ["padding"])["padding"])  # fail before any download
-    prepared = prepare_dataset(**o.dataset_args())
-    encoded = encode_splits(prepared, get_tokenizer(o.tokenizer_dir), strategy, o.context_length)
-    written = write_splits(prepared, o.output_dir)
-    click.echo(format_counts(prepared.summary, prepared.label_map))
-    click.echo()
-    click.echo(format_token_stats(encoded))
-    click.echo()
+    padding = data.parse_padding(over_preset(o, ["padding"])["padding"])  # before a download
+    prepared = data.prepare_dataset(**o.dataset_args())
+    tokenizer = get_tokenizer(o.tokenizer_dir)
+    encoded = data.encode_splits(prepared, tokenizer, padding, o.context_length)
+    written = data.write_splits(prepared, o.output_dir)
+    summary, label_map = prepared.summary, prepared.label_map
+    click.echo(f"{format_counts(summary, label_map)}\n\n{format_token_stats(encoded)}\n")
     click.echo(f"wrote {', '.join(p.name for p in written.values())} to {o.output_dir}")
 
 
-def format_counts(summary: DataSummary, label_map: LabelMap) -> str:
+def format_counts(summary: data.DataSummary, label_map: data.LabelMap) -> str:
     """Class counts as a table (one row per class) with notes on what was dropped."""
     split = summary.fractions is not None
-    columns = {"raw": summary.raw, "deduplicated": summary.deduplicated} if split else {}
-    columns = {**columns, "balanced": summary.balanced} if split else {"all": summary.raw}
-    columns.update({name: summary.splits[name] for name in SPLIT_NAMES})
+    columns = (
+        {"raw": summary.raw, "deduplicated": summary.deduplicated, "balanced": summary.balanced}
+        if split
+        else {"all": summary.raw}
+    )
+    columns.update({name: summary.splits[name] for name in data.SPLIT_NAMES})
     classes = list(dict.fromkeys([*label_map.classes, *summary.raw]))
     rows = [[name, *(str(c.get(name, 0)) for c in columns.values())] for name in classes]
     rows.append(["total", *(str(sum(c.values())) for c in columns.values())])
-    classes_line = f"classes ({len(label_map)}): {', '.join(label_map.classes)}"
-    table = format_table(["class", *columns], rows, rule=False)
-    lines = [f"data: {summary.source}", classes_line, "", table]
+    lines = [
+        f"data: {summary.source}",
+        f"classes ({len(label_map)}): {', '.join(label_map.classes)}",
+    ]
+    lines += ["", format_table(["class", *columns], rows, rule=False)]
     if split:
         lines.append(
             "duplicates: kept (--keep-duplicates)"
@@ -91,27 +85,23 @@ def format_counts(summary: DataSummary, label_map: LabelMap) -> str:
     return "\n".join(lines)
 
 
-def format_token_stats(encoded: EncodedSplits) -> str:
+def format_token_stats(encoded: data.EncodedSplits) -> str:
     """Token lengths per split (before truncation), the truncation counts and the pad length."""
-    header = ["split", "examples", "min", "median", "max", "truncated", "limit"]
     rows, notes = [], []
-    for name in SPLIT_NAMES:
+    for name in data.SPLIT_NAMES:
         st = encoded.stats[name]
-        cells = (st.count, st.min, st.median, st.max)
-        truncated = f"{st.truncated} ({st.share_truncated:.1%})"
-        rows.append([name, *map(_fmt, cells), truncated, _fmt(st.max_length)])
+        cells = (st.count, st.min, st.median, st.max, st.max_length)
+        cells = ["-" if c is None else f"{c:g}" if isinstance(c, float) else str(c) for c in cells]
+        rows.append([name, *cells[:4], f"{st.truncated} ({st.share_truncated:.1%})", cells[4]])
         if st.truncated:
             notes.append(f"truncated: {st.truncated} {name} text(s) cut to {st.max_length} tokens")
+    header = ["split", "examples", "min", "median", "max", "truncated", "limit"]
     lines = [f"tokens (padding {encoded.padding}, context length {encoded.context_length}):"]
-    lines.append(format_table(header, rows, rule=False))
+    lines += [format_table(header, rows, rule=False)]
     lines.append(f"longest training example: {encoded.longest_train} tokens")
-    pads = {encoded.pad_lengths[name] for name in SPLIT_NAMES}
+    pads = {encoded.pad_lengths[name] for name in data.SPLIT_NAMES}
     if pads == {None}:
         lines.append("padding: each batch to its longest example")
     elif len(pads) == 1:
         lines.append(f"padding: every example to {pads.pop()} tokens")
     return "\n".join(lines + notes)
-
-
-def _fmt(value: float | int | None) -> str:
-    return "-" if value is None else f"{value:g}" if isinstance(value, float) else str(value)

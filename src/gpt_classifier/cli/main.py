@@ -9,18 +9,11 @@ import click
 
 from .. import __version__
 from ..errors import INTERRUPTED_EXIT, GPTClassifierError
-from .classify_commands import classify
-from .data_commands import data
-from .experiments_commands import experiments
-from .export_commands import export
+from .classify_commands import classify, export
+from .data_commands import data_group
 from .model_commands import download, generate, zero_shot
 from .serve_commands import serve
-from .train_commands import cache, evaluate, train
-
-_COMMANDS = [
-    download, generate, zero_shot, data, train, evaluate, cache, classify, export, serve,
-    experiments,
-]  # fmt: skip
+from .train_commands import cache, evaluate, experiments, train
 
 
 class _Group(click.Group):
@@ -37,17 +30,15 @@ class _Group(click.Group):
             sys.exit(INTERRUPTED_EXIT)
 
 
-@click.group(
-    cls=_Group, commands=_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]}
-)
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="gpt-classifier")
 def cli() -> None:
     """Fine-tune GPT-2 (written from scratch in PyTorch) into a text classifier."""
 
 
-def main() -> None:
-    cli()
-
+_BEFORE_TRAINING = (download, generate, zero_shot, data_group)
+for _command in (*_BEFORE_TRAINING, train, evaluate, cache, experiments, classify, export, serve):
+    cli.add_command(_command)
 
 if __name__ == "__main__":
-    main()
+    cli()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import click
 
@@ -17,9 +18,7 @@ from .options import command
 class DownloadOptions:
     model_name: str = opt(argument=True, metavar="MODEL")
     cache_dir: str | None = opt(
-        None,
-        "Hugging Face cache folder (default: $HF_HUB_CACHE, ~/.cache/huggingface/hub).",
-        path="dir",
+        "Hugging Face cache folder (default: $HF_HUB_CACHE, ~/.cache/huggingface/hub).", path="dir"
     )
 
 
@@ -35,15 +34,25 @@ def download(o: DownloadOptions) -> None:
     click.echo(str(download_weights(o.model_name, cache_dir=o.cache_dir)))
 
 
+def _load(o: GenerateOptions | ZeroShotOptions, seed: int) -> tuple[Any, Any, str]:
+    """The model (on its device), the device and the resolved precision that ``o`` asks for."""
+    from ..precision import resolve_device, resolve_precision
+    from ..weights import build_model
+
+    gpt = build_model(o.model, weights=o.weights, init=o.init, seed=seed)
+    device = resolve_device(o.device)
+    return gpt.to(device), device, resolve_precision(o.precision, device)
+
+
 @dataclass(kw_only=True)
 class GenerateOptions(InferencePrecisionOptions, ModelOptions):
-    prompt: str = opt(None, "Text to continue.", required=True)
-    max_new_tokens: int = opt(23, "Tokens to generate (the book's example's count).", min=0)
+    prompt: str = opt("Text to continue.", required=True)
+    max_new_tokens: int = opt("Tokens to generate (the book's example's count).", 23, min=0)
     temperature: float = opt(
-        0.0, "0: greedy decoding; > 0: sample from softmax(logits / temperature).", min=0.0
+        "0: greedy decoding; > 0: sample from softmax(logits / temperature).", 0.0, min=0.0
     )
-    top_k: int | None = opt(None, "Sample only the k likeliest tokens.", min=1)
-    seed: int = opt(DEFAULT_SEED, "Seed for sampling and for --init random.")
+    top_k: int | None = opt("Sample only the k likeliest tokens.", min=1)
+    seed: int = opt("Seed for sampling and for --init random.", DEFAULT_SEED)
 
 
 @command(GenerateOptions)
@@ -56,25 +65,20 @@ def generate(o: GenerateOptions) -> None:
 
     from ..generation import generate as generate_ids
     from ..generation import text_to_token_ids, token_ids_to_text
-    from ..precision import autocast, resolve_device, resolve_precision
+    from ..precision import autocast
     from ..tokenizer import get_tokenizer
-    from ..weights import build_model
 
     tokenizer = get_tokenizer(o.tokenizer_dir)
-    idx = text_to_token_ids(o.prompt, tokenizer)
-    if idx.shape[1] == 0:
+    if (idx := text_to_token_ids(o.prompt, tokenizer)).shape[1] == 0:
         raise GPTClassifierError("--prompt is empty")
-    gpt = build_model(o.model, weights=o.weights, init=o.init, seed=o.seed)
-    context = gpt.cfg.context_length
-    if idx.shape[1] > context:
+    gpt, device, precision = _load(o, o.seed)
+    if idx.shape[1] > (context := gpt.cfg.context_length):
         raise GPTClassifierError(
             f"--prompt has {idx.shape[1]} tokens but the model's context length is {context}"
         )
-    device = resolve_device(o.device)
-    gpt.to(device)
     torch.manual_seed(o.seed)
     try:
-        with autocast(device, resolve_precision(o.precision, device)):
+        with autocast(device, precision):
             # the book's order: max_new_tokens, context_size, temperature, top_k, eos_id
             args = (o.max_new_tokens, context, o.temperature, o.top_k, EOT_TOKEN_ID)
             out = generate_ids(gpt, idx.to(device), *args)
@@ -85,15 +89,13 @@ def generate(o: GenerateOptions) -> None:
 
 @dataclass(kw_only=True)
 class ZeroShotOptions(InferencePrecisionOptions, ModelOptions, SplitOptions):
-    split: str = opt("test", "The split whose texts are scored.", choices=SPLIT_NAMES)
-    limit: int | None = opt(None, "Score only the first N examples.", min=1)
-    positive_label: str = opt("spam", "The class a 'yes' answer means.")
-    prompt: str | None = opt(
-        None, "Template with {text} (and {positive}); default: the book's question."
-    )
-    max_new_tokens: int = opt(5, "Tokens of the answer.", min=1)
-    output: str | None = opt(None, "Write every answer as JSON here.", path="file", writable=True)
-    progress: bool = opt(True, "A progress bar on stderr.")
+    split: str = opt("The split whose texts are scored.", "test", choices=SPLIT_NAMES)
+    limit: int | None = opt("Score only the first N examples.", min=1)
+    positive_label: str = opt("The class a 'yes' answer means.", "spam")
+    prompt: str | None = opt("Template with {text} (and {positive}); default: the book's question.")
+    max_new_tokens: int = opt("Tokens of the answer.", 5, min=1)
+    output: str | None = opt("Write every answer as JSON here.", path="file", writable=True)
+    progress: bool = opt("A progress bar on stderr.", True)
 
 
 @command(ZeroShotOptions, "zero-shot")
@@ -106,10 +108,8 @@ def zero_shot(o: ZeroShotOptions) -> None:
     from ..data import prepare_dataset
     from ..evaluation.zero_shot import BOOK_PROMPT, zero_shot
     from ..fileio import write_json
-    from ..precision import resolve_device, resolve_precision
     from ..progress import progress_bar
     from ..tokenizer import get_tokenizer
-    from ..weights import build_model
 
     args = o.dataset_args()
     prepared = prepare_dataset(**args, progress=o.progress)
@@ -121,20 +121,14 @@ def zero_shot(o: ZeroShotOptions) -> None:
         )
     negative = next(c for c in classes if c != positive)
     records = prepared.split(o.split)[: o.limit]
-    tokenizer = get_tokenizer(o.tokenizer_dir)
-    device = resolve_device(o.device)
-    gpt = build_model(o.model, o.weights, o.init, seed=args["seed"])
+    gpt, device, precision = _load(o, args["seed"])
     with progress_bar(len(records), "zero-shot", enabled=o.progress, unit="texts") as bar:
         result = zero_shot(
-            gpt.to(device),
-            tokenizer,
-            records,
-            positive,
-            negative,
+            *(gpt, get_tokenizer(o.tokenizer_dir), records, positive, negative),
             prompt=o.prompt or BOOK_PROMPT,
             max_new_tokens=o.max_new_tokens,
             device=device,
-            precision=resolve_precision(o.precision, device),
+            precision=precision,
             on_example=lambda: bar.update(1),
         )
     answers = ", ".join(f"{k} {v}" for k, v in sorted(result.answers.items()))

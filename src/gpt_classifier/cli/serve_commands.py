@@ -33,23 +33,23 @@ def listen_socket(host: str, port: int) -> socket.socket:
 
 @dataclass(kw_only=True)
 class ServeOptions(ServedRunOptions):
-    host: str = opt("127.0.0.1", "Address to listen on.")
+    host: str = opt("Address to listen on.", "127.0.0.1")
     port: int = opt(
-        8000, "Port to listen on (0: any free port, printed at start).", min=0, max=65535
+        "Port to listen on (0: any free port, printed at start).", 8000, min=0, max=65535
     )
-    max_texts: int = opt(256, "Most texts accepted in one request (more: 422).", min=1)
+    max_texts: int = opt("Most texts accepted in one request (more: 422).", 256, min=1)
     max_batch_tokens: int = opt(
-        TOKENS_PER_PASS,
         "Most tokens (padding included) in one forward pass; concurrent requests share it.",
+        TOKENS_PER_PASS,
         min=1,
     )
     batch_wait_ms: float = opt(
-        5.0, "How long a waiting text waits for others to join its batch (0: never waits).", min=0
+        "How long a waiting text waits for others to join its batch (0: never waits).", 5.0, min=0
     )
     max_queue: int = opt(
-        1024, "Most texts admitted and not yet classified; beyond it requests get 429.", min=1
+        "Most texts admitted and not yet classified; beyond it requests get 429.", 1024, min=1
     )
-    max_request_bytes: int = opt(1024 * 1024, "Largest request body; beyond it 413.", min=1)
+    max_request_bytes: int = opt("Largest request body; beyond it 413.", 1024 * 1024, min=1)
 
 
 @command(ServeOptions)
@@ -80,23 +80,15 @@ def serve(o: ServeOptions) -> None:
     try:
         model_thread = ModelThread()  # loads the model, then runs every forward pass
         model_thread.submit(pause_point, "serve-load")  # a slow load, for the tests
-        load = dict(device=o.device, tokenizer_dir=o.tokenizer_dir, precision=o.precision)
-        classifier = model_thread.call(
-            TextClassifier.from_run, o.run_dir, weights=o.weights, **load
-        )
-        limits = ("max_texts", "batch_size", "max_batch_tokens", "batch_wait_ms", "max_queue")
-        app = create_app(
-            classifier,
-            **{key: getattr(o, key) for key in (*limits, "max_request_bytes")},
-            run_dir=str(o.run_dir),
-            model_thread=model_thread,
-        )
-        bound_port = sock.getsockname()[1]
+        classifier = model_thread.call(TextClassifier.from_run, o.run_dir, **o.load_args())
+        keys = ("max_texts", "batch_size", "max_batch_tokens", "batch_wait_ms", "max_queue")
+        limits = {key: getattr(o, key) for key in (*keys, "max_request_bytes")}
+        app = create_app(classifier, **limits, run_dir=str(o.run_dir), model_thread=model_thread)
         shown = f"[{o.host}]" if ":" in o.host else o.host
         click.echo(
-            f"serving {o.run_dir} ({', '.join(classifier.classes)}) on http://{shown}:{bound_port} "
-            "(the page at /; POST /classify, /classify/file, /explain; GET /info, /health, "
-            "/metrics; docs at /docs)",
+            f"serving {o.run_dir} ({', '.join(classifier.classes)}) on "
+            f"http://{shown}:{sock.getsockname()[1]} (the page at /; POST /classify, "
+            "/classify/file, /explain; GET /info, /health, /metrics; docs at /docs)",
             err=True,
         )
         started = run_server(app, sock)

@@ -1,24 +1,33 @@
-"""``train``, ``evaluate`` and ``cache list|clear`` (the frozen-prefix states train keeps)."""
+"""``train``, ``evaluate``, ``cache list|clear`` (the frozen-prefix states train keeps) and
+``experiments`` (a grid of fine-tuning runs and the table comparing them)."""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import click
 from click.core import ParameterSource
 
+from ..data import DEFAULT_SEED
 from ..errors import INTERRUPTED_EXIT, GPTClassifierError
-from ..fileio import writing
+from ..fileio import writer_lock, writing
 from ..runs.checkpoint import OPTIONS_FILE, read_options
 from ..runs.transaction import StagedRun
 from ..training.cache_store import CacheStore, describe
 from ..training.recipe import FinetuneOptions
 from ..training.settings import (
+    MAX_SEED,
     CacheOptions,
+    DataOptions,
     InferencePrecisionOptions,
+    ModelOptions,
+    PrecisionOptions,
     ReadOptions,
     TokenizerOptions,
     opt,
@@ -29,15 +38,18 @@ from .options import BaseWeightsOptions, command, options_from
 RESUME_MAY_CHANGE = ("progress", "plots", "dist_timeout")
 
 
+@dataclass(kw_only=True)
+class _Resume:
+    resume_dir: str | None = opt(
+        "Continue the killed or diverged run RUN_DIR from its last checkpoint, with its options.",
+        flag="--resume",
+        path="dir",
+    )
+
+
 @click.command()
 @options_from(FinetuneOptions)
-@click.option(
-    "--resume",
-    "resume_dir",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Continue the killed or diverged run RUN_DIR from its last checkpoint, with its options.",
-)
+@options_from(_Resume)
 def train(resume_dir: str | None, **kwargs: Any) -> None:
     """Fine-tune GPT-2 as a classifier, evaluate it and save the run.
 
@@ -52,8 +64,7 @@ def train(resume_dir: str | None, **kwargs: Any) -> None:
 
     if not resume_dir and kwargs["output_dir"] is None:
         raise GPTClassifierError("missing --output-dir (the run directory to create)")
-    options = _resume_options(resume_dir, kwargs) if resume_dir else FinetuneOptions(**kwargs)
-    result = run_finetune(options)
+    result = run_finetune(_resumed(resume_dir, kwargs) if resume_dir else FinetuneOptions(**kwargs))
     if not result.main_process:  # under torchrun rank 0 reports
         return
     classes = result.report[next(iter(result.report))]["per_class"].keys()
@@ -68,15 +79,10 @@ def train(resume_dir: str | None, **kwargs: Any) -> None:
         sys.exit(INTERRUPTED_EXIT)
 
 
-def _resume_options(resume_dir: str, kwargs: dict[str, Any]) -> FinetuneOptions:
-    ctx = click.get_current_context()
-    given = [
-        name
-        for name in kwargs
-        if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
-        and name not in RESUME_MAY_CHANGE
-    ]
-    if given:
+def _resumed(resume_dir: str, kwargs: dict[str, Any]) -> FinetuneOptions:
+    source = click.get_current_context().get_parameter_source
+    given = [name for name in kwargs if source(name) == ParameterSource.COMMANDLINE]
+    if given := [name for name in given if name not in RESUME_MAY_CHANGE]:
         flags = ", ".join("--" + name.replace("_", "-") for name in given)
         raise GPTClassifierError(
             f"--resume continues with the interrupted run's own options; drop {flags}"
@@ -96,13 +102,12 @@ def _resume_options(resume_dir: str, kwargs: dict[str, Any]) -> FinetuneOptions:
 class EvaluateOptions(InferencePrecisionOptions, BaseWeightsOptions, TokenizerOptions, ReadOptions):
     run_dir: str = opt(argument=True, path="dir")
     data_file: str | None = opt(
-        None,
         "Labelled file to evaluate on (default: the run's own splits); --data is its old name.",
         flag=("--data-file", "--data"),
         path="file",
     )
-    output: str | None = opt(None, "Write the metrics JSON here too.")
-    progress: bool = opt(True, "Progress on stderr: a bar on a terminal, else a line every 30 s.")
+    output: str | None = opt("Write the metrics JSON here too.")
+    progress: bool = opt("Progress on stderr: a bar on a terminal, else a line every 30 s.", True)
 
 
 @command(EvaluateOptions)
@@ -141,3 +146,97 @@ def clear(o: CacheOptions) -> None:
     """Delete every entry."""
     store = CacheStore(o.cache_dir)
     click.echo(f"removed {store.clear()} entries from {store.folder}")
+
+
+_SHARED = (CacheOptions, PrecisionOptions, ModelOptions, ReadOptions, DataOptions)
+
+
+@dataclass(kw_only=True)
+class ExperimentsOptions(*_SHARED):
+    grid: str = opt(
+        "'book' (the book's 19 design-choice rows, on its chapter-6 recipe) or a TOML/JSON file: "
+        "optional [base] options and [[rows]] with a name and any train options.",
+        "book",
+    )
+    rows_spec: str | None = opt("Rows to run, e.g. 1-4,14-19 (default: all).", flag="--rows")
+    seeds: int = opt(
+        "Repeats of each row with seeds --seed, --seed + 1, ...; the table shows mean ± std.",
+        1,
+        min=1,
+    )
+    seed: int = opt("The first seed.", DEFAULT_SEED, min=0, max=MAX_SEED)
+    baseline: str = opt(
+        "tfidf: add TF-IDF + logistic regression trained and tested on the same splits.",
+        "none",
+        choices=("none", "tfidf"),
+    )
+    epochs: int | None = opt("For every row.", min=1)
+    batch_size: int | None = opt("Unless a row sets it.", min=1)
+    plots: bool = opt(
+        "Each row's own plots (the grid's chart is always drawn).", False, flag="--plots/--no-plots"
+    )
+    progress: bool = opt("Progress bars on stderr.", True)
+    resume: bool = opt("Keep finished rows, resume killed ones, run the rest.", False)
+    overwrite: bool = opt("Replace an existing output folder.", False)
+    output_dir: str = opt("Folder of the row runs and the table.", path="dir", required=True)
+
+
+# Flags forwarded to every row's `train` when given on the command line (rows override them).
+FORWARDED = (*(f.name for cls in _SHARED for f in dataclasses.fields(cls)), "epochs", "batch_size")
+
+
+@command(ExperimentsOptions)
+def experiments(o: ExperimentsOptions) -> None:
+    """Run a grid of fine-tunings and compare them in one table (experiments.md/.csv/.json/.png).
+
+    Each row is a full train run in OUTPUT_DIR/row-NN; rows that share a base model and data
+    share the frozen-prefix states through the disk cache.
+    """
+    import torch
+
+    from .. import __version__
+    from ..experiments.baseline import tfidf_baseline
+    from ..experiments.grid import BOOK_ROWS, load_grid, parse_rows
+    from ..experiments.runner import run_grid
+    from ..experiments.table import summarize, write_outputs
+    from ..precision import describe_cpu
+
+    source = click.get_current_context().get_parameter_source
+    base, rows = ({"preset": "book"}, BOOK_ROWS) if o.grid == "book" else load_grid(o.grid)
+    given = {
+        name: getattr(o, name) for name in FORWARDED if source(name) != ParameterSource.DEFAULT
+    }
+    base = {**base, **given, "plots": o.plots}
+    # each row carries the options it really runs with, so the table describes them
+    chosen = parse_rows(o.rows_spec, rows)
+    rows = [dataclasses.replace(row, options={**base, **row.options}) for row in chosen]
+    output_dir, started = Path(o.output_dir), time.perf_counter()
+    flags = {"resume": o.resume, "overwrite": o.overwrite, "progress": o.progress}
+    seeds = [o.seed + i for i in range(o.seeds)]
+    log = functools.partial(click.echo, err=True)
+    with writer_lock(output_dir, "--output-dir"):  # one writer per grid folder
+        try:
+            outcomes = run_grid(base, rows, seeds, output_dir, **flags, log=log)
+        except KeyboardInterrupt:
+            log(f"interrupted: continue with the same command and --resume ({output_dir})")
+            sys.exit(INTERRUPTED_EXIT)
+        if o.baseline == "tfidf":
+            if not (finished := [outcome for outcome in outcomes if outcome.ok]):
+                raise GPTClassifierError(
+                    "--baseline tfidf needs the splits of at least one finished row"
+                )
+            outcomes.append(tfidf_baseline(finished[0].run_dir / "data", seed=o.seed))
+        shown = ", ".join(f"{k}={v}" for k, v in base.items() if v is not None) or "defaults"
+        header = (
+            f"# Experiments: grid {o.grid}\n\n"
+            f"Base options: {shown}. Seeds: {o.seeds} from {o.seed}. "
+            f"Wall time {(time.perf_counter() - started) / 60:.1f} min on {describe_cpu()}, "
+            f"{torch.get_num_threads()} threads, torch {torch.__version__}, gpt-classifier "
+            f"{__version__}, {time.strftime('%Y-%m-%d')}."
+        )
+        with writing(output_dir, "--output-dir"):
+            written = write_outputs(summarize(outcomes), output_dir, header)
+        click.echo((output_dir / "experiments.md").read_text(encoding="utf-8"), nl=False)
+        log("wrote " + ", ".join(str(path) for path in written))
+    if failed := [outcome for outcome in outcomes if not outcome.ok]:
+        raise GPTClassifierError(f"{len(failed)} of {len(outcomes)} runs failed (see the notes)")

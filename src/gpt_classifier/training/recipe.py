@@ -4,9 +4,7 @@ and what it resolves to once, before any work (``ResolvedRecipe``: parsed values
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,83 +20,73 @@ from ..distributed import DEFAULT_DIST_TIMEOUT_S, DIST_TIMEOUT_ENV, context_from
 from ..errors import GPTClassifierError
 from ..precision import resolve_device, resolve_precision
 from ..runs.trainable_run import SAVE_LAYOUTS
-from .settings import (
-    CacheOptions,
-    LongTextOptions,
-    ModelOptions,
-    PaddingOptions,
-    PrecisionOptions,
-    SplitOptions,
-    TrainSettings,
-    opt,
-    over_preset,
-)
+from . import settings
+from .settings import TrainSettings, opt, over_preset, rule_problems
 
 _TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(TrainSettings))
 _CHOICE_KEYS = ("padding", "pooling", "trainable", "keep_duplicates", "balance")
 
 
-def _positive(help: str, **more: Any) -> Any:
-    return opt(None, help, min=1, **more)
-
-
 @dataclass(kw_only=True)
 class FinetuneOptions(
-    CacheOptions, PrecisionOptions, ModelOptions, LongTextOptions, PaddingOptions, SplitOptions
+    settings.CacheOptions,
+    settings.PrecisionOptions,
+    settings.ModelOptions,
+    settings.LongTextOptions,
+    settings.PaddingOptions,
+    settings.SplitOptions,
 ):
     """Everything ``gpt-classifier train`` takes."""
 
-    trainable: str | None = opt(
-        None, "head | last-block | last-blocks:N | all | lora.", preset=True
-    )
-    lora_rank: int = opt(16, "LoRA's rank (--trainable lora).", min=1)
-    lora_alpha: float = opt(16.0, "LoRA's scale numerator (--trainable lora).")
+    trainable: str | None = opt("head | last-block | last-blocks:N | all | lora.", preset=True)
+    lora_rank: int = opt("LoRA's rank (--trainable lora).", 16, min=1)
+    lora_alpha: float = opt("LoRA's scale numerator (--trainable lora).", 16.0)
     causal_mask: bool = opt(
-        True, "--no-causal-mask lets every token see every other (the book's bonus row 17)."
+        "--no-causal-mask lets every token see every other (the book's bonus row 17).", True
     )
-    pooling: str | None = opt(None, "Which position feeds the head.", choices=POOLINGS, preset=True)
-    epochs: int | None = _positive("Passes over the training split.", preset=True)
-    batch_size: int | None = _positive("Texts per batch (per process under torchrun).", preset=True)
-    lr: float | None = opt(None, "AdamW learning rate.", preset=True)
-    weight_decay: float | None = opt(None, "AdamW weight decay.", preset=True)
-    eval_freq: int | None = _positive("Steps between loss evaluations.", preset=True)
-    eval_iter: int | None = _positive("Batches per evaluation.", preset=True)
-    grad_accum_steps: int | None = _positive(
-        "Batches per optimizer step.", flag="--grad-accum", preset=True
+    pooling: str | None = opt("Which position feeds the head.", choices=POOLINGS, preset=True)
+    epochs: int | None = opt("Passes over the training split.", min=1, preset=True)
+    batch_size: int | None = opt(
+        "Texts per batch (per process under torchrun).", min=1, preset=True
+    )
+    lr: float | None = opt("AdamW learning rate.", preset=True)
+    weight_decay: float | None = opt("AdamW weight decay.", preset=True)
+    eval_freq: int | None = opt("Steps between loss evaluations.", min=1, preset=True)
+    eval_iter: int | None = opt("Batches per evaluation.", min=1, preset=True)
+    grad_accum_steps: int | None = opt(
+        "Batches per optimizer step.", flag="--grad-accum", min=1, preset=True
     )
     select_best: bool | None = opt(
-        None,
         "Keep the epoch with the best validation accuracy, or the last.",
         flag="--select-best/--last-epoch",
         preset=True,
     )
-    prefix_cache: bool = opt(True, "Run the frozen blocks once per example, train only the rest.")
+    prefix_cache: bool = opt("Run the frozen blocks once per example, train only the rest.", True)
     disk_cache: bool = opt(
-        True, "Keep the frozen blocks' states on disk for the next run on the same data and model."
+        "Keep the frozen blocks' states on disk for the next run on the same data and model.", True
     )
-    plots: bool = opt(True, "Loss, accuracy and confusion-matrix plots in the run.")
+    plots: bool = opt("Loss, accuracy and confusion-matrix plots in the run.", True)
     save: str = opt(
-        "full",
         "full: every weight; trainable: the trained ones and a reference to the base weights.",
+        "full",
         choices=SAVE_LAYOUTS,
     )
-    progress: bool = opt(True, "Progress bars on stderr.")
-    checkpoint_every: int | None = _positive(
-        "Also checkpoint every N optimizer steps (always: after every epoch)."
+    progress: bool = opt("Progress bars on stderr.", True)
+    checkpoint_every: int | None = opt(
+        "Also checkpoint every N optimizer steps (always: after every epoch).", min=1
     )
-    overwrite: bool = opt(False, "Replace an existing run (or non-empty folder) at --output-dir.")
+    overwrite: bool = opt("Replace an existing run (or non-empty folder) at --output-dir.", False)
     output_dir: str | os.PathLike[str] = opt(
-        "runs/sms-spam", "Run directory to create.", path="any", cli_default=None
+        "Run directory to create.", "runs/sms-spam", path="any", cli_default=None
     )
     dist_timeout: float | None = opt(
-        None,
         "Under torchrun: seconds to wait for a peer process (to join, or in a collective) "
         f"before stopping with an error (default: ${DIST_TIMEOUT_ENV} or "
         f"{DEFAULT_DIST_TIMEOUT_S:g}).",
         min=0,
         min_open=True,
     )
-    resume: bool = opt(False, "Continue the interrupted run in output_dir.", cli=False)
+    resume: bool = opt("Continue the interrupted run in output_dir.", False, cli=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The options, every path made absolute so a resume works from any folder."""
@@ -112,8 +100,7 @@ class FinetuneOptions(
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> FinetuneOptions:
-        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
+        if unknown := sorted(set(values) - {f.name for f in dataclasses.fields(cls)}):
             raise GPTClassifierError(f"unknown training options {unknown}")
         if isinstance(values.get("fractions"), list):
             values = {**values, "fractions": tuple(values["fractions"])}
@@ -126,31 +113,34 @@ class FinetuneOptions(
     def resolved(self) -> ResolvedRecipe:
         """The preset overridden by every option given, parsed; every problem in one error."""
         values = over_preset(self, _CHOICE_KEYS + _TRAIN_KEYS)
+        long_text = (self.long_text, self.head_fraction, self.chunk_stride, self.max_chunks)
+        parsers = {
+            "trainable": lambda: parse_trainable(values["trainable"]),
+            "padding": lambda: parse_padding(values["padding"]),
+            "pooling": lambda: validate_pooling(values["pooling"]),
+            "train": lambda: TrainSettings(**{key: values[key] for key in _TRAIN_KEYS}),
+            "fractions": lambda: parse_fractions(self.fractions),
+            "long_text": lambda: LongText(*long_text),
+            "device": lambda: rank_device(context_from_env(), resolve_device(self.device)),
+            "precision": lambda: resolve_precision(self.precision, parsed["device"]),
+            "config": lambda: resolve_config(self.model),
+        }
+        if self.weights is not None and is_model_name(self.model):
+            del parsers["config"]  # the one stored with the weights
         problems: list[str] = []
-        parsed: dict[str, Any] = {}
-
-        def check(key: str, parse: Callable[[], object]) -> None:
+        parsed: dict[str, Any] = {"device": torch.device("cpu")}  # precision's, if device fails
+        for key, parse in parsers.items():
             try:
                 parsed[key] = parse()
             except GPTClassifierError as exc:
                 problems.append(str(exc))
-
-        check("trainable", lambda: parse_trainable(values["trainable"]))
-        check("padding", lambda: parse_padding(values["padding"]))
-        check("pooling", lambda: validate_pooling(values["pooling"]))
-        check("train", lambda: TrainSettings(**{key: values[key] for key in _TRAIN_KEYS}))
-        check("fractions", lambda: parse_fractions(self.fractions))
-        check("long_text", self.long_text_reading)
-        check("device", lambda: rank_device(context_from_env(), resolve_device(self.device)))
-        device = parsed.get("device", torch.device("cpu"))
-        check("precision", lambda: resolve_precision(self.precision, device))
-        if self.weights is None or not is_model_name(self.model):
-            check("config", lambda: resolve_config(self.model))
         if values["balance"] not in BALANCE_METHODS:
             valid = ", ".join(BALANCE_METHODS)
             problems.append(f"unknown balance {values['balance']!r}; valid: {valid}")
-        problems += self._run_option_problems()
-        per_batch = values["pooling"] == "last" and values["padding"] == "batch"
+        run_rules = {"lora_rank": "a positive integer", "lora_alpha": "a positive finite number"}
+        run_rules.update(checkpoint_every=">= 1", dist_timeout="positive")
+        problems += rule_problems(self, run_rules)
+        per_batch = (values["pooling"], values["padding"]) == ("last", "batch")
         if self.long_text != "truncate" and per_batch:
             problems.append(
                 "--long-text with --pooling last needs a fixed padding (longest-train, fixed:N or "
@@ -158,26 +148,8 @@ class FinetuneOptions(
             )
         if problems:
             raise GPTClassifierError("; ".join(problems))
-        keys = ("padding", "pooling", "trainable", "train", "fractions", "device", "precision")
-        keys += ("long_text",)
-        return ResolvedRecipe(
-            keep_duplicates=bool(values["keep_duplicates"]),
-            balance=values["balance"],
-            config=parsed.get("config"),
-            **{key: parsed[key] for key in keys},
-        )
-
-    def _run_option_problems(self) -> list[str]:
-        problems = []
-        if not (isinstance(self.lora_rank, int) and self.lora_rank >= 1):
-            problems.append(f"lora_rank must be a positive integer (got {self.lora_rank!r})")
-        if not (math.isfinite(self.lora_alpha) and self.lora_alpha > 0):
-            problems.append(f"lora_alpha must be a positive finite number (got {self.lora_alpha})")
-        if self.checkpoint_every is not None and self.checkpoint_every < 1:
-            problems.append(f"checkpoint_every must be >= 1 (got {self.checkpoint_every})")
-        if self.dist_timeout is not None and not self.dist_timeout > 0:
-            problems.append(f"dist_timeout must be positive (got {self.dist_timeout})")
-        return problems
+        keep_duplicates = bool(values["keep_duplicates"])
+        return ResolvedRecipe(keep_duplicates=keep_duplicates, balance=values["balance"], **parsed)
 
 
 @dataclass(frozen=True)
@@ -193,5 +165,5 @@ class ResolvedRecipe:
     fractions: tuple[float, float, float]
     device: torch.device  # this process's (under torchrun: its own GPU)
     precision: str  # fp32 or bf16
-    config: GPTConfig | None  # None: the one stored with --weights
+    config: GPTConfig | None = None  # None: the one stored with --weights
     long_text: LongText = LongText()

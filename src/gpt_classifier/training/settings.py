@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..data import BALANCE_METHODS, DEFAULT_FRACTIONS, DEFAULT_SEED, FORMATS
-from ..data.windows import LONG_TEXT_MODES, LongText
+from ..data.windows import LONG_TEXT_MODES
 from ..errors import GPTClassifierError
 from ..precision import PRECISIONS
 from ..tokenizer import TOKENIZER_DIR_ENV
@@ -17,11 +18,31 @@ from ..tokenizer import TOKENIZER_DIR_ENV
 MAX_SEED = 2**63 - 1  # torch.manual_seed's largest
 
 
-def opt(default: Any = None, help: str = "", **cli: Any) -> Any:
+def opt(help: str = "", default: Any = None, **cli: Any) -> Any:
     """A field with its help and how the CLI shows it: ``flag`` (declaration), ``choices``,
     ``min``/``max``/``min_open``, ``path`` (file/dir/any), ``envvar``, ``preset`` (None: the
     preset's value), ``argument``, ``required``, ``cli=False`` (no flag)."""
     return field(default=default, metadata={"help": help, **cli})
+
+
+# What a value must be (the words of the error) -> the test it passes.
+RULES: dict[str, Callable[[Any], bool]] = {
+    "a positive integer": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+    "a positive finite number": lambda v: isinstance(v, int | float) and math.isfinite(v) and v > 0,
+    "a finite number >= 0": lambda v: isinstance(v, int | float) and math.isfinite(v) and v >= 0,
+    "between 0 and 2**63-1": lambda v: isinstance(v, int) and 0 <= v <= MAX_SEED,
+    ">= 1": lambda v: v is None or v >= 1,
+    "positive": lambda v: v is None or v > 0,
+}
+
+
+def rule_problems(owner: Any, rules: dict[str, str]) -> list[str]:
+    """``<name> must be <rule> (got <value>)`` for each attribute of ``owner`` failing its rule."""
+    return [
+        f"{name} must be {rule} (got {getattr(owner, name)!r})"
+        for name, rule in rules.items()
+        if not RULES[rule](getattr(owner, name))
+    ]
 
 
 @dataclass(frozen=True)
@@ -39,43 +60,25 @@ class TrainSettings:
     select_best: bool = False
 
     def __post_init__(self) -> None:
-        problems = []
-        for key in ("epochs", "batch_size", "eval_freq", "eval_iter", "grad_accum_steps"):
-            value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                problems.append(f"{key} must be a positive integer (got {value!r})")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            problems.append(f"lr must be a positive finite number (got {self.lr!r})")
-        wd = self.weight_decay
-        if not (isinstance(wd, (int, float)) and math.isfinite(wd) and wd >= 0):
-            problems.append(f"weight_decay must be a finite number >= 0 (got {wd!r})")
-        if not (isinstance(self.seed, int) and 0 <= self.seed <= MAX_SEED):
-            problems.append(f"seed must be between 0 and 2**63-1 (got {self.seed})")
-        if problems:
+        counts = ("epochs", "batch_size", "eval_freq", "eval_iter", "grad_accum_steps")
+        rules = dict.fromkeys(counts, "a positive integer")
+        rules.update(lr="a positive finite number", weight_decay="a finite number >= 0")
+        if problems := rule_problems(self, {**rules, "seed": "between 0 and 2**63-1"}):
             raise GPTClassifierError("invalid training settings: " + "; ".join(problems))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-# The default recipe optimises as the book does (TrainSettings' defaults).
-_DEFAULT_RECIPE: dict[str, Any] = {
-    "padding": "batch",
-    "pooling": "last-real",
-    "trainable": "last-block",
-}
-_DEFAULT_RECIPE.update(keep_duplicates=False, balance="weighted", **TrainSettings().to_dict())
-# Chapter 6 exactly: every text padded to the longest training text, the last position read,
+# The default recipe optimises as the book does (TrainSettings' defaults). The book's preset is
+# chapter 6 exactly: every text padded to the longest training text, the last position read,
 # duplicates kept (the book's split has them), every class undersampled to the smallest.
+_DEFAULT_RECIPE = dict(padding="batch", pooling="last-real", trainable="last-block")
+_DEFAULT_RECIPE.update(keep_duplicates=False, balance="weighted", **TrainSettings().to_dict())
+_BOOK = dict(padding="longest-train", pooling="last", keep_duplicates=True, balance="undersample")
 PRESETS: dict[str, dict[str, Any]] = {
     "default": _DEFAULT_RECIPE,
-    "book": dict(
-        _DEFAULT_RECIPE,
-        padding="longest-train",
-        pooling="last",
-        keep_duplicates=True,
-        balance="undersample",
-    ),
+    "book": {**_DEFAULT_RECIPE, **_BOOK},
 }
 
 
@@ -91,7 +94,6 @@ def over_preset(options: Any, keys: Any) -> dict[str, Any]:
 @dataclass(kw_only=True)
 class CacheOptions:
     cache_dir: str | None = opt(
-        None,
         "Folder of the frozen-prefix disk cache (default: prefix-cache in $GPT_CLASSIFIER_CACHE "
         "or ~/.cache/gpt-classifier).",
         path="dir",
@@ -101,42 +103,37 @@ class CacheOptions:
 @dataclass(kw_only=True)
 class TokenizerOptions:
     tokenizer_dir: str | None = opt(
-        None,
-        "GPT-2's vocab.bpe and encoder.json, for offline use.",
-        path="dir",
-        envvar=TOKENIZER_DIR_ENV,
+        "GPT-2's vocab.bpe and encoder.json, for offline use.", path="dir", envvar=TOKENIZER_DIR_ENV
     )
 
 
 @dataclass(kw_only=True)
 class ModelOptions(TokenizerOptions):
-    """Which GPT-2 and where its weights come from."""
-
     model: str = opt(
-        "gpt2", "A GPT-2 size (gpt2 ... gpt2-xl, or the book's names) or a config JSON."
+        "A GPT-2 size (gpt2 ... gpt2-xl, or the book's names) or a config JSON.", "gpt2"
     )
     weights: str | None = opt(
-        None, "Local weights: a .safetensors file or a Hugging Face model folder.", path="any"
+        "Local weights: a .safetensors file or a Hugging Face model folder.", path="any"
     )
     init: str = opt(
-        "pretrained",
         "pretrained: OpenAI's weights (downloaded, or --weights); random: untrained.",
+        "pretrained",
         choices=("pretrained", "random"),
     )
 
 
 @dataclass(kw_only=True)
 class DeviceOptions:
-    device: str = opt("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps.")
+    device: str = opt("auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps.", "auto")
 
 
 @dataclass(kw_only=True)
 class PrecisionOptions(DeviceOptions):
     precision: str = opt(
-        "fp32",
         "fp32: the saved metrics are evaluate's, read off the frozen layers' states; bf16 (auto: "
         "where the hardware runs it fast) speeds those layers up, the report then costs a "
         "float32 pass of the whole model.",
+        "fp32",
         choices=PRECISIONS,
     )
 
@@ -144,38 +141,33 @@ class PrecisionOptions(DeviceOptions):
 @dataclass(kw_only=True)
 class InferencePrecisionOptions(DeviceOptions):
     precision: str = opt(
-        "fp32",
         "fp32: a text's result never depends on its batch; bf16 (auto: where the hardware runs "
         "it fast) is faster but moves probabilities by ~1e-3 with the batch.",
+        "fp32",
         choices=PRECISIONS,
     )
 
 
 @dataclass(kw_only=True)
 class ReadOptions:
-    """How a labelled file is read."""
-
     fmt: str | None = opt(
-        None,
         "File format, else from the suffix (headerless .tsv/.txt: sms).",
         flag="--format",
         choices=FORMATS,
     )
-    text_column: str | None = opt(None, "Text column (default: text, sentence, ...).")
-    label_column: str | None = opt(None, "Label column (default: label, class, ...).")
-    lenient: bool = opt(False, "A CSV quote that runs over many lines is a warning, not an error.")
+    text_column: str | None = opt("Text column (default: text, sentence, ...).")
+    label_column: str | None = opt("Label column (default: label, class, ...).")
+    lenient: bool = opt("A CSV quote that runs over many lines is a warning, not an error.", False)
 
 
 @dataclass(kw_only=True)
 class DataOptions:
-    """Where labelled texts come from."""
-
     data_file: str | None = opt(
-        None, "One labelled file to split (default: the sms-spam dataset, downloaded).", path="file"
+        "One labelled file to split (default: the sms-spam dataset, downloaded).", path="file"
     )
-    train_file: str | None = opt(None, "Ready-made training split.", path="file")
-    validation_file: str | None = opt(None, "Ready-made validation split.", path="file")
-    test_file: str | None = opt(None, "Ready-made test split.", path="file")
+    train_file: str | None = opt("Ready-made training split.", path="file")
+    validation_file: str | None = opt("Ready-made validation split.", path="file")
+    test_file: str | None = opt("Ready-made test split.", path="file")
 
 
 @dataclass(kw_only=True)
@@ -183,24 +175,21 @@ class SplitOptions(ReadOptions, DataOptions):
     """How one labelled file is split: the same flags, the same splits in every command."""
 
     preset: str = opt(
-        "default", "book: chapter 6 exactly; flags override it.", choices=tuple(PRESETS)
+        "book: chapter 6 exactly; flags override it.", "default", choices=tuple(PRESETS)
     )
     balance: str | None = opt(
-        None,
         "weighted: every row kept, the training loss weighted by class; undersample: rows "
         "dropped down to the smallest class; none.",
         choices=BALANCE_METHODS,
         preset=True,
     )
     keep_duplicates: bool | None = opt(
-        None, "Keep repeated texts.", flag="--keep-duplicates/--drop-duplicates", preset=True
+        "Keep repeated texts.", flag="--keep-duplicates/--drop-duplicates", preset=True
     )
     fractions: str | tuple[float, float, float] = opt(
-        DEFAULT_FRACTIONS, "Train,validation,test shares of the stratified split."
+        "Train,validation,test shares of the stratified split.", DEFAULT_FRACTIONS
     )
-    seed: int | None = opt(
-        None, "Seed of the split (and of training).", min=0, max=MAX_SEED, preset=True
-    )
+    seed: int | None = opt("Seed of the split (and of training).", min=0, max=MAX_SEED, preset=True)
 
     def source(self) -> dict[str, Any]:
         """The keyword arguments of ``prepare_dataset`` that say what to read and how."""
@@ -215,7 +204,7 @@ class SplitOptions(ReadOptions, DataOptions):
 
 @dataclass(kw_only=True)
 class PaddingOptions:
-    padding: str | None = opt(None, "batch, longest-train, fixed:N or context.", preset=True)
+    padding: str | None = opt("batch, longest-train, fixed:N or context.", preset=True)
 
 
 @dataclass(kw_only=True)
@@ -223,18 +212,15 @@ class LongTextOptions:
     """How a text longer than the model's context is read (recorded in run.json)."""
 
     long_text: str = opt(
-        "truncate",
         "truncate: its first tokens (the book's; no cost for texts that fit); head-tail: its "
         "first and last tokens; chunks: windows over all of it, their logits averaged.",
+        "truncate",
         choices=LONG_TEXT_MODES,
     )
     head_fraction: float = opt(
-        0.5, "head-tail: the share of the context kept from the start.", min=0, max=1
+        "head-tail: the share of the context kept from the start.", 0.5, min=0, max=1
     )
     chunk_stride: int | None = opt(
-        None, "chunks: tokens between window starts (default: the context, no overlap).", min=1
+        "chunks: tokens between window starts (default: the context, no overlap).", min=1
     )
-    max_chunks: int = opt(8, "chunks: the most windows per text (evenly spread).", min=1)
-
-    def long_text_reading(self) -> LongText:
-        return LongText(self.long_text, self.head_fraction, self.chunk_stride, self.max_chunks)
+    max_chunks: int = opt("chunks: the most windows per text (evenly spread).", 8, min=1)
