@@ -377,7 +377,7 @@ def run_bf16(args: argparse.Namespace) -> dict[str, Any]:
     )
     from gpt_classifier.tokenizer import get_tokenizer
     from gpt_classifier.training.pipeline import FinetuneOptions
-    from gpt_classifier.training.prefix_cache import build_cache, plan_prefix_cache
+    from gpt_classifier.training.prefix_cache import build_caches, plan_prefix_cache
     from gpt_classifier.weights import build_model
 
     options = FinetuneOptions(
@@ -408,9 +408,10 @@ def run_bf16(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {}
     states = {}
     for precision in ("fp32", resolve_precision(options.precision, device)):
-        build_cache(classifier, warm, start_block, pad_length, device, precision)
+        pads = {"d": pad_length}
+        build_caches(classifier, {"d": warm}, pads, start_block, device, precision)
         start = time.perf_counter()
-        cache = build_cache(classifier, sample, start_block, pad_length, device, precision)
+        cache = build_caches(classifier, {"d": sample}, pads, start_block, device, precision)["d"]
         seconds = time.perf_counter() - start
         states[precision] = _cached_states(cache, count)
         results[precision] = {"seconds": seconds, "tokens_per_s": tokens / seconds}
