@@ -35,19 +35,11 @@ logger = logging.getLogger(__name__)
 
 HF_PREFIX = "transformer."
 IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")
-_BLOCK_KEY = re.compile(r"^h\.(\d+)\.")
-# The heads count is not visible in any tensor shape; GPT-2's four sizes fix it by width.
-STANDARD_HEADS_BY_EMB_DIM = {size["emb_dim"]: size["n_heads"] for size in GPT2_SIZES.values()}
 INIT_STD = 0.02  # GPT-2's initializer_range
 EMBEDDINGS = ("tok_emb", "pos_emb")
 CHUNK_ROWS = 4096  # embedding rows read at a time: 12 MiB at GPT-2's width; drawn in pieces of
 # a multiple of 16 rows, the random numbers are those of the whole table
 _SHOW = 3  # how many names of each kind of problem an error message lists
-
-
-# --------------------------------------------------------------------------------------------
-# The mapping
-# --------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -61,16 +53,15 @@ class _Rule:
 
 def _rules(cfg: GPTConfig) -> list[_Rule]:
     rules = [_Rule("wte.weight", ("tok_emb.weight",)), _Rule("wpe.weight", ("pos_emb.weight",))]
-    qkv = ("W_query", "W_key", "W_value")
     for i in range(cfg.n_layers):
         h, ours = f"h.{i}.", f"trf_blocks.{i}."
-        att = ours + "att."
+        qkv = tuple(f"{ours}att.W_{w}." for w in ("query", "key", "value"))
         rules += [
             _Rule(h + "ln_1.weight", (ours + "norm1.scale",)),
             _Rule(h + "ln_1.bias", (ours + "norm1.shift",)),
-            _Rule(h + "attn.c_attn.weight", tuple(f"{att}{w}.weight" for w in qkv), "qkv"),
-            _Rule(h + "attn.c_proj.weight", (att + "out_proj.weight",), "conv1d"),
-            _Rule(h + "attn.c_proj.bias", (att + "out_proj.bias",)),
+            _Rule(h + "attn.c_attn.weight", tuple(w + "weight" for w in qkv), "qkv"),
+            _Rule(h + "attn.c_proj.weight", (ours + "att.out_proj.weight",), "conv1d"),
+            _Rule(h + "attn.c_proj.bias", (ours + "att.out_proj.bias",)),
             _Rule(h + "ln_2.weight", (ours + "norm2.scale",)),
             _Rule(h + "ln_2.bias", (ours + "norm2.shift",)),
             _Rule(h + "mlp.c_fc.weight", (ours + "ff.layers.0.weight",), "conv1d"),
@@ -79,7 +70,7 @@ def _rules(cfg: GPTConfig) -> list[_Rule]:
             _Rule(h + "mlp.c_proj.bias", (ours + "ff.layers.2.bias",)),
         ]
         if cfg.qkv_bias:
-            rules.append(_Rule(h + "attn.c_attn.bias", tuple(f"{att}{w}.bias" for w in qkv), "qkv"))
+            rules.append(_Rule(h + "attn.c_attn.bias", tuple(w + "bias" for w in qkv), "qkv"))
     return rules + [
         _Rule("ln_f.weight", ("final_norm.scale",)),
         _Rule("ln_f.bias", ("final_norm.shift",)),
@@ -94,23 +85,13 @@ def _module_of(target: str) -> str:
 
 def _expected_shape(rule: _Rule, params: Mapping[str, torch.Tensor]) -> tuple[int, ...]:
     shape = tuple(params[rule.targets[0]].shape)
-    if rule.kind == "conv1d":
-        return shape[::-1]
     if rule.kind == "qkv":  # (out, in) each -> (in, 3 * out)
         return (shape[1], 3 * shape[0]) if len(shape) == 2 else (3 * shape[0],)
-    return shape
+    return shape[::-1] if rule.kind == "conv1d" else shape
 
 
-def _convert(rule: _Rule, tensor: torch.Tensor) -> list[torch.Tensor]:
-    """The Hugging Face tensor in our layout, one tensor per target."""
-    if rule.kind == "conv1d":
-        return [tensor.t().contiguous()]
-    if rule.kind == "qkv":
-        chunks = tensor.chunk(3, dim=-1)
-        if tensor.dim() == 2:
-            return [chunk.t().contiguous() for chunk in chunks]
-        return [chunk.clone() for chunk in chunks]  # own storage, not views of c_attn.bias
-    return [tensor]
+def _transposed(rule: _Rule, tensor: torch.Tensor) -> bool:
+    return rule.kind == "conv1d" or (rule.kind == "qkv" and tensor.dim() == 2)
 
 
 def to_hf_state_dict(model: GPTModel) -> dict[str, torch.Tensor]:
@@ -120,28 +101,18 @@ def to_hf_state_dict(model: GPTModel) -> dict[str, torch.Tensor]:
     tensors: dict[str, torch.Tensor] = {}
     for rule in _rules(cfg):
         parts = [ours[target].detach().float() for target in rule.targets]
-        if rule.kind == "conv1d" or (rule.kind == "qkv" and parts[0].dim() == 2):
-            parts = [part.t() for part in parts]
+        parts = [part.t() if _transposed(rule, part) else part for part in parts]
         tensors[HF_PREFIX + rule.source] = torch.cat(parts, dim=-1).contiguous()
-    if not cfg.qkv_bias:
-        for i in range(cfg.n_layers):
-            tensors[f"{HF_PREFIX}h.{i}.attn.c_attn.bias"] = torch.zeros(3 * cfg.emb_dim)
+    for i in range(0 if cfg.qkv_bias else cfg.n_layers):
+        tensors[f"{HF_PREFIX}h.{i}.attn.c_attn.bias"] = torch.zeros(3 * cfg.emb_dim)
     return tensors
 
 
-def _fmt(shape: Sequence[int]) -> str:
-    return "(" + ", ".join(str(int(d)) for d in shape) + ")"
-
-
-def _more(items: Sequence[Any]) -> str:
-    return f" (and {len(items) - _SHOW} more)" if len(items) > _SHOW else ""
-
-
-def _strip_prefix(keys: Sequence[str], source: str) -> dict[str, str]:
+def _strip_prefix(keys: Iterable[str], source: str) -> dict[str, str]:
     """Map prefix-free names to the file's keys; a name present both ways is an error."""
     names: dict[str, str] = {}
     for key in keys:
-        name = key[len(HF_PREFIX) :] if key.startswith(HF_PREFIX) else key
+        name = key.removeprefix(HF_PREFIX)
         if name in names:
             raise GPTClassifierError(
                 f"{source}: tensor {name} appears twice (as {names[name]} and {key})"
@@ -150,49 +121,108 @@ def _strip_prefix(keys: Sequence[str], source: str) -> dict[str, str]:
     return names
 
 
-def _shape_of(tensors: Mapping[str, Any], key: str) -> tuple[int, ...]:
-    if isinstance(tensors, SafetensorsCheckpoint):
-        return tensors.shape(key)  # without reading the data
-    return tuple(tensors[key].shape)
+def _fmt(shape: Sequence[int]) -> str:
+    return "(" + ", ".join(str(int(d)) for d in shape) + ")"
 
 
-def _check_fits(
-    model: GPTModel, tensors: Mapping[str, Any], names: dict[str, str], source: str
-) -> None:
-    """Every name and shape checked against ``model`` (nothing read), all problems at once."""
-    params = dict(model.named_parameters(remove_duplicate=False))
-    rules = _rules(model.cfg)
-    needed = [(rule.source, _expected_shape(rule, params)) for rule in rules]
-    if "lm_head.weight" in names:
-        needed.append(("lm_head.weight", tuple(params["out_head.weight"].shape)))
-    missing, misshapen = [], []
-    for name, expected in needed:
-        if name not in names:
-            missing.append(f"{name} {_fmt(expected)}")
-        elif (actual := _shape_of(tensors, names[name])) != expected:
-            misshapen.append(
-                f"{names[name]} has shape {_fmt(actual)} but the model needs {_fmt(expected)}"
+def _listed(items: list[str], separator: str = ", ") -> str:
+    more = f" (and {len(items) - _SHOW} more)" if len(items) > _SHOW else ""
+    return separator.join(items[:_SHOW]) + more
+
+
+def module_names(cfg: GPTConfig) -> list[str]:
+    """The modules materialised as units, in GPT-2's initialisation order."""
+    return [*EMBEDDINGS, *(f"trf_blocks.{i}" for i in range(cfg.n_layers)), "final_norm"]
+
+
+class _Tensors:
+    """A checkpoint's tensors by name: a dict, or safetensors files read on demand (each read
+    maps the file and unmaps it after: the mapped pages would count as resident memory)."""
+
+    def __init__(
+        self, tensors: Mapping[str, torch.Tensor] | None = None, files: Sequence[Path] = ()
+    ) -> None:
+        self.tensors, self.file_of = tensors or {}, {}
+        self.shapes = {key: tuple(value.shape) for key, value in self.tensors.items()}
+        for file in files:
+            with _opened(file) as handle:
+                for key in handle.keys():  # noqa: SIM118 (safe_open is not iterable)
+                    self.file_of[key] = file
+                    self.shapes[key] = tuple(handle.get_slice(key).get_shape())
+
+    def read(self, key: str, rows: slice | None = None) -> torch.Tensor:
+        if key in self.tensors:
+            return self.tensors[key] if rows is None else self.tensors[key][rows]
+        with _opened(self.file_of[key]) as handle:
+            return handle.get_tensor(key) if rows is None else handle.get_slice(key)[rows]
+
+
+class CheckpointWeights:
+    """A GPT-2 checkpoint in Hugging Face layout, every name and shape checked against ``model``
+    on creation (all problems at once, nothing read), then read one module at a time."""
+
+    def __init__(self, tensors: _Tensors, model: GPTModel, source: str) -> None:
+        self.tensors, self.names = tensors, _strip_prefix(tensors.shapes, source)
+        rules, params = _rules(model.cfg), dict(model.named_parameters(remove_duplicate=False))
+        needed = {rule.source: _expected_shape(rule, params) for rule in rules}
+        if "lm_head.weight" in self.names:
+            needed["lm_head.weight"] = tuple(params["out_head.weight"].shape)
+        missing = [
+            f"{name} {_fmt(shape)}" for name, shape in needed.items() if name not in self.names
+        ]
+        misshapen = [
+            f"{key} has shape {_fmt(actual)} but the model needs {_fmt(shape)}"
+            for name, shape in needed.items()
+            if (key := self.names.get(name)) and (actual := tensors.shapes[key]) != shape
+        ]
+        unexpected = [
+            key
+            for name, key in self.names.items()
+            if name not in needed and not name.endswith(IGNORED_SUFFIXES)
+        ]
+        problems = [
+            what + _listed(items, separator)
+            for what, items, separator in (
+                ("", misshapen, "; "),
+                ("missing tensor(s) ", missing, ", "),
+                ("unexpected tensor(s) ", sorted(unexpected), ", "),
             )
-    known = {rule.source for rule in rules} | {"lm_head.weight"}
-    unexpected = [
-        k for n, k in names.items() if n not in known and not n.endswith(IGNORED_SUFFIXES)
-    ]
-    problems = []
-    if misshapen:
-        problems.append("; ".join(misshapen[:_SHOW]) + _more(misshapen))
-    if missing:
-        problems.append("missing tensor(s) " + ", ".join(missing[:_SHOW]) + _more(missing))
-    if unexpected:
-        problems.append(
-            "unexpected tensor(s) " + ", ".join(sorted(unexpected)[:_SHOW]) + _more(unexpected)
-        )
-    if problems:
-        c = model.cfg
-        raise GPTClassifierError(
-            f"{source} does not fit the model (emb_dim={c.emb_dim}, n_layers={c.n_layers}, "
-            f"context_length={c.context_length}, vocab_size={c.vocab_size}, "
-            f"qkv_bias={str(c.qkv_bias).lower()}): " + "; ".join(problems)
-        )
+            if items
+        ]
+        if problems:
+            c = model.cfg
+            raise GPTClassifierError(
+                f"{source} does not fit the model (emb_dim={c.emb_dim}, n_layers={c.n_layers}, "
+                f"context_length={c.context_length}, vocab_size={c.vocab_size}, "
+                f"qkv_bias={str(c.qkv_bias).lower()}): " + "; ".join(problems)
+            )
+        self.rules: dict[str, list[_Rule]] = {}
+        for rule in rules:
+            self.rules.setdefault(_module_of(rule.targets[0]), []).append(rule)
+
+    def rows(self, name: str) -> Iterator[torch.Tensor]:
+        key = self.names[self.rules[name][0].source]
+        total = self.tensors.shapes[key][0]
+        for start in range(0, total, CHUNK_ROWS):
+            yield self.tensors.read(key, slice(start, min(start + CHUNK_ROWS, total)))
+
+    def module(self, name: str) -> dict[str, torch.Tensor]:
+        """``name``'s tensors in our layout (local names)."""
+        state = {}
+        for rule in self.rules[name]:
+            tensor = self.tensors.read(self.names[rule.source])
+            parts = tensor.chunk(3, dim=-1) if rule.kind == "qkv" else [tensor]
+            for target, part in zip(rule.targets, parts, strict=True):
+                if _transposed(rule, part):
+                    part = part.t().contiguous()
+                elif rule.kind == "qkv":
+                    part = part.clone()  # own storage, not a view of c_attn.bias
+                state[target[len(name) + 1 :]] = part
+        return state
+
+    def lm_head(self) -> torch.Tensor | None:
+        key = self.names.get("lm_head.weight")
+        return None if key is None else self.tensors.read(key)
 
 
 def load_gpt2_state_dict(
@@ -200,7 +230,7 @@ def load_gpt2_state_dict(
 ) -> None:
     """GPT-2 tensors in Hugging Face naming into ``model`` (every name and shape checked first);
     ``out_head`` tied to ``tok_emb`` unless an ``lm_head.weight`` differs from it."""
-    weights = CheckpointWeights(tensors, model, source)
+    weights = CheckpointWeights(_Tensors(tensors), model, source)
     for name in module_names(model.cfg):
         for key, value in weights.module(name).items():
             _put(model.get_submodule(name), key, value)
@@ -230,53 +260,8 @@ def _gpt2_head(model: GPTModel, lm_head: torch.Tensor | None) -> None:
             lm_head.to(tok_emb.device if out.is_meta else out.device, out.dtype),
             requires_grad=out.requires_grad,
         )
-        return
-    # a head of another shape (a classifier's) is not GPT-2's and stays as it is
-    if out.shape == tok_emb.shape:
+    elif out.shape == tok_emb.shape:  # a classifier's head is not GPT-2's: it stays as it is
         model.out_head.weight = tok_emb
-
-
-# --------------------------------------------------------------------------------------------
-# Weight sources: a module's tensors on demand
-# --------------------------------------------------------------------------------------------
-
-
-def module_names(cfg: GPTConfig) -> list[str]:
-    """The modules materialised as units, in GPT-2's initialisation order."""
-    return [*EMBEDDINGS, *(f"trf_blocks.{i}" for i in range(cfg.n_layers)), "final_norm"]
-
-
-class CheckpointWeights:
-    """A GPT-2 checkpoint in Hugging Face layout (a :class:`SafetensorsCheckpoint` or a dict),
-    checked against ``model`` on creation and then read one module at a time."""
-
-    def __init__(self, tensors: Mapping[str, Any], model: GPTModel, source: str) -> None:
-        self.tensors, self.source = tensors, source
-        self.names = _strip_prefix(list(tensors.keys()), source)
-        _check_fits(model, tensors, self.names, source)
-        self.rules: dict[str, list[_Rule]] = {}
-        for rule in _rules(model.cfg):
-            self.rules.setdefault(_module_of(rule.targets[0]), []).append(rule)
-
-    def rows(self, name: str) -> Iterator[torch.Tensor]:
-        key, tensors = self.names[self.rules[name][0].source], self.tensors
-        total = _shape_of(tensors, key)[0]
-        for start in range(0, total, CHUNK_ROWS):
-            stop = min(start + CHUNK_ROWS, total)
-            is_file = isinstance(tensors, SafetensorsCheckpoint)
-            yield tensors.rows(key, start, stop) if is_file else tensors[key][start:stop]
-
-    def module(self, name: str) -> dict[str, torch.Tensor]:
-        state, prefix = {}, len(name) + 1
-        for rule in self.rules[name]:
-            values = _convert(rule, self.tensors[self.names[rule.source]])
-            for target, value in zip(rule.targets, values, strict=True):
-                state[target[prefix:]] = value
-        return state
-
-    def lm_head(self) -> torch.Tensor | None:
-        key = self.names.get("lm_head.weight")
-        return None if key is None else self.tensors[key]
 
 
 class RandomWeights:
@@ -290,18 +275,17 @@ class RandomWeights:
 
     def rows(self, name: str) -> Iterator[torch.Tensor]:
         self._seek(name)
-        embedding = self.cfg.vocab_size if name == "tok_emb" else self.cfg.context_length
-        for start in range(0, embedding, CHUNK_ROWS):
-            piece = torch.empty(min(CHUNK_ROWS, embedding - start), self.cfg.emb_dim)
+        total = self.cfg.vocab_size if name == "tok_emb" else self.cfg.context_length
+        for start in range(0, total, CHUNK_ROWS):
+            piece = torch.empty(min(CHUNK_ROWS, total - start), self.cfg.emb_dim)
             yield piece.normal_(0.0, INIT_STD, generator=self.generator)
         self._passed(name)
 
     def module(self, name: str) -> dict[str, torch.Tensor]:
         self._seek(name)
         with _NoDefaultInit():
-            module = (
-                TransformerBlock(self.cfg) if name != "final_norm" else LayerNorm(self.cfg.emb_dim)
-            )
+            cfg = self.cfg
+            module = LayerNorm(cfg.emb_dim) if name == "final_norm" else TransformerBlock(cfg)
         init_gpt2_module(module, name, self.cfg.n_layers, self.generator)
         self._passed(name)
         return {key: tensor.detach() for key, tensor in module.state_dict().items()}
@@ -328,14 +312,16 @@ WeightSource = CheckpointWeights | RandomWeights
 
 
 class LazyWeights:
-    """The weights of a skeleton ``gpt`` (on ``meta``) from ``source``, module by module:
-    ``materialize`` fills one in place, ``release`` returns it to ``meta``, ``stream`` reads it
-    without keeping it (hashing, saving). GPT-2's 147 MiB ``tok_emb`` is read in pieces."""
+    """The weights of a skeleton ``gpt`` (on ``meta``, which gets it as ``gpt.lazy_weights``)
+    from ``source``, module by module: ``materialize`` fills one in place, ``release`` returns it
+    to ``meta``, ``stream`` reads it without keeping it (hashing, saving). GPT-2's 147 MiB
+    ``tok_emb`` is read in pieces."""
 
     def __init__(self, gpt: GPTModel, source: WeightSource) -> None:
         self.gpt, self.source = gpt, source
         self.names = module_names(gpt.cfg)
         self.samples: dict[str, list[float]] = {}  # parameter name -> its first 64 values
+        gpt.lazy_weights = self
 
     def is_materialized(self, name: str) -> bool:
         return not any(t.is_meta for t in self.gpt.get_submodule(name).parameters())
@@ -416,12 +402,10 @@ def materialize_model(model: nn.Module) -> nn.Module:
 def frozen_parameter_sample(model: nn.Module, count: int = 4) -> list[list[float]]:
     """The first 64 values of the first ``count`` frozen parameters (a checkpoint's fingerprint
     of the base weights), without materialising a lazy model."""
-    lazy, sample = lazy_weights_of(model), []
-    for name, param in model.named_parameters():
-        if len(sample) == count:
-            break
-        if param.requires_grad:
-            continue
+    lazy = lazy_weights_of(model)
+    frozen = [(name, p) for name, p in model.named_parameters() if not p.requires_grad][:count]
+    sample = []
+    for name, param in frozen:
         if lazy is None or not param.is_meta:
             sample.append(param.detach().flatten()[:64].tolist())
             continue
@@ -433,31 +417,28 @@ def frozen_parameter_sample(model: nn.Module, count: int = 4) -> list[list[float
     return sample
 
 
-def iter_state_dict(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
-    """``model.state_dict()`` in its order as ``(name, tensor)``; a lazy model's frozen modules
-    read one at a time (an embedding in pieces of rows, under the same name)."""
-    lazy, drawn = lazy_weights_of(model), set()
-    for key, value in model.state_dict(keep_vars=True).items():
-        if not value.is_meta:
-            yield key, value.detach()
-            continue
-        assert lazy is not None, f"{key} is on the meta device"
-        gpt_key = key.removeprefix("gpt.")
-        module = _module_of(gpt_key)
-        if module not in drawn:  # a module's tensors are consecutive in the state dict
-            drawn.add(module)
-            prefix = key[: len(key) - len(gpt_key)] + module + "."
-            yield from ((prefix + local, piece) for local, piece in lazy.stream(module))
+def save_streamed(model: nn.Module, path: Path, metadata: dict[str, str]) -> None:
+    """``safetensors.torch.save_file(model.state_dict(), path, metadata)`` holding at most one
+    frozen module of a lazy model in memory: the header from the shapes, then the tensors, a
+    lazy model's frozen modules read one at a time (an embedding in pieces of rows)."""
+    specs = model.state_dict(keep_vars=True)
+    lazy = lazy_weights_of(model)
+
+    def tensors() -> Iterator[torch.Tensor]:
+        drawn = set()
+        for key, value in specs.items():
+            if not value.is_meta:
+                yield value.detach()
+                continue
+            module = _module_of(key.removeprefix("gpt."))
+            if module not in drawn:  # a module's tensors are consecutive in the state dict
+                drawn.add(module)
+                yield from (piece for _, piece in lazy.stream(module))
+
+    save_tensors(specs.items(), tensors(), path, metadata)
 
 
 _DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64"}
-
-
-def save_streamed(model: nn.Module, path: Path, metadata: dict[str, str]) -> None:
-    """``safetensors.torch.save_file(model.state_dict(), path, metadata)`` holding at most one
-    frozen module of a lazy model in memory: the header from the shapes, then the tensors."""
-    specs = model.state_dict(keep_vars=True).items()
-    save_tensors(specs, (tensor for _, tensor in iter_state_dict(model)), path, metadata)
 
 
 def save_tensors(
@@ -504,37 +485,6 @@ def skeleton_gpt(cfg: GPTConfig, dtype: torch.dtype = torch.float32) -> GPTModel
         return GPTModel(cfg).to(dtype)
 
 
-class SafetensorsCheckpoint(Mapping[str, torch.Tensor]):
-    """Read-on-demand view of one or more ``.safetensors`` files (a sharded checkpoint). Each read
-    maps the file and unmaps it after: the mapped pages would count as resident memory."""
-
-    def __init__(self, files: Sequence[Path]) -> None:
-        self._file_of: dict[str, Path] = {}
-        self._shapes: dict[str, tuple[int, ...]] = {}
-        for file in files:
-            with _opened(file) as handle:
-                for key in handle.keys():  # noqa: SIM118 (safe_open is not iterable)
-                    self._file_of[key] = file
-                    self._shapes[key] = tuple(handle.get_slice(key).get_shape())
-
-    def __getitem__(self, key: str) -> torch.Tensor:
-        with _opened(self._file_of[key]) as handle:
-            return handle.get_tensor(key)
-
-    def rows(self, key: str, start: int, stop: int) -> torch.Tensor:
-        with _opened(self._file_of[key]) as handle:
-            return handle.get_slice(key)[start:stop]
-
-    def shape(self, key: str) -> tuple[int, ...]:
-        return self._shapes[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._file_of)
-
-    def __len__(self) -> int:
-        return len(self._file_of)
-
-
 @contextmanager
 def _opened(file: Path) -> Iterator[Any]:
     """``safe_open(file)``, its and the OS's read errors as a GPTClassifierError naming the file."""
@@ -564,38 +514,28 @@ def _weight_files(path: Path) -> tuple[list[Path], dict[str, Any] | None]:
                 f"{path}: expected a .safetensors file or a Hugging Face model directory "
                 "(PyTorch .bin/.pt pickles are not loaded, for safety)"
             )
-        hf_config = _read_hf_config(path.parent / "config.json", quiet=True)
-        return [path], hf_config
+        return [path], _read_hf_config(path.parent / "config.json", quiet=True)
     if not path.is_dir():
         raise GPTClassifierError(f"weights not found: {path}")
     hf_config = _read_hf_config(path / "config.json")
-    single = path / "model.safetensors"
     index = path / "model.safetensors.index.json"
-    if single.is_file():
-        return [single], hf_config
-    if index.is_file():
-        try:
-            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-            names = list(weight_map.values())
-        except OSError as exc:
-            detail = "permission denied" if isinstance(exc, PermissionError) else exc.strerror
-            raise GPTClassifierError(f"cannot read {index}: {detail or exc}") from None
-        except (ValueError, RecursionError, KeyError, TypeError, AttributeError):
-            raise GPTClassifierError(f"{index}: not a valid safetensors index") from None
-        return [path / name for name in _shard_names(names, index)], hf_config
-    raise GPTClassifierError(
-        f"{path} holds no model.safetensors (or model.safetensors.index.json); "
-        "only safetensors weights are supported"
-    )
-
-
-def _shard_names(names: Sequence[Any], index: Path) -> list[str]:
-    """The distinct shard names of an index, each a relative path inside the model folder.
-
-    The index came with the download: ``/etc/passwd`` or ``../x.safetensors`` would open a file
-    outside the folder. Names are checked as written, not resolved: a Hugging Face cache snapshot
-    links every file to ``../../blobs/``, links its owner put there, not the index.
-    """
+    if (path / "model.safetensors").is_file():
+        return [path / "model.safetensors"], hf_config
+    if not index.is_file():
+        raise GPTClassifierError(
+            f"{path} holds no model.safetensors (or model.safetensors.index.json); "
+            "only safetensors weights are supported"
+        )
+    try:
+        names = list(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())
+    except OSError as exc:
+        detail = "permission denied" if isinstance(exc, PermissionError) else exc.strerror
+        raise GPTClassifierError(f"cannot read {index}: {detail or exc}") from None
+    except (ValueError, RecursionError, KeyError, TypeError, AttributeError):
+        raise GPTClassifierError(f"{index}: not a valid safetensors index") from None
+    # The index came with the download: `/etc/passwd` or `../x.safetensors` would open a file
+    # outside the folder. Names are checked as written, not resolved: a Hugging Face cache
+    # snapshot links every file to `../../blobs/`, links its owner put there, not the index.
     for name in names:
         if not isinstance(name, str) or not name.strip():
             raise GPTClassifierError(
@@ -603,13 +543,23 @@ def _shard_names(names: Sequence[Any], index: Path) -> list[str]:
             )
         if os.path.isabs(name):
             raise GPTClassifierError(
-                f"{index}: shard {name!r} is an absolute path; shards must lie in {index.parent}"
+                f"{index}: shard {name!r} is an absolute path; shards must lie in {path}"
             )
         if os.path.normpath(name).split(os.sep)[0] == os.pardir:
             raise GPTClassifierError(
-                f"{index}: shard {name!r} lies outside the model folder {index.parent}"
+                f"{index}: shard {name!r} lies outside the model folder {path}"
             )
-    return sorted(set(names))
+    return [path / name for name in sorted(set(names))], hf_config
+
+
+# This GPTModel is exactly GPT-2: tanh GELU, LayerNorm eps 1e-5, attention scaled by
+# 1/sqrt(head_dim). Loading a variant would run without error and give wrong outputs.
+_SUPPORTED_FLAGS = {
+    "scale_attn_weights": True,
+    "scale_attn_by_inverse_layer_idx": False,
+    "reorder_and_upcast_attn": False,
+    "add_cross_attention": False,
+}
 
 
 def _read_hf_config(file: Path, quiet: bool = False) -> dict[str, Any] | None:
@@ -627,8 +577,6 @@ def _read_hf_config(file: Path, quiet: bool = False) -> dict[str, Any] | None:
         if quiet:
             return None
         raise GPTClassifierError(f"{file} is not a Hugging Face GPT-2 config (no n_embd)")
-    # This GPTModel is exactly GPT-2: tanh GELU, LayerNorm eps 1e-5, attention scaled by
-    # 1/sqrt(head_dim). Loading a variant would run without error and give wrong outputs.
     unsupported = []
     if values.get("activation_function", "gelu_new") not in ("gelu_new", "gelu_pytorch_tanh"):
         unsupported.append(f"activation_function={values['activation_function']!r}")
@@ -636,12 +584,7 @@ def _read_hf_config(file: Path, quiet: bool = False) -> dict[str, Any] | None:
         unsupported.append(f"layer_norm_epsilon={values['layer_norm_epsilon']}")
     if values.get("n_inner") not in (None, 4 * int(values["n_embd"])):
         unsupported.append(f"n_inner={values['n_inner']}")
-    for flag, supported in (
-        ("scale_attn_weights", True),
-        ("scale_attn_by_inverse_layer_idx", False),
-        ("reorder_and_upcast_attn", False),
-        ("add_cross_attention", False),
-    ):
+    for flag, supported in _SUPPORTED_FLAGS.items():
         if flag in values and bool(values[flag]) != supported:
             unsupported.append(f"{flag}={values[flag]}")
     if unsupported:
@@ -656,19 +599,19 @@ def infer_config(
 ) -> GPTConfig:
     """A ``GPTConfig`` read off the tensor shapes of a Hugging Face GPT-2 checkpoint. The heads
     do not show in any shape: ``n_heads``, else GPT-2's standard value for the width."""
-    names = _strip_prefix(list(shapes), source)
+    names = _strip_prefix(shapes, source)
     for required in ("wte.weight", "wpe.weight"):
         if required not in names:
             raise GPTClassifierError(
                 f"{source}: no tensor {required}; not a GPT-2 checkpoint in Hugging Face layout"
             )
     vocab_size, emb_dim = shapes[names["wte.weight"]]
-    context_length = shapes[names["wpe.weight"]][0]
-    blocks = {int(m.group(1)) for name in names if (m := _BLOCK_KEY.match(name))}
+    blocks = {int(m.group(1)) for name in names if (m := re.match(r"h\.(\d+)\.", name))}
     if not blocks:
         raise GPTClassifierError(f"{source}: no transformer blocks (tensors h.0.*) found")
-    if n_heads is None:
-        n_heads = STANDARD_HEADS_BY_EMB_DIM.get(int(emb_dim))
+    # GPT-2's four sizes fix the heads by width
+    standard = {size["emb_dim"]: size["n_heads"] for size in GPT2_SIZES.values()}
+    n_heads = standard.get(int(emb_dim)) if n_heads is None else n_heads
     if n_heads is None:
         raise GPTClassifierError(
             f"{source}: cannot tell the number of attention heads of a model with "
@@ -677,18 +620,13 @@ def infer_config(
         )
     return GPTConfig(
         vocab_size=int(vocab_size),
-        context_length=int(context_length),
+        context_length=int(shapes[names["wpe.weight"]][0]),
         emb_dim=int(emb_dim),
         n_heads=int(n_heads),
         # Counting up from 0 keeps a gap (a missing block) an error of the strict loader.
         n_layers=max(blocks) + 1,
         qkv_bias="h.0.attn.c_attn.bias" in names,
     )
-
-
-# --------------------------------------------------------------------------------------------
-# Public entry points
-# --------------------------------------------------------------------------------------------
 
 
 def locate_weights(name_or_path: str) -> tuple[list[Path], dict[str, Any] | None, str, bool]:
@@ -725,14 +663,12 @@ def open_pretrained(
     files, hf_config, source, named = locate_weights(name_or_path)
     if config is None and named:
         config = GPTConfig.from_name(name_or_path)
-    checkpoint = SafetensorsCheckpoint(files)
+    checkpoint = _Tensors(files=files)
     if config is None:
-        shapes = {key: checkpoint.shape(key) for key in checkpoint}
         n_heads = int(hf_config["n_head"]) if hf_config and "n_head" in hf_config else None
-        config = infer_config(shapes, n_heads=n_heads, source=source)
+        config = infer_config(checkpoint.shapes, n_heads=n_heads, source=source)
     gpt = skeleton_gpt(config, dtype)
-    gpt.lazy_weights = LazyWeights(gpt, CheckpointWeights(checkpoint, gpt, source))
-    return gpt
+    return LazyWeights(gpt, CheckpointWeights(checkpoint, gpt, source)).gpt
 
 
 def load_pretrained(
@@ -771,13 +707,9 @@ def random_model(config: GPTConfig, seed: int = 123) -> GPTModel:
     Drawn from the global generator, seeded, as ``torch.manual_seed(seed)`` and a whole-model
     initialisation would."""
     torch.manual_seed(seed)
-    return materialize_model(_random_skeleton(config, torch.default_generator)).eval()
-
-
-def _random_skeleton(cfg: GPTConfig, generator: torch.Generator) -> GPTModel:
-    gpt = skeleton_gpt(cfg)
-    gpt.lazy_weights = LazyWeights(gpt, RandomWeights(cfg, generator))
-    return gpt
+    gpt = skeleton_gpt(config)
+    lazy = LazyWeights(gpt, RandomWeights(config, torch.default_generator))
+    return materialize_model(lazy.gpt).eval()
 
 
 def build_lazy_model(
@@ -795,7 +727,9 @@ def build_lazy_model(
                 "--init random cannot be combined with --weights: drop --weights for an "
                 "untrained model, or drop --init random to load the weights"
             )
-        return _random_skeleton(resolve_config(model), torch.Generator().manual_seed(seed))
+        cfg = resolve_config(model)
+        generator = torch.Generator().manual_seed(seed)
+        return LazyWeights(skeleton_gpt(cfg), RandomWeights(cfg, generator)).gpt
     given = isinstance(model, GPTConfig) or not is_model_name(model)
     # read first: a missing or broken config file gets its own message
     config = resolve_config(model) if given else None
