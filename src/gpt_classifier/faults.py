@@ -2,8 +2,7 @@
 K-th time) makes the process SIGKILL itself at ``crash_point(NAME)``, exactly at the moments that
 matter (between two renames of a commit, right after a checkpoint). Unset, it costs one lookup.
 ``GPT_CLASSIFIER_PAUSE_AT=NAME`` holds the process at ``pause_point(NAME)`` instead, after saying
-so on stderr: a slow step (a model loading) for a test to send a signal into.
-"""
+so on stderr: a slow step (a model loading) for a test to send a signal into."""
 
 from __future__ import annotations
 
@@ -19,15 +18,11 @@ _reached: Counter[str] = Counter()
 
 
 def crash_point(name: str) -> None:
-    wanted = os.environ.get(KILL_AT_ENV)
-    if not wanted:
-        return
-    point, _, count = wanted.partition(":")
-    if point != name:
-        return
-    _reached[name] += 1
-    if _reached[name] >= int(count or 1):
-        os.kill(os.getpid(), signal.SIGKILL)
+    point, _, count = os.environ.get(KILL_AT_ENV, "").partition(":")
+    if point == name:
+        _reached[name] += 1
+        if _reached[name] >= int(count or 1):
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def pause_point(name: str) -> None:
