@@ -19,9 +19,8 @@ import re
 import struct
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -42,8 +41,7 @@ CHUNK_ROWS = 4096  # embedding rows read at a time: 12 MiB at GPT-2's width; dra
 _SHOW = 3  # how many names of each kind of problem an error message lists
 
 
-@dataclass(frozen=True)
-class _Rule:
+class _Rule(NamedTuple):
     """A Hugging Face tensor and its parameter(s); kind: copy, conv1d (transposed), qkv (split)."""
 
     source: str
@@ -125,11 +123,6 @@ def _fmt(shape: Sequence[int]) -> str:
     return "(" + ", ".join(str(int(d)) for d in shape) + ")"
 
 
-def _listed(items: list[str], separator: str = ", ") -> str:
-    more = f" (and {len(items) - _SHOW} more)" if len(items) > _SHOW else ""
-    return separator.join(items[:_SHOW]) + more
-
-
 def module_names(cfg: GPTConfig) -> list[str]:
     """The modules materialised as units, in GPT-2's initialisation order."""
     return [*EMBEDDINGS, *(f"trf_blocks.{i}" for i in range(cfg.n_layers)), "final_norm"]
@@ -181,7 +174,9 @@ class CheckpointWeights:
             if name not in needed and not name.endswith(IGNORED_SUFFIXES)
         ]
         problems = [
-            what + _listed(items, separator)
+            what
+            + separator.join(items[:_SHOW])
+            + (f" (and {len(items) - _SHOW} more)" if len(items) > _SHOW else "")
             for what, items, separator in (
                 ("", misshapen, "; "),
                 ("missing tensor(s) ", missing, ", "),
@@ -294,13 +289,12 @@ class RandomWeights:
         return None
 
     def _seek(self, name: str) -> None:
-        """The generator where ``name`` starts drawing, replaying the modules never drawn."""
-        index = self.order.index(name)
-        known = max(i for i in range(index + 1) if self.order[i] in self._states)
-        self.generator.set_state(self._states[self.order[known]])
-        for skipped in self.order[known:index]:
-            for _ in self.rows(skipped) if skipped in EMBEDDINGS else [self.module(skipped)]:
+        """The generator where ``name`` starts drawing: the module before drawn first if need be."""
+        if name not in self._states:
+            before = self.order[self.order.index(name) - 1]
+            for _ in self.rows(before) if before in EMBEDDINGS else [self.module(before)]:
                 pass
+        self.generator.set_state(self._states[name])
 
     def _passed(self, name: str) -> None:
         position = self.order.index(name) + 1
