@@ -1,13 +1,10 @@
-"""GPT-2 weights for the book's ``GPTModel``, by one path for every source.
-
-The model is built on ``meta`` and each top-level module (``tok_emb``, ``pos_emb``,
-``trf_blocks.i``, ``final_norm``) is filled where it is needed from a weight source: a
-safetensors checkpoint in Hugging Face layout (file, folder, sharded index, Hub download) or
-GPT-2's seeded random initialisation. Hugging Face stores linear layers as ``Conv1D`` (weights
-transposed) and Q, K, V in one ``c_attn``; the rest is a rename (``_rules``). Keys may carry
-``transformer.``; old ``attn.bias``/``attn.masked_bias`` buffers are ignored. Loading is strict:
-a missing, misshapen or unknown tensor is an error naming it.
-"""
+"""GPT-2 weights for the book's ``GPTModel``, by one path for every source: the model is built
+on ``meta`` and each top-level module (``tok_emb``, ``pos_emb``, ``trf_blocks.i``, ``final_norm``)
+filled where needed from a safetensors checkpoint in Hugging Face layout (file, folder, sharded
+index, Hub download) or GPT-2's seeded random initialisation. Hugging Face stores linear layers as
+``Conv1D`` (transposed) and Q, K, V in one ``c_attn``; the rest is a rename (``_rules``). Keys may
+carry ``transformer.``; ``attn.bias``/``attn.masked_bias`` buffers are ignored. Loading is strict:
+a missing, misshapen or unknown tensor is an error naming it."""
 
 from __future__ import annotations
 
@@ -94,7 +91,7 @@ def _transposed(rule: _Rule, tensor: torch.Tensor) -> bool:
 
 def to_hf_state_dict(model: GPTModel) -> dict[str, torch.Tensor]:
     """``model``'s weights in Hugging Face's layout (``transformer.*``), ``_rules`` in reverse;
-    a model without ``qkv_bias`` gets a zero ``c_attn.bias``, which GPT-2 always has."""
+    without ``qkv_bias``, a zero ``c_attn.bias`` (GPT-2 always has one)."""
     ours, cfg = model.state_dict(), model.cfg
     tensors: dict[str, torch.Tensor] = {}
     for rule in _rules(cfg):
@@ -160,14 +157,14 @@ class CheckpointWeights:
         needed = {rule.source: _expected_shape(rule, params) for rule in rules}
         if "lm_head.weight" in self.names:
             needed["lm_head.weight"] = tuple(params["out_head.weight"].shape)
-        missing = [
-            f"{name} {_fmt(shape)}" for name, shape in needed.items() if name not in self.names
-        ]
-        misshapen = [
-            f"{key} has shape {_fmt(actual)} but the model needs {_fmt(shape)}"
-            for name, shape in needed.items()
-            if (key := self.names.get(name)) and (actual := tensors.shapes[key]) != shape
-        ]
+        missing, misshapen = [], []
+        for name, shape in needed.items():
+            if (key := self.names.get(name)) is None:
+                missing.append(f"{name} {_fmt(shape)}")
+            elif (actual := tensors.shapes[key]) != shape:
+                misshapen.append(
+                    f"{key} has shape {_fmt(actual)} but the model needs {_fmt(shape)}"
+                )
         unexpected = [
             key
             for name, key in self.names.items()
@@ -261,7 +258,7 @@ def _gpt2_head(model: GPTModel, lm_head: torch.Tensor | None) -> None:
 
 class RandomWeights:
     """GPT-2's initialisation from ``generator``, ``random_model``'s numbers bit for bit in any
-    order: the state in front of each module is kept, so none is redrawn to reach another."""
+    order (the generator's state in front of each module is kept)."""
 
     def __init__(self, cfg: GPTConfig, generator: torch.Generator) -> None:
         self.cfg, self.generator = cfg, generator
@@ -306,10 +303,9 @@ WeightSource = CheckpointWeights | RandomWeights
 
 
 class LazyWeights:
-    """The weights of a skeleton ``gpt`` (on ``meta``, which gets it as ``gpt.lazy_weights``)
-    from ``source``, module by module: ``materialize`` fills one in place, ``release`` returns it
-    to ``meta``, ``stream`` reads it without keeping it (hashing, saving). GPT-2's 147 MiB
-    ``tok_emb`` is read in pieces."""
+    """The weights of a skeleton ``gpt`` (on ``meta``; set as its ``lazy_weights``) from ``source``,
+    a module at a time: ``materialize`` fills one in place, ``release`` returns it to ``meta``,
+    ``stream`` reads it without keeping it. GPT-2's 147 MiB ``tok_emb`` is read in pieces."""
 
     def __init__(self, gpt: GPTModel, source: WeightSource) -> None:
         self.gpt, self.source = gpt, source
@@ -321,8 +317,7 @@ class LazyWeights:
         return not any(t.is_meta for t in self.gpt.get_submodule(name).parameters())
 
     def stream(self, name: str) -> Iterator[tuple[str, torch.Tensor]]:
-        """``name``'s state dict as ``(local name, tensor)`` in order; an embedding as
-        consecutive pieces of rows under one name. Consume it to the end before the next."""
+        """``name``'s state dict as ``(local name, tensor)``, an embedding in pieces of rows."""
         module = self.gpt.get_submodule(name)
         if self.is_materialized(name):
             yield from ((key, t.detach()) for key, t in module.state_dict().items())
@@ -379,8 +374,7 @@ def lazy_weights_of(model: nn.Module) -> LazyWeights | None:
 
 
 def materialize_model(model: nn.Module) -> nn.Module:
-    """Every weight of a lazy ``model`` in memory (GPT-2's head too, where it is still GPT-2's):
-    an ordinary model from then on."""
+    """Every weight of a lazy ``model`` in memory (GPT-2's head too): an ordinary model after."""
     lazy = lazy_weights_of(model)
     if lazy is None:
         return model
@@ -395,7 +389,7 @@ def materialize_model(model: nn.Module) -> nn.Module:
 
 def frozen_parameter_sample(model: nn.Module, count: int = 4) -> list[list[float]]:
     """The first 64 values of the first ``count`` frozen parameters (a checkpoint's fingerprint
-    of the base weights), without materialising a lazy model."""
+    of the base weights), a lazy model not materialised."""
     lazy = lazy_weights_of(model)
     frozen = [(name, p) for name, p in model.named_parameters() if not p.requires_grad][:count]
     sample = []
@@ -413,19 +407,17 @@ def frozen_parameter_sample(model: nn.Module, count: int = 4) -> list[list[float
 
 def save_streamed(model: nn.Module, path: Path, metadata: dict[str, str]) -> None:
     """``safetensors.torch.save_file(model.state_dict(), path, metadata)`` holding at most one
-    frozen module of a lazy model in memory: the header from the shapes, then the tensors, a
-    lazy model's frozen modules read one at a time (an embedding in pieces of rows)."""
+    frozen module of a lazy model (or piece of an embedding) in memory."""
     specs = model.state_dict(keep_vars=True)
     lazy = lazy_weights_of(model)
 
     def tensors() -> Iterator[torch.Tensor]:
         drawn = set()
         for key, value in specs.items():
+            module = _module_of(key.removeprefix("gpt."))
             if not value.is_meta:
                 yield value.detach()
-                continue
-            module = _module_of(key.removeprefix("gpt."))
-            if module not in drawn:  # a module's tensors are consecutive in the state dict
+            elif module not in drawn:  # a module's tensors are consecutive in the state dict
                 drawn.add(module)
                 yield from (piece for _, piece in lazy.stream(module))
 
@@ -546,16 +538,6 @@ def _weight_files(path: Path) -> tuple[list[Path], dict[str, Any] | None]:
     return [path / name for name in sorted(set(names))], hf_config
 
 
-# This GPTModel is exactly GPT-2: tanh GELU, LayerNorm eps 1e-5, attention scaled by
-# 1/sqrt(head_dim). Loading a variant would run without error and give wrong outputs.
-_SUPPORTED_FLAGS = {
-    "scale_attn_weights": True,
-    "scale_attn_by_inverse_layer_idx": False,
-    "reorder_and_upcast_attn": False,
-    "add_cross_attention": False,
-}
-
-
 def _read_hf_config(file: Path, quiet: bool = False) -> dict[str, Any] | None:
     """A Hugging Face ``config.json`` beside the weights, checked for options we do not model.
     ``quiet``: one merely next to a .safetensors file may be another's: ignored if unreadable."""
@@ -571,16 +553,22 @@ def _read_hf_config(file: Path, quiet: bool = False) -> dict[str, Any] | None:
         if quiet:
             return None
         raise GPTClassifierError(f"{file} is not a Hugging Face GPT-2 config (no n_embd)")
-    unsupported = []
-    if values.get("activation_function", "gelu_new") not in ("gelu_new", "gelu_pytorch_tanh"):
-        unsupported.append(f"activation_function={values['activation_function']!r}")
-    if not math.isclose(float(values.get("layer_norm_epsilon", 1e-5)), 1e-5):
-        unsupported.append(f"layer_norm_epsilon={values['layer_norm_epsilon']}")
-    if values.get("n_inner") not in (None, 4 * int(values["n_embd"])):
-        unsupported.append(f"n_inner={values['n_inner']}")
-    for flag, supported in _SUPPORTED_FLAGS.items():
-        if flag in values and bool(values[flag]) != supported:
-            unsupported.append(f"{flag}={values[flag]}")
+    # This GPTModel is exactly GPT-2: tanh GELU, LayerNorm eps 1e-5, attention scaled by
+    # 1/sqrt(head_dim). Loading a variant would run without error and give wrong outputs.
+    supported = {
+        "activation_function": lambda value: value in ("gelu_new", "gelu_pytorch_tanh"),
+        "layer_norm_epsilon": lambda value: math.isclose(float(value), 1e-5),
+        "n_inner": lambda value: value in (None, 4 * int(values["n_embd"])),
+        "scale_attn_weights": bool,
+        "scale_attn_by_inverse_layer_idx": lambda value: not value,
+        "reorder_and_upcast_attn": lambda value: not value,
+        "add_cross_attention": lambda value: not value,
+    }
+    unsupported = [
+        f"{key}={values[key]!r}"
+        for key, ok in supported.items()
+        if key in values and not ok(values[key])
+    ]
     if unsupported:
         raise GPTClassifierError(
             f"{file}: this GPT-2 variant is not supported ({', '.join(unsupported)})"
@@ -591,8 +579,8 @@ def _read_hf_config(file: Path, quiet: bool = False) -> dict[str, Any] | None:
 def infer_config(
     shapes: Mapping[str, Sequence[int]], n_heads: int | None = None, source: str = "weights"
 ) -> GPTConfig:
-    """A ``GPTConfig`` read off the tensor shapes of a Hugging Face GPT-2 checkpoint. The heads
-    do not show in any shape: ``n_heads``, else GPT-2's standard value for the width."""
+    """A ``GPTConfig`` read off a Hugging Face GPT-2 checkpoint's shapes; the heads (no shape
+    shows them): ``n_heads``, else GPT-2's for the width."""
     names = _strip_prefix(shapes, source)
     for required in ("wte.weight", "wpe.weight"):
         if required not in names:
@@ -624,8 +612,8 @@ def infer_config(
 
 
 def locate_weights(name_or_path: str) -> tuple[list[Path], dict[str, Any] | None, str, bool]:
-    """The safetensors files behind a file, a model directory or a GPT-2 name (downloaded), the
-    directory's config.json, how error messages name them, and whether it was a name."""
+    """The safetensors files behind a file, a model folder or a GPT-2 name (downloaded), the
+    folder's config.json, how error messages name them, and whether it was a name."""
     path = Path(name_or_path).expanduser()
     try:
         exists = path.exists()
@@ -651,9 +639,8 @@ def locate_weights(name_or_path: str) -> tuple[list[Path], dict[str, Any] | None
 def open_pretrained(
     name_or_path: str, config: GPTConfig | None = None, dtype: torch.dtype = torch.float32
 ) -> GPTModel:
-    """A skeleton ``GPTModel`` over GPT-2 weights (``gpt.lazy_weights``), every name and shape
-    checked, nothing read yet, from a ``.safetensors`` file, a Hugging Face model directory or
-    a GPT-2 name (downloaded). Without ``config``: the architecture read off the shapes."""
+    """A skeleton ``GPTModel`` over the GPT-2 weights of a ``.safetensors`` file, a model folder or
+    a GPT-2 name (downloaded), checked, nothing read; ``config`` by default read off the shapes."""
     files, hf_config, source, named = locate_weights(name_or_path)
     if config is None and named:
         config = GPTConfig.from_name(name_or_path)
@@ -677,9 +664,9 @@ def load_pretrained(
 def init_gpt2_module(
     module: nn.Module, name: str, n_layers: int, generator: torch.Generator | None = None
 ) -> None:
-    """GPT-2's initialisation of one child of a ``GPTModel`` (``name``: e.g. ``trf_blocks.3``):
-    N(0, 0.02) weights, zero biases, unit LayerNorms, and residual projections scaled by
-    1/sqrt(2 * n_layers) so the residual stream's variance does not grow with depth."""
+    """GPT-2's initialisation of a ``GPTModel``'s child ``name`` (e.g. ``trf_blocks.3``): N(0, 0.02)
+    weights, zero biases, unit LayerNorms; residual projections scaled by 1/sqrt(2 * n_layers)
+    so the residual stream's variance does not grow with depth."""
     residual_std = INIT_STD / math.sqrt(2 * n_layers)
     with torch.no_grad():
         for inner, child in module.named_modules(prefix=name):
@@ -697,9 +684,7 @@ def init_gpt2_module(
 
 
 def random_model(config: GPTConfig, seed: int = 123) -> GPTModel:
-    """An untrained GPT-2-style model, the same for the same ``seed``; head tied like GPT-2.
-    Drawn from the global generator, seeded, as ``torch.manual_seed(seed)`` and a whole-model
-    initialisation would."""
+    """An untrained GPT-2, head tied: the global generator's numbers after ``manual_seed(seed)``."""
     torch.manual_seed(seed)
     gpt = skeleton_gpt(config)
     lazy = LazyWeights(gpt, RandomWeights(config, torch.default_generator))
@@ -744,6 +729,6 @@ def build_model(
     seed: int = 123,
 ) -> GPTModel:
     """The model behind every CLI command, in eval mode: ``init="random"``, an untrained
-    ``model``; ``weights``, that file or directory (its config from ``model`` when that is a
-    config, else from the weights); otherwise GPT-2 ``model``'s weights, downloaded."""
+    ``model``; ``weights``, that file or folder (its config from ``model`` if that is a config,
+    else from the weights); otherwise GPT-2 ``model``'s weights, downloaded."""
     return materialize_model(build_lazy_model(model, weights, init, seed)).eval()
