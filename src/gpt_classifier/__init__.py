@@ -36,10 +36,8 @@ _LAZY = {
 
 
 def train(**options: Any) -> TextClassifier:
-    """``gpt-classifier train`` from Python, its options as keyword arguments (``data_file=``,
-    ``output_dir=``, ``epochs=`` ...): trains, evaluates and saves the run, then returns it
-    loaded as a ``TextClassifier`` (``.run_dir``, ``.metrics``), as a scikit-learn ``fit``
-    returns the fitted estimator. Errors name the keyword arguments."""
+    """``gpt-classifier train`` with its options as keyword arguments (``data_file=``, ``epochs=``
+    ...), errors naming them; returns the saved run as a ``TextClassifier``, like sklearn's fit."""
     from .inference import TextClassifier
     from .training.api import train_run
 

@@ -433,9 +433,8 @@ def save_tensors(
     path: Path,
     metadata: dict[str, str],
 ) -> None:
-    """A safetensors file whose bytes depend on its tensors alone (safetensors' own writer orders
-    the metadata differently in each process): the header from ``specs``' names, dtypes and
-    shapes, then ``tensors`` in the same order."""
+    """A safetensors file of ``specs``' names, dtypes and shapes, then ``tensors`` in that order:
+    bytes set by the tensors alone (safetensors' writer orders metadata anew in each process)."""
     entries, offset = {}, 0
     for key, value in specs:
         size = value.numel() * value.element_size()
