@@ -192,14 +192,17 @@ class CheckpointWeights:
         for rule in rules:
             self.rules.setdefault(_module_of(rule.targets[0]), []).append(rule)
 
-    def rows(self, name: str) -> Iterator[torch.Tensor]:
+    def stream(self, name: str) -> Iterator[tuple[str, torch.Tensor]]:
+        """``name``'s tensors in our layout (local names), an embedding in pieces of rows."""
+        if name not in EMBEDDINGS:
+            yield from self.module(name).items()
+            return
         key = self.names[self.rules[name][0].source]
         total = self.tensors.shapes[key][0]
         for start in range(0, total, CHUNK_ROWS):
-            yield self.tensors.read(key, slice(start, min(start + CHUNK_ROWS, total)))
+            yield "weight", self.tensors.read(key, slice(start, min(start + CHUNK_ROWS, total)))
 
     def module(self, name: str) -> dict[str, torch.Tensor]:
-        """``name``'s tensors in our layout (local names)."""
         state = {}
         for rule in self.rules[name]:
             tensor = self.tensors.read(self.names[rule.source])
@@ -265,38 +268,29 @@ class RandomWeights:
         self.order = module_names(cfg)
         self._states = {self.order[0]: generator.get_state()}
 
-    def rows(self, name: str) -> Iterator[torch.Tensor]:
-        self._seek(name)
-        total = self.cfg.vocab_size if name == "tok_emb" else self.cfg.context_length
-        for start in range(0, total, CHUNK_ROWS):
-            piece = torch.empty(min(CHUNK_ROWS, total - start), self.cfg.emb_dim)
-            yield piece.normal_(0.0, INIT_STD, generator=self.generator)
-        self._passed(name)
-
-    def module(self, name: str) -> dict[str, torch.Tensor]:
-        self._seek(name)
-        with _NoDefaultInit():
-            cfg = self.cfg
-            module = LayerNorm(cfg.emb_dim) if name == "final_norm" else TransformerBlock(cfg)
-        init_gpt2_module(module, name, self.cfg.n_layers, self.generator)
-        self._passed(name)
-        return {key: tensor.detach() for key, tensor in module.state_dict().items()}
+    def stream(self, name: str) -> Iterator[tuple[str, torch.Tensor]]:
+        """``name``'s tensors (local names), an embedding in pieces of rows."""
+        if name not in self._states:  # drawing the module before leaves the generator at name's
+            for _ in self.stream(self.order[self.order.index(name) - 1]):
+                pass
+        self.generator.set_state(self._states[name])
+        cfg = self.cfg
+        if name in EMBEDDINGS:
+            total = cfg.vocab_size if name == "tok_emb" else cfg.context_length
+            for start in range(0, total, CHUNK_ROWS):
+                piece = torch.empty(min(CHUNK_ROWS, total - start), cfg.emb_dim)
+                yield "weight", piece.normal_(0.0, INIT_STD, generator=self.generator)
+        else:
+            with _NoDefaultInit():
+                module = LayerNorm(cfg.emb_dim) if name == "final_norm" else TransformerBlock(cfg)
+            init_gpt2_module(module, name, cfg.n_layers, self.generator)
+            yield from ((key, tensor.detach()) for key, tensor in module.state_dict().items())
+        position = self.order.index(name) + 1
+        if position < len(self.order):  # the generator where the next module starts drawing
+            self._states.setdefault(self.order[position], self.generator.get_state())
 
     def lm_head(self) -> None:
         return None
-
-    def _seek(self, name: str) -> None:
-        """The generator where ``name`` starts drawing: the module before drawn first if need be."""
-        if name not in self._states:
-            before = self.order[self.order.index(name) - 1]
-            for _ in self.rows(before) if before in EMBEDDINGS else [self.module(before)]:
-                pass
-        self.generator.set_state(self._states[name])
-
-    def _passed(self, name: str) -> None:
-        position = self.order.index(name) + 1
-        if position < len(self.order):
-            self._states.setdefault(self.order[position], self.generator.get_state())
 
 
 WeightSource = CheckpointWeights | RandomWeights
@@ -323,12 +317,9 @@ class LazyWeights:
             yield from ((key, t.detach()) for key, t in module.state_dict().items())
             return
         dtypes = {key: t.dtype for key, t in module.state_dict(keep_vars=True).items()}
-        if name in EMBEDDINGS:
-            pieces: Iterator[tuple[str, torch.Tensor]] = (
-                ("weight", piece) for piece in self.source.rows(name)
-            )
-        else:
-            state = self.source.module(name)
+        pieces = self.source.stream(name)
+        if name not in EMBEDDINGS:  # in state dict order
+            state = dict(pieces)
             pieces = ((key, state.pop(key)) for key in dtypes)
         for key, tensor in pieces:
             tensor = tensor.to(dtypes[key])
