@@ -234,14 +234,14 @@ def load_gpt2_state_dict(
 
 def _put(module: nn.Module, name: str, value: torch.Tensor) -> None:
     """``value`` into parameter ``name``: in place, or a new CPU Parameter for one on ``meta``."""
-    owner_name, _, attr = name.rpartition(".")
-    owner, old = module.get_submodule(owner_name), module.get_parameter(name)
-    if not old.is_meta:
+    old = module.get_parameter(name)
+    if old.is_meta:
+        owner, _, attr = name.rpartition(".")
+        new = nn.Parameter(value.to(dtype=old.dtype, device="cpu"), old.requires_grad)
+        setattr(module.get_submodule(owner), attr, new)
+    else:
         with torch.no_grad():
             old.copy_(value)
-        return
-    new = value.to(dtype=old.dtype, device="cpu")
-    setattr(owner, attr, nn.Parameter(new, requires_grad=old.requires_grad))
 
 
 def _gpt2_head(model: GPTModel, lm_head: torch.Tensor | None) -> None:
