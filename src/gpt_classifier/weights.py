@@ -514,17 +514,14 @@ def _weight_files(path: Path) -> tuple[list[Path], dict[str, Any] | None]:
     # snapshot links every file to `../../blobs/`, links its owner put there, not the index.
     for name in names:
         if not isinstance(name, str) or not name.strip():
-            raise GPTClassifierError(
-                f"{index}: shard names must be file names (got {json.dumps(name)[:60]})"
-            )
-        if os.path.isabs(name):
-            raise GPTClassifierError(
-                f"{index}: shard {name!r} is an absolute path; shards must lie in {path}"
-            )
-        if os.path.normpath(name).split(os.sep)[0] == os.pardir:
-            raise GPTClassifierError(
-                f"{index}: shard {name!r} lies outside the model folder {path}"
-            )
+            problem = f"shard names must be file names (got {json.dumps(name)[:60]})"
+        elif os.path.isabs(name):
+            problem = f"shard {name!r} is an absolute path; shards must lie in {path}"
+        elif os.path.normpath(name).split(os.sep)[0] == os.pardir:
+            problem = f"shard {name!r} lies outside the model folder {path}"
+        else:
+            continue
+        raise GPTClassifierError(f"{index}: {problem}")
     return [path / name for name in sorted(set(names))], hf_config
 
 
