@@ -111,15 +111,12 @@ def sha256_of(path: str | os.PathLike[str]) -> str:
 
 def fsync_directory(folder: str | os.PathLike[str]) -> None:
     """Make a rename inside ``folder`` durable (a no-op where directories cannot be opened)."""
-    try:
+    with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        with contextlib.suppress(OSError):
+        try:
             os.fsync(fd)
-    finally:
-        os.close(fd)
+        finally:
+            os.close(fd)
 
 
 _KINDS = {
