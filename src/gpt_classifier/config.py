@@ -30,11 +30,11 @@ class GPTConfig:
     causal: bool = True
 
     def __post_init__(self) -> None:
-        problems = [
-            f"{key} must be a positive integer (got {getattr(self, key)!r})"
-            for key in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers")
-            if type(getattr(self, key)) is not int or getattr(self, key) <= 0  # bool is an int
-        ]
+        problems = []
+        for key in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                problems.append(f"{key} must be a positive integer (got {value!r})")
         if not problems and self.emb_dim % self.n_heads:
             problems.append(
                 f"emb_dim ({self.emb_dim}) must be divisible by n_heads ({self.n_heads})"

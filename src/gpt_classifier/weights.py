@@ -552,7 +552,7 @@ def _read_hf_config(file: Path, quiet: bool = False) -> dict[str, Any] | None:
         "add_cross_attention": lambda value: not value,
     }
     unsupported = [
-        f"{key}={values[key]!r}"
+        f"{key}={values[key]!r}" if key == "activation_function" else f"{key}={values[key]}"
         for key, ok in supported.items()
         if key in values and not ok(values[key])
     ]
