@@ -4,7 +4,6 @@ options: packed texts (``Packing``) and ``forward_at``. No I/O."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any, NamedTuple
 
@@ -40,9 +39,7 @@ class FeedForward(nn.Module):
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
         self.layers = nn.Sequential(
-            nn.Linear(cfg.emb_dim, 4 * cfg.emb_dim),
-            GELU(),
-            nn.Linear(4 * cfg.emb_dim, cfg.emb_dim),
+            nn.Linear(cfg.emb_dim, 4 * cfg.emb_dim), GELU(), nn.Linear(4 * cfg.emb_dim, cfg.emb_dim)
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -219,7 +216,7 @@ class GPTModel(nn.Module):
     def disable_causal_mask(self) -> None:
         """Let every token attend to every other (the book's bonus table, row 17); the config
         records it, so a saved run is rebuilt the same way."""
-        self.cfg = dataclasses.replace(self.cfg, causal=False)
+        self.cfg = self.cfg.replace(causal=False)
         for block in self.trf_blocks:
             block.att.causal = False
 
