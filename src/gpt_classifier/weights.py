@@ -602,25 +602,20 @@ def locate_weights(name_or_path: str) -> tuple[list[Path], dict[str, Any] | None
     """The safetensors files behind a file, a model folder or a GPT-2 name (downloaded), the
     folder's config.json, how error messages name them, and whether it was a name."""
     path = Path(name_or_path).expanduser()
-    try:
-        exists = path.exists()
-    except PermissionError:  # a parent folder that may not be searched
-        raise GPTClassifierError(f"cannot read {path}: permission denied") from None
-    if not exists and is_model_name(name_or_path):
-        from .hub import download_weights
-
-        file = download_weights(name_or_path)
-        return [file], None, f"{canonical_model_name(name_or_path)} weights ({file})", True
-    if not exists:
+    try:  # stat() in a folder that may not be searched raises PermissionError
+        if path.exists():
+            return (*_weight_files(path), str(path), False)
+    except PermissionError as exc:
+        raise GPTClassifierError(f"cannot read {exc.filename or path}: permission denied") from None
+    if not is_model_name(name_or_path):
         raise GPTClassifierError(
             f"weights not found: {name_or_path} is neither a file, a directory, nor a GPT-2 "
             f"name ({', '.join(GPT2_SIZES)})"
         )
-    try:
-        files, hf_config = _weight_files(path)
-    except PermissionError as exc:  # stat() inside a folder that may not be searched
-        raise GPTClassifierError(f"cannot read {exc.filename or path}: permission denied") from None
-    return files, hf_config, str(path), False
+    from .hub import download_weights
+
+    file = download_weights(name_or_path)
+    return [file], None, f"{canonical_model_name(name_or_path)} weights ({file})", True
 
 
 def open_pretrained(
