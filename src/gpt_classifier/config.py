@@ -128,8 +128,6 @@ def resolve_config(model: str | GPTConfig | dict[str, Any]) -> GPTConfig:
         return model
     if isinstance(model, dict):
         return GPTConfig.from_dict(model)
-    if is_model_name(model):
-        return GPTConfig.from_name(model)
-    if model.endswith(".json") or Path(model).is_file():
+    if not is_model_name(model) and (model.endswith(".json") or Path(model).is_file()):
         return GPTConfig.from_file(model)
-    return GPTConfig.from_name(model)  # raises with the list of valid names
+    return GPTConfig.from_name(model)  # an unknown name raises, listing the valid ones
