@@ -3,6 +3,7 @@ fine-tuned into a text classifier."""
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from .config import GPTConfig
@@ -24,12 +25,19 @@ __all__ = [
     "__version__",
 ]
 
+# Imported on first use, so that `import gpt_classifier` stays cheap (no torch) for tools that
+# only need the config, and for the command line, which must catch a Ctrl-C while torch imports.
+_LAZY = {
+    "GPTModel": ".model",
+    "load_pretrained": ".weights",
+    "TextClassifier": ".inference",
+    "explain": ".inference.explain",
+}
+
 
 def train(**options: Any) -> TextClassifier:
-    """``gpt-classifier train`` from Python, its options as keyword arguments (``data_file=``,
-    ``output_dir=``, ``epochs=`` ...): trains, evaluates and saves the run, then returns it
-    loaded as a ``TextClassifier`` (``.run_dir``, ``.metrics``), as a scikit-learn ``fit``
-    returns the fitted estimator. Errors name the keyword arguments."""
+    """``gpt-classifier train`` with its options as keyword arguments (``data_file=``, ``epochs=``
+    ...), errors naming them; returns the saved run as a ``TextClassifier``, like sklearn's fit."""
     from .inference import TextClassifier
     from .training.api import train_run
 
@@ -42,23 +50,7 @@ def train(**options: Any) -> TextClassifier:
     )
 
 
-def __getattr__(name: str):
-    # Lazy so that `import gpt_classifier` stays cheap (no torch) for tools that only need the
-    # config, and for the command line, which must catch a Ctrl-C while torch imports.
-    if name == "GPTModel":
-        from .model import GPTModel
-
-        return GPTModel
-    if name == "load_pretrained":
-        from .weights import load_pretrained
-
-        return load_pretrained
-    if name == "TextClassifier":
-        from .inference import TextClassifier
-
-        return TextClassifier
-    if name == "explain":
-        from .inference.explain import explain
-
-        return explain
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_LAZY[name], __name__), name)

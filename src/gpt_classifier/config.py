@@ -43,10 +43,11 @@ class GPTConfig:
         rate = self.drop_rate
         if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0.0 <= rate < 1.0:
             problems.append(f"drop_rate must be a number in [0, 1) (got {rate!r})")
-        for key in ("qkv_bias", "causal"):
-            value = getattr(self, key)
-            if not isinstance(value, bool):
-                problems.append(f"{key} must be true or false (got {value!r})")
+        problems += [
+            f"{key} must be true or false (got {getattr(self, key)!r})"
+            for key in ("qkv_bias", "causal")
+            if not isinstance(getattr(self, key), bool)
+        ]
         if problems:
             raise GPTClassifierError("invalid model config: " + "; ".join(problems))
 
@@ -63,8 +64,7 @@ class GPTConfig:
                 f"{source}: the model config must be a JSON object (got {type(values).__name__})"
             )
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
+        if unknown := sorted(set(values) - known):
             raise GPTClassifierError(
                 f"{source}: unknown config key(s) {', '.join(unknown)}; "
                 f"expected some of {', '.join(sorted(known))}"
@@ -118,11 +118,8 @@ def canonical_model_name(name: str) -> str:
 
 
 def is_model_name(name: str) -> bool:
-    try:
-        canonical_model_name(name)
-    except GPTClassifierError:
-        return False
-    return True
+    lowered = {alias.lower() for alias in MODEL_ALIASES}
+    return name.strip() in GPT2_SIZES or name.strip().lower() in lowered
 
 
 def resolve_config(model: str | GPTConfig | dict[str, Any]) -> GPTConfig:
@@ -131,8 +128,6 @@ def resolve_config(model: str | GPTConfig | dict[str, Any]) -> GPTConfig:
         return model
     if isinstance(model, dict):
         return GPTConfig.from_dict(model)
-    if is_model_name(model):
-        return GPTConfig.from_name(model)
-    if model.endswith(".json") or Path(model).is_file():
+    if not is_model_name(model) and (model.endswith(".json") or Path(model).is_file()):
         return GPTConfig.from_file(model)
-    return GPTConfig.from_name(model)  # raises with the list of valid names
+    return GPTConfig.from_name(model)  # an unknown name raises, listing the valid ones

@@ -1,9 +1,7 @@
 """Named crash points for the fault tests: ``GPT_CLASSIFIER_KILL_AT=NAME`` (or ``NAME:K``, the
-K-th time) makes the process SIGKILL itself at ``crash_point(NAME)``, exactly at the moments that
-matter (between two renames of a commit, right after a checkpoint). Unset, it costs one lookup.
-``GPT_CLASSIFIER_PAUSE_AT=NAME`` holds the process at ``pause_point(NAME)`` instead, after saying
-so on stderr: a slow step (a model loading) for a test to send a signal into.
-"""
+K-th time) SIGKILLs the process at ``crash_point(NAME)`` (between two renames of a commit, after a
+checkpoint); ``GPT_CLASSIFIER_PAUSE_AT=NAME`` holds it at ``pause_point(NAME)``, said on stderr,
+for a test to send a signal into a slow step. Unset, each costs one lookup."""
 
 from __future__ import annotations
 
@@ -19,15 +17,11 @@ _reached: Counter[str] = Counter()
 
 
 def crash_point(name: str) -> None:
-    wanted = os.environ.get(KILL_AT_ENV)
-    if not wanted:
-        return
-    point, _, count = wanted.partition(":")
-    if point != name:
-        return
-    _reached[name] += 1
-    if _reached[name] >= int(count or 1):
-        os.kill(os.getpid(), signal.SIGKILL)
+    point, _, count = os.environ.get(KILL_AT_ENV, "").partition(":")
+    if point == name:
+        _reached[name] += 1
+        if _reached[name] >= int(count or 1):
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def pause_point(name: str) -> None:

@@ -23,24 +23,12 @@ _umask_lock = threading.Lock()
 
 
 def cache_dir(*subfolders: str) -> Path:
-    """The program's cache folder, or a subfolder of it: ``$GPT_CLASSIFIER_CACHE``, else
-    ``$XDG_CACHE_HOME/gpt-classifier``, else ``~/.cache/gpt-classifier``. It holds
-    ``prefix-cache/`` (the frozen-prefix states ``train`` keeps) and ``sms_spam_collection/``
-    (the downloaded dataset)."""
-    root = os.environ.get(CACHE_ENV)
-    if root:
+    """The program's cache folder (``prefix-cache/``, ``sms_spam_collection/``) or a subfolder:
+    ``$GPT_CLASSIFIER_CACHE``, else ``$XDG_CACHE_HOME/gpt-classifier``, else ``~/.cache/...``."""
+    if root := os.environ.get(CACHE_ENV):
         return Path(root).expanduser().joinpath(*subfolders)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser()
     return base.joinpath("gpt-classifier", *subfolders)
-
-
-def default_file_mode() -> int:
-    """What ``open()`` gives a new file: 0666 less the umask (read by setting it: the lock)."""
-    with _umask_lock:
-        mask = os.umask(0o022)
-        os.umask(mask)
-    return 0o666 & ~mask
 
 
 @contextlib.contextmanager
@@ -55,7 +43,10 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     partial = Path(name)
     try:
         yield partial
-        os.chmod(partial, default_file_mode())
+        with _umask_lock:  # the umask is read by setting it: what open() would give is 0666 & ~it
+            mask = os.umask(0o022)
+            os.umask(mask)
+        os.chmod(partial, 0o666 & ~mask)
         with open(partial, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(partial, target)
@@ -88,8 +79,7 @@ def write_bytes(path: str | os.PathLike[str], content: bytes) -> None:
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:
-    with atomic_path(path) as partial:
-        partial.write_text(text, encoding="utf-8")
+    write_bytes(path, text.encode("utf-8"))
 
 
 def write_json(path: str | os.PathLike[str], values: Any) -> None:
@@ -121,24 +111,21 @@ def sha256_of(path: str | os.PathLike[str]) -> str:
 
 def fsync_directory(folder: str | os.PathLike[str]) -> None:
     """Make a rename inside ``folder`` durable (a no-op where directories cannot be opened)."""
-    try:
+    with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        with contextlib.suppress(OSError):
+        try:
             os.fsync(fd)
-    finally:
-        os.close(fd)
+        finally:
+            os.close(fd)
 
 
-_KINDS = (
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISFIFO, "a FIFO"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISSOCK, "a socket"),
-)
+_KINDS = {
+    stat.S_ISDIR: "a directory",
+    stat.S_ISFIFO: "a FIFO",
+    stat.S_ISCHR: "a character device",
+    stat.S_ISBLK: "a block device",
+    stat.S_ISSOCK: "a socket",
+}
 
 
 def refuse_special(target: Path, *, directory: bool, flag: str = "output") -> None:
@@ -148,9 +135,8 @@ def refuse_special(target: Path, *, directory: bool, flag: str = "output") -> No
         mode = os.stat(target).st_mode
     except OSError:
         return
-    want = stat.S_ISDIR if directory else stat.S_ISREG
-    kind = next((name for test, name in _KINDS if test(mode)), "a file")
-    if not want(mode):
+    if not (stat.S_ISDIR if directory else stat.S_ISREG)(mode):
+        kind = next((name for test, name in _KINDS.items() if test(mode)), "a file")
         not_a = "directory" if directory else "regular file"
         raise GPTClassifierError(f"{flag} {target} is {kind}, not a {not_a}")
 
@@ -179,13 +165,11 @@ def check_output_dir(target: str | os.PathLike[str], *, overwrite: bool) -> Path
 
 
 def _check_parents(target: Path) -> None:
-    for parent in [target.parent, *target.parent.parents]:
-        if parent.exists():
-            if not parent.is_dir():
-                raise GPTClassifierError(f"cannot create {target}: {parent} is a file")
-            if not os.access(parent, os.W_OK | os.X_OK):
-                raise GPTClassifierError(f"cannot create {target}: {parent} is not writable")
-            break
+    parent = next(p for p in [target.parent, *target.parent.parents] if p.exists())
+    if not parent.is_dir():
+        raise GPTClassifierError(f"cannot create {target}: {parent} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise GPTClassifierError(f"cannot create {target}: {parent} is not writable")
 
 
 def writer_lock(target: str | os.PathLike[str], flag: str) -> contextlib.ExitStack:

@@ -32,6 +32,7 @@ def generate_text_simple(
     return generate(model, idx, max_new_tokens, context_size)
 
 
+@torch.no_grad()  # rather than inference_mode: the ids may later feed a training step
 def generate(
     model: nn.Module,
     idx: torch.Tensor,
@@ -42,12 +43,10 @@ def generate(
     eos_id: int | None = None,
 ) -> torch.Tensor:
     """The book's chapter 5 ``generate``: ``idx`` ``(batch, n)`` -> ``(batch, n + new)``, the
-    model reading at most the last ``context_size`` tokens, in eval mode.
-
-    ``top_k`` keeps the k most likely tokens; ``temperature > 0`` samples from the softmax of
-    ``logits / temperature``, ``0`` is greedy. An ``eos_id`` produced ends generation and is not
-    appended (the book's behaviour); in a batch, finished rows get ``eos_id`` until all finish.
-    """
+    model reading at most the last ``context_size`` tokens, in eval mode. ``top_k`` keeps the k
+    most likely tokens; ``temperature > 0`` samples from the softmax of ``logits / temperature``,
+    ``0`` is greedy. An ``eos_id`` produced ends generation and is not appended (the book's
+    behaviour); in a batch, finished rows get ``eos_id`` until all finish."""
     if idx.dim() != 2 or idx.shape[1] == 0:
         raise ValueError(
             f"idx must have shape (batch, n_tokens) with n_tokens >= 1, got {tuple(idx.shape)}"
@@ -58,31 +57,26 @@ def generate(
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     if top_k is not None and top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
-
     was_training = model.training
     model.eval()
     finished = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
     try:
-        # no_grad rather than inference_mode: the ids may later feed a training step.
-        with torch.no_grad():
-            for _ in range(max_new_tokens):
-                idx_cond = idx[:, -context_size:]  # crop to the supported context
-                logits = model(idx_cond)[:, -1, :]  # (batch, vocab): the last position only
-                if top_k is not None:
-                    top_logits, _ = torch.topk(logits, min(top_k, logits.shape[-1]))
-                    min_val = top_logits[:, -1:]  # (batch, 1), so it broadcasts per row
-                    logits = logits.masked_fill(logits < min_val, float("-inf"))
-                if temperature > 0.0:
-                    probs = torch.softmax(logits / temperature, dim=-1)
-                    idx_next = torch.multinomial(probs, num_samples=1)  # (batch, 1)
-                else:
-                    idx_next = torch.argmax(logits, dim=-1, keepdim=True)  # (batch, 1)
-                if eos_id is not None:
-                    idx_next = idx_next.masked_fill(finished.unsqueeze(1), eos_id)
-                    finished |= idx_next.squeeze(1) == eos_id
-                    if bool(finished.all()):
-                        break
-                idx = torch.cat((idx, idx_next), dim=1)
+        for _ in range(max_new_tokens):
+            logits = model(idx[:, -context_size:])[:, -1, :]  # (batch, vocab): the last position
+            if top_k is not None:
+                top_logits, _ = torch.topk(logits, min(top_k, logits.shape[-1]))
+                logits = logits.masked_fill(logits < top_logits[:, -1:], float("-inf"))
+            if temperature > 0.0:
+                probs = torch.softmax(logits / temperature, dim=-1)
+                idx_next = torch.multinomial(probs, num_samples=1)  # (batch, 1)
+            else:
+                idx_next = torch.argmax(logits, dim=-1, keepdim=True)  # (batch, 1)
+            if eos_id is not None:
+                idx_next = idx_next.masked_fill(finished.unsqueeze(1), eos_id)
+                finished |= idx_next.squeeze(1) == eos_id
+                if bool(finished.all()):
+                    break
+            idx = torch.cat((idx, idx_next), dim=1)
     finally:
         model.train(was_training)
     return idx

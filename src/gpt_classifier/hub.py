@@ -13,7 +13,6 @@ from .errors import GPTClassifierError
 
 logger = logging.getLogger(__name__)
 
-HUB_ORGANIZATION = "openai-community"
 WEIGHTS_FILENAME = "model.safetensors"
 _ALTERNATIVES = "pass --weights PATH (a .safetensors file or model directory) or use --init random"
 
@@ -21,43 +20,26 @@ _ALTERNATIVES = "pass --weights PATH (a .safetensors file or model directory) or
 def download_weights(name: str, cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """Path of ``model.safetensors`` for a GPT-2 size, downloaded into the HF cache if needed
     (``hf_hub_download``: ``HF_HUB_OFFLINE``, ``HF_HUB_CACHE``, ``HF_ENDPOINT``, resuming)."""
-    repo_id = f"{HUB_ORGANIZATION}/{canonical_model_name(name)}"  # checked before the import
+    repo_id = f"openai-community/{canonical_model_name(name)}"  # checked before the import
+    from huggingface_hub import errors as hub
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import (
-        EntryNotFoundError,
-        HfHubHTTPError,
-        LocalEntryNotFoundError,
-        OfflineModeIsEnabled,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
 
     where = f"{WEIGHTS_FILENAME} of {repo_id}"
     cache = f" (cache: {cache_dir})" if cache_dir else ""
     logger.info("fetching %s from the Hugging Face Hub%s", where, cache)
+    folder = None if cache_dir is None else str(cache_dir)
     try:
-        path = hf_hub_download(
-            repo_id=repo_id,
-            filename=WEIGHTS_FILENAME,
-            cache_dir=str(cache_dir) if cache_dir is not None else None,
-        )
+        return Path(hf_hub_download(repo_id=repo_id, filename=WEIGHTS_FILENAME, cache_dir=folder))
     # Order matters: LocalEntryNotFoundError is also an EntryNotFoundError, and the "not found"
     # errors are also HfHubHTTPErrors.
-    except (LocalEntryNotFoundError, OfflineModeIsEnabled):
-        raise GPTClassifierError(
-            f"cannot get {where}: offline or no connection to the Hugging Face Hub, and it is "
-            f"not in the local cache{cache}; {_ALTERNATIVES}"
-        ) from None
-    except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError):
-        raise GPTClassifierError(
-            f"cannot get {where}: not found on the Hugging Face Hub; {_ALTERNATIVES}"
-        ) from None
-    except HfHubHTTPError as exc:
+    except (hub.LocalEntryNotFoundError, hub.OfflineModeIsEnabled):
+        why = "offline or no connection to the Hugging Face Hub, and it is not in the local cache"
+        why += cache
+    except (hub.RepositoryNotFoundError, hub.RevisionNotFoundError, hub.EntryNotFoundError):
+        why = "not found on the Hugging Face Hub"
+    except hub.HfHubHTTPError as exc:
         status = getattr(getattr(exc, "response", None), "status_code", None)
-        raise GPTClassifierError(
-            f"cannot get {where}: the Hugging Face Hub answered with HTTP error {status}; "
-            f"{_ALTERNATIVES}"
-        ) from None
+        why = f"the Hugging Face Hub answered with HTTP error {status}"
     except Exception as exc:
         # a failure mid-transfer is the HTTP client's own exception (or, in older versions,
         # ConnectionError/TimeoutError); anything else is a bug and keeps its traceback
@@ -65,8 +47,6 @@ def download_weights(name: str, cache_dir: str | os.PathLike[str] | None = None)
         clients = ("httpx", "httpx2", "httpcore", "requests", "urllib3")
         if not isinstance(exc, (ConnectionError, TimeoutError)) and module not in clients:
             raise
-        raise GPTClassifierError(
-            f"cannot get {where}: network error ({type(exc).__name__}); the download resumes "
-            f"when run again, or {_ALTERNATIVES}"
-        ) from None
-    return Path(path)
+        why = f"network error ({type(exc).__name__}); the download resumes when run again, or"
+        raise GPTClassifierError(f"cannot get {where}: {why} {_ALTERNATIVES}") from None
+    raise GPTClassifierError(f"cannot get {where}: {why}; {_ALTERNATIVES}")

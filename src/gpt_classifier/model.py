@@ -4,7 +4,6 @@ options: packed texts (``Packing``) and ``forward_at``. No I/O."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any, NamedTuple
 
@@ -40,9 +39,7 @@ class FeedForward(nn.Module):
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
         self.layers = nn.Sequential(
-            nn.Linear(cfg.emb_dim, 4 * cfg.emb_dim),
-            GELU(),
-            nn.Linear(4 * cfg.emb_dim, cfg.emb_dim),
+            nn.Linear(cfg.emb_dim, 4 * cfg.emb_dim), GELU(), nn.Linear(4 * cfg.emb_dim, cfg.emb_dim)
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -82,10 +79,8 @@ class MultiHeadAttention(nn.Module):
         causal: bool = True,
     ) -> None:
         super().__init__()  # GPTConfig checks that num_heads divides d_out
-        self.d_out = d_out
-        self.num_heads = num_heads
+        self.d_out, self.num_heads, self.causal = d_out, num_heads, causal
         self.head_dim = d_out // num_heads
-        self.causal = causal
         self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)
         self.W_key = nn.Linear(d_in, d_out, bias=qkv_bias)
         self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)
@@ -103,8 +98,7 @@ class MultiHeadAttention(nn.Module):
         return self.out_proj(packing.from_rows(context, x.shape[0]))
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
-        """Queries ``(b, T_q, d_out)`` over keys and values ``(b, T, d_out)``; ``mask`` (True:
-        may attend) replaces the causal one."""
+        """Queries ``(b, T_q, d_out)`` over ``(b, T, d_out)``; ``mask`` (True: attend) or causal."""
         b = q.shape[0]
 
         def split_heads(t: Tensor) -> Tensor:  # (b, T, d_out) -> (b, num_heads, T, head_dim)
@@ -158,12 +152,7 @@ class TransformerBlock(nn.Module):
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
         self.att = MultiHeadAttention(
-            d_in=cfg.emb_dim,
-            d_out=cfg.emb_dim,
-            num_heads=cfg.n_heads,
-            dropout=cfg.drop_rate,
-            qkv_bias=cfg.qkv_bias,
-            causal=cfg.causal,
+            cfg.emb_dim, cfg.emb_dim, cfg.n_heads, cfg.drop_rate, cfg.qkv_bias, cfg.causal
         )
         self.ff = FeedForward(cfg)
         self.norm1 = LayerNorm(cfg.emb_dim)
@@ -173,8 +162,7 @@ class TransformerBlock(nn.Module):
     def forward(self, x: Tensor, packing: Packing | None = None) -> Tensor:
         """``x`` ``(b, T, emb_dim)``, or packed tokens ``(tokens, emb_dim)`` with ``packing``."""
         x = x + self.drop_resid(self.att(self.norm1(x), packing))
-        x = x + self.drop_resid(self.ff(self.norm2(x)))
-        return x
+        return x + self.drop_resid(self.ff(self.norm2(x)))
 
     def forward_at(self, x: Tensor, positions: Tensor) -> Tensor:
         """``forward(x)`` at one position per row ``(b, emb_dim)``: all a classifier's last
@@ -187,9 +175,7 @@ class TransformerBlock(nn.Module):
 def count_parameters(model: nn.Module) -> tuple[int, int]:
     """``(trainable, total)`` parameter counts, a tied tensor once (the book's 124M)."""
     params = list(model.parameters())  # nn.Module.parameters() yields each tensor once
-    total = sum(p.numel() for p in params)
-    trainable = sum(p.numel() for p in params if p.requires_grad)
-    return trainable, total
+    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
 
 
 class GPTModel(nn.Module):
@@ -197,8 +183,7 @@ class GPTModel(nn.Module):
 
     def __init__(self, cfg: GPTConfig | dict[str, Any] | str) -> None:
         super().__init__()
-        cfg = resolve_config(cfg)
-        self.cfg = cfg
+        self.cfg = cfg = resolve_config(cfg)
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.emb_dim)
         self.pos_emb = nn.Embedding(cfg.context_length, cfg.emb_dim)
         self.drop_emb = nn.Dropout(cfg.drop_rate)
@@ -231,11 +216,9 @@ class GPTModel(nn.Module):
     def disable_causal_mask(self) -> None:
         """Let every token attend to every other (the book's bonus table, row 17); the config
         records it, so a saved run is rebuilt the same way."""
-        self.cfg = dataclasses.replace(self.cfg, causal=False)
+        self.cfg = self.cfg.replace(causal=False)
         for block in self.trf_blocks:
             block.att.causal = False
 
     def forward(self, idx: Tensor) -> Tensor:
-        x = self.hidden_states(idx)
-        x = self.final_norm(x)
-        return self.out_head(x)
+        return self.out_head(self.final_norm(self.hidden_states(idx)))

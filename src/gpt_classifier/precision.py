@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import platform
-from collections.abc import Iterator
 
 import torch
 
@@ -13,45 +12,34 @@ from .errors import GPTClassifierError
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
+def _cpuinfo(key: str) -> str | None:
+    """The value of the first ``key`` line of /proc/cpuinfo; None where it cannot be read."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
+            lines = (line for line in handle if line.startswith(key))
+            return next((line.split(":", 1)[1].strip() for line in lines), "")
+    except OSError:
+        return None
+
+
 def cpu_has_fast_bf16() -> bool:
-    """True on CPUs with native bfloat16 matmuls (AMX or AVX512-BF16). Elsewhere (AVX2 machines
-    such as AMD Zen 3) oneDNN emulates bfloat16 and autocast runs several times slower than
-    float32."""
+    """True on CPUs with native bfloat16 matmuls (AMX or AVX512-BF16). Elsewhere (AVX2, e.g. AMD
+    Zen 3) oneDNN emulates bfloat16 and autocast runs several times slower than float32."""
     try:
         if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
             return False
     except (AttributeError, RuntimeError):
         return False
-    flags = _cpu_flags()  # None when not Linux: trust oneDNN's answer
-    return flags is None or bool(flags & {"amx_bf16", "avx512_bf16"})
-
-
-def _cpuinfo(key: str) -> str | None:
-    """The value of the first ``key`` line of /proc/cpuinfo; None where it cannot be read."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
-            for line in handle:
-                if line.startswith(key):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        return None
-    return ""
-
-
-def _cpu_flags() -> set[str] | None:
-    flags = _cpuinfo("flags")
-    return None if flags is None else set(flags.split())
+    flags = _cpuinfo("flags")  # None when not Linux: trust oneDNN's answer
+    return flags is None or bool(set(flags.split()) & {"amx_bf16", "avx512_bf16"})
 
 
 def describe_cpu() -> str:
     """The CPU's model name and the matmul features that decide its speed, for reports."""
     name = _cpuinfo("model name") or platform.processor() or platform.machine()
-    flags = _cpu_flags() or set()
-    features = [
-        label
-        for label, flag in (("AMX", "amx_bf16"), ("AVX-512", "avx512f"), ("AVX2", "avx2"))
-        if flag in flags
-    ]
+    flags = (_cpuinfo("flags") or "").split()
+    labels = {"AMX": "amx_bf16", "AVX-512": "avx512f", "AVX2": "avx2"}
+    features = [label for label, flag in labels.items() if flag in flags]
     return f"{name} ({', '.join(features)})" if features else name
 
 
@@ -61,21 +49,15 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         raise GPTClassifierError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
     if precision != "auto":
         return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    if device.type == "cpu":
-        return "bf16" if cpu_has_fast_bf16() else "fp32"
-    return "fp32"
+    has_bf16 = {"cuda": torch.cuda.is_bf16_supported, "cpu": cpu_has_fast_bf16}.get(device.type)
+    return "bf16" if has_bf16 and has_bf16() else "fp32"
 
 
-@contextlib.contextmanager
-def autocast(device: torch.device, precision: str) -> Iterator[None]:
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """bfloat16 autocast for ``bf16``; a no-op for ``fp32``. Weights stay float32 either way."""
-    if precision == "bf16":
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
-            yield
-    else:
-        yield
+    if precision != "bf16":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:

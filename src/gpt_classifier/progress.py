@@ -16,24 +16,24 @@ HEARTBEAT_SECONDS = 30.0
 
 
 class Heartbeat:
-    """tqdm's ``update``/``close`` for a non-terminal: ``desc: n/total unit (p %), t s``."""
+    """tqdm's ``update``/``set_postfix``/``close`` for a non-terminal:
+    ``desc: n/total unit (p %), t s``; silent when not ``enabled``."""
 
-    def __init__(self, total: int | None, desc: str, unit: str, initial: int = 0) -> None:
-        self.total, self.desc, self.unit, self.n = total, desc, unit, initial
+    def __init__(self, total: int | None, desc: str, unit: str, initial: int, enabled: bool):
+        self.total, self.desc, self.unit, self.n, self.enabled = total, desc, unit, initial, enabled
         self.started = self.last = time.monotonic()
+        self.postfix = ""
 
     def update(self, count: int = 1) -> None:
         self.n += count
         now = time.monotonic()
-        if now - self.last >= HEARTBEAT_SECONDS:
+        if self.enabled and now - self.last >= HEARTBEAT_SECONDS:
             self.last = now
-            print(self.line(now), file=sys.stderr, flush=True)
-
-    def line(self, now: float) -> str:
-        done = f"{self.n:,}/{self.total:,}" if self.total else f"{self.n:,}"
-        share = f" ({100 * self.n / self.total:.0f} %)" if self.total else ""
-        postfix = f", {self.postfix}" if getattr(self, "postfix", "") else ""
-        return f"{self.desc}: {done} {self.unit}{share}, {now - self.started:.0f} s{postfix}"
+            done = f"{self.n:,}/{self.total:,}" if self.total else f"{self.n:,}"
+            share = f" ({100 * self.n / self.total:.0f} %)" if self.total else ""
+            postfix = f", {self.postfix}" if self.postfix else ""
+            line = f"{self.desc}: {done} {self.unit}{share}, {now - self.started:.0f} s{postfix}"
+            print(line, file=sys.stderr, flush=True)
 
     def set_postfix(self, **values: object) -> None:
         self.postfix = ", ".join(f"{k} {v}" for k, v in values.items())
@@ -48,21 +48,13 @@ class Heartbeat:
         self.close()
 
 
-class _Off(Heartbeat):
-    def update(self, count: int = 1) -> None:
-        self.n += count
-
-
 def progress_bar(
     total: int | None, desc: str, *, enabled: bool = True, unit: str = "it", **bar: Any
 ) -> Any:
     """A tqdm bar on a terminal, a :class:`Heartbeat` elsewhere, nothing when not ``enabled``."""
-    initial = bar.get("initial", 0)
-    if not enabled:
-        return _Off(total, desc, unit, initial)
-    if not sys.stderr.isatty():
-        return Heartbeat(total, desc, unit, initial)
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True, **bar)
+    if enabled and sys.stderr.isatty():
+        return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True, **bar)
+    return Heartbeat(total, desc, unit, bar.get("initial", 0), enabled)
 
 
 def tracked(items: Iterable[T], total: int, desc: str, *, enabled: bool = True) -> Iterator[T]:

@@ -25,31 +25,41 @@ TOKENIZER_FILES: dict[str, str] = {
 }
 
 
+def _folder(tokenizer_dir: str | os.PathLike[str] | None) -> Path | None:
+    directory = tokenizer_dir or os.environ.get(TOKENIZER_DIR_ENV)
+    return Path(directory).expanduser() if directory else None
+
+
 def get_tokenizer(tokenizer_dir: str | os.PathLike[str] | None = None) -> tiktoken.Encoding:
-    """GPT-2's encoding from ``tokenizer_dir`` or ``$GPT_CLASSIFIER_TOKENIZER_DIR``, else online."""
-    directory = tokenizer_dir or os.environ.get(TOKENIZER_DIR_ENV) or None
-    if directory:
-        return _local_encoding(str(Path(directory).expanduser().resolve()))
-    return _downloaded_encoding()
+    """GPT-2's encoding from ``tokenizer_dir`` or ``$GPT_CLASSIFIER_TOKENIZER_DIR``, else online
+    (tiktoken keeps it, downloaded once per process)."""
+    folder = _folder(tokenizer_dir)
+    if folder:
+        return _local_encoding(str(folder.resolve()))
+    try:
+        return tiktoken.get_encoding("gpt2")
+    except Exception as exc:  # tiktoken raises requests' errors, or ValueError on a bad hash
+        raise GPTClassifierError(
+            "cannot load the GPT-2 tokenizer: the download failed "
+            f"({type(exc).__name__}) and no local files were given; pass --tokenizer-dir DIR or "
+            f"set {TOKENIZER_DIR_ENV} to a folder holding vocab.bpe and encoder.json"
+        ) from None
 
 
 def tokenizer_files(tokenizer_dir: str | os.PathLike[str] | None = None) -> dict[str, Path] | None:
     """Where ``get_tokenizer(tokenizer_dir)`` reads GPT-2's two files: the folder given (or the
     variable's), else tiktoken's download cache; None where they are not on disk as GPT-2's."""
-    directory = tokenizer_dir or os.environ.get(TOKENIZER_DIR_ENV) or None
-    if directory:
-        folder = Path(directory).expanduser()
-        paths = {name: folder / name for name in TOKENIZER_FILES}
-    else:  # tiktoken's read_file_cached: the file named by the sha1 of its URL
+    folder, names = _folder(tokenizer_dir), {}
+    if folder is None:  # tiktoken's read_file_cached: the file named by the sha1 of its URL
         default = os.path.join(tempfile.gettempdir(), "data-gym-cache")
         cache = os.environ.get("TIKTOKEN_CACHE_DIR", os.environ.get("DATA_GYM_CACHE_DIR", default))
-        paths = {
-            name: Path(cache) / hashlib.sha1(f"{_OPENAI_URL}{name}".encode()).hexdigest()
-            for name in TOKENIZER_FILES
-            if cache
-        }
-    found = [p.is_file() and sha256_of(p) == TOKENIZER_FILES[n] for n, p in paths.items()]
-    return paths if found and all(found) else None
+        if not cache:
+            return None
+        folder = Path(cache)
+        names = {n: hashlib.sha1(f"{_OPENAI_URL}{n}".encode()).hexdigest() for n in TOKENIZER_FILES}
+    paths = {name: folder / names.get(name, name) for name in TOKENIZER_FILES}
+    found = all(p.is_file() and sha256_of(p) == TOKENIZER_FILES[n] for n, p in paths.items())
+    return paths if found else None
 
 
 def encode(tokenizer: tiktoken.Encoding, text: str) -> list[int]:
@@ -85,15 +95,3 @@ def _local_encoding(directory: str) -> tiktoken.Encoding:
         special_tokens={EOT_TEXT: EOT_TOKEN_ID},
         explicit_n_vocab=EOT_TOKEN_ID + 1,
     )
-
-
-@lru_cache(maxsize=1)
-def _downloaded_encoding() -> tiktoken.Encoding:
-    try:
-        return tiktoken.get_encoding("gpt2")
-    except Exception as exc:  # tiktoken raises requests' errors, or ValueError on a bad hash
-        raise GPTClassifierError(
-            "cannot load the GPT-2 tokenizer: the download failed "
-            f"({type(exc).__name__}) and no local files were given; pass --tokenizer-dir DIR or "
-            f"set {TOKENIZER_DIR_ENV} to a folder holding vocab.bpe and encoder.json"
-        ) from None

@@ -1,13 +1,10 @@
-"""GPT-2 weights for the book's ``GPTModel``, by one path for every source.
-
-The model is built on ``meta`` and each top-level module (``tok_emb``, ``pos_emb``,
-``trf_blocks.i``, ``final_norm``) is filled where it is needed from a weight source: a
-safetensors checkpoint in Hugging Face layout (file, folder, sharded index, Hub download) or
-GPT-2's seeded random initialisation. Hugging Face stores linear layers as ``Conv1D`` (weights
-transposed) and Q, K, V in one ``c_attn``; the rest is a rename (``_rules``). Keys may carry
-``transformer.``; old ``attn.bias``/``attn.masked_bias`` buffers are ignored. Loading is strict:
-a missing, misshapen or unknown tensor is an error naming it.
-"""
+"""GPT-2 weights for the book's ``GPTModel``, by one path for every source: the model is built
+on ``meta`` and each top-level module (``tok_emb``, ``pos_emb``, ``trf_blocks.i``, ``final_norm``)
+filled where needed from a safetensors checkpoint in Hugging Face layout (file, folder, sharded
+index, Hub download) or GPT-2's seeded random initialisation. Hugging Face stores linear layers as
+``Conv1D`` (transposed) and Q, K, V in one ``c_attn``; the rest is a rename (``_rules``). Keys may
+carry ``transformer.``; ``attn.bias``/``attn.masked_bias`` buffers are ignored. Loading is strict:
+a missing, misshapen or unknown tensor is an error naming it."""
 
 from __future__ import annotations
 
@@ -19,9 +16,8 @@ import re
 import struct
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -35,9 +31,6 @@ logger = logging.getLogger(__name__)
 
 HF_PREFIX = "transformer."
 IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")
-_BLOCK_KEY = re.compile(r"^h\.(\d+)\.")
-# The heads count is not visible in any tensor shape; GPT-2's four sizes fix it by width.
-STANDARD_HEADS_BY_EMB_DIM = {size["emb_dim"]: size["n_heads"] for size in GPT2_SIZES.values()}
 INIT_STD = 0.02  # GPT-2's initializer_range
 EMBEDDINGS = ("tok_emb", "pos_emb")
 CHUNK_ROWS = 4096  # embedding rows read at a time: 12 MiB at GPT-2's width; drawn in pieces of
@@ -45,13 +38,7 @@ CHUNK_ROWS = 4096  # embedding rows read at a time: 12 MiB at GPT-2's width; dra
 _SHOW = 3  # how many names of each kind of problem an error message lists
 
 
-# --------------------------------------------------------------------------------------------
-# The mapping
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Rule:
+class _Rule(NamedTuple):
     """A Hugging Face tensor and its parameter(s); kind: copy, conv1d (transposed), qkv (split)."""
 
     source: str
@@ -61,16 +48,15 @@ class _Rule:
 
 def _rules(cfg: GPTConfig) -> list[_Rule]:
     rules = [_Rule("wte.weight", ("tok_emb.weight",)), _Rule("wpe.weight", ("pos_emb.weight",))]
-    qkv = ("W_query", "W_key", "W_value")
     for i in range(cfg.n_layers):
         h, ours = f"h.{i}.", f"trf_blocks.{i}."
-        att = ours + "att."
+        qkv = tuple(f"{ours}att.W_{w}." for w in ("query", "key", "value"))
         rules += [
             _Rule(h + "ln_1.weight", (ours + "norm1.scale",)),
             _Rule(h + "ln_1.bias", (ours + "norm1.shift",)),
-            _Rule(h + "attn.c_attn.weight", tuple(f"{att}{w}.weight" for w in qkv), "qkv"),
-            _Rule(h + "attn.c_proj.weight", (att + "out_proj.weight",), "conv1d"),
-            _Rule(h + "attn.c_proj.bias", (att + "out_proj.bias",)),
+            _Rule(h + "attn.c_attn.weight", tuple(w + "weight" for w in qkv), "qkv"),
+            _Rule(h + "attn.c_proj.weight", (ours + "att.out_proj.weight",), "conv1d"),
+            _Rule(h + "attn.c_proj.bias", (ours + "att.out_proj.bias",)),
             _Rule(h + "ln_2.weight", (ours + "norm2.scale",)),
             _Rule(h + "ln_2.bias", (ours + "norm2.shift",)),
             _Rule(h + "mlp.c_fc.weight", (ours + "ff.layers.0.weight",), "conv1d"),
@@ -79,7 +65,7 @@ def _rules(cfg: GPTConfig) -> list[_Rule]:
             _Rule(h + "mlp.c_proj.bias", (ours + "ff.layers.2.bias",)),
         ]
         if cfg.qkv_bias:
-            rules.append(_Rule(h + "attn.c_attn.bias", tuple(f"{att}{w}.bias" for w in qkv), "qkv"))
+            rules.append(_Rule(h + "attn.c_attn.bias", tuple(w + "bias" for w in qkv), "qkv"))
     return rules + [
         _Rule("ln_f.weight", ("final_norm.scale",)),
         _Rule("ln_f.bias", ("final_norm.shift",)),
@@ -94,54 +80,34 @@ def _module_of(target: str) -> str:
 
 def _expected_shape(rule: _Rule, params: Mapping[str, torch.Tensor]) -> tuple[int, ...]:
     shape = tuple(params[rule.targets[0]].shape)
-    if rule.kind == "conv1d":
-        return shape[::-1]
     if rule.kind == "qkv":  # (out, in) each -> (in, 3 * out)
         return (shape[1], 3 * shape[0]) if len(shape) == 2 else (3 * shape[0],)
-    return shape
+    return shape[::-1] if rule.kind == "conv1d" else shape
 
 
-def _convert(rule: _Rule, tensor: torch.Tensor) -> list[torch.Tensor]:
-    """The Hugging Face tensor in our layout, one tensor per target."""
-    if rule.kind == "conv1d":
-        return [tensor.t().contiguous()]
-    if rule.kind == "qkv":
-        chunks = tensor.chunk(3, dim=-1)
-        if tensor.dim() == 2:
-            return [chunk.t().contiguous() for chunk in chunks]
-        return [chunk.clone() for chunk in chunks]  # own storage, not views of c_attn.bias
-    return [tensor]
+def _transposed(rule: _Rule, tensor: torch.Tensor) -> bool:
+    return rule.kind == "conv1d" or (rule.kind == "qkv" and tensor.dim() == 2)
 
 
 def to_hf_state_dict(model: GPTModel) -> dict[str, torch.Tensor]:
     """``model``'s weights in Hugging Face's layout (``transformer.*``), ``_rules`` in reverse;
-    a model without ``qkv_bias`` gets a zero ``c_attn.bias``, which GPT-2 always has."""
+    without ``qkv_bias``, a zero ``c_attn.bias`` (GPT-2 always has one)."""
     ours, cfg = model.state_dict(), model.cfg
     tensors: dict[str, torch.Tensor] = {}
     for rule in _rules(cfg):
         parts = [ours[target].detach().float() for target in rule.targets]
-        if rule.kind == "conv1d" or (rule.kind == "qkv" and parts[0].dim() == 2):
-            parts = [part.t() for part in parts]
+        parts = [part.t() if _transposed(rule, part) else part for part in parts]
         tensors[HF_PREFIX + rule.source] = torch.cat(parts, dim=-1).contiguous()
-    if not cfg.qkv_bias:
-        for i in range(cfg.n_layers):
-            tensors[f"{HF_PREFIX}h.{i}.attn.c_attn.bias"] = torch.zeros(3 * cfg.emb_dim)
+    for i in range(0 if cfg.qkv_bias else cfg.n_layers):
+        tensors[f"{HF_PREFIX}h.{i}.attn.c_attn.bias"] = torch.zeros(3 * cfg.emb_dim)
     return tensors
 
 
-def _fmt(shape: Sequence[int]) -> str:
-    return "(" + ", ".join(str(int(d)) for d in shape) + ")"
-
-
-def _more(items: Sequence[Any]) -> str:
-    return f" (and {len(items) - _SHOW} more)" if len(items) > _SHOW else ""
-
-
-def _strip_prefix(keys: Sequence[str], source: str) -> dict[str, str]:
+def _strip_prefix(keys: Iterable[str], source: str) -> dict[str, str]:
     """Map prefix-free names to the file's keys; a name present both ways is an error."""
     names: dict[str, str] = {}
     for key in keys:
-        name = key[len(HF_PREFIX) :] if key.startswith(HF_PREFIX) else key
+        name = key.removeprefix(HF_PREFIX)
         if name in names:
             raise GPTClassifierError(
                 f"{source}: tensor {name} appears twice (as {names[name]} and {key})"
@@ -150,49 +116,108 @@ def _strip_prefix(keys: Sequence[str], source: str) -> dict[str, str]:
     return names
 
 
-def _shape_of(tensors: Mapping[str, Any], key: str) -> tuple[int, ...]:
-    if isinstance(tensors, SafetensorsCheckpoint):
-        return tensors.shape(key)  # without reading the data
-    return tuple(tensors[key].shape)
+def _fmt(shape: Sequence[int]) -> str:
+    return "(" + ", ".join(str(int(d)) for d in shape) + ")"
 
 
-def _check_fits(
-    model: GPTModel, tensors: Mapping[str, Any], names: dict[str, str], source: str
-) -> None:
-    """Every name and shape checked against ``model`` (nothing read), all problems at once."""
-    params = dict(model.named_parameters(remove_duplicate=False))
-    rules = _rules(model.cfg)
-    needed = [(rule.source, _expected_shape(rule, params)) for rule in rules]
-    if "lm_head.weight" in names:
-        needed.append(("lm_head.weight", tuple(params["out_head.weight"].shape)))
-    missing, misshapen = [], []
-    for name, expected in needed:
-        if name not in names:
-            missing.append(f"{name} {_fmt(expected)}")
-        elif (actual := _shape_of(tensors, names[name])) != expected:
-            misshapen.append(
-                f"{names[name]} has shape {_fmt(actual)} but the model needs {_fmt(expected)}"
+def module_names(cfg: GPTConfig) -> list[str]:
+    """The modules materialised as units, in GPT-2's initialisation order."""
+    return [*EMBEDDINGS, *(f"trf_blocks.{i}" for i in range(cfg.n_layers)), "final_norm"]
+
+
+class _Tensors:
+    """A checkpoint's tensors by name: a dict, or safetensors files read on demand (each read
+    maps the file and unmaps it after: the mapped pages would count as resident memory)."""
+
+    def __init__(
+        self, tensors: Mapping[str, torch.Tensor] | None = None, files: Sequence[Path] = ()
+    ) -> None:
+        self.tensors, self.file_of = tensors or {}, {}
+        self.shapes = {key: tuple(value.shape) for key, value in self.tensors.items()}
+        for file in files:
+            with _opened(file) as handle:
+                for key in handle.keys():  # noqa: SIM118 (safe_open is not iterable)
+                    self.file_of[key] = file
+                    self.shapes[key] = tuple(handle.get_slice(key).get_shape())
+
+    def read(self, key: str, rows: slice | None = None) -> torch.Tensor:
+        if key in self.tensors:
+            return self.tensors[key] if rows is None else self.tensors[key][rows]
+        with _opened(self.file_of[key]) as handle:
+            return handle.get_tensor(key) if rows is None else handle.get_slice(key)[rows]
+
+
+class CheckpointWeights:
+    """A GPT-2 checkpoint in Hugging Face layout, every name and shape checked against ``model``
+    on creation (all problems at once, nothing read), then read one module at a time."""
+
+    def __init__(self, tensors: _Tensors, model: GPTModel, source: str) -> None:
+        self.tensors, self.names = tensors, _strip_prefix(tensors.shapes, source)
+        rules, params = _rules(model.cfg), dict(model.named_parameters(remove_duplicate=False))
+        needed = {rule.source: _expected_shape(rule, params) for rule in rules}
+        if "lm_head.weight" in self.names:
+            needed["lm_head.weight"] = tuple(params["out_head.weight"].shape)
+        missing, misshapen = [], []
+        for name, shape in needed.items():
+            if (key := self.names.get(name)) is None:
+                missing.append(f"{name} {_fmt(shape)}")
+            elif (actual := tensors.shapes[key]) != shape:
+                misshapen.append(
+                    f"{key} has shape {_fmt(actual)} but the model needs {_fmt(shape)}"
+                )
+        unexpected = [
+            key
+            for name, key in self.names.items()
+            if name not in needed and not name.endswith(IGNORED_SUFFIXES)
+        ]
+        problems = [
+            what
+            + separator.join(items[:_SHOW])
+            + (f" (and {len(items) - _SHOW} more)" if len(items) > _SHOW else "")
+            for what, items, separator in (
+                ("", misshapen, "; "),
+                ("missing tensor(s) ", missing, ", "),
+                ("unexpected tensor(s) ", sorted(unexpected), ", "),
             )
-    known = {rule.source for rule in rules} | {"lm_head.weight"}
-    unexpected = [
-        k for n, k in names.items() if n not in known and not n.endswith(IGNORED_SUFFIXES)
-    ]
-    problems = []
-    if misshapen:
-        problems.append("; ".join(misshapen[:_SHOW]) + _more(misshapen))
-    if missing:
-        problems.append("missing tensor(s) " + ", ".join(missing[:_SHOW]) + _more(missing))
-    if unexpected:
-        problems.append(
-            "unexpected tensor(s) " + ", ".join(sorted(unexpected)[:_SHOW]) + _more(unexpected)
-        )
-    if problems:
-        c = model.cfg
-        raise GPTClassifierError(
-            f"{source} does not fit the model (emb_dim={c.emb_dim}, n_layers={c.n_layers}, "
-            f"context_length={c.context_length}, vocab_size={c.vocab_size}, "
-            f"qkv_bias={str(c.qkv_bias).lower()}): " + "; ".join(problems)
-        )
+            if items
+        ]
+        if problems:
+            c = model.cfg
+            raise GPTClassifierError(
+                f"{source} does not fit the model (emb_dim={c.emb_dim}, n_layers={c.n_layers}, "
+                f"context_length={c.context_length}, vocab_size={c.vocab_size}, "
+                f"qkv_bias={str(c.qkv_bias).lower()}): " + "; ".join(problems)
+            )
+        self.rules: dict[str, list[_Rule]] = {}
+        for rule in rules:
+            self.rules.setdefault(_module_of(rule.targets[0]), []).append(rule)
+
+    def stream(self, name: str) -> Iterator[tuple[str, torch.Tensor]]:
+        """``name``'s tensors in our layout (local names), an embedding in pieces of rows."""
+        if name not in EMBEDDINGS:
+            yield from self.module(name).items()
+            return
+        key = self.names[self.rules[name][0].source]
+        total = self.tensors.shapes[key][0]
+        for start in range(0, total, CHUNK_ROWS):
+            yield "weight", self.tensors.read(key, slice(start, min(start + CHUNK_ROWS, total)))
+
+    def module(self, name: str) -> dict[str, torch.Tensor]:
+        state = {}
+        for rule in self.rules[name]:
+            tensor = self.tensors.read(self.names[rule.source])
+            parts = tensor.chunk(3, dim=-1) if rule.kind == "qkv" else [tensor]
+            for target, part in zip(rule.targets, parts, strict=True):
+                if _transposed(rule, part):
+                    part = part.t().contiguous()
+                elif rule.kind == "qkv":
+                    part = part.clone()  # own storage, not a view of c_attn.bias
+                state[target[len(name) + 1 :]] = part
+        return state
+
+    def lm_head(self) -> torch.Tensor | None:
+        key = self.names.get("lm_head.weight")
+        return None if key is None else self.tensors.read(key)
 
 
 def load_gpt2_state_dict(
@@ -200,7 +225,7 @@ def load_gpt2_state_dict(
 ) -> None:
     """GPT-2 tensors in Hugging Face naming into ``model`` (every name and shape checked first);
     ``out_head`` tied to ``tok_emb`` unless an ``lm_head.weight`` differs from it."""
-    weights = CheckpointWeights(tensors, model, source)
+    weights = CheckpointWeights(_Tensors(tensors), model, source)
     for name in module_names(model.cfg):
         for key, value in weights.module(name).items():
             _put(model.get_submodule(name), key, value)
@@ -209,14 +234,14 @@ def load_gpt2_state_dict(
 
 def _put(module: nn.Module, name: str, value: torch.Tensor) -> None:
     """``value`` into parameter ``name``: in place, or a new CPU Parameter for one on ``meta``."""
-    owner_name, _, attr = name.rpartition(".")
-    owner, old = module.get_submodule(owner_name), module.get_parameter(name)
-    if not old.is_meta:
+    old = module.get_parameter(name)
+    if old.is_meta:
+        owner, _, attr = name.rpartition(".")
+        new = nn.Parameter(value.to(dtype=old.dtype, device="cpu"), old.requires_grad)
+        setattr(module.get_submodule(owner), attr, new)
+    else:
         with torch.no_grad():
             old.copy_(value)
-        return
-    new = value.to(dtype=old.dtype, device="cpu")
-    setattr(owner, attr, nn.Parameter(new, requires_grad=old.requires_grad))
 
 
 def _gpt2_head(model: GPTModel, lm_head: torch.Tensor | None) -> None:
@@ -230,130 +255,71 @@ def _gpt2_head(model: GPTModel, lm_head: torch.Tensor | None) -> None:
             lm_head.to(tok_emb.device if out.is_meta else out.device, out.dtype),
             requires_grad=out.requires_grad,
         )
-        return
-    # a head of another shape (a classifier's) is not GPT-2's and stays as it is
-    if out.shape == tok_emb.shape:
+    elif out.shape == tok_emb.shape:  # a classifier's head is not GPT-2's: it stays as it is
         model.out_head.weight = tok_emb
-
-
-# --------------------------------------------------------------------------------------------
-# Weight sources: a module's tensors on demand
-# --------------------------------------------------------------------------------------------
-
-
-def module_names(cfg: GPTConfig) -> list[str]:
-    """The modules materialised as units, in GPT-2's initialisation order."""
-    return [*EMBEDDINGS, *(f"trf_blocks.{i}" for i in range(cfg.n_layers)), "final_norm"]
-
-
-class CheckpointWeights:
-    """A GPT-2 checkpoint in Hugging Face layout (a :class:`SafetensorsCheckpoint` or a dict),
-    checked against ``model`` on creation and then read one module at a time."""
-
-    def __init__(self, tensors: Mapping[str, Any], model: GPTModel, source: str) -> None:
-        self.tensors, self.source = tensors, source
-        self.names = _strip_prefix(list(tensors.keys()), source)
-        _check_fits(model, tensors, self.names, source)
-        self.rules: dict[str, list[_Rule]] = {}
-        for rule in _rules(model.cfg):
-            self.rules.setdefault(_module_of(rule.targets[0]), []).append(rule)
-
-    def rows(self, name: str) -> Iterator[torch.Tensor]:
-        key, tensors = self.names[self.rules[name][0].source], self.tensors
-        total = _shape_of(tensors, key)[0]
-        for start in range(0, total, CHUNK_ROWS):
-            stop = min(start + CHUNK_ROWS, total)
-            is_file = isinstance(tensors, SafetensorsCheckpoint)
-            yield tensors.rows(key, start, stop) if is_file else tensors[key][start:stop]
-
-    def module(self, name: str) -> dict[str, torch.Tensor]:
-        state, prefix = {}, len(name) + 1
-        for rule in self.rules[name]:
-            values = _convert(rule, self.tensors[self.names[rule.source]])
-            for target, value in zip(rule.targets, values, strict=True):
-                state[target[prefix:]] = value
-        return state
-
-    def lm_head(self) -> torch.Tensor | None:
-        key = self.names.get("lm_head.weight")
-        return None if key is None else self.tensors[key]
 
 
 class RandomWeights:
     """GPT-2's initialisation from ``generator``, ``random_model``'s numbers bit for bit in any
-    order: the state in front of each module is kept, so none is redrawn to reach another."""
+    order (the generator's state in front of each module is kept)."""
 
     def __init__(self, cfg: GPTConfig, generator: torch.Generator) -> None:
         self.cfg, self.generator = cfg, generator
         self.order = module_names(cfg)
         self._states = {self.order[0]: generator.get_state()}
 
-    def rows(self, name: str) -> Iterator[torch.Tensor]:
-        self._seek(name)
-        embedding = self.cfg.vocab_size if name == "tok_emb" else self.cfg.context_length
-        for start in range(0, embedding, CHUNK_ROWS):
-            piece = torch.empty(min(CHUNK_ROWS, embedding - start), self.cfg.emb_dim)
-            yield piece.normal_(0.0, INIT_STD, generator=self.generator)
-        self._passed(name)
-
-    def module(self, name: str) -> dict[str, torch.Tensor]:
-        self._seek(name)
-        with _NoDefaultInit():
-            module = (
-                TransformerBlock(self.cfg) if name != "final_norm" else LayerNorm(self.cfg.emb_dim)
-            )
-        init_gpt2_module(module, name, self.cfg.n_layers, self.generator)
-        self._passed(name)
-        return {key: tensor.detach() for key, tensor in module.state_dict().items()}
+    def stream(self, name: str) -> Iterator[tuple[str, torch.Tensor]]:
+        """``name``'s tensors (local names), an embedding in pieces of rows."""
+        if name not in self._states:  # drawing the module before leaves the generator at name's
+            for _ in self.stream(self.order[self.order.index(name) - 1]):
+                pass
+        self.generator.set_state(self._states[name])
+        cfg = self.cfg
+        if name in EMBEDDINGS:
+            total = cfg.vocab_size if name == "tok_emb" else cfg.context_length
+            for start in range(0, total, CHUNK_ROWS):
+                piece = torch.empty(min(CHUNK_ROWS, total - start), cfg.emb_dim)
+                yield "weight", piece.normal_(0.0, INIT_STD, generator=self.generator)
+        else:
+            with _NoDefaultInit():
+                module = LayerNorm(cfg.emb_dim) if name == "final_norm" else TransformerBlock(cfg)
+            init_gpt2_module(module, name, cfg.n_layers, self.generator)
+            yield from ((key, tensor.detach()) for key, tensor in module.state_dict().items())
+        position = self.order.index(name) + 1
+        if position < len(self.order):  # the generator where the next module starts drawing
+            self._states.setdefault(self.order[position], self.generator.get_state())
 
     def lm_head(self) -> None:
         return None
-
-    def _seek(self, name: str) -> None:
-        """The generator where ``name`` starts drawing, replaying the modules never drawn."""
-        index = self.order.index(name)
-        known = max(i for i in range(index + 1) if self.order[i] in self._states)
-        self.generator.set_state(self._states[self.order[known]])
-        for skipped in self.order[known:index]:
-            for _ in self.rows(skipped) if skipped in EMBEDDINGS else [self.module(skipped)]:
-                pass
-
-    def _passed(self, name: str) -> None:
-        position = self.order.index(name) + 1
-        if position < len(self.order):
-            self._states.setdefault(self.order[position], self.generator.get_state())
 
 
 WeightSource = CheckpointWeights | RandomWeights
 
 
 class LazyWeights:
-    """The weights of a skeleton ``gpt`` (on ``meta``) from ``source``, module by module:
-    ``materialize`` fills one in place, ``release`` returns it to ``meta``, ``stream`` reads it
-    without keeping it (hashing, saving). GPT-2's 147 MiB ``tok_emb`` is read in pieces."""
+    """The weights of a skeleton ``gpt`` (on ``meta``; set as its ``lazy_weights``) from ``source``,
+    a module at a time: ``materialize`` fills one in place, ``release`` returns it to ``meta``,
+    ``stream`` reads it without keeping it. GPT-2's 147 MiB ``tok_emb`` is read in pieces."""
 
     def __init__(self, gpt: GPTModel, source: WeightSource) -> None:
         self.gpt, self.source = gpt, source
         self.names = module_names(gpt.cfg)
         self.samples: dict[str, list[float]] = {}  # parameter name -> its first 64 values
+        gpt.lazy_weights = self
 
     def is_materialized(self, name: str) -> bool:
         return not any(t.is_meta for t in self.gpt.get_submodule(name).parameters())
 
     def stream(self, name: str) -> Iterator[tuple[str, torch.Tensor]]:
-        """``name``'s state dict as ``(local name, tensor)`` in order; an embedding as
-        consecutive pieces of rows under one name. Consume it to the end before the next."""
+        """``name``'s state dict as ``(local name, tensor)``, an embedding in pieces of rows."""
         module = self.gpt.get_submodule(name)
         if self.is_materialized(name):
             yield from ((key, t.detach()) for key, t in module.state_dict().items())
             return
         dtypes = {key: t.dtype for key, t in module.state_dict(keep_vars=True).items()}
-        if name in EMBEDDINGS:
-            pieces: Iterator[tuple[str, torch.Tensor]] = (
-                ("weight", piece) for piece in self.source.rows(name)
-            )
-        else:
-            state = self.source.module(name)
+        pieces = self.source.stream(name)
+        if name not in EMBEDDINGS:  # in state dict order
+            state = dict(pieces)
             pieces = ((key, state.pop(key)) for key in dtypes)
         for key, tensor in pieces:
             tensor = tensor.to(dtypes[key])
@@ -399,8 +365,7 @@ def lazy_weights_of(model: nn.Module) -> LazyWeights | None:
 
 
 def materialize_model(model: nn.Module) -> nn.Module:
-    """Every weight of a lazy ``model`` in memory (GPT-2's head too, where it is still GPT-2's):
-    an ordinary model from then on."""
+    """Every weight of a lazy ``model`` in memory (GPT-2's head too): an ordinary model after."""
     lazy = lazy_weights_of(model)
     if lazy is None:
         return model
@@ -415,13 +380,11 @@ def materialize_model(model: nn.Module) -> nn.Module:
 
 def frozen_parameter_sample(model: nn.Module, count: int = 4) -> list[list[float]]:
     """The first 64 values of the first ``count`` frozen parameters (a checkpoint's fingerprint
-    of the base weights), without materialising a lazy model."""
-    lazy, sample = lazy_weights_of(model), []
-    for name, param in model.named_parameters():
-        if len(sample) == count:
-            break
-        if param.requires_grad:
-            continue
+    of the base weights), a lazy model not materialised."""
+    lazy = lazy_weights_of(model)
+    frozen = [(name, p) for name, p in model.named_parameters() if not p.requires_grad][:count]
+    sample = []
+    for name, param in frozen:
         if lazy is None or not param.is_meta:
             sample.append(param.detach().flatten()[:64].tolist())
             continue
@@ -433,31 +396,26 @@ def frozen_parameter_sample(model: nn.Module, count: int = 4) -> list[list[float
     return sample
 
 
-def iter_state_dict(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
-    """``model.state_dict()`` in its order as ``(name, tensor)``; a lazy model's frozen modules
-    read one at a time (an embedding in pieces of rows, under the same name)."""
-    lazy, drawn = lazy_weights_of(model), set()
-    for key, value in model.state_dict(keep_vars=True).items():
-        if not value.is_meta:
-            yield key, value.detach()
-            continue
-        assert lazy is not None, f"{key} is on the meta device"
-        gpt_key = key.removeprefix("gpt.")
-        module = _module_of(gpt_key)
-        if module not in drawn:  # a module's tensors are consecutive in the state dict
-            drawn.add(module)
-            prefix = key[: len(key) - len(gpt_key)] + module + "."
-            yield from ((prefix + local, piece) for local, piece in lazy.stream(module))
+def save_streamed(model: nn.Module, path: Path, metadata: dict[str, str]) -> None:
+    """``safetensors.torch.save_file(model.state_dict(), path, metadata)`` holding at most one
+    frozen module of a lazy model (or piece of an embedding) in memory."""
+    specs = model.state_dict(keep_vars=True)
+    lazy = lazy_weights_of(model)
+
+    def tensors() -> Iterator[torch.Tensor]:
+        drawn = set()
+        for key, value in specs.items():
+            module = _module_of(key.removeprefix("gpt."))
+            if not value.is_meta:
+                yield value.detach()
+            elif module not in drawn:  # a module's tensors are consecutive in the state dict
+                drawn.add(module)
+                yield from (piece for _, piece in lazy.stream(module))
+
+    save_tensors(specs.items(), tensors(), path, metadata)
 
 
 _DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64"}
-
-
-def save_streamed(model: nn.Module, path: Path, metadata: dict[str, str]) -> None:
-    """``safetensors.torch.save_file(model.state_dict(), path, metadata)`` holding at most one
-    frozen module of a lazy model in memory: the header from the shapes, then the tensors."""
-    specs = model.state_dict(keep_vars=True).items()
-    save_tensors(specs, (tensor for _, tensor in iter_state_dict(model)), path, metadata)
 
 
 def save_tensors(
@@ -466,9 +424,8 @@ def save_tensors(
     path: Path,
     metadata: dict[str, str],
 ) -> None:
-    """A safetensors file whose bytes depend on its tensors alone (safetensors' own writer orders
-    the metadata differently in each process): the header from ``specs``' names, dtypes and
-    shapes, then ``tensors`` in the same order."""
+    """A safetensors file of ``specs``' names, dtypes and shapes, then ``tensors`` in that order:
+    bytes set by the tensors alone (safetensors' writer orders metadata anew in each process)."""
     entries, offset = {}, 0
     for key, value in specs:
         size = value.numel() * value.element_size()
@@ -504,37 +461,6 @@ def skeleton_gpt(cfg: GPTConfig, dtype: torch.dtype = torch.float32) -> GPTModel
         return GPTModel(cfg).to(dtype)
 
 
-class SafetensorsCheckpoint(Mapping[str, torch.Tensor]):
-    """Read-on-demand view of one or more ``.safetensors`` files (a sharded checkpoint). Each read
-    maps the file and unmaps it after: the mapped pages would count as resident memory."""
-
-    def __init__(self, files: Sequence[Path]) -> None:
-        self._file_of: dict[str, Path] = {}
-        self._shapes: dict[str, tuple[int, ...]] = {}
-        for file in files:
-            with _opened(file) as handle:
-                for key in handle.keys():  # noqa: SIM118 (safe_open is not iterable)
-                    self._file_of[key] = file
-                    self._shapes[key] = tuple(handle.get_slice(key).get_shape())
-
-    def __getitem__(self, key: str) -> torch.Tensor:
-        with _opened(self._file_of[key]) as handle:
-            return handle.get_tensor(key)
-
-    def rows(self, key: str, start: int, stop: int) -> torch.Tensor:
-        with _opened(self._file_of[key]) as handle:
-            return handle.get_slice(key)[start:stop]
-
-    def shape(self, key: str) -> tuple[int, ...]:
-        return self._shapes[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._file_of)
-
-    def __len__(self) -> int:
-        return len(self._file_of)
-
-
 @contextmanager
 def _opened(file: Path) -> Iterator[Any]:
     """``safe_open(file)``, its and the OS's read errors as a GPTClassifierError naming the file."""
@@ -564,52 +490,39 @@ def _weight_files(path: Path) -> tuple[list[Path], dict[str, Any] | None]:
                 f"{path}: expected a .safetensors file or a Hugging Face model directory "
                 "(PyTorch .bin/.pt pickles are not loaded, for safety)"
             )
-        hf_config = _read_hf_config(path.parent / "config.json", quiet=True)
-        return [path], hf_config
+        return [path], _read_hf_config(path.parent / "config.json", quiet=True)
     if not path.is_dir():
         raise GPTClassifierError(f"weights not found: {path}")
     hf_config = _read_hf_config(path / "config.json")
-    single = path / "model.safetensors"
     index = path / "model.safetensors.index.json"
-    if single.is_file():
-        return [single], hf_config
-    if index.is_file():
-        try:
-            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-            names = list(weight_map.values())
-        except OSError as exc:
-            detail = "permission denied" if isinstance(exc, PermissionError) else exc.strerror
-            raise GPTClassifierError(f"cannot read {index}: {detail or exc}") from None
-        except (ValueError, RecursionError, KeyError, TypeError, AttributeError):
-            raise GPTClassifierError(f"{index}: not a valid safetensors index") from None
-        return [path / name for name in _shard_names(names, index)], hf_config
-    raise GPTClassifierError(
-        f"{path} holds no model.safetensors (or model.safetensors.index.json); "
-        "only safetensors weights are supported"
-    )
-
-
-def _shard_names(names: Sequence[Any], index: Path) -> list[str]:
-    """The distinct shard names of an index, each a relative path inside the model folder.
-
-    The index came with the download: ``/etc/passwd`` or ``../x.safetensors`` would open a file
-    outside the folder. Names are checked as written, not resolved: a Hugging Face cache snapshot
-    links every file to ``../../blobs/``, links its owner put there, not the index.
-    """
+    if (path / "model.safetensors").is_file():
+        return [path / "model.safetensors"], hf_config
+    if not index.is_file():
+        raise GPTClassifierError(
+            f"{path} holds no model.safetensors (or model.safetensors.index.json); "
+            "only safetensors weights are supported"
+        )
+    try:
+        names = list(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())
+    except OSError as exc:
+        detail = "permission denied" if isinstance(exc, PermissionError) else exc.strerror
+        raise GPTClassifierError(f"cannot read {index}: {detail or exc}") from None
+    except (ValueError, RecursionError, KeyError, TypeError, AttributeError):
+        raise GPTClassifierError(f"{index}: not a valid safetensors index") from None
+    # The index came with the download: `/etc/passwd` or `../x.safetensors` would open a file
+    # outside the folder. Names are checked as written, not resolved: a Hugging Face cache
+    # snapshot links every file to `../../blobs/`, links its owner put there, not the index.
     for name in names:
         if not isinstance(name, str) or not name.strip():
-            raise GPTClassifierError(
-                f"{index}: shard names must be file names (got {json.dumps(name)[:60]})"
-            )
-        if os.path.isabs(name):
-            raise GPTClassifierError(
-                f"{index}: shard {name!r} is an absolute path; shards must lie in {index.parent}"
-            )
-        if os.path.normpath(name).split(os.sep)[0] == os.pardir:
-            raise GPTClassifierError(
-                f"{index}: shard {name!r} lies outside the model folder {index.parent}"
-            )
-    return sorted(set(names))
+            problem = f"shard names must be file names (got {json.dumps(name)[:60]})"
+        elif os.path.isabs(name):
+            problem = f"shard {name!r} is an absolute path; shards must lie in {path}"
+        elif os.path.normpath(name).split(os.sep)[0] == os.pardir:
+            problem = f"shard {name!r} lies outside the model folder {path}"
+        else:
+            continue
+        raise GPTClassifierError(f"{index}: {problem}")
+    return [path / name for name in sorted(set(names))], hf_config
 
 
 def _read_hf_config(file: Path, quiet: bool = False) -> dict[str, Any] | None:
@@ -629,21 +542,20 @@ def _read_hf_config(file: Path, quiet: bool = False) -> dict[str, Any] | None:
         raise GPTClassifierError(f"{file} is not a Hugging Face GPT-2 config (no n_embd)")
     # This GPTModel is exactly GPT-2: tanh GELU, LayerNorm eps 1e-5, attention scaled by
     # 1/sqrt(head_dim). Loading a variant would run without error and give wrong outputs.
-    unsupported = []
-    if values.get("activation_function", "gelu_new") not in ("gelu_new", "gelu_pytorch_tanh"):
-        unsupported.append(f"activation_function={values['activation_function']!r}")
-    if not math.isclose(float(values.get("layer_norm_epsilon", 1e-5)), 1e-5):
-        unsupported.append(f"layer_norm_epsilon={values['layer_norm_epsilon']}")
-    if values.get("n_inner") not in (None, 4 * int(values["n_embd"])):
-        unsupported.append(f"n_inner={values['n_inner']}")
-    for flag, supported in (
-        ("scale_attn_weights", True),
-        ("scale_attn_by_inverse_layer_idx", False),
-        ("reorder_and_upcast_attn", False),
-        ("add_cross_attention", False),
-    ):
-        if flag in values and bool(values[flag]) != supported:
-            unsupported.append(f"{flag}={values[flag]}")
+    supported = {
+        "activation_function": lambda value: value in ("gelu_new", "gelu_pytorch_tanh"),
+        "layer_norm_epsilon": lambda value: math.isclose(float(value), 1e-5),
+        "n_inner": lambda value: value in (None, 4 * int(values["n_embd"])),
+        "scale_attn_weights": bool,
+        "scale_attn_by_inverse_layer_idx": lambda value: not value,
+        "reorder_and_upcast_attn": lambda value: not value,
+        "add_cross_attention": lambda value: not value,
+    }
+    unsupported = [
+        f"{key}={values[key]!r}" if key == "activation_function" else f"{key}={values[key]}"
+        for key, ok in supported.items()
+        if key in values and not ok(values[key])
+    ]
     if unsupported:
         raise GPTClassifierError(
             f"{file}: this GPT-2 variant is not supported ({', '.join(unsupported)})"
@@ -654,21 +566,21 @@ def _read_hf_config(file: Path, quiet: bool = False) -> dict[str, Any] | None:
 def infer_config(
     shapes: Mapping[str, Sequence[int]], n_heads: int | None = None, source: str = "weights"
 ) -> GPTConfig:
-    """A ``GPTConfig`` read off the tensor shapes of a Hugging Face GPT-2 checkpoint. The heads
-    do not show in any shape: ``n_heads``, else GPT-2's standard value for the width."""
-    names = _strip_prefix(list(shapes), source)
+    """A ``GPTConfig`` read off a Hugging Face GPT-2 checkpoint's shapes; the heads (no shape
+    shows them): ``n_heads``, else GPT-2's for the width."""
+    names = _strip_prefix(shapes, source)
     for required in ("wte.weight", "wpe.weight"):
         if required not in names:
             raise GPTClassifierError(
                 f"{source}: no tensor {required}; not a GPT-2 checkpoint in Hugging Face layout"
             )
     vocab_size, emb_dim = shapes[names["wte.weight"]]
-    context_length = shapes[names["wpe.weight"]][0]
-    blocks = {int(m.group(1)) for name in names if (m := _BLOCK_KEY.match(name))}
+    blocks = {int(m.group(1)) for name in names if (m := re.match(r"h\.(\d+)\.", name))}
     if not blocks:
         raise GPTClassifierError(f"{source}: no transformer blocks (tensors h.0.*) found")
-    if n_heads is None:
-        n_heads = STANDARD_HEADS_BY_EMB_DIM.get(int(emb_dim))
+    # GPT-2's four sizes fix the heads by width
+    standard = {size["emb_dim"]: size["n_heads"] for size in GPT2_SIZES.values()}
+    n_heads = standard.get(int(emb_dim)) if n_heads is None else n_heads
     if n_heads is None:
         raise GPTClassifierError(
             f"{source}: cannot tell the number of attention heads of a model with "
@@ -677,7 +589,7 @@ def infer_config(
         )
     return GPTConfig(
         vocab_size=int(vocab_size),
-        context_length=int(context_length),
+        context_length=int(shapes[names["wpe.weight"]][0]),
         emb_dim=int(emb_dim),
         n_heads=int(n_heads),
         # Counting up from 0 keeps a gap (a missing block) an error of the strict loader.
@@ -686,53 +598,40 @@ def infer_config(
     )
 
 
-# --------------------------------------------------------------------------------------------
-# Public entry points
-# --------------------------------------------------------------------------------------------
-
-
 def locate_weights(name_or_path: str) -> tuple[list[Path], dict[str, Any] | None, str, bool]:
-    """The safetensors files behind a file, a model directory or a GPT-2 name (downloaded), the
-    directory's config.json, how error messages name them, and whether it was a name."""
+    """The safetensors files behind a file, a model folder or a GPT-2 name (downloaded), the
+    folder's config.json, how error messages name them, and whether it was a name."""
     path = Path(name_or_path).expanduser()
-    try:
-        exists = path.exists()
-    except PermissionError:  # a parent folder that may not be searched
-        raise GPTClassifierError(f"cannot read {path}: permission denied") from None
-    if not exists and is_model_name(name_or_path):
-        from .hub import download_weights
-
-        file = download_weights(name_or_path)
-        return [file], None, f"{canonical_model_name(name_or_path)} weights ({file})", True
-    if not exists:
+    try:  # stat() in a folder that may not be searched raises PermissionError
+        if path.exists():
+            return (*_weight_files(path), str(path), False)
+    except PermissionError as exc:
+        raise GPTClassifierError(f"cannot read {exc.filename or path}: permission denied") from None
+    if not is_model_name(name_or_path):
         raise GPTClassifierError(
             f"weights not found: {name_or_path} is neither a file, a directory, nor a GPT-2 "
             f"name ({', '.join(GPT2_SIZES)})"
         )
-    try:
-        files, hf_config = _weight_files(path)
-    except PermissionError as exc:  # stat() inside a folder that may not be searched
-        raise GPTClassifierError(f"cannot read {exc.filename or path}: permission denied") from None
-    return files, hf_config, str(path), False
+    from .hub import download_weights
+
+    file = download_weights(name_or_path)
+    return [file], None, f"{canonical_model_name(name_or_path)} weights ({file})", True
 
 
 def open_pretrained(
     name_or_path: str, config: GPTConfig | None = None, dtype: torch.dtype = torch.float32
 ) -> GPTModel:
-    """A skeleton ``GPTModel`` over GPT-2 weights (``gpt.lazy_weights``), every name and shape
-    checked, nothing read yet, from a ``.safetensors`` file, a Hugging Face model directory or
-    a GPT-2 name (downloaded). Without ``config``: the architecture read off the shapes."""
+    """A skeleton ``GPTModel`` over the GPT-2 weights of a ``.safetensors`` file, a model folder or
+    a GPT-2 name (downloaded), checked, nothing read; ``config`` by default read off the shapes."""
     files, hf_config, source, named = locate_weights(name_or_path)
     if config is None and named:
         config = GPTConfig.from_name(name_or_path)
-    checkpoint = SafetensorsCheckpoint(files)
+    checkpoint = _Tensors(files=files)
     if config is None:
-        shapes = {key: checkpoint.shape(key) for key in checkpoint}
         n_heads = int(hf_config["n_head"]) if hf_config and "n_head" in hf_config else None
-        config = infer_config(shapes, n_heads=n_heads, source=source)
+        config = infer_config(checkpoint.shapes, n_heads=n_heads, source=source)
     gpt = skeleton_gpt(config, dtype)
-    gpt.lazy_weights = LazyWeights(gpt, CheckpointWeights(checkpoint, gpt, source))
-    return gpt
+    return LazyWeights(gpt, CheckpointWeights(checkpoint, gpt, source)).gpt
 
 
 def load_pretrained(
@@ -747,9 +646,9 @@ def load_pretrained(
 def init_gpt2_module(
     module: nn.Module, name: str, n_layers: int, generator: torch.Generator | None = None
 ) -> None:
-    """GPT-2's initialisation of one child of a ``GPTModel`` (``name``: e.g. ``trf_blocks.3``):
-    N(0, 0.02) weights, zero biases, unit LayerNorms, and residual projections scaled by
-    1/sqrt(2 * n_layers) so the residual stream's variance does not grow with depth."""
+    """GPT-2's initialisation of a ``GPTModel``'s child ``name`` (e.g. ``trf_blocks.3``): N(0, 0.02)
+    weights, zero biases, unit LayerNorms; residual projections scaled by 1/sqrt(2 * n_layers)
+    so the residual stream's variance does not grow with depth."""
     residual_std = INIT_STD / math.sqrt(2 * n_layers)
     with torch.no_grad():
         for inner, child in module.named_modules(prefix=name):
@@ -767,17 +666,11 @@ def init_gpt2_module(
 
 
 def random_model(config: GPTConfig, seed: int = 123) -> GPTModel:
-    """An untrained GPT-2-style model, the same for the same ``seed``; head tied like GPT-2.
-    Drawn from the global generator, seeded, as ``torch.manual_seed(seed)`` and a whole-model
-    initialisation would."""
+    """An untrained GPT-2, head tied: the global generator's numbers after ``manual_seed(seed)``."""
     torch.manual_seed(seed)
-    return materialize_model(_random_skeleton(config, torch.default_generator)).eval()
-
-
-def _random_skeleton(cfg: GPTConfig, generator: torch.Generator) -> GPTModel:
-    gpt = skeleton_gpt(cfg)
-    gpt.lazy_weights = LazyWeights(gpt, RandomWeights(cfg, generator))
-    return gpt
+    gpt = skeleton_gpt(config)
+    lazy = LazyWeights(gpt, RandomWeights(config, torch.default_generator))
+    return materialize_model(lazy.gpt).eval()
 
 
 def build_lazy_model(
@@ -795,7 +688,9 @@ def build_lazy_model(
                 "--init random cannot be combined with --weights: drop --weights for an "
                 "untrained model, or drop --init random to load the weights"
             )
-        return _random_skeleton(resolve_config(model), torch.Generator().manual_seed(seed))
+        cfg = resolve_config(model)
+        generator = torch.Generator().manual_seed(seed)
+        return LazyWeights(skeleton_gpt(cfg), RandomWeights(cfg, generator)).gpt
     given = isinstance(model, GPTConfig) or not is_model_name(model)
     # read first: a missing or broken config file gets its own message
     config = resolve_config(model) if given else None
@@ -816,6 +711,6 @@ def build_model(
     seed: int = 123,
 ) -> GPTModel:
     """The model behind every CLI command, in eval mode: ``init="random"``, an untrained
-    ``model``; ``weights``, that file or directory (its config from ``model`` when that is a
-    config, else from the weights); otherwise GPT-2 ``model``'s weights, downloaded."""
+    ``model``; ``weights``, that file or folder (its config from ``model`` if that is a config,
+    else from the weights); otherwise GPT-2 ``model``'s weights, downloaded."""
     return materialize_model(build_lazy_model(model, weights, init, seed)).eval()
