@@ -389,10 +389,10 @@ def make_loaders(run: Run, classifier: GPTClassifier) -> TrainingSetup:
             name, EVAL_BATCH_SIZE, seed=settings.seed, equal_lengths=unpadded_eval, **in_order
         )
         loaders[f"eval_{name}"] = distributed.shard_loader(report_loader, dist, even=False)
-    setup = TrainingSetup(classifier, classifier, loaders, device, precision)
-    setup.suffix_precision = precision
+    setup = TrainingSetup(classifier, classifier, loaders, device, precision, False, precision)
     never_padded = unpadded_eval and settings.batch_size == 1
     plan = plan_prefix_cache(classifier, pad, never_padded=never_padded)
+    start = plan.start_block
     splits = [(encoded.split(n), encoded.pad_lengths[n]) for n in cached_splits(precision)]
     needed = sum(cached_positions(*split) for split in splits) * classifier.gpt.cfg.emb_dim * 4
     why = ""  # why the plain path runs
@@ -408,23 +408,20 @@ def make_loaders(run: Run, classifier: GPTClassifier) -> TrainingSetup:
             materialize_model(classifier)
             classifier.to(device)
         return setup
-    caches = _prefix_states(run, setup, plan.start_block)
-    for name in lazy.names[plan.start_block + 2 :] if lazy else []:  # what trains, on states
+    caches = _prefix_states(run, setup, start)
+    for name in lazy.names[start + 2 :] if lazy else []:  # what trains, on states
         lazy.materialize(name)
     # the report reads the states only where they are float32; else token ids, as `evaluate`
     for key, loader in loaders.items():
         split = "train" if key == "train_eval" else key.removeprefix("eval_")
         if precision == "fp32" or not key.startswith("eval_"):
             loaders[key] = CachedLoader(loader, caches[split])
-    setup.trained_model = SuffixClassifier(classifier, plan.start_block)
-    setup.cached = True
+    setup.trained_model, setup.cached = SuffixClassifier(classifier, start), True
     # A suffix of one block read at the pooled position sees 8 rows a step: its matmuls are too
     # small for bf16 to pay, and float32 trains it exactly (the prefix, where the work is, keeps
     # the precision asked for). A suffix that runs every position (two blocks or more, mean
     # pooling) has matmuls of every token of the batch, where bf16 pays as in the prefix.
-    one_position = (
-        plan.start_block >= classifier.n_layers - 1 and classifier.pooling != Pooling.MEAN
-    )
+    one_position = start >= classifier.n_layers - 1 and classifier.pooling != Pooling.MEAN
     if one_position and precision == "bf16" and device.type == "cpu":
         setup.suffix_precision = "fp32"
     release_free_memory()
@@ -438,7 +435,8 @@ def _prefix_states(run: Run, setup: TrainingSetup, start: int) -> dict[str, Hidd
     options, dist, log, encoded = run.options, run.dist, run.log, run.encoded
     splits = {n: (encoded.split(n), encoded.pad_lengths[n]) for n in cached_splits(setup.precision)}
     store = CacheStore(options.cache_dir) if options.disk_cache else None
-    digests: list[str] = []
+    digests = prefix_digests(setup.classifier, start, setup.precision) if store else []
+    release_free_memory()  # a lazy model's weights were read for the digests, then freed
     caches: dict[str, HiddenStateCache] = {}
 
     def key(blocks: int, name: str) -> str:  # the disk cache's name for a split's states
@@ -449,86 +447,65 @@ def _prefix_states(run: Run, setup: TrainingSetup, start: int) -> dict[str, Hidd
         caches.update({name: cache for name, cache in found.items() if cache is not None})
         return list(caches)
 
-    if store is not None:
-        digests = prefix_digests(setup.classifier, start, setup.precision)
-        release_free_memory()  # a lazy model's weights were read for the digests, then freed
-    reused = dist.run_on_main(read)
-    if reused:
+    if reused := dist.run_on_main(read):
         log(f"frozen-prefix cache: {', '.join(reused)} reused from {store.folder}")
     todo = [name for name in splits if name not in reused]
-    sources: dict[str, int] = {}  # the deepest shallower prefix of each split on disk
-    if store is not None and not dist.enabled:  # those states are on rank 0's disk only
-        for name in todo:
-            held = [n for n in range(start - 1, 0, -1) if store.contains(key(n, name))]
-            sources |= {name: held[0]} if held else {}
-        if sources:
-            depths = "/".join(map(str, sorted(set(sources.values()))))
-            log(
-                f"frozen-prefix cache: {', '.join(sources)} start from the states after "
-                f"{depths} block(s), cached by an earlier run"
-            )
+    # the deepest shallower prefix of each split on disk (rank 0's only: not under torchrun)
+    shallower = range(start - 1, 0, -1) if store is not None and not dist.enabled else []
+    found = {name: next((n for n in shallower if store.contains(key(n, name))), 0) for name in todo}
+    if sources := {name: blocks for name, blocks in found.items() if blocks}:
+        depths = "/".join(map(str, sorted(set(sources.values()))))
+        log(
+            f"frozen-prefix cache: {', '.join(sources)} start from the states after {depths} "
+            "block(s), cached by an earlier run"
+        )
 
     def start_from(name: str) -> tuple[int, HiddenStateCache] | None:  # None: from the ids
         states = store.load(key(sources[name], name), log) if name in sources else None
         return None if states is None else (sources[name], states)
 
     if todo:
-        first = min(sources.get(name, 0) for name in todo)
-        caches |= _run_prefix(run, setup, start, {n: splits[n] for n in todo}, start_from, first)
+        positions = sum(cached_positions(*splits[name]) for name in todo)
+        real_tokens = sum(sum(splits[name][0].lengths) for name in todo)
+        padded = "" if positions == real_tokens else f" ({real_tokens:,} tokens and padding)"
+        first = min(found[name] for name in todo)
+        shards = f", in {dist.world_size} shards" if dist.enabled else ""
+        log(
+            f"frozen-prefix cache: running blocks {first}-{start - 1} once over {positions:,} "
+            f"positions{padded} ({setup.precision}{shards}); training runs block {start} onwards"
+        )
+        work = positions * (start - first) // dist.world_size
+        with progress_bar(
+            work, "frozen prefix", enabled=options.progress, unit="tok", leave=False
+        ) as bar:
+            caches |= build_caches(
+                setup.classifier,
+                {name: splits[name][0] for name in todo},
+                {name: splits[name][1] for name in todo},
+                start,
+                setup.device,
+                setup.precision,
+                progress=bar,
+                starting_states=start_from,
+                share=(dist.rank, dist.world_size) if dist.enabled else None,
+            )
     for name in splits if dist.enabled else []:
         # each rank holds its share of the rows (the reused ones: rank 0 all), the others zeros
-        cache = caches.setdefault(name, empty_cache(*splits[name], setup.classifier.cfg.emb_dim))
-        states = cache.all()
+        if name not in caches:
+            caches[name] = empty_cache(*splits[name], setup.classifier.cfg.emb_dim)
+        states = caches[name].all()
         dist.sum_in_place(states)
         if name in todo or not dist.is_main:  # rank 0's reused entry is read in place
-            cache.write(0, states)
+            caches[name].write(0, states)
     data = Path(options.data_file).name if options.data_file else "sms-spam"
-    model = Path(str(options.weights or options.model)).name
+    about = f"{Path(str(options.weights or options.model)).name}, blocks 0-{start - 1}, {data}"
     for name in todo if store is not None and dist.is_main else []:
-        texts = len(splits[name][0])
-        about = f"{model}, blocks 0-{start - 1}, {data} {name} ({texts:,} texts)"
         try:
-            store.save(key(start, name), caches[name], about)
+            texts = len(splits[name][0])
+            store.save(key(start, name), caches[name], f"{about} {name} ({texts:,} texts)")
         except GPTClassifierError as exc:  # a full or read-only disk costs the reuse only
             log(f"warning: frozen-prefix cache: not kept on disk ({exc})")
     return caches
-
-
-def _run_prefix(
-    run: Run,
-    setup: TrainingSetup,
-    start: int,
-    splits: dict[str, Any],
-    start_from: Callable[[str], tuple[int, HiddenStateCache] | None],
-    first: int,
-) -> dict[str, HiddenStateCache]:
-    """The frozen blocks ``first`` to ``start - 1`` run over ``splits`` (``build_caches``); under
-    torchrun this rank's share of the slabs only."""
-    dist, options = run.dist, run.options
-    positions = sum(cached_positions(*split) for split in splits.values())
-    real_tokens = sum(sum(dataset.lengths) for dataset, _ in splits.values())
-    padded = "" if positions == real_tokens else f" ({real_tokens:,} tokens and padding)"
-    shards = f", in {dist.world_size} shards" if dist.enabled else ""
-    run.log(
-        f"frozen-prefix cache: running blocks {first}-{start - 1} once over "
-        f"{positions:,} positions{padded} ({setup.precision}{shards}); training runs block "
-        f"{start} onwards"
-    )
-    work = positions * (start - first) // dist.world_size
-    with progress_bar(
-        work, "frozen prefix", enabled=options.progress, unit="tok", leave=False
-    ) as bar:
-        return build_caches(
-            setup.classifier,
-            {name: dataset for name, (dataset, _) in splits.items()},
-            {name: pad_length for name, (_, pad_length) in splits.items()},
-            start,
-            setup.device,
-            setup.precision,
-            progress=bar,
-            starting_states=start_from,
-            share=(dist.rank, dist.world_size) if dist.enabled else None,
-        )
 
 
 def fit(run: Run, setup: TrainingSetup, staged: StagedRun | None) -> TrainResult:

@@ -19,7 +19,7 @@ from typing import BinaryIO
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from ..classifier import GPTClassifier, first_trainable_block
 from ..classifier.packing import layout, packing_of
@@ -69,11 +69,8 @@ class SuffixClassifier(nn.Module):
         self.start_block = start_block
 
     def forward(
-        self,
-        hidden: torch.Tensor,
-        lengths: torch.Tensor | None = None,
-        owners: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+        self, hidden: Tensor, lengths: Tensor | None = None, owners: Tensor | None = None
+    ) -> Tensor:
         return self.model.forward_from_hidden(hidden, self.start_block, lengths, owners)
 
 
@@ -199,10 +196,8 @@ def build_caches(
     gpt, lazy = model.gpt, lazy_weights_of(model)
     was_training = model.training
     model.eval()
-    caches = {
-        name: empty_cache(dataset, pad_lengths[name], gpt.cfg.emb_dim)
-        for name, dataset in datasets.items()
-    }
+    emb_dim = gpt.cfg.emb_dim
+    caches = {name: empty_cache(datasets[name], pad_lengths[name], emb_dim) for name in datasets}
     slabs = {name: _Slab.plan(cache.lengths, share) for name, cache in caches.items()}
     first_block = dict.fromkeys(caches, 0)
     for name, cache in caches.items():
