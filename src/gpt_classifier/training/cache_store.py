@@ -115,8 +115,7 @@ class CacheStore:
         return self.path(key).is_file()
 
     def load(self, key: str, log: Callable[[str], None]) -> HiddenStateCache | None:
-        """The entry's states, read in place, or None (reported once, then deleted) when it is
-        unreadable or not what ``key`` names."""
+        """The entry's states, read in place; None (reported, deleted) if corrupt or misnamed."""
         path = self.path(key)
         if not path.is_file():
             return None
@@ -139,8 +138,7 @@ class CacheStore:
         return cache
 
     def save(self, key: str, cache: HiddenStateCache, about: str = "") -> None:
-        """Write the entry (``about``: what it holds, for ``cache list``); a failed write (full
-        disk, permissions) is a one-line error."""
+        """Write the entry (``about``: what it holds, for ``cache list``), or a one-line error."""
         metadata = {"format": FORMAT, "key": key, "sha256": content_digest(cache), "about": about}
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -173,8 +171,7 @@ def _lengths_bytes(cache: HiddenStateCache) -> bytes:
 
 
 def content_digest(cache: HiddenStateCache) -> str:
-    """sha256 of the entry's tensors' bytes in name order (lengths, then states), read a piece
-    at a time."""
+    """sha256 of the entry's tensors' bytes in name order (lengths, then states), piece by piece."""
     digest = hashlib.sha256(_lengths_bytes(cache))
     for _, states in cache.chunks():
         digest.update(states.numpy().data)

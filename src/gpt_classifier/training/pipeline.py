@@ -26,7 +26,7 @@ from ..data.prepare import PreparedData
 from ..data.splits import class_weights
 from ..distributed import DistContext
 from ..errors import GPTClassifierError
-from ..evaluation import format_report, write_report_json
+from ..evaluation import TrainingHistory, format_report, read_report_json, write_report_json
 from ..evaluation.predictions import EVAL_BATCH_SIZE, evaluate_split
 from ..fileio import cannot_write, check_output_dir, write_json, write_text, writer_lock
 from ..precision import autocast, resolve_device, resolve_precision
@@ -231,8 +231,7 @@ def _run_finetune(run: Run) -> FinetuneResult:
 
 @contextmanager
 def _saving(staged: StagedRun | None, target: Path) -> Iterator[None]:
-    """An OSError writing the run or its checkpoint (full disk, permissions) as one line that
-    says what to do."""
+    """An OSError writing the run or its checkpoint (full disk, permissions): one line to act on."""
     try:
         yield
     except OSError as exc:
@@ -243,9 +242,6 @@ def _saving(staged: StagedRun | None, target: Path) -> Iterator[None]:
 
 
 def _finished_run(run_dir: Path) -> FinetuneResult:
-    from ..evaluation.history import TrainingHistory
-    from ..evaluation.report import read_report_json
-
     history = TrainingHistory.from_dict(json.loads((run_dir / "history.json").read_text()))
     report = read_report_json(run_dir / "metrics.json")
     return FinetuneResult(run_dir, report, TrainResult(history), {"total": 0.0, "train": 0.0})
@@ -390,8 +386,9 @@ def make_loaders(run: Run, classifier: GPTClassifier) -> TrainingSetup:
         )
         loaders[f"eval_{name}"] = distributed.shard_loader(report_loader, dist, even=False)
     setup = TrainingSetup(classifier, classifier, loaders, device, precision, False, precision)
-    never_padded = unpadded_eval and settings.batch_size == 1
-    plan = plan_prefix_cache(classifier, pad, never_padded=never_padded)
+    plan = plan_prefix_cache(
+        classifier, pad, never_padded=unpadded_eval and settings.batch_size == 1
+    )
     start = plan.start_block
     splits = [(encoded.split(n), encoded.pad_lengths[n]) for n in cached_splits(precision)]
     needed = sum(cached_positions(*split) for split in splits) * classifier.gpt.cfg.emb_dim * 4
@@ -511,19 +508,17 @@ def _prefix_states(run: Run, setup: TrainingSetup, start: int) -> dict[str, Hidd
 def fit(run: Run, setup: TrainingSetup, staged: StagedRun | None) -> TrainResult:
     """Train, checkpointing into the staging folder (resumed from it if asked); under torchrun
     rank 0 reads and writes the checkpoints and shares what it read."""
-    settings, dist, model = run.recipe.train, run.dist, setup.classifier
+    settings, dist, model, options = run.recipe.train, run.dist, setup.classifier, run.options
     optimizer = make_optimizer(model, settings, setup.device)
     torch.manual_seed(settings.seed)
     # what a checkpoint depends on besides its options: the training data, the base weights
     train = run.encoded.split("train")
     base = frozen_parameter_sample(model)  # drawn, not read, for a lazy model
-    fingerprint = checkpoint.data_fingerprint(
-        train.input_ids, train.labels, base, run.options.model
-    )
+    fingerprint = checkpoint.data_fingerprint(train.input_ids, train.labels, base, options.model)
     folder = staged.checkpoint_dir if staged is not None else None
 
     def load() -> LoopState | None:
-        if folder is None or not (run.options.resume and checkpoint.has_checkpoint(folder)):
+        if folder is None or not (options.resume and checkpoint.has_checkpoint(folder)):
             return None
         return checkpoint.load_checkpoint(folder, model, optimizer, fingerprint)
 
@@ -540,12 +535,9 @@ def fit(run: Run, setup: TrainingSetup, staged: StagedRun | None) -> TrainResult
 
     batches = setup.train_batches = len(setup.loaders["train"])
     accum = min(settings.grad_accum_steps, batches)
-    per_step = f"batch {settings.batch_size}"
-    if dist.enabled or accum > 1:
-        per_step += (
-            f" x {dist.world_size} processes x {accum} accumulated = "
-            f"effective batch {effective_batch_size(settings, dist, batches)}"
-        )
+    effective = effective_batch_size(settings, dist, batches)
+    scaled = f" x {dist.world_size} processes x {accum} accumulated = effective batch {effective}"
+    per_step = f"batch {settings.batch_size}{scaled if dist.enabled or accum > 1 else ''}"
     steps = f" = {-(-batches // accum)} optimizer step(s)" if accum > 1 else ""
     run.log(
         f"training: {settings.epochs} epochs of {batches} steps{steps} "
@@ -559,11 +551,11 @@ def fit(run: Run, setup: TrainingSetup, staged: StagedRun | None) -> TrainResult
         setup.device,
         settings,
         autocast=lambda: autocast(setup.device, setup.suffix_precision),
-        progress=run.options.progress,
+        progress=options.progress,
         log=run.log,
         state=state or LoopState(),
         on_checkpoint=save,
-        checkpoint_every=run.options.checkpoint_every,
+        checkpoint_every=options.checkpoint_every,
         dist=dist,
         train_eval_loader=setup.loaders.get("train_eval"),
         class_weights=None if run.weights is None else torch.tensor(run.weights),

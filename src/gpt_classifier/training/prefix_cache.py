@@ -54,9 +54,7 @@ def plan_prefix_cache(
         return CachePlan(0, "every block (or the embeddings) is trained")
     if model.cfg.drop_rate > 0:
         return CachePlan(0, f"dropout ({model.cfg.drop_rate}) changes the frozen states each step")
-    if never_padded:
-        return CachePlan(start)
-    why = padding_reads(model.pooling, model.cfg.causal, pad_length).why
+    why = "" if never_padded else padding_reads(model.pooling, model.cfg.causal, pad_length).why
     return CachePlan(0, why) if why else CachePlan(start)
 
 
@@ -65,8 +63,7 @@ class SuffixClassifier(nn.Module):
 
     def __init__(self, model: GPTClassifier, start_block: int) -> None:
         super().__init__()
-        self.model = model
-        self.start_block = start_block
+        self.model, self.start_block = model, start_block
 
     def forward(
         self, hidden: Tensor, lengths: Tensor | None = None, owners: Tensor | None = None
