@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import time
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from stat import S_ISREG
+from typing import Any
 
 import torch
 
@@ -34,17 +36,14 @@ FORMAT = "gpt-classifier-prefix-cache-4"
 
 
 def model_digest(model: torch.nn.Module, start_block: int, precision: str) -> str:
-    """Digest of what the states entering ``trf_blocks[start_block]`` depend on (weights, config,
-    precision)."""
+    """Digest of what the states entering ``trf_blocks[start_block]`` depend on."""
     return prefix_digests(model, start_block, precision)[start_block]
 
 
 def prefix_digests(model: torch.nn.Module, last_block: int, precision: str) -> list[str]:
     """``model_digest`` for every ``start_block`` up to ``last_block``, each weight hashed once."""
-    gpt = model.gpt
-    lazy = lazy_weights_of(model)
-    running = hashlib.sha256()
-    running.update(json.dumps(gpt.cfg.to_dict(), sort_keys=True).encode())
+    gpt, lazy = model.gpt, lazy_weights_of(model)
+    running = hashlib.sha256(json.dumps(gpt.cfg.to_dict(), sort_keys=True).encode())
     running.update(f"{precision}|{FORMAT}".encode())
     digests = []
     stages = [["tok_emb", "pos_emb"], *([f"trf_blocks.{i}"] for i in range(last_block))]
@@ -52,13 +51,12 @@ def prefix_digests(model: torch.nn.Module, last_block: int, precision: str) -> l
         for module in modules:
             # a lazy model's frozen weights are read piece by piece, never all at once
             state = lazy.stream(module) if lazy else gpt.get_submodule(module).state_dict().items()
-            previous = None
-            for name, tensor in state:
-                if name != previous:  # pieces of one tensor follow each other under its name
-                    running.update(name.encode())
-                    previous = name
-                raw = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
-                running.update(raw.numpy().data)  # the bytes themselves, not a copy of them
+            # the pieces of one tensor follow each other under its name
+            for name, pieces in itertools.groupby(state, key=lambda piece: piece[0]):
+                running.update(name.encode())
+                for _, tensor in pieces:
+                    raw = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
+                    running.update(raw.numpy().data)  # the bytes themselves, not a copy
         finished = running.copy()
         finished.update(f"|blocks {len(digests)}".encode())
         digests.append(finished.hexdigest())
@@ -66,8 +64,7 @@ def prefix_digests(model: torch.nn.Module, last_block: int, precision: str) -> l
 
 
 def dataset_key(model_key: str, dataset: EncodedDataset, pad_length: int | None) -> str:
-    digest = hashlib.sha256(model_key.encode())
-    digest.update(f"|{pad_length}|".encode())
+    digest = hashlib.sha256(f"{model_key}|{pad_length}|".encode())
     for ids in dataset.input_ids:
         digest.update(len(ids).to_bytes(4, "little"))
         digest.update(torch.as_tensor(ids, dtype=torch.int32).numpy().tobytes())
@@ -106,25 +103,19 @@ class CacheStore:
 
     def entries(self) -> list[CacheEntry]:
         """Entries, least recently used first."""
-        if not self.folder.is_dir():
-            return []
         found = []
-        for path in self.folder.glob(f"*{SUFFIX}"):
-            try:
+        for path in self.folder.glob(f"*{SUFFIX}"):  # none where the folder is missing
+            with contextlib.suppress(FileNotFoundError):  # removed by another process meanwhile
                 stat = path.stat()
-            except FileNotFoundError:  # removed by another process meanwhile
-                continue
-            if not S_ISREG(stat.st_mode):  # a folder or device named like an entry is not one
-                continue
-            found.append(CacheEntry(path, stat.st_size, stat.st_mtime))
+                if S_ISREG(stat.st_mode):  # a folder or device named like an entry is not one
+                    found.append(CacheEntry(path, stat.st_size, stat.st_mtime))
         return sorted(found, key=lambda entry: entry.last_used)
 
     def contains(self, key: str) -> bool:
         return self.path(key).is_file()
 
     def load(self, key: str, log: Callable[[str], None]) -> HiddenStateCache | None:
-        """The entry's states, read in place, or None (reported once, then deleted) when it is
-        unreadable or not what ``key`` names."""
+        """The entry's states, read in place; None (reported, deleted) if corrupt or misnamed."""
         path = self.path(key)
         if not path.is_file():
             return None
@@ -147,8 +138,7 @@ class CacheStore:
         return cache
 
     def save(self, key: str, cache: HiddenStateCache, about: str = "") -> None:
-        """Write the entry (``about``: what it holds, for ``cache list``); a failed write (full
-        disk, permissions) is a one-line error."""
+        """Write the entry (``about``: what it holds, for ``cache list``), or a one-line error."""
         metadata = {"format": FORMAT, "key": key, "sha256": content_digest(cache), "about": about}
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -159,18 +149,14 @@ class CacheStore:
             raise GPTClassifierError(f"cannot write to {self.folder}: {exc.strerror}") from None
 
     def evict(self, keep: str | None = None) -> list[CacheEntry]:
-        """Delete least recently used entries until the folder fits its cap."""
+        """Delete least recently used entries (but ``keep``) until the folder fits its cap."""
         entries = self.entries()
-        total = sum(entry.size for entry in entries)
-        removed = []
+        total, removed = sum(entry.size for entry in entries), []
         for entry in entries:
-            if total <= self.size_cap:
-                break
-            if entry.key == keep:
-                continue
-            entry.path.unlink(missing_ok=True)
-            total -= entry.size
-            removed.append(entry)
+            if total > self.size_cap and entry.key != keep:
+                entry.path.unlink(missing_ok=True)
+                total -= entry.size
+                removed.append(entry)
         return removed
 
     def clear(self) -> int:
@@ -185,8 +171,7 @@ def _lengths_bytes(cache: HiddenStateCache) -> bytes:
 
 
 def content_digest(cache: HiddenStateCache) -> str:
-    """sha256 of the entry's tensors' bytes in name order (lengths, then states), read a piece
-    at a time."""
+    """sha256 of the entry's tensors' bytes in name order (lengths, then states), piece by piece."""
     digest = hashlib.sha256(_lengths_bytes(cache))
     for _, states in cache.chunks():
         digest.update(states.numpy().data)
@@ -198,14 +183,13 @@ def write_entry(path: Path, cache: HiddenStateCache, metadata: dict[str, str]) -
     piece at a time: ``safetensors.torch.save_file`` would need them all in memory."""
     lengths = _lengths_bytes(cache)
     end = len(lengths) + cache.rows * cache.emb_dim * 4
-    count = len(cache.lengths)
+
+    def tensor(dtype: str, shape: list[int], first: int, last: int) -> dict[str, Any]:
+        return {"dtype": dtype, "shape": shape, "data_offsets": [first, last]}
+
     header = {
-        "lengths": {"dtype": "I64", "shape": [count], "data_offsets": [0, len(lengths)]},
-        "storage": {
-            "dtype": "F32",
-            "shape": [cache.rows, cache.emb_dim],
-            "data_offsets": [len(lengths), end],
-        },
+        "lengths": tensor("I64", [len(cache.lengths)], 0, len(lengths)),
+        "storage": tensor("F32", [cache.rows, cache.emb_dim], len(lengths), end),
         "__metadata__": metadata,
     }
     text = json.dumps(header).encode()

@@ -19,7 +19,7 @@ from typing import BinaryIO
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from ..classifier import GPTClassifier, first_trainable_block
 from ..classifier.packing import layout, packing_of
@@ -36,9 +36,7 @@ DEFAULT_CACHE_BUDGET_BYTES = 4 << 30
 
 @dataclass(frozen=True)
 class CachePlan:
-    """Whether the cache applies, and from which block training runs when it does."""
-
-    start_block: int
+    start_block: int  # the first block trained; 0: the cache does not apply
     reason: str = ""  # why the plain path is used, when start_block == 0
 
     @property
@@ -56,9 +54,7 @@ def plan_prefix_cache(
         return CachePlan(0, "every block (or the embeddings) is trained")
     if model.cfg.drop_rate > 0:
         return CachePlan(0, f"dropout ({model.cfg.drop_rate}) changes the frozen states each step")
-    if never_padded:
-        return CachePlan(start)
-    why = padding_reads(model.pooling, model.cfg.causal, pad_length).why
+    why = "" if never_padded else padding_reads(model.pooling, model.cfg.causal, pad_length).why
     return CachePlan(0, why) if why else CachePlan(start)
 
 
@@ -67,15 +63,11 @@ class SuffixClassifier(nn.Module):
 
     def __init__(self, model: GPTClassifier, start_block: int) -> None:
         super().__init__()
-        self.model = model
-        self.start_block = start_block
+        self.model, self.start_block = model, start_block
 
     def forward(
-        self,
-        hidden: torch.Tensor,
-        lengths: torch.Tensor | None = None,
-        owners: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+        self, hidden: Tensor, lengths: Tensor | None = None, owners: Tensor | None = None
+    ) -> Tensor:
         return self.model.forward_from_hidden(hidden, self.start_block, lengths, owners)
 
 
@@ -108,28 +100,27 @@ class HiddenStateCache:
 
     def read(self, row: int, count: int) -> torch.Tensor:
         """Rows ``row`` to ``row + count`` as a ``(count, emb_dim)`` tensor."""
-        states = torch.empty(count, self.emb_dim)
-        self._transfer(row, states, write=False)
-        return states
+        return self._transfer(row, torch.empty(count, self.emb_dim), read=True)
 
     def write(self, row: int, states: torch.Tensor) -> None:
-        self._transfer(row, states.detach().float().contiguous(), write=True)
+        self._transfer(row, states.detach().float().contiguous(), read=False)
 
-    def _transfer(self, row: int, states: torch.Tensor, *, write: bool) -> None:
+    def _transfer(self, row: int, states: torch.Tensor, *, read: bool) -> torch.Tensor:
         view = memoryview(states.numpy()).cast("B")
         position = self.start + row * self.emb_dim * 4
         try:
             while view:
                 self.file.seek(position)
-                done = self.file.write(view) if write else self.file.readinto(view)
+                done = self.file.readinto(view) if read else self.file.write(view)
                 if not done:
                     raise OSError(errno.EIO, "the states file ended early")
                 view, position = view[done:], position + done
         except OSError as exc:
             raise GPTClassifierError(
-                f"cannot {'write' if write else 'read'} the frozen-prefix states in {self.where}: "
+                f"cannot {'read' if read else 'write'} the frozen-prefix states in {self.where}: "
                 f"{exc.strerror or exc}; set TMPDIR to a folder with room, or --no-prefix-cache"
             ) from None
+        return states
 
     def all(self) -> torch.Tensor:
         return self.read(0, self.rows)
@@ -139,10 +130,6 @@ class HiddenStateCache:
         for row in range(0, self.rows, rows):
             yield row, self.read(row, min(rows, self.rows - row))
 
-    def copy_from(self, other: HiddenStateCache) -> None:
-        for row, states in other.chunks():
-            self.write(row, states)
-
     def state(self, index: int) -> torch.Tensor:
         return self.read(self.offsets[index], self.lengths[index])
 
@@ -151,7 +138,7 @@ class HiddenStateCache:
         return torch.cat([self.state(index) for index in indices])
 
     def scatter(self, indices: list[int], states: torch.Tensor) -> None:
-        """``gather``'s inverse: each example's rows written back."""
+        """``gather``'s inverse."""
         sizes = [self.lengths[index] for index in indices]
         for index, rows in zip(indices, states.split(sizes), strict=True):
             self.write(self.offsets[index], rows)
@@ -168,23 +155,21 @@ class HiddenStateCache:
 
 @dataclass
 class _Slab:
-    """Whole texts (``texts``, longest first) packed into ~1k tokens: each token's position in
-    its text and the texts' ``segments`` in rows (``packing.layout``)."""
+    """Whole texts (``texts``, longest first) packed into ~1k tokens, rows as wide as the
+    longest (``packing.layout``): each token's position in its text and the texts' ``segments``."""
 
     texts: list[int]
     positions: torch.Tensor  # (tokens,)
     segments: torch.Tensor  # (rows, width); the mask is made per pass, as it is width x width
 
-
-def _slabs(cache: HiddenStateCache, share: tuple[int, int] | None) -> list[_Slab]:
-    """As many whole texts per slab as fit in ~1k tokens, rows as wide as the slab's longest
-    text; ``share=(rank, world)``: every ``world``-th slab from the ``rank``-th."""
-    slabs = []
-    for texts in plan_batches(cache.lengths, packed=True):
-        lengths = [cache.lengths[i] for i in texts]
-        positions, segments = layout(lengths, lengths[0])
-        slabs.append(_Slab(texts, positions[segments >= 0], segments))
-    return slabs[share[0] :: share[1]] if share else slabs
+    @classmethod
+    def plan(cls, lengths: list[int], share: tuple[int, int] | None) -> list[_Slab]:
+        """``share=(rank, world)``: every ``world``-th slab from the ``rank``-th."""
+        slabs = []
+        for texts in plan_batches(lengths, packed=True):
+            positions, segments = layout([lengths[i] for i in texts], lengths[texts[0]])
+            slabs.append(cls(texts, positions[segments >= 0], segments))
+        return slabs[share[0] :: share[1]] if share else slabs
 
 
 @torch.inference_mode()
@@ -208,17 +193,16 @@ def build_caches(
     gpt, lazy = model.gpt, lazy_weights_of(model)
     was_training = model.training
     model.eval()
-    caches = {
-        name: empty_cache(dataset, pad_lengths[name], gpt.cfg.emb_dim)
-        for name, dataset in datasets.items()
-    }
-    slabs = {name: _slabs(cache, share) for name, cache in caches.items()}
+    emb_dim = gpt.cfg.emb_dim
+    caches = {name: empty_cache(datasets[name], pad_lengths[name], emb_dim) for name in datasets}
+    slabs = {name: _Slab.plan(cache.lengths, share) for name, cache in caches.items()}
     first_block = dict.fromkeys(caches, 0)
     for name, cache in caches.items():
         found = starting_states(name) if starting_states else None
         if found is not None and found[1].lengths == cache.lengths:
             first_block[name] = found[0]
-            cache.copy_from(found[1])
+            for row, states in found[1].chunks():
+                cache.write(row, states)
     from_ids = [name for name in caches if first_block[name] == 0]
     _embed(model, {name: datasets[name] for name in from_ids}, caches, slabs, device)
     for index in range(min(first_block.values(), default=start_block), start_block):
@@ -228,26 +212,21 @@ def build_caches(
         for name in [name for name in caches if index >= first_block[name]]:
             for slab in slabs[name]:
                 x = caches[name].gather(slab.texts).to(device)
-                segments = slab.segments.to(device)
+                tokens = x.shape[0]
+                # padded with zero rows to ~1k: every slab's matmuls have one shape (oneDNN
+                # keeps a kernel, and memory, per shape)
+                x = F.pad(x, (0, 0, 0, max(TOKENS_PER_PASS - tokens, 0)))
                 with autocast(device, precision):
-                    x = _block_on_slab(block, x, segments)
-                caches[name].scatter(slab.texts, x.float().cpu())
+                    x = block(x, packing_of(slab.segments.to(device), block.att.causal))
+                caches[name].scatter(slab.texts, x[:tokens].float().cpu())
                 if progress is not None:
-                    progress.update(len(x))  # type: ignore[attr-defined]
+                    progress.update(tokens)  # type: ignore[attr-defined]
         if lazy is not None:
             del block
             lazy.release(f"trf_blocks.{index}")
             release_free_memory()  # the block's weights and activations: back to the OS now
     model.train(was_training)
     return caches
-
-
-def _block_on_slab(block: nn.Module, x: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
-    """The block's packed path on a slab's tokens ``(tokens, emb_dim)``, padded with zero rows
-    to ~1k: every slab's matmuls have one shape (oneDNN keeps a kernel, and memory, per shape)."""
-    tokens = x.shape[0]
-    x = F.pad(x, (0, 0, 0, max(TOKENS_PER_PASS - tokens, 0)))
-    return block(x, packing_of(segments, block.att.causal))[:tokens]
 
 
 def _embed(
@@ -257,8 +236,7 @@ def _embed(
     slabs: dict[str, list[_Slab]],
     device: torch.device,
 ) -> None:
-    """Each text's embeddings into its cache (a lazy model reads only the rows of the tokens
-    present)."""
+    """Each text's embeddings into its cache (a lazy model reads only the used tokens' rows)."""
     gpt, lazy = model.gpt, lazy_weights_of(model)
 
     def kept_ids(name: str, index: int) -> torch.Tensor:  # the ids of the positions kept
@@ -293,13 +271,13 @@ def empty_cache(dataset: EncodedDataset, pad_length: int | None, emb_dim: int) -
     return HiddenStateCache.zeros(kept, emb_dim)
 
 
+@dataclass
 class CachedLoader:
     """``token_loader``'s batches (same sampler: same examples, order and steps) with the token
     ids swapped for the cached states of their rows."""
 
-    def __init__(self, token_loader: Sized, cache: HiddenStateCache) -> None:
-        self.token_loader = token_loader
-        self.cache = cache
+    token_loader: Sized
+    cache: HiddenStateCache
 
     def __len__(self) -> int:
         return len(self.token_loader)
