@@ -1,12 +1,7 @@
-"""The frozen-prefix cache on disk, shared between runs.
-
-The frozen blocks' states depend only on the frozen weights, the config, the number of frozen
-blocks, the precision, the mask and the token ids: their digest names a safetensors file, so a
-second ``train`` on the same data and base model loads them. Each entry carries its key and
-the sha256 of its tensors in its metadata: one renamed, swapped in from elsewhere or altered
-is reported and recomputed like a corrupt one. Written atomically; the least recently used go
-once the folder outgrows its cap; a failed write costs the reuse, never the run.
-"""
+"""The frozen-prefix cache on disk, shared between runs: a digest of the frozen weights, config,
+depth, precision and token ids names each entry; entries carry their key and sha256 (a swapped
+or altered one is recomputed); least recently used go over the cap; a failed write costs only
+the reuse."""
 
 from __future__ import annotations
 

@@ -1,12 +1,6 @@
-"""Frozen-prefix cache: run the frozen blocks once per example, train only the rest.
-
-With dropout off and only the last blocks (or the head) trained, ``trf_blocks[:start]`` give the
-same states every epoch: computed once, one block at a time over ~1k-token slabs of whole texts
-(a lazy model holds one frozen block at a time), then training and evaluation run
-``trf_blocks[start:]`` on them. A text attends only to itself in a slab, so states are kept
-unpadded; with a fixed pad length the padded rows are cached whole (the book's ``last`` pooling
-reads a pad).
-"""
+"""Frozen-prefix cache: with dropout off and only the last blocks trained, the frozen blocks give
+the same states every epoch: computed once, block by block over ~1k-token slabs of whole texts
+(one frozen block resident at a time), then training runs ``trf_blocks[start:]`` on them."""
 
 from __future__ import annotations
 
