@@ -19,9 +19,8 @@ from ..config import EOT_TOKEN_ID, GPT2_CONTEXT_LENGTH
 from ..errors import GPTClassifierError
 from ..tokenizer import encode
 from .batching import plan_batches
-from .labels import LabelMap
 from .readers import Record
-from .splits import DEFAULT_SEED, SPLIT_NAMES
+from .splits import DEFAULT_SEED, SPLIT_NAMES, LabelMap
 from .windows import LongText, reads_all, window_texts
 
 if TYPE_CHECKING:
