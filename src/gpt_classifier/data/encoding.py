@@ -48,12 +48,11 @@ def parse_padding(value: str | Padding) -> Padding:
     if isinstance(value, Padding):
         return value
     text = value.strip().lower()
+    kind, _, number = text.partition(":")
     if text in ("longest-train", "batch", "context"):
         return Padding(text)
-    if text.startswith("fixed:"):
-        number = text.removeprefix("fixed:").strip()
-        if number.isascii() and number.isdigit() and int(number) > 0:
-            return Padding("fixed", int(number))
+    if kind == "fixed" and number.strip().isascii() and number.strip().isdigit() and int(number):
+        return Padding("fixed", int(number))
     raise GPTClassifierError(
         f"invalid padding {value!r}; expected one of {', '.join(PADDING_STRATEGIES)} "
         "(N a positive number of tokens)"
@@ -149,8 +148,8 @@ def collate(
     pad_token_id: int = PAD_TOKEN_ID,
     text_index: Sequence[int] | None = None,
 ) -> Batch:
-    """Right-pad to ``pad_length`` (longer rows cut to it), else to the batch's longest row;
-    ``text_index``: the dataset's rows are windows, combined per text (``Batch.owners``)."""
+    """Right-pad to ``pad_length`` (longer rows cut), else to the longest row; ``text_index``: the
+    rows are windows, numbered per text in ``Batch.owners``."""
     lengths = [len(ids) if pad_length is None else min(len(ids), pad_length) for ids, _, _ in items]
     width = pad_length if pad_length is not None else max(lengths, default=0)
     labels = [label for _, label, _ in items]
@@ -190,10 +189,9 @@ class BucketBatchSampler(Sampler[list[int]]):
         return len(self.batches)
 
     def __iter__(self) -> Iterator[list[int]]:
-        count = len(self.batches)
-        order = range(count)
+        order = range(len(self.batches))
         if self.shuffle:
-            order = torch.randperm(count, generator=self.generator).tolist()
+            order = torch.randperm(len(self.batches), generator=self.generator).tolist()
         yield from (self.batches[i] for i in order)
 
 

@@ -4,6 +4,7 @@ each function draws from its own ``random.Random(seed)``: a result depends on it
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 import os
@@ -27,8 +28,7 @@ _INTEGER = re.compile(r"[+-]?\d+")
 
 
 def sort_labels(labels: Iterable[str]) -> list[str]:
-    """Distinct labels in a stable order: numeric when every label is an integer (``"2" < "10"``),
-    otherwise by string (so ``ham`` = 0, ``spam`` = 1, as in the book)."""
+    """Distinct labels: numeric when all are integers (``"2" < "10"``), else by string."""
     distinct = set(labels)
     if distinct and all(_INTEGER.fullmatch(label) for label in distinct):
         return sorted(distinct, key=lambda label: (int(label), label))
@@ -108,9 +108,8 @@ def deduplicate(records: Sequence[Record]) -> tuple[list[Record], DedupReport]:
 def balance_classes(
     records: Sequence[Record], method: str = "weighted", seed: int = DEFAULT_SEED
 ) -> list[Record]:
-    """``undersample``: a seeded random subset of every class, as large as the smallest class
-    (the book's ``create_balanced_dataset``), in the original order; ``weighted`` (the loss
-    balances the classes, see ``class_weights``) and ``none``: unchanged."""
+    """``undersample`` (the book's ``create_balanced_dataset``): a seeded subset of every class as
+    large as the smallest, in the original order; ``weighted`` (the loss's) and ``none``: all."""
     records = list(records)
     if check_balance(method) != "undersample" or not records:
         return records
@@ -135,15 +134,13 @@ def check_balance(method: str) -> str:
 
 
 def class_weights(counts: Mapping[str, int], classes: Sequence[str]) -> list[float]:
-    """Loss weight of each class in ``classes`` order: n / (k * count), scikit-learn's
-    "balanced", so that every class weighs as much in the loss as if all were equally large."""
+    """Loss weight of each class: n / (k * count), scikit-learn's "balanced"."""
     total = sum(counts.get(label, 0) for label in classes)
     return [total / (len(classes) * counts[c]) if counts.get(c) else 0.0 for c in classes]
 
 
 def parse_fractions(value: str | Sequence[float]) -> tuple[float, float, float]:
-    """``"0.7,0.1,0.2"`` or 2 or 3 fractions (>= 0, train > 0, sum 1; test the rest of 2) ->
-    (train, validation, test)."""
+    """``"0.7,0.1,0.2"`` or 2 or 3 fractions (test the rest of 2) -> (train, validation, test)."""
     texts = value.replace(" ", "").split(",") if isinstance(value, str) else value
     try:
         parts = [float(p) for p in texts if p != ""]
@@ -169,8 +166,7 @@ def parse_fractions(value: str | Sequence[float]) -> tuple[float, float, float]:
 
 
 def split_sizes(count: int, fractions: Sequence[float]) -> tuple[int, int, int]:
-    """Per-class sizes: floor(n * train), floor(n * validation), the rest to test (as the book
-    splits the whole set); at least one training example when the class has any."""
+    """Per-class sizes: floor(n * train), floor(n * validation), the rest (as the book splits)."""
     train = math.floor(count * fractions[0] + 1e-9)
     validation = math.floor(count * fractions[1] + 1e-9)
     if count and train == 0:
@@ -194,10 +190,9 @@ def stratified_split(
     for label in sort_labels(by_class):
         members = by_class[label]
         rng.shuffle(members)
-        n_train, n_validation, _ = split_sizes(len(members), fractions)
-        splits[0].extend(members[:n_train])
-        splits[1].extend(members[n_train : n_train + n_validation])
-        splits[2].extend(members[n_train + n_validation :])
+        ends = list(itertools.accumulate(split_sizes(len(members), fractions)))
+        for split, start, end in zip(splits, [0, *ends], ends, strict=False):
+            split.extend(members[start:end])
     for split in splits:
         rng.shuffle(split)
     return splits
