@@ -11,18 +11,26 @@ from .encoding import (
     make_loader,
     parse_padding,
 )
-from .labels import LabelMap, sort_labels
-from .prepare import DataSummary, PreparedData, prepare_dataset, read_splits, write_splits
+from .prepare import (
+    SMS_SPAM_SHA256,
+    DataSummary,
+    PreparedData,
+    prepare_dataset,
+    read_splits,
+    sms_spam_path,
+    write_splits,
+)
 from .readers import FORMATS, LABEL_COLUMNS, TEXT_COLUMNS, Record, detect_format, read_records
-from .sms_spam import SMS_SPAM_SHA256, sms_spam_path
 from .splits import (
     BALANCE_METHODS,
     DEFAULT_FRACTIONS,
     DEFAULT_SEED,
     SPLIT_NAMES,
+    LabelMap,
     balance_classes,
     deduplicate,
     parse_fractions,
+    sort_labels,
     split_sizes,
     stratified_split,
     write_split_file,

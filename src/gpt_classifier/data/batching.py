@@ -1,8 +1,6 @@
-"""Texts grouped by length into forward passes under one token budget.
-
-Every planner of the package is a call to :func:`plan_batches`: the training loaders' buckets,
-the frozen-prefix batches and slabs, ``classify``'s batches, packed rows and the server's passes.
-"""
+"""Texts grouped by length into forward passes under one token budget: every planner of the
+package (loaders' buckets, prefix slabs, ``classify``, packed rows, the server) calls
+:func:`plan_batches`."""
 
 from __future__ import annotations
 
@@ -26,12 +24,8 @@ def plan_batches(
     equal_lengths: bool = False,
     sort: bool = True,
 ) -> list[list[int]]:
-    """Text indices in batches, longest first (ties by index; ``sort=False``: in order).
-
-    A batch takes the next text while it holds fewer than ``max_texts`` and stays within
-    ``max_tokens``: the texts' own tokens when ``packed``, else its rows padded to ``pad_to``
-    or to its first (longest) text. ``equal_lengths``: one length per batch. A text over the
-    budget gets a batch of its own."""
+    """Text indices in batches under ``max_tokens`` (``packed``: real tokens, else rows padded to
+    ``pad_to`` or the first text), longest first (ties by index; ``sort=False``: in order)."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i]) if sort else range(len(lengths))
     batches: list[list[int]] = []
     tokens = 0
@@ -58,9 +52,8 @@ def plan_batches(
 
 
 def best_padded_batch(lengths: Sequence[int], max_texts: int, max_tokens: int) -> list[int]:
-    """One padded batch that includes text 0, for the most real tokens per unit of work: for
-    each width from text 0's length up, the longest texts under it that fit the budget; a
-    batch costs its padded tokens plus ``PASS_COST_TOKENS``."""
+    """The padded batch with text 0 that does the most real tokens per unit of work (a pass costs
+    its padded tokens plus ``PASS_COST_TOKENS``)."""
     order = sorted(range(len(lengths)), key=lambda row: lengths[row])
     best: list[int] = [0]
     best_score = -1.0

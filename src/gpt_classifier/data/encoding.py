@@ -10,7 +10,7 @@ import math
 import statistics
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler
@@ -19,9 +19,8 @@ from ..config import EOT_TOKEN_ID, GPT2_CONTEXT_LENGTH
 from ..errors import GPTClassifierError
 from ..tokenizer import encode
 from .batching import plan_batches
-from .labels import LabelMap
 from .readers import Record
-from .splits import DEFAULT_SEED, SPLIT_NAMES
+from .splits import DEFAULT_SEED, SPLIT_NAMES, LabelMap
 from .windows import LongText, reads_all, window_texts
 
 if TYPE_CHECKING:
@@ -49,12 +48,11 @@ def parse_padding(value: str | Padding) -> Padding:
     if isinstance(value, Padding):
         return value
     text = value.strip().lower()
+    kind, _, number = text.partition(":")
     if text in ("longest-train", "batch", "context"):
         return Padding(text)
-    if text.startswith("fixed:"):
-        number = text.removeprefix("fixed:").strip()
-        if number.isascii() and number.isdigit() and int(number) > 0:
-            return Padding("fixed", int(number))
+    if kind == "fixed" and number.strip().isascii() and number.strip().isdigit() and int(number):
+        return Padding("fixed", int(number))
     raise GPTClassifierError(
         f"invalid padding {value!r}; expected one of {', '.join(PADDING_STRATEGIES)} "
         "(N a positive number of tokens)"
@@ -62,9 +60,8 @@ def parse_padding(value: str | Padding) -> Padding:
 
 
 class EncodedDataset(Dataset):
-    """Token ids (cut to ``max_length``, ``original_lengths`` before) and class ids; item ``i``
-    is ``(ids, label, i)``. With ``long_text`` a text longer than ``max_length`` is several rows
-    (its windows); ``text_index`` gives each row's text (None: one row a text)."""
+    """Token ids (cut to ``max_length`` or in windows: ``text_index`` gives each row's text) and
+    class ids; item ``i`` is ``(ids, label, i)``."""
 
     def __init__(
         self,
@@ -119,10 +116,8 @@ def encode_records(
 
 
 class Batch(NamedTuple):
-    """int64 ``input_ids`` (B, T) right-padded, ``labels``, ``lengths`` (real tokens) and
-    ``indices`` (dataset positions: cache keys, the way back from length buckets), all (B,).
-    Rows that are windows of longer texts: ``owners`` (B,) numbers their texts 0.. in the batch,
-    ``labels`` has one per text."""
+    """int64 right-padded ``input_ids`` (B, T), real ``lengths`` and dataset ``indices`` (B,);
+    windows of longer texts: ``owners`` numbers their texts 0.. and ``labels`` has one per text."""
 
     input_ids: torch.Tensor
     labels: torch.Tensor
@@ -153,8 +148,8 @@ def collate(
     pad_token_id: int = PAD_TOKEN_ID,
     text_index: Sequence[int] | None = None,
 ) -> Batch:
-    """Right-pad to ``pad_length`` (longer rows cut to it), else to the batch's longest row;
-    ``text_index``: the dataset's rows are windows, combined per text (``Batch.owners``)."""
+    """Right-pad to ``pad_length`` (longer rows cut), else to the longest row; ``text_index``: the
+    rows are windows, numbered per text in ``Batch.owners``."""
     lengths = [len(ids) if pad_length is None else min(len(ids), pad_length) for ids, _, _ in items]
     width = pad_length if pad_length is not None else max(lengths, default=0)
     labels = [label for _, label, _ in items]
@@ -171,8 +166,7 @@ def collate(
 
 
 class BucketBatchSampler(Sampler[list[int]]):
-    """Batches of similar length (``plan_batches``, no token budget), shuffled every epoch if
-    asked; ``equal_lengths``: one length a batch (``last`` pooling then reads a real token)."""
+    """Batches of similar length, shuffled every epoch if asked; ``equal_lengths``: one a batch."""
 
     def __init__(
         self,
@@ -195,16 +189,14 @@ class BucketBatchSampler(Sampler[list[int]]):
         return len(self.batches)
 
     def __iter__(self) -> Iterator[list[int]]:
-        count = len(self.batches)
-        order = range(count)
+        order = range(len(self.batches))
         if self.shuffle:
-            order = torch.randperm(count, generator=self.generator).tolist()
+            order = torch.randperm(len(self.batches), generator=self.generator).tolist()
         yield from (self.batches[i] for i in order)
 
 
 class _TextBatches(Sampler[list[int]]):
-    """Batches of texts as batches of their rows: all of a text's windows in its batch (one
-    loss per text; under torchrun, on one rank)."""
+    """Batches of texts as batches of their rows: a text's windows in one batch (one loss)."""
 
     def __init__(self, texts: Sampler[list[int]], rows_of: list[list[int]]) -> None:
         self.texts, self.rows_of = texts, rows_of
@@ -229,16 +221,12 @@ def make_loader(
     bucket_by_length: bool = False,
     equal_lengths: bool = False,
 ) -> DataLoader:
-    """A ``DataLoader`` of ``Batch`` with a seeded generator; ``pad_length=None`` pads each batch
-    to its longest row; ``bucket_by_length`` (evaluation) groups similar lengths. Texts are
-    sampled, a text read as several windows (``text_index``) with all its rows in one batch."""
+    """A seeded ``DataLoader`` of ``Batch`` (``pad_length=None``: to each batch's longest row);
+    ``bucket_by_length`` (evaluation) groups similar lengths."""
     generator = torch.Generator().manual_seed(seed)
     owners = dataset.text_index
-    rows_of = [[row] for row in range(len(dataset))]
-    if owners is not None:
-        rows_of = [
-            list(rows) for _, rows in itertools.groupby(range(len(owners)), owners.__getitem__)
-        ]
+    key = None if owners is None else owners.__getitem__
+    rows_of = [list(rows) for _, rows in itertools.groupby(range(len(dataset)), key)]
     if bucket_by_length:
         lengths = [sum(dataset.lengths[row] for row in rows) for rows in rows_of]
         order = {"shuffle": shuffle, "drop_last": drop_last, "generator": generator}
@@ -316,29 +304,13 @@ class EncodedSplits:
     def longest_train(self) -> int:  # before truncation
         return max(self.train.original_lengths, default=0)
 
-    def loader(
-        self,
-        name: str,
-        batch_size: int = 8,
-        *,
-        shuffle: bool | None = None,
-        drop_last: bool | None = None,
-        seed: int = DEFAULT_SEED,
-        bucket_by_length: bool = False,
-        equal_lengths: bool = False,
-    ) -> DataLoader:
-        """The book's loaders: train shuffled with ``drop_last``, the others in order."""
+    def loader(self, name: str, batch_size: int = 8, **options: Any) -> DataLoader:
+        """The book's loaders: train shuffled with ``drop_last``, the others in order; ``options``:
+        ``make_loader``'s (``seed``, ``bucket_by_length``, ...)."""
         is_train = name == "train"
-        return make_loader(
-            self.split(name),
-            batch_size,
-            shuffle=is_train if shuffle is None else shuffle,
-            drop_last=is_train if drop_last is None else drop_last,
-            seed=seed,
-            pad_length=self.pad_lengths[name],
-            bucket_by_length=bucket_by_length,
-            equal_lengths=equal_lengths,
-        )
+        given = {key: value for key, value in options.items() if value is not None}
+        order = {"shuffle": is_train, "drop_last": is_train} | given
+        return make_loader(self.split(name), batch_size, pad_length=self.pad_lengths[name], **order)
 
 
 def encode_splits(
@@ -369,19 +341,10 @@ def encode_splits(
         length = strategy.length or context_length  # fixed:N, else batch or context
         limits = dict.fromkeys(SPLIT_NAMES, length)
         pad_lengths = dict.fromkeys(SPLIT_NAMES, None if strategy.kind == "batch" else length)
-    return EncodedSplits(
-        **{
-            name: EncodedDataset(
-                d.input_ids,
-                d.labels,
-                max_length=limits[name],
-                original_lengths=d.original_lengths,
-                long_text=long_text,
-            )
-            for name, d in full.items()
-        },
-        label_map=prepared.label_map,
-        padding=strategy,
-        context_length=context_length,
-        pad_lengths=pad_lengths,
-    )
+    datasets = [
+        EncodedDataset(
+            full[name].input_ids, full[name].labels, max_length=limits[name], long_text=long_text
+        )
+        for name in SPLIT_NAMES
+    ]
+    return EncodedSplits(*datasets, prepared.label_map, strategy, context_length, pad_lengths)

@@ -1,39 +1,100 @@
-"""From files (or the built-in ``sms-spam``) to train/validation/test records and a label map."""
+"""From files (or the built-in ``sms-spam``, the UCI SMS Spam Collection: downloaded once,
+checked against its sha256 and cached) to train/validation/test records and a label map."""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
+import urllib.error
+import urllib.request
+import zipfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import fileio
 from ..errors import GPTClassifierError
-from .labels import LabelMap
+from ..progress import progress_bar
+from . import splits
 from .readers import Record, read_records
-from .sms_spam import SMS_SPAM_NAME, sms_spam_path
-from .splits import (
-    DEFAULT_FRACTIONS,
-    DEFAULT_SEED,
-    SPLIT_FILES,
-    SPLIT_NAMES,
-    DedupReport,
-    balance_classes,
-    check_balance,
-    class_counts,
-    deduplicate,
-    parse_fractions,
-    stratified_split,
-    write_split_file,
-)
+from .splits import SPLIT_NAMES, LabelMap, class_counts
 
 PathLike = str | os.PathLike[str]
+SMS_SPAM_NAME = "sms-spam"
+SMS_SPAM_URL = "https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip"
+SMS_SPAM_MEMBER = "SMSSpamCollection"
+SMS_SPAM_SHA256 = "7d039a24a6083ed9ef0f806ebad56bbb976e3aeb8de05669173bfdc4996c239d"
+
+_HINT = "pass --data-file PATH to a local copy of SMSSpamCollection"
+_BAR = {"unit_scale": True, "unit_divisor": 1024, "leave": False}
+
+
+def sms_spam_path(
+    *,
+    url: str = SMS_SPAM_URL,
+    cache_dir: PathLike | None = None,
+    sha256: str = SMS_SPAM_SHA256,
+    progress: bool = True,
+    timeout: float = 60.0,
+) -> Path:
+    """The cached ``SMSSpamCollection``, downloaded (again, if its checksum is wrong) if needed."""
+    folder = Path(cache_dir) if cache_dir is not None else fileio.cache_dir()
+    target = folder / "sms_spam_collection" / SMS_SPAM_MEMBER
+    if target.is_file() and fileio.sha256_of(target) == sha256:
+        return target
+    request = urllib.request.Request(url, headers={"User-Agent": "gpt-classifier"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            size = response.headers.get("Content-Length")
+            total = int(size) if size and size.isdigit() else None
+            buffer = io.BytesIO()
+            with progress_bar(total, "sms-spam", enabled=progress, unit="B", **_BAR) as bar:
+                for chunk in iter(lambda: response.read(1 << 16), b""):
+                    buffer.write(chunk)
+                    bar.update(len(chunk))
+    except (OSError, ValueError) as exc:  # URLError (HTTPError), timeouts, resets, bad URLs
+        if isinstance(exc, urllib.error.HTTPError):
+            why = f"HTTP {exc.code} {exc.reason}"
+        elif isinstance(exc, urllib.error.URLError):
+            why = str(exc.reason)
+        else:
+            why = f"{type(exc).__name__}: {exc}"
+        raise GPTClassifierError(
+            f"cannot download the SMS Spam Collection from {url} ({why}); {_HINT}"
+        ) from None
+    try:
+        with zipfile.ZipFile(buffer) as archive:
+            names = [n for n in archive.namelist() if n.rsplit("/", 1)[-1] == SMS_SPAM_MEMBER]
+            if not names:
+                raise GPTClassifierError(
+                    f"the zip from {url} holds no {SMS_SPAM_MEMBER} "
+                    f"(it has {', '.join(archive.namelist()) or 'nothing'}); {_HINT}"
+                )
+            content = archive.read(names[0])
+    except zipfile.BadZipFile:
+        raise GPTClassifierError(f"the download from {url} is not a zip file; {_HINT}") from None
+    actual = hashlib.sha256(content).hexdigest()
+    if actual != sha256:
+        raise GPTClassifierError(
+            f"{SMS_SPAM_MEMBER} from {url} has sha256 {actual}, expected {sha256} "
+            f"(corrupt or changed download); {_HINT}"
+        )
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fileio.write_bytes(target, content)
+    except OSError as exc:
+        raise GPTClassifierError(
+            f"cannot write the dataset cache {target} ({exc.strerror or exc}); set "
+            f"{fileio.CACHE_ENV} to a writable folder or {_HINT}"
+        ) from None
+    return target
 
 
 @dataclass
 class DataSummary:
-    """Class counts at each step (split files: all three together) and per split; ``overlap``:
-    validation/test texts that also occur in training."""
+    """Class counts at each step and per split; ``overlap``: held-out texts also in training."""
 
     source: str
     raw: dict[str, int]
@@ -91,17 +152,15 @@ def prepare_dataset(
     label_column: str | None = None,
     balance: str = "undersample",
     keep_duplicates: bool = False,
-    seed: int = DEFAULT_SEED,
-    fractions: str | Sequence[float] = DEFAULT_FRACTIONS,
+    seed: int = splits.DEFAULT_SEED,
+    fractions: str | Sequence[float] = splits.DEFAULT_FRACTIONS,
     cache_dir: PathLike | None = None,
     progress: bool = True,
     lenient: bool = False,
 ) -> PreparedData:
-    """The splits, the label map (from the training split) and a summary. ``data_file`` (none or
-    ``"sms-spam"``: the built-in dataset) is deduplicated unless ``keep_duplicates``, balanced
-    (``undersample``, the book's; ``weighted`` is the training loss's) and split; split files
-    are read as they are. ``lenient``: runaway quotes only warn."""
-    method = check_balance(balance)
+    """The splits, the label map (from the training split) and a summary: ``data_file`` (default:
+    ``sms-spam``) is deduplicated, balanced and split; split files are read as they are."""
+    method = splits.check_balance(balance)
     split_files = {"train": train_file, "validation": validation_file, "test": test_file}
     if any(path is not None for path in split_files.values()):
         if data_file is not None:
@@ -115,7 +174,7 @@ def prepare_dataset(
             )
         read = {"fmt": fmt, "text_column": text_column, "label_column": label_column}
         return _from_split_files(split_files, lenient=lenient, **read)
-    fractions = parse_fractions(fractions)
+    fractions = splits.parse_fractions(fractions)
     if data_file is None or str(data_file) == SMS_SPAM_NAME:
         path = sms_spam_path(cache_dir=cache_dir, progress=progress)
         source, records = f"{SMS_SPAM_NAME} ({path})", read_records(path, "sms")
@@ -124,14 +183,16 @@ def prepare_dataset(
         records = read_records(data_file, fmt, text_column, label_column, lenient=lenient)
     raw = class_counts(records)
     _require_two_classes(raw, source)
-    unique, report = (records, DedupReport(0, 0)) if keep_duplicates else deduplicate(records)
+    unique, report = (records, splits.DedupReport(0, 0))
+    if not keep_duplicates:
+        unique, report = splits.deduplicate(records)
     deduplicated = class_counts(unique)
     _require_two_classes(deduplicated, f"{source} after dropping duplicate texts")
-    balanced = balance_classes(unique, method, seed)
-    splits = stratified_split(balanced, fractions, seed)
+    balanced = splits.balance_classes(unique, method, seed)
+    parts = splits.stratified_split(balanced, fractions, seed)
     return _prepared(
-        splits,
-        LabelMap.from_labels(r.label for r in splits[0]),
+        parts,
+        LabelMap.from_labels(r.label for r in parts[0]),
         source=source,
         raw=raw,
         deduplicated=deduplicated,
@@ -146,15 +207,14 @@ def prepare_dataset(
 
 
 def write_splits(prepared: PreparedData, output_dir: PathLike) -> dict[str, Path]:
-    """``train.csv``, ``validation.csv``, ``test.csv`` (columns ``Label,Text``) and
-    ``labels.json`` in ``output_dir``; returns their paths by name (``"labels"`` for the map)."""
+    """The three split CSVs (``Label,Text``) and ``labels.json``; their paths by name."""
     folder = Path(output_dir)
-    written = {name: folder / SPLIT_FILES[name] for name in SPLIT_NAMES}
+    written = {name: folder / splits.SPLIT_FILES[name] for name in SPLIT_NAMES}
     written["labels"] = folder / "labels.json"
     try:
         folder.mkdir(parents=True, exist_ok=True)
         for name in SPLIT_NAMES:
-            write_split_file(prepared.split(name), written[name])
+            splits.write_split_file(prepared.split(name), written[name])
         prepared.label_map.save(written["labels"])
     except OSError as exc:
         raise GPTClassifierError(
@@ -165,7 +225,7 @@ def write_splits(prepared: PreparedData, output_dir: PathLike) -> dict[str, Path
 
 def read_splits(directory: PathLike) -> PreparedData:
     """The splits written by :func:`write_splits` (or the book's three CSVs) from one folder."""
-    files = {name: Path(directory) / SPLIT_FILES[name] for name in SPLIT_NAMES}
+    files = {name: Path(directory) / splits.SPLIT_FILES[name] for name in SPLIT_NAMES}
     # write_splits writes validation and test even when empty; the book may lack them
     present = {name: p if name == "train" or p.exists() else None for name, p in files.items()}
     return _from_split_files(present, empty=True)
@@ -175,32 +235,31 @@ def _from_split_files(
     files: dict[str, PathLike | None], empty: bool = False, **read: Any
 ) -> PreparedData:
     """``empty``: validation and test files may hold a header only."""
-    splits = {
+    parts = {
         name: read_records(path, **read, allow_empty=empty and name != "train") if path else []
         for name, path in files.items()
     }
-    train_counts = class_counts(splits["train"])
+    train_counts = class_counts(parts["train"])
     _require_two_classes(train_counts, str(files["train"]))
     label_map = LabelMap.from_labels(train_counts)
-    for record in splits["validation"] + splits["test"]:
+    for record in parts["validation"] + parts["test"]:
         if record.label not in label_map:
             raise GPTClassifierError(
                 f"{record.where}: label {record.label!r} does not occur in the training file "
                 f"{files['train']} (its classes: {', '.join(label_map.classes)})"
             )
-    raw = class_counts([record for part in splits.values() for record in part])
+    raw = class_counts([record for part in parts.values() for record in part])
     source = ", ".join(str(p) for p in files.values() if p is not None)
     steps = dict.fromkeys(("raw", "deduplicated", "balanced"), raw)
-    return _prepared(list(splits.values()), label_map, source=source, **steps)
+    return _prepared(list(parts.values()), label_map, source=source, **steps)
 
 
-def _prepared(splits: Sequence[list[Record]], label_map: LabelMap, **summary: Any) -> PreparedData:
-    """The splits with their summary (``summary``: the fields of ``DataSummary`` but the splits'
-    counts and overlap)."""
-    seen = {record.text for record in splits[0]}
-    overlap = sum(record.text in seen for record in [*splits[1], *splits[2]])
-    counts = {name: class_counts(part) for name, part in zip(SPLIT_NAMES, splits, strict=True)}
-    return PreparedData(*splits, label_map, DataSummary(**summary, splits=counts, overlap=overlap))
+def _prepared(parts: Sequence[list[Record]], label_map: LabelMap, **summary: Any) -> PreparedData:
+    """The splits with a summary (``summary``: ``DataSummary``'s fields but counts and overlap)."""
+    seen = {record.text for record in parts[0]}
+    overlap = sum(record.text in seen for record in [*parts[1], *parts[2]])
+    counts = {name: class_counts(part) for name, part in zip(SPLIT_NAMES, parts, strict=True)}
+    return PreparedData(*parts, label_map, DataSummary(**summary, splits=counts, overlap=overlap))
 
 
 def _require_two_classes(counts: dict[str, int], source: str) -> None:

@@ -1,19 +1,6 @@
-"""Text files read row by row: one parser per format (:func:`iter_rows`) serves the labelled
-reader (``read_records``) and the reader of texts to classify (``streaming.py``), so a file means
-the same to both. Formats (``--format``) and the suffixes that pick them: ``sms`` (``label<TAB>
-text``, no header, no quoting), ``tsv`` (header, unquoted; ``.tsv``, ``.tab``, ``.txt``, none),
-``csv`` (RFC 4180), ``jsonl`` (``.jsonl``, ``.ndjson``), ``parquet`` (pyarrow or pandas;
-``.parquet``, ``.pq``), ``lines`` (texts to classify only). A ``.txt``/suffix-less (labelled:
-``.tsv`` too) file whose first line names no column is headerless: ``sms`` when labelled,
-``lines`` when not. UTF-8 (a BOM ignored); lines break at ``\n``, ``\r\n``, ``\r`` only; texts
-kept verbatim, labels stripped.
-
-Runaway quotes: a CSV field over several lines whose quotes do not close cleanly (one stray
-``"``) is an error naming its first line (``lenient``: a warning). One that closes but spans over
-``MAX_FIELD_LINES`` lines or holds lines that parse as records (labelled: with a label of the
-file; else ``UNLABELLED_RECORD_LINES`` of them) is a warning to the ``gpt_classifier.data``
-logger: a real text may do that.
-"""
+"""Text files read row by row: one parser per format (:func:`iter_rows`) under both the labelled
+reader and ``streaming.py``, so a file means the same to both (formats, suffixes, headerless
+files, runaway quotes: docs/design.md, "Data files")."""
 
 from __future__ import annotations
 
@@ -106,10 +93,8 @@ def detect_format(
             head = handle.read(_READ_BYTES).decode("utf-8", errors="replace")
     except OSError:
         head = ""
-    line = next(
-        (line for line in _LINE_BREAK.split(head.removeprefix("\ufeff")) if line.strip()), ""
-    )
-    fields = [f.strip().lower() for f in line.split("\t")] if line else []
+    lines = _LINE_BREAK.split(head.removeprefix("\ufeff"))
+    fields = [f.strip().lower() for f in next((s for s in lines if s.strip()), "").split("\t")]
     wanted = {c.lower() for c in (text_column, label_column) if c}
     if wanted & set(fields) or set(fields) & {*TEXT_COLUMNS, *LABEL_COLUMNS}:
         return fmt
@@ -137,8 +122,7 @@ def _cannot_read(path: Path, exc: OSError) -> GPTClassifierError:
 
 
 def check_utf8(path: Path) -> None:
-    """Raise unless the file is readable, not blank and UTF-8 throughout (read a MiB at a time);
-    a bad byte is named by its line and column."""
+    """Raise unless the file is readable, not blank and UTF-8 throughout (a bad byte: its line)."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     offset, breaks, last_break, after_cr, blank = 0, 0, -1, False, True
     try:
@@ -175,10 +159,8 @@ def check_utf8(path: Path) -> None:
 def iter_rows(
     path: Path, fmt: str, lines: list[int] | None = None
 ) -> Iterator[tuple[int, Any, bool]]:
-    """``(line, row, broken)`` of every non-blank row: a dict per line (``sms``, ``jsonl``,
-    ``lines``), or a table's header (Parquet: line 0, then row numbers) and each row's cells.
-    ``broken``: a CSV row over several lines whose quotes do not close cleanly; ``lines[0]``
-    counts the non-blank physical lines read."""
+    """``(line, row, broken)`` of every non-blank row: a dict, or a table's header then cells;
+    ``broken``: quotes that do not close cleanly; ``lines[0]`` counts non-blank lines read."""
     if fmt == "parquet":
         yield from parquet_rows(path)
         return
@@ -325,8 +307,7 @@ def parquet_rows(path: Path) -> Iterator[tuple[int, list[Any], bool]]:
 
 @dataclass
 class Runaways:
-    """The quoted fields over several lines of a CSV/TSV file's rows, fed one row at a time;
-    ``labels``: the file's labels, for a labelled file (the rules: module docstring)."""
+    """The quoted fields over several lines of a CSV file, fed one row at a time."""
 
     width: int
     label_index: int = 0
@@ -353,19 +334,16 @@ class Runaways:
             line += len(parts) - 1
 
     def _is_record(self, line: str) -> bool:
-        if self.width < 2 or not line.strip():
-            return False
         try:
-            cells = next(csv.reader([line]), [])
+            cells = next(csv.reader([line]), []) if line.strip() else []
         except csv.Error:
             return False
-        if len(cells) != self.width:
+        if len(cells) != self.width or self.width < 2:
             return False
         return self.labels is None or cells[self.label_index].strip() in self.labels
 
     def report(self, *, rows: int, lines: int, source: str, lenient: bool) -> None:
-        """Raise for a broken field (``lenient``: warn), warn for the others; ``lines``: the
-        file's non-blank lines after the header."""
+        """Raise for a broken field (``lenient``: warn), warn for the others."""
         if self.first is None:
             return
         counts = f"{rows} row(s) read from {lines} non-blank line(s) after the header"
@@ -415,7 +393,6 @@ def _check_text(text: Any, where: str, empty: str) -> None:
 
 
 def make_record(text: Any, label: Any, source: str, line: int) -> Record:
-    """A checked ``Record``: a non-empty string text, a string or integral label."""
     where = f"{source}:{line}"
     if hasattr(label, "item") and not isinstance(label, (str, bytes)):
         label = label.item()  # numpy scalars from Parquet/pandas
@@ -447,7 +424,6 @@ def text_row(
 
 
 def _known_column(columns: Sequence[str], known: Sequence[str]) -> str | None:
-    """The first of ``known`` among ``columns``, in any case (the file's first spelling)."""
     by_lower = {column.lower(): column for column in reversed(columns)}
     return next((by_lower[name] for name in known if name in by_lower), None)
 
@@ -504,12 +480,11 @@ def read_records(
     allow_empty: bool = False,
     lenient: bool = False,
 ) -> list[Record]:
-    """All examples of a labelled file; ``GPTClassifierError`` names the file and line of the
-    first problem. ``allow_empty``: a header without rows gives ``[]``; ``lenient``: a runaway
-    quoted CSV field is a warning, not an error."""
+    """All examples of a labelled file; an error names the file and line of the first problem."""
     wanted = (text_column, label_column)
-    columns = dict(text_column=text_column, label_column=label_column)
-    path, fmt = resolve_file(path, "data file", fmt, FORMATS, **columns)
+    path, fmt = resolve_file(
+        path, "data file", fmt, FORMATS, text_column=text_column, label_column=label_column
+    )
     source = str(path)
     if fmt == "sms" and any(wanted):
         raise GPTClassifierError(

@@ -1,20 +1,22 @@
-"""Deduplication, class balancing, seeded stratified splits, and the split files on disk; each
-function draws from its own ``random.Random(seed)``, so a result depends on its inputs only."""
+"""Label maps, deduplication, class balancing, seeded stratified splits and the split files;
+each function draws from its own ``random.Random(seed)``: a result depends on its inputs only."""
 
 from __future__ import annotations
 
 import csv
+import itertools
+import json
 import math
 import os
 import random
+import re
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import GPTClassifierError
-from ..fileio import atomic_path
-from .labels import sort_labels
+from ..fileio import atomic_path, read_json, write_text
 from .readers import Record
 
 BALANCE_METHODS = ("weighted", "undersample", "none")
@@ -22,6 +24,70 @@ DEFAULT_FRACTIONS = (0.7, 0.1, 0.2)
 DEFAULT_SEED = 123
 SPLIT_NAMES = ("train", "validation", "test")
 SPLIT_FILES = {name: f"{name}.csv" for name in SPLIT_NAMES}
+_INTEGER = re.compile(r"[+-]?\d+")
+
+
+def sort_labels(labels: Iterable[str]) -> list[str]:
+    """Distinct labels: numeric when all are integers (``"2" < "10"``), else by string."""
+    distinct = set(labels)
+    if distinct and all(_INTEGER.fullmatch(label) for label in distinct):
+        return sorted(distinct, key=lambda label: (int(label), label))
+    return sorted(distinct)
+
+
+@dataclass(frozen=True)
+class LabelMap:
+    """Class names in id order: ``classes[i]`` is the name of output ``i`` of the classifier."""
+
+    classes: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        classes = tuple(map(str, self.classes))
+        object.__setattr__(self, "classes", classes)
+        if not classes:
+            raise GPTClassifierError("a label map needs at least one class")
+        twice = [name for i, name in enumerate(classes) if name in classes[:i]]
+        if twice:
+            raise GPTClassifierError(f"label map lists class {twice[0]!r} twice")
+        object.__setattr__(self, "_ids", {name: i for i, name in enumerate(classes)})
+
+    @classmethod
+    def from_labels(cls, labels: Iterable[str]) -> LabelMap:
+        """The classes seen in ``labels``, ordered by :func:`sort_labels`."""
+        return cls(tuple(sort_labels(labels)))
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def __len__(self) -> int:
+        return len(self.classes)
+
+    def __contains__(self, label: object) -> bool:
+        return label in self._ids  # type: ignore[attr-defined]
+
+    def id_of(self, label: str) -> int:
+        """The class id of ``label``; raises ``GPTClassifierError`` for an unknown label."""
+        try:
+            return self._ids[label]  # type: ignore[attr-defined]
+        except KeyError:
+            raise GPTClassifierError(
+                f"unknown label {label!r}; known classes: {', '.join(self.classes)}"
+            ) from None
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        text = json.dumps({"classes": list(self.classes)}, indent=2, ensure_ascii=False)
+        write_text(path, text + "\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> LabelMap:
+        values = read_json(path, "label map file")
+        if not isinstance(values, dict) or not isinstance(values.get("classes"), list):
+            raise GPTClassifierError(f'{path}: expected an object {{"classes": [...]}}')
+        classes = values["classes"]
+        if not all(isinstance(c, (str, int)) and not isinstance(c, bool) for c in classes):
+            raise GPTClassifierError(f"{path}: classes must be strings")
+        return cls(tuple(str(c) for c in classes))
 
 
 @dataclass(frozen=True)
@@ -42,9 +108,8 @@ def deduplicate(records: Sequence[Record]) -> tuple[list[Record], DedupReport]:
 def balance_classes(
     records: Sequence[Record], method: str = "weighted", seed: int = DEFAULT_SEED
 ) -> list[Record]:
-    """``undersample``: a seeded random subset of every class, as large as the smallest class
-    (the book's ``create_balanced_dataset``), in the original order; ``weighted`` (the loss
-    balances the classes, see ``class_weights``) and ``none``: unchanged."""
+    """``undersample`` (the book's ``create_balanced_dataset``): a seeded subset of every class as
+    large as the smallest, in the original order; ``weighted`` (the loss's) and ``none``: all."""
     records = list(records)
     if check_balance(method) != "undersample" or not records:
         return records
@@ -69,15 +134,13 @@ def check_balance(method: str) -> str:
 
 
 def class_weights(counts: Mapping[str, int], classes: Sequence[str]) -> list[float]:
-    """Loss weight of each class in ``classes`` order: n / (k * count), scikit-learn's
-    "balanced", so that every class weighs as much in the loss as if all were equally large."""
+    """Loss weight of each class: n / (k * count), scikit-learn's "balanced"."""
     total = sum(counts.get(label, 0) for label in classes)
     return [total / (len(classes) * counts[c]) if counts.get(c) else 0.0 for c in classes]
 
 
 def parse_fractions(value: str | Sequence[float]) -> tuple[float, float, float]:
-    """``"0.7,0.1,0.2"`` or 2 or 3 fractions (>= 0, train > 0, sum 1; test the rest of 2) ->
-    (train, validation, test)."""
+    """``"0.7,0.1,0.2"`` or 2 or 3 fractions (test the rest of 2) -> (train, validation, test)."""
     texts = value.replace(" ", "").split(",") if isinstance(value, str) else value
     try:
         parts = [float(p) for p in texts if p != ""]
@@ -103,8 +166,7 @@ def parse_fractions(value: str | Sequence[float]) -> tuple[float, float, float]:
 
 
 def split_sizes(count: int, fractions: Sequence[float]) -> tuple[int, int, int]:
-    """Per-class sizes: floor(n * train), floor(n * validation), the rest to test (as the book
-    splits the whole set); at least one training example when the class has any."""
+    """Per-class sizes: floor(n * train), floor(n * validation), the rest (as the book splits)."""
     train = math.floor(count * fractions[0] + 1e-9)
     validation = math.floor(count * fractions[1] + 1e-9)
     if count and train == 0:
@@ -128,10 +190,9 @@ def stratified_split(
     for label in sort_labels(by_class):
         members = by_class[label]
         rng.shuffle(members)
-        n_train, n_validation, _ = split_sizes(len(members), fractions)
-        splits[0].extend(members[:n_train])
-        splits[1].extend(members[n_train : n_train + n_validation])
-        splits[2].extend(members[n_train + n_validation :])
+        ends = list(itertools.accumulate(split_sizes(len(members), fractions)))
+        for split, start, end in zip(splits, [0, *ends], ends, strict=False):
+            split.extend(members[start:end])
     for split in splits:
         rng.shuffle(split)
     return splits

@@ -1,6 +1,5 @@
-"""Files of texts to classify, read row by row in memory that does not grow with the file:
-:func:`scan_text_file` checks every row and counts them, :func:`iter_text_rows` then gives them
-(from row ``skip`` on, for a resumed run). Parquet is decoded 4,096 rows at a time."""
+"""Files of texts to classify in memory that does not grow with the file: :func:`scan_text_file`
+checks and counts every row, :func:`iter_text_rows` then gives them (from ``skip``: resumed)."""
 
 from __future__ import annotations
 
@@ -11,19 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import GPTClassifierError
-from .readers import (
-    TABLE_FORMATS,
-    TEXT_FORMATS,
-    PathLike,
-    Runaways,
-    TextRow,
-    check_utf8,
-    check_width,
-    iter_rows,
-    pick_text_column,
-    resolve_file,
-    text_row,
-)
+from . import readers
+from .readers import TABLE_FORMATS, PathLike, TextRow, iter_rows, text_row
 
 
 @dataclass(frozen=True)
@@ -38,8 +26,7 @@ class TextFilePlan:
 def read_unlabelled(
     path: PathLike, fmt: str | None = None, text_column: str | None = None, *, lenient: bool = False
 ) -> list[TextRow]:
-    """Every text of a file to classify with its row's fields (the text column: as given, else
-    the first of ``TEXT_COLUMNS``, else the only column)."""
+    """Every text of a file to classify with its row's fields."""
     return list(iter_text_rows(scan_text_file(path, fmt, text_column, lenient=lenient)))
 
 
@@ -55,22 +42,21 @@ def scan_text_file(
     lenient: bool = False,
     max_rows: int | None = None,
 ) -> TextFilePlan:
-    """Check every row of ``path`` keeping only counts and column names; the errors, in this
-    order: undecodable bytes, malformed CSV, runaway quotes, ragged rows, no rows, a missing
-    column, an empty text (whatever the order of the rows). Past ``max_rows`` rows it stops
-    with :class:`TooManyRows`."""
-    path, fmt = resolve_file(
-        path, "input file", fmt, TEXT_FORMATS, text_column=text_column, labelled=False
+    """Check every row keeping only counts and column names; errors come in one order whatever the
+    order of the rows (bytes, CSV, quotes, widths, no rows, column, empty text)."""
+    kind, formats = "input file", readers.TEXT_FORMATS
+    path, fmt = readers.resolve_file(
+        path, kind, fmt, formats, text_column=text_column, labelled=False
     )
     source = str(path)
     if fmt != "parquet":
-        check_utf8(path)
+        readers.check_utf8(path)
     lines = [0]
     rows = iter_rows(path, fmt, lines)
     header = next(rows, (0, [], False))[1] if fmt in TABLE_FORMATS else None
     # a JSON-lines file's columns are the keys of its objects, in order of appearance
     columns = dict.fromkeys(header or {"lines": ["text"], "sms": ["label", "text"]}.get(fmt, []))
-    runaways = Runaways(len(header)) if header is not None and fmt != "parquet" else None
+    runaways = readers.Runaways(len(header)) if header is not None and fmt != "parquet" else None
     errors: dict[str, GPTClassifierError] = {}  # the first of each kind: width, column, text
 
     def first_error(kind: str, check: Callable[..., Any], *args: Any) -> Any:
@@ -91,9 +77,11 @@ def scan_text_file(
         if fmt == "jsonl":
             columns.update(dict.fromkeys(row))
         if count == 1:
-            column = first_error("column", pick_text_column, list(columns), text_column, source)
+            column = first_error(
+                "column", readers.pick_text_column, list(columns), text_column, source
+            )
         if header is not None and len(row) != len(header):
-            first_error("width", check_width, row, header, source, number, fmt)
+            first_error("width", readers.check_width, row, header, source, number, fmt)
             continue
         values = row if header is None else dict(zip(header, row, strict=True))
         if column is not None:

@@ -1,7 +1,6 @@
-"""Texts longer than the model reads, as windows of its length. ``truncate`` keeps the start (the
-book's); ``head-tail`` the start and the end in one window; ``chunks`` windows over the whole
-text. A window is one more sequence for batching, caching and serving; ``owners`` says whose it
-is, and the classifier combines a text's windows (``classifier.pooling.combine_windows``)."""
+"""Texts longer than the model reads, as windows of its length: ``truncate`` keeps the start (the
+book's), ``head-tail`` the start and the end, ``chunks`` windows over the whole text (combined by
+``classifier.pooling.combine_windows``)."""
 
 from __future__ import annotations
 
@@ -87,8 +86,7 @@ def reads_all(total: int, length: int, long_text: LongText) -> bool:
 def window_texts(
     texts: Sequence[Sequence[int]], length: int, long_text: LongText
 ) -> tuple[list[list[int]], list[int] | None]:
-    """``(windows, owners)``: every text's windows in order and the text each belongs to
-    (``owners`` None when every text is one window: nothing to combine)."""
+    """Every text's windows in order and the text each belongs to (None: one window a text)."""
     per_text = [text_windows(ids, length, long_text) for ids in texts]
     windows = [window for group in per_text for window in group]
     owners = [text for text, group in enumerate(per_text) for _ in group]
