@@ -1,10 +1,5 @@
-"""The HTTP API and its page: ``/classify``, ``/classify/file``, ``/explain``, ``/info``,
-``/health``, ``/metrics``, ``/docs`` and ``/``. One worker thread owns the model and batches
-concurrent requests; every refusal (408, 413, 422, 429, 503) is a JSON ``{"detail": "<one line>"}``
-and costs no model time. Everything shown is served offline: the page (plain HTML, CSS and
-JavaScript in ``page/``, no build step) and Swagger UI (FastAPI's default page loads it from a
-CDN; here ``swagger-ui-bundle-v2``'s files, Swagger UI 5 for OpenAPI 3.1, come from this server).
-"""
+"""The HTTP API, its page and Swagger UI, all served offline (docs/serving.md). Every refusal
+(408, 413, 422, 429, 503) is a JSON ``{"detail": "<one line>"}`` and costs no model time."""
 
 from __future__ import annotations
 
@@ -100,17 +95,11 @@ def create_app(
     run_dir: str | None = None,
     model_thread: ModelThread | None = None,
 ) -> FastAPI:
-    """A FastAPI app serving ``classifier``; forward passes run in ``model_thread`` (pass the one
-    that loaded ``classifier``). The limits are the ``serve`` flags of the same names."""
+    """A FastAPI app serving ``classifier``; the limits are the ``serve`` flags of those names."""
     check_limits(max_texts=max_texts, max_queue=max_queue)
-    batcher = Batcher(
-        classifier,
-        max_batch_tokens=max_batch_tokens,
-        batch_wait_ms=batch_wait_ms,
-        max_queue=max_queue,
-        max_batch_texts=batch_size,
-        model_thread=model_thread,
-    )
+    shared = {"max_batch_tokens": max_batch_tokens, "batch_wait_ms": batch_wait_ms}
+    shared["max_queue"] = max_queue
+    batcher = Batcher(classifier, **shared, max_batch_texts=batch_size, model_thread=model_thread)
     metrics = server.ServerMetrics(queue_depth=lambda: batcher.depth)
     batcher.on_batch = metrics.observe_batch
 
@@ -145,10 +134,8 @@ def create_app(
         device=str(classifier.device),
         precision=classifier.precision,
         package_version=__version__,
+        **shared,
         max_texts=max_texts,
-        max_batch_tokens=max_batch_tokens,
-        batch_wait_ms=batch_wait_ms,
-        max_queue=max_queue,
         max_request_bytes=max_request_bytes,
     )
     _add_status_routes_and_pages(app, model_info)
@@ -157,9 +144,7 @@ def create_app(
 
 
 def _run_card(run_dir: str | None) -> tuple[schemas.TestMetricsOut | None, str | None]:
-    """What ``/info`` says beyond ``run.json``: the test metrics and when the run was saved (ISO
-    8601, UTC). ``metrics.json`` is informative, not needed to serve: a run without it (saved
-    from Python) or with fields this version does not know shows them as unknown, not an error."""
+    """The test metrics and save time ``/info`` shows; missing or unknown ones are ``None``."""
     if run_dir is None:
         return None, None
     try:  # the marker is the last file a run gets: its time is when it was saved
@@ -189,8 +174,6 @@ def _is_number(value: Any) -> bool:
 
 
 def _add_status_routes_and_pages(app: FastAPI, model_info: schemas.InfoOut) -> None:
-    """``/health``, ``/info``, ``/metrics``, the page at ``/`` and Swagger UI at ``/docs`` (the
-    app is built with ``docs_url=None``)."""
     from swagger_ui_bundle import swagger_ui_path
 
     index = (PAGE_DIR / "index.html").read_text(encoding="utf-8")
@@ -218,6 +201,7 @@ def _add_status_routes_and_pages(app: FastAPI, model_info: schemas.InfoOut) -> N
 
     described = "Prometheus text format: requests by endpoint and status, latency, batch sizes "
     described += "in texts and tokens, queue depth, texts classified."
+    plain = {"response_class": PlainTextResponse, "responses": {200: {"description": described}}}
 
     @app.get("/health", summary="Answers once the model is loaded")
     async def health() -> schemas.HealthOut:
@@ -227,12 +211,7 @@ def _add_status_routes_and_pages(app: FastAPI, model_info: schemas.InfoOut) -> N
     async def get_info() -> schemas.InfoOut:
         return model_info
 
-    @app.get(
-        "/metrics",
-        summary="Prometheus metrics",
-        response_class=PlainTextResponse,
-        responses={200: {"description": described}},
-    )
+    @app.get("/metrics", summary="Prometheus metrics", **plain)
     async def prometheus_metrics() -> Response:
         return Response(generate_latest(app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -280,9 +259,7 @@ def _errors(invalid: str) -> dict[int | str, dict[str, Any]]:
 
 @dataclass
 class _Admission:
-    """Texts into the batcher: reserved against the queue bound first (a refusal, ``QueueFull``
-    or ``ShuttingDown``, costs nothing), tokenised, then handed to the worker and awaited
-    without holding a thread."""
+    """Texts into the batcher: reserved first (so a refusal costs nothing), tokenised, awaited."""
 
     classifier: TextClassifier
     batcher: Batcher
@@ -291,21 +268,18 @@ class _Admission:
     max_request_bytes: int
 
     async def encode(self, texts: list[str], truncate: bool) -> tuple[list[list[int]], Any, int]:
-        """Short requests are tokenised on the event loop (microseconds, less than a thread
-        hand-off, and each extra thread wake-up preempts the model's threads on a busy CPU);
-        longer ones in the thread pool, so that a huge request never stalls the loop."""
+        # short requests on the loop (cheaper than waking a thread that preempts the model's),
+        # long ones in the thread pool, so that a huge request never stalls the loop
         if sum(len(text) for text in texts) <= INLINE_TOKENIZE_CHARS:
             return self.classifier.encode_windows(texts, truncate=truncate)
         return await run_in_threadpool(self.classifier.encode_windows, texts, truncate=truncate)
 
     async def run(self, encoded: list[list[int]], truncated: int) -> Any:
-        """Probabilities of reserved inputs, once the worker has run them."""
         probabilities = await asyncio.wrap_future(self.batcher.submit(encoded))
         self.metrics.truncated.inc(truncated)
         return probabilities
 
     async def classify(self, texts: list[str], truncate: bool, started: float) -> dict[str, Any]:
-        """The fields of a ``schemas.ClassifyResponse``."""
         self.batcher.reserve(len(texts))
         try:
             encoded, owners, truncated = await self.encode(texts, truncate)

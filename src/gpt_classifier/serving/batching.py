@@ -1,8 +1,6 @@
-"""Dynamic batching: one worker thread owns the model and merges concurrent requests, admitted
-against a queue bounded in texts. It waits a few milliseconds after a text arrives for others,
-then runs one pass at a time within the token budget (a huge request spans passes; small ones are
-not stuck behind it): packed, the oldest texts in order; padded, the oldest text with those
-nearest it in length. A request is answered once all its texts are done."""
+"""Dynamic batching: one worker thread owns the model and runs concurrent requests' texts in
+token-budgeted passes, packed or grouped by length, admitted against a queue bounded in texts
+(docs/serving.md#how-requests-are-batched)."""
 
 from __future__ import annotations
 
@@ -52,10 +50,8 @@ class BatchStats:  # one forward pass, for the metrics
 
 
 class Batcher:
-    """Merges concurrent requests into token-budgeted passes: ``reserve`` admits texts before
-    tokenising (or raises ``QueueFull``), ``submit`` hands over their ids for a future of their
-    probabilities, ``release`` frees a failed request's slots. The worker runs in
-    ``model_thread`` (the one that loaded the model) or a thread of its own."""
+    """``reserve`` admits texts (or raises ``QueueFull``), ``submit`` runs their ids, ``release``
+    frees a failed request's slots; the worker runs in ``model_thread`` or a thread of its own."""
 
     def __init__(
         self,
@@ -139,8 +135,7 @@ class Batcher:
                 self._process(taken)
 
     def _take(self) -> list[tuple[_Job, int]] | None:
-        """The texts of the next pass, after the wait window; the oldest always goes. One pass
-        at a time: the texts left over wait with new ones, to be grouped by length again."""
+        """The texts of the next pass, after the wait window; the oldest always goes."""
         with self._cond:
             while not self._pending:
                 if self._closing:
@@ -198,7 +193,6 @@ class Batcher:
         return best_padded_batch(lengths, texts, tokens)
 
     def _process(self, taken: Sequence[tuple[_Job, int]]) -> None:
-        """One forward pass; a request whose texts all ran is answered at once."""
         encoded = [job.encoded[index] for job, index in taken]
         packed = self.classifier.can_pack
         try:
@@ -227,7 +221,7 @@ class Batcher:
                 self._finish(job)
 
     def _finish(self, job: _Job) -> None:
-        """One text of ``job`` done (lock held); the request is answered once all are."""
+        # lock held
         self.depth -= 1
         job.remaining -= 1
         if job.remaining == 0:

@@ -1,15 +1,6 @@
-"""The app under uvicorn on a socket bound beforehand, and what refuses requests at the door.
-
-On SIGTERM or SIGINT uvicorn stops accepting, waits for open requests, then the app's shutdown
-drains the batcher, which is told at the signal to stop waiting for company. Refused before
-FastAPI reads (and buffers) a body, each closing the connection (the unread body would otherwise
-be taken for the next request): a connection without a request's headers
-``HEADER_TIMEOUT_SECONDS`` after it opened or after its last answer (uvicorn times only idle
-keep-alive, so a client trickling a header held its connection for ever), under a burst any model
-request while the queue is full (429, no parsing, routing or validation), a body over the limit
-(413, from Content-Length or once the streamed bytes pass it) or not all there
-``BODY_TIMEOUT_SECONDS`` after its headers (408). Every answer is counted in Prometheus metrics,
-one registry per app, so several apps in one process keep separate counts."""
+"""The app under uvicorn on a socket bound beforehand (a stop signal drains the batcher), what
+refuses requests at the door before FastAPI buffers a body (slow headers, a full queue, a large or
+late body: each closes the connection), and the Prometheus metrics, one registry per app."""
 
 from __future__ import annotations
 
@@ -50,6 +41,7 @@ UNMATCHED = "other"  # one label for every unknown path, so scanners cannot blow
 
 
 class HeaderTimeoutProtocol(_Protocol):
+    # uvicorn times only idle keep-alive: a client trickling a header would hold it for ever
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._header_timer = self.loop.call_later(HEADER_TIMEOUT_SECONDS, self._headers_late)
@@ -103,8 +95,7 @@ def too_large(limit: int) -> str:
 
 
 class GuardMiddleware:
-    """Counts and times every answer by endpoint and status, and refuses at the door (429, 413,
-    408: see the module's docstring)."""
+    """Counts and times every answer by endpoint and status; refuses 429, 413, 408 at the door."""
 
     def __init__(self, app: ASGIApp, served: FastAPI, max_bytes: int) -> None:
         self.app, self.max_bytes, self.routes = app, max_bytes, served.routes
