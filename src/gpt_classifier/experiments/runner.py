@@ -59,8 +59,8 @@ def run_grid(
     outcomes: dict[tuple[int, int], RunOutcome] = {}
     for row in order:
         for seed in seeds:
-            name = f"row-{row.number:02d}" + (f"-seed-{seed}" if len(seeds) > 1 else "")
-            run_dir = output_dir / name
+            suffix = f"-seed-{seed}" if len(seeds) > 1 else ""
+            run_dir = output_dir / f"row-{row.number:02d}{suffix}"
             outcome = outcomes[row.number, seed] = RunOutcome(row, seed, run_dir)
             title = f"row {row.number} ({row.name}), seed {seed}"
             if resume and (run_dir / MARKER_FILE).is_file() and not _interrupted(run_dir):

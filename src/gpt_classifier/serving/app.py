@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -121,7 +122,6 @@ def create_app(
     app.state.batcher, app.state.metrics = batcher, metrics
     app.add_middleware(server.GuardMiddleware, served=app, max_bytes=max_request_bytes)
     _add_error_handlers(app)
-    test, trained_at = _run_card(run_dir)
     info, trainable = classifier.info, (classifier.info.extra or {}).get("trainable")
     model_info = schemas.InfoOut(
         run_dir=run_dir,
@@ -129,8 +129,7 @@ def create_app(
         **{key: getattr(info, key) for key in _RUN_INFO_FIELDS},
         long_text=info.long_text.mode,
         trainable=trainable if isinstance(trainable, str) else None,
-        test=test,
-        trained_at=trained_at,
+        **_run_card(run_dir),
         device=str(classifier.device),
         precision=classifier.precision,
         package_version=__version__,
@@ -143,30 +142,28 @@ def create_app(
     return app
 
 
-def _run_card(run_dir: str | None) -> tuple[schemas.TestMetricsOut | None, str | None]:
+def _run_card(run_dir: str | None) -> dict[str, Any]:
     """The test metrics and save time ``/info`` shows; missing or unknown ones are ``None``."""
+    card: dict[str, Any] = {"test": None, "trained_at": None}
     if run_dir is None:
-        return None, None
-    try:  # the marker is the last file a run gets: its time is when it was saved
+        return card
+    with contextlib.suppress(OSError):  # the marker is a run's last file: when it was saved
         seconds = (Path(run_dir) / MARKER_FILE).stat().st_mtime
-        saved = datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="seconds")
-    except OSError:
-        saved = None
+        card["trained_at"] = datetime.fromtimestamp(seconds, timezone.utc).isoformat("T", "seconds")
     try:
         test = json.loads((Path(run_dir) / "metrics.json").read_text(encoding="utf-8")).get("test")
     except (OSError, ValueError, AttributeError):
         test = None
-    if not isinstance(test, dict) or not _is_number(test.get("accuracy")):
-        return None, saved
-    macro: Any = test.get("macro_avg")
-    f1 = macro.get("f1") if isinstance(macro, dict) else None
-    examples = test.get("num_examples")
-    metrics = schemas.TestMetricsOut(
-        accuracy=float(test["accuracy"]),
-        macro_f1=float(f1) if _is_number(f1) else None,
-        examples=examples if type(examples) is int else None,
-    )
-    return metrics, saved
+    if isinstance(test, dict) and _is_number(test.get("accuracy")):
+        macro: Any = test.get("macro_avg")
+        f1 = macro.get("f1") if isinstance(macro, dict) else None
+        examples = test.get("num_examples")
+        card["test"] = schemas.TestMetricsOut(
+            accuracy=float(test["accuracy"]),
+            macro_f1=float(f1) if _is_number(f1) else None,
+            examples=examples if type(examples) is int else None,
+        )
+    return card
 
 
 def _is_number(value: Any) -> bool:

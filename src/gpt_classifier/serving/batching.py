@@ -29,6 +29,11 @@ _CANDIDATE_BUDGETS = 4  # a pass is chosen among this many budgets of the oldest
 class QueueFull(Exception):
     """More texts are waiting than the queue holds; the caller should retry later."""
 
+    def __init__(self, depth: int, limit: int) -> None:
+        super().__init__(
+            f"server busy: {depth} texts are queued and the queue holds {limit}; retry later"
+        )
+
 
 class ShuttingDown(Exception):
     """The batcher is draining before exit and takes no new work."""
@@ -72,11 +77,8 @@ class Batcher:
         self._cond = threading.Condition()
         self._pending: deque[tuple[_Job, int]] = deque()  # (request, index of its text)
         self._pending_tokens = 0
-        # texts admitted and not yet classified (being tokenised, waiting or in a batch): what
-        # the queue bound counts
-        self.depth = 0
-        self._closing = False
-        self._hurry = False  # set from a signal handler: read without the lock, polled
+        self.depth = 0  # texts admitted, not yet classified: what the queue bound counts
+        self._closing = self._hurry = False  # _hurry: set by a signal handler, read without lock
         self._model_thread = model_thread
         self._worker: Future[None] | None = None
 
@@ -85,10 +87,7 @@ class Batcher:
             if self._closing:
                 raise ShuttingDown("the server is shutting down")
             if self.depth + texts > self.max_queue:
-                raise QueueFull(
-                    f"server busy: {self.depth} texts are queued and the queue holds "
-                    f"{self.max_queue}; retry later"
-                )
+                raise QueueFull(self.depth, self.max_queue)
             self.depth += texts
 
     def release(self, texts: int) -> None:
@@ -101,7 +100,7 @@ class Batcher:
         probabilities = torch.empty(len(encoded), len(self.classifier.classes))
         job = _Job(encoded, future, probabilities, len(encoded))
         if not encoded:
-            future.set_result(job.probabilities)
+            future.set_result(probabilities)
             return future
         with self._cond:
             if self._closing:
@@ -141,9 +140,8 @@ class Batcher:
                 if self._closing:
                     return None
                 self._cond.wait()
-            # The window starts now, also for texts queued during the last pass: its clients
-            # send again within milliseconds, and fuller passes pay the weights' read once
-            # (a window from the oldest text's arrival made passes of ~17 texts, not ~23).
+            # The window starts now, also for texts queued during the last pass: their clients
+            # send again within ms (from the oldest's arrival, passes held ~17 texts, not ~23).
             deadline = time.monotonic() + self.batch_wait
             while (
                 not self._closing
@@ -172,9 +170,8 @@ class Batcher:
                 return []
             lengths = [len(job.encoded[index]) for job, index in candidates]
             chosen = set(self._choose_pass(lengths))
-            self._pending.extendleft(
-                reversed([c for i, c in enumerate(candidates) if i not in chosen])
-            )
+            left_over = [c for i, c in enumerate(candidates) if i not in chosen]
+            self._pending.extendleft(reversed(left_over))
             self._pending_tokens -= sum(lengths[row] for row in chosen)
             return [candidates[row] for row in sorted(chosen)]
 
@@ -186,8 +183,8 @@ class Batcher:
         info, model = self.classifier.info, self.classifier.model
         reads = padding_reads(model.pooling, model.cfg.causal, info.pad_length)
         if info.pad_length is not None or reads.pooled:
-            # Every pass is padded to the same length, or (the book's position -1 without a
-            # pad length) only texts of one length may share it: the classifier's own plan.
+            # one padded length for all, or only texts of one length may share a pass (the
+            # book's position -1 without a pad length): the classifier's own plan
             plans = self.classifier.plan_batches(lengths, texts, tokens)
             return next(rows for rows in plans if 0 in rows)
         return best_padded_batch(lengths, texts, tokens)
@@ -220,8 +217,7 @@ class Batcher:
             for job, _ in taken:
                 self._finish(job)
 
-    def _finish(self, job: _Job) -> None:
-        # lock held
+    def _finish(self, job: _Job) -> None:  # lock held
         self.depth -= 1
         job.remaining -= 1
         if job.remaining == 0:

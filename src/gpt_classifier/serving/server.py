@@ -25,7 +25,7 @@ try:  # the protocol uvicorn's http="auto" picks: its C parser when installed
 except ImportError:
     from uvicorn.protocols.http.h11_impl import H11Protocol as _Protocol  # type: ignore[assignment]
 
-from .batching import Batcher, BatchStats
+from .batching import Batcher, BatchStats, QueueFull
 
 GRACEFUL_SHUTDOWN_SECONDS = 30
 HEADER_TIMEOUT_SECONDS = 10.0
@@ -61,12 +61,8 @@ class HeaderTimeoutProtocol(_Protocol):
 
 
 def server_config(app: FastAPI) -> uvicorn.Config:
-    return uvicorn.Config(
-        app,
-        http=HeaderTimeoutProtocol,
-        log_level="warning",
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-    )
+    graceful = {"timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS}
+    return uvicorn.Config(app, http=HeaderTimeoutProtocol, log_level="warning", **graceful)
 
 
 class BatchingServer(uvicorn.Server):
@@ -78,9 +74,8 @@ class BatchingServer(uvicorn.Server):
 def run(app: FastAPI, sock: socket.socket) -> bool:
     """Serve ``app`` on the listening ``sock`` until a stop signal; True if it started."""
     server = BatchingServer(server_config(app))
-    # uvicorn re-raises the stop signal once it has shut down gracefully; with the default
-    # actions that would kill the process (status 143) or raise KeyboardInterrupt after a
-    # clean drain. No-op handlers for that last delivery let the caller return and exit 0.
+    # uvicorn re-raises the stop signal after a graceful shutdown, which by default would kill
+    # the process (143) or raise KeyboardInterrupt: no-op handlers let the caller exit 0
     previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         server.run(sockets=[sock])
@@ -105,9 +100,8 @@ class GuardMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        # the route's path template (or a mount's prefix), never the raw path
         matched = (route for route in self.routes if route.matches(scope)[0] is not Match.NONE)
-        endpoint = getattr(next(matched, None), "path", UNMATCHED) or UNMATCHED
+        endpoint = getattr(next(matched, None), "path", UNMATCHED) or UNMATCHED  # a template
         started = time.perf_counter()
         status = 500  # what the client gets if the app raises before answering
 
@@ -130,9 +124,8 @@ class GuardMiddleware:
         declared = dict(scope["headers"]).get(b"content-length", b"")
         refusal = None
         if scope["method"] == "POST" and depth >= limit and path in MODEL_PATHS:
-            detail = f"server busy: {depth} texts are queued and the queue holds {limit}"
             retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
-            refusal = JSONResponse({"detail": f"{detail}; retry later"}, 429, retry)
+            refusal = JSONResponse({"detail": str(QueueFull(depth, limit))}, 429, retry)
         elif declared.isdigit() and int(declared) > self.max_bytes:
             refusal = JSONResponse({"detail": too_large(self.max_bytes)}, 413)
         if refusal is not None:
