@@ -63,7 +63,6 @@ def summarize(outcomes: list[RunOutcome]) -> list[dict[str, Any]]:
 
 
 def _cells(s: dict[str, Any]) -> list[str]:
-
     def percent(key: str) -> str:
         if s[f"{key}_mean"] is None:
             return "–"
@@ -80,8 +79,7 @@ def _cells(s: dict[str, Any]) -> list[str]:
         *(s[key] for key in COLUMNS[2:7]),
         *(percent(key) for key in ("train_accuracy", "validation_accuracy", "test_accuracy")),
         "–" if low is None else f"{low * 100:.1f}–{high * 100:.1f} %",
-        plain(s["test_macro_f1_mean"]),
-        plain(s["test_roc_auc_mean"]),
+        *(plain(s[f"{key}_mean"]) for key in ("test_macro_f1", "test_roc_auc")),
         "–" if s["seconds_mean"] is None else f"{s['seconds_mean'] / 60:.2f} min",
         "–" if s["peak_rss_mb_max"] is None else f"{s['peak_rss_mb_max']:,.0f} MiB",
         s["device"] or "–",

@@ -65,11 +65,8 @@ def _one_line(errors: Sequence[Any]) -> str:
             parts.append(f"body is not valid JSON: {reason} (character {location[-1]})")
             continue
         # a key may hold a line break (an unknown field "\n"): quote what is not printable
-        where = ".".join(
-            str(part) if str(part).isprintable() else json.dumps(str(part))
-            for part in location
-            if part != "body"
-        )
+        keys = [str(part) for part in location if part != "body"]
+        where = ".".join(key if key.isprintable() else json.dumps(key) for key in keys)
         message = " ".join(str(error.get("msg", "invalid")).split())
         parts.append(f"{where or 'body'}: {message}")
     more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""

@@ -166,11 +166,9 @@ class ServerMetrics:
         self.requests = counter("http_requests", described, ["endpoint", "method", "status"])
         described = "Seconds from a request's arrival to the end of its answer, by endpoint."
         self.latency = histogram("http_request_duration_seconds", described, ["endpoint"])
-        one_pass = "in one forward pass of the model"
-        self.batch_texts = histogram(
-            "batch_texts", f"Texts {one_pass}.", buckets=BATCH_TEXT_BUCKETS
-        )
-        described = f"Tokens {one_pass}, padding included."
+        described = "Texts in one forward pass of the model."
+        self.batch_texts = histogram("batch_texts", described, buckets=BATCH_TEXT_BUCKETS)
+        described = "Tokens in one forward pass of the model, padding included."
         self.batch_tokens = histogram("batch_tokens", described, buckets=BATCH_TOKEN_BUCKETS)
         self.batch_seconds = histogram("batch_duration_seconds", "Seconds of one forward pass.")
         described = "Texts admitted and not yet classified (tokenising, waiting or in a batch)."
