@@ -53,6 +53,14 @@ PAGE_HEADERS = FRAME_HEADERS | {
 }
 _REFUSALS = {GPTClassifierError: 422, QueueFull: 429, ShuttingDown: 503}
 _TOO_LONG = 'a text longer than the model reads with "truncate": false'
+_INVALID = {  # what a 422 of each model route means
+    "/classify": f"Malformed body, an empty text, more texts than --max-texts, or {_TOO_LONG}.",
+    "/classify/file": "A file the readers of `classify --file` cannot read (format, missing "
+    "column, empty text, broken quoting, undecodable bytes...), more rows than --max-texts, or "
+    f"{_TOO_LONG}.",
+    "/explain": f"Malformed body, an empty text, {_TOO_LONG}, or one with more tokens than "
+    "--max-queue can hold (each token is one more input).",
+}
 
 
 def _one_line(errors: Sequence[Any]) -> str:
@@ -180,8 +188,7 @@ def _add_status_routes_and_pages(app: FastAPI, model_info: schemas.InfoOut) -> N
 
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui(request: Request) -> HTMLResponse:
-        # root_path: the prefix a reverse proxy mounts the app under.
-        root = request.scope.get("root_path", "").rstrip("/")
+        root = request.scope.get("root_path", "").rstrip("/")  # a reverse proxy's prefix
         page = get_swagger_ui_html(
             openapi_url=root + (app.openapi_url or "/openapi.json"),
             title=f"{app.title} - Swagger UI",
@@ -221,8 +228,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        # FastAPI answers 400 to a body its parsers give up on (JSON nested thousands deep, a
-        # broken multipart form); for the client that is one more malformed body, a 422.
+        # a 400 is a body FastAPI's parsers gave up on (JSON nested thousands deep): a 422 too
         if exc.status_code == 400:
             if request.headers.get("content-type", "").startswith("multipart/"):
                 return JSONResponse({"detail": f"malformed multipart form: {exc.detail}"}, 422)
@@ -234,12 +240,12 @@ def _add_error_handlers(app: FastAPI) -> None:
         return JSONResponse(status_code=422, content={"detail": _one_line(exc.errors())})
 
 
-def _errors(invalid: str) -> dict[int | str, dict[str, Any]]:
+def _errors(path: str) -> dict[int | str, dict[str, Any]]:
     """The refusals every model route shares, and what its 422 means."""
     described = {
         408: "The body did not arrive within 30 s of its headers.",
         413: "The body is over --max-request-bytes.",
-        422: invalid,
+        422: _INVALID[path],
         429: "The queue holds --max-queue texts already; retry after `Retry-After` seconds.",
         503: "The server is shutting down.",
     }
@@ -262,8 +268,7 @@ class _Admission:
     max_request_bytes: int
 
     async def encode(self, texts: list[str], truncate: bool) -> tuple[list[list[int]], Any, int]:
-        # short requests on the loop (cheaper than waking a thread that preempts the model's),
-        # long ones in the thread pool, so that a huge request never stalls the loop
+        # short requests on the loop (cheaper than a thread hand-off), long ones in the pool
         if sum(len(text) for text in texts) <= INLINE_TOKENIZE_CHARS:
             return self.classifier.encode_windows(texts, truncate=truncate)
         return await run_in_threadpool(self.classifier.encode_windows, texts, truncate=truncate)
@@ -291,13 +296,7 @@ class _Admission:
 def _add_model_routes(app: FastAPI, admission: _Admission) -> None:
     max_texts, max_queue = admission.max_texts, admission.batcher.max_queue
 
-    @app.post(
-        "/classify",
-        summary="Classify texts",
-        responses=_errors(
-            f"Malformed body, an empty text, more texts than --max-texts, or {_TOO_LONG}."
-        ),
-    )
+    @app.post("/classify", summary="Classify texts", responses=_errors("/classify"))
     async def classify(request: schemas.ClassifyRequest) -> schemas.ClassifyResponse:
         started = time.perf_counter()
         if len(request.texts) > max_texts:
@@ -308,11 +307,7 @@ def _add_model_routes(app: FastAPI, admission: _Admission) -> None:
     @app.post(
         "/classify/file",
         summary="Classify every row of an uploaded file",
-        responses=_errors(
-            "A file the readers of `classify --file` cannot read (format, missing column, empty "
-            "text, broken quoting, undecodable bytes...), more rows than --max-texts, or "
-            f"{_TOO_LONG}."
-        ),
+        responses=_errors("/classify/file"),
     )
     async def classify_file(
         file: Annotated[UploadFile, File(description="The file of texts.")],
@@ -335,10 +330,7 @@ def _add_model_routes(app: FastAPI, admission: _Admission) -> None:
     @app.post(
         "/explain",
         summary="Why this label: each token's push towards the predicted class",
-        responses=_errors(
-            f"Malformed body, an empty text, {_TOO_LONG}, or one with more tokens than "
-            "--max-queue can hold (each token is one more input)."
-        ),
+        responses=_errors("/explain"),
     )
     async def explain(request: schemas.ExplainRequest) -> schemas.ExplainResponse:
         """Occlusion: the text is also run with each token deleted in turn (in the same batches as

@@ -151,7 +151,6 @@ class Batcher:
                 and (left := deadline - time.monotonic()) > 0
             ):
                 self._cond.wait(min(left, _HURRY_POLL_SECONDS))
-            # the candidates: the oldest waiting texts, less those of clients gone
             candidates: list[tuple[_Job, int]] = []
             tokens, limit = 0, _CANDIDATE_BUDGETS * self.max_batch_tokens
             while self._pending and len(candidates) < _CANDIDATE_BUDGETS * self.max_batch_texts:
@@ -183,8 +182,7 @@ class Batcher:
         info, model = self.classifier.info, self.classifier.model
         reads = padding_reads(model.pooling, model.cfg.causal, info.pad_length)
         if info.pad_length is not None or reads.pooled:
-            # one padded length for all, or only texts of one length may share a pass (the
-            # book's position -1 without a pad length): the classifier's own plan
+            # one pad length, or one text length per pass (position -1, unpadded): its own plan
             plans = self.classifier.plan_batches(lengths, texts, tokens)
             return next(rows for rows in plans if 0 in rows)
         return best_padded_batch(lengths, texts, tokens)

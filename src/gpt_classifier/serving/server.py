@@ -120,8 +120,7 @@ class GuardMiddleware:
     async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         depth, limit = self.batcher.depth, self.batcher.max_queue
         path = scope["path"].removeprefix(scope.get("root_path", ""))  # less a proxy's prefix
-        # The HTTP server has already refused a malformed Content-Length.
-        declared = dict(scope["headers"]).get(b"content-length", b"")
+        declared = dict(scope["headers"]).get(b"content-length", b"")  # uvicorn checked its form
         refusal = None
         if scope["method"] == "POST" and depth >= limit and path in MODEL_PATHS:
             retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
