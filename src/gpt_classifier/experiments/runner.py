@@ -51,7 +51,7 @@ def run_grid(
         check_output_dir(output_dir, overwrite=overwrite)
     output_dir.mkdir(parents=True, exist_ok=True)
     order = execution_order(base, rows)
-    if [row.number for row in order] != [row.number for row in rows]:
+    if order != rows:
         log(
             f"running rows in the order {', '.join(str(row.number) for row in order)}: shallower "
             "frozen prefixes first, so deeper ones only run the blocks they add"

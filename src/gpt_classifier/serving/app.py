@@ -52,6 +52,7 @@ PAGE_HEADERS = FRAME_HEADERS | {
     "form-action 'self'; frame-ancestors 'none'"
 }
 _REFUSALS = {GPTClassifierError: 422, QueueFull: 429, ShuttingDown: 503}
+_FORMATS = "csv, tsv, jsonl, parquet, lines or sms."
 _TOO_LONG = 'a text longer than the model reads with "truncate": false'
 _INVALID = {  # what a 422 of each model route means
     "/classify": f"Malformed body, an empty text, more texts than --max-texts, or {_TOO_LONG}.",
@@ -195,7 +196,6 @@ def _add_status_routes_and_pages(app: FastAPI, model_info: schemas.InfoOut) -> N
             swagger_js_url=f"{root}{ASSETS_URL}/swagger-ui-bundle.js",
             swagger_css_url=f"{root}{ASSETS_URL}/swagger-ui.css",
             swagger_favicon_url=f"{root}{ASSETS_URL}/favicon-32x32.png",
-            oauth2_redirect_url=None,  # no OAuth here
         )
         page.headers.update(FRAME_HEADERS)  # Swagger UI's page has an inline script: no CSP
         return page
@@ -312,9 +312,7 @@ def _add_model_routes(app: FastAPI, admission: _Admission) -> None:
     async def classify_file(
         file: Annotated[UploadFile, File(description="The file of texts.")],
         text_column: Annotated[str | None, Form(description="Column holding the text.")] = None,
-        format: Annotated[
-            str | None, Form(description="csv, tsv, jsonl, parquet, lines or sms.")
-        ] = None,
+        format: Annotated[str | None, Form(description=_FORMATS)] = None,
         truncate: Annotated[bool, Form(description="Cut texts longer than it reads.")] = True,
     ) -> schemas.FileClassifyResponse:
         """A CSV / TSV / JSONL / Parquet file with a text column, or a .txt with one text per line,
