@@ -33,7 +33,9 @@ class RunOutcome:  # one row and seed: its figures, or why it has none
     device: str = ""
     error: str = ""
 
-    ok = property(lambda self: not self.error)
+    @property
+    def ok(self) -> bool:
+        return not self.error
 
 
 def run_grid(
