@@ -47,6 +47,7 @@ def row_values(options: dict[str, Any]) -> dict[str, Any]:
     return {**defaults, **preset, **{k: v for k, v in options.items() if v is not None}}
 
 
+_LORA, _UNPADDED = {"trainable": "lora", "lora_rank": 16}, {"padding": "batch", "batch_size": 1}
 BOOK_ROWS = [
     Row(1, "book's recipe (chapter 6)", {}),
     Row(2, "first token", {"pooling": "first"}),
@@ -58,19 +59,11 @@ BOOK_ROWS = [
     Row(8, "gpt2-xl", {"model": "gpt2-xl"}),
     Row(9, "gpt2-xl, all layers", {"model": "gpt2-xl", "trainable": "all"}),
     Row(10, "random weights, all layers", {"init": "random", "trainable": "all"}),
-    Row(11, "LoRA r16 a16", {"trainable": "lora", "lora_rank": 16, "lora_alpha": 16.0}),
-    Row(
-        12,
-        "gpt2-xl, LoRA r16 a8",
-        {"model": "gpt2-xl", "trainable": "lora", "lora_rank": 16, "lora_alpha": 8.0},
-    ),
+    Row(11, "LoRA r16 a16", {**_LORA, "lora_alpha": 16.0}),
+    Row(12, "gpt2-xl, LoRA r16 a8", {"model": "gpt2-xl", **_LORA, "lora_alpha": 8.0}),
     Row(13, "pad to the full context", {"padding": "context"}),
-    Row(14, "no padding, batch 1", {"padding": "batch", "batch_size": 1}),
-    Row(
-        15,
-        "no padding, batch 1 x 8 accumulation",
-        {"padding": "batch", "batch_size": 1, "grad_accum_steps": 8},
-    ),
+    Row(14, "no padding, batch 1", _UNPADDED),
+    Row(15, "no padding, batch 1 x 8 accumulation", {**_UNPADDED, "grad_accum_steps": 8}),
     Row(16, "last non-padding token", {"pooling": "last-real"}),
     Row(17, "no causal mask", {"causal_mask": False}),
     Row(
@@ -110,8 +103,7 @@ _GRID_OWNED = {"output_dir", "overwrite", "resume", "progress"}
 
 
 def load_grid(path: str | Path) -> tuple[dict[str, Any], list[Row]]:
-    """A TOML or JSON grid: optional ``base`` options and ``rows``, each a ``name``, an optional
-    ``note`` and any ``FinetuneOptions`` fields."""
+    """A TOML or JSON grid: optional ``base`` options and ``rows`` (``name``, ``note``, options)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")

@@ -1,5 +1,5 @@
-"""Run a grid: one ``train`` per row and seed, each in its own run directory. Results are read
-back from the run directories, so ``--resume`` reports finished rows without running them."""
+"""Run a grid: one ``train`` per row and seed, each in its own run directory, whose results are
+read back (so ``--resume`` reports finished rows without running them)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from ..classifier import TrainableKind, parse_trainable
 from ..errors import GPTClassifierError
 from ..fileio import check_output_dir
 from ..runs.checkpoint import OPTIONS_FILE
+from ..runs.model_card import wilson_interval as share_interval
 from ..runs.transaction import MARKER_FILE, StagedRun
 from ..training.memory import reset_peak_rss
 from ..training.pipeline import run_finetune
@@ -22,9 +23,7 @@ from .grid import Row, row_values
 
 
 @dataclass
-class RunOutcome:
-    """One row and seed: its figures, or why it has none."""
-
+class RunOutcome:  # one row and seed: its figures, or why it has none
     row: Row
     seed: int
     run_dir: Path
@@ -54,7 +53,7 @@ def run_grid(
         check_output_dir(output_dir, overwrite=overwrite)
     output_dir.mkdir(parents=True, exist_ok=True)
     order = execution_order(base, rows)
-    if [row.number for row in order] != [row.number for row in rows]:
+    if order != rows:
         log(
             f"running rows in the order {', '.join(str(row.number) for row in order)}: shallower "
             "frozen prefixes first, so deeper ones only run the blocks they add"
@@ -62,8 +61,8 @@ def run_grid(
     outcomes: dict[tuple[int, int], RunOutcome] = {}
     for row in order:
         for seed in seeds:
-            name = f"row-{row.number:02d}" + (f"-seed-{seed}" if len(seeds) > 1 else "")
-            run_dir = output_dir / name
+            suffix = f"-seed-{seed}" if len(seeds) > 1 else ""
+            run_dir = output_dir / f"row-{row.number:02d}{suffix}"
             outcome = outcomes[row.number, seed] = RunOutcome(row, seed, run_dir)
             title = f"row {row.number} ({row.name}), seed {seed}"
             if resume and (run_dir / MARKER_FILE).is_file() and not _interrupted(run_dir):
@@ -91,9 +90,8 @@ def run_grid(
 
 
 def execution_order(base: dict[str, Any], rows: list[Row]) -> list[Row]:
-    """Shallowest frozen prefix first (rows training every block last), ties in grid order: a
-    run starts from the cached states of a shallower prefix (the book's rows 4, 1, 3 freeze 10,
-    11, 12 blocks: each adds one block)."""
+    """Shallowest frozen prefix first, ties in grid order: a run starts from the cached states of
+    a shallower prefix (the book's rows 4, 1, 3 freeze 10, 11, 12 blocks: each adds one)."""
 
     def depth(row: Row) -> float:
         try:
@@ -107,21 +105,21 @@ def execution_order(base: dict[str, Any], rows: list[Row]) -> list[Row]:
     return sorted(rows, key=depth)
 
 
-def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
+def _read_json(run_dir: Path, name: str) -> Any:
+    return json.loads((run_dir / name).read_text(encoding="utf-8"))
 
 
 def _interrupted(run_dir: Path) -> bool:
     try:
-        return bool(_read_json(run_dir / "run.json")["interrupted"])
+        return bool(_read_json(run_dir, "run.json")["interrupted"])
     except (OSError, ValueError, KeyError, TypeError):
         return True  # unreadable: run it again
 
 
 def _read_outcome(outcome: RunOutcome) -> None:
     try:
-        outcome.metrics = _read_json(outcome.run_dir / "metrics.json")
-        timings = _read_json(outcome.run_dir / "timings.json")
+        outcome.metrics = _read_json(outcome.run_dir, "metrics.json")
+        timings = _read_json(outcome.run_dir, "timings.json")
     except (OSError, ValueError) as exc:
         outcome.error = f"unreadable results in {outcome.run_dir} ({exc})"
         return
@@ -130,12 +128,6 @@ def _read_outcome(outcome: RunOutcome) -> None:
     outcome.device = str(timings.get("device", ""))
 
 
-def wilson_interval(correct: int, total: int, z: float = 1.959964) -> tuple[float, float]:
-    """95 % Wilson score interval of a proportion (sound near 0 % and 100 %)."""
-    if total <= 0:
-        return (math.nan, math.nan)
-    p = correct / total
-    denominator = 1 + z * z / total
-    centre = (p + z * z / (2 * total)) / denominator
-    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denominator
-    return (max(0.0, centre - half), min(1.0, centre + half))
+def wilson_interval(correct: int, total: int) -> tuple[float, float]:
+    """95 % Wilson score interval of ``correct`` out of ``total`` (NaN for no trials)."""
+    return share_interval(correct / total, total) if total > 0 else (math.nan, math.nan)

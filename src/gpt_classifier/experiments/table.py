@@ -29,9 +29,8 @@ COLUMNS = [
 
 
 def summarize(outcomes: list[RunOutcome]) -> list[dict[str, Any]]:
-    """One summary per row, in the outcomes' order (the entries of ``experiments.json``): its
-    options, each metric's mean and std over the seeds that finished, and why the others did
-    not."""
+    """Per row (``experiments.json``): options, each metric's mean and std over the seeds that
+    finished, and why the others did not."""
     by_row: dict[int, list[RunOutcome]] = {}
     for outcome in outcomes:
         by_row.setdefault(outcome.row.number, []).append(outcome)
@@ -44,9 +43,8 @@ def summarize(outcomes: list[RunOutcome]) -> list[dict[str, Any]]:
         for key, read in METRICS.items():
             numbers = []
             for outcome in good:
-                with contextlib.suppress(KeyError, TypeError):
-                    if (value := read(outcome.metrics)) is not None:
-                        numbers.append(float(value))
+                with contextlib.suppress(KeyError, TypeError):  # float(None): not recorded
+                    numbers.append(float(read(outcome.metrics)))
             summary[f"{key}_mean"] = statistics.fmean(numbers) if numbers else None
             spread = statistics.stdev(numbers) if len(numbers) > 1 else 0.0
             summary[f"{key}_std"] = spread if numbers else None
@@ -65,8 +63,6 @@ def summarize(outcomes: list[RunOutcome]) -> list[dict[str, Any]]:
 
 
 def _cells(s: dict[str, Any]) -> list[str]:
-    """One row of the table."""
-
     def percent(key: str) -> str:
         if s[f"{key}_mean"] is None:
             return "–"
@@ -83,8 +79,7 @@ def _cells(s: dict[str, Any]) -> list[str]:
         *(s[key] for key in COLUMNS[2:7]),
         *(percent(key) for key in ("train_accuracy", "validation_accuracy", "test_accuracy")),
         "–" if low is None else f"{low * 100:.1f}–{high * 100:.1f} %",
-        plain(s["test_macro_f1_mean"]),
-        plain(s["test_roc_auc_mean"]),
+        *(plain(s[f"{key}_mean"]) for key in ("test_macro_f1", "test_roc_auc")),
         "–" if s["seconds_mean"] is None else f"{s['seconds_mean'] / 60:.2f} min",
         "–" if s["peak_rss_mb_max"] is None else f"{s['peak_rss_mb_max']:,.0f} MiB",
         s["device"] or "–",

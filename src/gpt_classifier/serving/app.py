@@ -1,14 +1,10 @@
-"""The HTTP API and its page: ``/classify``, ``/classify/file``, ``/explain``, ``/info``,
-``/health``, ``/metrics``, ``/docs`` and ``/``. One worker thread owns the model and batches
-concurrent requests; every refusal (408, 413, 422, 429, 503) is a JSON ``{"detail": "<one line>"}``
-and costs no model time. Everything shown is served offline: the page (plain HTML, CSS and
-JavaScript in ``page/``, no build step) and Swagger UI (FastAPI's default page loads it from a
-CDN; here ``swagger-ui-bundle-v2``'s files, Swagger UI 5 for OpenAPI 3.1, come from this server).
-"""
+"""The HTTP API, its page and Swagger UI, all served offline (docs/serving.md). Every refusal
+(408, 413, 422, 429, 503) is a JSON ``{"detail": "<one line>"}`` and costs no model time."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -56,7 +52,16 @@ PAGE_HEADERS = FRAME_HEADERS | {
     "form-action 'self'; frame-ancestors 'none'"
 }
 _REFUSALS = {GPTClassifierError: 422, QueueFull: 429, ShuttingDown: 503}
+_FORMATS = "csv, tsv, jsonl, parquet, lines or sms."
 _TOO_LONG = 'a text longer than the model reads with "truncate": false'
+_INVALID = {  # what a 422 of each model route means
+    "/classify": f"Malformed body, an empty text, more texts than --max-texts, or {_TOO_LONG}.",
+    "/classify/file": "A file the readers of `classify --file` cannot read (format, missing "
+    "column, empty text, broken quoting, undecodable bytes...), more rows than --max-texts, or "
+    f"{_TOO_LONG}.",
+    "/explain": f"Malformed body, an empty text, {_TOO_LONG}, or one with more tokens than "
+    "--max-queue can hold (each token is one more input).",
+}
 
 
 def _one_line(errors: Sequence[Any]) -> str:
@@ -69,11 +74,8 @@ def _one_line(errors: Sequence[Any]) -> str:
             parts.append(f"body is not valid JSON: {reason} (character {location[-1]})")
             continue
         # a key may hold a line break (an unknown field "\n"): quote what is not printable
-        where = ".".join(
-            str(part) if str(part).isprintable() else json.dumps(str(part))
-            for part in location
-            if part != "body"
-        )
+        keys = [str(part) for part in location if part != "body"]
+        where = ".".join(key if key.isprintable() else json.dumps(key) for key in keys)
         message = " ".join(str(error.get("msg", "invalid")).split())
         parts.append(f"{where or 'body'}: {message}")
     more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
@@ -100,17 +102,11 @@ def create_app(
     run_dir: str | None = None,
     model_thread: ModelThread | None = None,
 ) -> FastAPI:
-    """A FastAPI app serving ``classifier``; forward passes run in ``model_thread`` (pass the one
-    that loaded ``classifier``). The limits are the ``serve`` flags of the same names."""
+    """A FastAPI app serving ``classifier``; the limits are the ``serve`` flags of those names."""
     check_limits(max_texts=max_texts, max_queue=max_queue)
-    batcher = Batcher(
-        classifier,
-        max_batch_tokens=max_batch_tokens,
-        batch_wait_ms=batch_wait_ms,
-        max_queue=max_queue,
-        max_batch_texts=batch_size,
-        model_thread=model_thread,
-    )
+    shared = {"max_batch_tokens": max_batch_tokens, "batch_wait_ms": batch_wait_ms}
+    shared["max_queue"] = max_queue
+    batcher = Batcher(classifier, **shared, max_batch_texts=batch_size, model_thread=model_thread)
     metrics = server.ServerMetrics(queue_depth=lambda: batcher.depth)
     batcher.on_batch = metrics.observe_batch
 
@@ -132,7 +128,6 @@ def create_app(
     app.state.batcher, app.state.metrics = batcher, metrics
     app.add_middleware(server.GuardMiddleware, served=app, max_bytes=max_request_bytes)
     _add_error_handlers(app)
-    test, trained_at = _run_card(run_dir)
     info, trainable = classifier.info, (classifier.info.extra or {}).get("trainable")
     model_info = schemas.InfoOut(
         run_dir=run_dir,
@@ -140,15 +135,12 @@ def create_app(
         **{key: getattr(info, key) for key in _RUN_INFO_FIELDS},
         long_text=info.long_text.mode,
         trainable=trainable if isinstance(trainable, str) else None,
-        test=test,
-        trained_at=trained_at,
+        **_run_card(run_dir),
         device=str(classifier.device),
         precision=classifier.precision,
         package_version=__version__,
+        **shared,
         max_texts=max_texts,
-        max_batch_tokens=max_batch_tokens,
-        batch_wait_ms=batch_wait_ms,
-        max_queue=max_queue,
         max_request_bytes=max_request_bytes,
     )
     _add_status_routes_and_pages(app, model_info)
@@ -156,32 +148,28 @@ def create_app(
     return app
 
 
-def _run_card(run_dir: str | None) -> tuple[schemas.TestMetricsOut | None, str | None]:
-    """What ``/info`` says beyond ``run.json``: the test metrics and when the run was saved (ISO
-    8601, UTC). ``metrics.json`` is informative, not needed to serve: a run without it (saved
-    from Python) or with fields this version does not know shows them as unknown, not an error."""
+def _run_card(run_dir: str | None) -> dict[str, Any]:
+    """The test metrics and save time ``/info`` shows; missing or unknown ones are ``None``."""
+    card: dict[str, Any] = {"test": None, "trained_at": None}
     if run_dir is None:
-        return None, None
-    try:  # the marker is the last file a run gets: its time is when it was saved
+        return card
+    with contextlib.suppress(OSError):  # the marker is a run's last file: when it was saved
         seconds = (Path(run_dir) / MARKER_FILE).stat().st_mtime
-        saved = datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="seconds")
-    except OSError:
-        saved = None
+        card["trained_at"] = datetime.fromtimestamp(seconds, timezone.utc).isoformat("T", "seconds")
     try:
         test = json.loads((Path(run_dir) / "metrics.json").read_text(encoding="utf-8")).get("test")
     except (OSError, ValueError, AttributeError):
         test = None
-    if not isinstance(test, dict) or not _is_number(test.get("accuracy")):
-        return None, saved
-    macro: Any = test.get("macro_avg")
-    f1 = macro.get("f1") if isinstance(macro, dict) else None
-    examples = test.get("num_examples")
-    metrics = schemas.TestMetricsOut(
-        accuracy=float(test["accuracy"]),
-        macro_f1=float(f1) if _is_number(f1) else None,
-        examples=examples if type(examples) is int else None,
-    )
-    return metrics, saved
+    if isinstance(test, dict) and _is_number(test.get("accuracy")):
+        macro: Any = test.get("macro_avg")
+        f1 = macro.get("f1") if isinstance(macro, dict) else None
+        examples = test.get("num_examples")
+        card["test"] = schemas.TestMetricsOut(
+            accuracy=float(test["accuracy"]),
+            macro_f1=float(f1) if _is_number(f1) else None,
+            examples=examples if type(examples) is int else None,
+        )
+    return card
 
 
 def _is_number(value: Any) -> bool:
@@ -189,8 +177,6 @@ def _is_number(value: Any) -> bool:
 
 
 def _add_status_routes_and_pages(app: FastAPI, model_info: schemas.InfoOut) -> None:
-    """``/health``, ``/info``, ``/metrics``, the page at ``/`` and Swagger UI at ``/docs`` (the
-    app is built with ``docs_url=None``)."""
     from swagger_ui_bundle import swagger_ui_path
 
     index = (PAGE_DIR / "index.html").read_text(encoding="utf-8")
@@ -203,21 +189,20 @@ def _add_status_routes_and_pages(app: FastAPI, model_info: schemas.InfoOut) -> N
 
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui(request: Request) -> HTMLResponse:
-        # root_path: the prefix a reverse proxy mounts the app under.
-        root = request.scope.get("root_path", "").rstrip("/")
+        root = request.scope.get("root_path", "").rstrip("/")  # a reverse proxy's prefix
         page = get_swagger_ui_html(
             openapi_url=root + (app.openapi_url or "/openapi.json"),
             title=f"{app.title} - Swagger UI",
             swagger_js_url=f"{root}{ASSETS_URL}/swagger-ui-bundle.js",
             swagger_css_url=f"{root}{ASSETS_URL}/swagger-ui.css",
             swagger_favicon_url=f"{root}{ASSETS_URL}/favicon-32x32.png",
-            oauth2_redirect_url=None,  # no OAuth here
         )
         page.headers.update(FRAME_HEADERS)  # Swagger UI's page has an inline script: no CSP
         return page
 
     described = "Prometheus text format: requests by endpoint and status, latency, batch sizes "
     described += "in texts and tokens, queue depth, texts classified."
+    plain = {"response_class": PlainTextResponse, "responses": {200: {"description": described}}}
 
     @app.get("/health", summary="Answers once the model is loaded")
     async def health() -> schemas.HealthOut:
@@ -227,12 +212,7 @@ def _add_status_routes_and_pages(app: FastAPI, model_info: schemas.InfoOut) -> N
     async def get_info() -> schemas.InfoOut:
         return model_info
 
-    @app.get(
-        "/metrics",
-        summary="Prometheus metrics",
-        response_class=PlainTextResponse,
-        responses={200: {"description": described}},
-    )
+    @app.get("/metrics", summary="Prometheus metrics", **plain)
     async def prometheus_metrics() -> Response:
         return Response(generate_latest(app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -248,8 +228,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        # FastAPI answers 400 to a body its parsers give up on (JSON nested thousands deep, a
-        # broken multipart form); for the client that is one more malformed body, a 422.
+        # a 400 is a body FastAPI's parsers gave up on (JSON nested thousands deep): a 422 too
         if exc.status_code == 400:
             if request.headers.get("content-type", "").startswith("multipart/"):
                 return JSONResponse({"detail": f"malformed multipart form: {exc.detail}"}, 422)
@@ -261,12 +240,12 @@ def _add_error_handlers(app: FastAPI) -> None:
         return JSONResponse(status_code=422, content={"detail": _one_line(exc.errors())})
 
 
-def _errors(invalid: str) -> dict[int | str, dict[str, Any]]:
+def _errors(path: str) -> dict[int | str, dict[str, Any]]:
     """The refusals every model route shares, and what its 422 means."""
     described = {
         408: "The body did not arrive within 30 s of its headers.",
         413: "The body is over --max-request-bytes.",
-        422: invalid,
+        422: _INVALID[path],
         429: "The queue holds --max-queue texts already; retry after `Retry-After` seconds.",
         503: "The server is shutting down.",
     }
@@ -280,9 +259,7 @@ def _errors(invalid: str) -> dict[int | str, dict[str, Any]]:
 
 @dataclass
 class _Admission:
-    """Texts into the batcher: reserved against the queue bound first (a refusal, ``QueueFull``
-    or ``ShuttingDown``, costs nothing), tokenised, then handed to the worker and awaited
-    without holding a thread."""
+    """Texts into the batcher: reserved first (so a refusal costs nothing), tokenised, awaited."""
 
     classifier: TextClassifier
     batcher: Batcher
@@ -291,21 +268,17 @@ class _Admission:
     max_request_bytes: int
 
     async def encode(self, texts: list[str], truncate: bool) -> tuple[list[list[int]], Any, int]:
-        """Short requests are tokenised on the event loop (microseconds, less than a thread
-        hand-off, and each extra thread wake-up preempts the model's threads on a busy CPU);
-        longer ones in the thread pool, so that a huge request never stalls the loop."""
+        # short requests on the loop (cheaper than a thread hand-off), long ones in the pool
         if sum(len(text) for text in texts) <= INLINE_TOKENIZE_CHARS:
             return self.classifier.encode_windows(texts, truncate=truncate)
         return await run_in_threadpool(self.classifier.encode_windows, texts, truncate=truncate)
 
     async def run(self, encoded: list[list[int]], truncated: int) -> Any:
-        """Probabilities of reserved inputs, once the worker has run them."""
         probabilities = await asyncio.wrap_future(self.batcher.submit(encoded))
         self.metrics.truncated.inc(truncated)
         return probabilities
 
     async def classify(self, texts: list[str], truncate: bool, started: float) -> dict[str, Any]:
-        """The fields of a ``schemas.ClassifyResponse``."""
         self.batcher.reserve(len(texts))
         try:
             encoded, owners, truncated = await self.encode(texts, truncate)
@@ -323,13 +296,7 @@ class _Admission:
 def _add_model_routes(app: FastAPI, admission: _Admission) -> None:
     max_texts, max_queue = admission.max_texts, admission.batcher.max_queue
 
-    @app.post(
-        "/classify",
-        summary="Classify texts",
-        responses=_errors(
-            f"Malformed body, an empty text, more texts than --max-texts, or {_TOO_LONG}."
-        ),
-    )
+    @app.post("/classify", summary="Classify texts", responses=_errors("/classify"))
     async def classify(request: schemas.ClassifyRequest) -> schemas.ClassifyResponse:
         started = time.perf_counter()
         if len(request.texts) > max_texts:
@@ -340,18 +307,12 @@ def _add_model_routes(app: FastAPI, admission: _Admission) -> None:
     @app.post(
         "/classify/file",
         summary="Classify every row of an uploaded file",
-        responses=_errors(
-            "A file the readers of `classify --file` cannot read (format, missing column, empty "
-            "text, broken quoting, undecodable bytes...), more rows than --max-texts, or "
-            f"{_TOO_LONG}."
-        ),
+        responses=_errors("/classify/file"),
     )
     async def classify_file(
         file: Annotated[UploadFile, File(description="The file of texts.")],
         text_column: Annotated[str | None, Form(description="Column holding the text.")] = None,
-        format: Annotated[
-            str | None, Form(description="csv, tsv, jsonl, parquet, lines or sms.")
-        ] = None,
+        format: Annotated[str | None, Form(description=_FORMATS)] = None,
         truncate: Annotated[bool, Form(description="Cut texts longer than it reads.")] = True,
     ) -> schemas.FileClassifyResponse:
         """A CSV / TSV / JSONL / Parquet file with a text column, or a .txt with one text per line,
@@ -367,10 +328,7 @@ def _add_model_routes(app: FastAPI, admission: _Admission) -> None:
     @app.post(
         "/explain",
         summary="Why this label: each token's push towards the predicted class",
-        responses=_errors(
-            f"Malformed body, an empty text, {_TOO_LONG}, or one with more tokens than "
-            "--max-queue can hold (each token is one more input)."
-        ),
+        responses=_errors("/explain"),
     )
     async def explain(request: schemas.ExplainRequest) -> schemas.ExplainResponse:
         """Occlusion: the text is also run with each token deleted in turn (in the same batches as

@@ -1,8 +1,6 @@
-"""Dynamic batching: one worker thread owns the model and merges concurrent requests, admitted
-against a queue bounded in texts. It waits a few milliseconds after a text arrives for others,
-then runs one pass at a time within the token budget (a huge request spans passes; small ones are
-not stuck behind it): packed, the oldest texts in order; padded, the oldest text with those
-nearest it in length. A request is answered once all its texts are done."""
+"""Dynamic batching: one worker thread owns the model and runs concurrent requests' texts in
+token-budgeted passes, packed or grouped by length, admitted against a queue bounded in texts
+(docs/serving.md#how-requests-are-batched)."""
 
 from __future__ import annotations
 
@@ -31,6 +29,11 @@ _CANDIDATE_BUDGETS = 4  # a pass is chosen among this many budgets of the oldest
 class QueueFull(Exception):
     """More texts are waiting than the queue holds; the caller should retry later."""
 
+    def __init__(self, depth: int, limit: int) -> None:
+        super().__init__(
+            f"server busy: {depth} texts are queued and the queue holds {limit}; retry later"
+        )
+
 
 class ShuttingDown(Exception):
     """The batcher is draining before exit and takes no new work."""
@@ -52,10 +55,8 @@ class BatchStats:  # one forward pass, for the metrics
 
 
 class Batcher:
-    """Merges concurrent requests into token-budgeted passes: ``reserve`` admits texts before
-    tokenising (or raises ``QueueFull``), ``submit`` hands over their ids for a future of their
-    probabilities, ``release`` frees a failed request's slots. The worker runs in
-    ``model_thread`` (the one that loaded the model) or a thread of its own."""
+    """``reserve`` admits texts (or raises ``QueueFull``), ``submit`` runs their ids, ``release``
+    frees a failed request's slots; the worker runs in ``model_thread`` or a thread of its own."""
 
     def __init__(
         self,
@@ -76,11 +77,8 @@ class Batcher:
         self._cond = threading.Condition()
         self._pending: deque[tuple[_Job, int]] = deque()  # (request, index of its text)
         self._pending_tokens = 0
-        # texts admitted and not yet classified (being tokenised, waiting or in a batch): what
-        # the queue bound counts
-        self.depth = 0
-        self._closing = False
-        self._hurry = False  # set from a signal handler: read without the lock, polled
+        self.depth = 0  # texts admitted, not yet classified: what the queue bound counts
+        self._closing = self._hurry = False  # _hurry: set by a signal handler, read without lock
         self._model_thread = model_thread
         self._worker: Future[None] | None = None
 
@@ -89,10 +87,7 @@ class Batcher:
             if self._closing:
                 raise ShuttingDown("the server is shutting down")
             if self.depth + texts > self.max_queue:
-                raise QueueFull(
-                    f"server busy: {self.depth} texts are queued and the queue holds "
-                    f"{self.max_queue}; retry later"
-                )
+                raise QueueFull(self.depth, self.max_queue)
             self.depth += texts
 
     def release(self, texts: int) -> None:
@@ -105,7 +100,7 @@ class Batcher:
         probabilities = torch.empty(len(encoded), len(self.classifier.classes))
         job = _Job(encoded, future, probabilities, len(encoded))
         if not encoded:
-            future.set_result(job.probabilities)
+            future.set_result(probabilities)
             return future
         with self._cond:
             if self._closing:
@@ -139,16 +134,14 @@ class Batcher:
                 self._process(taken)
 
     def _take(self) -> list[tuple[_Job, int]] | None:
-        """The texts of the next pass, after the wait window; the oldest always goes. One pass
-        at a time: the texts left over wait with new ones, to be grouped by length again."""
+        """The texts of the next pass, after the wait window; the oldest always goes."""
         with self._cond:
             while not self._pending:
                 if self._closing:
                     return None
                 self._cond.wait()
-            # The window starts now, also for texts queued during the last pass: its clients
-            # send again within milliseconds, and fuller passes pay the weights' read once
-            # (a window from the oldest text's arrival made passes of ~17 texts, not ~23).
+            # The window starts now, also for texts queued during the last pass: their clients
+            # send again within ms (from the oldest's arrival, passes held ~17 texts, not ~23).
             deadline = time.monotonic() + self.batch_wait
             while (
                 not self._closing
@@ -158,7 +151,6 @@ class Batcher:
                 and (left := deadline - time.monotonic()) > 0
             ):
                 self._cond.wait(min(left, _HURRY_POLL_SECONDS))
-            # the candidates: the oldest waiting texts, less those of clients gone
             candidates: list[tuple[_Job, int]] = []
             tokens, limit = 0, _CANDIDATE_BUDGETS * self.max_batch_tokens
             while self._pending and len(candidates) < _CANDIDATE_BUDGETS * self.max_batch_texts:
@@ -177,9 +169,8 @@ class Batcher:
                 return []
             lengths = [len(job.encoded[index]) for job, index in candidates]
             chosen = set(self._choose_pass(lengths))
-            self._pending.extendleft(
-                reversed([c for i, c in enumerate(candidates) if i not in chosen])
-            )
+            left_over = [c for i, c in enumerate(candidates) if i not in chosen]
+            self._pending.extendleft(reversed(left_over))
             self._pending_tokens -= sum(lengths[row] for row in chosen)
             return [candidates[row] for row in sorted(chosen)]
 
@@ -191,14 +182,12 @@ class Batcher:
         info, model = self.classifier.info, self.classifier.model
         reads = padding_reads(model.pooling, model.cfg.causal, info.pad_length)
         if info.pad_length is not None or reads.pooled:
-            # Every pass is padded to the same length, or (the book's position -1 without a
-            # pad length) only texts of one length may share it: the classifier's own plan.
+            # one pad length, or one text length per pass (position -1, unpadded): its own plan
             plans = self.classifier.plan_batches(lengths, texts, tokens)
             return next(rows for rows in plans if 0 in rows)
         return best_padded_batch(lengths, texts, tokens)
 
     def _process(self, taken: Sequence[tuple[_Job, int]]) -> None:
-        """One forward pass; a request whose texts all ran is answered at once."""
         encoded = [job.encoded[index] for job, index in taken]
         packed = self.classifier.can_pack
         try:
@@ -226,8 +215,7 @@ class Batcher:
             for job, _ in taken:
                 self._finish(job)
 
-    def _finish(self, job: _Job) -> None:
-        """One text of ``job`` done (lock held); the request is answered once all are."""
+    def _finish(self, job: _Job) -> None:  # lock held
         self.depth -= 1
         job.remaining -= 1
         if job.remaining == 0:

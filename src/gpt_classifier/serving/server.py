@@ -1,15 +1,6 @@
-"""The app under uvicorn on a socket bound beforehand, and what refuses requests at the door.
-
-On SIGTERM or SIGINT uvicorn stops accepting, waits for open requests, then the app's shutdown
-drains the batcher, which is told at the signal to stop waiting for company. Refused before
-FastAPI reads (and buffers) a body, each closing the connection (the unread body would otherwise
-be taken for the next request): a connection without a request's headers
-``HEADER_TIMEOUT_SECONDS`` after it opened or after its last answer (uvicorn times only idle
-keep-alive, so a client trickling a header held its connection for ever), under a burst any model
-request while the queue is full (429, no parsing, routing or validation), a body over the limit
-(413, from Content-Length or once the streamed bytes pass it) or not all there
-``BODY_TIMEOUT_SECONDS`` after its headers (408). Every answer is counted in Prometheus metrics,
-one registry per app, so several apps in one process keep separate counts."""
+"""The app under uvicorn on a socket bound beforehand (a stop signal drains the batcher), what
+refuses requests at the door before FastAPI buffers a body (slow headers, a full queue, a large or
+late body: each closes the connection), and the Prometheus metrics, one registry per app."""
 
 from __future__ import annotations
 
@@ -34,7 +25,7 @@ try:  # the protocol uvicorn's http="auto" picks: its C parser when installed
 except ImportError:
     from uvicorn.protocols.http.h11_impl import H11Protocol as _Protocol  # type: ignore[assignment]
 
-from .batching import Batcher, BatchStats
+from .batching import Batcher, BatchStats, QueueFull
 
 GRACEFUL_SHUTDOWN_SECONDS = 30
 HEADER_TIMEOUT_SECONDS = 10.0
@@ -50,6 +41,7 @@ UNMATCHED = "other"  # one label for every unknown path, so scanners cannot blow
 
 
 class HeaderTimeoutProtocol(_Protocol):
+    # uvicorn times only idle keep-alive: a client trickling a header would hold it for ever
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._header_timer = self.loop.call_later(HEADER_TIMEOUT_SECONDS, self._headers_late)
@@ -69,12 +61,8 @@ class HeaderTimeoutProtocol(_Protocol):
 
 
 def server_config(app: FastAPI) -> uvicorn.Config:
-    return uvicorn.Config(
-        app,
-        http=HeaderTimeoutProtocol,
-        log_level="warning",
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-    )
+    graceful = {"timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS}
+    return uvicorn.Config(app, http=HeaderTimeoutProtocol, log_level="warning", **graceful)
 
 
 class BatchingServer(uvicorn.Server):
@@ -86,9 +74,8 @@ class BatchingServer(uvicorn.Server):
 def run(app: FastAPI, sock: socket.socket) -> bool:
     """Serve ``app`` on the listening ``sock`` until a stop signal; True if it started."""
     server = BatchingServer(server_config(app))
-    # uvicorn re-raises the stop signal once it has shut down gracefully; with the default
-    # actions that would kill the process (status 143) or raise KeyboardInterrupt after a
-    # clean drain. No-op handlers for that last delivery let the caller return and exit 0.
+    # uvicorn re-raises the stop signal after a graceful shutdown, which by default would kill
+    # the process (143) or raise KeyboardInterrupt: no-op handlers let the caller exit 0
     previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         server.run(sockets=[sock])
@@ -103,8 +90,7 @@ def too_large(limit: int) -> str:
 
 
 class GuardMiddleware:
-    """Counts and times every answer by endpoint and status, and refuses at the door (429, 413,
-    408: see the module's docstring)."""
+    """Counts and times every answer by endpoint and status; refuses 429, 413, 408 at the door."""
 
     def __init__(self, app: ASGIApp, served: FastAPI, max_bytes: int) -> None:
         self.app, self.max_bytes, self.routes = app, max_bytes, served.routes
@@ -114,9 +100,8 @@ class GuardMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        # the route's path template (or a mount's prefix), never the raw path
         matched = (route for route in self.routes if route.matches(scope)[0] is not Match.NONE)
-        endpoint = getattr(next(matched, None), "path", UNMATCHED) or UNMATCHED
+        endpoint = getattr(next(matched, None), "path", UNMATCHED) or UNMATCHED  # a template
         started = time.perf_counter()
         status = 500  # what the client gets if the app raises before answering
 
@@ -135,13 +120,11 @@ class GuardMiddleware:
     async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         depth, limit = self.batcher.depth, self.batcher.max_queue
         path = scope["path"].removeprefix(scope.get("root_path", ""))  # less a proxy's prefix
-        # The HTTP server has already refused a malformed Content-Length.
-        declared = dict(scope["headers"]).get(b"content-length", b"")
+        declared = dict(scope["headers"]).get(b"content-length", b"")  # uvicorn checked its form
         refusal = None
         if scope["method"] == "POST" and depth >= limit and path in MODEL_PATHS:
-            detail = f"server busy: {depth} texts are queued and the queue holds {limit}"
             retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
-            refusal = JSONResponse({"detail": f"{detail}; retry later"}, 429, retry)
+            refusal = JSONResponse({"detail": str(QueueFull(depth, limit))}, 429, retry)
         elif declared.isdigit() and int(declared) > self.max_bytes:
             refusal = JSONResponse({"detail": too_large(self.max_bytes)}, 413)
         if refusal is not None:
@@ -182,11 +165,9 @@ class ServerMetrics:
         self.requests = counter("http_requests", described, ["endpoint", "method", "status"])
         described = "Seconds from a request's arrival to the end of its answer, by endpoint."
         self.latency = histogram("http_request_duration_seconds", described, ["endpoint"])
-        one_pass = "in one forward pass of the model"
-        self.batch_texts = histogram(
-            "batch_texts", f"Texts {one_pass}.", buckets=BATCH_TEXT_BUCKETS
-        )
-        described = f"Tokens {one_pass}, padding included."
+        described = "Texts in one forward pass of the model."
+        self.batch_texts = histogram("batch_texts", described, buckets=BATCH_TEXT_BUCKETS)
+        described = "Tokens in one forward pass of the model, padding included."
         self.batch_tokens = histogram("batch_tokens", described, buckets=BATCH_TOKEN_BUCKETS)
         self.batch_seconds = histogram("batch_duration_seconds", "Seconds of one forward pass.")
         described = "Texts admitted and not yet classified (tokenising, waiting or in a batch)."

@@ -1,9 +1,5 @@
-"""An uploaded file of texts read as ``classify --file`` reads it: the readers take the format
-from the file name, so the upload is written under its base name into a private temporary
-folder, and errors name the upload, not the folder. Its size is bounded before it is decoded:
-rows past ``--max-texts`` stop the reading, and a Parquet file (a few hundred KB can hold
-millions of rows, or one text repeated to gigabytes) is refused from its footer and from the
-decoded size of its columns read as dictionaries, before any text is built."""
+"""An uploaded file of texts read as ``classify --file`` reads it (written under its base name
+to a private temporary folder), bounded in rows and in decoded size before any text is built."""
 
 from __future__ import annotations
 
@@ -42,8 +38,7 @@ def read_upload(
     max_texts: int,
     max_bytes: int,
 ) -> tuple[str, list[dict[str, str]], list[str]]:
-    """``(name, rows, texts)`` of an uploaded file, as ``classify --file`` would read it; at most
-    ``max_texts`` rows and ``max_bytes`` of decoded columns."""
+    """``(name, rows, texts)`` of an upload: at most ``max_texts`` rows, ``max_bytes`` decoded."""
     name = upload_name(filename)
     with tempfile.TemporaryDirectory(prefix="gpt-classifier-upload-") as folder:
         path = Path(folder) / name
@@ -61,9 +56,8 @@ def read_upload(
 
 
 def _check_parquet(path: Path, name: str, max_texts: int, max_bytes: int) -> None:
-    """Rows and uncompressed sizes from the footer; then the size of every column decoded,
-    counted on the columns read as dictionaries (one copy of each distinct value plus an index
-    per row), which is how a small file holds a huge text many times."""
+    """Rows and sizes from the footer, then the columns' decoded size read as dictionaries: a few
+    hundred KB can hold millions of rows, or one text repeated to gigabytes."""
     try:
         import pyarrow as pa
         import pyarrow.compute as pc
