@@ -17,8 +17,7 @@ _INT_FIELDS = ("examples_seen", "acc_examples_seen")
 
 @dataclass
 class TrainingHistory:
-    """The book's curves of ``train_classifier_simple`` with the x position of every point: a
-    loss evaluation appends to the loss lists, an end of epoch to the ``acc_`` ones (fractions)."""
+    """The book's curves of ``train_classifier_simple`` with the x position of every point."""
 
     epochs_seen: list[float] = field(default_factory=list)
     examples_seen: list[int] = field(default_factory=list)

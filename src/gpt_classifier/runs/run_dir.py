@@ -1,6 +1,5 @@
-"""A run directory: ``run.json`` (config, classes, pooling, padding, training settings), the
-weights (``model.safetensors``, or saved ``trainable``: see ``trainable_run``), ``tokenizer/``
-(a run answers offline), metrics, plots and ``data/``; ``load_run`` rebuilds the classifier."""
+"""A run directory: ``run.json``, the weights, ``tokenizer/``, metrics, plots and ``data/``;
+``load_run`` rebuilds the classifier."""
 
 from __future__ import annotations
 
@@ -81,8 +80,7 @@ class RunInfo:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str) -> RunInfo:
-        """Check every field of ``run.json`` (exact types, ranges, consistency); anything wrong
-        is a one-line ``GPTClassifierError`` naming the field and its value."""
+        """Check every field of ``run.json``; an error names the field and its value."""
         if values.get("format") != RUN_FORMAT:
             raise GPTClassifierError(f"{source} is not a gpt-classifier run file")
         version = values.get("format_version")
@@ -246,9 +244,7 @@ class LoadedRun:
 def write_model_files(
     model: GPTClassifier, info: RunInfo, folder: Path, tokenizer_dir: StrPath | None = None
 ) -> None:
-    """``model.safetensors`` (LoRA adapters merged first) or, saved ``trainable``, the trained
-    tensors; ``run.json``; and the tokenizer's files where they are on disk (``tokenizer_dir``,
-    ``$GPT_CLASSIFIER_TOKENIZER_DIR`` or tiktoken's cache) into ``folder``."""
+    """The weights (or trained tensors), ``run.json`` and the tokenizer's files into ``folder``."""
     metadata = {"format": RUN_FORMAT, "version": __version__}
     if info.save == "trainable":
         trainable_run.write_trained(model, folder, metadata)
@@ -270,8 +266,7 @@ def save_run(
     overwrite: bool = False,
     tokenizer_dir: StrPath | None = None,
 ) -> Path:
-    """Save ``model`` as a complete run directory, in one transaction (see ``transaction``); an
-    existing non-empty ``directory`` is replaced only with ``overwrite``."""
+    """Save ``model`` as a complete run directory, in one transaction."""
     staged = StagedRun(check_output_dir(directory, overwrite=overwrite)).start()
     try:
         write_model_files(model, info, staged.folder, tokenizer_dir)
@@ -314,8 +309,7 @@ def _unreadable(path: Path, exc: OSError) -> GPTClassifierError:
 def load_run(
     directory: StrPath, device: str | torch.device = "cpu", weights: str | None = None
 ) -> LoadedRun:
-    """The classifier saved in ``directory``, in eval mode on ``device``; ``weights``: where a
-    trainable run's base weights are, if not where they were at training."""
+    """The classifier saved in ``directory``, in eval mode; ``weights``: a moved base's path."""
     folder = Path(directory)
     info = read_run_info(folder)
     path = folder / (TRAINED_FILE if info.save == "trainable" else WEIGHTS_FILE)
@@ -339,9 +333,7 @@ def load_run(
 
 
 def run_tokenizer(directory: StrPath, tokenizer_dir: StrPath | None = None) -> tiktoken.Encoding:
-    """The run's own tokenizer (``tokenizer/``, checked against the run's marker); a run saved
-    without it reads ``tokenizer_dir``, the variable or the download. A ``tokenizer_dir`` given
-    for a run that has its own must hold the same files: the tokenizer is part of the model."""
+    """The run's own tokenizer; a given ``tokenizer_dir`` must hold the same files."""
     folder = Path(directory)
     stored = folder / TOKENIZER_DIR
     if not stored.is_dir():
