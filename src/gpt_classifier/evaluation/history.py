@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from ..errors import GPTClassifierError
 
@@ -58,17 +58,13 @@ class TrainingHistory:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(
-        cls, values: Mapping[str, Any], source: str = "training history"
-    ) -> TrainingHistory:
+    def from_dict(cls, data: Mapping[str, Any], source: str = "training history") -> Self:
         """From :meth:`to_dict`'s output (missing keys are empty lists); errors name ``source``."""
-        if not isinstance(values, Mapping):
-            got = type(values).__name__
-            raise GPTClassifierError(f"{source}: expected a JSON object, got {got}")
-        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
+        if not isinstance(data, Mapping):
+            raise GPTClassifierError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        if unknown := sorted(set(data) - {f.name for f in dataclasses.fields(cls)}):
             raise GPTClassifierError(f"{source}: unknown keys {unknown}")
         try:
-            return cls(**values)
+            return cls(**data)
         except ValueError as exc:
             raise GPTClassifierError(f"{source}: {exc}") from exc

@@ -17,9 +17,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from .. import __version__
-from ..classifier import GPTClassifier
+from ..classifier import POOLINGS, GPTClassifier
 from ..classifier.lora import merge_lora
-from ..classifier.pooling import POOLINGS
 from ..config import EOT_TOKEN_ID, GPTConfig
 from ..data.encoding import PADDING_STRATEGIES, parse_padding
 from ..data.windows import LongText
@@ -91,12 +90,10 @@ class RunInfo:
             )
         fields = _Fields(values, source)
         config = GPTConfig.from_dict(fields.get("model.gpt_config"), f"{source}: model.gpt_config")
-        classes, pooling = _classifier_fields(fields)
         known = {"format", "format_version", *_SECTIONS}
         return cls(
             config,
-            classes,
-            pooling,
+            **_classifier_fields(fields),
             **_input_fields(fields, config),
             **_model_fields(fields),
             extra={key: value for key, value in values.items() if key not in known},
@@ -153,26 +150,21 @@ class _Fields:
         return value
 
 
-def _classifier_fields(fields: _Fields) -> tuple[tuple[str, ...], str]:
+def _classifier_fields(fields: _Fields) -> dict[str, Any]:
     path, classes = "classifier.classes", fields.get("classifier.classes")
     # a string would iterate into one class per character
     fields.check(isinstance(classes, list), f"{path} must be a list of class names", classes)
     fields.check(len(classes) >= 2, f"{path} must list at least 2 classes", classes)
-    seen: set[str] = set()
     for number, name in enumerate(classes):
         fields.check(isinstance(name, str), f"{path}[{number}] must be a string", name)
         fields.check(bool(name.strip()), f"{path}[{number}] is empty", name)
-        fields.check(name not in seen, f"{path} lists {_show(name)} twice")
-        seen.add(name)
+        fields.check(name not in classes[:number], f"{path} lists {_show(name)} twice")
     # num_classes is written for readers: it must agree with the classes (load_run checks the
     # head's shape against them and names both counts)
-    count = fields.get("classifier.num_classes", len(classes))
-    fields.check(
-        not isinstance(count, bool) and count == len(classes),
-        f"classifier.num_classes must be {len(classes)}, the number of classifier.classes",
-        count,
-    )
-    return tuple(classes), fields.string("classifier.pooling", POOLINGS)
+    count, want = fields.get("classifier.num_classes", len(classes)), len(classes)
+    problem = f"classifier.num_classes must be {want}, the number of classifier.classes"
+    fields.check(not isinstance(count, bool) and count == want, problem, count)
+    return {"classes": tuple(classes), "pooling": fields.string("classifier.pooling", POOLINGS)}
 
 
 def _input_fields(fields: _Fields, config: GPTConfig) -> dict[str, Any]:
@@ -201,9 +193,8 @@ def _input_fields(fields: _Fields, config: GPTConfig) -> dict[str, Any]:
         why = " (inputs.max_length to the context length)"
         length = fields.integer(path, max_length, context, why)
         required = {"fixed": padding.length, "context": context}.get(padding.kind, length)
-        fields.check(
-            length == required, f'{path} must be {required} with padding "{padding}"', length
-        )
+        problem = f'{path} must be {required} with padding "{padding}"'
+        fields.check(length == required, problem, length)
     why, vocab = " (a token id of the vocabulary)", config.vocab_size
     pad_token_id = fields.integer("inputs.pad_token_id", 0, vocab - 1, why, EOT_TOKEN_ID)
     return {

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -125,7 +124,7 @@ def _open_base(cfg: GPTConfig, base: dict[str, Any], weights: str | None) -> Any
     return open_pretrained(source, config=cfg)
 
 
-def _files_digest(files: Sequence[Path]) -> str:
+def _files_digest(files: list[Path]) -> str:
     if len(files) == 1:
         return sha256_of(files[0])
     lines = "".join(f"{sha256_of(file)}  {file.name}\n" for file in sorted(files))
