@@ -61,11 +61,8 @@ def plot_values(
     finite = np.isfinite(epochs) & np.isfinite(examples)
     if finite.any():
         xs, ys = epochs[finite], examples[finite]
-        slope = 0.0
-        if xs[-1] != xs[0]:
-            slope = (ys[-1] - ys[0]) / (xs[-1] - xs[0])
-        elif xs[0] != 0:
-            slope = ys[0] / xs[0]
+        run, rise = (xs[-1] - xs[0], ys[-1] - ys[0]) if xs[-1] != xs[0] else (xs[0], ys[0])
+        slope = rise / run if run else 0.0
         left, right = ax1.get_xlim()
         if slope > 0:
             ax2.set_xlim(ys[0] + (left - xs[0]) * slope, ys[0] + (right - xs[0]) * slope)
