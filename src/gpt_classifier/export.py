@@ -1,12 +1,5 @@
-"""``export_run``: a saved run, loaded as ``classify`` loads it, written with its model card into
-a new folder in one step (staged beside it, then renamed into place) as
-
-- ``hf``: a ``transformers`` ``GPT2ForSequenceClassification`` folder computing what the run
-  computes (the head's bias folded into ``ln_f``: ``score`` has none; a pad token of its own, so
-  "last non-pad token" pooling is right even when a text ends with ``<|endoftext|>``), or
-- ``onnx``: ``model.onnx``, ``input_ids`` and ``attention_mask`` (int64, right padding, any pad
-  id: the causal mask hides it) to ``logits``.
-"""
+"""``export_run``: a saved run with its model card as a ``transformers`` folder (``hf``) or an
+ONNX model (``onnx``), written in one step; see docs/design.md, Export."""
 
 from __future__ import annotations
 
@@ -24,9 +17,9 @@ from .classifier import GPTClassifier, Pooling
 from .config import EOT_TOKEN_ID
 from .errors import GPTClassifierError
 from .evaluation import read_report_json
-from .fileio import atomic_path, check_output_dir, write_bytes, write_json, writer_lock
+from .fileio import atomic_path, check_output_dir, write_bytes, write_json, write_text, writer_lock
 from .inference import TextClassifier
-from .runs.model_card import write_model_card
+from .runs.model_card import CARD_FILE, model_card
 from .runs.run_dir import TOKENIZER_DIR, RunInfo, read_run_info
 from .runs.transaction import commit_staged
 from .tokenizer import EOT_TEXT, TOKENIZER_FILES, get_tokenizer, tokenizer_files
@@ -112,10 +105,11 @@ def export_run(
         try:
             if fmt == "hf":
                 write_hf(model, info, folder)
-                write_model_card(folder, info, metrics, _HF_USAGE.format(**fields), _HF_NOTE)
+                card = model_card(info, metrics, _HF_USAGE.format(**fields), _HF_NOTE)
             else:
                 write_onnx(model, folder)
-                write_model_card(folder, info, metrics, _ONNX_USAGE.format(**fields))
+                card = model_card(info, metrics, _ONNX_USAGE.format(**fields))
+            write_text(folder / CARD_FILE, card)
             # the same bytes under transformers' names (vocab.bpe is merges.txt)
             write_bytes(folder / "vocab.json", vocab["encoder.json"])
             write_bytes(folder / "merges.txt", vocab["vocab.bpe"])
@@ -138,8 +132,7 @@ def _tokenizer_bytes(source: Path, tokenizer_dir: str | None) -> dict[str, bytes
 
 
 def folded_shift(model: GPTClassifier) -> torch.Tensor:
-    """``ln_f``'s shift with the head's bias ``b`` folded in: ``shift + pinv(W) b``, for which
-    ``W shift' = W shift + b`` holds exactly when ``W`` ``(classes, emb_dim)`` has full row rank."""
+    """``ln_f``'s shift plus ``pinv(W) b``: exact when the head's ``W`` has full row rank."""
     head, shift = model.gpt.out_head, model.gpt.final_norm.shift.detach().double()
     weight = head.weight.detach().double()  # the classifier's head always has a bias
     rank = int(torch.linalg.matrix_rank(weight))
@@ -152,9 +145,7 @@ def folded_shift(model: GPTClassifier) -> torch.Tensor:
 
 
 def write_hf(model: GPTClassifier, info: RunInfo, folder: Path) -> None:
-    """``config.json``, ``model.safetensors`` and the tokenizer's settings into ``folder``: GPT-2's
-    tokenizer padding on the right with ``<|pad|>`` and, with ``truncation=True``, keeping a
-    text's first ``max_length`` tokens as the run does."""
+    """``config.json``, ``model.safetensors`` and the tokenizer's settings into ``folder``."""
     cfg, labels = info.gpt_config, dict(enumerate(info.classes))
     vocab_size = max(cfg.vocab_size, PAD_TOKEN_ID + 1)
     tensors = to_hf_state_dict(model.gpt)
@@ -205,8 +196,7 @@ def write_hf(model: GPTClassifier, info: RunInfo, folder: Path) -> None:
 
 
 class _Logits(nn.Module):
-    """The classifier's logits with the lengths read from ``attention_mask``; ``last`` reads the
-    last real token, as the run's predictor (equal-length batches) does."""
+    """The classifier's logits, lengths read from ``attention_mask`` (``last``: last real token)."""
 
     def __init__(self, model: GPTClassifier) -> None:
         super().__init__()

@@ -4,13 +4,11 @@ from .history import TrainingHistory
 from .metrics import binary_roc_auc, classification_metrics, confusion_matrix
 from .report import format_report, read_report_json, write_report_json
 
-_PLOTS = ("plot_confusion_matrix", "plot_training_history", "plot_values")
-
 
 def __getattr__(name: str):
     # matplotlib (~35 MB resident) loads only when a figure is drawn: a fine-tune draws its
     # figures at the end, after its peak of memory, not before it.
-    if name in _PLOTS:
+    if name in ("plot_confusion_matrix", "plot_training_history", "plot_values"):
         from . import plots
 
         return getattr(plots, name)

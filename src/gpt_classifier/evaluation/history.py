@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Self
 
 from ..errors import GPTClassifierError
 
@@ -17,8 +16,7 @@ _INT_FIELDS = ("examples_seen", "acc_examples_seen")
 
 @dataclass
 class TrainingHistory:
-    """The book's curves of ``train_classifier_simple`` with the x position of every point: a
-    loss evaluation appends to the loss lists, an end of epoch to the ``acc_`` ones (fractions)."""
+    """The book's curves of ``train_classifier_simple`` with the x position of every point."""
 
     epochs_seen: list[float] = field(default_factory=list)
     examples_seen: list[int] = field(default_factory=list)
@@ -30,15 +28,15 @@ class TrainingHistory:
     val_accs: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            convert = int if f.name in _INT_FIELDS else float
-            values = getattr(self, f.name)
+        for name in (item.name for item in fields(self)):
+            convert = int if name in _INT_FIELDS else float
+            values = getattr(self, name)
             try:
                 if isinstance(values, (str, bytes)):  # iterable, but not a list of numbers
                     raise TypeError
-                setattr(self, f.name, [convert(value) for value in values])
+                setattr(self, name, [convert(value) for value in values])
             except (TypeError, ValueError):
-                raise ValueError(f"{f.name} must be a list of numbers, got {values!r}") from None
+                raise ValueError(f"{name} must be a list of numbers, got {values!r}") from None
         for group in (_LOSS_FIELDS, _ACCURACY_FIELDS):
             lengths = {name: len(getattr(self, name)) for name in group}
             if len(set(lengths.values())) > 1:
@@ -56,20 +54,16 @@ class TrainingHistory:
             getattr(self, name).append(int(value) if name in _INT_FIELDS else float(value))
 
     def to_dict(self) -> dict[str, list[Any]]:
-        return dataclasses.asdict(self)
+        return asdict(self)
 
     @classmethod
-    def from_dict(
-        cls, values: Mapping[str, Any], source: str = "training history"
-    ) -> TrainingHistory:
+    def from_dict(cls, data: Mapping[str, Any], source: str = "training history") -> Self:
         """From :meth:`to_dict`'s output (missing keys are empty lists); errors name ``source``."""
-        if not isinstance(values, Mapping):
-            got = type(values).__name__
-            raise GPTClassifierError(f"{source}: expected a JSON object, got {got}")
-        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
+        if not isinstance(data, Mapping):
+            raise GPTClassifierError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        if unknown := sorted(set(data) - {item.name for item in fields(cls)}):
             raise GPTClassifierError(f"{source}: unknown keys {unknown}")
         try:
-            return cls(**values)
+            return cls(**data)
         except ValueError as exc:
             raise GPTClassifierError(f"{source}: {exc}") from exc

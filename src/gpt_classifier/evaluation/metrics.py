@@ -1,6 +1,5 @@
-"""Classification metrics in numpy: accuracy, per-class precision/recall/F1, confusion matrix,
-ROC-AUC. All plain Python (straight into ``json.dump``); undefined ratios (a class never
-predicted has no precision) are ``0.0``, never NaN, as scikit-learn's ``zero_division=0``."""
+"""Classification metrics in numpy, as plain Python values; undefined ratios are ``0.0``, never
+NaN, as scikit-learn's ``zero_division=0``."""
 
 from __future__ import annotations
 
@@ -20,10 +19,8 @@ def classification_metrics(
     probabilities: np.ndarray | None = None,
     loss: float | None = None,
 ) -> dict[str, Any]:
-    """Score predicted class ids ``0 .. len(class_names) - 1`` against true ones (else a
-    ``ValueError``). ``probabilities`` (softmax ``(n, classes)``, or ``(n,)`` of class 1) give the
-    ROC-AUC: binary for two classes, else the macro mean of the one-vs-rest AUCs of the classes
-    with positives and negatives (scikit-learn's ``"ovr"``); ``None`` where undefined."""
+    """Score predicted class ids against true ones; ``probabilities`` give the ROC-AUC (binary,
+    else scikit-learn's one-vs-rest macro mean over classes with positives and negatives)."""
     names = [str(name) for name in class_names]
     if len(names) < 2:
         raise ValueError(f"need at least two class names, got {len(names)}")
@@ -76,8 +73,7 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -
 
 
 def binary_roc_auc(is_positive: np.ndarray, scores: np.ndarray) -> float | None:
-    """Area under the ROC curve (a random positive scores above a random negative, ties half):
-    Mann-Whitney ``U / (n_pos * n_neg)`` with average ranks; ``None`` without both classes."""
+    """Area under the ROC curve, Mann-Whitney ``U / (n_pos * n_neg)``; ``None`` without both."""
     positive = np.asarray(is_positive, dtype=bool)
     n_pos = int(positive.sum())
     n_neg = int(positive.size - n_pos)
@@ -92,7 +88,6 @@ def binary_roc_auc(is_positive: np.ndarray, scores: np.ndarray) -> float | None:
 
 
 def _safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    """Element-wise ``numerator / denominator``, 0.0 where the denominator is 0."""
     out = np.zeros(numerator.shape, dtype=np.float64)
     return np.divide(numerator, denominator, out=out, where=denominator != 0)
 
@@ -116,7 +111,6 @@ def _class_ids(values: Sequence[int] | np.ndarray, name: str, num_classes: int) 
 
 
 def _probabilities(probabilities: np.ndarray, n: int, num_classes: int) -> np.ndarray:
-    """Validate and return probabilities as ``(n, num_classes)`` float64."""
     probs = np.asarray(probabilities, dtype=np.float64)
     if probs.ndim == 1 and num_classes == 2:
         probs = np.stack([1.0 - probs, probs], axis=1)

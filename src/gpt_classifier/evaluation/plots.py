@@ -1,6 +1,5 @@
-"""Training curves and the confusion matrix as PNG files, drawn with matplotlib's object API
-(``Figure`` on ``FigureCanvasAgg``), never ``pyplot``: no window, no figure kept after saving,
-no change to the backend a user picked for their own session."""
+"""Training curves and the confusion matrix as PNG files, by matplotlib's object API, never
+``pyplot``: no window, no figure kept, no change to the user's backend."""
 
 from __future__ import annotations
 
@@ -32,9 +31,7 @@ def plot_values(
     percent: bool = False,
     measured_on: str | None = None,
 ) -> Path:
-    """The book's figure: training and validation ``label`` against epochs, examples seen on a
-    second x-axis on top; ``percent`` labels fractions of 1 in percent; ``measured_on`` says in
-    the title what each point was computed on. Returns ``path``."""
+    """The book's figure: training and validation ``label`` against epochs and examples seen."""
     series = (epochs_seen, examples_seen, train_values, val_values)
     epochs, examples, train, val = (np.asarray(s, dtype=np.float64) for s in series)
     if len({len(epochs), len(examples), len(train), len(val)}) != 1:
@@ -64,11 +61,8 @@ def plot_values(
     finite = np.isfinite(epochs) & np.isfinite(examples)
     if finite.any():
         xs, ys = epochs[finite], examples[finite]
-        slope = 0.0
-        if xs[-1] != xs[0]:
-            slope = (ys[-1] - ys[0]) / (xs[-1] - xs[0])
-        elif xs[0] != 0:
-            slope = ys[0] / xs[0]
+        run, rise = (xs[-1] - xs[0], ys[-1] - ys[0]) if xs[-1] != xs[0] else (xs[0], ys[0])
+        slope = rise / run if run else 0.0
         left, right = ax1.get_xlim()
         if slope > 0:
             ax2.set_xlim(ys[0] + (left - xs[0]) * slope, ys[0] + (right - xs[0]) * slope)
@@ -86,9 +80,7 @@ def plot_training_history(
     output_dir: str | os.PathLike[str],
     eval_iter: int | None = None,
 ) -> list[Path]:
-    """``loss.png`` and ``accuracy.png`` (in percent) in ``output_dir``, each only if it has
-    points; the paths written. ``history`` may be in its ``to_dict`` form. ``eval_iter``: the
-    batches of each split a point was measured on (the book's sample, not the whole split)."""
+    """``loss.png`` and ``accuracy.png`` in ``output_dir``, each only if it has points."""
     log = history if isinstance(history, TrainingHistory) else TrainingHistory.from_dict(history)
     curves = {
         "loss": (log.epochs_seen, log.examples_seen, log.train_losses, log.val_losses),
@@ -109,8 +101,7 @@ def plot_confusion_matrix(
     path: str | os.PathLike[str],
     title: str = "Confusion matrix",
 ) -> Path:
-    """An annotated heatmap (rows: true class) with the class names as tick labels; readable for
-    2 to 20 classes, cells unannotated beyond 30. Returns ``path``."""
+    """An annotated heatmap (rows: true class), cells unannotated beyond 30 classes."""
     counts = np.asarray(matrix, dtype=np.float64)
     names = [str(name) for name in class_names]
     n = len(names)

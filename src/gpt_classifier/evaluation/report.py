@@ -1,5 +1,4 @@
-"""The evaluation report ``{split: classification_metrics(...)}``, as text and as JSON. The text
-shows the splits in order, what it knows of each, and ``-`` for what is missing."""
+"""The evaluation report ``{split: classification_metrics(...)}``, as text and as JSON."""
 
 from __future__ import annotations
 
@@ -19,8 +18,7 @@ _MAX_COLUMN_LABEL = 12  # confusion matrix column headers longer than this are s
 def format_report(
     report: Mapping[str, Mapping[str, Any]], class_names: Sequence[str] | None = None
 ) -> str:
-    """A summary table (split, n, loss, accuracy, macro F1, ROC-AUC), then each split's
-    per-class scores and confusion matrix, in ``class_names``' order (default: ``per_class``'s)."""
+    """A summary table, then each split's per-class scores and confusion matrix (``-``: missing)."""
     summary, details = [], []
     for split, metrics in report.items():
         count = _fmt(metrics.get("num_examples"), "int")
@@ -81,8 +79,7 @@ def _format_split(metrics: Mapping[str, Any], class_names: Sequence[str] | None)
 
 
 def format_table(header: list[str], rows: list[list[str]], rule: bool = True) -> str:
-    """Columns separated by two spaces, the first left-aligned, the rest right-aligned; ``rule``:
-    a line of dashes under the header."""
+    """Columns two spaces apart, the first left-aligned; ``rule``: dashes under the header."""
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
 
     def line(cells: list[str]) -> str:

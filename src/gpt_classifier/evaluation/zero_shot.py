@@ -1,5 +1,4 @@
-"""The book's zero-shot baseline (chapter 6): ask the base model "is this spam?" and score its
-greedy yes/no answers over a split, to show what fine-tuning buys."""
+"""The book's zero-shot baseline (chapter 6): the base model's greedy yes/no answers, scored."""
 
 from __future__ import annotations
 
@@ -57,8 +56,7 @@ def zero_shot(
     precision: str = "fp32",
     on_example: Callable[[], None] | None = None,
 ) -> ZeroShotResult:
-    """Greedy answers to ``prompt`` for each record: "yes" predicts ``positive``, "no"
-    ``negative``, anything else is wrong. ``precision`` is a resolved one."""
+    """Greedy answers to ``prompt``: "yes" predicts ``positive``, "no" ``negative``."""
     if "{text}" not in prompt:
         raise GPTClassifierError("the prompt template must contain {text}")
     context = model.cfg.context_length

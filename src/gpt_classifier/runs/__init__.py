@@ -1,2 +1,1 @@
-"""A run on disk: the run folder and its format, the transaction that writes it whole, and the
-training checkpoint. Training writes runs; inference, serving and the CLI read them."""
+"""A run on disk: its folder and format, the transaction that writes it, the checkpoint."""

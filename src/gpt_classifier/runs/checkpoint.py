@@ -1,5 +1,4 @@
-"""Training checkpoints (trainable weights, optimizer, loop state, options), written atomically
-into the run's staging folder so ``train --resume RUN`` ends with the same final weights."""
+"""Training checkpoints in the run's staging folder, so ``train --resume RUN`` ends the same."""
 
 from __future__ import annotations
 
@@ -54,10 +53,9 @@ def save_checkpoint(
     fingerprint: str,
 ) -> None:
     """One file, replaced atomically: a kill at any moment leaves the previous checkpoint."""
-    loop = {**dataclasses.asdict(state), "history": state.history.to_dict()}
     weights = {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
-    payload = {"format": CHECKPOINT_FORMAT, "fingerprint": fingerprint, "loop": loop}
-    payload.update(weights=weights, optimizer=optimizer.state_dict())
+    payload = {"format": CHECKPOINT_FORMAT, "fingerprint": fingerprint, "weights": weights}
+    payload.update(loop=dataclasses.asdict(state), optimizer=optimizer.state_dict())
     with atomic_path(folder / STATE_FILE) as partial, partial.open("wb") as handle:
         writer = _KeepsWriteError(handle)
         try:
@@ -74,8 +72,7 @@ class _KeepsWriteError:
     """A file for ``torch.save`` that keeps the OSError (full disk...) of a failed write."""
 
     def __init__(self, handle: BinaryIO) -> None:
-        self.handle, self.flush = handle, handle.flush
-        self.error: OSError | None = None
+        self.handle, self.flush, self.error = handle, handle.flush, None
 
     def write(self, data: bytes) -> int:
         try:

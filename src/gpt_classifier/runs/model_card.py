@@ -1,6 +1,4 @@
-"""The model card (``README.md``) of a run folder or an export: the data, the recipe, the
-metrics with 95 % intervals, the intended use, the limits and how to load it. One generator for
-``train`` and ``export``; it reads only what the run records and says so where a fact is missing."""
+"""The model card (``README.md``) of a run folder or an export, from what the run records."""
 
 from __future__ import annotations
 
@@ -87,11 +85,5 @@ Sorting texts like the training texts into the classes {", ".join(info.classes)}
 """
 
 
-def write_model_card(
-    folder: Path,
-    info: RunInfo,
-    metrics: dict[str, Any] | None,
-    usage: str = RUN_USAGE,
-    note: str = "",
-) -> None:
-    write_text(folder / CARD_FILE, model_card(info, metrics, usage, note))
+def write_model_card(folder: Path, info: RunInfo, metrics: dict[str, Any] | None) -> None:
+    write_text(folder / CARD_FILE, model_card(info, metrics, RUN_USAGE))

@@ -1,6 +1,5 @@
-"""A run directory: ``run.json`` (config, classes, pooling, padding, training settings), the
-weights (``model.safetensors``, or saved ``trainable``: see ``trainable_run``), ``tokenizer/``
-(a run answers offline), metrics, plots and ``data/``; ``load_run`` rebuilds the classifier."""
+"""A run directory: ``run.json``, the weights, ``tokenizer/``, metrics, plots and ``data/``;
+``load_run`` rebuilds the classifier."""
 
 from __future__ import annotations
 
@@ -18,9 +17,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from .. import __version__
-from ..classifier import GPTClassifier
+from ..classifier import POOLINGS, GPTClassifier
 from ..classifier.lora import merge_lora
-from ..classifier.pooling import POOLINGS
 from ..config import EOT_TOKEN_ID, GPTConfig
 from ..data.encoding import PADDING_STRATEGIES, parse_padding
 from ..data.windows import LongText
@@ -81,8 +79,7 @@ class RunInfo:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str) -> RunInfo:
-        """Check every field of ``run.json`` (exact types, ranges, consistency); anything wrong
-        is a one-line ``GPTClassifierError`` naming the field and its value."""
+        """Check every field of ``run.json``; an error names the field and its value."""
         if values.get("format") != RUN_FORMAT:
             raise GPTClassifierError(f"{source} is not a gpt-classifier run file")
         version = values.get("format_version")
@@ -93,12 +90,10 @@ class RunInfo:
             )
         fields = _Fields(values, source)
         config = GPTConfig.from_dict(fields.get("model.gpt_config"), f"{source}: model.gpt_config")
-        classes, pooling = _classifier_fields(fields)
         known = {"format", "format_version", *_SECTIONS}
         return cls(
             config,
-            classes,
-            pooling,
+            **_classifier_fields(fields),
             **_input_fields(fields, config),
             **_model_fields(fields),
             extra={key: value for key, value in values.items() if key not in known},
@@ -155,26 +150,21 @@ class _Fields:
         return value
 
 
-def _classifier_fields(fields: _Fields) -> tuple[tuple[str, ...], str]:
+def _classifier_fields(fields: _Fields) -> dict[str, Any]:
     path, classes = "classifier.classes", fields.get("classifier.classes")
     # a string would iterate into one class per character
     fields.check(isinstance(classes, list), f"{path} must be a list of class names", classes)
     fields.check(len(classes) >= 2, f"{path} must list at least 2 classes", classes)
-    seen: set[str] = set()
     for number, name in enumerate(classes):
         fields.check(isinstance(name, str), f"{path}[{number}] must be a string", name)
         fields.check(bool(name.strip()), f"{path}[{number}] is empty", name)
-        fields.check(name not in seen, f"{path} lists {_show(name)} twice")
-        seen.add(name)
+        fields.check(name not in classes[:number], f"{path} lists {_show(name)} twice")
     # num_classes is written for readers: it must agree with the classes (load_run checks the
     # head's shape against them and names both counts)
-    count = fields.get("classifier.num_classes", len(classes))
-    fields.check(
-        not isinstance(count, bool) and count == len(classes),
-        f"classifier.num_classes must be {len(classes)}, the number of classifier.classes",
-        count,
-    )
-    return tuple(classes), fields.string("classifier.pooling", POOLINGS)
+    count, want = fields.get("classifier.num_classes", len(classes)), len(classes)
+    problem = f"classifier.num_classes must be {want}, the number of classifier.classes"
+    fields.check(not isinstance(count, bool) and count == want, problem, count)
+    return {"classes": tuple(classes), "pooling": fields.string("classifier.pooling", POOLINGS)}
 
 
 def _input_fields(fields: _Fields, config: GPTConfig) -> dict[str, Any]:
@@ -203,9 +193,8 @@ def _input_fields(fields: _Fields, config: GPTConfig) -> dict[str, Any]:
         why = " (inputs.max_length to the context length)"
         length = fields.integer(path, max_length, context, why)
         required = {"fixed": padding.length, "context": context}.get(padding.kind, length)
-        fields.check(
-            length == required, f'{path} must be {required} with padding "{padding}"', length
-        )
+        problem = f'{path} must be {required} with padding "{padding}"'
+        fields.check(length == required, problem, length)
     why, vocab = " (a token id of the vocabulary)", config.vocab_size
     pad_token_id = fields.integer("inputs.pad_token_id", 0, vocab - 1, why, EOT_TOKEN_ID)
     return {
@@ -246,9 +235,7 @@ class LoadedRun:
 def write_model_files(
     model: GPTClassifier, info: RunInfo, folder: Path, tokenizer_dir: StrPath | None = None
 ) -> None:
-    """``model.safetensors`` (LoRA adapters merged first) or, saved ``trainable``, the trained
-    tensors; ``run.json``; and the tokenizer's files where they are on disk (``tokenizer_dir``,
-    ``$GPT_CLASSIFIER_TOKENIZER_DIR`` or tiktoken's cache) into ``folder``."""
+    """The weights (or trained tensors), ``run.json`` and the tokenizer's files into ``folder``."""
     metadata = {"format": RUN_FORMAT, "version": __version__}
     if info.save == "trainable":
         trainable_run.write_trained(model, folder, metadata)
@@ -270,8 +257,7 @@ def save_run(
     overwrite: bool = False,
     tokenizer_dir: StrPath | None = None,
 ) -> Path:
-    """Save ``model`` as a complete run directory, in one transaction (see ``transaction``); an
-    existing non-empty ``directory`` is replaced only with ``overwrite``."""
+    """Save ``model`` as a complete run directory, in one transaction."""
     staged = StagedRun(check_output_dir(directory, overwrite=overwrite)).start()
     try:
         write_model_files(model, info, staged.folder, tokenizer_dir)
@@ -314,8 +300,7 @@ def _unreadable(path: Path, exc: OSError) -> GPTClassifierError:
 def load_run(
     directory: StrPath, device: str | torch.device = "cpu", weights: str | None = None
 ) -> LoadedRun:
-    """The classifier saved in ``directory``, in eval mode on ``device``; ``weights``: where a
-    trainable run's base weights are, if not where they were at training."""
+    """The classifier saved in ``directory``, in eval mode; ``weights``: a moved base's path."""
     folder = Path(directory)
     info = read_run_info(folder)
     path = folder / (TRAINED_FILE if info.save == "trainable" else WEIGHTS_FILE)
@@ -339,9 +324,7 @@ def load_run(
 
 
 def run_tokenizer(directory: StrPath, tokenizer_dir: StrPath | None = None) -> tiktoken.Encoding:
-    """The run's own tokenizer (``tokenizer/``, checked against the run's marker); a run saved
-    without it reads ``tokenizer_dir``, the variable or the download. A ``tokenizer_dir`` given
-    for a run that has its own must hold the same files: the tokenizer is part of the model."""
+    """The run's own tokenizer; a given ``tokenizer_dir`` must hold the same files."""
     folder = Path(directory)
     stored = folder / TOKENIZER_DIR
     if not stored.is_dir():

@@ -1,13 +1,10 @@
 """``--save trainable``: the trained tensors alone (``trained.safetensors``) and, in run.json's
-``model.base_weights``, the base they go over: a weights file or folder (absolute path) or GPT-2
-name with its sha256 (of a sharded folder: of the lines ``<sha256>  <shard>``), or ``random``, a
-seed and the sha256 of the drawn tensors (a torch that draws other numbers is refused)."""
+``model.base_weights``, the base they go over with its sha256 (see docs/design.md)."""
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,8 +56,7 @@ def write_trained(model: GPTClassifier, folder: Path, metadata: dict[str, str]) 
 def check_state(
     state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], weights: Path, against: str
 ) -> dict[str, torch.Tensor]:
-    """``state`` with the ``expected`` names and shapes, as finite float32 tensors (runs are
-    written so; float16/bfloat16/float64 copies are converted; a NaN would give ``nan`` odds)."""
+    """``state`` with the ``expected`` names and shapes, as finite float32 tensors."""
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     if missing or unexpected:
         problem = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
@@ -86,8 +82,7 @@ def check_state(
 def load_trainable(
     state: dict[str, torch.Tensor], info: RunInfo, weights: str | None, path: Path
 ) -> GPTClassifier:
-    """The run's classifier: its base (from ``weights`` if given: a copy elsewhere), the trained
-    tensors ``state`` (read from ``path``) over it."""
+    """The run's base (from ``weights`` if given) with the trained tensors ``state`` over it."""
     base, extra = info.base_weights or {}, info.extra or {}
     gpt = _open_base(info.gpt_config, base, weights)
     lazy = lazy_weights_of(gpt)
@@ -99,9 +94,8 @@ def load_trainable(
             "was trained on (another torch version?); retrain with --save full"
         )
     lora = extra.get("lora") or {}
-    trainable = str(extra.get("trainable", "all"))
     rank, alpha = int(lora.get("rank", 16)), float(lora.get("alpha", 16.0))
-    apply_trainable(model, trainable, lora_rank=rank, lora_alpha=alpha)
+    apply_trainable(model, str(extra.get("trainable", "all")), lora_rank=rank, lora_alpha=alpha)
     expected = {name: p for name, p in model.named_parameters() if p.requires_grad}
     with torch.no_grad():
         for name, value in check_state(state, expected, path, "run.json's trainable").items():
@@ -130,7 +124,7 @@ def _open_base(cfg: GPTConfig, base: dict[str, Any], weights: str | None) -> Any
     return open_pretrained(source, config=cfg)
 
 
-def _files_digest(files: Sequence[Path]) -> str:
+def _files_digest(files: list[Path]) -> str:
     if len(files) == 1:
         return sha256_of(files[0])
     lines = "".join(f"{sha256_of(file)}  {file.name}\n" for file in sorted(files))

@@ -1,13 +1,5 @@
-"""A run directory is written as one transaction.
-
-Everything goes into a staging folder beside the target, ``.<name>.partial/run``, whose last
-file is the marker ``run-complete.json`` (the sha256 of every other file). Committing renames
-the old run (if any) to ``.<name>.backup``, the staged run into place, then deletes the backup:
-the target is the complete old run or the complete new one, or for the instant between the two
-renames absent with both complete beside it (``train --resume`` or the next commit finishes
-that). A folder without a valid marker is never loaded. The staging folder also holds the
-training checkpoint (``.<name>.partial/checkpoint``), so an interrupted ``train`` resumes.
-"""
+"""A run directory written as one transaction: staged in ``.<name>.partial/run``, marked
+complete by ``run-complete.json``, renamed into place (see docs/design.md, Guarantees)."""
 
 from __future__ import annotations
 
@@ -37,7 +29,6 @@ class StagedRun:
         self.folder, self.checkpoint_dir = self.root / "run", self.root / "checkpoint"
 
     def start(self, *, keep_checkpoint: bool = False) -> StagedRun:
-        """An empty staging folder (a checkpoint there is kept only when resuming)."""
         try:
             if (stale := self.folder if keep_checkpoint else self.root).exists():
                 shutil.rmtree(stale)
@@ -50,7 +41,6 @@ class StagedRun:
         shutil.rmtree(self.folder if keep_checkpoint else self.root, ignore_errors=True)
 
     def commit(self) -> Path:
-        """Write the marker, then swap the staged run into place."""
         crash_point("staged")
         write_marker(self.folder)
         crash_point("marked")
@@ -87,7 +77,6 @@ def finish_interrupted_commit(target: Path) -> bool:
 
 
 def missing_run_hint(target: Path) -> str:
-    """What to tell a user whose run directory is missing because a commit was cut short."""
     if (StagedRun(target).folder / MARKER_FILE).is_file():
         return f" (a crash interrupted its commit: gpt-classifier train --resume {target} ends it)"
     return ""
@@ -104,7 +93,7 @@ def write_marker(folder: Path) -> None:
 
 
 def verify_files(folder: Path, names: list[str]) -> None:
-    """Check that the marker lists each of ``names`` with its digest, or say why in one line."""
+    """Check that the marker lists each of ``names`` with its digest."""
     marker = folder / MARKER_FILE
     if not marker.is_file():
         resumable = StagedRun(folder).checkpoint_dir.is_dir()
