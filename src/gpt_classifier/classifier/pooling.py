@@ -3,7 +3,7 @@ collate function, never a search for the pad id (GPT-2 pads with ``<|endoftext|>
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import NamedTuple
 
 import torch
@@ -12,16 +12,13 @@ from torch import Tensor
 from ..errors import GPTClassifierError
 
 
-class Pooling(str, Enum):
+class Pooling(StrEnum):
     """A pooling strategy; a ``str`` so that run.json and the CLI keep the plain names."""
 
     LAST = "last"
     FIRST = "first"
     LAST_REAL = "last-real"
     MEAN = "mean"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 POOLINGS = tuple(p.value for p in Pooling)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 import torch
 from torch import nn
@@ -18,14 +18,11 @@ from .model import GPTClassifier
 TRAINABLE_FORMS = ("head", "last-block", "last-blocks:N", "all", "lora")
 
 
-class TrainableKind(str, Enum):
+class TrainableKind(StrEnum):
     HEAD = "head"
     LAST_BLOCKS = "last-blocks"
     ALL = "all"
     LORA = "lora"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)
