@@ -26,18 +26,14 @@ from .options import BaseWeightsOptions, command, options_from
 RESUME_MAY_CHANGE = ("progress", "plots", "dist_timeout")  # how it is shown, not what it computes
 
 
-@dataclass(kw_only=True)
-class _Resume:
-    resume_dir: str | None = opt(
-        "Continue the killed or diverged run RUN_DIR from its last checkpoint, with its options.",
-        flag="--resume",
-        path="dir",
-    )
-
-
 @click.command()
 @options_from(FinetuneOptions)
-@options_from(_Resume)
+@click.option(
+    "--resume",
+    "resume_dir",
+    type=click.Path(file_okay=False),
+    help="Continue the killed or diverged run RUN_DIR from its last checkpoint, with its options.",
+)
 def train(resume_dir: str | None, **kwargs: Any) -> None:
     """Fine-tune GPT-2 as a classifier, evaluate it and save the run.
 
