@@ -1,7 +1,5 @@
 """Low-rank adaptation (the book's appendix E): ``linear(x) + alpha / rank * (x @ A @ B)``."""
 
-from __future__ import annotations
-
 import math
 
 import torch

@@ -1,8 +1,6 @@
 """GPTClassifier: GPT-2 with its ``out_head`` replaced by ``Linear(emb_dim, classes)``; the hidden
 states are pooled *before* the head (the same logits as the book's ``model(x)[:, -1, :]``)."""
 
-from __future__ import annotations
-
 import torch
 from torch import Tensor, nn
 

@@ -1,8 +1,6 @@
 """Texts packed end to end in rows, without padding, a block-diagonal mask keeping each text to
 itself: the states are those of the texts run alone, to float rounding."""
 
-from __future__ import annotations
-
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain

@@ -1,8 +1,6 @@
 """Which position's hidden state the head reads: ``last-real`` reads ``lengths - 1`` from the
 collate function, never a search for the pad id (GPT-2 pads with ``<|endoftext|>``)."""
 
-from __future__ import annotations
-
 from enum import StrEnum
 from typing import NamedTuple
 

@@ -1,8 +1,6 @@
 """Which parameters are fine-tuned: ``head``, ``last-blocks:N`` (+ ``final_norm`` and the head;
 the book's ``last-block`` is N=1), ``all``, or ``lora`` adapters on the blocks plus the head."""
 
-from __future__ import annotations
-
 import re
 from dataclasses import dataclass
 from enum import StrEnum

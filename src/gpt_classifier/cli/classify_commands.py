@@ -1,7 +1,5 @@
 """``classify``: labels for texts or a file of any size from a saved run; ``export`` the run."""
 
-from __future__ import annotations
-
 import json
 import os
 import time

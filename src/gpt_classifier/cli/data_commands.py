@@ -1,7 +1,5 @@
 """``gpt-classifier data prepare``: split a labelled file (or sms-spam), report, write CSVs."""
 
-from __future__ import annotations
-
 from dataclasses import dataclass
 
 import click

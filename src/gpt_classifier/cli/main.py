@@ -1,7 +1,5 @@
 """Entry point: ``gpt-classifier <command>``. Maps commands to library functions, nothing more."""
 
-from __future__ import annotations
-
 import sys
 from typing import Any
 

@@ -1,7 +1,5 @@
 """``download``, ``generate`` and ``zero-shot``: GPT-2 itself, before fine-tuning."""
 
-from __future__ import annotations
-
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +32,7 @@ def download(o: DownloadOptions) -> None:
     click.echo(str(download_weights(o.model_name, cache_dir=o.cache_dir)))
 
 
-def _load(o: GenerateOptions | ZeroShotOptions, seed: int) -> tuple[Any, Any, str]:
+def _load(o: "GenerateOptions | ZeroShotOptions", seed: int) -> tuple[Any, Any, str]:
     """The model on its device, the device and the resolved precision."""
     from ..precision import resolve_device, resolve_precision
     from ..weights import build_model

@@ -1,7 +1,5 @@
 """Click options generated from an options dataclass: a field's type, default and help, once."""
 
-from __future__ import annotations
-
 import dataclasses
 import functools
 import types
@@ -12,8 +10,6 @@ from typing import Any
 import click
 
 from ..training.settings import PRESETS, InferencePrecisionOptions, TokenizerOptions, opt
-
-_NUMBERS = {int: (click.INT, click.IntRange), float: (click.FLOAT, click.FloatRange)}
 
 
 def options_from(cls: type) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -42,9 +38,10 @@ def _parameter(f: dataclasses.Field, hint: Any) -> Callable[..., Any]:
     elif "path" in meta:
         path, writable = meta["path"], meta.get("writable", False)
         click_type = click.Path(dir_okay=path != "file", file_okay=path != "dir", writable=writable)
-    elif kind in _NUMBERS:
+    elif kind in (int, float):
         bounds = {key: meta[key] for key in ("min", "max", "min_open") if key in meta}
-        click_type = _NUMBERS[kind][1](**bounds) if bounds else _NUMBERS[kind][0]
+        ranged = click.IntRange if kind is int else click.FloatRange
+        click_type = ranged(**bounds) if bounds else click.types.convert_type(kind)
     else:
         click_type = click.STRING
     if meta.get("argument"):

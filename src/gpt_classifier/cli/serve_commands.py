@@ -1,7 +1,5 @@
 """``gpt-classifier serve``: the HTTP API of a saved run."""
 
-from __future__ import annotations
-
 import errno
 import socket
 from dataclasses import dataclass

@@ -1,7 +1,5 @@
 """``train``, ``evaluate``, ``cache list|clear`` and ``experiments`` (a grid of train runs)."""
 
-from __future__ import annotations
-
 import functools
 import sys
 import time
@@ -53,11 +51,9 @@ def train(resume_dir: str | None, **kwargs: Any) -> None:
         return
     classes = result.report[next(iter(result.report))]["per_class"].keys()
     click.echo(format_report(result.report, list(classes)), nl=False)
-    click.echo(
-        f"run saved to {result.run_dir} in {result.timings['total']:.1f} s (training "
-        f"{result.timings['train']:.1f} s, peak memory {result.peak_rss_mb:.0f} MiB)",
-        err=True,
-    )
+    total, training = result.timings["total"], result.timings["train"]
+    saved = f"run saved to {result.run_dir} in {total:.1f} s (training {training:.1f} s, "
+    click.echo(f"{saved}peak memory {result.peak_rss_mb:.0f} MiB)", err=True)
     if result.interrupted:
         click.echo("interrupted: the run was saved as it stood (exit status 130)", err=True)
         sys.exit(INTERRUPTED_EXIT)
@@ -71,8 +67,7 @@ def _resumed(resume_dir: str, kwargs: dict[str, Any]) -> FinetuneOptions:
         raise GPTClassifierError(
             f"--resume continues with the interrupted run's own options; drop {flags}"
         )
-    folder = StagedRun(resume_dir).checkpoint_dir
-    saved = read_options(folder)
+    saved = read_options(folder := StagedRun(resume_dir).checkpoint_dir)
     written = {f.name for f in fields(FinetuneOptions)} - {*RESUME_MAY_CHANGE, "resume"}
     if missing := sorted(written - set(saved)):
         raise GPTClassifierError(
@@ -210,12 +205,11 @@ def experiments(o: ExperimentsOptions) -> None:
         if o.baseline == "tfidf":
             outcomes.append(tfidf_baseline(finished[0] / "data", seed=o.seed))
         shown = ", ".join(f"{k}={v}" for k, v in base.items() if v is not None) or "defaults"
-        header = (
-            f"# Experiments: grid {o.grid}\n\n"
-            f"Base options: {shown}. Seeds: {o.seeds} from {o.seed}. "
-            f"Wall time {(time.perf_counter() - started) / 60:.1f} min on {describe_cpu()}, "
-            f"{torch.get_num_threads()} threads, torch {torch.__version__}, gpt-classifier "
-            f"{__version__}, {time.strftime('%Y-%m-%d')}."
+        minutes, threads = (time.perf_counter() - started) / 60, torch.get_num_threads()
+        header = f"# Experiments: grid {o.grid}\n\nBase options: {shown}. Seeds: {o.seeds} from "
+        header += f"{o.seed}. Wall time {minutes:.1f} min on {describe_cpu()}, {threads} threads, "
+        header += (
+            f"torch {torch.__version__}, gpt-classifier {__version__}, {time.strftime('%Y-%m-%d')}."
         )
         with writing(output_dir, "--output-dir"):
             written = write_outputs(summarize(outcomes), output_dir, header)
