@@ -14,11 +14,7 @@ class GPTClassifier(nn.Module):
     """A ``GPTModel`` (kept as ``self.gpt``, the book's module tree) with a classification head."""
 
     def __init__(
-        self,
-        gpt: GPTModel,
-        num_classes: int,
-        pooling: str | pools.Pooling = pools.Pooling.LAST_REAL,
-        head_seed: int = 123,
+        self, gpt: GPTModel, num_classes: int, pooling: str = "last-real", head_seed: int = 123
     ) -> None:
         super().__init__()
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
