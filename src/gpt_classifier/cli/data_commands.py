@@ -60,12 +60,10 @@ def format_counts(summary: data.DataSummary, label_map: data.LabelMap) -> str:
     names = ", ".join(label_map.classes)
     lines = [f"data: {summary.source}", f"classes ({len(label_map)}): {names}", "", table]
     if split:
-        lines.append(
-            "duplicates: kept (--keep-duplicates)"
-            if summary.keep_duplicates
-            else f"duplicates: {summary.duplicates_dropped} repeated texts dropped (first "
-            f"occurrence kept), {summary.label_conflicts} of them with a different label"
-        )
+        dropped = f"{summary.duplicates_dropped} repeated texts dropped (first occurrence kept), "
+        dropped += f"{summary.label_conflicts} of them with a different label"
+        kept = summary.keep_duplicates
+        lines.append("duplicates: " + ("kept (--keep-duplicates)" if kept else dropped))
         balance = {
             "undersample": "undersampled to the smallest class",
             "weighted": "every row kept, the training loss weighted by class",
