@@ -1,7 +1,6 @@
 """``classify``: labels for texts or a file of any size from a saved run; ``export`` the run."""
 
 import json
-import os
 import time
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
@@ -99,7 +98,7 @@ def _classify_file(o: ClassifyOptions) -> None:
         check_resumable(output, resume=o.resume, overwrite=o.overwrite)
         # samefile: hard links, case-insensitive disks
         if output.resolve() == source.resolve() or (
-            output.exists() and source.exists() and os.path.samefile(output, source)
+            output.exists() and source.exists() and output.samefile(source)
         ):
             raise GPTClassifierError(f"--output {output} is the input file; write elsewhere")
         check_output_file(output, overwrite=o.overwrite or o.resume)

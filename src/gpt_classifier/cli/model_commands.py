@@ -6,7 +6,7 @@ from typing import Any
 import click
 
 from ..config import EOT_TOKEN_ID
-from ..data import DEFAULT_SEED, SPLIT_NAMES
+from ..data import DEFAULT_SEED, SPLIT_NAMES, prepare_dataset
 from ..errors import GPTClassifierError
 from ..training.settings import InferencePrecisionOptions, ModelOptions, SplitOptions, opt
 from .options import command
@@ -103,7 +103,6 @@ def zero_shot(o: ZeroShotOptions) -> None:
     Asks the book's question (is this text spam? yes or no) for each text of a split. The split
     options are train's: with the same flags, the same test texts as a fine-tuned run.
     """
-    from ..data import prepare_dataset
     from ..evaluation.zero_shot import BOOK_PROMPT, zero_shot
     from ..fileio import write_json
     from ..progress import progress_bar
@@ -121,9 +120,9 @@ def zero_shot(o: ZeroShotOptions) -> None:
     gpt, device, precision = _load(o, args["seed"])
     options = {"max_new_tokens": o.max_new_tokens, "device": device, "precision": precision}
     with progress_bar(len(records), "zero-shot", enabled=o.progress, unit="texts") as bar:
-        args = (gpt, get_tokenizer(o.tokenizer_dir), records, positive, negative)
+        inputs = (gpt, get_tokenizer(o.tokenizer_dir), records, positive, negative)
         options.update(prompt=o.prompt or BOOK_PROMPT, on_example=lambda: bar.update(1))
-        result = zero_shot(*args, **options)
+        result = zero_shot(*inputs, **options)
     answers = ", ".join(f"{k} {v}" for k, v in sorted(result.answers.items()))
     click.echo(
         f"zero-shot accuracy on {len(records)} {o.split} texts: "
