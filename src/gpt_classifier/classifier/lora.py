@@ -1,7 +1,4 @@
-"""Low-rank adaptation (the book's appendix E): ``linear(x) + alpha / rank * (x @ A @ B)``, with
-``B`` zero at first (a wrapped model computes what it did); ``merge_lora`` folds it back."""
-
-from __future__ import annotations
+"""Low-rank adaptation (the book's appendix E): ``linear(x) + alpha / rank * (x @ A @ B)``."""
 
 import math
 
@@ -13,9 +10,7 @@ from ..errors import GPTClassifierError
 
 
 class LoRALayer(nn.Module):
-    """``scaling * (x @ A @ B)``: ``A`` ``(in_dim, rank)`` Kaiming-uniform as in the book (from
-    ``generator`` if given), ``B`` ``(rank, out_dim)`` zeros. The scaling is the LoRA paper's
-    ``alpha / rank`` (the book's first printing used ``alpha``)."""
+    """``scaling * (x @ A @ B)``, ``B`` zero at first; the LoRA paper's ``alpha / rank`` scaling."""
 
     def __init__(
         self, in_dim: int, out_dim: int, rank: int, alpha: float, generator: Generator | None = None
@@ -45,26 +40,21 @@ class LinearWithLoRA(nn.Module):
         self.lora = lora.to(device=linear.weight.device, dtype=linear.weight.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # One addmm with the scaling folded into the small B: no extra passes over the
-        # (tokens, out_dim) activations, which cost about as much as the adapters' matmuls.
-        out = self._frozen_linear(x)
-        flat = x.reshape(-1, x.shape[-1])
-        lora = self.lora
-        fused = torch.addmm(out.reshape(-1, out.shape[-1]), flat @ lora.A, lora.B * lora.scaling)
+        # one addmm, the scaling folded into the small B: no extra pass over the activations
+        out, lora = self._frozen_linear(x), self.lora
+        flat = out.reshape(-1, out.shape[-1])
+        fused = torch.addmm(flat, x.reshape(-1, x.shape[-1]) @ lora.A, lora.B * lora.scaling)
         return fused.view(out.shape)
 
     def _frozen_linear(self, x: torch.Tensor) -> torch.Tensor:
-        """``self.linear(x)``; under CPU bf16 autocast from a bf16 copy of the frozen weights
-        kept between passes (autocast would recast them every pass: 130 of a ~570 ms LoRA step
-        on GPT-2 124M), bit-identical; the copy costs half the weights' memory."""
+        """``self.linear(x)``; under CPU bf16 autocast from a kept bf16 copy of the frozen weights
+        (autocast recasts them every pass: 130 of a ~570 ms LoRA step on GPT-2 124M)."""
         weight, bias = self.linear.weight, self.linear.bias
-        if (
-            x.device.type != "cpu"
-            or weight.dtype != torch.float32
-            or any(p.requires_grad for p in self.linear.parameters())
-            or not torch.is_autocast_enabled("cpu")
-            or torch.get_autocast_dtype("cpu") != torch.bfloat16
-        ):
+        bf16 = (
+            torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+        )
+        frozen = not any(p.requires_grad for p in self.linear.parameters())
+        if not (bf16 and frozen and x.device.type == "cpu" and weight.dtype == torch.float32):
             return self.linear(x)
         key = (weight._version, weight.data_ptr())
         if self._bf16_copy is None or self._bf16_copy[0] != key:
@@ -76,8 +66,7 @@ class LinearWithLoRA(nn.Module):
 def replace_linear_with_lora(
     module: nn.Module, rank: int, alpha: float, generator: Generator | None = None
 ) -> int:
-    """Wrap every ``nn.Linear`` inside ``module`` (not yet wrapped) in a ``LinearWithLoRA``, in
-    place; the number wrapped. A ``generator`` makes the init independent of the global RNG."""
+    """Wrap every ``nn.Linear`` not yet wrapped in ``module`` in place; the number wrapped."""
     replaced = 0
     for name, child in module.named_children():
         if isinstance(child, nn.Linear):
@@ -89,8 +78,7 @@ def replace_linear_with_lora(
 
 
 def merge_lora(module: nn.Module) -> int:
-    """Fold each adapter into its Linear (``W += scaling * (A @ B).T``) and put the plain
-    ``nn.Linear`` back, in place (the original module tree and state dict); the number merged."""
+    """Fold each adapter into its Linear and put that back, in place; the number merged."""
     merged = 0
     for name, child in module.named_children():
         if isinstance(child, LinearWithLoRA):

@@ -1,34 +1,20 @@
-"""GPTClassifier: GPT-2 with its 50,257-way ``out_head`` replaced by ``Linear(emb_dim, classes)``.
-The book (ch. 6) reads the logits of the last token, ``model(x)[:, -1, :]``; pooling the hidden
-states *before* the head gives the same logits (the head acts per position), computed once."""
-
-from __future__ import annotations
+"""GPTClassifier: GPT-2 with its ``out_head`` replaced by ``Linear(emb_dim, classes)``; the hidden
+states are pooled *before* the head (the same logits as the book's ``model(x)[:, -1, :]``)."""
 
 import torch
 from torch import Tensor, nn
 
 from ..errors import GPTClassifierError
 from ..model import GPTModel
+from . import pooling as pools
 from .packing import PackedBatch, packing_of
-from .pooling import (
-    Pooling,
-    combine_windows,
-    padding_reads,
-    pool_hidden,
-    pooled_positions,
-    validate_pooling,
-)
 
 
 class GPTClassifier(nn.Module):
     """A ``GPTModel`` (kept as ``self.gpt``, the book's module tree) with a classification head."""
 
     def __init__(
-        self,
-        gpt: GPTModel,
-        num_classes: int,
-        pooling: str | Pooling = Pooling.LAST_REAL,
-        head_seed: int = 123,
+        self, gpt: GPTModel, num_classes: int, pooling: str = "last-real", head_seed: int = 123
     ) -> None:
         super().__init__()
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
@@ -36,13 +22,12 @@ class GPTClassifier(nn.Module):
                 f"a classifier needs at least 2 classes (got num_classes={num_classes!r})"
             )
         self.num_classes = num_classes
-        self.pooling = validate_pooling(pooling)
+        self.pooling = pools.validate_pooling(pooling)
         self.gpt = gpt
         reference = gpt.final_norm.scale  # the head follows the model's device and dtype
         lazy = reference.is_meta and getattr(gpt, "lazy_weights", None) is not None
         device = torch.device("cpu") if lazy else reference.device  # weights.LazyWeights: head real
-        # The book's new head, with a bias (GPT-2's own has none), drawn on the CPU from
-        # head_seed: the same head on every device, and the global RNG untouched.
+        # drawn on the CPU from head_seed: the same head on every device, the global RNG untouched
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(head_seed)
             head = nn.Linear(gpt.cfg.emb_dim, num_classes)
@@ -58,8 +43,8 @@ class GPTClassifier(nn.Module):
 
     @property
     def can_pack(self) -> bool:
-        """Whether ``forward_packed`` gives this model's answers (``padding_reads``)."""
-        return not any(padding_reads(self.pooling, self.cfg.causal, None))
+        """Whether ``forward_packed`` gives this model's answers."""
+        return not any(pools.padding_reads(self.pooling, self.cfg.causal, None))
 
     def forward(
         self,
@@ -69,15 +54,11 @@ class GPTClassifier(nn.Module):
         fast: bool = True,
         owners: Tensor | None = None,
     ) -> Tensor:
-        """Class logits ``(B, num_classes)`` of token ids ``(B, T)`` with ``lengths`` ``(B,)`` real
-        tokens each (``None``: no padding); ``fast``: the last block at the pooled positions only.
-        ``owners`` (B,): the rows are windows of texts 0.., one row of logits per text back."""
-        hidden = self.gpt.embed(input_ids)
-        return self.forward_from_hidden(hidden, 0, lengths, owners, fast=fast)
+        """Class logits ``(B, classes)`` of token ids ``(B, T)`` with ``lengths`` real tokens."""
+        return self.forward_from_hidden(self.gpt.embed(input_ids), 0, lengths, owners, fast=fast)
 
     def forward_packed(self, packed: PackedBatch) -> Tensor:
-        """``forward`` of texts packed end to end (``packing.pack``), to float rounding: every
-        block but the last runs on the packed tokens, the last on them unpacked into rows."""
+        """``forward`` of texts packed end to end (``packing.pack``), to float rounding."""
         if not self.can_pack:
             raise GPTClassifierError(
                 "packed batches need the causal mask and a pooling other than 'last'"
@@ -100,8 +81,7 @@ class GPTClassifier(nn.Module):
         *,
         fast: bool = True,
     ) -> Tensor:
-        """Class logits from the states ``(B, T, D)`` entering ``trf_blocks[start_block]`` (cached
-        when the blocks before are frozen), the last block at the pooled positions if ``fast``."""
+        """Class logits from the states ``(B, T, D)`` entering ``trf_blocks[start_block]``."""
         if isinstance(start_block, bool) or not 0 <= start_block <= self.n_layers:
             raise GPTClassifierError(
                 f"start_block must be between 0 and {self.n_layers} (got {start_block!r})"
@@ -112,16 +92,15 @@ class GPTClassifier(nn.Module):
                 f"(got {tuple(hidden.shape)})"
             )
         blocks = self.gpt.trf_blocks[start_block:]
-        positions = (
-            pooled_positions(hidden, lengths, self.pooling) if fast and len(blocks) else None
-        )
+        fast = fast and len(blocks) > 0  # then the last block runs at the pooled positions only
+        positions = pools.pooled_positions(hidden, lengths, self.pooling) if fast else None
         for block in blocks if positions is None else blocks[:-1]:
             hidden = block(hidden)
         if positions is None:  # every block at every position: the book's model(x)[:, -1, :]
-            pooled = pool_hidden(self.gpt.final_norm(hidden), lengths, self.pooling)
+            pooled = pools.pool_hidden(self.gpt.final_norm(hidden), lengths, self.pooling)
         else:
             pooled = self.gpt.final_norm(blocks[-1].forward_at(hidden, positions))
-        return combine_windows(self.gpt.out_head(pooled), owners)
+        return pools.combine_windows(self.gpt.out_head(pooled), owners)
 
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, pooling={str(self.pooling)!r}"

@@ -1,8 +1,5 @@
-"""Texts of different lengths in one pass without padding, packed end to end in rows: each
-token at its position in its own text, a block-diagonal mask keeping each text to itself
-(``model.Packing``), so the states are those of the texts run alone, to float rounding."""
-
-from __future__ import annotations
+"""Texts packed end to end in rows, without padding, a block-diagonal mask keeping each text to
+itself: the states are those of the texts run alone, to float rounding."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,8 +13,7 @@ from ..model import Packing
 
 @dataclass(frozen=True)
 class PackedBatch:
-    """``input_ids``, ``positions`` (in each token's text) and ``segments`` (its text's index),
-    ``(rows, width)``, a row's unused tail being pads at position 0 in segment -1; ``lengths``."""
+    """``(rows, width)`` ids, positions in each token's text and its text (-1: the row's tail)."""
 
     input_ids: torch.Tensor
     positions: torch.Tensor
@@ -25,7 +21,7 @@ class PackedBatch:
     lengths: torch.Tensor
 
     def tokens(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The real tokens' ids and positions ``(tokens,)``, in the order ``packing`` expects."""
+        """The real tokens' ids and positions ``(tokens,)``."""
         real = self.segments >= 0
         return self.input_ids[real], self.positions[real]
 
@@ -38,8 +34,7 @@ class PackedBatch:
 
 
 def packing_of(segments: torch.Tensor, causal: bool = True) -> Packing:
-    """The ``Packing`` of rows whose cells hold ``segments``: a token sees its own text (its past
-    only when ``causal``); a row's empty tail (-1) is a "text" too, so no query row is empty."""
+    """A token sees its own text (its past if ``causal``); a row's tail (-1) too: no empty row."""
     same = segments[:, :, None] == segments[:, None, :]
     if causal:
         width = segments.shape[1]
@@ -49,8 +44,7 @@ def packing_of(segments: torch.Tensor, causal: bool = True) -> Packing:
 
 
 def layout(lengths: Sequence[int], row_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``positions`` and ``segments`` ``(rows, width)`` of texts of ``lengths`` packed in order
-    into rows of at most ``row_tokens`` tokens (a longer text gets a row of its own)."""
+    """``positions`` and ``segments`` of texts packed in order in rows of ``row_tokens`` at most."""
     rows = plan_batches(lengths, row_tokens, packed=True, sort=False)
     width = max(sum(lengths[i] for i in row) for row in rows)
     positions = torch.zeros(len(rows), width, dtype=torch.long)

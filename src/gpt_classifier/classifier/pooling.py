@@ -1,11 +1,7 @@
-"""Which position's hidden state the head reads. The book's position -1 (``model(x)[:, -1, :]``)
-is the last real token only in a row without padding; ``last-real`` reads ``lengths - 1``, the
-lengths coming from the collate function, never from searching for the pad id (GPT-2 pads with
-``<|endoftext|>``, which a text may contain too)."""
+"""Which position's hidden state the head reads: ``last-real`` reads ``lengths - 1`` from the
+collate function, never a search for the pad id (GPT-2 pads with ``<|endoftext|>``)."""
 
-from __future__ import annotations
-
-from enum import Enum
+from enum import StrEnum
 from typing import NamedTuple
 
 import torch
@@ -14,16 +10,13 @@ from torch import Tensor
 from ..errors import GPTClassifierError
 
 
-class Pooling(str, Enum):
-    """A pooling strategy. A ``str`` so that run.json and the CLI keep the plain names."""
+class Pooling(StrEnum):
+    """A pooling strategy; a ``str`` so that run.json and the CLI keep the plain names."""
 
     LAST = "last"
     FIRST = "first"
     LAST_REAL = "last-real"
     MEAN = "mean"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 POOLINGS = tuple(p.value for p in Pooling)
@@ -54,8 +47,7 @@ def pool_hidden(hidden: Tensor, lengths: Tensor | None, pooling: Pooling) -> Ten
 
 
 def pooled_positions(hidden: Tensor, lengths: Tensor | None, pooling: Pooling) -> Tensor | None:
-    """The position per row ``(B,)`` that ``pooling`` reads (``None`` for ``mean``); ``lengths``
-    ``(B,)``, real tokens per row (``None``: all), are checked without a device sync on the CPU."""
+    """The position per row ``(B,)`` that ``pooling`` reads (``None`` for ``mean``)."""
     batch, seq_len, _ = hidden.shape
     if lengths is not None:
         if not isinstance(lengths, torch.Tensor) or lengths.shape != (batch,):
@@ -78,12 +70,10 @@ def pooled_positions(hidden: Tensor, lengths: Tensor | None, pooling: Pooling) -
 
 
 class PaddingReads(NamedTuple):
-    """How a text's logits depend on the padding its batch gives it (never with a fixed pad
-    length, which is part of every input): ``pooled``, ``last`` reads position -1, padding in a
-    shorter row; ``attended``, without the causal mask every token sees the padding after it."""
+    """How a text's logits depend on its batch's padding (per-batch pad lengths only)."""
 
-    pooled: bool
-    attended: bool
+    pooled: bool  # 'last' reads position -1, padding in a shorter row
+    attended: bool  # without the causal mask every token sees the padding after it
 
     @property
     def why(self) -> str | None:
@@ -95,15 +85,13 @@ class PaddingReads(NamedTuple):
 
 
 def padding_reads(pooling: Pooling, causal: bool, pad_length: int | None) -> PaddingReads:
-    """The one rule behind packing, the prefix cache and equal-length batches (``pad_length``
-    ``None``: each batch padded to its longest text)."""
-    per_batch = pad_length is None
+    """The one rule behind packing, the prefix cache and equal-length batches."""
+    per_batch = pad_length is None  # each batch padded to its longest text
     return PaddingReads(per_batch and pooling == Pooling.LAST, per_batch and not causal)
 
 
 def combine_windows(rows: Tensor, owners: Tensor | list[int] | None) -> Tensor:
-    """The mean of each text's rows (``owners`` (W,) numbers the texts of the windows 0..): on
-    logits the head of the mean pooled state (the head is affine), so the two are one choice."""
+    """The mean of each text's rows (``owners`` (W,) numbers the texts of the windows 0..)."""
     if owners is None:
         return rows
     owners = torch.as_tensor(owners, device=rows.device, dtype=torch.long)
@@ -114,8 +102,7 @@ def combine_windows(rows: Tensor, owners: Tensor | list[int] | None) -> Tensor:
 
 
 def combine_probabilities(probabilities: Tensor, owners: Tensor | list[int] | None) -> Tensor:
-    """Per-text class probabilities of per-window ones: softmax of the windows' mean log
-    probabilities, equal to the softmax of the mean logits (what training optimised)."""
+    """Per-text probabilities: softmax of the windows' mean log probabilities (= of mean logits)."""
     if owners is None:
         return probabilities
     tiny = torch.finfo(probabilities.dtype).tiny  # a probability rounded to 0 stays finite

@@ -1,13 +1,9 @@
-"""Which parameters are fine-tuned (the book's choices and its bonus-table variants): ``head``
-only the new ``out_head`` (the table's "last_layer"); ``last-blocks:N`` the last N blocks +
-``final_norm`` + ``out_head`` (the book's N=1, ``last-block``); ``all``; ``lora`` adapters on
-every Linear of the blocks plus the head."""
-
-from __future__ import annotations
+"""Which parameters are fine-tuned: ``head``, ``last-blocks:N`` (+ ``final_norm`` and the head;
+the book's ``last-block`` is N=1), ``all``, or ``lora`` adapters on the blocks plus the head."""
 
 import re
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 import torch
 from torch import nn
@@ -20,20 +16,16 @@ from .model import GPTClassifier
 TRAINABLE_FORMS = ("head", "last-block", "last-blocks:N", "all", "lora")
 
 
-class TrainableKind(str, Enum):
+class TrainableKind(StrEnum):
     HEAD = "head"
     LAST_BLOCKS = "last-blocks"
     ALL = "all"
     LORA = "lora"
 
-    def __str__(self) -> str:
-        return self.value
-
 
 @dataclass(frozen=True)
 class TrainableSpec:
-    """A parsed ``--trainable`` value (``num_blocks`` for ``last-blocks`` only); ``str(spec)`` is
-    the spelling run.json records (``last-blocks:1`` for ``last-block``)."""
+    """A parsed ``--trainable``; ``str(spec)`` is what run.json records (``last-blocks:1``)."""
 
     kind: TrainableKind
     num_blocks: int | None = None
@@ -67,11 +59,8 @@ def apply_trainable(
     lora_alpha: float = 16.0,
     lora_seed: int = 123,
 ) -> None:
-    """Freeze ``model``, then unfreeze what ``spec`` names, in place; ``lora`` first wraps each
-    Linear of the blocks (adapters drawn from ``lora_seed``; existing adapters are kept)."""
-    spec = parse_trainable(spec)
-    gpt = model.gpt
-    n_layers = len(gpt.trf_blocks)
+    """Freeze ``model``, then unfreeze what ``spec`` names, in place (existing adapters kept)."""
+    spec, gpt, n_layers = parse_trainable(spec), model.gpt, model.n_layers
     if spec.kind == TrainableKind.LAST_BLOCKS and not 1 <= spec.num_blocks <= n_layers:
         raise GPTClassifierError(
             f"cannot train the last {spec.num_blocks} blocks: the model has {n_layers} "
@@ -85,8 +74,7 @@ def apply_trainable(
         gpt.trf_blocks[n_layers - spec.num_blocks :].requires_grad_()
         gpt.final_norm.requires_grad_()
     elif spec.kind == TrainableKind.LORA:
-        # Appendix E also wraps out_head in LoRA; our head is new and small (emb_dim x classes),
-        # so it stays a plain Linear, fully trainable, and only the pretrained Linears get adapters.
+        # Appendix E also wraps out_head; ours is new and small, so it trains in full instead
         generator = torch.Generator().manual_seed(lora_seed)
         replace_linear_with_lora(gpt.trf_blocks, lora_rank, lora_alpha, generator)
         for module in gpt.trf_blocks.modules():
@@ -95,8 +83,7 @@ def apply_trainable(
 
 
 def first_trainable_block(model: GPTClassifier) -> int:
-    """The first block with a trainable parameter or a LoRA adapter (0 if the embeddings train,
-    ``n_layers`` if all is frozen up to ``final_norm``): the states entering it can be cached."""
+    """The first block that trains (0: the embeddings do): the states entering it can be cached."""
     gpt = model.gpt
     if any(p.requires_grad for m in (gpt.tok_emb, gpt.pos_emb) for p in m.parameters()):
         return 0

@@ -6,8 +6,7 @@ from ..errors import INTERRUPTED_EXIT
 
 
 def main() -> None:
-    """``gpt-classifier``: the commands' modules import torch, seconds during which a Ctrl-C
-    must end the program as it does later, with one line and status 130."""
+    """``gpt-classifier``; a Ctrl-C while torch imports also ends with one line and status 130."""
     try:
         from .main import cli
     except KeyboardInterrupt:

@@ -1,14 +1,9 @@
-"""``classify``: labels for new texts, or a file of any size, from a saved run; ``export``: the
-run for transformers or ONNX Runtime."""
+"""``classify``: labels for texts or a file of any size from a saved run; ``export`` the run."""
 
-from __future__ import annotations
-
-import dataclasses
 import json
-import os
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import click
@@ -98,13 +93,13 @@ def classify(o: ClassifyOptions) -> None:
 def _classify_file(o: ClassifyOptions) -> None:
     from ..inference.file_stream import check_resumable, run_classify_file
 
-    output = Path(o.output) if o.output else None
+    output, source = (Path(o.output) if o.output else None), Path(o.input_file)
     if output:  # never write over the input (the run would destroy the texts it reads)
         check_resumable(output, resume=o.resume, overwrite=o.overwrite)
-        same = output.resolve() == Path(o.input_file).resolve()
-        if not same and output.exists() and os.path.exists(o.input_file):
-            same = os.path.samefile(output, o.input_file)  # hard links, case-insensitive disks
-        if same:
+        # samefile: hard links, case-insensitive disks
+        if output.resolve() == source.resolve() or (
+            output.exists() and source.exists() and output.samefile(source)
+        ):
             raise GPTClassifierError(f"--output {output} is the input file; write elsewhere")
         check_output_file(output, overwrite=o.overwrite or o.resume)
 
@@ -113,14 +108,9 @@ def _classify_file(o: ClassifyOptions) -> None:
             _print(o.as_json, row.text, prediction)
 
     keys = ("fmt", "text_column", "lenient", "batch_size", "chunk_rows", "progress", "resume")
-    result = run_classify_file(
-        o.run_dir,
-        o.input_file,
-        output=output,
-        sink=None if output else sink,
-        **o.load_args(),
-        **{key: getattr(o, key) for key in keys},
-    )
+    options = {**o.load_args(), **{key: getattr(o, key) for key in keys}}
+    sink = None if output else sink
+    result = run_classify_file(o.run_dir, o.input_file, output=output, sink=sink, **options)
     if not result.main_process:  # under torchrun rank 0 reports
         return
     if output:
@@ -132,12 +122,11 @@ def _classify_file(o: ClassifyOptions) -> None:
 
 def _print(as_json: bool, text: str, prediction, why=None) -> None:
     if as_json:
-        values = {**dataclasses.asdict(prediction), "text": text}
+        values = {**asdict(prediction), "text": text}
         if why is not None:
             keys = ("token", "score", "probability_without")
             tokens = [{key: getattr(t, key) for key in keys} for t in why.tokens]
-            values["explanation"] = {"method": why.method, "truncated": why.truncated}
-            values["explanation"]["tokens"] = tokens
+            values["explanation"] = dict(method=why.method, truncated=why.truncated, tokens=tokens)
         return click.echo(json.dumps(values, ensure_ascii=False))
     label, text = (" ".join(str(field).split()) for field in (prediction.label, text))  # one line
     click.echo(f"{label}\t{prediction.probability:.4f}\t{text}")
@@ -150,8 +139,8 @@ def _print(as_json: bool, text: str, prediction, why=None) -> None:
 def _report(truncated: int, max_length: int, count: int, seconds: float) -> None:
     """On stderr: how many texts were truncated, and the speed (for more than one text)."""
     if truncated:
-        message = f"{truncated} text(s) longer than {max_length} tokens were truncated"
-        click.echo(f"note: {message}, as in training", err=True)
+        note = f"{truncated} text(s) longer than {max_length} tokens were truncated, as in training"
+        click.echo(f"note: {note}", err=True)
     if count > 1:
         click.echo(f"{count} texts in {seconds:.2f} s ({count / seconds:.0f} texts/s)", err=True)
 
@@ -179,4 +168,4 @@ def export(o: ExportOptions) -> None:
     from ..export import export_run
 
     options = {"overwrite": o.overwrite, "tokenizer_dir": o.tokenizer_dir}
-    click.echo(str(export_run(o.run_dir, o.fmt, o.output_dir, **options)))
+    click.echo(export_run(o.run_dir, o.fmt, o.output_dir, **options))

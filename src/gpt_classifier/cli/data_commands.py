@@ -1,7 +1,5 @@
 """``gpt-classifier data prepare``: split a labelled file (or sms-spam), report, write CSVs."""
 
-from __future__ import annotations
-
 from dataclasses import dataclass
 
 import click
@@ -43,45 +41,37 @@ def prepare(o: PrepareOptions) -> None:
     tokenizer = get_tokenizer(o.tokenizer_dir)
     encoded = data.encode_splits(prepared, tokenizer, padding, o.context_length)
     written = data.write_splits(prepared, o.output_dir)
-    summary, label_map = prepared.summary, prepared.label_map
-    click.echo(f"{format_counts(summary, label_map)}\n\n{format_token_stats(encoded)}\n")
+    counts = format_counts(prepared.summary, prepared.label_map)
+    click.echo(f"{counts}\n\n{format_token_stats(encoded)}\n")
     click.echo(f"wrote {', '.join(p.name for p in written.values())} to {o.output_dir}")
 
 
 def format_counts(summary: data.DataSummary, label_map: data.LabelMap) -> str:
     """Class counts as a table (one row per class) with notes on what was dropped."""
-    split = summary.fractions is not None
-    columns = (
-        {"raw": summary.raw, "deduplicated": summary.deduplicated, "balanced": summary.balanced}
-        if split
-        else {"all": summary.raw}
-    )
+    columns = {"all": summary.raw}
+    if split := summary.fractions is not None:
+        columns = {"raw": summary.raw, "deduplicated": summary.deduplicated}
+        columns["balanced"] = summary.balanced
     columns.update({name: summary.splits[name] for name in data.SPLIT_NAMES})
     classes = list(dict.fromkeys([*label_map.classes, *summary.raw]))
     rows = [[name, *(str(c.get(name, 0)) for c in columns.values())] for name in classes]
     rows.append(["total", *(str(sum(c.values())) for c in columns.values())])
-    lines = [
-        f"data: {summary.source}",
-        f"classes ({len(label_map)}): {', '.join(label_map.classes)}",
-    ]
-    lines += ["", format_table(["class", *columns], rows, rule=False)]
+    table = format_table(["class", *columns], rows, rule=False)
+    names = ", ".join(label_map.classes)
+    lines = [f"data: {summary.source}", f"classes ({len(label_map)}): {names}", "", table]
     if split:
-        lines.append(
-            "duplicates: kept (--keep-duplicates)"
-            if summary.keep_duplicates
-            else f"duplicates: {summary.duplicates_dropped} repeated texts dropped (first "
-            f"occurrence kept), {summary.label_conflicts} of them with a different label"
-        )
+        dropped = f"{summary.duplicates_dropped} repeated texts dropped (first occurrence kept), "
+        dropped += f"{summary.label_conflicts} of them with a different label"
+        kept = summary.keep_duplicates
+        lines.append("duplicates: " + ("kept (--keep-duplicates)" if kept else dropped))
         balance = {
             "undersample": "undersampled to the smallest class",
             "weighted": "every row kept, the training loss weighted by class",
         }.get(summary.balance, "none")
         fractions = ",".join(f"{f:g}" for f in summary.fractions)
         lines.append(f"balance: {balance}; split: stratified {fractions}, seed {summary.seed}")
-    if summary.overlap:
-        lines.append(
-            f"note: {summary.overlap} validation/test texts also occur in the training split"
-        )
+    if overlap := summary.overlap:
+        lines.append(f"note: {overlap} validation/test texts also occur in the training split")
     return "\n".join(lines)
 
 

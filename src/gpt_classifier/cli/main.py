@@ -1,9 +1,6 @@
 """Entry point: ``gpt-classifier <command>``. Maps commands to library functions, nothing more."""
 
-from __future__ import annotations
-
 import sys
-from typing import Any
 
 import click
 
@@ -19,7 +16,7 @@ from .train_commands import cache, evaluate, experiments, train
 class _Group(click.Group):
     """Turns a user-facing error into ``error: <one line>`` on stderr and exit status 2."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
         except GPTClassifierError as exc:

@@ -1,14 +1,12 @@
 """``download``, ``generate`` and ``zero-shot``: GPT-2 itself, before fine-tuning."""
 
-from __future__ import annotations
-
 from dataclasses import dataclass
 from typing import Any
 
 import click
 
 from ..config import EOT_TOKEN_ID
-from ..data import DEFAULT_SEED, SPLIT_NAMES
+from ..data import DEFAULT_SEED, SPLIT_NAMES, prepare_dataset
 from ..errors import GPTClassifierError
 from ..training.settings import InferencePrecisionOptions, ModelOptions, SplitOptions, opt
 from .options import command
@@ -34,8 +32,8 @@ def download(o: DownloadOptions) -> None:
     click.echo(str(download_weights(o.model_name, cache_dir=o.cache_dir)))
 
 
-def _load(o: GenerateOptions | ZeroShotOptions, seed: int) -> tuple[Any, Any, str]:
-    """The model (on its device), the device and the resolved precision that ``o`` asks for."""
+def _load(o: "GenerateOptions | ZeroShotOptions", seed: int) -> tuple[Any, Any, str]:
+    """The model on its device, the device and the resolved precision."""
     from ..precision import resolve_device, resolve_precision
     from ..weights import build_model
 
@@ -63,28 +61,28 @@ def generate(o: GenerateOptions) -> None:
     """
     import torch
 
-    from ..generation import generate as generate_ids
-    from ..generation import text_to_token_ids, token_ids_to_text
+    from .. import generation
     from ..precision import autocast
     from ..tokenizer import get_tokenizer
 
     tokenizer = get_tokenizer(o.tokenizer_dir)
-    if (idx := text_to_token_ids(o.prompt, tokenizer)).shape[1] == 0:
+    idx = generation.text_to_token_ids(o.prompt, tokenizer)
+    if (size := idx.shape[1]) == 0:
         raise GPTClassifierError("--prompt is empty")
     gpt, device, precision = _load(o, o.seed)
-    if idx.shape[1] > (context := gpt.cfg.context_length):
+    if size > (context := gpt.cfg.context_length):
         raise GPTClassifierError(
-            f"--prompt has {idx.shape[1]} tokens but the model's context length is {context}"
+            f"--prompt has {size} tokens but the model's context length is {context}"
         )
     torch.manual_seed(o.seed)
+    # the book's order: max_new_tokens, context_size, temperature, top_k, eos_id
+    args = (o.max_new_tokens, context, o.temperature, o.top_k, EOT_TOKEN_ID)
     try:
         with autocast(device, precision):
-            # the book's order: max_new_tokens, context_size, temperature, top_k, eos_id
-            args = (o.max_new_tokens, context, o.temperature, o.top_k, EOT_TOKEN_ID)
-            out = generate_ids(gpt, idx.to(device), *args)
+            out = generation.generate(gpt, idx.to(device), *args)
     except ValueError as exc:
         raise GPTClassifierError(f"cannot generate: {exc}") from None
-    click.echo(token_ids_to_text(out[0].cpu(), tokenizer))
+    click.echo(generation.token_ids_to_text(out[0].cpu(), tokenizer))
 
 
 @dataclass(kw_only=True)
@@ -105,14 +103,12 @@ def zero_shot(o: ZeroShotOptions) -> None:
     Asks the book's question (is this text spam? yes or no) for each text of a split. The split
     options are train's: with the same flags, the same test texts as a fine-tuned run.
     """
-    from ..data import prepare_dataset
     from ..evaluation.zero_shot import BOOK_PROMPT, zero_shot
     from ..fileio import write_json
     from ..progress import progress_bar
     from ..tokenizer import get_tokenizer
 
-    args = o.dataset_args()
-    prepared = prepare_dataset(**args, progress=o.progress)
+    prepared = prepare_dataset(**(args := o.dataset_args()), progress=o.progress)
     classes, positive = list(prepared.label_map.classes), o.positive_label
     if positive not in classes or len(classes) != 2:
         raise GPTClassifierError(
@@ -122,15 +118,11 @@ def zero_shot(o: ZeroShotOptions) -> None:
     negative = next(c for c in classes if c != positive)
     records = prepared.split(o.split)[: o.limit]
     gpt, device, precision = _load(o, args["seed"])
+    options = {"max_new_tokens": o.max_new_tokens, "device": device, "precision": precision}
     with progress_bar(len(records), "zero-shot", enabled=o.progress, unit="texts") as bar:
-        result = zero_shot(
-            *(gpt, get_tokenizer(o.tokenizer_dir), records, positive, negative),
-            prompt=o.prompt or BOOK_PROMPT,
-            max_new_tokens=o.max_new_tokens,
-            device=device,
-            precision=precision,
-            on_example=lambda: bar.update(1),
-        )
+        inputs = (gpt, get_tokenizer(o.tokenizer_dir), records, positive, negative)
+        options.update(prompt=o.prompt or BOOK_PROMPT, on_example=lambda: bar.update(1))
+        result = zero_shot(*inputs, **options)
     answers = ", ".join(f"{k} {v}" for k, v in sorted(result.answers.items()))
     click.echo(
         f"zero-shot accuracy on {len(records)} {o.split} texts: "

@@ -1,42 +1,29 @@
 """Click options generated from an options dataclass: a field's type, default and help, once."""
 
-from __future__ import annotations
-
 import dataclasses
+import functools
 import types
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import click
 
 from ..training.settings import PRESETS, InferencePrecisionOptions, TokenizerOptions, opt
 
-_NUMBERS = {int: (click.INT, click.IntRange), float: (click.FLOAT, click.FloatRange)}
-
 
 def options_from(cls: type) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """A decorator adding one click option (or argument) per field of ``cls``."""
-    hints = typing.get_type_hints(cls)
-
-    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
-        for f in reversed(dataclasses.fields(cls)):
-            if f.metadata.get("cli", True):
-                func = _parameter(f, hints[f.name])(func)
-        return func
-
-    return decorate
+    hints, fields = typing.get_type_hints(cls), reversed(dataclasses.fields(cls))
+    params = [_parameter(f, hints[f.name]) for f in fields if f.metadata.get("cli", True)]
+    return lambda func: functools.reduce(lambda inner, param: param(inner), params, func)
 
 
 def command(cls: type, name: str | None = None, group: Any = click) -> Callable[..., Any]:
     """A click command that builds ``cls`` from its flags and calls the function with it."""
-
-    def decorate(func: Callable[..., Any]) -> click.Command:
-        callback = options_from(cls)(lambda **values: func(cls(**values)))
-        return group.command(name or func.__name__, help=func.__doc__)(callback)
-
-    return decorate
+    return lambda func: group.command(name or func.__name__, help=func.__doc__)(
+        options_from(cls)(lambda **values: func(cls(**values)))
+    )
 
 
 def _parameter(f: dataclasses.Field, hint: Any) -> Callable[..., Any]:
@@ -51,9 +38,10 @@ def _parameter(f: dataclasses.Field, hint: Any) -> Callable[..., Any]:
     elif "path" in meta:
         path, writable = meta["path"], meta.get("writable", False)
         click_type = click.Path(dir_okay=path != "file", file_okay=path != "dir", writable=writable)
-    elif kind in _NUMBERS:
+    elif kind in (int, float):
         bounds = {key: meta[key] for key in ("min", "max", "min_open") if key in meta}
-        click_type = _NUMBERS[kind][1](**bounds) if bounds else _NUMBERS[kind][0]
+        ranged = click.IntRange if kind is int else click.FloatRange
+        click_type = ranged(**bounds) if bounds else click.types.convert_type(kind)
     else:
         click_type = click.STRING
     if meta.get("argument"):
@@ -66,6 +54,7 @@ def _parameter(f: dataclasses.Field, hint: Any) -> Callable[..., Any]:
     flag = meta.get("flag") or "--" + f.name.replace("_", "-")
     flags = flag if isinstance(flag, tuple) else (flag,)
     extra = {"envvar": meta.get("envvar"), "show_envvar": "envvar" in meta}
+    extra["required"] = meta.get("required", False)
     if kind is not bool:
         extra["type"] = click_type
     elif default is False and "/" not in flag:
@@ -75,36 +64,30 @@ def _parameter(f: dataclasses.Field, hint: Any) -> Callable[..., Any]:
     help, shown = meta["help"], _shown_default(f, default)
     if isinstance(shown, str):  # click would put it in parentheses
         help, shown = f"{help}  [default: {shown}]", False
-    required = meta.get("required", False)
-    return click.option(
-        *flags, f.name, default=default, help=help, show_default=shown, required=required, **extra
-    )
+    return click.option(*flags, f.name, default=default, help=help, show_default=shown, **extra)
 
 
 def _shown_default(f: dataclasses.Field, default: Any) -> Any:
     """The preset's value where None means it (``batch; book: longest-train``), else the default."""
     if not f.metadata.get("preset"):
         return default is not None and default != ""
-
-    def shown(value: Any) -> str:
-        if isinstance(value, bool):  # the flag that selects it: keep-duplicates, drop-duplicates
-            on, _, off = f.metadata["flag"].partition("/")
-            return (on if value else off).lstrip("-")
-        return str(value)
-
-    values = {name: shown(preset[f.name]) for name, preset in PRESETS.items()}
+    on, _, off = f.metadata.get("flag", "").partition("/")  # a bool shows the flag selecting it
+    values = {}
+    for name, preset in PRESETS.items():
+        value = preset[f.name]
+        values[name] = (on if value else off).lstrip("-") if isinstance(value, bool) else str(value)
     ours = values.pop("default")
     return "; ".join([ours, *(f"{name}: {text}" for name, text in values.items() if text != ours)])
 
 
-@dataclass(kw_only=True)
+@dataclasses.dataclass(kw_only=True)
 class BaseWeightsOptions:
     weights: str | None = opt(
         "Where a run saved --save trainable finds its base weights, if moved.", path="any"
     )
 
 
-@dataclass(kw_only=True)
+@dataclasses.dataclass(kw_only=True)
 class ServedRunOptions(BaseWeightsOptions, TokenizerOptions, InferencePrecisionOptions):
     """A saved run loaded for inference (classify, serve)."""
 
@@ -113,6 +96,5 @@ class ServedRunOptions(BaseWeightsOptions, TokenizerOptions, InferencePrecisionO
 
     def load_args(self) -> dict[str, Any]:
         """``TextClassifier.from_run``'s keyword arguments."""
-        return {
-            key: getattr(self, key) for key in ("device", "tokenizer_dir", "weights", "precision")
-        }
+        keys = ("device", "tokenizer_dir", "weights", "precision")
+        return {key: getattr(self, key) for key in keys}

@@ -1,7 +1,5 @@
 """``gpt-classifier serve``: the HTTP API of a saved run."""
 
-from __future__ import annotations
-
 import errno
 import socket
 from dataclasses import dataclass
@@ -64,8 +62,7 @@ def serve(o: ServeOptions) -> None:
     Ctrl-C) answers the requests already received, then exits 0.
     """
     try:
-        from ..serving import create_app
-        from ..serving.app import check_limits
+        from ..serving.app import check_limits, create_app
         from ..serving.model_thread import ModelThread
         from ..serving.server import run as run_server
     except ImportError as exc:

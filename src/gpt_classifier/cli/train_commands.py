@@ -1,13 +1,9 @@
-"""``train``, ``evaluate``, ``cache list|clear`` (the frozen-prefix states train keeps) and
-``experiments`` (a grid of fine-tuning runs and the table comparing them)."""
+"""``train``, ``evaluate``, ``cache list|clear`` and ``experiments`` (a grid of train runs)."""
 
-from __future__ import annotations
-
-import dataclasses
 import functools
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,37 +15,23 @@ from ..errors import INTERRUPTED_EXIT, GPTClassifierError
 from ..fileio import writer_lock, writing
 from ..runs.checkpoint import OPTIONS_FILE, read_options
 from ..runs.transaction import StagedRun
+from ..training import settings
 from ..training.cache_store import CacheStore, describe
 from ..training.recipe import FinetuneOptions
-from ..training.settings import (
-    MAX_SEED,
-    CacheOptions,
-    DataOptions,
-    InferencePrecisionOptions,
-    ModelOptions,
-    PrecisionOptions,
-    ReadOptions,
-    TokenizerOptions,
-    opt,
-)
+from ..training.settings import DataOptions, ModelOptions, PrecisionOptions, ReadOptions, opt
 from .options import BaseWeightsOptions, command, options_from
 
-# Options that only change how a resumed run is shown, not what it computes.
-RESUME_MAY_CHANGE = ("progress", "plots", "dist_timeout")
-
-
-@dataclass(kw_only=True)
-class _Resume:
-    resume_dir: str | None = opt(
-        "Continue the killed or diverged run RUN_DIR from its last checkpoint, with its options.",
-        flag="--resume",
-        path="dir",
-    )
+RESUME_MAY_CHANGE = ("progress", "plots", "dist_timeout")  # how it is shown, not what it computes
 
 
 @click.command()
 @options_from(FinetuneOptions)
-@options_from(_Resume)
+@click.option(
+    "--resume",
+    "resume_dir",
+    type=click.Path(file_okay=False),
+    help="Continue the killed or diverged run RUN_DIR from its last checkpoint, with its options.",
+)
 def train(resume_dir: str | None, **kwargs: Any) -> None:
     """Fine-tune GPT-2 as a classifier, evaluate it and save the run.
 
@@ -69,11 +51,9 @@ def train(resume_dir: str | None, **kwargs: Any) -> None:
         return
     classes = result.report[next(iter(result.report))]["per_class"].keys()
     click.echo(format_report(result.report, list(classes)), nl=False)
-    click.echo(
-        f"run saved to {result.run_dir} in {result.timings['total']:.1f} s (training "
-        f"{result.timings['train']:.1f} s, peak memory {result.peak_rss_mb:.0f} MiB)",
-        err=True,
-    )
+    total, training = result.timings["total"], result.timings["train"]
+    saved = f"run saved to {result.run_dir} in {total:.1f} s (training {training:.1f} s, "
+    click.echo(f"{saved}peak memory {result.peak_rss_mb:.0f} MiB)", err=True)
     if result.interrupted:
         click.echo("interrupted: the run was saved as it stood (exit status 130)", err=True)
         sys.exit(INTERRUPTED_EXIT)
@@ -87,9 +67,8 @@ def _resumed(resume_dir: str, kwargs: dict[str, Any]) -> FinetuneOptions:
         raise GPTClassifierError(
             f"--resume continues with the interrupted run's own options; drop {flags}"
         )
-    folder = StagedRun(resume_dir).checkpoint_dir
-    saved = read_options(folder)
-    written = {f.name for f in dataclasses.fields(FinetuneOptions)} - {*RESUME_MAY_CHANGE, "resume"}
+    saved = read_options(folder := StagedRun(resume_dir).checkpoint_dir)
+    written = {f.name for f in fields(FinetuneOptions)} - {*RESUME_MAY_CHANGE, "resume"}
     if missing := sorted(written - set(saved)):
         raise GPTClassifierError(
             f"{folder / OPTIONS_FILE} lacks options every run writes ({', '.join(missing)})"
@@ -99,7 +78,9 @@ def _resumed(resume_dir: str, kwargs: dict[str, Any]) -> FinetuneOptions:
 
 
 @dataclass(kw_only=True)
-class EvaluateOptions(InferencePrecisionOptions, BaseWeightsOptions, TokenizerOptions, ReadOptions):
+class EvaluateOptions(
+    settings.InferencePrecisionOptions, BaseWeightsOptions, settings.TokenizerOptions, ReadOptions
+):
     run_dir: str = opt(argument=True, path="dir")
     data_file: str | None = opt(
         "Labelled file to evaluate on (default: the run's own splits); --data is its old name.",
@@ -116,7 +97,7 @@ def evaluate(options: EvaluateOptions) -> None:
     from ..evaluation import format_report, write_report_json
     from ..inference.evaluate_run import evaluate_run
 
-    values = dataclasses.asdict(options)
+    values = asdict(options)
     run_dir, output = values.pop("run_dir"), values.pop("output")
     report, classes = evaluate_run(run_dir, **values)
     click.echo(format_report(report, classes), nl=False)
@@ -130,25 +111,24 @@ def cache() -> None:
     """Show or free the frozen-prefix cache that train keeps on disk."""
 
 
-@command(CacheOptions, "list", group=cache)
-def list_entries(o: CacheOptions) -> None:
+@command(settings.CacheOptions, "list", group=cache)
+def list_entries(o: settings.CacheOptions) -> None:
     """One line per entry, least recently used first, then the total."""
     store = CacheStore(o.cache_dir)
-    entries = store.entries()
-    for entry in entries:
+    for entry in (entries := store.entries()):
         click.echo(describe(entry))
-    total = sum(entry.size for entry in entries)
-    click.echo(f"{len(entries)} entries, {total / 2**20:.1f} MiB in {store.folder}")
+    total = sum(entry.size for entry in entries) / 2**20
+    click.echo(f"{len(entries)} entries, {total:.1f} MiB in {store.folder}")
 
 
-@command(CacheOptions, "clear", group=cache)
-def clear(o: CacheOptions) -> None:
+@command(settings.CacheOptions, "clear", group=cache)
+def clear(o: settings.CacheOptions) -> None:
     """Delete every entry."""
     store = CacheStore(o.cache_dir)
     click.echo(f"removed {store.clear()} entries from {store.folder}")
 
 
-_SHARED = (CacheOptions, PrecisionOptions, ModelOptions, ReadOptions, DataOptions)
+_SHARED = (settings.CacheOptions, PrecisionOptions, ModelOptions, ReadOptions, DataOptions)
 
 
 @dataclass(kw_only=True)
@@ -164,7 +144,7 @@ class ExperimentsOptions(*_SHARED):
         1,
         min=1,
     )
-    seed: int = opt("The first seed.", DEFAULT_SEED, min=0, max=MAX_SEED)
+    seed: int = opt("The first seed.", DEFAULT_SEED, min=0, max=settings.MAX_SEED)
     baseline: str = opt(
         "tfidf: add TF-IDF + logistic regression trained and tested on the same splits.",
         "none",
@@ -182,7 +162,7 @@ class ExperimentsOptions(*_SHARED):
 
 
 # Flags forwarded to every row's `train` when given on the command line (rows override them).
-FORWARDED = (*(f.name for cls in _SHARED for f in dataclasses.fields(cls)), "epochs", "batch_size")
+FORWARDED = (*(f.name for cls in _SHARED for f in fields(cls)), "epochs", "batch_size")
 
 
 @command(ExperimentsOptions)
@@ -203,36 +183,33 @@ def experiments(o: ExperimentsOptions) -> None:
 
     source = click.get_current_context().get_parameter_source
     base, rows = ({"preset": "book"}, BOOK_ROWS) if o.grid == "book" else load_grid(o.grid)
-    given = {
-        name: getattr(o, name) for name in FORWARDED if source(name) != ParameterSource.DEFAULT
-    }
-    base = {**base, **given, "plots": o.plots}
+    given = [name for name in FORWARDED if source(name) != ParameterSource.DEFAULT]
+    base = {**base, **{name: getattr(o, name) for name in given}, "plots": o.plots}
     # each row carries the options it really runs with, so the table describes them
-    chosen = parse_rows(o.rows_spec, rows)
-    rows = [dataclasses.replace(row, options={**base, **row.options}) for row in chosen]
+    rows = [replace(row, options={**base, **row.options}) for row in parse_rows(o.rows_spec, rows)]
     output_dir, started = Path(o.output_dir), time.perf_counter()
     flags = {"resume": o.resume, "overwrite": o.overwrite, "progress": o.progress}
-    seeds = [o.seed + i for i in range(o.seeds)]
     log = functools.partial(click.echo, err=True)
     with writer_lock(output_dir, "--output-dir"):  # one writer per grid folder
         try:
+            seeds = [o.seed + i for i in range(o.seeds)]
             outcomes = run_grid(base, rows, seeds, output_dir, **flags, log=log)
         except KeyboardInterrupt:
             log(f"interrupted: continue with the same command and --resume ({output_dir})")
             sys.exit(INTERRUPTED_EXIT)
+        finished = [outcome.run_dir for outcome in outcomes if outcome.ok]
+        if o.baseline == "tfidf" and not finished:
+            raise GPTClassifierError(
+                "--baseline tfidf needs the splits of at least one finished row"
+            )
         if o.baseline == "tfidf":
-            if not (finished := [outcome for outcome in outcomes if outcome.ok]):
-                raise GPTClassifierError(
-                    "--baseline tfidf needs the splits of at least one finished row"
-                )
-            outcomes.append(tfidf_baseline(finished[0].run_dir / "data", seed=o.seed))
+            outcomes.append(tfidf_baseline(finished[0] / "data", seed=o.seed))
         shown = ", ".join(f"{k}={v}" for k, v in base.items() if v is not None) or "defaults"
-        header = (
-            f"# Experiments: grid {o.grid}\n\n"
-            f"Base options: {shown}. Seeds: {o.seeds} from {o.seed}. "
-            f"Wall time {(time.perf_counter() - started) / 60:.1f} min on {describe_cpu()}, "
-            f"{torch.get_num_threads()} threads, torch {torch.__version__}, gpt-classifier "
-            f"{__version__}, {time.strftime('%Y-%m-%d')}."
+        minutes, threads = (time.perf_counter() - started) / 60, torch.get_num_threads()
+        header = f"# Experiments: grid {o.grid}\n\nBase options: {shown}. Seeds: {o.seeds} from "
+        header += f"{o.seed}. Wall time {minutes:.1f} min on {describe_cpu()}, {threads} threads, "
+        header += (
+            f"torch {torch.__version__}, gpt-classifier {__version__}, {time.strftime('%Y-%m-%d')}."
         )
         with writing(output_dir, "--output-dir"):
             written = write_outputs(summarize(outcomes), output_dir, header)
