@@ -39,7 +39,6 @@ class GPTConfig:
             problems.append(
                 f"emb_dim ({self.emb_dim}) must be divisible by n_heads ({self.n_heads})"
             )
-        # bool is an int in Python, and float("0.1") would take a string: both are checked
         rate = self.drop_rate
         if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0.0 <= rate < 1.0:
             problems.append(f"drop_rate must be a number in [0, 1) (got {rate!r})")

@@ -23,8 +23,8 @@ def _cpuinfo(key: str) -> str | None:
 
 
 def cpu_has_fast_bf16() -> bool:
-    """True on CPUs with native bfloat16 matmuls (AMX or AVX512-BF16). Elsewhere (AVX2, e.g. AMD
-    Zen 3) oneDNN emulates bfloat16 and autocast runs several times slower than float32."""
+    """True on CPUs with native bfloat16 matmuls (AMX or AVX512-BF16); elsewhere oneDNN emulates
+    it, several times slower than float32."""
     try:
         if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
             return False
