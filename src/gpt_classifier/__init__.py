@@ -14,17 +14,6 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "GPTConfig",
-    "GPTModel",
-    "GPTClassifierError",
-    "TextClassifier",
-    "explain",
-    "load_pretrained",
-    "train",
-    "__version__",
-]
-
 # Imported on first use: `import gpt_classifier` stays cheap, and the CLI can catch a Ctrl-C
 # while torch imports.
 _LAZY = {
@@ -33,6 +22,7 @@ _LAZY = {
     "TextClassifier": ".inference",
     "explain": ".inference.explain",
 }
+__all__ = ["GPTConfig", "GPTClassifierError", "train", "__version__", *_LAZY]
 
 
 def train(**options: Any) -> TextClassifier:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 from .config import GPT2_SIZES, GPTConfig, canonical_model_name, is_model_name, resolve_config
@@ -31,6 +31,7 @@ INIT_STD = 0.02  # GPT-2's initializer_range
 EMBEDDINGS = ("tok_emb", "pos_emb")
 CHUNK_ROWS = 4096  # embedding rows at a time; a multiple of 16: the random draws stay the same
 _SHOW = 3  # how many names of each kind of problem an error message lists
+ModelSpec = str | GPTConfig  # a GPT-2 name, a config file or a config
 
 
 class _Rule(NamedTuple):
@@ -42,29 +43,28 @@ class _Rule(NamedTuple):
 
 
 def _rules(cfg: GPTConfig) -> list[_Rule]:
+    def pair(theirs: str, ours: str, norm: bool = False) -> list[_Rule]:  # weight and bias
+        weight, bias = ("scale", "shift") if norm else ("weight", "bias")
+        return [
+            _Rule(f"{theirs}.weight", (f"{ours}.{weight}",), "copy" if norm else "conv1d"),
+            _Rule(f"{theirs}.bias", (f"{ours}.{bias}",)),
+        ]
+
     rules = [_Rule("wte.weight", ("tok_emb.weight",)), _Rule("wpe.weight", ("pos_emb.weight",))]
     for i in range(cfg.n_layers):
         h, ours = f"h.{i}.", f"trf_blocks.{i}."
         qkv = tuple(f"{ours}att.W_{w}." for w in ("query", "key", "value"))
         rules += [
-            _Rule(h + "ln_1.weight", (ours + "norm1.scale",)),
-            _Rule(h + "ln_1.bias", (ours + "norm1.shift",)),
+            *pair(h + "ln_1", ours + "norm1", norm=True),
             _Rule(h + "attn.c_attn.weight", tuple(w + "weight" for w in qkv), "qkv"),
-            _Rule(h + "attn.c_proj.weight", (ours + "att.out_proj.weight",), "conv1d"),
-            _Rule(h + "attn.c_proj.bias", (ours + "att.out_proj.bias",)),
-            _Rule(h + "ln_2.weight", (ours + "norm2.scale",)),
-            _Rule(h + "ln_2.bias", (ours + "norm2.shift",)),
-            _Rule(h + "mlp.c_fc.weight", (ours + "ff.layers.0.weight",), "conv1d"),
-            _Rule(h + "mlp.c_fc.bias", (ours + "ff.layers.0.bias",)),
-            _Rule(h + "mlp.c_proj.weight", (ours + "ff.layers.2.weight",), "conv1d"),
-            _Rule(h + "mlp.c_proj.bias", (ours + "ff.layers.2.bias",)),
+            *pair(h + "attn.c_proj", ours + "att.out_proj"),
+            *pair(h + "ln_2", ours + "norm2", norm=True),
+            *pair(h + "mlp.c_fc", ours + "ff.layers.0"),
+            *pair(h + "mlp.c_proj", ours + "ff.layers.2"),
         ]
         if cfg.qkv_bias:
             rules.append(_Rule(h + "attn.c_attn.bias", tuple(w + "bias" for w in qkv), "qkv"))
-    return rules + [
-        _Rule("ln_f.weight", ("final_norm.scale",)),
-        _Rule("ln_f.bias", ("final_norm.shift",)),
-    ]
+    return rules + pair("ln_f", "final_norm", norm=True)
 
 
 def _module_of(target: str) -> str:
@@ -279,7 +279,7 @@ class RandomWeights:
         if position < len(self.order):  # the generator where the next module starts drawing
             self._states.setdefault(self.order[position], self.generator.get_state())
 
-    def lm_head(self) -> None:
+    def lm_head(self) -> None:  # GPT-2's head is tied
         return None
 
 
@@ -400,10 +400,7 @@ _DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", t
 
 
 def save_tensors(
-    specs: Iterable[tuple[str, torch.Tensor]],
-    tensors: Iterable[torch.Tensor],
-    path: Path,
-    metadata: dict[str, str],
+    specs: Iterable[tuple[str, Tensor]], tensors: Iterable[Tensor], path: Path, metadata: dict
 ) -> None:
     """A safetensors file of ``specs``' names, dtypes and shapes, then ``tensors``; unlike
     safetensors' own writer, the same bytes in every process."""
@@ -648,10 +645,7 @@ def random_model(config: GPTConfig, seed: int = 123) -> GPTModel:
 
 
 def build_lazy_model(
-    model: str | GPTConfig = "gpt2",
-    weights: str | None = None,
-    init: str = "pretrained",
-    seed: int = 123,
+    model: ModelSpec = "gpt2", weights: str | None = None, init: str = "pretrained", seed: int = 123
 ) -> GPTModel:
     """``build_model``'s model as a skeleton, nothing read: ``init="random"``, an untrained
     ``model``; else ``weights`` (config from ``model`` if one is given) or GPT-2 ``model``'s."""
@@ -680,10 +674,7 @@ def build_lazy_model(
 
 
 def build_model(
-    model: str | GPTConfig = "gpt2",
-    weights: str | None = None,
-    init: str = "pretrained",
-    seed: int = 123,
+    model: ModelSpec = "gpt2", weights: str | None = None, init: str = "pretrained", seed: int = 123
 ) -> GPTModel:
     """The model behind every CLI command, in eval mode (see ``build_lazy_model``)."""
     return materialize_model(build_lazy_model(model, weights, init, seed)).eval()
