@@ -98,11 +98,8 @@ def read_json(path: str | os.PathLike[str], what: str) -> Any:
 
 
 def sha256_of(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
     with Path(path).open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def fsync_directory(folder: str | os.PathLike[str]) -> None:

@@ -335,11 +335,7 @@ class LazyWeights:
 
     def release(self, name: str) -> None:
         """Back to ``meta``: the module's memory is freed (its weights can be read again)."""
-        module = self.gpt.get_submodule(name)
-        for key, param in list(module.named_parameters()):
-            meta = nn.Parameter(torch.empty_like(param, device="meta"), param.requires_grad)
-            owner_name, _, attr = key.rpartition(".")
-            setattr(module.get_submodule(owner_name), attr, meta)
+        self.gpt.get_submodule(name).to("meta")  # new Parameters, requires_grad kept
 
 
 def lazy_weights_of(model: nn.Module) -> LazyWeights | None:
@@ -621,19 +617,17 @@ def init_gpt2_module(
     """GPT-2's initialisation of a ``GPTModel``'s child ``name`` (e.g. ``trf_blocks.3``);
     residual projections scaled so the residual stream's variance does not grow with depth."""
     residual_std = INIT_STD / math.sqrt(2 * n_layers)
-    with torch.no_grad():
-        for inner, child in module.named_modules(prefix=name):
-            if isinstance(child, nn.Linear):
-                is_residual = inner.endswith(("att.out_proj", "ff.layers.2"))
-                std = residual_std if is_residual else INIT_STD
-                nn.init.normal_(child.weight, 0.0, std, generator=generator)
-                if child.bias is not None:
-                    nn.init.zeros_(child.bias)
-            elif isinstance(child, nn.Embedding):
-                nn.init.normal_(child.weight, 0.0, INIT_STD, generator=generator)
-            elif isinstance(child, LayerNorm):
-                nn.init.ones_(child.scale)
-                nn.init.zeros_(child.shift)
+    for inner, child in module.named_modules(prefix=name):  # nn.init runs without autograd
+        if isinstance(child, nn.Linear):
+            std = residual_std if inner.endswith(("att.out_proj", "ff.layers.2")) else INIT_STD
+            nn.init.normal_(child.weight, 0.0, std, generator=generator)
+            if child.bias is not None:
+                nn.init.zeros_(child.bias)
+        elif isinstance(child, nn.Embedding):
+            nn.init.normal_(child.weight, 0.0, INIT_STD, generator=generator)
+        elif isinstance(child, LayerNorm):
+            nn.init.ones_(child.scale)
+            nn.init.zeros_(child.shift)
 
 
 def random_model(config: GPTConfig, seed: int = 123) -> GPTModel:
