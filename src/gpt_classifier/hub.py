@@ -24,9 +24,10 @@ def download_weights(name: str, cache_dir: str | os.PathLike[str] | None = None)
     where = f"{WEIGHTS_FILENAME} of {repo_id}"
     cache = f" (cache: {cache_dir})" if cache_dir else ""
     logger.info("fetching %s from the Hugging Face Hub%s", where, cache)
-    folder = None if cache_dir is None else str(cache_dir)
     try:
-        return Path(hf_hub_download(repo_id=repo_id, filename=WEIGHTS_FILENAME, cache_dir=folder))
+        return Path(
+            hf_hub_download(repo_id=repo_id, filename=WEIGHTS_FILENAME, cache_dir=cache_dir)
+        )
     # order matters: LocalEntryNotFoundError is an EntryNotFoundError, all are HfHubHTTPErrors
     except (hub.LocalEntryNotFoundError, hub.OfflineModeIsEnabled):
         why = "offline or no connection to the Hugging Face Hub, and it is not in the local cache"

@@ -88,12 +88,8 @@ class MultiHeadAttention(nn.Module):
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
         """Queries ``(b, T_q, d_out)`` over ``(b, T, d_out)``; ``mask`` (True: attend) or causal."""
-        b = q.shape[0]
-
-        def split_heads(t: Tensor) -> Tensor:  # (b, T, d_out) -> (b, num_heads, T, head_dim)
-            return t.view(b, -1, self.num_heads, self.head_dim).transpose(1, 2)
-
-        q, k, v = split_heads(q), split_heads(k), split_heads(v)
+        b = q.shape[0]  # heads split: (b, T, d_out) -> (b, num_heads, T, head_dim)
+        q, k, v = (t.view(b, -1, self.num_heads, self.head_dim).transpose(1, 2) for t in (q, k, v))
         masking = (mask, self.dropout.p if self.training else 0.0, self.causal and mask is None)
         if q.dtype == torch.bfloat16 and q.device.type == "cpu" and q.requires_grad:
             # bf16 SDPA's backward on the CPU is ~2.4x slower than float32's (torch 2.13)

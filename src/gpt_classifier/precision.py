@@ -55,9 +55,8 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """bfloat16 autocast for ``bf16``; a no-op for ``fp32``. Weights stay float32 either way."""
-    if precision != "bf16":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    bf16 = precision == "bf16"
+    return torch.autocast(device.type, torch.bfloat16) if bf16 else contextlib.nullcontext()
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:

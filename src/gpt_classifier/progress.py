@@ -1,5 +1,4 @@
-"""Progress on stderr: a live bar on a terminal; elsewhere (a log file, CI, a pipe) one short
-line every half minute, since a bar's carriage-return redraws flood a file with updates."""
+"""Progress on stderr: a live bar on a terminal, else a line every half minute (no redraws)."""
 
 from __future__ import annotations
 

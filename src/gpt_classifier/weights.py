@@ -142,8 +142,7 @@ class _Tensors:
 
 
 class CheckpointWeights:
-    """A Hugging Face GPT-2 checkpoint checked against ``model`` (all problems at once), read a
-    module at a time."""
+    """A Hugging Face GPT-2 checkpoint checked against ``model``, read a module at a time."""
 
     def __init__(self, tensors: _Tensors, model: GPTModel, source: str) -> None:
         self.tensors, self.names = tensors, _strip_prefix(tensors.shapes, source)
