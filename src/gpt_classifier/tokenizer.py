@@ -32,8 +32,7 @@ def _folder(tokenizer_dir: str | os.PathLike[str] | None) -> Path | None:
 
 def get_tokenizer(tokenizer_dir: str | os.PathLike[str] | None = None) -> tiktoken.Encoding:
     """GPT-2's encoding from ``tokenizer_dir`` or ``$GPT_CLASSIFIER_TOKENIZER_DIR``, else online."""
-    folder = _folder(tokenizer_dir)
-    if folder:
+    if folder := _folder(tokenizer_dir):
         return _local_encoding(str(folder.resolve()))
     try:
         return tiktoken.get_encoding("gpt2")
