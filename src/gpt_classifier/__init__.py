@@ -14,30 +14,19 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "GPTConfig",
-    "GPTModel",
-    "GPTClassifierError",
-    "TextClassifier",
-    "explain",
-    "load_pretrained",
-    "train",
-    "__version__",
-]
-
-# Imported on first use, so that `import gpt_classifier` stays cheap (no torch) for tools that
-# only need the config, and for the command line, which must catch a Ctrl-C while torch imports.
+# Imported on first use: `import gpt_classifier` stays cheap, and the CLI can catch a Ctrl-C
+# while torch imports.
 _LAZY = {
     "GPTModel": ".model",
     "load_pretrained": ".weights",
     "TextClassifier": ".inference",
     "explain": ".inference.explain",
 }
+__all__ = ["GPTConfig", "GPTClassifierError", "train", "__version__", *_LAZY]
 
 
 def train(**options: Any) -> TextClassifier:
-    """``gpt-classifier train`` with its options as keyword arguments (``data_file=``, ``epochs=``
-    ...), errors naming them; returns the saved run as a ``TextClassifier``, like sklearn's fit."""
+    """``gpt-classifier train`` with its options as keyword arguments; the run as a classifier."""
     from .inference import TextClassifier
     from .training.api import train_run
 

@@ -39,7 +39,6 @@ class GPTConfig:
             problems.append(
                 f"emb_dim ({self.emb_dim}) must be divisible by n_heads ({self.n_heads})"
             )
-        # bool is an int in Python, and float("0.1") would take a string: both are checked
         rate = self.drop_rate
         if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0.0 <= rate < 1.0:
             problems.append(f"drop_rate must be a number in [0, 1) (got {rate!r})")
@@ -90,18 +89,12 @@ GPT2_SIZES: dict[str, dict[str, int]] = {
     "gpt2-xl": {"emb_dim": 1600, "n_layers": 48, "n_heads": 25},
 }
 
-# The book's names, and the Hugging Face repository ids, point at the same sizes.
-MODEL_ALIASES: dict[str, str] = {
-    "gpt2-small (124M)": "gpt2",
-    "gpt2-medium (355M)": "gpt2-medium",
-    "gpt2-large (774M)": "gpt2-large",
-    "gpt2-xl (1558M)": "gpt2-xl",
-    "gpt2-small": "gpt2",
-    "124M": "gpt2",
-    "355M": "gpt2-medium",
-    "774M": "gpt2-large",
-    "1558M": "gpt2-xl",
-    **{f"openai-community/{name}": name for name in GPT2_SIZES},
+_BOOK = {"gpt2-small": "124M", "gpt2-medium": "355M", "gpt2-large": "774M", "gpt2-xl": "1558M"}
+# The book's names ("gpt2-small (124M)"), parameter counts and Hugging Face ids: the same sizes.
+MODEL_ALIASES: dict[str, str] = {"gpt2-small": "gpt2"} | {
+    alias: size
+    for (book, params), size in zip(_BOOK.items(), GPT2_SIZES, strict=True)
+    for alias in (f"{book} ({params})", params, f"openai-community/{size}")
 }
 
 
@@ -118,8 +111,7 @@ def canonical_model_name(name: str) -> str:
 
 
 def is_model_name(name: str) -> bool:
-    lowered = {alias.lower() for alias in MODEL_ALIASES}
-    return name.strip() in GPT2_SIZES or name.strip().lower() in lowered
+    return name.strip() in GPT2_SIZES or name.strip().lower() in map(str.lower, MODEL_ALIASES)
 
 
 def resolve_config(model: str | GPTConfig | dict[str, Any]) -> GPTConfig:

@@ -1,8 +1,6 @@
-"""Training and classifying under ``torchrun``: the process group, each rank's device, sharded
-batches, DDP around the trainable part and the collectives the pipeline needs; a no-op without
-torchrun's variables. N processes take one process's steps: the same shuffle on every rank,
-batch ``i`` to rank ``i % N``, gradients averaged (``--grad-accum G`` on N ranks is ``N*G`` on
-one; an epoch's last ``M mod N`` batches are dropped so every rank takes as many steps)."""
+"""Training and classifying under ``torchrun`` (a no-op without it): the process group, sharded
+batches (batch ``i`` to rank ``i % N``, one shuffle), DDP around the trainable part, and the
+collectives the pipeline needs."""
 
 from __future__ import annotations
 
@@ -29,8 +27,7 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class DistContext:
-    """This process's place in the job (rank 0 of 1 outside ``torchrun``); ``backend`` None: no
-    process group; ``owns_group``: this module set the group up (and tears it down)."""
+    """This process's place in the job; ``owns_group``: this module set the group up."""
 
     rank: int = 0
     world_size: int = 1
@@ -47,8 +44,7 @@ class DistContext:
         return self.rank == 0
 
     def run_on_main(self, work: Callable[[], T]) -> T:
-        """``work()`` on rank 0 only, its result (or its error) on every rank: a check only rank 0
-        can make fails on all of them at once instead of leaving the others waiting."""
+        """``work()`` on rank 0 only, its result or error on every rank (none left waiting)."""
         if not self.enabled:
             return work()
         outcome: list[Any] = [None, None]
@@ -77,8 +73,7 @@ class DistContext:
         return out
 
     def gather_floats(self, values: Sequence[float]) -> list[list[float]]:
-        """Each rank's ``values`` (the same count on every rank), in rank order; float64 tensors,
-        not pickled objects: this runs at every training step."""
+        """Each rank's ``values`` in rank order, as tensors: this runs at every training step."""
         if not self.enabled:
             return [list(values)]
         local = torch.tensor(values, dtype=torch.float64, device=self._device())
@@ -87,29 +82,21 @@ class DistContext:
         return [tensor.tolist() for tensor in out]
 
     def sum_in_place(self, tensor: torch.Tensor) -> None:
-        """All-reduce (sum) a CPU tensor in chunks: each rank fills its rows, the others are zero,
-        and every rank ends with all of them (``x + 0`` is exact)."""
-        self._chunked(tensor, lambda chunk: dist.all_reduce(chunk, op=dist.ReduceOp.SUM))
-
-    def broadcast_in_place(self, tensor: torch.Tensor) -> None:
-        """Rank 0's CPU ``tensor`` on every rank, in chunks."""
-        self._chunked(tensor, lambda chunk: dist.broadcast(chunk, src=0))
-
-    def broadcast_parameters(self, params: Sequence[torch.Tensor]) -> None:
-        if self.enabled:
-            for param in params:
-                dist.broadcast(param.data, src=0)
-
-    def _chunked(self, tensor: torch.Tensor, collective: Callable[[torch.Tensor], Any]) -> None:
+        """All-reduce (sum) a CPU tensor in chunks, bounding gloo's own buffers."""
         if not self.enabled:
             return
         flat = tensor.view(-1)
         for start in range(0, flat.numel(), _CHUNK_ELEMENTS):
             piece = flat[start : start + _CHUNK_ELEMENTS]
             moved = piece.to(self._device())
-            collective(moved)
+            dist.all_reduce(moved, op=dist.ReduceOp.SUM)
             if moved.data_ptr() != piece.data_ptr():
                 piece.copy_(moved)
+
+    def broadcast_parameters(self, params: Sequence[torch.Tensor]) -> None:
+        if self.enabled:
+            for param in params:
+                dist.broadcast(param.data, src=0)
 
     def _device(self) -> torch.device:
         """Where collective tensors live: NCCL reduces CUDA tensors only."""
@@ -137,8 +124,8 @@ def context_from_env() -> DistContext:
 
 
 def init_distributed(device: torch.device, timeout_s: float | None = None) -> DistContext:
-    """Join the job ``torchrun`` started (NCCL on CUDA, gloo on the CPU) with a timeout (else
-    ``$GPT_CLASSIFIER_DIST_TIMEOUT``, else 10 minutes): a peer that never answers is an error."""
+    """Join the job ``torchrun`` started; a peer that does not answer within the timeout (else
+    ``$GPT_CLASSIFIER_DIST_TIMEOUT``, else 10 minutes) is an error."""
     ctx = context_from_env()
     if not ctx.enabled:
         return ctx
@@ -169,8 +156,8 @@ def init_distributed(device: torch.device, timeout_s: float | None = None) -> Di
 
 
 def shutdown(ctx: DistContext, *, finished: bool = False) -> None:
-    """Leave the process group unless the caller set it up; ``finished`` (no error here): first
-    wait for the peers, as one still reading a last collective would abort ("terminate called")."""
+    """Leave the process group unless the caller set it up; ``finished``: first wait for the
+    peers, as one still reading a last collective would abort."""
     if ctx.owns_group and dist.is_initialized():
         if finished:
             with contextlib.suppress(dist.DistError, RuntimeError):  # a peer gone: leave anyway
@@ -199,8 +186,7 @@ def _describe(exc: BaseException) -> str:
 
 
 class RankBatches(Sampler[list[int]]):
-    """Rank ``rank``'s share of ``batches``: batch ``i`` goes to rank ``i % world``; ``even``
-    (training: DDP needs as many steps on every rank) drops the tail that does not divide."""
+    """Rank ``rank``'s share of ``batches``; ``even`` (DDP's equal steps) drops an uneven tail."""
 
     def __init__(self, batches: Any, rank: int, world: int, *, even: bool) -> None:
         self.batches, self.rank, self.world, self.even = batches, rank, world, even

@@ -1,7 +1,6 @@
-"""Named crash points for the fault tests: ``GPT_CLASSIFIER_KILL_AT=NAME`` (or ``NAME:K``, the
-K-th time) SIGKILLs the process at ``crash_point(NAME)`` (between two renames of a commit, after a
-checkpoint); ``GPT_CLASSIFIER_PAUSE_AT=NAME`` holds it at ``pause_point(NAME)``, said on stderr,
-for a test to send a signal into a slow step. Unset, each costs one lookup."""
+"""Crash points for the fault tests: ``GPT_CLASSIFIER_KILL_AT=NAME[:K]`` SIGKILLs the process at
+the K-th ``crash_point(NAME)``; ``GPT_CLASSIFIER_PAUSE_AT=NAME`` holds it at ``pause_point(NAME)``
+(said on stderr) for a test to send a signal into a slow step."""
 
 from __future__ import annotations
 

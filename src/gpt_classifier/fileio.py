@@ -1,5 +1,4 @@
-"""Files written whole or not at all (:func:`atomic_path`: a temporary file beside the target,
-flushed, given the mode ``open()`` would give, renamed over it), and the cache folder."""
+"""Files written whole or not at all, output checks, writer locks and the cache folder."""
 
 from __future__ import annotations
 
@@ -23,8 +22,7 @@ _umask_lock = threading.Lock()
 
 
 def cache_dir(*subfolders: str) -> Path:
-    """The program's cache folder (``prefix-cache/``, ``sms_spam_collection/``) or a subfolder:
-    ``$GPT_CLASSIFIER_CACHE``, else ``$XDG_CACHE_HOME/gpt-classifier``, else ``~/.cache/...``."""
+    """The cache folder: ``$GPT_CLASSIFIER_CACHE``, else ``$XDG_CACHE_HOME/gpt-classifier``."""
     if root := os.environ.get(CACHE_ENV):
         return Path(root).expanduser().joinpath(*subfolders)
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser()
@@ -33,8 +31,7 @@ def cache_dir(*subfolders: str) -> Path:
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``target`` that replaces it on success; on any exception
-    (Ctrl-C included) it is removed and ``target`` untouched."""
+    """Yield a temporary path beside ``target`` that replaces it on success, else is removed."""
     target = Path(target)
     refuse_special(target, directory=False)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -56,8 +53,7 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 def cannot_write(path: str | os.PathLike[str], exc: OSError, flag: str) -> GPTClassifierError:
-    """An OSError writing ``path`` (full disk, quota, permissions, read-only) as one line that
-    says what to do."""
+    """An OSError writing ``path`` as one line that says what to do."""
     full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
     remedy = "free space or choose another" if full else "choose a writable place with"
     why = (exc.strerror or str(exc)).lower()
@@ -102,11 +98,8 @@ def read_json(path: str | os.PathLike[str], what: str) -> Any:
 
 
 def sha256_of(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
     with Path(path).open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def fsync_directory(folder: str | os.PathLike[str]) -> None:
@@ -119,24 +112,17 @@ def fsync_directory(folder: str | os.PathLike[str]) -> None:
             os.close(fd)
 
 
-_KINDS = {
-    stat.S_ISDIR: "a directory",
-    stat.S_ISFIFO: "a FIFO",
-    stat.S_ISCHR: "a character device",
-    stat.S_ISBLK: "a block device",
-    stat.S_ISSOCK: "a socket",
-}
+_KINDS = dict(d="a directory", p="a FIFO", c="a character device", b="a block device", s="a socket")
 
 
 def refuse_special(target: Path, *, directory: bool, flag: str = "output") -> None:
-    """Only regular files (or, with ``directory``, folders) are ever replaced: never a FIFO,
-    a device node (``/dev/null``) or a socket."""
+    """Only regular files (or, with ``directory``, folders) are replaced: never ``/dev/null``."""
     try:
         mode = os.stat(target).st_mode
     except OSError:
         return
     if not (stat.S_ISDIR if directory else stat.S_ISREG)(mode):
-        kind = next((name for test, name in _KINDS.items() if test(mode)), "a file")
+        kind = _KINDS.get(stat.filemode(mode)[0], "a file")
         not_a = "directory" if directory else "regular file"
         raise GPTClassifierError(f"{flag} {target} is {kind}, not a {not_a}")
 
@@ -150,8 +136,7 @@ def check_output_file(target: Path, *, overwrite: bool, flag: str = "--output") 
 
 
 def check_output_dir(target: str | os.PathLike[str], *, overwrite: bool) -> Path:
-    """Fail before any work if ``target`` cannot become an output folder: a non-empty folder
-    (unless ``overwrite``), a file in the way or above it, or an unwritable place."""
+    """Fail before any work if ``target`` cannot become an output folder."""
     target = Path(target).expanduser()
     refuse_special(target, directory=True, flag="output directory")
     if target.is_dir() and any(target.iterdir()) and not overwrite:
@@ -173,8 +158,7 @@ def _check_parents(target: Path) -> None:
 
 
 def writer_lock(target: str | os.PathLike[str], flag: str) -> contextlib.ExitStack:
-    """Be ``target``'s one writer until the returned stack closes or the process ends: an
-    ``flock`` on ``.NAME.lock`` beside it (holding our pid), else an error naming the holder."""
+    """Be ``target``'s one writer until the returned stack closes (``flock`` on ``.NAME.lock``)."""
     target = Path(target).expanduser()
     lock = target.parent / f".{target.name}.lock"
     while True:

@@ -42,11 +42,8 @@ def generate(
     top_k: int | None = None,
     eos_id: int | None = None,
 ) -> torch.Tensor:
-    """The book's chapter 5 ``generate``: ``idx`` ``(batch, n)`` -> ``(batch, n + new)``, the
-    model reading at most the last ``context_size`` tokens, in eval mode. ``top_k`` keeps the k
-    most likely tokens; ``temperature > 0`` samples from the softmax of ``logits / temperature``,
-    ``0`` is greedy. An ``eos_id`` produced ends generation and is not appended (the book's
-    behaviour); in a batch, finished rows get ``eos_id`` until all finish."""
+    """The book's chapter 5 ``generate``: ``idx`` ``(batch, n)`` -> ``(batch, n + new)``; an
+    ``eos_id`` ends a row (not appended), finished rows get ``eos_id`` until all finish."""
     if idx.dim() != 2 or idx.shape[1] == 0:
         raise ValueError(
             f"idx must have shape (batch, n_tokens) with n_tokens >= 1, got {tuple(idx.shape)}"

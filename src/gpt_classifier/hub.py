@@ -1,6 +1,4 @@
-"""OpenAI's GPT-2 weights from the Hugging Face Hub (``openai-community/<size>``): caching,
-resuming and ``HF_HUB_OFFLINE`` are huggingface_hub's own; here, the repository and one-line
-errors."""
+"""OpenAI's GPT-2 weights from the Hugging Face Hub (``openai-community/<size>``)."""
 
 from __future__ import annotations
 
@@ -18,8 +16,7 @@ _ALTERNATIVES = "pass --weights PATH (a .safetensors file or model directory) or
 
 
 def download_weights(name: str, cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Path of ``model.safetensors`` for a GPT-2 size, downloaded into the HF cache if needed
-    (``hf_hub_download``: ``HF_HUB_OFFLINE``, ``HF_HUB_CACHE``, ``HF_ENDPOINT``, resuming)."""
+    """Path of ``model.safetensors`` for a GPT-2 size, downloaded into the HF cache if needed."""
     repo_id = f"openai-community/{canonical_model_name(name)}"  # checked before the import
     from huggingface_hub import errors as hub
     from huggingface_hub import hf_hub_download
@@ -27,11 +24,11 @@ def download_weights(name: str, cache_dir: str | os.PathLike[str] | None = None)
     where = f"{WEIGHTS_FILENAME} of {repo_id}"
     cache = f" (cache: {cache_dir})" if cache_dir else ""
     logger.info("fetching %s from the Hugging Face Hub%s", where, cache)
-    folder = None if cache_dir is None else str(cache_dir)
     try:
-        return Path(hf_hub_download(repo_id=repo_id, filename=WEIGHTS_FILENAME, cache_dir=folder))
-    # Order matters: LocalEntryNotFoundError is also an EntryNotFoundError, and the "not found"
-    # errors are also HfHubHTTPErrors.
+        return Path(
+            hf_hub_download(repo_id=repo_id, filename=WEIGHTS_FILENAME, cache_dir=cache_dir)
+        )
+    # order matters: LocalEntryNotFoundError is an EntryNotFoundError, all are HfHubHTTPErrors
     except (hub.LocalEntryNotFoundError, hub.OfflineModeIsEnabled):
         why = "offline or no connection to the Hugging Face Hub, and it is not in the local cache"
         why += cache
@@ -41,8 +38,7 @@ def download_weights(name: str, cache_dir: str | os.PathLike[str] | None = None)
         status = getattr(getattr(exc, "response", None), "status_code", None)
         why = f"the Hugging Face Hub answered with HTTP error {status}"
     except Exception as exc:
-        # a failure mid-transfer is the HTTP client's own exception (or, in older versions,
-        # ConnectionError/TimeoutError); anything else is a bug and keeps its traceback
+        # a failure mid-transfer is the HTTP client's exception; anything else is a bug
         module = type(exc).__module__.split(".")[0]
         clients = ("httpx", "httpx2", "httpcore", "requests", "urllib3")
         if not isinstance(exc, (ConnectionError, TimeoutError)) and module not in clients:

@@ -47,9 +47,8 @@ class FeedForward(nn.Module):
 
 
 class Packing(NamedTuple):
-    """Texts packed end to end: token ``i`` of a ``(tokens, d)`` tensor sits in cell ``cells[i]``
-    of ``(rows, width)`` rows, where ``mask`` ``(rows, 1, width, width)`` (True: may attend) keeps
-    it to its own text. Tokens past ``len(cells)`` only pad the tensor to a fixed shape."""
+    """Packed texts: token ``i`` of ``(tokens, d)`` sits in cell ``cells[i]`` of ``(rows, width)``;
+    ``mask`` ``(rows, 1, width, width)`` (True: may attend) keeps it to its own text."""
 
     cells: Tensor
     mask: Tensor
@@ -66,45 +65,31 @@ class Packing(NamedTuple):
 
 
 class MultiHeadAttention(nn.Module):
-    """Causal multi-head self-attention (``F.scaled_dot_product_attention``); ``causal=False``
-    lets every token see the whole text (the book's bonus table, row 17)."""
+    """Causal multi-head self-attention; ``causal=False``: the book's bonus table, row 17."""
 
-    def __init__(
-        self,
-        d_in: int,
-        d_out: int,
-        num_heads: int,
-        dropout: float = 0.0,
-        qkv_bias: bool = False,
-        causal: bool = True,
-    ) -> None:
-        super().__init__()  # GPTConfig checks that num_heads divides d_out
-        self.d_out, self.num_heads, self.causal = d_out, num_heads, causal
-        self.head_dim = d_out // num_heads
-        self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)
-        self.W_key = nn.Linear(d_in, d_out, bias=qkv_bias)
-        self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)
-        self.out_proj = nn.Linear(d_out, d_out)
-        self.dropout = nn.Dropout(dropout)
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.d_out, self.num_heads, self.causal = cfg.emb_dim, cfg.n_heads, cfg.causal
+        self.head_dim = cfg.emb_dim // cfg.n_heads
+        self.W_query = nn.Linear(cfg.emb_dim, cfg.emb_dim, bias=cfg.qkv_bias)
+        self.W_key = nn.Linear(cfg.emb_dim, cfg.emb_dim, bias=cfg.qkv_bias)
+        self.W_value = nn.Linear(cfg.emb_dim, cfg.emb_dim, bias=cfg.qkv_bias)
+        self.out_proj = nn.Linear(cfg.emb_dim, cfg.emb_dim)
+        self.dropout = nn.Dropout(cfg.drop_rate)
 
     def forward(self, x: Tensor, packing: Packing | None = None) -> Tensor:
         """``x`` ``(b, T, d_in)``, or packed tokens ``(tokens, d_in)`` with their ``packing``."""
         queries, keys, values = self.W_query(x), self.W_key(x), self.W_value(x)
         if packing is None:
             return self.out_proj(self._attend(queries, keys, values))
-        # projections per token, attention within the rows of packed texts
         rows = [packing.to_rows(t) for t in (queries, keys, values)]
         context = self._attend(*rows, mask=packing.mask)
         return self.out_proj(packing.from_rows(context, x.shape[0]))
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
         """Queries ``(b, T_q, d_out)`` over ``(b, T, d_out)``; ``mask`` (True: attend) or causal."""
-        b = q.shape[0]
-
-        def split_heads(t: Tensor) -> Tensor:  # (b, T, d_out) -> (b, num_heads, T, head_dim)
-            return t.view(b, -1, self.num_heads, self.head_dim).transpose(1, 2)
-
-        q, k, v = split_heads(q), split_heads(k), split_heads(v)
+        b = q.shape[0]  # heads split: (b, T, d_out) -> (b, num_heads, T, head_dim)
+        q, k, v = (t.view(b, -1, self.num_heads, self.head_dim).transpose(1, 2) for t in (q, k, v))
         masking = (mask, self.dropout.p if self.training else 0.0, self.causal and mask is None)
         if q.dtype == torch.bfloat16 and q.device.type == "cpu" and q.requires_grad:
             # bf16 SDPA's backward on the CPU is ~2.4x slower than float32's (torch 2.13)
@@ -117,10 +102,7 @@ class MultiHeadAttention(nn.Module):
 
     def forward_at(self, x: Tensor, positions: Tensor) -> Tensor:
         """``forward(x)[arange(b), positions]`` ``(b, d_out)``, without keys or values: with one
-        query per row the projections move to the query side,
-        ``q . (W_k x_j + b_k) = (W_k^T q) . x_j + q . b_k`` and
-        ``sum_j a_j (W_v x_j + b_v) = W_v (sum_j a_j x_j) + b_v sum_j a_j``: three ``d x d``
-        products per row instead of two per token."""
+        query per row, ``W_k`` and ``W_v`` move to the query side (three products per row)."""
         b, num_tokens, d_in = x.shape
         query = self.W_query(x[torch.arange(b, device=x.device), positions])  # (b, d_out)
         later = torch.arange(num_tokens, device=x.device)[None, :] > positions[:, None]  # (b, T)
@@ -151,9 +133,7 @@ class MultiHeadAttention(nn.Module):
 class TransformerBlock(nn.Module):
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
-        self.att = MultiHeadAttention(
-            cfg.emb_dim, cfg.emb_dim, cfg.n_heads, cfg.drop_rate, cfg.qkv_bias, cfg.causal
-        )
+        self.att = MultiHeadAttention(cfg)
         self.ff = FeedForward(cfg)
         self.norm1 = LayerNorm(cfg.emb_dim)
         self.norm2 = LayerNorm(cfg.emb_dim)
@@ -165,8 +145,7 @@ class TransformerBlock(nn.Module):
         return x + self.drop_resid(self.ff(self.norm2(x)))
 
     def forward_at(self, x: Tensor, positions: Tensor) -> Tensor:
-        """``forward(x)`` at one position per row ``(b, emb_dim)``: all a classifier's last
-        block must give, for several times less work (tested equal, gradients too)."""
+        """``forward(x)`` at one position per row ``(b, emb_dim)``: a classifier's last block."""
         rows = torch.arange(x.shape[0], device=x.device)
         y = x[rows, positions] + self.drop_resid(self.att.forward_at(self.norm1(x), positions))
         return y + self.drop_resid(self.ff(self.norm2(y)))
@@ -206,16 +185,14 @@ class GPTModel(nn.Module):
     def hidden_states(
         self, idx: Tensor, start_block: int = 0, end_block: int | None = None
     ) -> Tensor:
-        """Output of ``trf_blocks[start_block:end_block]``; ``idx`` holds token ids when
-        ``start_block == 0``, hidden states ``(batch, seq, emb_dim)`` otherwise."""
+        """Output of ``trf_blocks[start_block:end_block]``; ``idx``: token ids at block 0."""
         x = self.embed(idx) if start_block == 0 else idx
         for block in self.trf_blocks[start_block:end_block]:
             x = block(x)
         return x
 
     def disable_causal_mask(self) -> None:
-        """Let every token attend to every other (the book's bonus table, row 17); the config
-        records it, so a saved run is rebuilt the same way."""
+        """Let every token attend to every other; the config records it for saved runs."""
         self.cfg = self.cfg.replace(causal=False)
         for block in self.trf_blocks:
             block.att.causal = False

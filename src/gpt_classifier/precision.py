@@ -23,8 +23,8 @@ def _cpuinfo(key: str) -> str | None:
 
 
 def cpu_has_fast_bf16() -> bool:
-    """True on CPUs with native bfloat16 matmuls (AMX or AVX512-BF16). Elsewhere (AVX2, e.g. AMD
-    Zen 3) oneDNN emulates bfloat16 and autocast runs several times slower than float32."""
+    """True on CPUs with native bfloat16 matmuls (AMX or AVX512-BF16); elsewhere oneDNN emulates
+    it, several times slower than float32."""
     try:
         if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
             return False
@@ -55,9 +55,8 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """bfloat16 autocast for ``bf16``; a no-op for ``fp32``. Weights stay float32 either way."""
-    if precision != "bf16":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    bf16 = precision == "bf16"
+    return torch.autocast(device.type, torch.bfloat16) if bf16 else contextlib.nullcontext()
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:

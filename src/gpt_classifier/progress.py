@@ -1,11 +1,11 @@
-"""Progress on stderr: a live bar on a terminal; elsewhere (a log file, CI, a pipe) one short
-line every half minute, since a bar's carriage-return redraws flood a file with updates."""
+"""Progress on stderr: a live bar on a terminal, else a line every half minute (no redraws)."""
 
 from __future__ import annotations
 
 import sys
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 from tqdm import tqdm
@@ -15,9 +15,8 @@ T = TypeVar("T")
 HEARTBEAT_SECONDS = 30.0
 
 
-class Heartbeat:
-    """tqdm's ``update``/``set_postfix``/``close`` for a non-terminal:
-    ``desc: n/total unit (p %), t s``; silent when not ``enabled``."""
+class Heartbeat(AbstractContextManager):
+    """tqdm's ``update``/``set_postfix``/``close`` for a non-terminal; silent unless ``enabled``."""
 
     def __init__(self, total: int | None, desc: str, unit: str, initial: int, enabled: bool):
         self.total, self.desc, self.unit, self.n, self.enabled = total, desc, unit, initial, enabled
@@ -38,14 +37,10 @@ class Heartbeat:
     def set_postfix(self, **values: object) -> None:
         self.postfix = ", ".join(f"{k} {v}" for k, v in values.items())
 
-    def close(self) -> None:
+    def close(self, *exc: object) -> None:
         pass
 
-    def __enter__(self) -> Heartbeat:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    __exit__ = close
 
 
 def progress_bar(

@@ -31,10 +31,8 @@ def _folder(tokenizer_dir: str | os.PathLike[str] | None) -> Path | None:
 
 
 def get_tokenizer(tokenizer_dir: str | os.PathLike[str] | None = None) -> tiktoken.Encoding:
-    """GPT-2's encoding from ``tokenizer_dir`` or ``$GPT_CLASSIFIER_TOKENIZER_DIR``, else online
-    (tiktoken keeps it, downloaded once per process)."""
-    folder = _folder(tokenizer_dir)
-    if folder:
+    """GPT-2's encoding from ``tokenizer_dir`` or ``$GPT_CLASSIFIER_TOKENIZER_DIR``, else online."""
+    if folder := _folder(tokenizer_dir):
         return _local_encoding(str(folder.resolve()))
     try:
         return tiktoken.get_encoding("gpt2")
@@ -47,8 +45,7 @@ def get_tokenizer(tokenizer_dir: str | os.PathLike[str] | None = None) -> tiktok
 
 
 def tokenizer_files(tokenizer_dir: str | os.PathLike[str] | None = None) -> dict[str, Path] | None:
-    """Where ``get_tokenizer(tokenizer_dir)`` reads GPT-2's two files: the folder given (or the
-    variable's), else tiktoken's download cache; None where they are not on disk as GPT-2's."""
+    """Where ``get_tokenizer(tokenizer_dir)`` reads GPT-2's two files; None if not on disk."""
     folder, names = _folder(tokenizer_dir), {}
     if folder is None:  # tiktoken's read_file_cached: the file named by the sha1 of its URL
         default = os.path.join(tempfile.gettempdir(), "data-gym-cache")

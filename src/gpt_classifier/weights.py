@@ -1,10 +1,6 @@
-"""GPT-2 weights for the book's ``GPTModel``, by one path for every source: the model is built
-on ``meta`` and each top-level module (``tok_emb``, ``pos_emb``, ``trf_blocks.i``, ``final_norm``)
-filled where needed from a safetensors checkpoint in Hugging Face layout (file, folder, sharded
-index, Hub download) or GPT-2's seeded random initialisation. Hugging Face stores linear layers as
-``Conv1D`` (transposed) and Q, K, V in one ``c_attn``; the rest is a rename (``_rules``). Keys may
-carry ``transformer.``; ``attn.bias``/``attn.masked_bias`` buffers are ignored. Loading is strict:
-a missing, misshapen or unknown tensor is an error naming it."""
+"""GPT-2 weights for ``GPTModel``: a model built on ``meta``, each top-level module filled when
+needed from a Hugging Face safetensors checkpoint or GPT-2's seeded initialisation; strict: a
+missing, misshapen or unknown tensor is an error naming it (design.md, "Weights")."""
 
 from __future__ import annotations
 
@@ -20,7 +16,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 from .config import GPT2_SIZES, GPTConfig, canonical_model_name, is_model_name, resolve_config
@@ -33,9 +29,9 @@ HF_PREFIX = "transformer."
 IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")
 INIT_STD = 0.02  # GPT-2's initializer_range
 EMBEDDINGS = ("tok_emb", "pos_emb")
-CHUNK_ROWS = 4096  # embedding rows read at a time: 12 MiB at GPT-2's width; drawn in pieces of
-# a multiple of 16 rows, the random numbers are those of the whole table
+CHUNK_ROWS = 4096  # embedding rows at a time; a multiple of 16: the random draws stay the same
 _SHOW = 3  # how many names of each kind of problem an error message lists
+ModelSpec = str | GPTConfig  # a GPT-2 name, a config file or a config
 
 
 class _Rule(NamedTuple):
@@ -47,29 +43,28 @@ class _Rule(NamedTuple):
 
 
 def _rules(cfg: GPTConfig) -> list[_Rule]:
+    def pair(theirs: str, ours: str, norm: bool = False) -> list[_Rule]:  # weight and bias
+        weight, bias = ("scale", "shift") if norm else ("weight", "bias")
+        return [
+            _Rule(f"{theirs}.weight", (f"{ours}.{weight}",), "copy" if norm else "conv1d"),
+            _Rule(f"{theirs}.bias", (f"{ours}.{bias}",)),
+        ]
+
     rules = [_Rule("wte.weight", ("tok_emb.weight",)), _Rule("wpe.weight", ("pos_emb.weight",))]
     for i in range(cfg.n_layers):
         h, ours = f"h.{i}.", f"trf_blocks.{i}."
         qkv = tuple(f"{ours}att.W_{w}." for w in ("query", "key", "value"))
         rules += [
-            _Rule(h + "ln_1.weight", (ours + "norm1.scale",)),
-            _Rule(h + "ln_1.bias", (ours + "norm1.shift",)),
+            *pair(h + "ln_1", ours + "norm1", norm=True),
             _Rule(h + "attn.c_attn.weight", tuple(w + "weight" for w in qkv), "qkv"),
-            _Rule(h + "attn.c_proj.weight", (ours + "att.out_proj.weight",), "conv1d"),
-            _Rule(h + "attn.c_proj.bias", (ours + "att.out_proj.bias",)),
-            _Rule(h + "ln_2.weight", (ours + "norm2.scale",)),
-            _Rule(h + "ln_2.bias", (ours + "norm2.shift",)),
-            _Rule(h + "mlp.c_fc.weight", (ours + "ff.layers.0.weight",), "conv1d"),
-            _Rule(h + "mlp.c_fc.bias", (ours + "ff.layers.0.bias",)),
-            _Rule(h + "mlp.c_proj.weight", (ours + "ff.layers.2.weight",), "conv1d"),
-            _Rule(h + "mlp.c_proj.bias", (ours + "ff.layers.2.bias",)),
+            *pair(h + "attn.c_proj", ours + "att.out_proj"),
+            *pair(h + "ln_2", ours + "norm2", norm=True),
+            *pair(h + "mlp.c_fc", ours + "ff.layers.0"),
+            *pair(h + "mlp.c_proj", ours + "ff.layers.2"),
         ]
         if cfg.qkv_bias:
             rules.append(_Rule(h + "attn.c_attn.bias", tuple(w + "bias" for w in qkv), "qkv"))
-    return rules + [
-        _Rule("ln_f.weight", ("final_norm.scale",)),
-        _Rule("ln_f.bias", ("final_norm.shift",)),
-    ]
+    return rules + pair("ln_f", "final_norm", norm=True)
 
 
 def _module_of(target: str) -> str:
@@ -90,8 +85,7 @@ def _transposed(rule: _Rule, tensor: torch.Tensor) -> bool:
 
 
 def to_hf_state_dict(model: GPTModel) -> dict[str, torch.Tensor]:
-    """``model``'s weights in Hugging Face's layout (``transformer.*``), ``_rules`` in reverse;
-    without ``qkv_bias``, a zero ``c_attn.bias`` (GPT-2 always has one)."""
+    """``model``'s weights in Hugging Face's layout; a zero ``c_attn.bias`` without ``qkv_bias``."""
     ours, cfg = model.state_dict(), model.cfg
     tensors: dict[str, torch.Tensor] = {}
     for rule in _rules(cfg):
@@ -126,8 +120,8 @@ def module_names(cfg: GPTConfig) -> list[str]:
 
 
 class _Tensors:
-    """A checkpoint's tensors by name: a dict, or safetensors files read on demand (each read
-    maps the file and unmaps it after: the mapped pages would count as resident memory)."""
+    """A checkpoint's tensors by name: a dict, or safetensors files mapped only while read
+    (mapped pages count as resident memory)."""
 
     def __init__(
         self, tensors: Mapping[str, torch.Tensor] | None = None, files: Sequence[Path] = ()
@@ -148,8 +142,7 @@ class _Tensors:
 
 
 class CheckpointWeights:
-    """A GPT-2 checkpoint in Hugging Face layout, every name and shape checked against ``model``
-    on creation (all problems at once, nothing read), then read one module at a time."""
+    """A Hugging Face GPT-2 checkpoint checked against ``model``, read a module at a time."""
 
     def __init__(self, tensors: _Tensors, model: GPTModel, source: str) -> None:
         self.tensors, self.names = tensors, _strip_prefix(tensors.shapes, source)
@@ -193,7 +186,6 @@ class CheckpointWeights:
             self.rules.setdefault(_module_of(rule.targets[0]), []).append(rule)
 
     def stream(self, name: str) -> Iterator[tuple[str, torch.Tensor]]:
-        """``name``'s tensors in our layout (local names), an embedding in pieces of rows."""
         if name not in EMBEDDINGS:
             yield from self.module(name).items()
             return
@@ -223,8 +215,7 @@ class CheckpointWeights:
 def load_gpt2_state_dict(
     model: GPTModel, tensors: Mapping[str, torch.Tensor], source: str = "weights"
 ) -> None:
-    """GPT-2 tensors in Hugging Face naming into ``model`` (every name and shape checked first);
-    ``out_head`` tied to ``tok_emb`` unless an ``lm_head.weight`` differs from it."""
+    """GPT-2 tensors in Hugging Face naming into ``model``, every name and shape checked first."""
     weights = CheckpointWeights(_Tensors(tensors), model, source)
     for name in module_names(model.cfg):
         for key, value in weights.module(name).items():
@@ -260,8 +251,7 @@ def _gpt2_head(model: GPTModel, lm_head: torch.Tensor | None) -> None:
 
 
 class RandomWeights:
-    """GPT-2's initialisation from ``generator``, ``random_model``'s numbers bit for bit in any
-    order (the generator's state in front of each module is kept)."""
+    """GPT-2's initialisation from ``generator``, the same numbers in any order of modules."""
 
     def __init__(self, cfg: GPTConfig, generator: torch.Generator) -> None:
         self.cfg, self.generator = cfg, generator
@@ -269,7 +259,6 @@ class RandomWeights:
         self._states = {self.order[0]: generator.get_state()}
 
     def stream(self, name: str) -> Iterator[tuple[str, torch.Tensor]]:
-        """``name``'s tensors (local names), an embedding in pieces of rows."""
         if name not in self._states:  # drawing the module before leaves the generator at name's
             for _ in self.stream(self.order[self.order.index(name) - 1]):
                 pass
@@ -289,19 +278,14 @@ class RandomWeights:
         if position < len(self.order):  # the generator where the next module starts drawing
             self._states.setdefault(self.order[position], self.generator.get_state())
 
-    def lm_head(self) -> None:
+    def lm_head(self) -> None:  # GPT-2's head is tied
         return None
 
 
-WeightSource = CheckpointWeights | RandomWeights
-
-
 class LazyWeights:
-    """The weights of a skeleton ``gpt`` (on ``meta``; set as its ``lazy_weights``) from ``source``,
-    a module at a time: ``materialize`` fills one in place, ``release`` returns it to ``meta``,
-    ``stream`` reads it without keeping it. GPT-2's 147 MiB ``tok_emb`` is read in pieces."""
+    """The weights of a skeleton ``gpt`` (on ``meta``) from ``source``, a module at a time."""
 
-    def __init__(self, gpt: GPTModel, source: WeightSource) -> None:
+    def __init__(self, gpt: GPTModel, source: CheckpointWeights | RandomWeights) -> None:
         self.gpt, self.source = gpt, source
         self.names = module_names(gpt.cfg)
         self.samples: dict[str, list[float]] = {}  # parameter name -> its first 64 values
@@ -327,7 +311,6 @@ class LazyWeights:
             yield key, tensor
 
     def tensors(self, name: str) -> dict[str, torch.Tensor]:
-        """``name``'s state dict (local names), whole; an embedding filled piece by piece."""
         if name not in EMBEDDINGS:
             return dict(self.stream(name))
         rows = torch.arange(self.gpt.get_submodule(name).num_embeddings)
@@ -344,7 +327,6 @@ class LazyWeights:
         return out
 
     def materialize(self, name: str) -> None:
-        """``name``'s real weights, on the CPU, its requires_grad flags kept."""
         if not self.is_materialized(name):
             module = self.gpt.get_submodule(name)
             for key, value in self.tensors(name).items():
@@ -352,11 +334,7 @@ class LazyWeights:
 
     def release(self, name: str) -> None:
         """Back to ``meta``: the module's memory is freed (its weights can be read again)."""
-        module = self.gpt.get_submodule(name)
-        for key, param in list(module.named_parameters()):
-            meta = nn.Parameter(torch.empty_like(param, device="meta"), param.requires_grad)
-            owner_name, _, attr = key.rpartition(".")
-            setattr(module.get_submodule(owner_name), attr, meta)
+        self.gpt.get_submodule(name).to("meta")  # new Parameters, requires_grad kept
 
 
 def lazy_weights_of(model: nn.Module) -> LazyWeights | None:
@@ -379,8 +357,7 @@ def materialize_model(model: nn.Module) -> nn.Module:
 
 
 def frozen_parameter_sample(model: nn.Module, count: int = 4) -> list[list[float]]:
-    """The first 64 values of the first ``count`` frozen parameters (a checkpoint's fingerprint
-    of the base weights), a lazy model not materialised."""
+    """The first 64 values of the first ``count`` frozen parameters: the base weights' print."""
     lazy = lazy_weights_of(model)
     frozen = [(name, p) for name, p in model.named_parameters() if not p.requires_grad][:count]
     sample = []
@@ -397,8 +374,7 @@ def frozen_parameter_sample(model: nn.Module, count: int = 4) -> list[list[float
 
 
 def save_streamed(model: nn.Module, path: Path, metadata: dict[str, str]) -> None:
-    """``safetensors.torch.save_file(model.state_dict(), path, metadata)`` holding at most one
-    frozen module of a lazy model (or piece of an embedding) in memory."""
+    """``model.state_dict()`` as safetensors, a lazy model's frozen modules one at a time."""
     specs = model.state_dict(keep_vars=True)
     lazy = lazy_weights_of(model)
 
@@ -419,13 +395,10 @@ _DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", t
 
 
 def save_tensors(
-    specs: Iterable[tuple[str, torch.Tensor]],
-    tensors: Iterable[torch.Tensor],
-    path: Path,
-    metadata: dict[str, str],
+    specs: Iterable[tuple[str, Tensor]], tensors: Iterable[Tensor], path: Path, metadata: dict
 ) -> None:
-    """A safetensors file of ``specs``' names, dtypes and shapes, then ``tensors`` in that order:
-    bytes set by the tensors alone (safetensors' writer orders metadata anew in each process)."""
+    """A safetensors file of ``specs``' names, dtypes and shapes, then ``tensors``; unlike
+    safetensors' own writer, the same bytes in every process."""
     entries, offset = {}, 0
     for key, value in specs:
         size = value.numel() * value.element_size()
@@ -463,7 +436,7 @@ def skeleton_gpt(cfg: GPTConfig, dtype: torch.dtype = torch.float32) -> GPTModel
 
 @contextmanager
 def _opened(file: Path) -> Iterator[Any]:
-    """``safe_open(file)``, its and the OS's read errors as a GPTClassifierError naming the file."""
+    """``safe_open(file)``, read errors as a GPTClassifierError naming the file."""
     from safetensors import SafetensorError, safe_open
 
     try:
@@ -509,9 +482,8 @@ def _weight_files(path: Path) -> tuple[list[Path], dict[str, Any] | None]:
         raise GPTClassifierError(f"cannot read {index}: {detail or exc}") from None
     except (ValueError, RecursionError, KeyError, TypeError, AttributeError):
         raise GPTClassifierError(f"{index}: not a valid safetensors index") from None
-    # The index came with the download: `/etc/passwd` or `../x.safetensors` would open a file
-    # outside the folder. Names are checked as written, not resolved: a Hugging Face cache
-    # snapshot links every file to `../../blobs/`, links its owner put there, not the index.
+    # Names from the download must not leave the folder; checked as written, not resolved, as
+    # a Hugging Face cache snapshot links every file to ../../blobs/
     for name in names:
         if not isinstance(name, str) or not name.strip():
             problem = f"shard names must be file names (got {json.dumps(name)[:60]})"
@@ -526,8 +498,8 @@ def _weight_files(path: Path) -> tuple[list[Path], dict[str, Any] | None]:
 
 
 def _read_hf_config(file: Path, quiet: bool = False) -> dict[str, Any] | None:
-    """A Hugging Face ``config.json`` beside the weights, checked for options we do not model.
-    ``quiet``: one merely next to a .safetensors file may be another's: ignored if unreadable."""
+    """A Hugging Face ``config.json``, checked for options we do not model; ``quiet``: ignored if
+    unreadable (one next to a .safetensors file may be another's)."""
     if not file.is_file():
         return None
     try:
@@ -540,8 +512,7 @@ def _read_hf_config(file: Path, quiet: bool = False) -> dict[str, Any] | None:
         if quiet:
             return None
         raise GPTClassifierError(f"{file} is not a Hugging Face GPT-2 config (no n_embd)")
-    # This GPTModel is exactly GPT-2: tanh GELU, LayerNorm eps 1e-5, attention scaled by
-    # 1/sqrt(head_dim). Loading a variant would run without error and give wrong outputs.
+    # a variant would load without error and give wrong outputs
     supported = {
         "activation_function": lambda value: value in ("gelu_new", "gelu_pytorch_tanh"),
         "layer_norm_epsilon": lambda value: math.isclose(float(value), 1e-5),
@@ -566,8 +537,7 @@ def _read_hf_config(file: Path, quiet: bool = False) -> dict[str, Any] | None:
 def infer_config(
     shapes: Mapping[str, Sequence[int]], n_heads: int | None = None, source: str = "weights"
 ) -> GPTConfig:
-    """A ``GPTConfig`` read off a Hugging Face GPT-2 checkpoint's shapes; the heads (no shape
-    shows them): ``n_heads``, else GPT-2's for the width."""
+    """A ``GPTConfig`` read off a checkpoint's shapes; heads: ``n_heads``, else GPT-2's."""
     names = _strip_prefix(shapes, source)
     for required in ("wte.weight", "wpe.weight"):
         if required not in names:
@@ -578,7 +548,6 @@ def infer_config(
     blocks = {int(m.group(1)) for name in names if (m := re.match(r"h\.(\d+)\.", name))}
     if not blocks:
         raise GPTClassifierError(f"{source}: no transformer blocks (tensors h.0.*) found")
-    # GPT-2's four sizes fix the heads by width
     standard = {size["emb_dim"]: size["n_heads"] for size in GPT2_SIZES.values()}
     n_heads = standard.get(int(emb_dim)) if n_heads is None else n_heads
     if n_heads is None:
@@ -599,8 +568,7 @@ def infer_config(
 
 
 def locate_weights(name_or_path: str) -> tuple[list[Path], dict[str, Any] | None, str, bool]:
-    """The safetensors files behind a file, a model folder or a GPT-2 name (downloaded), the
-    folder's config.json, how error messages name them, and whether it was a name."""
+    """The files behind a path or GPT-2 name, its config.json, its name in errors, is_name."""
     path = Path(name_or_path).expanduser()
     try:  # stat() in a folder that may not be searched raises PermissionError
         if path.exists():
@@ -621,8 +589,7 @@ def locate_weights(name_or_path: str) -> tuple[list[Path], dict[str, Any] | None
 def open_pretrained(
     name_or_path: str, config: GPTConfig | None = None, dtype: torch.dtype = torch.float32
 ) -> GPTModel:
-    """A skeleton ``GPTModel`` over the GPT-2 weights of a ``.safetensors`` file, a model folder or
-    a GPT-2 name (downloaded), checked, nothing read; ``config`` by default read off the shapes."""
+    """A skeleton ``GPTModel`` over the checked weights of a path or GPT-2 name, nothing read."""
     files, hf_config, source, named = locate_weights(name_or_path)
     if config is None and named:
         config = GPTConfig.from_name(name_or_path)
@@ -646,23 +613,20 @@ def load_pretrained(
 def init_gpt2_module(
     module: nn.Module, name: str, n_layers: int, generator: torch.Generator | None = None
 ) -> None:
-    """GPT-2's initialisation of a ``GPTModel``'s child ``name`` (e.g. ``trf_blocks.3``): N(0, 0.02)
-    weights, zero biases, unit LayerNorms; residual projections scaled by 1/sqrt(2 * n_layers)
-    so the residual stream's variance does not grow with depth."""
+    """GPT-2's initialisation of a ``GPTModel``'s child ``name`` (e.g. ``trf_blocks.3``);
+    residual projections scaled so the residual stream's variance does not grow with depth."""
     residual_std = INIT_STD / math.sqrt(2 * n_layers)
-    with torch.no_grad():
-        for inner, child in module.named_modules(prefix=name):
-            if isinstance(child, nn.Linear):
-                is_residual = inner.endswith(("att.out_proj", "ff.layers.2"))
-                std = residual_std if is_residual else INIT_STD
-                nn.init.normal_(child.weight, 0.0, std, generator=generator)
-                if child.bias is not None:
-                    nn.init.zeros_(child.bias)
-            elif isinstance(child, nn.Embedding):
-                nn.init.normal_(child.weight, 0.0, INIT_STD, generator=generator)
-            elif isinstance(child, LayerNorm):
-                nn.init.ones_(child.scale)
-                nn.init.zeros_(child.shift)
+    for inner, child in module.named_modules(prefix=name):  # nn.init runs without autograd
+        if isinstance(child, nn.Linear):
+            std = residual_std if inner.endswith(("att.out_proj", "ff.layers.2")) else INIT_STD
+            nn.init.normal_(child.weight, 0.0, std, generator=generator)
+            if child.bias is not None:
+                nn.init.zeros_(child.bias)
+        elif isinstance(child, nn.Embedding):
+            nn.init.normal_(child.weight, 0.0, INIT_STD, generator=generator)
+        elif isinstance(child, LayerNorm):
+            nn.init.ones_(child.scale)
+            nn.init.zeros_(child.shift)
 
 
 def random_model(config: GPTConfig, seed: int = 123) -> GPTModel:
@@ -674,12 +638,10 @@ def random_model(config: GPTConfig, seed: int = 123) -> GPTModel:
 
 
 def build_lazy_model(
-    model: str | GPTConfig = "gpt2",
-    weights: str | None = None,
-    init: str = "pretrained",
-    seed: int = 123,
+    model: ModelSpec = "gpt2", weights: str | None = None, init: str = "pretrained", seed: int = 123
 ) -> GPTModel:
-    """``build_model``'s model as a skeleton with its :class:`LazyWeights` (nothing read yet)."""
+    """``build_model``'s model as a skeleton, nothing read: ``init="random"``, an untrained
+    ``model``; else ``weights`` (config from ``model`` if one is given) or GPT-2 ``model``'s."""
     if init not in ("pretrained", "random"):
         raise GPTClassifierError(f"unknown --init {init!r}; use pretrained or random")
     if init == "random":
@@ -705,12 +667,7 @@ def build_lazy_model(
 
 
 def build_model(
-    model: str | GPTConfig = "gpt2",
-    weights: str | None = None,
-    init: str = "pretrained",
-    seed: int = 123,
+    model: ModelSpec = "gpt2", weights: str | None = None, init: str = "pretrained", seed: int = 123
 ) -> GPTModel:
-    """The model behind every CLI command, in eval mode: ``init="random"``, an untrained
-    ``model``; ``weights``, that file or folder (its config from ``model`` if that is a config,
-    else from the weights); otherwise GPT-2 ``model``'s weights, downloaded."""
+    """The model behind every CLI command, in eval mode (see ``build_lazy_model``)."""
     return materialize_model(build_lazy_model(model, weights, init, seed)).eval()
