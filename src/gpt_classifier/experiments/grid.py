@@ -5,6 +5,7 @@ the ``train`` options it changes over the grid's base options."""
 from __future__ import annotations
 
 import json
+import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -107,14 +108,7 @@ def load_grid(path: str | Path) -> tuple[dict[str, Any], list[Row]]:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
-        if path.suffix == ".toml":
-            import tomllib
-
-            values = tomllib.loads(text)
-        else:
-            values = json.loads(text)
-    except ModuleNotFoundError:  # Python 3.10
-        raise GPTClassifierError("TOML grids need Python 3.11 or later; use JSON") from None
+        values = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
     except FileNotFoundError:
         raise GPTClassifierError(f"grid file not found: {path}") from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:

@@ -10,7 +10,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
@@ -155,7 +155,7 @@ def _run_card(run_dir: str | None) -> dict[str, Any]:
         return card
     with contextlib.suppress(OSError):  # the marker is a run's last file: when it was saved
         seconds = (Path(run_dir) / MARKER_FILE).stat().st_mtime
-        card["trained_at"] = datetime.fromtimestamp(seconds, timezone.utc).isoformat("T", "seconds")
+        card["trained_at"] = datetime.fromtimestamp(seconds, UTC).isoformat("T", "seconds")
     try:
         test = json.loads((Path(run_dir) / "metrics.json").read_text(encoding="utf-8")).get("test")
     except (OSError, ValueError, AttributeError):

@@ -140,7 +140,7 @@ class GuardMiddleware:
             left = max(0.0, deadline - asyncio.get_running_loop().time())
             try:
                 message = await asyncio.wait_for(receive(), left)
-            except asyncio.TimeoutError:  # FastAPI passes these on as the JSON answer
+            except TimeoutError:  # FastAPI passes these on as the JSON answer
                 late = f"the request body did not arrive within {BODY_TIMEOUT_SECONDS:g} s"
                 raise HTTPException(408, late, {"Connection": "close"}) from None
             if message["type"] == "http.request":
