@@ -1,6 +1,5 @@
-"""The training loop: the book's ``train_classifier_simple`` and the one the CLI runs around it.
-Its progress is one :class:`LoopState`: checkpointed after any step, resumed to the same weights.
-"""
+"""The training loop: the book's ``train_classifier_simple`` and the one the CLI runs around it;
+its progress is one ``LoopState``, checkpointed after any step and resumed to the same weights."""
 
 from __future__ import annotations
 
@@ -56,50 +55,37 @@ def train_classifier(
     train_eval_loader: Iterable | None = None,
     class_weights: torch.Tensor | None = None,
 ) -> TrainResult:
-    """The book's loop (losses on ``eval_iter`` batches every ``eval_freq`` steps, accuracies
-    after each epoch) plus gradient accumulation, best-epoch selection, ``on_checkpoint(state)``
-    after every epoch and every ``checkpoint_every`` steps, resuming from ``state``, a clean stop
-    on Ctrl-C and an error on a NaN or infinite loss. ``class_weights`` weight the optimised loss
-    only: the history's losses stay comparable between runs. Under ``torchrun`` (``dist``)
-    ``model`` is DDP-wrapped, ``train_loader`` holds this rank's share of the batches,
-    ``train_eval_loader`` all of them, and every rank keeps the one-process run's history."""
-    loop = _Loop(
-        model,
-        optimizer,
-        device,
-        settings,
-        train_loader,
-        val_loader,
-        train_eval_loader if train_eval_loader is not None else train_loader,
-        autocast or contextlib.nullcontext,
-        progress,
-        log or (lambda message: print(message, file=sys.stderr)),
-        on_checkpoint,
-        checkpoint_every,
-        dist or DistContext(),
-        class_weights,
-    )
-    return loop.fit(state or LoopState())
+    """The book's loop plus gradient accumulation, best-epoch selection, checkpoints, resuming,
+    a clean stop on Ctrl-C and an error on a NaN or infinite loss. ``class_weights`` weight the
+    optimised loss only, so histories stay comparable; under ``torchrun`` ``train_loader`` holds
+    this rank's share of the batches, ``train_eval_loader`` all of them."""
+    return _Loop(**locals()).fit()  # the parameters are the loop's fields
 
 
 @dataclass
 class _Loop:
     model: nn.Module
+    train_loader: Iterable
+    val_loader: Iterable
     optimizer: torch.optim.Optimizer
     device: torch.device | str
     settings: TrainSettings
-    train: Iterable
-    val: Iterable
-    train_eval: Iterable
-    amp: Callable[[], Any]
+    autocast: Callable[[], Any] | None
     progress: bool
-    say: Callable[[str], None]
+    log: Callable[[str], None] | None
+    state: LoopState | None
     on_checkpoint: Callable[[LoopState], None] | None
     checkpoint_every: int | None
-    dist: DistContext
+    dist: DistContext | None
+    train_eval_loader: Iterable | None
     class_weights: torch.Tensor | None
 
     def __post_init__(self) -> None:
+        self.train, self.val = self.train_loader, self.val_loader
+        self.train_eval = self.train if self.train_eval_loader is None else self.train_eval_loader
+        self.amp = self.autocast or contextlib.nullcontext
+        self.say = self.log or (lambda message: print(message, file=sys.stderr))
+        self.dist = self.dist or DistContext()
         self.eval_model = unwrap(self.model)  # estimates need no gradient synchronisation
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.steps_per_epoch = len(self.train) if isinstance(self.train, Sized) else None
@@ -110,8 +96,9 @@ class _Loop:
             if (generator := getattr(inner, "generator", None)) is not None:
                 self.generators[name] = generator
 
-    def fit(self, state: LoopState) -> TrainResult:
-        self._restore_rngs(state)  # a resumed run: the generators as they were saved
+    def fit(self) -> TrainResult:
+        state = self.state or LoopState()
+        self._restore_rngs(state)
         interrupted = False
         try:
             while state.epoch < self.settings.epochs:
@@ -146,7 +133,7 @@ class _Loop:
             step_losses=state.step_losses,
         )
 
-    def _restore_rngs(self, state: LoopState) -> None:
+    def _restore_rngs(self, state: LoopState) -> None:  # a resumed run's generators as saved
         if state.torch_rng is not None:
             torch.set_rng_state(state.torch_rng)
         for name, generator in self.generators.items():
@@ -170,14 +157,8 @@ class _Loop:
     def _run_epoch(self, state: LoopState) -> None:
         settings, accum, steps = self.settings, self.settings.grad_accum_steps, self.steps_per_epoch
         weights, desc = self.class_weights, f"epoch {state.epoch + 1}/{settings.epochs}"
-        with progress_bar(
-            steps,
-            desc,
-            enabled=self.progress,
-            unit="batches",
-            initial=state.batch_index,
-            leave=False,
-        ) as bar:
+        where = {"unit": "batches", "initial": state.batch_index, "leave": False}
+        with progress_bar(steps, desc, enabled=self.progress, **where) as bar:
             self.model.train()
             self.optimizer.zero_grad(set_to_none=True)
             for batch in self._batches(state):
@@ -287,8 +268,7 @@ def train_classifier_simple(
     eval_freq: int,
     eval_iter: int,
 ) -> tuple[list[float], list[float], list[float], list[float], int]:
-    """The book's signature and return values: ``train_losses, val_losses, train_accs, val_accs,
-    examples_seen``."""
+    """The book's signature: ``train_losses, val_losses, train_accs, val_accs, examples_seen``."""
     settings = TrainSettings(epochs=num_epochs, eval_freq=eval_freq, eval_iter=eval_iter)
     result = train_classifier(
         model, train_loader, val_loader, optimizer, device, settings, progress=False
