@@ -1,9 +1,5 @@
-"""``classify --file``: a file of any size classified chunk by chunk, in flat memory. Each chunk
-(4,096 rows) is read (``data/streaming.py``, after a pass that checks every row), classified and
-written before the next. ``--output`` goes to a hidden partial file renamed to its name once
-complete; after every chunk ``.NAME.progress.json`` records the rows done, the bytes holding them
-and which input and run made them, so ``--resume`` continues where a run stopped and refuses
-another input or run. Under ``torchrun`` rank ``k mod N`` classifies chunk ``k``, rank 0 writes."""
+"""``classify --file``: a file of any size classified chunk by chunk in flat memory, into a
+hidden partial output whose progress file lets ``--resume`` continue (docs/design.md)."""
 
 from __future__ import annotations
 
@@ -84,10 +80,8 @@ def classify_file(
     run_dir: str | os.PathLike[str] | None = None,
     dist: Any = None,
 ) -> FileResult:
-    """Classify every row of ``input_file`` chunk by chunk: into the CSV ``output`` (the input's
-    columns, then ``predicted_label``, ``probability`` and a ``probability_<class>`` per class)
-    or, without one, to ``sink(rows, predictions)`` per chunk. ``run_dir`` identifies the model
-    in the progress file."""
+    """Classify every row of ``input_file`` into the CSV ``output`` (the input's columns, then
+    ``predicted_label``, ``probability``, ``probability_<class>``...) or ``sink`` per chunk."""
     from ..distributed import DistContext
 
     dist = dist or DistContext()
@@ -199,8 +193,7 @@ class _PartialCsv:
             raise
 
     def __call__(self, rows: Sequence[TextRow], predictions: Sequence[Prediction]) -> None:
-        """Append a chunk's rows and record the progress. Cells are written raw, a leading
-        ``=``, ``+``, ``-`` or ``@`` included (no ``'`` prefix: docs/design.md, Guarantees)."""
+        """Append a chunk's rows (cells raw, no ``'`` before a leading ``=``: docs/design.md)."""
         with writing(self.output, _FLAG):
             csv.writer(self.handle).writerows(
                 [row.fields.get(column, "") for column in self.columns]
@@ -262,8 +255,7 @@ def run_classify_file(
     precision: str = "fp32",
     **options: Any,
 ) -> FileResult:
-    """``classify --file``: the run loaded on this process's device (every rank under
-    ``torchrun``), then :func:`classify_file`."""
+    """``classify --file``: the run loaded on this process's device, then ``classify_file``."""
     from .. import distributed
     from ..precision import resolve_device
 

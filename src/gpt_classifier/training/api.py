@@ -36,9 +36,8 @@ _SPELLINGS = _spellings()
 
 
 def python_names(message: str) -> str:
-    """``message`` with each flag of ``train`` as its keyword argument: ``--data-file PATH`` ->
-    ``data_file=PATH``, ``--init random`` -> ``init='random'``, ``--no-plots`` ->
-    ``plots=False``."""
+    """``message`` with each flag of ``train`` as its keyword argument (``--no-plots`` ->
+    ``plots=False``)."""
 
     def spell(match: re.Match[str]) -> str:
         flag, _, rest = match.group(0).partition(" ")
