@@ -260,15 +260,11 @@ def run_classify_file(
     from ..precision import resolve_device
 
     dist = distributed.init_distributed(resolve_device(device))
+    load = {"tokenizer_dir": tokenizer_dir, "weights": weights, "precision": precision}
     finished = False
     try:
-        classifier = TextClassifier.from_run(
-            run_dir,
-            device=distributed.rank_device(dist, resolve_device(device)),
-            tokenizer_dir=tokenizer_dir,
-            weights=weights,
-            precision=precision,
-        )
+        own_device = distributed.rank_device(dist, resolve_device(device))
+        classifier = TextClassifier.from_run(run_dir, device=own_device, **load)
         result = classify_file(classifier, input_file, run_dir=run_dir, dist=dist, **options)
         finished = True
         return result

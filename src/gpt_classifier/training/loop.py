@@ -4,6 +4,7 @@ its progress is one ``LoopState``, checkpointed after any step and resumed to th
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import sys
 from collections.abc import Callable, Iterable, Sized
@@ -176,13 +177,12 @@ class _Loop:
                         )
                     # one value per rank, in the order of the one-process run's batches
                     gathered = self.dist.gather_floats([loss.item(), targets.shape[0]])
-                    for loss_value, _ in gathered:
-                        if not math.isfinite(loss_value):
-                            raise TrainingDiverged(
-                                f"training diverged: the loss became {loss_value} at step "
-                                f"{state.global_step + 2} (epoch {state.epoch + 1}); the "
-                                f"learning rate ({settings.lr:g}) is probably too high"
-                            )
+                    if bad := [value for value, _ in gathered if not math.isfinite(value)]:
+                        raise TrainingDiverged(
+                            f"training diverged: the loss became {bad[0]} at step "
+                            f"{state.global_step + 2} (epoch {state.epoch + 1}); the "
+                            f"learning rate ({settings.lr:g}) is probably too high"
+                        )
                     (loss / group).backward()
                 if step:
                     self.optimizer.step()
@@ -238,14 +238,11 @@ class _Loop:
     def _end_epoch(self, state: LoopState) -> None:
         settings, epoch, model = self.settings, state.epoch, self.eval_model
         self.model.eval()
+        accuracy = functools.partial(calc_accuracy_loader, model=model, device=self.device)
         with self.amp():
-            train_acc = calc_accuracy_loader(
-                self.train_eval, model, self.device, settings.eval_iter
-            )
-            val_acc = calc_accuracy_loader(self.val, model, self.device, settings.eval_iter)
-            full_val_acc = (
-                calc_accuracy_loader(self.val, model, self.device) if settings.select_best else None
-            )
+            train_acc = accuracy(self.train_eval, num_batches=settings.eval_iter)
+            val_acc = accuracy(self.val, num_batches=settings.eval_iter)
+            full_val_acc = accuracy(self.val) if settings.select_best else None
         state.history.record_accuracies(epoch + 1, state.examples_seen, train_acc, val_acc)
         self.say(
             f"epoch {epoch + 1}/{settings.epochs}: train loss "
