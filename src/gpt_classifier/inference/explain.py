@@ -1,5 +1,4 @@
-"""Why this label: each token's score is the predicted class's log-odds lost when the text is
-read without it (occlusion by deletion; docs/design.md, Explanations)."""
+"""Why this label: each token's log-odds lost when it is deleted (docs/design.md, Explanations)."""
 
 from __future__ import annotations
 
@@ -64,8 +63,7 @@ def text_occlusion_inputs(classifier: TextClassifier, ids: Sequence[int]) -> lis
 def explanation_from_probabilities(
     classifier: TextClassifier, ids: Sequence[int], probabilities: torch.Tensor, truncated: bool
 ) -> Explanation:
-    """Scores from the probabilities of ``text_occlusion_inputs(classifier, ids)``: apart from
-    running the model, so a server can run the inputs through its own batches."""
+    """Scores from the probabilities of ``text_occlusion_inputs`` (a server batches them)."""
     ids, length, reading = list(ids), classifier.max_tokens, classifier.long_text
     if len(ids) > length and reading.mode == "chunks":
         # Row 0 the text, row 1 + i the text without the i-th position read: each window holding

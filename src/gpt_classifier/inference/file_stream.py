@@ -1,5 +1,4 @@
-"""``classify --file``: a file of any size classified chunk by chunk in flat memory, into a
-hidden partial output whose progress file lets ``--resume`` continue (docs/design.md)."""
+"""``classify --file``: any file, chunk by chunk in flat memory, resumable (docs/design.md)."""
 
 from __future__ import annotations
 
@@ -141,8 +140,7 @@ def _batched(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
 
 
 def _identity(plan: TextFilePlan, run_dir: str | os.PathLike[str] | None) -> dict[str, Any]:
-    """What a partial output's rows depend on: the input (size, time, first MiB, how it is read)
-    and the run (run.json, the weights' size and time)."""
+    """What a partial output's rows depend on: the input file, how it is read, and the run."""
     stat = plan.path.stat()
     with plan.path.open("rb") as handle:
         head = hashlib.sha256(handle.read(_HEAD_BYTES)).hexdigest()

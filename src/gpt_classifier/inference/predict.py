@@ -34,8 +34,7 @@ class Prediction:
 
 
 class TextClassifier:
-    """A fine-tuned classifier with its tokenizer and input rules, batching texts of similar
-    length; results in input order. scikit-learn's names too: ``predict``, ``predict_proba``."""
+    """A fine-tuned classifier with its tokenizer and input rules (and scikit-learn's names)."""
 
     def __init__(
         self,
@@ -143,8 +142,7 @@ class TextClassifier:
         return combine_probabilities(run_inputs(self, windows, batch_size), owners).numpy()
 
     def forward(self, encoded: Sequence[Sequence[int]]) -> torch.Tensor:
-        """Class probabilities of token ids on the CPU, as ONE batch padded to the longest (or to
-        the trained ``pad_length``)."""
+        """Class probabilities of token ids on the CPU, as ONE batch padded to the longest."""
         width = self.info.pad_length or max(len(ids) for ids in encoded)
         ids = pad_token_ids(encoded, width, self.info.pad_token_id).to(self.device)
         return self._probabilities(self.model, ids, torch.tensor([len(t) for t in encoded]))

@@ -1,5 +1,4 @@
-"""``train`` from Python: the command's options as keyword arguments (the fields of
-``FinetuneOptions``, declared once) and its messages naming those arguments, not the flags."""
+"""``train`` from Python: its options as keyword arguments, its messages naming them, not flags."""
 
 from __future__ import annotations
 
@@ -36,8 +35,7 @@ _SPELLINGS = _spellings()
 
 
 def python_names(message: str) -> str:
-    """``message`` with each flag of ``train`` as its keyword argument (``--no-plots`` ->
-    ``plots=False``)."""
+    """``message`` with each flag of ``train`` as its keyword argument (``plots=False``)."""
 
     def spell(match: re.Match[str]) -> str:
         flag, _, rest = match.group(0).partition(" ")
@@ -55,8 +53,7 @@ def python_names(message: str) -> str:
 
 
 def train_run(**options: Any) -> FinetuneResult:
-    """One run of ``gpt-classifier train`` with ``options`` as its flags; its errors (and log
-    lines, on stderr) name the keyword arguments."""
+    """One run of ``gpt-classifier train`` with ``options`` as its flags (log lines on stderr)."""
     if unknown := [name for name in options if name not in KEYWORDS]:
         name = unknown[0]
         close = difflib.get_close_matches(name, KEYWORDS, n=1)

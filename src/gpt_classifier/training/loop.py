@@ -1,5 +1,4 @@
-"""The training loop: the book's ``train_classifier_simple`` and the one the CLI runs around it;
-its progress is one ``LoopState``, checkpointed after any step and resumed to the same weights."""
+"""The training loop: the book's ``train_classifier_simple`` and the resumable one of ``train``."""
 
 from __future__ import annotations
 
@@ -57,31 +56,13 @@ def train_classifier(
     class_weights: torch.Tensor | None = None,
 ) -> TrainResult:
     """The book's loop plus gradient accumulation, best-epoch selection, checkpoints, resuming,
-    a clean stop on Ctrl-C and an error on a NaN or infinite loss. ``class_weights`` weight the
-    optimised loss only, so histories stay comparable; under ``torchrun`` ``train_loader`` holds
-    this rank's share of the batches, ``train_eval_loader`` all of them."""
-    return _Loop(**locals()).fit()  # the parameters are the loop's fields
+    a clean stop on Ctrl-C and an error on a NaN or infinite loss; class weights optimised only."""
+    return _Loop(**locals()).fit()
 
 
-@dataclass
 class _Loop:
-    model: nn.Module
-    train_loader: Iterable
-    val_loader: Iterable
-    optimizer: torch.optim.Optimizer
-    device: torch.device | str
-    settings: TrainSettings
-    autocast: Callable[[], Any] | None
-    progress: bool
-    log: Callable[[str], None] | None
-    state: LoopState | None
-    on_checkpoint: Callable[[LoopState], None] | None
-    checkpoint_every: int | None
-    dist: DistContext | None
-    train_eval_loader: Iterable | None
-    class_weights: torch.Tensor | None
-
-    def __post_init__(self) -> None:
+    def __init__(self, **parameters: Any) -> None:
+        vars(self).update(parameters)  # train_classifier's, typed there
         self.train, self.val = self.train_loader, self.val_loader
         self.train_eval = self.train if self.train_eval_loader is None else self.train_eval_loader
         self.amp = self.autocast or contextlib.nullcontext

@@ -1,5 +1,4 @@
-"""Options several commands share, the training settings and the presets, each field written
-once (``opt``); ``cli/options.py`` makes click options of them."""
+"""Options several commands share, the training settings and the presets, each written once."""
 
 from __future__ import annotations
 
