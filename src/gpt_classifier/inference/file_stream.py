@@ -88,7 +88,7 @@ def classify_file(
         raise GPTClassifierError(f"chunk size must be positive, got {chunk_rows}")
     started = time.perf_counter()
     plan = scan_text_file(input_file, fmt, text_column, lenient=lenient)
-    if progress and dist.is_main:
+    if shown := progress and dist.is_main:
         column = f"texts from column {plan.text_column!r}"
         source = "one text a line" if plan.fmt == "txt" else column
         print(f"classify: {plan.path.name}, {plan.rows:,} rows, {source}", file=sys.stderr)
@@ -96,17 +96,13 @@ def classify_file(
         chunk_rows = min(chunk_rows, -(-plan.rows // dist.world_size))
     opened: list[_PartialCsv] = []  # rank 0 writes; its errors reach every rank
     if output is not None:
-        identity, classes = _identity(plan, run_dir), list(classifier.classes)
-        dist.run_on_main(
-            lambda: opened.append(_PartialCsv(Path(output), plan, identity, resume, classes))
-        )
+        csv_args = (Path(output), plan, _identity(plan, run_dir), resume, list(classifier.classes))
+        dist.run_on_main(lambda: opened.append(_PartialCsv(*csv_args)))
     writer = opened[0] if opened else None
     done = dist.broadcast_object(writer.done if writer is not None else 0)
     sink = writer or sink
     truncated = 0  # texts this rank cut to the trained length
-    bar = progress_bar(
-        plan.rows, "classify", enabled=progress and dist.is_main, unit="rows", initial=done
-    )
+    bar = progress_bar(plan.rows, "classify", enabled=shown, unit="rows", initial=done)
     handle = writer.handle if writer is not None else contextlib.nullcontext()  # closed on errors
     with handle, bar:
         chunks = _batched(iter_text_rows(plan, skip=done), chunk_rows)
