@@ -105,11 +105,9 @@ def explain_texts(
     inputs = [text_occlusion_inputs(classifier, ids) for ids in encoded]
     probabilities = run_inputs(classifier, [x for group in inputs for x in group], batch_size)
     groups = probabilities.split([len(group) for group in inputs])
-    limit, reading = classifier.max_tokens, classifier.long_text
+    reading = (classifier.max_tokens, classifier.long_text)
     return [
-        explanation_from_probabilities(
-            classifier, ids, rows, not reads_all(len(ids), limit, reading)
-        )
+        explanation_from_probabilities(classifier, ids, rows, not reads_all(len(ids), *reading))
         for ids, rows in zip(encoded, groups, strict=True)
     ]
 

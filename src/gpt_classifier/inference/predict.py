@@ -64,9 +64,8 @@ class TextClassifier:
         """The run in ``run_dir`` with its own tokenizer (``weights``: base weights, if moved)."""
         resolved = resolve_device(device)
         run = load_run(run_dir, resolved, weights)
-        classifier = cls(
-            run.model, run_tokenizer(run_dir, tokenizer_dir), run.info, resolved, precision
-        )
+        tokenizer = run_tokenizer(run_dir, tokenizer_dir)
+        classifier = cls(run.model, tokenizer, run.info, resolved, precision)
         classifier.run_dir = Path(run_dir)
         if classifier.precision == "bf16":  # the run's model is this classifier's alone
             # Linear weights stored in bf16: under autocast bit-identical outputs, without
