@@ -74,10 +74,7 @@ class TrainSettings:
 _DEFAULT_RECIPE = dict(padding="batch", pooling="last-real", trainable="last-block")
 _DEFAULT_RECIPE.update(keep_duplicates=False, balance="weighted", **TrainSettings().to_dict())
 _BOOK = dict(padding="longest-train", pooling="last", keep_duplicates=True, balance="undersample")
-PRESETS: dict[str, dict[str, Any]] = {
-    "default": _DEFAULT_RECIPE,
-    "book": {**_DEFAULT_RECIPE, **_BOOK},
-}
+PRESETS: dict[str, dict[str, Any]] = {"default": _DEFAULT_RECIPE, "book": _DEFAULT_RECIPE | _BOOK}
 
 
 def over_preset(options: Any, keys: Any) -> dict[str, Any]:
