@@ -1,6 +1,4 @@
-"""Evaluating a saved run on its own splits or on another labelled file, through the loader and
-``evaluate_split`` of the report written at the end of training: ``gpt-classifier evaluate RUN``
-reproduces the run's ``metrics.json``."""
+"""Evaluating a saved run on its splits or another labelled file, as its training report did."""
 
 from __future__ import annotations
 

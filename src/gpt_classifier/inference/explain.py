@@ -1,14 +1,4 @@
-"""Why this label: how much each token of a text pushed the model towards its predicted class.
-
-Occlusion by deletion: a token's score is the predicted class's log-odds lost when the text is
-read without it, through the model's own pooling and padding, in ``classify``'s batches (GPT-2's
-logits saturate, so gradient x input misses tokens a prediction rests on; GPT-2 has no mask
-token: a one-token text is scored against ``<|endoftext|>`` alone; log-odds keep differences
-visible near probability 1). ``deletion_faithfulness`` checks it. Cost: ~n^2 tokens. A
-``chunks`` run reads each window without each of its tokens, the other windows kept, and
-recombines them as ``predict`` does (never re-windowing the text); tokens that ``max_chunks``
-skips are not read, so not scored (``truncated``).
-"""
+"""Why this label: each token's log-odds lost when it is deleted (docs/design.md, Explanations)."""
 
 from __future__ import annotations
 
@@ -54,8 +44,7 @@ class Faithfulness:
 
 
 def occlusion_inputs(ids: Sequence[int], pad_token_id: int) -> list[list[int]]:
-    """The text, then the text with each token deleted in turn; a one-token text's only
-    variant is ``[pad_token_id]`` (the model cannot read nothing)."""
+    """The text, then the text with each token deleted in turn (one token: ``[pad_token_id]``)."""
     ids = list(ids)
     return [ids] + [ids[:i] + ids[i + 1 :] or [pad_token_id] for i in range(len(ids))]
 
@@ -74,9 +63,7 @@ def text_occlusion_inputs(classifier: TextClassifier, ids: Sequence[int]) -> lis
 def explanation_from_probabilities(
     classifier: TextClassifier, ids: Sequence[int], probabilities: torch.Tensor, truncated: bool
 ) -> Explanation:
-    """Scores from the probabilities of ``text_occlusion_inputs(classifier, ids)`` (kept apart
-    from running the model, so a server can run the inputs through its own batches); ``ids``
-    the text's token ids, or the one window read of them."""
+    """Scores from the probabilities of ``text_occlusion_inputs`` (a server batches them)."""
     ids, length, reading = list(ids), classifier.max_tokens, classifier.long_text
     if len(ids) > length and reading.mode == "chunks":
         # Row 0 the text, row 1 + i the text without the i-th position read: each window holding
@@ -118,11 +105,9 @@ def explain_texts(
     inputs = [text_occlusion_inputs(classifier, ids) for ids in encoded]
     probabilities = run_inputs(classifier, [x for group in inputs for x in group], batch_size)
     groups = probabilities.split([len(group) for group in inputs])
-    limit, reading = classifier.max_tokens, classifier.long_text
+    reading = (classifier.max_tokens, classifier.long_text)
     return [
-        explanation_from_probabilities(
-            classifier, ids, rows, not reads_all(len(ids), limit, reading)
-        )
+        explanation_from_probabilities(classifier, ids, rows, not reads_all(len(ids), *reading))
         for ids, rows in zip(encoded, groups, strict=True)
     ]
 
@@ -130,8 +115,7 @@ def explain_texts(
 def explain(
     classifier: TextClassifier, texts: str | Sequence[str], batch_size: int = 64
 ) -> Explanation | list[Explanation]:
-    """How much each token pushed the classifier towards its predicted class: one
-    ``Explanation`` for one text, a list of them for a list (as ``classify``)."""
+    """One ``Explanation`` for one text, a list of them for a list (as ``classify``)."""
     if isinstance(texts, str):
         return explain_texts(classifier, [texts], batch_size)[0]
     return explain_texts(classifier, texts, batch_size)
@@ -150,8 +134,7 @@ def deletion_faithfulness(
     batch_size: int = 64,
 ) -> Faithfulness:
     """How much deleting each text's ``k`` top-scored tokens lowers the predicted class's
-    probability, against ``k`` random ones (``draws`` times, seeded): for a faithful
-    explanation, more. Texts of ``k`` tokens or fewer are skipped."""
+    probability, against ``k`` random ones (``draws`` times): for a faithful explanation, more."""
     if k < 1 or draws < 1:
         raise ValueError("k and draws must be positive")
     rng = random.Random(seed)

@@ -1,9 +1,4 @@
-"""``classify --file``: a file of any size classified chunk by chunk, in flat memory. Each chunk
-(4,096 rows) is read (``data/streaming.py``, after a pass that checks every row), classified and
-written before the next. ``--output`` goes to a hidden partial file renamed to its name once
-complete; after every chunk ``.NAME.progress.json`` records the rows done, the bytes holding them
-and which input and run made them, so ``--resume`` continues where a run stopped and refuses
-another input or run. Under ``torchrun`` rank ``k mod N`` classifies chunk ``k``, rank 0 writes."""
+"""``classify --file``: any file, chunk by chunk in flat memory, resumable (docs/design.md)."""
 
 from __future__ import annotations
 
@@ -84,10 +79,8 @@ def classify_file(
     run_dir: str | os.PathLike[str] | None = None,
     dist: Any = None,
 ) -> FileResult:
-    """Classify every row of ``input_file`` chunk by chunk: into the CSV ``output`` (the input's
-    columns, then ``predicted_label``, ``probability`` and a ``probability_<class>`` per class)
-    or, without one, to ``sink(rows, predictions)`` per chunk. ``run_dir`` identifies the model
-    in the progress file."""
+    """Classify every row of ``input_file`` into the CSV ``output`` (the input's columns, then
+    ``predicted_label``, ``probability``, ``probability_<class>``...) or ``sink`` per chunk."""
     from ..distributed import DistContext
 
     dist = dist or DistContext()
@@ -95,7 +88,7 @@ def classify_file(
         raise GPTClassifierError(f"chunk size must be positive, got {chunk_rows}")
     started = time.perf_counter()
     plan = scan_text_file(input_file, fmt, text_column, lenient=lenient)
-    if progress and dist.is_main:
+    if shown := progress and dist.is_main:
         column = f"texts from column {plan.text_column!r}"
         source = "one text a line" if plan.fmt == "txt" else column
         print(f"classify: {plan.path.name}, {plan.rows:,} rows, {source}", file=sys.stderr)
@@ -103,17 +96,13 @@ def classify_file(
         chunk_rows = min(chunk_rows, -(-plan.rows // dist.world_size))
     opened: list[_PartialCsv] = []  # rank 0 writes; its errors reach every rank
     if output is not None:
-        identity, classes = _identity(plan, run_dir), list(classifier.classes)
-        dist.run_on_main(
-            lambda: opened.append(_PartialCsv(Path(output), plan, identity, resume, classes))
-        )
+        csv_args = (Path(output), plan, _identity(plan, run_dir), resume, list(classifier.classes))
+        dist.run_on_main(lambda: opened.append(_PartialCsv(*csv_args)))
     writer = opened[0] if opened else None
     done = dist.broadcast_object(writer.done if writer is not None else 0)
     sink = writer or sink
     truncated = 0  # texts this rank cut to the trained length
-    bar = progress_bar(
-        plan.rows, "classify", enabled=progress and dist.is_main, unit="rows", initial=done
-    )
+    bar = progress_bar(plan.rows, "classify", enabled=shown, unit="rows", initial=done)
     handle = writer.handle if writer is not None else contextlib.nullcontext()  # closed on errors
     with handle, bar:
         chunks = _batched(iter_text_rows(plan, skip=done), chunk_rows)
@@ -147,8 +136,7 @@ def _batched(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
 
 
 def _identity(plan: TextFilePlan, run_dir: str | os.PathLike[str] | None) -> dict[str, Any]:
-    """What a partial output's rows depend on: the input (size, time, first MiB, how it is read)
-    and the run (run.json, the weights' size and time)."""
+    """What a partial output's rows depend on: the input file, how it is read, and the run."""
     stat = plan.path.stat()
     with plan.path.open("rb") as handle:
         head = hashlib.sha256(handle.read(_HEAD_BYTES)).hexdigest()
@@ -199,8 +187,7 @@ class _PartialCsv:
             raise
 
     def __call__(self, rows: Sequence[TextRow], predictions: Sequence[Prediction]) -> None:
-        """Append a chunk's rows and record the progress. Cells are written raw, a leading
-        ``=``, ``+``, ``-`` or ``@`` included (no ``'`` prefix: docs/design.md, Guarantees)."""
+        """Append a chunk's rows (cells raw, no ``'`` before a leading ``=``: docs/design.md)."""
         with writing(self.output, _FLAG):
             csv.writer(self.handle).writerows(
                 [row.fields.get(column, "") for column in self.columns]
@@ -262,21 +249,16 @@ def run_classify_file(
     precision: str = "fp32",
     **options: Any,
 ) -> FileResult:
-    """``classify --file``: the run loaded on this process's device (every rank under
-    ``torchrun``), then :func:`classify_file`."""
+    """``classify --file``: the run loaded on this process's device, then ``classify_file``."""
     from .. import distributed
     from ..precision import resolve_device
 
     dist = distributed.init_distributed(resolve_device(device))
+    load = {"tokenizer_dir": tokenizer_dir, "weights": weights, "precision": precision}
     finished = False
     try:
-        classifier = TextClassifier.from_run(
-            run_dir,
-            device=distributed.rank_device(dist, resolve_device(device)),
-            tokenizer_dir=tokenizer_dir,
-            weights=weights,
-            precision=precision,
-        )
+        own_device = distributed.rank_device(dist, resolve_device(device))
+        classifier = TextClassifier.from_run(run_dir, device=own_device, **load)
         result = classify_file(classifier, input_file, run_dir=run_dir, dist=dist, **options)
         finished = True
         return result

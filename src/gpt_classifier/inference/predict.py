@@ -34,9 +34,7 @@ class Prediction:
 
 
 class TextClassifier:
-    """A fine-tuned classifier with its tokenizer and input rules: texts are tokenized, cut to
-    the trained length and run in batches of similar length; results come in input order.
-    scikit-learn's names too: ``predict``, ``predict_proba`` (columns in ``classes_`` order)."""
+    """A fine-tuned classifier with its tokenizer and input rules (and scikit-learn's names)."""
 
     def __init__(
         self,
@@ -63,13 +61,11 @@ class TextClassifier:
         precision: str = "fp32",
         weights: str | None = None,
     ) -> TextClassifier:
-        """The run in ``run_dir`` with its own tokenizer (``tokenizer_dir``: for runs saved
-        without one); ``weights``: a trainable run's base weights, if moved."""
+        """The run in ``run_dir`` with its own tokenizer (``weights``: base weights, if moved)."""
         resolved = resolve_device(device)
         run = load_run(run_dir, resolved, weights)
-        classifier = cls(
-            run.model, run_tokenizer(run_dir, tokenizer_dir), run.info, resolved, precision
-        )
+        tokenizer = run_tokenizer(run_dir, tokenizer_dir)
+        classifier = cls(run.model, tokenizer, run.info, resolved, precision)
         classifier.run_dir = Path(run_dir)
         if classifier.precision == "bf16":  # the run's model is this classifier's alone
             # Linear weights stored in bf16: under autocast bit-identical outputs, without
@@ -109,9 +105,8 @@ class TextClassifier:
     def encode_windows(
         self, texts: Sequence[str], *, truncate: bool = True
     ) -> tuple[list[list[int]], list[int] | None, int]:
-        """``(windows, owners, how many texts are partly read)``: each text's windows as the
-        run reads them, ``owners`` their texts (None: one window a text); keeping no state
-        (threads share it). ``truncate=False``: a text partly read is an error instead."""
+        """``(windows, owners, how many texts are partly read)``, keeping no state (threads share
+        it); ``owners`` None: one window a text. ``truncate=False``: a partly read text fails."""
         limit, reading = self.max_tokens, self.long_text
         encoded, truncated = [], 0
         for number, text in enumerate(texts, start=1):
@@ -139,16 +134,14 @@ class TextClassifier:
         return windows, truncated
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        """Class probabilities ``(len(texts), num_classes)`` in input order, columns in
-        ``classes_`` order (a long text: its windows', combined)."""
+        """Class probabilities ``(len(texts), num_classes)``, columns in ``classes_`` order."""
         if isinstance(texts, str):  # a string is a sequence of characters: never what was meant
             raise GPTClassifierError("texts must be a list of strings; for one text use classify")
         windows, owners, self.truncated = self.encode_windows(texts)
         return combine_probabilities(run_inputs(self, windows, batch_size), owners).numpy()
 
     def forward(self, encoded: Sequence[Sequence[int]]) -> torch.Tensor:
-        """Class probabilities ``(len(encoded), num_classes)`` of token ids, as ONE batch padded
-        to the longest (or to the trained ``pad_length``); on the CPU."""
+        """Class probabilities of token ids on the CPU, as ONE batch padded to the longest."""
         width = self.info.pad_length or max(len(ids) for ids in encoded)
         ids = pad_token_ids(encoded, width, self.info.pad_token_id).to(self.device)
         return self._probabilities(self.model, ids, torch.tensor([len(t) for t in encoded]))
@@ -156,8 +149,7 @@ class TextClassifier:
     def forward_packed(
         self, encoded: Sequence[Sequence[int]], row_tokens: int = TOKENS_PER_PASS
     ) -> torch.Tensor:
-        """``forward`` with the texts packed end to end in rows of ``row_tokens`` tokens, not
-        padded (``classifier/packing.py``): the same probabilities up to float rounding."""
+        """``forward`` with the texts packed end to end, not padded: equal up to rounding."""
         packed = pack(encoded, row_tokens, self.info.pad_token_id)
         return self._probabilities(self.model.forward_packed, packed)
 
@@ -196,8 +188,7 @@ class TextClassifier:
     def plan_batches(
         self, lengths: Sequence[int], batch_size: int, max_tokens: int = TOKENS_PER_PASS
     ) -> list[list[int]]:
-        """Padded batches of indices, longest first; under ``last`` pooling without a fixed pad
-        length only texts of one length share a batch (position -1 must be a real token)."""
+        """Padded batches of indices, longest first (``last`` pooling: one length a batch)."""
         pad = self.info.pad_length
         equal_lengths = padding_reads(self.model.pooling, self.model.cfg.causal, pad).pooled
         return plan_batches(
@@ -208,8 +199,7 @@ class TextClassifier:
 def run_inputs(
     classifier: TextClassifier, encoded: Sequence[Sequence[int]], batch_size: int = 64
 ) -> torch.Tensor:
-    """Class probabilities of token-id inputs, in order, in the classifier's own batches;
-    inputs with the same token ids run once."""
+    """Class probabilities of token-id inputs, in order; inputs with the same ids run once."""
     slot_of: dict[tuple[int, ...], int] = {}
     slots = [slot_of.setdefault(tuple(ids), len(slot_of)) for ids in encoded]
     unique = list(slot_of)

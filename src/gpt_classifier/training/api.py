@@ -1,5 +1,4 @@
-"""``train`` from Python: the command's options as keyword arguments (the fields of
-``FinetuneOptions``, declared once) and its messages naming those arguments, not the flags."""
+"""``train`` from Python: its options as keyword arguments, its messages naming them, not flags."""
 
 from __future__ import annotations
 
@@ -36,9 +35,7 @@ _SPELLINGS = _spellings()
 
 
 def python_names(message: str) -> str:
-    """``message`` with each flag of ``train`` as its keyword argument: ``--data-file PATH`` ->
-    ``data_file=PATH``, ``--init random`` -> ``init='random'``, ``--no-plots`` ->
-    ``plots=False``."""
+    """``message`` with each flag of ``train`` as its keyword argument (``plots=False``)."""
 
     def spell(match: re.Match[str]) -> str:
         flag, _, rest = match.group(0).partition(" ")
@@ -56,8 +53,7 @@ def python_names(message: str) -> str:
 
 
 def train_run(**options: Any) -> FinetuneResult:
-    """One run of ``gpt-classifier train`` with ``options`` as its flags; its errors (and log
-    lines, on stderr) name the keyword arguments."""
+    """One run of ``gpt-classifier train`` with ``options`` as its flags (log lines on stderr)."""
     if unknown := [name for name in options if name not in KEYWORDS]:
         name = unknown[0]
         close = difflib.get_close_matches(name, KEYWORDS, n=1)

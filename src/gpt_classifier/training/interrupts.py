@@ -17,9 +17,7 @@ def deferred_interrupts() -> Iterator[SimpleNamespace]:
     if threading.current_thread() is not threading.main_thread():
         yield request
         return
-    previous = signal.signal(
-        signal.SIGINT, lambda signum, frame: setattr(request, "requested", True)
-    )
+    previous = signal.signal(signal.SIGINT, lambda *_: setattr(request, "requested", True))
     try:
         yield request
     finally:

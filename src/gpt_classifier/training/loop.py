@@ -1,10 +1,9 @@
-"""The training loop: the book's ``train_classifier_simple`` and the one the CLI runs around it.
-Its progress is one :class:`LoopState`: checkpointed after any step, resumed to the same weights.
-"""
+"""The training loop: the book's ``train_classifier_simple`` and the resumable one of ``train``."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import sys
 from collections.abc import Callable, Iterable, Sized
@@ -56,50 +55,19 @@ def train_classifier(
     train_eval_loader: Iterable | None = None,
     class_weights: torch.Tensor | None = None,
 ) -> TrainResult:
-    """The book's loop (losses on ``eval_iter`` batches every ``eval_freq`` steps, accuracies
-    after each epoch) plus gradient accumulation, best-epoch selection, ``on_checkpoint(state)``
-    after every epoch and every ``checkpoint_every`` steps, resuming from ``state``, a clean stop
-    on Ctrl-C and an error on a NaN or infinite loss. ``class_weights`` weight the optimised loss
-    only: the history's losses stay comparable between runs. Under ``torchrun`` (``dist``)
-    ``model`` is DDP-wrapped, ``train_loader`` holds this rank's share of the batches,
-    ``train_eval_loader`` all of them, and every rank keeps the one-process run's history."""
-    loop = _Loop(
-        model,
-        optimizer,
-        device,
-        settings,
-        train_loader,
-        val_loader,
-        train_eval_loader if train_eval_loader is not None else train_loader,
-        autocast or contextlib.nullcontext,
-        progress,
-        log or (lambda message: print(message, file=sys.stderr)),
-        on_checkpoint,
-        checkpoint_every,
-        dist or DistContext(),
-        class_weights,
-    )
-    return loop.fit(state or LoopState())
+    """The book's loop plus gradient accumulation, best-epoch selection, checkpoints, resuming,
+    a clean stop on Ctrl-C and an error on a NaN or infinite loss; class weights optimised only."""
+    return _Loop(**locals()).fit()
 
 
-@dataclass
 class _Loop:
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    device: torch.device | str
-    settings: TrainSettings
-    train: Iterable
-    val: Iterable
-    train_eval: Iterable
-    amp: Callable[[], Any]
-    progress: bool
-    say: Callable[[str], None]
-    on_checkpoint: Callable[[LoopState], None] | None
-    checkpoint_every: int | None
-    dist: DistContext
-    class_weights: torch.Tensor | None
-
-    def __post_init__(self) -> None:
+    def __init__(self, **parameters: Any) -> None:
+        vars(self).update(parameters)  # train_classifier's, typed there
+        self.train, self.val = self.train_loader, self.val_loader
+        self.train_eval = self.train if self.train_eval_loader is None else self.train_eval_loader
+        self.amp = self.autocast or contextlib.nullcontext
+        self.say = self.log or (lambda message: print(message, file=sys.stderr))
+        self.dist = self.dist or DistContext()
         self.eval_model = unwrap(self.model)  # estimates need no gradient synchronisation
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.steps_per_epoch = len(self.train) if isinstance(self.train, Sized) else None
@@ -110,8 +78,9 @@ class _Loop:
             if (generator := getattr(inner, "generator", None)) is not None:
                 self.generators[name] = generator
 
-    def fit(self, state: LoopState) -> TrainResult:
-        self._restore_rngs(state)  # a resumed run: the generators as they were saved
+    def fit(self) -> TrainResult:
+        state = self.state or LoopState()
+        self._restore_rngs(state)
         interrupted = False
         try:
             while state.epoch < self.settings.epochs:
@@ -146,7 +115,7 @@ class _Loop:
             step_losses=state.step_losses,
         )
 
-    def _restore_rngs(self, state: LoopState) -> None:
+    def _restore_rngs(self, state: LoopState) -> None:  # a resumed run's generators as saved
         if state.torch_rng is not None:
             torch.set_rng_state(state.torch_rng)
         for name, generator in self.generators.items():
@@ -170,14 +139,8 @@ class _Loop:
     def _run_epoch(self, state: LoopState) -> None:
         settings, accum, steps = self.settings, self.settings.grad_accum_steps, self.steps_per_epoch
         weights, desc = self.class_weights, f"epoch {state.epoch + 1}/{settings.epochs}"
-        with progress_bar(
-            steps,
-            desc,
-            enabled=self.progress,
-            unit="batches",
-            initial=state.batch_index,
-            leave=False,
-        ) as bar:
+        where = {"unit": "batches", "initial": state.batch_index, "leave": False}
+        with progress_bar(steps, desc, enabled=self.progress, **where) as bar:
             self.model.train()
             self.optimizer.zero_grad(set_to_none=True)
             for batch in self._batches(state):
@@ -195,13 +158,12 @@ class _Loop:
                         )
                     # one value per rank, in the order of the one-process run's batches
                     gathered = self.dist.gather_floats([loss.item(), targets.shape[0]])
-                    for loss_value, _ in gathered:
-                        if not math.isfinite(loss_value):
-                            raise TrainingDiverged(
-                                f"training diverged: the loss became {loss_value} at step "
-                                f"{state.global_step + 2} (epoch {state.epoch + 1}); the "
-                                f"learning rate ({settings.lr:g}) is probably too high"
-                            )
+                    if bad := [value for value, _ in gathered if not math.isfinite(value)]:
+                        raise TrainingDiverged(
+                            f"training diverged: the loss became {bad[0]} at step "
+                            f"{state.global_step + 2} (epoch {state.epoch + 1}); the "
+                            f"learning rate ({settings.lr:g}) is probably too high"
+                        )
                     (loss / group).backward()
                 if step:
                     self.optimizer.step()
@@ -257,14 +219,11 @@ class _Loop:
     def _end_epoch(self, state: LoopState) -> None:
         settings, epoch, model = self.settings, state.epoch, self.eval_model
         self.model.eval()
+        accuracy = functools.partial(calc_accuracy_loader, model=model, device=self.device)
         with self.amp():
-            train_acc = calc_accuracy_loader(
-                self.train_eval, model, self.device, settings.eval_iter
-            )
-            val_acc = calc_accuracy_loader(self.val, model, self.device, settings.eval_iter)
-            full_val_acc = (
-                calc_accuracy_loader(self.val, model, self.device) if settings.select_best else None
-            )
+            train_acc = accuracy(self.train_eval, num_batches=settings.eval_iter)
+            val_acc = accuracy(self.val, num_batches=settings.eval_iter)
+            full_val_acc = accuracy(self.val) if settings.select_best else None
         state.history.record_accuracies(epoch + 1, state.examples_seen, train_acc, val_acc)
         self.say(
             f"epoch {epoch + 1}/{settings.epochs}: train loss "
@@ -287,8 +246,7 @@ def train_classifier_simple(
     eval_freq: int,
     eval_iter: int,
 ) -> tuple[list[float], list[float], list[float], list[float], int]:
-    """The book's signature and return values: ``train_losses, val_losses, train_accs, val_accs,
-    examples_seen``."""
+    """The book's signature: ``train_losses, val_losses, train_accs, val_accs, examples_seen``."""
     settings = TrainSettings(epochs=num_epochs, eval_freq=eval_freq, eval_iter=eval_iter)
     result = train_classifier(
         model, train_loader, val_loader, optimizer, device, settings, progress=False

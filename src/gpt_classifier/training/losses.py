@@ -1,5 +1,4 @@
-"""The book's loss and accuracy functions (ch. 6), for our classifier and for the book's model
-(the models and batches that ``evaluation.predictions`` takes)."""
+"""The book's loss and accuracy functions (ch. 6), for our classifier and for the book's model."""
 
 from __future__ import annotations
 
@@ -23,9 +22,7 @@ def calc_loss_batch(
     owners: torch.Tensor | None = None,
     class_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Cross-entropy of one batch (the book's function; ``lengths`` for last-real pooling,
-    ``owners`` for windows of longer texts: the loss of each text's combined logits);
-    ``class_weights``: each example's loss weighted by its class, the weighted mean."""
+    """Cross-entropy of one batch (the book's), its mean weighted by ``class_weights``."""
     logits = classifier_logits(model, input_batch.to(device), lengths, owners)
     weight = None if class_weights is None else class_weights.to(logits.device)
     return F.cross_entropy(logits.float(), target_batch.to(device), weight=weight)

@@ -44,9 +44,8 @@ def _malloc_trim():
 
 
 def release_free_memory() -> None:
-    """Return memory freed by a finished stage to the OS: glibc keeps freed pages (the prefix
-    passes' activations) for reuse, but the next stage's tensors differ in shape, so they would
-    stay resident and raise the run's peak by tens of MB."""
+    """Return memory freed by a finished stage to the OS: glibc keeps freed pages for reuse, but
+    the next stage's tensors differ in shape, so they would raise the run's peak by tens of MB."""
     gc.collect()
     if (trim := _malloc_trim()) is not None:
         trim(0)

@@ -1,5 +1,4 @@
-"""What ``train`` takes (``FinetuneOptions``: what the user asked, None for the preset's value)
-and what it resolves to once, before any work (``ResolvedRecipe``: parsed values)."""
+"""What ``train`` takes (``FinetuneOptions``) and what it resolves to once (``ResolvedRecipe``)."""
 
 from __future__ import annotations
 

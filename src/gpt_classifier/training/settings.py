@@ -1,5 +1,4 @@
-"""Options several commands share, the training settings and the presets: each field's type,
-default and help written once (``opt``); ``cli/options.py`` makes click options of them."""
+"""Options several commands share, the training settings and the presets, each written once."""
 
 from __future__ import annotations
 
@@ -19,9 +18,8 @@ MAX_SEED = 2**63 - 1  # torch.manual_seed's largest
 
 
 def opt(help: str = "", default: Any = None, **cli: Any) -> Any:
-    """A field with its help and how the CLI shows it: ``flag`` (declaration), ``choices``,
-    ``min``/``max``/``min_open``, ``path`` (file/dir/any), ``envvar``, ``preset`` (None: the
-    preset's value), ``argument``, ``required``, ``cli=False`` (no flag)."""
+    """A field with its help and how the CLI shows it (``flag``, ``choices``, ``min``, ``path``
+    ... as ``cli/options.py`` reads them; ``cli=False``: no flag)."""
     return field(default=default, metadata={"help": help, **cli})
 
 
@@ -76,10 +74,7 @@ class TrainSettings:
 _DEFAULT_RECIPE = dict(padding="batch", pooling="last-real", trainable="last-block")
 _DEFAULT_RECIPE.update(keep_duplicates=False, balance="weighted", **TrainSettings().to_dict())
 _BOOK = dict(padding="longest-train", pooling="last", keep_duplicates=True, balance="undersample")
-PRESETS: dict[str, dict[str, Any]] = {
-    "default": _DEFAULT_RECIPE,
-    "book": {**_DEFAULT_RECIPE, **_BOOK},
-}
+PRESETS: dict[str, dict[str, Any]] = {"default": _DEFAULT_RECIPE, "book": _DEFAULT_RECIPE | _BOOK}
 
 
 def over_preset(options: Any, keys: Any) -> dict[str, Any]:
