@@ -409,3 +409,23 @@ def hold_lock():
     for holder in holders:
         holder.kill()
         holder.wait()
+
+
+def micro_options(data_file, config_file, tokenizer_dir, output_dir, /, **overrides):
+    """FinetuneOptions of a tiny, quiet random-init run (2 epochs of batches of 4)."""
+    from gpt_classifier.training.pipeline import FinetuneOptions
+
+    values = {
+        "output_dir": str(output_dir),
+        "data_file": str(data_file),
+        "model": str(config_file),
+        "init": "random",
+        "tokenizer_dir": str(tokenizer_dir),
+        "epochs": 2,
+        "batch_size": 4,
+        "eval_freq": 3,
+        "eval_iter": 2,
+        "progress": False,
+        "plots": False,
+    }
+    return FinetuneOptions(**{**values, **overrides})

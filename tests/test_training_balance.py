@@ -9,6 +9,7 @@ import json
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import micro_options
 from safetensors.torch import load_file
 
 from gpt_classifier.cli.main import cli
@@ -35,21 +36,8 @@ def imbalanced(tmp_path_factory):
 
 
 def _options(data, micro_files, tokenizer_dir, output_dir, **overrides) -> FinetuneOptions:
-    values = {
-        "output_dir": str(output_dir),
-        "data_file": str(data),
-        "model": str(micro_files["config"]),
-        "init": "random",
-        "tokenizer_dir": str(tokenizer_dir),
-        "trainable": "all",
-        "epochs": 2,
-        "batch_size": 4,
-        "eval_freq": 3,
-        "eval_iter": 2,
-        "progress": False,
-        "plots": False,
-    }
-    return FinetuneOptions(**{**values, **overrides})
+    overrides = {"trainable": "all", **overrides}
+    return micro_options(data, micro_files["config"], tokenizer_dir, output_dir, **overrides)
 
 
 def test_class_weights_are_n_over_k_times_the_class_count():

@@ -9,6 +9,7 @@ import signal
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import micro_options
 from safetensors.torch import load_file
 
 from gpt_classifier.cli.main import cli
@@ -32,20 +33,7 @@ def files(micro_files):
 
 
 def _options(files, tokenizer_dir, output_dir, **overrides) -> FinetuneOptions:
-    values = {
-        "output_dir": output_dir,
-        "data_file": str(files["data"]),
-        "model": str(files["config"]),
-        "init": "random",
-        "tokenizer_dir": str(tokenizer_dir),
-        "epochs": 2,
-        "batch_size": 4,
-        "eval_freq": 3,
-        "eval_iter": 2,
-        "progress": False,
-        "plots": False,
-    }
-    return FinetuneOptions(**{**values, **overrides})
+    return micro_options(files["data"], files["config"], tokenizer_dir, output_dir, **overrides)
 
 
 def _quiet(message: str) -> None:
