@@ -8,6 +8,7 @@ import random
 
 import pytest
 import torch
+from conftest import micro_options
 
 from gpt_classifier.classifier import GPTClassifier, apply_trainable, parse_trainable
 from gpt_classifier.config import GPTConfig
@@ -141,23 +142,9 @@ def _three_class_csv(path, rows_per_class: int = 24) -> None:
 
 
 def _finetune(tmp_path, name, data_file, config_file, tokenizer_dir, **overrides):
-    options = {
-        "output_dir": tmp_path / name,
-        "data_file": str(data_file),
-        "model": str(config_file),
-        "init": "random",
-        "tokenizer_dir": str(tokenizer_dir),
-        "epochs": 2,
-        "batch_size": 4,
-        "eval_freq": 5,
-        "eval_iter": 2,
-        "lr": 1e-3,
-        "precision": "fp32",
-        "progress": False,
-        "plots": False,
-    }
-    options.update(overrides)
-    return run_finetune(FinetuneOptions(**options), log=_quiet)
+    overrides = {"eval_freq": 5, "lr": 1e-3, "precision": "fp32", **overrides}
+    options = micro_options(data_file, config_file, tokenizer_dir, tmp_path / name, **overrides)
+    return run_finetune(options, log=_quiet)
 
 
 def test_any_number_of_string_classes(tmp_path, tiny_config_file, tokenizer_dir):
