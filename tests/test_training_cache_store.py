@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import io
 import json
 import os
 from pathlib import Path
@@ -19,6 +20,7 @@ from gpt_classifier.classifier import GPTClassifier, apply_trainable
 from gpt_classifier.cli.main import cli
 from gpt_classifier.config import GPTConfig
 from gpt_classifier.data.encoding import EncodedDataset
+from gpt_classifier.errors import GPTClassifierError
 from gpt_classifier.model import GPTModel
 from gpt_classifier.training.cache_store import (
     CacheStore,
@@ -272,3 +274,16 @@ def test_a_run_of_a_deeper_prefix_starts_from_a_cached_shallower_one(
     assert metrics[0] == metrics[1]
     a, b = (load_file(str(r.run_dir / "model.safetensors")) for r in (chained, fresh))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_full_states_folder_is_one_line_naming_it_and_tmpdir():
+    class FullDisk(io.BytesIO):
+        def write(self, data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    cache = HiddenStateCache(FullDisk(), [2, 3], 4, where="/full")
+    message = r"cannot write the frozen-prefix states in /full: No space left on device; set TMPDIR"
+    with pytest.raises(GPTClassifierError, match=message) as raised:
+        cache.write(0, torch.ones(5, 4))
+    assert "\n" not in str(raised.value)
+    assert torch.equal(HiddenStateCache.of(torch.ones(5, 4), [2, 3]).state(1), torch.ones(3, 4))
