@@ -34,10 +34,10 @@ def synthetic_run(folder: Path) -> Path:
     from gpt_classifier.classifier import GPTClassifier
     from gpt_classifier.config import GPTConfig
     from gpt_classifier.inference import RunInfo, save_run
-    from gpt_classifier.weights import random_model
+    from gpt_classifier.weights import build_model
 
     config = GPTConfig.from_name("gpt2")
-    model = GPTClassifier(random_model(config), 2)
+    model = GPTClassifier(build_model(config, init="random"), 2)
     info = RunInfo(config, ("ham", "spam"), "last-real", "batch", 256, None, init="random")
     return save_run(model, info, folder / "run")
 

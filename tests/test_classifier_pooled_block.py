@@ -10,7 +10,7 @@ import torch
 
 from gpt_classifier.classifier import GPTClassifier, apply_trainable
 from gpt_classifier.model import GPTModel, TransformerBlock
-from gpt_classifier.weights import random_model
+from gpt_classifier.weights import build_model
 
 
 def _block(tiny_config, *, causal: bool, qkv_bias: bool) -> TransformerBlock:
@@ -45,7 +45,7 @@ def test_training_losses_match_the_full_last_block(tiny_config):
     """Ten AdamW steps of the default recipe's trainable part (last block, final norm, head)
     give the same losses whether the last block runs everywhere or at the pooled position."""
     cfg = dataclasses.replace(tiny_config, qkv_bias=True)
-    gpt = random_model(cfg, seed=1)
+    gpt = build_model(cfg, init="random", seed=1)
     reference = GPTClassifier(gpt, num_classes=2, pooling="last-real")
     apply_trainable(reference, "last-block")
     pooled_model = GPTClassifier(GPTModel(cfg), num_classes=2, pooling="last-real")

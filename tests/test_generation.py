@@ -13,7 +13,7 @@ from gpt_classifier.generation import (
     text_to_token_ids,
     token_ids_to_text,
 )
-from gpt_classifier.weights import random_model
+from gpt_classifier.weights import build_model
 
 VOCAB = 10
 
@@ -35,7 +35,7 @@ class NextTokenModel(nn.Module):
 @pytest.fixture(scope="module")
 def tiny_model():
     config = GPTConfig(context_length=128, emb_dim=32, n_heads=4, n_layers=2)
-    return random_model(config, seed=1)
+    return build_model(config, init="random", seed=1)
 
 
 def test_greedy_shape_and_determinism(tiny_model):

@@ -20,12 +20,11 @@ from gpt_classifier.training.cache_store import model_digest
 from gpt_classifier.training.pipeline import FinetuneOptions, run_finetune
 from gpt_classifier.training.prefix_cache import build_caches
 from gpt_classifier.weights import (
-    build_lazy_model,
+    build_model,
     init_gpt2_module,
     lazy_weights_of,
     load_pretrained,
     open_pretrained,
-    random_model,
     save_streamed,
 )
 
@@ -94,14 +93,14 @@ def _pair(lazy_gpt: GPTModel, whole_gpt: GPTModel) -> tuple[GPTClassifier, GPTCl
 @pytest.fixture(params=["random", "pretrained"])
 def pair(request, tmp_path) -> tuple[GPTClassifier, GPTClassifier]:
     if request.param == "random":
-        return _pair(build_lazy_model(CONFIG, init="random", seed=5), _reference(CONFIG, 5))
+        return _pair(build_model(CONFIG, init="random", seed=5, lazy=True), _reference(CONFIG, 5))
     folder = save_hf_layout(_reference(CONFIG, 7), tmp_path / "hf")
     return _pair(open_pretrained(folder), load_pretrained(folder))
 
 
 def test_random_model_is_the_whole_models_initialisation():
     expected = _reference(CONFIG, 5).state_dict()
-    got = random_model(CONFIG, 5).state_dict()
+    got = build_model(CONFIG, init="random", seed=5).state_dict()
     assert got.keys() == expected.keys()
     for name, value in expected.items():
         assert torch.equal(got[name], value), name

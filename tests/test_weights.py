@@ -18,7 +18,6 @@ from gpt_classifier.weights import (
     infer_config,
     load_gpt2_state_dict,
     load_pretrained,
-    random_model,
 )
 
 # A small vocabulary keeps these files a few hundred kilobytes.
@@ -101,7 +100,9 @@ def test_lm_head_equal_to_wte_is_tied_and_a_different_one_is_kept():
     assert model.out_head.weight is model.tok_emb.weight
 
     head = torch.randn(SMALL.vocab_size, SMALL.emb_dim)
-    model = random_model(SMALL)  # starts tied: loading must untie, not overwrite tok_emb
+    model = build_model(
+        SMALL, init="random"
+    )  # starts tied: loading must untie, not overwrite tok_emb
     load_gpt2_state_dict(model, t | {"lm_head.weight": head})
     assert model.out_head.weight is not model.tok_emb.weight
     assert torch.equal(model.out_head.weight, head)
@@ -241,7 +242,9 @@ def test_random_init_is_deterministic_by_seed(tmp_path):
 
 
 def test_random_init_is_gpt2_style():
-    model = random_model(GPTConfig(vocab_size=1000, emb_dim=64, n_heads=4, n_layers=4), seed=0)
+    model = build_model(
+        GPTConfig(vocab_size=1000, emb_dim=64, n_heads=4, n_layers=4), init="random", seed=0
+    )
     assert abs(model.tok_emb.weight.std().item() - 0.02) < 2e-3
     assert torch.count_nonzero(model.trf_blocks[0].att.W_query.bias) == 0
     assert torch.equal(model.final_norm.scale, torch.ones(64))

@@ -31,7 +31,6 @@ INIT_STD = 0.02  # GPT-2's initializer_range
 EMBEDDINGS = ("tok_emb", "pos_emb")
 CHUNK_ROWS = 4096  # embedding rows at a time; a multiple of 16: the random draws stay the same
 _SHOW = 3  # how many names of each kind of problem an error message lists
-ModelSpec = str | GPTConfig  # a GPT-2 name, a config file or a config
 
 
 class _Rule(NamedTuple):
@@ -69,25 +68,24 @@ def _rules(cfg: GPTConfig) -> list[_Rule]:
 
 def _module_of(target: str) -> str:
     """``trf_blocks.3.att.W_key.weight`` -> ``trf_blocks.3``; ``tok_emb.weight`` -> ``tok_emb``."""
-    parts = target.split(".")
-    return ".".join(parts[:2]) if parts[0] == "trf_blocks" else parts[0]
+    return ".".join(target.split(".")[: 2 if target.startswith("trf_blocks.") else 1])
 
 
-def _expected_shape(rule: _Rule, params: Mapping[str, torch.Tensor]) -> tuple[int, ...]:
+def _expected_shape(rule: _Rule, params: Mapping[str, Tensor]) -> tuple[int, ...]:
     shape = tuple(params[rule.targets[0]].shape)
     if rule.kind == "qkv":  # (out, in) each -> (in, 3 * out)
         return (shape[1], 3 * shape[0]) if len(shape) == 2 else (3 * shape[0],)
     return shape[::-1] if rule.kind == "conv1d" else shape
 
 
-def _transposed(rule: _Rule, tensor: torch.Tensor) -> bool:
+def _transposed(rule: _Rule, tensor: Tensor) -> bool:
     return rule.kind == "conv1d" or (rule.kind == "qkv" and tensor.dim() == 2)
 
 
-def to_hf_state_dict(model: GPTModel) -> dict[str, torch.Tensor]:
+def to_hf_state_dict(model: GPTModel) -> dict[str, Tensor]:
     """``model``'s weights in Hugging Face's layout; a zero ``c_attn.bias`` without ``qkv_bias``."""
     ours, cfg = model.state_dict(), model.cfg
-    tensors: dict[str, torch.Tensor] = {}
+    tensors: dict[str, Tensor] = {}
     for rule in _rules(cfg):
         parts = [ours[target].detach().float() for target in rule.targets]
         parts = [part.t() if _transposed(rule, part) else part for part in parts]
@@ -123,18 +121,16 @@ class _Tensors:
     """A checkpoint's tensors by name: a dict, or safetensors files mapped only while read
     (mapped pages count as resident memory)."""
 
-    def __init__(
-        self, tensors: Mapping[str, torch.Tensor] | None = None, files: Sequence[Path] = ()
-    ) -> None:
-        self.tensors, self.file_of = tensors or {}, {}
-        self.shapes = {key: tuple(value.shape) for key, value in self.tensors.items()}
-        for file in files:
+    def __init__(self, source: Mapping[str, Tensor] | Sequence[Path]) -> None:
+        self.tensors = source if isinstance(source, Mapping) else {}
+        self.file_of, self.shapes = {}, {key: tuple(t.shape) for key, t in self.tensors.items()}
+        for file in () if self.tensors else source:
             with _opened(file) as handle:
                 for key in handle.keys():  # noqa: SIM118 (safe_open is not iterable)
                     self.file_of[key] = file
                     self.shapes[key] = tuple(handle.get_slice(key).get_shape())
 
-    def read(self, key: str, rows: slice | None = None) -> torch.Tensor:
+    def read(self, key: str, rows: slice | None = None) -> Tensor:
         if key in self.tensors:
             return self.tensors[key] if rows is None else self.tensors[key][rows]
         with _opened(self.file_of[key]) as handle:
@@ -185,7 +181,7 @@ class CheckpointWeights:
         for rule in rules:
             self.rules.setdefault(_module_of(rule.targets[0]), []).append(rule)
 
-    def stream(self, name: str) -> Iterator[tuple[str, torch.Tensor]]:
+    def stream(self, name: str) -> Iterator[tuple[str, Tensor]]:
         if name not in EMBEDDINGS:
             yield from self.module(name).items()
             return
@@ -194,7 +190,7 @@ class CheckpointWeights:
         for start in range(0, total, CHUNK_ROWS):
             yield "weight", self.tensors.read(key, slice(start, min(start + CHUNK_ROWS, total)))
 
-    def module(self, name: str) -> dict[str, torch.Tensor]:
+    def module(self, name: str) -> dict[str, Tensor]:
         state = {}
         for rule in self.rules[name]:
             tensor = self.tensors.read(self.names[rule.source])
@@ -207,13 +203,13 @@ class CheckpointWeights:
                 state[target[len(name) + 1 :]] = part
         return state
 
-    def lm_head(self) -> torch.Tensor | None:
+    def lm_head(self) -> Tensor | None:
         key = self.names.get("lm_head.weight")
         return None if key is None else self.tensors.read(key)
 
 
 def load_gpt2_state_dict(
-    model: GPTModel, tensors: Mapping[str, torch.Tensor], source: str = "weights"
+    model: GPTModel, tensors: Mapping[str, Tensor], source: str = "weights"
 ) -> None:
     """GPT-2 tensors in Hugging Face naming into ``model``, every name and shape checked first."""
     weights = CheckpointWeights(_Tensors(tensors), model, source)
@@ -223,7 +219,7 @@ def load_gpt2_state_dict(
     _gpt2_head(model, weights.lm_head())
 
 
-def _put(module: nn.Module, name: str, value: torch.Tensor) -> None:
+def _put(module: nn.Module, name: str, value: Tensor) -> None:
     """``value`` into parameter ``name``: in place, or a new CPU Parameter for one on ``meta``."""
     old = module.get_parameter(name)
     if old.is_meta:
@@ -235,7 +231,7 @@ def _put(module: nn.Module, name: str, value: torch.Tensor) -> None:
             old.copy_(value)
 
 
-def _gpt2_head(model: GPTModel, lm_head: torch.Tensor | None) -> None:
+def _gpt2_head(model: GPTModel, lm_head: Tensor | None) -> None:
     """GPT-2's ``out_head``: tied to ``tok_emb``, or a file's ``lm_head`` that differs from it."""
     tok_emb, out = model.tok_emb.weight, model.out_head.weight
     # usual for GPT-2 files that store the tied head explicitly: share, don't duplicate
@@ -251,19 +247,18 @@ def _gpt2_head(model: GPTModel, lm_head: torch.Tensor | None) -> None:
 
 
 class RandomWeights:
-    """GPT-2's initialisation from ``generator``, the same numbers in any order of modules."""
+    """GPT-2's initialisation drawn from ``seed``, the same numbers in any order of modules."""
 
-    def __init__(self, cfg: GPTConfig, generator: torch.Generator) -> None:
-        self.cfg, self.generator = cfg, generator
-        self.order = module_names(cfg)
-        self._states = {self.order[0]: generator.get_state()}
+    def __init__(self, cfg: GPTConfig, seed: int) -> None:
+        self.cfg, self.generator = cfg, torch.Generator().manual_seed(seed)
+        self.order, self._starts = module_names(cfg), [self.generator.get_state()]
 
-    def stream(self, name: str) -> Iterator[tuple[str, torch.Tensor]]:
-        if name not in self._states:  # drawing the module before leaves the generator at name's
-            for _ in self.stream(self.order[self.order.index(name) - 1]):
+    def stream(self, name: str) -> Iterator[tuple[str, Tensor]]:
+        index, cfg = self.order.index(name), self.cfg
+        while len(self._starts) <= index:  # drawing the modules before finds where name starts
+            for _ in self.stream(self.order[len(self._starts) - 1]):
                 pass
-        self.generator.set_state(self._states[name])
-        cfg = self.cfg
+        self.generator.set_state(self._starts[index])
         if name in EMBEDDINGS:
             total = cfg.vocab_size if name == "tok_emb" else cfg.context_length
             for start in range(0, total, CHUNK_ROWS):
@@ -274,27 +269,22 @@ class RandomWeights:
                 module = LayerNorm(cfg.emb_dim) if name == "final_norm" else TransformerBlock(cfg)
             init_gpt2_module(module, name, cfg.n_layers, self.generator)
             yield from ((key, tensor.detach()) for key, tensor in module.state_dict().items())
-        position = self.order.index(name) + 1
-        if position < len(self.order):  # the generator where the next module starts drawing
-            self._states.setdefault(self.order[position], self.generator.get_state())
-
-    def lm_head(self) -> None:  # GPT-2's head is tied
-        return None
+        if len(self._starts) == index + 1:  # the generator where the next module starts drawing
+            self._starts.append(self.generator.get_state())
 
 
 class LazyWeights:
     """The weights of a skeleton ``gpt`` (on ``meta``) from ``source``, a module at a time."""
 
     def __init__(self, gpt: GPTModel, source: CheckpointWeights | RandomWeights) -> None:
-        self.gpt, self.source = gpt, source
-        self.names = module_names(gpt.cfg)
+        self.gpt, self.source, self.names = gpt, source, module_names(gpt.cfg)
         self.samples: dict[str, list[float]] = {}  # parameter name -> its first 64 values
         gpt.lazy_weights = self
 
     def is_materialized(self, name: str) -> bool:
         return not any(t.is_meta for t in self.gpt.get_submodule(name).parameters())
 
-    def stream(self, name: str) -> Iterator[tuple[str, torch.Tensor]]:
+    def stream(self, name: str) -> Iterator[tuple[str, Tensor]]:
         """``name``'s state dict as ``(local name, tensor)``, an embedding in pieces of rows."""
         module = self.gpt.get_submodule(name)
         if self.is_materialized(name):
@@ -310,13 +300,13 @@ class LazyWeights:
             self.samples.setdefault(f"{name}.{key}", tensor.flatten()[:64].tolist())
             yield key, tensor
 
-    def tensors(self, name: str) -> dict[str, torch.Tensor]:
+    def tensors(self, name: str) -> dict[str, Tensor]:
         if name not in EMBEDDINGS:
             return dict(self.stream(name))
         rows = torch.arange(self.gpt.get_submodule(name).num_embeddings)
         return {"weight": self.embedding_rows(name, rows)}
 
-    def embedding_rows(self, name: str, rows: torch.Tensor) -> torch.Tensor:
+    def embedding_rows(self, name: str, rows: Tensor) -> Tensor:
         """``embedding.weight[rows]`` (``rows`` sorted, unique), never the whole table at once."""
         dtype = self.gpt.get_submodule(name).weight.dtype
         out, start = torch.empty(len(rows), self.gpt.cfg.emb_dim, dtype=dtype), 0
@@ -349,27 +339,24 @@ def materialize_model(model: nn.Module) -> nn.Module:
         return model
     for name in lazy.names:
         lazy.materialize(name)
-    if lazy.gpt.out_head.weight.is_meta:
-        _gpt2_head(lazy.gpt, lazy.source.lm_head())
+    if lazy.gpt.out_head.weight.is_meta:  # GPT-2's head: tied, or a checkpoint's lm_head
+        drawn = isinstance(lazy.source, RandomWeights)
+        _gpt2_head(lazy.gpt, None if drawn else lazy.source.lm_head())
     for owner in (model, lazy.gpt):
         owner.__dict__.pop("lazy_weights", None)
     return model
 
 
-def frozen_parameter_sample(model: nn.Module, count: int = 4) -> list[list[float]]:
-    """The first 64 values of the first ``count`` frozen parameters: the base weights' print."""
-    lazy = lazy_weights_of(model)
-    frozen = [(name, p) for name, p in model.named_parameters() if not p.requires_grad][:count]
-    sample = []
-    for name, param in frozen:
-        if lazy is None or not param.is_meta:
-            sample.append(param.detach().flatten()[:64].tolist())
-            continue
-        gpt_name = name.removeprefix("gpt.")
-        if gpt_name not in lazy.samples:
+def frozen_parameter_sample(model: nn.Module) -> list[list[float]]:
+    """The first 64 values of the first 4 frozen parameters: the base weights' print."""
+    lazy, sample = lazy_weights_of(model), []
+    for name, param in [(n, p) for n, p in model.named_parameters() if not p.requires_grad][:4]:
+        gpt_name = name.removeprefix("gpt.")  # a parameter on meta: a lazy model's, drawn or read
+        if param.is_meta and gpt_name not in lazy.samples:
             for _ in lazy.stream(_module_of(gpt_name)):
                 pass
-        sample.append(lazy.samples[gpt_name])
+        values = lazy.samples[gpt_name] if param.is_meta else param.detach().flatten()[:64].tolist()
+        sample.append(values)
     return sample
 
 
@@ -378,7 +365,7 @@ def save_streamed(model: nn.Module, path: Path, metadata: dict[str, str]) -> Non
     specs = model.state_dict(keep_vars=True)
     lazy = lazy_weights_of(model)
 
-    def tensors() -> Iterator[torch.Tensor]:
+    def tensors() -> Iterator[Tensor]:
         drawn = set()
         for key, value in specs.items():
             module = _module_of(key.removeprefix("gpt."))
@@ -399,16 +386,12 @@ def save_tensors(
 ) -> None:
     """A safetensors file of ``specs``' names, dtypes and shapes, then ``tensors``; unlike
     safetensors' own writer, the same bytes in every process."""
-    entries, offset = {}, 0
+    entries, offset = {"__metadata__": metadata}, 0
     for key, value in specs:
-        size = value.numel() * value.element_size()
-        entries[key] = {
-            "dtype": _DTYPES[value.dtype],
-            "shape": list(value.shape),
-            "data_offsets": [offset, offset + size],
-        }
-        offset += size
-    header = json.dumps({"__metadata__": metadata, **entries}, separators=(",", ":")).encode()
+        dtype, end = _DTYPES[value.dtype], offset + value.numel() * value.element_size()
+        entries[key] = {"dtype": dtype, "shape": list(value.shape), "data_offsets": [offset, end]}
+        offset = end
+    header = json.dumps(entries, separators=(",", ":")).encode()
     header += b" " * (-len(header) % 8)
     with open(path, "wb") as handle:
         handle.write(struct.pack("<Q", len(header)))
@@ -422,10 +405,9 @@ class _NoDefaultInit(TorchFunctionMode):
     them, and on ``meta`` they would load torch's Python meta kernels (~70 MiB resident)."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
-        kwargs = kwargs or {}
         if getattr(func, "__module__", None) == "torch.nn.init":
             return args[0] if args else kwargs["tensor"]
-        return func(*args, **kwargs)
+        return func(*args, **(kwargs or {}))
 
 
 def skeleton_gpt(cfg: GPTConfig, dtype: torch.dtype = torch.float32) -> GPTModel:
@@ -593,7 +575,7 @@ def open_pretrained(
     files, hf_config, source, named = locate_weights(name_or_path)
     if config is None and named:
         config = GPTConfig.from_name(name_or_path)
-    checkpoint = _Tensors(files=files)
+    checkpoint = _Tensors(files)
     if config is None:
         n_heads = int(hf_config["n_head"]) if hf_config and "n_head" in hf_config else None
         config = infer_config(checkpoint.shapes, n_heads=n_heads, source=source)
@@ -629,19 +611,16 @@ def init_gpt2_module(
             nn.init.zeros_(child.shift)
 
 
-def random_model(config: GPTConfig, seed: int = 123) -> GPTModel:
-    """An untrained GPT-2, head tied: the global generator's numbers after ``manual_seed(seed)``."""
-    torch.manual_seed(seed)
-    gpt = skeleton_gpt(config)
-    lazy = LazyWeights(gpt, RandomWeights(config, torch.default_generator))
-    return materialize_model(lazy.gpt).eval()
-
-
-def build_lazy_model(
-    model: ModelSpec = "gpt2", weights: str | None = None, init: str = "pretrained", seed: int = 123
+def build_model(
+    model: str | GPTConfig = "gpt2",
+    weights: str | None = None,
+    init: str = "pretrained",
+    seed: int = 123,
+    lazy: bool = False,
 ) -> GPTModel:
-    """``build_model``'s model as a skeleton, nothing read: ``init="random"``, an untrained
-    ``model``; else ``weights`` (config from ``model`` if one is given) or GPT-2 ``model``'s."""
+    """The model behind every CLI command, in eval mode: ``init="random"``, an untrained
+    ``model`` drawn from ``seed``; else ``weights`` (config from ``model`` if one is given) or
+    GPT-2 ``model``'s. ``lazy``: a skeleton on ``meta`` instead, nothing read or drawn yet."""
     if init not in ("pretrained", "random"):
         raise GPTClassifierError(f"unknown --init {init!r}; use pretrained or random")
     if init == "random":
@@ -651,23 +630,15 @@ def build_lazy_model(
                 "untrained model, or drop --init random to load the weights"
             )
         cfg = resolve_config(model)
-        generator = torch.Generator().manual_seed(seed)
-        return LazyWeights(skeleton_gpt(cfg), RandomWeights(cfg, generator)).gpt
-    given = isinstance(model, GPTConfig) or not is_model_name(model)
-    # read first: a missing or broken config file gets its own message
-    config = resolve_config(model) if given else None
-    if weights:
-        return open_pretrained(weights, config=config)
-    if given:
-        raise GPTClassifierError(
-            f"--model {model} is a config, not a GPT-2 size with downloadable weights "
-            f"({', '.join(GPT2_SIZES)}); pass --weights PATH or use --init random"
-        )
-    return open_pretrained(model)
-
-
-def build_model(
-    model: ModelSpec = "gpt2", weights: str | None = None, init: str = "pretrained", seed: int = 123
-) -> GPTModel:
-    """The model behind every CLI command, in eval mode (see ``build_lazy_model``)."""
-    return materialize_model(build_lazy_model(model, weights, init, seed)).eval()
+        gpt = LazyWeights(skeleton_gpt(cfg), RandomWeights(cfg, seed)).gpt
+    else:
+        given = isinstance(model, GPTConfig) or not is_model_name(model)
+        # read first: a missing or broken config file gets its own message
+        config = resolve_config(model) if given else None
+        if given and not weights:
+            raise GPTClassifierError(
+                f"--model {model} is a config, not a GPT-2 size with downloadable weights "
+                f"({', '.join(GPT2_SIZES)}); pass --weights PATH or use --init random"
+            )
+        gpt = open_pretrained(weights or model, config=config)
+    return gpt if lazy else materialize_model(gpt).eval()

@@ -17,7 +17,7 @@ from ..errors import GPTClassifierError
 from ..fileio import atomic_path, sha256_of
 from ..weights import (
     LazyWeights,
-    build_lazy_model,
+    build_model,
     lazy_weights_of,
     locate_weights,
     materialize_model,
@@ -36,9 +36,9 @@ RANDOM_BASE = "random"
 def base_weights_record(
     model: str | GPTConfig, weights: str | None, init: str, seed: int
 ) -> dict[str, Any]:
-    """``model.base_weights`` of a run trained from these ``build_lazy_model`` arguments."""
+    """``model.base_weights`` of a run trained from these ``build_model`` arguments."""
     if init == RANDOM_BASE:
-        lazy = lazy_weights_of(build_lazy_model(model, init=RANDOM_BASE, seed=seed))
+        lazy = lazy_weights_of(build_model(model, init=RANDOM_BASE, seed=seed, lazy=True))
         return {"source": RANDOM_BASE, "seed": seed, "sha256": _drawn_digest(lazy)}
     source = os.path.abspath(os.path.expanduser(weights)) if weights else str(model)
     source = canonical_model_name(source) if is_model_name(source) else source
@@ -106,7 +106,7 @@ def load_trainable(
 
 def _open_base(cfg: GPTConfig, base: dict[str, Any], weights: str | None) -> Any:
     if base["source"] == RANDOM_BASE:
-        return build_lazy_model(cfg, init=RANDOM_BASE, seed=base["seed"])
+        return build_model(cfg, init=RANDOM_BASE, seed=base["seed"], lazy=True)
     source, expected = weights or base["source"], base["sha256"]
     named = f"base weights {base['source']} (sha256 {expected[:12]}…)"
     fetch = f"run `gpt-classifier download {source}` or " if is_model_name(source) else ""

@@ -37,7 +37,7 @@ from ..runs.run_dir import RunInfo, write_model_files
 from ..runs.trainable_run import base_weights_record
 from ..runs.transaction import StagedRun, finish_interrupted_commit
 from ..tokenizer import get_tokenizer
-from ..weights import build_lazy_model, frozen_parameter_sample, lazy_weights_of, materialize_model
+from ..weights import build_model, frozen_parameter_sample, lazy_weights_of, materialize_model
 from .cache_store import CacheStore, dataset_key, prefix_digests
 from .interrupts import deferred_interrupts
 from .loop import LoopState, TrainingDiverged, TrainResult, train_classifier
@@ -328,7 +328,7 @@ def _lean_applies(options: FinetuneOptions, recipe: ResolvedRecipe, cfg: Any) ->
 def build_classifier(run: Run) -> GPTClassifier:
     options, recipe, seed = run.options, run.recipe, run.recipe.train.seed
     # a skeleton on meta: every weight source read module by module where it is needed
-    gpt = build_lazy_model(options.model, options.weights, options.init, seed=seed)
+    gpt = build_model(options.model, options.weights, options.init, seed=seed, lazy=True)
     if not _lean_applies(options, recipe, gpt.cfg):
         materialize_model(gpt)
     if not options.causal_mask:
