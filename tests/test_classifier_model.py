@@ -93,7 +93,7 @@ def test_forward_from_hidden_matches_forward_at_every_split(tiny_config, pooling
     with torch.no_grad():
         expected = model(x, lengths)
         for k in range(tiny_config.n_layers + 1):
-            hidden = model.gpt.hidden_states(x, 0, k)
+            hidden = model.gpt.hidden_states(x, k)
             got = model.forward_from_hidden(hidden, k, lengths)
             torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
 

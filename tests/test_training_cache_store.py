@@ -247,7 +247,7 @@ def test_each_text_attends_only_to_itself_in_the_prefix(tiny_config, causal):
     cache = build_caches(model, {"d": data}, {"d": None}, 2, torch.device("cpu"))["d"]
     for index, ids in enumerate(data.input_ids):
         with torch.inference_mode():
-            alone = model.gpt.hidden_states(torch.tensor([ids]), 0, 2)[0]
+            alone = model.gpt.hidden_states(torch.tensor([ids]), 2)[0]
         torch.testing.assert_close(cache.state(index), alone, rtol=1e-5, atol=1e-6)
 
 

@@ -153,7 +153,7 @@ def test_lean_prefix_states_are_each_texts_own(pair, pad_length, causal):
     for index, text in enumerate(ids):
         padded = pad_token_ids([text], pad_length or len(text))
         with torch.inference_mode():
-            alone = whole.gpt.hidden_states(padded, 0, 2)[0]
+            alone = whole.gpt.hidden_states(padded, 2)[0]
         torch.testing.assert_close(got.state(index), alone, atol=1e-5, rtol=1e-5)
 
 

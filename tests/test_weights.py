@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from gpt_classifier import hub
+from gpt_classifier import weights
 from gpt_classifier.config import GPTConfig
 from gpt_classifier.errors import GPTClassifierError
 from gpt_classifier.model import GPTModel
@@ -280,7 +280,7 @@ def test_missing_weights_path(tmp_path):
 
 def test_name_loads_downloaded_file_with_the_names_config(tmp_path, monkeypatch):
     path = write(tmp_path / "model.safetensors", hf_tensors())
-    monkeypatch.setattr(hub, "download_weights", lambda name, cache_dir=None: path)
+    monkeypatch.setattr(weights, "download_weights", lambda name, cache_dir=None: path)
     model = load_pretrained("gpt2", config=SMALL)
     assert torch.equal(model.tok_emb.weight, hf_tensors()["wte.weight"])
     # Without a config the name fixes the size, and these small tensors do not fit it.
@@ -314,7 +314,7 @@ def fill_cache(cache: Path, repo: str = "gpt2") -> Path:
 
 def test_offline_download_returns_cached_file(offline, tmp_path):
     cached = fill_cache(tmp_path / "cache")
-    path = hub.download_weights("gpt2-small (124M)", cache_dir=tmp_path / "cache")
+    path = weights.download_weights("gpt2-small (124M)", cache_dir=tmp_path / "cache")
     assert path == cached
     model = load_pretrained(str(path), config=SMALL)
     assert torch.equal(model.pos_emb.weight, hf_tensors()["wpe.weight"])
@@ -322,7 +322,7 @@ def test_offline_download_returns_cached_file(offline, tmp_path):
 
 def test_offline_download_with_empty_cache_fails_cleanly(offline, tmp_path):
     with pytest.raises(GPTClassifierError) as info:
-        hub.download_weights("gpt2-medium", cache_dir=tmp_path / "empty")
+        weights.download_weights("gpt2-medium", cache_dir=tmp_path / "empty")
     message = str(info.value)
     assert "openai-community/gpt2-medium" in message and "offline" in message
     assert "--weights PATH" in message and "--init random" in message
@@ -335,7 +335,7 @@ def test_offline_build_model_without_cache_fails_cleanly(offline):
 
 def test_unknown_model_name_lists_valid_ones():
     with pytest.raises(GPTClassifierError, match="valid names: gpt2, gpt2-medium"):
-        hub.download_weights("not-a-model")
+        weights.download_weights("not-a-model")
 
 
 # --- shard names of an index stay in the model folder; unreadable files (issue 12) ------------

@@ -98,20 +98,20 @@ MODEL_ALIASES: dict[str, str] = {"gpt2-small": "gpt2"} | {
 }
 
 
+_LOWERED = {alias.lower(): size for alias, size in MODEL_ALIASES.items()}
+
+
 def canonical_model_name(name: str) -> str:
     """Map a GPT-2 size name or alias to one of ``GPT2_SIZES``; raise listing the valid names."""
     key = name.strip()
-    if key in GPT2_SIZES:
-        return key
-    lowered = {alias.lower(): target for alias, target in MODEL_ALIASES.items()}
-    if key.lower() in lowered:
-        return lowered[key.lower()]
+    if size := key if key in GPT2_SIZES else _LOWERED.get(key.lower()):
+        return size
     valid = ", ".join(list(GPT2_SIZES) + [f'"{a}"' for a in MODEL_ALIASES if "(" in a])
     raise GPTClassifierError(f"unknown model {name!r}; valid names: {valid}")
 
 
 def is_model_name(name: str) -> bool:
-    return name.strip() in GPT2_SIZES or name.strip().lower() in map(str.lower, MODEL_ALIASES)
+    return name.strip() in GPT2_SIZES or name.strip().lower() in _LOWERED
 
 
 def resolve_config(model: str | GPTConfig | dict[str, Any]) -> GPTConfig:

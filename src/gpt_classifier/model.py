@@ -182,12 +182,10 @@ class GPTModel(nn.Module):
             positions = torch.arange(seq_len, device=idx.device)
         return self.drop_emb(self.tok_emb(idx) + self.pos_emb(positions))
 
-    def hidden_states(
-        self, idx: Tensor, start_block: int = 0, end_block: int | None = None
-    ) -> Tensor:
-        """Output of ``trf_blocks[start_block:end_block]``; ``idx``: token ids at block 0."""
-        x = self.embed(idx) if start_block == 0 else idx
-        for block in self.trf_blocks[start_block:end_block]:
+    def hidden_states(self, idx: Tensor, end_block: int | None = None) -> Tensor:
+        """Output of ``trf_blocks[:end_block]`` for token ids ``idx``."""
+        x = self.embed(idx)
+        for block in self.trf_blocks[:end_block]:
             x = block(x)
         return x
 

@@ -61,11 +61,8 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
     if device is None or device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
+        mps = getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps else "cpu")
     try:
         return torch.device(device)
     except RuntimeError as exc:

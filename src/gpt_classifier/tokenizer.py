@@ -82,9 +82,7 @@ def _local_encoding(directory: str) -> tiktoken.Encoding:
             raise GPTClassifierError(
                 f"{path}: sha256 {actual} does not match GPT-2's {expected} (corrupt or other file)"
             )
-    ranks = data_gym_to_mergeable_bpe_ranks(
-        vocab_bpe_file=str(folder / "vocab.bpe"), encoder_json_file=str(folder / "encoder.json")
-    )
+    ranks = data_gym_to_mergeable_bpe_ranks(str(folder / "vocab.bpe"), str(folder / "encoder.json"))
     return tiktoken.Encoding(
         name="gpt2",
         pat_str=r50k_pat_str,

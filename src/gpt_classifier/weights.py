@@ -1,6 +1,7 @@
 """GPT-2 weights for ``GPTModel``: a model built on ``meta``, each top-level module filled when
-needed from a Hugging Face safetensors checkpoint or GPT-2's seeded initialisation; strict: a
-missing, misshapen or unknown tensor is an error naming it (design.md, "Weights")."""
+needed from a Hugging Face safetensors checkpoint (OpenAI's from the Hub, ``openai-community/``)
+or GPT-2's seeded initialisation; strict: a missing, misshapen or unknown tensor is an error
+naming it (design.md, "Weights")."""
 
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ INIT_STD = 0.02  # GPT-2's initializer_range
 EMBEDDINGS = ("tok_emb", "pos_emb")
 CHUNK_ROWS = 4096  # embedding rows at a time; a multiple of 16: the random draws stay the same
 _SHOW = 3  # how many names of each kind of problem an error message lists
+WEIGHTS_FILENAME = "model.safetensors"
+_ALTERNATIVES = "pass --weights PATH (a .safetensors file or model directory) or use --init random"
 
 
 class _Rule(NamedTuple):
@@ -562,10 +565,41 @@ def locate_weights(name_or_path: str) -> tuple[list[Path], dict[str, Any] | None
             f"weights not found: {name_or_path} is neither a file, a directory, nor a GPT-2 "
             f"name ({', '.join(GPT2_SIZES)})"
         )
-    from .hub import download_weights
-
     file = download_weights(name_or_path)
     return [file], None, f"{canonical_model_name(name_or_path)} weights ({file})", True
+
+
+def download_weights(name: str, cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Path of ``model.safetensors`` for a GPT-2 size, downloaded into the HF cache if needed."""
+    repo_id = f"openai-community/{canonical_model_name(name)}"  # checked before the import
+    from huggingface_hub import errors as hub
+    from huggingface_hub import hf_hub_download
+
+    where = f"{WEIGHTS_FILENAME} of {repo_id}"
+    cache = f" (cache: {cache_dir})" if cache_dir else ""
+    logger.info("fetching %s from the Hugging Face Hub%s", where, cache)
+    try:
+        return Path(
+            hf_hub_download(repo_id=repo_id, filename=WEIGHTS_FILENAME, cache_dir=cache_dir)
+        )
+    # order matters: LocalEntryNotFoundError is an EntryNotFoundError, all are HfHubHTTPErrors
+    except (hub.LocalEntryNotFoundError, hub.OfflineModeIsEnabled):
+        why = "offline or no connection to the Hugging Face Hub, and it is not in the local cache"
+        why += cache
+    except (hub.RepositoryNotFoundError, hub.RevisionNotFoundError, hub.EntryNotFoundError):
+        why = "not found on the Hugging Face Hub"
+    except hub.HfHubHTTPError as exc:
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        why = f"the Hugging Face Hub answered with HTTP error {status}"
+    except Exception as exc:
+        # a failure mid-transfer is the HTTP client's exception; anything else is a bug
+        module = type(exc).__module__.split(".")[0]
+        clients = ("httpx", "httpx2", "httpcore", "requests", "urllib3")
+        if not isinstance(exc, (ConnectionError, TimeoutError)) and module not in clients:
+            raise
+        why = f"network error ({type(exc).__name__}); the download resumes when run again, or"
+        raise GPTClassifierError(f"cannot get {where}: {why} {_ALTERNATIVES}") from None
+    raise GPTClassifierError(f"cannot get {where}: {why}; {_ALTERNATIVES}")
 
 
 def open_pretrained(

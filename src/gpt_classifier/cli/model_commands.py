@@ -27,7 +27,7 @@ def download(o: DownloadOptions) -> None:
     MODEL is gpt2, gpt2-medium, gpt2-large, gpt2-xl or one of the book's names; prints the path
     of the cached file.
     """
-    from ..hub import download_weights
+    from ..weights import download_weights
 
     click.echo(str(download_weights(o.model_name, cache_dir=o.cache_dir)))
 
