@@ -18,7 +18,7 @@ from gpt_classifier.runs.run_dir import run_tokenizer
 from gpt_classifier.runs.trainable_run import TRAINED_FILE, base_weights_record
 from gpt_classifier.runs.transaction import write_marker
 from gpt_classifier.tokenizer import TOKENIZER_DIR_ENV
-from gpt_classifier.weights import _expected_shape, _rules, build_model, skeleton_gpt
+from gpt_classifier.weights import _rules, build_model, skeleton_gpt
 
 TEXTS = ["Free entry! txt WIN to 80082", "see you at 5", "ok <|endoftext|> bye"]
 
@@ -70,7 +70,7 @@ def _hf_file(path, cfg, seed=5):
     """A GPT-2 checkpoint in Hugging Face layout with random values, for ``--weights``."""
     params = dict(skeleton_gpt(cfg).named_parameters())
     g = torch.Generator().manual_seed(seed)
-    tensors = {r.source: torch.randn(_expected_shape(r, params), generator=g) for r in _rules(cfg)}
+    tensors = {r.source: torch.randn(r.expected_shape(params), generator=g) for r in _rules(cfg)}
     save_file(tensors, str(path))
     return path
 

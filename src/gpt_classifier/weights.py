@@ -43,6 +43,15 @@ class _Rule(NamedTuple):
     targets: tuple[str, ...]
     kind: str = "copy"
 
+    def expected_shape(self, params: Mapping[str, Tensor]) -> tuple[int, ...]:
+        shape = tuple(params[self.targets[0]].shape)
+        if self.kind == "qkv":  # (out, in) each -> (in, 3 * out)
+            return (shape[1], 3 * shape[0]) if len(shape) == 2 else (3 * shape[0],)
+        return shape[::-1] if self.kind == "conv1d" else shape
+
+    def transposed(self, tensor: Tensor) -> bool:
+        return self.kind == "conv1d" or (self.kind == "qkv" and tensor.dim() == 2)
+
 
 def _rules(cfg: GPTConfig) -> list[_Rule]:
     def pair(theirs: str, ours: str, norm: bool = False) -> list[_Rule]:  # weight and bias
@@ -74,24 +83,13 @@ def _module_of(target: str) -> str:
     return ".".join(target.split(".")[: 2 if target.startswith("trf_blocks.") else 1])
 
 
-def _expected_shape(rule: _Rule, params: Mapping[str, Tensor]) -> tuple[int, ...]:
-    shape = tuple(params[rule.targets[0]].shape)
-    if rule.kind == "qkv":  # (out, in) each -> (in, 3 * out)
-        return (shape[1], 3 * shape[0]) if len(shape) == 2 else (3 * shape[0],)
-    return shape[::-1] if rule.kind == "conv1d" else shape
-
-
-def _transposed(rule: _Rule, tensor: Tensor) -> bool:
-    return rule.kind == "conv1d" or (rule.kind == "qkv" and tensor.dim() == 2)
-
-
 def to_hf_state_dict(model: GPTModel) -> dict[str, Tensor]:
     """``model``'s weights in Hugging Face's layout; a zero ``c_attn.bias`` without ``qkv_bias``."""
     ours, cfg = model.state_dict(), model.cfg
     tensors: dict[str, Tensor] = {}
     for rule in _rules(cfg):
         parts = [ours[target].detach().float() for target in rule.targets]
-        parts = [part.t() if _transposed(rule, part) else part for part in parts]
+        parts = [part.t() if rule.transposed(part) else part for part in parts]
         tensors[HF_PREFIX + rule.source] = torch.cat(parts, dim=-1).contiguous()
     for i in range(0 if cfg.qkv_bias else cfg.n_layers):
         tensors[f"{HF_PREFIX}h.{i}.attn.c_attn.bias"] = torch.zeros(3 * cfg.emb_dim)
@@ -109,10 +107,6 @@ def _strip_prefix(keys: Iterable[str], source: str) -> dict[str, str]:
             )
         names[name] = key
     return names
-
-
-def _fmt(shape: Sequence[int]) -> str:
-    return "(" + ", ".join(str(int(d)) for d in shape) + ")"
 
 
 def module_names(cfg: GPTConfig) -> list[str]:
@@ -144,32 +138,30 @@ class CheckpointWeights:
     """A Hugging Face GPT-2 checkpoint checked against ``model``, read a module at a time."""
 
     def __init__(self, tensors: _Tensors, model: GPTModel, source: str) -> None:
+        def fmt(shape: Sequence[int]) -> str:
+            return "(" + ", ".join(str(int(d)) for d in shape) + ")"
+
         self.tensors, self.names = tensors, _strip_prefix(tensors.shapes, source)
         rules, params = _rules(model.cfg), dict(model.named_parameters(remove_duplicate=False))
-        needed = {rule.source: _expected_shape(rule, params) for rule in rules}
+        needed = {rule.source: rule.expected_shape(params) for rule in rules}
         if "lm_head.weight" in self.names:
             needed["lm_head.weight"] = tuple(params["out_head.weight"].shape)
-        missing, misshapen = [], []
+        missing, wrong = [], []
         for name, shape in needed.items():
             if (key := self.names.get(name)) is None:
-                missing.append(f"{name} {_fmt(shape)}")
-            elif (actual := tensors.shapes[key]) != shape:
-                misshapen.append(
-                    f"{key} has shape {_fmt(actual)} but the model needs {_fmt(shape)}"
-                )
-        unexpected = [
-            key
-            for name, key in self.names.items()
-            if name not in needed and not name.endswith(IGNORED_SUFFIXES)
-        ]
+                missing.append(f"{name} {fmt(shape)}")
+            elif (got := tensors.shapes[key]) != shape:
+                wrong.append(f"{key} has shape {fmt(got)} but the model needs {fmt(shape)}")
+        ignored = {name for name in self.names if name.endswith(IGNORED_SUFFIXES)}
+        unexpected = sorted(self.names[name] for name in self.names.keys() - needed - ignored)
         problems = [
             what
             + separator.join(items[:_SHOW])
             + (f" (and {len(items) - _SHOW} more)" if len(items) > _SHOW else "")
             for what, items, separator in (
-                ("", misshapen, "; "),
+                ("", wrong, "; "),
                 ("missing tensor(s) ", missing, ", "),
-                ("unexpected tensor(s) ", sorted(unexpected), ", "),
+                ("unexpected tensor(s) ", unexpected, ", "),
             )
             if items
         ]
@@ -199,7 +191,7 @@ class CheckpointWeights:
             tensor = self.tensors.read(self.names[rule.source])
             parts = tensor.chunk(3, dim=-1) if rule.kind == "qkv" else [tensor]
             for target, part in zip(rule.targets, parts, strict=True):
-                if _transposed(rule, part):
+                if rule.transposed(part):
                     part = part.t().contiguous()
                 elif rule.kind == "qkv":
                     part = part.clone()  # own storage, not a view of c_attn.bias
@@ -217,21 +209,8 @@ def load_gpt2_state_dict(
     """GPT-2 tensors in Hugging Face naming into ``model``, every name and shape checked first."""
     weights = CheckpointWeights(_Tensors(tensors), model, source)
     for name in module_names(model.cfg):
-        for key, value in weights.module(name).items():
-            _put(model.get_submodule(name), key, value)
+        model.get_submodule(name).load_state_dict(weights.module(name))
     _gpt2_head(model, weights.lm_head())
-
-
-def _put(module: nn.Module, name: str, value: Tensor) -> None:
-    """``value`` into parameter ``name``: in place, or a new CPU Parameter for one on ``meta``."""
-    old = module.get_parameter(name)
-    if old.is_meta:
-        owner, _, attr = name.rpartition(".")
-        new = nn.Parameter(value.to(dtype=old.dtype, device="cpu"), old.requires_grad)
-        setattr(module.get_submodule(owner), attr, new)
-    else:
-        with torch.no_grad():
-            old.copy_(value)
 
 
 def _gpt2_head(model: GPTModel, lm_head: Tensor | None) -> None:
@@ -320,10 +299,9 @@ class LazyWeights:
         return out
 
     def materialize(self, name: str) -> None:
+        """``name``'s weights in memory: new CPU Parameters, ``requires_grad`` kept."""
         if not self.is_materialized(name):
-            module = self.gpt.get_submodule(name)
-            for key, value in self.tensors(name).items():
-                _put(module, key, value)
+            self.gpt.get_submodule(name).load_state_dict(self.tensors(name), assign=True)
 
     def release(self, name: str) -> None:
         """Back to ``meta``: the module's memory is freed (its weights can be read again)."""
@@ -365,8 +343,7 @@ def frozen_parameter_sample(model: nn.Module) -> list[list[float]]:
 
 def save_streamed(model: nn.Module, path: Path, metadata: dict[str, str]) -> None:
     """``model.state_dict()`` as safetensors, a lazy model's frozen modules one at a time."""
-    specs = model.state_dict(keep_vars=True)
-    lazy = lazy_weights_of(model)
+    specs, lazy = model.state_dict(keep_vars=True), lazy_weights_of(model)
 
     def tensors() -> Iterator[Tensor]:
         drawn = set()
@@ -489,14 +466,13 @@ def _read_hf_config(file: Path, quiet: bool = False) -> dict[str, Any] | None:
         return None
     try:
         values = json.loads(file.read_text(encoding="utf-8"))
+        problem = "is not a Hugging Face GPT-2 config (no n_embd)"
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        if quiet:
-            return None
-        raise GPTClassifierError(f"{file} is not valid JSON: {exc}") from None
+        values, problem = None, f"is not valid JSON: {exc}"
     if not isinstance(values, dict) or "n_embd" not in values:
         if quiet:
             return None
-        raise GPTClassifierError(f"{file} is not a Hugging Face GPT-2 config (no n_embd)")
+        raise GPTClassifierError(f"{file} {problem}")
     # a variant would load without error and give wrong outputs
     supported = {
         "activation_function": lambda value: value in ("gelu_new", "gelu_pytorch_tanh"),
@@ -571,17 +547,15 @@ def locate_weights(name_or_path: str) -> tuple[list[Path], dict[str, Any] | None
 
 def download_weights(name: str, cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """Path of ``model.safetensors`` for a GPT-2 size, downloaded into the HF cache if needed."""
-    repo_id = f"openai-community/{canonical_model_name(name)}"  # checked before the import
+    repo = f"openai-community/{canonical_model_name(name)}"  # checked before the import
     from huggingface_hub import errors as hub
     from huggingface_hub import hf_hub_download
 
-    where = f"{WEIGHTS_FILENAME} of {repo_id}"
+    where = f"{WEIGHTS_FILENAME} of {repo}"
     cache = f" (cache: {cache_dir})" if cache_dir else ""
     logger.info("fetching %s from the Hugging Face Hub%s", where, cache)
     try:
-        return Path(
-            hf_hub_download(repo_id=repo_id, filename=WEIGHTS_FILENAME, cache_dir=cache_dir)
-        )
+        return Path(hf_hub_download(repo_id=repo, filename=WEIGHTS_FILENAME, cache_dir=cache_dir))
     # order matters: LocalEntryNotFoundError is an EntryNotFoundError, all are HfHubHTTPErrors
     except (hub.LocalEntryNotFoundError, hub.OfflineModeIsEnabled):
         why = "offline or no connection to the Hugging Face Hub, and it is not in the local cache"
