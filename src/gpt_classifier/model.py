@@ -38,9 +38,8 @@ class GELU(nn.Module):
 class FeedForward(nn.Module):
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
-        self.layers = nn.Sequential(
-            nn.Linear(cfg.emb_dim, 4 * cfg.emb_dim), GELU(), nn.Linear(4 * cfg.emb_dim, cfg.emb_dim)
-        )
+        emb = cfg.emb_dim
+        self.layers = nn.Sequential(nn.Linear(emb, 4 * emb), GELU(), nn.Linear(4 * emb, emb))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.layers(x)
@@ -60,8 +59,7 @@ class Packing(NamedTuple):
         return out.view(rows, width, -1)
 
     def from_rows(self, t: Tensor, tokens: int) -> Tensor:  # (rows, width, d) -> (tokens, d)
-        picked = t.reshape(-1, t.shape[-1])[self.cells]
-        return F.pad(picked, (0, 0, 0, tokens - len(self.cells)))
+        return F.pad(t.reshape(-1, t.shape[-1])[self.cells], (0, 0, 0, tokens - len(self.cells)))
 
 
 class MultiHeadAttention(nn.Module):
@@ -173,12 +171,9 @@ class GPTModel(nn.Module):
     def embed(self, idx: Tensor, positions: Tensor | None = None) -> Tensor:
         """Token plus position embeddings; ``positions`` (shaped as ``idx``) default to 0..T-1."""
         if positions is None:
-            seq_len = idx.shape[-1]
-            if seq_len > self.cfg.context_length:
-                raise ValueError(
-                    f"sequence of {seq_len} tokens exceeds the context length "
-                    f"{self.cfg.context_length}"
-                )
+            seq_len, limit = idx.shape[-1], self.cfg.context_length
+            if seq_len > limit:
+                raise ValueError(f"sequence of {seq_len} tokens exceeds the context length {limit}")
             positions = torch.arange(seq_len, device=idx.device)
         return self.drop_emb(self.tok_emb(idx) + self.pos_emb(positions))
 

@@ -114,18 +114,19 @@ def module_names(cfg: GPTConfig) -> list[str]:
     return [*EMBEDDINGS, *(f"trf_blocks.{i}" for i in range(cfg.n_layers)), "final_norm"]
 
 
-class _Tensors:
-    """A checkpoint's tensors by name: a dict, or safetensors files mapped only while read
-    (mapped pages count as resident memory)."""
+class CheckpointWeights:
+    """A Hugging Face GPT-2 checkpoint's tensors: a dict, or safetensors files mapped only while
+    read (mapped pages count as resident memory); read a module at a time once ``check``ed."""
 
-    def __init__(self, source: Mapping[str, Tensor] | Sequence[Path]) -> None:
-        self.tensors = source if isinstance(source, Mapping) else {}
+    def __init__(self, source: str, tensors: Mapping[str, Tensor] | Sequence[Path]) -> None:
+        self.source, self.tensors = source, tensors if isinstance(tensors, Mapping) else {}
         self.file_of, self.shapes = {}, {key: tuple(t.shape) for key, t in self.tensors.items()}
-        for file in () if self.tensors else source:
+        for file in () if self.tensors else tensors:
             with _opened(file) as handle:
                 for key in handle.keys():  # noqa: SIM118 (safe_open is not iterable)
                     self.file_of[key] = file
                     self.shapes[key] = tuple(handle.get_slice(key).get_shape())
+        self.names = _strip_prefix(self.shapes, source)
 
     def read(self, key: str, rows: slice | None = None) -> Tensor:
         if key in self.tensors:
@@ -133,15 +134,12 @@ class _Tensors:
         with _opened(self.file_of[key]) as handle:
             return handle.get_tensor(key) if rows is None else handle.get_slice(key)[rows]
 
+    def check(self, model: GPTModel) -> CheckpointWeights:
+        """Every tensor's name and shape against ``model``'s, before anything is read."""
 
-class CheckpointWeights:
-    """A Hugging Face GPT-2 checkpoint checked against ``model``, read a module at a time."""
-
-    def __init__(self, tensors: _Tensors, model: GPTModel, source: str) -> None:
         def fmt(shape: Sequence[int]) -> str:
             return "(" + ", ".join(str(int(d)) for d in shape) + ")"
 
-        self.tensors, self.names = tensors, _strip_prefix(tensors.shapes, source)
         rules, params = _rules(model.cfg), dict(model.named_parameters(remove_duplicate=False))
         needed = {rule.source: rule.expected_shape(params) for rule in rules}
         if "lm_head.weight" in self.names:
@@ -150,7 +148,7 @@ class CheckpointWeights:
         for name, shape in needed.items():
             if (key := self.names.get(name)) is None:
                 missing.append(f"{name} {fmt(shape)}")
-            elif (got := tensors.shapes[key]) != shape:
+            elif (got := self.shapes[key]) != shape:
                 wrong.append(f"{key} has shape {fmt(got)} but the model needs {fmt(shape)}")
         ignored = {name for name in self.names if name.endswith(IGNORED_SUFFIXES)}
         unexpected = sorted(self.names[name] for name in self.names.keys() - needed - ignored)
@@ -167,28 +165,29 @@ class CheckpointWeights:
         ]
         if problems:
             c = model.cfg
+            sizes = f"emb_dim={c.emb_dim}, n_layers={c.n_layers}, context_length={c.context_length}"
             raise GPTClassifierError(
-                f"{source} does not fit the model (emb_dim={c.emb_dim}, n_layers={c.n_layers}, "
-                f"context_length={c.context_length}, vocab_size={c.vocab_size}, "
+                f"{self.source} does not fit the model ({sizes}, vocab_size={c.vocab_size}, "
                 f"qkv_bias={str(c.qkv_bias).lower()}): " + "; ".join(problems)
             )
         self.rules: dict[str, list[_Rule]] = {}
         for rule in rules:
             self.rules.setdefault(_module_of(rule.targets[0]), []).append(rule)
+        return self
 
     def stream(self, name: str) -> Iterator[tuple[str, Tensor]]:
         if name not in EMBEDDINGS:
             yield from self.module(name).items()
             return
         key = self.names[self.rules[name][0].source]
-        total = self.tensors.shapes[key][0]
+        total = self.shapes[key][0]
         for start in range(0, total, CHUNK_ROWS):
-            yield "weight", self.tensors.read(key, slice(start, min(start + CHUNK_ROWS, total)))
+            yield "weight", self.read(key, slice(start, min(start + CHUNK_ROWS, total)))
 
     def module(self, name: str) -> dict[str, Tensor]:
         state = {}
         for rule in self.rules[name]:
-            tensor = self.tensors.read(self.names[rule.source])
+            tensor = self.read(self.names[rule.source])
             parts = tensor.chunk(3, dim=-1) if rule.kind == "qkv" else [tensor]
             for target, part in zip(rule.targets, parts, strict=True):
                 if rule.transposed(part):
@@ -200,14 +199,14 @@ class CheckpointWeights:
 
     def lm_head(self) -> Tensor | None:
         key = self.names.get("lm_head.weight")
-        return None if key is None else self.tensors.read(key)
+        return None if key is None else self.read(key)
 
 
 def load_gpt2_state_dict(
     model: GPTModel, tensors: Mapping[str, Tensor], source: str = "weights"
 ) -> None:
     """GPT-2 tensors in Hugging Face naming into ``model``, every name and shape checked first."""
-    weights = CheckpointWeights(_Tensors(tensors), model, source)
+    weights = CheckpointWeights(source, tensors).check(model)
     for name in module_names(model.cfg):
         model.get_submodule(name).load_state_dict(weights.module(name))
     _gpt2_head(model, weights.lm_head())
@@ -583,12 +582,12 @@ def open_pretrained(
     files, hf_config, source, named = locate_weights(name_or_path)
     if config is None and named:
         config = GPTConfig.from_name(name_or_path)
-    checkpoint = _Tensors(files)
+    checkpoint = CheckpointWeights(source, files)
     if config is None:
         n_heads = int(hf_config["n_head"]) if hf_config and "n_head" in hf_config else None
         config = infer_config(checkpoint.shapes, n_heads=n_heads, source=source)
     gpt = skeleton_gpt(config, dtype)
-    return LazyWeights(gpt, CheckpointWeights(checkpoint, gpt, source)).gpt
+    return LazyWeights(gpt, checkpoint.check(gpt)).gpt
 
 
 def load_pretrained(
