@@ -13,6 +13,20 @@ from .fileio import read_json
 GPT2_VOCAB_SIZE = 50257
 GPT2_CONTEXT_LENGTH = 1024
 EOT_TOKEN_ID = 50256  # "<|endoftext|>": GPT-2's only special token, used as pad id too
+GPT2_SIZES: dict[str, dict[str, int]] = {
+    "gpt2": {"emb_dim": 768, "n_layers": 12, "n_heads": 12},
+    "gpt2-medium": {"emb_dim": 1024, "n_layers": 24, "n_heads": 16},
+    "gpt2-large": {"emb_dim": 1280, "n_layers": 36, "n_heads": 20},
+    "gpt2-xl": {"emb_dim": 1600, "n_layers": 48, "n_heads": 25},
+}
+_BOOK = {"gpt2-small": "124M", "gpt2-medium": "355M", "gpt2-large": "774M", "gpt2-xl": "1558M"}
+# The book's names ("gpt2-small (124M)"), parameter counts and Hugging Face ids: the same sizes.
+MODEL_ALIASES: dict[str, str] = {"gpt2-small": "gpt2"} | {
+    alias: size
+    for (book, params), size in zip(_BOOK.items(), GPT2_SIZES, strict=True)
+    for alias in (f"{book} ({params})", params, f"openai-community/{size}")
+}
+_LOWERED = {alias.lower(): size for alias, size in MODEL_ALIASES.items()}
 
 
 @dataclass(frozen=True)
@@ -80,25 +94,6 @@ class GPTConfig:
     @classmethod
     def from_name(cls, name: str) -> GPTConfig:
         return cls(**GPT2_SIZES[canonical_model_name(name)])
-
-
-GPT2_SIZES: dict[str, dict[str, int]] = {
-    "gpt2": {"emb_dim": 768, "n_layers": 12, "n_heads": 12},
-    "gpt2-medium": {"emb_dim": 1024, "n_layers": 24, "n_heads": 16},
-    "gpt2-large": {"emb_dim": 1280, "n_layers": 36, "n_heads": 20},
-    "gpt2-xl": {"emb_dim": 1600, "n_layers": 48, "n_heads": 25},
-}
-
-_BOOK = {"gpt2-small": "124M", "gpt2-medium": "355M", "gpt2-large": "774M", "gpt2-xl": "1558M"}
-# The book's names ("gpt2-small (124M)"), parameter counts and Hugging Face ids: the same sizes.
-MODEL_ALIASES: dict[str, str] = {"gpt2-small": "gpt2"} | {
-    alias: size
-    for (book, params), size in zip(_BOOK.items(), GPT2_SIZES, strict=True)
-    for alias in (f"{book} ({params})", params, f"openai-community/{size}")
-}
-
-
-_LOWERED = {alias.lower(): size for alias, size in MODEL_ALIASES.items()}
 
 
 def canonical_model_name(name: str) -> str:

@@ -17,7 +17,6 @@ from .fileio import sha256_of
 TOKENIZER_DIR_ENV = "GPT_CLASSIFIER_TOKENIZER_DIR"
 _OPENAI_URL = "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/"
 EOT_TEXT = "<|endoftext|>"
-
 # sha256 of OpenAI's files, the same values tiktoken checks after a download.
 TOKENIZER_FILES: dict[str, str] = {
     "vocab.bpe": "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",

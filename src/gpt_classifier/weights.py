@@ -25,13 +25,13 @@ from .errors import GPTClassifierError
 from .model import GPTModel, LayerNorm, TransformerBlock, count_parameters
 
 logger = logging.getLogger(__name__)
-
 HF_PREFIX = "transformer."
 IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")
 INIT_STD = 0.02  # GPT-2's initializer_range
 EMBEDDINGS = ("tok_emb", "pos_emb")
 CHUNK_ROWS = 4096  # embedding rows at a time; a multiple of 16: the random draws stay the same
 _SHOW = 3  # how many names of each kind of problem an error message lists
+_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64"}
 WEIGHTS_FILENAME = "model.safetensors"
 _ALTERNATIVES = "pass --weights PATH (a .safetensors file or model directory) or use --init random"
 
@@ -140,6 +140,10 @@ class CheckpointWeights:
         def fmt(shape: Sequence[int]) -> str:
             return "(" + ", ".join(str(int(d)) for d in shape) + ")"
 
+        def shown(items: list[str], separator: str = ", ") -> str:
+            more = f" (and {len(items) - _SHOW} more)" if len(items) > _SHOW else ""
+            return separator.join(items[:_SHOW]) + more
+
         rules, params = _rules(model.cfg), dict(model.named_parameters(remove_duplicate=False))
         needed = {rule.source: rule.expected_shape(params) for rule in rules}
         if "lm_head.weight" in self.names:
@@ -152,17 +156,9 @@ class CheckpointWeights:
                 wrong.append(f"{key} has shape {fmt(got)} but the model needs {fmt(shape)}")
         ignored = {name for name in self.names if name.endswith(IGNORED_SUFFIXES)}
         unexpected = sorted(self.names[name] for name in self.names.keys() - needed - ignored)
-        problems = [
-            what
-            + separator.join(items[:_SHOW])
-            + (f" (and {len(items) - _SHOW} more)" if len(items) > _SHOW else "")
-            for what, items, separator in (
-                ("", wrong, "; "),
-                ("missing tensor(s) ", missing, ", "),
-                ("unexpected tensor(s) ", unexpected, ", "),
-            )
-            if items
-        ]
+        problems = [shown(wrong, "; ")] if wrong else []
+        problems += [f"missing tensor(s) {shown(missing)}"] if missing else []
+        problems += [f"unexpected tensor(s) {shown(unexpected)}"] if unexpected else []
         if problems:
             c = model.cfg
             sizes = f"emb_dim={c.emb_dim}, n_layers={c.n_layers}, context_length={c.context_length}"
@@ -217,12 +213,9 @@ def _gpt2_head(model: GPTModel, lm_head: Tensor | None) -> None:
     tok_emb, out = model.tok_emb.weight, model.out_head.weight
     # usual for GPT-2 files that store the tied head explicitly: share, don't duplicate
     same = lm_head is None or torch.equal(lm_head.to(tok_emb.device, tok_emb.dtype), tok_emb.data)
-    if not same:
-        # a new Parameter rather than a copy, in case out_head was tied to tok_emb
-        model.out_head.weight = nn.Parameter(
-            lm_head.to(tok_emb.device if out.is_meta else out.device, out.dtype),
-            requires_grad=out.requires_grad,
-        )
+    if not same:  # a new Parameter rather than a copy, in case out_head was tied to tok_emb
+        device = tok_emb.device if out.is_meta else out.device
+        model.out_head.weight = nn.Parameter(lm_head.to(device, out.dtype), out.requires_grad)
     elif out.shape == tok_emb.shape:  # a classifier's head is not GPT-2's: it stays as it is
         model.out_head.weight = tok_emb
 
@@ -357,9 +350,6 @@ def save_streamed(model: nn.Module, path: Path, metadata: dict[str, str]) -> Non
     save_tensors(specs.items(), tensors(), path, metadata)
 
 
-_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64"}
-
-
 def save_tensors(
     specs: Iterable[tuple[str, Tensor]], tensors: Iterable[Tensor], path: Path, metadata: dict
 ) -> None:
@@ -373,8 +363,7 @@ def save_tensors(
     header = json.dumps(entries, separators=(",", ":")).encode()
     header += b" " * (-len(header) % 8)
     with open(path, "wb") as handle:
-        handle.write(struct.pack("<Q", len(header)))
-        handle.write(header)
+        handle.write(struct.pack("<Q", len(header)) + header)
         for tensor in tensors:
             handle.write(tensor.contiguous().cpu().reshape(-1).view(torch.uint8).numpy().data)
 
