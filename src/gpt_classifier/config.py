@@ -56,11 +56,9 @@ class GPTConfig:
         rate = self.drop_rate
         if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0.0 <= rate < 1.0:
             problems.append(f"drop_rate must be a number in [0, 1) (got {rate!r})")
-        problems += [
-            f"{key} must be true or false (got {getattr(self, key)!r})"
-            for key in ("qkv_bias", "causal")
-            if not isinstance(getattr(self, key), bool)
-        ]
+        for key in ("qkv_bias", "causal"):
+            if not isinstance(value := getattr(self, key), bool):
+                problems.append(f"{key} must be true or false (got {value!r})")
         if problems:
             raise GPTClassifierError("invalid model config: " + "; ".join(problems))
 

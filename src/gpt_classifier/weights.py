@@ -1,7 +1,6 @@
-"""GPT-2 weights for ``GPTModel``: a model built on ``meta``, each top-level module filled when
-needed from a Hugging Face safetensors checkpoint (OpenAI's from the Hub, ``openai-community/``)
-or GPT-2's seeded initialisation; strict: a missing, misshapen or unknown tensor is an error
-naming it (design.md, "Weights")."""
+"""GPT-2 weights for ``GPTModel``: a model on ``meta``, each top-level module filled when needed
+from a Hugging Face safetensors checkpoint (OpenAI's from the Hub) or GPT-2's seeded init;
+strict: a missing, misshapen or unknown tensor is an error naming it (design.md, "Weights")."""
 
 from __future__ import annotations
 
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
+from safetensors import SafetensorError, safe_open
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
@@ -307,8 +307,7 @@ def lazy_weights_of(model: nn.Module) -> LazyWeights | None:
 
 def materialize_model(model: nn.Module) -> nn.Module:
     """Every weight of a lazy ``model`` in memory (GPT-2's head too): an ordinary model after."""
-    lazy = lazy_weights_of(model)
-    if lazy is None:
+    if (lazy := lazy_weights_of(model)) is None:
         return model
     for name in lazy.names:
         lazy.materialize(name)
@@ -387,8 +386,6 @@ def skeleton_gpt(cfg: GPTConfig, dtype: torch.dtype = torch.float32) -> GPTModel
 @contextmanager
 def _opened(file: Path) -> Iterator[Any]:
     """``safe_open(file)``, read errors as a GPTClassifierError naming the file."""
-    from safetensors import SafetensorError, safe_open
-
     try:
         file.open("rb").close()  # safetensors says "No such file" for one it may not read
         with safe_open(str(file), framework="pt") as handle:
@@ -405,8 +402,8 @@ def _opened(file: Path) -> Iterator[Any]:
         ) from None
 
 
-def _weight_files(path: Path) -> tuple[list[Path], dict[str, Any] | None]:
-    """The safetensors file(s) behind a file or HF model directory, and its config.json."""
+def _weight_files(path: Path) -> tuple[list[Path], int | None]:
+    """The safetensors file(s) behind a file or HF model directory, and config.json's n_head."""
     if path.is_file():
         if path.suffix != ".safetensors":
             raise GPTClassifierError(
@@ -416,10 +413,10 @@ def _weight_files(path: Path) -> tuple[list[Path], dict[str, Any] | None]:
         return [path], _read_hf_config(path.parent / "config.json", quiet=True)
     if not path.is_dir():
         raise GPTClassifierError(f"weights not found: {path}")
-    hf_config = _read_hf_config(path / "config.json")
+    n_heads = _read_hf_config(path / "config.json")
     index = path / "model.safetensors.index.json"
     if (path / "model.safetensors").is_file():
-        return [path / "model.safetensors"], hf_config
+        return [path / "model.safetensors"], n_heads
     if not index.is_file():
         raise GPTClassifierError(
             f"{path} holds no model.safetensors (or model.safetensors.index.json); "
@@ -444,12 +441,12 @@ def _weight_files(path: Path) -> tuple[list[Path], dict[str, Any] | None]:
         else:
             continue
         raise GPTClassifierError(f"{index}: {problem}")
-    return [path / name for name in sorted(set(names))], hf_config
+    return [path / name for name in sorted(set(names))], n_heads
 
 
-def _read_hf_config(file: Path, quiet: bool = False) -> dict[str, Any] | None:
-    """A Hugging Face ``config.json``, checked for options we do not model; ``quiet``: ignored if
-    unreadable (one next to a .safetensors file may be another's)."""
+def _read_hf_config(file: Path, quiet: bool = False) -> int | None:
+    """A Hugging Face ``config.json``'s n_head, checked for options we do not model; ``quiet``:
+    ignored if unreadable (one next to a .safetensors file may be another's)."""
     if not file.is_file():
         return None
     try:
@@ -480,7 +477,7 @@ def _read_hf_config(file: Path, quiet: bool = False) -> dict[str, Any] | None:
         raise GPTClassifierError(
             f"{file}: this GPT-2 variant is not supported ({', '.join(unsupported)})"
         )
-    return values
+    return int(values["n_head"]) if "n_head" in values else None
 
 
 def infer_config(
@@ -510,14 +507,13 @@ def infer_config(
         context_length=int(shapes[names["wpe.weight"]][0]),
         emb_dim=int(emb_dim),
         n_heads=int(n_heads),
-        # Counting up from 0 keeps a gap (a missing block) an error of the strict loader.
-        n_layers=max(blocks) + 1,
+        n_layers=max(blocks) + 1,  # counting up from 0: a missing block stays an error
         qkv_bias="h.0.attn.c_attn.bias" in names,
     )
 
 
-def locate_weights(name_or_path: str) -> tuple[list[Path], dict[str, Any] | None, str, bool]:
-    """The files behind a path or GPT-2 name, its config.json, its name in errors, is_name."""
+def locate_weights(name_or_path: str) -> tuple[list[Path], int | None, str, bool]:
+    """The files behind a path or GPT-2 name, config.json's n_head, its name in errors, is_name."""
     path = Path(name_or_path).expanduser()
     try:  # stat() in a folder that may not be searched raises PermissionError
         if path.exists():
@@ -568,13 +564,11 @@ def open_pretrained(
     name_or_path: str, config: GPTConfig | None = None, dtype: torch.dtype = torch.float32
 ) -> GPTModel:
     """A skeleton ``GPTModel`` over the checked weights of a path or GPT-2 name, nothing read."""
-    files, hf_config, source, named = locate_weights(name_or_path)
+    files, n_heads, source, named = locate_weights(name_or_path)
     if config is None and named:
         config = GPTConfig.from_name(name_or_path)
     checkpoint = CheckpointWeights(source, files)
-    if config is None:
-        n_heads = int(hf_config["n_head"]) if hf_config and "n_head" in hf_config else None
-        config = infer_config(checkpoint.shapes, n_heads=n_heads, source=source)
+    config = config or infer_config(checkpoint.shapes, n_heads=n_heads, source=source)
     gpt = skeleton_gpt(config, dtype)
     return LazyWeights(gpt, checkpoint.check(gpt)).gpt
 
@@ -614,9 +608,8 @@ def build_model(
     seed: int = 123,
     lazy: bool = False,
 ) -> GPTModel:
-    """The model behind every CLI command, in eval mode: ``init="random"``, an untrained
-    ``model`` drawn from ``seed``; else ``weights`` (config from ``model`` if one is given) or
-    GPT-2 ``model``'s. ``lazy``: a skeleton on ``meta`` instead, nothing read or drawn yet."""
+    """The model behind every CLI command, in eval mode (``lazy``: a skeleton on ``meta``): an
+    untrained ``model``, or ``weights`` (config from ``model`` if given) or GPT-2 ``model``'s."""
     if init not in ("pretrained", "random"):
         raise GPTClassifierError(f"unknown --init {init!r}; use pretrained or random")
     if init == "random":
