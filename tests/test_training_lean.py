@@ -24,7 +24,6 @@ from gpt_classifier.weights import (
     init_gpt2_module,
     lazy_weights_of,
     load_pretrained,
-    open_pretrained,
     save_streamed,
 )
 
@@ -95,7 +94,7 @@ def pair(request, tmp_path) -> tuple[GPTClassifier, GPTClassifier]:
     if request.param == "random":
         return _pair(build_model(CONFIG, init="random", seed=5, lazy=True), _reference(CONFIG, 5))
     folder = save_hf_layout(_reference(CONFIG, 7), tmp_path / "hf")
-    return _pair(open_pretrained(folder), load_pretrained(folder))
+    return _pair(load_pretrained(folder, lazy=True), load_pretrained(folder))
 
 
 def test_random_model_is_the_whole_models_initialisation():

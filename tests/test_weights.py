@@ -132,6 +132,12 @@ def test_unexpected_tensor_is_named():
         load_gpt2_state_dict(GPTModel(SMALL), t)
 
 
+def test_a_name_present_with_and_without_prefix_is_named():
+    t = hf_tensors() | {"transformer.wte.weight": torch.zeros(100, 32)}
+    with pytest.raises(GPTClassifierError, match=r"x: tensor wte\.weight appears twice \(as wte\."):
+        load_gpt2_state_dict(GPTModel(SMALL), t, source="x")
+
+
 def test_failed_check_leaves_model_untouched():
     model = GPTModel(SMALL)
     before = model.tok_emb.weight.clone()
@@ -435,18 +441,16 @@ def test_permission_errors_on_weights_even_as_root(tmp_path, deny_access, target
 
 
 def test_open_pretrained_checks_everything_and_reads_nothing(tmp_path):
-    from gpt_classifier.weights import open_pretrained
-
     t = hf_tensors()
     path = write(tmp_path / "w.safetensors", t)
-    gpt = open_pretrained(str(path), config=SMALL)
+    gpt = load_pretrained(str(path), config=SMALL, lazy=True)
     assert all(p.is_meta for p in gpt.parameters())
     gpt.lazy_weights.materialize("trf_blocks.1")
     assert torch.equal(gpt.trf_blocks[1].ff.layers[0].weight, t["h.1.mlp.c_fc.weight"].T)
     assert gpt.trf_blocks[0].norm1.scale.is_meta
     t["h.1.mlp.c_fc.weight"] = torch.zeros(32, 100)
     with pytest.raises(GPTClassifierError, match=r"h\.1\.mlp\.c_fc\.weight has shape \(32, 100\)"):
-        open_pretrained(str(write(tmp_path / "bad.safetensors", t)), config=SMALL)
+        load_pretrained(str(write(tmp_path / "bad.safetensors", t)), config=SMALL, lazy=True)
 
 
 def test_the_package_uses_no_test_tools():

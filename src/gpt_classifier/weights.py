@@ -10,7 +10,7 @@ import math
 import os
 import re
 import struct
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -96,16 +96,15 @@ def to_hf_state_dict(model: GPTModel) -> dict[str, Tensor]:
     return tensors
 
 
-def _strip_prefix(keys: Iterable[str], source: str) -> dict[str, str]:
+def _strip_prefix(keys: Collection[str], source: str) -> dict[str, str]:
     """Map prefix-free names to the file's keys; a name present both ways is an error."""
-    names: dict[str, str] = {}
-    for key in keys:
-        name = key.removeprefix(HF_PREFIX)
-        if name in names:
-            raise GPTClassifierError(
-                f"{source}: tensor {name} appears twice (as {names[name]} and {key})"
-            )
-        names[name] = key
+    names = {key.removeprefix(HF_PREFIX): key for key in keys}
+    if len(names) < len(keys):  # a name present both ways: the first such key
+        first = next(key for key in keys if names[key.removeprefix(HF_PREFIX)] != key)
+        name = first.removeprefix(HF_PREFIX)
+        raise GPTClassifierError(
+            f"{source}: tensor {name} appears twice (as {first} and {names[name]})"
+        )
     return names
 
 
@@ -560,26 +559,25 @@ def download_weights(name: str, cache_dir: str | os.PathLike[str] | None = None)
     raise GPTClassifierError(f"cannot get {where}: {why}; {_ALTERNATIVES}")
 
 
-def open_pretrained(
-    name_or_path: str, config: GPTConfig | None = None, dtype: torch.dtype = torch.float32
+def load_pretrained(
+    name_or_path: str,
+    config: GPTConfig | None = None,
+    dtype: torch.dtype = torch.float32,
+    lazy: bool = False,
 ) -> GPTModel:
-    """A skeleton ``GPTModel`` over the checked weights of a path or GPT-2 name, nothing read."""
+    """GPT-2 from a path or GPT-2 name, every tensor's name and shape checked, read module by
+    module, in eval mode; ``lazy``: a skeleton on ``meta`` over the checked weights, none read."""
     files, n_heads, source, named = locate_weights(name_or_path)
     if config is None and named:
         config = GPTConfig.from_name(name_or_path)
     checkpoint = CheckpointWeights(source, files)
     config = config or infer_config(checkpoint.shapes, n_heads=n_heads, source=source)
     gpt = skeleton_gpt(config, dtype)
-    return LazyWeights(gpt, checkpoint.check(gpt)).gpt
-
-
-def load_pretrained(
-    name_or_path: str, config: GPTConfig | None = None, dtype: torch.dtype = torch.float32
-) -> GPTModel:
-    """``open_pretrained``'s model with every weight read (module by module), in eval mode."""
-    model = materialize_model(open_pretrained(name_or_path, config, dtype))
-    logger.info("loaded %s (%s parameters)", name_or_path, f"{count_parameters(model)[1]:,}")
-    return model.eval()
+    LazyWeights(gpt, checkpoint.check(gpt))
+    if lazy:
+        return gpt
+    logger.info("loaded %s (%s parameters)", name_or_path, f"{count_parameters(gpt)[1]:,}")
+    return materialize_model(gpt).eval()
 
 
 def init_gpt2_module(
@@ -629,5 +627,5 @@ def build_model(
                 f"--model {model} is a config, not a GPT-2 size with downloadable weights "
                 f"({', '.join(GPT2_SIZES)}); pass --weights PATH or use --init random"
             )
-        gpt = open_pretrained(weights or model, config=config)
+        gpt = load_pretrained(weights or model, config, lazy=True)
     return gpt if lazy else materialize_model(gpt).eval()

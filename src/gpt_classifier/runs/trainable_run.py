@@ -21,7 +21,6 @@ from ..weights import (
     lazy_weights_of,
     locate_weights,
     materialize_model,
-    open_pretrained,
     save_tensors,
 )
 
@@ -121,7 +120,7 @@ def _open_base(cfg: GPTConfig, base: dict[str, Any], weights: str | None) -> Any
             f"{source} has sha256 {actual[:12]}…, not the run's {named}; "
             "pass --weights PATH to the weights the run was trained on"
         )
-    return open_pretrained(source, config=cfg)
+    return build_model(cfg, weights=source, lazy=True)
 
 
 def _files_digest(files: list[Path]) -> str:
