@@ -179,10 +179,7 @@ class GPTModel(nn.Module):
 
     def hidden_states(self, idx: Tensor, end_block: int | None = None) -> Tensor:
         """Output of ``trf_blocks[:end_block]`` for token ids ``idx``."""
-        x = self.embed(idx)
-        for block in self.trf_blocks[:end_block]:
-            x = block(x)
-        return x
+        return self.trf_blocks[:end_block](self.embed(idx))
 
     def disable_causal_mask(self) -> None:
         """Let every token attend to every other; the config records it for saved runs."""

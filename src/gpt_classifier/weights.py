@@ -85,8 +85,7 @@ def _module_of(target: str) -> str:
 
 def to_hf_state_dict(model: GPTModel) -> dict[str, Tensor]:
     """``model``'s weights in Hugging Face's layout; a zero ``c_attn.bias`` without ``qkv_bias``."""
-    ours, cfg = model.state_dict(), model.cfg
-    tensors: dict[str, Tensor] = {}
+    ours, cfg, tensors = model.state_dict(), model.cfg, {}
     for rule in _rules(cfg):
         parts = [ours[target].detach().float() for target in rule.targets]
         parts = [part.t() if rule.transposed(part) else part for part in parts]
@@ -351,8 +350,8 @@ def save_streamed(model: nn.Module, path: Path, metadata: dict[str, str]) -> Non
 def save_tensors(
     specs: Iterable[tuple[str, Tensor]], tensors: Iterable[Tensor], path: Path, metadata: dict
 ) -> None:
-    """A safetensors file of ``specs``' names, dtypes and shapes, then ``tensors``; unlike
-    safetensors' own writer, the same bytes in every process."""
+    """``specs``' names, dtypes and shapes, then ``tensors``, as safetensors: the same bytes in
+    every process, unlike safetensors' own writer."""
     entries, offset = {"__metadata__": metadata}, 0
     for key, value in specs:
         dtype, end = _DTYPES[value.dtype], offset + value.numel() * value.element_size()
@@ -565,8 +564,7 @@ def load_pretrained(
     dtype: torch.dtype = torch.float32,
     lazy: bool = False,
 ) -> GPTModel:
-    """GPT-2 from a path or GPT-2 name, every tensor's name and shape checked, read module by
-    module, in eval mode; ``lazy``: a skeleton on ``meta`` over the checked weights, none read."""
+    """GPT-2 from a path or name, every tensor checked, in eval mode (``lazy``: a meta skeleton)."""
     files, n_heads, source, named = locate_weights(name_or_path)
     if config is None and named:
         config = GPTConfig.from_name(name_or_path)
@@ -583,8 +581,7 @@ def load_pretrained(
 def init_gpt2_module(
     module: nn.Module, name: str, n_layers: int, generator: torch.Generator | None = None
 ) -> None:
-    """GPT-2's initialisation of a ``GPTModel``'s child ``name`` (e.g. ``trf_blocks.3``);
-    residual projections scaled so the residual stream's variance does not grow with depth."""
+    """GPT-2's init of ``GPTModel``'s child ``name``; residual projections scaled down by depth."""
     residual_std = INIT_STD / math.sqrt(2 * n_layers)
     for inner, child in module.named_modules(prefix=name):  # nn.init runs without autograd
         if isinstance(child, nn.Linear):
@@ -606,8 +603,7 @@ def build_model(
     seed: int = 123,
     lazy: bool = False,
 ) -> GPTModel:
-    """The model behind every CLI command, in eval mode (``lazy``: a skeleton on ``meta``): an
-    untrained ``model``, or ``weights`` (config from ``model`` if given) or GPT-2 ``model``'s."""
+    """The model behind every CLI command, in eval mode (``lazy``: a skeleton on ``meta``)."""
     if init not in ("pretrained", "random"):
         raise GPTClassifierError(f"unknown --init {init!r}; use pretrained or random")
     if init == "random":
