@@ -86,10 +86,6 @@ class GPTConfig:
             raise GPTClassifierError(f"{source}: {exc}") from None
 
     @classmethod
-    def from_file(cls, path: str | Path) -> GPTConfig:
-        return cls.from_dict(read_json(path, "config file"), source=str(path))
-
-    @classmethod
     def from_name(cls, name: str) -> GPTConfig:
         return cls(**GPT2_SIZES[canonical_model_name(name)])
 
@@ -114,5 +110,5 @@ def resolve_config(model: str | GPTConfig | dict[str, Any]) -> GPTConfig:
     if isinstance(model, dict):
         return GPTConfig.from_dict(model)
     if not is_model_name(model) and (model.endswith(".json") or Path(model).is_file()):
-        return GPTConfig.from_file(model)
+        return GPTConfig.from_dict(read_json(model, "config file"), source=model)
     return GPTConfig.from_name(model)  # an unknown name raises, listing the valid ones

@@ -133,8 +133,7 @@ class TransformerBlock(nn.Module):
         super().__init__()
         self.att = MultiHeadAttention(cfg)
         self.ff = FeedForward(cfg)
-        self.norm1 = LayerNorm(cfg.emb_dim)
-        self.norm2 = LayerNorm(cfg.emb_dim)
+        self.norm1, self.norm2 = LayerNorm(cfg.emb_dim), LayerNorm(cfg.emb_dim)
         self.drop_resid = nn.Dropout(cfg.drop_rate)
 
     def forward(self, x: Tensor, packing: Packing | None = None) -> Tensor:

@@ -24,15 +24,10 @@ TOKENIZER_FILES: dict[str, str] = {
 }
 
 
-def _folder(tokenizer_dir: str | os.PathLike[str] | None) -> Path | None:
-    directory = tokenizer_dir or os.environ.get(TOKENIZER_DIR_ENV)
-    return Path(directory).expanduser() if directory else None
-
-
 def get_tokenizer(tokenizer_dir: str | os.PathLike[str] | None = None) -> tiktoken.Encoding:
     """GPT-2's encoding from ``tokenizer_dir`` or ``$GPT_CLASSIFIER_TOKENIZER_DIR``, else online."""
-    if folder := _folder(tokenizer_dir):
-        return _local_encoding(str(folder.resolve()))
+    if directory := tokenizer_dir or os.environ.get(TOKENIZER_DIR_ENV):
+        return _local_encoding(str(Path(directory).expanduser().resolve()))
     try:
         return tiktoken.get_encoding("gpt2")
     except Exception as exc:  # tiktoken raises requests' errors, or ValueError on a bad hash
@@ -45,7 +40,8 @@ def get_tokenizer(tokenizer_dir: str | os.PathLike[str] | None = None) -> tiktok
 
 def tokenizer_files(tokenizer_dir: str | os.PathLike[str] | None = None) -> dict[str, Path] | None:
     """Where ``get_tokenizer(tokenizer_dir)`` reads GPT-2's two files; None if not on disk."""
-    folder, names = _folder(tokenizer_dir), {}
+    directory, names = tokenizer_dir or os.environ.get(TOKENIZER_DIR_ENV), {}
+    folder = Path(directory).expanduser() if directory else None
     if folder is None:  # tiktoken's read_file_cached: the file named by the sha1 of its URL
         default = os.path.join(tempfile.gettempdir(), "data-gym-cache")
         cache = os.environ.get("TIKTOKEN_CACHE_DIR", os.environ.get("DATA_GYM_CACHE_DIR", default))

@@ -174,8 +174,7 @@ class CheckpointWeights:
             yield from self.module(name).items()
             return
         key = self.names[self.rules[name][0].source]
-        total = self.shapes[key][0]
-        for start in range(0, total, CHUNK_ROWS):
+        for start in range(0, total := self.shapes[key][0], CHUNK_ROWS):
             yield "weight", self.read(key, slice(start, min(start + CHUNK_ROWS, total)))
 
     def module(self, name: str) -> dict[str, Tensor]:
@@ -192,8 +191,7 @@ class CheckpointWeights:
         return state
 
     def lm_head(self) -> Tensor | None:
-        key = self.names.get("lm_head.weight")
-        return None if key is None else self.read(key)
+        return self.read(key) if (key := self.names.get("lm_head.weight")) else None
 
 
 def load_gpt2_state_dict(
