@@ -63,11 +63,10 @@ def generate(
             if top_k is not None:
                 top_logits, _ = torch.topk(logits, min(top_k, logits.shape[-1]))
                 logits = logits.masked_fill(logits < top_logits[:, -1:], float("-inf"))
-            if temperature > 0.0:
-                probs = torch.softmax(logits / temperature, dim=-1)
-                idx_next = torch.multinomial(probs, num_samples=1)  # (batch, 1)
+            if temperature > 0.0:  # idx_next: (batch, 1)
+                idx_next = torch.multinomial(torch.softmax(logits / temperature, dim=-1), 1)
             else:
-                idx_next = torch.argmax(logits, dim=-1, keepdim=True)  # (batch, 1)
+                idx_next = torch.argmax(logits, dim=-1, keepdim=True)
             if eos_id is not None:
                 idx_next = idx_next.masked_fill(finished.unsqueeze(1), eos_id)
                 finished |= idx_next.squeeze(1) == eos_id

@@ -614,8 +614,7 @@ def build_model(
         gpt = LazyWeights(skeleton_gpt(cfg), RandomWeights(cfg, seed)).gpt
     else:
         given = isinstance(model, GPTConfig) or not is_model_name(model)
-        # read first: a missing or broken config file gets its own message
-        config = resolve_config(model) if given else None
+        config = resolve_config(model) if given else None  # read first: a broken file's error
         if given and not weights:
             raise GPTClassifierError(
                 f"--model {model} is a config, not a GPT-2 size with downloadable weights "
