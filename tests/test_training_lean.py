@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from gpt_classifier.classifier import GPTClassifier, apply_trainable
-from gpt_classifier.config import GPTConfig
+from gpt_classifier.config import GPTConfig, resolve_config
 from gpt_classifier.data import EncodedDataset
 from gpt_classifier.data.encoding import pad_token_ids
 from gpt_classifier.model import GPTModel
@@ -97,7 +97,7 @@ def pair(request, tmp_path) -> tuple[GPTClassifier, GPTClassifier]:
     return _pair(load_pretrained(folder, lazy=True), load_pretrained(folder))
 
 
-def test_random_model_is_the_whole_models_initialisation():
+def test_random_init_is_the_whole_models_initialisation():
     expected = _reference(CONFIG, 5).state_dict()
     got = build_model(CONFIG, init="random", seed=5).state_dict()
     assert got.keys() == expected.keys()
@@ -171,7 +171,7 @@ def test_lean_run_equals_the_whole_model_run(
     monkeypatch.setattr(pipeline, "build_caches", recording)
     weights = {"init": "random"}
     if source == "pretrained":
-        cfg = GPTConfig.from_file(micro_files["config"])
+        cfg = resolve_config(str(micro_files["config"]))
         weights = {"weights": save_hf_layout(_reference(cfg, 3), tmp_path / "hf")}
     results = {}
     for name in ("lean", "whole"):

@@ -440,7 +440,7 @@ def test_permission_errors_on_weights_even_as_root(tmp_path, deny_access, target
 # --- one loading path: a skeleton on meta, read module by module -----------------------------
 
 
-def test_open_pretrained_checks_everything_and_reads_nothing(tmp_path):
+def test_lazy_load_checks_everything_and_reads_nothing(tmp_path):
     t = hf_tensors()
     path = write(tmp_path / "w.safetensors", t)
     gpt = load_pretrained(str(path), config=SMALL, lazy=True)
