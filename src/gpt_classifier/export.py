@@ -1,8 +1,6 @@
 """``export_run``: a saved run with its model card as a ``transformers`` folder (``hf``) or an
 ONNX model (``onnx``), written in one step; see docs/design.md, Export."""
 
-from __future__ import annotations
-
 import importlib.util
 import shutil
 import warnings
@@ -16,7 +14,7 @@ from .classifier import GPTClassifier, Pooling
 from .config import EOT_TOKEN_ID
 from .errors import GPTClassifierError
 from .evaluation import read_report_json
-from .fileio import atomic_path, check_output_dir, write_bytes, write_json, write_text, writer_lock
+from .fileio import atomic_path, check_output_dir, write_json, write_text, writer_lock
 from .inference import TextClassifier
 from .runs.model_card import CARD_FILE, model_card
 from .runs.run_dir import TOKENIZER_DIR, RunInfo, StrPath, read_run_info
@@ -95,9 +93,8 @@ def export_run(
     if (files := tokenizer_files(own if own.is_dir() else tokenizer_dir)) is None:
         raise GPTClassifierError("GPT-2's tokenizer files are not on disk: pass --tokenizer-dir")
     with writer_lock(target, "--output-dir"):
-        staging = target.parent / f".{target.name}.export"  # not train's .partial: a checkpoint
-        shutil.rmtree(staging, ignore_errors=True)
-        folder = staging / "export"
+        folder = target.parent / f".{target.name}.export"  # not train's .partial: a checkpoint
+        shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
         try:
             if fmt == "hf":
@@ -108,19 +105,17 @@ def export_run(
             write_text(folder / CARD_FILE, model_card(info, metrics, usage.format(**fields), note))
             # the same bytes under transformers' names (vocab.bpe is merges.txt)
             for ours, theirs in (("encoder.json", "vocab.json"), ("vocab.bpe", "merges.txt")):
-                write_bytes(folder / theirs, files[ours].read_bytes())
-            return commit_staged(folder, target, cleanup=staging)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+                write_text(folder / theirs, files[ours].read_bytes())
+            return commit_staged(folder, target, cleanup=folder)
+        finally:  # on success it is the target already
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def folded_shift(model: GPTClassifier) -> torch.Tensor:
     """``ln_f``'s shift plus ``pinv(W) b``: exact when the head's ``W`` has full row rank."""
     head, shift = model.gpt.out_head, model.gpt.final_norm.shift.detach().double()
     weight = head.weight.detach().double()  # the classifier's head always has a bias
-    rank = int(torch.linalg.matrix_rank(weight))
-    if rank < weight.shape[0]:
+    if (rank := int(torch.linalg.matrix_rank(weight))) < weight.shape[0]:
         raise GPTClassifierError(
             f"the head's weight has rank {rank} < {weight.shape[0]} classes: its bias cannot be "
             "folded into ln_f, and transformers' score layer has no bias"
@@ -164,8 +159,7 @@ def write_hf(model: GPTClassifier, info: RunInfo, folder: Path) -> None:
         {
             "tokenizer_class": "GPT2Tokenizer",
             "model_max_length": info.max_length,
-            "padding_side": "right",
-            "truncation_side": "right",
+            **dict.fromkeys(("padding_side", "truncation_side"), "right"),
             "add_prefix_space": False,
             **dict.fromkeys(("bos_token", "eos_token", "unk_token"), EOT_TEXT),
             "pad_token": PAD_TEXT,

@@ -1,7 +1,5 @@
 """Files written whole or not at all, output checks, writer locks and the cache folder."""
 
-from __future__ import annotations
-
 import contextlib
 import errno
 import fcntl
@@ -61,13 +59,10 @@ def writing(path: str | os.PathLike[str], flag: str) -> Iterator[None]:
         raise cannot_write(path, exc, flag) from None
 
 
-def write_bytes(path: str | os.PathLike[str], content: bytes) -> None:
+def write_text(path: str | os.PathLike[str], text: str | bytes) -> None:
+    """``text`` as UTF-8 (bytes as they are) into ``path``, whole or not at all."""
     with atomic_path(path) as partial:
-        partial.write_bytes(content)
-
-
-def write_text(path: str | os.PathLike[str], text: str) -> None:
-    write_bytes(path, text.encode("utf-8"))
+        partial.write_bytes(text.encode("utf-8") if isinstance(text, str) else text)
 
 
 def write_json(path: str | os.PathLike[str], values: Any) -> None:
@@ -109,14 +104,12 @@ _KINDS = dict(d="a directory", p="a FIFO", c="a character device", b="a block de
 
 def refuse_special(target: Path, *, directory: bool, flag: str = "output") -> None:
     """Only regular files (or, with ``directory``, folders) are replaced: never ``/dev/null``."""
-    try:
+    with contextlib.suppress(OSError):  # nothing there yet
         mode = os.stat(target).st_mode
-    except OSError:
-        return
-    if not (stat.S_ISDIR if directory else stat.S_ISREG)(mode):
-        kind = _KINDS.get(stat.filemode(mode)[0], "a file")
-        not_a = "directory" if directory else "regular file"
-        raise GPTClassifierError(f"{flag} {target} is {kind}, not a {not_a}")
+        if not (stat.S_ISDIR if directory else stat.S_ISREG)(mode):
+            kind = _KINDS.get(stat.filemode(mode)[0], "a file")
+            not_a = "directory" if directory else "regular file"
+            raise GPTClassifierError(f"{flag} {target} is {kind}, not a {not_a}")
 
 
 def check_output_dir(target: str | Path, *, overwrite: bool, file: bool = False) -> Path:
