@@ -88,7 +88,7 @@ def export_run(
     except GPTClassifierError:
         metrics = None
     fields = {"dir": target, "n": info.max_length, "classes": ", ".join(info.classes)}
-    model = TextClassifier.from_run(source, device="cpu", tokenizer_dir=tokenizer_dir).model
+    classifier = TextClassifier.from_run(source, device="cpu", tokenizer_dir=tokenizer_dir)
     own = source / TOKENIZER_DIR  # else where from_run's get_tokenizer found (or fetched) them
     if (files := tokenizer_files(own if own.is_dir() else tokenizer_dir)) is None:
         raise GPTClassifierError("GPT-2's tokenizer files are not on disk: pass --tokenizer-dir")
@@ -97,10 +97,7 @@ def export_run(
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
         try:
-            if fmt == "hf":
-                write_hf(model, info, folder)
-            else:
-                write_onnx(model, folder)
+            (write_hf if fmt == "hf" else write_onnx)(classifier, folder)
             usage, note = (_HF_USAGE, _HF_NOTE) if fmt == "hf" else (_ONNX_USAGE, "")
             write_text(folder / CARD_FILE, model_card(info, metrics, usage.format(**fields), note))
             # the same bytes under transformers' names (vocab.bpe is merges.txt)
@@ -123,8 +120,9 @@ def folded_shift(model: GPTClassifier) -> torch.Tensor:
     return (shift + torch.linalg.pinv(weight) @ head.bias.detach().double()).float()
 
 
-def write_hf(model: GPTClassifier, info: RunInfo, folder: Path) -> None:
+def write_hf(classifier: TextClassifier, folder: Path) -> None:
     """``config.json``, ``model.safetensors`` and the tokenizer's settings into ``folder``."""
+    model, info = classifier.model, classifier.info
     cfg, labels = info.gpt_config, dict(enumerate(info.classes))
     vocab_size = max(cfg.vocab_size, PAD_TOKEN_ID + 1)
     tensors = to_hf_state_dict(model.gpt)
@@ -134,41 +132,37 @@ def write_hf(model: GPTClassifier, info: RunInfo, folder: Path) -> None:
     tensors[HF_PREFIX + "wte.weight"] = nn.functional.pad(wte, (0, 0, 0, vocab_size - len(wte)))
     with atomic_path(folder / "model.safetensors") as partial:  # the umask's permissions
         save_file(tensors, str(partial), metadata={"format": "pt"})
-    write_json(
-        folder / "config.json",
-        {
-            "architectures": ["GPT2ForSequenceClassification"],
-            "model_type": "gpt2",
-            "vocab_size": vocab_size,
-            "n_positions": cfg.context_length,
-            "n_embd": cfg.emb_dim,
-            "n_layer": cfg.n_layers,
-            "n_head": cfg.n_heads,
-            "activation_function": "gelu_new",  # GELU's tanh approximation, as ours
-            "layer_norm_epsilon": 1e-5,
-            **dict.fromkeys(("resid_pdrop", "embd_pdrop", "attn_pdrop"), cfg.drop_rate),
-            "num_labels": len(labels),
-            "id2label": {str(i): name for i, name in labels.items()},
-            "label2id": {name: i for i, name in labels.items()},
-            "pad_token_id": PAD_TOKEN_ID,  # GPT-2's bos and eos stay <|endoftext|> (the defaults)
-        },
-    )
+    config = {
+        "architectures": ["GPT2ForSequenceClassification"],
+        "model_type": "gpt2",
+        "vocab_size": vocab_size,
+        "n_positions": cfg.context_length,
+        "n_embd": cfg.emb_dim,
+        "n_layer": cfg.n_layers,
+        "n_head": cfg.n_heads,
+        "activation_function": "gelu_new",  # GELU's tanh approximation, as ours
+        "layer_norm_epsilon": 1e-5,
+        **dict.fromkeys(("resid_pdrop", "embd_pdrop", "attn_pdrop"), cfg.drop_rate),
+        "num_labels": len(labels),
+        "id2label": {str(i): name for i, name in labels.items()},
+        "label2id": {name: i for i, name in labels.items()},
+        "pad_token_id": PAD_TOKEN_ID,  # GPT-2's bos and eos stay <|endoftext|> (the defaults)
+    }
+    write_json(folder / "config.json", config)
     flags = dict.fromkeys(("lstrip", "rstrip", "normalized", "single_word"), False)
-    write_json(
-        folder / "tokenizer_config.json",
-        {
-            "tokenizer_class": "GPT2Tokenizer",
-            "model_max_length": info.max_length,
-            **dict.fromkeys(("padding_side", "truncation_side"), "right"),
-            "add_prefix_space": False,
-            **dict.fromkeys(("bos_token", "eos_token", "unk_token"), EOT_TEXT),
-            "pad_token": PAD_TEXT,
-            "added_tokens_decoder": {
-                str(token_id): {"content": text, "special": True, **flags}
-                for token_id, text in ((EOT_TOKEN_ID, EOT_TEXT), (PAD_TOKEN_ID, PAD_TEXT))
-            },
+    tokenizer_config = {
+        "tokenizer_class": "GPT2Tokenizer",
+        "model_max_length": info.max_length,
+        **dict.fromkeys(("padding_side", "truncation_side"), "right"),
+        "add_prefix_space": False,
+        **dict.fromkeys(("bos_token", "eos_token", "unk_token"), EOT_TEXT),
+        "pad_token": PAD_TEXT,
+        "added_tokens_decoder": {
+            str(token_id): {"content": text, "special": True, **flags}
+            for token_id, text in ((EOT_TOKEN_ID, EOT_TEXT), (PAD_TOKEN_ID, PAD_TEXT))
         },
-    )
+    }
+    write_json(folder / "tokenizer_config.json", tokenizer_config)
 
 
 class _Logits(nn.Module):
@@ -193,13 +187,13 @@ class _Logits(nn.Module):
         return gpt.out_head((hidden * at).sum(1))
 
 
-def write_onnx(model: GPTClassifier, folder: Path) -> None:
+def write_onnx(classifier: TextClassifier, folder: Path) -> None:
     """``model.onnx`` in ``folder``, by the TorchScript exporter (offline, no onnxscript)."""
     example = torch.full((2, 3), EOT_TOKEN_ID, dtype=torch.long)
     dynamic = {name: {0: "batch", 1: "length"} for name in ("input_ids", "attention_mask")}
     with warnings.catch_warnings(action="ignore"):  # the tracer's notes on its shape checks
         torch.onnx.export(
-            _Logits(model).eval(),
+            _Logits(classifier.model).eval(),
             (example, torch.ones_like(example)),
             str(folder / "model.onnx"),
             input_names=["input_ids", "attention_mask"],
