@@ -19,7 +19,6 @@ from .errors import GPTClassifierError
 DIST_TIMEOUT_ENV = "GPT_CLASSIFIER_DIST_TIMEOUT"
 DEFAULT_DIST_TIMEOUT_S = 600.0  # a peer that never joins or stops answering: an error after this
 _CHUNK_ELEMENTS = 16 << 20  # 64 MiB of float32 per collective: bounds gloo's own buffers
-
 T = TypeVar("T")
 
 
@@ -64,10 +63,9 @@ class DistContext:
 
     def gather_objects(self, value: T) -> list[T]:
         """Every rank's ``value``, in rank order (on every rank)."""
-        if not self.enabled:
-            return [value]
-        out: list[Any] = [None] * self.world_size
-        dist.all_gather_object(out, value)
+        out: list[Any] = [value] * self.world_size
+        if self.enabled:
+            dist.all_gather_object(out, value)
         return out
 
     def gather_floats(self, values: Sequence[float]) -> list[list[float]]:

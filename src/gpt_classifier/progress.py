@@ -9,7 +9,6 @@ from typing import Any, TypeVar
 from tqdm import tqdm
 
 T = TypeVar("T")
-
 HEARTBEAT_SECONDS = 30.0
 
 
