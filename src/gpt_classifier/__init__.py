@@ -1,8 +1,6 @@
 """gpt-classifier: a from-scratch GPT-2 (chapter 6 of *Build a Large Language Model (From Scratch)*)
 fine-tuned into a text classifier."""
 
-from __future__ import annotations
-
 import importlib
 from typing import TYPE_CHECKING, Any
 
@@ -25,18 +23,14 @@ _LAZY = {
 __all__ = ["GPTConfig", "GPTClassifierError", "train", "__version__", *_LAZY]
 
 
-def train(**options: Any) -> TextClassifier:
+def train(**options: Any) -> "TextClassifier":
     """``gpt-classifier train`` with its options as keyword arguments; the run as a classifier."""
     from .inference import TextClassifier
     from .training.api import train_run
 
-    result = train_run(**options)
-    return TextClassifier.from_run(
-        result.run_dir,
-        device=options.get("device"),
-        tokenizer_dir=options.get("tokenizer_dir"),
-        precision=options.get("precision", "auto"),
-    )
+    run_dir = train_run(**options).run_dir
+    loading = {name: options[name] for name in ("device", "tokenizer_dir") if name in options}
+    return TextClassifier.from_run(run_dir, precision=options.get("precision", "auto"), **loading)
 
 
 def __getattr__(name: str) -> Any:

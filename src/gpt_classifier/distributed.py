@@ -2,8 +2,6 @@
 batches (batch ``i`` to rank ``i % N``, one shuffle), DDP around the trainable part, and the
 collectives the pipeline needs."""
 
-from __future__ import annotations
-
 import contextlib
 import datetime
 import os
@@ -21,7 +19,6 @@ from .errors import GPTClassifierError
 DIST_TIMEOUT_ENV = "GPT_CLASSIFIER_DIST_TIMEOUT"
 DEFAULT_DIST_TIMEOUT_S = 600.0  # a peer that never joins or stops answering: an error after this
 _CHUNK_ELEMENTS = 16 << 20  # 64 MiB of float32 per collective: bounds gloo's own buffers
-
 T = TypeVar("T")
 
 
@@ -66,10 +63,9 @@ class DistContext:
 
     def gather_objects(self, value: T) -> list[T]:
         """Every rank's ``value``, in rank order (on every rank)."""
-        if not self.enabled:
-            return [value]
-        out: list[Any] = [None] * self.world_size
-        dist.all_gather_object(out, value)
+        out: list[Any] = [value] * self.world_size
+        if self.enabled:
+            dist.all_gather_object(out, value)
         return out
 
     def gather_floats(self, values: Sequence[float]) -> list[list[float]]:
@@ -82,27 +78,20 @@ class DistContext:
         return [tensor.tolist() for tensor in out]
 
     def sum_in_place(self, tensor: torch.Tensor) -> None:
-        """All-reduce (sum) a CPU tensor in chunks, bounding gloo's own buffers."""
-        if not self.enabled:
-            return
-        flat = tensor.view(-1)
-        for start in range(0, flat.numel(), _CHUNK_ELEMENTS):
-            piece = flat[start : start + _CHUNK_ELEMENTS]
+        """All-reduce (sum) a CPU tensor in place, in chunks (views) bounding gloo's own buffers."""
+        for piece in tensor.view(-1).split(_CHUNK_ELEMENTS) if self.enabled else []:
             moved = piece.to(self._device())
             dist.all_reduce(moved, op=dist.ReduceOp.SUM)
             if moved.data_ptr() != piece.data_ptr():
                 piece.copy_(moved)
 
     def broadcast_parameters(self, params: Sequence[torch.Tensor]) -> None:
-        if self.enabled:
-            for param in params:
-                dist.broadcast(param.data, src=0)
+        for param in params if self.enabled else []:
+            dist.broadcast(param.data, src=0)
 
     def _device(self) -> torch.device:
-        """Where collective tensors live: NCCL reduces CUDA tensors only."""
-        if self.backend == "nccl":
-            return torch.device("cuda", torch.cuda.current_device())
-        return torch.device("cpu")
+        """Where collective tensors live: NCCL reduces CUDA tensors (on the current GPU) only."""
+        return torch.device("cuda" if self.backend == "nccl" else "cpu")
 
 
 def _env_number(name: str, default: float, kind: type = int) -> Any:
@@ -129,8 +118,7 @@ def init_distributed(device: torch.device, timeout_s: float | None = None) -> Di
     ctx = context_from_env()
     if not ctx.enabled:
         return ctx
-    seconds = timeout_s
-    if seconds is None:
+    if (seconds := timeout_s) is None:
         seconds = _env_number(DIST_TIMEOUT_ENV, DEFAULT_DIST_TIMEOUT_S, float)
     if not seconds > 0:
         raise GPTClassifierError(f"the distributed timeout must be positive (got {seconds})")
@@ -167,9 +155,7 @@ def shutdown(ctx: DistContext, *, finished: bool = False) -> None:
 
 def rank_device(ctx: DistContext, device: torch.device) -> torch.device:
     """Each rank on its own GPU (``cuda:LOCAL_RANK``); CPU ranks share the CPU."""
-    if ctx.enabled and device.type == "cuda":
-        return torch.device("cuda", ctx.local_rank)
-    return device
+    return torch.device("cuda", ctx.local_rank) if ctx.enabled and device.type == "cuda" else device
 
 
 def peer_failure(ctx: DistContext, exc: BaseException) -> GPTClassifierError:
@@ -181,8 +167,7 @@ def peer_failure(ctx: DistContext, exc: BaseException) -> GPTClassifierError:
 
 
 def _describe(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0] if lines else 'no message'}"
+    return f"{type(exc).__name__}: {next(iter(str(exc).strip().splitlines()), 'no message')}"
 
 
 class RankBatches(Sampler[list[int]]):

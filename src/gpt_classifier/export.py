@@ -1,10 +1,7 @@
 """``export_run``: a saved run with its model card as a ``transformers`` folder (``hf``) or an
 ONNX model (``onnx``), written in one step; see docs/design.md, Export."""
 
-from __future__ import annotations
-
 import importlib.util
-import os
 import shutil
 import warnings
 from pathlib import Path
@@ -17,18 +14,16 @@ from .classifier import GPTClassifier, Pooling
 from .config import EOT_TOKEN_ID
 from .errors import GPTClassifierError
 from .evaluation import read_report_json
-from .fileio import atomic_path, check_output_dir, write_bytes, write_json, write_text, writer_lock
+from .fileio import atomic_path, check_output_dir, write_json, write_text, writer_lock
 from .inference import TextClassifier
 from .runs.model_card import CARD_FILE, model_card
-from .runs.run_dir import TOKENIZER_DIR, RunInfo, read_run_info
+from .runs.run_dir import TOKENIZER_DIR, RunInfo, StrPath, read_run_info
 from .runs.transaction import commit_staged
-from .tokenizer import EOT_TEXT, TOKENIZER_FILES, get_tokenizer, tokenizer_files
+from .tokenizer import EOT_TEXT, tokenizer_files
 from .weights import HF_PREFIX, to_hf_state_dict
 
-EXPORT_FORMATS = ("hf", "onnx")
 PAD_TEXT = "<|pad|>"
 PAD_TOKEN_ID = EOT_TOKEN_ID + 1  # one past GPT-2's vocabulary: no text is tokenized to it
-OPSET = 17
 _HF_USAGE = """```python
 from transformers import pipeline
 classify = pipeline("text-classification", model="{dir}")
@@ -67,15 +62,15 @@ def unsupported(info: RunInfo, fmt: str) -> str | None:
 
 
 def export_run(
-    run_dir: str | os.PathLike[str],
+    run_dir: StrPath,
     fmt: str,
-    output_dir: str | os.PathLike[str],
+    output_dir: StrPath,
     *,
     overwrite: bool = False,
-    tokenizer_dir: str | os.PathLike[str] | None = None,
+    tokenizer_dir: StrPath | None = None,
 ) -> Path:
     """Write the run in ``run_dir`` as ``fmt`` (hf or onnx) into ``output_dir``; its path."""
-    if fmt not in EXPORT_FORMATS:
+    if fmt not in ("hf", "onnx"):
         raise GPTClassifierError(f"unknown export format {fmt!r}; use hf or onnx")
     source = Path(run_dir)
     info = read_run_info(source)  # a bad run fails here, before anything is made
@@ -93,50 +88,31 @@ def export_run(
     except GPTClassifierError:
         metrics = None
     fields = {"dir": target, "n": info.max_length, "classes": ", ".join(info.classes)}
+    classifier = TextClassifier.from_run(source, device="cpu", tokenizer_dir=tokenizer_dir)
+    own = source / TOKENIZER_DIR  # else where from_run's get_tokenizer found (or fetched) them
+    if (files := tokenizer_files(own if own.is_dir() else tokenizer_dir)) is None:
+        raise GPTClassifierError("GPT-2's tokenizer files are not on disk: pass --tokenizer-dir")
     with writer_lock(target, "--output-dir"):
-        model = TextClassifier.from_run(
-            source, device="cpu", tokenizer_dir=tokenizer_dir, precision="fp32"
-        ).model
-        vocab = _tokenizer_bytes(source, tokenizer_dir)
-        staging = target.parent / f".{target.name}.export"  # not train's .partial: a checkpoint
-        shutil.rmtree(staging, ignore_errors=True)
-        folder = staging / "export"
+        folder = target.parent / f".{target.name}.export"  # not train's .partial: a checkpoint
+        shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
         try:
-            if fmt == "hf":
-                write_hf(model, info, folder)
-                card = model_card(info, metrics, _HF_USAGE.format(**fields), _HF_NOTE)
-            else:
-                write_onnx(model, folder)
-                card = model_card(info, metrics, _ONNX_USAGE.format(**fields))
-            write_text(folder / CARD_FILE, card)
+            (write_hf if fmt == "hf" else write_onnx)(classifier, folder)
+            usage, note = (_HF_USAGE, _HF_NOTE) if fmt == "hf" else (_ONNX_USAGE, "")
+            write_text(folder / CARD_FILE, model_card(info, metrics, usage.format(**fields), note))
             # the same bytes under transformers' names (vocab.bpe is merges.txt)
-            write_bytes(folder / "vocab.json", vocab["encoder.json"])
-            write_bytes(folder / "merges.txt", vocab["vocab.bpe"])
-            return commit_staged(folder, target, cleanup=staging)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-
-
-def _tokenizer_bytes(source: Path, tokenizer_dir: str | None) -> dict[str, bytes]:
-    """GPT-2's two files: the run's own, else where ``get_tokenizer`` reads (or downloads) them."""
-    if (source / TOKENIZER_DIR).is_dir():
-        files = {name: source / TOKENIZER_DIR / name for name in TOKENIZER_FILES}
-    elif (files := tokenizer_files(tokenizer_dir)) is None:
-        get_tokenizer(tokenizer_dir)  # the download, or its one-line error
-        files = tokenizer_files(tokenizer_dir)
-    if files is None:
-        raise GPTClassifierError("GPT-2's tokenizer files are not on disk: pass --tokenizer-dir")
-    return {name: path.read_bytes() for name, path in files.items()}
+            for ours, theirs in (("encoder.json", "vocab.json"), ("vocab.bpe", "merges.txt")):
+                write_text(folder / theirs, files[ours].read_bytes())
+            return commit_staged(folder, target, cleanup=folder)
+        finally:  # on success it is the target already
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def folded_shift(model: GPTClassifier) -> torch.Tensor:
     """``ln_f``'s shift plus ``pinv(W) b``: exact when the head's ``W`` has full row rank."""
     head, shift = model.gpt.out_head, model.gpt.final_norm.shift.detach().double()
     weight = head.weight.detach().double()  # the classifier's head always has a bias
-    rank = int(torch.linalg.matrix_rank(weight))
-    if rank < weight.shape[0]:
+    if (rank := int(torch.linalg.matrix_rank(weight))) < weight.shape[0]:
         raise GPTClassifierError(
             f"the head's weight has rank {rank} < {weight.shape[0]} classes: its bias cannot be "
             "folded into ln_f, and transformers' score layer has no bias"
@@ -144,55 +120,49 @@ def folded_shift(model: GPTClassifier) -> torch.Tensor:
     return (shift + torch.linalg.pinv(weight) @ head.bias.detach().double()).float()
 
 
-def write_hf(model: GPTClassifier, info: RunInfo, folder: Path) -> None:
+def write_hf(classifier: TextClassifier, folder: Path) -> None:
     """``config.json``, ``model.safetensors`` and the tokenizer's settings into ``folder``."""
+    model, info = classifier.model, classifier.info
     cfg, labels = info.gpt_config, dict(enumerate(info.classes))
     vocab_size = max(cfg.vocab_size, PAD_TOKEN_ID + 1)
     tensors = to_hf_state_dict(model.gpt)
     tensors[HF_PREFIX + "ln_f.bias"] = folded_shift(model)
     tensors["score.weight"] = model.gpt.out_head.weight.detach().float().contiguous()
-    embeddings = tensors[HF_PREFIX + "wte.weight"]  # zero rows up to the pad token's
-    tensors[HF_PREFIX + "wte.weight"] = nn.functional.pad(
-        embeddings, (0, 0, 0, vocab_size - len(embeddings))
-    )
+    wte = tensors[HF_PREFIX + "wte.weight"]  # zero rows up to the pad token's
+    tensors[HF_PREFIX + "wte.weight"] = nn.functional.pad(wte, (0, 0, 0, vocab_size - len(wte)))
     with atomic_path(folder / "model.safetensors") as partial:  # the umask's permissions
         save_file(tensors, str(partial), metadata={"format": "pt"})
-    write_json(
-        folder / "config.json",
-        {
-            "architectures": ["GPT2ForSequenceClassification"],
-            "model_type": "gpt2",
-            "vocab_size": vocab_size,
-            "n_positions": cfg.context_length,
-            "n_embd": cfg.emb_dim,
-            "n_layer": cfg.n_layers,
-            "n_head": cfg.n_heads,
-            "activation_function": "gelu_new",  # GELU's tanh approximation, as ours
-            "layer_norm_epsilon": 1e-5,
-            **dict.fromkeys(("resid_pdrop", "embd_pdrop", "attn_pdrop"), cfg.drop_rate),
-            "num_labels": len(labels),
-            "id2label": {str(i): name for i, name in labels.items()},
-            "label2id": {name: i for i, name in labels.items()},
-            "pad_token_id": PAD_TOKEN_ID,  # GPT-2's bos and eos stay <|endoftext|> (the defaults)
-        },
-    )
+    config = {
+        "architectures": ["GPT2ForSequenceClassification"],
+        "model_type": "gpt2",
+        "vocab_size": vocab_size,
+        "n_positions": cfg.context_length,
+        "n_embd": cfg.emb_dim,
+        "n_layer": cfg.n_layers,
+        "n_head": cfg.n_heads,
+        "activation_function": "gelu_new",  # GELU's tanh approximation, as ours
+        "layer_norm_epsilon": 1e-5,
+        **dict.fromkeys(("resid_pdrop", "embd_pdrop", "attn_pdrop"), cfg.drop_rate),
+        "num_labels": len(labels),
+        "id2label": {str(i): name for i, name in labels.items()},
+        "label2id": {name: i for i, name in labels.items()},
+        "pad_token_id": PAD_TOKEN_ID,  # GPT-2's bos and eos stay <|endoftext|> (the defaults)
+    }
+    write_json(folder / "config.json", config)
     flags = dict.fromkeys(("lstrip", "rstrip", "normalized", "single_word"), False)
-    write_json(
-        folder / "tokenizer_config.json",
-        {
-            "tokenizer_class": "GPT2Tokenizer",
-            "model_max_length": info.max_length,
-            "padding_side": "right",
-            "truncation_side": "right",
-            "add_prefix_space": False,
-            **dict.fromkeys(("bos_token", "eos_token", "unk_token"), EOT_TEXT),
-            "pad_token": PAD_TEXT,
-            "added_tokens_decoder": {
-                str(token_id): {"content": text, "special": True, **flags}
-                for token_id, text in ((EOT_TOKEN_ID, EOT_TEXT), (PAD_TOKEN_ID, PAD_TEXT))
-            },
+    tokenizer_config = {
+        "tokenizer_class": "GPT2Tokenizer",
+        "model_max_length": info.max_length,
+        **dict.fromkeys(("padding_side", "truncation_side"), "right"),
+        "add_prefix_space": False,
+        **dict.fromkeys(("bos_token", "eos_token", "unk_token"), EOT_TEXT),
+        "pad_token": PAD_TEXT,
+        "added_tokens_decoder": {
+            str(token_id): {"content": text, "special": True, **flags}
+            for token_id, text in ((EOT_TOKEN_ID, EOT_TEXT), (PAD_TOKEN_ID, PAD_TEXT))
         },
-    )
+    }
+    write_json(folder / "tokenizer_config.json", tokenizer_config)
 
 
 class _Logits(nn.Module):
@@ -217,19 +187,18 @@ class _Logits(nn.Module):
         return gpt.out_head((hidden * at).sum(1))
 
 
-def write_onnx(model: GPTClassifier, folder: Path) -> None:
+def write_onnx(classifier: TextClassifier, folder: Path) -> None:
     """``model.onnx`` in ``folder``, by the TorchScript exporter (offline, no onnxscript)."""
     example = torch.full((2, 3), EOT_TOKEN_ID, dtype=torch.long)
     dynamic = {name: {0: "batch", 1: "length"} for name in ("input_ids", "attention_mask")}
-    with warnings.catch_warnings():  # the tracer's notes on shape checks run while tracing
-        warnings.simplefilter("ignore")
+    with warnings.catch_warnings(action="ignore"):  # the tracer's notes on its shape checks
         torch.onnx.export(
-            _Logits(model).eval(),
+            _Logits(classifier.model).eval(),
             (example, torch.ones_like(example)),
             str(folder / "model.onnx"),
             input_names=["input_ids", "attention_mask"],
             output_names=["logits"],
             dynamic_axes={**dynamic, "logits": {0: "batch"}},
-            opset_version=OPSET,
+            opset_version=17,
             dynamo=False,
         )

@@ -2,8 +2,6 @@
 the K-th ``crash_point(NAME)``; ``GPT_CLASSIFIER_PAUSE_AT=NAME`` holds it at ``pause_point(NAME)``
 (said on stderr) for a test to send a signal into a slow step."""
 
-from __future__ import annotations
-
 import os
 import signal
 import sys

@@ -1,7 +1,5 @@
 """Files written whole or not at all, output checks, writer locks and the cache folder."""
 
-from __future__ import annotations
-
 import contextlib
 import errno
 import fcntl
@@ -9,8 +7,6 @@ import hashlib
 import json
 import os
 import stat
-import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +14,6 @@ from typing import Any
 from .errors import GPTClassifierError
 
 CACHE_ENV = "GPT_CLASSIFIER_CACHE"
-_umask_lock = threading.Lock()
 
 
 def cache_dir(*subfolders: str) -> Path:
@@ -35,15 +30,10 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     target = Path(target)
     refuse_special(target, directory=False)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    partial = Path(name)
+    partial = target.parent / f".{target.name}.{os.urandom(6).hex()}.tmp"
+    partial.touch(exist_ok=False)  # created by open(), so with the umask's permissions
     try:
         yield partial
-        with _umask_lock:  # the umask is read by setting it: what open() would give is 0666 & ~it
-            mask = os.umask(0o022)
-            os.umask(mask)
-        os.chmod(partial, 0o666 & ~mask)
         with open(partial, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(partial, target)
@@ -69,13 +59,10 @@ def writing(path: str | os.PathLike[str], flag: str) -> Iterator[None]:
         raise cannot_write(path, exc, flag) from None
 
 
-def write_bytes(path: str | os.PathLike[str], content: bytes) -> None:
+def write_text(path: str | os.PathLike[str], text: str | bytes) -> None:
+    """``text`` as UTF-8 (bytes as they are) into ``path``, whole or not at all."""
     with atomic_path(path) as partial:
-        partial.write_bytes(content)
-
-
-def write_text(path: str | os.PathLike[str], text: str) -> None:
-    write_bytes(path, text.encode("utf-8"))
+        partial.write_bytes(text.encode("utf-8") if isinstance(text, str) else text)
 
 
 def write_json(path: str | os.PathLike[str], values: Any) -> None:
@@ -117,44 +104,32 @@ _KINDS = dict(d="a directory", p="a FIFO", c="a character device", b="a block de
 
 def refuse_special(target: Path, *, directory: bool, flag: str = "output") -> None:
     """Only regular files (or, with ``directory``, folders) are replaced: never ``/dev/null``."""
-    try:
+    with contextlib.suppress(OSError):  # nothing there yet
         mode = os.stat(target).st_mode
-    except OSError:
-        return
-    if not (stat.S_ISDIR if directory else stat.S_ISREG)(mode):
-        kind = _KINDS.get(stat.filemode(mode)[0], "a file")
-        not_a = "directory" if directory else "regular file"
-        raise GPTClassifierError(f"{flag} {target} is {kind}, not a {not_a}")
+        if not (stat.S_ISDIR if directory else stat.S_ISREG)(mode):
+            kind = _KINDS.get(stat.filemode(mode)[0], "a file")
+            not_a = "directory" if directory else "regular file"
+            raise GPTClassifierError(f"{flag} {target} is {kind}, not a {not_a}")
 
 
-def check_output_file(target: Path, *, overwrite: bool, flag: str = "--output") -> None:
-    """Fail before any work if ``target`` cannot become an output file."""
-    refuse_special(target, directory=False, flag=flag)
-    if target.exists() and not overwrite:
-        raise GPTClassifierError(f"{flag} {target} exists; pass --overwrite to replace it")
-    _check_parents(target)
-
-
-def check_output_dir(target: str | os.PathLike[str], *, overwrite: bool) -> Path:
-    """Fail before any work if ``target`` cannot become an output folder."""
-    target = Path(target).expanduser()
-    refuse_special(target, directory=True, flag="output directory")
-    if target.is_dir() and any(target.iterdir()) and not overwrite:
+def check_output_dir(target: str | Path, *, overwrite: bool, file: bool = False) -> Path:
+    """Fail before any work if ``target`` cannot become an output folder (``file``: a file)."""
+    target = Path(target) if file else Path(target).expanduser()
+    refuse_special(target, directory=not file, flag="--output" if file else "output directory")
+    if file and target.exists() and not overwrite:
+        raise GPTClassifierError(f"--output {target} exists; pass --overwrite to replace it")
+    if not file and target.is_dir() and any(target.iterdir()) and not overwrite:
         what = "a gpt-classifier run" if (target / "run.json").exists() else "not empty"
         raise GPTClassifierError(
             f"output directory {target} is {what}; pass --overwrite to replace it, "
             "or choose another --output-dir"
         )
-    _check_parents(target)
-    return target
-
-
-def _check_parents(target: Path) -> None:
     parent = next(p for p in [target.parent, *target.parent.parents] if p.exists())
     if not parent.is_dir():
         raise GPTClassifierError(f"cannot create {target}: {parent} is a file")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise GPTClassifierError(f"cannot create {target}: {parent} is not writable")
+    return target
 
 
 def writer_lock(target: str | os.PathLike[str], flag: str) -> contextlib.ExitStack:

@@ -1,7 +1,5 @@
 """Progress on stderr: a live bar on a terminal, else a line every half minute (no redraws)."""
 
-from __future__ import annotations
-
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -11,7 +9,6 @@ from typing import Any, TypeVar
 from tqdm import tqdm
 
 T = TypeVar("T")
-
 HEARTBEAT_SECONDS = 30.0
 
 
@@ -30,12 +27,11 @@ class Heartbeat(AbstractContextManager):
             self.last = now
             done = f"{self.n:,}/{self.total:,}" if self.total else f"{self.n:,}"
             share = f" ({100 * self.n / self.total:.0f} %)" if self.total else ""
-            postfix = f", {self.postfix}" if self.postfix else ""
-            line = f"{self.desc}: {done} {self.unit}{share}, {now - self.started:.0f} s{postfix}"
-            print(line, file=sys.stderr, flush=True)
+            line = f"{self.desc}: {done} {self.unit}{share}, {now - self.started:.0f} s"
+            print(line + self.postfix, file=sys.stderr, flush=True)
 
     def set_postfix(self, **values: object) -> None:
-        self.postfix = ", ".join(f"{k} {v}" for k, v in values.items())
+        self.postfix = "".join(f", {k} {v}" for k, v in values.items())
 
     def close(self, *exc: object) -> None:
         pass
@@ -43,9 +39,7 @@ class Heartbeat(AbstractContextManager):
     __exit__ = close
 
 
-def progress_bar(
-    total: int | None, desc: str, *, enabled: bool = True, unit: str = "it", **bar: Any
-) -> Any:
+def progress_bar(total: int | None, desc: str, unit: str, enabled: bool = True, **bar: Any) -> Any:
     """A tqdm bar on a terminal, a :class:`Heartbeat` elsewhere, nothing when not ``enabled``."""
     if enabled and sys.stderr.isatty():
         return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True, **bar)

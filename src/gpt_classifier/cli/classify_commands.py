@@ -10,7 +10,7 @@ import click
 
 from ..data.readers import TEXT_FORMATS
 from ..errors import GPTClassifierError
-from ..fileio import check_output_file, writer_lock
+from ..fileio import check_output_dir, writer_lock
 from ..inference.file_stream import CHUNK_ROWS
 from ..training.settings import TokenizerOptions, opt
 from .options import ServedRunOptions, command
@@ -101,7 +101,7 @@ def _classify_file(o: ClassifyOptions) -> None:
             output.exists() and source.exists() and output.samefile(source)
         ):
             raise GPTClassifierError(f"--output {output} is the input file; write elsewhere")
-        check_output_file(output, overwrite=o.overwrite or o.resume)
+        check_output_dir(output, overwrite=o.overwrite or o.resume, file=True)
 
     def sink(rows, predictions) -> None:
         for row, prediction in zip(rows, predictions, strict=True):

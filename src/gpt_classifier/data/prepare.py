@@ -83,7 +83,7 @@ def sms_spam_path(
         )
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fileio.write_bytes(target, content)
+        fileio.write_text(target, content)
     except OSError as exc:
         raise GPTClassifierError(
             f"cannot write the dataset cache {target} ({exc.strerror or exc}); set "
