@@ -86,7 +86,7 @@ def test_longest_train_is_capped_by_context_length():
     encoded = encode_splits(PREPARED, WordTokenizer(), "longest-train", context_length=5)
     assert encoded.pad_lengths["train"] == 5
     assert encoded.truncated == {"train": 2, "validation": 1, "test": 1}
-    assert encoded.longest_train == 7 and encoded.train.longest == 5
+    assert encoded.longest_train == 7 and max(encoded.train.lengths) == 5
 
 
 def test_batch_padding_pads_each_batch_to_its_longest():

@@ -69,10 +69,9 @@ class EncodedDataset(Dataset):
         labels: Sequence[int],
         *,
         max_length: int | None = None,
-        original_lengths: Sequence[int] | None = None,
         long_text: LongText | None = None,
     ) -> None:
-        self.original_lengths = list(original_lengths or map(len, input_ids))
+        self.original_lengths = [len(ids) for ids in input_ids]
         self.long_text = long_text or LongText()
         window = max_length or max(self.original_lengths, default=1)
         self.input_ids, self.text_index = window_texts(input_ids, window, self.long_text)
@@ -87,10 +86,6 @@ class EncodedDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[list[int], int, int]:
         return self.input_ids[index], self.labels[index], index
-
-    @property
-    def longest(self) -> int:
-        return max(self.lengths, default=0)
 
 
 def encode_records(
@@ -152,17 +147,15 @@ def collate(
     rows are windows, numbered per text in ``Batch.owners``."""
     lengths = [len(ids) if pad_length is None else min(len(ids), pad_length) for ids, _, _ in items]
     width = pad_length if pad_length is not None else max(lengths, default=0)
-    labels = [label for _, label, _ in items]
-    owners = None
+    labels, owners = [label for _, label, _ in items], None
     if text_index is not None:
         number: dict[int, int] = {}  # a text's number in this batch, in order of appearance
-        owners = [number.setdefault(text_index[i], len(number)) for _, _, i in items]
-        labels = list(dict(zip(owners, labels, strict=True)).values())  # a text's windows share it
+        texts = [number.setdefault(text_index[i], len(number)) for _, _, i in items]
+        labels = list(dict(zip(texts, labels, strict=True)).values())  # a text's windows share it
+        owners = torch.tensor(texts, dtype=torch.long)
     indices = [index for _, _, index in items]
     longs = (torch.tensor(values, dtype=torch.long) for values in (labels, lengths, indices))
-    owners_ids = None if owners is None else torch.tensor(owners, dtype=torch.long)
-    input_ids = pad_token_ids([ids for ids, _, _ in items], width, pad_token_id)
-    return Batch(input_ids, *longs, owners_ids)
+    return Batch(pad_token_ids([ids for ids, _, _ in items], width, pad_token_id), *longs, owners)
 
 
 class BucketBatchSampler(Sampler[list[int]]):
@@ -287,10 +280,6 @@ class EncodedSplits:
 
     def split(self, name: str) -> EncodedDataset:
         return {"train": self.train, "validation": self.validation, "test": self.test}[name]
-
-    @property
-    def max_lengths(self) -> dict[str, int | None]:
-        return {name: self.split(name).max_length for name in SPLIT_NAMES}
 
     @property
     def stats(self) -> dict[str, LengthStats]:

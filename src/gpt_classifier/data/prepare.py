@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import urllib.error
 import urllib.request
 import zipfile
@@ -18,10 +17,9 @@ from .. import fileio
 from ..errors import GPTClassifierError
 from ..progress import progress_bar
 from . import splits
-from .readers import Record, read_records
+from .readers import PathLike, Record, read_records
 from .splits import SPLIT_NAMES, LabelMap, class_counts
 
-PathLike = str | os.PathLike[str]
 SMS_SPAM_NAME = "sms-spam"
 SMS_SPAM_URL = "https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip"
 SMS_SPAM_MEMBER = "SMSSpamCollection"
@@ -37,7 +35,6 @@ def sms_spam_path(
     cache_dir: PathLike | None = None,
     sha256: str = SMS_SPAM_SHA256,
     progress: bool = True,
-    timeout: float = 60.0,
 ) -> Path:
     """The cached ``SMSSpamCollection``, downloaded (again, if its checksum is wrong) if needed."""
     folder = Path(cache_dir) if cache_dir is not None else fileio.cache_dir()
@@ -46,7 +43,7 @@ def sms_spam_path(
         return target
     request = urllib.request.Request(url, headers={"User-Agent": "gpt-classifier"})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=60.0) as response:
             size = response.headers.get("Content-Length")
             total = int(size) if size and size.isdigit() else None
             buffer = io.BytesIO()
@@ -147,19 +144,16 @@ def prepare_dataset(
     train_file: PathLike | None = None,
     validation_file: PathLike | None = None,
     test_file: PathLike | None = None,
-    fmt: str | None = None,
-    text_column: str | None = None,
-    label_column: str | None = None,
     balance: str = "undersample",
     keep_duplicates: bool = False,
     seed: int = splits.DEFAULT_SEED,
     fractions: str | Sequence[float] = splits.DEFAULT_FRACTIONS,
-    cache_dir: PathLike | None = None,
     progress: bool = True,
-    lenient: bool = False,
+    **read: Any,
 ) -> PreparedData:
     """The splits, the label map (from the training split) and a summary: ``data_file`` (default:
-    ``sms-spam``) is deduplicated, balanced and split; split files are read as they are."""
+    ``sms-spam``) is deduplicated, balanced and split; split files are read as they are; ``read``:
+    :func:`read_records`' ``fmt``, ``text_column``, ``label_column`` and ``lenient``."""
     method = splits.check_balance(balance)
     split_files = {"train": train_file, "validation": validation_file, "test": test_file}
     if any(path is not None for path in split_files.values()):
@@ -172,15 +166,14 @@ def prepare_dataset(
             raise GPTClassifierError(
                 "validation/test files were given without a training file; pass --train-file"
             )
-        read = {"fmt": fmt, "text_column": text_column, "label_column": label_column}
-        return _from_split_files(split_files, lenient=lenient, **read)
+        return _from_split_files(split_files, **read)
     fractions = splits.parse_fractions(fractions)
     if data_file is None or str(data_file) == SMS_SPAM_NAME:
-        path = sms_spam_path(cache_dir=cache_dir, progress=progress)
+        path = sms_spam_path(progress=progress)
         source, records = f"{SMS_SPAM_NAME} ({path})", read_records(path, "sms")
     else:
         source = str(data_file)
-        records = read_records(data_file, fmt, text_column, label_column, lenient=lenient)
+        records = read_records(data_file, **read)
     raw = class_counts(records)
     _require_two_classes(raw, source)
     unique, report = (records, splits.DedupReport(0, 0))
@@ -190,20 +183,12 @@ def prepare_dataset(
     _require_two_classes(deduplicated, f"{source} after dropping duplicate texts")
     balanced = splits.balance_classes(unique, method, seed)
     parts = splits.stratified_split(balanced, fractions, seed)
-    return _prepared(
-        parts,
-        LabelMap.from_labels(r.label for r in parts[0]),
-        source=source,
-        raw=raw,
-        deduplicated=deduplicated,
-        balanced=class_counts(balanced),
-        duplicates_dropped=report.dropped,
-        label_conflicts=report.conflicts,
-        balance=method,
-        keep_duplicates=keep_duplicates,
-        seed=seed,
-        fractions=fractions,
-    )
+    label_map = LabelMap.from_labels(r.label for r in parts[0])
+    counts = {"raw": raw, "deduplicated": deduplicated, "balanced": class_counts(balanced)}
+    dropped = {"duplicates_dropped": report.dropped, "label_conflicts": report.conflicts}
+    chosen = {"balance": method, "keep_duplicates": keep_duplicates, "seed": seed}
+    summary = {"source": source, **counts, **dropped, **chosen, "fractions": fractions}
+    return _prepared(parts, label_map, **summary)
 
 
 def write_splits(prepared: PreparedData, output_dir: PathLike) -> dict[str, Path]:

@@ -68,14 +68,9 @@ class TextRow:
     line: int = field(default=0, compare=False)
 
 
-def detect_format(
-    path: PathLike,
-    text_column: str | None = None,
-    label_column: str | None = None,
-    *,
-    labelled: bool = True,
-) -> str:
-    """The format of ``path`` from its name and a tab-separated file's first line."""
+def detect_format(path: PathLike, *columns: str | None, labelled: bool = True) -> str:
+    """The format of ``path`` from its name and a tab-separated file's first line (``columns``:
+    the text and label columns asked for)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if path.name == "SMSSpamCollection":
@@ -95,7 +90,7 @@ def detect_format(
         head = ""
     lines = _LINE_BREAK.split(head.removeprefix("\ufeff"))
     fields = [f.strip().lower() for f in next((s for s in lines if s.strip()), "").split("\t")]
-    wanted = {c.lower() for c in (text_column, label_column) if c}
+    wanted = {c.lower() for c in columns if c}
     if wanted & set(fields) or set(fields) & {*TEXT_COLUMNS, *LABEL_COLUMNS}:
         return fmt
     if labelled:
@@ -104,21 +99,26 @@ def detect_format(
 
 
 def resolve_file(
-    path: PathLike, kind: str, fmt: str | None, allowed: Sequence[str], **detect: Any
+    path: PathLike, fmt: str | None, *columns: str | None, labelled: bool = True
 ) -> tuple[Path, str]:
-    """The existing file ``path`` and its format: ``fmt`` (one of ``allowed``) or detected."""
-    path = Path(path)
+    """The existing, readable file ``path`` (UTF-8 unless Parquet) and its format: ``fmt`` (of
+    ``FORMATS``, or ``TEXT_FORMATS`` when not ``labelled``) or detected."""
+    path, allowed = Path(path), FORMATS if labelled else TEXT_FORMATS
     if not path.exists():
-        raise GPTClassifierError(f"{kind} not found: {path}")
+        raise GPTClassifierError(f"{'data' if labelled else 'input'} file not found: {path}")
     if path.is_dir():
         raise GPTClassifierError(f"{path} is a directory, not a data file")
     if fmt is not None and fmt not in allowed:
         raise GPTClassifierError(f"unknown format {fmt!r}; expected one of {', '.join(allowed)}")
-    return path, fmt or detect_format(path, **detect)
-
-
-def _cannot_read(path: Path, exc: OSError) -> GPTClassifierError:
-    return GPTClassifierError(f"cannot read {path} ({exc.strerror or exc})")
+    fmt = fmt or detect_format(path, *columns, labelled=labelled)
+    if fmt == "sms" and labelled and any(columns):
+        raise GPTClassifierError(
+            f"{path}: format sms (headerless label<TAB>text) has no named columns; "
+            "drop --text-column/--label-column or use a file with a header"
+        )
+    if fmt != "parquet":
+        check_utf8(path)
+    return path, fmt
 
 
 def check_utf8(path: Path) -> None:
@@ -151,7 +151,7 @@ def check_utf8(path: Path) -> None:
                 blank = blank and not chunk.strip()
                 offset += len(chunk)
     except OSError as exc:
-        raise _cannot_read(path, exc) from None
+        raise GPTClassifierError(f"cannot read {path} ({exc.strerror or exc})") from None
     if blank:
         raise GPTClassifierError(f"{path}: the file is empty")
 
@@ -168,7 +168,7 @@ def iter_rows(
     try:  # newline="" keeps each line's ending (the csv module needs it)
         handle = path.open(encoding="utf-8-sig", newline="")
     except OSError as exc:
-        raise _cannot_read(path, exc) from None
+        raise GPTClassifierError(f"cannot read {path} ({exc.strerror or exc})") from None
     with handle:
         if fmt == "csv":
             for index, (number, cells, broken) in enumerate(_csv_rows(handle, source, lines)):
@@ -482,17 +482,8 @@ def read_records(
 ) -> list[Record]:
     """All examples of a labelled file; an error names the file and line of the first problem."""
     wanted = (text_column, label_column)
-    path, fmt = resolve_file(
-        path, "data file", fmt, FORMATS, text_column=text_column, label_column=label_column
-    )
+    path, fmt = resolve_file(path, fmt, *wanted)
     source = str(path)
-    if fmt == "sms" and any(wanted):
-        raise GPTClassifierError(
-            f"{path}: format sms (headerless label<TAB>text) has no named columns; "
-            "drop --text-column/--label-column or use a file with a header"
-        )
-    if fmt != "parquet":
-        check_utf8(path)
     lines = [0]
     rows = iter_rows(path, fmt, lines)
     names = ["text", "label"] if fmt == "sms" else None

@@ -7,7 +7,6 @@ import csv
 import itertools
 import json
 import math
-import os
 import random
 import re
 from collections import Counter, defaultdict
@@ -17,7 +16,7 @@ from pathlib import Path
 
 from ..errors import GPTClassifierError
 from ..fileio import atomic_path, read_json, write_text
-from .readers import Record
+from .readers import PathLike, Record
 
 BALANCE_METHODS = ("weighted", "undersample", "none")
 DEFAULT_FRACTIONS = (0.7, 0.1, 0.2)
@@ -75,12 +74,12 @@ class LabelMap:
                 f"unknown label {label!r}; known classes: {', '.join(self.classes)}"
             ) from None
 
-    def save(self, path: str | os.PathLike[str]) -> None:
+    def save(self, path: PathLike) -> None:
         text = json.dumps({"classes": list(self.classes)}, indent=2, ensure_ascii=False)
         write_text(path, text + "\n")
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> LabelMap:
+    def load(cls, path: PathLike) -> LabelMap:
         values = read_json(path, "label map file")
         if not isinstance(values, dict) or not isinstance(values.get("classes"), list):
             raise GPTClassifierError(f'{path}: expected an object {{"classes": [...]}}')
@@ -204,7 +203,7 @@ def class_counts(records: Sequence[Record]) -> dict[str, int]:
     return {label: counts[label] for label in sort_labels(counts)}
 
 
-def write_split_file(records: Sequence[Record], path: str | os.PathLike[str]) -> Path:
+def write_split_file(records: Sequence[Record], path: PathLike) -> Path:
     """One split as CSV with the book's columns ``Label,Text``, written whole (temp + rename)."""
     path = Path(path)
     with atomic_path(path) as partial, partial.open("w", encoding="utf-8", newline="") as handle:

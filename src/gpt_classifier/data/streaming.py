@@ -44,13 +44,8 @@ def scan_text_file(
 ) -> TextFilePlan:
     """Check every row keeping only counts and column names; errors come in one order whatever the
     order of the rows (bytes, CSV, quotes, widths, no rows, column, empty text)."""
-    kind, formats = "input file", readers.TEXT_FORMATS
-    path, fmt = readers.resolve_file(
-        path, kind, fmt, formats, text_column=text_column, labelled=False
-    )
+    path, fmt = readers.resolve_file(path, fmt, text_column, labelled=False)
     source = str(path)
-    if fmt != "parquet":
-        readers.check_utf8(path)
     lines = [0]
     rows = iter_rows(path, fmt, lines)
     header = next(rows, (0, [], False))[1] if fmt in TABLE_FORMATS else None

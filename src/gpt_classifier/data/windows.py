@@ -5,7 +5,7 @@ book's), ``head-tail`` the start and the end, ``chunks`` windows over the whole 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import GPTClassifierError
@@ -36,9 +36,6 @@ class LongText:
         )
         if problems := [why for valid, why in checks if not valid]:
             raise GPTClassifierError(f"invalid long-text reading {self}: {'; '.join(problems)}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     @classmethod
     def from_dict(cls, values: Any, source: str) -> LongText:
