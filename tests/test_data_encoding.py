@@ -199,9 +199,9 @@ def test_real_tokenizer_multiclass_file(tmp_path, tokenizer):
 
 
 def test_equal_length_buckets_never_pad():
-    from gpt_classifier.data.encoding import BucketBatchSampler
-
     lengths = [3, 5, 3, 3, 5, 2, 3]
-    batches = list(BucketBatchSampler(lengths, 2, equal_lengths=True))
+    dataset = EncodedDataset([[7] * n for n in lengths], [0] * len(lengths))
+    order = {"shuffle": False, "drop_last": False, "pad_length": None, "bucket_by_length": True}
+    batches = [b.indices.tolist() for b in make_loader(dataset, 2, **order, equal_lengths=True)]
     assert batches == [[1, 4], [0, 2], [3, 6], [5]]  # longest first, never two lengths
     assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))

@@ -158,47 +158,23 @@ def collate(
     return Batch(pad_token_ids([ids for ids, _, _ in items], width, pad_token_id), *longs, owners)
 
 
-class BucketBatchSampler(Sampler[list[int]]):
-    """Batches of similar length, shuffled every epoch if asked; ``equal_lengths``: one a batch."""
+class _Batches(Sampler[list[int]]):
+    """Batches of texts (a sampler, or a list shuffled each epoch by ``generator``) as batches of
+    their rows: a text's windows in one batch (one loss)."""
 
     def __init__(
-        self,
-        lengths: Sequence[int],
-        batch_size: int,
-        *,
-        shuffle: bool = False,
-        drop_last: bool = False,
-        generator: torch.Generator | None = None,
-        equal_lengths: bool = False,
+        self, texts: Any, rows_of: list[list[int]], generator: torch.Generator | None = None
     ) -> None:
-        self.batches = plan_batches(
-            lengths, math.inf, max_texts=batch_size, equal_lengths=equal_lengths
-        )
-        if drop_last and self.batches and len(self.batches[-1]) < batch_size:
-            self.batches.pop()
-        self.shuffle, self.generator = shuffle, generator
+        self.texts, self.rows_of, self.generator = texts, rows_of, generator
 
     def __len__(self) -> int:
-        return len(self.batches)
+        return len(self.texts)
 
     def __iter__(self) -> Iterator[list[int]]:
-        order = range(len(self.batches))
-        if self.shuffle:
-            order = torch.randperm(len(self.batches), generator=self.generator).tolist()
-        yield from (self.batches[i] for i in order)
-
-
-class _TextBatches(Sampler[list[int]]):
-    """Batches of texts as batches of their rows: a text's windows in one batch (one loss)."""
-
-    def __init__(self, texts: Sampler[list[int]], rows_of: list[list[int]]) -> None:
-        self.texts, self.rows_of = texts, rows_of
-
-    def __len__(self) -> int:
-        return len(self.texts)  # type: ignore[arg-type]
-
-    def __iter__(self) -> Iterator[list[int]]:
-        for batch in self.texts:
+        texts, shuffle = self.texts, self.generator
+        if shuffle is not None:
+            texts = [texts[i] for i in torch.randperm(len(texts), generator=shuffle).tolist()]
+        for batch in texts:
             yield [row for text in batch for row in self.rows_of[text]]
 
 
@@ -220,20 +196,21 @@ def make_loader(
     owners = dataset.text_index
     key = None if owners is None else owners.__getitem__
     rows_of = [list(rows) for _, rows in itertools.groupby(range(len(dataset)), key)]
-    if bucket_by_length:
+    if bucket_by_length:  # similar lengths together, longest first
         lengths = [sum(dataset.lengths[row] for row in rows) for rows in rows_of]
-        order = {"shuffle": shuffle, "drop_last": drop_last, "generator": generator}
-        equal = equal_lengths and owners is None
-        texts: Sampler[list[int]] = BucketBatchSampler(
-            lengths, batch_size, equal_lengths=equal, **order
-        )
+        equal = equal_lengths and owners is None  # one length a batch
+        planned = plan_batches(lengths, math.inf, max_texts=batch_size, equal_lengths=equal)
+        if drop_last and planned and len(planned[-1]) < batch_size:
+            planned.pop()
+        batches: Sampler[list[int]] = _Batches(planned, rows_of, generator if shuffle else None)
     else:
         every = range(len(rows_of))
         picks = RandomSampler(every, generator=generator) if shuffle else every
-        texts = BatchSampler(picks, batch_size, drop_last)
+        batches = BatchSampler(picks, batch_size, drop_last)
+        batches = batches if owners is None else _Batches(batches, rows_of)
     return DataLoader(
         dataset,
-        batch_sampler=texts if owners is None else _TextBatches(texts, rows_of),
+        batch_sampler=batches,
         collate_fn=functools.partial(
             collate, pad_length=pad_length, pad_token_id=pad_token_id, text_index=owners
         ),

@@ -12,7 +12,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -160,7 +160,7 @@ def iter_rows(
     path: Path, fmt: str, lines: list[int] | None = None
 ) -> Iterator[tuple[int, Any, bool]]:
     """``(line, row, broken)`` of every non-blank row: a dict, or a table's header then cells;
-    ``broken``: quotes that do not close cleanly; ``lines[0]`` counts non-blank lines read."""
+    ``broken``: quotes that do not close cleanly; ``lines[0]``: a CSV file's non-blank lines."""
     if fmt == "parquet":
         yield from parquet_rows(path)
         return
@@ -171,19 +171,14 @@ def iter_rows(
         raise GPTClassifierError(f"cannot read {path} ({exc.strerror or exc})") from None
     with handle:
         if fmt == "csv":
-            for index, (number, cells, broken) in enumerate(_csv_rows(handle, source, lines)):
-                yield number, _header(cells, source, number) if index == 0 else cells, broken
+            yield from _csv_rows(handle, source, lines)
             return
-        first = True
         for number, line in enumerate(handle, start=1):
             line = line.removesuffix("\n").removesuffix("\r")
             if not line.strip():
                 continue
-            if lines is not None:
-                lines[0] += 1
             if fmt == "tsv":
-                cells = line.split("\t")
-                yield number, _header(cells, source, number) if first else cells, False
+                yield number, line.split("\t"), False
             elif fmt == "lines":
                 yield number, {"text": line}, False
             elif fmt == "sms":
@@ -195,7 +190,6 @@ def iter_rows(
                 yield number, {"label": label, "text": text}, False
             else:
                 yield number, _json_object(line, source, number), False
-            first = False
 
 
 def _header(cells: list[str], source: str, number: int) -> list[str]:
@@ -392,8 +386,13 @@ def _check_text(text: Any, where: str, empty: str) -> None:
         ) from None
 
 
-def make_record(text: Any, label: Any, source: str, line: int) -> Record:
+def make_record(values: dict[str, Any], names: Sequence[str], source: str, line: int) -> Record:
+    """The checked example of one row: its text and label in the ``names`` columns."""
     where = f"{source}:{line}"
+    if missing := [c for c in names if c not in values]:
+        available = ", ".join(repr(k) for k in values) or "none"
+        raise GPTClassifierError(f"{where}: no {missing[0]!r} key; available keys: {available}")
+    text, label = values[names[0]], values[names[1]]
     if hasattr(label, "item") and not isinstance(label, (str, bytes)):
         label = label.item()  # numpy scalars from Parquet/pandas
     if _is_missing(label):
@@ -413,14 +412,19 @@ def make_record(text: Any, label: Any, source: str, line: int) -> Record:
 
 
 def text_row(
-    values: dict[str, Any], column: str, columns: Sequence[str], source: str, number: int
+    values: dict[str, Any],
+    names: Sequence[str],
+    source: str,
+    line: int,
+    columns: Sequence[str] = (),
 ) -> TextRow:
-    """One checked row to classify: its text in ``column``, its fields in ``columns``."""
+    """One checked row to classify: its text in column ``names[0]``, its fields in ``columns``."""
+    column, where = names[0], f"{source}:{line}"
     if column not in values:
-        raise GPTClassifierError(f"{source}:{number}: no {column!r} key")
-    _check_text(values[column], f"{source}:{number}", f"empty text in column {column!r}")
+        raise GPTClassifierError(f"{where}: no {column!r} key")
+    _check_text(values[column], where, f"empty text in column {column!r}")
     fields = {name: _cell(values.get(name)) for name in columns}
-    return TextRow(text=values[column], fields=fields, source=source, line=number)
+    return TextRow(text=values[column], fields=fields, source=source, line=line)
 
 
 def _known_column(columns: Sequence[str], known: Sequence[str]) -> str | None:
@@ -471,6 +475,92 @@ def pick_text_column(columns: Sequence[str], wanted: str | None, source: str) ->
     return found
 
 
+class TooManyRows(GPTClassifierError):
+    """Raised by :func:`check_rows` at the first row over its ``max_rows``."""
+
+
+@dataclass(frozen=True)
+class TextFilePlan:
+    """A file whose every row was checked: its columns (in order of appearance), the text column,
+    the row count and, labelled, its examples."""
+
+    path: Path
+    fmt: str
+    columns: tuple[str, ...]
+    text_column: str
+    rows: int
+    records: list[Record] = field(default_factory=list, repr=False)
+
+
+def check_rows(
+    path: PathLike,
+    fmt: str | None,
+    *wanted: str | None,
+    labelled: bool = True,
+    lenient: bool = False,
+    max_rows: int | None = None,
+    allow_empty: bool = False,
+) -> TextFilePlan:
+    """Check every row (``wanted``: the text and, labelled, label columns asked for) keeping counts,
+    column names and the examples; errors come in one order whatever the order of the rows
+    (bytes, CSV, quotes, widths, no rows, column, text)."""
+    path, fmt = resolve_file(path, fmt, *wanted, labelled=labelled)
+    source, lines = str(path), [0]
+    rows: Iterable[tuple[int, Any, bool]] = iter_rows(path, fmt, lines)
+    first, header, _ = next(rows, (0, [], False)) if fmt in TABLE_FORMATS else (0, None, False)
+    header = _header(header, source, first) if fmt in ("csv", "tsv") else header
+    # a JSON-lines file's columns are the keys of its objects, in order of appearance
+    columns = dict.fromkeys(header or {"lines": ["text"], "sms": ["label", "text"]}.get(fmt, []))
+    errors: dict[str, GPTClassifierError | None] = dict.fromkeys(("width", "column", "text"))
+
+    def attempt(kind: str, check: Callable[..., Any], *args: Any) -> Any:
+        if errors[kind] is None:
+            try:
+                return check(*args)
+            except GPTClassifierError as exc:
+                errors[kind] = exc
+        return None
+
+    def choose(number: int) -> list[str]:
+        if not labelled:
+            return [pick_text_column(list(columns), wanted[0], source)]
+        return _choose_columns(list(columns), wanted, f"{source}:{number}" if number else source)
+
+    chosen = None if header is None else attempt("column", choose, first)
+    runaways, check_row = None, make_record if labelled else text_row
+    if header is not None and fmt != "parquet":
+        label, labels = 0, None
+        if labelled and chosen is not None:  # a swallowed line that looks like a record has a label
+            rows, label = list(rows), header.index(chosen[1])
+            labels = {cells[label].strip() for _, cells, _ in rows if len(cells) == len(header)}
+        runaways = Runaways(len(header), label, labels)
+    count, records = 0, []
+    for number, row, broken in rows:
+        count += 1
+        if max_rows is not None and count > max_rows:
+            raise TooManyRows(f"{source}: more than {max_rows} rows")
+        if runaways is not None:
+            runaways.add(number, row, broken)
+        if fmt == "jsonl":
+            columns.update(dict.fromkeys(row))
+        if count == 1 and header is None:
+            chosen = attempt("column", choose, number)
+        if header is not None and len(row) != len(header):
+            attempt("width", check_width, row, header, source, number, fmt)
+            continue
+        values = row if header is None else dict(zip(header, row, strict=True))
+        record = attempt("text", check_row, values, chosen, source, number) if chosen else None
+        if labelled:  # (once an error is found the examples are not returned)
+            records.append(record)
+    if runaways is not None:
+        runaways.report(rows=count, lines=lines[0] - 1, source=source, lenient=lenient)
+    if not count and not allow_empty:  # (a ragged row is a row: no width error then)
+        raise GPTClassifierError(f"{path}: no {'examples' if labelled else 'texts'} in the file")
+    if error := next((error for error in errors.values() if error), None):
+        raise error
+    return TextFilePlan(path, fmt, tuple(columns), chosen[0] if chosen else "", count, records)
+
+
 def read_records(
     path: PathLike,
     fmt: str | None = None,
@@ -481,37 +571,5 @@ def read_records(
     lenient: bool = False,
 ) -> list[Record]:
     """All examples of a labelled file; an error names the file and line of the first problem."""
-    wanted = (text_column, label_column)
-    path, fmt = resolve_file(path, fmt, *wanted)
-    source = str(path)
-    lines = [0]
-    rows = iter_rows(path, fmt, lines)
-    names = ["text", "label"] if fmt == "sms" else None
-    header, data = None, rows
-    if fmt in TABLE_FORMATS and (first := next(rows, None)) is not None:
-        data = rows if fmt == "parquet" else list(rows)
-        number, header, _ = first
-        names = _choose_columns(header, wanted, f"{source}:{number}" if number else source)
-        if fmt != "parquet":
-            label = header.index(names[1])
-            labels = {cells[label].strip() for _, cells, _ in data if len(cells) == len(header)}
-            runaways = Runaways(len(header), label, labels)
-            for number, cells, broken in data:
-                runaways.add(number, cells, broken)
-            runaways.report(rows=len(data), lines=lines[0] - 1, source=source, lenient=lenient)
-    records = []
-    for number, values, _ in data:
-        if header is not None:
-            check_width(values, header, source, number, fmt)
-            values = dict(zip(header, values, strict=True))
-        names = names or _choose_columns(list(values), wanted, f"{source}:{number}")
-        missing = [c for c in names if c not in values]
-        if missing:
-            available = ", ".join(repr(k) for k in values) or "none"
-            raise GPTClassifierError(
-                f"{source}:{number}: no {missing[0]!r} key; available keys: {available}"
-            )
-        records.append(make_record(values[names[0]], values[names[1]], source, number))
-    if not records and not allow_empty:
-        raise GPTClassifierError(f"{path}: no examples in the file")
-    return records
+    read = {"lenient": lenient, "allow_empty": allow_empty}
+    return check_rows(path, fmt, text_column, label_column, **read).records
