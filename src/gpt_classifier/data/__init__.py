@@ -20,7 +20,15 @@ from .prepare import (
     sms_spam_path,
     write_splits,
 )
-from .readers import FORMATS, LABEL_COLUMNS, TEXT_COLUMNS, Record, detect_format, read_records
+from .readers import (
+    FORMATS,
+    LABEL_COLUMNS,
+    TEXT_COLUMNS,
+    Record,
+    detect_format,
+    read_records,
+    read_unlabelled,
+)
 from .splits import (
     BALANCE_METHODS,
     DEFAULT_FRACTIONS,
@@ -35,4 +43,3 @@ from .splits import (
     stratified_split,
     write_split_file,
 )
-from .streaming import read_unlabelled

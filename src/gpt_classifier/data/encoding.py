@@ -67,7 +67,6 @@ class EncodedDataset(Dataset):
         self,
         input_ids: Sequence[Sequence[int]],
         labels: Sequence[int],
-        *,
         max_length: int | None = None,
         long_text: LongText | None = None,
     ) -> None:
@@ -102,12 +101,9 @@ def encode_records(
                 f"{record.where}: label {record.label!r} is not one of the classes "
                 f"{', '.join(label_map.classes)}"
             )
-    return EncodedDataset(
-        [encode(tokenizer, record.text) for record in records],
-        [label_map.id_of(record.label) for record in records],
-        max_length=max_length,
-        long_text=long_text,
-    )
+    ids = [encode(tokenizer, record.text) for record in records]
+    labels = [label_map.id_of(record.label) for record in records]
+    return EncodedDataset(ids, labels, max_length, long_text)
 
 
 class Batch(NamedTuple):
@@ -289,11 +285,8 @@ def encode_splits(
     """Encode the three splits once, resolve the padding strategy, truncate, and measure:
     ``longest-train`` pads (and cuts validation and test) to the longest training text, ``batch``
     pads each batch to its longest row, ``fixed:N`` and ``context`` pad to N or the context."""
-    strategy = parse_padding(padding)
-    full = {
-        name: encode_records(prepared.split(name), tokenizer, prepared.label_map)
-        for name in SPLIT_NAMES
-    }
+    strategy, labels = parse_padding(padding), prepared.label_map
+    full = {name: encode_records(prepared.split(name), tokenizer, labels) for name in SPLIT_NAMES}
     if strategy.kind == "longest-train":
         longest = max(1, min(max(full["train"].original_lengths, default=0), context_length))
         limits = {"train": context_length, "validation": longest, "test": longest}
@@ -308,9 +301,7 @@ def encode_splits(
         limits = dict.fromkeys(SPLIT_NAMES, length)
         pad_lengths = dict.fromkeys(SPLIT_NAMES, None if strategy.kind == "batch" else length)
     datasets = [
-        EncodedDataset(
-            full[name].input_ids, full[name].labels, max_length=limits[name], long_text=long_text
-        )
+        EncodedDataset(full[name].input_ids, full[name].labels, limits[name], long_text)
         for name in SPLIT_NAMES
     ]
-    return EncodedSplits(*datasets, prepared.label_map, strategy, context_length, pad_lengths)
+    return EncodedSplits(*datasets, labels, strategy, context_length, pad_lengths)

@@ -1,12 +1,14 @@
-"""Text files read row by row: one parser per format (:func:`iter_rows`) under both the labelled
-reader and ``streaming.py``, so a file means the same to both (formats, suffixes, headerless
-files, runaway quotes: docs/design.md, "Data files")."""
+"""Text files read row by row: one parser per format (:func:`iter_rows`) and one checker
+(:func:`scan_text_file`) under the labelled reader and the files to classify, so a file means the
+same to both (formats, suffixes, headerless files, runaway quotes: docs/design.md, "Data files");
+a file to classify is checked keeping only counts, then streamed (:func:`iter_text_rows`)."""
 
 from __future__ import annotations
 
 import codecs
 import csv
 import io
+import itertools
 import json
 import logging
 import os
@@ -476,7 +478,7 @@ def pick_text_column(columns: Sequence[str], wanted: str | None, source: str) ->
 
 
 class TooManyRows(GPTClassifierError):
-    """Raised by :func:`check_rows` at the first row over its ``max_rows``."""
+    """Raised by :func:`scan_text_file` at the first row over its ``max_rows``."""
 
 
 @dataclass(frozen=True)
@@ -492,18 +494,21 @@ class TextFilePlan:
     records: list[Record] = field(default_factory=list, repr=False)
 
 
-def check_rows(
+def scan_text_file(
     path: PathLike,
-    fmt: str | None,
-    *wanted: str | None,
-    labelled: bool = True,
+    fmt: str | None = None,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    *,
+    labelled: bool = False,
     lenient: bool = False,
     max_rows: int | None = None,
     allow_empty: bool = False,
 ) -> TextFilePlan:
-    """Check every row (``wanted``: the text and, labelled, label columns asked for) keeping counts,
-    column names and the examples; errors come in one order whatever the order of the rows
-    (bytes, CSV, quotes, widths, no rows, column, text)."""
+    """Check every row keeping counts, column names and (``labelled``) the examples; errors come
+    in one order whatever the order of the rows (bytes, CSV, quotes, widths, no rows, column,
+    text); ``max_rows``: at most, else ``TooManyRows``."""
+    wanted = (text_column, label_column)
     path, fmt = resolve_file(path, fmt, *wanted, labelled=labelled)
     source, lines = str(path), [0]
     rows: Iterable[tuple[int, Any, bool]] = iter_rows(path, fmt, lines)
@@ -523,7 +528,7 @@ def check_rows(
 
     def choose(number: int) -> list[str]:
         if not labelled:
-            return [pick_text_column(list(columns), wanted[0], source)]
+            return [pick_text_column(list(columns), text_column, source)]
         return _choose_columns(list(columns), wanted, f"{source}:{number}" if number else source)
 
     chosen = None if header is None else attempt("column", choose, first)
@@ -572,4 +577,20 @@ def read_records(
 ) -> list[Record]:
     """All examples of a labelled file; an error names the file and line of the first problem."""
     read = {"lenient": lenient, "allow_empty": allow_empty}
-    return check_rows(path, fmt, text_column, label_column, **read).records
+    return scan_text_file(path, fmt, text_column, label_column, labelled=True, **read).records
+
+
+def read_unlabelled(
+    path: PathLike, fmt: str | None = None, text_column: str | None = None, *, lenient: bool = False
+) -> list[TextRow]:
+    """Every text of a file to classify with its row's fields."""
+    return list(iter_text_rows(scan_text_file(path, fmt, text_column, lenient=lenient)))
+
+
+def iter_text_rows(plan: TextFilePlan, skip: int = 0) -> Iterator[TextRow]:
+    """The rows of a scanned file in file order, from row ``skip`` (0-based) on."""
+    columns, source = list(plan.columns), str(plan.path)
+    rows, table = iter_rows(plan.path, plan.fmt), plan.fmt in TABLE_FORMATS
+    for number, row, _ in itertools.islice(rows, skip + table, None):  # a table: its header first
+        values = dict(zip(columns, row, strict=True)) if table else row
+        yield text_row(values, [plan.text_column], source, number, columns)
