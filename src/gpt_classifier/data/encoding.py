@@ -128,8 +128,7 @@ def pad_token_ids(
     """``(len(rows), width)`` int64: each row's first ``width`` ids, right-padded."""
     input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
     for row, ids in enumerate(rows):
-        kept = ids[:width]
-        input_ids[row, : len(kept)] = torch.as_tensor(kept, dtype=torch.long)
+        input_ids[row, : min(len(ids), width)] = torch.as_tensor(ids[:width], dtype=torch.long)
     return input_ids
 
 

@@ -118,10 +118,9 @@ class DataSummary:
         )
         lines = []
         for before, after, what, more, keeps in steps:
-            removed = {c: n - after.get(c, 0) for c, n in before.items() if n > after.get(c, 0)}
-            per_class = ", ".join(f"{label} {n}" for label, n in removed.items())
-            if removed:
-                total = sum(removed.values())
+            if lost := {c: n - after.get(c, 0) for c, n in before.items() if n > after.get(c, 0)}:
+                per_class = ", ".join(f"{label} {n}" for label, n in lost.items())
+                total = sum(lost.values())
                 lines.append(f"dropped {total} {what} ({per_class}{more}); {keeps} keeps them")
         return lines
 

@@ -45,8 +45,7 @@ class LabelMap:
         object.__setattr__(self, "classes", classes)
         if not classes:
             raise GPTClassifierError("a label map needs at least one class")
-        twice = [name for i, name in enumerate(classes) if name in classes[:i]]
-        if twice:
+        if twice := [name for i, name in enumerate(classes) if name in classes[:i]]:
             raise GPTClassifierError(f"label map lists class {twice[0]!r} twice")
         object.__setattr__(self, "_ids", {name: i for i, name in enumerate(classes)})
 
@@ -55,12 +54,10 @@ class LabelMap:
         """The classes seen in ``labels``, ordered by :func:`sort_labels`."""
         return cls(tuple(sort_labels(labels)))
 
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
     def __len__(self) -> int:
         return len(self.classes)
+
+    num_classes = property(__len__)
 
     def __contains__(self, label: object) -> bool:
         return label in self._ids  # type: ignore[attr-defined]
@@ -169,8 +166,7 @@ def split_sizes(count: int, fractions: Sequence[float]) -> tuple[int, int, int]:
     train = math.floor(count * fractions[0] + 1e-9)
     validation = math.floor(count * fractions[1] + 1e-9)
     if count and train == 0:
-        train = 1
-        validation = min(validation, count - 1)
+        train, validation = 1, min(validation, count - 1)
     return train, validation, count - train - validation
 
 
