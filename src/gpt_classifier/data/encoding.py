@@ -291,7 +291,7 @@ def encode_splits(
         limits = {"train": context_length, "validation": longest, "test": longest}
         pad_lengths: dict[str, int | None] = dict.fromkeys(SPLIT_NAMES, longest)
     else:
-        if strategy.length is not None and strategy.length > context_length:
+        if (strategy.length or 0) > context_length:
             raise GPTClassifierError(
                 f"padding fixed:{strategy.length} is longer than the model's context length "
                 f"({context_length} tokens)"

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import io
 import itertools
 import json
 import logging
@@ -194,15 +193,6 @@ def iter_rows(
                 yield number, _json_object(line, source, number), False
 
 
-def _header(cells: list[str], source: str, number: int) -> list[str]:
-    """A CSV/TSV header's column names; a name given twice is refused (which one is meant?)."""
-    header = [cell.strip() for cell in cells]
-    repeated = next((c for i, c in enumerate(header) if c and c in header[:i]), None)
-    if repeated is not None:
-        raise GPTClassifierError(f"{source}:{number}: the header names column {repeated!r} twice")
-    return header
-
-
 def _json_object(line: str, source: str, number: int) -> dict[str, Any]:
     try:
         obj = json.loads(line)
@@ -235,8 +225,7 @@ def _csv_rows(
     reader, start = csv.reader(read()), 1
     while True:
         with _field_limit_lock:  # a process-wide setting: lifted for one row at a time
-            previous = csv.field_size_limit()
-            csv.field_size_limit(max(previous, limit))
+            previous = csv.field_size_limit(max(csv.field_size_limit(), limit))
             try:
                 cells = next(reader)
             except StopIteration:
@@ -250,7 +239,7 @@ def _csv_rows(
         end, broken = reader.line_num, False
         if end > start:  # read again with strict quoting: does it close cleanly?
             try:
-                list(csv.reader(io.StringIO("".join(raw), newline=""), strict=True))
+                list(csv.reader(raw, strict=True))
             except csv.Error:
                 broken = True
         raw.clear()
@@ -259,13 +248,11 @@ def _csv_rows(
         start = end + 1
 
 
-def check_width(cells: list[str], header: list[str], source: str, number: int, fmt: str) -> None:
-    if len(cells) != len(header):
-        tab = "; tab-separated fields are not quoted, so a text holding a tab breaks it"
-        raise GPTClassifierError(
-            f"{source}:{number}: {len(cells)} field(s) but the header has {len(header)}"
-            + (tab if fmt == "tsv" else "")
-        )
+def _width_error(width: int, expected: int, where: str, fmt: str) -> GPTClassifierError:
+    tab = "; tab-separated fields are not quoted, so a text holding a tab breaks it"
+    return GPTClassifierError(
+        f"{where}: {width} field(s) but the header has {expected}" + (tab if fmt == "tsv" else "")
+    )
 
 
 def parquet_rows(path: Path) -> Iterator[tuple[int, list[Any], bool]]:
@@ -513,7 +500,10 @@ def scan_text_file(
     source, lines = str(path), [0]
     rows: Iterable[tuple[int, Any, bool]] = iter_rows(path, fmt, lines)
     first, header, _ = next(rows, (0, [], False)) if fmt in TABLE_FORMATS else (0, None, False)
-    header = _header(header, source, first) if fmt in ("csv", "tsv") else header
+    if fmt in ("csv", "tsv"):  # a column named twice is refused: which one is meant?
+        header = [cell.strip() for cell in header]
+        if twice := next((c for i, c in enumerate(header) if c and c in header[:i]), None):
+            raise GPTClassifierError(f"{source}:{first}: the header names column {twice!r} twice")
     # a JSON-lines file's columns are the keys of its objects, in order of appearance
     columns = dict.fromkeys(header or {"lines": ["text"], "sms": ["label", "text"]}.get(fmt, []))
     errors: dict[str, GPTClassifierError | None] = dict.fromkeys(("width", "column", "text"))
@@ -551,7 +541,8 @@ def scan_text_file(
         if count == 1 and header is None:
             chosen = attempt("column", choose, number)
         if header is not None and len(row) != len(header):
-            attempt("width", check_width, row, header, source, number, fmt)
+            where = f"{source}:{number}"
+            errors["width"] = errors["width"] or _width_error(len(row), len(header), where, fmt)
             continue
         values = row if header is None else dict(zip(header, row, strict=True))
         record = attempt("text", check_row, values, chosen, source, number) if chosen else None
