@@ -95,12 +95,11 @@ def encode_records(
     long_text: LongText | None = None,
 ) -> EncodedDataset:
     """Encode every text once and map labels to class ids (an unknown one names its line)."""
-    for record in records:
-        if record.label not in label_map:
-            raise GPTClassifierError(
-                f"{record.where}: label {record.label!r} is not one of the classes "
-                f"{', '.join(label_map.classes)}"
-            )
+    if unknown := next((record for record in records if record.label not in label_map), None):
+        raise GPTClassifierError(
+            f"{unknown.where}: label {unknown.label!r} is not one of the classes "
+            f"{', '.join(label_map.classes)}"
+        )
     ids = [encode(tokenizer, record.text) for record in records]
     labels = [label_map.id_of(record.label) for record in records]
     return EncodedDataset(ids, labels, max_length, long_text)
@@ -256,10 +255,6 @@ class EncodedSplits:
     @property
     def stats(self) -> dict[str, LengthStats]:
         return {name: LengthStats.of(self.split(name)) for name in SPLIT_NAMES}
-
-    @property
-    def truncated(self) -> dict[str, int]:
-        return {name: self.split(name).truncated for name in SPLIT_NAMES}
 
     @property
     def longest_train(self) -> int:  # before truncation

@@ -171,15 +171,11 @@ def prepare_dataset(
         path = sms_spam_path(progress=progress)
         source, records = f"{SMS_SPAM_NAME} ({path})", read_records(path, "sms")
     else:
-        source = str(data_file)
-        records = read_records(data_file, **read)
-    raw = class_counts(records)
-    _require_two_classes(raw, source)
-    unique, report = (records, splits.DedupReport(0, 0))
-    if not keep_duplicates:
-        unique, report = splits.deduplicate(records)
-    deduplicated = class_counts(unique)
-    _require_two_classes(deduplicated, f"{source} after dropping duplicate texts")
+        source, records = str(data_file), read_records(data_file, **read)
+    raw = _class_counts(records, source)
+    all_kept = (records, splits.DedupReport(0, 0))
+    unique, report = all_kept if keep_duplicates else splits.deduplicate(records)
+    deduplicated = _class_counts(unique, f"{source} after dropping duplicate texts")
     balanced = splits.balance_classes(unique, method, seed)
     parts = splits.stratified_split(balanced, fractions, seed)
     label_map = LabelMap.from_labels(r.label for r in parts[0])
@@ -223,8 +219,7 @@ def _from_split_files(
         name: read_records(path, **read, allow_empty=empty and name != "train") if path else []
         for name, path in files.items()
     }
-    train_counts = class_counts(parts["train"])
-    _require_two_classes(train_counts, str(files["train"]))
+    train_counts = _class_counts(parts["train"], str(files["train"]))
     label_map = LabelMap.from_labels(train_counts)
     for record in parts["validation"] + parts["test"]:
         if record.label not in label_map:
@@ -246,7 +241,8 @@ def _prepared(parts: Sequence[list[Record]], label_map: LabelMap, **summary: Any
     return PreparedData(*parts, label_map, DataSummary(**summary, splits=counts, overlap=overlap))
 
 
-def _require_two_classes(counts: dict[str, int], source: str) -> None:
-    if len(counts) < 2:
+def _class_counts(records: Sequence[Record], source: str) -> dict[str, int]:
+    if len(counts := class_counts(records)) < 2:
         found = f"only the class {next(iter(counts))!r}" if counts else "no classes"
         raise GPTClassifierError(f"{source}: {found}; a classifier needs at least two classes")
+    return counts

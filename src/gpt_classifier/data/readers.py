@@ -102,8 +102,7 @@ def detect_format(path: PathLike, *columns: str | None, labelled: bool = True) -
 def resolve_file(
     path: PathLike, fmt: str | None, *columns: str | None, labelled: bool = True
 ) -> tuple[Path, str]:
-    """The existing, readable file ``path`` (UTF-8 unless Parquet) and its format: ``fmt`` (of
-    ``FORMATS``, or ``TEXT_FORMATS`` when not ``labelled``) or detected."""
+    """The existing, readable (UTF-8 unless Parquet) file and its format, ``fmt`` or detected."""
     path, allowed = Path(path), FORMATS if labelled else TEXT_FORMATS
     if not path.exists():
         raise GPTClassifierError(f"{'data' if labelled else 'input'} file not found: {path}")
@@ -312,8 +311,7 @@ class Runaways:
                 runaway = (line, spans, note.format(found[0]) if found else "", broken)
                 self.count += 1
                 self.first = self.first or runaway
-                if broken:
-                    self.first_broken = self.first_broken or runaway
+                self.first_broken = self.first_broken or (runaway if broken else None)
             line += len(parts) - 1
 
     def _is_record(self, line: str) -> bool:
@@ -470,8 +468,7 @@ class TooManyRows(GPTClassifierError):
 
 @dataclass(frozen=True)
 class TextFilePlan:
-    """A file whose every row was checked: its columns (in order of appearance), the text column,
-    the row count and, labelled, its examples."""
+    """A checked file: its columns in order of appearance, text column, rows and examples."""
 
     path: Path
     fmt: str

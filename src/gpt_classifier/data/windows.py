@@ -58,10 +58,8 @@ def text_windows(ids: Sequence[int], length: int, long_text: LongText) -> list[l
     if long_text.mode == "head-tail":
         head = round(length * long_text.head_fraction)
         return [list(ids[:head]) + list(ids[len(ids) - (length - head) :])]
-    return [
-        list(ids[start : start + length])
-        for start in chunk_window_starts(len(ids), length, long_text)
-    ]
+    starts = chunk_window_starts(len(ids), length, long_text)
+    return [list(ids[start : start + length]) for start in starts]
 
 
 def chunk_window_starts(total: int, length: int, long_text: LongText) -> list[int]:
