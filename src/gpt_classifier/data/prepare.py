@@ -189,7 +189,7 @@ def prepare_dataset(
 def write_splits(prepared: PreparedData, output_dir: PathLike) -> dict[str, Path]:
     """The three split CSVs (``Label,Text``) and ``labels.json``; their paths by name."""
     folder = Path(output_dir)
-    written = {name: folder / splits.SPLIT_FILES[name] for name in SPLIT_NAMES}
+    written = {name: folder / f"{name}.csv" for name in SPLIT_NAMES}
     written["labels"] = folder / "labels.json"
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -205,7 +205,7 @@ def write_splits(prepared: PreparedData, output_dir: PathLike) -> dict[str, Path
 
 def read_splits(directory: PathLike) -> PreparedData:
     """The splits written by :func:`write_splits` (or the book's three CSVs) from one folder."""
-    files = {name: Path(directory) / splits.SPLIT_FILES[name] for name in SPLIT_NAMES}
+    files = {name: Path(directory) / f"{name}.csv" for name in SPLIT_NAMES}
     # write_splits writes validation and test even when empty; the book may lack them
     present = {name: p if name == "train" or p.exists() else None for name, p in files.items()}
     return _from_split_files(present, empty=True)

@@ -70,8 +70,7 @@ class TextRow:
 
 
 def detect_format(path: PathLike, *columns: str | None, labelled: bool = True) -> str:
-    """The format of ``path`` from its name and a tab-separated file's first line (``columns``:
-    the text and label columns asked for)."""
+    """The format of ``path`` from its name and a tab-separated file's first line."""
     path = Path(path)
     suffix = path.suffix.lower()
     if path.name == "SMSSpamCollection":
@@ -268,15 +267,16 @@ def parquet_rows(path: Path) -> Iterator[tuple[int, list[Any], bool]]:
                     "installed; or convert the file to CSV, TSV or JSON lines"
                 ) from None
             frame = pd.read_parquet(path)
-            yield 0, [str(c) for c in frame.columns], False
+            names = frame.columns
             batches: Any = [[frame.iloc[:, i].tolist() for i in range(frame.shape[1])]]
         else:
             file = pq.ParquetFile(path)
-            yield 0, [str(name) for name in file.schema_arrow.names], False
+            names = file.schema_arrow.names
             batches = (
                 [column.to_pylist() for column in batch.columns]
                 for batch in file.iter_batches(batch_size=PARQUET_BATCH_ROWS)
             )
+        yield 0, [str(name) for name in names], False
         rows = (row for batch in batches for row in zip(*batch, strict=True))
         for number, row in enumerate(rows, start=1):
             yield number, list(row), False
@@ -453,13 +453,11 @@ def pick_text_column(columns: Sequence[str], wanted: str | None, source: str) ->
     if wanted is not None and wanted not in columns:
         raise GPTClassifierError(f"{source}: no column {wanted!r}; columns: {listed}")
     found = wanted if wanted is not None else _known_column(columns, TEXT_COLUMNS)
-    if found is None and len(columns) == 1:
-        found = columns[0]
-    if found is None:
+    if found is None and len(columns) != 1:
         raise GPTClassifierError(
             f"{source}: which column holds the text? pass --text-column (columns: {listed})"
         )
-    return found
+    return columns[0] if found is None else found
 
 
 class TooManyRows(GPTClassifierError):
@@ -527,8 +525,7 @@ def scan_text_file(
             labels = {cells[label].strip() for _, cells, _ in rows if len(cells) == len(header)}
         runaways = Runaways(len(header), label, labels)
     count, records = 0, []
-    for number, row, broken in rows:
-        count += 1
+    for count, (number, row, broken) in enumerate(rows, start=1):
         if max_rows is not None and count > max_rows:
             raise TooManyRows(f"{source}: more than {max_rows} rows")
         if runaways is not None:

@@ -22,7 +22,6 @@ BALANCE_METHODS = ("weighted", "undersample", "none")
 DEFAULT_FRACTIONS = (0.7, 0.1, 0.2)
 DEFAULT_SEED = 123
 SPLIT_NAMES = ("train", "validation", "test")
-SPLIT_FILES = {name: f"{name}.csv" for name in SPLIT_NAMES}
 _INTEGER = re.compile(r"[+-]?\d+")
 
 
