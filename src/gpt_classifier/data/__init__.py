@@ -12,12 +12,24 @@ from .encoding import (
     parse_padding,
 )
 from .prepare import (
+    BALANCE_METHODS,
+    DEFAULT_FRACTIONS,
+    DEFAULT_SEED,
     SMS_SPAM_SHA256,
+    SPLIT_NAMES,
     DataSummary,
+    LabelMap,
     PreparedData,
+    balance_classes,
+    deduplicate,
+    parse_fractions,
     prepare_dataset,
     read_splits,
     sms_spam_path,
+    sort_labels,
+    split_sizes,
+    stratified_split,
+    write_split_file,
     write_splits,
 )
 from .readers import (
@@ -28,18 +40,4 @@ from .readers import (
     detect_format,
     read_records,
     read_unlabelled,
-)
-from .splits import (
-    BALANCE_METHODS,
-    DEFAULT_FRACTIONS,
-    DEFAULT_SEED,
-    SPLIT_NAMES,
-    LabelMap,
-    balance_classes,
-    deduplicate,
-    parse_fractions,
-    sort_labels,
-    split_sizes,
-    stratified_split,
-    write_split_file,
 )

@@ -19,14 +19,12 @@ from ..config import EOT_TOKEN_ID, GPT2_CONTEXT_LENGTH
 from ..errors import GPTClassifierError
 from ..tokenizer import encode
 from .batching import plan_batches
+from .prepare import DEFAULT_SEED, SPLIT_NAMES, LabelMap, PreparedData
 from .readers import Record
-from .splits import DEFAULT_SEED, SPLIT_NAMES, LabelMap
 from .windows import LongText, reads_all, window_texts
 
 if TYPE_CHECKING:
     import tiktoken
-
-    from .prepare import PreparedData
 
 PAD_TOKEN_ID = EOT_TOKEN_ID
 PADDING_STRATEGIES = ("longest-train", "batch", "fixed:N", "context")

@@ -22,8 +22,7 @@ from ..classifier import GPTClassifier, Pooling, apply_trainable, describe_train
 from ..classifier.pooling import padding_reads
 from ..data import encode_splits, prepare_dataset, write_splits
 from ..data.encoding import EncodedSplits
-from ..data.prepare import PreparedData
-from ..data.splits import class_weights
+from ..data.prepare import PreparedData, class_weights
 from ..distributed import DistContext
 from ..errors import GPTClassifierError
 from ..evaluation import TrainingHistory, format_report, read_report_json, write_report_json
