@@ -184,8 +184,7 @@ def make_loader(
 ) -> DataLoader:
     """A seeded ``DataLoader`` of ``Batch`` (``pad_length=None``: to each batch's longest row);
     ``bucket_by_length`` (evaluation) groups similar lengths."""
-    generator = torch.Generator().manual_seed(seed)
-    owners = dataset.text_index
+    generator, owners = torch.Generator().manual_seed(seed), dataset.text_index
     key = None if owners is None else owners.__getitem__
     rows_of = [list(rows) for _, rows in itertools.groupby(range(len(dataset)), key)]
     if bucket_by_length:  # similar lengths together, longest first
@@ -242,7 +241,6 @@ class EncodedSplits:
     train: EncodedDataset
     validation: EncodedDataset
     test: EncodedDataset
-    label_map: LabelMap
     padding: Padding
     context_length: int
     pad_lengths: dict[str, int | None]
@@ -296,4 +294,4 @@ def encode_splits(
         EncodedDataset(full[name].input_ids, full[name].labels, limits[name], long_text)
         for name in SPLIT_NAMES
     ]
-    return EncodedSplits(*datasets, labels, strategy, context_length, pad_lengths)
+    return EncodedSplits(*datasets, strategy, context_length, pad_lengths)

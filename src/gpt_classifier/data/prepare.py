@@ -173,8 +173,7 @@ def parse_fractions(value: str | Sequence[float]) -> tuple[float, float, float]:
         )
     if abs(sum(parts) - 1.0) > 1e-6:
         raise GPTClassifierError(f"invalid fractions {value!r}: they must add up to 1")
-    train, validation, test = (max(p, 0.0) for p in parts)
-    return train, validation, test
+    return max(parts[0], 0.0), max(parts[1], 0.0), max(parts[2], 0.0)
 
 
 def split_sizes(count: int, fractions: Sequence[float]) -> tuple[int, int, int]:
@@ -280,8 +279,7 @@ def sms_spam_path(
             f"(corrupt or changed download); {_HINT}"
         )
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fileio.write_bytes(target, content)
+        fileio.write_bytes(target, content)  # (which makes the folder)
     except OSError as exc:
         raise GPTClassifierError(
             f"cannot write the dataset cache {target} ({exc.strerror or exc}); set "
@@ -393,8 +391,7 @@ def write_splits(prepared: PreparedData, output_dir: PathLike) -> dict[str, Path
     written = {name: folder / f"{name}.csv" for name in SPLIT_NAMES}
     written["labels"] = folder / "labels.json"
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        for name in SPLIT_NAMES:
+        for name in SPLIT_NAMES:  # (the first write makes the folder)
             write_split_file(prepared.split(name), written[name])
         prepared.label_map.save(written["labels"])
     except OSError as exc:

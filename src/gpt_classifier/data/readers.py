@@ -25,10 +25,8 @@ logger = logging.getLogger("gpt_classifier.data")
 FORMATS = ("sms", "tsv", "csv", "jsonl", "parquet")
 TEXT_FORMATS = (*FORMATS, "lines")
 TABLE_FORMATS = ("csv", "tsv", "parquet")  # a header first
-TEXT_COLUMNS = (
-    *("text", "sentence", "message", "sms", "content", "review", "document", "body", "comment"),
-    "tweet",
-)
+TEXT_COLUMNS = ("text", "sentence", "message", "sms", "content", "review", "document", "body")
+TEXT_COLUMNS += ("comment", "tweet")
 LABEL_COLUMNS = ("label", "labels", "class", "category", "target", "sentiment", "y")
 # One unbalanced quote is common, a 100-line text in one CSV cell is rare.
 MAX_FIELD_LINES = 100
@@ -128,8 +126,7 @@ def check_utf8(path: Path) -> None:
         with path.open("rb") as handle:
             while True:
                 chunk = handle.read(_READ_BYTES)
-                pending = len(decoder.getstate()[0])
-                bad = None
+                pending, bad = len(decoder.getstate()[0]), None
                 try:
                     decoder.decode(chunk, final=not chunk)
                 except UnicodeDecodeError as exc:
@@ -422,8 +419,7 @@ def _known_column(columns: Sequence[str], known: Sequence[str]) -> str | None:
 def _choose_columns(columns: Sequence[str], wanted: Sequence[str | None], where: str) -> list[str]:
     """The text and label columns: as asked (in any case if only one matches), else known."""
     available = ", ".join(repr(c) for c in columns) or "none"
-    chosen = []
-    kinds = (("text", TEXT_COLUMNS), ("label", LABEL_COLUMNS))
+    chosen, kinds = [], (("text", TEXT_COLUMNS), ("label", LABEL_COLUMNS))
     for requested, (kind, known) in zip(wanted, kinds, strict=True):
         if requested is None:
             found = _known_column(columns, known)
