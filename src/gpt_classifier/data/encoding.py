@@ -259,9 +259,8 @@ class EncodedSplits:
     def loader(self, name: str, batch_size: int = 8, **options: Any) -> DataLoader:
         """The book's loaders: train shuffled with ``drop_last``, the others in order; ``options``:
         ``make_loader``'s (``seed``, ``bucket_by_length``, ...)."""
-        is_train = name == "train"
         given = {key: value for key, value in options.items() if value is not None}
-        order = {"shuffle": is_train, "drop_last": is_train} | given
+        order = dict.fromkeys(("shuffle", "drop_last"), name == "train") | given
         return make_loader(self.split(name), batch_size, pad_length=self.pad_lengths[name], **order)
 
 

@@ -13,7 +13,6 @@ import json
 import math
 import random
 import re
-import urllib.error
 import urllib.request
 import zipfile
 from collections import Counter, defaultdict
@@ -21,6 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.error import HTTPError, URLError
 
 from .. import fileio
 from ..errors import GPTClassifierError
@@ -191,8 +191,7 @@ def stratified_split(
     seed: int = DEFAULT_SEED,
 ) -> tuple[list[Record], list[Record], list[Record]]:
     """Seeded split keeping every class's share in each split, each split shuffled."""
-    fractions = parse_fractions(fractions)
-    rng = random.Random(seed)
+    fractions, rng = parse_fractions(fractions), random.Random(seed)
     by_class: dict[str, list[Record]] = defaultdict(list)
     for record in records:
         by_class[record.label].append(record)
@@ -252,12 +251,9 @@ def sms_spam_path(
                     buffer.write(chunk)
                     bar.update(len(chunk))
     except (OSError, ValueError) as exc:  # URLError (HTTPError), timeouts, resets, bad URLs
-        if isinstance(exc, urllib.error.HTTPError):
+        why = str(exc.reason) if isinstance(exc, URLError) else f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, HTTPError):
             why = f"HTTP {exc.code} {exc.reason}"
-        elif isinstance(exc, urllib.error.URLError):
-            why = str(exc.reason)
-        else:
-            why = f"{type(exc).__name__}: {exc}"
         raise GPTClassifierError(
             f"cannot download the SMS Spam Collection from {url} ({why}); {_HINT}"
         ) from None
@@ -272,8 +268,7 @@ def sms_spam_path(
             content = archive.read(names[0])
     except zipfile.BadZipFile:
         raise GPTClassifierError(f"the download from {url} is not a zip file; {_HINT}") from None
-    actual = hashlib.sha256(content).hexdigest()
-    if actual != sha256:
+    if (actual := hashlib.sha256(content).hexdigest()) != sha256:
         raise GPTClassifierError(
             f"{SMS_SPAM_MEMBER} from {url} has sha256 {actual}, expected {sha256} "
             f"(corrupt or changed download); {_HINT}"
@@ -377,12 +372,11 @@ def prepare_dataset(
     deduplicated = _class_counts(unique, f"{source} after dropping duplicate texts")
     balanced = balance_classes(unique, method, seed)
     parts = stratified_split(balanced, fractions, seed)
-    label_map = LabelMap.from_labels(r.label for r in parts[0])
     counts = {"raw": raw, "deduplicated": deduplicated, "balanced": class_counts(balanced)}
     dropped = {"duplicates_dropped": report.dropped, "label_conflicts": report.conflicts}
     chosen = {"balance": method, "keep_duplicates": keep_duplicates, "seed": seed}
     summary = {"source": source, **counts, **dropped, **chosen, "fractions": fractions}
-    return _prepared(parts, label_map, **summary)
+    return _prepared(parts, LabelMap.from_labels(r.label for r in parts[0]), **summary)
 
 
 def write_splits(prepared: PreparedData, output_dir: PathLike) -> dict[str, Path]:

@@ -28,10 +28,8 @@ TABLE_FORMATS = ("csv", "tsv", "parquet")  # a header first
 TEXT_COLUMNS = ("text", "sentence", "message", "sms", "content", "review", "document", "body")
 TEXT_COLUMNS += ("comment", "tweet")
 LABEL_COLUMNS = ("label", "labels", "class", "category", "target", "sentiment", "y")
-# One unbalanced quote is common, a 100-line text in one CSV cell is rare.
-MAX_FIELD_LINES = 100
-# Without labels one comma already makes a line of a text look like a two-column record.
-UNLABELLED_RECORD_LINES = 3
+MAX_FIELD_LINES = 100  # one unbalanced quote is common, a 100-line text in one CSV cell is rare
+UNLABELLED_RECORD_LINES = 3  # unlabelled, one comma makes a line of text look like a record
 PARQUET_BATCH_ROWS = 4096  # rows decoded at a time: memory does not grow with the file
 
 _SUFFIX_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
@@ -41,6 +39,7 @@ _MAX_FIELD_SIZE = 2**31 - 1  # csv.field_size_limit takes a C long, 32 bits on W
 _field_limit_lock = threading.Lock()
 _READ_BYTES = 1 << 20
 PathLike = str | os.PathLike[str]
+Row = tuple[int, Any, bool]  # (line, a dict or a table's cells, quotes broken): see iter_rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,9 +151,7 @@ def check_utf8(path: Path) -> None:
         raise GPTClassifierError(f"{path}: the file is empty")
 
 
-def iter_rows(
-    path: Path, fmt: str, lines: list[int] | None = None
-) -> Iterator[tuple[int, Any, bool]]:
+def iter_rows(path: Path, fmt: str, lines: list[int] | None = None) -> Iterator[Row]:
     """``(line, row, broken)`` of every non-blank row: a dict, or a table's header then cells;
     ``broken``: quotes that do not close cleanly; ``lines[0]``: a CSV file's non-blank lines."""
     if fmt == "parquet":
@@ -203,9 +200,7 @@ def _json_object(line: str, source: str, number: int) -> dict[str, Any]:
     return obj
 
 
-def _csv_rows(
-    handle: IO[str], source: str, lines: list[int] | None
-) -> Iterator[tuple[int, list[str], bool]]:
+def _csv_rows(handle: IO[str], source: str, lines: list[int] | None) -> Iterator[Row]:
     raw: list[str] = []
 
     def read() -> Iterator[str]:
@@ -250,7 +245,7 @@ def _width_error(width: int, expected: int, where: str, fmt: str) -> GPTClassifi
     )
 
 
-def parquet_rows(path: Path) -> Iterator[tuple[int, list[Any], bool]]:
+def parquet_rows(path: Path) -> Iterator[Row]:
     """``iter_rows`` of a Parquet file, decoded ``PARQUET_BATCH_ROWS`` rows at a time."""
     try:
         try:
@@ -489,7 +484,7 @@ def scan_text_file(
     wanted = (text_column, label_column)
     path, fmt = resolve_file(path, fmt, *wanted, labelled=labelled)
     source, lines = str(path), [0]
-    rows: Iterable[tuple[int, Any, bool]] = iter_rows(path, fmt, lines)
+    rows: Iterable[Row] = iter_rows(path, fmt, lines)
     first, header, _ = next(rows, (0, [], False)) if fmt in TABLE_FORMATS else (0, None, False)
     if fmt in ("csv", "tsv"):  # a column named twice is refused: which one is meant?
         header = [cell.strip() for cell in header]

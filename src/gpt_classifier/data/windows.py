@@ -64,8 +64,7 @@ def text_windows(ids: Sequence[int], length: int, long_text: LongText) -> list[l
 
 def chunk_window_starts(total: int, length: int, long_text: LongText) -> list[int]:
     """Where the ``chunks`` windows of a text longer than ``length`` start (explain needs them)."""
-    starts = _chunk_starts(total, length, long_text)
-    keep = long_text.max_chunks
+    starts, keep = _chunk_starts(total, length, long_text), long_text.max_chunks
     if len(starts) > keep:  # evenly spread, the first and the last kept
         starts = [starts[round(i * (len(starts) - 1) / max(keep - 1, 1))] for i in range(keep)]
     return starts
