@@ -509,7 +509,7 @@ def scan_text_file(
 
     chosen = None if header is None else attempt("column", choose, first)
     runaways, check_row = None, make_record if labelled else text_row
-    if header is not None and fmt != "parquet":
+    if header is not None and fmt != "parquet" and (chosen is not None or not labelled):
         label, labels = 0, None
         if labelled and chosen is not None:  # a swallowed line that looks like a record has a label
             rows, label = list(rows), header.index(chosen[1])
