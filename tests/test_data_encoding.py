@@ -65,11 +65,15 @@ def test_parse_padding():
             parse_padding(bad)
 
 
+def _truncated(encoded) -> dict[str, int]:
+    return {name: stats.truncated for name, stats in encoded.stats.items()}
+
+
 def test_longest_train_pads_to_training_max_and_truncates_others():
     encoded = encode_splits(PREPARED, WordTokenizer(), "longest-train", context_length=100)
     assert encoded.pad_lengths == {"train": 7, "validation": 7, "test": 7}
     assert encoded.longest_train == 7
-    assert encoded.truncated == {"train": 0, "validation": 1, "test": 1}
+    assert _truncated(encoded) == {"train": 0, "validation": 1, "test": 1}
     assert encoded.validation.lengths == [7, 1, 4]
     assert encoded.stats["validation"].max == 9  # statistics are before truncation
     assert encoded.stats["validation"].share_truncated == pytest.approx(1 / 3)
@@ -85,14 +89,14 @@ def test_longest_train_pads_to_training_max_and_truncates_others():
 def test_longest_train_is_capped_by_context_length():
     encoded = encode_splits(PREPARED, WordTokenizer(), "longest-train", context_length=5)
     assert encoded.pad_lengths["train"] == 5
-    assert encoded.truncated == {"train": 2, "validation": 1, "test": 1}
-    assert encoded.longest_train == 7 and encoded.train.longest == 5
+    assert _truncated(encoded) == {"train": 2, "validation": 1, "test": 1}
+    assert encoded.longest_train == 7 and max(encoded.train.lengths) == 5
 
 
 def test_batch_padding_pads_each_batch_to_its_longest():
     encoded = encode_splits(PREPARED, WordTokenizer(), "batch", context_length=100)
     assert encoded.pad_lengths == {"train": None, "validation": None, "test": None}
-    assert encoded.truncated == {"train": 0, "validation": 0, "test": 0}
+    assert _truncated(encoded) == {"train": 0, "validation": 0, "test": 0}
     loader = encoded.loader("train", batch_size=2, shuffle=False, drop_last=False)
     widths = [batch.input_ids.shape[1] for batch in loader]
     assert widths == [7, 5, 6]
@@ -101,7 +105,7 @@ def test_batch_padding_pads_each_batch_to_its_longest():
 def test_fixed_and_context_padding():
     fixed = encode_splits(PREPARED, WordTokenizer(), "fixed:4", context_length=100)
     assert fixed.pad_lengths == {"train": 4, "validation": 4, "test": 4}
-    assert fixed.truncated == {"train": 3, "validation": 1, "test": 1}
+    assert _truncated(fixed) == {"train": 3, "validation": 1, "test": 1}
     batch = next(iter(fixed.loader("test")))
     assert batch.input_ids.shape == (2, 4) and batch.lengths.tolist() == [4, 3]
     assert batch.input_ids[1, 3].item() == PAD_TOKEN_ID
@@ -199,9 +203,9 @@ def test_real_tokenizer_multiclass_file(tmp_path, tokenizer):
 
 
 def test_equal_length_buckets_never_pad():
-    from gpt_classifier.data.encoding import BucketBatchSampler
-
     lengths = [3, 5, 3, 3, 5, 2, 3]
-    batches = list(BucketBatchSampler(lengths, 2, equal_lengths=True))
+    dataset = EncodedDataset([[7] * n for n in lengths], [0] * len(lengths))
+    order = {"shuffle": False, "drop_last": False, "pad_length": None, "bucket_by_length": True}
+    batches = [b.indices.tolist() for b in make_loader(dataset, 2, **order, equal_lengths=True)]
     assert batches == [[1, 4], [0, 2], [3, 6], [5]]  # longest first, never two lengths
     assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))

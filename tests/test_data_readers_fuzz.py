@@ -347,9 +347,9 @@ def _rows_or_error(read):
     lenient=st.booleans(),
 )
 def test_the_streaming_reader_reads_as_the_whole_file_reader(folder, data, name, fmt, lenient):
-    """``classify --file`` streams its input (data/streaming.py): the same rows, or the same
+    """``classify --file`` streams its input (data/readers.py): the same rows, or the same
     error message, as ``read_unlabelled`` reading the file at once."""
-    from gpt_classifier.data.streaming import iter_text_rows, scan_text_file
+    from gpt_classifier.data.readers import iter_text_rows, scan_text_file
 
     path = folder / name
     path.write_bytes(data)

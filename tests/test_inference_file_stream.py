@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from gpt_classifier.cli.main import cli
 from gpt_classifier.data import Record, read_records, write_split_file
-from gpt_classifier.data.streaming import iter_text_rows, read_unlabelled, scan_text_file
+from gpt_classifier.data.readers import iter_text_rows, read_unlabelled, scan_text_file
 from gpt_classifier.errors import GPTClassifierError
 from gpt_classifier.faults import KILL_AT_ENV
 from gpt_classifier.inference.file_stream import partial_path, progress_path

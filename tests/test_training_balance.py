@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from gpt_classifier.cli.main import cli
 from gpt_classifier.data import prepare_dataset
-from gpt_classifier.data.splits import class_weights
+from gpt_classifier.data.prepare import class_weights
 from gpt_classifier.runs import checkpoint as checkpoint_module
 from gpt_classifier.training.pipeline import FinetuneOptions, run_finetune
 

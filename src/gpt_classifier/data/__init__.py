@@ -12,27 +12,32 @@ from .encoding import (
     parse_padding,
 )
 from .prepare import (
-    SMS_SPAM_SHA256,
-    DataSummary,
-    PreparedData,
-    prepare_dataset,
-    read_splits,
-    sms_spam_path,
-    write_splits,
-)
-from .readers import FORMATS, LABEL_COLUMNS, TEXT_COLUMNS, Record, detect_format, read_records
-from .splits import (
     BALANCE_METHODS,
     DEFAULT_FRACTIONS,
     DEFAULT_SEED,
+    SMS_SPAM_SHA256,
     SPLIT_NAMES,
+    DataSummary,
     LabelMap,
+    PreparedData,
     balance_classes,
     deduplicate,
     parse_fractions,
+    prepare_dataset,
+    read_splits,
+    sms_spam_path,
     sort_labels,
     split_sizes,
     stratified_split,
     write_split_file,
+    write_splits,
 )
-from .streaming import read_unlabelled
+from .readers import (
+    FORMATS,
+    LABEL_COLUMNS,
+    TEXT_COLUMNS,
+    Record,
+    detect_format,
+    read_records,
+    read_unlabelled,
+)

@@ -36,13 +36,9 @@ def plan_batches(
             after = tokens + length
         else:
             after = (len(batch) + 1) * max(pad_to or (lengths[batch[0]] if batch else length), 1)
-        fits = (
-            bool(batch)
-            and (max_texts is None or len(batch) < max_texts)
-            and after <= max_tokens
-            and (not equal_lengths or lengths[batch[0]] == length)
-        )
-        if fits:
+        room = max_texts is None or len(batch) < max_texts
+        same = not equal_lengths or not batch or lengths[batch[0]] == length
+        if batch and room and same and after <= max_tokens:
             batch.append(index)
             tokens = after
         else:
@@ -55,8 +51,7 @@ def best_padded_batch(lengths: Sequence[int], max_texts: int, max_tokens: int) -
     """The padded batch with text 0 that does the most real tokens per unit of work (a pass costs
     its padded tokens plus ``PASS_COST_TOKENS``)."""
     order = sorted(range(len(lengths)), key=lambda row: lengths[row])
-    best: list[int] = [0]
-    best_score = -1.0
+    best, best_score = [0], -1.0
     for width in sorted({n for n in lengths if n >= lengths[0]}):
         room = max(1, min(max_texts, max_tokens // width))
         fitting = [row for row in order if lengths[row] <= width][-room:]

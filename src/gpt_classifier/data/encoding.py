@@ -19,14 +19,12 @@ from ..config import EOT_TOKEN_ID, GPT2_CONTEXT_LENGTH
 from ..errors import GPTClassifierError
 from ..tokenizer import encode
 from .batching import plan_batches
+from .prepare import DEFAULT_SEED, SPLIT_NAMES, LabelMap, PreparedData
 from .readers import Record
-from .splits import DEFAULT_SEED, SPLIT_NAMES, LabelMap
 from .windows import LongText, reads_all, window_texts
 
 if TYPE_CHECKING:
     import tiktoken
-
-    from .prepare import PreparedData
 
 PAD_TOKEN_ID = EOT_TOKEN_ID
 PADDING_STRATEGIES = ("longest-train", "batch", "fixed:N", "context")
@@ -67,12 +65,10 @@ class EncodedDataset(Dataset):
         self,
         input_ids: Sequence[Sequence[int]],
         labels: Sequence[int],
-        *,
         max_length: int | None = None,
-        original_lengths: Sequence[int] | None = None,
         long_text: LongText | None = None,
     ) -> None:
-        self.original_lengths = list(original_lengths or map(len, input_ids))
+        self.original_lengths = [len(ids) for ids in input_ids]
         self.long_text = long_text or LongText()
         window = max_length or max(self.original_lengths, default=1)
         self.input_ids, self.text_index = window_texts(input_ids, window, self.long_text)
@@ -88,10 +84,6 @@ class EncodedDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[list[int], int, int]:
         return self.input_ids[index], self.labels[index], index
 
-    @property
-    def longest(self) -> int:
-        return max(self.lengths, default=0)
-
 
 def encode_records(
     records: Sequence[Record],
@@ -101,18 +93,14 @@ def encode_records(
     long_text: LongText | None = None,
 ) -> EncodedDataset:
     """Encode every text once and map labels to class ids (an unknown one names its line)."""
-    for record in records:
-        if record.label not in label_map:
-            raise GPTClassifierError(
-                f"{record.where}: label {record.label!r} is not one of the classes "
-                f"{', '.join(label_map.classes)}"
-            )
-    return EncodedDataset(
-        [encode(tokenizer, record.text) for record in records],
-        [label_map.id_of(record.label) for record in records],
-        max_length=max_length,
-        long_text=long_text,
-    )
+    if unknown := next((record for record in records if record.label not in label_map), None):
+        raise GPTClassifierError(
+            f"{unknown.where}: label {unknown.label!r} is not one of the classes "
+            f"{', '.join(label_map.classes)}"
+        )
+    ids = [encode(tokenizer, record.text) for record in records]
+    labels = [label_map.id_of(record.label) for record in records]
+    return EncodedDataset(ids, labels, max_length, long_text)
 
 
 class Batch(NamedTuple):
@@ -137,8 +125,7 @@ def pad_token_ids(
     """``(len(rows), width)`` int64: each row's first ``width`` ids, right-padded."""
     input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
     for row, ids in enumerate(rows):
-        kept = ids[:width]
-        input_ids[row, : len(kept)] = torch.as_tensor(kept, dtype=torch.long)
+        input_ids[row, : min(len(ids), width)] = torch.as_tensor(ids[:width], dtype=torch.long)
     return input_ids
 
 
@@ -152,60 +139,34 @@ def collate(
     rows are windows, numbered per text in ``Batch.owners``."""
     lengths = [len(ids) if pad_length is None else min(len(ids), pad_length) for ids, _, _ in items]
     width = pad_length if pad_length is not None else max(lengths, default=0)
-    labels = [label for _, label, _ in items]
-    owners = None
+    labels, owners = [label for _, label, _ in items], None
     if text_index is not None:
         number: dict[int, int] = {}  # a text's number in this batch, in order of appearance
-        owners = [number.setdefault(text_index[i], len(number)) for _, _, i in items]
-        labels = list(dict(zip(owners, labels, strict=True)).values())  # a text's windows share it
+        texts = [number.setdefault(text_index[i], len(number)) for _, _, i in items]
+        labels = list(dict(zip(texts, labels, strict=True)).values())  # a text's windows share it
+        owners = torch.tensor(texts, dtype=torch.long)
     indices = [index for _, _, index in items]
     longs = (torch.tensor(values, dtype=torch.long) for values in (labels, lengths, indices))
-    owners_ids = None if owners is None else torch.tensor(owners, dtype=torch.long)
-    input_ids = pad_token_ids([ids for ids, _, _ in items], width, pad_token_id)
-    return Batch(input_ids, *longs, owners_ids)
+    return Batch(pad_token_ids([ids for ids, _, _ in items], width, pad_token_id), *longs, owners)
 
 
-class BucketBatchSampler(Sampler[list[int]]):
-    """Batches of similar length, shuffled every epoch if asked; ``equal_lengths``: one a batch."""
+class _Batches(Sampler[list[int]]):
+    """Batches of texts (a sampler, or a list shuffled each epoch by ``generator``) as batches of
+    their rows: a text's windows in one batch (one loss)."""
 
     def __init__(
-        self,
-        lengths: Sequence[int],
-        batch_size: int,
-        *,
-        shuffle: bool = False,
-        drop_last: bool = False,
-        generator: torch.Generator | None = None,
-        equal_lengths: bool = False,
+        self, texts: Any, rows_of: list[list[int]], generator: torch.Generator | None = None
     ) -> None:
-        self.batches = plan_batches(
-            lengths, math.inf, max_texts=batch_size, equal_lengths=equal_lengths
-        )
-        if drop_last and self.batches and len(self.batches[-1]) < batch_size:
-            self.batches.pop()
-        self.shuffle, self.generator = shuffle, generator
+        self.texts, self.rows_of, self.generator = texts, rows_of, generator
 
     def __len__(self) -> int:
-        return len(self.batches)
+        return len(self.texts)
 
     def __iter__(self) -> Iterator[list[int]]:
-        order = range(len(self.batches))
-        if self.shuffle:
-            order = torch.randperm(len(self.batches), generator=self.generator).tolist()
-        yield from (self.batches[i] for i in order)
-
-
-class _TextBatches(Sampler[list[int]]):
-    """Batches of texts as batches of their rows: a text's windows in one batch (one loss)."""
-
-    def __init__(self, texts: Sampler[list[int]], rows_of: list[list[int]]) -> None:
-        self.texts, self.rows_of = texts, rows_of
-
-    def __len__(self) -> int:
-        return len(self.texts)  # type: ignore[arg-type]
-
-    def __iter__(self) -> Iterator[list[int]]:
-        for batch in self.texts:
+        texts, shuffle = self.texts, self.generator
+        if shuffle is not None:
+            texts = [texts[i] for i in torch.randperm(len(texts), generator=shuffle).tolist()]
+        for batch in texts:
             yield [row for text in batch for row in self.rows_of[text]]
 
 
@@ -223,24 +184,24 @@ def make_loader(
 ) -> DataLoader:
     """A seeded ``DataLoader`` of ``Batch`` (``pad_length=None``: to each batch's longest row);
     ``bucket_by_length`` (evaluation) groups similar lengths."""
-    generator = torch.Generator().manual_seed(seed)
-    owners = dataset.text_index
+    generator, owners = torch.Generator().manual_seed(seed), dataset.text_index
     key = None if owners is None else owners.__getitem__
     rows_of = [list(rows) for _, rows in itertools.groupby(range(len(dataset)), key)]
-    if bucket_by_length:
+    if bucket_by_length:  # similar lengths together, longest first
         lengths = [sum(dataset.lengths[row] for row in rows) for rows in rows_of]
-        order = {"shuffle": shuffle, "drop_last": drop_last, "generator": generator}
-        equal = equal_lengths and owners is None
-        texts: Sampler[list[int]] = BucketBatchSampler(
-            lengths, batch_size, equal_lengths=equal, **order
-        )
+        equal = equal_lengths and owners is None  # one length a batch
+        planned = plan_batches(lengths, math.inf, max_texts=batch_size, equal_lengths=equal)
+        if drop_last and planned and len(planned[-1]) < batch_size:
+            planned.pop()
+        batches: Sampler[list[int]] = _Batches(planned, rows_of, generator if shuffle else None)
     else:
         every = range(len(rows_of))
         picks = RandomSampler(every, generator=generator) if shuffle else every
-        texts = BatchSampler(picks, batch_size, drop_last)
+        batches = BatchSampler(picks, batch_size, drop_last)
+        batches = batches if owners is None else _Batches(batches, rows_of)
     return DataLoader(
         dataset,
-        batch_sampler=texts if owners is None else _TextBatches(texts, rows_of),
+        batch_sampler=batches,
         collate_fn=functools.partial(
             collate, pad_length=pad_length, pad_token_id=pad_token_id, text_index=owners
         ),
@@ -280,7 +241,6 @@ class EncodedSplits:
     train: EncodedDataset
     validation: EncodedDataset
     test: EncodedDataset
-    label_map: LabelMap
     padding: Padding
     context_length: int
     pad_lengths: dict[str, int | None]
@@ -289,16 +249,8 @@ class EncodedSplits:
         return {"train": self.train, "validation": self.validation, "test": self.test}[name]
 
     @property
-    def max_lengths(self) -> dict[str, int | None]:
-        return {name: self.split(name).max_length for name in SPLIT_NAMES}
-
-    @property
     def stats(self) -> dict[str, LengthStats]:
         return {name: LengthStats.of(self.split(name)) for name in SPLIT_NAMES}
-
-    @property
-    def truncated(self) -> dict[str, int]:
-        return {name: self.split(name).truncated for name in SPLIT_NAMES}
 
     @property
     def longest_train(self) -> int:  # before truncation
@@ -307,9 +259,8 @@ class EncodedSplits:
     def loader(self, name: str, batch_size: int = 8, **options: Any) -> DataLoader:
         """The book's loaders: train shuffled with ``drop_last``, the others in order; ``options``:
         ``make_loader``'s (``seed``, ``bucket_by_length``, ...)."""
-        is_train = name == "train"
         given = {key: value for key, value in options.items() if value is not None}
-        order = {"shuffle": is_train, "drop_last": is_train} | given
+        order = dict.fromkeys(("shuffle", "drop_last"), name == "train") | given
         return make_loader(self.split(name), batch_size, pad_length=self.pad_lengths[name], **order)
 
 
@@ -323,17 +274,14 @@ def encode_splits(
     """Encode the three splits once, resolve the padding strategy, truncate, and measure:
     ``longest-train`` pads (and cuts validation and test) to the longest training text, ``batch``
     pads each batch to its longest row, ``fixed:N`` and ``context`` pad to N or the context."""
-    strategy = parse_padding(padding)
-    full = {
-        name: encode_records(prepared.split(name), tokenizer, prepared.label_map)
-        for name in SPLIT_NAMES
-    }
+    strategy, labels = parse_padding(padding), prepared.label_map
+    full = {name: encode_records(prepared.split(name), tokenizer, labels) for name in SPLIT_NAMES}
     if strategy.kind == "longest-train":
         longest = max(1, min(max(full["train"].original_lengths, default=0), context_length))
         limits = {"train": context_length, "validation": longest, "test": longest}
         pad_lengths: dict[str, int | None] = dict.fromkeys(SPLIT_NAMES, longest)
     else:
-        if strategy.length is not None and strategy.length > context_length:
+        if (strategy.length or 0) > context_length:
             raise GPTClassifierError(
                 f"padding fixed:{strategy.length} is longer than the model's context length "
                 f"({context_length} tokens)"
@@ -342,9 +290,7 @@ def encode_splits(
         limits = dict.fromkeys(SPLIT_NAMES, length)
         pad_lengths = dict.fromkeys(SPLIT_NAMES, None if strategy.kind == "batch" else length)
     datasets = [
-        EncodedDataset(
-            full[name].input_ids, full[name].labels, max_length=limits[name], long_text=long_text
-        )
+        EncodedDataset(full[name].input_ids, full[name].labels, limits[name], long_text)
         for name in SPLIT_NAMES
     ]
-    return EncodedSplits(*datasets, prepared.label_map, strategy, context_length, pad_lengths)
+    return EncodedSplits(*datasets, strategy, context_length, pad_lengths)

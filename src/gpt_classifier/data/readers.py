@@ -1,18 +1,19 @@
-"""Text files read row by row: one parser per format (:func:`iter_rows`) under both the labelled
-reader and ``streaming.py``, so a file means the same to both (formats, suffixes, headerless
-files, runaway quotes: docs/design.md, "Data files")."""
+"""Text files read row by row: one parser per format (:func:`iter_rows`) and one checker
+(:func:`scan_text_file`) under the labelled reader and the files to classify, so a file means the
+same to both (formats, suffixes, headerless files, runaway quotes: docs/design.md, "Data files");
+a file to classify is checked keeping only counts, then streamed (:func:`iter_text_rows`)."""
 
 from __future__ import annotations
 
 import codecs
 import csv
-import io
+import itertools
 import json
 import logging
 import os
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -24,15 +25,11 @@ logger = logging.getLogger("gpt_classifier.data")
 FORMATS = ("sms", "tsv", "csv", "jsonl", "parquet")
 TEXT_FORMATS = (*FORMATS, "lines")
 TABLE_FORMATS = ("csv", "tsv", "parquet")  # a header first
-TEXT_COLUMNS = (
-    *("text", "sentence", "message", "sms", "content", "review", "document", "body", "comment"),
-    "tweet",
-)
+TEXT_COLUMNS = ("text", "sentence", "message", "sms", "content", "review", "document", "body")
+TEXT_COLUMNS += ("comment", "tweet")
 LABEL_COLUMNS = ("label", "labels", "class", "category", "target", "sentiment", "y")
-# One unbalanced quote is common, a 100-line text in one CSV cell is rare.
-MAX_FIELD_LINES = 100
-# Without labels one comma already makes a line of a text look like a two-column record.
-UNLABELLED_RECORD_LINES = 3
+MAX_FIELD_LINES = 100  # one unbalanced quote is common, a 100-line text in one CSV cell is rare
+UNLABELLED_RECORD_LINES = 3  # unlabelled, one comma makes a line of text look like a record
 PARQUET_BATCH_ROWS = 4096  # rows decoded at a time: memory does not grow with the file
 
 _SUFFIX_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
@@ -42,6 +39,7 @@ _MAX_FIELD_SIZE = 2**31 - 1  # csv.field_size_limit takes a C long, 32 bits on W
 _field_limit_lock = threading.Lock()
 _READ_BYTES = 1 << 20
 PathLike = str | os.PathLike[str]
+Row = tuple[int, Any, bool]  # (line, a dict or a table's cells, quotes broken): see iter_rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,13 +66,7 @@ class TextRow:
     line: int = field(default=0, compare=False)
 
 
-def detect_format(
-    path: PathLike,
-    text_column: str | None = None,
-    label_column: str | None = None,
-    *,
-    labelled: bool = True,
-) -> str:
+def detect_format(path: PathLike, *columns: str | None, labelled: bool = True) -> str:
     """The format of ``path`` from its name and a tab-separated file's first line."""
     path = Path(path)
     suffix = path.suffix.lower()
@@ -95,7 +87,7 @@ def detect_format(
         head = ""
     lines = _LINE_BREAK.split(head.removeprefix("\ufeff"))
     fields = [f.strip().lower() for f in next((s for s in lines if s.strip()), "").split("\t")]
-    wanted = {c.lower() for c in (text_column, label_column) if c}
+    wanted = {c.lower() for c in columns if c}
     if wanted & set(fields) or set(fields) & {*TEXT_COLUMNS, *LABEL_COLUMNS}:
         return fmt
     if labelled:
@@ -104,21 +96,25 @@ def detect_format(
 
 
 def resolve_file(
-    path: PathLike, kind: str, fmt: str | None, allowed: Sequence[str], **detect: Any
+    path: PathLike, fmt: str | None, *columns: str | None, labelled: bool = True
 ) -> tuple[Path, str]:
-    """The existing file ``path`` and its format: ``fmt`` (one of ``allowed``) or detected."""
-    path = Path(path)
+    """The existing, readable (UTF-8 unless Parquet) file and its format, ``fmt`` or detected."""
+    path, allowed = Path(path), FORMATS if labelled else TEXT_FORMATS
     if not path.exists():
-        raise GPTClassifierError(f"{kind} not found: {path}")
+        raise GPTClassifierError(f"{'data' if labelled else 'input'} file not found: {path}")
     if path.is_dir():
         raise GPTClassifierError(f"{path} is a directory, not a data file")
     if fmt is not None and fmt not in allowed:
         raise GPTClassifierError(f"unknown format {fmt!r}; expected one of {', '.join(allowed)}")
-    return path, fmt or detect_format(path, **detect)
-
-
-def _cannot_read(path: Path, exc: OSError) -> GPTClassifierError:
-    return GPTClassifierError(f"cannot read {path} ({exc.strerror or exc})")
+    fmt = fmt or detect_format(path, *columns, labelled=labelled)
+    if fmt == "sms" and labelled and any(columns):
+        raise GPTClassifierError(
+            f"{path}: format sms (headerless label<TAB>text) has no named columns; "
+            "drop --text-column/--label-column or use a file with a header"
+        )
+    if fmt != "parquet":
+        check_utf8(path)
+    return path, fmt
 
 
 def check_utf8(path: Path) -> None:
@@ -129,8 +125,7 @@ def check_utf8(path: Path) -> None:
         with path.open("rb") as handle:
             while True:
                 chunk = handle.read(_READ_BYTES)
-                pending = len(decoder.getstate()[0])
-                bad = None
+                pending, bad = len(decoder.getstate()[0]), None
                 try:
                     decoder.decode(chunk, final=not chunk)
                 except UnicodeDecodeError as exc:
@@ -151,16 +146,14 @@ def check_utf8(path: Path) -> None:
                 blank = blank and not chunk.strip()
                 offset += len(chunk)
     except OSError as exc:
-        raise _cannot_read(path, exc) from None
+        raise GPTClassifierError(f"cannot read {path} ({exc.strerror or exc})") from None
     if blank:
         raise GPTClassifierError(f"{path}: the file is empty")
 
 
-def iter_rows(
-    path: Path, fmt: str, lines: list[int] | None = None
-) -> Iterator[tuple[int, Any, bool]]:
+def iter_rows(path: Path, fmt: str, lines: list[int] | None = None) -> Iterator[Row]:
     """``(line, row, broken)`` of every non-blank row: a dict, or a table's header then cells;
-    ``broken``: quotes that do not close cleanly; ``lines[0]`` counts non-blank lines read."""
+    ``broken``: quotes that do not close cleanly; ``lines[0]``: a CSV file's non-blank lines."""
     if fmt == "parquet":
         yield from parquet_rows(path)
         return
@@ -168,22 +161,17 @@ def iter_rows(
     try:  # newline="" keeps each line's ending (the csv module needs it)
         handle = path.open(encoding="utf-8-sig", newline="")
     except OSError as exc:
-        raise _cannot_read(path, exc) from None
+        raise GPTClassifierError(f"cannot read {path} ({exc.strerror or exc})") from None
     with handle:
         if fmt == "csv":
-            for index, (number, cells, broken) in enumerate(_csv_rows(handle, source, lines)):
-                yield number, _header(cells, source, number) if index == 0 else cells, broken
+            yield from _csv_rows(handle, source, lines)
             return
-        first = True
         for number, line in enumerate(handle, start=1):
             line = line.removesuffix("\n").removesuffix("\r")
             if not line.strip():
                 continue
-            if lines is not None:
-                lines[0] += 1
             if fmt == "tsv":
-                cells = line.split("\t")
-                yield number, _header(cells, source, number) if first else cells, False
+                yield number, line.split("\t"), False
             elif fmt == "lines":
                 yield number, {"text": line}, False
             elif fmt == "sms":
@@ -195,16 +183,6 @@ def iter_rows(
                 yield number, {"label": label, "text": text}, False
             else:
                 yield number, _json_object(line, source, number), False
-            first = False
-
-
-def _header(cells: list[str], source: str, number: int) -> list[str]:
-    """A CSV/TSV header's column names; a name given twice is refused (which one is meant?)."""
-    header = [cell.strip() for cell in cells]
-    repeated = next((c for i, c in enumerate(header) if c and c in header[:i]), None)
-    if repeated is not None:
-        raise GPTClassifierError(f"{source}:{number}: the header names column {repeated!r} twice")
-    return header
 
 
 def _json_object(line: str, source: str, number: int) -> dict[str, Any]:
@@ -222,9 +200,7 @@ def _json_object(line: str, source: str, number: int) -> dict[str, Any]:
     return obj
 
 
-def _csv_rows(
-    handle: IO[str], source: str, lines: list[int] | None
-) -> Iterator[tuple[int, list[str], bool]]:
+def _csv_rows(handle: IO[str], source: str, lines: list[int] | None) -> Iterator[Row]:
     raw: list[str] = []
 
     def read() -> Iterator[str]:
@@ -239,8 +215,7 @@ def _csv_rows(
     reader, start = csv.reader(read()), 1
     while True:
         with _field_limit_lock:  # a process-wide setting: lifted for one row at a time
-            previous = csv.field_size_limit()
-            csv.field_size_limit(max(previous, limit))
+            previous = csv.field_size_limit(max(csv.field_size_limit(), limit))
             try:
                 cells = next(reader)
             except StopIteration:
@@ -254,7 +229,7 @@ def _csv_rows(
         end, broken = reader.line_num, False
         if end > start:  # read again with strict quoting: does it close cleanly?
             try:
-                list(csv.reader(io.StringIO("".join(raw), newline=""), strict=True))
+                list(csv.reader(raw, strict=True))
             except csv.Error:
                 broken = True
         raw.clear()
@@ -263,16 +238,14 @@ def _csv_rows(
         start = end + 1
 
 
-def check_width(cells: list[str], header: list[str], source: str, number: int, fmt: str) -> None:
-    if len(cells) != len(header):
-        tab = "; tab-separated fields are not quoted, so a text holding a tab breaks it"
-        raise GPTClassifierError(
-            f"{source}:{number}: {len(cells)} field(s) but the header has {len(header)}"
-            + (tab if fmt == "tsv" else "")
-        )
+def _width_error(width: int, expected: int, where: str, fmt: str) -> GPTClassifierError:
+    tab = "; tab-separated fields are not quoted, so a text holding a tab breaks it"
+    return GPTClassifierError(
+        f"{where}: {width} field(s) but the header has {expected}" + (tab if fmt == "tsv" else "")
+    )
 
 
-def parquet_rows(path: Path) -> Iterator[tuple[int, list[Any], bool]]:
+def parquet_rows(path: Path) -> Iterator[Row]:
     """``iter_rows`` of a Parquet file, decoded ``PARQUET_BATCH_ROWS`` rows at a time."""
     try:
         try:
@@ -286,15 +259,16 @@ def parquet_rows(path: Path) -> Iterator[tuple[int, list[Any], bool]]:
                     "installed; or convert the file to CSV, TSV or JSON lines"
                 ) from None
             frame = pd.read_parquet(path)
-            yield 0, [str(c) for c in frame.columns], False
+            names = frame.columns
             batches: Any = [[frame.iloc[:, i].tolist() for i in range(frame.shape[1])]]
         else:
             file = pq.ParquetFile(path)
-            yield 0, [str(name) for name in file.schema_arrow.names], False
+            names = file.schema_arrow.names
             batches = (
                 [column.to_pylist() for column in batch.columns]
                 for batch in file.iter_batches(batch_size=PARQUET_BATCH_ROWS)
             )
+        yield 0, [str(name) for name in names], False
         rows = (row for batch in batches for row in zip(*batch, strict=True))
         for number, row in enumerate(rows, start=1):
             yield number, list(row), False
@@ -329,8 +303,7 @@ class Runaways:
                 runaway = (line, spans, note.format(found[0]) if found else "", broken)
                 self.count += 1
                 self.first = self.first or runaway
-                if broken:
-                    self.first_broken = self.first_broken or runaway
+                self.first_broken = self.first_broken or (runaway if broken else None)
             line += len(parts) - 1
 
     def _is_record(self, line: str) -> bool:
@@ -392,8 +365,13 @@ def _check_text(text: Any, where: str, empty: str) -> None:
         ) from None
 
 
-def make_record(text: Any, label: Any, source: str, line: int) -> Record:
+def make_record(values: dict[str, Any], names: Sequence[str], source: str, line: int) -> Record:
+    """The checked example of one row: its text and label in the ``names`` columns."""
     where = f"{source}:{line}"
+    if missing := [c for c in names if c not in values]:
+        available = ", ".join(repr(k) for k in values) or "none"
+        raise GPTClassifierError(f"{where}: no {missing[0]!r} key; available keys: {available}")
+    text, label = values[names[0]], values[names[1]]
     if hasattr(label, "item") and not isinstance(label, (str, bytes)):
         label = label.item()  # numpy scalars from Parquet/pandas
     if _is_missing(label):
@@ -413,14 +391,19 @@ def make_record(text: Any, label: Any, source: str, line: int) -> Record:
 
 
 def text_row(
-    values: dict[str, Any], column: str, columns: Sequence[str], source: str, number: int
+    values: dict[str, Any],
+    names: Sequence[str],
+    source: str,
+    line: int,
+    columns: Sequence[str] = (),
 ) -> TextRow:
-    """One checked row to classify: its text in ``column``, its fields in ``columns``."""
+    """One checked row to classify: its text in column ``names[0]``, its fields in ``columns``."""
+    column, where = names[0], f"{source}:{line}"
     if column not in values:
-        raise GPTClassifierError(f"{source}:{number}: no {column!r} key")
-    _check_text(values[column], f"{source}:{number}", f"empty text in column {column!r}")
+        raise GPTClassifierError(f"{where}: no {column!r} key")
+    _check_text(values[column], where, f"empty text in column {column!r}")
     fields = {name: _cell(values.get(name)) for name in columns}
-    return TextRow(text=values[column], fields=fields, source=source, line=number)
+    return TextRow(text=values[column], fields=fields, source=source, line=line)
 
 
 def _known_column(columns: Sequence[str], known: Sequence[str]) -> str | None:
@@ -431,8 +414,7 @@ def _known_column(columns: Sequence[str], known: Sequence[str]) -> str | None:
 def _choose_columns(columns: Sequence[str], wanted: Sequence[str | None], where: str) -> list[str]:
     """The text and label columns: as asked (in any case if only one matches), else known."""
     available = ", ".join(repr(c) for c in columns) or "none"
-    chosen = []
-    kinds = (("text", TEXT_COLUMNS), ("label", LABEL_COLUMNS))
+    chosen, kinds = [], (("text", TEXT_COLUMNS), ("label", LABEL_COLUMNS))
     for requested, (kind, known) in zip(wanted, kinds, strict=True):
         if requested is None:
             found = _known_column(columns, known)
@@ -462,13 +444,102 @@ def pick_text_column(columns: Sequence[str], wanted: str | None, source: str) ->
     if wanted is not None and wanted not in columns:
         raise GPTClassifierError(f"{source}: no column {wanted!r}; columns: {listed}")
     found = wanted if wanted is not None else _known_column(columns, TEXT_COLUMNS)
-    if found is None and len(columns) == 1:
-        found = columns[0]
-    if found is None:
+    if found is None and len(columns) != 1:
         raise GPTClassifierError(
             f"{source}: which column holds the text? pass --text-column (columns: {listed})"
         )
-    return found
+    return columns[0] if found is None else found
+
+
+class TooManyRows(GPTClassifierError):
+    """Raised by :func:`scan_text_file` at the first row over its ``max_rows``."""
+
+
+@dataclass(frozen=True)
+class TextFilePlan:
+    """A checked file: its columns in order of appearance, text column, rows and examples."""
+
+    path: Path
+    fmt: str
+    columns: tuple[str, ...]
+    text_column: str
+    rows: int
+    records: list[Record] = field(default_factory=list, repr=False)
+
+
+def scan_text_file(
+    path: PathLike,
+    fmt: str | None = None,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    *,
+    labelled: bool = False,
+    lenient: bool = False,
+    max_rows: int | None = None,
+    allow_empty: bool = False,
+) -> TextFilePlan:
+    """Check every row keeping counts, column names and (``labelled``) the examples; errors come
+    in one order whatever the order of the rows (bytes, CSV, quotes, widths, no rows, column,
+    text); ``max_rows``: at most, else ``TooManyRows``."""
+    wanted = (text_column, label_column)
+    path, fmt = resolve_file(path, fmt, *wanted, labelled=labelled)
+    source, lines = str(path), [0]
+    rows: Iterable[Row] = iter_rows(path, fmt, lines)
+    first, header, _ = next(rows, (0, [], False)) if fmt in TABLE_FORMATS else (0, None, False)
+    if fmt in ("csv", "tsv"):  # a column named twice is refused: which one is meant?
+        header = [cell.strip() for cell in header]
+        if twice := next((c for i, c in enumerate(header) if c and c in header[:i]), None):
+            raise GPTClassifierError(f"{source}:{first}: the header names column {twice!r} twice")
+    # a JSON-lines file's columns are the keys of its objects, in order of appearance
+    columns = dict.fromkeys(header or {"lines": ["text"], "sms": ["label", "text"]}.get(fmt, []))
+    errors: dict[str, GPTClassifierError | None] = dict.fromkeys(("width", "column", "text"))
+
+    def attempt(kind: str, check: Callable[..., Any], *args: Any) -> Any:
+        if errors[kind] is None:
+            try:
+                return check(*args)
+            except GPTClassifierError as exc:
+                errors[kind] = exc
+        return None
+
+    def choose(number: int) -> list[str]:
+        if not labelled:
+            return [pick_text_column(list(columns), text_column, source)]
+        return _choose_columns(list(columns), wanted, f"{source}:{number}" if number else source)
+
+    chosen = None if header is None else attempt("column", choose, first)
+    runaways, check_row = None, make_record if labelled else text_row
+    if header is not None and fmt != "parquet" and (chosen is not None or not labelled):
+        label, labels = 0, None
+        if labelled and chosen is not None:  # a swallowed line that looks like a record has a label
+            rows, label = list(rows), header.index(chosen[1])
+            labels = {cells[label].strip() for _, cells, _ in rows if len(cells) == len(header)}
+        runaways = Runaways(len(header), label, labels)
+    count, records = 0, []
+    for count, (number, row, broken) in enumerate(rows, start=1):
+        if max_rows is not None and count > max_rows:
+            raise TooManyRows(f"{source}: more than {max_rows} rows")
+        if runaways is not None:
+            runaways.add(number, row, broken)
+        if fmt == "jsonl":
+            columns.update(dict.fromkeys(row))
+        if count == 1 and header is None:
+            chosen = attempt("column", choose, number)
+        if header is not None and len(row) != len(header):
+            where = f"{source}:{number}"
+            errors["width"] = errors["width"] or _width_error(len(row), len(header), where, fmt)
+            continue
+        values = row if header is None else dict(zip(header, row, strict=True))
+        record = attempt("text", check_row, values, chosen, source, number) if chosen else None
+        if labelled:  # (once an error is found the examples are not returned)
+            records.append(record)
+    if runaways is not None:
+        runaways.report(rows=count, lines=lines[0] - 1, source=source, lenient=lenient)
+    if not count and not allow_empty:  # (a ragged row is a row: no width error then)
+        raise GPTClassifierError(f"{path}: no {'examples' if labelled else 'texts'} in the file")
+    if error := next((error for error in errors.values() if error), None):
+        raise error
+    return TextFilePlan(path, fmt, tuple(columns), chosen[0] if chosen else "", count, records)
 
 
 def read_records(
@@ -481,46 +552,21 @@ def read_records(
     lenient: bool = False,
 ) -> list[Record]:
     """All examples of a labelled file; an error names the file and line of the first problem."""
-    wanted = (text_column, label_column)
-    path, fmt = resolve_file(
-        path, "data file", fmt, FORMATS, text_column=text_column, label_column=label_column
-    )
-    source = str(path)
-    if fmt == "sms" and any(wanted):
-        raise GPTClassifierError(
-            f"{path}: format sms (headerless label<TAB>text) has no named columns; "
-            "drop --text-column/--label-column or use a file with a header"
-        )
-    if fmt != "parquet":
-        check_utf8(path)
-    lines = [0]
-    rows = iter_rows(path, fmt, lines)
-    names = ["text", "label"] if fmt == "sms" else None
-    header, data = None, rows
-    if fmt in TABLE_FORMATS and (first := next(rows, None)) is not None:
-        data = rows if fmt == "parquet" else list(rows)
-        number, header, _ = first
-        names = _choose_columns(header, wanted, f"{source}:{number}" if number else source)
-        if fmt != "parquet":
-            label = header.index(names[1])
-            labels = {cells[label].strip() for _, cells, _ in data if len(cells) == len(header)}
-            runaways = Runaways(len(header), label, labels)
-            for number, cells, broken in data:
-                runaways.add(number, cells, broken)
-            runaways.report(rows=len(data), lines=lines[0] - 1, source=source, lenient=lenient)
-    records = []
-    for number, values, _ in data:
-        if header is not None:
-            check_width(values, header, source, number, fmt)
-            values = dict(zip(header, values, strict=True))
-        names = names or _choose_columns(list(values), wanted, f"{source}:{number}")
-        missing = [c for c in names if c not in values]
-        if missing:
-            available = ", ".join(repr(k) for k in values) or "none"
-            raise GPTClassifierError(
-                f"{source}:{number}: no {missing[0]!r} key; available keys: {available}"
-            )
-        records.append(make_record(values[names[0]], values[names[1]], source, number))
-    if not records and not allow_empty:
-        raise GPTClassifierError(f"{path}: no examples in the file")
-    return records
+    read = {"lenient": lenient, "allow_empty": allow_empty}
+    return scan_text_file(path, fmt, text_column, label_column, labelled=True, **read).records
+
+
+def read_unlabelled(
+    path: PathLike, fmt: str | None = None, text_column: str | None = None, *, lenient: bool = False
+) -> list[TextRow]:
+    """Every text of a file to classify with its row's fields."""
+    return list(iter_text_rows(scan_text_file(path, fmt, text_column, lenient=lenient)))
+
+
+def iter_text_rows(plan: TextFilePlan, skip: int = 0) -> Iterator[TextRow]:
+    """The rows of a scanned file in file order, from row ``skip`` (0-based) on."""
+    columns, source = list(plan.columns), str(plan.path)
+    rows, table = iter_rows(plan.path, plan.fmt), plan.fmt in TABLE_FORMATS
+    for number, row, _ in itertools.islice(rows, skip + table, None):  # a table: its header first
+        values = dict(zip(columns, row, strict=True)) if table else row
+        yield text_row(values, [plan.text_column], source, number, columns)

@@ -5,7 +5,7 @@ book's), ``head-tail`` the start and the end, ``chunks`` windows over the whole 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import GPTClassifierError
@@ -37,9 +37,6 @@ class LongText:
         if problems := [why for valid, why in checks if not valid]:
             raise GPTClassifierError(f"invalid long-text reading {self}: {'; '.join(problems)}")
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
     @classmethod
     def from_dict(cls, values: Any, source: str) -> LongText:
         try:
@@ -61,16 +58,13 @@ def text_windows(ids: Sequence[int], length: int, long_text: LongText) -> list[l
     if long_text.mode == "head-tail":
         head = round(length * long_text.head_fraction)
         return [list(ids[:head]) + list(ids[len(ids) - (length - head) :])]
-    return [
-        list(ids[start : start + length])
-        for start in chunk_window_starts(len(ids), length, long_text)
-    ]
+    starts = chunk_window_starts(len(ids), length, long_text)
+    return [list(ids[start : start + length]) for start in starts]
 
 
 def chunk_window_starts(total: int, length: int, long_text: LongText) -> list[int]:
     """Where the ``chunks`` windows of a text longer than ``length`` start (explain needs them)."""
-    starts = _chunk_starts(total, length, long_text)
-    keep = long_text.max_chunks
+    starts, keep = _chunk_starts(total, length, long_text), long_text.max_chunks
     if len(starts) > keep:  # evenly spread, the first and the last kept
         starts = [starts[round(i * (len(starts) - 1) / max(keep - 1, 1))] for i in range(keep)]
     return starts

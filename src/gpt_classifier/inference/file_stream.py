@@ -17,8 +17,7 @@ from typing import Any
 
 import torch
 
-from ..data.readers import TextRow
-from ..data.streaming import TextFilePlan, iter_text_rows, scan_text_file
+from ..data.readers import TextFilePlan, TextRow, iter_text_rows, scan_text_file
 from ..errors import GPTClassifierError
 from ..faults import crash_point
 from ..fileio import fsync_directory, refuse_special, write_json, writing

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from ..data.streaming import read_unlabelled
+from ..data.readers import read_unlabelled
 
 
 def read_texts(

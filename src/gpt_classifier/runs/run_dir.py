@@ -7,7 +7,7 @@ import json
 import os
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +69,7 @@ class RunInfo:
             "gpt_config": self.gpt_config.to_dict(),
             "classes": list(self.classes),
             "num_classes": len(self.classes),
-            "long_text": self.long_text.to_dict(),
+            "long_text": asdict(self.long_text),
         }
         sections = {name: {key: values[key] for key in keys} for name, keys in _SECTIONS.items()}
         if not self.base_weights:

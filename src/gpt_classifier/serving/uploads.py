@@ -7,7 +7,7 @@ import re
 import tempfile
 from pathlib import Path, PurePath
 
-from ..data.streaming import TooManyRows, iter_text_rows, scan_text_file
+from ..data.readers import TooManyRows, iter_text_rows, scan_text_file
 from ..errors import GPTClassifierError
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._ -]{0,99}")

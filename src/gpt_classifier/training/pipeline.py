@@ -22,8 +22,7 @@ from ..classifier import GPTClassifier, Pooling, apply_trainable, describe_train
 from ..classifier.pooling import padding_reads
 from ..data import encode_splits, prepare_dataset, write_splits
 from ..data.encoding import EncodedSplits
-from ..data.prepare import PreparedData
-from ..data.splits import class_weights
+from ..data.prepare import PreparedData, class_weights
 from ..distributed import DistContext
 from ..errors import GPTClassifierError
 from ..evaluation import TrainingHistory, format_report, read_report_json, write_report_json
@@ -352,7 +351,7 @@ def encode(run: Run, classifier: GPTClassifier) -> EncodedSplits:
     if any(cut.values()) and reading.mode == "chunks":
         run.log(f"texts over --max-chunks {reading.max_chunks} windows, partly read: {counts}")
     elif any(cut.values()):
-        limit = encoded.max_lengths["train"]
+        limit = encoded.train.max_length
         how = "; --long-text chunks reads all of them" if reading.mode == "truncate" else ""
         run.log(f"texts longer than {limit} tokens, partly read ({reading.mode}): {counts}{how}")
     return encoded
@@ -619,7 +618,7 @@ def write_run(
         classes=tuple(prepared.label_map.classes),
         pooling=recipe.pooling,
         padding=str(encoded.padding),
-        max_length=encoded.max_lengths["train"] if pad_length is None else pad_length,
+        max_length=encoded.train.max_length if pad_length is None else pad_length,
         pad_length=pad_length,
         base_model=str(options.weights or options.model),
         init=options.init,
