@@ -11,6 +11,7 @@ from typing import Any, BinaryIO
 
 import torch
 from torch import nn
+from torch.optim import Optimizer
 
 from ..errors import GPTClassifierError
 from ..evaluation.history import TrainingHistory
@@ -46,11 +47,7 @@ CHECKPOINT_FORMAT = 1
 
 
 def save_checkpoint(
-    folder: Path,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    state: LoopState,
-    fingerprint: str,
+    folder: Path, model: nn.Module, optimizer: Optimizer, state: LoopState, fingerprint: str
 ) -> None:
     """One file, replaced atomically: a kill at any moment leaves the previous checkpoint."""
     weights = {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
@@ -104,7 +101,7 @@ def has_checkpoint(folder: Path) -> bool:
 
 
 def load_checkpoint(
-    folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer, fingerprint: str
+    folder: Path, model: nn.Module, optimizer: Optimizer, fingerprint: str
 ) -> LoopState:
     """Put the checkpoint's weights and optimizer state back; return the loop's state."""
     path = folder / STATE_FILE

@@ -28,8 +28,7 @@ from ..model import GPTModel
 from ..tokenizer import TOKENIZER_FILES, get_tokenizer, tokenizer_files
 from ..weights import save_streamed
 from . import trainable_run
-from .trainable_run import TRAINED_FILE
-from .transaction import StagedRun, missing_run_hint, verify_files
+from .transaction import MARKER_FILE, StagedRun, verify_files
 
 RUN_FORMAT = "gpt-classifier-run"
 RUN_FORMAT_VERSION = 2  # 2: complete runs carry run-complete.json
@@ -93,9 +92,9 @@ class RunInfo:
         known = {"format", "format_version", *_SECTIONS}
         return cls(
             config,
-            **_classifier_fields(fields),
-            **_input_fields(fields, config),
-            **_model_fields(fields),
+            **fields.classifier(),
+            **fields.inputs(config),
+            **fields.model(),
             extra={key: value for key, value in values.items() if key not in known},
             long_text=LongText.from_dict(fields.get("inputs.long_text", {}), source),
         )
@@ -149,80 +148,69 @@ class _Fields:
         self.check(not choices or value in choices, f"{path} must be one of {listed}", value)
         return value
 
+    def classifier(self) -> dict[str, Any]:
+        path, classes = "classifier.classes", self.get("classifier.classes")
+        # a string would iterate into one class per character
+        self.check(isinstance(classes, list), f"{path} must be a list of class names", classes)
+        self.check(len(classes) >= 2, f"{path} must list at least 2 classes", classes)
+        for number, name in enumerate(classes):
+            self.check(isinstance(name, str), f"{path}[{number}] must be a string", name)
+            self.check(bool(name.strip()), f"{path}[{number}] is empty", name)
+            self.check(name not in classes[:number], f"{path} lists {_show(name)} twice")
+        # num_classes, written for readers, must agree (load_run checks the head against them)
+        count, want = self.get("classifier.num_classes", len(classes)), len(classes)
+        problem = f"classifier.num_classes must be {want}, the number of classifier.classes"
+        self.check(not isinstance(count, bool) and count == want, problem, count)
+        return {"classes": tuple(classes), "pooling": self.string("classifier.pooling", POOLINGS)}
 
-def _classifier_fields(fields: _Fields) -> dict[str, Any]:
-    path, classes = "classifier.classes", fields.get("classifier.classes")
-    # a string would iterate into one class per character
-    fields.check(isinstance(classes, list), f"{path} must be a list of class names", classes)
-    fields.check(len(classes) >= 2, f"{path} must list at least 2 classes", classes)
-    for number, name in enumerate(classes):
-        fields.check(isinstance(name, str), f"{path}[{number}] must be a string", name)
-        fields.check(bool(name.strip()), f"{path}[{number}] is empty", name)
-        fields.check(name not in classes[:number], f"{path} lists {_show(name)} twice")
-    # num_classes is written for readers: it must agree with the classes (load_run checks the
-    # head's shape against them and names both counts)
-    count, want = fields.get("classifier.num_classes", len(classes)), len(classes)
-    problem = f"classifier.num_classes must be {want}, the number of classifier.classes"
-    fields.check(not isinstance(count, bool) and count == want, problem, count)
-    return {"classes": tuple(classes), "pooling": fields.string("classifier.pooling", POOLINGS)}
+    def inputs(self, config: GPTConfig) -> dict[str, Any]:
+        tokenizer = self.string("inputs.tokenizer", ("gpt2",), default="gpt2")  # the one we encode
+        vocab = config.vocab_size  # the tokenizer's ids must not index past the embedding
+        least = f"model.gpt_config.vocab_size must be at least {EOT_TOKEN_ID + 1}"
+        self.check(vocab > EOT_TOKEN_ID, f"{least} for the gpt2 tokenizer", vocab)
+        text = self.string("inputs.padding")
+        try:
+            padding = parse_padding(text)
+        except (GPTClassifierError, ValueError):  # ValueError: int() of digits such as "²"
+            self.check(
+                False, f"inputs.padding must be one of {', '.join(PADDING_STRATEGIES)}", text
+            )
+        context = config.context_length
+        max_length = self.integer("inputs.max_length", 1, context, " (the context length)")
+        # predict pads every batch to pad_length: not shorter than the texts nor over the context
+        path, length = "inputs.pad_length", self.get("inputs.pad_length")
+        if padding.kind == "batch":
+            self.check(length is None, f'{path} must be null with padding "batch"', length)
+        else:
+            tokens = f'{path} must be a number of tokens with padding "{padding}"'
+            self.check(length is not None, tokens, length)
+            why = " (inputs.max_length to the context length)"
+            length = self.integer(path, max_length, context, why)
+            required = {"fixed": padding.length, "context": context}.get(padding.kind, length)
+            problem = f'{path} must be {required} with padding "{padding}"'
+            self.check(length == required, problem, length)
+        why = " (a token id of the vocabulary)"
+        pad_token_id = self.integer("inputs.pad_token_id", 0, vocab - 1, why, EOT_TOKEN_ID)
+        lengths = {"padding": str(padding), "max_length": max_length, "pad_length": length}
+        return {**lengths, "tokenizer": tokenizer, "pad_token_id": pad_token_id}
 
-
-def _input_fields(fields: _Fields, config: GPTConfig) -> dict[str, Any]:
-    tokenizer = fields.string("inputs.tokenizer", ("gpt2",), default="gpt2")  # the one we encode
-    fields.check(  # the tokenizer's ids would index past the embedding
-        config.vocab_size > EOT_TOKEN_ID,
-        f"model.gpt_config.vocab_size must be at least {EOT_TOKEN_ID + 1} for the gpt2 tokenizer",
-        config.vocab_size,
-    )
-    text = fields.string("inputs.padding")
-    try:
-        padding = parse_padding(text)
-    except (GPTClassifierError, ValueError):  # ValueError: int() of digits such as "²"
-        listed = ", ".join(PADDING_STRATEGIES)
-        problem = f"inputs.padding must be one of {listed} (got {_show(text)})"
-        raise GPTClassifierError(f"{fields.source}: {problem}") from None
-    context = config.context_length
-    max_length = fields.integer("inputs.max_length", 1, context, " (the context length)")
-    # predict pads every batch to pad_length: neither shorter than the texts nor over the context
-    path, length = "inputs.pad_length", fields.get("inputs.pad_length")
-    if padding.kind == "batch":
-        fields.check(length is None, f'{path} must be null with padding "batch"', length)
-    else:
-        tokens = f'{path} must be a number of tokens with padding "{padding}"'
-        fields.check(length is not None, tokens, length)
-        why = " (inputs.max_length to the context length)"
-        length = fields.integer(path, max_length, context, why)
-        required = {"fixed": padding.length, "context": context}.get(padding.kind, length)
-        problem = f'{path} must be {required} with padding "{padding}"'
-        fields.check(length == required, problem, length)
-    why, vocab = " (a token id of the vocabulary)", config.vocab_size
-    pad_token_id = fields.integer("inputs.pad_token_id", 0, vocab - 1, why, EOT_TOKEN_ID)
-    return {
-        "padding": str(padding),
-        "max_length": max_length,
-        "pad_length": length,
-        "tokenizer": tokenizer,
-        "pad_token_id": pad_token_id,
-    }
-
-
-def _model_fields(fields: _Fields) -> dict[str, Any]:
-    init = fields.get("model.init", "")
-    if init != "":  # runs written before the field existed have none
-        init = fields.string("model.init", ("pretrained", "random"))
-    save = fields.string("model.save", trainable_run.SAVE_LAYOUTS, default="full")
-    base = None
-    if save == "trainable":  # a source and its sha256 (and a seed for random weights)
-        path, base = "model.base_weights", fields.get("model.base_weights")
-        given = isinstance(base, dict) and all(
-            isinstance(base.get(key), str) and base[key] for key in ("source", "sha256")
-        )
-        fields.check(given, f"{path} must hold a source and a sha256", base)
-        if base["source"] == trainable_run.RANDOM_BASE:
-            seed = base.get("seed")
-            fields.check(type(seed) is int and seed >= 0, f"{path}.seed must be a seed", seed)
-    base_model = fields.string("model.base_model", default="")
-    return {"base_model": base_model, "init": init, "save": save, "base_weights": base}
+    def model(self) -> dict[str, Any]:
+        init = self.get("model.init", "")
+        if init != "":  # runs written before the field existed have none
+            init = self.string("model.init", ("pretrained", "random"))
+        save = self.string("model.save", trainable_run.SAVE_LAYOUTS, default="full")
+        base = None
+        if save == "trainable":  # a source and its sha256 (and a seed for random weights)
+            path, base = "model.base_weights", self.get("model.base_weights")
+            given = isinstance(base, dict) and all(
+                isinstance(base.get(key), str) and base[key] for key in ("source", "sha256")
+            )
+            self.check(given, f"{path} must hold a source and a sha256", base)
+            if base["source"] == trainable_run.RANDOM_BASE:
+                seed = base.get("seed")
+                self.check(type(seed) is int and seed >= 0, f"{path}.seed must be a seed", seed)
+        base_model = self.string("model.base_model", default="")
+        return {"base_model": base_model, "init": init, "save": save, "base_weights": base}
 
 
 @dataclass
@@ -272,7 +260,10 @@ def read_run_info(directory: StrPath) -> RunInfo:
     run_file = folder / RUN_FILE
     try:
         if not folder.is_dir():
-            raise GPTClassifierError(f"run directory not found: {folder}{missing_run_hint(folder)}")
+            resume = f"gpt-classifier train --resume {folder} ends it"
+            crashed = (StagedRun(folder).folder / MARKER_FILE).is_file()
+            hint = f" (a crash interrupted its commit: {resume})" if crashed else ""
+            raise GPTClassifierError(f"run directory not found: {folder}{hint}")
         if not run_file.is_file():
             raise GPTClassifierError(
                 f"{folder} is not a gpt-classifier run directory (no {RUN_FILE}); "
@@ -303,7 +294,7 @@ def load_run(
     """The classifier saved in ``directory``, in eval mode; ``weights``: a moved base's path."""
     folder = Path(directory)
     info = read_run_info(folder)
-    path = folder / (TRAINED_FILE if info.save == "trainable" else WEIGHTS_FILE)
+    path = folder / (trainable_run.TRAINED_FILE if info.save == "trainable" else WEIGHTS_FILE)
     try:
         if not path.is_file():
             raise GPTClassifierError(f"{folder} has no {path.name}")

@@ -10,20 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .. import weights
 from ..classifier import GPTClassifier, apply_trainable
 from ..classifier.lora import merge_lora
 from ..config import GPTConfig, canonical_model_name, is_model_name
 from ..errors import GPTClassifierError
 from ..fileio import atomic_path, sha256_of
-from ..weights import (
-    LazyWeights,
-    build_lazy_model,
-    lazy_weights_of,
-    locate_weights,
-    materialize_model,
-    open_pretrained,
-    save_tensors,
-)
 
 if TYPE_CHECKING:
     from .run_dir import RunInfo
@@ -34,15 +26,15 @@ RANDOM_BASE = "random"
 
 
 def base_weights_record(
-    model: str | GPTConfig, weights: str | None, init: str, seed: int
+    model: str | GPTConfig, weights_path: str | None, init: str, seed: int
 ) -> dict[str, Any]:
     """``model.base_weights`` of a run trained from these ``build_lazy_model`` arguments."""
     if init == RANDOM_BASE:
-        lazy = lazy_weights_of(build_lazy_model(model, init=RANDOM_BASE, seed=seed))
+        lazy = weights.lazy_weights_of(weights.build_lazy_model(model, init=RANDOM_BASE, seed=seed))
         return {"source": RANDOM_BASE, "seed": seed, "sha256": _drawn_digest(lazy)}
-    source = os.path.abspath(os.path.expanduser(weights)) if weights else str(model)
+    source = os.path.abspath(os.path.expanduser(weights_path)) if weights_path else str(model)
     source = canonical_model_name(source) if is_model_name(source) else source
-    return {"source": source, "sha256": _files_digest(locate_weights(source)[0])}
+    return {"source": source, "sha256": _files_digest(weights.locate_weights(source)[0])}
 
 
 def write_trained(model: GPTClassifier, folder: Path, metadata: dict[str, str]) -> None:
@@ -50,44 +42,44 @@ def write_trained(model: GPTClassifier, folder: Path, metadata: dict[str, str]) 
     params = model.named_parameters()
     trained = {name: p.detach().cpu().contiguous() for name, p in params if p.requires_grad}
     with atomic_path(folder / TRAINED_FILE) as partial:
-        save_tensors(trained.items(), trained.values(), partial, metadata)
+        weights.save_tensors(trained.items(), trained.values(), partial, metadata)
 
 
 def check_state(
-    state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], weights: Path, against: str
+    state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], path: Path, against: str
 ) -> dict[str, torch.Tensor]:
     """``state`` with the ``expected`` names and shapes, as finite float32 tensors."""
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     if missing or unexpected:
         problem = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
-        raise GPTClassifierError(f"{weights} does not match {against}: {problem}")
+        raise GPTClassifierError(f"{path} does not match {against}: {problem}")
     checked = {}
     for name, tensor in ((name, state[name]) for name in expected):
         if (shape := tuple(tensor.shape)) != (want := tuple(expected[name].shape)):
-            raise GPTClassifierError(f"{weights}: tensor {name} has shape {shape}, expected {want}")
+            raise GPTClassifierError(f"{path}: tensor {name} has shape {shape}, expected {want}")
         if not tensor.dtype.is_floating_point:
             dtype = str(tensor.dtype).removeprefix("torch.")
             raise GPTClassifierError(
-                f"{weights}: tensor {name} has dtype {dtype}; weights must be float32"
+                f"{path}: tensor {name} has dtype {dtype}; weights must be float32"
             )
         checked[name] = tensor.to(torch.float32)  # float64 beyond float32's range: inf, refused
         if not bool(torch.isfinite(checked[name]).all()):
             raise GPTClassifierError(
-                f"{weights}: tensor {name} holds NaN or infinite values (a diverged training run "
+                f"{path}: tensor {name} holds NaN or infinite values (a diverged training run "
                 "or a corrupt file); train the model again"
             )
     return checked
 
 
 def load_trainable(
-    state: dict[str, torch.Tensor], info: RunInfo, weights: str | None, path: Path
+    state: dict[str, torch.Tensor], info: RunInfo, moved_base: str | None, path: Path
 ) -> GPTClassifier:
-    """The run's base (from ``weights`` if given) with the trained tensors ``state`` over it."""
+    """The run's base (from ``moved_base`` if given) with the trained tensors ``state`` over it."""
     base, extra = info.base_weights or {}, info.extra or {}
-    gpt = _open_base(info.gpt_config, base, weights)
-    lazy = lazy_weights_of(gpt)
+    gpt = _open_base(info.gpt_config, base, moved_base)
+    lazy = weights.lazy_weights_of(gpt)
     model = GPTClassifier(gpt, len(info.classes), pooling=info.pooling)
-    materialize_model(gpt)
+    weights.materialize_model(gpt)
     if base["source"] == RANDOM_BASE and _drawn_digest(lazy) != base["sha256"]:
         raise GPTClassifierError(
             f"the random base weights drawn from seed {base['seed']} differ from those the run "
@@ -104,14 +96,14 @@ def load_trainable(
     return model
 
 
-def _open_base(cfg: GPTConfig, base: dict[str, Any], weights: str | None) -> Any:
+def _open_base(cfg: GPTConfig, base: dict[str, Any], moved_base: str | None) -> Any:
     if base["source"] == RANDOM_BASE:
-        return build_lazy_model(cfg, init=RANDOM_BASE, seed=base["seed"])
-    source, expected = weights or base["source"], base["sha256"]
+        return weights.build_lazy_model(cfg, init=RANDOM_BASE, seed=base["seed"])
+    source, expected = moved_base or base["source"], base["sha256"]
     named = f"base weights {base['source']} (sha256 {expected[:12]}…)"
     fetch = f"run `gpt-classifier download {source}` or " if is_model_name(source) else ""
     try:
-        files = locate_weights(source)[0]
+        files = weights.locate_weights(source)[0]
     except GPTClassifierError as exc:
         raise GPTClassifierError(
             f"{named} not found ({exc}); {fetch}pass --weights PATH to a copy of them"
@@ -121,7 +113,7 @@ def _open_base(cfg: GPTConfig, base: dict[str, Any], weights: str | None) -> Any
             f"{source} has sha256 {actual[:12]}…, not the run's {named}; "
             "pass --weights PATH to the weights the run was trained on"
         )
-    return open_pretrained(source, config=cfg)
+    return weights.open_pretrained(source, config=cfg)
 
 
 def _files_digest(files: list[Path]) -> str:
@@ -131,7 +123,7 @@ def _files_digest(files: list[Path]) -> str:
     return hashlib.sha256(lines.encode()).hexdigest()
 
 
-def _drawn_digest(lazy: LazyWeights | None) -> str:
+def _drawn_digest(lazy: weights.LazyWeights | None) -> str:
     """The sha256 of every base tensor, module by module (drawn now, or as materialised)."""
     assert lazy is not None
     digest = hashlib.sha256()

@@ -76,12 +76,6 @@ def finish_interrupted_commit(target: Path) -> bool:
     return False
 
 
-def missing_run_hint(target: Path) -> str:
-    if (StagedRun(target).folder / MARKER_FILE).is_file():
-        return f" (a crash interrupted its commit: gpt-classifier train --resume {target} ends it)"
-    return ""
-
-
 def write_marker(folder: Path) -> None:
     files = sorted(
         p.relative_to(folder).as_posix()
