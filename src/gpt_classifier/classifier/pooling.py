@@ -77,11 +77,9 @@ class PaddingReads(NamedTuple):
 
     @property
     def why(self) -> str | None:
-        if self.pooled:
-            return "'last' pooling reads a padding position whose state varies by batch"
-        if self.attended:
-            return "without the causal mask real tokens see the per-batch padding"
-        return None
+        pooled = "'last' pooling reads a padding position whose state varies by batch"
+        attended = "without the causal mask real tokens see the per-batch padding"
+        return pooled if self.pooled else attended if self.attended else None
 
 
 def padding_reads(pooling: Pooling, causal: bool, pad_length: int | None) -> PaddingReads:

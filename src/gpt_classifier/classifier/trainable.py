@@ -13,8 +13,6 @@ from ..model import count_parameters
 from .lora import LinearWithLoRA, has_lora, replace_linear_with_lora
 from .model import GPTClassifier
 
-TRAINABLE_FORMS = ("head", "last-block", "last-blocks:N", "all", "lora")
-
 
 class TrainableKind(StrEnum):
     HEAD = "head"
@@ -45,8 +43,8 @@ def parse_trainable(spec: str | TrainableSpec) -> TrainableSpec:
     blocks = int(match.group(1) or 1) if match else 0
     if blocks < 1:
         raise GPTClassifierError(
-            f"invalid trainable spec {spec!r}; valid forms: {', '.join(TRAINABLE_FORMS)} "
-            "(N a positive number of blocks)"
+            f"invalid trainable spec {spec!r}; valid forms: head, last-block, last-blocks:N, all, "
+            "lora (N a positive number of blocks)"
         )
     return TrainableSpec(TrainableKind.LAST_BLOCKS, blocks)
 

@@ -1,7 +1,5 @@
 """Training checkpoints in the run's staging folder, so ``train --resume RUN`` ends the same."""
 
-from __future__ import annotations
-
 import dataclasses
 import hashlib
 import json

@@ -1,7 +1,5 @@
 """The model card (``README.md``) of a run folder or an export, from what the run records."""
 
-from __future__ import annotations
-
 import json
 import math
 from pathlib import Path

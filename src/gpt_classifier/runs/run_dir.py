@@ -1,5 +1,4 @@
-"""A run directory: ``run.json``, the weights, ``tokenizer/``, metrics, plots and ``data/``;
-``load_run`` rebuilds the classifier."""
+"""A run directory (``run.json``, weights, ``tokenizer/``, metrics, plots, ``data/``); load_run."""
 
 from __future__ import annotations
 
@@ -26,7 +25,7 @@ from ..errors import GPTClassifierError
 from ..fileio import atomic_path, check_output_dir, sha256_of, write_json
 from ..model import GPTModel
 from ..tokenizer import TOKENIZER_FILES, get_tokenizer, tokenizer_files
-from ..weights import save_streamed
+from ..weights import save_streamed, save_tensors
 from . import trainable_run
 from .transaction import MARKER_FILE, StagedRun, verify_files
 
@@ -100,9 +99,6 @@ class RunInfo:
         )
 
 
-_MISSING: Any = object()
-
-
 def _show(value: Any, limit: int = 60) -> str:
     """A JSON value as the file writes it, on one line (escaped) and cut short."""
     text = json.dumps(value)
@@ -112,6 +108,8 @@ def _show(value: Any, limit: int = 60) -> str:
 class _Fields:
     """The fields of one ``run.json``, each read with its check; errors name ``section.key``."""
 
+    MISSING: Any = object()
+
     def __init__(self, values: dict[str, Any], source: str) -> None:
         self.values, self.source = values, source
 
@@ -120,7 +118,7 @@ class _Fields:
             got = f" (got {_show(value[0])})" if value else ""
             raise GPTClassifierError(f"{self.source}: {problem}{got}")
 
-    def get(self, path: str, default: Any = _MISSING) -> Any:
+    def get(self, path: str, default: Any = MISSING) -> Any:
         """The value at ``section.key`` (the key may be missing only with a ``default``)."""
         name, key = path.split(".")
         broken = f"{self.source} is incomplete or malformed"
@@ -130,18 +128,18 @@ class _Fields:
             raise GPTClassifierError(
                 f"{broken}: {name} must be a JSON object (got {_show(section)})"
             )
-        if key not in section and default is _MISSING:
+        if key not in section and default is self.MISSING:
             raise GPTClassifierError(f"{broken}: {path} is missing")
         return section.get(key, default)
 
-    def integer(self, path: str, low: int, high: int, why: str, default: Any = _MISSING) -> int:
+    def integer(self, path: str, low: int, high: int, why: str, default: Any = MISSING) -> int:
         """A JSON integer (not true/false, not 3.0) with ``low <= value <= high``."""
         value = self.get(path, default)
         self.check(type(value) is int, f"{path} must be an integer", value)
         self.check(low <= value <= high, f"{path} must be between {low} and {high}{why}", value)
         return value
 
-    def string(self, path: str, choices: tuple[str, ...] = (), default: Any = _MISSING) -> str:
+    def string(self, path: str, choices: tuple[str, ...] = (), default: Any = MISSING) -> str:
         value = self.get(path, default)
         self.check(isinstance(value, str), f"{path} must be a string", value)
         listed = ", ".join(choices)
@@ -225,8 +223,11 @@ def write_model_files(
 ) -> None:
     """The weights (or trained tensors), ``run.json`` and the tokenizer's files into ``folder``."""
     metadata = {"format": RUN_FORMAT, "version": __version__}
-    if info.save == "trainable":
-        trainable_run.write_trained(model, folder, metadata)
+    if info.save == "trainable":  # the parameters it trains alone, LoRA adapters unmerged
+        params = model.named_parameters()
+        trained = {name: p.detach().cpu().contiguous() for name, p in params if p.requires_grad}
+        with atomic_path(folder / trainable_run.TRAINED_FILE) as partial:
+            save_tensors(trained.items(), trained.values(), partial, metadata)
     else:
         merge_lora(model)  # LoRA adapters, if any, folded into their Linear
         with atomic_path(folder / WEIGHTS_FILE) as partial:  # a lazy model's frozen weights:
@@ -238,15 +239,10 @@ def write_model_files(
 
 
 def save_run(
-    model: GPTClassifier,
-    info: RunInfo,
-    directory: StrPath,
-    *,
-    overwrite: bool = False,
-    tokenizer_dir: StrPath | None = None,
+    model: GPTClassifier, info: RunInfo, directory: StrPath, *, tokenizer_dir: StrPath | None = None
 ) -> Path:
-    """Save ``model`` as a complete run directory, in one transaction."""
-    staged = StagedRun(check_output_dir(directory, overwrite=overwrite)).start()
+    """Save ``model`` as a new run directory, in one transaction."""
+    staged = StagedRun(check_output_dir(directory, overwrite=False)).start()
     try:
         write_model_files(model, info, staged.folder, tokenizer_dir)
         return staged.commit()
@@ -281,8 +277,7 @@ def read_run_info(directory: StrPath) -> RunInfo:
     return RunInfo.from_dict(values, str(run_file))
 
 
-def _unreadable(path: Path, exc: OSError) -> GPTClassifierError:
-    """One line for an OS error on ``path`` (or on the folder that holds it)."""
+def _unreadable(path: Path, exc: OSError) -> GPTClassifierError:  # on path or its folder
     if isinstance(exc, PermissionError):
         return GPTClassifierError(f"cannot read {exc.filename or path}: permission denied")
     return GPTClassifierError(f"cannot read {path}: {exc.strerror or type(exc).__name__}")
@@ -332,14 +327,12 @@ def run_tokenizer(directory: StrPath, tokenizer_dir: StrPath | None = None) -> t
     return get_tokenizer(stored)
 
 
-_BLOCK = re.compile(r"^gpt\.trf_blocks\.(\d+)\.")
-
-
 def _full_model(state: dict[str, torch.Tensor], info: RunInfo, weights: Path) -> GPTClassifier:
     # the sizes in run.json against the weights before building: a config edited to a huge width
     # or depth would take minutes, or overflow, on ``meta`` before any check
     cfg, where = info.gpt_config, f"{RUN_FILE}'s model.gpt_config"
-    blocks = {int(match.group(1)) for name in state if (match := _BLOCK.match(name))}
+    numbers = (re.match(r"gpt\.trf_blocks\.(\d+)\.", name) for name in state)
+    blocks = {int(match.group(1)) for match in numbers if match}
     if blocks and max(blocks) + 1 != cfg.n_layers:
         raise GPTClassifierError(
             f"{weights} holds {max(blocks) + 1} transformer blocks but {where} has "

@@ -1,8 +1,6 @@
 """``--save trainable``: the trained tensors alone (``trained.safetensors``) and, in run.json's
 ``model.base_weights``, the base they go over with its sha256 (see docs/design.md)."""
 
-from __future__ import annotations
-
 import hashlib
 import os
 from pathlib import Path
@@ -15,7 +13,7 @@ from ..classifier import GPTClassifier, apply_trainable
 from ..classifier.lora import merge_lora
 from ..config import GPTConfig, canonical_model_name, is_model_name
 from ..errors import GPTClassifierError
-from ..fileio import atomic_path, sha256_of
+from ..fileio import sha256_of
 
 if TYPE_CHECKING:
     from .run_dir import RunInfo
@@ -35,14 +33,6 @@ def base_weights_record(
     source = os.path.abspath(os.path.expanduser(weights_path)) if weights_path else str(model)
     source = canonical_model_name(source) if is_model_name(source) else source
     return {"source": source, "sha256": _files_digest(weights.locate_weights(source)[0])}
-
-
-def write_trained(model: GPTClassifier, folder: Path, metadata: dict[str, str]) -> None:
-    """The parameters ``model`` trains (LoRA adapters unmerged) into ``trained.safetensors``."""
-    params = model.named_parameters()
-    trained = {name: p.detach().cpu().contiguous() for name, p in params if p.requires_grad}
-    with atomic_path(folder / TRAINED_FILE) as partial:
-        weights.save_tensors(trained.items(), trained.values(), partial, metadata)
 
 
 def check_state(
@@ -72,11 +62,28 @@ def check_state(
 
 
 def load_trainable(
-    state: dict[str, torch.Tensor], info: RunInfo, moved_base: str | None, path: Path
+    state: dict[str, torch.Tensor], info: "RunInfo", moved_base: str | None, path: Path
 ) -> GPTClassifier:
     """The run's base (from ``moved_base`` if given) with the trained tensors ``state`` over it."""
-    base, extra = info.base_weights or {}, info.extra or {}
-    gpt = _open_base(info.gpt_config, base, moved_base)
+    base, extra, cfg = info.base_weights or {}, info.extra or {}, info.gpt_config
+    if base["source"] == RANDOM_BASE:
+        gpt = weights.build_lazy_model(cfg, init=RANDOM_BASE, seed=base["seed"])
+    else:
+        source, expected = moved_base or base["source"], base["sha256"]
+        named = f"base weights {base['source']} (sha256 {expected[:12]}…)"
+        fetch = f"run `gpt-classifier download {source}` or " if is_model_name(source) else ""
+        try:
+            files = weights.locate_weights(source)[0]
+        except GPTClassifierError as exc:
+            raise GPTClassifierError(
+                f"{named} not found ({exc}); {fetch}pass --weights PATH to a copy of them"
+            ) from None
+        if (actual := _files_digest(files)) != expected:
+            raise GPTClassifierError(
+                f"{source} has sha256 {actual[:12]}…, not the run's {named}; "
+                "pass --weights PATH to the weights the run was trained on"
+            )
+        gpt = weights.open_pretrained(source, config=cfg)
     lazy = weights.lazy_weights_of(gpt)
     model = GPTClassifier(gpt, len(info.classes), pooling=info.pooling)
     weights.materialize_model(gpt)
@@ -94,26 +101,6 @@ def load_trainable(
             expected[name].copy_(value)
     merge_lora(model)  # if the run trained LoRA adapters
     return model
-
-
-def _open_base(cfg: GPTConfig, base: dict[str, Any], moved_base: str | None) -> Any:
-    if base["source"] == RANDOM_BASE:
-        return weights.build_lazy_model(cfg, init=RANDOM_BASE, seed=base["seed"])
-    source, expected = moved_base or base["source"], base["sha256"]
-    named = f"base weights {base['source']} (sha256 {expected[:12]}…)"
-    fetch = f"run `gpt-classifier download {source}` or " if is_model_name(source) else ""
-    try:
-        files = weights.locate_weights(source)[0]
-    except GPTClassifierError as exc:
-        raise GPTClassifierError(
-            f"{named} not found ({exc}); {fetch}pass --weights PATH to a copy of them"
-        ) from None
-    if (actual := _files_digest(files)) != expected:
-        raise GPTClassifierError(
-            f"{source} has sha256 {actual[:12]}…, not the run's {named}; "
-            "pass --weights PATH to the weights the run was trained on"
-        )
-    return weights.open_pretrained(source, config=cfg)
 
 
 def _files_digest(files: list[Path]) -> str:

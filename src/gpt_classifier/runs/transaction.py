@@ -77,12 +77,9 @@ def finish_interrupted_commit(target: Path) -> bool:
 
 
 def write_marker(folder: Path) -> None:
-    files = sorted(
-        p.relative_to(folder).as_posix()
-        for p in folder.rglob("*")
-        if p.is_file() and p.name != MARKER_FILE and not p.name.startswith(".")
-    )
-    digests = {name: sha256_of(folder / name) for name in files}
+    files = (p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    names = sorted(p.relative_to(folder).as_posix() for p in files if p.name != MARKER_FILE)
+    digests = {name: sha256_of(folder / name) for name in names}
     write_json(folder / MARKER_FILE, {"format": MARKER_FORMAT, "sha256": digests})
 
 
