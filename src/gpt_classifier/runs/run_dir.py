@@ -1,7 +1,10 @@
-"""A run directory (``run.json``, weights, ``tokenizer/``, metrics, plots, ``data/``); load_run."""
+"""A run directory (``run.json``, weights, ``tokenizer/``, metrics, plots, ``data/``); load_run.
+``--save trainable`` keeps the trained tensors alone (``trained.safetensors``) and, in run.json's
+``model.base_weights``, the base they go over with its sha256 (see docs/design.md)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -16,17 +19,16 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from .. import __version__
-from ..classifier import POOLINGS, GPTClassifier
+from .. import weights as weight_io
+from ..classifier import POOLINGS, GPTClassifier, apply_trainable
 from ..classifier.lora import merge_lora
-from ..config import EOT_TOKEN_ID, GPTConfig
+from ..config import EOT_TOKEN_ID, GPTConfig, canonical_model_name, is_model_name
 from ..data.encoding import PADDING_STRATEGIES, parse_padding
 from ..data.windows import LongText
 from ..errors import GPTClassifierError
 from ..fileio import atomic_path, check_output_dir, sha256_of, write_json
 from ..model import GPTModel
 from ..tokenizer import TOKENIZER_FILES, get_tokenizer, tokenizer_files
-from ..weights import save_streamed, save_tensors
-from . import trainable_run
 from .transaction import MARKER_FILE, StagedRun, verify_files
 
 RUN_FORMAT = "gpt-classifier-run"
@@ -34,6 +36,9 @@ RUN_FORMAT_VERSION = 2  # 2: complete runs carry run-complete.json
 RUN_FILE = "run.json"
 WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_DIR = "tokenizer"
+SAVE_LAYOUTS = ("full", "trainable")
+TRAINED_FILE = "trained.safetensors"
+RANDOM_BASE = "random"
 StrPath = str | os.PathLike[str]
 _SECTIONS = {  # run.json's sections and the fields each holds, named as RunInfo's
     "model": ("base_model", "init", "gpt_config", "save", "base_weights"),
@@ -57,7 +62,7 @@ class RunInfo:
     tokenizer: str = "gpt2"
     pad_token_id: int = 50256
     extra: dict[str, Any] | None = None  # training settings, data summary, timings
-    save: str = "full"  # or "trainable": the trained tensors and base_weights (trainable_run)
+    save: str = "full"  # or "trainable": the trained tensors and base_weights
     base_weights: dict[str, Any] | None = None
     long_text: LongText = LongText()  # how texts longer than max_length are read
 
@@ -196,7 +201,7 @@ class _Fields:
         init = self.get("model.init", "")
         if init != "":  # runs written before the field existed have none
             init = self.string("model.init", ("pretrained", "random"))
-        save = self.string("model.save", trainable_run.SAVE_LAYOUTS, default="full")
+        save = self.string("model.save", SAVE_LAYOUTS, default="full")
         base = None
         if save == "trainable":  # a source and its sha256 (and a seed for random weights)
             path, base = "model.base_weights", self.get("model.base_weights")
@@ -204,7 +209,7 @@ class _Fields:
                 isinstance(base.get(key), str) and base[key] for key in ("source", "sha256")
             )
             self.check(given, f"{path} must hold a source and a sha256", base)
-            if base["source"] == trainable_run.RANDOM_BASE:
+            if base["source"] == RANDOM_BASE:
                 seed = base.get("seed")
                 self.check(type(seed) is int and seed >= 0, f"{path}.seed must be a seed", seed)
         base_model = self.string("model.base_model", default="")
@@ -226,12 +231,12 @@ def write_model_files(
     if info.save == "trainable":  # the parameters it trains alone, LoRA adapters unmerged
         params = model.named_parameters()
         trained = {name: p.detach().cpu().contiguous() for name, p in params if p.requires_grad}
-        with atomic_path(folder / trainable_run.TRAINED_FILE) as partial:
-            save_tensors(trained.items(), trained.values(), partial, metadata)
+        with atomic_path(folder / TRAINED_FILE) as partial:
+            weight_io.save_tensors(trained.items(), trained.values(), partial, metadata)
     else:
         merge_lora(model)  # LoRA adapters, if any, folded into their Linear
-        with atomic_path(folder / WEIGHTS_FILE) as partial:  # a lazy model's frozen weights:
-            save_streamed(model, partial, metadata)  # read as written, one module at a time
+        with atomic_path(folder / WEIGHTS_FILE) as partial:  # a lazy model's frozen weights are
+            weight_io.save_streamed(model, partial, metadata)  # read as written, module by module
     for name, path in (tokenizer_files(tokenizer_dir) or {}).items():
         (folder / TOKENIZER_DIR).mkdir(exist_ok=True)
         shutil.copyfile(path, folder / TOKENIZER_DIR / name)
@@ -289,7 +294,7 @@ def load_run(
     """The classifier saved in ``directory``, in eval mode; ``weights``: a moved base's path."""
     folder = Path(directory)
     info = read_run_info(folder)
-    path = folder / (trainable_run.TRAINED_FILE if info.save == "trainable" else WEIGHTS_FILE)
+    path = folder / (TRAINED_FILE if info.save == "trainable" else WEIGHTS_FILE)
     try:
         if not path.is_file():
             raise GPTClassifierError(f"{folder} has no {path.name}")
@@ -301,7 +306,7 @@ def load_run(
     except (SafetensorError, ValueError) as exc:
         raise GPTClassifierError(f"{path} is corrupt or truncated ({exc})") from None
     if info.save == "trainable":
-        model = trainable_run.load_trainable(state, info, weights, path)
+        model = load_trainable(state, info, weights, path)
     else:
         model = _full_model(state, info, path)
     model.to(device).eval().requires_grad_(False)
@@ -355,7 +360,103 @@ def _full_model(state: dict[str, torch.Tensor], info: RunInfo, weights: Path) ->
         )
     with torch.device("meta"):
         model = GPTClassifier(GPTModel(cfg), len(info.classes), pooling=info.pooling)
-    model.load_state_dict(
-        trainable_run.check_state(state, model.state_dict(), weights, RUN_FILE), assign=True
-    )
+    model.load_state_dict(check_state(state, model.state_dict(), weights, RUN_FILE), assign=True)
     return model
+
+
+def base_weights_record(
+    model: str | GPTConfig, weights_path: str | None, init: str, seed: int
+) -> dict[str, Any]:
+    """``model.base_weights`` of a run trained from these ``build_lazy_model`` arguments."""
+    if init == RANDOM_BASE:
+        gpt = weight_io.build_lazy_model(model, init=RANDOM_BASE, seed=seed)
+        digest = _drawn_digest(weight_io.lazy_weights_of(gpt))
+        return {"source": RANDOM_BASE, "seed": seed, "sha256": digest}
+    source = os.path.abspath(os.path.expanduser(weights_path)) if weights_path else str(model)
+    source = canonical_model_name(source) if is_model_name(source) else source
+    return {"source": source, "sha256": _files_digest(weight_io.locate_weights(source)[0])}
+
+
+def check_state(
+    state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], path: Path, against: str
+) -> dict[str, torch.Tensor]:
+    """``state`` with the ``expected`` names and shapes, as finite float32 tensors."""
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if missing or unexpected:
+        problem = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
+        raise GPTClassifierError(f"{path} does not match {against}: {problem}")
+    checked = {}
+    for name, tensor in ((name, state[name]) for name in expected):
+        if (shape := tuple(tensor.shape)) != (want := tuple(expected[name].shape)):
+            raise GPTClassifierError(f"{path}: tensor {name} has shape {shape}, expected {want}")
+        if not tensor.dtype.is_floating_point:
+            dtype = str(tensor.dtype).removeprefix("torch.")
+            raise GPTClassifierError(
+                f"{path}: tensor {name} has dtype {dtype}; weights must be float32"
+            )
+        checked[name] = tensor.to(torch.float32)  # float64 beyond float32's range: inf, refused
+        if not bool(torch.isfinite(checked[name]).all()):
+            raise GPTClassifierError(
+                f"{path}: tensor {name} holds NaN or infinite values (a diverged training run "
+                "or a corrupt file); train the model again"
+            )
+    return checked
+
+
+def load_trainable(
+    state: dict[str, torch.Tensor], info: RunInfo, moved_base: str | None, path: Path
+) -> GPTClassifier:
+    """The run's base (from ``moved_base`` if given) with the trained tensors ``state`` over it."""
+    base, extra, cfg = info.base_weights or {}, info.extra or {}, info.gpt_config
+    if base["source"] == RANDOM_BASE:
+        gpt = weight_io.build_lazy_model(cfg, init=RANDOM_BASE, seed=base["seed"])
+    else:
+        source, expected = moved_base or base["source"], base["sha256"]
+        named = f"base weights {base['source']} (sha256 {expected[:12]}…)"
+        fetch = f"run `gpt-classifier download {source}` or " if is_model_name(source) else ""
+        try:
+            files = weight_io.locate_weights(source)[0]
+        except GPTClassifierError as exc:
+            raise GPTClassifierError(
+                f"{named} not found ({exc}); {fetch}pass --weights PATH to a copy of them"
+            ) from None
+        if (actual := _files_digest(files)) != expected:
+            raise GPTClassifierError(
+                f"{source} has sha256 {actual[:12]}…, not the run's {named}; "
+                "pass --weights PATH to the weights the run was trained on"
+            )
+        gpt = weight_io.open_pretrained(source, config=cfg)
+    lazy = weight_io.lazy_weights_of(gpt)
+    model = GPTClassifier(gpt, len(info.classes), pooling=info.pooling)
+    weight_io.materialize_model(gpt)
+    if base["source"] == RANDOM_BASE and _drawn_digest(lazy) != base["sha256"]:
+        raise GPTClassifierError(
+            f"the random base weights drawn from seed {base['seed']} differ from those the run "
+            "was trained on (another torch version?); retrain with --save full"
+        )
+    lora = extra.get("lora") or {}
+    rank, alpha = int(lora.get("rank", 16)), float(lora.get("alpha", 16.0))
+    apply_trainable(model, str(extra.get("trainable", "all")), lora_rank=rank, lora_alpha=alpha)
+    expected = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    with torch.no_grad():
+        for name, value in check_state(state, expected, path, "run.json's trainable").items():
+            expected[name].copy_(value)
+    merge_lora(model)  # if the run trained LoRA adapters
+    return model
+
+
+def _files_digest(files: list[Path]) -> str:
+    if len(files) == 1:
+        return sha256_of(files[0])
+    lines = "".join(f"{sha256_of(file)}  {file.name}\n" for file in sorted(files))
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def _drawn_digest(lazy: weight_io.LazyWeights | None) -> str:
+    """The sha256 of every base tensor, module by module (drawn now, or as materialised)."""
+    assert lazy is not None
+    digest = hashlib.sha256()
+    for name in lazy.names:
+        for _, tensor in lazy.stream(name):
+            digest.update(tensor.contiguous().reshape(-1).view(torch.uint8).numpy().data)
+    return digest.hexdigest()
