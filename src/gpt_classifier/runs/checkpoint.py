@@ -1,11 +1,11 @@
 """Training checkpoints in the run's staging folder, so ``train --resume RUN`` ends the same."""
 
-import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from types import SimpleNamespace
+from typing import Any
 
 import torch
 from torch import nn
@@ -50,31 +50,23 @@ def save_checkpoint(
     """One file, replaced atomically: a kill at any moment leaves the previous checkpoint."""
     weights = {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
     payload = {"format": CHECKPOINT_FORMAT, "fingerprint": fingerprint, "weights": weights}
-    payload.update(loop=dataclasses.asdict(state), optimizer=optimizer.state_dict())
+    payload.update(loop=asdict(state), optimizer=optimizer.state_dict())
     with atomic_path(folder / STATE_FILE) as partial, partial.open("wb") as handle:
-        writer = _KeepsWriteError(handle)
-        try:
-            torch.save(payload, writer)
-        except RuntimeError:  # torch words a full disk as "unexpected pos": raise the real one
-            if writer.error is None:
+        failed: list[OSError] = []  # torch words a full disk as "unexpected pos": keep the real one
+
+        def write(data: bytes) -> int:
+            try:
+                return handle.write(data)
+            except OSError as exc:
+                failed.append(exc)
                 raise
-            raise writer.error from None
+
+        try:
+            torch.save(payload, SimpleNamespace(write=write, flush=handle.flush))
+        except RuntimeError as exc:
+            raise (failed[0] if failed else exc) from None
         crash_point("checkpoint-written")
     crash_point("checkpoint")
-
-
-class _KeepsWriteError:
-    """A file for ``torch.save`` that keeps the OSError (full disk...) of a failed write."""
-
-    def __init__(self, handle: BinaryIO) -> None:
-        self.handle, self.flush, self.error = handle, handle.flush, None
-
-    def write(self, data: bytes) -> int:
-        try:
-            return self.handle.write(data)
-        except OSError as exc:
-            self.error = exc
-            raise
 
 
 def save_options(folder: Path, options: dict[str, Any]) -> None:
