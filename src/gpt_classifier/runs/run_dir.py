@@ -292,9 +292,9 @@ def load_run(
     directory: StrPath, device: str | torch.device = "cpu", weights: str | None = None
 ) -> LoadedRun:
     """The classifier saved in ``directory``, in eval mode; ``weights``: a moved base's path."""
-    folder = Path(directory)
-    info = read_run_info(folder)
-    path = folder / (TRAINED_FILE if info.save == "trainable" else WEIGHTS_FILE)
+    info, folder = read_run_info(directory), Path(directory)
+    trainable = info.save == "trainable"
+    path = folder / (TRAINED_FILE if trainable else WEIGHTS_FILE)
     try:
         if not path.is_file():
             raise GPTClassifierError(f"{folder} has no {path.name}")
@@ -305,10 +305,9 @@ def load_run(
         raise _unreadable(path, exc) from None
     except (SafetensorError, ValueError) as exc:
         raise GPTClassifierError(f"{path} is corrupt or truncated ({exc})") from None
-    if info.save == "trainable":
-        model = load_trainable(state, info, weights, path)
-    else:
-        model = _full_model(state, info, path)
+    model = (
+        load_trainable(state, info, weights, path) if trainable else _full_model(state, info, path)
+    )
     model.to(device).eval().requires_grad_(False)
     model.run_info = info  # classify_review reads the trained lengths and class names from it
     return LoadedRun(model=model, info=info, directory=folder)
@@ -391,9 +390,8 @@ def check_state(
             raise GPTClassifierError(f"{path}: tensor {name} has shape {shape}, expected {want}")
         if not tensor.dtype.is_floating_point:
             dtype = str(tensor.dtype).removeprefix("torch.")
-            raise GPTClassifierError(
-                f"{path}: tensor {name} has dtype {dtype}; weights must be float32"
-            )
+            must = "weights must be float32"
+            raise GPTClassifierError(f"{path}: tensor {name} has dtype {dtype}; {must}")
         checked[name] = tensor.to(torch.float32)  # float64 beyond float32's range: inf, refused
         if not bool(torch.isfinite(checked[name]).all()):
             raise GPTClassifierError(
