@@ -20,8 +20,7 @@ from safetensors.torch import load_file
 
 from .. import __version__
 from .. import weights as weight_io
-from ..classifier import POOLINGS, GPTClassifier, apply_trainable
-from ..classifier.lora import merge_lora
+from ..classifier import POOLINGS, GPTClassifier, apply_trainable, merge_lora
 from ..config import EOT_TOKEN_ID, GPTConfig, canonical_model_name, is_model_name
 from ..data.encoding import PADDING_STRATEGIES, parse_padding
 from ..data.windows import LongText
@@ -220,7 +219,6 @@ class _Fields:
 class LoadedRun:
     model: GPTClassifier
     info: RunInfo
-    directory: Path
 
 
 def write_model_files(
@@ -310,7 +308,7 @@ def load_run(
     )
     model.to(device).eval().requires_grad_(False)
     model.run_info = info  # classify_review reads the trained lengths and class names from it
-    return LoadedRun(model=model, info=info, directory=folder)
+    return LoadedRun(model=model, info=info)
 
 
 def run_tokenizer(directory: StrPath, tokenizer_dir: StrPath | None = None) -> tiktoken.Encoding:

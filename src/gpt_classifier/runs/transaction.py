@@ -100,19 +100,17 @@ def verify_files(folder: Path, names: list[str]) -> None:
             raise ValueError("unknown format")
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise GPTClassifierError(f"{marker} is unreadable or malformed ({exc})") from None
-    for name in names:
+    for name, path in ((name, folder / name) for name in names):
         if name not in digests:
             raise GPTClassifierError(f"{marker} does not list {name}")
         try:
-            actual = sha256_of(folder / name)
+            actual = sha256_of(path)
         except FileNotFoundError:
             raise GPTClassifierError(f"{folder} has no {name}") from None
         except OSError as exc:
-            raise GPTClassifierError(
-                f"cannot read {folder / name}: {exc.strerror.lower()}"
-            ) from None
+            raise GPTClassifierError(f"cannot read {path}: {exc.strerror.lower()}") from None
         if actual != str(digests[name]):
             raise GPTClassifierError(
-                f"{folder / name} does not match its digest in {MARKER_FILE} "
+                f"{path} does not match its digest in {MARKER_FILE} "
                 "(changed or mixed with another run's files)"
             )
