@@ -66,13 +66,8 @@ class RunInfo:
     long_text: LongText = LongText()  # how texts longer than max_length are read
 
     def to_dict(self) -> dict[str, Any]:
-        values = {
-            **vars(self),
-            "gpt_config": self.gpt_config.to_dict(),
-            "classes": list(self.classes),
-            "num_classes": len(self.classes),
-            "long_text": self.long_text.to_dict(),
-        }
+        values = {**vars(self), "classes": list(self.classes), "num_classes": len(self.classes)}
+        values.update(gpt_config=self.gpt_config.to_dict(), long_text=self.long_text.to_dict())
         sections = {name: {key: values[key] for key in keys} for name, keys in _SECTIONS.items()}
         if not self.base_weights:
             del sections["model"]["base_weights"]
@@ -92,15 +87,11 @@ class RunInfo:
             )
         fields = _Fields(values, source)
         config = GPTConfig.from_dict(fields.get("model.gpt_config"), f"{source}: model.gpt_config")
+        sections = {**fields.classifier(), **fields.inputs(config), **fields.model()}
+        long_text = LongText.from_dict(fields.get("inputs.long_text", {}), source)
         known = {"format", "format_version", *_SECTIONS}
-        return cls(
-            config,
-            **fields.classifier(),
-            **fields.inputs(config),
-            **fields.model(),
-            extra={key: value for key, value in values.items() if key not in known},
-            long_text=LongText.from_dict(fields.get("inputs.long_text", {}), source),
-        )
+        extra = {key: value for key, value in values.items() if key not in known}
+        return cls(config, **sections, extra=extra, long_text=long_text)
 
 
 def _show(value: Any, limit: int = 60) -> str:
