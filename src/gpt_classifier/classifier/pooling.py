@@ -62,10 +62,9 @@ def pooled_positions(hidden: Tensor, lengths: Tensor | None, pooling: Pooling) -
             )
     if pooling == Pooling.MEAN:
         return None
-    if pooling == Pooling.FIRST:
-        return torch.zeros(batch, dtype=torch.long, device=hidden.device)
-    if pooling == Pooling.LAST or lengths is None:
-        return torch.full((batch,), seq_len - 1, dtype=torch.long, device=hidden.device)
+    if pooling != Pooling.LAST_REAL or lengths is None:  # first, last, or last-real without lengths
+        position = 0 if pooling == Pooling.FIRST else seq_len - 1
+        return torch.full((batch,), position, dtype=torch.long, device=hidden.device)
     return lengths.to(device=hidden.device, dtype=torch.long) - 1
 
 

@@ -90,20 +90,16 @@ def has_checkpoint(folder: Path) -> bool:
     return (folder / STATE_FILE).is_file()
 
 
-def load_checkpoint(
-    folder: Path, model: nn.Module, optimizer: Optimizer, fingerprint: str
-) -> LoopState:
+def load_checkpoint(folder: Path, model: nn.Module, optimizer: Optimizer, digest: str) -> LoopState:
     """Put the checkpoint's weights and optimizer state back; return the loop's state."""
     path = folder / STATE_FILE
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise GPTClassifierError(f"no interrupted run to resume: {path} does not exist") from None
     except Exception as exc:  # torch raises many types for a damaged pickle/zip
         raise GPTClassifierError(f"{path} is corrupt ({type(exc).__name__}: {exc})") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise GPTClassifierError(f"{path} is not a checkpoint of this version")
-    if payload.get("fingerprint") != fingerprint:
+    if payload.get("fingerprint") != digest:  # data_fingerprint of this run
         raise GPTClassifierError(
             f"{path} was made from other data or another base model than this run's; "
             "start again with --overwrite"

@@ -2,8 +2,6 @@
 ``README.md``); ``--save trainable`` keeps the trained tensors alone (``trained.safetensors``) and
 the base they go over with its sha256 in run.json's ``model.base_weights`` (see docs/design.md)."""
 
-from __future__ import annotations
-
 import hashlib
 import json
 import math
@@ -87,7 +85,7 @@ class RunInfo:
         return {"format": RUN_FORMAT, **version, **sections, **(self.extra or {})}
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], source: str) -> RunInfo:
+    def from_dict(cls, values: dict[str, Any], source: str) -> "RunInfo":
         """Check every field of ``run.json``; an error names the field and its value."""
         if values.get("format") != RUN_FORMAT:
             raise GPTClassifierError(f"{source} is not a gpt-classifier run file")
@@ -451,9 +449,8 @@ def _files_digest(files: list[Path]) -> str:
     return hashlib.sha256(lines.encode()).hexdigest()
 
 
-def _drawn_digest(lazy: weight_io.LazyWeights | None) -> str:
+def _drawn_digest(lazy: weight_io.LazyWeights) -> str:
     """The sha256 of every base tensor, module by module (drawn now, or as materialised)."""
-    assert lazy is not None
     digest = hashlib.sha256()
     for name in lazy.names:
         for _, tensor in lazy.stream(name):

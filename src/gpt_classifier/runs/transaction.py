@@ -1,8 +1,6 @@
 """A run directory written as one transaction: staged in ``.<name>.partial/run``, marked
 complete by ``run-complete.json``, renamed into place (see docs/design.md, Guarantees)."""
 
-from __future__ import annotations
-
 import json
 import os
 import shutil
@@ -28,7 +26,7 @@ class StagedRun:
         self.root = self.target.parent / f".{self.target.name}.partial"
         self.folder, self.checkpoint_dir = self.root / "run", self.root / "checkpoint"
 
-    def start(self, *, keep_checkpoint: bool = False) -> StagedRun:
+    def start(self, *, keep_checkpoint: bool = False) -> "StagedRun":
         try:
             if (stale := self.folder if keep_checkpoint else self.root).exists():
                 shutil.rmtree(stale)
