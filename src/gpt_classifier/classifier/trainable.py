@@ -155,8 +155,6 @@ def apply_trainable(
             f"(use last-blocks:1 to last-blocks:{n_layers}, or all)"
         )
     model.requires_grad_(spec.kind == TrainableKind.ALL)
-    if spec.kind == TrainableKind.ALL:
-        return
     gpt.out_head.requires_grad_()
     if spec.kind == TrainableKind.LAST_BLOCKS:
         gpt.trf_blocks[n_layers - spec.num_blocks :].requires_grad_()
@@ -165,9 +163,8 @@ def apply_trainable(
         # Appendix E also wraps out_head; ours is new and small, so it trains in full instead
         generator = torch.Generator().manual_seed(lora_seed)
         replace_linear_with_lora(gpt.trf_blocks, lora_rank, lora_alpha, generator)
-        for module in gpt.trf_blocks.modules():
-            if isinstance(module, LinearWithLoRA):
-                module.lora.requires_grad_()
+        for adapter in (m for m in gpt.trf_blocks.modules() if isinstance(m, LoRALayer)):
+            adapter.requires_grad_()  # adapters already there were frozen with the rest
 
 
 def first_trainable_block(model: GPTClassifier) -> int:

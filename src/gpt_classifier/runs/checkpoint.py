@@ -32,8 +32,7 @@ class LoopState:
     best_val_acc: float = -1.0
     best_epoch: int | None = None
     best_state: list[torch.Tensor] | None = None
-    # the training loader's shuffling generator at the start of this epoch and now: a resumed
-    # epoch redraws the same order, then continues from the current state
+    # the loader's shuffle generator at this epoch's start (to redraw its order on resume) and now
     epoch_start_rng: torch.Tensor | None = None
     loader_rngs: dict[str, torch.Tensor] = field(default_factory=dict)
     torch_rng: torch.Tensor | None = None  # dropout's generator

@@ -6,7 +6,6 @@ import hashlib
 import json
 import math
 import os
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,8 +112,6 @@ def _show(value: Any, limit: int = 60) -> str:
 class _Fields:
     """The fields of one ``run.json``, each read with its check; errors name ``section.key``."""
 
-    MISSING: Any = object()
-
     def __init__(self, values: dict[str, Any], source: str) -> None:
         self.values, self.source = values, source
 
@@ -123,7 +120,7 @@ class _Fields:
             got = f" (got {_show(value[0])})" if value else ""
             raise GPTClassifierError(f"{self.source}: {problem}{got}")
 
-    def get(self, path: str, default: Any = MISSING) -> Any:
+    def get(self, path: str, default: Any = ...) -> Any:
         """The value at ``section.key`` (the key may be missing only with a ``default``)."""
         name, key = path.split(".")
         broken = f"{self.source} is incomplete or malformed"
@@ -133,18 +130,18 @@ class _Fields:
             raise GPTClassifierError(
                 f"{broken}: {name} must be a JSON object (got {_show(section)})"
             )
-        if key not in section and default is self.MISSING:
+        if key not in section and default is ...:
             raise GPTClassifierError(f"{broken}: {path} is missing")
         return section.get(key, default)
 
-    def integer(self, path: str, low: int, high: int, why: str, default: Any = MISSING) -> int:
+    def integer(self, path: str, low: int, high: int, why: str, default: Any = ...) -> int:
         """A JSON integer (not true/false, not 3.0) with ``low <= value <= high``."""
         value = self.get(path, default)
         self.check(type(value) is int, f"{path} must be an integer", value)
         self.check(low <= value <= high, f"{path} must be between {low} and {high}{why}", value)
         return value
 
-    def string(self, path: str, choices: tuple[str, ...] = (), default: Any = MISSING) -> str:
+    def string(self, path: str, choices: tuple[str, ...] = (), default: Any = ...) -> str:
         value = self.get(path, default)
         self.check(isinstance(value, str), f"{path} must be a string", value)
         listed = ", ".join(choices)
@@ -160,7 +157,6 @@ class _Fields:
             self.check(isinstance(name, str), f"{path}[{number}] must be a string", name)
             self.check(bool(name.strip()), f"{path}[{number}] is empty", name)
             self.check(name not in classes[:number], f"{path} lists {_show(name)} twice")
-        # num_classes, written for readers, must agree (load_run checks the head against them)
         count, want = self.get("classifier.num_classes", len(classes)), len(classes)
         problem = f"classifier.num_classes must be {want}, the number of classifier.classes"
         self.check(not isinstance(count, bool) and count == want, problem, count)
@@ -256,8 +252,7 @@ def save_run(
 
 
 def read_run_info(directory: StrPath) -> RunInfo:
-    folder = Path(directory)
-    run_file = folder / RUN_FILE
+    run_file = (folder := Path(directory)) / RUN_FILE
     try:
         if not folder.is_dir():
             resume = f"gpt-classifier train --resume {folder} ends it"
@@ -314,8 +309,7 @@ def load_run(
 
 def run_tokenizer(directory: StrPath, tokenizer_dir: StrPath | None = None) -> tiktoken.Encoding:
     """The run's own tokenizer; a given ``tokenizer_dir`` must hold the same files."""
-    folder = Path(directory)
-    stored = folder / TOKENIZER_DIR
+    stored = (folder := Path(directory)) / TOKENIZER_DIR
     if not stored.is_dir():
         return get_tokenizer(tokenizer_dir)
     verify_files(folder, [f"{TOKENIZER_DIR}/{name}" for name in TOKENIZER_FILES])
@@ -334,8 +328,8 @@ def _full_model(state: dict[str, torch.Tensor], info: RunInfo, weights: Path) ->
     # the sizes in run.json against the weights before building: a config edited to a huge width
     # or depth would take minutes, or overflow, on ``meta`` before any check
     cfg, where = info.gpt_config, f"{RUN_FILE}'s model.gpt_config"
-    numbers = (re.match(r"gpt\.trf_blocks\.(\d+)\.", name) for name in state)
-    blocks = {int(match.group(1)) for match in numbers if match}
+    parts = [name.split(".") for name in state if name.startswith("gpt.trf_blocks.")]
+    blocks = {int(part[2]) for part in parts if len(part) > 3 and part[2].isdecimal()}
     if blocks and max(blocks) + 1 != cfg.n_layers:
         raise GPTClassifierError(
             f"{weights} holds {max(blocks) + 1} transformer blocks but {where} has "
@@ -467,8 +461,7 @@ def wilson_interval(share: float, n: int) -> tuple[float, float]:
 
 def model_card(info: RunInfo, metrics: dict[str, Any] | None, usage: str, note: str = "") -> str:
     """The card's Markdown; ``usage``: how to load this folder; ``note``: format specifics."""
-    extra = info.extra or {}
-    data = extra.get("data")
+    data = (extra := info.extra or {}).get("data")
     lines = ["- Not recorded (the run was saved from Python, not by `train`)."]
     if isinstance(data, dict):
         lines = [f"- Source: `{data.get('source', 'unknown')}`"]
