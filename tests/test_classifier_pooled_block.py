@@ -80,7 +80,7 @@ def test_training_losses_match_the_full_last_block(tiny_config):
 def test_forward_at_with_lora_projections_matches_the_full_block(tiny_config):
     """LoRA-wrapped projections have no single weight to move to the query side: the block
     then computes keys and values, and still equals the full block."""
-    from gpt_classifier.classifier.lora import replace_linear_with_lora
+    from gpt_classifier.classifier import replace_linear_with_lora
 
     block = _block(tiny_config, causal=True, qkv_bias=True)
     replace_linear_with_lora(block, rank=2, alpha=2.0, generator=torch.Generator().manual_seed(0))

@@ -20,7 +20,7 @@ from gpt_classifier.errors import GPTClassifierError
 from gpt_classifier.export import export_run, folded_shift
 from gpt_classifier.inference import RunInfo, TextClassifier, save_run
 from gpt_classifier.model import GPTModel
-from gpt_classifier.runs.model_card import wilson_interval
+from gpt_classifier.runs.run_dir import wilson_interval
 from gpt_classifier.tokenizer import _OPENAI_URL, TOKENIZER_DIR_ENV, tokenizer_files
 
 TOLERANCE = 1e-3

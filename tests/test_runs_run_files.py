@@ -14,8 +14,7 @@ from safetensors.torch import save_file
 from gpt_classifier.classifier import GPTClassifier, apply_trainable
 from gpt_classifier.errors import GPTClassifierError
 from gpt_classifier.inference import RunInfo, TextClassifier, load_run, save_run
-from gpt_classifier.runs.run_dir import run_tokenizer
-from gpt_classifier.runs.trainable_run import TRAINED_FILE, base_weights_record
+from gpt_classifier.runs.run_dir import TRAINED_FILE, base_weights_record, run_tokenizer
 from gpt_classifier.runs.transaction import write_marker
 from gpt_classifier.tokenizer import TOKENIZER_DIR_ENV
 from gpt_classifier.weights import _rules, build_model, skeleton_gpt

@@ -16,8 +16,7 @@ from .errors import GPTClassifierError
 from .evaluation import read_report_json
 from .fileio import atomic_path, check_output_dir, write_json, write_text, writer_lock
 from .inference import TextClassifier
-from .runs.model_card import CARD_FILE, model_card
-from .runs.run_dir import TOKENIZER_DIR, RunInfo, StrPath, read_run_info
+from .runs.run_dir import CARD_FILE, TOKENIZER_DIR, RunInfo, StrPath, model_card, read_run_info
 from .runs.transaction import commit_staged
 from .tokenizer import EOT_TEXT, tokenizer_files
 from .weights import HF_PREFIX, to_hf_state_dict

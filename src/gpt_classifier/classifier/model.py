@@ -21,9 +21,7 @@ class GPTClassifier(nn.Module):
             raise GPTClassifierError(
                 f"a classifier needs at least 2 classes (got num_classes={num_classes!r})"
             )
-        self.num_classes = num_classes
-        self.pooling = pools.validate_pooling(pooling)
-        self.gpt = gpt
+        self.num_classes, self.pooling, self.gpt = num_classes, pools.validate_pooling(pooling), gpt
         reference = gpt.final_norm.scale  # the head follows the model's device and dtype
         lazy = reference.is_meta and getattr(gpt, "lazy_weights", None) is not None
         device = torch.device("cpu") if lazy else reference.device  # weights.LazyWeights: head real

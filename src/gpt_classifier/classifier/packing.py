@@ -37,8 +37,7 @@ def packing_of(segments: torch.Tensor, causal: bool = True) -> Packing:
     """A token sees its own text (its past if ``causal``); a row's tail (-1) too: no empty row."""
     same = segments[:, :, None] == segments[:, None, :]
     if causal:
-        width = segments.shape[1]
-        same &= torch.ones(width, width, dtype=torch.bool, device=same.device).tril()
+        same &= torch.ones(same.shape[1:], dtype=torch.bool, device=same.device).tril()
     cells = (segments >= 0).flatten().nonzero()[:, 0]
     return Packing(cells, same[:, None])
 

@@ -62,10 +62,9 @@ def pooled_positions(hidden: Tensor, lengths: Tensor | None, pooling: Pooling) -
             )
     if pooling == Pooling.MEAN:
         return None
-    if pooling == Pooling.FIRST:
-        return torch.zeros(batch, dtype=torch.long, device=hidden.device)
-    if pooling == Pooling.LAST or lengths is None:
-        return torch.full((batch,), seq_len - 1, dtype=torch.long, device=hidden.device)
+    if pooling != Pooling.LAST_REAL or lengths is None:  # first, last, or last-real without lengths
+        position = 0 if pooling == Pooling.FIRST else seq_len - 1
+        return torch.full((batch,), position, dtype=torch.long, device=hidden.device)
     return lengths.to(device=hidden.device, dtype=torch.long) - 1
 
 
@@ -77,11 +76,9 @@ class PaddingReads(NamedTuple):
 
     @property
     def why(self) -> str | None:
-        if self.pooled:
-            return "'last' pooling reads a padding position whose state varies by batch"
-        if self.attended:
-            return "without the causal mask real tokens see the per-batch padding"
-        return None
+        pooled = "'last' pooling reads a padding position whose state varies by batch"
+        attended = "without the causal mask real tokens see the per-batch padding"
+        return pooled if self.pooled else attended if self.attended else None
 
 
 def padding_reads(pooling: Pooling, causal: bool, pad_length: int | None) -> PaddingReads:

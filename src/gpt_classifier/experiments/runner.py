@@ -14,7 +14,7 @@ from ..classifier import TrainableKind, parse_trainable
 from ..errors import GPTClassifierError
 from ..fileio import check_output_dir
 from ..runs.checkpoint import OPTIONS_FILE
-from ..runs.model_card import wilson_interval as share_interval
+from ..runs.run_dir import wilson_interval as share_interval
 from ..runs.transaction import MARKER_FILE, StagedRun
 from ..training.memory import reset_peak_rss
 from ..training.pipeline import run_finetune

@@ -1,16 +1,15 @@
 """Training checkpoints in the run's staging folder, so ``train --resume RUN`` ends the same."""
 
-from __future__ import annotations
-
-import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from types import SimpleNamespace
+from typing import Any
 
 import torch
 from torch import nn
+from torch.optim import Optimizer
 
 from ..errors import GPTClassifierError
 from ..evaluation.history import TrainingHistory
@@ -33,8 +32,7 @@ class LoopState:
     best_val_acc: float = -1.0
     best_epoch: int | None = None
     best_state: list[torch.Tensor] | None = None
-    # the training loader's shuffling generator at the start of this epoch and now: a resumed
-    # epoch redraws the same order, then continues from the current state
+    # the loader's shuffle generator at this epoch's start (to redraw its order on resume) and now
     epoch_start_rng: torch.Tensor | None = None
     loader_rngs: dict[str, torch.Tensor] = field(default_factory=dict)
     torch_rng: torch.Tensor | None = None  # dropout's generator
@@ -46,40 +44,28 @@ CHECKPOINT_FORMAT = 1
 
 
 def save_checkpoint(
-    folder: Path,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    state: LoopState,
-    fingerprint: str,
+    folder: Path, model: nn.Module, optimizer: Optimizer, state: LoopState, fingerprint: str
 ) -> None:
     """One file, replaced atomically: a kill at any moment leaves the previous checkpoint."""
     weights = {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
     payload = {"format": CHECKPOINT_FORMAT, "fingerprint": fingerprint, "weights": weights}
-    payload.update(loop=dataclasses.asdict(state), optimizer=optimizer.state_dict())
+    payload.update(loop=asdict(state), optimizer=optimizer.state_dict())
     with atomic_path(folder / STATE_FILE) as partial, partial.open("wb") as handle:
-        writer = _KeepsWriteError(handle)
-        try:
-            torch.save(payload, writer)
-        except RuntimeError:  # torch words a full disk as "unexpected pos": raise the real one
-            if writer.error is None:
+        failed: list[OSError] = []  # torch words a full disk as "unexpected pos": keep the real one
+
+        def write(data: bytes) -> int:
+            try:
+                return handle.write(data)
+            except OSError as exc:
+                failed.append(exc)
                 raise
-            raise writer.error from None
+
+        try:
+            torch.save(payload, SimpleNamespace(write=write, flush=handle.flush))
+        except RuntimeError as exc:
+            raise (failed[0] if failed else exc) from None
         crash_point("checkpoint-written")
     crash_point("checkpoint")
-
-
-class _KeepsWriteError:
-    """A file for ``torch.save`` that keeps the OSError (full disk...) of a failed write."""
-
-    def __init__(self, handle: BinaryIO) -> None:
-        self.handle, self.flush, self.error = handle, handle.flush, None
-
-    def write(self, data: bytes) -> int:
-        try:
-            return self.handle.write(data)
-        except OSError as exc:
-            self.error = exc
-            raise
 
 
 def save_options(folder: Path, options: dict[str, Any]) -> None:
@@ -103,20 +89,16 @@ def has_checkpoint(folder: Path) -> bool:
     return (folder / STATE_FILE).is_file()
 
 
-def load_checkpoint(
-    folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer, fingerprint: str
-) -> LoopState:
+def load_checkpoint(folder: Path, model: nn.Module, optimizer: Optimizer, digest: str) -> LoopState:
     """Put the checkpoint's weights and optimizer state back; return the loop's state."""
     path = folder / STATE_FILE
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise GPTClassifierError(f"no interrupted run to resume: {path} does not exist") from None
     except Exception as exc:  # torch raises many types for a damaged pickle/zip
         raise GPTClassifierError(f"{path} is corrupt ({type(exc).__name__}: {exc})") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise GPTClassifierError(f"{path} is not a checkpoint of this version")
-    if payload.get("fingerprint") != fingerprint:
+    if payload.get("fingerprint") != digest:  # data_fingerprint of this run
         raise GPTClassifierError(
             f"{path} was made from other data or another base model than this run's; "
             "start again with --overwrite"

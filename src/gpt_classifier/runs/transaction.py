@@ -1,8 +1,6 @@
 """A run directory written as one transaction: staged in ``.<name>.partial/run``, marked
 complete by ``run-complete.json``, renamed into place (see docs/design.md, Guarantees)."""
 
-from __future__ import annotations
-
 import json
 import os
 import shutil
@@ -28,7 +26,7 @@ class StagedRun:
         self.root = self.target.parent / f".{self.target.name}.partial"
         self.folder, self.checkpoint_dir = self.root / "run", self.root / "checkpoint"
 
-    def start(self, *, keep_checkpoint: bool = False) -> StagedRun:
+    def start(self, *, keep_checkpoint: bool = False) -> "StagedRun":
         try:
             if (stale := self.folder if keep_checkpoint else self.root).exists():
                 shutil.rmtree(stale)
@@ -76,19 +74,10 @@ def finish_interrupted_commit(target: Path) -> bool:
     return False
 
 
-def missing_run_hint(target: Path) -> str:
-    if (StagedRun(target).folder / MARKER_FILE).is_file():
-        return f" (a crash interrupted its commit: gpt-classifier train --resume {target} ends it)"
-    return ""
-
-
 def write_marker(folder: Path) -> None:
-    files = sorted(
-        p.relative_to(folder).as_posix()
-        for p in folder.rglob("*")
-        if p.is_file() and p.name != MARKER_FILE and not p.name.startswith(".")
-    )
-    digests = {name: sha256_of(folder / name) for name in files}
+    files = (p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    names = sorted(p.relative_to(folder).as_posix() for p in files if p.name != MARKER_FILE)
+    digests = {name: sha256_of(folder / name) for name in names}
     write_json(folder / MARKER_FILE, {"format": MARKER_FORMAT, "sha256": digests})
 
 
@@ -109,19 +98,17 @@ def verify_files(folder: Path, names: list[str]) -> None:
             raise ValueError("unknown format")
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise GPTClassifierError(f"{marker} is unreadable or malformed ({exc})") from None
-    for name in names:
+    for name, path in ((name, folder / name) for name in names):
         if name not in digests:
             raise GPTClassifierError(f"{marker} does not list {name}")
         try:
-            actual = sha256_of(folder / name)
+            actual = sha256_of(path)
         except FileNotFoundError:
             raise GPTClassifierError(f"{folder} has no {name}") from None
         except OSError as exc:
-            raise GPTClassifierError(
-                f"cannot read {folder / name}: {exc.strerror.lower()}"
-            ) from None
+            raise GPTClassifierError(f"cannot read {path}: {exc.strerror.lower()}") from None
         if actual != str(digests[name]):
             raise GPTClassifierError(
-                f"{folder / name} does not match its digest in {MARKER_FILE} "
+                f"{path} does not match its digest in {MARKER_FILE} "
                 "(changed or mixed with another run's files)"
             )

@@ -31,9 +31,7 @@ from ..fileio import cannot_write, check_output_dir, write_json, write_text, wri
 from ..precision import autocast, resolve_device, resolve_precision
 from ..progress import progress_bar
 from ..runs import checkpoint
-from ..runs.model_card import write_model_card
-from ..runs.run_dir import RunInfo, write_model_files
-from ..runs.trainable_run import base_weights_record
+from ..runs.run_dir import RunInfo, base_weights_record, write_model_card, write_model_files
 from ..runs.transaction import StagedRun, finish_interrupted_commit
 from ..tokenizer import get_tokenizer
 from ..weights import build_model, frozen_parameter_sample, lazy_weights_of, materialize_model

@@ -18,7 +18,7 @@ from ..data.windows import LongText
 from ..distributed import DEFAULT_DIST_TIMEOUT_S, DIST_TIMEOUT_ENV, context_from_env, rank_device
 from ..errors import GPTClassifierError
 from ..precision import resolve_device, resolve_precision
-from ..runs.trainable_run import SAVE_LAYOUTS
+from ..runs.run_dir import SAVE_LAYOUTS
 from . import settings
 from .settings import TrainSettings, opt, over_preset, rule_problems
 
