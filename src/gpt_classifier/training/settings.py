@@ -186,15 +186,12 @@ class SplitOptions(ReadOptions, DataOptions):
     )
     seed: int | None = opt("Seed of the split (and of training).", min=0, max=MAX_SEED, preset=True)
 
-    def source(self) -> dict[str, Any]:
-        """The keyword arguments of ``prepare_dataset`` that say what to read and how."""
-        fields = (*dataclasses.fields(DataOptions), *dataclasses.fields(ReadOptions))
-        return {f.name: getattr(self, f.name) for f in fields}
-
     def dataset_args(self) -> dict[str, Any]:
-        """``prepare_dataset``'s keyword arguments: the source and the split, over the preset."""
+        """``prepare_dataset``'s keyword arguments: the source, the split over the preset."""
         chosen = over_preset(self, ("balance", "keep_duplicates", "seed"))
-        return {**self.source(), **chosen, "fractions": self.fractions}
+        chosen["fractions"] = self.fractions
+        fields = (*dataclasses.fields(DataOptions), *dataclasses.fields(ReadOptions))
+        return {f.name: getattr(self, f.name) for f in fields} | chosen
 
 
 @dataclass(kw_only=True)
