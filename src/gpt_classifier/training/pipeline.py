@@ -1,7 +1,6 @@
 """One fine-tuning run in named stages: resolve the recipe -> open the run directory -> prepare
 data -> build the classifier -> make the loaders (frozen-prefix cache included) -> fit ->
-evaluate -> write the run (one transaction, ``runs/transaction.py``). Printing goes through
-``log``."""
+evaluate -> write the run (one transaction); printing goes through ``log``."""
 
 from __future__ import annotations
 
@@ -42,19 +41,11 @@ from ..runs.trainable_run import base_weights_record
 from ..runs.transaction import StagedRun, finish_interrupted_commit
 from ..tokenizer import get_tokenizer
 from ..weights import build_lazy_model, frozen_parameter_sample, lazy_weights_of, materialize_model
+from . import prefix_cache
 from .cache_store import CacheStore, dataset_key, prefix_digests
 from .loop import LoopState, TrainingDiverged, TrainResult, train_classifier
 from .memory import peak_rss_mb, release_free_memory
-from .prefix_cache import (
-    DEFAULT_CACHE_BUDGET_BYTES,
-    CachedLoader,
-    HiddenStateCache,
-    SuffixClassifier,
-    build_caches,
-    cached_positions,
-    empty_cache,
-    plan_prefix_cache,
-)
+from .prefix_cache import HiddenStateCache, build_caches, kept_lengths
 from .recipe import FinetuneOptions, ResolvedRecipe
 
 __all__ = ["FinetuneOptions", "FinetuneResult", "run_finetune"]
@@ -62,7 +53,6 @@ __all__ = ["FinetuneOptions", "FinetuneResult", "run_finetune"]
 SPLITS = ("train", "validation", "test")
 Log = Callable[[str], None]
 Report = dict[str, dict[str, Any]]  # metrics.json: each split's metrics
-Splits = dict[str, tuple[Any, int | None]]  # name -> (EncodedDataset, pad length)
 
 
 @dataclass
@@ -83,7 +73,7 @@ class FinetuneResult:
 
 @dataclass
 class Run:
-    """What every stage reads: the options, recipe, rank and log, then each stage's output."""
+    """What every stage reads: options, recipe, rank, log, the stages' output and clock."""
 
     options: FinetuneOptions
     recipe: ResolvedRecipe
@@ -97,19 +87,14 @@ class Run:
     weights: list[float] | None = None  # the training loss's class weights (--balance weighted)
     cached: bool = False  # the frozen prefix ran once; training reads its states
     suffix_precision: str = "fp32"  # what the trained part runs in (autocast), see make_loaders
-    effective_batch: int = 1  # examples per optimizer step, kept for run.json
-
-
-@dataclass
-class StageClock:
-    """Wall time and peak memory after each stage (``timings.json``)."""
-
+    effective_batch: int = 1  # per optimizer step: --batch-size x processes x --grad-accum
     started: float = field(default_factory=time.perf_counter)
     seconds: dict[str, float] = field(default_factory=dict)
     peak_after: dict[str, float] = field(default_factory=dict)
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
+        """Wall time and peak memory after the stage ``name`` (``timings.json``)."""
         begun = time.perf_counter()
         yield
         self.seconds[name] = round(time.perf_counter() - begun, 3)
@@ -120,12 +105,10 @@ class StageClock:
 
 
 def run_finetune(options: FinetuneOptions, log: Log | None = None) -> FinetuneResult:
-    """One run (``log``: stderr); under ``torchrun`` every rank calls it, and only rank 0 logs
-    and writes."""
+    """One run; under ``torchrun`` every rank calls it, and only rank 0 logs and writes."""
     recipe = options.resolved()
     dist = distributed.init_distributed(recipe.device, options.dist_timeout)
-    # sys.stderr as it is now (CliRunner swaps it)
-    log = log or functools.partial(print, file=sys.stderr, flush=True)
+    log = log or functools.partial(print, file=sys.stderr, flush=True)  # the stderr of now
     if not dist.is_main:
         log, options = (lambda message: None), dataclasses.replace(options, progress=False)
     finished = False
@@ -156,17 +139,13 @@ def _on_main(dist: DistContext, work: Callable[[], Any]) -> Any:
 
 @contextmanager
 def deferred_interrupts() -> Iterator[SimpleNamespace]:
-    """Within the block, SIGINT is recorded in ``requested`` instead of raised (main thread
-    only: elsewhere signal handlers cannot be set and this does nothing)."""
+    """Within the block, SIGINT is recorded in ``requested``, not raised (main thread only)."""
     request = SimpleNamespace(requested=False)
-    if threading.current_thread() is not threading.main_thread():
+    with ExitStack() as restore:
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGINT, lambda *_: setattr(request, "requested", True))
+            restore.callback(signal.signal, signal.SIGINT, previous)
         yield request
-        return
-    previous = signal.signal(signal.SIGINT, lambda *_: setattr(request, "requested", True))
-    try:
-        yield request
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _run_finetune(run: Run) -> FinetuneResult:
@@ -178,31 +157,27 @@ def _run_finetune(run: Run) -> FinetuneResult:
         report = read_report_json(done / "metrics.json")
         return FinetuneResult(done, report, TrainResult(history), {"total": 0.0, "train": 0.0})
     staged: StagedRun | None = _on_main(dist, lambda: open_run_directory(options))
-    clock = StageClock()
+    run.started = time.perf_counter()  # the run's clock starts once its folder is set up
     try:
-        with clock.stage("data"):
-            prepare_data(run)
-        with clock.stage("model"):
-            run.classifier = build_classifier(run)
-        with clock.stage("tokenize"):
-            run.encoded = encode(run)
-        with clock.stage("prefix_cache"):
-            make_loaders(run)
-        with clock.stage("train"), _saving(staged, options.output_path):
+        stages = {"data": prepare_data, "model": build_classifier, "tokenize": encode}
+        for name, stage in {**stages, "prefix_cache": make_loaders}.items():
+            with run.stage(name):
+                stage(run)
+        with run.stage("train"), _saving(staged, options.output_path):
             result = fit(run, staged)
         with deferred_interrupts() as interrupt:  # a Ctrl-C now would lose the trained model
-            with clock.stage("evaluate"):
+            with run.stage("evaluate"):
                 report = evaluate_splits(run)
             release_free_memory()
             run_dir = options.output_path
             if staged is not None:  # rank 0 writes the run
                 with _saving(staged, run_dir):
-                    with clock.stage("save"):
+                    with run.stage("save"):
                         write_run(run, staged, report, result)
                     timings = {
-                        "seconds": {**clock.seconds, "total": clock.total()},
+                        "seconds": {**run.seconds, "total": run.total()},
                         "peak_rss_mb": round(peak_rss_mb(), 1),
-                        "peak_rss_mb_after": clock.peak_after,
+                        "peak_rss_mb_after": run.peak_after,
                         "device": str(run.recipe.device),
                         "threads": torch.get_num_threads(),
                         "processes": dist.world_size,  # rank 0's clock; the others run the same
@@ -219,9 +194,9 @@ def _run_finetune(run: Run) -> FinetuneResult:
         if staged is not None:  # leave no trace but the last checkpoint (for --resume)
             staged.discard(keep_checkpoint=checkpoint.has_checkpoint(staged.checkpoint_dir))
         raise
-    clock.seconds["total"] = clock.total()
+    run.seconds["total"] = run.total()
     about = (run.cached, run.recipe.precision, dist.is_main)
-    return FinetuneResult(run_dir, report, result, clock.seconds, peak_rss_mb(), *about)
+    return FinetuneResult(run_dir, report, result, run.seconds, peak_rss_mb(), *about)
 
 
 @contextmanager
@@ -238,8 +213,7 @@ def _saving(staged: StagedRun | None, target: Path) -> Iterator[None]:
 
 def open_run_directory(options: FinetuneOptions) -> StagedRun:
     """Check the output directory before any work; set up its staging folder."""
-    target = options.output_path
-    staged = StagedRun(target)
+    staged = StagedRun(target := options.output_path)
     if options.resume:
         if not (staged.checkpoint_dir / checkpoint.OPTIONS_FILE).is_file():
             raise GPTClassifierError(f"no interrupted run to resume at {target}")
@@ -272,10 +246,8 @@ def prepare_data(run: Run) -> None:
     run.log(f"data: {prepared.summary.source}: {sizes}; classes: {', '.join(classes)}")
     for name in [name for name in SPLITS[1:] if not prepared.split(name)]:
         without = "no test metrics" if name == "test" else "its losses show as nan, no best epoch"
-        run.log(
-            f"note: the {name} split is empty at these --fractions and class sizes: training "
-            f"goes on without it ({without})"
-        )
+        empty = f"note: the {name} split is empty at these --fractions and class sizes"
+        run.log(f"{empty}: training goes on without it ({without})")
     n_train, batch = len(prepared.train), run.recipe.train.batch_size
     if n_train < batch:  # the training loader drops its last incomplete batch, as the book's
         raise GPTClassifierError(
@@ -288,14 +260,18 @@ def prepare_data(run: Run) -> None:
         run.log(f"class weights in the training loss: {shown} (--balance weighted)")
 
 
-def build_classifier(run: Run) -> GPTClassifier:
+def _lean_applies(run: Run, cfg: Any) -> bool:
+    """Whether only the trained suffix need be resident (prefix run block by block, run saved
+    module by module); under torchrun each rank runs a share of the batched prefix instead."""
+    lean = run.options.prefix_cache and run.recipe.trainable.kind.value in ("head", "last-blocks")
+    return lean and run.recipe.device.type == "cpu" and not run.dist.enabled and not cfg.drop_rate
+
+
+def build_classifier(run: Run) -> None:
     options, recipe, seed = run.options, run.recipe, run.recipe.train.seed
     # a skeleton on meta: every weight source read module by module where it is needed
     gpt = build_lazy_model(options.model, options.weights, options.init, seed=seed)
-    # only the trained suffix need be resident (prefix run block by block, run saved module by
-    # module); under torchrun each rank runs a share of the batched prefix instead
-    lean = options.prefix_cache and recipe.trainable.kind.value in ("head", "last-blocks")
-    if not lean or recipe.device.type != "cpu" or run.dist.enabled or gpt.cfg.drop_rate:
+    if not _lean_applies(run, gpt.cfg):
         materialize_model(gpt)
     if not options.causal_mask:
         gpt.disable_causal_mask()
@@ -306,10 +282,10 @@ def build_classifier(run: Run) -> GPTClassifier:
     lora = {"lora_rank": options.lora_rank, "lora_alpha": options.lora_alpha, "lora_seed": seed}
     apply_trainable(classifier, recipe.trainable, **lora)
     run.log(describe_trainable(classifier))
-    return classifier
+    run.classifier = classifier
 
 
-def encode(run: Run) -> EncodedSplits:
+def encode(run: Run) -> None:
     tokenizer = get_tokenizer(run.options.tokenizer_dir)
     context, reading = run.classifier.gpt.cfg.context_length, run.recipe.long_text
     encoded = encode_splits(run.prepared, tokenizer, run.recipe.padding, context, reading)
@@ -321,7 +297,7 @@ def encode(run: Run) -> EncodedSplits:
         limit = encoded.max_lengths["train"]
         how = "; --long-text chunks reads all of them" if reading.mode == "truncate" else ""
         run.log(f"texts longer than {limit} tokens, partly read ({reading.mode}): {counts}{how}")
-    return encoded
+    run.encoded = encoded
 
 
 def make_loaders(run: Run) -> None:
@@ -341,31 +317,28 @@ def make_loaders(run: Run) -> None:
     # 'last' pooling over per-batch padding reads position -1: evaluate texts of equal length
     # together, so it is each text's own last token, as `classify` does
     pad = encoded.pad_lengths["train"]
-    unpadded_eval = padding_reads(classifier.pooling, classifier.cfg.causal, pad).pooled
-    in_order = {"shuffle": False, "drop_last": False, "bucket_by_length": True}
+    unpadded = padding_reads(classifier.pooling, classifier.cfg.causal, pad).pooled
+    in_order = dict(shuffle=False, drop_last=False, bucket_by_length=True, equal_lengths=unpadded)
     for name in SPLITS:
-        report_loader = encoded.loader(
-            name, EVAL_BATCH_SIZE, seed=settings.seed, equal_lengths=unpadded_eval, **in_order
-        )
+        report_loader = encoded.loader(name, EVAL_BATCH_SIZE, seed=settings.seed, **in_order)
         loaders[f"eval_{name}"] = distributed.shard_loader(report_loader, dist, even=False)
     run.trained_model, run.suffix_precision = classifier, precision
-    never_padded = unpadded_eval and settings.batch_size == 1
-    plan = plan_prefix_cache(classifier, pad, never_padded=never_padded)
+    never_padded = unpadded and settings.batch_size == 1
+    plan = prefix_cache.plan_prefix_cache(classifier, pad, never_padded=never_padded)
     # the splits whose states are kept: in float32 the report is read off them (`evaluate`'s
     # numbers up to float32 rounding); in bf16 it cannot be, and they train only
     kept = SPLITS if precision == "fp32" else SPLITS[:2]
     splits = {name: (encoded.split(name), encoded.pad_lengths[name]) for name in kept}
-    needed = sum(cached_positions(*split) for split in splits.values()) * classifier.cfg.emb_dim * 4
+    needed = sum(sum(kept_lengths(*data)) for data in splits.values()) * classifier.cfg.emb_dim * 4
     why = "" if run.options.prefix_cache else "off (--no-prefix-cache)"
     if not why and not plan.enabled:
         why = f"not used, {plan.reason}"
-    elif not why and needed > DEFAULT_CACHE_BUDGET_BYTES:  # float32 states
+    elif not why and needed > prefix_cache.DEFAULT_CACHE_BUDGET_BYTES:  # float32 states
         why = f"not used, it would take {needed / 2**30:.1f} GiB"
     if why:
         run.log(f"frozen-prefix cache: {why}")
         if lazy is not None:  # the plain path: a lazy model gets all its weights
-            materialize_model(classifier)
-            classifier.to(device)
+            materialize_model(classifier).to(device)
         return
     start = plan.start_block
     caches = _prefix_states(run, splits, start)
@@ -375,19 +348,18 @@ def make_loaders(run: Run) -> None:
     for key, loader in loaders.items():
         split = "train" if key == "train_eval" else key.removeprefix("eval_")
         if precision == "fp32" or not key.startswith("eval_"):
-            loaders[key] = CachedLoader(loader, caches[split])
-    run.trained_model, run.cached = SuffixClassifier(classifier, start), True
-    # A suffix of one block read at the pooled position sees 8 rows a step: its matmuls are too
-    # small for bf16 to pay, and float32 trains it exactly (the prefix, where the work is, keeps
-    # the precision asked for). A suffix that runs every position (two blocks or more, mean
-    # pooling) has matmuls of every token of the batch, where bf16 pays as in the prefix.
+            loaders[key] = prefix_cache.CachedLoader(loader, caches[split])
+    run.trained_model, run.cached = prefix_cache.SuffixClassifier(classifier, start), True
+    # A suffix of one block read at the pooled position sees 8 rows a step: too few for bf16 to
+    # pay, and float32 trains it exactly (the prefix keeps the precision asked for). A suffix
+    # that runs every position (two blocks or more, mean pooling) pays in bf16 as the prefix.
     one_position = start >= classifier.n_layers - 1 and classifier.pooling != Pooling.MEAN
     if one_position and precision == "bf16" and device.type == "cpu":
         run.suffix_precision = "fp32"
     release_free_memory()
 
 
-def _prefix_states(run: Run, splits: Splits, start: int) -> dict[str, HiddenStateCache]:
+def _prefix_states(run: Run, splits: dict[str, Any], start: int) -> dict[str, HiddenStateCache]:
     """Each split's states entering block ``start`` from the disk cache, else computed from the
     deepest shallower prefix it holds (and kept there). Under torchrun rank 0 reads and writes
     the disk cache; each rank runs a share of the rest from the ids, then all are summed."""
@@ -413,17 +385,10 @@ def _prefix_states(run: Run, splits: Splits, start: int) -> dict[str, HiddenStat
     found = {name: next((n for n in shallower if store.contains(key(n, name))), 0) for name in todo}
     if sources := {name: blocks for name, blocks in found.items() if blocks}:
         depths = "/".join(map(str, sorted(set(sources.values()))))
-        log(
-            f"frozen-prefix cache: {', '.join(sources)} start from the states after {depths} "
-            "block(s), cached by an earlier run"
-        )
-
-    def start_from(name: str) -> tuple[int, HiddenStateCache] | None:  # None: from the ids
-        states = store.load(key(found[name], name), log) if found[name] else None
-        return None if states is None else (found[name], states)
-
+        reuse = f"start from the states after {depths} block(s), cached by an earlier run"
+        log(f"frozen-prefix cache: {', '.join(sources)} {reuse}")
     if todo:
-        positions = sum(cached_positions(*splits[name]) for name in todo)
+        positions = sum(sum(kept_lengths(*splits[name])) for name in todo)
         real_tokens = sum(sum(splits[name][0].lengths) for name in todo)
         padded = "" if positions == real_tokens else f" ({real_tokens:,} tokens and padding)"
         first = min(found.values())
@@ -434,6 +399,7 @@ def _prefix_states(run: Run, splits: Splits, start: int) -> dict[str, HiddenStat
         )
         work = positions * (start - first) // dist.world_size
         bar = progress_bar(work, "frozen prefix", enabled=options.progress, unit="tok", leave=False)
+        loaded = {name: store.load(key(found[name], name), log) for name in sources}
         with bar:
             caches |= build_caches(
                 run.classifier,
@@ -443,14 +409,15 @@ def _prefix_states(run: Run, splits: Splits, start: int) -> dict[str, HiddenStat
                 run.recipe.device,
                 precision,
                 progress=bar,
-                starting_states=start_from,
-                share=(dist.rank, dist.world_size) if dist.enabled else None,
+                starting_states={name: (found[name], got) for name, got in loaded.items() if got},
+                share=(dist.rank, dist.world_size),
             )
     for name in splits if dist.enabled else []:
         # each rank holds its share of the rows (the reused ones: rank 0 all), the others zeros
         if name not in caches:
-            caches[name] = empty_cache(*splits[name], run.classifier.cfg.emb_dim)
-        states = caches[name].read(0, caches[name].rows)
+            lengths = kept_lengths(*splits[name])
+            caches[name] = HiddenStateCache.zeros(lengths, run.classifier.cfg.emb_dim)
+        states = caches[name].all()
         dist.sum_in_place(states)
         if name in todo or not dist.is_main:  # rank 0's reused entry is read in place
             caches[name].write(0, states)
@@ -469,12 +436,10 @@ def fit(run: Run, staged: StagedRun | None) -> TrainResult:
     """Train, checkpointing into the staging folder (resumed from it if asked); under torchrun
     rank 0 reads and writes the checkpoints and shares what it read."""
     settings, dist, model, options = run.recipe.train, run.dist, run.classifier, run.options
-    device = run.recipe.device
-    # the book's AdamW over the trainable parameters; fused where torch has it (the same update
-    # in one pass, ~4x faster on 2 CPU cores for 7M parameters)
+    device, decay = run.recipe.device, settings.weight_decay
+    # AdamW fused where torch has it: the same update in one pass (~4x faster on 2 CPU cores)
     params = [p for p in model.parameters() if p.requires_grad]
     fused = device.type in ("cpu", "cuda") and all(p.dtype == torch.float32 for p in params)
-    decay = settings.weight_decay
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=decay, fused=fused or None)
     torch.manual_seed(settings.seed)
     # what a checkpoint depends on besides its options: the training data, the base weights
@@ -482,13 +447,9 @@ def fit(run: Run, staged: StagedRun | None) -> TrainResult:
     base = frozen_parameter_sample(model)  # drawn, not read, for a lazy model
     fingerprint = checkpoint.data_fingerprint(train.input_ids, train.labels, base, options.model)
     folder = staged.checkpoint_dir if staged is not None else None
-
-    def load() -> LoopState | None:
-        if folder is None or not (options.resume and checkpoint.has_checkpoint(folder)):
-            return None
-        return checkpoint.load_checkpoint(folder, model, optimizer, fingerprint)
-
-    state = dist.run_on_main(load)
+    resume = folder is not None and options.resume and checkpoint.has_checkpoint(folder)
+    load = functools.partial(checkpoint.load_checkpoint, folder, model, optimizer, fingerprint)
+    state = dist.run_on_main(load if resume else lambda: None)
     if state is not None:
         if dist.enabled:  # rank 0 holds the checkpoint's weights and moments
             dist.broadcast_parameters([p for p in model.parameters() if p.requires_grad])
@@ -505,10 +466,8 @@ def fit(run: Run, staged: StagedRun | None) -> TrainResult:
     scaled = f" x {dist.world_size} processes x {accum} accumulated = effective batch {effective}"
     per_step = f"batch {settings.batch_size}{scaled if dist.enabled or accum > 1 else ''}"
     steps = f" = {-(-batches // accum)} optimizer step(s)" if accum > 1 else ""
-    run.log(
-        f"training: {settings.epochs} epochs of {batches} steps{steps} "
-        f"({per_step}), {run.suffix_precision} on {device}"
-    )
+    where = f"{run.suffix_precision} on {device}"
+    run.log(f"training: {settings.epochs} epochs of {batches} steps{steps} ({per_step}), {where}")
     result = train_classifier(
         distributed.wrap_trainable(run.trained_model, dist, device),
         run.loaders["train"],
@@ -527,8 +486,7 @@ def fit(run: Run, staged: StagedRun | None) -> TrainResult:
         class_weights=None if run.weights is None else torch.tensor(run.weights),
     )
     # the optimizer's moments go with this frame; the gradients are not needed for the report
-    for param in model.parameters():
-        param.grad = None
+    model.zero_grad(set_to_none=True)
     return result
 
 
@@ -573,8 +531,7 @@ def write_run(run: Run, staged: StagedRun, report: Report, result: TrainResult) 
         extra={
             "trainable": str(recipe.trainable),
             "lora": lora if recipe.trainable.kind == "lora" else None,
-            "training": recipe.train.to_dict(),
-            # per optimizer step: --batch-size x processes (torchrun) x --grad-accum
+            "training": dataclasses.asdict(recipe.train),
             "processes": run.dist.world_size,
             "effective_batch_size": run.effective_batch,
             "preset": options.preset,
