@@ -25,7 +25,6 @@ from gpt_classifier.model import GPTModel
 from gpt_classifier.training.cache_store import (
     CacheStore,
     dataset_key,
-    model_digest,
     prefix_digests,
 )
 from gpt_classifier.training.pipeline import FinetuneOptions, run_finetune
@@ -180,16 +179,16 @@ def test_keys_depend_on_the_frozen_part_and_the_ids_only():
     torch.manual_seed(0)
     model = GPTClassifier(GPTModel(SMALL), 2, head_seed=0)
     apply_trainable(model, "last-block")
-    key = model_digest(model, 2, "fp32")
+    key = prefix_digests(model, 2, "fp32")[2]
     with torch.no_grad():
         model.gpt.trf_blocks[2].att.W_query.weight.add_(1.0)  # a trainable block: same key
         model.gpt.out_head.weight.add_(1.0)
-    assert model_digest(model, 2, "fp32") == key
-    assert model_digest(model, 2, "bf16") != key
-    assert model_digest(model, 1, "fp32") != key
+    assert prefix_digests(model, 2, "fp32")[2] == key
+    assert prefix_digests(model, 2, "bf16")[2] != key
+    assert prefix_digests(model, 1, "fp32")[1] != key
     with torch.no_grad():
         model.gpt.trf_blocks[0].att.W_query.weight.add_(1.0)  # a frozen one: another key
-    assert model_digest(model, 2, "fp32") != key
+    assert prefix_digests(model, 2, "fp32")[2] != key
     data = EncodedDataset([[1, 2, 3], [4, 5]], [0, 1])
     assert dataset_key(key, data, None) != dataset_key(key, data, 3)
     assert dataset_key(key, data, None) != dataset_key(
@@ -232,7 +231,7 @@ def test_a_deeper_prefix_extends_a_shallower_one_bit_for_bit(tiny_config, pad_le
         return caches["d"]
 
     fresh, shallow = build(3), build(1)
-    chained = build(3, lambda name: (1, shallow))
+    chained = build(3, {"d": (1, shallow)})
     assert torch.equal(fresh.all(), chained.all())
     assert not torch.equal(shallow.all(), fresh.all())
 
@@ -254,7 +253,7 @@ def test_each_text_attends_only_to_itself_in_the_prefix(tiny_config, causal):
 def test_digests_of_every_depth_in_one_pass():
     model = GPTClassifier(GPTModel(SMALL), num_classes=2)
     digests = prefix_digests(model, 3, "fp32")
-    assert digests == [model_digest(model, depth, "fp32") for depth in range(4)]
+    assert digests == [prefix_digests(model, depth, "fp32")[depth] for depth in range(4)]
     assert len(set(digests)) == 4
 
 

@@ -11,13 +11,12 @@ from torch import nn
 
 from gpt_classifier.classifier import GPTClassifier
 from gpt_classifier.data.encoding import Batch, collate
-from gpt_classifier.evaluation.predictions import predict_loader, unpack_batch
+from gpt_classifier.evaluation.predictions import classifier_logits, predict_loader, unpack_batch
 from gpt_classifier.model import GPTModel
 from gpt_classifier.training import (
     calc_accuracy_loader,
     calc_loss_batch,
     calc_loss_loader,
-    classifier_logits,
     evaluate_model,
 )
 

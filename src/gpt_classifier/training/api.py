@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import os
 import re
 import sys
@@ -19,6 +20,7 @@ _FLAG = re.compile(r"--[a-z][a-z0-9-]*(?: ([\w.:-]+))?")
 _PLACEHOLDER = re.compile(r"[A-Z][A-Z_]*(\.json)?|\d+(\.\d+)?")  # PATH, CONFIG.json, 4
 
 
+@functools.cache
 def _spellings() -> dict[str, tuple[dataclasses.Field, Any]]:
     """Each flag of ``train`` -> its field and, for an on/off flag, the value it sets."""
     spellings: dict[str, tuple[dataclasses.Field, Any]] = {}
@@ -31,31 +33,27 @@ def _spellings() -> dict[str, tuple[dataclasses.Field, Any]]:
     return spellings
 
 
-_SPELLINGS = _spellings()
-
-
 def python_names(message: str) -> str:
     """``message`` with each flag of ``train`` as its keyword argument (``plots=False``)."""
 
     def spell(match: re.Match[str]) -> str:
-        flag, _, rest = match.group(0).partition(" ")
-        if flag not in _SPELLINGS:
+        flag, word = match.group(0).partition(" ")[0], match.group(1)
+        if flag not in _spellings():
             return match.group(0)
-        f, value = _SPELLINGS[flag]
-        if value is None and (word := match.group(1)) is not None:
+        f, value = _spellings()[flag]
+        if value is None and word is not None:
             if _PLACEHOLDER.fullmatch(word):
                 return f"{f.name}={word}"
             if word in f.metadata.get("choices", ()):
                 return f"{f.name}={word!r}"
-        return f"{f.name}={'' if value is None else value}" + (f" {rest}" if rest else "")
+        return f"{f.name}={'' if value is None else value}" + (f" {word}" if word else "")
 
     return _FLAG.sub(spell, message)
 
 
 def train_run(**options: Any) -> FinetuneResult:
     """One run of ``gpt-classifier train`` with ``options`` as its flags (log lines on stderr)."""
-    if unknown := [name for name in options if name not in KEYWORDS]:
-        name = unknown[0]
+    if name := next((name for name in options if name not in KEYWORDS), None):
         close = difflib.get_close_matches(name, KEYWORDS, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise TypeError(

@@ -1,7 +1,6 @@
-"""The frozen-prefix cache on disk, shared between runs: a digest of the frozen weights, config,
-depth, precision and token ids names each entry; entries carry their key and sha256 (a swapped
-or altered one is recomputed); least recently used go over the cap; a failed write costs only
-the reuse."""
+"""The frozen-prefix cache on disk, shared by runs: a digest of the frozen weights, config, depth,
+precision and token ids names each entry; an entry carries its key and sha256 (a swapped or
+altered one is recomputed); least recently used go over the cap; a failed write costs the reuse."""
 
 from __future__ import annotations
 
@@ -15,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from stat import S_ISREG
-from typing import Any
 
 import torch
 
@@ -30,13 +28,8 @@ SUFFIX = ".safetensors"
 FORMAT = "gpt-classifier-prefix-cache-4"
 
 
-def model_digest(model: torch.nn.Module, start_block: int, precision: str) -> str:
-    """Digest of what the states entering ``trf_blocks[start_block]`` depend on."""
-    return prefix_digests(model, start_block, precision)[start_block]
-
-
 def prefix_digests(model: torch.nn.Module, last_block: int, precision: str) -> list[str]:
-    """``model_digest`` for every ``start_block`` up to ``last_block``, each weight hashed once."""
+    """For each i <= last_block, what the states entering ``trf_blocks[i]`` depend on, hashed."""
     gpt, lazy = model.gpt, lazy_weights_of(model)
     running = hashlib.sha256(json.dumps(gpt.cfg.to_dict(), sort_keys=True).encode())
     running.update(f"{precision}|{FORMAT}".encode())
@@ -87,9 +80,7 @@ class CacheEntry:
 class CacheStore:
     """One cache folder (default: ``fileio.cache_dir("prefix-cache")``) with a size cap."""
 
-    def __init__(
-        self, folder: str | os.PathLike[str] | None = None, size_cap: int = DEFAULT_SIZE_CAP_BYTES
-    ):
+    def __init__(self, folder: str | Path | None = None, size_cap: int = DEFAULT_SIZE_CAP_BYTES):
         self.folder = Path(folder).expanduser() if folder else cache_dir("prefix-cache")
         self.size_cap = size_cap
 
@@ -161,13 +152,9 @@ class CacheStore:
         return len(entries)
 
 
-def _lengths_bytes(cache: HiddenStateCache) -> bytes:
-    return torch.as_tensor(cache.lengths, dtype=torch.int64).numpy().tobytes()
-
-
 def content_digest(cache: HiddenStateCache) -> str:
     """sha256 of the entry's tensors' bytes in name order (lengths, then states), piece by piece."""
-    digest = hashlib.sha256(_lengths_bytes(cache))
+    digest = hashlib.sha256(torch.as_tensor(cache.lengths, dtype=torch.int64).numpy().tobytes())
     for _, states in cache.chunks():
         digest.update(states.numpy().data)
     return digest.hexdigest()
@@ -176,15 +163,12 @@ def content_digest(cache: HiddenStateCache) -> str:
 def write_entry(path: Path, cache: HiddenStateCache, metadata: dict[str, str]) -> None:
     """The states as a safetensors file (``lengths`` int64, ``storage`` float32), written a
     piece at a time: ``safetensors.torch.save_file`` would need them all in memory."""
-    lengths = _lengths_bytes(cache)
-    end = len(lengths) + cache.rows * cache.emb_dim * 4
-
-    def tensor(dtype: str, shape: list[int], first: int, last: int) -> dict[str, Any]:
-        return {"dtype": dtype, "shape": shape, "data_offsets": [first, last]}
-
+    lengths = torch.as_tensor(cache.lengths, dtype=torch.int64).numpy().tobytes()  # as digested
+    first, end = len(lengths), len(lengths) + cache.rows * cache.emb_dim * 4
+    storage = {"dtype": "F32", "shape": [cache.rows, cache.emb_dim], "data_offsets": [first, end]}
     header = {
-        "lengths": tensor("I64", [len(cache.lengths)], 0, len(lengths)),
-        "storage": tensor("F32", [cache.rows, cache.emb_dim], len(lengths), end),
+        "lengths": {"dtype": "I64", "shape": [len(cache.lengths)], "data_offsets": [0, first]},
+        "storage": storage,
         "__metadata__": metadata,
     }
     text = json.dumps(header).encode()

@@ -72,11 +72,10 @@ class _Loop:
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.steps_per_epoch = len(self.train) if isinstance(self.train, Sized) else None
         # the generators that shuffle the loaders (ours, or ones wrapped by the prefix cache)
-        self.generators: dict[str, torch.Generator] = {}
-        for name, loader in (("train", self.train), ("validation", self.val)):
-            inner = getattr(loader, "token_loader", loader)
-            if (generator := getattr(inner, "generator", None)) is not None:
-                self.generators[name] = generator
+        loaders = {"train": self.train, "validation": self.val}
+        inner = {name: getattr(loader, "token_loader", loader) for name, loader in loaders.items()}
+        found = {name: getattr(loader, "generator", None) for name, loader in inner.items()}
+        self.generators = {name: gen for name, gen in found.items() if gen is not None}
 
     def fit(self) -> TrainResult:
         state = self.state or LoopState()
@@ -85,7 +84,6 @@ class _Loop:
         try:
             while state.epoch < self.settings.epochs:
                 self._run_epoch(state)
-                self._end_epoch(state)
                 state.epoch, state.batch_index = state.epoch + 1, 0
                 state.running_loss, state.running_seen = 0.0, 0
                 self._checkpoint(state)
@@ -101,19 +99,11 @@ class _Loop:
             with torch.no_grad():
                 for param, saved in zip(self.trainable, state.best_state, strict=True):
                     param.copy_(saved)
-            self.say(
-                f"kept epoch {state.best_epoch} "
-                f"(best validation accuracy {state.best_val_acc * 100:.2f} %)"
-            )
-        return TrainResult(
-            history=state.history,
-            examples_seen=state.examples_seen,
-            global_steps=state.global_step + 1,
-            epochs_completed=state.epoch,
-            interrupted=interrupted,
-            best_epoch=None if interrupted else state.best_epoch,
-            step_losses=state.step_losses,
-        )
+            best = f"best validation accuracy {state.best_val_acc * 100:.2f} %"
+            self.say(f"kept epoch {state.best_epoch} ({best})")
+        best, steps = None if interrupted else state.best_epoch, state.global_step + 1
+        seen, epochs, losses = state.examples_seen, state.epoch, state.step_losses
+        return TrainResult(state.history, seen, steps, epochs, interrupted, best, losses)
 
     def _restore_rngs(self, state: LoopState) -> None:  # a resumed run's generators as saved
         if state.torch_rng is not None:
@@ -130,9 +120,9 @@ class _Loop:
                 generator.set_state(state.epoch_start_rng)
             state.epoch_start_rng = generator.get_state()
         batches = iter(self.train)
+        for _ in range(state.batch_index):
+            next(batches)
         if state.batch_index:
-            for _ in range(state.batch_index):
-                next(batches)
             self._restore_rngs(state)
         return batches
 
@@ -179,10 +169,24 @@ class _Loop:
                     bar.set_postfix(loss=f"{state.running_loss / state.running_seen:.3f}")
                     if state.global_step % settings.eval_freq == 0:
                         self._evaluate_losses(state, bar)
-                last_in_epoch = state.batch_index == steps
                 due = self.checkpoint_every and (state.global_step + 1) % self.checkpoint_every == 0
-                if step and due and not last_in_epoch:
+                if step and due and state.batch_index != steps:  # an epoch's end checkpoints anyway
                     self._checkpoint(state)
+        self.model.eval()  # the epoch's accuracies (on the whole validation split for select_best)
+        model, device = self.eval_model, self.device
+        accuracy = functools.partial(calc_accuracy_loader, model=model, device=device)
+        with self.amp():
+            train_acc = accuracy(self.train_eval, num_batches=settings.eval_iter)
+            val_acc = accuracy(self.val, num_batches=settings.eval_iter)
+            full_val_acc = accuracy(self.val) if settings.select_best else None
+        state.history.record_accuracies(state.epoch + 1, state.examples_seen, train_acc, val_acc)
+        mean_loss = state.running_loss / max(state.running_seen, 1)
+        accuracies = f"train {train_acc * 100:.2f} %, validation {val_acc * 100:.2f} %"
+        epoch = f"epoch {state.epoch + 1}/{settings.epochs}: train loss {mean_loss:.4f}"
+        self.say(f"{epoch}, accuracy on {settings.eval_iter} batches: {accuracies}")
+        if full_val_acc is not None and full_val_acc > state.best_val_acc:
+            state.best_val_acc, state.best_epoch = full_val_acc, state.epoch + 1
+            state.best_state = [p.detach().clone() for p in self.trainable]
 
     def _check_weights(self) -> None:
         if not all(torch.isfinite(p).all() for p in self.trainable):
@@ -195,8 +199,7 @@ class _Loop:
         if self.on_checkpoint is not None:
             self._check_weights()  # a checkpoint is always one worth resuming from
             state.torch_rng = torch.get_rng_state()
-            for name, generator in self.generators.items():
-                state.loader_rngs[name] = generator.get_state()
+            state.loader_rngs.update({name: g.get_state() for name, g in self.generators.items()})
             self.on_checkpoint(state)
 
     def _evaluate_losses(self, state: LoopState, bar: Any) -> None:
@@ -205,35 +208,14 @@ class _Loop:
                 self.eval_model, self.train_eval, self.val, self.device, self.settings.eval_iter
             )
         fraction = state.batch_index / self.steps_per_epoch if self.steps_per_epoch else 0.0
-        epoch, seen = state.epoch + fraction, state.examples_seen
-        state.history.record_losses(epoch, seen, train_loss, val_loss)
+        epoch = state.epoch + fraction
+        state.history.record_losses(epoch, state.examples_seen, train_loss, val_loss)
         bar.set_postfix(
             loss=f"{state.running_loss / state.running_seen:.3f}", val=f"{val_loss:.3f}"
         )
         if not self.progress:
-            self.say(
-                f"ep {state.epoch + 1} (step {state.global_step:06d}): "
-                f"train loss {train_loss:.3f}, val loss {val_loss:.3f}"
-            )
-
-    def _end_epoch(self, state: LoopState) -> None:
-        settings, epoch, model = self.settings, state.epoch, self.eval_model
-        self.model.eval()
-        accuracy = functools.partial(calc_accuracy_loader, model=model, device=self.device)
-        with self.amp():
-            train_acc = accuracy(self.train_eval, num_batches=settings.eval_iter)
-            val_acc = accuracy(self.val, num_batches=settings.eval_iter)
-            full_val_acc = accuracy(self.val) if settings.select_best else None
-        state.history.record_accuracies(epoch + 1, state.examples_seen, train_acc, val_acc)
-        self.say(
-            f"epoch {epoch + 1}/{settings.epochs}: train loss "
-            f"{state.running_loss / max(state.running_seen, 1):.4f}, accuracy on "
-            f"{settings.eval_iter} batches: train {train_acc * 100:.2f} %, "
-            f"validation {val_acc * 100:.2f} %"
-        )
-        if full_val_acc is not None and full_val_acc > state.best_val_acc:
-            state.best_val_acc, state.best_epoch = full_val_acc, epoch + 1
-            state.best_state = [p.detach().clone() for p in self.trainable]
+            losses = f"train loss {train_loss:.3f}, val loss {val_loss:.3f}"
+            self.say(f"ep {state.epoch + 1} (step {state.global_step:06d}): {losses}")
 
 
 def train_classifier_simple(

@@ -9,16 +9,13 @@ import functools
 import gc
 import resource
 import sys
+from pathlib import Path
 
 
 def peak_rss_mb() -> float:
     """Peak resident memory in MiB since the process started (or ``reset_peak_rss``)."""
-    # Linux: VmHWM, the high-water mark that reset_peak_rss can lower
-    with (
-        contextlib.suppress(OSError, ValueError),
-        open("/proc/self/status", encoding="ascii") as status,
-    ):
-        for line in status:
+    with contextlib.suppress(OSError, ValueError):  # Linux: VmHWM, which reset_peak_rss lowers
+        for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
@@ -27,12 +24,10 @@ def peak_rss_mb() -> float:
 
 def reset_peak_rss() -> bool:
     """Start a new peak at the current resident size (Linux; False elsewhere): one per grid run."""
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as refs:
-            refs.write("5")
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5", encoding="ascii")
         return True
-    except OSError:
-        return False
+    return False
 
 
 @functools.cache

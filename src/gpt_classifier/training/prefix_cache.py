@@ -7,7 +7,7 @@ from __future__ import annotations
 import errno
 import itertools
 import tempfile
-from collections.abc import Callable, Iterator, Sized
+from collections.abc import Iterator, Sized
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -127,43 +127,22 @@ class HiddenStateCache:
     def state(self, index: int) -> torch.Tensor:
         return self.read(self.offsets[index], self.lengths[index])
 
-    def gather(self, indices: list[int]) -> torch.Tensor:
-        """The examples' rows one after another ``(their tokens, emb_dim)``."""
-        return torch.cat([self.state(index) for index in indices])
-
     def scatter(self, indices: list[int], states: torch.Tensor) -> None:
-        """``gather``'s inverse."""
+        """The examples' rows, one after another in ``states``, written back."""
         sizes = [self.lengths[index] for index in indices]
         for index, rows in zip(indices, states.split(sizes), strict=True):
             self.write(self.offsets[index], rows)
 
-    def batch(self, indices: torch.Tensor, width: int) -> torch.Tensor:
-        """``(len(indices), width, emb_dim)``; rows shorter than ``width`` end in zeros (never
-        read: pooling uses real positions and causal attention never looks ahead)."""
-        out = torch.zeros(len(indices), width, self.emb_dim)
-        for row, index in enumerate(indices.tolist()):
-            kept = min(self.lengths[index], width)
-            out[row, :kept] = self.read(self.offsets[index], kept)
-        return out
 
-
-@dataclass
-class _Slab:
-    """Whole texts (``texts``, longest first) packed into ~1k tokens, rows as wide as the
-    longest (``packing.layout``): each token's position in its text and the texts' ``segments``."""
-
-    texts: list[int]
-    positions: torch.Tensor  # (tokens,)
-    segments: torch.Tensor  # (rows, width); the mask is made per pass, as it is width x width
-
-    @classmethod
-    def plan(cls, lengths: list[int], share: tuple[int, int] | None) -> list[_Slab]:
-        """``share=(rank, world)``: every ``world``-th slab from the ``rank``-th."""
-        slabs = []
-        for texts in plan_batches(lengths, packed=True):
-            positions, segments = layout([lengths[i] for i in texts], lengths[texts[0]])
-            slabs.append(cls(texts, positions[segments >= 0], segments))
-        return slabs[share[0] :: share[1]] if share else slabs
+def _slabs(lengths: list[int], share: tuple[int, int]) -> list[tuple[list[int], Tensor, Tensor]]:
+    """Whole texts (longest first) packed into ~1k tokens (``packing.layout``): the texts, each
+    token's position in its text and the segments (the mask is made per pass, as it is width x
+    width); ``share=(rank, world)``: every ``world``-th slab from the ``rank``-th."""
+    slabs = []
+    for texts in plan_batches(lengths, packed=True)[share[0] :: share[1]]:
+        positions, segments = layout([lengths[text] for text in texts], lengths[texts[0]])
+        slabs.append((texts, positions[segments >= 0], segments))
+    return slabs
 
 
 @torch.inference_mode()
@@ -176,23 +155,24 @@ def build_caches(
     precision: str = "fp32",
     *,
     progress: object | None = None,
-    starting_states: Callable[[str], tuple[int, HiddenStateCache] | None] | None = None,
-    share: tuple[int, int] | None = None,
+    starting_states: dict[str, tuple[int, HiddenStateCache]] | None = None,
+    share: tuple[int, int] = (0, 1),
 ) -> dict[str, HiddenStateCache]:
     """The states entering ``trf_blocks[start_block]`` for every text (float32, in files), one
     frozen block at a time: a lazy model's block is materialised, run over every text and
     released, so only one is ever resident. ``progress`` (tqdm) advances by tokens.
-    ``starting_states(name)`` may give ``(j, states after j blocks)``: that dataset starts at
-    block ``j``. ``share=(rank, world)``: this rank's slabs only, the other rows stay zero."""
+    ``starting_states[name]``, where given, is ``(j, states after j blocks)``: that dataset starts
+    at block ``j``. ``share=(rank, world)``: this rank's slabs only, the other rows stay zero."""
     gpt, lazy = model.gpt, lazy_weights_of(model)
     was_training = model.training
     model.eval()
     emb_dim = gpt.cfg.emb_dim
-    caches = {name: empty_cache(datasets[name], pad_lengths[name], emb_dim) for name in datasets}
-    slabs = {name: _Slab.plan(cache.lengths, share) for name, cache in caches.items()}
+    kept = {name: kept_lengths(datasets[name], pad_lengths[name]) for name in datasets}
+    caches = {name: HiddenStateCache.zeros(lengths, emb_dim) for name, lengths in kept.items()}
+    slabs = {name: _slabs(cache.lengths, share) for name, cache in caches.items()}
     first_block = dict.fromkeys(caches, 0)
     for name, cache in caches.items():
-        found = starting_states(name) if starting_states else None
+        found = (starting_states or {}).get(name)
         if found is not None and found[1].lengths == cache.lengths:
             first_block[name] = found[0]
             for row, states in found[1].chunks():
@@ -204,15 +184,15 @@ def build_caches(
             lazy.materialize(f"trf_blocks.{index}")
         block = gpt.trf_blocks[index]
         for name in [name for name in caches if index >= first_block[name]]:
-            for slab in slabs[name]:
-                x = caches[name].gather(slab.texts).to(device)
+            for texts, _, segments in slabs[name]:
+                x = torch.cat([caches[name].state(text) for text in texts]).to(device)
                 tokens = x.shape[0]
                 # padded with zero rows to ~1k: every slab's matmuls have one shape (oneDNN
                 # keeps a kernel, and memory, per shape)
                 x = F.pad(x, (0, 0, 0, max(TOKENS_PER_PASS - tokens, 0)))
                 with autocast(device, precision):
-                    x = block(x, packing_of(slab.segments.to(device), block.att.causal))
-                caches[name].scatter(slab.texts, x[:tokens].float().cpu())
+                    x = block(x, packing_of(segments.to(device), block.att.causal))
+                caches[name].scatter(texts, x[:tokens].float().cpu())
                 if progress is not None:
                     progress.update(tokens)  # type: ignore[attr-defined]
         if lazy is not None:
@@ -227,7 +207,7 @@ def _embed(
     model: GPTClassifier,
     datasets: dict[str, EncodedDataset],
     caches: dict[str, HiddenStateCache],
-    slabs: dict[str, list[_Slab]],
+    slabs: dict[str, list[tuple[list[int], Tensor, Tensor]]],
     device: torch.device,
 ) -> None:
     """Each text's embeddings into its cache (a lazy model reads only the used tokens' rows)."""
@@ -249,20 +229,14 @@ def _embed(
     row_of = torch.zeros(gpt.cfg.vocab_size, dtype=torch.long)
     row_of[used] = torch.arange(len(used))
     for name in datasets:
-        for slab in slabs[name]:
-            tokens = torch.cat([kept_ids(name, index) for index in slab.texts])
-            states = rows[row_of[tokens].to(rows.device)] + gpt.pos_emb(slab.positions.to(device))
-            caches[name].scatter(slab.texts, states.float().cpu())
+        for texts, positions, _ in slabs[name]:
+            tokens = torch.cat([kept_ids(name, text) for text in texts])
+            states = rows[row_of[tokens].to(rows.device)] + gpt.pos_emb(positions.to(device))
+            caches[name].scatter(texts, states.float().cpu())
     if lazy is not None:
         lazy.release("pos_emb")
     del rows, row_of
     release_free_memory()
-
-
-def empty_cache(dataset: EncodedDataset, pad_length: int | None, emb_dim: int) -> HiddenStateCache:
-    """A cache of ``dataset``'s layout holding zeros (each example's rows, back to back)."""
-    kept = [pad_length if pad_length else length for length in dataset.lengths]
-    return HiddenStateCache.zeros(kept, emb_dim)
 
 
 @dataclass
@@ -277,12 +251,18 @@ class CachedLoader:
         return len(self.token_loader)
 
     def __iter__(self) -> Iterator[Batch]:
+        cache = self.cache
         for batch in self.token_loader:  # type: ignore[attr-defined]
-            hidden = self.cache.batch(batch.indices, batch.input_ids.shape[1])
+            # rows shorter than the batch's end in zeros (never read: pooling uses real positions
+            # and causal attention never looks ahead)
+            hidden = torch.zeros(*batch.input_ids.shape, cache.emb_dim)
+            for row, index in enumerate(batch.indices.tolist()):
+                kept = min(cache.lengths[index], hidden.shape[1])
+                hidden[row, :kept] = cache.read(cache.offsets[index], kept)
             yield Batch(hidden, batch.labels, batch.lengths, batch.indices, batch.owners)
 
 
-def cached_positions(dataset: EncodedDataset, pad_length: int | None) -> int:
-    """Positions the cache keeps: every padded one under a fixed pad length (the book's ``last``
-    pooling reads one), else each text's real tokens."""
-    return pad_length * len(dataset) if pad_length else sum(dataset.lengths)
+def kept_lengths(dataset: EncodedDataset, pad_length: int | None) -> list[int]:
+    """The positions of each text the cache keeps: every padded one under a fixed pad length
+    (the book's ``last`` pooling reads one), else its real tokens."""
+    return [pad_length or length for length in dataset.lengths]

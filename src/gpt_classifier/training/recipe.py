@@ -24,17 +24,12 @@ from .settings import TrainSettings, opt, over_preset, rule_problems
 
 _TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(TrainSettings))
 _CHOICE_KEYS = ("padding", "pooling", "trainable", "keep_duplicates", "balance")
+_BASES = (settings.CacheOptions, settings.PrecisionOptions, settings.ModelOptions)
+_BASES += (settings.LongTextOptions, settings.PaddingOptions, settings.SplitOptions)
 
 
 @dataclass(kw_only=True)
-class FinetuneOptions(
-    settings.CacheOptions,
-    settings.PrecisionOptions,
-    settings.ModelOptions,
-    settings.LongTextOptions,
-    settings.PaddingOptions,
-    settings.SplitOptions,
-):
+class FinetuneOptions(*_BASES):
     """Everything ``gpt-classifier train`` takes."""
 
     trainable: str | None = opt("head | last-block | last-blocks:N | all | lora.", preset=True)

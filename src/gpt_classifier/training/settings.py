@@ -18,8 +18,7 @@ MAX_SEED = 2**63 - 1  # torch.manual_seed's largest
 
 
 def opt(help: str = "", default: Any = None, **cli: Any) -> Any:
-    """A field with its help and how the CLI shows it (``flag``, ``choices``, ``min``, ``path``
-    ... as ``cli/options.py`` reads them; ``cli=False``: no flag)."""
+    """A field with its help and how ``cli/options.py`` shows it (``cli=False``: no flag)."""
     return field(default=default, metadata={"help": help, **cli})
 
 
@@ -64,15 +63,12 @@ class TrainSettings:
         if problems := rule_problems(self, {**rules, "seed": "between 0 and 2**63-1"}):
             raise GPTClassifierError("invalid training settings: " + "; ".join(problems))
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
 
 # The default recipe optimises as the book does (TrainSettings' defaults). The book's preset is
 # chapter 6 exactly: every text padded to the longest training text, the last position read,
 # duplicates kept (the book's split has them), every class undersampled to the smallest.
-_DEFAULT_RECIPE = dict(padding="batch", pooling="last-real", trainable="last-block")
-_DEFAULT_RECIPE.update(keep_duplicates=False, balance="weighted", **TrainSettings().to_dict())
+_DEFAULT_RECIPE = dataclasses.asdict(TrainSettings()) | dict(padding="batch", pooling="last-real")
+_DEFAULT_RECIPE.update(trainable="last-block", keep_duplicates=False, balance="weighted")
 _BOOK = dict(padding="longest-train", pooling="last", keep_duplicates=True, balance="undersample")
 PRESETS: dict[str, dict[str, Any]] = {"default": _DEFAULT_RECIPE, "book": _DEFAULT_RECIPE | _BOOK}
 
@@ -186,15 +182,12 @@ class SplitOptions(ReadOptions, DataOptions):
     )
     seed: int | None = opt("Seed of the split (and of training).", min=0, max=MAX_SEED, preset=True)
 
-    def source(self) -> dict[str, Any]:
-        """The keyword arguments of ``prepare_dataset`` that say what to read and how."""
-        fields = (*dataclasses.fields(DataOptions), *dataclasses.fields(ReadOptions))
-        return {f.name: getattr(self, f.name) for f in fields}
-
     def dataset_args(self) -> dict[str, Any]:
-        """``prepare_dataset``'s keyword arguments: the source and the split, over the preset."""
+        """``prepare_dataset``'s keyword arguments: the source, the split over the preset."""
         chosen = over_preset(self, ("balance", "keep_duplicates", "seed"))
-        return {**self.source(), **chosen, "fractions": self.fractions}
+        chosen["fractions"] = self.fractions
+        fields = (*dataclasses.fields(DataOptions), *dataclasses.fields(ReadOptions))
+        return {f.name: getattr(self, f.name) for f in fields} | chosen
 
 
 @dataclass(kw_only=True)
