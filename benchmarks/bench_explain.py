@@ -32,7 +32,7 @@ def main() -> None:
 
     from gpt_classifier.inference import TextClassifier
     from gpt_classifier.inference.explain import deletion_faithfulness
-    from gpt_classifier.inference.texts import read_texts
+    from gpt_classifier.inference.file_stream import read_texts
 
     machine = machine_info()
     texts_file = args.texts or args.run_dir / "data" / "test.csv"

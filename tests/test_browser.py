@@ -25,7 +25,7 @@ sync_api = pytest.importorskip(
 
 from gpt_classifier.cli.serve_commands import listen_socket  # noqa: E402
 from gpt_classifier.inference import TextClassifier  # noqa: E402
-from gpt_classifier.inference.explain import explain_text  # noqa: E402
+from gpt_classifier.inference.explain import explain  # noqa: E402
 from gpt_classifier.serving import create_app  # noqa: E402
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -151,7 +151,7 @@ def test_one_message_shows_each_token_highlighted(page, classifier):
         "spans => spans.map(s => [s.textContent, Number(s.dataset.score), "
         "getComputedStyle(s).backgroundColor])",
     )
-    expected = explain_text(classifier, text)
+    expected = explain(classifier, text)
     assert "".join(token for token, _, _ in tokens) == text
     assert [score for _, score, _ in tokens] == pytest.approx(
         [t.score for t in expected.tokens], abs=1e-3

@@ -24,7 +24,7 @@ from gpt_classifier.data import (
     write_splits,
 )
 from gpt_classifier.errors import GPTClassifierError
-from gpt_classifier.inference.texts import read_texts
+from gpt_classifier.inference.file_stream import read_texts
 
 
 def _error(call, match: str) -> str:

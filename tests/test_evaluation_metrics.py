@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from gpt_classifier.evaluation import binary_roc_auc, classification_metrics
+from gpt_classifier.evaluation.report import binary_roc_auc, classification_metrics
 
 BINARY = ["ham", "spam"]
 THREE = ["neg", "neutral", "pos"]

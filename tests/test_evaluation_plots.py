@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from matplotlib import image as mpimg
 
-from gpt_classifier.evaluation import (
-    TrainingHistory,
+from gpt_classifier.evaluation import TrainingHistory
+from gpt_classifier.evaluation.plots import (
     plot_confusion_matrix,
     plot_training_history,
     plot_values,
@@ -116,7 +116,7 @@ def test_plotting_keeps_the_users_backend(tmp_path, import_pyplot):
             import matplotlib.pyplot as plt
         before = matplotlib.get_backend()
 
-        from gpt_classifier.evaluation import plot_confusion_matrix, plot_values
+        from gpt_classifier.evaluation.plots import plot_confusion_matrix, plot_values
 
         plot_values([0, 1], [0, 10], [1.0, 0.5], [1.1, 0.6], "loss", r"{tmp_path}/loss.png")
         plot_confusion_matrix([[3, 1], [0, 4]], ["a", "b"], r"{tmp_path}/cm.png")

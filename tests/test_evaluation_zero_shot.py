@@ -10,7 +10,7 @@ from torch import nn
 
 from gpt_classifier.data import Record
 from gpt_classifier.errors import GPTClassifierError
-from gpt_classifier.evaluation.zero_shot import parse_answer, zero_shot
+from gpt_classifier.evaluation.predictions import parse_answer, zero_shot
 
 CONTEXT = 16
 

@@ -10,8 +10,14 @@ from click.testing import CliRunner
 
 from gpt_classifier.cli.main import cli
 from gpt_classifier.errors import GPTClassifierError
-from gpt_classifier.experiments.grid import BOOK_ROWS, Row, load_grid, parse_rows
-from gpt_classifier.experiments.runner import execution_order, wilson_interval
+from gpt_classifier.experiments.grid import (
+    BOOK_ROWS,
+    Row,
+    execution_order,
+    load_grid,
+    parse_rows,
+    wilson_interval,
+)
 
 
 @pytest.fixture

@@ -16,12 +16,11 @@ from gpt_classifier.config import GPTConfig
 from gpt_classifier.inference import RunInfo, TextClassifier, save_run
 from gpt_classifier.inference.explain import (
     deletion_faithfulness,
-    explain_text,
-    explain_texts,
+    explain,
     log_odds,
     occlusion_inputs,
 )
-from gpt_classifier.inference.texts import read_texts
+from gpt_classifier.inference.file_stream import read_texts
 from gpt_classifier.model import GPTModel
 
 SMALL = GPTConfig(
@@ -62,7 +61,7 @@ def test_occlusion_inputs_delete_each_token_once():
 def test_scores_are_the_log_odds_lost_by_deleting_each_token(request, fixture):
     clf: TextClassifier = request.getfixturevalue(fixture)
     text = "Free entry in 2 a wkly comp"
-    explanation = explain_text(clf, text)
+    explanation = explain(clf, text)
     ids = clf.encode_texts([text])[0][0]
     best = clf.classes.index(explanation.label)
     full = clf.forward([ids])[0]  # alone: no padding at all
@@ -78,7 +77,7 @@ def test_scores_are_the_log_odds_lost_by_deleting_each_token(request, fixture):
 
 def test_token_pieces_rebuild_the_text_even_across_split_characters(classifier):
     text = "héllo 😀 wörld"  # the emoji is two byte-level tokens
-    explanation = explain_text(classifier, text)
+    explanation = explain(classifier, text)
     pieces = [token.token for token in explanation.tokens]
     assert "".join(pieces) == text
     assert "😀" in pieces and not any("\ufffd" in piece for piece in pieces)
@@ -86,23 +85,23 @@ def test_token_pieces_rebuild_the_text_even_across_split_characters(classifier):
 
 
 def test_a_text_longer_than_the_model_reads_is_explained_as_read(classifier):
-    explanation = explain_text(classifier, " ".join(["word"] * 40))  # the run reads 12 tokens
+    explanation = explain(classifier, " ".join(["word"] * 40))  # the run reads 12 tokens
     assert explanation.truncated and len(explanation.tokens) == 12
 
 
 def test_a_one_token_text_is_scored_against_the_end_of_text_token(classifier):
-    (token,) = explain_text(classifier, "ok").tokens
+    (token,) = explain(classifier, "ok").tokens
     eot = classifier.forward([[classifier.info.pad_token_id]])[0]
-    best = classifier.classes.index(explain_text(classifier, "ok").label)
+    best = classifier.classes.index(explain(classifier, "ok").label)
     assert token.probability_without == pytest.approx(eot[best].item(), abs=1e-5)
     assert math.isfinite(token.score)
 
 
 def test_several_texts_share_batches_and_match_one_by_one(classifier):
     texts = ["WINNER!! Claim your prize now", "see you at 5?", "ok"]
-    together = explain_texts(classifier, texts)
+    together = explain(classifier, texts)
     for text, explanation in zip(texts, together, strict=True):
-        alone = explain_text(classifier, text)
+        alone = explain(classifier, text)
         assert explanation.label == alone.label
         assert [t.score for t in explanation.tokens] == pytest.approx(
             [t.score for t in alone.tokens], abs=1e-4
@@ -133,7 +132,7 @@ def test_classify_explain_prints_each_token_with_its_score(saved_run, tokenizer_
     result = _classify(saved_run, "--tokenizer-dir", tokenizer_dir, "--explain", "see you at 5?")
     assert result.exit_code == 0, result.output
     label_line, why_line = result.stdout.splitlines()[:2]
-    expected = explain_text(classifier, "see you at 5?")
+    expected = explain(classifier, "see you at 5?")
     assert label_line.startswith(f"{expected.label}\t")
     assert why_line.startswith("  why: ")
     for token in expected.tokens:
@@ -147,7 +146,7 @@ def test_classify_explain_json_carries_the_tokens(saved_run, tokenizer_dir, clas
     tokens = line["explanation"]["tokens"]
     assert "".join(t["token"] for t in tokens) == "ok 😀"
     assert line["explanation"]["method"] == "occlusion"
-    expected = explain_text(classifier, "ok 😀")
+    expected = explain(classifier, "ok 😀")
     assert [t["score"] for t in tokens] == pytest.approx([t.score for t in expected.tokens])
 
 

@@ -14,7 +14,7 @@ from gpt_classifier.classifier import GPTClassifier
 from gpt_classifier.config import GPTConfig
 from gpt_classifier.errors import GPTClassifierError
 from gpt_classifier.inference import RunInfo, TextClassifier, save_run
-from gpt_classifier.inference.evaluate_run import evaluate_run
+from gpt_classifier.inference.predict import evaluate_run
 from gpt_classifier.model import GPTModel
 from gpt_classifier.precision import resolve_precision
 from gpt_classifier.training.pipeline import FinetuneOptions, run_finetune

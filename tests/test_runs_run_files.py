@@ -202,7 +202,7 @@ def test_a_broken_base_reference_is_a_one_line_error(tmp_path, saved_config, bas
 
 
 def test_experiment_rows_save_trainable_runs_by_default(tmp_path, monkeypatch):
-    from gpt_classifier.experiments import runner
+    from gpt_classifier.experiments import grid
     from gpt_classifier.experiments.grid import Row
 
     seen = []
@@ -211,9 +211,9 @@ def test_experiment_rows_save_trainable_runs_by_default(tmp_path, monkeypatch):
         seen.append(options.save)
         raise GPTClassifierError("stopped here")
 
-    monkeypatch.setattr(runner, "run_finetune", fake_finetune)
+    monkeypatch.setattr(grid, "run_finetune", fake_finetune)
     rows = [Row(1, "default", {}), Row(2, "full", {"save": "full"})]
-    runner.run_grid({}, rows, [123], tmp_path / "grid", log=lambda _: None)
+    grid.run_grid({}, rows, [123], tmp_path / "grid", log=lambda _: None)
     assert seen == ["trainable", "full"]
 
 

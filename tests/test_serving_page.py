@@ -12,8 +12,8 @@ for _module in ("fastapi", "prometheus_client", "swagger_ui_bundle", "multipart"
 from fastapi.testclient import TestClient  # noqa: E402
 
 from gpt_classifier.inference import TextClassifier  # noqa: E402
-from gpt_classifier.inference.explain import explain_text  # noqa: E402
-from gpt_classifier.inference.texts import read_texts  # noqa: E402
+from gpt_classifier.inference.explain import explain  # noqa: E402
+from gpt_classifier.inference.file_stream import read_texts  # noqa: E402
 from gpt_classifier.serving import create_app  # noqa: E402
 from gpt_classifier.serving.uploads import upload_name  # noqa: E402
 
@@ -28,7 +28,7 @@ def client(served_classifier, saved_run):
 def test_explain_answers_what_the_python_api_computes(client, served_classifier):
     text = "WINNER!! Claim your prize now"
     body = client.post("/explain", json={"text": text}).json()
-    expected = explain_text(served_classifier, text)
+    expected = explain(served_classifier, text)
     assert body["label"] == expected.label and body["method"] == "occlusion"
     assert body["probability"] == pytest.approx(expected.probability, abs=1e-5)
     assert [t["token"] for t in body["tokens"]] == [t.token for t in expected.tokens]

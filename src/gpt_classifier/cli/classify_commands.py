@@ -77,9 +77,9 @@ def classify(o: ClassifyOptions) -> None:
     texts, started = list(o.texts), time.perf_counter()
     explanations: list = [None] * len(texts)
     if o.explain:
-        from ..inference.explain import explain_texts
+        from ..inference.explain import explain
 
-        explanations = explain_texts(classifier, texts, batch_size=o.batch_size)
+        explanations = explain(classifier, texts, batch_size=o.batch_size)
         # The label shown is the one explained (the same forward pass as its scores).
         predictions = [Prediction(e.label, e.probability, e.probabilities) for e in explanations]
     else:
@@ -108,9 +108,9 @@ def _classify_file(o: ClassifyOptions) -> None:
             _print(o.as_json, row.text, prediction)
 
     keys = ("fmt", "text_column", "lenient", "batch_size", "chunk_rows", "progress", "resume")
-    options = {**o.load_args(), **{key: getattr(o, key) for key in keys}}
-    sink = None if output else sink
-    result = run_classify_file(o.run_dir, o.input_file, output=output, sink=sink, **options)
+    options = {key: getattr(o, key) for key in keys}
+    options.update(output=output, sink=None if output else sink)
+    result = run_classify_file(o.run_dir, o.input_file, o.load_args(), **options)
     if not result.main_process:  # under torchrun rank 0 reports
         return
     if output:

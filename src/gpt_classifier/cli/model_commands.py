@@ -1,6 +1,6 @@
 """``download``, ``generate`` and ``zero-shot``: GPT-2 itself, before fine-tuning."""
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import click
@@ -103,7 +103,7 @@ def zero_shot(o: ZeroShotOptions) -> None:
     Asks the book's question (is this text spam? yes or no) for each text of a split. The split
     options are train's: with the same flags, the same test texts as a fine-tuned run.
     """
-    from ..evaluation.zero_shot import BOOK_PROMPT, zero_shot
+    from ..evaluation.predictions import BOOK_PROMPT, zero_shot
     from ..fileio import write_json
     from ..progress import progress_bar
     from ..tokenizer import get_tokenizer
@@ -129,4 +129,4 @@ def zero_shot(o: ZeroShotOptions) -> None:
         f"{result.accuracy * 100:.2f} % (answers: {answers})"
     )
     if o.output:
-        write_json(o.output, result.to_dict())
+        write_json(o.output, asdict(result))

@@ -95,7 +95,7 @@ class EvaluateOptions(
 def evaluate(options: EvaluateOptions) -> None:
     """Evaluate a saved run on its splits or on another labelled file."""
     from ..evaluation import format_report, write_report_json
-    from ..inference.evaluate_run import evaluate_run
+    from ..inference.predict import evaluate_run
 
     values = asdict(options)
     run_dir, output = values.pop("run_dir"), values.pop("output")
@@ -175,9 +175,7 @@ def experiments(o: ExperimentsOptions) -> None:
     import torch
 
     from .. import __version__
-    from ..experiments.baseline import tfidf_baseline
-    from ..experiments.grid import BOOK_ROWS, load_grid, parse_rows
-    from ..experiments.runner import run_grid
+    from ..experiments.grid import BOOK_ROWS, load_grid, parse_rows, run_grid, tfidf_baseline
     from ..experiments.table import summarize, write_outputs
     from ..precision import describe_cpu
 
@@ -197,7 +195,7 @@ def experiments(o: ExperimentsOptions) -> None:
         except KeyboardInterrupt:
             log(f"interrupted: continue with the same command and --resume ({output_dir})")
             sys.exit(INTERRUPTED_EXIT)
-        finished = [outcome.run_dir for outcome in outcomes if outcome.ok]
+        finished = [outcome.run_dir for outcome in outcomes if not outcome.error]
         if o.baseline == "tfidf" and not finished:
             raise GPTClassifierError(
                 "--baseline tfidf needs the splits of at least one finished row"
@@ -215,5 +213,5 @@ def experiments(o: ExperimentsOptions) -> None:
             written = write_outputs(summarize(outcomes), output_dir, header)
         click.echo((output_dir / "experiments.md").read_text(encoding="utf-8"), nl=False)
         log("wrote " + ", ".join(str(path) for path in written))
-    if failed := [outcome for outcome in outcomes if not outcome.ok]:
+    if failed := [outcome for outcome in outcomes if outcome.error]:
         raise GPTClassifierError(f"{len(failed)} of {len(outcomes)} runs failed (see the notes)")

@@ -29,8 +29,7 @@ class TrainingHistory:
 
     def __post_init__(self) -> None:
         for name in (item.name for item in fields(self)):
-            convert = int if name in _INT_FIELDS else float
-            values = getattr(self, name)
+            convert, values = (int if name in _INT_FIELDS else float), getattr(self, name)
             try:
                 if isinstance(values, (str, bytes)):  # iterable, but not a list of numbers
                     raise TypeError
@@ -44,13 +43,11 @@ class TrainingHistory:
                 raise ValueError(f"training history lists differ in length: {listed}")
 
     def record_losses(self, epoch: float, examples_seen: int, train: float, val: float) -> None:
-        self._append(_LOSS_FIELDS, (epoch, examples_seen, train, val))
+        for name, value in zip(_LOSS_FIELDS, (epoch, examples_seen, train, val), strict=True):
+            getattr(self, name).append(int(value) if name in _INT_FIELDS else float(value))
 
     def record_accuracies(self, epoch: float, examples_seen: int, train: float, val: float) -> None:
-        self._append(_ACCURACY_FIELDS, (epoch, examples_seen, train, val))
-
-    def _append(self, names: tuple[str, ...], values: tuple[float, ...]) -> None:
-        for name, value in zip(names, values, strict=True):
+        for name, value in zip(_ACCURACY_FIELDS, (epoch, examples_seen, train, val), strict=True):
             getattr(self, name).append(int(value) if name in _INT_FIELDS else float(value))
 
     def to_dict(self) -> dict[str, list[Any]]:

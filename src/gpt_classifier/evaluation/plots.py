@@ -16,9 +16,6 @@ from matplotlib.ticker import MaxNLocator, PercentFormatter, StrMethodFormatter
 from ..fileio import atomic_path
 from .history import TrainingHistory
 
-DPI = 120
-_MARKERS_UP_TO = 30  # curves with at most this many points show a marker at each point
-
 
 def plot_values(
     epochs_seen: Sequence[float],
@@ -42,7 +39,7 @@ def plot_values(
     if len(epochs) == 0:
         raise ValueError(f"nothing to plot: no {label} values")
     fig, ax1 = new_figure((6.4, 4.2))
-    style = {"marker": "o" if len(epochs) <= _MARKERS_UP_TO else None, "markersize": 4}
+    style = {"marker": "o" if len(epochs) <= 30 else None, "markersize": 4}  # dots on short curves
     ax1.plot(epochs, train, **style, label=f"Training {label}")
     ax1.plot(epochs, val, linestyle="-.", **style, label=f"Validation {label}")
     ax1.set(xlabel="Epochs", ylabel=label[:1].upper() + label[1:])
@@ -76,9 +73,7 @@ def plot_values(
 
 
 def plot_training_history(
-    history: TrainingHistory | Mapping[str, Any],
-    output_dir: str | os.PathLike[str],
-    eval_iter: int | None = None,
+    history: TrainingHistory | Mapping[str, Any], output_dir: Path, eval_iter: int | None = None
 ) -> list[Path]:
     """``loss.png`` and ``accuracy.png`` in ``output_dir``, each only if it has points."""
     log = history if isinstance(history, TrainingHistory) else TrainingHistory.from_dict(history)
@@ -87,9 +82,10 @@ def plot_training_history(
         "accuracy": (log.acc_epochs_seen, log.acc_examples_seen, log.train_accs, log.val_accs),
     }
     sample = f"{eval_iter} batches of each split" if eval_iter else None
-    out = Path(output_dir)
     return [
-        plot_values(*xy, kind, out / f"{kind}.png", percent=kind == "accuracy", measured_on=sample)
+        plot_values(
+            *xy, kind, output_dir / f"{kind}.png", percent=kind == "accuracy", measured_on=sample
+        )
         for kind, xy in curves.items()
         if xy[2]
     ]
@@ -102,8 +98,7 @@ def plot_confusion_matrix(
     title: str = "Confusion matrix",
 ) -> Path:
     """An annotated heatmap (rows: true class), cells unannotated beyond 30 classes."""
-    counts = np.asarray(matrix, dtype=np.float64)
-    names = [str(name) for name in class_names]
+    counts, names = np.asarray(matrix, dtype=np.float64), [str(name) for name in class_names]
     n = len(names)
     if n == 0 or counts.shape != (n, n):
         raise ValueError(
@@ -141,5 +136,5 @@ def new_figure(size: tuple[float, float], layout: str = "constrained") -> tuple[
 def save_figure(fig: Figure, path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     with atomic_path(path) as partial:
-        fig.savefig(partial, dpi=DPI, format="png")
+        fig.savefig(partial, dpi=120, format="png")
     return path

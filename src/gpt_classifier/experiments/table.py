@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..fileio import write_json, write_text
-from .runner import RunOutcome, wilson_interval
+from .grid import RunOutcome, wilson_interval
 
 METRICS = {
     "train_accuracy": lambda m: m["train"]["accuracy"],
@@ -29,17 +29,16 @@ COLUMNS = [
 
 
 def summarize(outcomes: list[RunOutcome]) -> list[dict[str, Any]]:
-    """Per row (``experiments.json``): options, each metric's mean and std over the seeds that
-    finished, and why the others did not."""
+    """Per row (``experiments.json``): options, each metric's mean and std over finished seeds."""
     by_row: dict[int, list[RunOutcome]] = {}
     for outcome in outcomes:
         by_row.setdefault(outcome.row.number, []).append(outcome)
     summaries = []
     for group in by_row.values():
-        row, good = group[0].row, [o for o in group if o.ok]
+        row, good = group[0].row, [o for o in group if not o.error]
         summary = {"row": row.number, "name": row.name, **row.describe()}
         summary.update(options=row.options, note=row.note, runs=len(good))
-        summary["failed"] = [f"seed {o.seed}: {o.error}" for o in group if not o.ok]
+        summary["failed"] = [f"seed {o.seed}: {o.error}" for o in group if o.error]
         for key, read in METRICS.items():
             numbers = []
             for outcome in good:
@@ -48,15 +47,14 @@ def summarize(outcomes: list[RunOutcome]) -> list[dict[str, Any]]:
             summary[f"{key}_mean"] = statistics.fmean(numbers) if numbers else None
             spread = statistics.stdev(numbers) if len(numbers) > 1 else 0.0
             summary[f"{key}_std"] = spread if numbers else None
-        n_test, interval = None, None
-        if summary["test_accuracy_mean"] is not None:
-            n_test = int(good[0].metrics["test"]["num_examples"])
-            interval = list(wilson_interval(round(summary["test_accuracy_mean"] * n_test), n_test))
+        summary.update(test_accuracy_ci95=None, test_examples=None)
+        if (mean := summary["test_accuracy_mean"]) is not None:
+            n_test = summary["test_examples"] = int(good[0].metrics["test"]["num_examples"])
+            summary["test_accuracy_ci95"] = list(wilson_interval(round(mean * n_test), n_test))
         seconds = [o.seconds for o in good if o.seconds is not None]
         peaks = [o.peak_rss_mb for o in good if o.peak_rss_mb is not None]
-        summary.update(test_accuracy_ci95=interval, test_examples=n_test)
         summary["seconds_mean"] = statistics.fmean(seconds) if seconds else None
-        summary["peak_rss_mb_max"] = max(peaks) if peaks else None
+        summary["peak_rss_mb_max"] = max(peaks, default=None)
         summary["device"] = good[0].device if good else ""
         summaries.append(summary)
     return summaries
@@ -86,7 +84,8 @@ def _cells(s: dict[str, Any]) -> list[str]:
     ]
 
 
-def markdown(summaries: list[dict[str, Any]], header: str) -> str:
+def write_outputs(summaries: list[dict[str, Any]], folder: Path, header: str) -> list[Path]:
+    """``experiments.md``, ``.csv``, ``.json`` and, when a row has a test accuracy, ``.png``."""
     lines = [header, "", "| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
     lines += ["| " + " | ".join(_cells(s)) + " |" for s in summaries]
     notes = [f"- Row {s['row']}: {s['note']}" for s in summaries if s["note"]]
@@ -98,13 +97,8 @@ def markdown(summaries: list[dict[str, Any]], header: str) -> str:
         "The 95 % interval is Wilson's for the test accuracy over the test split's "
         "examples: rows whose intervals overlap are not shown to differ by this test split.",
     ]
-    return "\n".join(lines) + "\n"
-
-
-def write_outputs(summaries: list[dict[str, Any]], folder: Path, header: str) -> list[Path]:
-    """``experiments.md``, ``.csv``, ``.json`` and, when a row has a test accuracy, ``.png``."""
     written = [folder / name for name in ("experiments.md", "experiments.csv", "experiments.json")]
-    write_text(written[0], markdown(summaries, header))
+    write_text(written[0], "\n".join(lines) + "\n")
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows([COLUMNS, *map(_cells, summaries)])
     write_text(written[1], buffer.getvalue())

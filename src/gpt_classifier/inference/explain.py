@@ -95,10 +95,12 @@ def explanation_from_probabilities(
     return Explanation(full.label, full.probability, full.probabilities, tokens, truncated)
 
 
-def explain_texts(
-    classifier: TextClassifier, texts: Sequence[str], batch_size: int = 64
-) -> list[Explanation]:
-    """An ``Explanation`` per text; every text's inputs share the same batches."""
+def explain(
+    classifier: TextClassifier, texts: str | Sequence[str], batch_size: int = 64
+) -> Explanation | list[Explanation]:
+    """One ``Explanation`` for one text, a list for a list; all the texts share the batches."""
+    if isinstance(texts, str):
+        return explain(classifier, [texts], batch_size)[0]
     classifier.encode_windows(texts)  # checks the texts
     # Each text's own ids: a chunks run's windows of it are recombined from them.
     encoded = [encode(classifier.tokenizer, text) for text in texts]
@@ -112,26 +114,8 @@ def explain_texts(
     ]
 
 
-def explain(
-    classifier: TextClassifier, texts: str | Sequence[str], batch_size: int = 64
-) -> Explanation | list[Explanation]:
-    """One ``Explanation`` for one text, a list of them for a list (as ``classify``)."""
-    if isinstance(texts, str):
-        return explain_texts(classifier, [texts], batch_size)[0]
-    return explain_texts(classifier, texts, batch_size)
-
-
-explain_text = explain  # the name it had for one text
-
-
 def deletion_faithfulness(
-    classifier: TextClassifier,
-    texts: Sequence[str],
-    *,
-    k: int = 3,
-    draws: int = 5,
-    seed: int = 0,
-    batch_size: int = 64,
+    classifier: TextClassifier, texts: Sequence[str], *, k: int = 3, draws: int = 5, seed: int = 0
 ) -> Faithfulness:
     """How much deleting each text's ``k`` top-scored tokens lowers the predicted class's
     probability, against ``k`` random ones (``draws`` times): for a faithful explanation, more."""
@@ -139,7 +123,7 @@ def deletion_faithfulness(
         raise ValueError("k and draws must be positive")
     rng = random.Random(seed)
     kept, inputs = [], []
-    for explanation in explain_texts(classifier, texts, batch_size):
+    for explanation in explain(classifier, texts):
         ids = [token.token_id for token in explanation.tokens]
         if len(ids) <= k:
             continue
@@ -149,7 +133,7 @@ def deletion_faithfulness(
         kept.append(explanation)
     if not kept:
         raise ValueError(f"no text has more than {k} tokens")
-    probabilities = run_inputs(classifier, inputs, batch_size).view(len(kept), draws + 1, -1)
+    probabilities = run_inputs(classifier, inputs).view(len(kept), draws + 1, -1)
     top_drops, random_drops = [], []
     for explanation, rows in zip(kept, probabilities, strict=True):
         after = rows[:, classifier.classes.index(explanation.label)].tolist()

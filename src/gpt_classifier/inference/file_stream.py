@@ -10,14 +10,14 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..data.readers import TextFilePlan, TextRow, iter_text_rows, scan_text_file
+from ..data.readers import TextFilePlan, TextRow, iter_text_rows, read_unlabelled, scan_text_file
 from ..errors import GPTClassifierError
 from ..faults import crash_point
 from ..fileio import fsync_directory, refuse_special, write_json, writing
@@ -27,9 +27,6 @@ from .predict import Prediction, TextClassifier
 CHUNK_ROWS = 4096
 PROGRESS_FORMAT = 2  # 2: per-class probability columns
 _FLAG = "--output (the rows written so far are kept for --resume)"
-_HEAD_BYTES = 1 << 20  # of the input, in its identity (with its size and modification time)
-
-ChunkSink = Callable[[Sequence[TextRow], Sequence[Prediction]], None]
 
 
 @dataclass
@@ -66,8 +63,8 @@ def classify_file(
     classifier: TextClassifier,
     input_file: str | os.PathLike[str],
     *,
-    output: str | os.PathLike[str] | None = None,
-    sink: ChunkSink | None = None,
+    output: Path | None = None,
+    sink: Callable[[Sequence[TextRow], Sequence[Prediction]], None] | None = None,
     fmt: str | None = None,
     text_column: str | None = None,
     lenient: bool = False,
@@ -75,7 +72,6 @@ def classify_file(
     chunk_rows: int = CHUNK_ROWS,
     resume: bool = False,
     progress: bool = True,
-    run_dir: str | os.PathLike[str] | None = None,
     dist: Any = None,
 ) -> FileResult:
     """Classify every row of ``input_file`` into the CSV ``output`` (the input's columns, then
@@ -95,17 +91,16 @@ def classify_file(
         chunk_rows = min(chunk_rows, -(-plan.rows // dist.world_size))
     opened: list[_PartialCsv] = []  # rank 0 writes; its errors reach every rank
     if output is not None:
-        csv_args = (Path(output), plan, _identity(plan, run_dir), resume, list(classifier.classes))
-        dist.run_on_main(lambda: opened.append(_PartialCsv(*csv_args)))
+        dist.run_on_main(lambda: opened.append(_PartialCsv(output, plan, classifier, resume)))
     writer = opened[0] if opened else None
     done = dist.broadcast_object(writer.done if writer is not None else 0)
     sink = writer or sink
     truncated = 0  # texts this rank cut to the trained length
     bar = progress_bar(plan.rows, "classify", enabled=shown, unit="rows", initial=done)
-    handle = writer.handle if writer is not None else contextlib.nullcontext()  # closed on errors
-    with handle, bar:
-        chunks = _batched(iter_text_rows(plan, skip=done), chunk_rows)
-        for round_of_chunks in _batched(chunks, dist.world_size):  # one chunk per rank
+    with writer.handle if writer else contextlib.nullcontext(), bar:  # closed on errors
+        rows = iter_text_rows(plan, skip=done)
+        chunks = iter(lambda: list(itertools.islice(rows, chunk_rows)), [])
+        for round_of_chunks in iter(lambda: list(itertools.islice(chunks, dist.world_size)), []):
             probabilities = None
             if dist.rank < len(round_of_chunks):
                 texts = [row.text for row in round_of_chunks[dist.rank]]
@@ -119,50 +114,22 @@ def classify_file(
                     bar.update(len(chunk))
         if writer is not None:
             writer.commit()
+    seconds, truncated = time.perf_counter() - started, sum(dist.gather_objects(truncated))
     return FileResult(
-        rows=plan.rows,
-        classified=plan.rows - done,
-        truncated=sum(dist.gather_objects(truncated)),
-        seconds=time.perf_counter() - started,
-        max_length=classifier.info.max_length,
-        main_process=dist.is_main,
+        plan.rows, plan.rows - done, truncated, seconds, classifier.info.max_length, dist.is_main
     )
-
-
-def _batched(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
-    while batch := list(itertools.islice(items, size)):
-        yield batch
-
-
-def _identity(plan: TextFilePlan, run_dir: str | os.PathLike[str] | None) -> dict[str, Any]:
-    """What a partial output's rows depend on: the input file, how it is read, and the run."""
-    stat = plan.path.stat()
-    with plan.path.open("rb") as handle:
-        head = hashlib.sha256(handle.read(_HEAD_BYTES)).hexdigest()
-    run: dict[str, Any] = {}
-    if run_dir is not None:
-        folder = Path(run_dir)
-        if (folder / "run.json").is_file():
-            run["run_json_sha256"] = hashlib.sha256((folder / "run.json").read_bytes()).hexdigest()
-        for weights in sorted(folder.glob("*.safetensors")):
-            found = weights.stat()
-            run[weights.name] = [found.st_size, found.st_mtime_ns]
-    source = {"path": str(plan.path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-    read_as = {"format": plan.fmt, "text_column": plan.text_column, "rows": plan.rows}
-    return {"input": {**source, "head_sha256": head, **read_as}, "run": run}
 
 
 class _PartialCsv:
     """The hidden partial output and its progress file."""
 
-    def __init__(
-        self, output: Path, plan: TextFilePlan, identity: dict, resume: bool, classes: list[str]
-    ):
-        self.output, self.identity, self.classes = output, identity, classes
+    def __init__(self, output: Path, plan: TextFilePlan, classifier: TextClassifier, resume: bool):
+        self.output, self.identity = output, _identity(plan, classifier.run_dir)
+        self.classes = classes = classifier.classes
         self.columns = list(plan.columns) or ["text"]
         refuse_special(output, directory=False)  # replaced on commit
         partial = partial_path(output)
-        self.done, size = _read_progress(output, identity) if resume else (0, 0)
+        self.done, size = _read_progress(output, self.identity) if resume else (0, 0)
         with writing(partial, _FLAG):
             if resume and (not partial.is_file() or partial.stat().st_size < size):
                 raise GPTClassifierError(
@@ -216,6 +183,23 @@ class _PartialCsv:
             fsync_directory(self.output.parent)
 
 
+def _identity(plan: TextFilePlan, run_dir: Path | None) -> dict[str, Any]:
+    """What a partial output's rows depend on: the input file, how it is read, and the run."""
+    stat = plan.path.stat()
+    with plan.path.open("rb") as handle:
+        head = hashlib.sha256(handle.read(1 << 20)).hexdigest()  # with size and mtime
+    run: dict[str, Any] = {}
+    if run_dir is not None:
+        if (run_dir / "run.json").is_file():
+            run["run_json_sha256"] = hashlib.sha256((run_dir / "run.json").read_bytes()).hexdigest()
+        for weights in sorted(run_dir.glob("*.safetensors")):
+            found = weights.stat()
+            run[weights.name] = [found.st_size, found.st_mtime_ns]
+    source = {"path": str(plan.path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    read_as = {"format": plan.fmt, "text_column": plan.text_column, "rows": plan.rows}
+    return {"input": {**source, "head_sha256": head, **read_as}, "run": run}
+
+
 def _read_progress(output: Path, identity: dict[str, Any]) -> tuple[int, int]:
     path = progress_path(output)
     try:
@@ -239,29 +223,28 @@ def _read_progress(output: Path, identity: dict[str, Any]) -> tuple[int, int]:
 
 
 def run_classify_file(
-    run_dir: str | os.PathLike[str],
-    input_file: str | os.PathLike[str],
-    *,
-    device: str | None = None,
-    tokenizer_dir: str | None = None,
-    weights: str | None = None,
-    precision: str = "fp32",
-    **options: Any,
+    run_dir: str, input_file: str, load: dict[str, Any], **options: Any
 ) -> FileResult:
     """``classify --file``: the run loaded on this process's device, then ``classify_file``."""
     from .. import distributed
     from ..precision import resolve_device
 
-    dist = distributed.init_distributed(resolve_device(device))
-    load = {"tokenizer_dir": tokenizer_dir, "weights": weights, "precision": precision}
-    finished = False
+    dist = distributed.init_distributed(resolve_device(load["device"]))
+    result = None
     try:
-        own_device = distributed.rank_device(dist, resolve_device(device))
-        classifier = TextClassifier.from_run(run_dir, device=own_device, **load)
-        result = classify_file(classifier, input_file, run_dir=run_dir, dist=dist, **options)
-        finished = True
+        own_device = distributed.rank_device(dist, resolve_device(load["device"]))
+        classifier = TextClassifier.from_run(run_dir, **{**load, "device": own_device})
+        result = classify_file(classifier, input_file, dist=dist, **options)
         return result
     except torch.distributed.DistError as exc:
         raise distributed.peer_failure(dist, exc) from None
     finally:
-        distributed.shutdown(dist, finished=finished)
+        distributed.shutdown(dist, finished=result is not None)
+
+
+def read_texts(
+    path: str | os.PathLike[str], text_column: str | None = None, fmt: str | None = None
+) -> tuple[list[dict[str, str]], list[str]]:
+    """``(rows, texts)``: every row's fields and its text, as ``classify --file`` reads them."""
+    rows = read_unlabelled(path, fmt, text_column)
+    return [row.fields for row in rows], [row.text for row in rows]

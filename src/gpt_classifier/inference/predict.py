@@ -1,4 +1,5 @@
-"""Classifying new texts: one batched predictor shared by the Python API, the CLI and a server."""
+"""Classifying new texts: one batched predictor shared by the Python API, the CLI and a server;
+evaluating a saved run on its splits or another labelled file, as its training report did."""
 
 from __future__ import annotations
 
@@ -16,13 +17,16 @@ from ..classifier import GPTClassifier
 from ..classifier.packing import pack
 from ..classifier.pooling import combine_probabilities, padding_reads
 from ..config import EOT_TOKEN_ID
+from ..data import SPLIT_NAMES, LabelMap, encode_records, make_loader, read_records, read_splits
 from ..data.batching import TOKENS_PER_PASS, plan_batches
 from ..data.encoding import pad_token_ids
 from ..data.windows import LongText, reads_all, window_texts
 from ..errors import GPTClassifierError
+from ..evaluation.predictions import EVAL_BATCH_SIZE, evaluate_split
 from ..evaluation.report import read_report_json
 from ..precision import autocast, resolve_device, resolve_precision
-from ..runs.run_dir import RunInfo, load_run, run_tokenizer
+from ..progress import tracked
+from ..runs.run_dir import RunInfo, load_run, read_run_info, run_tokenizer
 from ..tokenizer import encode
 
 
@@ -62,10 +66,9 @@ class TextClassifier:
         weights: str | None = None,
     ) -> TextClassifier:
         """The run in ``run_dir`` with its own tokenizer (``weights``: base weights, if moved)."""
-        resolved = resolve_device(device)
-        run = load_run(run_dir, resolved, weights)
+        run = load_run(run_dir, resolve_device(device), weights)
         tokenizer = run_tokenizer(run_dir, tokenizer_dir)
-        classifier = cls(run.model, tokenizer, run.info, resolved, precision)
+        classifier = cls(run.model, tokenizer, run.info, device, precision)
         classifier.run_dir = Path(run_dir)
         if classifier.precision == "bf16":  # the run's model is this classifier's alone
             # Linear weights stored in bf16: under autocast bit-identical outputs, without
@@ -112,25 +115,22 @@ class TextClassifier:
         for number, text in enumerate(texts, start=1):
             if not isinstance(text, str) or not text.strip():
                 raise GPTClassifierError(f"text {number} is empty; there is nothing to classify")
-            encoded.append(encode(self.tokenizer, text))
-            if reads_all(len(encoded[-1]), limit, reading):
-                continue
-            if not truncate:
+            encoded.append(ids := encode(self.tokenizer, text))
+            whole = reads_all(len(ids), limit, reading)
+            if not whole and not truncate:
                 windows = f" in each of {reading.max_chunks} windows"
                 raise GPTClassifierError(
-                    f"text {number} has {len(encoded[-1])} tokens; the model reads at most "
+                    f"text {number} has {len(ids)} tokens; the model reads at most "
                     f"{limit}" + (windows if reading.mode == "chunks" else "")
                 )
-            truncated += 1
+            truncated += not whole
         return *window_texts(encoded, limit, reading), truncated
 
-    def encode_texts(
-        self, texts: Sequence[str], *, truncate: bool = True
-    ) -> tuple[list[list[int]], int]:
+    def encode_texts(self, texts: Sequence[str]) -> tuple[list[list[int]], int]:
         """``(token ids per text, how many were cut)``: one window a text (not ``chunks``)."""
         if self.long_text.mode == "chunks":  # several windows a text: their owners matter
             raise GPTClassifierError("a chunks run reads a text in windows: use encode_windows")
-        windows, _, truncated = self.encode_windows(texts, truncate=truncate)
+        windows, _, truncated = self.encode_windows(texts)
         return windows, truncated
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
@@ -196,6 +196,37 @@ class TextClassifier:
         )
 
 
+def evaluate_run(
+    run_dir: str | os.PathLike[str],
+    data_file: str | os.PathLike[str] | None = None,
+    *,
+    progress: bool = False,
+    **options: Any,
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """``({split: metrics}, class names)`` of the run's saved splits or of ``data_file`` (``data``);
+    ``options``: ``from_run``'s and ``read_records``'s. In fp32: its ``metrics.json`` again."""
+    info = read_run_info(run_dir)  # a clear error for a bad run directory before any other work
+    keys = [key for key in ("device", "tokenizer_dir", "weights", "precision") if key in options]
+    clf = TextClassifier.from_run(run_dir, **{key: options.pop(key) for key in keys})
+    label_map = LabelMap(info.classes)
+    if data_file is not None:
+        splits = {"data": read_records(data_file, **options)}
+    else:
+        prepared = read_splits(Path(run_dir) / "data")
+        splits = {name: prepared.split(name) for name in SPLIT_NAMES if prepared.split(name)}
+    # As at training time: cut to the trained length, padded to the run's pad length (if any).
+    equal = padding_reads(clf.model.pooling, clf.model.cfg.causal, info.pad_length).pooled
+    order = {"shuffle": False, "drop_last": False, "bucket_by_length": True, "equal_lengths": equal}
+    pads = {"pad_length": info.pad_length, "pad_token_id": info.pad_token_id}
+    report = {}
+    for name, records in splits.items():
+        dataset = encode_records(records, clf.tokenizer, label_map, clf.max_tokens, info.long_text)
+        loader = make_loader(dataset, EVAL_BATCH_SIZE, **order, **pads)
+        loader = tracked(loader, len(loader), f"evaluate {name}", enabled=progress)
+        report[name] = evaluate_split(clf.model, loader, clf.device, clf.precision, clf.classes)
+    return report, list(label_map.classes)
+
+
 def run_inputs(
     classifier: TextClassifier, encoded: Sequence[Sequence[int]], batch_size: int = 64
 ) -> torch.Tensor:
@@ -224,8 +255,7 @@ def classify_review(
     if max_length is None and info is not None:
         max_length, pad = info.pad_length or info.max_length, info.pad_length is not None
     model.eval()
-    ids = encode(tokenizer, text)
-    if not ids:
+    if not (ids := encode(tokenizer, text)):
         raise GPTClassifierError("the text is empty; there is nothing to classify")
     supported = model.cfg.context_length
     limit = min(max_length, supported) if max_length is not None else supported
