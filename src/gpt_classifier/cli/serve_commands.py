@@ -62,8 +62,7 @@ def serve(o: ServeOptions) -> None:
     Ctrl-C) answers the requests already received, then exits 0.
     """
     try:
-        from ..serving.app import check_limits, create_app
-        from ..serving.model_thread import ModelThread
+        from ..serving.app import ModelThread, check_limits, create_app
         from ..serving.server import run as run_server
     except ImportError as exc:
         raise GPTClassifierError(

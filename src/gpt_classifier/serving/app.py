@@ -8,7 +8,6 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -33,9 +32,8 @@ from ..inference.explain import explanation_from_probabilities, text_occlusion_i
 from ..inference.predict import TextClassifier
 from ..runs.transaction import MARKER_FILE
 from ..tokenizer import encode
-from . import schemas, server
-from .batching import DEFAULT_BATCH_WAIT_MS, DEFAULT_MAX_QUEUE, Batcher, QueueFull, ShuttingDown
-from .model_thread import ModelThread
+from . import batching, schemas, server
+from .batching import Batcher, ModelThread, QueueFull, ShuttingDown
 from .uploads import read_upload, too_many_texts
 
 DEFAULT_MAX_TEXTS = 256
@@ -51,6 +49,9 @@ PAGE_HEADERS = FRAME_HEADERS | {
     "Content-Security-Policy": "default-src 'self'; object-src 'none'; base-uri 'none'; "
     "form-action 'self'; frame-ancestors 'none'"
 }
+_APP_INFO = {"title": "gpt-classifier", "version": __version__, "docs_url": None, "redoc_url": None}
+_APP_INFO["description"] = "GPT-2 fine-tuned as a text classifier. Concurrent requests are batched "
+_APP_INFO["description"] += "together; every error is a JSON object with a one-line `detail`."
 _REFUSALS = {GPTClassifierError: 422, QueueFull: 429, ShuttingDown: 503}
 _FORMATS = "csv, tsv, jsonl, parquet, lines or sms."
 _TOO_LONG = 'a text longer than the model reads with "truncate": false'
@@ -96,8 +97,8 @@ def create_app(
     max_texts: int = DEFAULT_MAX_TEXTS,
     batch_size: int = 64,
     max_batch_tokens: int = TOKENS_PER_PASS,
-    batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
-    max_queue: int = DEFAULT_MAX_QUEUE,
+    batch_wait_ms: float = batching.DEFAULT_BATCH_WAIT_MS,
+    max_queue: int = batching.DEFAULT_MAX_QUEUE,
     max_request_bytes: int = server.DEFAULT_MAX_REQUEST_BYTES,
     run_dir: str | None = None,
     model_thread: ModelThread | None = None,
@@ -110,21 +111,13 @@ def create_app(
     metrics = server.ServerMetrics(queue_depth=lambda: batcher.depth)
     batcher.on_batch = metrics.observe_batch
 
-    @asynccontextmanager
+    @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         # uvicorn has answered every open request: finish what is queued before exiting
         await run_in_threadpool(batcher.close, DRAIN_TIMEOUT_SECONDS)
 
-    app = FastAPI(
-        title="gpt-classifier",
-        version=__version__,
-        description="GPT-2 fine-tuned as a text classifier. Concurrent requests are batched "
-        "together; every error is a JSON object with a one-line `detail`.",
-        docs_url=None,
-        redoc_url=None,
-        lifespan=lifespan,
-    )
+    app = FastAPI(lifespan=lifespan, **_APP_INFO)
     app.state.batcher, app.state.metrics = batcher, metrics
     app.add_middleware(server.GuardMiddleware, served=app, max_bytes=max_request_bytes)
     _add_error_handlers(app)
@@ -156,19 +149,17 @@ def _run_card(run_dir: str | None) -> dict[str, Any]:
     with contextlib.suppress(OSError):  # the marker is a run's last file: when it was saved
         seconds = (Path(run_dir) / MARKER_FILE).stat().st_mtime
         card["trained_at"] = datetime.fromtimestamp(seconds, UTC).isoformat("T", "seconds")
-    try:
+    with contextlib.suppress(OSError, ValueError, AttributeError):
         test = json.loads((Path(run_dir) / "metrics.json").read_text(encoding="utf-8")).get("test")
-    except (OSError, ValueError, AttributeError):
-        test = None
-    if isinstance(test, dict) and _is_number(test.get("accuracy")):
-        macro: Any = test.get("macro_avg")
-        f1 = macro.get("f1") if isinstance(macro, dict) else None
-        examples = test.get("num_examples")
-        card["test"] = schemas.TestMetricsOut(
-            accuracy=float(test["accuracy"]),
-            macro_f1=float(f1) if _is_number(f1) else None,
-            examples=examples if type(examples) is int else None,
-        )
+        if isinstance(test, dict) and _is_number(test.get("accuracy")):
+            macro: Any = test.get("macro_avg")
+            f1 = macro.get("f1") if isinstance(macro, dict) else None
+            examples = test.get("num_examples")
+            card["test"] = schemas.TestMetricsOut(
+                accuracy=float(test["accuracy"]),
+                macro_f1=float(f1) if _is_number(f1) else None,
+                examples=examples if type(examples) is int else None,
+            )
     return card
 
 
@@ -240,8 +231,8 @@ def _add_error_handlers(app: FastAPI) -> None:
         return JSONResponse(status_code=422, content={"detail": _one_line(exc.errors())})
 
 
-def _errors(path: str) -> dict[int | str, dict[str, Any]]:
-    """The refusals every model route shares, and what its 422 means."""
+def _post(app: FastAPI, path: str, summary: str) -> Any:
+    """A model route: the refusals every one shares, and what its 422 means."""
     described = {
         408: "The body did not arrive within 30 s of its headers.",
         413: "The body is over --max-request-bytes.",
@@ -254,7 +245,7 @@ def _errors(path: str) -> dict[int | str, dict[str, Any]]:
     }
     retry = {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}
     errors[429]["headers"] = {"Retry-After": retry}
-    return errors
+    return app.post(path, summary=summary, responses=errors)
 
 
 @dataclass
@@ -296,7 +287,7 @@ class _Admission:
 def _add_model_routes(app: FastAPI, admission: _Admission) -> None:
     max_texts, max_queue = admission.max_texts, admission.batcher.max_queue
 
-    @app.post("/classify", summary="Classify texts", responses=_errors("/classify"))
+    @_post(app, "/classify", "Classify texts")
     async def classify(request: schemas.ClassifyRequest) -> schemas.ClassifyResponse:
         started = time.perf_counter()
         if len(request.texts) > max_texts:
@@ -304,11 +295,7 @@ def _add_model_routes(app: FastAPI, admission: _Admission) -> None:
         answer = await admission.classify(request.texts, request.truncate, started)
         return schemas.ClassifyResponse(**answer)
 
-    @app.post(
-        "/classify/file",
-        summary="Classify every row of an uploaded file",
-        responses=_errors("/classify/file"),
-    )
+    @_post(app, "/classify/file", "Classify every row of an uploaded file")
     async def classify_file(
         file: Annotated[UploadFile, File(description="The file of texts.")],
         text_column: Annotated[str | None, Form(description="Column holding the text.")] = None,
@@ -325,11 +312,7 @@ def _add_model_routes(app: FastAPI, admission: _Admission) -> None:
         answer = await admission.classify(texts, truncate, started)
         return schemas.FileClassifyResponse(**answer, filename=name, texts=texts, rows=rows)
 
-    @app.post(
-        "/explain",
-        summary="Why this label: each token's push towards the predicted class",
-        responses=_errors("/explain"),
-    )
+    @_post(app, "/explain", "Why this label: each token's push towards the predicted class")
     async def explain(request: schemas.ExplainRequest) -> schemas.ExplainResponse:
         """Occlusion: the text is also run with each token deleted in turn (in the same batches as
         other requests); a token's score is the log-odds of the predicted class lost without it.
@@ -343,13 +326,11 @@ def _add_model_routes(app: FastAPI, admission: _Admission) -> None:
         inputs = text_occlusion_inputs(classifier, ids)
         if len(inputs) > max_queue:
             raise GPTClassifierError(
-                f"the text has {len(ids)} tokens: explaining it takes {len(inputs)} "
-                f"inputs and the queue holds {max_queue} (start the server with a larger "
-                "--max-queue)"
+                f"the text has {len(ids)} tokens: explaining it takes {len(inputs)} inputs and the "
+                f"queue holds {max_queue} (start the server with a larger --max-queue)"
             )
         admission.batcher.reserve(len(inputs))
         probabilities = await admission.run(inputs, truncated)
         result = explanation_from_probabilities(classifier, ids, probabilities, truncated > 0)
-        return schemas.ExplainResponse(
-            **asdict(result), seconds=round(time.perf_counter() - started, 4)
-        )
+        seconds = round(time.perf_counter() - started, 4)
+        return schemas.ExplainResponse(**asdict(result), seconds=seconds)
