@@ -10,7 +10,6 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -120,7 +119,28 @@ def create_app(
     app = FastAPI(lifespan=lifespan, **_APP_INFO)
     app.state.batcher, app.state.metrics = batcher, metrics
     app.add_middleware(server.GuardMiddleware, served=app, max_bytes=max_request_bytes)
-    _add_error_handlers(app)
+
+    async def refuse(request: Request, exc: Exception) -> JSONResponse:
+        status = next(code for kind, code in _REFUSALS.items() if isinstance(exc, kind))
+        headers = {"Retry-After": str(server.RETRY_AFTER_SECONDS)} if status == 429 else None
+        return JSONResponse({"detail": str(exc)}, status, headers)
+
+    for kind in _REFUSALS:
+        app.add_exception_handler(kind, refuse)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # a 400 is a body FastAPI's parsers gave up on (JSON nested thousands deep): a 422 too
+        if exc.status_code == 400:
+            if request.headers.get("content-type", "").startswith("multipart/"):
+                return JSONResponse({"detail": f"malformed multipart form: {exc.detail}"}, 422)
+            return JSONResponse({"detail": "body is not valid JSON"}, 422)
+        return await http_exception_handler(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"detail": _one_line(exc.errors())})
+
     info, trainable = classifier.info, (classifier.info.extra or {}).get("trainable")
     model_info = schemas.InfoOut(
         run_dir=run_dir,
@@ -208,29 +228,6 @@ def _add_status_routes_and_pages(app: FastAPI, model_info: schemas.InfoOut) -> N
         return Response(generate_latest(app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-def _add_error_handlers(app: FastAPI) -> None:
-    async def refuse(request: Request, exc: Exception) -> JSONResponse:
-        status = next(code for kind, code in _REFUSALS.items() if isinstance(exc, kind))
-        headers = {"Retry-After": str(server.RETRY_AFTER_SECONDS)} if status == 429 else None
-        return JSONResponse({"detail": str(exc)}, status, headers)
-
-    for kind in _REFUSALS:
-        app.add_exception_handler(kind, refuse)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        # a 400 is a body FastAPI's parsers gave up on (JSON nested thousands deep): a 422 too
-        if exc.status_code == 400:
-            if request.headers.get("content-type", "").startswith("multipart/"):
-                return JSONResponse({"detail": f"malformed multipart form: {exc.detail}"}, 422)
-            return JSONResponse({"detail": "body is not valid JSON"}, 422)
-        return await http_exception_handler(request, exc)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse(status_code=422, content={"detail": _one_line(exc.errors())})
-
-
 def _post(app: FastAPI, path: str, summary: str) -> Any:
     """A model route: the refusals every one shares, and what its 422 means."""
     described = {
@@ -306,9 +303,9 @@ def _add_model_routes(app: FastAPI, admission: _Admission) -> None:
         read exactly as `gpt-classifier classify --file` reads it (format from the file name's
         suffix unless `format` says)."""
         started = time.perf_counter()
-        data = await file.read()
-        read = partial(read_upload, max_texts=max_texts, max_bytes=admission.max_request_bytes)
-        name, rows, texts = await run_in_threadpool(read, file.filename, data, text_column, format)
+        limits = (max_texts, admission.max_request_bytes)
+        upload = (file.filename, await file.read(), text_column, format, *limits)
+        name, rows, texts = await run_in_threadpool(read_upload, *upload)
         answer = await admission.classify(texts, truncate, started)
         return schemas.FileClassifyResponse(**answer, filename=name, texts=texts, rows=rows)
 

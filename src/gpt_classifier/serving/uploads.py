@@ -30,26 +30,20 @@ def too_many_texts(count: int | str, what: str, max_texts: int) -> GPTClassifier
 
 
 def read_upload(
-    filename: str | None,
-    data: bytes,
-    text_column: str | None = None,
-    fmt: str | None = None,
-    *,
-    max_texts: int,
-    max_bytes: int,
+    name: str | None, data: bytes, column: str | None, fmt: str | None, limit: int, max_bytes: int
 ) -> tuple[str, list[dict[str, str]], list[str]]:
-    """``(name, rows, texts)`` of an upload: at most ``max_texts`` rows, ``max_bytes`` decoded."""
-    name = upload_name(filename)
+    """``(name, rows, texts)`` of an upload: at most ``limit`` rows, ``max_bytes`` decoded."""
+    name = upload_name(name)
     with tempfile.TemporaryDirectory(prefix="gpt-classifier-upload-") as folder:
         path = Path(folder) / name
         path.write_bytes(data)
         try:
             if data[:4] == b"PAR1":
-                _check_parquet(path, name, max_texts, max_bytes)
-            plan = scan_text_file(path, fmt or None, text_column or None, max_rows=max_texts)
+                _check_parquet(path, name, limit, max_bytes)
+            plan = scan_text_file(path, fmt or None, column or None, max_rows=limit)
             rows = list(iter_text_rows(plan))
         except TooManyRows:
-            raise too_many_texts(f"more than {max_texts}", name, max_texts) from None
+            raise too_many_texts(f"more than {limit}", name, limit) from None
         except GPTClassifierError as exc:
             raise GPTClassifierError(str(exc).replace(str(path), name)) from None
     return name, [row.fields for row in rows], [row.text for row in rows]
