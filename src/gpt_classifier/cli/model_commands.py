@@ -12,7 +12,7 @@ from ..evaluation.report import format_table
 from ..fileio import check_output_dir
 from ..tokenizer import get_tokenizer
 from ..training import settings
-from ..training.settings import InferencePrecisionOptions, ModelOptions, SplitOptions, opt
+from ..training.settings import InferencePrecisionOptions, ModelOptions, opt, over_preset
 from .options import command
 
 
@@ -89,7 +89,7 @@ def generate(o: GenerateOptions) -> None:
 
 
 @dataclass(kw_only=True)
-class ZeroShotOptions(InferencePrecisionOptions, ModelOptions, SplitOptions):
+class ZeroShotOptions(InferencePrecisionOptions, ModelOptions, settings.SplitOptions):
     split: str = opt("The split whose texts are scored.", "test", choices=data.SPLIT_NAMES)
     limit: int | None = opt("Score only the first N examples.", min=1)
     positive_label: str = opt("The class a 'yes' answer means.", "spam")
@@ -140,7 +140,7 @@ def data_group() -> None:
 
 
 @dataclass(kw_only=True)
-class PrepareOptions(settings.TokenizerOptions, settings.PaddingOptions, SplitOptions):
+class PrepareOptions(settings.TokenizerOptions, settings.PaddingOptions, settings.SplitOptions):
     context_length: int = opt(
         "Model context length: the truncation limit.", GPT2_CONTEXT_LENGTH, min=1
     )
@@ -157,9 +157,7 @@ class PrepareOptions(settings.TokenizerOptions, settings.PaddingOptions, SplitOp
 def prepare(o: PrepareOptions) -> None:
     """Deduplicate, balance and split a dataset; print counts and token lengths; write splits."""
     check_output_dir(o.output_dir, overwrite=o.overwrite)  # before minutes of work, not after
-    padding = data.parse_padding(
-        settings.over_preset(o, ["padding"])["padding"]
-    )  # before a download
+    padding = data.parse_padding(over_preset(o, ["padding"])["padding"])  # before a download
     prepared = data.prepare_dataset(**o.dataset_args())
     tokenizer = get_tokenizer(o.tokenizer_dir)
     encoded = data.encode_splits(prepared, tokenizer, padding, o.context_length)

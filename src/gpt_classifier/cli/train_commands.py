@@ -22,16 +22,13 @@ from ..training.settings import DataOptions, ModelOptions, PrecisionOptions, Rea
 from .options import BaseWeightsOptions, command, options_from
 
 RESUME_MAY_CHANGE = ("progress", "plots", "dist_timeout")  # how it is shown, not what it computes
+RESUME_HELP = "Continue the killed or diverged run RUN_DIR from its last checkpoint, with its "
+RESUME_HELP += "options."
 
 
 @click.command()
 @options_from(FinetuneOptions)
-@click.option(
-    "--resume",
-    "resume_dir",
-    type=click.Path(file_okay=False),
-    help="Continue the killed or diverged run RUN_DIR from its last checkpoint, with its options.",
-)
+@click.option("--resume", "resume_dir", type=click.Path(file_okay=False), help=RESUME_HELP)
 def train(resume_dir: str | None, **kwargs: Any) -> None:
     """Fine-tune GPT-2 as a classifier, evaluate it and save the run.
 

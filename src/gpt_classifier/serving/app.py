@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
+import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Annotated, Any
 
 from fastapi import FastAPI, File, Form, Request, UploadFile
@@ -25,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..classifier.pooling import combine_probabilities
-from ..data.batching import TOKENS_PER_PASS
+from ..data.streaming import TooManyRows, iter_text_rows, scan_text_file
 from ..errors import GPTClassifierError
 from ..inference.explain import explanation_from_probabilities, text_occlusion_inputs
 from ..inference.predict import TextClassifier
@@ -33,7 +35,6 @@ from ..runs.transaction import MARKER_FILE
 from ..tokenizer import encode
 from . import batching, schemas, server
 from .batching import Batcher, ModelThread, QueueFull, ShuttingDown
-from .uploads import read_upload, too_many_texts
 
 DEFAULT_MAX_TEXTS = 256
 INLINE_TOKENIZE_CHARS = 4096  # requests up to this many characters are tokenised on the loop
@@ -41,6 +42,7 @@ DRAIN_TIMEOUT_SECONDS = 60.0
 _RUN_INFO_FIELDS = ("base_model", "init", "pooling", "padding", "max_length", "pad_length")
 PAGE_DIR = Path(__file__).with_name("page")
 ASSETS_URL = "/docs/assets"
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._ -]{0,99}")  # an upload's own name
 # Never framed, never sniffed; the page runs only its own files (no inline script or style, no
 # eval), so an injected <script> in a text shown could not run.
 FRAME_HEADERS = {"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff"}
@@ -95,7 +97,7 @@ def create_app(
     *,
     max_texts: int = DEFAULT_MAX_TEXTS,
     batch_size: int = 64,
-    max_batch_tokens: int = TOKENS_PER_PASS,
+    max_batch_tokens: int = batching.TOKENS_PER_PASS,
     batch_wait_ms: float = batching.DEFAULT_BATCH_WAIT_MS,
     max_queue: int = batching.DEFAULT_MAX_QUEUE,
     max_request_bytes: int = server.DEFAULT_MAX_REQUEST_BYTES,
@@ -279,6 +281,78 @@ class _Admission:
         predictions = [asdict(p) for p in self.classifier.predictions(probabilities)]
         seconds = round(time.perf_counter() - started, 4)
         return {"predictions": predictions, "truncated": truncated, "seconds": seconds}
+
+
+def upload_name(filename: str | None) -> str:
+    """The upload's base name if plain, else ``upload`` plus its suffix (the format)."""
+    base = PurePath((filename or "").replace("\\", "/")).name
+    if _SAFE_NAME.fullmatch(base):
+        return base
+    suffix = PurePath(base).suffix
+    return "upload" + (suffix if re.fullmatch(r"\.[A-Za-z0-9]{1,10}", suffix) else "")
+
+
+def too_many_texts(count: int | str, what: str, max_texts: int) -> GPTClassifierError:
+    return GPTClassifierError(
+        f"{count} texts in {what}; the limit is {max_texts} "
+        "(split it or start the server with a larger --max-texts)"
+    )
+
+
+def read_upload(
+    name: str | None, data: bytes, column: str | None, fmt: str | None, limit: int, max_bytes: int
+) -> tuple[str, list[dict[str, str]], list[str]]:
+    """``(name, rows, texts)`` of an upload read as ``classify --file`` reads it (written under its
+    base name to a private folder): at most ``limit`` rows, ``max_bytes`` decoded, checked before
+    any text is built."""
+    name = upload_name(name)
+    with tempfile.TemporaryDirectory(prefix="gpt-classifier-upload-") as folder:
+        path = Path(folder) / name
+        path.write_bytes(data)
+        try:
+            if data[:4] == b"PAR1":
+                _check_parquet(path, name, limit, max_bytes)
+            plan = scan_text_file(path, fmt or None, column or None, max_rows=limit)
+            rows = list(iter_text_rows(plan))
+        except TooManyRows:
+            raise too_many_texts(f"more than {limit}", name, limit) from None
+        except GPTClassifierError as exc:
+            raise GPTClassifierError(str(exc).replace(str(path), name)) from None
+    return name, [row.fields for row in rows], [row.text for row in rows]
+
+
+def _check_parquet(path: Path, name: str, max_texts: int, max_bytes: int) -> None:
+    """Rows and sizes from the footer, then the columns' decoded size read as dictionaries: a few
+    hundred KB can hold millions of rows, or one text repeated to gigabytes."""
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        footer = pq.read_metadata(path)
+        if footer.num_rows > max_texts:
+            raise too_many_texts(footer.num_rows, name, max_texts)
+        decoded = sum(footer.row_group(i).total_byte_size for i in range(footer.num_row_groups))
+        if decoded <= max_bytes:  # uncompressed within the limit: now the columns decoded
+            table = pq.read_table(path, read_dictionary=footer.schema.to_arrow_schema().names)
+            decoded = 0
+            for chunk in (chunk for column in table.columns for chunk in column.chunks):
+                values = chunk.dictionary if pa.types.is_dictionary(chunk.type) else None
+                if values is not None and values.type in (pa.string(), pa.binary()):
+                    lengths = pc.take(pc.binary_length(values), chunk.indices)
+                    decoded += pc.sum(lengths).as_py() or 0
+                else:
+                    decoded += chunk.nbytes
+    except GPTClassifierError:
+        raise
+    except Exception:  # no pyarrow, or a broken file: the readers say why
+        return
+    if decoded > max_bytes:
+        raise GPTClassifierError(
+            f"{name} decodes to {decoded} bytes, over the {max_bytes} of --max-request-bytes "
+            "that an upload is held to whatever its encoding (start the server with a larger "
+            "--max-request-bytes)"
+        )
 
 
 def _add_model_routes(app: FastAPI, admission: _Admission) -> None:
