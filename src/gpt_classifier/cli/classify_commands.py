@@ -70,11 +70,7 @@ def classify(o: ClassifyOptions) -> None:
     if problem := next((message for message, found in conflicts.items() if found), None):
         raise GPTClassifierError(problem)
     if o.input_file:
-        from ..distributed import context_from_env
-
-        main_writer = o.output and context_from_env().is_main  # under torchrun rank 0 writes
-        with writer_lock(o.output, "--output") if main_writer else ExitStack():
-            return _classify_file(o)
+        return _classify_file(o)
     from ..inference.predict import Prediction, TextClassifier
 
     classifier = TextClassifier.from_run(o.run_dir, **o.load_args())
@@ -95,33 +91,36 @@ def classify(o: ClassifyOptions) -> None:
 
 
 def _classify_file(o: ClassifyOptions) -> None:
+    from ..distributed import context_from_env
     from ..inference.file_stream import check_resumable, run_classify_file
 
-    output, source = (Path(o.output) if o.output else None), Path(o.input_file)
-    if output:  # never write over the input (the run would destroy the texts it reads)
-        check_resumable(output, resume=o.resume, overwrite=o.overwrite)
-        # samefile: hard links, case-insensitive disks
-        if output.resolve() == source.resolve() or (
-            output.exists() and source.exists() and output.samefile(source)
-        ):
-            raise GPTClassifierError(f"--output {output} is the input file; write elsewhere")
-        check_output_file(output, overwrite=o.overwrite or o.resume)
+    main_writer = o.output and context_from_env().is_main  # under torchrun rank 0 writes
+    with writer_lock(o.output, "--output") if main_writer else ExitStack():
+        output, source = (Path(o.output) if o.output else None), Path(o.input_file)
+        if output:  # never write over the input (the run would destroy the texts it reads)
+            check_resumable(output, resume=o.resume, overwrite=o.overwrite)
+            # samefile: hard links, case-insensitive disks
+            if output.resolve() == source.resolve() or (
+                output.exists() and source.exists() and output.samefile(source)
+            ):
+                raise GPTClassifierError(f"--output {output} is the input file; write elsewhere")
+            check_output_file(output, overwrite=o.overwrite or o.resume)
 
-    def sink(rows, predictions) -> None:
-        for row, prediction in zip(rows, predictions, strict=True):
-            _print(o.as_json, row.text, prediction)
+        def sink(rows, predictions) -> None:
+            for row, prediction in zip(rows, predictions, strict=True):
+                _print(o.as_json, row.text, prediction)
 
-    keys = ("fmt", "text_column", "lenient", "batch_size", "chunk_rows", "progress", "resume")
-    options = {**o.load_args(), **{key: getattr(o, key) for key in keys}}
-    sink = None if output else sink
-    result = run_classify_file(o.run_dir, o.input_file, output=output, sink=sink, **options)
-    if not result.main_process:  # under torchrun rank 0 reports
-        return
-    if output:
-        resumed = result.rows - result.classified
-        more = f" ({resumed} done before the interruption)" if resumed else ""
-        click.echo(f"wrote {result.rows} predictions to {output}{more}", err=True)
-    _report(result.truncated, result.max_length, result.classified, result.seconds)
+        keys = ("fmt", "text_column", "lenient", "batch_size", "chunk_rows", "progress", "resume")
+        options = {**o.load_args(), **{key: getattr(o, key) for key in keys}}
+        sink = None if output else sink
+        result = run_classify_file(o.run_dir, o.input_file, output=output, sink=sink, **options)
+        if not result.main_process:  # under torchrun rank 0 reports
+            return
+        if output:
+            resumed = result.rows - result.classified
+            more = f" ({resumed} done before the interruption)" if resumed else ""
+            click.echo(f"wrote {result.rows} predictions to {output}{more}", err=True)
+        _report(result.truncated, result.max_length, result.classified, result.seconds)
 
 
 def _print(as_json: bool, text: str, prediction, why=None) -> None:

@@ -126,10 +126,8 @@ def zero_shot(o: ZeroShotOptions) -> None:
         options.update(prompt=o.prompt or BOOK_PROMPT, on_example=lambda: bar.update(1))
         result = zero_shot(*inputs, **options)
     answers = ", ".join(f"{k} {v}" for k, v in sorted(result.answers.items()))
-    click.echo(
-        f"zero-shot accuracy on {len(records)} {o.split} texts: "
-        f"{result.accuracy * 100:.2f} % (answers: {answers})"
-    )
+    accuracy = f"{result.accuracy * 100:.2f} % (answers: {answers})"
+    click.echo(f"zero-shot accuracy on {len(records)} {o.split} texts: {accuracy}")
     if o.output:
         write_json(o.output, result.to_dict())
 

@@ -36,7 +36,6 @@ from ..tokenizer import encode
 from . import batching, schemas, server
 from .batching import Batcher, ModelThread, QueueFull, ShuttingDown
 
-DEFAULT_MAX_TEXTS = 256
 INLINE_TOKENIZE_CHARS = 4096  # requests up to this many characters are tokenised on the loop
 DRAIN_TIMEOUT_SECONDS = 60.0
 _RUN_INFO_FIELDS = ("base_model", "init", "pooling", "padding", "max_length", "pad_length")
@@ -95,7 +94,7 @@ def check_limits(*, max_texts: int, max_queue: int) -> None:
 def create_app(
     classifier: TextClassifier,
     *,
-    max_texts: int = DEFAULT_MAX_TEXTS,
+    max_texts: int = 256,
     batch_size: int = 64,
     max_batch_tokens: int = batching.TOKENS_PER_PASS,
     batch_wait_ms: float = batching.DEFAULT_BATCH_WAIT_MS,
@@ -173,20 +172,19 @@ def _run_card(run_dir: str | None) -> dict[str, Any]:
         card["trained_at"] = datetime.fromtimestamp(seconds, UTC).isoformat("T", "seconds")
     with contextlib.suppress(OSError, ValueError, AttributeError):
         test = json.loads((Path(run_dir) / "metrics.json").read_text(encoding="utf-8")).get("test")
-        if isinstance(test, dict) and _is_number(test.get("accuracy")):
+        if isinstance(test, dict) and (accuracy := _number(test.get("accuracy"))) is not None:
             macro: Any = test.get("macro_avg")
-            f1 = macro.get("f1") if isinstance(macro, dict) else None
             examples = test.get("num_examples")
             card["test"] = schemas.TestMetricsOut(
-                accuracy=float(test["accuracy"]),
-                macro_f1=float(f1) if _is_number(f1) else None,
+                accuracy=accuracy,
+                macro_f1=_number(macro.get("f1") if isinstance(macro, dict) else None),
                 examples=examples if type(examples) is int else None,
             )
     return card
 
 
-def _is_number(value: Any) -> bool:
-    return type(value) in (int, float) and value == value  # not bool, not NaN
+def _number(value: Any) -> float | None:
+    return float(value) if type(value) in (int, float) and value == value else None  # not bool, NaN
 
 
 def _add_status_routes_and_pages(app: FastAPI, model_info: schemas.InfoOut) -> None:
@@ -302,9 +300,8 @@ def too_many_texts(count: int | str, what: str, max_texts: int) -> GPTClassifier
 def read_upload(
     name: str | None, data: bytes, column: str | None, fmt: str | None, limit: int, max_bytes: int
 ) -> tuple[str, list[dict[str, str]], list[str]]:
-    """``(name, rows, texts)`` of an upload read as ``classify --file`` reads it (written under its
-    base name to a private folder): at most ``limit`` rows, ``max_bytes`` decoded, checked before
-    any text is built."""
+    """``(name, rows, texts)`` of an upload read as ``classify --file`` reads it (written in a
+    private folder): at most ``limit`` rows and ``max_bytes`` decoded, before any text is built."""
     name = upload_name(name)
     with tempfile.TemporaryDirectory(prefix="gpt-classifier-upload-") as folder:
         path = Path(folder) / name

@@ -1,6 +1,5 @@
-"""Dynamic batching: one worker thread owns the model and runs concurrent requests' texts in
-token-budgeted passes, packed or grouped by length, admitted against a queue bounded in texts
-(docs/serving.md#how-requests-are-batched)."""
+"""Dynamic batching (docs/serving.md#how-requests-are-batched): concurrent requests' texts run in
+token-budgeted passes, packed or grouped by length, admitted against a queue bounded in texts."""
 
 from __future__ import annotations
 
@@ -13,7 +12,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, InvalidStateError
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import torch
 
@@ -29,10 +28,9 @@ T = TypeVar("T")
 
 
 class ModelThread:
-    """The one thread in which the server runs torch, loading and every pass: each thread running
-    OpenMP gets its own team of workers, and more of them than cores made a one-text pass of
-    GPT-2 124M on 2 cores take 29 ms from a second thread, 17 ms from the loading one. Runs
-    submitted calls in order; a daemon, so a process that never calls ``close`` exits."""
+    """Calls run in order (a daemon: a process that never calls ``close`` exits). The server loads
+    and runs every pass in one: each thread running OpenMP gets its own team of workers; a one-text
+    pass of GPT-2 124M on 2 cores took 29 ms from a second thread, 17 ms from the loading one."""
 
     def __init__(self, name: str = "gpt-classifier-model") -> None:
         self._calls: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -85,8 +83,7 @@ class _Job:
     remaining: int  # texts not yet classified
 
 
-@dataclass(frozen=True)
-class BatchStats:  # one forward pass, for the metrics
+class BatchStats(NamedTuple):  # one forward pass, for the metrics
     texts: int
     tokens: int  # padded
     seconds: float
@@ -117,8 +114,7 @@ class Batcher:
         self._pending_tokens = 0
         self.depth = 0  # texts admitted, not yet classified: what the queue bound counts
         self._closing = self._hurry = False  # _hurry: set by a signal handler, read without lock
-        self._model_thread = model_thread
-        self._worker: Future[None] | None = None
+        self._model_thread, self._worker = model_thread, None  # the worker: a Future, once started
 
     def reserve(self, texts: int) -> None:
         with self._cond:

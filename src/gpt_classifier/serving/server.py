@@ -25,7 +25,7 @@ try:  # the protocol uvicorn's http="auto" picks: its C parser when installed
 except ImportError:
     from uvicorn.protocols.http.h11_impl import H11Protocol as _Protocol  # type: ignore[assignment]
 
-from .batching import Batcher, BatchStats, QueueFull
+from .batching import BatchStats, QueueFull
 
 GRACEFUL_SHUTDOWN_SECONDS = 30
 HEADER_TIMEOUT_SECONDS = 10.0
@@ -89,11 +89,10 @@ class GuardMiddleware:
     """Counts and times every answer by endpoint and status; refuses 429, 413, 408 at the door."""
 
     def __init__(self, app: ASGIApp, served: FastAPI, max_bytes: int) -> None:
-        self.app, self.max_bytes, self.routes = app, max_bytes, served.routes
+        self.app, self.max_bytes = app, max_bytes
+        self.routes, self.state = served.routes, served.state  # the batcher, the metrics
         self.too_large = f"request body over {max_bytes} bytes (start the server with a larger "
         self.too_large += "--max-request-bytes)"
-        self.batcher: Batcher = served.state.batcher
-        self.metrics: ServerMetrics = served.state.metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -101,7 +100,7 @@ class GuardMiddleware:
         matched = (route for route in self.routes if route.matches(scope)[0] is not Match.NONE)
         endpoint = getattr(next(matched, None), "path", UNMATCHED) or UNMATCHED  # a template
         started = time.perf_counter()
-        depth, limit = self.batcher.depth, self.batcher.max_queue
+        depth, limit = self.state.batcher.depth, self.state.batcher.max_queue
         path = scope["path"].removeprefix(scope.get("root_path", ""))  # less a proxy's prefix
         declared = dict(scope["headers"]).get(b"content-length", b"")  # uvicorn checked its form
         app, close = self.app, {"Connection": "close"}
@@ -139,8 +138,8 @@ class GuardMiddleware:
         try:
             await app(scope, counting_receive, send_and_record)
         finally:
-            self.metrics.requests.labels(endpoint, scope["method"], str(status)).inc()
-            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+            self.state.metrics.requests.labels(endpoint, scope["method"], str(status)).inc()
+            self.state.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
 
 
 class ServerMetrics:
