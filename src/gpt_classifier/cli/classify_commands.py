@@ -12,10 +12,12 @@ import click
 
 from ..data.batching import TOKENS_PER_PASS
 from ..data.readers import TEXT_FORMATS
+from ..distributed import context_from_env
 from ..errors import GPTClassifierError
 from ..faults import pause_point
 from ..fileio import check_output_file, writer_lock
-from ..inference.file_stream import CHUNK_ROWS
+from ..inference.file_stream import CHUNK_ROWS, check_resumable, run_classify_file
+from ..inference.predict import Prediction, TextClassifier
 from ..training.settings import TokenizerOptions, opt
 from .options import ServedRunOptions, command
 
@@ -71,8 +73,6 @@ def classify(o: ClassifyOptions) -> None:
         raise GPTClassifierError(problem)
     if o.input_file:
         return _classify_file(o)
-    from ..inference.predict import Prediction, TextClassifier
-
     classifier = TextClassifier.from_run(o.run_dir, **o.load_args())
     texts, started = list(o.texts), time.perf_counter()
     explanations: list = [None] * len(texts)
@@ -91,9 +91,6 @@ def classify(o: ClassifyOptions) -> None:
 
 
 def _classify_file(o: ClassifyOptions) -> None:
-    from ..distributed import context_from_env
-    from ..inference.file_stream import check_resumable, run_classify_file
-
     main_writer = o.output and context_from_env().is_main  # under torchrun rank 0 writes
     with writer_lock(o.output, "--output") if main_writer else ExitStack():
         output, source = (Path(o.output) if o.output else None), Path(o.input_file)
@@ -230,8 +227,6 @@ def serve(o: ServeOptions) -> None:
             f"serving needs FastAPI, uvicorn, prometheus-client and swagger-ui-bundle-v2 "
             f"({exc.name} is missing): pip install 'gpt-classifier[serve]'"
         ) from None
-    from ..inference.predict import TextClassifier
-
     check_limits(max_texts=o.max_texts, max_queue=o.max_queue)
     sock = listen_socket(o.host, o.port)
     try:

@@ -4,15 +4,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import click
+import torch
 
 from .. import data
 from ..config import EOT_TOKEN_ID, GPT2_CONTEXT_LENGTH
 from ..errors import GPTClassifierError
 from ..evaluation.report import format_table
-from ..fileio import check_output_dir
+from ..fileio import check_output_dir, write_json
+from ..precision import autocast, resolve_device, resolve_precision
+from ..progress import progress_bar
 from ..tokenizer import get_tokenizer
 from ..training import settings
 from ..training.settings import InferencePrecisionOptions, ModelOptions, opt, over_preset
+from ..weights import build_model
 from .options import command
 
 
@@ -38,9 +42,6 @@ def download(o: DownloadOptions) -> None:
 
 def _load(o: "GenerateOptions | ZeroShotOptions", seed: int) -> tuple[Any, Any, str]:
     """The model on its device, the device and the resolved precision."""
-    from ..precision import resolve_device, resolve_precision
-    from ..weights import build_model
-
     gpt = build_model(o.model, weights=o.weights, init=o.init, seed=seed)
     device = resolve_device(o.device)
     return gpt.to(device), device, resolve_precision(o.precision, device)
@@ -63,10 +64,7 @@ def generate(o: GenerateOptions) -> None:
 
     Prints the text (prompt included) on stdout; logs go to stderr.
     """
-    import torch
-
     from .. import generation
-    from ..precision import autocast
 
     tokenizer = get_tokenizer(o.tokenizer_dir)
     idx = generation.text_to_token_ids(o.prompt, tokenizer)
@@ -74,9 +72,8 @@ def generate(o: GenerateOptions) -> None:
         raise GPTClassifierError("--prompt is empty")
     gpt, device, precision = _load(o, o.seed)
     if size > (context := gpt.cfg.context_length):
-        raise GPTClassifierError(
-            f"--prompt has {size} tokens but the model's context length is {context}"
-        )
+        too_long = f"--prompt has {size} tokens but the model's context length is {context}"
+        raise GPTClassifierError(too_long)
     torch.manual_seed(o.seed)
     # the book's order: max_new_tokens, context_size, temperature, top_k, eos_id
     args = (o.max_new_tokens, context, o.temperature, o.top_k, EOT_TOKEN_ID)
@@ -107,8 +104,6 @@ def zero_shot(o: ZeroShotOptions) -> None:
     options are train's: with the same flags, the same test texts as a fine-tuned run.
     """
     from ..evaluation.zero_shot import BOOK_PROMPT, zero_shot
-    from ..fileio import write_json
-    from ..progress import progress_bar
 
     prepared = data.prepare_dataset(**(args := o.dataset_args()), progress=o.progress)
     classes, positive = list(prepared.label_map.classes), o.positive_label

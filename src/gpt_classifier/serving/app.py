@@ -24,6 +24,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from swagger_ui_bundle import swagger_ui_path
 
 from .. import __version__
 from ..classifier.pooling import combine_probabilities
@@ -142,29 +143,20 @@ def create_app(
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(status_code=422, content={"detail": _one_line(exc.errors())})
 
-    info, trainable = classifier.info, (classifier.info.extra or {}).get("trainable")
-    model_info = schemas.InfoOut(
-        run_dir=run_dir,
-        classes=list(classifier.classes),
-        **{key: getattr(info, key) for key in _RUN_INFO_FIELDS},
-        long_text=info.long_text.mode,
-        trainable=trainable if isinstance(trainable, str) else None,
-        **_run_card(run_dir),
-        device=str(classifier.device),
-        precision=classifier.precision,
-        package_version=__version__,
-        **shared,
-        max_texts=max_texts,
-        max_request_bytes=max_request_bytes,
-    )
-    _add_status_routes_and_pages(app, model_info)
+    limits = {**shared, "max_texts": max_texts, "max_request_bytes": max_request_bytes}
+    _add_status_routes_and_pages(app, schemas.InfoOut(**_run_card(classifier, run_dir), **limits))
     _add_model_routes(app, _Admission(classifier, batcher, metrics, max_texts, max_request_bytes))
     return app
 
 
-def _run_card(run_dir: str | None) -> dict[str, Any]:
-    """The test metrics and save time ``/info`` shows; missing or unknown ones are ``None``."""
-    card: dict[str, Any] = {"test": None, "trained_at": None}
+def _run_card(classifier: TextClassifier, run_dir: str | None) -> dict[str, Any]:
+    """The model and its run as ``/info`` shows them; missing or unknown values are ``None``."""
+    info, trainable = classifier.info, (classifier.info.extra or {}).get("trainable")
+    card: dict[str, Any] = {key: getattr(info, key) for key in _RUN_INFO_FIELDS}
+    card.update(run_dir=run_dir, classes=list(classifier.classes), long_text=info.long_text.mode)
+    card.update(device=str(classifier.device), precision=classifier.precision, test=None)
+    card.update(trainable=trainable if isinstance(trainable, str) else None, trained_at=None)
+    card["package_version"] = __version__
     if run_dir is None:
         return card
     with contextlib.suppress(OSError):  # the marker is a run's last file: when it was saved
@@ -173,13 +165,10 @@ def _run_card(run_dir: str | None) -> dict[str, Any]:
     with contextlib.suppress(OSError, ValueError, AttributeError):
         test = json.loads((Path(run_dir) / "metrics.json").read_text(encoding="utf-8")).get("test")
         if isinstance(test, dict) and (accuracy := _number(test.get("accuracy"))) is not None:
-            macro: Any = test.get("macro_avg")
-            examples = test.get("num_examples")
-            card["test"] = schemas.TestMetricsOut(
-                accuracy=accuracy,
-                macro_f1=_number(macro.get("f1") if isinstance(macro, dict) else None),
-                examples=examples if type(examples) is int else None,
-            )
+            examples, macro = test.get("num_examples"), test.get("macro_avg")
+            f1 = _number(macro.get("f1") if isinstance(macro, dict) else None)
+            examples = examples if type(examples) is int else None
+            card["test"] = {"accuracy": accuracy, "macro_f1": f1, "examples": examples}
     return card
 
 
@@ -188,8 +177,6 @@ def _number(value: Any) -> float | None:
 
 
 def _add_status_routes_and_pages(app: FastAPI, model_info: schemas.InfoOut) -> None:
-    from swagger_ui_bundle import swagger_ui_path
-
     index = (PAGE_DIR / "index.html").read_text(encoding="utf-8")
     app.mount("/page", StaticFiles(directory=str(PAGE_DIR)), name="page-assets")
     app.mount(ASSETS_URL, StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
