@@ -155,13 +155,14 @@ def prepare(o: PrepareOptions) -> None:
     tokenizer = get_tokenizer(o.tokenizer_dir)
     encoded = data.encode_splits(prepared, tokenizer, padding, o.context_length)
     written = data.write_splits(prepared, o.output_dir)
-    counts = format_counts(prepared.summary, prepared.label_map)
-    click.echo(f"{counts}\n\n{format_token_stats(encoded)}\n")
+    click.echo(f"{format_summary(prepared, encoded)}\n")
     click.echo(f"wrote {', '.join(p.name for p in written.values())} to {o.output_dir}")
 
 
-def format_counts(summary: data.DataSummary, label_map: data.LabelMap) -> str:
-    """Class counts as a table (one row per class) with notes on what was dropped."""
+def format_summary(prepared: data.PreparedData, encoded: data.EncodedSplits) -> str:
+    """Class counts as a table (one row per class) with notes on what was dropped, then token
+    lengths per split (before truncation), the truncation counts and the pad length."""
+    summary, label_map = prepared.summary, prepared.label_map
     columns = {"all": summary.raw}
     if split := summary.fractions is not None:
         columns = {"raw": summary.raw, "deduplicated": summary.deduplicated}
@@ -186,22 +187,17 @@ def format_counts(summary: data.DataSummary, label_map: data.LabelMap) -> str:
         lines.append(f"balance: {balance}; split: stratified {fractions}, seed {summary.seed}")
     if overlap := summary.overlap:
         lines.append(f"note: {overlap} validation/test texts also occur in the training split")
-    return "\n".join(lines)
-
-
-def format_token_stats(encoded: data.EncodedSplits) -> str:
-    """Token lengths per split (before truncation), the truncation counts and the pad length."""
-    rows, notes = [], []
+    splits, notes = [], []
     for name in data.SPLIT_NAMES:
         st = encoded.stats[name]
         cells = (st.count, st.min, st.median, st.max, st.max_length)
         cells = ["-" if c is None else f"{c:g}" if isinstance(c, float) else str(c) for c in cells]
-        rows.append([name, *cells[:4], f"{st.truncated} ({st.share_truncated:.1%})", cells[4]])
+        splits.append([name, *cells[:4], f"{st.truncated} ({st.share_truncated:.1%})", cells[4]])
         if st.truncated:
             notes.append(f"truncated: {st.truncated} {name} text(s) cut to {st.max_length} tokens")
     header = ["split", "examples", "min", "median", "max", "truncated", "limit"]
-    lines = [f"tokens (padding {encoded.padding}, context length {encoded.context_length}):"]
-    lines += [format_table(header, rows, rule=False)]
+    lines += ["", f"tokens (padding {encoded.padding}, context length {encoded.context_length}):"]
+    lines += [format_table(header, splits, rule=False)]
     lines.append(f"longest training example: {encoded.longest_train} tokens")
     pads = {encoded.pad_lengths[name] for name in data.SPLIT_NAMES}
     if pads == {None}:
