@@ -111,8 +111,7 @@ class Batcher:
         self.batch_wait, self.max_queue = batch_wait_ms / 1000, max_queue
         self._cond = threading.Condition()
         self._pending: deque[tuple[_Job, int]] = deque()  # (request, index of its text)
-        self._pending_tokens = 0
-        self.depth = 0  # texts admitted, not yet classified: what the queue bound counts
+        self.depth = self._pending_tokens = 0  # depth: texts admitted, not yet classified
         self._closing = self._hurry = False  # _hurry: set by a signal handler, read without lock
         self._model_thread, self._worker = model_thread, None  # the worker: a Future, once started
 
@@ -221,8 +220,7 @@ class Batcher:
         return best_padded_batch(lengths, texts, tokens)
 
     def _process(self, taken: Sequence[tuple[_Job, int]]) -> None:
-        encoded = [job.encoded[index] for job, index in taken]
-        packed = self.classifier.can_pack
+        encoded, packed = [job.encoded[index] for job, index in taken], self.classifier.can_pack
         try:
             started = time.perf_counter()
             if packed:
