@@ -23,7 +23,7 @@ sync_api = pytest.importorskip(
     "playwright.sync_api", reason="the browser tests need Playwright: pip install playwright"
 )
 
-from gpt_classifier.cli.serve_commands import listen_socket  # noqa: E402
+from gpt_classifier.cli.classify_commands import listen_socket  # noqa: E402
 from gpt_classifier.inference import TextClassifier  # noqa: E402
 from gpt_classifier.inference.explain import explain  # noqa: E402
 from gpt_classifier.serving import create_app  # noqa: E402

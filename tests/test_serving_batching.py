@@ -18,10 +18,10 @@ from gpt_classifier.serving import create_app  # noqa: E402
 from gpt_classifier.serving.batching import (  # noqa: E402
     Batcher,
     BatchStats,
+    ModelThread,
     QueueFull,
     ShuttingDown,
 )
-from gpt_classifier.serving.model_thread import ModelThread  # noqa: E402
 
 TEXTS = [
     "WINNER!! Claim your prize now",
@@ -259,7 +259,7 @@ def test_a_request_is_answered_as_soon_as_its_pass_is_done(classifier, monkeypat
 
 def test_passes_run_in_the_thread_that_loaded_the_model(saved_run, tokenizer_dir):
     """``serve`` loads the run in its model thread and the batcher runs every pass there (one
-    OpenMP team: see ``serving/model_thread.py``)."""
+    OpenMP team: see ``serving/batching.py``)."""
     thread = ModelThread()
     classifier = thread.call(
         TextClassifier.from_run, saved_run, tokenizer_dir=tokenizer_dir, precision="fp32"

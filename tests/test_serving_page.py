@@ -15,7 +15,7 @@ from gpt_classifier.inference import TextClassifier  # noqa: E402
 from gpt_classifier.inference.explain import explain  # noqa: E402
 from gpt_classifier.inference.file_stream import read_texts  # noqa: E402
 from gpt_classifier.serving import create_app  # noqa: E402
-from gpt_classifier.serving.uploads import upload_name  # noqa: E402
+from gpt_classifier.serving.app import upload_name  # noqa: E402
 
 
 @pytest.fixture(scope="module")

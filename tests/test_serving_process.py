@@ -151,7 +151,7 @@ def quick_timeouts_server(served_classifier, monkeypatch):
 
     import uvicorn
 
-    from gpt_classifier.cli.serve_commands import listen_socket
+    from gpt_classifier.cli.classify_commands import listen_socket
     from gpt_classifier.serving import create_app, server
 
     monkeypatch.setattr(server, "HEADER_TIMEOUT_SECONDS", 0.5)

@@ -110,8 +110,7 @@ def test_preset_values_are_shown_from_the_presets():
 
 
 def test_commands_that_split_share_the_preset_and_its_defaults():
-    from gpt_classifier.cli.data_commands import PrepareOptions
-    from gpt_classifier.cli.model_commands import ZeroShotOptions
+    from gpt_classifier.cli.model_commands import PrepareOptions, ZeroShotOptions
 
     for options in (PrepareOptions, ZeroShotOptions, FinetuneOptions):
         book = options(preset="book").dataset_args()

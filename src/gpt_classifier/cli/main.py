@@ -6,10 +6,8 @@ import click
 
 from .. import __version__
 from ..errors import INTERRUPTED_EXIT, GPTClassifierError
-from .classify_commands import classify, export
-from .data_commands import data_group
-from .model_commands import download, generate, zero_shot
-from .serve_commands import serve
+from .classify_commands import classify, export, serve
+from .model_commands import data_group, download, generate, zero_shot
 from .train_commands import cache, evaluate, experiments, train
 
 

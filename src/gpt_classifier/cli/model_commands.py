@@ -1,14 +1,22 @@
-"""``download``, ``generate`` and ``zero-shot``: GPT-2 itself, before fine-tuning."""
+"""Before fine-tuning: ``download``, ``generate`` and ``zero-shot`` (GPT-2 itself), ``data``."""
 
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import click
+import torch
 
-from ..config import EOT_TOKEN_ID
-from ..data import DEFAULT_SEED, SPLIT_NAMES, prepare_dataset
+from .. import data
+from ..config import EOT_TOKEN_ID, GPT2_CONTEXT_LENGTH
 from ..errors import GPTClassifierError
-from ..training.settings import InferencePrecisionOptions, ModelOptions, SplitOptions, opt
+from ..evaluation.report import format_table
+from ..fileio import check_output_dir, write_json
+from ..precision import autocast, resolve_device, resolve_precision
+from ..progress import progress_bar
+from ..tokenizer import get_tokenizer
+from ..training import settings
+from ..training.settings import InferencePrecisionOptions, ModelOptions, opt, over_preset
+from ..weights import build_model
 from .options import command
 
 
@@ -34,9 +42,6 @@ def download(o: DownloadOptions) -> None:
 
 def _load(o: "GenerateOptions | ZeroShotOptions", seed: int) -> tuple[Any, Any, str]:
     """The model on its device, the device and the resolved precision."""
-    from ..precision import resolve_device, resolve_precision
-    from ..weights import build_model
-
     gpt = build_model(o.model, weights=o.weights, init=o.init, seed=seed)
     device = resolve_device(o.device)
     return gpt.to(device), device, resolve_precision(o.precision, device)
@@ -50,7 +55,7 @@ class GenerateOptions(InferencePrecisionOptions, ModelOptions):
         "0: greedy decoding; > 0: sample from softmax(logits / temperature).", 0.0, min=0.0
     )
     top_k: int | None = opt("Sample only the k likeliest tokens.", min=1)
-    seed: int = opt("Seed for sampling and for --init random.", DEFAULT_SEED)
+    seed: int = opt("Seed for sampling and for --init random.", data.DEFAULT_SEED)
 
 
 @command(GenerateOptions)
@@ -59,11 +64,7 @@ def generate(o: GenerateOptions) -> None:
 
     Prints the text (prompt included) on stdout; logs go to stderr.
     """
-    import torch
-
     from .. import generation
-    from ..precision import autocast
-    from ..tokenizer import get_tokenizer
 
     tokenizer = get_tokenizer(o.tokenizer_dir)
     idx = generation.text_to_token_ids(o.prompt, tokenizer)
@@ -71,9 +72,8 @@ def generate(o: GenerateOptions) -> None:
         raise GPTClassifierError("--prompt is empty")
     gpt, device, precision = _load(o, o.seed)
     if size > (context := gpt.cfg.context_length):
-        raise GPTClassifierError(
-            f"--prompt has {size} tokens but the model's context length is {context}"
-        )
+        too_long = f"--prompt has {size} tokens but the model's context length is {context}"
+        raise GPTClassifierError(too_long)
     torch.manual_seed(o.seed)
     # the book's order: max_new_tokens, context_size, temperature, top_k, eos_id
     args = (o.max_new_tokens, context, o.temperature, o.top_k, EOT_TOKEN_ID)
@@ -86,8 +86,8 @@ def generate(o: GenerateOptions) -> None:
 
 
 @dataclass(kw_only=True)
-class ZeroShotOptions(InferencePrecisionOptions, ModelOptions, SplitOptions):
-    split: str = opt("The split whose texts are scored.", "test", choices=SPLIT_NAMES)
+class ZeroShotOptions(InferencePrecisionOptions, ModelOptions, settings.SplitOptions):
+    split: str = opt("The split whose texts are scored.", "test", choices=data.SPLIT_NAMES)
     limit: int | None = opt("Score only the first N examples.", min=1)
     positive_label: str = opt("The class a 'yes' answer means.", "spam")
     prompt: str | None = opt("Template with {text} (and {positive}); default: the book's question.")
@@ -104,11 +104,8 @@ def zero_shot(o: ZeroShotOptions) -> None:
     options are train's: with the same flags, the same test texts as a fine-tuned run.
     """
     from ..evaluation.predictions import BOOK_PROMPT, zero_shot
-    from ..fileio import write_json
-    from ..progress import progress_bar
-    from ..tokenizer import get_tokenizer
 
-    prepared = prepare_dataset(**(args := o.dataset_args()), progress=o.progress)
+    prepared = data.prepare_dataset(**(args := o.dataset_args()), progress=o.progress)
     classes, positive = list(prepared.label_map.classes), o.positive_label
     if positive not in classes or len(classes) != 2:
         raise GPTClassifierError(
@@ -124,9 +121,87 @@ def zero_shot(o: ZeroShotOptions) -> None:
         options.update(prompt=o.prompt or BOOK_PROMPT, on_example=lambda: bar.update(1))
         result = zero_shot(*inputs, **options)
     answers = ", ".join(f"{k} {v}" for k, v in sorted(result.answers.items()))
-    click.echo(
-        f"zero-shot accuracy on {len(records)} {o.split} texts: "
-        f"{result.accuracy * 100:.2f} % (answers: {answers})"
-    )
+    accuracy = f"{result.accuracy * 100:.2f} % (answers: {answers})"
+    click.echo(f"zero-shot accuracy on {len(records)} {o.split} texts: {accuracy}")
     if o.output:
         write_json(o.output, asdict(result))
+
+
+@click.group("data")
+def data_group() -> None:
+    """Prepare datasets: sms-spam or any labelled file."""
+
+
+@dataclass(kw_only=True)
+class PrepareOptions(settings.TokenizerOptions, settings.PaddingOptions, settings.SplitOptions):
+    context_length: int = opt(
+        "Model context length: the truncation limit.", GPT2_CONTEXT_LENGTH, min=1
+    )
+    output_dir: str = opt(
+        "Folder for train.csv, validation.csv, test.csv (columns Label,Text) and labels.json; it "
+        "must be empty or new unless --overwrite.",
+        path="dir",
+        required=True,
+    )
+    overwrite: bool = opt("Replace the splits in a non-empty --output-dir.", False)
+
+
+@command(PrepareOptions, "prepare", group=data_group)
+def prepare(o: PrepareOptions) -> None:
+    """Deduplicate, balance and split a dataset; print counts and token lengths; write splits."""
+    check_output_dir(o.output_dir, overwrite=o.overwrite)  # before minutes of work, not after
+    padding = data.parse_padding(over_preset(o, ["padding"])["padding"])  # before a download
+    prepared = data.prepare_dataset(**o.dataset_args())
+    tokenizer = get_tokenizer(o.tokenizer_dir)
+    encoded = data.encode_splits(prepared, tokenizer, padding, o.context_length)
+    written = data.write_splits(prepared, o.output_dir)
+    click.echo(f"{format_summary(prepared, encoded)}\n")
+    click.echo(f"wrote {', '.join(p.name for p in written.values())} to {o.output_dir}")
+
+
+def format_summary(prepared: data.PreparedData, encoded: data.EncodedSplits) -> str:
+    """Class counts as a table (one row per class) with notes on what was dropped, then token
+    lengths per split (before truncation), the truncation counts and the pad length."""
+    summary, label_map = prepared.summary, prepared.label_map
+    columns = {"all": summary.raw}
+    if split := summary.fractions is not None:
+        columns = {"raw": summary.raw, "deduplicated": summary.deduplicated}
+        columns["balanced"] = summary.balanced
+    columns.update({name: summary.splits[name] for name in data.SPLIT_NAMES})
+    classes = list(dict.fromkeys([*label_map.classes, *summary.raw]))
+    rows = [[name, *(str(c.get(name, 0)) for c in columns.values())] for name in classes]
+    rows.append(["total", *(str(sum(c.values())) for c in columns.values())])
+    table = format_table(["class", *columns], rows, rule=False)
+    names = ", ".join(label_map.classes)
+    lines = [f"data: {summary.source}", f"classes ({len(label_map)}): {names}", "", table]
+    if split:
+        dropped = f"{summary.duplicates_dropped} repeated texts dropped (first occurrence kept), "
+        dropped += f"{summary.label_conflicts} of them with a different label"
+        kept = summary.keep_duplicates
+        lines.append("duplicates: " + ("kept (--keep-duplicates)" if kept else dropped))
+        balance = {
+            "undersample": "undersampled to the smallest class",
+            "weighted": "every row kept, the training loss weighted by class",
+        }.get(summary.balance, "none")
+        fractions = ",".join(f"{f:g}" for f in summary.fractions)
+        lines.append(f"balance: {balance}; split: stratified {fractions}, seed {summary.seed}")
+    if overlap := summary.overlap:
+        lines.append(f"note: {overlap} validation/test texts also occur in the training split")
+    splits, notes = [], []
+    for name in data.SPLIT_NAMES:
+        st = encoded.stats[name]
+        cells = (st.count, st.min, st.median, st.max, st.max_length)
+        cells = ["-" if c is None else f"{c:g}" if isinstance(c, float) else str(c) for c in cells]
+        splits.append([name, *cells[:4], f"{st.truncated} ({st.share_truncated:.1%})", cells[4]])
+        if st.truncated:
+            notes.append(f"truncated: {st.truncated} {name} text(s) cut to {st.max_length} tokens")
+    header = ["split", "examples", "min", "median", "max", "truncated", "limit"]
+    lines += ["", f"tokens (padding {encoded.padding}, context length {encoded.context_length}):"]
+    lines += [format_table(header, splits, rule=False)]
+    lines.append(f"longest training example: {encoded.longest_train} tokens")
+    pads = {encoded.pad_lengths[name] for name in data.SPLIT_NAMES}
+    if pads == {None}:
+        lines.append("padding: each batch to its longest example")
+    elif len(pads) == 1:
+        lines.append(f"padding: every example to {pads.pop()} tokens")
+    return "\n".join(lines + notes)

@@ -32,7 +32,7 @@ def _parameter(f: dataclasses.Field, hint: Any) -> Callable[..., Any]:
         args = [arg for arg in typing.get_args(hint) if arg is not type(None)]
         hint = args[0] if len(args) == 1 else str  # str | tuple[...]: typed as "0.7,0.1,0.2"
     many = typing.get_origin(hint) is tuple
-    kind = typing.get_args(hint)[0] if many else hint
+    kind, click_type = (typing.get_args(hint)[0] if many else hint), click.STRING
     if "choices" in meta:
         click_type = click.Choice(list(meta["choices"]))
     elif "path" in meta:
@@ -42,8 +42,6 @@ def _parameter(f: dataclasses.Field, hint: Any) -> Callable[..., Any]:
         bounds = {key: meta[key] for key in ("min", "max", "min_open") if key in meta}
         ranged = click.IntRange if kind is int else click.FloatRange
         click_type = ranged(**bounds) if bounds else click.types.convert_type(kind)
-    else:
-        click_type = click.STRING
     if meta.get("argument"):
         return click.argument(
             f.name, type=click_type, nargs=-1 if many else 1, metavar=meta.get("metavar")

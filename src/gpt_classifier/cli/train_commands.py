@@ -8,11 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import click
+import torch
 from click.core import ParameterSource
 
+from .. import __version__
 from ..data import DEFAULT_SEED
 from ..errors import INTERRUPTED_EXIT, GPTClassifierError
+from ..evaluation import format_report, write_report_json
 from ..fileio import writer_lock, writing
+from ..precision import describe_cpu
 from ..runs.checkpoint import OPTIONS_FILE, read_options
 from ..runs.transaction import StagedRun
 from ..training import settings
@@ -22,16 +26,13 @@ from ..training.settings import DataOptions, ModelOptions, PrecisionOptions, Rea
 from .options import BaseWeightsOptions, command, options_from
 
 RESUME_MAY_CHANGE = ("progress", "plots", "dist_timeout")  # how it is shown, not what it computes
+RESUME_HELP = "Continue the killed or diverged run RUN_DIR from its last checkpoint, with its "
+RESUME_HELP += "options."
 
 
 @click.command()
 @options_from(FinetuneOptions)
-@click.option(
-    "--resume",
-    "resume_dir",
-    type=click.Path(file_okay=False),
-    help="Continue the killed or diverged run RUN_DIR from its last checkpoint, with its options.",
-)
+@click.option("--resume", "resume_dir", type=click.Path(file_okay=False), help=RESUME_HELP)
 def train(resume_dir: str | None, **kwargs: Any) -> None:
     """Fine-tune GPT-2 as a classifier, evaluate it and save the run.
 
@@ -41,7 +42,6 @@ def train(resume_dir: str | None, **kwargs: Any) -> None:
     Exit status: 0 done, 2 bad input or diverged training, 130 interrupted (Ctrl-C; what was
     learnt so far is evaluated and saved, marked "interrupted" in run.json).
     """
-    from ..evaluation import format_report
     from ..training.pipeline import run_finetune
 
     if not resume_dir and kwargs["output_dir"] is None:
@@ -64,15 +64,13 @@ def _resumed(resume_dir: str, kwargs: dict[str, Any]) -> FinetuneOptions:
     given = [name for name in kwargs if source(name) == ParameterSource.COMMANDLINE]
     if given := [name for name in given if name not in RESUME_MAY_CHANGE]:
         flags = ", ".join("--" + name.replace("_", "-") for name in given)
-        raise GPTClassifierError(
-            f"--resume continues with the interrupted run's own options; drop {flags}"
-        )
+        drop = f"--resume continues with the interrupted run's own options; drop {flags}"
+        raise GPTClassifierError(drop)
     saved = read_options(folder := StagedRun(resume_dir).checkpoint_dir)
     written = {f.name for f in fields(FinetuneOptions)} - {*RESUME_MAY_CHANGE, "resume"}
     if missing := sorted(written - set(saved)):
-        raise GPTClassifierError(
-            f"{folder / OPTIONS_FILE} lacks options every run writes ({', '.join(missing)})"
-        )
+        lacks = f"{folder / OPTIONS_FILE} lacks options every run writes ({', '.join(missing)})"
+        raise GPTClassifierError(lacks)
     keep = {name: kwargs[name] for name in RESUME_MAY_CHANGE}
     return FinetuneOptions.from_dict({**saved, **keep, "output_dir": resume_dir, "resume": True})
 
@@ -94,7 +92,6 @@ class EvaluateOptions(
 @command(EvaluateOptions)
 def evaluate(options: EvaluateOptions) -> None:
     """Evaluate a saved run on its splits or on another labelled file."""
-    from ..evaluation import format_report, write_report_json
     from ..inference.predict import evaluate_run
 
     values = asdict(options)
@@ -172,12 +169,8 @@ def experiments(o: ExperimentsOptions) -> None:
     Each row is a full train run in OUTPUT_DIR/row-NN; rows that share a base model and data
     share the frozen-prefix states through the disk cache.
     """
-    import torch
-
-    from .. import __version__
     from ..experiments.grid import BOOK_ROWS, load_grid, parse_rows, run_grid, tfidf_baseline
     from ..experiments.table import summarize, write_outputs
-    from ..precision import describe_cpu
 
     source = click.get_current_context().get_parameter_source
     base, rows = ({"preset": "book"}, BOOK_ROWS) if o.grid == "book" else load_grid(o.grid)
@@ -197,18 +190,16 @@ def experiments(o: ExperimentsOptions) -> None:
             sys.exit(INTERRUPTED_EXIT)
         finished = [outcome.run_dir for outcome in outcomes if not outcome.error]
         if o.baseline == "tfidf" and not finished:
-            raise GPTClassifierError(
-                "--baseline tfidf needs the splits of at least one finished row"
-            )
+            needs = "--baseline tfidf needs the splits of at least one finished row"
+            raise GPTClassifierError(needs)
         if o.baseline == "tfidf":
             outcomes.append(tfidf_baseline(finished[0] / "data", seed=o.seed))
         shown = ", ".join(f"{k}={v}" for k, v in base.items() if v is not None) or "defaults"
         minutes, threads = (time.perf_counter() - started) / 60, torch.get_num_threads()
+        today = time.strftime("%Y-%m-%d")
         header = f"# Experiments: grid {o.grid}\n\nBase options: {shown}. Seeds: {o.seeds} from "
         header += f"{o.seed}. Wall time {minutes:.1f} min on {describe_cpu()}, {threads} threads, "
-        header += (
-            f"torch {torch.__version__}, gpt-classifier {__version__}, {time.strftime('%Y-%m-%d')}."
-        )
+        header += f"torch {torch.__version__}, gpt-classifier {__version__}, {today}."
         with writing(output_dir, "--output-dir"):
             written = write_outputs(summarize(outcomes), output_dir, header)
         click.echo((output_dir / "experiments.md").read_text(encoding="utf-8"), nl=False)

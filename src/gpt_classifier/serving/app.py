@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
+import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from functools import partial
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Annotated, Any
 
 from fastapi import FastAPI, File, Form, Request, UploadFile
@@ -24,26 +24,25 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from swagger_ui_bundle import swagger_ui_path
 
 from .. import __version__
 from ..classifier.pooling import combine_probabilities
-from ..data.batching import TOKENS_PER_PASS
+from ..data.readers import TooManyRows, iter_text_rows, scan_text_file
 from ..errors import GPTClassifierError
 from ..inference.explain import explanation_from_probabilities, text_occlusion_inputs
 from ..inference.predict import TextClassifier
 from ..runs.transaction import MARKER_FILE
 from ..tokenizer import encode
-from . import schemas, server
-from .batching import DEFAULT_BATCH_WAIT_MS, DEFAULT_MAX_QUEUE, Batcher, QueueFull, ShuttingDown
-from .model_thread import ModelThread
-from .uploads import read_upload, too_many_texts
+from . import batching, schemas, server
+from .batching import Batcher, ModelThread, QueueFull, ShuttingDown
 
-DEFAULT_MAX_TEXTS = 256
 INLINE_TOKENIZE_CHARS = 4096  # requests up to this many characters are tokenised on the loop
 DRAIN_TIMEOUT_SECONDS = 60.0
 _RUN_INFO_FIELDS = ("base_model", "init", "pooling", "padding", "max_length", "pad_length")
 PAGE_DIR = Path(__file__).with_name("page")
 ASSETS_URL = "/docs/assets"
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._ -]{0,99}")  # an upload's own name
 # Never framed, never sniffed; the page runs only its own files (no inline script or style, no
 # eval), so an injected <script> in a text shown could not run.
 FRAME_HEADERS = {"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff"}
@@ -51,6 +50,9 @@ PAGE_HEADERS = FRAME_HEADERS | {
     "Content-Security-Policy": "default-src 'self'; object-src 'none'; base-uri 'none'; "
     "form-action 'self'; frame-ancestors 'none'"
 }
+_APP_INFO = {"title": "gpt-classifier", "version": __version__, "docs_url": None, "redoc_url": None}
+_APP_INFO["description"] = "GPT-2 fine-tuned as a text classifier. Concurrent requests are batched "
+_APP_INFO["description"] += "together; every error is a JSON object with a one-line `detail`."
 _REFUSALS = {GPTClassifierError: 422, QueueFull: 429, ShuttingDown: 503}
 _FORMATS = "csv, tsv, jsonl, parquet, lines or sms."
 _TOO_LONG = 'a text longer than the model reads with "truncate": false'
@@ -93,11 +95,11 @@ def check_limits(*, max_texts: int, max_queue: int) -> None:
 def create_app(
     classifier: TextClassifier,
     *,
-    max_texts: int = DEFAULT_MAX_TEXTS,
+    max_texts: int = 256,
     batch_size: int = 64,
-    max_batch_tokens: int = TOKENS_PER_PASS,
-    batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
-    max_queue: int = DEFAULT_MAX_QUEUE,
+    max_batch_tokens: int = batching.TOKENS_PER_PASS,
+    batch_wait_ms: float = batching.DEFAULT_BATCH_WAIT_MS,
+    max_queue: int = batching.DEFAULT_MAX_QUEUE,
     max_request_bytes: int = server.DEFAULT_MAX_REQUEST_BYTES,
     run_dir: str | None = None,
     model_thread: ModelThread | None = None,
@@ -110,75 +112,71 @@ def create_app(
     metrics = server.ServerMetrics(queue_depth=lambda: batcher.depth)
     batcher.on_batch = metrics.observe_batch
 
-    @asynccontextmanager
+    @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         # uvicorn has answered every open request: finish what is queued before exiting
         await run_in_threadpool(batcher.close, DRAIN_TIMEOUT_SECONDS)
 
-    app = FastAPI(
-        title="gpt-classifier",
-        version=__version__,
-        description="GPT-2 fine-tuned as a text classifier. Concurrent requests are batched "
-        "together; every error is a JSON object with a one-line `detail`.",
-        docs_url=None,
-        redoc_url=None,
-        lifespan=lifespan,
-    )
+    app = FastAPI(lifespan=lifespan, **_APP_INFO)
     app.state.batcher, app.state.metrics = batcher, metrics
     app.add_middleware(server.GuardMiddleware, served=app, max_bytes=max_request_bytes)
-    _add_error_handlers(app)
-    info, trainable = classifier.info, (classifier.info.extra or {}).get("trainable")
-    model_info = schemas.InfoOut(
-        run_dir=run_dir,
-        classes=list(classifier.classes),
-        **{key: getattr(info, key) for key in _RUN_INFO_FIELDS},
-        long_text=info.long_text.mode,
-        trainable=trainable if isinstance(trainable, str) else None,
-        **_run_card(run_dir),
-        device=str(classifier.device),
-        precision=classifier.precision,
-        package_version=__version__,
-        **shared,
-        max_texts=max_texts,
-        max_request_bytes=max_request_bytes,
-    )
-    _add_status_routes_and_pages(app, model_info)
+
+    async def refuse(request: Request, exc: Exception) -> JSONResponse:
+        status = next(code for kind, code in _REFUSALS.items() if isinstance(exc, kind))
+        headers = {"Retry-After": str(server.RETRY_AFTER_SECONDS)} if status == 429 else None
+        return JSONResponse({"detail": str(exc)}, status, headers)
+
+    for kind in _REFUSALS:
+        app.add_exception_handler(kind, refuse)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # a 400 is a body FastAPI's parsers gave up on (JSON nested thousands deep): a 422 too
+        if exc.status_code == 400:
+            if request.headers.get("content-type", "").startswith("multipart/"):
+                return JSONResponse({"detail": f"malformed multipart form: {exc.detail}"}, 422)
+            return JSONResponse({"detail": "body is not valid JSON"}, 422)
+        return await http_exception_handler(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"detail": _one_line(exc.errors())})
+
+    limits = {**shared, "max_texts": max_texts, "max_request_bytes": max_request_bytes}
+    _add_status_routes_and_pages(app, schemas.InfoOut(**_run_card(classifier, run_dir), **limits))
     _add_model_routes(app, _Admission(classifier, batcher, metrics, max_texts, max_request_bytes))
     return app
 
 
-def _run_card(run_dir: str | None) -> dict[str, Any]:
-    """The test metrics and save time ``/info`` shows; missing or unknown ones are ``None``."""
-    card: dict[str, Any] = {"test": None, "trained_at": None}
+def _run_card(classifier: TextClassifier, run_dir: str | None) -> dict[str, Any]:
+    """The model and its run as ``/info`` shows them; missing or unknown values are ``None``."""
+    info, trainable = classifier.info, (classifier.info.extra or {}).get("trainable")
+    card: dict[str, Any] = {key: getattr(info, key) for key in _RUN_INFO_FIELDS}
+    card.update(run_dir=run_dir, classes=list(classifier.classes), long_text=info.long_text.mode)
+    card.update(device=str(classifier.device), precision=classifier.precision, test=None)
+    card.update(trainable=trainable if isinstance(trainable, str) else None, trained_at=None)
+    card["package_version"] = __version__
     if run_dir is None:
         return card
     with contextlib.suppress(OSError):  # the marker is a run's last file: when it was saved
         seconds = (Path(run_dir) / MARKER_FILE).stat().st_mtime
         card["trained_at"] = datetime.fromtimestamp(seconds, UTC).isoformat("T", "seconds")
-    try:
+    with contextlib.suppress(OSError, ValueError, AttributeError):
         test = json.loads((Path(run_dir) / "metrics.json").read_text(encoding="utf-8")).get("test")
-    except (OSError, ValueError, AttributeError):
-        test = None
-    if isinstance(test, dict) and _is_number(test.get("accuracy")):
-        macro: Any = test.get("macro_avg")
-        f1 = macro.get("f1") if isinstance(macro, dict) else None
-        examples = test.get("num_examples")
-        card["test"] = schemas.TestMetricsOut(
-            accuracy=float(test["accuracy"]),
-            macro_f1=float(f1) if _is_number(f1) else None,
-            examples=examples if type(examples) is int else None,
-        )
+        if isinstance(test, dict) and (accuracy := _number(test.get("accuracy"))) is not None:
+            examples, macro = test.get("num_examples"), test.get("macro_avg")
+            f1 = _number(macro.get("f1") if isinstance(macro, dict) else None)
+            examples = examples if type(examples) is int else None
+            card["test"] = {"accuracy": accuracy, "macro_f1": f1, "examples": examples}
     return card
 
 
-def _is_number(value: Any) -> bool:
-    return type(value) in (int, float) and value == value  # not bool, not NaN
+def _number(value: Any) -> float | None:
+    return float(value) if type(value) in (int, float) and value == value else None  # not bool, NaN
 
 
 def _add_status_routes_and_pages(app: FastAPI, model_info: schemas.InfoOut) -> None:
-    from swagger_ui_bundle import swagger_ui_path
-
     index = (PAGE_DIR / "index.html").read_text(encoding="utf-8")
     app.mount("/page", StaticFiles(directory=str(PAGE_DIR)), name="page-assets")
     app.mount(ASSETS_URL, StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
@@ -217,31 +215,8 @@ def _add_status_routes_and_pages(app: FastAPI, model_info: schemas.InfoOut) -> N
         return Response(generate_latest(app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-def _add_error_handlers(app: FastAPI) -> None:
-    async def refuse(request: Request, exc: Exception) -> JSONResponse:
-        status = next(code for kind, code in _REFUSALS.items() if isinstance(exc, kind))
-        headers = {"Retry-After": str(server.RETRY_AFTER_SECONDS)} if status == 429 else None
-        return JSONResponse({"detail": str(exc)}, status, headers)
-
-    for kind in _REFUSALS:
-        app.add_exception_handler(kind, refuse)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        # a 400 is a body FastAPI's parsers gave up on (JSON nested thousands deep): a 422 too
-        if exc.status_code == 400:
-            if request.headers.get("content-type", "").startswith("multipart/"):
-                return JSONResponse({"detail": f"malformed multipart form: {exc.detail}"}, 422)
-            return JSONResponse({"detail": "body is not valid JSON"}, 422)
-        return await http_exception_handler(request, exc)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse(status_code=422, content={"detail": _one_line(exc.errors())})
-
-
-def _errors(path: str) -> dict[int | str, dict[str, Any]]:
-    """The refusals every model route shares, and what its 422 means."""
+def _post(app: FastAPI, path: str, summary: str) -> Any:
+    """A model route: the refusals every one shares, and what its 422 means."""
     described = {
         408: "The body did not arrive within 30 s of its headers.",
         413: "The body is over --max-request-bytes.",
@@ -254,7 +229,7 @@ def _errors(path: str) -> dict[int | str, dict[str, Any]]:
     }
     retry = {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}
     errors[429]["headers"] = {"Retry-After": retry}
-    return errors
+    return app.post(path, summary=summary, responses=errors)
 
 
 @dataclass
@@ -293,10 +268,81 @@ class _Admission:
         return {"predictions": predictions, "truncated": truncated, "seconds": seconds}
 
 
+def upload_name(filename: str | None) -> str:
+    """The upload's base name if plain, else ``upload`` plus its suffix (the format)."""
+    base = PurePath((filename or "").replace("\\", "/")).name
+    if _SAFE_NAME.fullmatch(base):
+        return base
+    suffix = PurePath(base).suffix
+    return "upload" + (suffix if re.fullmatch(r"\.[A-Za-z0-9]{1,10}", suffix) else "")
+
+
+def too_many_texts(count: int | str, what: str, max_texts: int) -> GPTClassifierError:
+    return GPTClassifierError(
+        f"{count} texts in {what}; the limit is {max_texts} "
+        "(split it or start the server with a larger --max-texts)"
+    )
+
+
+def read_upload(
+    name: str | None, data: bytes, column: str | None, fmt: str | None, limit: int, max_bytes: int
+) -> tuple[str, list[dict[str, str]], list[str]]:
+    """``(name, rows, texts)`` of an upload read as ``classify --file`` reads it (written in a
+    private folder): at most ``limit`` rows and ``max_bytes`` decoded, before any text is built."""
+    name = upload_name(name)
+    with tempfile.TemporaryDirectory(prefix="gpt-classifier-upload-") as folder:
+        path = Path(folder) / name
+        path.write_bytes(data)
+        try:
+            if data[:4] == b"PAR1":
+                _check_parquet(path, name, limit, max_bytes)
+            plan = scan_text_file(path, fmt or None, column or None, max_rows=limit)
+            rows = list(iter_text_rows(plan))
+        except TooManyRows:
+            raise too_many_texts(f"more than {limit}", name, limit) from None
+        except GPTClassifierError as exc:
+            raise GPTClassifierError(str(exc).replace(str(path), name)) from None
+    return name, [row.fields for row in rows], [row.text for row in rows]
+
+
+def _check_parquet(path: Path, name: str, max_texts: int, max_bytes: int) -> None:
+    """Rows and sizes from the footer, then the columns' decoded size read as dictionaries: a few
+    hundred KB can hold millions of rows, or one text repeated to gigabytes."""
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        footer = pq.read_metadata(path)
+        if footer.num_rows > max_texts:
+            raise too_many_texts(footer.num_rows, name, max_texts)
+        decoded = sum(footer.row_group(i).total_byte_size for i in range(footer.num_row_groups))
+        if decoded <= max_bytes:  # uncompressed within the limit: now the columns decoded
+            table = pq.read_table(path, read_dictionary=footer.schema.to_arrow_schema().names)
+            decoded = 0
+            for chunk in (chunk for column in table.columns for chunk in column.chunks):
+                values = chunk.dictionary if pa.types.is_dictionary(chunk.type) else None
+                if values is not None and values.type in (pa.string(), pa.binary()):
+                    lengths = pc.take(pc.binary_length(values), chunk.indices)
+                    decoded += pc.sum(lengths).as_py() or 0
+                else:
+                    decoded += chunk.nbytes
+    except GPTClassifierError:
+        raise
+    except Exception:  # no pyarrow, or a broken file: the readers say why
+        return
+    if decoded > max_bytes:
+        raise GPTClassifierError(
+            f"{name} decodes to {decoded} bytes, over the {max_bytes} of --max-request-bytes "
+            "that an upload is held to whatever its encoding (start the server with a larger "
+            "--max-request-bytes)"
+        )
+
+
 def _add_model_routes(app: FastAPI, admission: _Admission) -> None:
     max_texts, max_queue = admission.max_texts, admission.batcher.max_queue
 
-    @app.post("/classify", summary="Classify texts", responses=_errors("/classify"))
+    @_post(app, "/classify", "Classify texts")
     async def classify(request: schemas.ClassifyRequest) -> schemas.ClassifyResponse:
         started = time.perf_counter()
         if len(request.texts) > max_texts:
@@ -304,11 +350,7 @@ def _add_model_routes(app: FastAPI, admission: _Admission) -> None:
         answer = await admission.classify(request.texts, request.truncate, started)
         return schemas.ClassifyResponse(**answer)
 
-    @app.post(
-        "/classify/file",
-        summary="Classify every row of an uploaded file",
-        responses=_errors("/classify/file"),
-    )
+    @_post(app, "/classify/file", "Classify every row of an uploaded file")
     async def classify_file(
         file: Annotated[UploadFile, File(description="The file of texts.")],
         text_column: Annotated[str | None, Form(description="Column holding the text.")] = None,
@@ -319,17 +361,13 @@ def _add_model_routes(app: FastAPI, admission: _Admission) -> None:
         read exactly as `gpt-classifier classify --file` reads it (format from the file name's
         suffix unless `format` says)."""
         started = time.perf_counter()
-        data = await file.read()
-        read = partial(read_upload, max_texts=max_texts, max_bytes=admission.max_request_bytes)
-        name, rows, texts = await run_in_threadpool(read, file.filename, data, text_column, format)
+        limits = (max_texts, admission.max_request_bytes)
+        upload = (file.filename, await file.read(), text_column, format, *limits)
+        name, rows, texts = await run_in_threadpool(read_upload, *upload)
         answer = await admission.classify(texts, truncate, started)
         return schemas.FileClassifyResponse(**answer, filename=name, texts=texts, rows=rows)
 
-    @app.post(
-        "/explain",
-        summary="Why this label: each token's push towards the predicted class",
-        responses=_errors("/explain"),
-    )
+    @_post(app, "/explain", "Why this label: each token's push towards the predicted class")
     async def explain(request: schemas.ExplainRequest) -> schemas.ExplainResponse:
         """Occlusion: the text is also run with each token deleted in turn (in the same batches as
         other requests); a token's score is the log-odds of the predicted class lost without it.
@@ -343,13 +381,11 @@ def _add_model_routes(app: FastAPI, admission: _Admission) -> None:
         inputs = text_occlusion_inputs(classifier, ids)
         if len(inputs) > max_queue:
             raise GPTClassifierError(
-                f"the text has {len(ids)} tokens: explaining it takes {len(inputs)} "
-                f"inputs and the queue holds {max_queue} (start the server with a larger "
-                "--max-queue)"
+                f"the text has {len(ids)} tokens: explaining it takes {len(inputs)} inputs and the "
+                f"queue holds {max_queue} (start the server with a larger --max-queue)"
             )
         admission.batcher.reserve(len(inputs))
         probabilities = await admission.run(inputs, truncated)
         result = explanation_from_probabilities(classifier, ids, probabilities, truncated > 0)
-        return schemas.ExplainResponse(
-            **asdict(result), seconds=round(time.perf_counter() - started, 4)
-        )
+        seconds = round(time.perf_counter() - started, 4)
+        return schemas.ExplainResponse(**asdict(result), seconds=seconds)

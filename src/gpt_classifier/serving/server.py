@@ -25,7 +25,7 @@ try:  # the protocol uvicorn's http="auto" picks: its C parser when installed
 except ImportError:
     from uvicorn.protocols.http.h11_impl import H11Protocol as _Protocol  # type: ignore[assignment]
 
-from .batching import Batcher, BatchStats, QueueFull
+from .batching import BatchStats, QueueFull
 
 GRACEFUL_SHUTDOWN_SECONDS = 30
 HEADER_TIMEOUT_SECONDS = 10.0
@@ -85,17 +85,14 @@ def run(app: FastAPI, sock: socket.socket) -> bool:
     return server.started
 
 
-def too_large(limit: int) -> str:
-    return f"request body over {limit} bytes (start the server with a larger --max-request-bytes)"
-
-
 class GuardMiddleware:
     """Counts and times every answer by endpoint and status; refuses 429, 413, 408 at the door."""
 
     def __init__(self, app: ASGIApp, served: FastAPI, max_bytes: int) -> None:
-        self.app, self.max_bytes, self.routes = app, max_bytes, served.routes
-        self.batcher: Batcher = served.state.batcher
-        self.metrics: ServerMetrics = served.state.metrics
+        self.app, self.max_bytes = app, max_bytes
+        self.routes, self.state = served.routes, served.state  # the batcher, the metrics
+        self.too_large = f"request body over {max_bytes} bytes (start the server with a larger "
+        self.too_large += "--max-request-bytes)"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -103,35 +100,23 @@ class GuardMiddleware:
         matched = (route for route in self.routes if route.matches(scope)[0] is not Match.NONE)
         endpoint = getattr(next(matched, None), "path", UNMATCHED) or UNMATCHED  # a template
         started = time.perf_counter()
-        status = 500  # what the client gets if the app raises before answering
+        depth, limit = self.state.batcher.depth, self.state.batcher.max_queue
+        path = scope["path"].removeprefix(scope.get("root_path", ""))  # less a proxy's prefix
+        declared = dict(scope["headers"]).get(b"content-length", b"")  # uvicorn checked its form
+        app, close = self.app, {"Connection": "close"}
+        if scope["method"] == "POST" and depth >= limit and path in MODEL_PATHS:
+            retry = {"Retry-After": str(RETRY_AFTER_SECONDS), **close}
+            app = JSONResponse({"detail": str(QueueFull(depth, limit))}, 429, retry)
+        elif declared.isdigit() and int(declared) > self.max_bytes:
+            app = JSONResponse({"detail": self.too_large}, 413, close)
+        status, received, complete = 500, 0, False  # 500: if the app raises before answering
+        deadline = asyncio.get_running_loop().time() + BODY_TIMEOUT_SECONDS
 
         async def send_and_record(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
             await send(message)
-
-        try:
-            await self._guarded(scope, receive, send_and_record)
-        finally:
-            self.metrics.requests.labels(endpoint, scope["method"], str(status)).inc()
-            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
-
-    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
-        depth, limit = self.batcher.depth, self.batcher.max_queue
-        path = scope["path"].removeprefix(scope.get("root_path", ""))  # less a proxy's prefix
-        declared = dict(scope["headers"]).get(b"content-length", b"")  # uvicorn checked its form
-        refusal = None
-        if scope["method"] == "POST" and depth >= limit and path in MODEL_PATHS:
-            retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
-            refusal = JSONResponse({"detail": str(QueueFull(depth, limit))}, 429, retry)
-        elif declared.isdigit() and int(declared) > self.max_bytes:
-            refusal = JSONResponse({"detail": too_large(self.max_bytes)}, 413)
-        if refusal is not None:
-            refusal.headers["Connection"] = "close"
-            return await refusal(scope, receive, send)
-        received, complete = 0, False
-        deadline = asyncio.get_running_loop().time() + BODY_TIMEOUT_SECONDS
 
         async def counting_receive() -> Message:
             nonlocal received, complete
@@ -142,15 +127,19 @@ class GuardMiddleware:
                 message = await asyncio.wait_for(receive(), left)
             except TimeoutError:  # FastAPI passes these on as the JSON answer
                 late = f"the request body did not arrive within {BODY_TIMEOUT_SECONDS:g} s"
-                raise HTTPException(408, late, {"Connection": "close"}) from None
+                raise HTTPException(408, late, close) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 complete = not message.get("more_body", False)
                 if received > self.max_bytes:
-                    raise HTTPException(413, too_large(self.max_bytes))
+                    raise HTTPException(413, self.too_large)
             return message
 
-        await self.app(scope, counting_receive, send)
+        try:
+            await app(scope, counting_receive, send_and_record)
+        finally:
+            self.state.metrics.requests.labels(endpoint, scope["method"], str(status)).inc()
+            self.state.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
 
 
 class ServerMetrics:
