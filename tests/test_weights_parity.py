@@ -161,13 +161,14 @@ def test_generate_command_defaults_to_greedy_fp32_as_transformers(
     from click.testing import CliRunner
 
     from gpt_classifier import precision
+    from gpt_classifier.cli import model_commands
     from gpt_classifier.cli.main import cli
     from gpt_classifier.generation import token_ids_to_text
     from gpt_classifier.tokenizer import encode, get_tokenizer
 
     monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: True)
     used, autocast = [], precision.autocast
-    monkeypatch.setattr(precision, "autocast", lambda d, p: used.append(p) or autocast(d, p))
+    monkeypatch.setattr(model_commands, "autocast", lambda d, p: used.append(p) or autocast(d, p))
 
     hf, model_dir, _ = small
     tokenizer = get_tokenizer(tokenizer_dir)
