@@ -60,9 +60,25 @@ def train_classifier(
     return _Loop(**locals()).fit()
 
 
-class _Loop:
-    def __init__(self, **parameters: Any) -> None:
-        vars(self).update(parameters)  # train_classifier's, typed there
+@dataclass
+class _Loop:  # train_classifier's parameters, by name
+    model: nn.Module
+    train_loader: Iterable
+    val_loader: Iterable
+    optimizer: torch.optim.Optimizer
+    device: torch.device | str
+    settings: TrainSettings
+    autocast: Callable[[], object] | None
+    progress: bool
+    log: Callable[[str], None] | None
+    state: LoopState | None
+    on_checkpoint: Callable[[LoopState], None] | None
+    checkpoint_every: int | None
+    dist: DistContext | None
+    train_eval_loader: Iterable | None
+    class_weights: torch.Tensor | None
+
+    def __post_init__(self) -> None:
         self.train, self.val = self.train_loader, self.val_loader
         self.train_eval = self.train if self.train_eval_loader is None else self.train_eval_loader
         self.amp = self.autocast or contextlib.nullcontext
