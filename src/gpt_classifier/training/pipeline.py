@@ -157,7 +157,8 @@ def _run_finetune(run: Run) -> FinetuneResult:
     run.started = time.perf_counter()  # the run's clock starts once its folder is set up
     try:
         stages = {"data": prepare_data, "model": build_classifier, "tokenize": encode}
-        for name, stage in {**stages, "prefix_cache": make_loaders}.items():
+        stages["prefix_cache"] = make_loaders
+        for name, stage in stages.items():
             with run.stage(name):
                 stage(run)
         with run.stage("train"), _saving(staged, options.output_path):
